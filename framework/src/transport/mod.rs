@@ -1,0 +1,1 @@
+//! QUIC transport: endpoint, TLS with pinned certificates, authenticated join, lanes.
