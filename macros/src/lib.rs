@@ -1,1 +1,101 @@
-//! macros
+//! Derive and attribute macros of para||el.
+//!
+//! Users reach these through the `parallel` crate: `#[derive(parallel::Actor)]`,
+//! `#[derive(parallel::Message)]`, `#[parallel::main]` and
+//! `#[parallel::remote]`. Each macro lives in its own module, split into
+//! `parse` (tokens → a small description, every error spanned on the offending
+//! token) and `expand` (description → tokens). Generated code names only
+//! absolute `::parallel::…` paths, so it works whatever the user imported.
+
+use proc_macro::TokenStream;
+
+mod actor;
+mod entry;
+mod message;
+mod remote;
+mod util;
+
+/// Makes a type an actor that local and remote peers can send messages to.
+///
+/// Options go in `#[actor(..)]`, all optional:
+///
+/// * `messages(A, B, ..)`: message types the actor handles (it must
+///   `impl actix::Handler<A>` for each); remote deliveries of them are decoded
+///   into owned values.
+/// * `view(C, ..)`: message types whose remote deliveries stay in the received
+///   buffer and arrive as `parallel::Received<C>` (zero-copy); the actor
+///   implements `Handler<C>` for local sends and `Handler<Received<C>>` for
+///   remote ones.
+/// * `spawn`: registers the actor so other nodes can spawn it by name; the
+///   type itself is the init value sent with the spawn request.
+/// * `name = "stable.name"`: the name used on the wire (default: the module
+///   path and type name).
+/// * `lifecycle`: you write `impl actix::Actor` yourself (for `started`,
+///   `stopping`, ..); its `Context` must be `actix::Context<Self>`.
+///
+/// ```ignore
+/// #[derive(parallel::Actor, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// #[actor(messages(Add), spawn)]
+/// struct Counter { total: u64 }
+/// ```
+#[proc_macro_derive(Actor, attributes(actor))]
+pub fn derive_actor(input: TokenStream) -> TokenStream {
+    actor::derive(input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Makes a type a message that can cross process and machine boundaries.
+///
+/// `#[message(result = Reply)]` names the reply type (default `()`); a string
+/// such as `result = "Vec<u8>"` is accepted too. `name = "stable.name"` fixes
+/// the name used on the wire (default: the module path and type name).
+///
+/// ```ignore
+/// #[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// #[message(result = u64)]
+/// struct Add(u64);
+/// ```
+#[proc_macro_derive(Message, attributes(message))]
+pub fn derive_message(input: TokenStream) -> TokenStream {
+    message::derive(input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Runs `async fn main()` on the para||el runtime.
+///
+/// The function keeps its attributes, visibility and return type; its body
+/// runs to completion inside the actor system before `main` returns.
+///
+/// ```ignore
+/// #[parallel::main]
+/// async fn main() -> std::io::Result<()> {
+///     Ok(())
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    entry::main(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Registers a plain function so other nodes can call it by name.
+///
+/// The function stays as written. Its arguments are decoded from the caller's
+/// bytes (so their types must be owned wire types) and it runs on a worker
+/// thread, so it must be a synchronous `fn` without generics or `self`.
+///
+/// ```ignore
+/// #[parallel::remote]
+/// fn add(a: u64, b: u64) -> u64 {
+///     a + b
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
+    remote::remote(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

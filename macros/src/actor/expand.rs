@@ -1,0 +1,153 @@
+//! Writes the impls for one [`ActorDef`].
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Generics, Type, parse_quote};
+
+use super::ActorDef;
+use crate::util;
+
+pub(super) fn expand(def: &ActorDef) -> TokenStream {
+    let actor_impl = (!def.lifecycle).then(|| actor_impl(def));
+    let deliveries = def
+        .messages
+        .iter()
+        .chain(&def.views)
+        .map(|m| deliver_impl(def, m, quote!(#m)));
+    let view_deliveries = def
+        .views
+        .iter()
+        .map(|c| deliver_impl(def, c, quote!(::parallel::Received<#c>)));
+    let remote = remote_impl(def);
+    let spawn = def.spawn.map(|span| {
+        let ident = &def.ident;
+        quote_spanned! {span=>
+            ::parallel::__private::inventory::submit! {
+                ::parallel::__private::ActorFactory::new::<#ident>()
+            }
+        }
+    });
+    quote! {
+        #actor_impl
+        #(#deliveries)*
+        #(#view_deliveries)*
+        #remote
+        #spawn
+    }
+}
+
+fn actor_impl(def: &ActorDef) -> TokenStream {
+    let ident = &def.ident;
+    let (impl_g, ty_g, where_c) = def.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #impl_g ::parallel::__private::actix::Actor for #ident #ty_g #where_c {
+            type Context = ::parallel::__private::actix::Context<Self>;
+        }
+    }
+}
+
+/// `Handler<Deliver<M>>`, forwarding to the user's `Handler<M>`. `msg_ty` is
+/// the message as handled (`M` or `Received<M>`); `span_ty` is the type as
+/// written in `#[actor(..)]`, so a missing handler is reported there.
+fn deliver_impl(def: &ActorDef, span_ty: &Type, msg_ty: TokenStream) -> TokenStream {
+    let ident = &def.ident;
+    let generics = with_bounds(
+        def,
+        [quote!(Self: ::parallel::__private::actix::Handler<#msg_ty>)],
+    );
+    let (impl_g, ty_g, where_c) = generics.split_for_impl();
+    let call = quote_spanned! {span_ty.span()=>
+        ::parallel::__private::deliver::<Self, #msg_ty>(self, msg, ctx)
+    };
+    quote! {
+        #[automatically_derived]
+        impl #impl_g ::parallel::__private::actix::Handler<::parallel::__private::Deliver<#msg_ty>>
+            for #ident #ty_g #where_c
+        {
+            type Result = ();
+            fn handle(
+                &mut self,
+                msg: ::parallel::__private::Deliver<#msg_ty>,
+                ctx: &mut Self::Context,
+            ) {
+                #call
+            }
+        }
+    }
+}
+
+fn remote_impl(def: &ActorDef) -> TokenStream {
+    let ident = &def.ident;
+    let name = match &def.name {
+        Some(lit) => quote!(#lit),
+        None => util::default_name(ident),
+    };
+    let all = def.messages.iter().chain(&def.views).collect::<Vec<_>>();
+    let handler = |m: TokenStream| quote!(Self: ::parallel::__private::actix::Handler<#m>);
+    let bounds = all
+        .iter()
+        .flat_map(|m| [quote!(#m: ::parallel::Message), handler(quote!(#m))])
+        .chain(
+            def.views
+                .iter()
+                .map(|c| handler(quote!(::parallel::Received<#c>))),
+        );
+    let generics = with_bounds(def, bounds);
+    let (impl_g, ty_g, where_c) = generics.split_for_impl();
+    let arms = def
+        .messages
+        .iter()
+        .map(|m| (m, quote!(dispatch_plain)))
+        .chain(def.views.iter().map(|c| (c, quote!(dispatch_view))))
+        .map(|(m, dispatch)| {
+            quote! {
+                if tag == <#m as ::parallel::Message>::TAG {
+                    return ::parallel::__private::#dispatch::<Self, #m>(addr, inbound);
+                }
+            }
+        });
+    let body = if all.is_empty() {
+        quote! {
+            let _ = addr;
+            ::core::result::Result::Err(inbound)
+        }
+    } else {
+        quote! {
+            let tag = inbound.type_tag();
+            #(#arms)*
+            ::core::result::Result::Err(inbound)
+        }
+    };
+    quote! {
+        #[automatically_derived]
+        impl #impl_g ::parallel::RemoteActor for #ident #ty_g #where_c {
+            const NAME: &'static str = #name;
+            const ACCEPTS: &'static [&'static str] = &[
+                #(<#all as ::parallel::Message>::NAME),*
+            ];
+            fn dispatch(
+                addr: &::parallel::__private::actix::Addr<Self>,
+                inbound: ::parallel::__private::Inbound,
+            ) -> ::core::result::Result<(), ::parallel::__private::Inbound> {
+                #body
+            }
+        }
+    }
+}
+
+/// The actor's generics; for a generic actor, plus the given where-clause
+/// predicates, so the impls apply exactly where the user's handlers do. A concrete
+/// actor gets no extra bounds: a missing handler is then reported at the
+/// message type in `#[actor(..)]`.
+fn with_bounds(def: &ActorDef, bounds: impl IntoIterator<Item = TokenStream>) -> Generics {
+    let mut generics = def.generics.clone();
+    if !generics.params.is_empty() {
+        let clause = generics.make_where_clause();
+        for bound in bounds {
+            clause.predicates.push(parse_quote!(#bound));
+        }
+    }
+    generics
+}

@@ -1,0 +1,136 @@
+//! Reads `#[actor(messages(..), view(..), spawn, name = "..", lifecycle)]`.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Error, LitStr, Token, Type};
+
+use super::ActorDef;
+use crate::util;
+
+const KEYS: &[&str] = &[
+    "messages(..)",
+    "view(..)",
+    "spawn",
+    "name = \"..\"",
+    "lifecycle",
+];
+
+/// Options collected from every `#[actor(..)]` attribute on the type.
+#[derive(Default)]
+struct Options {
+    messages: Vec<Type>,
+    views: Vec<Type>,
+    spawn: Option<Span>,
+    name: Option<LitStr>,
+    lifecycle: Option<Span>,
+}
+
+pub(super) fn parse(input: DeriveInput) -> syn::Result<ActorDef> {
+    if let Data::Union(u) = &input.data {
+        return Err(Error::new(
+            u.union_token.span,
+            "`#[derive(Actor)]` works on structs and enums, not unions: wrap the union in a struct",
+        ));
+    }
+    let mut opts = Options::default();
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("actor")) {
+        attr.parse_nested_meta(|meta| opts.apply(meta))?;
+    }
+    check_duplicates(&opts.messages, &opts.views)?;
+    if let Some(spawn) = opts.spawn {
+        if !input.generics.params.is_empty() {
+            return Err(Error::new(
+                spawn,
+                format!(
+                    "`spawn` needs a concrete type: `{}` has generic parameters, so other nodes \
+                     could not tell which version to create; remove the type parameters or \
+                     register a concrete alias",
+                    input.ident
+                ),
+            ));
+        }
+    }
+    Ok(ActorDef {
+        ident: input.ident,
+        generics: input.generics,
+        messages: opts.messages,
+        views: opts.views,
+        spawn: opts.spawn,
+        name: opts.name,
+        lifecycle: opts.lifecycle.is_some(),
+    })
+}
+
+impl Options {
+    fn apply(&mut self, meta: ParseNestedMeta) -> syn::Result<()> {
+        let path = &meta.path;
+        if path.is_ident("messages") {
+            self.messages.extend(type_list(&meta, "messages")?);
+        } else if path.is_ident("view") {
+            self.views.extend(type_list(&meta, "view")?);
+        } else if path.is_ident("spawn") {
+            util::flag(&meta, "spawn")?;
+            once(&meta, self.spawn.is_some())?;
+            self.spawn = Some(path.span());
+        } else if path.is_ident("lifecycle") {
+            util::flag(&meta, "lifecycle")?;
+            once(&meta, self.lifecycle.is_some())?;
+            self.lifecycle = Some(path.span());
+        } else if path.is_ident("name") {
+            once(&meta, self.name.is_some())?;
+            self.name = Some(util::string_value(&meta, "name")?);
+        } else {
+            return Err(util::unknown_key(&meta, "actor", KEYS));
+        }
+        Ok(())
+    }
+}
+
+/// Rejects a key given twice (`spawn, spawn` or two `name`s).
+fn once(meta: &ParseNestedMeta, seen: bool) -> syn::Result<()> {
+    if seen {
+        let key = meta.path.to_token_stream();
+        return Err(Error::new_spanned(
+            &meta.path,
+            format!("`{key}` is given twice: keep one"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `key(TypeA, TypeB, ..)`.
+fn type_list(meta: &ParseNestedMeta, key: &str) -> syn::Result<Vec<Type>> {
+    let form = format!("write `{key}(Ping, Pong)` with the message types");
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!("`{key}` takes a list of types: {form}")));
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let list = Punctuated::<Type, Token![,]>::parse_terminated(&content)?;
+    if list.is_empty() {
+        return Err(meta.error(format!("`{key}()` is empty: {form}, or remove it")));
+    }
+    Ok(list.into_iter().collect())
+}
+
+/// Each message type may appear once, in `messages(..)` or in `view(..)`.
+fn check_duplicates(messages: &[Type], views: &[Type]) -> syn::Result<()> {
+    let mut seen: Vec<String> = Vec::new();
+    for ty in messages.iter().chain(views) {
+        let key = ty.to_token_stream().to_string();
+        if seen.contains(&key) {
+            return Err(Error::new(
+                ty.span(),
+                format!(
+                    "`{key}` is listed twice: list each message once, in `view(..)` if its remote \
+                     deliveries should be zero-copy views, otherwise in `messages(..)`"
+                ),
+            ));
+        }
+        seen.push(key);
+    }
+    Ok(())
+}

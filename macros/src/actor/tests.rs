@@ -1,0 +1,206 @@
+//! Unit tests of `#[derive(Actor)]`: parse errors and the shape of the output.
+
+use quote::quote;
+
+use super::derive;
+
+fn expand(input: proc_macro2::TokenStream) -> String {
+    derive(input).expect("derive succeeds").to_string()
+}
+
+fn error(input: proc_macro2::TokenStream) -> String {
+    match derive(input) {
+        Ok(out) => panic!("expected an error, got {out}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Token strings with all whitespace removed, for `contains` checks.
+fn squash(s: &str) -> String {
+    s.split_whitespace().collect()
+}
+
+#[test]
+fn plain_actor_gets_actor_and_remote_impls() {
+    let out = squash(&expand(quote! {
+        struct Counter { total: u64 }
+    }));
+    assert!(out.contains(&squash(
+        "impl ::parallel::__private::actix::Actor for Counter { \
+         type Context = ::parallel::__private::actix::Context<Self>; }"
+    )));
+    assert!(out.contains(&squash("impl ::parallel::RemoteActor for Counter")));
+    assert!(out.contains(&squash(
+        r#"::core::concat!(::core::module_path!(), "::", "Counter")"#
+    )));
+    assert!(out.contains(&squash("const ACCEPTS: &'static [&'static str] = &[];")));
+    assert!(out.contains("#[automatically_derived]"));
+    assert!(!out.contains("Deliver"));
+    assert!(!out.contains("inventory"));
+}
+
+#[test]
+fn messages_views_spawn_and_name() {
+    let out = squash(&expand(quote! {
+        #[actor(messages(Add, crate::Reset), view(Frame), spawn, name = "demo.counter")]
+        struct Counter;
+    }));
+    for m in [
+        "Add",
+        "crate::Reset",
+        "Frame",
+        "::parallel::Received<Frame>",
+    ] {
+        assert!(
+            out.contains(&squash(&format!(
+                "impl ::parallel::__private::actix::Handler<::parallel::__private::Deliver<{m}>> for Counter"
+            ))),
+            "no delivery impl for {m}: {out}"
+        );
+        assert!(out.contains(&squash(&format!(
+            "::parallel::__private::deliver::<Self, {m}>(self, msg, ctx)"
+        ))));
+    }
+    assert!(out.contains(&squash(
+        "if tag == <Add as ::parallel::Message>::TAG { \
+         return ::parallel::__private::dispatch_plain::<Self, Add>(addr, inbound); }"
+    )));
+    assert!(out.contains(&squash(
+        "return ::parallel::__private::dispatch_view::<Self, Frame>(addr, inbound);"
+    )));
+    assert!(out.contains(&squash(
+        "&[<Add as ::parallel::Message>::NAME, <crate::Reset as ::parallel::Message>::NAME, \
+         <Frame as ::parallel::Message>::NAME]"
+    )));
+    assert!(out.contains(&squash(r#"const NAME: &'static str = "demo.counter";"#)));
+    assert!(out.contains(&squash(
+        "::parallel::__private::inventory::submit! { \
+         ::parallel::__private::ActorFactory::new::<Counter>() }"
+    )));
+}
+
+#[test]
+fn lifecycle_skips_actor_impl() {
+    let out = squash(&expand(quote! {
+        #[actor(lifecycle)]
+        #[actor(messages(Add))]
+        enum Worker { Idle }
+    }));
+    assert!(!out.contains("actix::ActorforWorker"));
+    assert!(out.contains("Deliver<Add>>forWorker"));
+}
+
+#[test]
+fn generics_are_propagated_with_handler_bounds() {
+    let out = squash(&expand(quote! {
+        #[actor(messages(Job<T>))]
+        struct Pool<T: Send> where T: 'static { jobs: Vec<T> }
+    }));
+    assert!(out.contains(&squash(
+        "impl<T: Send> ::parallel::__private::actix::Actor for Pool<T> where T: 'static"
+    )));
+    assert!(out.contains(&squash(
+        "for Pool<T> where T: 'static, Self: ::parallel::__private::actix::Handler<Job<T>>"
+    )));
+    assert!(out.contains(&squash("Job<T>: ::parallel::Message")));
+}
+
+#[test]
+fn spawn_on_generic_type_is_rejected() {
+    let e = error(quote! {
+        #[actor(spawn)]
+        struct Pool<T> { jobs: Vec<T> }
+    });
+    assert!(e.contains("`spawn` needs a concrete type"), "{e}");
+    assert!(e.contains("register a concrete alias"), "{e}");
+}
+
+#[test]
+fn unknown_key_lists_valid_keys_and_suggests() {
+    let e = error(quote! {
+        #[actor(message(Add))]
+        struct Counter;
+    });
+    assert!(e.contains("unknown key `message`"), "{e}");
+    assert!(e.contains("`messages(..)`, `view(..)`, `spawn`"), "{e}");
+    assert!(e.contains("did you mean `messages(..)`?"), "{e}");
+    let e = error(quote! {
+        #[actor(supervise)]
+        struct Counter;
+    });
+    assert!(!e.contains("did you mean"), "{e}");
+}
+
+#[test]
+fn malformed_options_say_what_to_write() {
+    let cases = [
+        (
+            quote!(
+                #[actor(spawn = true)]
+                struct A;
+            ),
+            "`spawn` is a flag",
+        ),
+        (
+            quote!(
+                #[actor(lifecycle(x))]
+                struct A;
+            ),
+            "`lifecycle` is a flag",
+        ),
+        (
+            quote!(
+                #[actor(messages = Add)]
+                struct A;
+            ),
+            "write `messages(Ping, Pong)`",
+        ),
+        (
+            quote!(
+                #[actor(view())]
+                struct A;
+            ),
+            "`view()` is empty",
+        ),
+        (
+            quote!(
+                #[actor(name)]
+                struct A;
+            ),
+            "`name` needs a value",
+        ),
+        (
+            quote!(
+                #[actor(name = counter)]
+                struct A;
+            ),
+            "expected a string",
+        ),
+        (
+            quote!(
+                #[actor(name = "")]
+                struct A;
+            ),
+            "must not be empty",
+        ),
+        (
+            quote!(
+                #[actor(spawn, spawn)]
+                struct A;
+            ),
+            "`spawn` is given twice",
+        ),
+        (
+            quote!(
+                #[actor(messages(A), view(A))]
+                struct A;
+            ),
+            "`A` is listed twice",
+        ),
+        (quote!(union U { a: u8 }), "not unions"),
+    ];
+    for (input, want) in cases {
+        let e = error(input);
+        assert!(e.contains(want), "wanted {want:?}, got {e:?}");
+    }
+}
