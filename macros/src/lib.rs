@@ -95,7 +95,13 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
-    remote::remote(attr.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
+    let item = proc_macro2::TokenStream::from(item);
+    // On error the function is kept too, so its callers do not add errors.
+    remote::remote(attr.into(), item.clone())
+        .unwrap_or_else(|e| {
+            let mut out = e.into_compile_error();
+            out.extend(item);
+            out
+        })
         .into()
 }

@@ -55,7 +55,10 @@ fn deliver_impl(def: &ActorDef, span_ty: &Type, msg_ty: TokenStream) -> TokenStr
     let ident = &def.ident;
     let generics = with_bounds(
         def,
-        [quote!(Self: ::parallel::__private::actix::Handler<#msg_ty>)],
+        [
+            quote!(#span_ty: ::parallel::Message),
+            quote!(Self: ::parallel::__private::actix::Handler<#msg_ty>),
+        ],
     );
     let (impl_g, ty_g, where_c) = generics.split_for_impl();
     let call = quote_spanned! {span_ty.span()=>
