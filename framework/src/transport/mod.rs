@@ -1,1 +1,51 @@
-//! QUIC transport: endpoint, TLS with pinned certificates, authenticated join, lanes.
+//! QUIC transport: endpoint, TLS with pinned certificates, authenticated
+//! join, lanes.
+//!
+//! One QUIC connection links each pair of nodes, always over TLS 1.3. The
+//! listener shows a fresh self-signed certificate whose SHA-256 is part of
+//! its [`JoinLine`]; the connecting node accepts exactly that certificate.
+//!
+//! # Handshake
+//!
+//! The connector opens the **control lane**, a bidirectional stream with the
+//! highest priority, and the two nodes run a challenge/response over wire
+//! frames (`Hello`, `Challenge`, `Proof`, `Welcome` or `Refuse`). Each side
+//! proves it knows the cluster [`Password`] with an HMAC over both nonces,
+//! both node ids and secret material exported from this TLS session; the
+//! password itself never travels. Wrong passwords are refused after a delay.
+//!
+//! # Lanes
+//!
+//! - **control**: the handshake, then heartbeats both ways and `Goodbye`.
+//!   Silence for `heartbeat_timeout` takes the peer down.
+//! - **small**: one long-lived unidirectional stream per direction; the
+//!   writer gathers queued frames into large writes.
+//! - **bulk**: one unidirectional stream per payload of at least
+//!   `bulk_threshold` bytes, so a large tensor never holds up a small message.
+//!
+//! The writer numbers every data frame; the receiver hands frames to
+//! [`Inbound`] in that order. Every queue is bounded, so a slow consumer
+//! pushes back through QUIC flow control to the sender's [`Peer::send`].
+
+mod auth;
+mod config;
+mod control;
+mod endpoint;
+mod error;
+mod framing;
+mod handshake;
+mod join_line;
+mod lanes;
+mod password;
+mod peer;
+mod tls;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::TransportConfig;
+pub use endpoint::Transport;
+pub use error::{BindError, ConnectError, DownReason, PeerGone, TryReserveError};
+pub use join_line::{JoinLine, JoinLineError};
+pub use password::{PASSWORD_ENV, PASSWORD_FILE_ENV, Password, PasswordError};
+pub use peer::{Inbound, Peer, PeerEvent, SendPermit};

@@ -1,0 +1,56 @@
+//! Transport settings, with defaults that suit a cluster on one network.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// Settings of one node's transport. Every bound here is what keeps memory
+/// finite under a flood; [`Default`] gives values that suit a local cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// Address the node listens on; port 0 picks a free port (default
+    /// `127.0.0.1:0`: loopback only).
+    pub listen: SocketAddr,
+    /// Hard limit on one frame's payload, checked before anything is
+    /// allocated for it (default [`crate::wire::DEFAULT_MAX_FRAME`], 1 GiB).
+    pub max_frame: u64,
+    /// How often each side sends a heartbeat on the control lane (default 250 ms).
+    pub heartbeat_interval: Duration,
+    /// A peer is declared dead if nothing is heard on its control lane for
+    /// this long (default 1500 ms).
+    pub heartbeat_timeout: Duration,
+    /// Connections that have not completed the join handshake within this
+    /// time are dropped (default 5 s).
+    pub handshake_timeout: Duration,
+    /// Most connections accepted at once; more are refused (default 256).
+    pub max_incoming: usize,
+    /// QUIC receive window of a whole connection, in bytes (default 16 MiB).
+    pub connection_window: u64,
+    /// QUIC receive window of one stream, in bytes (default 8 MiB).
+    pub stream_window: u64,
+    /// Most unidirectional streams a peer may have open towards this node at
+    /// once: the small lane plus concurrent bulk payloads (default 64).
+    pub max_uni_streams: u32,
+    /// Payloads of at least this many bytes travel on a stream of their own
+    /// so they never hold up small messages (default 256 KiB).
+    pub bulk_threshold: usize,
+    /// Frames queued per peer before [`super::Peer::send`] waits (default 1024).
+    pub send_queue: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            max_frame: crate::wire::DEFAULT_MAX_FRAME,
+            heartbeat_interval: Duration::from_millis(250),
+            heartbeat_timeout: Duration::from_millis(1500),
+            handshake_timeout: Duration::from_secs(5),
+            max_incoming: 256,
+            connection_window: 16 << 20,
+            stream_window: 8 << 20,
+            max_uni_streams: 64,
+            bulk_threshold: 256 << 10,
+            send_queue: 1024,
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! A connected, authenticated peer: the handle the layer above sends with,
+//! and the stream of frames it receives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::id::NodeId;
+use crate::wire::{Buffer, FrameHeader};
+
+use super::error::{DownReason, PeerGone, TryReserveError};
+use super::framing::close_code;
+use super::join_line::JoinLine;
+
+/// Something the layer above learns about a peer: it came up (once) and went
+/// down (once), for connections this node accepted and ones it made.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A peer joined; its data frames arrive on `inbound`.
+    Up {
+        /// The new peer.
+        peer: Peer,
+        /// Its data frames, in the order it sent them.
+        inbound: Inbound,
+    },
+    /// A peer is down and will send nothing more.
+    Down {
+        /// Which node.
+        node: NodeId,
+        /// Why.
+        reason: DownReason,
+    },
+}
+
+/// One entry of a peer's send queue.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A data frame; the writer sets `seq` and `len`.
+    Frame(FrameHeader, Buffer),
+    /// Raw bytes for the small lane (test hook for malformed input).
+    Raw(Vec<u8>),
+}
+
+/// State shared by a peer's handles and its tasks.
+#[derive(Debug)]
+pub(crate) struct PeerShared {
+    pub node: NodeId,
+    pub join_line: Option<JoinLine>,
+    pub remote_addr: SocketAddr,
+    pub conn: quinn::Connection,
+    /// True when this node opened the connection.
+    pub initiated_by_us: bool,
+    down: watch::Sender<Option<DownReason>>,
+    /// Sending half of the control lane (heartbeats, goodbye).
+    pub control: Mutex<quinn::SendStream>,
+    /// Test hook: heartbeats stop while set.
+    pub heartbeats_paused: AtomicBool,
+}
+
+impl PeerShared {
+    pub fn new(
+        node: NodeId,
+        join_line: Option<JoinLine>,
+        conn: quinn::Connection,
+        initiated_by_us: bool,
+        control: quinn::SendStream,
+    ) -> Self {
+        Self {
+            node,
+            join_line,
+            remote_addr: conn.remote_address(),
+            conn,
+            initiated_by_us,
+            down: watch::Sender::new(None),
+            control: Mutex::new(control),
+            heartbeats_paused: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the peer down (first reason wins) and closes its connection.
+    /// Returns true if this call took it down.
+    pub fn set_down(&self, reason: DownReason) -> bool {
+        let code = match &reason {
+            DownReason::Goodbye => close_code::GOODBYE,
+            DownReason::HeartbeatTimeout(_) => close_code::HEARTBEAT,
+            DownReason::ProtocolError(_) => close_code::PROTOCOL,
+            DownReason::ConnectionLost(_) | DownReason::Closed(_) => close_code::CLOSED,
+        };
+        let text = reason.to_string();
+        let changed = self.down.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+        if changed {
+            self.conn
+                .close(quinn::VarInt::from_u32(code), text.as_bytes());
+        }
+        changed
+    }
+
+    /// Why the peer is down, if it is.
+    pub fn down_reason(&self) -> Option<DownReason> {
+        self.down.borrow().clone()
+    }
+
+    /// Resolves once the peer is down.
+    pub async fn wait_down(&self) -> DownReason {
+        let mut rx = self.down.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_else(gone_unknown),
+            Err(_) => gone_unknown(),
+        }
+    }
+
+    fn gone(&self) -> DownReason {
+        self.down_reason().unwrap_or_else(gone_unknown)
+    }
+}
+
+fn gone_unknown() -> DownReason {
+    DownReason::ConnectionLost("the peer's sender stopped".to_owned())
+}
+
+/// A handle on one connected peer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub(crate) shared: Arc<PeerShared>,
+    pub(crate) tx: mpsc::Sender<Outgoing>,
+}
+
+impl Peer {
+    /// The peer's node id (proved in the handshake).
+    pub fn node(&self) -> NodeId {
+        self.shared.node
+    }
+
+    /// The peer's own join line, from the handshake; `None` if it sent none.
+    pub fn join_line(&self) -> Option<JoinLine> {
+        self.shared.join_line.clone()
+    }
+
+    /// The address the peer's packets come from.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.shared.remote_addr
+    }
+
+    /// Queues a data frame. Waits while the peer's send queue is full
+    /// (backpressure); `header.len` and `header.seq` are set by the transport.
+    pub async fn send(&self, header: FrameHeader, payload: Buffer) -> Result<(), PeerGone> {
+        self.tx
+            .send(Outgoing::Frame(header, payload))
+            .await
+            .map_err(|_| PeerGone(self.shared.gone()))
+    }
+
+    /// Waits for room in the send queue; the permit then sends without
+    /// waiting or failing, so a caller can serialize only once room exists.
+    /// The permit owns its queue handle: it may outlive this `Peer` handle.
+    pub async fn reserve(&self) -> Result<SendPermit, PeerGone> {
+        let permit = self
+            .tx
+            .clone()
+            .reserve_owned()
+            .await
+            .map_err(|_| PeerGone(self.shared.gone()))?;
+        Ok(SendPermit { permit })
+    }
+
+    /// Takes room in the send queue if there is some right now.
+    pub fn try_reserve(&self) -> Result<SendPermit, TryReserveError> {
+        match self.tx.clone().try_reserve_owned() {
+            Ok(permit) => Ok(SendPermit { permit }),
+            Err(mpsc::error::TrySendError::Full(_)) if self.is_alive() => {
+                Err(TryReserveError::Full)
+            }
+            Err(_) => Err(TryReserveError::Gone(self.shared.gone())),
+        }
+    }
+
+    /// True until the peer goes down.
+    pub fn is_alive(&self) -> bool {
+        self.shared.down_reason().is_none()
+    }
+
+    /// Resolves when the peer is down, for whatever reason; any number of
+    /// tasks may wait on it.
+    pub async fn closed(&self) -> DownReason {
+        self.shared.wait_down().await
+    }
+
+    /// Closes this peer only (for instance after it sent a malformed
+    /// payload), logging why.
+    pub fn close(&self, reason: &str) {
+        tracing::warn!(peer = %self.shared.node, addr = %self.shared.remote_addr, "closing peer: {reason}");
+        self.shared.set_down(DownReason::Closed(reason.to_owned()));
+    }
+
+    /// Test hook for malformed-input tests: writes `bytes` as they are on the
+    /// small lane, bypassing framing. Never use it for real traffic.
+    #[doc(hidden)]
+    pub async fn send_raw_data(&self, bytes: &[u8]) -> Result<(), PeerGone> {
+        self.tx
+            .send(Outgoing::Raw(bytes.to_vec()))
+            .await
+            .map_err(|_| PeerGone(self.shared.gone()))
+    }
+
+    /// Test hook: stops (or resumes) this node's heartbeats to the peer, so
+    /// the peer sees a node that hangs. Never use it for real traffic.
+    #[doc(hidden)]
+    pub fn pause_heartbeats(&self, paused: bool) {
+        self.shared
+            .heartbeats_paused
+            .store(paused, Ordering::Relaxed);
+    }
+}
+
+/// Room for one frame in a peer's send queue, taken by [`Peer::reserve`]
+/// or [`Peer::try_reserve`]. Dropping it unused gives the room back.
+#[derive(Debug)]
+pub struct SendPermit {
+    permit: mpsc::OwnedPermit<Outgoing>,
+}
+
+impl SendPermit {
+    /// Queues the frame; cannot fail or wait.
+    pub fn send(self, header: FrameHeader, payload: Buffer) {
+        self.permit.send(Outgoing::Frame(header, payload));
+    }
+}
+
+/// The data frames one peer sends (kinds `Tell`, `Ask`, `Reply`,
+/// `ReplyError`, `Spawn`, `Call`), in the order it sent them.
+#[derive(Debug)]
+pub struct Inbound {
+    pub(crate) rx: mpsc::Receiver<(FrameHeader, Buffer)>,
+}
+
+impl Inbound {
+    /// The next frame; `None` once the peer is down and every frame that
+    /// arrived before has been handed out.
+    pub async fn recv(&mut self) -> Option<(FrameHeader, Buffer)> {
+        self.rx.recv().await
+    }
+}

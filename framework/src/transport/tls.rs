@@ -1,0 +1,185 @@
+//! TLS 1.3 set-up: a fresh self-signed certificate per process, and a client
+//! verifier that accepts exactly the certificate pinned by the join line.
+
+use std::sync::{Arc, Mutex};
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use super::config::TransportConfig;
+use super::error::BindError;
+
+/// ALPN protocol name of this wire version.
+pub(crate) const ALPN: &[u8] = b"parallel/1";
+/// Server name the connector asks for; the verifier ignores names and pins
+/// the certificate itself.
+pub(crate) const SERVER_NAME: &str = "parallel";
+
+/// SHA-256 of a certificate's DER bytes.
+pub(crate) fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// This process's certificate and key.
+pub(crate) struct Identity {
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+    /// SHA-256 of `cert`.
+    pub fingerprint: [u8; 32],
+}
+
+impl Identity {
+    /// A fresh self-signed certificate.
+    pub fn generate() -> Result<Self, BindError> {
+        let certified = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_owned()])
+            .map_err(|e| BindError::Tls(format!("cannot generate a certificate: {e}")))?;
+        let cert = certified.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let fingerprint = fingerprint(&cert);
+        Ok(Self {
+            cert,
+            key,
+            fingerprint,
+        })
+    }
+}
+
+/// The QUIC transport parameters derived from our configuration.
+pub(crate) fn quic_transport(cfg: &TransportConfig) -> Result<quinn::TransportConfig, BindError> {
+    let varint = |v: u64, what: &str| {
+        quinn::VarInt::from_u64(v)
+            .map_err(|_| BindError::Config(format!("{what} = {v} is too large")))
+    };
+    let mut t = quinn::TransportConfig::default();
+    t.receive_window(varint(cfg.connection_window, "connection_window")?)
+        .stream_receive_window(varint(cfg.stream_window, "stream_window")?)
+        .send_window(cfg.connection_window.saturating_mul(2))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(cfg.max_uni_streams))
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1))
+        .keep_alive_interval(Some(cfg.heartbeat_interval));
+    let idle = cfg.heartbeat_timeout.saturating_mul(2);
+    let idle = quinn::IdleTimeout::try_from(idle).map_err(|_| {
+        BindError::Config(format!(
+            "heartbeat_timeout {:?} is too large",
+            cfg.heartbeat_timeout
+        ))
+    })?;
+    t.max_idle_timeout(Some(idle));
+    Ok(t)
+}
+
+/// The listener's side: our certificate, TLS 1.3 only, our ALPN.
+pub(crate) fn server_config(
+    id: &Identity,
+    cfg: &TransportConfig,
+) -> Result<quinn::ServerConfig, BindError> {
+    let tls_err = |e: rustls::Error| BindError::Tls(e.to_string());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![id.cert.clone()],
+            PrivateKeyDer::Pkcs8(id.key.clone_key()),
+        )
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| BindError::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    server.transport_config(Arc::new(quic_transport(cfg)?));
+    server.max_incoming(cfg.max_incoming.max(1));
+    server.migration(false);
+    Ok(server)
+}
+
+/// The connector's side: TLS 1.3 only, accepting exactly `pinned`. The
+/// fingerprint the listener actually showed is written to `seen`.
+pub(crate) fn client_config(
+    pinned: [u8; 32],
+    seen: Arc<Mutex<Option<[u8; 32]>>>,
+    cfg: &TransportConfig,
+) -> Result<quinn::ClientConfig, BindError> {
+    let provider = provider();
+    let verifier = PinnedVerifier {
+        pinned,
+        seen,
+        schemes: provider.signature_verification_algorithms,
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| BindError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| BindError::Tls(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(Arc::new(quic_transport(cfg)?));
+    Ok(client)
+}
+
+/// Accepts the one certificate whose SHA-256 the join line pins; checks
+/// handshake signatures with the ring provider's TLS 1.3 verification.
+#[derive(Debug)]
+struct PinnedVerifier {
+    pinned: [u8; 32],
+    seen: Arc<Mutex<Option<[u8; 32]>>>,
+    schemes: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = fingerprint(end_entity);
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(got);
+        }
+        if got == self.pinned {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
+}
