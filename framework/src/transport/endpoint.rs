@@ -234,12 +234,11 @@ impl Transport {
             control::goodbye(&peer.shared, SHUTDOWN_LIMIT).await;
         }
         for peer in &peers {
-            peer.shared
-                .set_down(DownReason::Closed("this node shut down".to_owned()));
             // Tell the peer it was an orderly goodbye, whatever frame got through.
-            peer.shared
-                .conn
-                .close(close_code::GOODBYE.into(), b"goodbye");
+            peer.shared.set_down_with(
+                DownReason::Closed("this node shut down".to_owned()),
+                Some(close_code::GOODBYE),
+            );
         }
         inner.endpoint.close(close_code::GOODBYE.into(), b"goodbye");
         let _ = tokio::time::timeout(SHUTDOWN_LIMIT, inner.endpoint.wait_idle()).await;

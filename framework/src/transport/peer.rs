@@ -82,12 +82,18 @@ impl PeerShared {
     /// Marks the peer down (first reason wins) and closes its connection.
     /// Returns true if this call took it down.
     pub fn set_down(&self, reason: DownReason) -> bool {
-        let code = match &reason {
+        self.set_down_with(reason, None)
+    }
+
+    /// Like [`PeerShared::set_down`], closing with the given close code
+    /// instead of the one that matches `reason`.
+    pub fn set_down_with(&self, reason: DownReason, code: Option<u32>) -> bool {
+        let code = code.unwrap_or(match &reason {
             DownReason::Goodbye => close_code::GOODBYE,
             DownReason::HeartbeatTimeout(_) => close_code::HEARTBEAT,
             DownReason::ProtocolError(_) => close_code::PROTOCOL,
             DownReason::ConnectionLost(_) | DownReason::Closed(_) => close_code::CLOSED,
-        };
+        });
         let text = reason.to_string();
         let changed = self.down.send_if_modified(|slot| {
             if slot.is_none() {

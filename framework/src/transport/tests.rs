@@ -1,1 +1,416 @@
+//! End-to-end tests of the transport: two or three endpoints in one process.
 
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::id::NodeId;
+use crate::wire::{Buffer, FrameHeader, FrameKind, aligned_copy};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// Every await of these tests goes through here, so nothing can hang.
+async fn t<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test step timed out")
+}
+
+fn config() -> TransportConfig {
+    TransportConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        heartbeat_timeout: Duration::from_millis(400),
+        handshake_timeout: Duration::from_secs(5),
+        bulk_threshold: 1024,
+        ..TransportConfig::default()
+    }
+}
+
+async fn node(password: &str) -> (Transport, mpsc::Receiver<PeerEvent>) {
+    t(Transport::bind(
+        NodeId::new(),
+        Password::new(password.into()),
+        config(),
+    ))
+    .await
+    .expect("bind")
+}
+
+async fn up(events: &mut mpsc::Receiver<PeerEvent>) -> (Peer, Inbound) {
+    match t(events.recv()).await.expect("event channel open") {
+        PeerEvent::Up { peer, inbound } => (peer, inbound),
+        PeerEvent::Down { node, reason } => panic!("unexpected down of {node}: {reason}"),
+    }
+}
+
+async fn down(events: &mut mpsc::Receiver<PeerEvent>) -> (NodeId, DownReason) {
+    loop {
+        match t(events.recv()).await.expect("event channel open") {
+            PeerEvent::Down { node, reason } => return (node, reason),
+            PeerEvent::Up { .. } => {}
+        }
+    }
+}
+
+fn frame(i: u64, size: usize) -> (FrameHeader, Buffer) {
+    let mut header = FrameHeader::new(FrameKind::Tell);
+    header.correlation = i;
+    let bytes: Vec<u8> = (0..size).map(|j| (i as usize + j) as u8).collect();
+    (header, aligned_copy(&bytes))
+}
+
+fn check(i: u64, header: &FrameHeader, payload: &Buffer) {
+    assert_eq!(header.correlation, i, "frames out of order");
+    assert_eq!(header.len as usize, payload.len());
+    for (j, b) in payload.iter().enumerate() {
+        assert_eq!(*b, (i as usize + j) as u8, "payload of frame {i} corrupted");
+    }
+}
+
+/// A mix of small and bulk sizes, bulk every 7th frame.
+fn size_of(i: u64) -> usize {
+    if i % 7 == 3 {
+        1024 + (i as usize * 13) % 5000
+    } else {
+        (i as usize * 31) % 200
+    }
+}
+
+#[tokio::test]
+async fn frames_flow_both_ways_in_order() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, mut b_events) = node("pw").await;
+    let b_to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    assert_eq!(b_to_a.node(), a.node_id());
+    assert_eq!(b_to_a.join_line(), Some(a.join_line()));
+    let (a_to_b, mut a_in) = up(&mut a_events).await;
+    let (b_peer, mut b_in) = up(&mut b_events).await;
+    assert_eq!(a_to_b.node(), b.node_id());
+    assert_eq!(a_to_b.join_line(), Some(b.join_line()));
+    assert_eq!(b_peer.node(), a.node_id());
+    assert!(a.peer(b.node_id()).is_some() && b.peer(a.node_id()).is_some());
+    assert_eq!(a.peers().len(), 1);
+
+    const N: u64 = 300;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            let (h, p) = frame(i, size_of(i));
+            b_to_a.send(h, p).await.expect("send b→a");
+        }
+        b_to_a
+    });
+    for i in 0..N {
+        let (h, p) = frame(i, size_of(i));
+        let permit = t(a_to_b.reserve()).await.expect("reserve a→b");
+        permit.send(h, p);
+        let (h, p) = t(a_in.recv()).await.expect("frame at a");
+        check(i, &h, &p);
+    }
+    for i in 0..N {
+        let (h, p) = t(b_in.recv()).await.expect("frame at b");
+        check(i, &h, &p);
+    }
+    let b_to_a = t(sender).await.expect("sender task");
+    // Connecting again returns the same peer.
+    let again = t(b.connect(&a.join_line())).await.expect("connect again");
+    assert!(std::sync::Arc::ptr_eq(&again.shared, &b_to_a.shared));
+    t(b.shutdown()).await;
+    t(a.shutdown()).await;
+}
+
+#[tokio::test]
+async fn small_frame_flood_arrives_complete() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    let (_from_b, mut inbound) = up(&mut a_events).await;
+    const N: u64 = 20_000;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            let (h, p) = frame(i, 16);
+            to_a.send(h, p).await.expect("send");
+        }
+    });
+    for i in 0..N {
+        let (h, p) = t(inbound.recv()).await.expect("frame");
+        check(i, &h, &p);
+    }
+    t(sender).await.expect("sender");
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused() {
+    let (a, mut a_events) = node("right").await;
+    let (b, _b_events) = node("wrong").await;
+    let err = t(b.connect(&a.join_line()))
+        .await
+        .expect_err("must be refused");
+    assert!(matches!(err, ConnectError::WrongPassword(_)), "{err}");
+    assert!(err.to_string().contains("PARALLEL_PASSWORD"), "{err}");
+    let no_event = tokio::time::timeout(Duration::from_millis(300), a_events.recv()).await;
+    assert!(
+        no_event.is_err(),
+        "the listener announced a peer with a wrong password"
+    );
+    assert!(a.peers().is_empty() && b.peers().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_fingerprint_is_refused() {
+    let (a, _a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    let mut line = a.join_line();
+    line.fingerprint[0] ^= 0xff;
+    let err = t(b.connect(&line)).await.expect_err("must be refused");
+    match err {
+        ConnectError::FingerprintMismatch { expected, got } => {
+            assert_eq!(expected, line.fingerprint);
+            assert_eq!(got, a.join_line().fingerprint);
+        }
+        other => panic!("expected a fingerprint mismatch, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn shutdown_says_goodbye() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, mut b_events) = node("pw").await;
+    t(b.connect(&a.join_line())).await.expect("connect");
+    let (peer, mut inbound) = up(&mut a_events).await;
+    up(&mut b_events).await;
+    t(b.shutdown()).await;
+    assert_eq!(t(peer.closed()).await, DownReason::Goodbye);
+    assert_eq!(
+        down(&mut a_events).await,
+        (b.node_id(), DownReason::Goodbye)
+    );
+    assert!(!peer.is_alive());
+    assert!(t(inbound.recv()).await.is_none());
+    let (h, p) = frame(0, 1);
+    assert_eq!(t(peer.send(h, p)).await, Err(PeerGone(DownReason::Goodbye)));
+    assert!(matches!(
+        peer.try_reserve(),
+        Err(TryReserveError::Gone(DownReason::Goodbye))
+    ));
+    assert!(matches!(down(&mut b_events).await.1, DownReason::Closed(_)));
+}
+
+#[tokio::test]
+async fn dropped_transport_takes_the_peer_down() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, b_events) = node("pw").await;
+    t(b.connect(&a.join_line())).await.expect("connect");
+    let (peer, _inbound) = up(&mut a_events).await;
+    let started = std::time::Instant::now();
+    drop(b);
+    drop(b_events);
+    let reason = t(peer.closed()).await;
+    assert!(matches!(reason, DownReason::ConnectionLost(_)), "{reason}");
+    assert!(
+        started.elapsed() < config().heartbeat_timeout,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        down(&mut a_events).await.1,
+        DownReason::ConnectionLost(_)
+    ));
+}
+
+#[tokio::test]
+async fn silent_peer_times_out() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    let (peer, _inbound) = up(&mut a_events).await;
+    to_a.pause_heartbeats(true);
+    let started = std::time::Instant::now();
+    let reason = t(peer.closed()).await;
+    assert_eq!(
+        reason,
+        DownReason::HeartbeatTimeout(config().heartbeat_timeout)
+    );
+    assert!(
+        started.elapsed() < config().heartbeat_timeout * 2,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(down(&mut a_events).await.0, b.node_id());
+    // The silent side learns it was dropped too.
+    assert!(!matches!(t(to_a.closed()).await, DownReason::Goodbye));
+}
+
+async fn garbage_closes_only_that_peer(garbage: Vec<u8>, expect_in_reason: &str) {
+    let (a, mut a_events) = node("pw").await;
+    let (bad, _bad_events) = node("pw").await;
+    let (good, _good_events) = node("pw").await;
+    let bad_to_a = t(bad.connect(&a.join_line())).await.expect("connect bad");
+    let (bad_at_a, _bad_in) = up(&mut a_events).await;
+    let good_to_a = t(good.connect(&a.join_line())).await.expect("connect good");
+    let (_good_at_a, mut good_in) = up(&mut a_events).await;
+
+    t(bad_to_a.send_raw_data(&garbage)).await.expect("raw send");
+    let reason = t(bad_at_a.closed()).await;
+    match &reason {
+        DownReason::ProtocolError(why) => assert!(why.contains(expect_in_reason), "{why}"),
+        other => panic!("expected a protocol error, got {other}"),
+    }
+    assert_eq!(down(&mut a_events).await, (bad.node_id(), reason));
+
+    for i in 0..20 {
+        let (h, p) = frame(i, size_of(i));
+        t(good_to_a.send(h, p))
+            .await
+            .expect("good peer still sends");
+        let (h, p) = t(good_in.recv()).await.expect("good peer still delivers");
+        check(i, &h, &p);
+    }
+    assert_eq!(a.peers().len(), 1);
+}
+
+#[tokio::test]
+async fn garbage_on_small_lane_closes_only_that_peer() {
+    garbage_closes_only_that_peer(vec![0xAB; 200], "not a para||el frame").await;
+}
+
+#[tokio::test]
+async fn control_frame_on_data_lane_closes_only_that_peer() {
+    let header = FrameHeader::new(FrameKind::Heartbeat).encode().to_vec();
+    garbage_closes_only_that_peer(header, "data lane").await;
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_only_that_peer() {
+    let mut header = FrameHeader::new(FrameKind::Tell);
+    header.len = u64::MAX / 2;
+    garbage_closes_only_that_peer(header.encode().to_vec(), "max_frame").await;
+}
+
+#[tokio::test]
+async fn self_connect_is_refused() {
+    let (a, _events) = node("pw").await;
+    let err = t(a.connect(&a.join_line())).await.expect_err("self");
+    assert!(matches!(err, ConnectError::SelfConnect), "{err}");
+}
+
+#[tokio::test]
+async fn mutual_connects_settle_on_one_connection() {
+    let (a, _a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    let (la, lb) = (a.join_line(), b.join_line());
+    let (x, y) = t(async { tokio::join!(a.connect(&lb), b.connect(&la)) }).await;
+    let (x, y) = (x.expect("a→b"), y.expect("b→a"));
+    // Give a losing duplicate time to be closed on both sides.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (pa, pb) = (
+        a.peer(b.node_id()).expect("a has b"),
+        b.peer(a.node_id()).expect("b has a"),
+    );
+    assert!(pa.is_alive() && pb.is_alive());
+    let (h, p) = frame(0, 8);
+    t(pa.send(h, p))
+        .await
+        .expect("send on the surviving connection");
+    drop((x, y));
+}
+
+/// A bare QUIC connection to `line`, with the transport's pinned TLS but no
+/// join handshake.
+async fn raw_connection(line: &JoinLine) -> (quinn::Endpoint, quinn::Connection) {
+    let endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let client =
+        super::tls::client_config(line.fingerprint, seen, &config()).expect("client config");
+    let connecting = endpoint
+        .connect_with(client, line.addr, super::tls::SERVER_NAME)
+        .expect("connect");
+    let conn = t(connecting).await.expect("QUIC connection");
+    (endpoint, conn)
+}
+
+#[tokio::test]
+async fn silent_connection_is_dropped_after_the_handshake_timeout() {
+    let cfg = TransportConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..config()
+    };
+    let (a, _events) = t(Transport::bind(
+        NodeId::new(),
+        Password::new("pw".into()),
+        cfg,
+    ))
+    .await
+    .expect("bind");
+    let (_endpoint, conn) = raw_connection(&a.join_line()).await;
+    let started = std::time::Instant::now();
+    let err = t(conn.closed()).await;
+    assert!(
+        matches!(err, quinn::ConnectionError::ApplicationClosed(_)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn other_wire_version_is_refused_with_the_reason() {
+    let (a, mut a_events) = node("pw").await;
+    let (_endpoint, conn) = raw_connection(&a.join_line()).await;
+    let (mut send, mut recv) = t(conn.open_bi()).await.expect("control lane");
+    let hello = crate::wire::Hello {
+        node: NodeId::new(),
+        join_line: String::new(),
+        nonce: [0; 32],
+    };
+    let payload = crate::wire::encode(&hello).expect("encode");
+    let mut header = FrameHeader::new(FrameKind::Hello);
+    header.len = payload.len() as u64;
+    let mut bytes = header.encode().to_vec();
+    bytes[4] = 99; // another wire version
+    bytes.extend_from_slice(&payload);
+    t(send.write_all(&bytes)).await.expect("write hello");
+    let (h, p) = t(super::framing::read_frame(&mut recv, 1 << 16))
+        .await
+        .expect("answer")
+        .expect("a frame");
+    assert_eq!(h.kind, FrameKind::Refuse);
+    let refuse = crate::wire::decode_owned::<crate::wire::Refuse>(&p).expect("refuse payload");
+    assert!(
+        refuse.reason.contains("wire version 99"),
+        "{}",
+        refuse.reason
+    );
+    conn.close(0u32.into(), b"done");
+    let no_event = tokio::time::timeout(Duration::from_millis(200), a_events.recv()).await;
+    assert!(no_event.is_err(), "a refused connection was announced");
+}
+
+#[tokio::test]
+async fn connections_beyond_max_incoming_are_refused() {
+    let cfg = TransportConfig {
+        max_incoming: 1,
+        ..config()
+    };
+    let (a, _events) = t(Transport::bind(
+        NodeId::new(),
+        Password::new("pw".into()),
+        cfg,
+    ))
+    .await
+    .expect("bind");
+    let (b, _b_events) = node("pw").await;
+    let (c, _c_events) = node("pw").await;
+    t(b.connect(&a.join_line()))
+        .await
+        .expect("first connection");
+    let err = t(c.connect(&a.join_line()))
+        .await
+        .expect_err("second connection");
+    assert!(matches!(err, ConnectError::Io(_)), "{err}");
+}
