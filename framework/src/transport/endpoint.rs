@@ -73,7 +73,7 @@ struct Inner {
     shutting_down: AtomicBool,
 }
 
-/// Counts a connection against `max_incoming` while it lives.
+/// Counts an accepted connection against `max_incoming` while it lives.
 struct Slot(Arc<Inner>);
 
 impl Drop for Slot {
@@ -196,15 +196,24 @@ impl Transport {
             let mut dialing = lock(&inner.dialing);
             dialing.entry(line.addr).or_default().clone()
         };
-        let _dialing = dial_lock.lock().await;
-        if let Some(peer) = inner.find(line) {
-            return Ok(peer);
+        let guard = dial_lock.lock().await;
+        let result = match inner.find(line) {
+            Some(peer) => Ok(peer),
+            None => {
+                let limit = inner.config.handshake_timeout;
+                match tokio::time::timeout(limit, inner.clone().dial(line)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ConnectError::Timeout(limit)),
+                }
+            }
+        };
+        drop(guard);
+        let mut dialing = lock(&inner.dialing);
+        // Only the table and this call hold the lock: nobody else is dialing.
+        if Arc::strong_count(&dial_lock) <= 2 {
+            dialing.remove(&line.addr);
         }
-        let limit = inner.config.handshake_timeout;
-        match tokio::time::timeout(limit, inner.clone().dial(line)).await {
-            Ok(result) => result,
-            Err(_) => Err(ConnectError::Timeout(limit)),
-        }
+        result
     }
 
     /// The connected peer of `node`, if any.
@@ -283,7 +292,6 @@ impl Inner {
                 });
             }
         };
-        let slot = self.take_slot();
         let (mut send, mut recv) = conn
             .open_bi()
             .await
@@ -319,7 +327,7 @@ impl Inner {
         };
         match self.admit(&peer) {
             Ok(()) => {
-                tokio::spawn(run_peer(self.clone(), peer.clone(), recv, rx, slot));
+                tokio::spawn(run_peer(self.clone(), peer.clone(), recv, rx, None));
                 Ok(peer)
             }
             Err(existing) => {
@@ -403,7 +411,7 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming, slot: Slot) {
     let conn_slot: Arc<Mutex<Option<quinn::Connection>>> = Arc::default();
     let work = accept_handshake(&inner, incoming, conn_slot.clone());
     match tokio::time::timeout(limit, work).await {
-        Ok(Ok((peer, recv, rx))) => run_peer(inner, peer, recv, rx, slot).await,
+        Ok(Ok((peer, recv, rx))) => run_peer(inner, peer, recv, rx, Some(slot)).await,
         Ok(Err(ListenError::Refused(why))) => tracing::debug!(%addr, "join refused: {why}"),
         Ok(Err(ListenError::Lost(why))) => tracing::debug!(%addr, "join failed: {why}"),
         Err(_) => {
@@ -504,7 +512,7 @@ async fn run_peer(
     peer: Peer,
     control_recv: quinn::RecvStream,
     queue: mpsc::Receiver<super::peer::Outgoing>,
-    slot: Slot,
+    slot: Option<Slot>,
 ) {
     let shared = peer.shared.clone();
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);

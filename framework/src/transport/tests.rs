@@ -414,3 +414,65 @@ async fn connections_beyond_max_incoming_are_refused() {
         .expect_err("second connection");
     assert!(matches!(err, ConnectError::Io(_)), "{err}");
 }
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A million small frames against a consumer that stalls first: memory
+/// stays bounded while it stalls, and every frame arrives in order.
+/// Slow in debug builds: `cargo test --release -- --ignored million`.
+#[tokio::test]
+#[ignore = "slow; run in release"]
+async fn million_small_frames_stay_bounded() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    let (_from_b, mut inbound) = up(&mut a_events).await;
+    const N: u64 = 1_000_000;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            let (h, p) = frame(i, 64);
+            to_a.send(h, p).await.expect("send");
+            counter.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let before = rss_bytes();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stalled = rss_bytes();
+    let queued = sent.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "stalled: {queued} frames sent, rss {} -> {} MiB",
+        before >> 20,
+        stalled >> 20
+    );
+    assert!(
+        queued < N / 2,
+        "the sender was not held back: {queued} frames sent"
+    );
+    assert!(
+        stalled.saturating_sub(before) < 256 << 20,
+        "memory grew by {} MiB",
+        (stalled - before) >> 20
+    );
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        let (h, p) = t(inbound.recv()).await.expect("frame");
+        assert_eq!(h.correlation, i);
+        assert_eq!(p.len(), 64);
+    }
+    t(sender).await.expect("sender");
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{N} frames in {secs:.2} s ({:.0} frames/s), rss {} MiB",
+        N as f64 / secs,
+        rss_bytes() >> 20
+    );
+}
