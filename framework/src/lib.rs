@@ -7,14 +7,23 @@
 //!
 //! Layers (lower never imports higher): [`id`] and [`wire`] (bytes only),
 //! [`transport`] (QUIC, TLS, authenticated join), [`actor`] (local actors,
-//! `ActorRef`, zero-copy `Received` views) and [`remote`] (nodes, remote
-//! mailboxes, spawn by name).
+//! zero-copy [`Received`] views, [`Tensor`]) and [`remote`] (nodes,
+//! [`ActorRef`], spawn by name, remote calls).
 
+pub mod actor;
 pub mod id;
+pub mod remote;
+pub mod transport;
 pub mod wire;
 
+#[doc(hidden)]
+pub mod __private;
+
+pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
-pub mod transport;
+pub use remote::{ActorRef, AskError, Node, RemoteNode, SendError};
+pub use transport::{JoinLine, Password};
+pub use parallel_macros::{main, remote, Actor, Message};
 
 // Lets macro output name `::parallel` from inside this crate too.
 extern crate self as parallel;

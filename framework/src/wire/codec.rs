@@ -22,14 +22,14 @@ pub type Buffer = AlignedVec<ALIGN>;
 /// type that derives rkyv's `Archive`, `Serialize` and `Deserialize` with
 /// fields that are themselves wire types.
 pub trait WireType:
-    Archive<Archived: Portable + for<'a> CheckBytes<HighValidator<'a, BoxedError>> + Deserialize<Self, HighDeserializer<BoxedError>>>
+    Archive<Archived: Portable + Send + Sync + for<'a> CheckBytes<HighValidator<'a, BoxedError>> + Deserialize<Self, HighDeserializer<BoxedError>>>
     + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
     + Sized
 {
 }
 
 impl<T> WireType for T where
-    T: Archive<Archived: Portable + for<'a> CheckBytes<HighValidator<'a, BoxedError>> + Deserialize<T, HighDeserializer<BoxedError>>>
+    T: Archive<Archived: Portable + Send + Sync + for<'a> CheckBytes<HighValidator<'a, BoxedError>> + Deserialize<T, HighDeserializer<BoxedError>>>
         + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
 {
 }

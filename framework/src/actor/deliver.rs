@@ -1,0 +1,114 @@
+//! Delivery of a message into an actor's mailbox with a bounded number of
+//! messages in flight and a reply sink that works for local and remote askers.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use actix::dev::MessageResponse;
+use actix::{Actor, ActorContext, AsyncContext, Handler};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::failure::Failure;
+
+/// Where the result of a handled message goes: a local asker's channel, or a
+/// frame back to the asking node.
+pub type ReplySink<R> = Box<dyn FnOnce(Result<R, Failure>) + Send>;
+
+/// A message on its way into an actor's mailbox: the message, where its
+/// reply goes (`None` for a tell), and the mailbox slot it holds until handled.
+pub struct Deliver<M: actix::Message> {
+    msg: M,
+    reply: Option<ReplySink<M::Result>>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl<M: actix::Message> Deliver<M> {
+    /// Wraps a message with its reply sink and mailbox slot.
+    pub fn new(msg: M, reply: Option<ReplySink<M::Result>>, slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self { msg, reply, _slot: slot }
+    }
+
+    /// The message back, when it could not be delivered.
+    pub fn into_message(self) -> M {
+        self.msg
+    }
+
+    /// The reply sink, when the message will not be handled.
+    pub fn into_reply(self) -> Option<ReplySink<M::Result>> {
+        self.reply
+    }
+}
+
+impl<M: actix::Message> actix::Message for Deliver<M> {
+    type Result = ();
+}
+
+/// Runs the actor's `Handler<M>` for a delivered message and routes its
+/// result to the reply sink. A panicking handler stops the actor and answers
+/// the asker with [`Failure::Panicked`].
+pub fn deliver<A, M>(actor: &mut A, d: Deliver<M>, ctx: &mut A::Context)
+where
+    A: Actor<Context = actix::Context<A>> + Handler<M>,
+    M: actix::Message + 'static,
+    M::Result: Send,
+{
+    let Deliver { msg, reply, _slot } = d;
+    let handled = catch_unwind(AssertUnwindSafe(|| <A as Handler<M>>::handle(actor, msg, ctx)));
+    let response = match handled {
+        Ok(response) => response,
+        Err(panic) => {
+            let text = panic_text(panic.as_ref());
+            tracing::error!(actor = std::any::type_name::<A>(), "handler panicked: {text}");
+            if let Some(reply) = reply {
+                reply(Err(Failure::Panicked(text)));
+            }
+            ctx.stop();
+            return;
+        }
+    };
+    let Some(reply) = reply else {
+        response.handle(ctx, None);
+        return;
+    };
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    response.handle(ctx, Some(tx));
+    match rx.try_recv() {
+        Ok(value) => reply(Ok(value)),
+        Err(tokio::sync::oneshot::error::TryRecvError::Closed) => reply(Err(Failure::Stopped)),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+            // An asynchronous response: forward it when it completes.
+            ctx.spawn(actix::fut::wrap_future(async move {
+                reply(rx.await.map_err(|_| Failure::Stopped));
+            }));
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Puts a delivery into the actor's mailbox. The framework bounds mailboxes
+/// with its own slots, so actix's capacity is not a reason to refuse; the
+/// delivery comes back only when the actor has stopped.
+pub fn push<A, M>(addr: &actix::Addr<A>, d: Deliver<M>) -> Result<(), Deliver<M>>
+where
+    A: Actor<Context = actix::Context<A>> + Handler<Deliver<M>>,
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+{
+    match addr.try_send(d) {
+        Ok(()) => Ok(()),
+        Err(actix::prelude::SendError::Full(d)) => {
+            addr.do_send(d);
+            Ok(())
+        }
+        Err(actix::prelude::SendError::Closed(d)) => Err(d),
+    }
+}

@@ -1,0 +1,112 @@
+//! A message that arrived from another node, on its way to a local actor.
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::wire::{decode_owned, encode, Buffer, FrameHeader, RemoteFailure, WireType};
+
+use super::deliver::{push, Deliver, ReplySink};
+use super::failure::{code, Failure};
+use super::message::{Message, RemoteActor};
+use super::received::Received;
+
+/// Where the encoded reply to a remote request goes.
+pub type ByteSink = Box<dyn FnOnce(Result<Buffer, RemoteFailure>) + Send>;
+
+/// A message that arrived from another node: its frame header, its validated
+/// later payload, where the reply goes (for an ask), and the mailbox slot it holds.
+pub struct Inbound {
+    header: FrameHeader,
+    payload: Buffer,
+    reply: Option<ByteSink>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Inbound {
+    /// A message from a frame; `reply` is `Some` for an ask.
+    pub fn new(header: FrameHeader, payload: Buffer, reply: Option<ByteSink>, slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self { header, payload, reply, slot }
+    }
+
+    /// The type tag of the message in the payload.
+    pub fn type_tag(&self) -> u64 {
+        self.header.type_tag
+    }
+
+    /// The frame header the message came with.
+    pub fn header(&self) -> &FrameHeader {
+        &self.header
+    }
+
+    /// Answers the request with a failure (a tell has nobody to answer: the
+    /// failure is logged).
+    pub fn fail(self, failure: RemoteFailure) {
+        match self.reply {
+            Some(reply) => reply(Err(failure)),
+            None => tracing::warn!(target_actor = %self.header.target, "dropped a tell: {}", failure.message),
+        }
+    }
+
+    /// Turns the byte sink into a typed reply sink that encodes the result.
+    fn typed_reply<R: WireType + 'static>(reply: Option<ByteSink>) -> Option<ReplySink<R>> {
+        reply.map(|sink| {
+            Box::new(move |result: Result<R, Failure>| {
+                let bytes = result.map_err(|f| f.to_remote()).and_then(|value| {
+                    encode(&value).map_err(|e| RemoteFailure { code: code::ENCODE, message: e.to_string() })
+                });
+                sink(bytes)
+            }) as ReplySink<R>
+        })
+    }
+}
+
+/// Delivers a remote message to `A`'s `Handler<M>`, deserializing it into an owned `M`.
+pub fn dispatch_plain<A, M>(addr: &actix::Addr<A>, inbound: Inbound) -> Result<(), Inbound>
+where
+    A: RemoteActor + actix::Handler<Deliver<M>>,
+    M: Message,
+{
+    let msg = match decode_owned::<M>(&inbound.payload) {
+        Ok(msg) => msg,
+        Err(e) => {
+            inbound.fail(RemoteFailure { code: code::INVALID, message: e.to_string() });
+            return Ok(());
+        }
+    };
+    let reply = Inbound::typed_reply::<M::Result>(inbound.reply);
+    deliver_or_fail(addr, Deliver::new(msg, reply, inbound.slot));
+    Ok(())
+}
+
+/// Delivers a remote message to `A`'s `Handler<Received<M>>`: a validated,
+/// zero-copy view of the payload.
+pub fn dispatch_view<A, M>(addr: &actix::Addr<A>, inbound: Inbound) -> Result<(), Inbound>
+where
+    A: RemoteActor + actix::Handler<Deliver<Received<M>>>,
+    M: Message,
+{
+    let Inbound { header, payload, reply, slot } = inbound;
+    let view = match Received::<M>::new(payload) {
+        Ok(view) => view,
+        Err(e) => {
+            Inbound::new(header, Buffer::new(), reply, None)
+                .fail(RemoteFailure { code: code::INVALID, message: e.to_string() });
+            return Ok(());
+        }
+    };
+    let reply = Inbound::typed_reply::<M::Result>(reply);
+    deliver_or_fail(addr, Deliver::new(view, reply, slot));
+    Ok(())
+}
+
+fn deliver_or_fail<A, M>(addr: &actix::Addr<A>, d: Deliver<M>)
+where
+    A: RemoteActor + actix::Handler<Deliver<M>>,
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+{
+    if let Err(d) = push(addr, d) {
+        if let Some(reply) = d.into_reply() {
+            reply(Err(Failure::Stopped));
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The traits that make a type a message or an actor reachable by id.
+
+use crate::wire::{type_tag, WireType};
+
+use super::inbound::Inbound;
+
+/// A message that can be sent to an actor through an [`crate::ActorRef`],
+/// locally or to another node. Derive it with `#[derive(parallel::Message)]`
+/// and `#[message(result = T)]`, next to rkyv's `Archive`, `Serialize` and
+/// `Deserialize`.
+pub trait Message: actix::Message<Result: WireType + Send> + WireType + Send + 'static {
+    /// Stable name of the type; the same binary on every node gives the same name.
+    const NAME: &'static str;
+    /// The tag that names this type in a frame header.
+    const TAG: u64 = type_tag(Self::NAME);
+}
+
+/// An actor whose messages can arrive by id, from this process or another.
+/// Derive it with `#[derive(parallel::Actor)]` and list the messages it
+/// accepts: `#[actor(messages(Add, Get))]`.
+pub trait RemoteActor: actix::Actor<Context = actix::Context<Self>> {
+    /// Stable name of the type, used to spawn it on another node by name.
+    const NAME: &'static str;
+    /// Names of the message types it accepts (for error messages).
+    const ACCEPTS: &'static [&'static str];
+    /// Hands a message that arrived from another node to the actor, choosing
+    /// the handler by the frame's type tag. Gives the message back when the
+    /// actor accepts no message of that type.
+    fn dispatch(addr: &actix::Addr<Self>, inbound: Inbound) -> Result<(), Inbound>;
+}

@@ -1,0 +1,165 @@
+//! `Tensor<T>`: an n-dimensional numeric buffer that crosses processes as one
+//! binary copy and is read on the other side without copying.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// A numeric element type a [`Tensor`] can hold. Its archived form has the
+/// same bytes as the type itself on little-endian machines, which is what lets
+/// a received tensor be read as `&[T]` in place.
+pub trait Element: Archive + Copy + Send + Sync + 'static + sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! elements {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Element for $t {}
+        const _: () = assert!(
+            std::mem::size_of::<$t>() == std::mem::size_of::<rkyv::Archived<$t>>()
+                && std::mem::align_of::<$t>() == std::mem::align_of::<rkyv::Archived<$t>>()
+        );
+    )*};
+}
+elements!(u8, i8, u16, i16, u32, i32, u64, i64, f32, f64);
+
+/// Error for a shape that does not match the data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shape {shape:?} holds {expected} elements but {got} were given; pass data of the shape's size")]
+pub struct ShapeError {
+    /// The shape asked for.
+    pub shape: Vec<usize>,
+    /// Elements the shape holds.
+    pub expected: usize,
+    /// Elements given.
+    pub got: usize,
+}
+
+/// An n-dimensional array in row-major order.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Tensor<T> {
+    shape: Vec<u64>,
+    data: Vec<T>,
+}
+
+impl<T: Element> Tensor<T> {
+    /// A tensor of `shape` holding `data` (row-major).
+    pub fn new(shape: &[usize], data: Vec<T>) -> Result<Self, ShapeError> {
+        let expected = shape.iter().product::<usize>();
+        if expected != data.len() {
+            return Err(ShapeError { shape: shape.to_vec(), expected, got: data.len() });
+        }
+        Ok(Self { shape: shape.iter().map(|&d| d as u64).collect(), data })
+    }
+
+    /// A one-dimensional tensor of `data`.
+    pub fn from_vec(data: Vec<T>) -> Self {
+        Self { shape: vec![data.len() as u64], data }
+    }
+
+    /// A tensor of `shape` filled with `value`.
+    pub fn full(shape: &[usize], value: T) -> Self {
+        let n = shape.iter().product::<usize>();
+        Self { shape: shape.iter().map(|&d| d as u64).collect(), data: vec![value; n] }
+    }
+
+    /// The size of each dimension.
+    pub fn shape(&self) -> Vec<usize> {
+        self.shape.iter().map(|&d| d as usize).collect()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The elements, row-major.
+    pub fn as_slice(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The elements, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// The elements as a vector.
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+}
+
+impl<T: Element + Into<f64>> Tensor<T> {
+    /// The Euclidean norm of all elements.
+    pub fn norm(&self) -> f64 {
+        self.data.iter().map(|&x| x.into() * x.into()).sum::<f64>().sqrt()
+    }
+}
+
+impl<T: Element> ArchivedTensor<T> {
+    /// The size of each dimension.
+    pub fn shape(&self) -> Vec<usize> {
+        self.shape.iter().map(|d| d.to_native() as usize).collect()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The received elements, read in place: no copy.
+    #[cfg(target_endian = "little")]
+    pub fn as_slice(&self) -> &[T] {
+        let data: &[rkyv::Archived<T>] = self.data.as_slice();
+        // SAFETY: `Element` is implemented only for primitive numbers whose
+        // archived form (rkyv's little-endian wrappers) has the same size and
+        // alignment (checked at compile time above) and, on a little-endian
+        // machine, the same bytes; every bit pattern is a valid number.
+        unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<T>(), data.len()) }
+    }
+}
+
+impl<T: Element + Into<f64>> ArchivedTensor<T> {
+    /// The Euclidean norm of all elements, computed in place.
+    #[cfg(target_endian = "little")]
+    pub fn norm(&self) -> f64 {
+        self.as_slice().iter().map(|&x| x.into() * x.into()).sum::<f64>().sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::Received;
+    use crate::wire::encode;
+
+    #[test]
+    fn received_tensor_is_read_in_place() {
+        let t = Tensor::new(&[2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let view = Received::<Tensor<f32>>::new(encode(&t).unwrap()).unwrap();
+        assert_eq!(view.shape(), vec![2, 3]);
+        assert_eq!(view.as_slice(), t.as_slice());
+        let inside = view.bytes().as_ptr_range();
+        assert!(inside.contains(&view.as_slice().as_ptr().cast::<u8>()));
+        assert!((view.norm() - t.norm()).abs() < 1e-9);
+        assert_eq!(view.to_owned().unwrap(), t);
+    }
+
+    #[test]
+    fn shape_must_match() {
+        let err = Tensor::new(&[2, 2], vec![1i32; 3]).unwrap_err();
+        assert_eq!(err.expected, 4);
+        assert!(Tensor::<u8>::new(&[0], vec![]).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,370 @@
+//! `ActorRef<A>`: the one handle to an actor, wherever it lives.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::{Addr, Handler};
+use rkyv::rancor::Fallible;
+use rkyv::{Archive, Deserialize, Place, Serialize};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::actor::{push, Deliver, Failure, Message, RemoteActor};
+use crate::id::{ActorId, NodeId};
+use crate::transport::JoinLine;
+use crate::wire::{decode_owned, encode, DecodeError, EncodeError, FrameHeader, FrameKind};
+
+use super::link::{PeerLink, RequestError};
+use super::node::{local_nodes, DEFAULT_ASK_TIMEOUT};
+
+/// Where an actor lives, as it travels inside messages.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ActorAddress {
+    /// The actor.
+    pub id: ActorId,
+    /// The node that hosts it.
+    pub node: NodeId,
+    /// How to join that node, if it listens.
+    pub join_line: Option<JoinLine>,
+}
+
+enum Route<A: RemoteActor> {
+    Local { addr: Addr<A>, slots: Arc<Semaphore> },
+    Remote(Arc<PeerLink>),
+}
+
+impl<A: RemoteActor> Clone for Route<A> {
+    fn clone(&self) -> Self {
+        match self {
+            Route::Local { addr, slots } => Route::Local { addr: addr.clone(), slots: slots.clone() },
+            Route::Remote(link) => Route::Remote(link.clone()),
+        }
+    }
+}
+
+/// A handle to an actor of type `A`: `tell` and `ask` work the same whether
+/// it lives in this process or on another node. Local sends never serialize;
+/// remote sends serialize once and travel over the node's QUIC connection.
+/// An `ActorRef` can itself be sent inside a message and used on the other side.
+pub struct ActorRef<A: RemoteActor> {
+    address: ActorAddress,
+    route: OnceLock<Route<A>>,
+    timeout: Duration,
+    _type: PhantomData<fn() -> A>,
+}
+
+impl<A: RemoteActor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        let route = OnceLock::new();
+        if let Some(r) = self.route.get() {
+            let _ = route.set(r.clone());
+        }
+        Self { address: self.address.clone(), route, timeout: self.timeout, _type: PhantomData }
+    }
+}
+
+impl<A: RemoteActor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorRef<{}>({} on {})", A::NAME, self.address.id, self.address.node)
+    }
+}
+
+/// Why a `tell` did not deliver; the message comes back.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError<M> {
+    /// The actor or the connection to its node is gone.
+    #[error("the actor is gone ({reason}); the message was not delivered")]
+    Closed {
+        /// The undelivered message.
+        message: M,
+        /// What is gone.
+        reason: String,
+    },
+    /// The mailbox or the connection is full (only from `try_tell`); `tell` waits instead.
+    #[error("the mailbox is full; retry later or use `tell`, which waits")]
+    Full(M),
+    /// The message could not be serialized.
+    #[error("{1}")]
+    Encode(M, EncodeError),
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<M> SendError<M> {
+    /// The message that was not delivered.
+    pub fn into_message(self) -> M {
+        match self {
+            SendError::Closed { message, .. } | SendError::Full(message) | SendError::Encode(message, _) => message,
+        }
+    }
+}
+
+/// Why an `ask` got no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// The actor stopped, or was never there.
+    #[error("the actor is gone: {0}")]
+    Gone(String),
+    /// The actor's handler failed (panic), or the remote node refused the message.
+    #[error(transparent)]
+    Failed(Failure),
+    /// The connection to the actor's node was lost before the reply.
+    #[error(transparent)]
+    Request(RequestError),
+    /// No reply in time.
+    #[error("no reply within {0:?}; the actor may be busy — raise the timeout with `with_timeout`")]
+    Timeout(Duration),
+    /// The request could not be serialized.
+    #[error(transparent)]
+    Encode(EncodeError),
+    /// The reply could not be read.
+    #[error(transparent)]
+    Decode(DecodeError),
+    /// No node of this process can reach the actor's node.
+    #[error("no route to {0}: start a Node in this process and join the actor's node first")]
+    NoRoute(NodeId),
+}
+
+impl<A: RemoteActor> ActorRef<A> {
+    pub(crate) fn local(id: ActorId, node: NodeId, join_line: Option<JoinLine>, addr: Addr<A>, slots: Arc<Semaphore>) -> Self {
+        let r = Self::from_address(ActorAddress { id, node, join_line });
+        let _ = r.route.set(Route::Local { addr, slots });
+        r
+    }
+
+    pub(crate) fn remote(id: ActorId, link: Arc<PeerLink>) -> Self {
+        let address = ActorAddress { id, node: link.node(), join_line: link.peer().join_line() };
+        let r = Self::from_address(address);
+        let _ = r.route.set(Route::Remote(link));
+        r
+    }
+
+    /// A reference from an address; the route is found on first use.
+    pub fn from_address(address: ActorAddress) -> Self {
+        Self { address, route: OnceLock::new(), timeout: DEFAULT_ASK_TIMEOUT, _type: PhantomData }
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.address.id
+    }
+
+    /// The id of the node that hosts the actor.
+    pub fn node(&self) -> NodeId {
+        self.address.node
+    }
+
+    /// Where the actor lives.
+    pub fn address(&self) -> &ActorAddress {
+        &self.address
+    }
+
+    /// True when the actor lives in this process.
+    pub fn is_local(&self) -> bool {
+        matches!(self.route.get(), Some(Route::Local { .. }))
+    }
+
+    /// The same reference with another `ask` timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn route(&self) -> Result<Route<A>, AskError> {
+        if let Some(route) = self.route.get() {
+            return Ok(route.clone());
+        }
+        let route = self.resolve().await?;
+        let _ = self.route.set(route.clone());
+        Ok(route)
+    }
+
+    fn resolve_now(&self) -> Option<Route<A>> {
+        let nodes = local_nodes();
+        for node in &nodes {
+            if node.id() == self.address.node {
+                let entry = node.0.registry.get(self.address.id)?;
+                let addr = entry.addr::<A>()?;
+                return Some(Route::Local { addr, slots: entry.mailbox().clone() });
+            }
+        }
+        nodes.iter().find_map(|n| n.0.links.get(&self.address.node).map(|l| Route::Remote(l.clone())))
+    }
+
+    async fn resolve(&self) -> Result<Route<A>, AskError> {
+        if let Some(route) = self.resolve_now() {
+            return Ok(route);
+        }
+        let gone = || AskError::Gone(format!("{} is not on its node {}", self.address.id, self.address.node));
+        let nodes = local_nodes();
+        if nodes.iter().any(|n| n.id() == self.address.node) {
+            return Err(gone());
+        }
+        let (Some(node), Some(line)) = (nodes.first(), self.address.join_line.as_ref()) else {
+            return Err(AskError::NoRoute(self.address.node));
+        };
+        let remote = node.join(line).await.map_err(|e| {
+            AskError::Request(RequestError::PeerLost { node: self.address.node, reason: e.to_string() })
+        })?;
+        Ok(Route::Remote(remote.link().clone()))
+    }
+
+    fn header<M: Message>(&self, kind: FrameKind) -> FrameHeader {
+        let mut h = FrameHeader::new(kind);
+        h.target = self.address.id;
+        h.type_tag = M::TAG;
+        h
+    }
+
+    /// Sends `msg` without waiting for a reply. Waits while the actor's
+    /// mailbox or the connection is full (backpressure); never drops the
+    /// message silently: if it cannot be delivered, it comes back in the error.
+    /// Messages from one sender to one actor arrive in the order sent.
+    pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        let route = match self.route().await {
+            Ok(route) => route,
+            Err(e) => return Err(SendError::Closed { message: msg, reason: e.to_string() }),
+        };
+        match route {
+            Route::Local { addr, slots } => {
+                let slot = slots.acquire_owned().await.ok();
+                push(&addr, Deliver::new(msg, None, slot)).map_err(|d| SendError::Closed {
+                    message: d.into_message(),
+                    reason: format!("actor {} stopped", self.address.id),
+                })
+            }
+            Route::Remote(link) => {
+                let permit = match link.peer().reserve().await {
+                    Ok(p) => p,
+                    Err(e) => return Err(SendError::Closed { message: msg, reason: e.to_string() }),
+                };
+                let bytes = match encode(&msg) {
+                    Ok(b) => b,
+                    Err(e) => return Err(SendError::Encode(msg, e)),
+                };
+                permit.send(self.header::<M>(FrameKind::Tell), bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `msg` only if that needs no waiting; gives it back with
+    /// [`SendError::Full`] otherwise.
+    pub fn try_tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        let route = match self.route.get().cloned().or_else(|| self.resolve_now()) {
+            Some(route) => route,
+            None => return Err(SendError::Full(msg)),
+        };
+        let _ = self.route.set(route.clone());
+        match route {
+            Route::Local { addr, slots } => {
+                let Ok(slot) = slots.try_acquire_owned() else { return Err(SendError::Full(msg)) };
+                push(&addr, Deliver::new(msg, None, Some(slot))).map_err(|d| SendError::Closed {
+                    message: d.into_message(),
+                    reason: format!("actor {} stopped", self.address.id),
+                })
+            }
+            Route::Remote(link) => {
+                let permit = match link.peer().try_reserve() {
+                    Ok(p) => p,
+                    Err(crate::transport::TryReserveError::Full) => return Err(SendError::Full(msg)),
+                    Err(e) => return Err(SendError::Closed { message: msg, reason: e.to_string() }),
+                };
+                let bytes = match encode(&msg) {
+                    Ok(b) => b,
+                    Err(e) => return Err(SendError::Encode(msg, e)),
+                };
+                permit.send(self.header::<M>(FrameKind::Tell), bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `msg` and waits for the handler's result, at most the reference's
+    /// timeout (30 s unless set with [`ActorRef::with_timeout`]). If the actor's
+    /// node dies, fails within the heartbeat timeout with [`AskError::Request`].
+    pub async fn ask<M>(&self, msg: M) -> Result<M::Result, AskError>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.ask_inner(msg)).await {
+            Ok(result) => result,
+            Err(_) => Err(AskError::Timeout(timeout)),
+        }
+    }
+
+    async fn ask_inner<M>(&self, msg: M) -> Result<M::Result, AskError>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        match self.route().await? {
+            Route::Local { addr, slots } => {
+                let slot = slots.acquire_owned().await.ok();
+                let (tx, rx) = oneshot::channel();
+                let reply = Box::new(move |r| {
+                    let _ = tx.send(r);
+                });
+                push(&addr, Deliver::new(msg, Some(reply), slot))
+                    .map_err(|_| AskError::Gone(format!("actor {} stopped", self.address.id)))?;
+                match rx.await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(failure)) => Err(AskError::Failed(failure)),
+                    Err(_) => Err(AskError::Failed(Failure::Stopped)),
+                }
+            }
+            Route::Remote(link) => {
+                let bytes = encode(&msg).map_err(AskError::Encode)?;
+                let reply = link.request(self.header::<M>(FrameKind::Ask), bytes, self.timeout).await.map_err(|e| match e {
+                    RequestError::Remote(failure) => AskError::Failed(Failure::Remote(failure)),
+                    other => AskError::Request(other),
+                })?;
+                decode_owned::<M::Result>(&reply).map_err(AskError::Decode)
+            }
+        }
+    }
+}
+
+impl<A: RemoteActor> Archive for ActorRef<A> {
+    type Archived = ArchivedActorAddress;
+    type Resolver = <ActorAddress as Archive>::Resolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: Place<Self::Archived>) {
+        self.address.resolve(resolver, out);
+    }
+}
+
+impl<A: RemoteActor, S: Fallible + ?Sized> Serialize<S> for ActorRef<A>
+where
+    ActorAddress: Serialize<S>,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        self.address.serialize(serializer)
+    }
+}
+
+impl<A: RemoteActor, D: Fallible + ?Sized> Deserialize<ActorRef<A>, D> for ArchivedActorAddress
+where
+    ArchivedActorAddress: Deserialize<ActorAddress, D>,
+{
+    fn deserialize(&self, deserializer: &mut D) -> Result<ActorRef<A>, D::Error> {
+        Ok(ActorRef::from_address(Deserialize::<ActorAddress, D>::deserialize(self, deserializer)?))
+    }
+}

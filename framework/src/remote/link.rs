@@ -1,0 +1,142 @@
+//! One authenticated peer as the remote layer sees it: the transport's
+//! [`Peer`] plus the requests waiting for its replies.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::oneshot;
+
+use crate::id::NodeId;
+use crate::transport::{DownReason, Peer};
+use crate::wire::{decode_owned, Buffer, FrameHeader, FrameKind, RemoteFailure};
+
+/// Why a request to another node (ask, spawn, call) got no successful reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The connection to the node is gone.
+    #[error("lost the connection to {node}: {reason}")]
+    PeerLost {
+        /// The node.
+        node: NodeId,
+        /// Why the connection ended.
+        reason: String,
+    },
+    /// No reply within the deadline.
+    #[error("no reply from {node} within {after:?}; the node may be overloaded — raise the timeout or check the node")]
+    Timeout {
+        /// The node.
+        node: NodeId,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The node answered with a failure.
+    #[error("{}", .0.message)]
+    Remote(RemoteFailure),
+}
+
+type Waiter = oneshot::Sender<Result<Buffer, RemoteFailure>>;
+
+/// A connected peer and the asks, spawns and calls waiting on it.
+pub struct PeerLink {
+    peer: Peer,
+    next: AtomicU64,
+    pending: DashMap<u64, Waiter>,
+    down: OnceLock<String>,
+}
+
+impl PeerLink {
+    pub(crate) fn new(peer: Peer) -> Self {
+        Self { peer, next: AtomicU64::new(1), pending: DashMap::new(), down: OnceLock::new() }
+    }
+
+    /// The transport peer.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The peer's node id.
+    pub fn node(&self) -> NodeId {
+        self.peer.node()
+    }
+
+    fn lost(&self) -> RequestError {
+        let reason = self.down.get().cloned().unwrap_or_else(|| "the connection closed".to_string());
+        RequestError::PeerLost { node: self.node(), reason }
+    }
+
+    /// True until the peer went down.
+    pub fn is_alive(&self) -> bool {
+        self.down.get().is_none() && self.peer.is_alive()
+    }
+
+    /// Marks the peer down and fails every waiting request with the reason.
+    pub(crate) fn fail_all(&self, reason: &DownReason) {
+        let _ = self.down.set(reason.to_string());
+        let keys: Vec<u64> = self.pending.iter().map(|e| *e.key()).collect();
+        for key in keys {
+            if let Some((_, waiter)) = self.pending.remove(&key) {
+                drop(waiter); // the receiver turns a dropped waiter into PeerLost
+            }
+        }
+    }
+
+    /// Routes a `Reply` or `ReplyError` frame to the request that waits for it.
+    pub(crate) fn complete(&self, header: &FrameHeader, payload: Buffer) {
+        let Some((_, waiter)) = self.pending.remove(&header.correlation) else {
+            tracing::debug!(node = %self.node(), correlation = header.correlation, "late reply ignored");
+            return;
+        };
+        let result = if header.kind == FrameKind::Reply {
+            Ok(payload)
+        } else {
+            Err(decode_owned::<RemoteFailure>(&payload).unwrap_or_else(|e| RemoteFailure {
+                code: 0,
+                message: format!("the peer sent an unreadable failure: {e}"),
+            }))
+        };
+        let _ = waiter.send(result);
+    }
+
+    /// Sends a request frame and waits for its reply, at most `timeout` in all.
+    pub async fn request(&self, mut header: FrameHeader, payload: Buffer, timeout: Duration) -> Result<Buffer, RequestError> {
+        let correlation = self.next.fetch_add(1, Ordering::Relaxed);
+        header.correlation = correlation;
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(correlation, tx);
+        let _cleanup = RemoveOnDrop { link: self, key: correlation };
+        if !self.is_alive() {
+            return Err(self.lost());
+        }
+        let exchange = async {
+            self.peer.send(header, payload).await.map_err(|_| self.lost())?;
+            match rx.await {
+                Ok(Ok(bytes)) => Ok(bytes),
+                Ok(Err(failure)) => Err(RequestError::Remote(failure)),
+                Err(_) => Err(self.lost()),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::Timeout { node: self.node(), after: timeout }),
+        }
+    }
+
+    /// Sends a frame without waiting for a reply (waits for queue space).
+    pub async fn send(&self, header: FrameHeader, payload: Buffer) -> Result<(), RequestError> {
+        self.peer.send(header, payload).await.map_err(|_| self.lost())
+    }
+}
+
+struct RemoveOnDrop<'a> {
+    link: &'a PeerLink,
+    key: u64,
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        self.link.pending.remove(&self.key);
+    }
+}

@@ -1,0 +1,15 @@
+//! Remote mailboxes: nodes, [`ActorRef`]s that route to local actors or over
+//! the transport, spawn by name and remote function calls.
+
+mod actor_ref;
+mod dispatch;
+mod link;
+mod node;
+mod registered;
+mod remote_node;
+
+pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError};
+pub use link::{PeerLink, RequestError};
+pub use node::{Node, NodeBuilder, StartError, DEFAULT_ASK_TIMEOUT};
+pub use registered::{factory, invoke_remote, remote_fn, ActorFactory, RemoteCallable, RemoteFn};
+pub use remote_node::{CallError, RemoteNode, SpawnError};

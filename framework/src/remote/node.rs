@@ -1,0 +1,211 @@
+//! A node: one process's transport, actor registry and peers.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+
+use crate::actor::{Registry, RemoteActor, DEFAULT_MAILBOX};
+use crate::id::NodeId;
+use crate::transport::{BindError, ConnectError, JoinLine, Password, PasswordError, Transport, TransportConfig};
+
+use super::actor_ref::ActorRef;
+use super::dispatch;
+use super::link::PeerLink;
+use super::remote_node::RemoteNode;
+
+/// How long an `ask`, `spawn` or `call` waits for its reply unless told otherwise.
+pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// There is no actix System on this thread.
+    #[error("a node must start inside an actix System: put it in `#[parallel::main] async fn main()` (or `actix_rt::System::new().block_on(..)`)")]
+    NoSystem,
+    /// No cluster password could be found.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The endpoint could not listen.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) transport: Transport,
+    pub(crate) registry: Registry,
+    pub(crate) links: DashMap<NodeId, Arc<PeerLink>>,
+    pub(crate) allowed: HashSet<&'static str>,
+    pub(crate) ask_timeout: Duration,
+    pub(crate) mailbox: usize,
+    arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<PeerLink>>>,
+    arrivals_tx: mpsc::UnboundedSender<Arc<PeerLink>>,
+}
+
+/// The nodes of this process, for routing `ActorRef`s that arrived in messages.
+static NODES: Mutex<Vec<Weak<NodeInner>>> = Mutex::new(Vec::new());
+
+pub(crate) fn local_nodes() -> Vec<Node> {
+    let mut nodes = NODES.lock().unwrap_or_else(|e| e.into_inner());
+    nodes.retain(|w| w.strong_count() > 0);
+    nodes.iter().filter_map(Weak::upgrade).map(Node).collect()
+}
+
+/// Settings of a node before it starts. Made by [`Node::builder`].
+pub struct NodeBuilder {
+    config: TransportConfig,
+    password: Option<Password>,
+    allowed: HashSet<&'static str>,
+    ask_timeout: Duration,
+    mailbox: usize,
+}
+
+impl NodeBuilder {
+    /// The address to listen on (default `127.0.0.1:0`: loopback, any free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// The cluster password. Without one, [`Password::resolve`] looks in
+    /// `PARALLEL_PASSWORD_FILE`, `PARALLEL_PASSWORD`, then asks on the terminal.
+    pub fn password(mut self, password: Password) -> Self {
+        self.password = Some(password);
+        self
+    }
+
+    /// Lets other nodes spawn actors of type `A` here by name.
+    pub fn allow<A: RemoteActor>(mut self) -> Self {
+        self.allowed.insert(A::NAME);
+        self
+    }
+
+    /// How long asks, spawns and calls wait for a reply by default.
+    pub fn ask_timeout(mut self, timeout: Duration) -> Self {
+        self.ask_timeout = timeout;
+        self
+    }
+
+    /// Messages each actor of this node may hold in flight before senders wait.
+    pub fn mailbox(mut self, slots: usize) -> Self {
+        self.mailbox = slots.max(1);
+        self
+    }
+
+    /// Heartbeat interval, and the silence after which a peer counts as dead.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self.config.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Every transport setting at once.
+    pub fn transport(mut self, config: TransportConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Starts the node: binds the endpoint and begins serving peers.
+    pub async fn start(self) -> Result<Node, StartError> {
+        if actix_rt::System::try_current().is_none() {
+            return Err(StartError::NoSystem);
+        }
+        let password = match self.password {
+            Some(p) => p,
+            None => Password::resolve()?,
+        };
+        let id = NodeId::new();
+        let (transport, events) = Transport::bind(id, password, self.config).await?;
+        let (arrivals_tx, arrivals) = mpsc::unbounded_channel();
+        let inner = Arc::new(NodeInner {
+            transport,
+            registry: Registry::default(),
+            links: DashMap::new(),
+            allowed: self.allowed,
+            ask_timeout: self.ask_timeout,
+            mailbox: self.mailbox,
+            arrivals: tokio::sync::Mutex::new(arrivals),
+            arrivals_tx,
+        });
+        NODES.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&inner));
+        actix_rt::spawn(dispatch::run_events(Arc::downgrade(&inner), events));
+        tracing::info!(node = %id, join = %inner.transport.join_line(), "node started");
+        Ok(Node(inner))
+    }
+}
+
+/// One process's place in a cluster: it hosts actors, listens for other
+/// nodes and joins them. Cheap to clone.
+#[derive(Clone)]
+pub struct Node(pub(crate) Arc<NodeInner>);
+
+impl Node {
+    /// Settings for a new node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder {
+            config: TransportConfig::default(),
+            password: None,
+            allowed: HashSet::new(),
+            ask_timeout: DEFAULT_ASK_TIMEOUT,
+            mailbox: DEFAULT_MAILBOX,
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.0.transport.node_id()
+    }
+
+    /// The line another node needs to join this one: address and certificate fingerprint.
+    pub fn join_line(&self) -> JoinLine {
+        self.0.transport.join_line()
+    }
+
+    /// Starts `actor` on this node and returns its reference. Other nodes can
+    /// reach it once they hold the reference (send it to them in a message).
+    pub fn spawn<A: RemoteActor>(&self, actor: A) -> ActorRef<A> {
+        let (id, addr, slots) = self.0.registry.start(actor, self.0.mailbox);
+        ActorRef::local(id, self.id(), Some(self.join_line()), addr, slots)
+    }
+
+    /// Joins the node behind `line` (pinning its certificate and proving the
+    /// password) and returns it; returns the existing link if already joined.
+    pub async fn join(&self, line: &JoinLine) -> Result<RemoteNode, ConnectError> {
+        let peer = self.0.transport.connect(line).await?;
+        let link = dispatch::link_for(&self.0, peer);
+        Ok(RemoteNode::new(self.clone(), link))
+    }
+
+    /// Waits for the next node that joins this one. `None` once the node shut down.
+    pub async fn accept(&self) -> Option<RemoteNode> {
+        let mut arrivals = self.0.arrivals.lock().await;
+        let link = arrivals.recv().await?;
+        Some(RemoteNode::new(self.clone(), link))
+    }
+
+    /// The joined node with this id, if it is connected.
+    pub fn remote(&self, node: NodeId) -> Option<RemoteNode> {
+        let link = self.0.links.get(&node)?.clone();
+        Some(RemoteNode::new(self.clone(), link))
+    }
+
+    /// Every connected node.
+    pub fn remotes(&self) -> Vec<RemoteNode> {
+        self.0.links.iter().map(|e| RemoteNode::new(self.clone(), e.value().clone())).collect()
+    }
+
+    /// Says goodbye to every peer and closes the endpoint.
+    pub async fn shutdown(&self) {
+        self.0.transport.shutdown().await;
+    }
+}
+
+impl NodeInner {
+    pub(crate) fn arrived(&self, link: Arc<PeerLink>) {
+        let _ = self.arrivals_tx.send(link);
+    }
+}

@@ -1,0 +1,132 @@
+//! `RemoteNode`: another node this one has joined or been joined by.
+
+use std::sync::Arc;
+
+use crate::actor::{code, RemoteActor};
+use crate::id::{ActorId, NodeId};
+use crate::transport::JoinLine;
+use crate::wire::{decode_owned, encode, type_tag, DecodeError, EncodeError, FrameHeader, FrameKind, RemoteFailure, WireType};
+
+use super::actor_ref::ActorRef;
+use super::link::{PeerLink, RequestError};
+use super::node::Node;
+use super::registered::RemoteCallable;
+
+/// Why spawning an actor on another node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The node does not allow this actor type.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The node's binary has no such spawnable type.
+    #[error("{0}")]
+    NotRegistered(String),
+    /// The node could not start it (bad initial state, …).
+    #[error("the node could not spawn the actor: {0}")]
+    Failed(String),
+    /// The request did not complete.
+    #[error(transparent)]
+    Request(RequestError),
+    /// The initial state could not be serialized.
+    #[error(transparent)]
+    Encode(EncodeError),
+    /// The reply could not be read.
+    #[error(transparent)]
+    Decode(DecodeError),
+}
+
+/// Why running a function on another node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The function is not registered in the other process.
+    #[error("{0}")]
+    NotRegistered(String),
+    /// The function panicked there; the text is the panic's.
+    #[error("{0}")]
+    Panicked(String),
+    /// The request did not complete, or the node refused it.
+    #[error(transparent)]
+    Request(RequestError),
+    /// The arguments could not be serialized.
+    #[error(transparent)]
+    Encode(EncodeError),
+    /// The result could not be read.
+    #[error(transparent)]
+    Decode(DecodeError),
+}
+
+/// Another node, joined and authenticated.
+#[derive(Clone)]
+pub struct RemoteNode {
+    node: Node,
+    link: Arc<PeerLink>,
+}
+
+impl RemoteNode {
+    pub(crate) fn new(node: Node, link: Arc<PeerLink>) -> Self {
+        Self { node, link }
+    }
+
+    pub(crate) fn link(&self) -> &Arc<PeerLink> {
+        &self.link
+    }
+
+    /// The other node's id.
+    pub fn id(&self) -> NodeId {
+        self.link.node()
+    }
+
+    /// The other node's join line, if it listens.
+    pub fn join_line(&self) -> Option<JoinLine> {
+        self.link.peer().join_line()
+    }
+
+    /// False once the connection is gone.
+    pub fn is_alive(&self) -> bool {
+        self.link.is_alive()
+    }
+
+    /// Waits until the connection is gone and says why.
+    pub async fn closed(&self) -> crate::transport::DownReason {
+        self.link.peer().closed().await
+    }
+
+    /// Spawns an actor of type `A` on that node, starting from `init`, and
+    /// returns its reference. The node must allow `A`
+    /// (`Node::builder().allow::<A>()`) and `A` must be `#[actor(spawn)]`.
+    pub async fn spawn<A: RemoteActor + WireType>(&self, init: A) -> Result<ActorRef<A>, SpawnError> {
+        let bytes = encode(&init).map_err(SpawnError::Encode)?;
+        let mut header = FrameHeader::new(FrameKind::Spawn);
+        header.type_tag = type_tag(A::NAME);
+        let reply = self.link.request(header, bytes, self.node.0.ask_timeout).await.map_err(|e| match e {
+            RequestError::Remote(RemoteFailure { code: code::NOT_ALLOWED, message }) => SpawnError::NotAllowed(message),
+            RequestError::Remote(RemoteFailure { code: code::NOT_REGISTERED, message }) => SpawnError::NotRegistered(message),
+            RequestError::Remote(failure) => SpawnError::Failed(failure.message),
+            other => SpawnError::Request(other),
+        })?;
+        let id = decode_owned::<ActorId>(&reply).map_err(SpawnError::Decode)?;
+        Ok(ActorRef::remote(id, self.link.clone()))
+    }
+
+    /// Runs the `#[parallel::remote]` function `f` with `args` (a tuple) on
+    /// that node, in a worker thread there, and returns its result.
+    pub async fn call<F, Args>(&self, f: F, args: Args) -> Result<F::Output, CallError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+    {
+        let bytes = encode(&args).map_err(CallError::Encode)?;
+        let mut header = FrameHeader::new(FrameKind::Call);
+        header.type_tag = type_tag(f.remote_name());
+        let reply = self.link.request(header, bytes, self.node.0.ask_timeout).await.map_err(|e| match e {
+            RequestError::Remote(RemoteFailure { code: code::NOT_REGISTERED, message }) => {
+                CallError::NotRegistered(format!("{} (function {})", message, f.remote_name()))
+            }
+            RequestError::Remote(RemoteFailure { code: code::PANICKED, message }) => CallError::Panicked(message),
+            other => CallError::Request(other),
+        })?;
+        decode_owned::<F::Output>(&reply).map_err(CallError::Decode)
+    }
+}
