@@ -155,6 +155,12 @@ impl Node {
         }
     }
 
+    /// The node this process started first (and still runs), for code that
+    /// has no handle at hand, such as an actor's handler.
+    pub fn current() -> Option<Node> {
+        local_nodes().into_iter().next()
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.0.transport.node_id()

@@ -5,11 +5,13 @@
 //! frame limit *before* allocating, reads the payload into a 16-byte aligned
 //! [`Buffer`], and only ever reads it through [`decode`] (rkyv validation).
 
+mod check;
 mod codec;
 mod error;
 mod frame;
 mod control;
 
+pub use check::fuzz_frame;
 pub use codec::{aligned_copy, decode, decode_owned, encode, encode_into, to_owned, type_tag, Buffer, WireType, ALIGN};
 pub use control::{Challenge, Hello, Proof, Refuse, RemoteFailure, Welcome};
 pub use error::{DecodeError, EncodeError, FrameError};

@@ -1,0 +1,85 @@
+//! Helpers shared by the example programs: start another process of the
+//! same program as a node, and serve as such a process.
+//!
+//! (The processes issue brings `parallel::fork()`, which does this for any
+//! program; these helpers are what the first examples need.)
+
+use std::error::Error;
+use std::process::Stdio;
+use std::time::Duration;
+
+use parallel::{JoinLine, Node};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Environment variable that tells a started copy which role it plays.
+pub const ROLE_ENV: &str = "PARALLEL_EXAMPLE_ROLE";
+
+/// The role this process was started with, if it is a started copy.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE_ENV).ok()
+}
+
+/// A random one-time cluster password for the processes of one run.
+pub fn one_time_password() -> String {
+    format!("{}{}", parallel::NodeId::new(), parallel::NodeId::new())
+}
+
+/// Another process of this program, running a node.
+pub struct Worker {
+    child: Child,
+    /// How to join its node.
+    pub join_line: JoinLine,
+}
+
+impl Worker {
+    /// Starts this program again with `role`, the password in its environment
+    /// (never on its command line), and waits at most 10 s for the line
+    /// `READY <join line>` it prints once its node listens.
+    pub async fn start(role: &str, password: &str) -> Result<Worker, Box<dyn Error>> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(ROLE_ENV, role)
+            .env("PARALLEL_PASSWORD", password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .map_err(|_| format!("worker {role} did not print READY within 10 s"))??
+            .ok_or_else(|| format!("worker {role} exited before it was ready"))?;
+        let join_line = line.strip_prefix("READY ").ok_or_else(|| format!("unexpected line from worker {role}: {line}"))?.parse()?;
+        Ok(Worker { child, join_line })
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Closes the worker's standard input (it then shuts down) and waits at
+    /// most 10 s for it to exit; kills it otherwise.
+    pub async fn stop(mut self) -> Result<(), Box<dyn Error>> {
+        drop(self.child.stdin.take());
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(status) => {
+                status?;
+            }
+            Err(_) => self.child.start_kill()?,
+        }
+        Ok(())
+    }
+}
+
+/// The worker side: prints `READY <join line>` for the parent, then serves
+/// until the parent closes our standard input (or dies), then shuts down.
+pub async fn serve(node: Node) -> Result<(), Box<dyn Error>> {
+    println!("READY {}", node.join_line());
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+    node.shutdown().await;
+    Ok(())
+}
