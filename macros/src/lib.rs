@@ -33,10 +33,24 @@ mod util;
 /// * `lifecycle`: you write `impl actix::Actor` yourself (for `started`,
 ///   `stopping`, ..); its `Context` must be `actix::Context<Self>`.
 ///
-/// ```ignore
+/// ```
+/// # #[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// # #[message(result = u64)]
+/// # struct Add(u64);
 /// #[derive(parallel::Actor, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 /// #[actor(messages(Add), spawn)]
-/// struct Counter { total: u64 }
+/// struct Counter {
+///     total: u64,
+/// }
+///
+/// impl actix::Handler<Add> for Counter {
+///     type Result = u64;
+///
+///     fn handle(&mut self, msg: Add, _ctx: &mut Self::Context) -> u64 {
+///         self.total += msg.0;
+///         self.total
+///     }
+/// }
 /// ```
 #[proc_macro_derive(Actor, attributes(actor))]
 pub fn derive_actor(input: TokenStream) -> TokenStream {
@@ -51,10 +65,12 @@ pub fn derive_actor(input: TokenStream) -> TokenStream {
 /// such as `result = "Vec<u8>"` is accepted too. `name = "stable.name"` fixes
 /// the name used on the wire (default: the module path and type name).
 ///
-/// ```ignore
+/// ```
 /// #[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 /// #[message(result = u64)]
 /// struct Add(u64);
+///
+/// assert!(<Add as parallel::Message>::NAME.ends_with("::Add"));
 /// ```
 #[proc_macro_derive(Message, attributes(message))]
 pub fn derive_message(input: TokenStream) -> TokenStream {
@@ -68,7 +84,7 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 /// The function keeps its attributes, visibility and return type; its body
 /// runs to completion inside the actor system before `main` returns.
 ///
-/// ```ignore
+/// ```
 /// #[parallel::main]
 /// async fn main() -> std::io::Result<()> {
 ///     Ok(())
@@ -87,11 +103,12 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// bytes (so their types must be owned wire types) and it runs on a worker
 /// thread, so it must be a synchronous `fn` without generics or `self`.
 ///
-/// ```ignore
+/// ```
 /// #[parallel::remote]
 /// fn add(a: u64, b: u64) -> u64 {
 ///     a + b
 /// }
+/// # assert_eq!(add(2, 3), 5);
 /// ```
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -148,6 +148,13 @@ fn with_bounds(def: &ActorDef, bounds: impl IntoIterator<Item = TokenStream>) ->
     let mut generics = def.generics.clone();
     if !generics.params.is_empty() {
         let clause = generics.make_where_clause();
+        // Spelled out because a `Self: Handler<..>` bound hides the `Actor`
+        // impl's `Context` from the impls' bodies.
+        clause.predicates.push(parse_quote!(
+            Self: ::parallel::__private::actix::Actor<
+                Context = ::parallel::__private::actix::Context<Self>,
+            >
+        ));
         for bound in bounds {
             clause.predicates.push(parse_quote!(#bound));
         }

@@ -40,18 +40,17 @@ pub(super) fn parse(input: DeriveInput) -> syn::Result<ActorDef> {
         attr.parse_nested_meta(|meta| opts.apply(meta))?;
     }
     check_duplicates(&opts.messages, &opts.views)?;
-    if let Some(spawn) = opts.spawn {
-        if !input.generics.params.is_empty() {
-            return Err(Error::new(
-                spawn,
-                format!(
-                    "`spawn` needs a concrete type: `{}` has generic parameters, so other nodes \
-                     could not tell which version to create; remove the type parameters or \
-                     register a concrete alias",
-                    input.ident
-                ),
-            ));
-        }
+    let generic = !input.generics.params.is_empty();
+    if let Some(spawn) = opts.spawn.filter(|_| generic) {
+        return Err(Error::new(
+            spawn,
+            format!(
+                "`spawn` needs a concrete type: `{}` has generic parameters, so other nodes \
+                 could not tell which version to create; remove the type parameters or \
+                 register a concrete alias",
+                input.ident
+            ),
+        ));
     }
     Ok(ActorDef {
         ident: input.ident,

@@ -100,7 +100,9 @@ fn generics_are_propagated_with_handler_bounds() {
         "impl<T: Send> ::parallel::__private::actix::Actor for Pool<T> where T: 'static"
     )));
     assert!(out.contains(&squash(
-        "for Pool<T> where T: 'static, Job<T>: ::parallel::Message, \
+        "for Pool<T> where T: 'static, \
+         Self: ::parallel::__private::actix::Actor<Context = ::parallel::__private::actix::Context<Self>,>, \
+         Job<T>: ::parallel::Message, \
          Self: ::parallel::__private::actix::Handler<Job<T>>"
     )));
     assert!(out.contains(&squash("Job<T>: ::parallel::Message")));

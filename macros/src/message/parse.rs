@@ -73,10 +73,10 @@ fn result_type(meta: &ParseNestedMeta) -> syn::Result<Type> {
     }
     if value.peek(LitStr) {
         let lit: LitStr = value.parse()?;
-        return lit.parse::<Type>().map_err(|e| {
+        return lit.parse::<Type>().map_err(|_| {
             Error::new(
                 lit.span(),
-                format!("`{}` is not a type ({e}): {form}", lit.value()),
+                format!("`{}` is not a type: {form}", lit.value()),
             )
         });
     }

@@ -1,0 +1,5 @@
+#[derive(parallel::Actor)]
+#[actor(message(Add))]
+struct Counter;
+
+fn main() {}
