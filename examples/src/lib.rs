@@ -50,7 +50,10 @@ impl Worker {
             .await
             .map_err(|_| format!("worker {role} did not print READY within 10 s"))??
             .ok_or_else(|| format!("worker {role} exited before it was ready"))?;
-        let join_line = line.strip_prefix("READY ").ok_or_else(|| format!("unexpected line from worker {role}: {line}"))?.parse()?;
+        let join_line = line
+            .strip_prefix("READY ")
+            .ok_or_else(|| format!("unexpected line from worker {role}: {line}"))?
+            .parse()?;
         Ok(Worker { child, join_line })
     }
 

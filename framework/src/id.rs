@@ -5,14 +5,32 @@ use std::fmt;
 /// The address of an actor, local or remote. Stable for the actor's whole life
 /// (and, once supervision lands, across restarts).
 #[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq, Hash))]
 pub struct ActorId(pub uuid::Uuid);
 
 /// The identity of one node: one OS process running the framework.
 #[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq, Hash))]
 pub struct NodeId(pub uuid::Uuid);

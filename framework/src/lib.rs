@@ -11,6 +11,8 @@
 //! [`ActorRef`], spawn by name, remote calls).
 
 pub mod actor;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod id;
 pub mod remote;
 pub mod transport;
@@ -21,9 +23,14 @@ pub mod __private;
 
 pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
+pub use parallel_macros::{Actor, Message, main, remote};
 pub use remote::{ActorRef, AskError, Node, RemoteNode, SendError};
 pub use transport::{JoinLine, Password};
-pub use parallel_macros::{main, remote, Actor, Message};
 
 // Lets macro output name `::parallel` from inside this crate too.
 extern crate self as parallel;
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

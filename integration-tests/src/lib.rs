@@ -205,7 +205,11 @@ impl NodeProcess {
             .parse()
             .expect("a valid join line");
         let stderr = child.stderr.take();
-        NodeProcess { child, join_line, stderr }
+        NodeProcess {
+            child,
+            join_line,
+            stderr,
+        }
     }
 
     /// The process id.
@@ -248,6 +252,12 @@ pub async fn counter_on(remote: &parallel::RemoteNode) -> ActorRef<Counter> {
         .await
         .expect("spawn answered in time")
         .expect("spawn a Counter");
-    assert_eq!(tokio::time::timeout(DEADLINE, counter.ask(Get)).await.expect("in time").expect("ask"), 0);
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, counter.ask(Get))
+            .await
+            .expect("in time")
+            .expect("ask"),
+        0
+    );
     counter
 }

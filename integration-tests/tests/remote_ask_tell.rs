@@ -11,18 +11,39 @@ const NODE: &str = env!("CARGO_BIN_EXE_node");
 async fn ask_and_tell_a_counter_spawned_by_name_on_another_process() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line)).await.expect("join in time").expect("join");
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .expect("join in time")
+        .expect("join");
     let counter = counter_on(&remote).await;
     assert!(!counter.is_local());
     assert_eq!(counter.node(), remote.id());
 
-    assert_eq!(timeout(DEADLINE, counter.ask(Add(5))).await.unwrap().unwrap(), 5);
+    assert_eq!(
+        timeout(DEADLINE, counter.ask(Add(5)))
+            .await
+            .unwrap()
+            .unwrap(),
+        5
+    );
     for _ in 0..10 {
-        timeout(DEADLINE, counter.tell(Bump)).await.unwrap().unwrap();
+        timeout(DEADLINE, counter.tell(Bump))
+            .await
+            .unwrap()
+            .unwrap();
     }
     // Tells and asks from one sender arrive in order: the ask sees every bump.
-    assert_eq!(timeout(DEADLINE, counter.ask(Add(100))).await.unwrap().unwrap(), 115);
-    assert_eq!(timeout(DEADLINE, counter.ask(Get)).await.unwrap().unwrap(), 115);
+    assert_eq!(
+        timeout(DEADLINE, counter.ask(Add(100)))
+            .await
+            .unwrap()
+            .unwrap(),
+        115
+    );
+    assert_eq!(
+        timeout(DEADLINE, counter.ask(Get)).await.unwrap().unwrap(),
+        115
+    );
 
     let stderr = server.stop_and_read_stderr().await;
     assert!(stderr.contains("spawned for a peer"), "{stderr}");
@@ -32,13 +53,20 @@ async fn ask_and_tell_a_counter_spawned_by_name_on_another_process() {
 async fn an_actor_ref_travels_inside_a_message_and_works_there() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line)).await.unwrap().unwrap();
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
     let counter = counter_on(&remote).await;
     // Round-trip the reference through the wire format, as a message field would.
     let bytes = parallel::wire::encode(&counter).expect("encode an ActorRef");
-    let copy: parallel::ActorRef<Counter> = parallel::wire::decode_owned(&bytes).expect("decode an ActorRef");
+    let copy: parallel::ActorRef<Counter> =
+        parallel::wire::decode_owned(&bytes).expect("decode an ActorRef");
     assert_eq!(copy.id(), counter.id());
-    assert_eq!(timeout(DEADLINE, copy.ask(Add(2))).await.unwrap().unwrap(), 2);
+    assert_eq!(
+        timeout(DEADLINE, copy.ask(Add(2))).await.unwrap().unwrap(),
+        2
+    );
     drop(server);
 }
 
@@ -46,8 +74,14 @@ async fn an_actor_ref_travels_inside_a_message_and_works_there() {
 async fn spawn_of_a_type_the_node_does_not_allow_is_refused() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line)).await.unwrap().unwrap();
-    let err = timeout(DEADLINE, remote.spawn(Forbidden)).await.unwrap().expect_err("Forbidden is not allowed");
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = timeout(DEADLINE, remote.spawn(Forbidden))
+        .await
+        .unwrap()
+        .expect_err("Forbidden is not allowed");
     assert!(matches!(err, SpawnError::NotAllowed(_)), "{err:?}");
     assert!(err.to_string().contains("allow::<Forbidden>"), "{err}");
     // The node still serves allowed types.
@@ -58,14 +92,23 @@ async fn spawn_of_a_type_the_node_does_not_allow_is_refused() {
 async fn a_registered_function_runs_on_the_other_process() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line)).await.unwrap().unwrap();
-    let product = timeout(DEADLINE, remote.call(multiply, (6u64, 7u64))).await.unwrap().unwrap();
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+    let product = timeout(DEADLINE, remote.call(multiply, (6u64, 7u64)))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(product, 42);
 
     fn not_registered(x: u64) -> u64 {
         x
     }
-    let err = timeout(DEADLINE, remote.call(not_registered, (1u64,))).await.unwrap().unwrap_err();
+    let err = timeout(DEADLINE, remote.call(not_registered, (1u64,)))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, CallError::NotRegistered(_)), "{err:?}");
     assert!(err.to_string().contains("#[parallel::remote]"), "{err}");
 }

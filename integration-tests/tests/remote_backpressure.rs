@@ -17,24 +17,45 @@ const MEMORY_LIMIT_KIB: u64 = 96 * 1024;
 async fn a_million_tells_arrive_complete_in_order_with_bounded_memory() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line)).await.unwrap().unwrap();
-    let sink = timeout(DEADLINE, remote.spawn(SlowSink { pause_every: 1000, ..Default::default() }))
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
         .await
         .unwrap()
-        .unwrap()
-        .with_timeout(Duration::from_secs(120));
+        .unwrap();
+    let sink = timeout(
+        DEADLINE,
+        remote.spawn(SlowSink {
+            pause_every: 1000,
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .with_timeout(Duration::from_secs(120));
     let burst = async {
         for i in 0..BURST {
             sink.tell(Seq(i)).await.expect("tell");
         }
     };
-    timeout(Duration::from_secs(300), burst).await.expect("the burst was sent within 300 s");
-    let stats = timeout(Duration::from_secs(120), sink.ask(Stats)).await.unwrap().unwrap();
+    timeout(Duration::from_secs(300), burst)
+        .await
+        .expect("the burst was sent within 300 s");
+    let stats = timeout(Duration::from_secs(120), sink.ask(Stats))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stats.received, BURST, "every tell arrived");
     assert_eq!(stats.out_of_order, 0, "in order");
     let sender = peak_rss_kib();
-    eprintln!("peak RSS: sender {sender} KiB, receiver {} KiB", stats.peak_rss_kib);
-    assert!(stats.peak_rss_kib < MEMORY_LIMIT_KIB, "receiver peak {} KiB", stats.peak_rss_kib);
+    eprintln!(
+        "peak RSS: sender {sender} KiB, receiver {} KiB",
+        stats.peak_rss_kib
+    );
+    assert!(
+        stats.peak_rss_kib < MEMORY_LIMIT_KIB,
+        "receiver peak {} KiB",
+        stats.peak_rss_kib
+    );
     assert!(sender < MEMORY_LIMIT_KIB, "sender peak {sender} KiB");
     drop(server);
 }

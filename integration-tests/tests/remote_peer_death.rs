@@ -18,26 +18,46 @@ async fn pending_asks_fail_within_the_heartbeat_timeout_when_the_peer_is_killed(
         .start()
         .await
         .unwrap();
-    let remote = timeout(DEADLINE, node.join(&server.join_line)).await.unwrap().unwrap();
-    let sink = timeout(DEADLINE, remote.spawn(SlowSink::default())).await.unwrap().unwrap();
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+    let sink = timeout(DEADLINE, remote.spawn(SlowSink::default()))
+        .await
+        .unwrap()
+        .unwrap();
     let sink = sink.with_timeout(Duration::from_secs(60));
 
-    let pending: Vec<_> = (0..5).map(|_| {
-        let sink = sink.clone();
-        actix_rt::spawn(async move { sink.ask(Sleep(30_000)).await })
-    }).collect();
+    let pending: Vec<_> = (0..5)
+        .map(|_| {
+            let sink = sink.clone();
+            actix_rt::spawn(async move { sink.ask(Sleep(30_000)).await })
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill9();
     let killed = Instant::now();
     for task in pending {
-        let result = timeout(Duration::from_secs(10), task).await.expect("the ask ended").expect("task ran");
+        let result = timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the ask ended")
+            .expect("task ran");
         let err = result.expect_err("the peer is dead");
         assert!(matches!(err, AskError::Request(_)), "{err:?}");
     }
     let waited = killed.elapsed();
-    assert!(waited < Duration::from_millis(1500 + 1000), "asks failed only after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(1500 + 1000),
+        "asks failed only after {waited:?}"
+    );
     // New asks fail at once with the same typed error.
-    let err = timeout(DEADLINE, sink.ask(Sleep(1))).await.unwrap().unwrap_err();
-    assert!(matches!(err, AskError::Request(_) | AskError::NoRoute(_)), "{err:?}");
+    let err = timeout(DEADLINE, sink.ask(Sleep(1)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, AskError::Request(_) | AskError::NoRoute(_)),
+        "{err:?}"
+    );
     let _ = server.child.wait().await;
 }

@@ -6,7 +6,7 @@
 
 use actix::{Handler, ResponseFuture};
 use parallel::{Actor, JoinLine, Message, Node, Password};
-use parallel_examples::{one_time_password, role, serve, Worker};
+use parallel_examples::{Worker, one_time_password, role, serve};
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// Adds numbers; the actor each process spawns on its neighbour.
@@ -55,8 +55,14 @@ impl Handler<Visit> for Visitor {
     type Result = ResponseFuture<Report>;
     fn handle(&mut self, visit: Visit, _: &mut actix::Context<Self>) -> Self::Result {
         Box::pin(async move {
-            let fail = |what: String| Report { visitor_pid: std::process::id(), counter_node: what, total: 0 };
-            let Some(node) = Node::current() else { return fail("no node in this process".into()) };
+            let fail = |what: String| Report {
+                visitor_pid: std::process::id(),
+                counter_node: what,
+                total: 0,
+            };
+            let Some(node) = Node::current() else {
+                return fail("no node in this process".into());
+            };
             let neighbour = match node.join(&visit.neighbour).await {
                 Ok(n) => n,
                 Err(e) => return fail(format!("join failed: {e}")),
@@ -69,7 +75,11 @@ impl Handler<Visit> for Visitor {
             for n in 1..=visit.count {
                 total = counter.ask(Add(n)).await.unwrap_or(0);
             }
-            Report { visitor_pid: std::process::id(), counter_node: neighbour.id().to_string(), total }
+            Report {
+                visitor_pid: std::process::id(),
+                counter_node: neighbour.id().to_string(),
+                total,
+            }
         })
     }
 }
@@ -77,7 +87,11 @@ impl Handler<Visit> for Visitor {
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if role().is_some() {
-        let node = Node::builder().allow::<Counter>().allow::<Visitor>().start().await?;
+        let node = Node::builder()
+            .allow::<Counter>()
+            .allow::<Visitor>()
+            .start()
+            .await?;
         return serve(node).await;
     }
 
@@ -87,10 +101,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .allow::<Counter>()
         .start()
         .await?;
-    let workers = [Worker::start("1", &password).await?, Worker::start("2", &password).await?];
-    println!("process 0 (pid {}) started processes 1 and 2 (pids {}, {})", std::process::id(), workers[0].pid(), workers[1].pid());
+    let workers = [
+        Worker::start("1", &password).await?,
+        Worker::start("2", &password).await?,
+    ];
+    println!(
+        "process 0 (pid {}) started processes 1 and 2 (pids {}, {})",
+        std::process::id(),
+        workers[0].pid(),
+        workers[1].pid()
+    );
 
-    let lines = [node.join_line(), workers[0].join_line.clone(), workers[1].join_line.clone()];
+    let lines = [
+        node.join_line(),
+        workers[0].join_line.clone(),
+        workers[1].join_line.clone(),
+    ];
     let mut visitors = vec![node.spawn(Visitor)];
     for worker in &workers {
         let remote = node.join(&worker.join_line).await?;
@@ -100,13 +126,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (rank, visitor) in visitors.iter().enumerate() {
         let neighbour = (rank + 1) % 3;
         let count = 10 * (rank as u64 + 1);
-        let report = visitor.ask(Visit { neighbour: lines[neighbour].clone(), count }).await?;
+        let report = visitor
+            .ask(Visit {
+                neighbour: lines[neighbour].clone(),
+                count,
+            })
+            .await?;
         println!(
             "process {rank} (pid {}) spawned a Counter by name on process {neighbour} ({}), added 1..={count}: total {}",
             report.visitor_pid, report.counter_node, report.total
         );
         if report.total != count * (count + 1) / 2 {
-            return Err(format!("process {rank}: expected {}, got {report:?}", count * (count + 1) / 2).into());
+            return Err(format!(
+                "process {rank}: expected {}, got {report:?}",
+                count * (count + 1) / 2
+            )
+            .into());
         }
     }
 

@@ -5,7 +5,7 @@
 
 use actix::Handler;
 use parallel::{Actor, Message, Node, Password};
-use parallel_examples::{one_time_password, role, serve, Worker};
+use parallel_examples::{Worker, one_time_password, role, serve};
 use rkyv::{Archive, Deserialize, Serialize};
 
 // ANCHOR: messages
@@ -66,14 +66,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let password = one_time_password();
-    let node = Node::builder().password(Password::new(password.clone())).start().await?;
-    println!("[ping] node {} listening at {}", node.id(), node.join_line());
+    let node = Node::builder()
+        .password(Password::new(password.clone()))
+        .start()
+        .await?;
+    println!(
+        "[ping] node {} listening at {}",
+        node.id(),
+        node.join_line()
+    );
 
     let worker = Worker::start("pong", &password).await?;
-    println!("[ping] started process {} at {}", worker.pid(), worker.join_line);
+    println!(
+        "[ping] started process {} at {}",
+        worker.pid(),
+        worker.join_line
+    );
 
     let pong = node.join(&worker.join_line).await?;
-    println!("[ping] joined node {}: certificate pinned, password proven", pong.id());
+    println!(
+        "[ping] joined node {}: certificate pinned, password proven",
+        pong.id()
+    );
 
     let ponger = pong.spawn(Ponger::default()).await?;
     println!("[ping] spawned a Ponger by name there: {}", ponger.id());

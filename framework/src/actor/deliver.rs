@@ -1,7 +1,7 @@
 //! Delivery of a message into an actor's mailbox with a bounded number of
 //! messages in flight and a reply sink that works for local and remote askers.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use actix::dev::MessageResponse;
 use actix::{Actor, ActorContext, AsyncContext, Handler};
@@ -23,8 +23,16 @@ pub struct Deliver<M: actix::Message> {
 
 impl<M: actix::Message> Deliver<M> {
     /// Wraps a message with its reply sink and mailbox slot.
-    pub fn new(msg: M, reply: Option<ReplySink<M::Result>>, slot: Option<OwnedSemaphorePermit>) -> Self {
-        Self { msg, reply, _slot: slot }
+    pub fn new(
+        msg: M,
+        reply: Option<ReplySink<M::Result>>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        Self {
+            msg,
+            reply,
+            _slot: slot,
+        }
     }
 
     /// The message back, when it could not be delivered.
@@ -52,12 +60,17 @@ where
     M::Result: Send,
 {
     let Deliver { msg, reply, _slot } = d;
-    let handled = catch_unwind(AssertUnwindSafe(|| <A as Handler<M>>::handle(actor, msg, ctx)));
+    let handled = catch_unwind(AssertUnwindSafe(|| {
+        <A as Handler<M>>::handle(actor, msg, ctx)
+    }));
     let response = match handled {
         Ok(response) => response,
         Err(panic) => {
             let text = panic_text(panic.as_ref());
-            tracing::error!(actor = std::any::type_name::<A>(), "handler panicked: {text}");
+            tracing::error!(
+                actor = std::any::type_name::<A>(),
+                "handler panicked: {text}"
+            );
             if let Some(reply) = reply {
                 reply(Err(Failure::Panicked(text)));
             }

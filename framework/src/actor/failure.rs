@@ -42,8 +42,14 @@ impl Failure {
     /// The failure as it travels back to the asking node.
     pub fn to_remote(&self) -> RemoteFailure {
         match self {
-            Failure::Stopped => RemoteFailure { code: code::STOPPED, message: self.to_string() },
-            Failure::Panicked(_) => RemoteFailure { code: code::PANICKED, message: self.to_string() },
+            Failure::Stopped => RemoteFailure {
+                code: code::STOPPED,
+                message: self.to_string(),
+            },
+            Failure::Panicked(_) => RemoteFailure {
+                code: code::PANICKED,
+                message: self.to_string(),
+            },
             Failure::Remote(r) => r.clone(),
         }
     }

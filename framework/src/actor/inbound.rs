@@ -2,10 +2,11 @@
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::wire::{decode_owned, encode, Buffer, FrameHeader, RemoteFailure, WireType};
+use crate::id::ActorId;
+use crate::wire::{Buffer, FrameHeader, RemoteFailure, WireType, decode_owned, encode};
 
-use super::deliver::{push, Deliver, ReplySink};
-use super::failure::{code, Failure};
+use super::deliver::{Deliver, ReplySink, push};
+use super::failure::{Failure, code};
 use super::message::{Message, RemoteActor};
 use super::received::Received;
 
@@ -15,7 +16,8 @@ pub type ByteSink = Box<dyn FnOnce(Result<Buffer, RemoteFailure>) + Send>;
 /// A message that arrived from another node: its frame header, its validated
 /// later payload, where the reply goes (for an ask), and the mailbox slot it holds.
 pub struct Inbound {
-    header: FrameHeader,
+    target: ActorId,
+    type_tag: u64,
     payload: Buffer,
     reply: Option<ByteSink>,
     slot: Option<OwnedSemaphorePermit>,
@@ -23,18 +25,29 @@ pub struct Inbound {
 
 impl Inbound {
     /// A message from a frame; `reply` is `Some` for an ask.
-    pub fn new(header: FrameHeader, payload: Buffer, reply: Option<ByteSink>, slot: Option<OwnedSemaphorePermit>) -> Self {
-        Self { header, payload, reply, slot }
+    pub fn new(
+        header: &FrameHeader,
+        payload: Buffer,
+        reply: Option<ByteSink>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        Self {
+            target: header.target,
+            type_tag: header.type_tag,
+            payload,
+            reply,
+            slot,
+        }
     }
 
     /// The type tag of the message in the payload.
     pub fn type_tag(&self) -> u64 {
-        self.header.type_tag
+        self.type_tag
     }
 
-    /// The frame header the message came with.
-    pub fn header(&self) -> &FrameHeader {
-        &self.header
+    /// The actor the message is for.
+    pub fn target(&self) -> ActorId {
+        self.target
     }
 
     /// Answers the request with a failure (a tell has nobody to answer: the
@@ -42,7 +55,9 @@ impl Inbound {
     pub fn fail(self, failure: RemoteFailure) {
         match self.reply {
             Some(reply) => reply(Err(failure)),
-            None => tracing::warn!(target_actor = %self.header.target, "dropped a tell: {}", failure.message),
+            None => {
+                tracing::warn!(target_actor = %self.target, "dropped a tell: {}", failure.message)
+            }
         }
     }
 
@@ -51,7 +66,10 @@ impl Inbound {
         reply.map(|sink| {
             Box::new(move |result: Result<R, Failure>| {
                 let bytes = result.map_err(|f| f.to_remote()).and_then(|value| {
-                    encode(&value).map_err(|e| RemoteFailure { code: code::ENCODE, message: e.to_string() })
+                    encode(&value).map_err(|e| RemoteFailure {
+                        code: code::ENCODE,
+                        message: e.to_string(),
+                    })
                 });
                 sink(bytes)
             }) as ReplySink<R>
@@ -68,7 +86,10 @@ where
     let msg = match decode_owned::<M>(&inbound.payload) {
         Ok(msg) => msg,
         Err(e) => {
-            inbound.fail(RemoteFailure { code: code::INVALID, message: e.to_string() });
+            inbound.fail(RemoteFailure {
+                code: code::INVALID,
+                message: e.to_string(),
+            });
             return Ok(());
         }
     };
@@ -84,12 +105,27 @@ where
     A: RemoteActor + actix::Handler<Deliver<Received<M>>>,
     M: Message,
 {
-    let Inbound { header, payload, reply, slot } = inbound;
+    let Inbound {
+        target,
+        type_tag,
+        payload,
+        reply,
+        slot,
+    } = inbound;
     let view = match Received::<M>::new(payload) {
         Ok(view) => view,
         Err(e) => {
-            Inbound::new(header, Buffer::new(), reply, None)
-                .fail(RemoteFailure { code: code::INVALID, message: e.to_string() });
+            let rest = Inbound {
+                target,
+                type_tag,
+                payload: Buffer::new(),
+                reply,
+                slot: None,
+            };
+            rest.fail(RemoteFailure {
+                code: code::INVALID,
+                message: e.to_string(),
+            });
             return Ok(());
         }
     };
@@ -104,9 +140,9 @@ where
     M: actix::Message + Send + 'static,
     M::Result: Send,
 {
-    if let Err(d) = push(addr, d) {
-        if let Some(reply) = d.into_reply() {
-            reply(Err(Failure::Stopped));
-        }
+    if let Err(d) = push(addr, d)
+        && let Some(reply) = d.into_reply()
+    {
+        reply(Err(Failure::Stopped));
     }
 }

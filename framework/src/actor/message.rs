@@ -1,6 +1,6 @@
 //! The traits that make a type a message or an actor reachable by id.
 
-use crate::wire::{type_tag, WireType};
+use crate::wire::{WireType, type_tag};
 
 use super::inbound::Inbound;
 

@@ -9,10 +9,10 @@ mod received;
 mod registry;
 mod tensor;
 
-pub use deliver::{deliver, panic_text, push, Deliver, ReplySink};
-pub use failure::{code, Failure};
-pub use inbound::{dispatch_plain, dispatch_view, ByteSink, Inbound};
+pub use deliver::{Deliver, ReplySink, deliver, panic_text, push};
+pub use failure::{Failure, code};
+pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};
 pub use message::{Message, RemoteActor};
 pub use received::Received;
-pub use registry::{LocalEntry, Registry, DEFAULT_MAILBOX};
+pub use registry::{DEFAULT_MAILBOX, LocalEntry, Registry};
 pub use tensor::{ArchivedTensor, Element, ShapeError, Tensor};

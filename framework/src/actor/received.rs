@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 
 use rkyv::Archived;
 
-use crate::wire::{decode, to_owned, Buffer, DecodeError, WireType};
+use crate::wire::{Buffer, DecodeError, WireType, decode, to_owned};
 
 use super::message::Message;
 
@@ -35,7 +35,11 @@ impl<T: WireType> Received<T> {
     /// Validates `buf` as an archived `T` (rkyv bytecheck) and keeps it as a view.
     pub fn new(buf: Buffer) -> Result<Self, DecodeError> {
         let root = NonNull::from(decode::<T>(&buf)?);
-        Ok(Self { root, buf, _type: PhantomData })
+        Ok(Self {
+            root,
+            buf,
+            _type: PhantomData,
+        })
     }
 
     /// Deserializes the view into an owned, mutable value (a copy).
@@ -85,14 +89,24 @@ mod tests {
 
     #[test]
     fn view_reads_without_copy_and_survives_moves() {
-        let buf = encode(&Note { text: "hi".into(), n: 3 }).unwrap();
+        let buf = encode(&Note {
+            text: "hi".into(),
+            n: 3,
+        })
+        .unwrap();
         let addr = buf.as_ptr();
         let view = Received::<Note>::new(buf).unwrap();
         let moved = Box::new(view);
         assert_eq!(moved.text, "hi");
         assert_eq!(moved.n, 3);
         assert_eq!(moved.bytes().as_ptr(), addr);
-        assert_eq!(moved.to_owned().unwrap(), Note { text: "hi".into(), n: 3 });
+        assert_eq!(
+            moved.to_owned().unwrap(),
+            Note {
+                text: "hi".into(),
+                n: 3
+            }
+        );
     }
 
     #[test]

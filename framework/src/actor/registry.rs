@@ -26,7 +26,10 @@ pub struct LocalEntry {
     connected: fn(&(dyn Any + Send + Sync)) -> bool,
 }
 
-fn dispatch_erased<A: RemoteActor>(addr: &(dyn Any + Send + Sync), inbound: Inbound) -> Result<(), Inbound> {
+fn dispatch_erased<A: RemoteActor>(
+    addr: &(dyn Any + Send + Sync),
+    inbound: Inbound,
+) -> Result<(), Inbound> {
     match addr.downcast_ref::<Addr<A>>() {
         Some(addr) => A::dispatch(addr, inbound),
         None => Err(inbound),
@@ -91,7 +94,11 @@ pub struct Registry {
 impl Registry {
     /// Starts `actor` on the current actix arbiter, registers it under a fresh
     /// id, and returns the id, its address and its mailbox slots.
-    pub fn start<A: RemoteActor>(&self, actor: A, mailbox: usize) -> (ActorId, Addr<A>, Arc<Semaphore>) {
+    pub fn start<A: RemoteActor>(
+        &self,
+        actor: A,
+        mailbox: usize,
+    ) -> (ActorId, Addr<A>, Arc<Semaphore>) {
         let mut ctx = actix::Context::<A>::new();
         // The framework's slots bound the mailbox (with waiting senders); the
         // actix capacity only parks senders, so lift it (0 means unbounded there).
@@ -99,7 +106,8 @@ impl Registry {
         let addr = ctx.run(actor);
         let slots = Arc::new(Semaphore::new(mailbox.max(1)));
         let id = ActorId::new();
-        self.actors.insert(id, Arc::new(LocalEntry::new(addr.clone(), slots.clone())));
+        self.actors
+            .insert(id, Arc::new(LocalEntry::new(addr.clone(), slots.clone())));
         (id, addr, slots)
     }
 

@@ -26,7 +26,9 @@ elements!(u8, i8, u16, i16, u32, i32, u64, i64, f32, f64);
 
 /// Error for a shape that does not match the data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("shape {shape:?} holds {expected} elements but {got} were given; pass data of the shape's size")]
+#[error(
+    "shape {shape:?} holds {expected} elements but {got} were given; pass data of the shape's size"
+)]
 pub struct ShapeError {
     /// The shape asked for.
     pub shape: Vec<usize>,
@@ -48,20 +50,33 @@ impl<T: Element> Tensor<T> {
     pub fn new(shape: &[usize], data: Vec<T>) -> Result<Self, ShapeError> {
         let expected = shape.iter().product::<usize>();
         if expected != data.len() {
-            return Err(ShapeError { shape: shape.to_vec(), expected, got: data.len() });
+            return Err(ShapeError {
+                shape: shape.to_vec(),
+                expected,
+                got: data.len(),
+            });
         }
-        Ok(Self { shape: shape.iter().map(|&d| d as u64).collect(), data })
+        Ok(Self {
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            data,
+        })
     }
 
     /// A one-dimensional tensor of `data`.
     pub fn from_vec(data: Vec<T>) -> Self {
-        Self { shape: vec![data.len() as u64], data }
+        Self {
+            shape: vec![data.len() as u64],
+            data,
+        }
     }
 
     /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: T) -> Self {
         let n = shape.iter().product::<usize>();
-        Self { shape: shape.iter().map(|&d| d as u64).collect(), data: vec![value; n] }
+        Self {
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            data: vec![value; n],
+        }
     }
 
     /// The size of each dimension.
@@ -98,7 +113,11 @@ impl<T: Element> Tensor<T> {
 impl<T: Element + Into<f64>> Tensor<T> {
     /// The Euclidean norm of all elements.
     pub fn norm(&self) -> f64 {
-        self.data.iter().map(|&x| x.into() * x.into()).sum::<f64>().sqrt()
+        self.data
+            .iter()
+            .map(|&x| x.into() * x.into())
+            .sum::<f64>()
+            .sqrt()
     }
 }
 
@@ -134,7 +153,11 @@ impl<T: Element + Into<f64>> ArchivedTensor<T> {
     /// The Euclidean norm of all elements, computed in place.
     #[cfg(target_endian = "little")]
     pub fn norm(&self) -> f64 {
-        self.as_slice().iter().map(|&x| x.into() * x.into()).sum::<f64>().sqrt()
+        self.as_slice()
+            .iter()
+            .map(|&x| x.into() * x.into())
+            .sum::<f64>()
+            .sqrt()
     }
 }
 

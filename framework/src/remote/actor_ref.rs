@@ -8,15 +8,15 @@ use std::time::Duration;
 use actix::{Addr, Handler};
 use rkyv::rancor::Fallible;
 use rkyv::{Archive, Deserialize, Place, Serialize};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{Semaphore, oneshot};
 
-use crate::actor::{push, Deliver, Failure, Message, RemoteActor};
+use crate::actor::{Deliver, Failure, Message, RemoteActor, push};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
-use crate::wire::{decode_owned, encode, DecodeError, EncodeError, FrameHeader, FrameKind};
+use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode};
 
 use super::link::{PeerLink, RequestError};
-use super::node::{local_nodes, DEFAULT_ASK_TIMEOUT};
+use super::node::{DEFAULT_ASK_TIMEOUT, local_nodes};
 
 /// Where an actor lives, as it travels inside messages.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -30,14 +30,20 @@ pub struct ActorAddress {
 }
 
 enum Route<A: RemoteActor> {
-    Local { addr: Addr<A>, slots: Arc<Semaphore> },
+    Local {
+        addr: Addr<A>,
+        slots: Arc<Semaphore>,
+    },
     Remote(Arc<PeerLink>),
 }
 
 impl<A: RemoteActor> Clone for Route<A> {
     fn clone(&self) -> Self {
         match self {
-            Route::Local { addr, slots } => Route::Local { addr: addr.clone(), slots: slots.clone() },
+            Route::Local { addr, slots } => Route::Local {
+                addr: addr.clone(),
+                slots: slots.clone(),
+            },
             Route::Remote(link) => Route::Remote(link.clone()),
         }
     }
@@ -60,13 +66,24 @@ impl<A: RemoteActor> Clone for ActorRef<A> {
         if let Some(r) = self.route.get() {
             let _ = route.set(r.clone());
         }
-        Self { address: self.address.clone(), route, timeout: self.timeout, _type: PhantomData }
+        Self {
+            address: self.address.clone(),
+            route,
+            timeout: self.timeout,
+            _type: PhantomData,
+        }
     }
 }
 
 impl<A: RemoteActor> fmt::Debug for ActorRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ActorRef<{}>({} on {})", A::NAME, self.address.id, self.address.node)
+        write!(
+            f,
+            "ActorRef<{}>({} on {})",
+            A::NAME,
+            self.address.id,
+            self.address.node
+        )
     }
 }
 
@@ -100,7 +117,9 @@ impl<M> SendError<M> {
     /// The message that was not delivered.
     pub fn into_message(self) -> M {
         match self {
-            SendError::Closed { message, .. } | SendError::Full(message) | SendError::Encode(message, _) => message,
+            SendError::Closed { message, .. }
+            | SendError::Full(message)
+            | SendError::Encode(message, _) => message,
         }
     }
 }
@@ -133,14 +152,28 @@ pub enum AskError {
 }
 
 impl<A: RemoteActor> ActorRef<A> {
-    pub(crate) fn local(id: ActorId, node: NodeId, join_line: Option<JoinLine>, addr: Addr<A>, slots: Arc<Semaphore>) -> Self {
-        let r = Self::from_address(ActorAddress { id, node, join_line });
+    pub(crate) fn local(
+        id: ActorId,
+        node: NodeId,
+        join_line: Option<JoinLine>,
+        addr: Addr<A>,
+        slots: Arc<Semaphore>,
+    ) -> Self {
+        let r = Self::from_address(ActorAddress {
+            id,
+            node,
+            join_line,
+        });
         let _ = r.route.set(Route::Local { addr, slots });
         r
     }
 
     pub(crate) fn remote(id: ActorId, link: Arc<PeerLink>) -> Self {
-        let address = ActorAddress { id, node: link.node(), join_line: link.peer().join_line() };
+        let address = ActorAddress {
+            id,
+            node: link.node(),
+            join_line: link.peer().join_line(),
+        };
         let r = Self::from_address(address);
         let _ = r.route.set(Route::Remote(link));
         r
@@ -148,7 +181,12 @@ impl<A: RemoteActor> ActorRef<A> {
 
     /// A reference from an address; the route is found on first use.
     pub fn from_address(address: ActorAddress) -> Self {
-        Self { address, route: OnceLock::new(), timeout: DEFAULT_ASK_TIMEOUT, _type: PhantomData }
+        Self {
+            address,
+            route: OnceLock::new(),
+            timeout: DEFAULT_ASK_TIMEOUT,
+            _type: PhantomData,
+        }
     }
 
     /// The actor's id.
@@ -192,17 +230,29 @@ impl<A: RemoteActor> ActorRef<A> {
             if node.id() == self.address.node {
                 let entry = node.0.registry.get(self.address.id)?;
                 let addr = entry.addr::<A>()?;
-                return Some(Route::Local { addr, slots: entry.mailbox().clone() });
+                return Some(Route::Local {
+                    addr,
+                    slots: entry.mailbox().clone(),
+                });
             }
         }
-        nodes.iter().find_map(|n| n.0.links.get(&self.address.node).map(|l| Route::Remote(l.clone())))
+        nodes.iter().find_map(|n| {
+            n.0.links
+                .get(&self.address.node)
+                .map(|l| Route::Remote(l.clone()))
+        })
     }
 
     async fn resolve(&self) -> Result<Route<A>, AskError> {
         if let Some(route) = self.resolve_now() {
             return Ok(route);
         }
-        let gone = || AskError::Gone(format!("{} is not on its node {}", self.address.id, self.address.node));
+        let gone = || {
+            AskError::Gone(format!(
+                "{} is not on its node {}",
+                self.address.id, self.address.node
+            ))
+        };
         let nodes = local_nodes();
         if nodes.iter().any(|n| n.id() == self.address.node) {
             return Err(gone());
@@ -211,7 +261,10 @@ impl<A: RemoteActor> ActorRef<A> {
             return Err(AskError::NoRoute(self.address.node));
         };
         let remote = node.join(line).await.map_err(|e| {
-            AskError::Request(RequestError::PeerLost { node: self.address.node, reason: e.to_string() })
+            AskError::Request(RequestError::PeerLost {
+                node: self.address.node,
+                reason: e.to_string(),
+            })
         })?;
         Ok(Route::Remote(remote.link().clone()))
     }
@@ -234,7 +287,12 @@ impl<A: RemoteActor> ActorRef<A> {
     {
         let route = match self.route().await {
             Ok(route) => route,
-            Err(e) => return Err(SendError::Closed { message: msg, reason: e.to_string() }),
+            Err(e) => {
+                return Err(SendError::Closed {
+                    message: msg,
+                    reason: e.to_string(),
+                });
+            }
         };
         match route {
             Route::Local { addr, slots } => {
@@ -247,7 +305,12 @@ impl<A: RemoteActor> ActorRef<A> {
             Route::Remote(link) => {
                 let permit = match link.peer().reserve().await {
                     Ok(p) => p,
-                    Err(e) => return Err(SendError::Closed { message: msg, reason: e.to_string() }),
+                    Err(e) => {
+                        return Err(SendError::Closed {
+                            message: msg,
+                            reason: e.to_string(),
+                        });
+                    }
                 };
                 let bytes = match encode(&msg) {
                     Ok(b) => b,
@@ -273,7 +336,9 @@ impl<A: RemoteActor> ActorRef<A> {
         let _ = self.route.set(route.clone());
         match route {
             Route::Local { addr, slots } => {
-                let Ok(slot) = slots.try_acquire_owned() else { return Err(SendError::Full(msg)) };
+                let Ok(slot) = slots.try_acquire_owned() else {
+                    return Err(SendError::Full(msg));
+                };
                 push(&addr, Deliver::new(msg, None, Some(slot))).map_err(|d| SendError::Closed {
                     message: d.into_message(),
                     reason: format!("actor {} stopped", self.address.id),
@@ -282,8 +347,15 @@ impl<A: RemoteActor> ActorRef<A> {
             Route::Remote(link) => {
                 let permit = match link.peer().try_reserve() {
                     Ok(p) => p,
-                    Err(crate::transport::TryReserveError::Full) => return Err(SendError::Full(msg)),
-                    Err(e) => return Err(SendError::Closed { message: msg, reason: e.to_string() }),
+                    Err(crate::transport::TryReserveError::Full) => {
+                        return Err(SendError::Full(msg));
+                    }
+                    Err(e) => {
+                        return Err(SendError::Closed {
+                            message: msg,
+                            reason: e.to_string(),
+                        });
+                    }
                 };
                 let bytes = match encode(&msg) {
                     Ok(b) => b,
@@ -332,10 +404,13 @@ impl<A: RemoteActor> ActorRef<A> {
             }
             Route::Remote(link) => {
                 let bytes = encode(&msg).map_err(AskError::Encode)?;
-                let reply = link.request(self.header::<M>(FrameKind::Ask), bytes, self.timeout).await.map_err(|e| match e {
-                    RequestError::Remote(failure) => AskError::Failed(Failure::Remote(failure)),
-                    other => AskError::Request(other),
-                })?;
+                let reply = link
+                    .request(self.header::<M>(FrameKind::Ask), bytes, self.timeout)
+                    .await
+                    .map_err(|e| match e {
+                        RequestError::Remote(failure) => AskError::Failed(Failure::Remote(failure)),
+                        other => AskError::Request(other),
+                    })?;
                 decode_owned::<M::Result>(&reply).map_err(AskError::Decode)
             }
         }
@@ -365,6 +440,8 @@ where
     ArchivedActorAddress: Deserialize<ActorAddress, D>,
 {
     fn deserialize(&self, deserializer: &mut D) -> Result<ActorRef<A>, D::Error> {
-        Ok(ActorRef::from_address(Deserialize::<ActorAddress, D>::deserialize(self, deserializer)?))
+        Ok(ActorRef::from_address(
+            Deserialize::<ActorAddress, D>::deserialize(self, deserializer)?,
+        ))
     }
 }

@@ -5,9 +5,9 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use crate::actor::{code, ByteSink, Inbound};
+use crate::actor::{ByteSink, Inbound, code};
 use crate::transport::{Inbound as PeerInbound, Peer, PeerEvent};
-use crate::wire::{encode, Buffer, FrameHeader, FrameKind, RemoteFailure};
+use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, encode};
 
 use super::link::PeerLink;
 use super::node::NodeInner;
@@ -16,7 +16,10 @@ use super::registered::{factory, remote_fn};
 /// The link for `peer`, made on first sight (by `join` or by the transport's
 /// `Up` event, whichever comes first).
 pub(crate) fn link_for(node: &NodeInner, peer: Peer) -> Arc<PeerLink> {
-    node.links.entry(peer.node()).or_insert_with(|| Arc::new(PeerLink::new(peer))).clone()
+    node.links
+        .entry(peer.node())
+        .or_insert_with(|| Arc::new(PeerLink::new(peer)))
+        .clone()
 }
 
 /// Serves the transport's peer events until the node is dropped.
@@ -48,7 +51,9 @@ async fn serve_peer(node: Weak<NodeInner>, link: Arc<PeerLink>, mut inbound: Pee
             FrameKind::Reply | FrameKind::ReplyError => link.complete(&header, payload),
             FrameKind::Spawn => spawn(&inner, &link, header, &payload),
             FrameKind::Call => call(&link, header, payload),
-            other => link.peer().close(&format!("unexpected {other:?} frame on a data lane")),
+            other => link
+                .peer()
+                .close(&format!("unexpected {other:?} frame on a data lane")),
         }
     }
 }
@@ -82,15 +87,19 @@ async fn deliver(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, pa
     let Some(entry) = node.registry.get(header.target) else {
         let failure = RemoteFailure {
             code: code::UNKNOWN_ACTOR,
-            message: format!("no actor {} lives on node {}; it stopped, or the reference is stale", header.target, node.transport.node_id()),
+            message: format!(
+                "no actor {} lives on node {}; it stopped, or the reference is stale",
+                header.target,
+                node.transport.node_id()
+            ),
         };
-        Inbound::new(header, payload, reply, None).fail(failure);
+        Inbound::new(&header, payload, reply, None).fail(failure);
         return;
     };
     // Waiting for a mailbox slot stops reading from this peer: QUIC flow
     // control then makes the sender wait too.
     let slot = entry.mailbox().clone().acquire_owned().await.ok();
-    if let Err(inbound) = entry.dispatch(Inbound::new(header, payload, reply, slot)) {
+    if let Err(inbound) = entry.dispatch(Inbound::new(&header, payload, reply, slot)) {
         let failure = RemoteFailure {
             code: code::UNKNOWN_MESSAGE,
             message: format!(
@@ -128,9 +137,14 @@ fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &
             ),
         }));
     }
-    let result = factory.spawn(&node.registry, node.mailbox, payload).and_then(|id| {
-        encode(&id).map_err(|e| RemoteFailure { code: code::ENCODE, message: e.to_string() })
-    });
+    let result = factory
+        .spawn(&node.registry, node.mailbox, payload)
+        .and_then(|id| {
+            encode(&id).map_err(|e| RemoteFailure {
+                code: code::ENCODE,
+                message: e.to_string(),
+            })
+        });
     if let Ok(bytes) = &result {
         tracing::info!(peer = %link.node(), actor = factory.name(), bytes = bytes.len(), "spawned for a peer");
     }

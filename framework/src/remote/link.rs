@@ -1,8 +1,8 @@
 //! One authenticated peer as the remote layer sees it: the transport's
 //! [`Peer`] plus the requests waiting for its replies.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::id::NodeId;
 use crate::transport::{DownReason, Peer};
-use crate::wire::{decode_owned, Buffer, FrameHeader, FrameKind, RemoteFailure};
+use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, decode_owned};
 
 /// Why a request to another node (ask, spawn, call) got no successful reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +25,9 @@ pub enum RequestError {
         reason: String,
     },
     /// No reply within the deadline.
-    #[error("no reply from {node} within {after:?}; the node may be overloaded — raise the timeout or check the node")]
+    #[error(
+        "no reply from {node} within {after:?}; the node may be overloaded — raise the timeout or check the node"
+    )]
     Timeout {
         /// The node.
         node: NodeId,
@@ -49,7 +51,12 @@ pub struct PeerLink {
 
 impl PeerLink {
     pub(crate) fn new(peer: Peer) -> Self {
-        Self { peer, next: AtomicU64::new(1), pending: DashMap::new(), down: OnceLock::new() }
+        Self {
+            peer,
+            next: AtomicU64::new(1),
+            pending: DashMap::new(),
+            down: OnceLock::new(),
+        }
     }
 
     /// The transport peer.
@@ -63,8 +70,15 @@ impl PeerLink {
     }
 
     fn lost(&self) -> RequestError {
-        let reason = self.down.get().cloned().unwrap_or_else(|| "the connection closed".to_string());
-        RequestError::PeerLost { node: self.node(), reason }
+        let reason = self
+            .down
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "the connection closed".to_string());
+        RequestError::PeerLost {
+            node: self.node(),
+            reason,
+        }
     }
 
     /// True until the peer went down.
@@ -92,26 +106,39 @@ impl PeerLink {
         let result = if header.kind == FrameKind::Reply {
             Ok(payload)
         } else {
-            Err(decode_owned::<RemoteFailure>(&payload).unwrap_or_else(|e| RemoteFailure {
-                code: 0,
-                message: format!("the peer sent an unreadable failure: {e}"),
-            }))
+            Err(
+                decode_owned::<RemoteFailure>(&payload).unwrap_or_else(|e| RemoteFailure {
+                    code: 0,
+                    message: format!("the peer sent an unreadable failure: {e}"),
+                }),
+            )
         };
         let _ = waiter.send(result);
     }
 
     /// Sends a request frame and waits for its reply, at most `timeout` in all.
-    pub async fn request(&self, mut header: FrameHeader, payload: Buffer, timeout: Duration) -> Result<Buffer, RequestError> {
+    pub async fn request(
+        &self,
+        mut header: FrameHeader,
+        payload: Buffer,
+        timeout: Duration,
+    ) -> Result<Buffer, RequestError> {
         let correlation = self.next.fetch_add(1, Ordering::Relaxed);
         header.correlation = correlation;
         let (tx, rx) = oneshot::channel();
         self.pending.insert(correlation, tx);
-        let _cleanup = RemoveOnDrop { link: self, key: correlation };
+        let _cleanup = RemoveOnDrop {
+            link: self,
+            key: correlation,
+        };
         if !self.is_alive() {
             return Err(self.lost());
         }
         let exchange = async {
-            self.peer.send(header, payload).await.map_err(|_| self.lost())?;
+            self.peer
+                .send(header, payload)
+                .await
+                .map_err(|_| self.lost())?;
             match rx.await {
                 Ok(Ok(bytes)) => Ok(bytes),
                 Ok(Err(failure)) => Err(RequestError::Remote(failure)),
@@ -120,13 +147,19 @@ impl PeerLink {
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(RequestError::Timeout { node: self.node(), after: timeout }),
+            Err(_) => Err(RequestError::Timeout {
+                node: self.node(),
+                after: timeout,
+            }),
         }
     }
 
     /// Sends a frame without waiting for a reply (waits for queue space).
     pub async fn send(&self, header: FrameHeader, payload: Buffer) -> Result<(), RequestError> {
-        self.peer.send(header, payload).await.map_err(|_| self.lost())
+        self.peer
+            .send(header, payload)
+            .await
+            .map_err(|_| self.lost())
     }
 }
 

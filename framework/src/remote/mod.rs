@@ -10,6 +10,6 @@ mod remote_node;
 
 pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError};
 pub use link::{PeerLink, RequestError};
-pub use node::{Node, NodeBuilder, StartError, DEFAULT_ASK_TIMEOUT};
-pub use registered::{factory, invoke_remote, remote_fn, ActorFactory, RemoteCallable, RemoteFn};
+pub use node::{DEFAULT_ASK_TIMEOUT, Node, NodeBuilder, StartError};
+pub use registered::{ActorFactory, RemoteCallable, RemoteFn, factory, invoke_remote, remote_fn};
 pub use remote_node::{CallError, RemoteNode, SpawnError};

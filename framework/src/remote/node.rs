@@ -8,9 +8,11 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
-use crate::actor::{Registry, RemoteActor, DEFAULT_MAILBOX};
+use crate::actor::{DEFAULT_MAILBOX, Registry, RemoteActor};
 use crate::id::NodeId;
-use crate::transport::{BindError, ConnectError, JoinLine, Password, PasswordError, Transport, TransportConfig};
+use crate::transport::{
+    BindError, ConnectError, JoinLine, Password, PasswordError, Transport, TransportConfig,
+};
 
 use super::actor_ref::ActorRef;
 use super::dispatch;
@@ -25,7 +27,9 @@ pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
 #[non_exhaustive]
 pub enum StartError {
     /// There is no actix System on this thread.
-    #[error("a node must start inside an actix System: put it in `#[parallel::main] async fn main()` (or `actix_rt::System::new().block_on(..)`)")]
+    #[error(
+        "a node must start inside an actix System: put it in `#[parallel::main] async fn main()` (or `actix_rt::System::new().block_on(..)`)"
+    )]
     NoSystem,
     /// No cluster password could be found.
     #[error(transparent)]
@@ -131,7 +135,10 @@ impl NodeBuilder {
             arrivals: tokio::sync::Mutex::new(arrivals),
             arrivals_tx,
         });
-        NODES.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&inner));
+        NODES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(&inner));
         actix_rt::spawn(dispatch::run_events(Arc::downgrade(&inner), events));
         tracing::info!(node = %id, join = %inner.transport.join_line(), "node started");
         Ok(Node(inner))
@@ -201,7 +208,11 @@ impl Node {
 
     /// Every connected node.
     pub fn remotes(&self) -> Vec<RemoteNode> {
-        self.0.links.iter().map(|e| RemoteNode::new(self.clone(), e.value().clone())).collect()
+        self.0
+            .links
+            .iter()
+            .map(|e| RemoteNode::new(self.clone(), e.value().clone()))
+            .collect()
     }
 
     /// Says goodbye to every peer and closes the endpoint.

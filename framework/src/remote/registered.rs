@@ -3,12 +3,12 @@
 //! (`#[parallel::remote]`).
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use crate::actor::{code, panic_text, Registry, RemoteActor};
+use crate::actor::{Registry, RemoteActor, code, panic_text};
 use crate::id::ActorId;
-use crate::wire::{decode_owned, encode, type_tag, Buffer, RemoteFailure, WireType};
+use crate::wire::{Buffer, RemoteFailure, WireType, decode_owned, encode, type_tag};
 
 /// An actor type that can be spawned by name. Made by `#[actor(spawn)]`.
 pub struct ActorFactory {
@@ -16,15 +16,25 @@ pub struct ActorFactory {
     spawn: fn(&Registry, usize, &[u8]) -> Result<ActorId, RemoteFailure>,
 }
 
-fn spawn_erased<A: RemoteActor + WireType>(registry: &Registry, mailbox: usize, init: &[u8]) -> Result<ActorId, RemoteFailure> {
-    let actor = decode_owned::<A>(init).map_err(|e| RemoteFailure { code: code::INVALID, message: e.to_string() })?;
+fn spawn_erased<A: RemoteActor + WireType>(
+    registry: &Registry,
+    mailbox: usize,
+    init: &[u8],
+) -> Result<ActorId, RemoteFailure> {
+    let actor = decode_owned::<A>(init).map_err(|e| RemoteFailure {
+        code: code::INVALID,
+        message: e.to_string(),
+    })?;
     Ok(registry.start(actor, mailbox).0)
 }
 
 impl ActorFactory {
     /// The factory of `A`; the initial state travels as an archived `A`.
     pub const fn new<A: RemoteActor + WireType>() -> Self {
-        Self { name: A::NAME, spawn: spawn_erased::<A> }
+        Self {
+            name: A::NAME,
+            spawn: spawn_erased::<A>,
+        }
     }
 
     /// The actor type's stable name.
@@ -33,7 +43,12 @@ impl ActorFactory {
     }
 
     /// Starts an actor from its archived initial state.
-    pub fn spawn(&self, registry: &Registry, mailbox: usize, init: &[u8]) -> Result<ActorId, RemoteFailure> {
+    pub fn spawn(
+        &self,
+        registry: &Registry,
+        mailbox: usize,
+        init: &[u8],
+    ) -> Result<ActorId, RemoteFailure> {
         (self.spawn)(registry, mailbox, init)
     }
 }
@@ -44,7 +59,12 @@ inventory::collect!(ActorFactory);
 pub fn factory(tag: u64) -> Option<&'static ActorFactory> {
     static BY_TAG: OnceLock<HashMap<u64, &'static ActorFactory>> = OnceLock::new();
     BY_TAG
-        .get_or_init(|| inventory::iter::<ActorFactory>.into_iter().map(|f| (type_tag(f.name), f)).collect())
+        .get_or_init(|| {
+            inventory::iter::<ActorFactory>
+                .into_iter()
+                .map(|f| (type_tag(f.name), f))
+                .collect()
+        })
         .get(&tag)
         .copied()
 }
@@ -58,7 +78,10 @@ pub struct RemoteFn {
 impl RemoteFn {
     /// A registration: the function's name (as `type_name` gives it) and a
     /// wrapper that decodes the arguments, runs it and encodes the result.
-    pub const fn new(name: fn() -> &'static str, invoke: fn(&[u8]) -> Result<Buffer, RemoteFailure>) -> Self {
+    pub const fn new(
+        name: fn() -> &'static str,
+        invoke: fn(&[u8]) -> Result<Buffer, RemoteFailure>,
+    ) -> Self {
         Self { name, invoke }
     }
 
@@ -79,18 +102,34 @@ inventory::collect!(RemoteFn);
 pub fn remote_fn(tag: u64) -> Option<&'static RemoteFn> {
     static BY_TAG: OnceLock<HashMap<u64, &'static RemoteFn>> = OnceLock::new();
     BY_TAG
-        .get_or_init(|| inventory::iter::<RemoteFn>.into_iter().map(|f| (type_tag(f.name()), f)).collect())
+        .get_or_init(|| {
+            inventory::iter::<RemoteFn>
+                .into_iter()
+                .map(|f| (type_tag(f.name()), f))
+                .collect()
+        })
         .get(&tag)
         .copied()
 }
 
 /// Decodes `Args`, runs `f`, encodes its result; a panic becomes a failure
 /// that carries the panic message.
-pub fn invoke_remote<Args: WireType, R: WireType>(bytes: &[u8], f: impl FnOnce(Args) -> R) -> Result<Buffer, RemoteFailure> {
-    let args = decode_owned::<Args>(bytes).map_err(|e| RemoteFailure { code: code::INVALID, message: e.to_string() })?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(args)))
-        .map_err(|p| RemoteFailure { code: code::PANICKED, message: format!("the remote function panicked: {}", panic_text(p.as_ref())) })?;
-    encode(&result).map_err(|e| RemoteFailure { code: code::ENCODE, message: e.to_string() })
+pub fn invoke_remote<Args: WireType, R: WireType>(
+    bytes: &[u8],
+    f: impl FnOnce(Args) -> R,
+) -> Result<Buffer, RemoteFailure> {
+    let args = decode_owned::<Args>(bytes).map_err(|e| RemoteFailure {
+        code: code::INVALID,
+        message: e.to_string(),
+    })?;
+    let result = catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|p| RemoteFailure {
+        code: code::PANICKED,
+        message: format!("the remote function panicked: {}", panic_text(p.as_ref())),
+    })?;
+    encode(&result).map_err(|e| RemoteFailure {
+        code: code::ENCODE,
+        message: e.to_string(),
+    })
 }
 
 /// A function that can be run on another process of the same binary: any

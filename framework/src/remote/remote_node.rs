@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::actor::{code, RemoteActor};
+use crate::actor::{RemoteActor, code};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
-use crate::wire::{decode_owned, encode, type_tag, DecodeError, EncodeError, FrameHeader, FrameKind, RemoteFailure, WireType};
+use crate::wire::{
+    DecodeError, EncodeError, FrameHeader, FrameKind, RemoteFailure, WireType, decode_owned,
+    encode, type_tag,
+};
 
 use super::actor_ref::ActorRef;
 use super::link::{PeerLink, RequestError};
@@ -88,6 +91,20 @@ impl RemoteNode {
         self.link.is_alive()
     }
 
+    /// Test hook for malformed-input tests: writes `bytes` unframed on the
+    /// data lane to that node. Never use it for real traffic.
+    #[doc(hidden)]
+    pub async fn send_raw_data(&self, bytes: &[u8]) -> Result<(), crate::transport::PeerGone> {
+        self.link.peer().send_raw_data(bytes).await
+    }
+
+    /// Test hook for truncated-input tests: ends the data lane to that node
+    /// after what is queued. Never use it for real traffic.
+    #[doc(hidden)]
+    pub async fn finish_raw_lane(&self) -> Result<(), crate::transport::PeerGone> {
+        self.link.peer().finish_raw_lane().await
+    }
+
     /// Waits until the connection is gone and says why.
     pub async fn closed(&self) -> crate::transport::DownReason {
         self.link.peer().closed().await
@@ -96,16 +113,29 @@ impl RemoteNode {
     /// Spawns an actor of type `A` on that node, starting from `init`, and
     /// returns its reference. The node must allow `A`
     /// (`Node::builder().allow::<A>()`) and `A` must be `#[actor(spawn)]`.
-    pub async fn spawn<A: RemoteActor + WireType>(&self, init: A) -> Result<ActorRef<A>, SpawnError> {
+    pub async fn spawn<A: RemoteActor + WireType>(
+        &self,
+        init: A,
+    ) -> Result<ActorRef<A>, SpawnError> {
         let bytes = encode(&init).map_err(SpawnError::Encode)?;
         let mut header = FrameHeader::new(FrameKind::Spawn);
         header.type_tag = type_tag(A::NAME);
-        let reply = self.link.request(header, bytes, self.node.0.ask_timeout).await.map_err(|e| match e {
-            RequestError::Remote(RemoteFailure { code: code::NOT_ALLOWED, message }) => SpawnError::NotAllowed(message),
-            RequestError::Remote(RemoteFailure { code: code::NOT_REGISTERED, message }) => SpawnError::NotRegistered(message),
-            RequestError::Remote(failure) => SpawnError::Failed(failure.message),
-            other => SpawnError::Request(other),
-        })?;
+        let reply = self
+            .link
+            .request(header, bytes, self.node.0.ask_timeout)
+            .await
+            .map_err(|e| match e {
+                RequestError::Remote(RemoteFailure {
+                    code: code::NOT_ALLOWED,
+                    message,
+                }) => SpawnError::NotAllowed(message),
+                RequestError::Remote(RemoteFailure {
+                    code: code::NOT_REGISTERED,
+                    message,
+                }) => SpawnError::NotRegistered(message),
+                RequestError::Remote(failure) => SpawnError::Failed(failure.message),
+                other => SpawnError::Request(other),
+            })?;
         let id = decode_owned::<ActorId>(&reply).map_err(SpawnError::Decode)?;
         Ok(ActorRef::remote(id, self.link.clone()))
     }
@@ -120,13 +150,23 @@ impl RemoteNode {
         let bytes = encode(&args).map_err(CallError::Encode)?;
         let mut header = FrameHeader::new(FrameKind::Call);
         header.type_tag = type_tag(f.remote_name());
-        let reply = self.link.request(header, bytes, self.node.0.ask_timeout).await.map_err(|e| match e {
-            RequestError::Remote(RemoteFailure { code: code::NOT_REGISTERED, message }) => {
-                CallError::NotRegistered(format!("{} (function {})", message, f.remote_name()))
-            }
-            RequestError::Remote(RemoteFailure { code: code::PANICKED, message }) => CallError::Panicked(message),
-            other => CallError::Request(other),
-        })?;
+        let reply = self
+            .link
+            .request(header, bytes, self.node.0.ask_timeout)
+            .await
+            .map_err(|e| match e {
+                RequestError::Remote(RemoteFailure {
+                    code: code::NOT_REGISTERED,
+                    message,
+                }) => {
+                    CallError::NotRegistered(format!("{} (function {})", message, f.remote_name()))
+                }
+                RequestError::Remote(RemoteFailure {
+                    code: code::PANICKED,
+                    message,
+                }) => CallError::Panicked(message),
+                other => CallError::Request(other),
+            })?;
         decode_owned::<F::Output>(&reply).map_err(CallError::Decode)
     }
 }

@@ -71,6 +71,11 @@ async fn write_loop(
         loop {
             match next {
                 Outgoing::Raw(bytes) => batch.extend_from_slice(&bytes),
+                Outgoing::FinishLane => {
+                    lane.write_all(&batch).await.map_err(write_error)?;
+                    let _ = lane.finish();
+                    return Ok(());
+                }
                 Outgoing::Frame(mut header, payload) => {
                     header.seq = seq;
                     seq += 1;

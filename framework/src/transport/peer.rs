@@ -41,6 +41,8 @@ pub(crate) enum Outgoing {
     Frame(FrameHeader, Buffer),
     /// Raw bytes for the small lane (test hook for malformed input).
     Raw(Vec<u8>),
+    /// Ends the small lane after what is queued (test hook for truncated input).
+    FinishLane,
 }
 
 /// State shared by a peer's handles and its tasks.
@@ -213,6 +215,17 @@ impl Peer {
     pub async fn send_raw_data(&self, bytes: &[u8]) -> Result<(), PeerGone> {
         self.tx
             .send(Outgoing::Raw(bytes.to_vec()))
+            .await
+            .map_err(|_| PeerGone(self.shared.gone()))
+    }
+
+    /// Test hook for truncated-input tests: ends this node's small lane to
+    /// the peer after what is already queued, so a partly written frame
+    /// stays truncated. Never use it for real traffic.
+    #[doc(hidden)]
+    pub async fn finish_raw_lane(&self) -> Result<(), PeerGone> {
+        self.tx
+            .send(Outgoing::FinishLane)
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
     }

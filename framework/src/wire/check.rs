@@ -1,7 +1,7 @@
 //! The receive path of one frame as a single pure function, for the fuzzer
 //! and the property tests: nothing it is given may make it panic.
 
-use super::{decode, split_frame, Challenge, Hello, Proof, Refuse, RemoteFailure, Welcome};
+use super::{Challenge, Hello, Proof, Refuse, RemoteFailure, Welcome, decode, split_frame};
 use crate::id::ActorId;
 
 /// Runs `bytes` through everything a node does with a received frame:
@@ -9,7 +9,9 @@ use crate::id::ActorId;
 /// payload as each type the wire carries. Returns how many decodes accepted
 /// the bytes.
 pub fn fuzz_frame(bytes: &[u8]) -> usize {
-    let Ok((_, payload)) = split_frame(bytes, 1 << 20) else { return 0 };
+    let Ok((_, payload)) = split_frame(bytes, 1 << 20) else {
+        return 0;
+    };
     [
         decode::<Hello>(&payload).is_ok(),
         decode::<Challenge>(&payload).is_ok(),
@@ -33,12 +35,21 @@ mod tests {
 
     use super::*;
     use crate::id::NodeId;
-    use crate::wire::{encode, FrameHeader, FrameKind, HEADER_LEN};
+    use crate::wire::{FrameHeader, FrameKind, HEADER_LEN, encode};
 
     fn valid_frame(payload_kind: u8, text: String) -> Vec<u8> {
         let payload = match payload_kind % 3 {
-            0 => encode(&Hello { node: NodeId::new(), join_line: text, nonce: [3; 32] }).unwrap(),
-            1 => encode(&RemoteFailure { code: 7, message: text }).unwrap(),
+            0 => encode(&Hello {
+                node: NodeId::new(),
+                join_line: text,
+                nonce: [3; 32],
+            })
+            .unwrap(),
+            1 => encode(&RemoteFailure {
+                code: 7,
+                message: text,
+            })
+            .unwrap(),
             _ => encode(&(42u64, text)).unwrap(),
         };
         let mut header = FrameHeader::new(FrameKind::Ask);
@@ -52,7 +63,11 @@ mod tests {
     fn a_valid_frame_is_accepted() {
         let bytes = valid_frame(1, "hello".into());
         assert!(fuzz_frame(&bytes) >= 1);
-        assert_eq!(fuzz_frame(&bytes[..HEADER_LEN + 3]), 0, "truncated payload refused");
+        assert_eq!(
+            fuzz_frame(&bytes[..HEADER_LEN + 3]),
+            0,
+            "truncated payload refused"
+        );
     }
 
     proptest! {

@@ -22,15 +22,25 @@ pub type Buffer = AlignedVec<ALIGN>;
 /// type that derives rkyv's `Archive`, `Serialize` and `Deserialize` with
 /// fields that are themselves wire types.
 pub trait WireType:
-    Archive<Archived: Portable + Send + Sync + for<'a> CheckBytes<HighValidator<'a, BoxedError>> + Deserialize<Self, HighDeserializer<BoxedError>>>
-    + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
+    Archive<
+        Archived: Portable
+                      + Send
+                      + Sync
+                      + for<'a> CheckBytes<HighValidator<'a, BoxedError>>
+                      + Deserialize<Self, HighDeserializer<BoxedError>>,
+    > + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
     + Sized
 {
 }
 
 impl<T> WireType for T where
-    T: Archive<Archived: Portable + Send + Sync + for<'a> CheckBytes<HighValidator<'a, BoxedError>> + Deserialize<T, HighDeserializer<BoxedError>>>
-        + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
+    T: Archive<
+            Archived: Portable
+                          + Send
+                          + Sync
+                          + for<'a> CheckBytes<HighValidator<'a, BoxedError>>
+                          + Deserialize<T, HighDeserializer<BoxedError>>,
+        > + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
 {
 }
 
@@ -106,7 +116,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let s = Sample { name: "x".into(), values: vec![1.0, 2.5], n: 7 };
+        let s = Sample {
+            name: "x".into(),
+            values: vec![1.0, 2.5],
+            n: 7,
+        };
         let buf = encode(&s).unwrap();
         let view = decode::<Sample>(&buf).unwrap();
         assert_eq!(view.name, "x");
@@ -116,7 +130,9 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let buf = aligned_copy(&[0xff; 40]);
-        let Err(err) = decode::<Sample>(&buf) else { panic!("garbage accepted") };
+        let Err(err) = decode::<Sample>(&buf) else {
+            panic!("garbage accepted")
+        };
         assert!(err.to_string().contains("validation"), "{err}");
         assert!(decode::<Sample>(&aligned_copy(&[])).is_err());
     }

@@ -64,9 +64,19 @@ mod tests {
 
     #[test]
     fn control_messages_round_trip() {
-        let h = Hello { node: NodeId::new(), join_line: "x".into(), nonce: [7; 32] };
+        let h = Hello {
+            node: NodeId::new(),
+            join_line: "x".into(),
+            nonce: [7; 32],
+        };
         assert_eq!(decode_owned::<Hello>(&encode(&h).unwrap()).unwrap(), h);
-        let f = RemoteFailure { code: 3, message: "no".into() };
-        assert_eq!(decode_owned::<RemoteFailure>(&encode(&f).unwrap()).unwrap(), f);
+        let f = RemoteFailure {
+            code: 3,
+            message: "no".into(),
+        };
+        assert_eq!(
+            decode_owned::<RemoteFailure>(&encode(&f).unwrap()).unwrap(),
+            f
+        );
     }
 }

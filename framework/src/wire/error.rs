@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum FrameError {
     /// Fewer bytes than a header needs.
-    #[error("truncated frame: {have} of {need} header bytes; the peer closed mid-frame or sent garbage")]
+    #[error(
+        "truncated frame: {have} of {need} header bytes; the peer closed mid-frame or sent garbage"
+    )]
     Truncated {
         /// Bytes present.
         have: usize,
@@ -13,10 +15,14 @@ pub enum FrameError {
         need: usize,
     },
     /// The frame does not start with the para||el magic.
-    #[error("bytes {0:02x?} are not a para||el frame; is the peer a para||el node of this version?")]
+    #[error(
+        "bytes {0:02x?} are not a para||el frame; is the peer a para||el node of this version?"
+    )]
     BadMagic([u8; 4]),
     /// The peer speaks another wire version.
-    #[error("peer speaks wire version {theirs}, this node {ours}; run the same para||el version on both nodes")]
+    #[error(
+        "peer speaks wire version {theirs}, this node {ours}; run the same para||el version on both nodes"
+    )]
     Version {
         /// The peer's version.
         theirs: u16,
@@ -37,7 +43,9 @@ pub enum FrameError {
     #[error("unknown frame kind {0}; the peer runs an incompatible para||el version")]
     UnknownKind(u8),
     /// The declared payload is over the limit; nothing was allocated for it.
-    #[error("frame of {declared} bytes exceeds the {limit}-byte limit; raise `max_frame` on both nodes")]
+    #[error(
+        "frame of {declared} bytes exceeds the {limit}-byte limit; raise `max_frame` on both nodes"
+    )]
     TooLarge {
         /// Payload size the header declares.
         declared: u64,
@@ -51,7 +59,9 @@ pub enum FrameError {
 #[non_exhaustive]
 pub enum DecodeError {
     /// The bytes failed rkyv validation for the expected type.
-    #[error("message of type {type_name} failed validation ({reason}); the peer sent corrupt data or a different type under this name — build both nodes from the same source")]
+    #[error(
+        "message of type {type_name} failed validation ({reason}); the peer sent corrupt data or a different type under this name — build both nodes from the same source"
+    )]
     Invalid {
         /// The type the bytes were checked as.
         type_name: &'static str,

@@ -87,7 +87,12 @@ impl FrameKind {
     pub const fn is_control(self) -> bool {
         matches!(
             self,
-            Self::Hello | Self::Challenge | Self::Proof | Self::Welcome | Self::Refuse | Self::Heartbeat
+            Self::Hello
+                | Self::Challenge
+                | Self::Proof
+                | Self::Welcome
+                | Self::Refuse
+                | Self::Heartbeat
         )
     }
 }
@@ -161,7 +166,10 @@ impl FrameHeader {
     /// payload length against `max_frame` — before anything is allocated for it.
     pub fn decode(bytes: &[u8], max_frame: u64) -> Result<Self, FrameError> {
         if bytes.len() < HEADER_LEN {
-            return Err(FrameError::Truncated { have: bytes.len(), need: HEADER_LEN });
+            return Err(FrameError::Truncated {
+                have: bytes.len(),
+                need: HEADER_LEN,
+            });
         }
         let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
         let u64_at = |o: usize| {
@@ -181,16 +189,25 @@ impl FrameHeader {
         }
         let version = u16_at(4);
         if version != WIRE_VERSION {
-            return Err(FrameError::Version { theirs: version, ours: WIRE_VERSION });
+            return Err(FrameError::Version {
+                theirs: version,
+                ours: WIRE_VERSION,
+            });
         }
         let format = u64_at(8);
         if format != format_fingerprint() {
-            return Err(FrameError::Format { theirs: format, ours: format_fingerprint() });
+            return Err(FrameError::Format {
+                theirs: format,
+                ours: format_fingerprint(),
+            });
         }
         let kind = FrameKind::from_u8(bytes[6]).ok_or(FrameError::UnknownKind(bytes[6]))?;
         let len = u64_at(16);
         if len > max_frame {
-            return Err(FrameError::TooLarge { declared: len, limit: max_frame });
+            return Err(FrameError::TooLarge {
+                declared: len,
+                limit: max_frame,
+            });
         }
         Ok(Self {
             kind,
@@ -240,21 +257,42 @@ mod tests {
     #[test]
     fn refuses_bad_input_with_typed_errors() {
         let good = sample().encode();
-        assert!(matches!(FrameHeader::decode(&good[..10], 100), Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            FrameHeader::decode(&good[..10], 100),
+            Err(FrameError::Truncated { .. })
+        ));
         let mut b = good;
         b[0] = b'X';
-        assert!(matches!(FrameHeader::decode(&b, 1 << 20), Err(FrameError::BadMagic(_))));
+        assert!(matches!(
+            FrameHeader::decode(&b, 1 << 20),
+            Err(FrameError::BadMagic(_))
+        ));
         let mut b = good;
         b[4] = 99;
-        assert!(matches!(FrameHeader::decode(&b, 1 << 20), Err(FrameError::Version { .. })));
+        assert!(matches!(
+            FrameHeader::decode(&b, 1 << 20),
+            Err(FrameError::Version { .. })
+        ));
         let mut b = good;
         b[8] ^= 1;
-        assert!(matches!(FrameHeader::decode(&b, 1 << 20), Err(FrameError::Format { .. })));
+        assert!(matches!(
+            FrameHeader::decode(&b, 1 << 20),
+            Err(FrameError::Format { .. })
+        ));
         let mut b = good;
         b[6] = 200;
-        assert!(matches!(FrameHeader::decode(&b, 1 << 20), Err(FrameError::UnknownKind(200))));
+        assert!(matches!(
+            FrameHeader::decode(&b, 1 << 20),
+            Err(FrameError::UnknownKind(200))
+        ));
         let err = FrameHeader::decode(&good, 1000).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { declared: 1234, limit: 1000 }));
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                declared: 1234,
+                limit: 1000
+            }
+        ));
         assert!(err.to_string().contains("max_frame"));
     }
 }

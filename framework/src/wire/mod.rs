@@ -7,15 +7,20 @@
 
 mod check;
 mod codec;
+mod control;
 mod error;
 mod frame;
-mod control;
 
 pub use check::fuzz_frame;
-pub use codec::{aligned_copy, decode, decode_owned, encode, encode_into, to_owned, type_tag, Buffer, WireType, ALIGN};
+pub use codec::{
+    ALIGN, Buffer, WireType, aligned_copy, decode, decode_owned, encode, encode_into, to_owned,
+    type_tag,
+};
 pub use control::{Challenge, Hello, Proof, Refuse, RemoteFailure, Welcome};
 pub use error::{DecodeError, EncodeError, FrameError};
-pub use frame::{format_fingerprint, FrameHeader, FrameKind, DEFAULT_MAX_FRAME, HEADER_LEN, MAGIC, WIRE_VERSION};
+pub use frame::{
+    DEFAULT_MAX_FRAME, FrameHeader, FrameKind, HEADER_LEN, MAGIC, WIRE_VERSION, format_fingerprint,
+};
 
 /// Checks a complete frame (header followed by payload) the way a receiving
 /// node does, without any I/O: header checks, length limit, then the payload
@@ -25,7 +30,10 @@ pub fn split_frame(bytes: &[u8], max_frame: u64) -> Result<(FrameHeader, Buffer)
     let header = FrameHeader::decode(bytes, max_frame)?;
     let body = &bytes[HEADER_LEN..];
     if (body.len() as u64) < header.len {
-        return Err(FrameError::Truncated { have: bytes.len(), need: HEADER_LEN + header.len as usize });
+        return Err(FrameError::Truncated {
+            have: bytes.len(),
+            need: HEADER_LEN + header.len as usize,
+        });
     }
     Ok((header, aligned_copy(&body[..header.len as usize])))
 }

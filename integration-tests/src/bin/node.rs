@@ -15,9 +15,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let mut builder = Node::builder().allow::<Counter>().allow::<SlowSink>();
     if let Some(i) = args.iter().position(|a| a == "--heartbeat-ms") {
-        let spec = args.get(i + 1).ok_or("--heartbeat-ms needs INTERVAL,TIMEOUT")?;
-        let (interval, timeout) = spec.split_once(',').ok_or("--heartbeat-ms needs INTERVAL,TIMEOUT")?;
-        builder = builder.heartbeat(Duration::from_millis(interval.parse()?), Duration::from_millis(timeout.parse()?));
+        let spec = args
+            .get(i + 1)
+            .ok_or("--heartbeat-ms needs INTERVAL,TIMEOUT")?;
+        let (interval, timeout) = spec
+            .split_once(',')
+            .ok_or("--heartbeat-ms needs INTERVAL,TIMEOUT")?;
+        builder = builder.heartbeat(
+            Duration::from_millis(interval.parse()?),
+            Duration::from_millis(timeout.parse()?),
+        );
     }
     let node = builder.start().await?;
     println!("READY {}", node.join_line());
