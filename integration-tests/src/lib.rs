@@ -143,6 +143,34 @@ impl Handler<Sleep> for SlowSink {
     }
 }
 
+/// Passes numbers on to a [`Counter`] whose reference arrives inside the
+/// message: the reference is used on the node that received it.
+#[derive(Actor, Archive, Serialize, Deserialize, Default, Debug)]
+#[actor(messages(Relay), spawn)]
+pub struct Relayer;
+
+/// Asks `to` to add `n`; answers the counter's new total.
+#[derive(Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = u64)]
+pub struct Relay {
+    /// The counter, wherever it lives.
+    pub to: ActorRef<Counter>,
+    /// What to add.
+    pub n: u64,
+}
+
+impl Handler<Relay> for Relayer {
+    type Result = actix::ResponseFuture<u64>;
+    fn handle(&mut self, msg: Relay, _: &mut actix::Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            match msg.to.ask(Add(msg.n)).await {
+                Ok(total) => total,
+                Err(e) => panic!("the relayed ask failed: {e}"),
+            }
+        })
+    }
+}
+
 /// A function other processes of the test binaries may run.
 #[parallel::remote]
 pub fn multiply(a: u64, b: u64) -> u64 {

@@ -71,6 +71,50 @@ async fn an_actor_ref_travels_inside_a_message_and_works_there() {
 }
 
 #[actix_rt::test]
+async fn an_actor_ref_sent_to_another_node_is_used_there_to_reach_back() {
+    let server = NodeProcess::start(NODE, &[]).await;
+    let node = local_node().await;
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+    // A counter in this process, a relayer in the other; the relayer gets the
+    // counter's reference in a message and asks it across the connection.
+    let counter = node.spawn(Counter::default());
+    assert!(counter.is_local());
+    let relayer = timeout(DEADLINE, remote.spawn(Relayer))
+        .await
+        .unwrap()
+        .unwrap();
+    let total = timeout(
+        DEADLINE,
+        relayer.ask(Relay {
+            to: counter.clone(),
+            n: 5,
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(total, 5);
+    let total = timeout(
+        DEADLINE,
+        relayer.ask(Relay {
+            to: counter.clone(),
+            n: 7,
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(total, 12);
+    assert_eq!(
+        timeout(DEADLINE, counter.ask(Get)).await.unwrap().unwrap(),
+        12
+    );
+}
+
+#[actix_rt::test]
 async fn spawn_of_a_type_the_node_does_not_allow_is_refused() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use parallel::transport::DownReason;
-use parallel::wire::{FrameHeader, FrameKind, DEFAULT_MAX_FRAME, HEADER_LEN};
+use parallel::wire::{DEFAULT_MAX_FRAME, FrameHeader, FrameKind, HEADER_LEN};
 use parallel_integration_tests::*;
 use tokio::time::timeout;
 
@@ -20,15 +20,24 @@ enum Bad {
 async fn only_the_sender_is_closed(bad: Bad, expect_in_log: &str) {
     let server = NodeProcess::start(NODE, &[]).await;
     let good = local_node().await;
-    let good_remote = timeout(DEADLINE, good.join(&server.join_line)).await.unwrap().unwrap();
+    let good_remote = timeout(DEADLINE, good.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
     let counter = counter_on(&good_remote).await;
 
     let evil = local_node().await;
-    let evil_remote = timeout(DEADLINE, evil.join(&server.join_line)).await.unwrap().unwrap();
+    let evil_remote = timeout(DEADLINE, evil.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
     let mut header = FrameHeader::new(FrameKind::Tell);
     match bad {
         Bad::Garbage => {
-            evil_remote.send_raw_data(&[0xAB; HEADER_LEN + 20]).await.unwrap();
+            evil_remote
+                .send_raw_data(&[0xAB; HEADER_LEN + 20])
+                .await
+                .unwrap();
         }
         Bad::Truncated => {
             header.len = 1000;
@@ -43,15 +52,26 @@ async fn only_the_sender_is_closed(bad: Bad, expect_in_log: &str) {
         }
     }
     // The server closes the sender's connection...
-    let reason = timeout(Duration::from_secs(10), evil_remote.closed()).await.expect("the server closed the bad peer");
+    let reason = timeout(Duration::from_secs(10), evil_remote.closed())
+        .await
+        .expect("the server closed the bad peer");
     assert!(!matches!(reason, DownReason::Goodbye), "{reason}");
     // ...and goes on serving the good peer.
     for i in 1..=3 {
-        assert_eq!(timeout(DEADLINE, counter.ask(Add(1))).await.unwrap().unwrap(), i);
+        assert_eq!(
+            timeout(DEADLINE, counter.ask(Add(1)))
+                .await
+                .unwrap()
+                .unwrap(),
+            i
+        );
     }
     assert!(good_remote.is_alive());
     let log = server.stop_and_read_stderr().await;
-    assert!(log.contains(expect_in_log), "expected {expect_in_log:?} in the server's log:\n{log}");
+    assert!(
+        log.contains(expect_in_log),
+        "expected {expect_in_log:?} in the server's log:\n{log}"
+    );
     assert!(!log.contains("panicked"), "{log}");
 }
 

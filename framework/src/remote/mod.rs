@@ -13,3 +13,6 @@ pub use link::{PeerLink, RequestError};
 pub use node::{DEFAULT_ASK_TIMEOUT, Node, NodeBuilder, StartError};
 pub use registered::{ActorFactory, RemoteCallable, RemoteFn, factory, invoke_remote, remote_fn};
 pub use remote_node::{CallError, RemoteNode, SpawnError};
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
 //! The test node: starts a para||el node with the password from the
-//! environment, allows `Counter` and `SlowSink` to be spawned (not
+//! environment, allows `Counter`, `SlowSink` and `Relayer` to be spawned (not
 //! `Forbidden`), prints `READY <join line>` and serves until its stdin closes.
 //!
 //! Options: `--heartbeat-ms INTERVAL,TIMEOUT`.
@@ -7,13 +7,16 @@
 use std::time::Duration;
 
 use parallel::Node;
-use parallel_integration_tests::{Counter, SlowSink};
+use parallel_integration_tests::{Counter, Relayer, SlowSink};
 use tokio::io::AsyncReadExt;
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let mut builder = Node::builder().allow::<Counter>().allow::<SlowSink>();
+    let mut builder = Node::builder()
+        .allow::<Counter>()
+        .allow::<SlowSink>()
+        .allow::<Relayer>();
     if let Some(i) = args.iter().position(|a| a == "--heartbeat-ms") {
         let spec = args
             .get(i + 1)
