@@ -1,0 +1,906 @@
+//! Remote and local messaging costs of para||el, each measured against a raw
+//! baseline in the same run (STYLE §7: compare ratios, not absolute numbers).
+//!
+//! Run with `cargo run --release -p parallel-examples --bin bench_remote`
+//! (add `--json` for one JSON object per benchmark on stdout).
+//!
+//! The program starts a second process of itself on loopback (role in
+//! `BENCH_REMOTE_ROLE`, password in `PARALLEL_PASSWORD`, never on the command
+//! line). That process runs a para||el node that lets the first spawn a `Sink`
+//! actor there, and a raw quinn server (quinn 0.11, rustls 0.23 with ring,
+//! TLS 1.3, a fresh self-signed rcgen certificate that the client pins). It
+//! prints `RAW <addr> <cert der hex>` and `READY <join line>`, and exits when
+//! its standard input closes, so it never outlives the first process.
+//!
+//! | bench                   | framework                                   | baseline                                          |
+//! |-------------------------|---------------------------------------------|---------------------------------------------------|
+//! | `ask_rtt_p50_us`, `_p99`| sequential no-op `ask` to the remote `Sink` | 16-byte echo on one raw QUIC stream               |
+//! | `tell_msgs_per_s`       | 1 M `tell`s of 100 bytes, then one `ask`    | 1 M length-prefixed 100-byte frames, 64 KiB writes |
+//! | `bulk_64mib_gbps`       | `ask` with a 64 MiB `Tensor<f32>`, summed in place | 64 MiB on one raw stream, summed as it arrives |
+//! | `local_tell_msgs_per_s` | 1 M `ActorRef::tell` to a local actor       | 1 M actix `Addr::do_send` to a plain actix actor  |
+//!
+//! Both sides of each pair run on the same threads of the same processes:
+//! the raw endpoints live on the actix System's runtime like the node's, and
+//! use the node's 4 MiB UDP socket buffers (quinn's default flow windows:
+//! the node's larger ones made raw bulk slower here). Throughput pairs run
+//! alternately, a few rounds each, and report medians; every result is
+//! checked (counts, sums), so a lost message fails the run instead of
+//! flattering it.
+
+use std::error::Error;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor as _, Handler};
+use parallel::{Actor, ActorRef, JoinLine, Message, Node, Password, Received, Tensor};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rkyv::{Archive, Deserialize, Serialize};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+const ROLE_ENV: &str = "BENCH_REMOTE_ROLE";
+const PASSWORD_ENV: &str = "PARALLEL_PASSWORD";
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+const PING_WARMUP: usize = 2_000;
+const PING_N: usize = 20_000;
+const PING_LEN: usize = 16;
+const TELL_WARMUP: u64 = 50_000;
+const TELL_N: u64 = 1_000_000;
+const PAYLOAD: usize = 100;
+const COALESCE: usize = 64 << 10;
+const BULK_MIB: usize = 64;
+const BULK_BYTES: usize = BULK_MIB << 20;
+const BULK_WARMUP: usize = 1;
+const BULK_REPS: usize = 5;
+/// Rounds of each throughput pair, run alternately; the median counts.
+const ROUNDS: usize = 3;
+const LOCAL_N: u64 = 1_000_000;
+/// The node's UDP socket buffers (framework/src/transport/endpoint.rs).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+const MODE_PING: u8 = b'P';
+const MODE_FRAMES: u8 = b'T';
+const MODE_BULK: u8 = b'B';
+
+// ---------------------------------------------------------------- messages
+
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[message(result = ())]
+struct Ping;
+
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[message(result = ())]
+struct Bytes100 {
+    data: [u8; PAYLOAD],
+}
+
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[message(result = u64)]
+struct Count;
+
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[message(result = f64)]
+struct SumTensor(Tensor<f32>);
+
+/// The actor the benchmarks talk to: counts what it is told, sums tensors.
+#[derive(Actor, Archive, Serialize, Deserialize, Default)]
+#[actor(messages(Ping, Bytes100, Count), view(SumTensor), spawn)]
+struct Sink {
+    received: u64,
+    checksum: u64,
+}
+
+impl Handler<Ping> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut actix::Context<Self>) {}
+}
+
+impl Handler<Bytes100> for Sink {
+    type Result = ();
+    fn handle(&mut self, msg: Bytes100, _: &mut actix::Context<Self>) {
+        self.received += 1;
+        self.checksum += u64::from(msg.data[0]);
+    }
+}
+
+impl Handler<Count> for Sink {
+    type Result = u64;
+    fn handle(&mut self, _: Count, _: &mut actix::Context<Self>) -> u64 {
+        self.received
+    }
+}
+
+impl Handler<SumTensor> for Sink {
+    type Result = f64;
+    fn handle(&mut self, msg: SumTensor, _: &mut actix::Context<Self>) -> f64 {
+        sum_f32(msg.0.as_slice())
+    }
+}
+
+impl Handler<Received<SumTensor>> for Sink {
+    type Result = f64;
+    fn handle(&mut self, msg: Received<SumTensor>, _: &mut actix::Context<Self>) -> f64 {
+        sum_f32(msg.0.as_slice())
+    }
+}
+
+/// The same actor in plain actix, for the local baseline.
+#[derive(Default)]
+struct PlainSink {
+    received: u64,
+    checksum: u64,
+}
+
+impl actix::Actor for PlainSink {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<Bytes100> for PlainSink {
+    type Result = ();
+    fn handle(&mut self, msg: Bytes100, _: &mut actix::Context<Self>) {
+        self.received += 1;
+        self.checksum += u64::from(msg.data[0]);
+    }
+}
+
+impl Handler<Count> for PlainSink {
+    type Result = u64;
+    fn handle(&mut self, _: Count, _: &mut actix::Context<Self>) -> u64 {
+        self.received
+    }
+}
+
+/// Sum with eight lanes (vectorizes); the same work on both sides of the bulk pair.
+fn sum_f32(xs: &[f32]) -> f64 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
+    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + tail
+}
+
+/// `sum_f32` over little-endian bytes as they come off a raw stream.
+fn sum_f32_le(bytes: &[u8]) -> f64 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = bytes.chunks_exact(32);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c.chunks_exact(4)) {
+            *l += f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
+        }
+    }
+    let tail: f64 = chunks
+        .remainder()
+        .chunks_exact(4)
+        .map(|x| f64::from(f32::from_le_bytes([x[0], x[1], x[2], x[3]])))
+        .sum();
+    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + tail
+}
+
+// ---------------------------------------------------------------- main
+
+#[parallel::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    if std::env::var(ROLE_ENV).is_ok_and(|r| r == "server") {
+        return serve().await.map_err(|e| e as Box<dyn Error>);
+    }
+    let json = std::env::args().any(|a| a == "--json");
+    run_parent(json).await.map_err(|e| e as Box<dyn Error>)
+}
+
+async fn run_parent(json: bool) -> Result<(), BoxError> {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let header = format!(
+        "bench_remote: nproc {nproc}, two processes on loopback; machines here are noisy: \
+         compare the ratios to the same-run baselines, not the absolute numbers"
+    );
+    if json {
+        eprintln!("{header}");
+    } else {
+        println!("{header}");
+    }
+
+    let password = format!("{}{}", parallel::NodeId::new(), parallel::NodeId::new());
+    let mut server = Server::start(&password).await?;
+    let result = run_benches(&password, &server).await;
+    server.stop().await;
+    let rows = result?;
+    for row in &rows {
+        if json {
+            println!("{}", row.json());
+        } else {
+            println!("{}", row.text());
+        }
+    }
+    Ok(())
+}
+
+async fn run_benches(password: &str, server: &Server) -> Result<Vec<Row>, BoxError> {
+    let node = Node::builder()
+        .password(Password::new(password.to_owned()))
+        .start()
+        .await?;
+    let remote = node.join(&server.join_line).await?;
+    let sink: ActorRef<Sink> = remote.spawn(Sink::default()).await?;
+    let raw = raw_connect(server.raw_addr, server.raw_cert.clone()).await?;
+
+    let mut rows = Vec::new();
+
+    eprintln!("[bench] ask round trip ({PING_N} sequential, after {PING_WARMUP} warm-up)");
+    let raw_ping = raw_ping(&raw).await?;
+    let ask = ask_rtt(&sink).await?;
+    rows.push(Row::new(ASK_P50, Goal::AtMost(1.25), ask.p50, raw_ping.p50));
+    rows.push(Row::new(ASK_P99, Goal::AtMost(1.25), ask.p99, raw_ping.p99));
+
+    eprintln!("[bench] tell: {TELL_N} x {PAYLOAD} bytes, {ROUNDS} rounds alternating, median");
+    raw_frames(&raw, TELL_WARMUP).await?;
+    tell(&sink, TELL_WARMUP).await?;
+    let (mut raw_rates, mut tells) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        raw_rates.push(raw_frames(&raw, TELL_N).await?);
+        tells.push(tell(&sink, TELL_N).await?);
+    }
+    rows.push(Row::new(
+        TELL,
+        Goal::AtLeast(0.5),
+        median(tells),
+        median(raw_rates),
+    ));
+
+    eprintln!("[bench] bulk: {BULK_MIB} MiB, {BULK_REPS} rounds alternating, median");
+    let tensor = Tensor::from_vec(bulk_values());
+    let bytes: Vec<u8> = tensor
+        .as_slice()
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let (mut raw_rates, mut bulks) = (Vec::new(), Vec::new());
+    for round in 0..BULK_WARMUP + BULK_REPS {
+        let (r, b) = (raw_bulk(&raw, &bytes).await?, bulk(&sink, &tensor).await?);
+        if round >= BULK_WARMUP {
+            raw_rates.push(r);
+            bulks.push(b);
+        }
+    }
+    rows.push(Row::new(
+        BULK,
+        Goal::AtLeast(0.8),
+        median(bulks),
+        median(raw_rates),
+    ));
+
+    eprintln!("[bench] local tell: {LOCAL_N} messages, {ROUNDS} rounds alternating, median");
+    let (mut actix_rates, mut locals) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        actix_rates.push(actix_do_send().await?);
+        locals.push(local_tell(&node).await?);
+    }
+    rows.push(Row::new(
+        LOCAL,
+        Goal::AtLeast(0.8),
+        median(locals),
+        median(actix_rates),
+    ));
+
+    raw.close(0u32.into(), b"done");
+    node.shutdown().await;
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------- report
+
+/// Bench name, table label, unit, baseline name.
+type Names = [&'static str; 4];
+const ASK_P50: Names = [
+    "ask_rtt_p50_us",
+    "remote ask p50",
+    "us",
+    "raw quinn ping p50",
+];
+const ASK_P99: Names = [
+    "ask_rtt_p99_us",
+    "remote ask p99",
+    "us",
+    "raw quinn ping p99",
+];
+const TELL: Names = [
+    "tell_msgs_per_s",
+    "remote tell",
+    "msg/s",
+    "raw quinn frames",
+];
+const BULK: Names = [
+    "bulk_64mib_gbps",
+    "remote 64 MiB tensor",
+    "GB/s",
+    "raw quinn bulk",
+];
+const LOCAL: Names = [
+    "local_tell_msgs_per_s",
+    "local tell",
+    "msg/s",
+    "actix do_send",
+];
+
+/// The ratio (value / baseline) a bench aims for.
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+struct Row {
+    names: Names,
+    goal: Goal,
+    value: f64,
+    baseline_value: f64,
+}
+
+impl Row {
+    fn new(names: Names, goal: Goal, value: f64, baseline_value: f64) -> Self {
+        Self {
+            names,
+            goal,
+            value,
+            baseline_value,
+        }
+    }
+
+    fn ratio(&self) -> f64 {
+        self.value / self.baseline_value
+    }
+
+    fn text(&self) -> String {
+        let [_, label, unit, baseline] = self.names;
+        let unit = if unit == "us" { "µs" } else { unit };
+        let ratio = self.ratio();
+        let (op, target, met) = match self.goal {
+            Goal::AtMost(t) => ("<=", t, ratio <= t),
+            Goal::AtLeast(t) => (">=", t, ratio >= t),
+        };
+        let (value, base) = (figure(self.value), figure(self.baseline_value));
+        let missed = if met { "" } else { ", missed" };
+        format!(
+            "{label:<22} {value:>12} {unit:<6} {baseline:<20} {base:>12} {unit:<6} \
+             ratio {ratio:>5.2} (target {op} {target:.2}{missed})"
+        )
+    }
+
+    fn json(&self) -> String {
+        let [bench, _, unit, baseline] = self.names;
+        let (value, base) = (json_number(self.value), json_number(self.baseline_value));
+        let ratio = json_number(self.ratio());
+        format!(
+            "{{\"bench\":\"{bench}\",\"value\":{value},\"unit\":\"{unit}\",\
+             \"baseline\":\"{baseline}\",\"baseline_value\":{base},\"ratio\":{ratio}}}"
+        )
+    }
+}
+
+/// A figure with a sensible number of digits.
+fn figure(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// JSON has no NaN or infinity.
+fn json_number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.4}", v)
+    } else {
+        "null".to_owned()
+    }
+}
+
+struct Latency {
+    p50: f64,
+    p99: f64,
+}
+
+/// p50 and p99 of round-trip times, in microseconds.
+fn latency(mut ns: Vec<u64>) -> Latency {
+    ns.sort_unstable();
+    let at = |p: usize| ns[(ns.len() * p / 100).min(ns.len() - 1)] as f64 / 1e3;
+    Latency {
+        p50: at(50),
+        p99: at(99),
+    }
+}
+
+/// The median of a few measurements.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+// ---------------------------------------------------------------- framework benches
+
+async fn ask_rtt(sink: &ActorRef<Sink>) -> Result<Latency, BoxError> {
+    for _ in 0..PING_WARMUP {
+        sink.ask(Ping).await?;
+    }
+    let mut ns = Vec::with_capacity(PING_N);
+    for _ in 0..PING_N {
+        let start = Instant::now();
+        sink.ask(Ping).await?;
+        ns.push(start.elapsed().as_nanos() as u64);
+    }
+    Ok(latency(ns))
+}
+
+/// Tells `n` 100-byte messages, then asks for the count; returns msg/s.
+async fn tell(sink: &ActorRef<Sink>, n: u64) -> Result<f64, BoxError> {
+    let before = sink.ask(Count).await?;
+    let start = Instant::now();
+    for i in 0..n {
+        let msg = Bytes100 {
+            data: [i as u8; PAYLOAD],
+        };
+        sink.tell(msg).await.map_err(|e| e.to_string())?;
+    }
+    let after = sink.ask(Count).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if after - before != n {
+        return Err(format!(
+            "the sink counted {} messages, {n} were told",
+            after - before
+        )
+        .into());
+    }
+    Ok(n as f64 / secs)
+}
+
+fn bulk_values() -> Vec<f32> {
+    // Small integers: every partial sum is exact, so the total checks the transfer.
+    (0..BULK_BYTES / 4).map(|i| (i % 4) as f32).collect()
+}
+
+fn bulk_expected() -> f64 {
+    (BULK_BYTES / 4 / 4 * (1 + 2 + 3)) as f64
+}
+
+/// One ask carrying the tensor (cloned before the clock starts); returns GB/s.
+async fn bulk(sink: &ActorRef<Sink>, tensor: &Tensor<f32>) -> Result<f64, BoxError> {
+    let msg = SumTensor(tensor.clone());
+    let start = Instant::now();
+    let sum = sink.ask(msg).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if sum != bulk_expected() {
+        return Err(format!("the sink summed {sum}, expected {}", bulk_expected()).into());
+    }
+    Ok(BULK_BYTES as f64 / secs / 1e9)
+}
+
+async fn local_tell(node: &Node) -> Result<f64, BoxError> {
+    let sink = node.spawn(Sink::default());
+    let start = Instant::now();
+    for i in 0..LOCAL_N {
+        let msg = Bytes100 {
+            data: [i as u8; PAYLOAD],
+        };
+        sink.tell(msg).await.map_err(|e| e.to_string())?;
+    }
+    let n = sink.ask(Count).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if n != LOCAL_N {
+        return Err(format!("the local sink counted {n} of {LOCAL_N}").into());
+    }
+    Ok(LOCAL_N as f64 / secs)
+}
+
+async fn actix_do_send() -> Result<f64, BoxError> {
+    let addr = PlainSink::default().start();
+    let start = Instant::now();
+    for i in 0..LOCAL_N {
+        addr.do_send(Bytes100 {
+            data: [i as u8; PAYLOAD],
+        });
+    }
+    let n = addr.send(Count).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if n != LOCAL_N {
+        return Err(format!("the plain actix sink counted {n} of {LOCAL_N}").into());
+    }
+    Ok(LOCAL_N as f64 / secs)
+}
+
+// ---------------------------------------------------------------- raw quinn baselines
+
+async fn raw_ping(conn: &quinn::Connection) -> Result<Latency, BoxError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&[MODE_PING]).await?;
+    let out = [7u8; PING_LEN];
+    let mut back = [0u8; PING_LEN];
+    let mut ns = Vec::with_capacity(PING_N);
+    for i in 0..PING_WARMUP + PING_N {
+        let start = Instant::now();
+        send.write_all(&out).await?;
+        recv.read_exact(&mut back).await?;
+        if i >= PING_WARMUP {
+            ns.push(start.elapsed().as_nanos() as u64);
+        }
+    }
+    send.finish()?;
+    Ok(latency(ns))
+}
+
+/// Sends `n` length-prefixed 100-byte frames in 64 KiB writes on one stream;
+/// the server counts them and answers with the count. Returns frames/s.
+async fn raw_frames(conn: &quinn::Connection, n: u64) -> Result<f64, BoxError> {
+    let start = Instant::now();
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let mut buf = Vec::with_capacity(COALESCE);
+    buf.push(MODE_FRAMES);
+    buf.extend_from_slice(&n.to_le_bytes());
+    for i in 0..n {
+        buf.extend_from_slice(&(PAYLOAD as u32).to_le_bytes());
+        buf.extend_from_slice(&[i as u8; PAYLOAD]);
+        if buf.len() + 4 + PAYLOAD > COALESCE {
+            send.write_all(&buf).await?;
+            buf.clear();
+        }
+    }
+    send.write_all(&buf).await?;
+    send.finish()?;
+    let mut count = [0u8; 8];
+    recv.read_exact(&mut count).await?;
+    let secs = start.elapsed().as_secs_f64();
+    let count = u64::from_le_bytes(count);
+    if count != n {
+        return Err(format!("the raw server counted {count} frames, {n} were sent").into());
+    }
+    Ok(n as f64 / secs)
+}
+
+/// The tensor's bytes on one raw stream, summed by the server as they
+/// arrive; returns GB/s.
+async fn raw_bulk(conn: &quinn::Connection, bytes: &[u8]) -> Result<f64, BoxError> {
+    let start = Instant::now();
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let mut head = vec![MODE_BULK];
+    head.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    send.write_all(&head).await?;
+    send.write_all(bytes).await?;
+    send.finish()?;
+    let mut sum = [0u8; 8];
+    recv.read_exact(&mut sum).await?;
+    let secs = start.elapsed().as_secs_f64();
+    let sum = f64::from_le_bytes(sum);
+    if sum != bulk_expected() {
+        return Err(format!("the raw server summed {sum}, expected {}", bulk_expected()).into());
+    }
+    Ok(bytes.len() as f64 / secs / 1e9)
+}
+
+// ---------------------------------------------------------------- raw quinn set-up
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn raw_endpoint(server: Option<quinn::ServerConfig>) -> Result<quinn::Endpoint, BoxError> {
+    let runtime = quinn::default_runtime().ok_or("no async runtime for quinn")?;
+    let socket = udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        runtime,
+    )?)
+}
+
+/// A raw quinn server with a fresh self-signed certificate; returns it and the certificate.
+fn raw_server() -> Result<(quinn::Endpoint, Vec<u8>), BoxError> {
+    let certified = rcgen::generate_simple_self_signed(vec!["bench".to_owned()])?;
+    let cert = certified.cert.der().clone();
+    let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    let tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))?;
+    let server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    Ok((raw_endpoint(Some(server))?, cert.to_vec()))
+}
+
+/// Accepts exactly one certificate (by its DER bytes).
+#[derive(Debug)]
+struct OneCert {
+    der: Vec<u8>,
+    schemes: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for OneCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.der.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
+}
+
+async fn raw_connect(addr: SocketAddr, cert: Vec<u8>) -> Result<quinn::Connection, BoxError> {
+    let provider = provider();
+    let verifier = OneCert {
+        der: cert,
+        schemes: provider.signature_verification_algorithms,
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
+    let endpoint = raw_endpoint(None)?;
+    let conn = endpoint.connect_with(client, addr, "bench")?;
+    Ok(tokio::time::timeout(READY_TIMEOUT, conn)
+        .await
+        .map_err(|_| "raw quinn connect timed out")??)
+}
+
+/// Serves every raw connection: one task per stream, by its first byte.
+async fn raw_serve(endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                tokio::spawn(async move {
+                    if let Err(e) = raw_stream(send, recv).await {
+                        eprintln!("[server] raw stream failed: {e}");
+                    }
+                });
+            }
+        });
+    }
+}
+
+async fn raw_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), BoxError> {
+    let mut mode = [0u8; 1];
+    recv.read_exact(&mut mode).await?;
+    match mode[0] {
+        MODE_PING => {
+            let mut buf = [0u8; PING_LEN];
+            loop {
+                match recv.read_exact(&mut buf).await {
+                    Ok(()) => send.write_all(&buf).await?,
+                    Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        MODE_FRAMES => {
+            let mut n = [0u8; 8];
+            recv.read_exact(&mut n).await?;
+            let n = u64::from_le_bytes(n);
+            let (mut count, mut checksum) = (0u64, 0u64);
+            let mut pending: Vec<u8> = Vec::with_capacity(2 * COALESCE);
+            while count < n {
+                let chunk = recv
+                    .read_chunk(usize::MAX, true)
+                    .await?
+                    .ok_or("frame stream ended early")?;
+                pending.extend_from_slice(&chunk.bytes);
+                let mut at = 0;
+                while let Some(len) = pending.get(at..at + 4) {
+                    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                    let Some(frame) = pending.get(at + 4..at + 4 + len) else {
+                        break;
+                    };
+                    checksum += u64::from(frame.first().copied().unwrap_or(0));
+                    count += 1;
+                    at += 4 + len;
+                }
+                pending.drain(..at);
+            }
+            std::hint::black_box(checksum);
+            send.write_all(&count.to_le_bytes()).await?;
+            send.finish()?;
+        }
+        MODE_BULK => {
+            let mut len = [0u8; 8];
+            recv.read_exact(&mut len).await?;
+            let mut left = u64::from_le_bytes(len) as usize;
+            let (mut sum, mut carry) = (0f64, Vec::with_capacity(4));
+            while left > 0 {
+                let chunk = recv
+                    .read_chunk(left, true)
+                    .await?
+                    .ok_or("bulk stream ended early")?;
+                left -= chunk.bytes.len();
+                let mut bytes = &chunk.bytes[..];
+                if !carry.is_empty() {
+                    let take = (4 - carry.len()).min(bytes.len());
+                    carry.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if carry.len() == 4 {
+                        sum += sum_f32_le(&carry);
+                        carry.clear();
+                    }
+                }
+                let whole = bytes.len() / 4 * 4;
+                sum += sum_f32_le(&bytes[..whole]);
+                carry.extend_from_slice(&bytes[whole..]);
+            }
+            send.write_all(&sum.to_le_bytes()).await?;
+            send.finish()?;
+        }
+        other => return Err(format!("unknown raw mode {other}").into()),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- the second process
+
+/// The second process: a node that allows `Sink`, and the raw server.
+async fn serve() -> Result<(), BoxError> {
+    let password = std::env::var(PASSWORD_ENV).map_err(|_| format!("{PASSWORD_ENV} is not set"))?;
+    let node = Node::builder()
+        .password(Password::new(password))
+        .allow::<Sink>()
+        .start()
+        .await?;
+    let (endpoint, cert) = raw_server()?;
+    println!("RAW {} {}", endpoint.local_addr()?, hex(&cert));
+    println!("READY {}", node.join_line());
+    tokio::spawn(raw_serve(endpoint.clone()));
+    let accepting = node.clone();
+    actix::spawn(async move {
+        if let Some(peer) = accepting.accept().await {
+            eprintln!("[server] node {} joined", peer.id());
+        }
+    });
+    // Serve until the first process closes our standard input (or dies).
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+    endpoint.close(0u32.into(), b"bye");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// The second process as the first sees it; killed when dropped.
+struct Server {
+    child: Child,
+    join_line: JoinLine,
+    raw_addr: SocketAddr,
+    raw_cert: Vec<u8>,
+}
+
+impl Server {
+    async fn start(password: &str) -> Result<Server, BoxError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(ROLE_ENV, "server")
+            .env(PASSWORD_ENV, password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("no stdout from the server process")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let read = async {
+            let (mut raw, mut ready) = (None, None);
+            while raw.is_none() || ready.is_none() {
+                let line = lines
+                    .next_line()
+                    .await?
+                    .ok_or("the server process exited before it was ready")?;
+                if let Some(rest) = line.strip_prefix("RAW ") {
+                    let (addr, cert) = rest.split_once(' ').ok_or("malformed RAW line")?;
+                    raw = Some((addr.parse::<SocketAddr>()?, unhex(cert)?));
+                } else if let Some(rest) = line.strip_prefix("READY ") {
+                    ready = Some(rest.parse::<JoinLine>()?);
+                } else {
+                    return Err(format!("unexpected line from the server process: {line}").into());
+                }
+            }
+            Ok::<_, BoxError>((raw, ready))
+        };
+        let (raw, ready) = tokio::time::timeout(READY_TIMEOUT, read)
+            .await
+            .map_err(|_| "the server process did not print RAW and READY within 10 s")??;
+        let ((raw_addr, raw_cert), join_line) =
+            (raw.ok_or("no RAW line")?, ready.ok_or("no READY line")?);
+        Ok(Server {
+            child,
+            join_line,
+            raw_addr,
+            raw_cert,
+        })
+    }
+
+    /// Closes its standard input and waits for it to exit; kills it after 10 s.
+    async fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, BoxError> {
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair)
+                .ok()
+                .filter(|p| p.len() == 2)
+                .ok_or("bad hex")?;
+            Ok(u8::from_str_radix(pair, 16)?)
+        })
+        .collect()
+}
