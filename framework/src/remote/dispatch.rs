@@ -51,6 +51,7 @@ async fn serve_peer(node: Weak<NodeInner>, link: Arc<PeerLink>, mut inbound: Pee
             FrameKind::Reply | FrameKind::ReplyError => link.complete(&header, payload),
             FrameKind::Spawn => spawn(&inner, &link, header, &payload),
             FrameKind::Call => call(&link, header, payload),
+            FrameKind::Post => super::mailbox::deliver(&inner, link.node(), header, payload).await,
             other => link
                 .peer()
                 .close(&format!("unexpected {other:?} frame on a data lane")),

@@ -43,6 +43,8 @@ pub(crate) struct NodeInner {
     pub(crate) transport: Transport,
     pub(crate) registry: Registry,
     pub(crate) links: DashMap<NodeId, Arc<PeerLink>>,
+    pub(crate) mailboxes:
+        DashMap<crate::id::ActorId, tokio::sync::mpsc::Sender<super::mailbox::Delivery>>,
     pub(crate) allowed: HashSet<&'static str>,
     pub(crate) ask_timeout: Duration,
     pub(crate) mailbox: usize,
@@ -129,6 +131,7 @@ impl NodeBuilder {
             transport,
             registry: Registry::default(),
             links: DashMap::new(),
+            mailboxes: DashMap::new(),
             allowed: self.allowed,
             ask_timeout: self.ask_timeout,
             mailbox: self.mailbox,
@@ -183,6 +186,12 @@ impl Node {
     pub fn spawn<A: RemoteActor>(&self, actor: A) -> ActorRef<A> {
         let (id, addr, slots) = self.0.registry.start(actor, self.0.mailbox);
         ActorRef::local(id, self.id(), Some(self.join_line()), addr, slots)
+    }
+
+    /// Opens a mailbox on this node that other nodes can post payloads to
+    /// by its id; it holds at most `capacity` deliveries before posters wait.
+    pub fn open_mailbox(&self, capacity: usize) -> super::mailbox::Mailbox {
+        super::mailbox::Mailbox::open(&self.0, capacity)
     }
 
     /// Joins the node behind `line` (pinning its certificate and proving the

@@ -91,6 +91,23 @@ impl RemoteNode {
         self.link.is_alive()
     }
 
+    /// Posts `payload` to the mailbox `to` on that node, with an operation
+    /// code and the payload's type tag for the receiver. Waits while the
+    /// connection is full; posts from one sender arrive in order.
+    pub async fn post(
+        &self,
+        to: ActorId,
+        op: u8,
+        type_tag: u64,
+        payload: crate::wire::Buffer,
+    ) -> Result<(), RequestError> {
+        let mut header = FrameHeader::new(FrameKind::Post);
+        header.target = to;
+        header.flags = op;
+        header.type_tag = type_tag;
+        self.link.send(header, payload).await
+    }
+
     /// Test hook for malformed-input tests: writes `bytes` unframed on the
     /// data lane to that node. Never use it for real traffic.
     #[doc(hidden)]

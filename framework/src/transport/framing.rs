@@ -156,5 +156,6 @@ pub(crate) fn is_data_kind(kind: FrameKind) -> bool {
             | FrameKind::ReplyError
             | FrameKind::Spawn
             | FrameKind::Call
+            | FrameKind::Post
     )
 }

@@ -60,6 +60,9 @@ pub enum FrameKind {
     Call = 21,
     /// Orderly goodbye: the peer is leaving.
     Goodbye = 22,
+    /// A payload posted to a mailbox (the process layer's send, join and
+    /// yield): `flags` is the operation, `type_tag` the payload's type.
+    Post = 23,
 }
 
 impl FrameKind {
@@ -79,6 +82,7 @@ impl FrameKind {
             20 => Self::Spawn,
             21 => Self::Call,
             22 => Self::Goodbye,
+            23 => Self::Post,
             _ => return None,
         })
     }
