@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 
 use rkyv::Archived;
 
+use crate::transport::shm::Mapping;
 use crate::wire::{Buffer, DecodeError, WireType, decode, to_owned};
 
 use super::message::Message;
@@ -15,18 +16,38 @@ use super::message::Message;
 /// A validated message as it arrived: reading it copies nothing.
 ///
 /// `Received<T>` dereferences to rkyv's `Archived<T>`, a read-only view of the
-/// bytes in the receive buffer. Call [`Received::to_owned`] for an owned,
-/// mutable `T` (that copies). This is the same caveat ipyparallel documents
-/// for arrays it receives without copying: they are read-only.
+/// bytes in the receive buffer, or of the shared memory the sender wrote them
+/// to when both run on one host ([`Received::from_mapping`]). Call
+/// [`Received::to_owned`] for an owned, mutable `T` (that copies). This is the
+/// same caveat ipyparallel documents for arrays it receives without copying:
+/// they are read-only.
 pub struct Received<T: WireType> {
-    // Points into `buf`'s heap allocation, which never moves while `buf` lives.
+    // Points into `storage`'s bytes, which never move while `storage` lives.
     root: NonNull<Archived<T>>,
-    buf: Buffer,
+    storage: Storage,
     _type: PhantomData<T>,
 }
 
-// SAFETY: a `Received<T>` owns its buffer; sharing or sending it shares or
-// sends only `&Archived<T>`, which is as thread-safe as `Archived<T>` itself.
+/// The bytes behind a view. Both kinds keep their bytes at a fixed address
+/// for as long as they live, however the owning `Received` is moved: a heap
+/// allocation, or a shared-memory mapping unmapped only on drop.
+enum Storage {
+    Heap(Buffer),
+    Mapped(Mapping),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Heap(buf) => buf,
+            Storage::Mapped(map) => map,
+        }
+    }
+}
+
+// SAFETY: a `Received<T>` owns its bytes (a heap buffer or a read-only
+// mapping, both `Send + Sync`); sharing or sending it shares or sends only
+// `&Archived<T>`, which is as thread-safe as `Archived<T>` itself.
 unsafe impl<T: WireType> Send for Received<T> where Archived<T>: Sync {}
 // SAFETY: see `Send`: the view is read-only.
 unsafe impl<T: WireType> Sync for Received<T> where Archived<T>: Sync {}
@@ -34,10 +55,22 @@ unsafe impl<T: WireType> Sync for Received<T> where Archived<T>: Sync {}
 impl<T: WireType> Received<T> {
     /// Validates `buf` as an archived `T` (rkyv bytecheck) and keeps it as a view.
     pub fn new(buf: Buffer) -> Result<Self, DecodeError> {
-        let root = NonNull::from(decode::<T>(&buf)?);
+        Self::validated(Storage::Heap(buf))
+    }
+
+    /// Validates a shared-memory payload as an archived `T` and keeps it as a
+    /// view: the message is read where the sender wrote it, without a copy.
+    /// The memory is freed when the `Received` is dropped, or at once if
+    /// validation fails.
+    pub fn from_mapping(map: Mapping) -> Result<Self, DecodeError> {
+        Self::validated(Storage::Mapped(map))
+    }
+
+    fn validated(storage: Storage) -> Result<Self, DecodeError> {
+        let root = NonNull::from(decode::<T>(storage.bytes())?);
         Ok(Self {
             root,
-            buf,
+            storage,
             _type: PhantomData,
         })
     }
@@ -49,7 +82,7 @@ impl<T: WireType> Received<T> {
 
     /// The validated bytes behind the view.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        self.storage.bytes()
     }
 }
 
@@ -57,8 +90,9 @@ impl<T: WireType> Deref for Received<T> {
     type Target = Archived<T>;
 
     fn deref(&self) -> &Archived<T> {
-        // SAFETY: `root` was produced by validating `buf`, which this value
-        // owns and never mutates; its heap storage does not move with `self`.
+        // SAFETY: `root` was produced by validating `storage`'s bytes, which
+        // this value owns and never mutates; they stay at the same address
+        // (heap allocation or mapping) when `self` moves, until it drops.
         unsafe { self.root.as_ref() }
     }
 }
@@ -112,5 +146,33 @@ mod tests {
     #[test]
     fn invalid_bytes_are_refused() {
         assert!(Received::<Note>::new(aligned_copy(&[1, 2, 3])).is_err());
+    }
+
+    #[test]
+    fn view_of_a_mapping_reads_a_tensor_in_place() {
+        use crate::actor::Tensor;
+        use crate::transport::shm;
+
+        let t = Tensor::new(&[256, 64], (0..256 * 64).map(|i| i as f32).collect()).unwrap();
+        let r = shm::write(&t).unwrap();
+        let m = shm::open(&r, 1 << 20).unwrap();
+        let range = m.as_ptr_range();
+        let view = Box::new(Received::<Tensor<f32>>::from_mapping(m).unwrap());
+        let data = view.as_slice();
+        assert!(range.contains(&data.as_ptr().cast::<u8>()));
+        assert!(data.as_ptr_range().end.cast::<u8>() <= range.end);
+        assert_eq!(view.bytes().as_ptr_range(), range);
+        assert_eq!(view.shape(), vec![256, 64]);
+        assert_eq!(data, t.as_slice());
+        assert_eq!(view.to_owned().unwrap(), t);
+    }
+
+    #[test]
+    fn mapping_of_the_wrong_type_is_refused() {
+        use crate::transport::shm;
+
+        let r = shm::write(&7u8).unwrap();
+        let m = shm::open(&r, 64).unwrap();
+        assert!(Received::<Note>::from_mapping(m).is_err());
     }
 }

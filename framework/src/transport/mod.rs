@@ -38,6 +38,7 @@ mod join_line;
 mod lanes;
 mod password;
 mod peer;
+pub mod shm;
 mod tls;
 
 #[cfg(test)]
