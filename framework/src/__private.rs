@@ -1,5 +1,7 @@
 //! Items the macros' generated code names. Not part of the public API.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
 pub use actix;
 pub use inventory;
 
@@ -8,9 +10,48 @@ pub use crate::remote::{ActorFactory, RemoteFn, invoke_remote};
 
 /// Runs the program's `async fn main` inside an actix System, with logs on
 /// stderr filtered by `RUST_LOG` (default: warnings and errors).
+///
+/// A process started by `fork` does not run `main`: it connects back to its
+/// parent and runs what the parent asks for. In the top process every child
+/// is closed when `main` returns, fails or panics, and on Ctrl+C / SIGTERM.
 pub fn run_main<F: std::future::Future>(fut: F) -> F::Output {
     init_logging();
-    actix_rt::System::new().block_on(fut)
+    if crate::process::is_child() {
+        crate::process::child::run();
+    }
+    crate::process::parent::MAIN_RAN.store(true, std::sync::atomic::Ordering::Relaxed);
+    let system = actix_rt::System::new();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        system.block_on(async {
+            actix_rt::spawn(close_on_signal());
+            let output = fut.await;
+            crate::process::close().await;
+            output
+        })
+    }));
+    match outcome {
+        Ok(output) => output,
+        Err(panic) => {
+            crate::process::parent::close_now();
+            resume_unwind(panic)
+        }
+    }
+}
+
+async fn close_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let code = tokio::select! {
+        _ = int.recv() => 130,
+        _ = term.recv() => 143,
+    };
+    crate::process::close().await;
+    std::process::exit(code);
 }
 
 fn init_logging() {

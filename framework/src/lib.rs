@@ -8,12 +8,14 @@
 //! Layers (lower never imports higher): [`id`] and [`wire`] (bytes only),
 //! [`transport`] (QUIC, TLS, authenticated join), [`actor`] (local actors,
 //! zero-copy [`Received`] views, [`Tensor`]) and [`remote`] (nodes,
-//! [`ActorRef`], spawn by name, remote calls).
+//! [`ActorRef`], spawn by name, remote calls) and [`process`] (the seed's
+//! fork / exec / join / send / receive / sync / close, shared memory).
 
 pub mod actor;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod id;
+pub mod process;
 pub mod remote;
 pub mod transport;
 pub mod wire;
@@ -24,6 +26,10 @@ pub mod __private;
 pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
 pub use parallel_macros::{Actor, Message, main, remote};
+pub use process::{
+    Child, Children, ForkError, ProcessError, Remote, calibrate, children, close, fork, id, ip,
+    nchildren, nfork, parent, yield_value,
+};
 pub use remote::{ActorRef, AskError, Node, RemoteNode, SendError};
 pub use transport::{JoinLine, Password};
 

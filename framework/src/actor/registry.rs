@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::Addr;
 use dashmap::DashMap;
@@ -89,6 +90,8 @@ impl LocalEntry {
 #[derive(Default)]
 pub struct Registry {
     actors: DashMap<ActorId, Arc<LocalEntry>>,
+    /// Bumped whenever an entry is removed, so cached lookups know to look again.
+    removals: AtomicU64,
 }
 
 impl Registry {
@@ -118,14 +121,21 @@ impl Registry {
         if entry.is_alive() {
             Some(entry)
         } else {
-            self.actors.remove(&id);
+            self.remove(id);
             None
         }
+    }
+
+    /// How many entries were removed so far: a lookup cached under one
+    /// count is still good while the count is the same and the actor lives.
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
     }
 
     /// Forgets an actor.
     pub fn remove(&self, id: ActorId) {
         self.actors.remove(&id);
+        self.removals.fetch_add(1, Ordering::Release);
     }
 
     /// Number of registered actors (living or not yet found stopped).

@@ -5,7 +5,8 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use crate::actor::{ByteSink, Inbound, code};
+use crate::actor::{ByteSink, Inbound, LocalEntry, Registry, code};
+use crate::id::ActorId;
 use crate::transport::{Inbound as PeerInbound, Peer, PeerEvent};
 use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, encode};
 
@@ -42,20 +43,56 @@ pub(crate) async fn run_events(node: Weak<NodeInner>, mut events: mpsc::Receiver
     }
 }
 
+/// Frames the dispatcher takes from the transport at once.
+const BATCH: usize = 256;
+
 /// Reads one peer's frames in order and acts on each.
 async fn serve_peer(node: Weak<NodeInner>, link: Arc<PeerLink>, mut inbound: PeerInbound) {
-    while let Some((header, payload)) = inbound.recv().await {
+    let mut frames = Vec::with_capacity(BATCH);
+    let mut last = LastLookup::default();
+    while inbound.recv_many(&mut frames, BATCH).await > 0 {
         let Some(inner) = node.upgrade() else { break };
-        match header.kind {
-            FrameKind::Tell | FrameKind::Ask => deliver(&inner, &link, header, payload).await,
-            FrameKind::Reply | FrameKind::ReplyError => link.complete(&header, payload),
-            FrameKind::Spawn => spawn(&inner, &link, header, &payload),
-            FrameKind::Call => call(&link, header, payload),
-            FrameKind::Post => super::mailbox::deliver(&inner, link.node(), header, payload).await,
-            other => link
-                .peer()
-                .close(&format!("unexpected {other:?} frame on a data lane")),
+        for (header, payload) in frames.drain(..) {
+            match header.kind {
+                FrameKind::Tell | FrameKind::Ask => {
+                    deliver(&inner, &link, &mut last, header, payload).await
+                }
+                FrameKind::Reply | FrameKind::ReplyError => link.complete(&header, payload),
+                FrameKind::Spawn => spawn(&inner, &link, header, &payload),
+                FrameKind::Call => call(&link, header, payload),
+                FrameKind::Post => super::mailbox::deliver(&inner, &link, header, payload).await,
+                other => link
+                    .peer()
+                    .close(&format!("unexpected {other:?} frame on a data lane")),
+            }
         }
+    }
+}
+
+/// The actor a peer's last message went to: a run of messages for one
+/// actor costs one table lookup. Holds no strong reference, so it never
+/// keeps a stopped or forgotten actor alive.
+#[derive(Default)]
+struct LastLookup {
+    hit: Option<(ActorId, u64, std::sync::Weak<LocalEntry>)>,
+}
+
+impl LastLookup {
+    fn get(&mut self, registry: &Registry, id: ActorId) -> Option<Arc<LocalEntry>> {
+        let removals = registry.removals();
+        if let Some((hit, seen, entry)) = &self.hit
+            && *hit == id
+            && *seen == removals
+            && let Some(entry) = entry.upgrade()
+            && entry.is_alive()
+        {
+            return Some(entry);
+        }
+        let entry = registry.get(id);
+        self.hit = entry
+            .as_ref()
+            .map(|entry| (id, removals, Arc::downgrade(entry)));
+        entry
     }
 }
 
@@ -83,9 +120,15 @@ fn reply_sink(link: &Arc<PeerLink>, request: &FrameHeader) -> ByteSink {
     })
 }
 
-async fn deliver(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: Buffer) {
+async fn deliver(
+    node: &NodeInner,
+    link: &Arc<PeerLink>,
+    last: &mut LastLookup,
+    header: FrameHeader,
+    payload: Buffer,
+) {
     let reply = (header.kind == FrameKind::Ask).then(|| reply_sink(link, &header));
-    let Some(entry) = node.registry.get(header.target) else {
+    let Some(entry) = last.get(&node.registry, header.target) else {
         let failure = RemoteFailure {
             code: code::UNKNOWN_ACTOR,
             message: format!(
@@ -99,7 +142,11 @@ async fn deliver(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, pa
     };
     // Waiting for a mailbox slot stops reading from this peer: QUIC flow
     // control then makes the sender wait too.
-    let slot = entry.mailbox().clone().acquire_owned().await.ok();
+    let slots = entry.mailbox().clone();
+    let slot = match slots.clone().try_acquire_owned() {
+        Ok(slot) => Some(slot),
+        Err(_) => slots.acquire_owned().await.ok(),
+    };
     if let Err(inbound) = entry.dispatch(Inbound::new(&header, payload, reply, slot)) {
         let failure = RemoteFailure {
             code: code::UNKNOWN_MESSAGE,

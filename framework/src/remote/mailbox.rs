@@ -7,9 +7,11 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
+use crate::actor::code;
 use crate::id::{ActorId, NodeId};
-use crate::wire::{Buffer, FrameHeader};
+use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, encode};
 
+use super::link::PeerLink;
 use super::node::NodeInner;
 
 /// One payload that arrived in a [`Mailbox`].
@@ -75,23 +77,56 @@ impl Drop for Mailbox {
     }
 }
 
-/// Hands a `Post` frame to its mailbox, waiting while it is full.
-pub(crate) async fn deliver(node: &NodeInner, from: NodeId, header: FrameHeader, payload: Buffer) {
-    let Some(tx) = node
+/// Hands a `Post` frame to its mailbox, waiting while it is full. A post
+/// with a correlation id asked for a receipt: it gets an empty `Reply` once
+/// it is in the mailbox, or a `ReplyError` if the mailbox is closed.
+pub(crate) async fn deliver(
+    node: &NodeInner,
+    link: &Arc<PeerLink>,
+    header: FrameHeader,
+    payload: Buffer,
+) {
+    let from: NodeId = link.node();
+    let sender = node
         .mailboxes
         .get(&header.target)
-        .map(|e| e.value().clone())
-    else {
+        .map(|e| e.value().clone());
+    let delivered = match sender {
+        Some(tx) => {
+            let delivery = Delivery {
+                from,
+                op: header.flags,
+                type_tag: header.type_tag,
+                payload,
+            };
+            tx.send(delivery).await.is_ok()
+        }
+        None => false,
+    };
+    if !delivered {
         tracing::warn!(mailbox = %header.target, from = %from, "a post for a mailbox that is closed was dropped");
-        return;
-    };
-    let delivery = Delivery {
-        from,
-        op: header.flags,
-        type_tag: header.type_tag,
-        payload,
-    };
-    if tx.send(delivery).await.is_err() {
-        tracing::warn!(mailbox = %header.target, from = %from, "a post arrived as its mailbox closed and was dropped");
     }
+    if header.correlation == 0 {
+        return;
+    }
+    let mut reply = FrameHeader::new(if delivered {
+        FrameKind::Reply
+    } else {
+        FrameKind::ReplyError
+    });
+    reply.correlation = header.correlation;
+    let payload = if delivered {
+        Buffer::new()
+    } else {
+        let failure = RemoteFailure {
+            code: code::UNKNOWN_ACTOR,
+            message: format!(
+                "mailbox {} is closed on node {}",
+                header.target,
+                node.transport.node_id()
+            ),
+        };
+        encode(&failure).unwrap_or_default()
+    };
+    let _ = link.send(reply, payload).await;
 }

@@ -108,6 +108,26 @@ impl RemoteNode {
         self.link.send(header, payload).await
     }
 
+    /// Posts like [`RemoteNode::post`] and waits until the payload is in the
+    /// mailbox on the other node (or the mailbox turned out closed): after
+    /// it returns, nothing the caller posted before is still in flight.
+    pub async fn post_confirmed(
+        &self,
+        to: ActorId,
+        op: u8,
+        type_tag: u64,
+        payload: crate::wire::Buffer,
+    ) -> Result<(), RequestError> {
+        let mut header = FrameHeader::new(FrameKind::Post);
+        header.target = to;
+        header.flags = op;
+        header.type_tag = type_tag;
+        self.link
+            .request(header, payload, self.node.0.ask_timeout)
+            .await
+            .map(|_| ())
+    }
+
     /// Test hook for malformed-input tests: writes `bytes` unframed on the
     /// data lane to that node. Never use it for real traffic.
     #[doc(hidden)]

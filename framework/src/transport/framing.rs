@@ -63,7 +63,8 @@ pub(crate) fn down_reason(err: &ConnectionError) -> DownReason {
     }
 }
 
-fn read_error(err: quinn::ReadError) -> ReadFrameError {
+/// What a failed read means for the peer.
+pub(crate) fn read_error(err: quinn::ReadError) -> ReadFrameError {
     match err {
         quinn::ReadError::ConnectionLost(e) => ReadFrameError::Lost(down_reason(&e)),
         quinn::ReadError::Reset(code) => {

@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::wire::{Buffer, FrameHeader, HEADER_LEN};
+use crate::wire::{Buffer, FrameHeader, HEADER_LEN, aligned_copy};
 
 use super::config::TransportConfig;
 use super::error::DownReason;
-use super::framing::{ReadFrameError, frame_bytes, is_data_kind, read_frame, write_error};
+use super::framing::{
+    ReadFrameError, frame_bytes, is_data_kind, read_error, read_frame, write_error,
+};
 use super::peer::{Outgoing, PeerShared};
 
 /// First byte of the small lane.
@@ -140,14 +142,22 @@ async fn send_bulk(
     })
 }
 
-/// Accepts the peer's unidirectional streams, reads them, and delivers
-/// their frames to `inbound` in `seq` order.
+/// Accepts the peer's unidirectional streams and delivers their frames to
+/// `inbound` in `seq` order. The small lane is read by the task that restores
+/// the order, so frames that arrive in order (the common case) go straight
+/// from the stream to `inbound`; each bulk stream has a task of its own.
 pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>, max_frame: u64) {
-    let (small_tx, small_rx) = mpsc::channel::<Frame>(64);
+    let (lane_tx, lane_rx) = oneshot::channel::<quinn::RecvStream>();
     let (bulk_tx, bulk_rx) = mpsc::channel::<Frame>(16);
-    let reorder = tokio::spawn(reorder(shared.clone(), small_rx, bulk_rx, inbound));
+    let ordered = tokio::spawn(in_order(
+        shared.clone(),
+        lane_rx,
+        bulk_rx,
+        inbound,
+        max_frame,
+    ));
     // The first stream that names itself the small lane takes the sender.
-    let small_tx = Arc::new(std::sync::Mutex::new(Some(small_tx)));
+    let lane_tx = Arc::new(std::sync::Mutex::new(Some(lane_tx)));
     loop {
         let accepted = tokio::select! {
             s = shared.conn.accept_uni() => s,
@@ -161,7 +171,7 @@ pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>
             }
         };
         let shared = shared.clone();
-        let small_tx = small_tx.clone();
+        let lane_tx = lane_tx.clone();
         let bulk_tx = bulk_tx.clone();
         tokio::spawn(async move {
             let mut lane = [0u8; 1];
@@ -173,8 +183,12 @@ pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>
                     DownReason::ConnectionLost(e.to_string()),
                 )),
                 Ok(()) => match lane[0] {
-                    LANE_SMALL => match small_tx.lock().ok().and_then(|mut slot| slot.take()) {
-                        Some(tx) => read_small(&mut recv, max_frame, tx).await,
+                    LANE_SMALL => match lane_tx.lock().ok().and_then(|mut slot| slot.take()) {
+                        Some(tx) => {
+                            // The ordering task is gone only when the peer is down.
+                            let _ = tx.send(recv);
+                            Ok(())
+                        }
                         None => Err(ReadFrameError::Protocol(
                             "the peer opened a second small lane".to_owned(),
                         )),
@@ -189,8 +203,8 @@ pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>
         });
     }
     drop(bulk_tx);
-    drop(small_tx);
-    let _ = reorder.await;
+    drop(lane_tx);
+    let _ = ordered.await;
 }
 
 fn fail(shared: &PeerShared, result: Result<(), ReadFrameError>) {
@@ -218,29 +232,6 @@ fn check_data(header: &FrameHeader) -> Result<(), ReadFrameError> {
             header.kind
         )))
     }
-}
-
-async fn read_small(
-    recv: &mut quinn::RecvStream,
-    max_frame: u64,
-    tx: mpsc::Sender<Frame>,
-) -> Result<(), ReadFrameError> {
-    let mut last: Option<u64> = None;
-    while let Some((header, payload)) = read_frame(recv, max_frame).await? {
-        check_data(&header)?;
-        if last.is_some_and(|l| header.seq <= l) {
-            return Err(ReadFrameError::Protocol(format!(
-                "small-lane frame seq {} after {}; sequence numbers must grow",
-                header.seq,
-                last.unwrap_or_default()
-            )));
-        }
-        last = Some(header.seq);
-        if tx.send((header, payload)).await.is_err() {
-            break;
-        }
-    }
-    Ok(())
 }
 
 async fn read_bulk(
@@ -272,68 +263,282 @@ async fn read_bulk(
     Ok(())
 }
 
-/// Restores `seq` order. Stops taking small-lane frames while the buffer is
-/// full, unless the frame it waits for may itself be on the small lane.
-async fn reorder(
-    shared: Arc<PeerShared>,
-    mut small_rx: mpsc::Receiver<Frame>,
-    mut bulk_rx: mpsc::Receiver<Frame>,
-    inbound: mpsc::Sender<Frame>,
-) {
-    let mut pending: BTreeMap<u64, Frame> = BTreeMap::new();
-    let mut bytes = 0usize;
-    let mut next = 0u64;
-    let mut last_small: Option<u64> = None;
-    let (mut small_open, mut bulk_open) = (true, true);
-    while small_open || bulk_open {
-        let roomy = pending.len() < REORDER_FRAMES && bytes < REORDER_BYTES;
-        let maybe_small = last_small.is_none_or(|l| l < next);
-        let take_small = small_open && (roomy || maybe_small);
-        let (frame, from_small) = tokio::select! {
-            biased;
-            _ = shared.wait_down() => return,
-            f = bulk_rx.recv(), if bulk_open => match f {
-                Some(f) => (f, false),
-                None => { bulk_open = false; continue }
-            },
-            f = small_rx.recv(), if take_small => match f {
-                Some(f) => (f, true),
-                None => { small_open = false; continue }
-            },
-        };
-        let seq = frame.0.seq;
-        if from_small {
-            last_small = Some(seq);
-        }
-        if seq < next || pending.contains_key(&seq) {
-            fail(
-                &shared,
-                Err(ReadFrameError::Protocol(format!(
-                    "frame seq {seq} arrived twice"
-                ))),
-            );
-            return;
-        }
-        if pending.len() >= REORDER_HARD_LIMIT {
-            fail(
-                &shared,
-                Err(ReadFrameError::Protocol(
-                    "too many frames out of order".to_owned(),
-                )),
-            );
-            return;
-        }
-        bytes += frame.1.len();
-        pending.insert(seq, frame);
-        while let Some(frame) = pending.remove(&next) {
-            bytes -= frame.1.len();
-            next += 1;
-            tokio::select! {
-                biased;
-                _ = shared.wait_down() => return,
-                // An `Inbound` nobody holds any more just drops its frames.
-                _ = inbound.send(frame) => {}
-            }
+/// Bytes the small lane is read in at once.
+const SMALL_READ: usize = 64 << 10;
+
+/// The small lane as it is read: large reads into one buffer, parsed into
+/// many frames each. A payload that is not all in the buffer is read
+/// straight into its own aligned buffer.
+struct SmallLane {
+    recv: quinn::RecvStream,
+    buf: Box<[u8]>,
+    /// Unparsed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// A frame whose payload is still arriving, and how much of it has.
+    partial: Option<(FrameHeader, Buffer, usize)>,
+    /// The last `seq` seen on this lane.
+    last: Option<u64>,
+    max_frame: u64,
+}
+
+impl SmallLane {
+    fn new(recv: quinn::RecvStream, max_frame: u64) -> Self {
+        Self {
+            recv,
+            buf: vec![0u8; SMALL_READ].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            partial: None,
+            last: None,
+            max_frame,
         }
     }
+
+    /// Reads what the stream has; `None` once it is finished. Cancel-safe:
+    /// nothing is consumed unless it completes, and [`SmallLane::advance`]
+    /// must follow with the count.
+    async fn read(&mut self) -> Result<Option<usize>, quinn::ReadError> {
+        if let Some((_, payload, filled)) = &mut self.partial {
+            return self.recv.read(&mut payload[*filled..]).await;
+        }
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 {
+            // Only a piece of a header is left: keep it at the front.
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        self.recv.read(&mut self.buf[self.end..]).await
+    }
+
+    /// Takes in `n` bytes that [`SmallLane::read`] put in place.
+    fn advance(&mut self, n: usize) {
+        match &mut self.partial {
+            Some((_, _, filled)) => *filled += n,
+            None => self.end += n,
+        }
+    }
+
+    /// The next complete frame, checked (header, data kind, growing `seq`).
+    fn next_frame(&mut self) -> Result<Option<Frame>, ReadFrameError> {
+        let frame = match self.partial.take() {
+            Some((header, payload, filled)) if filled == payload.len() => (header, payload),
+            Some(partial) => {
+                self.partial = Some(partial);
+                return Ok(None);
+            }
+            None => {
+                let have = &self.buf[self.start..self.end];
+                if have.len() < HEADER_LEN {
+                    return Ok(None);
+                }
+                let header = FrameHeader::decode(&have[..HEADER_LEN], self.max_frame)
+                    .map_err(ReadFrameError::Header)?;
+                let len = usize::try_from(header.len).map_err(|_| {
+                    ReadFrameError::Protocol(format!(
+                        "frame of {} bytes does not fit in memory",
+                        header.len
+                    ))
+                })?;
+                let body = &have[HEADER_LEN..];
+                if body.len() >= len {
+                    let frame = (header, aligned_copy(&body[..len]));
+                    self.start += HEADER_LEN + len;
+                    frame
+                } else {
+                    // Read the rest of the payload straight into place.
+                    let mut payload = Buffer::with_capacity(len);
+                    payload.extend_from_slice(body);
+                    let filled = payload.len();
+                    payload.resize(len, 0);
+                    (self.start, self.end) = (0, 0);
+                    self.partial = Some((header, payload, filled));
+                    return Ok(None);
+                }
+            }
+        };
+        check_data(&frame.0)?;
+        let seq = frame.0.seq;
+        if let Some(last) = self.last
+            && seq <= last
+        {
+            return Err(ReadFrameError::Protocol(format!(
+                "small-lane frame seq {seq} after {last}; sequence numbers must grow"
+            )));
+        }
+        self.last = Some(seq);
+        Ok(Some(frame))
+    }
+
+    /// The error for a stream that ended where it did, if that is mid-frame.
+    fn ended(&self) -> Result<(), ReadFrameError> {
+        if let Some((header, payload, filled)) = &self.partial {
+            return Err(ReadFrameError::Protocol(format!(
+                "truncated frame: the stream ended after {filled} of {} payload bytes of a {:?} frame",
+                payload.len(),
+                header.kind
+            )));
+        }
+        match self.end - self.start {
+            0 => Ok(()),
+            n => Err(ReadFrameError::Protocol(format!(
+                "truncated frame: the stream ended after {n} of {HEADER_LEN} header bytes"
+            ))),
+        }
+    }
+}
+
+/// Reads the small lane once it is there; never resolves while it is not.
+async fn read_lane(lane: &mut Option<SmallLane>) -> Result<Option<usize>, quinn::ReadError> {
+    match lane {
+        Some(lane) => lane.read().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Frames waiting for an earlier `seq`, and the `seq` due next.
+#[derive(Default)]
+struct Order {
+    pending: BTreeMap<u64, Frame>,
+    bytes: usize,
+    next: u64,
+    /// The last `seq` seen on the small lane.
+    last_small: Option<u64>,
+}
+
+impl Order {
+    /// False while the buffer is full, unless the frame it waits for may
+    /// itself be on the small lane.
+    fn takes_small(&self) -> bool {
+        let roomy = self.pending.len() < REORDER_FRAMES && self.bytes < REORDER_BYTES;
+        roomy || self.last_small.is_none_or(|l| l < self.next)
+    }
+
+    /// Takes a frame in; pushes every frame now due onto `ready`.
+    fn accept(
+        &mut self,
+        frame: Frame,
+        from_small: bool,
+        ready: &mut Vec<Frame>,
+    ) -> Result<(), ReadFrameError> {
+        let seq = frame.0.seq;
+        if from_small {
+            self.last_small = Some(seq);
+        }
+        if seq == self.next && self.pending.is_empty() {
+            self.next += 1;
+            ready.push(frame);
+            return Ok(());
+        }
+        if seq < self.next || self.pending.contains_key(&seq) {
+            return Err(ReadFrameError::Protocol(format!(
+                "frame seq {seq} arrived twice"
+            )));
+        }
+        if self.pending.len() >= REORDER_HARD_LIMIT {
+            return Err(ReadFrameError::Protocol(
+                "too many frames out of order".to_owned(),
+            ));
+        }
+        self.bytes += frame.1.len();
+        self.pending.insert(seq, frame);
+        while let Some(frame) = self.pending.remove(&self.next) {
+            self.bytes -= frame.1.len();
+            self.next += 1;
+            ready.push(frame);
+        }
+        Ok(())
+    }
+}
+
+enum Event {
+    Lane(Option<quinn::RecvStream>),
+    Small(Result<Option<usize>, quinn::ReadError>),
+    Bulk(Option<Frame>),
+}
+
+/// Reads the small lane, takes bulk frames, and hands every frame to
+/// `inbound` in `seq` order. Stops reading the small lane while the reorder
+/// buffer is full, unless the frame it waits for may itself be on it.
+async fn in_order(
+    shared: Arc<PeerShared>,
+    mut lane_rx: oneshot::Receiver<quinn::RecvStream>,
+    mut bulk_rx: mpsc::Receiver<Frame>,
+    inbound: mpsc::Sender<Frame>,
+    max_frame: u64,
+) {
+    let down = shared.wait_down();
+    tokio::pin!(down);
+    let mut lane: Option<SmallLane> = None;
+    let mut order = Order::default();
+    let mut ready: Vec<Frame> = Vec::new();
+    let (mut lane_waiting, mut small_open, mut bulk_open) = (true, true, true);
+    while small_open || bulk_open {
+        let take_small = lane.is_some() && order.takes_small();
+        let event = tokio::select! {
+            biased;
+            _ = &mut down => return,
+            f = bulk_rx.recv(), if bulk_open => Event::Bulk(f),
+            s = &mut lane_rx, if lane_waiting => Event::Lane(s.ok()),
+            r = read_lane(&mut lane), if take_small => Event::Small(r),
+        };
+        let result = match event {
+            Event::Bulk(Some(frame)) => order.accept(frame, false, &mut ready),
+            Event::Bulk(None) => {
+                bulk_open = false;
+                Ok(())
+            }
+            Event::Lane(recv) => {
+                lane_waiting = false;
+                match recv {
+                    Some(recv) => lane = Some(SmallLane::new(recv, max_frame)),
+                    None => small_open = false,
+                }
+                Ok(())
+            }
+            Event::Small(Ok(Some(n))) => match lane.as_mut() {
+                Some(small) => {
+                    small.advance(n);
+                    take_frames(small, &mut order, &mut ready)
+                }
+                None => Ok(()),
+            },
+            Event::Small(Ok(None)) => {
+                let ended = lane.take().map_or(Ok(()), |small| small.ended());
+                small_open = false;
+                ended
+            }
+            Event::Small(Err(e)) => Err(read_error(e)),
+        };
+        // Frames that were complete before an error still go up.
+        for frame in ready.drain(..) {
+            match inbound.try_send(frame) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
+                    biased;
+                    _ = &mut down => return,
+                    // An `Inbound` nobody holds any more just drops its frames.
+                    _ = inbound.send(frame) => {}
+                },
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        if let Err(e) = result {
+            fail(&shared, Err(e));
+            return;
+        }
+    }
+}
+
+/// Every complete frame in the small lane's buffer, in order.
+fn take_frames(
+    small: &mut SmallLane,
+    order: &mut Order,
+    ready: &mut Vec<Frame>,
+) -> Result<(), ReadFrameError> {
+    while let Some(frame) = small.next_frame()? {
+        order.accept(frame, true, ready)?;
+    }
+    Ok(())
 }

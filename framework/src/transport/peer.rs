@@ -267,4 +267,15 @@ impl Inbound {
     pub async fn recv(&mut self) -> Option<(FrameHeader, Buffer)> {
         self.rx.recv().await
     }
+
+    /// Waits for at least one frame, then moves every frame that is ready,
+    /// at most `limit`, onto the end of `frames`, in order. Returns how many
+    /// it moved; 0 once the peer is down and every frame was handed out.
+    pub async fn recv_many(
+        &mut self,
+        frames: &mut Vec<(FrameHeader, Buffer)>,
+        limit: usize,
+    ) -> usize {
+        self.rx.recv_many(frames, limit).await
+    }
 }

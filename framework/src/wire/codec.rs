@@ -29,7 +29,9 @@ pub trait WireType:
                       + for<'a> CheckBytes<HighValidator<'a, BoxedError>>
                       + Deserialize<Self, HighDeserializer<BoxedError>>,
     > + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
-    + Sized
+    + for<'a, 'w> Serialize<
+        HighSerializer<&'w mut dyn rkyv::ser::Writer<BoxedError>, ArenaHandle<'a>, BoxedError>,
+    > + Sized
 {
 }
 
@@ -41,6 +43,9 @@ impl<T> WireType for T where
                           + for<'a> CheckBytes<HighValidator<'a, BoxedError>>
                           + Deserialize<T, HighDeserializer<BoxedError>>,
         > + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
+        + for<'a, 'w> Serialize<
+            HighSerializer<&'w mut dyn rkyv::ser::Writer<BoxedError>, ArenaHandle<'a>, BoxedError>,
+        >
 {
 }
 

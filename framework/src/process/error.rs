@@ -1,0 +1,117 @@
+//! Errors of the process layer.
+
+use crate::remote::{RequestError, StartError};
+use crate::transport::shm::ShmError;
+use crate::wire::{DecodeError, EncodeError};
+
+/// Why a child process could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForkError {
+    /// The program has no `#[parallel::main]`: a forked copy would run `main` again.
+    #[error(
+        "fork needs `#[parallel::main]` on `async fn main()`: a forked process runs the same program and must know it is a child"
+    )]
+    NoMain,
+    /// Called from a child process.
+    #[error("fork is called from a child process; only the top process forks in this version")]
+    InChild,
+    /// The parent's node could not start.
+    #[error("could not start this process's node: {0}")]
+    Node(#[from] StartError),
+    /// The program could not be started.
+    #[error("could not start a child on {host}: {reason}")]
+    Spawn {
+        /// Where.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// The child exited before it connected back.
+    #[error(
+        "the child on {host} exited before it connected back ({status}); its last output:\n{stderr}"
+    )]
+    Exited {
+        /// Where.
+        host: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines it printed on stderr.
+        stderr: String,
+    },
+    /// The child did not connect back in time.
+    #[error("the child on {host} did not connect back within {secs} s; its last output:\n{stderr}")]
+    Timeout {
+        /// Where.
+        host: String,
+        /// The deadline in seconds.
+        secs: u64,
+        /// The last lines it printed on stderr.
+        stderr: String,
+    },
+    /// The child connected back but said something else than hello.
+    #[error("the child on {host} broke the protocol: {reason}")]
+    Protocol {
+        /// Where.
+        host: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Why an operation on a child (or on the parent, from a child) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The other process is gone.
+    #[error("process #{id} is gone: {reason}")]
+    Gone {
+        /// Its id.
+        id: u32,
+        /// What happened.
+        reason: String,
+    },
+    /// The child's function panicked (or could not run).
+    #[error("process #{id} failed: {message}")]
+    Failed {
+        /// Its id.
+        id: u32,
+        /// The panic message, or why it could not run.
+        message: String,
+    },
+    /// The child's function returned: it will not yield or send again.
+    #[error(
+        "process #{id} finished its function; it will not yield or send any more — check the order of join/receive calls"
+    )]
+    Finished {
+        /// Its id.
+        id: u32,
+    },
+    /// The value that arrived is not of the type asked for.
+    #[error(
+        "process #{id} sent a value of another type than the one asked for (tag {got:#018x}, expected {expected}); receive the type the other side sends"
+    )]
+    TypeMismatch {
+        /// Its id.
+        id: u32,
+        /// The tag of what arrived.
+        got: u64,
+        /// The type asked for.
+        expected: &'static str,
+    },
+    /// This call makes no sense in this process.
+    #[error("{0}")]
+    Misuse(String),
+    /// The connection failed.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// A value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A value could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Shared memory failed.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+}

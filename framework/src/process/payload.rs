@@ -1,0 +1,154 @@
+//! Values that travel between parent and child: encoded into the post, or
+//! — between processes of one machine, from a threshold up — written once
+//! into shared memory that the receiver maps and reads in place (the s3 design).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::actor::Received;
+use crate::id::ActorId;
+use crate::remote::{Delivery, RemoteNode};
+use crate::transport::shm::{self, ShmRef};
+use crate::wire::{Buffer, DEFAULT_MAX_FRAME, EncodeError, WireType, decode_owned, encode};
+
+use super::error::ProcessError;
+use super::protocol::{op, tag_of};
+
+/// Payloads of at least this many bytes go through shared memory between
+/// processes of the same machine (default 1 MiB; `PARALLEL_SHM_THRESHOLD`
+/// overrides it at start, [`set_shm_threshold`] at run time).
+pub const DEFAULT_SHM_THRESHOLD: usize = 1 << 20;
+
+static THRESHOLD: AtomicUsize = AtomicUsize::new(0);
+
+/// The current shared-memory threshold in bytes.
+pub fn shm_threshold() -> usize {
+    match THRESHOLD.load(Ordering::Relaxed) {
+        0 => {
+            let t = std::env::var("PARALLEL_SHM_THRESHOLD")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_SHM_THRESHOLD)
+                .max(1);
+            THRESHOLD.store(t, Ordering::Relaxed);
+            t
+        }
+        t => t,
+    }
+}
+
+/// Sets the shared-memory threshold of this process (`usize::MAX` turns
+/// shared memory off).
+pub fn set_shm_threshold(bytes: usize) {
+    THRESHOLD.store(bytes.max(1), Ordering::Relaxed);
+}
+
+/// A value `send` and `join` accept: a reference to any wire type, a `&str`
+/// (it arrives as a `String`), or `()`.
+pub trait Payload {
+    /// The tag of the type the receiver reads it as.
+    fn tag(&self) -> u64;
+    /// The value archived into a buffer.
+    fn encode(&self) -> Result<Buffer, EncodeError>;
+    /// The size of the archived value, without archiving it.
+    fn archived_len(&self) -> Result<usize, shm::ShmError>;
+    /// The value archived straight into a fresh shared-memory file.
+    fn write_shm(&self) -> Result<ShmRef, shm::ShmError>;
+}
+
+impl<T: WireType> Payload for &T {
+    fn tag(&self) -> u64 {
+        tag_of::<T>()
+    }
+    fn encode(&self) -> Result<Buffer, EncodeError> {
+        encode(*self)
+    }
+    fn archived_len(&self) -> Result<usize, shm::ShmError> {
+        shm::archived_len(*self)
+    }
+    fn write_shm(&self) -> Result<ShmRef, shm::ShmError> {
+        shm::write(*self)
+    }
+}
+
+impl Payload for &str {
+    fn tag(&self) -> u64 {
+        tag_of::<String>()
+    }
+    fn encode(&self) -> Result<Buffer, EncodeError> {
+        encode(&self.to_string())
+    }
+    fn archived_len(&self) -> Result<usize, shm::ShmError> {
+        Ok(self.len() + 16)
+    }
+    fn write_shm(&self) -> Result<ShmRef, shm::ShmError> {
+        shm::write(&self.to_string())
+    }
+}
+
+impl Payload for () {
+    fn tag(&self) -> u64 {
+        tag_of::<()>()
+    }
+    fn encode(&self) -> Result<Buffer, EncodeError> {
+        encode(&())
+    }
+    fn archived_len(&self) -> Result<usize, shm::ShmError> {
+        Ok(0)
+    }
+    fn write_shm(&self) -> Result<ShmRef, shm::ShmError> {
+        shm::write(&())
+    }
+}
+
+/// Posts `value` to the mailbox `to` of `remote` with operation `op`,
+/// through shared memory when `same_host` and the value is large.
+pub(crate) async fn post_value(
+    remote: &RemoteNode,
+    to: ActorId,
+    operation: u8,
+    value: &impl Payload,
+    same_host: bool,
+) -> Result<(), ProcessError> {
+    if same_host && value.archived_len()? >= shm_threshold() {
+        let file = value.write_shm()?;
+        let bytes = encode(&file)?;
+        if let Err(e) = remote
+            .post(to, operation | op::SHM, value.tag(), bytes)
+            .await
+        {
+            shm::discard(&file);
+            return Err(e.into());
+        }
+        return Ok(());
+    }
+    remote
+        .post(to, operation, value.tag(), value.encode()?)
+        .await?;
+    Ok(())
+}
+
+/// Reads a delivered value as a `T`: a validated, read-only view of the
+/// post's payload or of the shared-memory file it names.
+pub(crate) fn open_value<T: WireType>(
+    delivery: Delivery,
+    from_id: u32,
+) -> Result<Received<T>, ProcessError> {
+    if delivery.type_tag != tag_of::<T>() {
+        if delivery.op & op::SHM != 0
+            && let Ok(file) = decode_owned::<ShmRef>(&delivery.payload)
+        {
+            shm::discard(&file);
+        }
+        return Err(ProcessError::TypeMismatch {
+            id: from_id,
+            got: delivery.type_tag,
+            expected: std::any::type_name::<T>(),
+        });
+    }
+    if delivery.op & op::SHM != 0 {
+        let file = decode_owned::<ShmRef>(&delivery.payload)?;
+        let mapping = shm::open(&file, DEFAULT_MAX_FRAME.max(1 << 40))?;
+        return Ok(Received::from_mapping(mapping)?);
+    }
+    Ok(Received::new(delivery.payload)?)
+}

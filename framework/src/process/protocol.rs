@@ -1,0 +1,103 @@
+//! What parent and child processes say to each other: operation codes of the
+//! mailbox posts between them and the payloads of the control operations.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::id::ActorId;
+use crate::wire::type_tag;
+
+/// Operation codes (the `op` of a [`crate::remote::Delivery`]).
+pub mod op {
+    /// Child → parent: the child is up ([`super::ChildHello`]).
+    pub const HELLO: u8 = 1;
+    /// Parent → child: run a registered function ([`super::ExecRequest`]).
+    pub const EXEC: u8 = 2;
+    /// Parent → child: the value for the child's pending `yield_value`.
+    pub const JOIN: u8 = 3;
+    /// Child → parent: the child waits in `yield_value`.
+    pub const YIELD: u8 = 4;
+    /// Either way: a value from `send`.
+    pub const DATA: u8 = 5;
+    /// Child → parent: the function returned or panicked ([`super::ExecOutcome`]).
+    pub const DONE: u8 = 6;
+    /// Parent → child: run the calibration kernel.
+    pub const CALIBRATE: u8 = 7;
+    /// Child → parent: seconds the calibration kernel took (an `f64`).
+    pub const CALIBRATED: u8 = 8;
+    /// Flag on `DATA` and `JOIN`: the payload is a [`crate::transport::shm::ShmRef`]
+    /// to a shared-memory file holding the value.
+    pub const SHM: u8 = 0x80;
+}
+
+/// Environment variables of a started child. None of them is secret: the
+/// cluster password reaches the child on its standard input.
+pub mod env {
+    /// `child` in a process started by `fork`.
+    pub const ROLE: &str = "PARALLEL_ROLE";
+    /// The parent's join line.
+    pub const PARENT: &str = "PARALLEL_PARENT";
+    /// The parent's mailbox for this child.
+    pub const MAILBOX: &str = "PARALLEL_MAILBOX";
+    /// The child's id among its parent's children (1, 2, ...).
+    pub const ID: &str = "PARALLEL_ID";
+    /// The address the child's node listens on.
+    pub const LISTEN: &str = "PARALLEL_LISTEN";
+    /// The parent's boot id, to know whether the child shares its machine.
+    pub const PARENT_BOOT: &str = "PARALLEL_PARENT_BOOT";
+    /// Value of [`ROLE`] for a child.
+    pub const CHILD: &str = "child";
+}
+
+/// First post of a child to its parent.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ChildHello {
+    /// The id the parent gave it.
+    pub id: u32,
+    /// Its OS process id.
+    pub pid: u32,
+    /// Its host name.
+    pub host: String,
+    /// Its IP address as it reaches the parent.
+    pub ip: String,
+    /// The host's boot id: equal boot ids mean the same machine (shared memory works).
+    pub boot_id: String,
+    /// The child's own mailbox.
+    pub mailbox: ActorId,
+}
+
+/// Run a `#[parallel::remote]` function.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ExecRequest {
+    /// The function's registered name.
+    pub name: String,
+    /// Its archived arguments tuple.
+    pub args: Vec<u8>,
+}
+
+/// How an executed function ended.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum ExecOutcome {
+    /// It returned; the archived result.
+    Returned(Vec<u8>),
+    /// It panicked or could not run; why.
+    Failed(String),
+}
+
+/// The tag that names a payload's type in a post.
+pub fn tag_of<T: ?Sized>() -> u64 {
+    type_tag(std::any::type_name::<T>())
+}
+
+/// The host's boot id (empty when unknown).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}

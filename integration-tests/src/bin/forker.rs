@@ -1,0 +1,129 @@
+//! The test parent for process tests: forks children of itself and runs
+//! one scenario, named by the first argument, printing what it sees.
+
+use parallel::{ProcessError, Tensor, nfork};
+
+/// Yields until told "break"; for each round receives a tensor and sends back its sum.
+#[parallel::remote]
+fn summer() -> u64 {
+    let mut rounds = 0;
+    loop {
+        let m: String = parallel::yield_value().expect("yield");
+        if m == "break" {
+            return rounds;
+        }
+        let parent = parallel::parent().expect("a parent");
+        let t = parent.receive::<Tensor<f32>>().expect("receive");
+        let sum: f64 = t.as_slice().iter().map(|&x| x as f64).sum();
+        parent.send(&sum).expect("send");
+        rounds += 1;
+    }
+}
+
+/// Panics after its first yield.
+#[parallel::remote]
+fn panicker() {
+    let _: String = parallel::yield_value().expect("yield");
+    panic!("worker exploded on purpose");
+}
+
+/// Does nothing and returns: the process then exits.
+#[parallel::remote]
+fn nothing() {}
+
+/// Yields forever (until its parent dies).
+#[parallel::remote]
+fn forever() {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Prints with the process's prefix.
+#[parallel::remote]
+fn printer(text: String) {
+    parallel::print!("{text} from {}", parallel::ip());
+}
+
+fn not_registered() {}
+
+#[parallel::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("");
+    match scenario {
+        "rounds" => {
+            let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+            let len: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
+            let children = nfork(n).await?;
+            children.exec(summer, ()).await?;
+            let t = Tensor::full(&[len], 1.5f32);
+            for _ in 0..3 {
+                children.join("go").await?;
+                children.send(&t).await?;
+                let sums = children.receive::<f64>().await?;
+                let sums: Vec<f64> = sums.iter().map(|s| s.to_native()).collect();
+                println!("SUMS {sums:?}");
+            }
+            children.join("break").await?;
+            children.sync().await?;
+            println!("NCHILDREN {}", parallel::nchildren());
+        }
+        "panic" => {
+            let child = parallel::fork().await?;
+            child.exec(panicker, ()).await?;
+            child.join("go").await?;
+            match child.join("again").await {
+                Err(ProcessError::Failed { message, .. }) => println!("FAILED {message}"),
+                other => println!("UNEXPECTED {other:?}"),
+            }
+        }
+        "sync" => {
+            let children = nfork(1).await?;
+            children.exec(nothing, ()).await?;
+            println!("NCHILDREN {}", parallel::nchildren());
+            children.sync().await?;
+            println!("NCHILDREN {}", parallel::nchildren());
+            let more = nfork(2).await?;
+            println!("NCHILDREN {}", parallel::nchildren());
+            let ids: Vec<u32> = more.iter().map(|c| c.id()).collect();
+            println!("IDS {ids:?}");
+            println!("HAS1 {}", parallel::children().by_id(1).is_some());
+        }
+        "orphans" => {
+            let children = nfork(2).await?;
+            children.exec(forever, ()).await?;
+            let pids: Vec<String> = children.iter().map(|c| c.pid().to_string()).collect();
+            println!("PIDS {}", pids.join(" "));
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+        "unregistered" => {
+            let child = parallel::fork().await?;
+            match child.exec(not_registered, ()).await {
+                Err(e) => println!("REFUSED {e}"),
+                Ok(()) => println!("UNEXPECTED ok"),
+            }
+        }
+        "dead" => {
+            let child = parallel::fork().await?;
+            child.exec(nothing, ()).await?;
+            child.sync().await?;
+            match child.send("hello").await {
+                Err(e) => println!("SEND-ERR {e}"),
+                Ok(()) => println!("UNEXPECTED ok"),
+            }
+            match child.join("x").await {
+                Err(e) => println!("JOIN-ERR {e}"),
+                Ok(()) => println!("UNEXPECTED ok"),
+            }
+        }
+        "print" => {
+            let children = nfork(2).await?;
+            children.exec(printer, ("hello".to_string(),)).await?;
+            children.sync().await?;
+            parallel::print!("parent done");
+        }
+        other => return Err(format!("unknown scenario {other:?}").into()),
+    }
+    Ok(())
+}
