@@ -101,11 +101,7 @@ impl RemoteNode {
         type_tag: u64,
         payload: crate::wire::Buffer,
     ) -> Result<(), RequestError> {
-        let mut header = FrameHeader::new(FrameKind::Post);
-        header.target = to;
-        header.flags = op;
-        header.type_tag = type_tag;
-        self.link.send(header, payload).await
+        self.link.send(post_header(to, op, type_tag), payload).await
     }
 
     /// Posts like [`RemoteNode::post`] and waits until the payload is in the
@@ -118,12 +114,12 @@ impl RemoteNode {
         type_tag: u64,
         payload: crate::wire::Buffer,
     ) -> Result<(), RequestError> {
-        let mut header = FrameHeader::new(FrameKind::Post);
-        header.target = to;
-        header.flags = op;
-        header.type_tag = type_tag;
         self.link
-            .request(header, payload, self.node.0.ask_timeout)
+            .request(
+                post_header(to, op, type_tag),
+                payload,
+                self.node.0.ask_timeout,
+            )
             .await
             .map(|_| ())
     }
@@ -206,4 +202,12 @@ impl RemoteNode {
             })?;
         decode_owned::<F::Output>(&reply).map_err(CallError::Decode)
     }
+}
+
+fn post_header(to: ActorId, op: u8, type_tag: u64) -> FrameHeader {
+    let mut header = FrameHeader::new(FrameKind::Post);
+    header.target = to;
+    header.flags = op;
+    header.type_tag = type_tag;
+    header
 }
