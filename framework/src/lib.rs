@@ -17,6 +17,7 @@ pub mod gpu;
 pub mod id;
 pub mod process;
 pub mod remote;
+pub mod supervision;
 pub mod transport;
 pub mod wire;
 
