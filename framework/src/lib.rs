@@ -28,8 +28,8 @@ pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
 pub use parallel_macros::{Actor, Message, main, remote};
 pub use process::{
-    Child, Children, ForkError, ProcessError, Remote, calibrate, children, close, fork, id, ip,
-    nchildren, nfork, parent, yield_value,
+    Child, Children, ForkError, ProcessError, Remote, addremote, calibrate, children, close, fork,
+    id, ip, nchildren, nfork, parent, remote_cores, remote_speeds, remotes, sfork, yield_value,
 };
 pub use remote::{ActorRef, AskError, Node, RemoteNode, SendError};
 pub use transport::{JoinLine, Password};

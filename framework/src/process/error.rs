@@ -114,4 +114,7 @@ pub enum ProcessError {
     /// Shared memory failed.
     #[error(transparent)]
     Shm(#[from] ShmError),
+    /// Processes could not be started (`calibrate` starts one per registered host).
+    #[error(transparent)]
+    Fork(#[from] ForkError),
 }

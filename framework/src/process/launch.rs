@@ -66,6 +66,9 @@ impl Launched {
     /// The last lines the child printed on stderr.
     pub fn stderr_tail(&self) -> String {
         let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.is_empty() {
+            return "(nothing on stderr)".into();
+        }
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 }

@@ -1,6 +1,7 @@
 //! Processes: the seed's `fork`, `nfork`, `exec`, `join`/`yield`,
-//! `send`/`receive`, `sync` and `close` (lua-parallel), and shared-memory
-//! transfers between processes of one machine (the s3 design).
+//! `send`/`receive`, `sync` and `close` (lua-parallel), children on other
+//! hosts through ssh with `addremote`, `calibrate` and `sfork`, and
+//! shared-memory transfers between processes of one machine (the s3 design).
 //!
 //! Every process is a node; the parent and each child talk through
 //! mailboxes addressed by id over the authenticated QUIC transport. A child
@@ -37,6 +38,7 @@ pub(crate) mod parent;
 mod payload;
 mod print;
 mod protocol;
+mod sfork;
 mod ssh;
 
 pub use child::{Parent, id, ip, is_child, parent, yield_value};
@@ -49,4 +51,5 @@ pub use parent::{
 pub use payload::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
 pub use print::prefix;
 pub use protocol::tag_of;
+pub use sfork::{addremote, remote_cores, remote_speeds, remotes, sfork};
 pub use ssh::{Remote, SshHost};

@@ -274,19 +274,22 @@ pub(crate) fn close_now() {
 
 /// Runs the calibration kernel in every child and sets each child's
 /// [`Child::speed`]: 1 for the fastest, the ratio of times for the others.
+/// When hosts are registered with [`super::addremote`] and there are no
+/// children yet, first measures each host (one process per host, stopped
+/// afterwards) so that [`super::sfork()`] spreads by speed and the children
+/// it starts report their host's speed.
 pub async fn calibrate() -> Result<Children, super::ProcessError> {
+    if nchildren() == 0 {
+        super::sfork::calibrate_hosts().await?;
+    }
     let all = children();
     let mut times = Vec::new();
     for child in &all {
         times.push(child.calibration_seconds().await?);
     }
-    let fastest = times.iter().cloned().fold(f64::INFINITY, f64::min);
-    for (child, secs) in all.iter().zip(&times) {
-        child.set_speed(if *secs > 0.0 {
-            (fastest / secs).clamp(f64::MIN_POSITIVE, 1.0)
-        } else {
-            1.0
-        });
+    let speeds = super::calibrate::relative_speeds(&times);
+    for (child, speed) in all.iter().zip(speeds) {
+        child.set_speed(speed);
     }
     Ok(all)
 }

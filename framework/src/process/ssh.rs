@@ -1,9 +1,18 @@
 //! Children on other hosts, started through the system `ssh` client
 //! (BatchMode: the user's keys and `~/.ssh/config`, never a password prompt).
+//!
+//! Before the first child starts on a host, one ssh round trip checks that
+//! the program is there (`test -x`), or copies it there and compares SHA-256
+//! sums when the spec says [`Remote::ship`]. The check is made once per host
+//! and path for the life of this process.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio::process::Command;
 
@@ -13,18 +22,29 @@ use super::error::ForkError;
 use super::launch::{LaunchSpec, Launched, start};
 use super::parent::Placement;
 
-/// Set once a remote host is used: the parent's node then listens on every
-/// interface instead of loopback only.
+/// Set once a spec names a host other than this machine: the parent's node
+/// then listens on every interface instead of loopback only.
 static REMOTES_USED: AtomicBool = AtomicBool::new(false);
 
-/// Where the parent's node listens: loopback, unless remote hosts were
-/// registered before the first fork.
+/// The longest a check or copy over ssh may take before it counts as failed
+/// (ssh itself gives up connecting after 10 s).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where the parent's node listens: loopback, unless a host other than this
+/// machine was named (in a spec or with `addremote`) before the first fork.
 pub(crate) fn parent_listen_addr() -> SocketAddr {
-    if REMOTES_USED.load(Ordering::Relaxed) {
+    if REMOTES_USED.load(Ordering::Relaxed) || super::sfork::registers_other_machines() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
     } else {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
     }
+}
+
+/// True for a host name that means this machine (`localhost`, `127.x.y.z`, `::1`).
+pub(crate) fn is_loopback(hostname: &str) -> bool {
+    let bare = hostname.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A host reached through ssh, and how to run this program there.
@@ -42,6 +62,8 @@ pub struct SshHost {
     pub procs: usize,
     /// Cores of that host (for `sfork`).
     pub cores: usize,
+    /// Copy this program to `exe` there before starting it (see [`Remote::ship`]).
+    pub ship: bool,
 }
 
 /// A remote spec: `Remote::ssh("host").procs(4).exe("/path/to/bin")`.
@@ -51,16 +73,20 @@ pub struct Remote(pub(crate) SshHost);
 impl Remote {
     /// A host reached with `ssh DESTINATION` (`host` or `user@host`).
     pub fn ssh(destination: impl Into<String>) -> Self {
-        REMOTES_USED.store(true, Ordering::Relaxed);
         let exe = std::env::current_exe().unwrap_or_default();
-        Remote(SshHost {
+        let host = SshHost {
             destination: destination.into(),
             port: None,
             exe,
             ssh_args: Vec::new(),
             procs: 1,
             cores: 1,
-        })
+            ship: false,
+        };
+        if !is_loopback(host.hostname()) {
+            REMOTES_USED.store(true, Ordering::Relaxed);
+        }
+        Remote(host)
     }
 
     /// How many processes to start there (for `nfork`).
@@ -75,7 +101,8 @@ impl Remote {
         self
     }
 
-    /// Path of this program on that host.
+    /// Path of this program on that host (default: the same path as here).
+    /// It must be there and executable, unless [`Remote::ship`] copies it.
     pub fn exe(mut self, path: impl Into<PathBuf>) -> Self {
         self.0.exe = path.into();
         self
@@ -90,6 +117,15 @@ impl Remote {
     /// One more argument for `ssh` (for example `-i`, then a key path).
     pub fn ssh_arg(mut self, arg: impl Into<String>) -> Self {
         self.0.ssh_args.push(arg.into());
+        self
+    }
+
+    /// Copies this program to the `exe` path on the host before the first
+    /// child starts there (through ssh: `cat > tmp && chmod +x && mv`), then
+    /// checks that its SHA-256 there equals the one here. Skips the copy when
+    /// the file there already has the same sum.
+    pub fn ship(mut self) -> Self {
+        self.0.ship = true;
         self
     }
 
@@ -133,7 +169,16 @@ impl SshHost {
     /// The `ssh` command for running `remote_command` there.
     pub(crate) fn command(&self, remote_command: &str) -> Command {
         let mut command = Command::new("ssh");
-        command.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]);
+        command.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+        ]);
         if let Some(port) = self.port {
             command.args(["-p", &port.to_string()]);
         }
@@ -149,11 +194,9 @@ impl SshHost {
     pub(crate) fn parent_line(&self, base: &JoinLine) -> JoinLine {
         let mut line = base.clone();
         if line.addr.ip().is_unspecified() {
+            let (hostname, port) = self.network_address();
             let ip = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-                .and_then(|s| {
-                    s.connect((self.hostname(), self.port.unwrap_or(22)))
-                        .map(|_| s)
-                })
+                .and_then(|s| s.connect((hostname.as_str(), port)).map(|_| s))
                 .and_then(|s| s.local_addr())
                 .map(|a| a.ip())
                 .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -162,9 +205,42 @@ impl SshHost {
         line
     }
 
+    /// The host name and port ssh really connects to, after the user's
+    /// `~/.ssh/config` (`ssh -G`, which reads the configuration and does
+    /// not connect); the destination's own when that fails. Cached.
+    fn network_address(&self) -> (String, u16) {
+        type Key = (String, Option<u16>, Vec<String>);
+        static RESOLVED: Mutex<BTreeMap<Key, (String, u16)>> = Mutex::new(BTreeMap::new());
+        let key = (self.destination.clone(), self.port, self.ssh_args.clone());
+        let cache = || RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = cache().get(&key) {
+            return found.clone();
+        }
+        let mut command = std::process::Command::new("ssh");
+        command.arg("-G");
+        if let Some(port) = self.port {
+            command.args(["-p", &port.to_string()]);
+        }
+        let output = command
+            .args(&self.ssh_args)
+            .arg(&self.destination)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        let config = output
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let found = parse_ssh_config(&config, self.hostname(), self.port.unwrap_or(22));
+        cache().insert(key, found.clone());
+        found
+    }
+
     /// Starts child `spec.id` there: `ssh host 'ENV=… exec EXE'`; the password
     /// goes through ssh's stdin.
     pub(crate) async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, ForkError> {
+        self.ensure_exe().await?;
         let mut remote = String::from("exec env");
         for (key, value) in spec.env() {
             remote.push_str(&format!(" {key}={}", shell_quote(&value)));
@@ -173,6 +249,223 @@ impl SshHost {
         remote.push_str(&shell_quote(&self.exe.to_string_lossy()));
         start(self.command(&remote), spec, &self.destination).await
     }
+}
+
+/// A host and program path as checked: (destination, port, exe, ship).
+type CheckKey = (String, Option<u16>, PathBuf, bool);
+
+/// The hosts and paths whose program was checked (or shipped).
+static CHECKED: Mutex<BTreeSet<CheckKey>> = Mutex::new(BTreeSet::new());
+
+impl SshHost {
+    /// Makes sure the program is at `exe` on the host, once per host and
+    /// path: copies it there first when `ship` is set.
+    async fn ensure_exe(&self) -> Result<(), ForkError> {
+        let key = (
+            self.destination.clone(),
+            self.port,
+            self.exe.clone(),
+            self.ship,
+        );
+        let checked = |set: &BTreeSet<_>| set.contains(&key);
+        if checked(&CHECKED.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        if self.ship {
+            self.ship_exe().await?;
+        } else {
+            self.check_exe().await?;
+        }
+        CHECKED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
+    fn spawn_error(&self, reason: String) -> ForkError {
+        ForkError::Spawn {
+            host: self.destination.clone(),
+            reason,
+        }
+    }
+
+    /// `test -x EXE` there.
+    async fn check_exe(&self) -> Result<(), ForkError> {
+        let exe = self.exe.to_string_lossy();
+        let out = self
+            .run_remote(&format!("test -x {}", shell_quote(&exe)), None)
+            .await?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(self.spawn_error(format!(
+            "{exe} is not an executable file there; build this program there at that path, \
+             give its path with `.exe(path)`, or call `.ship()` on the Remote to copy this one"
+        )))
+    }
+
+    /// Copies this program to `exe` there unless the file there already has
+    /// its SHA-256, then checks the sum there.
+    async fn ship_exe(&self) -> Result<(), ForkError> {
+        let local = std::env::current_exe()
+            .map_err(|e| self.spawn_error(format!("cannot find this program's path: {e}")))?;
+        let ours = local_sha256(&local)
+            .await
+            .map_err(|e| self.spawn_error(format!("cannot read {}: {e}", local.display())))?;
+        let exe = self.exe.to_string_lossy().into_owned();
+        if self.remote_sha256(&exe).await?.as_deref() == Some(ours.as_str()) {
+            return Ok(());
+        }
+        let quoted = shell_quote(&exe);
+        let dir = self
+            .exe
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| ".".into());
+        let tmp = format!("{quoted}.parallel-tmp.$$");
+        let copy = format!(
+            "mkdir -p {} && cat > {tmp} && chmod +x {tmp} && mv -f {tmp} {quoted}",
+            shell_quote(&dir)
+        );
+        let out = self.run_remote(&copy, Some(&local)).await?;
+        if !out.status.success() {
+            return Err(self.spawn_error(format!(
+                "copying {} to {exe} there failed ({}): {}",
+                local.display(),
+                out.status,
+                tail(&out.stderr)
+            )));
+        }
+        match self.remote_sha256(&exe).await? {
+            Some(theirs) if theirs == ours => Ok(()),
+            Some(theirs) => Err(self.spawn_error(format!(
+                "the copy of this program at {exe} there has SHA-256 {theirs}, but {} here has {ours}",
+                local.display()
+            ))),
+            None => Err(self.spawn_error(format!(
+                "after copying this program to {exe} there, `sha256sum` could not read it; \
+                 check that sha256sum (coreutils) is installed there"
+            ))),
+        }
+    }
+
+    /// The SHA-256 of `exe` there (`None` when there is no such file, or no `sha256sum`).
+    async fn remote_sha256(&self, exe: &str) -> Result<Option<String>, ForkError> {
+        let command = format!("sha256sum {} 2>/dev/null || true", shell_quote(exe));
+        let out = self.run_remote(&command, None).await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split_whitespace()
+            .next()
+            .filter(|sum| sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|sum| sum.to_ascii_lowercase()))
+    }
+
+    /// Runs `remote_command` there (with the file `input` on its stdin) and
+    /// returns its output; an error naming the host when ssh itself fails
+    /// (connection refused, authentication, timeout: exit status 255).
+    async fn run_remote(
+        &self,
+        remote_command: &str,
+        input: Option<&Path>,
+    ) -> Result<std::process::Output, ForkError> {
+        let stdin =
+            match input {
+                Some(path) => Stdio::from(std::fs::File::open(path).map_err(|e| {
+                    self.spawn_error(format!("cannot read {}: {e}", path.display()))
+                })?),
+                None => Stdio::null(),
+            };
+        let mut command = self.command(remote_command);
+        command
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let process = command
+            .spawn()
+            .map_err(|e| self.spawn_error(format!("cannot run the ssh client: {e}")))?;
+        let out = tokio::time::timeout(CHECK_TIMEOUT, process.wait_with_output())
+            .await
+            .map_err(|_| {
+                self.spawn_error(format!(
+                    "ssh did not finish `{remote_command}` within {} s",
+                    CHECK_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| self.spawn_error(format!("the ssh client failed: {e}")))?;
+        if out.status.code() == Some(255) {
+            return Err(self.spawn_error(format!(
+                "ssh could not run a command there ({}): {}",
+                out.status,
+                tail(&out.stderr)
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// `hostname` and `port` from `ssh -G`'s output, or the defaults given.
+fn parse_ssh_config(config: &str, hostname: &str, port: u16) -> (String, u16) {
+    let value = |key: &str| {
+        config.lines().find_map(|line| {
+            let (k, v) = line.split_once(' ')?;
+            (k == key).then(|| v.trim().to_string())
+        })
+    };
+    (
+        value("hostname").unwrap_or_else(|| hostname.to_string()),
+        value("port").and_then(|p| p.parse().ok()).unwrap_or(port),
+    )
+}
+
+/// The last lines of a command's stderr, for an error message.
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(5);
+    let tail = lines[start..].join("\n");
+    if tail.is_empty() {
+        "(no message)".into()
+    } else {
+        tail
+    }
+}
+
+/// The SHA-256 of this program's file, in lower-case hex (computed once).
+async fn local_sha256(path: &Path) -> std::io::Result<String> {
+    static SUM: OnceLock<String> = OnceLock::new();
+    if let Some(sum) = SUM.get() {
+        return Ok(sum.clone());
+    }
+    let path = path.to_path_buf();
+    let sum = tokio::task::spawn_blocking(move || sha256_file(&path))
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(SUM.get_or_init(|| sum).clone())
+}
+
+/// The SHA-256 of a file, in lower-case hex.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buffer[..n]);
+    }
+    Ok(context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -191,5 +484,43 @@ mod tests {
         let placements = [Remote::ssh("a").procs(2), Remote::ssh("u@b").procs(3)].into_placements();
         assert_eq!(placements.len(), 5);
         assert!(matches!(&placements[4], Placement::Ssh(h) if h.hostname() == "b"));
+    }
+
+    #[test]
+    fn loopback_names_are_recognised() {
+        assert!(is_loopback("localhost"));
+        assert!(is_loopback("127.0.0.2"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("[::1]"));
+        assert!(!is_loopback("server1.org"));
+        assert!(!is_loopback("10.0.0.5"));
+    }
+
+    #[test]
+    fn sha256_of_a_file_matches_the_known_digest() {
+        let path = std::env::temp_dir().join(format!("parallel-sha-{}", std::process::id()));
+        std::fs::write(&path, b"abc").expect("write a temp file");
+        let sum = sha256_file(&path).expect("hash it");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            sum,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn ssh_config_gives_the_real_host_and_port() {
+        let config = "user root\nhostname 10.1.2.3\nport 2222\naddressfamily any\n";
+        assert_eq!(
+            parse_ssh_config(config, "alias", 22),
+            ("10.1.2.3".to_string(), 2222)
+        );
+        assert_eq!(parse_ssh_config("", "h", 22), ("h".to_string(), 22));
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_last_lines() {
+        assert_eq!(tail(b""), "(no message)");
+        assert_eq!(tail(b"a\n\nb\nc\nd\ne\nf\n"), "b\nc\nd\ne\nf");
     }
 }
