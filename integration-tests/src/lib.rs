@@ -10,6 +10,8 @@ use rkyv::{Archive, Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
+pub mod sshd;
+
 /// The cluster password every test process uses.
 pub const PASSWORD: &str = "integration-test-password";
 

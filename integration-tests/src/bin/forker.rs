@@ -47,6 +47,23 @@ fn printer(text: String) {
 
 fn not_registered() {}
 
+/// Sends the path of the program it runs in, then returns.
+#[parallel::remote]
+fn whoami() {
+    let exe = std::env::current_exe().expect("current_exe");
+    let parent = parallel::parent().expect("a parent");
+    parent
+        .send(&exe.to_string_lossy().into_owned())
+        .expect("send");
+}
+
+/// A spec for `destination`, reached with `ssh_args`.
+fn over_ssh(destination: &str, ssh_args: &[String]) -> parallel::Remote {
+    ssh_args
+        .iter()
+        .fold(parallel::Remote::ssh(destination), |r, a| r.ssh_arg(a))
+}
+
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -122,6 +139,74 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             children.exec(printer, ("hello".to_string(),)).await?;
             children.sync().await?;
             parallel::print!("parent done");
+        }
+        // ssh-rounds DESTINATION SSH-ARGS...: rounds with two children started through ssh.
+        "ssh-rounds" => {
+            let remote = over_ssh(&args[1], &args[2..]);
+            let children = nfork(remote.procs(2)).await?;
+            children.exec(summer, ()).await?;
+            let pids: Vec<u32> = children.iter().map(|c| c.pid()).collect();
+            println!("PIDS {pids:?}");
+            let t = Tensor::full(&[100], 1.5f32);
+            for _ in 0..3 {
+                children.join("go").await?;
+                children.send(&t).await?;
+                let sums = children.receive::<f64>().await?;
+                let sums: Vec<f64> = sums.iter().map(|s| s.to_native()).collect();
+                println!("SUMS {sums:?}");
+            }
+            children.join("break").await?;
+            children.sync().await?;
+            println!("NCHILDREN {}", parallel::nchildren());
+        }
+        // ssh-spread DIR DESTINATION SSH-ARGS...: two "hosts" with 3 and 1
+        // cores (the second runs a copy shipped to DIR), calibrated, then sfork(4).
+        "ssh-spread" => {
+            let copy = std::path::Path::new(&args[1]).join("forker-copy");
+            let (destination, ssh_args) = (&args[2], &args[3..]);
+            parallel::addremote([
+                over_ssh(destination, ssh_args).cores(3),
+                over_ssh(destination, ssh_args).cores(1).exe(&copy).ship(),
+            ]);
+            println!(
+                "REMOTES {} CORES {}",
+                parallel::remotes().len(),
+                parallel::remote_cores()
+            );
+            parallel::calibrate().await?;
+            println!("HOST-SPEEDS {:?}", parallel::remote_speeds());
+            println!("NCHILDREN {}", parallel::nchildren());
+            let children = parallel::sfork(parallel::remote_cores()).await?;
+            let speeds: Vec<f64> = children.iter().map(|c| c.speed()).collect();
+            println!("SPEEDS {speeds:?}");
+            let calibrated = parallel::calibrate().await?;
+            let speeds: Vec<f64> = calibrated.iter().map(|c| c.speed()).collect();
+            println!("CALIBRATED {speeds:?}");
+            children.exec(whoami, ()).await?;
+            let exes = children.receive::<String>().await?;
+            let copy = copy.to_string_lossy();
+            let copies = exes.iter().filter(|e| e.as_str() == copy).count();
+            println!("SPREAD main={} copy={copies}", exes.len() - copies);
+            children.sync().await?;
+            println!("NCHILDREN {}", parallel::nchildren());
+        }
+        // ssh-fail EXE DESTINATION SSH-ARGS...: a fork through ssh that must fail.
+        "ssh-fail" => {
+            let remote = over_ssh(&args[2], &args[3..]).exe(&args[1]);
+            let started = std::time::Instant::now();
+            match nfork(remote).await {
+                Err(e) => println!("ERR {e}"),
+                Ok(children) => println!("UNEXPECTED {} children", children.len()),
+            }
+            println!("SECS {:.1}", started.elapsed().as_secs_f64());
+        }
+        // ssh-orphans DESTINATION SSH-ARGS...: two children through ssh, then wait to be killed.
+        "ssh-orphans" => {
+            let children = nfork(over_ssh(&args[1], &args[2..]).procs(2)).await?;
+            children.exec(forever, ()).await?;
+            let pids: Vec<String> = children.iter().map(|c| c.pid().to_string()).collect();
+            println!("PIDS {}", pids.join(" "));
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         }
         other => return Err(format!("unknown scenario {other:?}").into()),
     }
