@@ -28,6 +28,7 @@
 //! pushes back through QUIC flow control to the sender's [`Peer::send`].
 
 mod auth;
+pub mod baseline;
 mod config;
 mod control;
 mod endpoint;
