@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::actor::{Deliver, Failure, Message, RemoteActor, push};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
-use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode};
+use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode_into};
 
 use super::link::{PeerLink, RequestError};
 use super::node::{DEFAULT_ASK_TIMEOUT, local_nodes};
@@ -215,13 +215,12 @@ impl<A: RemoteActor> ActorRef<A> {
         self
     }
 
-    async fn route(&self) -> Result<Route<A>, AskError> {
+    async fn route(&self) -> Result<&Route<A>, AskError> {
         if let Some(route) = self.route.get() {
-            return Ok(route.clone());
+            return Ok(route);
         }
         let route = self.resolve().await?;
-        let _ = self.route.set(route.clone());
-        Ok(route)
+        Ok(self.route.get_or_init(|| route))
     }
 
     fn resolve_now(&self) -> Option<Route<A>> {
@@ -296,15 +295,18 @@ impl<A: RemoteActor> ActorRef<A> {
         };
         match route {
             Route::Local { addr, slots } => {
-                let slot = slots.acquire_owned().await.ok();
-                push(&addr, Deliver::new(msg, None, slot)).map_err(|d| SendError::Closed {
+                let slot = match slots.clone().try_acquire_owned() {
+                    Ok(slot) => Some(slot),
+                    Err(_) => slots.clone().acquire_owned().await.ok(),
+                };
+                push(addr, Deliver::new(msg, None, slot)).map_err(|d| SendError::Closed {
                     message: d.into_message(),
                     reason: format!("actor {} stopped", self.address.id),
                 })
             }
             Route::Remote(link) => {
-                let permit = match link.peer().reserve().await {
-                    Ok(p) => p,
+                let slot = match link.peer().reserve_slot().await {
+                    Ok(slot) => slot,
                     Err(e) => {
                         return Err(SendError::Closed {
                             message: msg,
@@ -312,11 +314,11 @@ impl<A: RemoteActor> ActorRef<A> {
                         });
                     }
                 };
-                let bytes = match encode(&msg) {
+                let bytes = match encode_sized(&msg) {
                     Ok(b) => b,
                     Err(e) => return Err(SendError::Encode(msg, e)),
                 };
-                permit.send(self.header::<M>(FrameKind::Tell), bytes);
+                slot.send(self.header::<M>(FrameKind::Tell), bytes);
                 Ok(())
             }
         }
@@ -329,17 +331,19 @@ impl<A: RemoteActor> ActorRef<A> {
         M: Message,
         A: Handler<M> + Handler<Deliver<M>>,
     {
-        let route = match self.route.get().cloned().or_else(|| self.resolve_now()) {
+        let route = match self.route.get() {
             Some(route) => route,
-            None => return Err(SendError::Full(msg)),
+            None => match self.resolve_now() {
+                Some(route) => self.route.get_or_init(|| route),
+                None => return Err(SendError::Full(msg)),
+            },
         };
-        let _ = self.route.set(route.clone());
         match route {
             Route::Local { addr, slots } => {
-                let Ok(slot) = slots.try_acquire_owned() else {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
                     return Err(SendError::Full(msg));
                 };
-                push(&addr, Deliver::new(msg, None, Some(slot))).map_err(|d| SendError::Closed {
+                push(addr, Deliver::new(msg, None, Some(slot))).map_err(|d| SendError::Closed {
                     message: d.into_message(),
                     reason: format!("actor {} stopped", self.address.id),
                 })
@@ -357,7 +361,7 @@ impl<A: RemoteActor> ActorRef<A> {
                         });
                     }
                 };
-                let bytes = match encode(&msg) {
+                let bytes = match encode_sized(&msg) {
                     Ok(b) => b,
                     Err(e) => return Err(SendError::Encode(msg, e)),
                 };
@@ -389,12 +393,12 @@ impl<A: RemoteActor> ActorRef<A> {
     {
         match self.route().await? {
             Route::Local { addr, slots } => {
-                let slot = slots.acquire_owned().await.ok();
+                let slot = slots.clone().acquire_owned().await.ok();
                 let (tx, rx) = oneshot::channel();
                 let reply = Box::new(move |r| {
                     let _ = tx.send(r);
                 });
-                push(&addr, Deliver::new(msg, Some(reply), slot))
+                push(addr, Deliver::new(msg, Some(reply), slot))
                     .map_err(|_| AskError::Gone(format!("actor {} stopped", self.address.id)))?;
                 match rx.await {
                     Ok(Ok(value)) => Ok(value),
@@ -403,7 +407,7 @@ impl<A: RemoteActor> ActorRef<A> {
                 }
             }
             Route::Remote(link) => {
-                let bytes = encode(&msg).map_err(AskError::Encode)?;
+                let bytes = encode_sized(&msg).map_err(AskError::Encode)?;
                 let reply = link
                     .request(self.header::<M>(FrameKind::Ask), bytes, self.timeout)
                     .await
@@ -415,6 +419,13 @@ impl<A: RemoteActor> ActorRef<A> {
             }
         }
     }
+}
+
+/// Archives `msg` into a buffer sized for its archived root, so messages of
+/// a fixed size are written without growing the buffer.
+fn encode_sized<M: Message>(msg: &M) -> Result<crate::wire::Buffer, EncodeError> {
+    let size = std::mem::size_of::<rkyv::Archived<M>>().max(16);
+    encode_into(msg, crate::wire::Buffer::with_capacity(size))
 }
 
 impl<A: RemoteActor> Archive for ActorRef<A> {

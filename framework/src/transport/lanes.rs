@@ -23,6 +23,8 @@ pub(crate) const LANE_SMALL: u8 = 0;
 pub(crate) const LANE_BULK: u8 = 1;
 /// The writer gathers queued small frames up to this many bytes per write.
 const COALESCE_BYTES: usize = 256 << 10;
+/// Most queued entries the writer takes per wakeup.
+const WRITE_BATCH: usize = 128;
 /// The small lane is not read while the reorder buffer holds more frames...
 const REORDER_FRAMES: usize = 1024;
 /// ...or more bytes than this.
@@ -63,14 +65,20 @@ async fn write_loop(
     ));
     let mut seq = 0u64;
     let mut batch = Vec::with_capacity(COALESCE_BYTES + HEADER_LEN);
+    let mut queued = Vec::with_capacity(WRITE_BATCH);
+    let down = shared.wait_down();
+    tokio::pin!(down);
     loop {
-        let first = tokio::select! {
-            m = rx.recv() => m,
-            _ = shared.wait_down() => None,
+        // One wakeup takes every queued entry (up to `WRITE_BATCH`).
+        let n = tokio::select! {
+            n = rx.recv_many(&mut queued, WRITE_BATCH) => n,
+            _ = &mut down => 0,
         };
-        let Some(mut next) = first else { return Ok(()) };
+        if n == 0 {
+            return Ok(());
+        }
         batch.clear();
-        loop {
+        for next in queued.drain(..) {
             match next {
                 Outgoing::Raw(bytes) => batch.extend_from_slice(&bytes),
                 Outgoing::FinishLane => {
@@ -108,11 +116,8 @@ async fn write_loop(
                 }
             }
             if batch.len() >= COALESCE_BYTES {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(m) => next = m,
-                Err(_) => break,
+                lane.write_all(&batch).await.map_err(write_error)?;
+                batch.clear();
             }
         }
         if !batch.is_empty() {

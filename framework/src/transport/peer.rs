@@ -180,6 +180,17 @@ impl Peer {
         Ok(SendPermit { permit })
     }
 
+    /// Like [`Peer::reserve`], for a caller that sends before this handle
+    /// goes away: the slot borrows the queue handle instead of cloning it.
+    pub async fn reserve_slot(&self) -> Result<SendSlot<'_>, PeerGone> {
+        let permit = self
+            .tx
+            .reserve()
+            .await
+            .map_err(|_| PeerGone(self.shared.gone()))?;
+        Ok(SendSlot { permit })
+    }
+
     /// Takes room in the send queue if there is some right now.
     pub fn try_reserve(&self) -> Result<SendPermit, TryReserveError> {
         match self.tx.clone().try_reserve_owned() {
@@ -248,6 +259,20 @@ pub struct SendPermit {
 }
 
 impl SendPermit {
+    /// Queues the frame; cannot fail or wait.
+    pub fn send(self, header: FrameHeader, payload: Buffer) {
+        self.permit.send(Outgoing::Frame(header, payload));
+    }
+}
+
+/// Room for one frame in a peer's send queue, borrowed from a [`Peer`]
+/// handle by [`Peer::reserve_slot`]. Dropping it unused gives the room back.
+#[derive(Debug)]
+pub struct SendSlot<'a> {
+    permit: mpsc::Permit<'a, Outgoing>,
+}
+
+impl SendSlot<'_> {
     /// Queues the frame; cannot fail or wait.
     pub fn send(self, header: FrameHeader, payload: Buffer) {
         self.permit.send(Outgoing::Frame(header, payload));
