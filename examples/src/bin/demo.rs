@@ -1,154 +1,143 @@
-//! The README's demo: a small cluster of three processes on this machine.
-//! Each process runs a node; each spawns a `Counter` actor *by name* on its
-//! neighbour (0 → 1 → 2 → 0), sends it numbers, and reports the total.
+//! The README's demo: the seed's "simple complete example" (lua---parallel,
+//! `seeds/s1-lua-parallel-zeromq.md`; `s1_complete` is the same program
+//! written line for line next to the Lua).
+//!
+//! The parent forks four processes of this program, runs `worker` in each,
+//! and for 1,000 rounds joins them, sends each a named 100×100 tensor and
+//! collects their replies; then it tells them to stop and waits until they
+//! are gone. Workers print on the first round only; the parent prints a
+//! summary, with the norm each worker computed, and checks every reply.
 //!
 //! Run it with `cargo run --release -p parallel-examples --bin demo`.
 
-use actix::{Handler, ResponseFuture};
-use parallel::{Actor, JoinLine, Message, Node, Password};
-use parallel_examples::{Worker, one_time_password, role, serve};
+use std::time::Instant;
+
+use parallel::Tensor;
 use rkyv::{Archive, Deserialize, Serialize};
 
-/// Adds numbers; the actor each process spawns on its neighbour.
-#[derive(Actor, Archive, Serialize, Deserialize, Default)]
-#[actor(messages(Add), spawn)]
-struct Counter {
-    total: u64,
+const WORKERS: usize = 4;
+const ROUNDS: usize = 1_000;
+
+/// `{name='my variable', data=torch.randn(100,100)}`.
+#[derive(Archive, Serialize, Deserialize)]
+struct Object {
+    name: String,
+    data: Tensor<f32>,
 }
 
-/// Adds to a [`Counter`] and answers the new total.
-#[derive(Message, Archive, Serialize, Deserialize)]
-#[message(result = u64)]
-struct Add(u64);
-
-impl Handler<Add> for Counter {
-    type Result = u64;
-    fn handle(&mut self, Add(n): Add, _: &mut actix::Context<Self>) -> u64 {
-        self.total += n;
-        self.total
-    }
+/// Each worker's reply: the seed's 'this is my response', with the norm it read.
+#[derive(Archive, Serialize, Deserialize)]
+struct Response {
+    text: String,
+    norm: f64,
 }
 
-/// Lives on every process; told to visit a neighbour, it spawns a `Counter`
-/// there and adds `1..=count` to it.
-#[derive(Actor, Archive, Serialize, Deserialize, Default)]
-#[actor(messages(Visit), spawn)]
-struct Visitor;
-
-/// Visit the node at `neighbour` and add `1..=count` to a new counter there.
-#[derive(Message, Archive, Serialize, Deserialize)]
-#[message(result = Report)]
-struct Visit {
-    neighbour: JoinLine,
-    count: u64,
-}
-
-/// What a visit found.
-#[derive(Archive, Serialize, Deserialize, Debug)]
-struct Report {
-    visitor_pid: u32,
-    counter_node: String,
-    total: u64,
-}
-
-impl Handler<Visit> for Visitor {
-    type Result = ResponseFuture<Report>;
-    fn handle(&mut self, visit: Visit, _: &mut actix::Context<Self>) -> Self::Result {
-        Box::pin(async move {
-            let fail = |what: String| Report {
-                visitor_pid: std::process::id(),
-                counter_node: what,
-                total: 0,
-            };
-            let Some(node) = Node::current() else {
-                return fail("no node in this process".into());
-            };
-            let neighbour = match node.join(&visit.neighbour).await {
-                Ok(n) => n,
-                Err(e) => return fail(format!("join failed: {e}")),
-            };
-            let counter = match neighbour.spawn(Counter::default()).await {
-                Ok(c) => c,
-                Err(e) => return fail(format!("spawn failed: {e}")),
-            };
-            let mut total = 0;
-            for n in 1..=visit.count {
-                total = counter.ask(Add(n)).await.unwrap_or(0);
-            }
-            Report {
-                visitor_pid: std::process::id(),
-                counter_node: neighbour.id().to_string(),
-                total,
-            }
-        })
+/// Runs in every child: waits for a join, receives the object, answers.
+#[parallel::remote]
+fn worker() {
+    parallel::print!(
+        "Im a worker, my ID is: {} and my IP: {}",
+        parallel::id(),
+        parallel::ip()
+    );
+    let parent = parallel::parent().expect("a worker runs in a child");
+    for round in 0.. {
+        let m: String = parallel::yield_value().expect("yield");
+        if m == "break" {
+            break;
+        }
+        let t = parent.receive::<Object>().expect("receive");
+        let norm = t.data.norm();
+        if round == 0 {
+            parallel::print!(
+                "received {:?} with norm {norm:.4} (printing only once)",
+                t.name.as_str()
+            );
+        }
+        let reply = Response {
+            text: "this is my response".into(),
+            norm,
+        };
+        parent.send(&reply).expect("send");
     }
 }
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if role().is_some() {
-        let node = Node::builder()
-            .allow::<Counter>()
-            .allow::<Visitor>()
-            .start()
-            .await?;
-        return serve(node).await;
-    }
+    parallel::print!("Im the parent, my ID is: {}", parallel::id());
+    let start = Instant::now();
+    let children = parallel::nfork(WORKERS).await?;
+    children.exec(worker, ()).await?;
+    let forked = start.elapsed();
 
-    let password = one_time_password();
-    let node = Node::builder()
-        .password(Password::new(password.clone()))
-        .allow::<Counter>()
-        .start()
-        .await?;
-    let workers = [
-        Worker::start("1", &password).await?,
-        Worker::start("2", &password).await?,
-    ];
-    println!(
-        "process 0 (pid {}) started processes 1 and 2 (pids {}, {})",
-        std::process::id(),
-        workers[0].pid(),
-        workers[1].pid()
-    );
+    let t = Object {
+        name: "my variable".into(),
+        data: randn(&[100, 100], 1),
+    };
+    let norm = t.data.norm();
+    parallel::print!("transmitting object with norm: {norm:.4}");
 
-    let lines = [
-        node.join_line(),
-        workers[0].join_line.clone(),
-        workers[1].join_line.clone(),
-    ];
-    let mut visitors = vec![node.spawn(Visitor)];
-    for worker in &workers {
-        let remote = node.join(&worker.join_line).await?;
-        visitors.push(remote.spawn(Visitor).await?);
-    }
-
-    for (rank, visitor) in visitors.iter().enumerate() {
-        let neighbour = (rank + 1) % 3;
-        let count = 10 * (rank as u64 + 1);
-        let report = visitor
-            .ask(Visit {
-                neighbour: lines[neighbour].clone(),
-                count,
-            })
-            .await?;
-        println!(
-            "process {rank} (pid {}) spawned a Counter by name on process {neighbour} ({}), added 1..={count}: total {}",
-            report.visitor_pid, report.counter_node, report.total
-        );
-        if report.total != count * (count + 1) / 2 {
-            return Err(format!(
-                "process {rank}: expected {}, got {report:?}",
-                count * (count + 1) / 2
-            )
-            .into());
+    let rounds = Instant::now();
+    let mut replies = 0;
+    for _ in 0..ROUNDS {
+        children.join("").await?;
+        children.send(&t).await?;
+        for r in children.receive::<Response>().await? {
+            if r.text.as_str() != "this is my response" || (r.norm.to_native() - norm).abs() > 1e-6
+            {
+                return Err(format!("unexpected reply {:?} / {}", r.text.as_str(), r.norm).into());
+            }
+            replies += 1;
         }
     }
+    let rounds = rounds.elapsed();
+    parallel::print!("transmitted data to all children");
 
-    for worker in workers {
-        worker.stop().await?;
-    }
-    node.shutdown().await;
-    println!("all three totals are right; cluster shut down");
+    children.join("break").await?;
+    children.sync().await?;
+    parallel::print!("all processes terminated");
+
+    let bytes = ROUNDS * WORKERS * t.data.len() * size_of::<f32>();
+    println!();
+    println!("summary:");
+    println!(
+        "  forked {WORKERS} processes of this program and ran `worker` in each: {:.1} ms",
+        forked.as_secs_f64() * 1e3
+    );
+    println!(
+        "  {ROUNDS} rounds of join + send + receive: {replies} replies, all with norm {norm:.4}, in {:.0} ms ({:.0} µs a round, {:.1} MB of tensors sent)",
+        rounds.as_secs_f64() * 1e3,
+        rounds.as_secs_f64() * 1e6 / ROUNDS as f64,
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  children left: {} (every worker returned on \"break\" and its process is gone)",
+        parallel::nchildren()
+    );
     Ok(())
+}
+
+/// `torch.randn`: standard normal samples, deterministic for a seed
+/// (Box–Muller over a xorshift64* generator).
+fn randn(shape: &[usize], seed: u64) -> Tensor<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        (bits as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let len = shape.iter().product();
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        let (r, theta) = (
+            (-2.0 * uniform().ln()).sqrt(),
+            std::f64::consts::TAU * uniform(),
+        );
+        data.push((r * theta.cos()) as f32);
+        data.push((r * theta.sin()) as f32);
+    }
+    data.truncate(len);
+    Tensor::new(shape, data).expect("the data fills the shape")
 }
