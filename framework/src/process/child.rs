@@ -281,6 +281,10 @@ async fn serve(role: Role, password: String) -> i32 {
     let lease_tag = tag.clone();
     actix_rt::spawn(async move {
         let reason = watched.closed().await;
+        if LEAVING.load(std::sync::atomic::Ordering::Acquire) {
+            // Our own orderly shutdown closed the link: let it finish.
+            return;
+        }
         tracing::info!("{lease_tag} parent gone ({reason}); exiting");
         crate::transport::shm::cleanup_own();
         std::process::exit(0);
@@ -342,9 +346,13 @@ async fn serve(role: Role, password: String) -> i32 {
             .post_confirmed(role.mailbox, op::DONE, 0, bytes)
             .await;
     }
+    LEAVING.store(true, std::sync::atomic::Ordering::Release);
     node.shutdown().await;
     0
 }
+
+/// Set when the child leaves in order, so the lease does not cut the goodbye short.
+static LEAVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn run_function(request: &ExecRequest) -> ExecOutcome {
     let Some(function) = remote_fn(type_tag(&request.name)) else {
