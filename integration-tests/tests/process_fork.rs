@@ -111,7 +111,11 @@ async fn print_prefixes_the_process_id() {
 fn alive(pid: u32) -> bool {
     // A zombie is gone for our purposes: it runs no code.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.split_whitespace().nth(2).is_some_and(|state| state != "Z"))
+        .map(|s| {
+            s.split_whitespace()
+                .nth(2)
+                .is_some_and(|state| state != "Z")
+        })
         .unwrap_or(false)
 }
 
