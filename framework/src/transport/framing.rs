@@ -106,16 +106,22 @@ pub(crate) async fn read_frame(
             header.len
         ))
     })?;
+    // Chunks are copied straight into the payload: no zero-filling first.
     let mut payload = Buffer::with_capacity(len);
-    payload.resize(len, 0);
-    match recv.read_exact(&mut payload).await {
-        Ok(()) => Ok(Some((header, payload))),
-        Err(ReadExactError::FinishedEarly(n)) => Err(ReadFrameError::Protocol(format!(
-            "truncated frame: the stream ended after {n} of {len} payload bytes of a {:?} frame",
-            header.kind
-        ))),
-        Err(ReadExactError::ReadError(e)) => Err(read_error(e)),
+    while payload.len() < len {
+        match recv.read_chunk(len - payload.len(), true).await {
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(ReadFrameError::Protocol(format!(
+                    "truncated frame: the stream ended after {} of {len} payload bytes of a {:?} frame",
+                    payload.len(),
+                    header.kind
+                )));
+            }
+            Err(e) => return Err(read_error(e)),
+        }
     }
+    Ok(Some((header, payload)))
 }
 
 /// Header and payload of one frame as contiguous bytes; `header.len` is set
