@@ -3,9 +3,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use super::registry::Slot;
 use actix::dev::MessageResponse;
 use actix::{Actor, ActorContext, AsyncContext, Handler};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::failure::Failure;
 
@@ -18,16 +18,12 @@ pub type ReplySink<R> = Box<dyn FnOnce(Result<R, Failure>) + Send>;
 pub struct Deliver<M: actix::Message> {
     msg: M,
     reply: Option<ReplySink<M::Result>>,
-    _slot: Option<OwnedSemaphorePermit>,
+    _slot: Option<Slot>,
 }
 
 impl<M: actix::Message> Deliver<M> {
     /// Wraps a message with its reply sink and mailbox slot.
-    pub fn new(
-        msg: M,
-        reply: Option<ReplySink<M::Result>>,
-        slot: Option<OwnedSemaphorePermit>,
-    ) -> Self {
+    pub fn new(msg: M, reply: Option<ReplySink<M::Result>>, slot: Option<Slot>) -> Self {
         Self {
             msg,
             reply,

@@ -1,6 +1,6 @@
 //! A message that arrived from another node, on its way to a local actor.
 
-use tokio::sync::OwnedSemaphorePermit;
+use super::registry::Slot;
 
 use crate::id::ActorId;
 use crate::wire::{Buffer, FrameHeader, RemoteFailure, WireType, decode_owned, encode};
@@ -20,7 +20,7 @@ pub struct Inbound {
     type_tag: u64,
     payload: Buffer,
     reply: Option<ByteSink>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
 }
 
 impl Inbound {
@@ -29,7 +29,7 @@ impl Inbound {
         header: &FrameHeader,
         payload: Buffer,
         reply: Option<ByteSink>,
-        slot: Option<OwnedSemaphorePermit>,
+        slot: Option<Slot>,
     ) -> Self {
         Self {
             target: header.target,

@@ -2,11 +2,11 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use actix::Addr;
 use dashmap::DashMap;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use crate::id::ActorId;
 
@@ -17,11 +17,92 @@ use super::message::RemoteActor;
 /// senders wait for a slot beyond that.
 pub const DEFAULT_MAILBOX: usize = 1024;
 
+/// The bounded mailbox of one actor: how many messages it may hold in
+/// flight. Taking and giving back a slot are a few atomic operations; a
+/// sender that finds no slot waits in line for one.
+pub struct Slots {
+    free: AtomicUsize,
+    waiting: AtomicUsize,
+    returned: Notify,
+}
+
+/// One message's place in an actor's mailbox, given back when dropped.
+pub struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: AtomicUsize::new(capacity.max(1)),
+            waiting: AtomicUsize::new(0),
+            returned: Notify::new(),
+        })
+    }
+
+    fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        let mut free = self.free.load(Ordering::SeqCst);
+        while free > 0 {
+            match self.free.compare_exchange_weak(
+                free,
+                free - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Slot(self.clone())),
+                Err(now) => free = now,
+            }
+        }
+        None
+    }
+
+    async fn take(self: &Arc<Self>) -> Slot {
+        if let Some(slot) = self.try_take() {
+            return slot;
+        }
+        let _waiting = Waiting::enter(self);
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            // Registered before looking again, so a slot given back in
+            // between still wakes this sender.
+            returned.as_mut().enable();
+            if let Some(slot) = self.try_take() {
+                return slot;
+            }
+            returned.await;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.free.fetch_add(1, Ordering::SeqCst);
+        if self.0.waiting.load(Ordering::SeqCst) > 0 {
+            self.0.returned.notify_one();
+        }
+    }
+}
+
+/// Counts a sender waiting for a slot, also when its wait is cancelled.
+struct Waiting<'a>(&'a Slots);
+
+impl<'a> Waiting<'a> {
+    fn enter(slots: &'a Slots) -> Self {
+        slots.waiting.fetch_add(1, Ordering::SeqCst);
+        Self(slots)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// One actor living on this node, type-erased.
 pub struct LocalEntry {
     name: &'static str,
     accepts: &'static [&'static str],
-    mailbox: Arc<Semaphore>,
+    mailbox: Arc<Slots>,
     addr: Box<dyn Any + Send + Sync>,
     dispatch: fn(&(dyn Any + Send + Sync), Inbound) -> Result<(), Inbound>,
     connected: fn(&(dyn Any + Send + Sync)) -> bool,
@@ -42,12 +123,12 @@ fn connected_erased<A: RemoteActor>(addr: &(dyn Any + Send + Sync)) -> bool {
 }
 
 impl LocalEntry {
-    /// An entry for a running actor and its mailbox slots.
-    pub fn new<A: RemoteActor>(addr: Addr<A>, mailbox: Arc<Semaphore>) -> Self {
+    /// An entry for a running actor whose mailbox holds `mailbox` messages.
+    pub fn new<A: RemoteActor>(addr: Addr<A>, mailbox: usize) -> Self {
         Self {
             name: A::NAME,
             accepts: A::ACCEPTS,
-            mailbox,
+            mailbox: Slots::new(mailbox),
             addr: Box::new(addr),
             dispatch: dispatch_erased::<A>,
             connected: connected_erased::<A>,
@@ -64,9 +145,14 @@ impl LocalEntry {
         self.accepts
     }
 
-    /// The actor's mailbox slots.
-    pub fn mailbox(&self) -> &Arc<Semaphore> {
-        &self.mailbox
+    /// A slot in the actor's mailbox, if one is free now.
+    pub fn try_slot(&self) -> Option<Slot> {
+        self.mailbox.try_take()
+    }
+
+    /// A slot in the actor's mailbox; waits in line while it is full.
+    pub async fn slot(&self) -> Slot {
+        self.mailbox.take().await
     }
 
     /// The actor's address, if it is an `A`.
@@ -96,22 +182,21 @@ pub struct Registry {
 
 impl Registry {
     /// Starts `actor` on the current actix arbiter, registers it under a fresh
-    /// id, and returns the id, its address and its mailbox slots.
+    /// id, and returns the id, its address and its entry (for mailbox slots).
     pub fn start<A: RemoteActor>(
         &self,
         actor: A,
         mailbox: usize,
-    ) -> (ActorId, Addr<A>, Arc<Semaphore>) {
+    ) -> (ActorId, Addr<A>, Arc<LocalEntry>) {
         let mut ctx = actix::Context::<A>::new();
         // The framework's slots bound the mailbox (with waiting senders); the
         // actix capacity only parks senders, so lift it (0 means unbounded there).
         ctx.set_mailbox_capacity(0); // 0: unbounded in actix
         let addr = ctx.run(actor);
-        let slots = Arc::new(Semaphore::new(mailbox.max(1)));
+        let entry = Arc::new(LocalEntry::new(addr.clone(), mailbox));
         let id = ActorId::new();
-        self.actors
-            .insert(id, Arc::new(LocalEntry::new(addr.clone(), slots.clone())));
-        (id, addr, slots)
+        self.actors.insert(id, entry.clone());
+        (id, addr, entry)
     }
 
     /// The actor registered under `id`, if it is still alive (a stopped
@@ -146,5 +231,35 @@ impl Registry {
     /// True when no actor is registered.
     pub fn is_empty(&self) -> bool {
         self.actors.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Slots;
+
+    #[tokio::test]
+    async fn a_returned_slot_wakes_a_waiting_sender() {
+        let slots = Slots::new(1);
+        let held = slots.try_take().expect("one free slot");
+        assert!(slots.try_take().is_none(), "the mailbox is full");
+        // A wait that is given up leaves no waiter behind.
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), slots.take()).await;
+        assert!(gave_up.is_err());
+        assert_eq!(slots.waiting.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let waiter = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.take().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        let taken = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter got the returned slot")
+            .expect("the waiter did not panic");
+        drop(taken);
+        assert!(slots.try_take().is_some(), "the slot came back again");
     }
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use actix::{Addr, Handler};
 use rkyv::rancor::Fallible;
 use rkyv::{Archive, Deserialize, Place, Serialize};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
-use crate::actor::{Deliver, Failure, Message, RemoteActor, push};
+use crate::actor::{Deliver, Failure, LocalEntry, Message, RemoteActor, push};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
 use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode_into};
@@ -32,7 +32,8 @@ pub struct ActorAddress {
 enum Route<A: RemoteActor> {
     Local {
         addr: Addr<A>,
-        slots: Arc<Semaphore>,
+        /// The actor's registry entry, for mailbox slots.
+        entry: Arc<LocalEntry>,
     },
     Remote(Arc<PeerLink>),
 }
@@ -40,9 +41,9 @@ enum Route<A: RemoteActor> {
 impl<A: RemoteActor> Clone for Route<A> {
     fn clone(&self) -> Self {
         match self {
-            Route::Local { addr, slots } => Route::Local {
+            Route::Local { addr, entry } => Route::Local {
                 addr: addr.clone(),
-                slots: slots.clone(),
+                entry: entry.clone(),
             },
             Route::Remote(link) => Route::Remote(link.clone()),
         }
@@ -157,14 +158,14 @@ impl<A: RemoteActor> ActorRef<A> {
         node: NodeId,
         join_line: Option<JoinLine>,
         addr: Addr<A>,
-        slots: Arc<Semaphore>,
+        entry: Arc<LocalEntry>,
     ) -> Self {
         let r = Self::from_address(ActorAddress {
             id,
             node,
             join_line,
         });
-        let _ = r.route.set(Route::Local { addr, slots });
+        let _ = r.route.set(Route::Local { addr, entry });
         r
     }
 
@@ -229,10 +230,7 @@ impl<A: RemoteActor> ActorRef<A> {
             if node.id() == self.address.node {
                 let entry = node.0.registry.get(self.address.id)?;
                 let addr = entry.addr::<A>()?;
-                return Some(Route::Local {
-                    addr,
-                    slots: entry.mailbox().clone(),
-                });
+                return Some(Route::Local { addr, entry });
             }
         }
         nodes.iter().find_map(|n| {
@@ -294,11 +292,12 @@ impl<A: RemoteActor> ActorRef<A> {
             }
         };
         match route {
-            Route::Local { addr, slots } => {
-                let slot = match slots.clone().try_acquire_owned() {
-                    Ok(slot) => Some(slot),
-                    Err(_) => slots.clone().acquire_owned().await.ok(),
+            Route::Local { addr, entry } => {
+                let slot = match entry.try_slot() {
+                    Some(slot) => slot,
+                    None => entry.slot().await,
                 };
+                let slot = Some(slot);
                 push(addr, Deliver::new(msg, None, slot)).map_err(|d| SendError::Closed {
                     message: d.into_message(),
                     reason: format!("actor {} stopped", self.address.id),
@@ -339,8 +338,8 @@ impl<A: RemoteActor> ActorRef<A> {
             },
         };
         match route {
-            Route::Local { addr, slots } => {
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
+            Route::Local { addr, entry } => {
+                let Some(slot) = entry.try_slot() else {
                     return Err(SendError::Full(msg));
                 };
                 push(addr, Deliver::new(msg, None, Some(slot))).map_err(|d| SendError::Closed {
@@ -392,8 +391,8 @@ impl<A: RemoteActor> ActorRef<A> {
         A: Handler<M> + Handler<Deliver<M>>,
     {
         match self.route().await? {
-            Route::Local { addr, slots } => {
-                let slot = slots.clone().acquire_owned().await.ok();
+            Route::Local { addr, entry } => {
+                let slot = Some(entry.slot().await);
                 let (tx, rx) = oneshot::channel();
                 let reply = Box::new(move |r| {
                     let _ = tx.send(r);

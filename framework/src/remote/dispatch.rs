@@ -142,12 +142,11 @@ async fn deliver(
     };
     // Waiting for a mailbox slot stops reading from this peer: QUIC flow
     // control then makes the sender wait too.
-    let slots = entry.mailbox().clone();
-    let slot = match slots.clone().try_acquire_owned() {
-        Ok(slot) => Some(slot),
-        Err(_) => slots.acquire_owned().await.ok(),
+    let slot = match entry.try_slot() {
+        Some(slot) => slot,
+        None => entry.slot().await,
     };
-    if let Err(inbound) = entry.dispatch(Inbound::new(&header, payload, reply, slot)) {
+    if let Err(inbound) = entry.dispatch(Inbound::new(&header, payload, reply, Some(slot))) {
         let failure = RemoteFailure {
             code: code::UNKNOWN_MESSAGE,
             message: format!(
