@@ -17,7 +17,7 @@ pub const PASSWORD: &str = "integration-test-password";
 
 /// A counter: `Add` adds and answers the new total, `Get` answers it.
 #[derive(Actor, Archive, Serialize, Deserialize, Default, Debug)]
-#[actor(messages(Add, Get, Bump), spawn)]
+#[actor(messages(Add, Get, Bump, Boom), spawn)]
 pub struct Counter {
     /// The running total.
     pub total: u64,
@@ -32,6 +32,18 @@ pub struct Add(pub u64);
 #[derive(Message, Archive, Serialize, Deserialize, Debug)]
 #[message(result = ())]
 pub struct Bump;
+
+/// Makes a [`Counter`]'s handler panic with "boom".
+#[derive(Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = ())]
+pub struct Boom;
+
+impl Handler<Boom> for Counter {
+    type Result = ();
+    fn handle(&mut self, _: Boom, _: &mut actix::Context<Self>) {
+        panic!("boom");
+    }
+}
 
 /// Reads a [`Counter`]'s total.
 #[derive(Message, Archive, Serialize, Deserialize, Debug)]

@@ -67,6 +67,9 @@ where
                 actor = std::any::type_name::<A>(),
                 "handler panicked: {text}"
             );
+            if let Some(slot) = &_slot {
+                slot.record_panic(text.clone());
+            }
             if let Some(reply) = reply {
                 reply(Err(Failure::Panicked(text)));
             }

@@ -2,6 +2,7 @@
 //! delivery with bounded mailboxes, and zero-copy [`Received`] views.
 
 mod deliver;
+mod exit;
 mod failure;
 mod inbound;
 mod message;
@@ -10,6 +11,7 @@ mod registry;
 mod tensor;
 
 pub use deliver::{Deliver, ReplySink, deliver, panic_text, push};
+pub use exit::{Down, ExitReason};
 pub use failure::{Failure, code};
 pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};
 pub use message::{Message, RemoteActor};

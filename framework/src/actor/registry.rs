@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use crate::id::ActorId;
 
+use super::exit::ExitReason;
 use super::inbound::Inbound;
 use super::message::RemoteActor;
 
@@ -24,6 +25,8 @@ pub struct Slots {
     free: AtomicUsize,
     waiting: AtomicUsize,
     returned: Notify,
+    /// The message of a handler panic that stopped the actor.
+    panic: std::sync::Mutex<Option<String>>,
 }
 
 /// One message's place in an actor's mailbox, given back when dropped.
@@ -35,6 +38,7 @@ impl Slots {
             free: AtomicUsize::new(capacity.max(1)),
             waiting: AtomicUsize::new(0),
             returned: Notify::new(),
+            panic: std::sync::Mutex::new(None),
         })
     }
 
@@ -73,6 +77,13 @@ impl Slots {
     }
 }
 
+impl Slot {
+    /// Notes that the actor's handler panicked with `text` (the actor stops).
+    pub fn record_panic(&self, text: String) {
+        *self.0.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.free.fetch_add(1, Ordering::SeqCst);
@@ -106,6 +117,9 @@ pub struct LocalEntry {
     addr: Box<dyn Any + Send + Sync>,
     dispatch: fn(&(dyn Any + Send + Sync), Inbound) -> Result<(), Inbound>,
     connected: fn(&(dyn Any + Send + Sync)) -> bool,
+    exit: tokio::sync::watch::Sender<Option<ExitReason>>,
+    task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 fn dispatch_erased<A: RemoteActor>(
@@ -132,6 +146,76 @@ impl LocalEntry {
             addr: Box::new(addr),
             dispatch: dispatch_erased::<A>,
             connected: connected_erased::<A>,
+            exit: tokio::sync::watch::Sender::new(None),
+            task: std::sync::Mutex::new(None),
+            stop: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits until the actor has stopped and says why. Any number of
+    /// watchers may wait; each gets the reason once.
+    pub fn exited(&self) -> impl std::future::Future<Output = ExitReason> + Send + 'static {
+        let mut rx = self.exit.subscribe();
+        async move {
+            loop {
+                if let Some(reason) = rx.borrow_and_update().clone() {
+                    return reason;
+                }
+                if rx.changed().await.is_err() {
+                    return ExitReason::Killed;
+                }
+            }
+        }
+    }
+
+    /// The reason it stopped, once it has.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.exit.borrow().clone()
+    }
+
+    fn finished(&self, stopped: bool) {
+        let panic = self
+            .mailbox
+            .panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let reason = match panic {
+            Some(text) => ExitReason::Panic(text),
+            None if stopped => ExitReason::Shutdown,
+            None => ExitReason::Normal,
+        };
+        self.exit.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Asks the actor to stop in order: it finishes the message at hand, its
+    /// `stopping`/`stopped` hooks run, and watchers get [`ExitReason::Shutdown`].
+    pub fn stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Kills the actor at once (its `stopped` hook does not run); watchers
+    /// get [`ExitReason::Killed`].
+    pub fn kill(&self) {
+        self.exit.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(ExitReason::Killed);
+                true
+            } else {
+                false
+            }
+        });
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
         }
     }
 
@@ -188,15 +272,52 @@ impl Registry {
         actor: A,
         mailbox: usize,
     ) -> (ActorId, Addr<A>, Arc<LocalEntry>) {
+        let id = ActorId::new();
+        let (addr, entry) = self.start_as(id, actor, mailbox);
+        (id, addr, entry)
+    }
+
+    /// Starts `actor` under a given id: a new incarnation of an actor that
+    /// keeps its address (a supervisor's restart). Any earlier entry under
+    /// that id is replaced; references to it find the new one.
+    pub fn start_as<A: RemoteActor>(
+        &self,
+        id: ActorId,
+        actor: A,
+        mailbox: usize,
+    ) -> (Addr<A>, Arc<LocalEntry>) {
         let mut ctx = actix::Context::<A>::new();
         // The framework's slots bound the mailbox (with waiting senders); the
         // actix capacity only parks senders, so lift it (0 means unbounded there).
-        ctx.set_mailbox_capacity(0); // 0: unbounded in actix
-        let addr = ctx.run(actor);
+        ctx.set_mailbox_capacity(0);
+        let addr = actix::AsyncContext::address(&ctx);
+        let running = ctx.into_future(actor);
         let entry = Arc::new(LocalEntry::new(addr.clone(), mailbox));
-        let id = ActorId::new();
-        self.actors.insert(id, entry.clone());
-        (id, addr, entry)
+        let watcher = entry.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = actix_rt::spawn(async move {
+            let mut running = running;
+            let stopped = tokio::select! {
+                _ = &mut running => false,
+                Ok(()) = stop_rx => {
+                    actix::ActorContext::stop(running.ctx());
+                    (&mut running).await;
+                    true
+                }
+            };
+            watcher.finished(stopped);
+        });
+        *entry.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        *entry.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
+        if self.actors.insert(id, entry.clone()).is_some() {
+            self.removals.fetch_add(1, Ordering::Release);
+        }
+        (addr, entry)
+    }
+
+    /// The entry under `id`, living or not (for watchers).
+    pub fn entry(&self, id: ActorId) -> Option<Arc<LocalEntry>> {
+        self.actors.get(&id).map(|e| e.clone())
     }
 
     /// The actor registered under `id`, if it is still alive (a stopped

@@ -10,7 +10,7 @@ use rkyv::rancor::Fallible;
 use rkyv::{Archive, Deserialize, Place, Serialize};
 use tokio::sync::oneshot;
 
-use crate::actor::{Deliver, Failure, LocalEntry, Message, RemoteActor, push};
+use crate::actor::{Deliver, Down, ExitReason, Failure, LocalEntry, Message, RemoteActor, push};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
 use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode_into};
@@ -224,6 +224,41 @@ impl<A: RemoteActor> ActorRef<A> {
         Ok(self.route.get_or_init(|| route))
     }
 
+    /// The actor's current incarnation, when `entry` is an earlier one that
+    /// stopped (a supervisor restarted it under the same id).
+    fn restarted(&self, entry: &Arc<LocalEntry>) -> Option<(Addr<A>, Arc<LocalEntry>)> {
+        if entry.is_alive() {
+            return None;
+        }
+        let node = local_nodes()
+            .into_iter()
+            .find(|n| n.id() == self.address.node)?;
+        let current = node.0.registry.get(self.address.id)?;
+        Some((current.addr::<A>()?, current))
+    }
+
+    /// Waits until the actor stops and says why: normally, by a panic (with
+    /// its message), killed, or `NoConnection` when its node becomes
+    /// unreachable. Each call delivers its [`Down`] exactly once.
+    pub async fn watch(&self) -> Down {
+        let id = self.address.id;
+        let home = local_nodes()
+            .into_iter()
+            .find(|n| n.id() == self.address.node);
+        let reason = match home {
+            Some(node) => match node.0.registry.entry(id) {
+                Some(entry) => entry.exited().await,
+                None => ExitReason::NoProc,
+            },
+            None => match self.route().await {
+                Ok(Route::Remote(link)) => super::watch::remote(link, id).await,
+                Ok(Route::Local { entry, .. }) => entry.exited().await,
+                Err(_) => ExitReason::NoConnection,
+            },
+        };
+        Down { id, reason }
+    }
+
     fn resolve_now(&self) -> Option<Route<A>> {
         let nodes = local_nodes();
         for node in &nodes {
@@ -293,6 +328,8 @@ impl<A: RemoteActor> ActorRef<A> {
         };
         match route {
             Route::Local { addr, entry } => {
+                let fresh = self.restarted(entry);
+                let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
                 let slot = match entry.try_slot() {
                     Some(slot) => slot,
                     None => entry.slot().await,
@@ -339,6 +376,8 @@ impl<A: RemoteActor> ActorRef<A> {
         };
         match route {
             Route::Local { addr, entry } => {
+                let fresh = self.restarted(entry);
+                let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
                 let Some(slot) = entry.try_slot() else {
                     return Err(SendError::Full(msg));
                 };
@@ -392,6 +431,8 @@ impl<A: RemoteActor> ActorRef<A> {
     {
         match self.route().await? {
             Route::Local { addr, entry } => {
+                let fresh = self.restarted(entry);
+                let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
                 let slot = Some(entry.slot().await);
                 let (tx, rx) = oneshot::channel();
                 let reply = Box::new(move |r| {

@@ -98,7 +98,7 @@ impl LastLookup {
 
 /// Where the reply to a request from this peer goes: a `Reply` frame, or a
 /// `ReplyError` frame with the failure.
-fn reply_sink(link: &Arc<PeerLink>, request: &FrameHeader) -> ByteSink {
+pub(crate) fn reply_sink(link: &Arc<PeerLink>, request: &FrameHeader) -> ByteSink {
     let link = link.clone();
     let (correlation, source) = (request.correlation, request.target);
     Box::new(move |result: Result<Buffer, RemoteFailure>| {
@@ -127,6 +127,9 @@ async fn deliver(
     header: FrameHeader,
     payload: Buffer,
 ) {
+    if header.kind == FrameKind::Ask && header.type_tag == super::watch::WATCH_TAG {
+        return super::watch::serve(node, link, &header);
+    }
     let reply = (header.kind == FrameKind::Ask).then(|| reply_sink(link, &header));
     let Some(entry) = last.get(&node.registry, header.target) else {
         let failure = RemoteFailure {

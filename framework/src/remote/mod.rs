@@ -8,6 +8,7 @@ mod mailbox;
 mod node;
 mod registered;
 mod remote_node;
+mod watch;
 
 pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError};
 pub use link::{PeerLink, RequestError};

@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+pub use crate::actor::ExitReason;
+
 /// What a supervisor restarts when one child exits and is to be restarted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Strategy {
@@ -31,30 +33,6 @@ pub enum Restart {
     /// Never; the child is forgotten once it exits (even when a sibling's
     /// failure terminated it).
     Temporary,
-}
-
-/// Why a child exited.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ExitReason {
-    /// It stopped by itself, normally.
-    Normal,
-    /// Its supervisor (or the program) shut it down.
-    Shutdown,
-    /// Its handler panicked; the panic message.
-    Panic(String),
-    /// Its process was killed (SIGKILL, OOM, …).
-    Killed,
-    /// The node that hosted it is unreachable.
-    NoConnection,
-    /// It failed with this error.
-    Error(String),
-}
-
-impl ExitReason {
-    /// True for a normal stop or a shutdown, the exits a transient child is not restarted after.
-    pub fn is_normal(&self) -> bool {
-        matches!(self, ExitReason::Normal | ExitReason::Shutdown)
-    }
 }
 
 /// At most `max_restarts` restarts within `within`; one more and the

@@ -1,0 +1,60 @@
+//! Monitors: `ActorRef::watch` delivers a [`Down`] exactly once when the
+//! actor stops — normally, by a panic (with its message), killed — or when
+//! the node that hosts it becomes unreachable (`NoConnection`).
+//!
+//! A remote watch is an `Ask` with a reserved type tag that the hosting
+//! node answers only when the actor has stopped; a lost connection fails
+//! the pending request, which the watcher reads as `NoConnection`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actor::{ExitReason, code};
+use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, decode_owned, encode, type_tag};
+
+use super::dispatch::reply_sink;
+use super::link::{PeerLink, RequestError};
+use super::node::NodeInner;
+
+/// The type tag of a watch request.
+pub(crate) const WATCH_TAG: u64 = type_tag("parallel::remote::watch");
+
+/// How long a remote watch may wait: as long as the actor lives.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Serves a watch request from a peer: answers when the actor has stopped
+/// (at once with `NoProc` if there is no such actor).
+pub(crate) fn serve(node: &NodeInner, link: &Arc<PeerLink>, header: &FrameHeader) {
+    let reply = reply_sink(link, header);
+    let answer = |reason: &ExitReason| {
+        encode(reason).map_err(|e| RemoteFailure {
+            code: code::ENCODE,
+            message: e.to_string(),
+        })
+    };
+    match node.registry.entry(header.target) {
+        None => reply(answer(&ExitReason::NoProc)),
+        Some(entry) => {
+            let exited = entry.exited();
+            tokio::spawn(async move {
+                let reason = exited.await;
+                reply(answer(&reason));
+            });
+        }
+    }
+}
+
+/// Watches an actor on `link`'s node: the reason it stopped, or
+/// `NoConnection` once that node is unreachable.
+pub(crate) async fn remote(link: &PeerLink, target: crate::id::ActorId) -> ExitReason {
+    let mut header = FrameHeader::new(FrameKind::Ask);
+    header.target = target;
+    header.type_tag = WATCH_TAG;
+    match link.request(header, Buffer::new(), FOREVER).await {
+        Ok(bytes) => {
+            decode_owned::<ExitReason>(&bytes).unwrap_or_else(|e| ExitReason::Error(e.to_string()))
+        }
+        Err(RequestError::Remote(failure)) => ExitReason::Error(failure.message),
+        Err(_) => ExitReason::NoConnection,
+    }
+}

@@ -1,0 +1,233 @@
+//! The supervisor and watches at run time, with real actors (and, for
+//! remote watches, two nodes over QUIC on loopback).
+
+use std::time::Duration;
+
+use actix::Handler;
+use rkyv::{Archive, Deserialize, Serialize};
+use tokio::time::timeout;
+
+use crate::actor::ExitReason;
+use crate::remote::Node;
+use crate::transport::Password;
+
+use super::*;
+
+const T: Duration = Duration::from_secs(10);
+
+#[derive(crate::Actor, Archive, Serialize, Deserialize, Default)]
+#[actor(messages(Bump, Crash), spawn)]
+struct Worker {
+    n: u64,
+}
+
+#[derive(crate::Message, Archive, Serialize, Deserialize)]
+#[message(result = u64)]
+struct Bump;
+
+#[derive(crate::Message, Archive, Serialize, Deserialize)]
+#[message(result = ())]
+struct Crash;
+
+impl Handler<Bump> for Worker {
+    type Result = u64;
+    fn handle(&mut self, _: Bump, _: &mut actix::Context<Self>) -> u64 {
+        self.n += 1;
+        self.n
+    }
+}
+
+impl Handler<Crash> for Worker {
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut actix::Context<Self>) {
+        panic!("crash on request");
+    }
+}
+
+async fn node(allow: bool) -> Node {
+    let mut b = Node::builder().password(Password::new("sup".into()));
+    if allow {
+        b = b.allow::<Worker>();
+    }
+    b.start().await.expect("a node")
+}
+
+async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<SupervisorEvent>,
+) -> SupervisorEvent {
+    timeout(T, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the supervisor runs")
+}
+
+#[actix_rt::test]
+async fn a_panicking_child_is_restarted_under_the_same_id_and_refs_keep_working() {
+    let node = node(false).await;
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(3, Duration::from_secs(5))
+        .child(ChildSpec::actor("worker", Worker::default))
+        .start(&node);
+    let mut events = sup.events();
+    let worker = sup.child::<Worker>("worker").expect("a child named worker");
+    assert_eq!(timeout(T, worker.ask(Bump)).await.unwrap().unwrap(), 1);
+    let _ = timeout(T, worker.ask(Crash)).await.unwrap();
+    let id = sup.id_of("worker").unwrap();
+    assert_eq!(
+        next_event(&mut events).await,
+        SupervisorEvent::Down {
+            name: "worker".into(),
+            id,
+            reason: ExitReason::Panic("crash on request".into())
+        }
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        SupervisorEvent::Restarted {
+            name: "worker".into(),
+            id,
+            incarnation: 2
+        }
+    );
+    // The same reference reaches the new incarnation (fresh state).
+    assert_eq!(timeout(T, worker.ask(Bump)).await.unwrap().unwrap(), 1);
+    assert_eq!(worker.id(), id);
+    assert_eq!(
+        timeout(T, sup.shutdown()).await.unwrap(),
+        ExitReason::Shutdown
+    );
+}
+
+#[actix_rt::test]
+async fn one_for_all_restarts_the_siblings_too_and_shutdown_goes_in_reverse() {
+    let node = node(false).await;
+    let sup = Supervisor::new(Strategy::OneForAll)
+        .intensity(3, Duration::from_secs(5))
+        .child(ChildSpec::actor("a", Worker::default))
+        .child(ChildSpec::actor("b", Worker::default))
+        .start(&node);
+    let mut events = sup.events();
+    let (a, b) = (
+        sup.child::<Worker>("a").unwrap(),
+        sup.child::<Worker>("b").unwrap(),
+    );
+    assert_eq!(timeout(T, b.ask(Bump)).await.unwrap().unwrap(), 1);
+    let _ = timeout(T, a.ask(Crash)).await.unwrap();
+    assert!(
+        matches!(next_event(&mut events).await, SupervisorEvent::Down { name, .. } if name == "a")
+    );
+    assert!(
+        matches!(next_event(&mut events).await, SupervisorEvent::Restarted { name, .. } if name == "a")
+    );
+    assert!(
+        matches!(next_event(&mut events).await, SupervisorEvent::Restarted { name, .. } if name == "b")
+    );
+    // b was restarted too: its count starts again.
+    assert_eq!(timeout(T, b.ask(Bump)).await.unwrap().unwrap(), 1);
+    let watch_a = a.watch();
+    let watch_b = b.watch();
+    assert_eq!(
+        timeout(T, sup.shutdown()).await.unwrap(),
+        ExitReason::Shutdown
+    );
+    assert_eq!(
+        timeout(T, watch_a).await.unwrap().reason,
+        ExitReason::Shutdown
+    );
+    assert_eq!(
+        timeout(T, watch_b).await.unwrap().reason,
+        ExitReason::Shutdown
+    );
+}
+
+#[actix_rt::test]
+async fn one_crash_more_than_the_intensity_allows_makes_the_supervisor_give_up() {
+    let node = node(false).await;
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(1, Duration::from_secs(60))
+        .child(ChildSpec::actor("w", Worker::default))
+        .start(&node);
+    let w = sup.child::<Worker>("w").unwrap();
+    let _ = timeout(T, w.ask(Crash)).await.unwrap();
+    let mut events = sup.events();
+    // Wait for the restart, then crash again: restart number 2 > 1.
+    loop {
+        if matches!(
+            next_event(&mut events).await,
+            SupervisorEvent::Restarted { .. }
+        ) {
+            break;
+        }
+    }
+    let _ = timeout(T, w.ask(Crash)).await.unwrap();
+    let reason = timeout(T, sup.exited()).await.unwrap();
+    assert!(
+        matches!(reason, ExitReason::Error(ref m) if m.contains("too many restarts")),
+        "{reason:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn transient_children_stay_down_after_a_normal_stop() {
+    let node = node(false).await;
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .child(
+            ChildSpec::actor("t", Worker::default)
+                .restart(Restart::Transient)
+                .shutdown(Duration::from_millis(200)),
+        )
+        .start(&node);
+    let t = sup.child::<Worker>("t").unwrap();
+    assert_eq!(timeout(T, t.ask(Bump)).await.unwrap().unwrap(), 1);
+    let entry = node.0.registry.entry(t.id()).unwrap();
+    entry.stop();
+    assert_eq!(
+        timeout(T, t.watch()).await.unwrap().reason,
+        ExitReason::Shutdown
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        node.0.registry.get(t.id()).is_none(),
+        "a transient child that stopped in order is not restarted"
+    );
+}
+
+#[actix_rt::test]
+async fn a_watch_reports_a_panic_with_its_message() {
+    let (here, there) = (node(false).await, node(true).await);
+    let remote = timeout(T, here.join(&there.join_line()))
+        .await
+        .unwrap()
+        .unwrap();
+    let w = timeout(T, remote.spawn(Worker::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    let watching = w.watch();
+    let _ = timeout(T, w.ask(Crash)).await.unwrap();
+    let down = timeout(T, watching).await.unwrap();
+    assert_eq!(down.reason, ExitReason::Panic("crash on request".into()));
+    assert_eq!(down.id, w.id());
+}
+
+#[actix_rt::test]
+async fn watching_an_actor_that_does_not_exist_says_noproc() {
+    let (here, there) = (node(false).await, node(true).await);
+    let remote = timeout(T, here.join(&there.join_line()))
+        .await
+        .unwrap()
+        .unwrap();
+    let w = timeout(T, remote.spawn(Worker::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    let ghost = crate::remote::ActorRef::<Worker>::from_address(crate::remote::ActorAddress {
+        id: crate::id::ActorId::new(),
+        node: w.node(),
+        join_line: None,
+    });
+    assert_eq!(
+        timeout(T, ghost.watch()).await.unwrap().reason,
+        ExitReason::NoProc
+    );
+}

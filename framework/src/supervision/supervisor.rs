@@ -1,0 +1,393 @@
+//! The supervisor at run time: starts its children in order, watches them,
+//! applies its [`Plan`]'s decisions (terminate, restart, give up), and shuts
+//! them down in reverse order — each asked to stop, then killed after its
+//! shutdown timeout. Children keep their [`ActorId`] across restarts, so
+//! `ActorRef`s held anywhere keep working. Supervisors nest.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::actor::{ExitReason, LocalEntry, RemoteActor};
+use crate::id::ActorId;
+use crate::remote::{ActorAddress, ActorRef, Node};
+
+use super::plan::{Decision, Intensity, Plan, Restart, Strategy};
+
+/// How long a child may take to stop before it is killed, unless its spec says otherwise.
+pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+type Exited = Pin<Box<dyn Future<Output = ExitReason> + Send>>;
+
+/// A running child, whatever its kind.
+trait Running: Send + Sync {
+    fn exited(&self) -> Exited;
+    fn stop(&self);
+    fn kill(&self);
+}
+
+impl Running for Arc<LocalEntry> {
+    fn exited(&self) -> Exited {
+        Box::pin(LocalEntry::exited(self))
+    }
+    fn stop(&self) {
+        LocalEntry::stop(self)
+    }
+    fn kill(&self) {
+        LocalEntry::kill(self)
+    }
+}
+
+impl Running for SupervisorRef {
+    fn exited(&self) -> Exited {
+        let this = self.clone();
+        Box::pin(async move { this.exited().await })
+    }
+    fn stop(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+    fn kill(&self) {
+        let _ = self.commands.send(Command::Kill);
+    }
+}
+
+type Starter = Box<dyn Fn(&Node, ActorId) -> Box<dyn Running>>;
+
+/// One child of a supervisor: how to start it, when to restart it, how long
+/// it may take to stop.
+pub struct ChildSpec {
+    name: String,
+    restart: Restart,
+    shutdown: Duration,
+    start: Starter,
+}
+
+impl ChildSpec {
+    /// A local actor made by `make` (called again for each restart).
+    pub fn actor<A: RemoteActor>(name: impl Into<String>, make: impl Fn() -> A + 'static) -> Self {
+        let start: Starter = Box::new(move |node: &Node, id: ActorId| {
+            let entry = node.0.registry.start_as(id, make(), node.0.mailbox).1;
+            Box::new(entry) as Box<dyn Running>
+        });
+        ChildSpec {
+            name: name.into(),
+            restart: Restart::Permanent,
+            shutdown: DEFAULT_SHUTDOWN,
+            start,
+        }
+    }
+
+    /// A nested supervisor (made again by `make` for each restart).
+    pub fn supervisor(name: impl Into<String>, make: impl Fn() -> Supervisor + 'static) -> Self {
+        let start: Starter = Box::new(move |node: &Node, _id: ActorId| {
+            Box::new(make().start(node)) as Box<dyn Running>
+        });
+        ChildSpec {
+            name: name.into(),
+            restart: Restart::Permanent,
+            shutdown: DEFAULT_SHUTDOWN,
+            start,
+        }
+    }
+
+    /// When to restart it (default: [`Restart::Permanent`]).
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// How long it may take to stop before it is killed (default 5 s).
+    pub fn shutdown(mut self, timeout: Duration) -> Self {
+        self.shutdown = timeout;
+        self
+    }
+}
+
+/// What a supervisor reports as it works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SupervisorEvent {
+    /// A child stopped.
+    Down {
+        /// Its name in the spec.
+        name: String,
+        /// Its id (kept across restarts).
+        id: ActorId,
+        /// Why.
+        reason: ExitReason,
+    },
+    /// A child was started again, as incarnation `incarnation`.
+    Restarted {
+        /// Its name.
+        name: String,
+        /// Its id: the same as before.
+        id: ActorId,
+        /// How many times it has been started.
+        incarnation: u64,
+    },
+    /// Too many restarts within the intensity window: every child was
+    /// terminated and the supervisor stopped.
+    GaveUp,
+}
+
+/// A supervisor before it starts: its strategy, intensity and children.
+pub struct Supervisor {
+    strategy: Strategy,
+    intensity: Intensity,
+    children: Vec<ChildSpec>,
+}
+
+enum Command {
+    Shutdown,
+    Kill,
+}
+
+/// A running supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct SupervisorRef {
+    node: Node,
+    ids: Arc<Vec<(String, ActorId)>>,
+    events: broadcast::Sender<SupervisorEvent>,
+    commands: mpsc::UnboundedSender<Command>,
+    done: watch::Receiver<Option<ExitReason>>,
+}
+
+impl Supervisor {
+    /// A supervisor with `strategy` and OTP's default intensity (1 restart in 5 s).
+    pub fn new(strategy: Strategy) -> Self {
+        Supervisor {
+            strategy,
+            intensity: Intensity::default(),
+            children: Vec::new(),
+        }
+    }
+
+    /// At most `max_restarts` restarts within `within`; one more and it gives up.
+    pub fn intensity(mut self, max_restarts: u32, within: Duration) -> Self {
+        self.intensity = Intensity {
+            max_restarts,
+            within,
+        };
+        self
+    }
+
+    /// Adds a child, started after the ones before it.
+    pub fn child(mut self, spec: ChildSpec) -> Self {
+        self.children.push(spec);
+        self
+    }
+
+    /// Starts the children in order on `node` and supervises them.
+    pub fn start(self, node: &Node) -> SupervisorRef {
+        let ids: Vec<(String, ActorId)> = self
+            .children
+            .iter()
+            .map(|c| (c.name.clone(), ActorId::new()))
+            .collect();
+        let (events, _) = broadcast::channel(256);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = watch::channel(None);
+        let handle = SupervisorRef {
+            node: node.clone(),
+            ids: Arc::new(ids),
+            events,
+            commands,
+            done,
+        };
+        let mut run = Run {
+            node: node.clone(),
+            plan: Plan::new(self.strategy, self.intensity),
+            specs: self
+                .children
+                .into_iter()
+                .enumerate()
+                .map(|(k, s)| (k as u64, s))
+                .collect(),
+            ids: handle.ids.clone(),
+            running: HashMap::new(),
+            incarnations: Arc::new(Mutex::new(HashMap::new())),
+            events: handle.events.clone(),
+            exits: mpsc::unbounded_channel(),
+        };
+        for key in 0..run.specs.len() as u64 {
+            let restart = run.specs[&key].restart;
+            run.plan.add(key, restart);
+            run.start_child(key);
+        }
+        actix_rt::spawn(async move {
+            let reason = run.serve(command_rx).await;
+            let _ = done_tx.send(Some(reason));
+        });
+        handle
+    }
+}
+
+impl SupervisorRef {
+    /// The id of the child named `name` (the same across its restarts).
+    pub fn id_of(&self, name: &str) -> Option<ActorId> {
+        self.ids.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+    }
+
+    /// A reference to the child actor named `name`; it follows the child's restarts.
+    pub fn child<A: RemoteActor>(&self, name: &str) -> Option<ActorRef<A>> {
+        let id = self.id_of(name)?;
+        Some(ActorRef::from_address(ActorAddress {
+            id,
+            node: self.node.id(),
+            join_line: Some(self.node.join_line()),
+        }))
+    }
+
+    /// What the supervisor reports from now on.
+    pub fn events(&self) -> broadcast::Receiver<SupervisorEvent> {
+        self.events.subscribe()
+    }
+
+    /// Stops every child in reverse start order (each asked to stop, killed
+    /// after its shutdown timeout), then the supervisor; waits for all that.
+    pub async fn shutdown(&self) -> ExitReason {
+        let _ = self.commands.send(Command::Shutdown);
+        self.exited().await
+    }
+
+    /// Waits until the supervisor has stopped: `Shutdown` after
+    /// [`SupervisorRef::shutdown`], an error after it gave up.
+    pub async fn exited(&self) -> ExitReason {
+        let mut done = self.done.clone();
+        loop {
+            if let Some(reason) = done.borrow_and_update().clone() {
+                return reason;
+            }
+            if done.changed().await.is_err() {
+                return ExitReason::Killed;
+            }
+        }
+    }
+}
+
+/// A child's exit as the supervisor hears it: key, incarnation, reason.
+type ChildExit = (u64, u64, ExitReason);
+
+struct Run {
+    node: Node,
+    plan: Plan,
+    specs: HashMap<u64, ChildSpec>,
+    ids: Arc<Vec<(String, ActorId)>>,
+    running: HashMap<u64, Box<dyn Running>>,
+    incarnations: Arc<Mutex<HashMap<u64, u64>>>,
+    events: broadcast::Sender<SupervisorEvent>,
+    exits: (
+        mpsc::UnboundedSender<ChildExit>,
+        mpsc::UnboundedReceiver<ChildExit>,
+    ),
+}
+
+impl Run {
+    fn name_and_id(&self, key: u64) -> (String, ActorId) {
+        self.ids[key as usize].clone()
+    }
+
+    fn start_child(&mut self, key: u64) -> u64 {
+        let (_, id) = self.name_and_id(key);
+        let child = (self.specs[&key].start)(&self.node, id);
+        let incarnation = {
+            let mut all = self.incarnations.lock().unwrap_or_else(|e| e.into_inner());
+            let n = all.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let exited = child.exited();
+        let tx = self.exits.0.clone();
+        tokio::spawn(async move {
+            let reason = exited.await;
+            let _ = tx.send((key, incarnation, reason));
+        });
+        self.running.insert(key, child);
+        incarnation
+    }
+
+    /// Stops a child in order, killing it after its shutdown timeout. Its
+    /// exit is not reported as a failure.
+    async fn terminate(&mut self, key: u64) {
+        let Some(child) = self.running.remove(&key) else {
+            return;
+        };
+        self.incarnations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .and_modify(|n| *n += 1);
+        let timeout = self
+            .specs
+            .get(&key)
+            .map(|s| s.shutdown)
+            .unwrap_or(DEFAULT_SHUTDOWN);
+        let exited = child.exited();
+        child.stop();
+        if tokio::time::timeout(timeout, exited).await.is_err() {
+            child.kill();
+        }
+    }
+
+    async fn terminate_all(&mut self, order: Vec<u64>) {
+        for key in order {
+            self.terminate(key).await;
+        }
+    }
+
+    async fn serve(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) -> ExitReason {
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let order = self.plan.shutdown_order();
+                    match command {
+                        Some(Command::Kill) => {
+                            for key in order {
+                                if let Some(child) = self.running.remove(&key) {
+                                    child.kill();
+                                }
+                            }
+                            return ExitReason::Killed;
+                        }
+                        Some(Command::Shutdown) | None => {
+                            self.terminate_all(order).await;
+                            return ExitReason::Shutdown;
+                        }
+                    }
+                }
+                Some((key, incarnation, reason)) = self.exits.1.recv() => {
+                    let current = self.incarnations.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
+                    if current != Some(incarnation) {
+                        continue; // an incarnation we terminated ourselves
+                    }
+                    self.running.remove(&key);
+                    let (name, id) = self.name_and_id(key);
+                    let _ = self.events.send(SupervisorEvent::Down { name, id, reason: reason.clone() });
+                    match self.plan.exited(key, &reason, Instant::now()) {
+                        Decision::Nothing => {}
+                        Decision::Restart { terminate, start, forget } => {
+                            self.terminate_all(terminate).await;
+                            for key in forget {
+                                self.specs.remove(&key);
+                            }
+                            for key in start {
+                                let incarnation = self.start_child(key);
+                                let (name, id) = self.name_and_id(key);
+                                tracing::info!(child = %name, %id, incarnation, "restarted");
+                                let _ = self.events.send(SupervisorEvent::Restarted { name, id, incarnation });
+                            }
+                        }
+                        Decision::Escalate { terminate } => {
+                            self.terminate_all(terminate).await;
+                            let _ = self.events.send(SupervisorEvent::GaveUp);
+                            return ExitReason::Error("too many restarts within the intensity window; gave up".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `watch` across processes: a remote actor's panic arrives as
+//! `Down(Panic(msg))`; a SIGKILLed host arrives as `Down(NoConnection)`
+//! within the heartbeat timeout.
+
+use std::time::{Duration, Instant};
+
+use parallel::actor::ExitReason;
+use parallel_integration_tests::*;
+use tokio::time::timeout;
+
+const NODE: &str = env!("CARGO_BIN_EXE_node");
+
+#[actix_rt::test]
+async fn a_remote_panic_and_a_killed_host_each_arrive_as_one_down() {
+    let mut server = NodeProcess::start(NODE, &[]).await;
+    let node = parallel::Node::builder()
+        .password(parallel::Password::new(PASSWORD.into()))
+        .heartbeat(Duration::from_millis(250), Duration::from_millis(1500))
+        .start()
+        .await
+        .unwrap();
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let counter = counter_on(&remote).await;
+    let watching = counter.watch();
+    let _ = timeout(DEADLINE, counter.ask(Boom)).await.unwrap();
+    let down = timeout(DEADLINE, watching).await.expect("a Down in time");
+    assert_eq!(down.id, counter.id());
+    assert_eq!(down.reason, ExitReason::Panic("boom".into()));
+
+    let other = counter_on(&remote).await;
+    let watching = other.watch();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.kill9();
+    let killed = Instant::now();
+    let down = timeout(DEADLINE, watching).await.expect("a Down in time");
+    assert_eq!(down.reason, ExitReason::NoConnection);
+    assert!(
+        killed.elapsed() < Duration::from_millis(2500),
+        "detected after {:?}",
+        killed.elapsed()
+    );
+    let _ = server.child.wait().await;
+}
