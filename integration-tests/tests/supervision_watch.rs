@@ -45,3 +45,38 @@ async fn a_remote_panic_and_a_killed_host_each_arrive_as_one_down() {
     );
     let _ = server.child.wait().await;
 }
+
+#[actix_rt::test]
+async fn a_link_carries_a_failure_to_and_from_another_process() {
+    let server = NodeProcess::start(NODE, &[]).await;
+    let node = local_node().await;
+    let remote = timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The remote counter fails: the local one dies with the same reason.
+    let far = counter_on(&remote).await;
+    let near = node.spawn(Counter::default());
+    let _link = parallel::supervision::link(&far, &near);
+    let watching = near.watch();
+    let _ = timeout(DEADLINE, far.ask(Boom)).await.unwrap();
+    assert_eq!(
+        timeout(DEADLINE, watching).await.unwrap().reason,
+        ExitReason::Panic("boom".into())
+    );
+
+    // The local counter fails: the remote one is killed over the wire.
+    let far = counter_on(&remote).await;
+    let near = node.spawn(Counter::default());
+    let _link = parallel::supervision::link(&near, &far);
+    let watching = far.watch();
+    let _ = timeout(DEADLINE, near.ask(Boom)).await.unwrap();
+    assert_eq!(
+        timeout(DEADLINE, watching).await.unwrap().reason,
+        ExitReason::Panic("boom".into())
+    );
+    let err = timeout(DEADLINE, far.ask(Get)).await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("no actor"), "{err}");
+    drop(server);
+}

@@ -206,9 +206,15 @@ impl LocalEntry {
     /// Kills the actor at once (its `stopped` hook does not run); watchers
     /// get [`ExitReason::Killed`].
     pub fn kill(&self) {
+        self.kill_with(ExitReason::Killed);
+    }
+
+    /// Kills the actor at once with `reason` (what its watchers get): how an
+    /// exit signal travels along a link.
+    pub fn kill_with(&self, reason: ExitReason) {
         self.exit.send_if_modified(|r| {
             if r.is_none() {
-                *r = Some(ExitReason::Killed);
+                *r = Some(reason);
                 true
             } else {
                 false

@@ -130,6 +130,9 @@ async fn deliver(
     if header.kind == FrameKind::Ask && header.type_tag == super::watch::WATCH_TAG {
         return super::watch::serve(node, link, &header);
     }
+    if header.kind == FrameKind::Ask && header.type_tag == super::watch::EXIT_TAG {
+        return super::watch::serve_exit(node, link, &header, &payload);
+    }
     let reply = (header.kind == FrameKind::Ask).then(|| reply_sink(link, &header));
     let Some(entry) = last.get(&node.registry, header.target) else {
         let failure = RemoteFailure {

@@ -16,6 +16,7 @@ pub use mailbox::{Delivery, Mailbox};
 pub use node::{DEFAULT_ASK_TIMEOUT, Node, NodeBuilder, StartError};
 pub use registered::{ActorFactory, RemoteCallable, RemoteFn, factory, invoke_remote, remote_fn};
 pub use remote_node::{CallError, RemoteNode, SpawnError};
+pub use watch::{ExitError, exit};
 
 #[cfg(test)]
 mod tests;

@@ -58,3 +58,59 @@ pub(crate) async fn remote(link: &PeerLink, target: crate::id::ActorId) -> ExitR
         Err(_) => ExitReason::NoConnection,
     }
 }
+
+/// The type tag of an exit signal: the target is killed with the reason in
+/// the payload (how a link propagates a failure to another node).
+pub(crate) const EXIT_TAG: u64 = type_tag("parallel::remote::exit");
+
+/// Serves an exit signal from a peer: kills the target with the given reason.
+pub(crate) fn serve_exit(
+    node: &NodeInner,
+    link: &Arc<PeerLink>,
+    header: &FrameHeader,
+    payload: &[u8],
+) {
+    let reply = reply_sink(link, header);
+    let reason = decode_owned::<ExitReason>(payload).unwrap_or(ExitReason::Killed);
+    if let Some(entry) = node.registry.entry(header.target) {
+        entry.kill_with(reason);
+    }
+    reply(Ok(Buffer::new()));
+}
+
+/// Why an exit signal could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExitError {
+    /// No node of this process reaches the actor's node.
+    #[error("no route to node {0}: join it first")]
+    NoRoute(crate::id::NodeId),
+    /// The signal could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] crate::wire::EncodeError),
+    /// The actor's node did not confirm.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+/// Kills the actor at `address` with `reason`, wherever it lives among the
+/// nodes this process has joined (an OTP exit signal).
+pub async fn exit(address: &super::ActorAddress, reason: ExitReason) -> Result<(), ExitError> {
+    let nodes = super::node::local_nodes();
+    if let Some(home) = nodes.iter().find(|n| n.id() == address.node) {
+        if let Some(entry) = home.0.registry.entry(address.id) {
+            entry.kill_with(reason);
+        }
+        return Ok(());
+    }
+    let link = nodes
+        .iter()
+        .find_map(|n| n.0.links.get(&address.node).map(|l| l.value().clone()))
+        .ok_or(ExitError::NoRoute(address.node))?;
+    let mut header = FrameHeader::new(FrameKind::Ask);
+    header.target = address.id;
+    header.type_tag = EXIT_TAG;
+    link.request(header, encode(&reason)?, Duration::from_secs(30))
+        .await?;
+    Ok(())
+}
