@@ -288,8 +288,30 @@ impl Child {
         }
     }
 
-    /// Kills the child process (and, for a child on another host, its ssh
-    /// session) and removes it from [`super::children`].
+    /// Stops the child in order: closes its standard input (it exits at
+    /// once; a child on another host through its ssh session), waits up to
+    /// `timeout` for its process to end, then kills it. Removes it from
+    /// [`super::children`].
+    pub async fn stop(&self, timeout: std::time::Duration) {
+        {
+            let mut launched = self.0.process.lock().await;
+            launched.stdin.take();
+            if tokio::time::timeout(timeout, launched.process.wait())
+                .await
+                .is_ok()
+            {
+                self.0
+                    .exited
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                super::parent::forget(self.0.id);
+                return;
+            }
+        }
+        self.kill().await;
+    }
+
+    /// Kills the child at once (SIGKILL locally; the ssh session for a child
+    /// on another host) and removes it from [`super::children`].
     pub async fn kill(&self) {
         let mut launched = self.0.process.lock().await;
         launched.stdin.take();

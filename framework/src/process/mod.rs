@@ -45,8 +45,8 @@ pub use child::{Parent, id, ip, is_child, parent, yield_value};
 pub use child_handle::{Child, Children};
 pub use error::{ForkError, ProcessError};
 pub use parent::{
-    DEFAULT_FORK_TIMEOUT, IntoPlacements, Placement, calibrate, children, close, fork, nchildren,
-    nfork,
+    CLOSE_TIMEOUT, DEFAULT_FORK_TIMEOUT, IntoPlacements, Placement, calibrate, children, close,
+    fork, nchildren, nfork,
 };
 pub use payload::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
 pub use print::prefix;

@@ -248,13 +248,17 @@ pub fn nchildren() -> usize {
     table().len()
 }
 
-/// Kills every child, local and remote, and forgets them. Runs by itself
-/// when `#[parallel::main]`'s `main` returns, fails, panics, or the program
-/// gets Ctrl+C / SIGTERM.
+/// How long `close` lets each child end by itself before killing it.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Stops every child, local and remote, youngest first: each is told to end
+/// (its stdin closes), given [`CLOSE_TIMEOUT`], then killed; all are
+/// forgotten. Runs by itself when `#[parallel::main]`'s `main` returns,
+/// fails, panics, or the program gets Ctrl+C / SIGTERM.
 pub async fn close() {
-    let all: Vec<Child> = table().values().cloned().collect();
+    let all: Vec<Child> = table().values().rev().cloned().collect();
     for child in &all {
-        child.kill().await;
+        child.stop(CLOSE_TIMEOUT).await;
     }
     crate::transport::shm::cleanup_own();
 }
