@@ -248,8 +248,11 @@ pub(crate) fn run() -> ! {
 
 async fn serve(role: Role, password: String) -> i32 {
     let tag = format!("<parallel#{:03}>", role.id);
+    // The parent proved the one-time password: it may spawn any
+    // `#[actor(spawn)]` type here (supervised process children).
     let node = match Node::builder()
         .password(Password::new(password))
+        .allow_all_registered()
         .listen(role.listen)
         .start()
         .await

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix::{Addr, Handler};
@@ -17,6 +17,7 @@ use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned
 
 use super::link::{PeerLink, RequestError};
 use super::node::{DEFAULT_ASK_TIMEOUT, local_nodes};
+use super::supervised::{Home, lookup};
 
 /// Where an actor lives, as it travels inside messages.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -50,6 +51,48 @@ impl<A: RemoteActor> Clone for Route<A> {
     }
 }
 
+impl<A: RemoteActor> Route<A> {
+    /// False for a connection that is gone (local restarts are found on use).
+    fn is_healthy(&self) -> bool {
+        match self {
+            Route::Local { .. } => true,
+            Route::Remote(link) => link.is_alive(),
+        }
+    }
+}
+
+/// A route borrowed from the reference's cache, or found again after the
+/// cached one went dead.
+enum RouteRef<'a, A: RemoteActor> {
+    Cached(&'a Route<A>),
+    Fresh(Route<A>),
+}
+
+impl<A: RemoteActor> std::ops::Deref for RouteRef<'_, A> {
+    type Target = Route<A>;
+    fn deref(&self) -> &Route<A> {
+        match self {
+            RouteRef::Cached(r) => r,
+            RouteRef::Fresh(r) => r,
+        }
+    }
+}
+
+/// How an `ActorRef` made with [`ActorRef::with_retry`] retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Retry {
+    attempts: u32,
+    delay: Duration,
+}
+
+/// A message on its way: as given, encoded for the wire, or consumed by a
+/// local actor (then it cannot be sent again).
+enum Pending<M> {
+    Message(M),
+    Encoded(crate::wire::Buffer),
+    Taken,
+}
+
 /// A handle to an actor of type `A`: `tell` and `ask` work the same whether
 /// it lives in this process or on another node. Local sends never serialize;
 /// remote sends serialize once and travel over the node's QUIC connection.
@@ -57,7 +100,11 @@ impl<A: RemoteActor> Clone for Route<A> {
 pub struct ActorRef<A: RemoteActor> {
     address: ActorAddress,
     route: OnceLock<Route<A>>,
+    /// The route found again after the cached one's connection died (the
+    /// actor was restarted on another node).
+    moved: Mutex<Option<Route<A>>>,
     timeout: Duration,
+    retry: Option<Retry>,
     _type: PhantomData<fn() -> A>,
 }
 
@@ -67,10 +114,13 @@ impl<A: RemoteActor> Clone for ActorRef<A> {
         if let Some(r) = self.route.get() {
             let _ = route.set(r.clone());
         }
+        let moved = self.moved.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Self {
             address: self.address.clone(),
             route,
+            moved: Mutex::new(moved),
             timeout: self.timeout,
+            retry: self.retry,
             _type: PhantomData,
         }
     }
@@ -103,6 +153,16 @@ pub enum SendError<M> {
     /// The mailbox or the connection is full (only from `try_tell`); `tell` waits instead.
     #[error("the mailbox is full; retry later or use `tell`, which waits")]
     Full(M),
+    /// The actor is down and its supervisor is starting a new incarnation.
+    #[error(
+        "actor {id} is restarting under its supervisor; send again shortly, or through `ActorRef::with_retry` to wait for the new incarnation"
+    )]
+    Restarting {
+        /// The undelivered message.
+        message: M,
+        /// The actor.
+        id: ActorId,
+    },
     /// The message could not be serialized.
     #[error("{1}")]
     Encode(M, EncodeError),
@@ -119,6 +179,7 @@ impl<M> SendError<M> {
     pub fn into_message(self) -> M {
         match self {
             SendError::Closed { message, .. }
+            | SendError::Restarting { message, .. }
             | SendError::Full(message)
             | SendError::Encode(message, _) => message,
         }
@@ -150,6 +211,33 @@ pub enum AskError {
     /// No node of this process can reach the actor's node.
     #[error("no route to {0}: start a Node in this process and join the actor's node first")]
     NoRoute(NodeId),
+    /// The actor is down and its supervisor is starting a new incarnation.
+    #[error(
+        "actor {0} is restarting under its supervisor; ask again shortly, or through `ActorRef::with_retry` to wait for the new incarnation"
+    )]
+    Restarting(ActorId),
+    /// The actor is down and its supervisor will not start it again (it
+    /// stopped, gave up after too many restarts, or the child is not restarted).
+    #[error(
+        "actor {id} is down ({reason}) and its supervisor will not restart it; look at the supervisor's events"
+    )]
+    ActorDown {
+        /// The actor.
+        id: ActorId,
+        /// Why it went down.
+        reason: ExitReason,
+    },
+}
+
+impl AskError {
+    /// True for failures a new incarnation may cure: the actor is
+    /// restarting, or the connection to its node was lost.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AskError::Restarting(_) | AskError::Request(RequestError::PeerLost { .. })
+        )
+    }
 }
 
 impl<A: RemoteActor> ActorRef<A> {
@@ -185,7 +273,9 @@ impl<A: RemoteActor> ActorRef<A> {
         Self {
             address,
             route: OnceLock::new(),
+            moved: Mutex::new(None),
             timeout: DEFAULT_ASK_TIMEOUT,
+            retry: None,
             _type: PhantomData,
         }
     }
@@ -216,12 +306,116 @@ impl<A: RemoteActor> ActorRef<A> {
         self
     }
 
+    /// The same reference, retrying `tell` and `ask` up to `attempts` times,
+    /// `delay` apart, while the actor is restarting or its node's connection
+    /// was lost ([`AskError::is_transient`]): a call made while a supervised
+    /// actor is down reaches the new incarnation instead of failing. Each
+    /// attempt of an `ask` has the reference's timeout. An `ask` whose message
+    /// a local actor already took when it died is not repeated.
+    pub fn with_retry(mut self, attempts: u32, delay: Duration) -> Self {
+        self.retry = Some(Retry { attempts, delay });
+        self
+    }
+
     async fn route(&self) -> Result<&Route<A>, AskError> {
         if let Some(route) = self.route.get() {
             return Ok(route);
         }
         let route = self.resolve().await?;
         Ok(self.route.get_or_init(|| route))
+    }
+
+    /// The route to use now: the cached one while its connection lives
+    /// (the hot path: one liveness check), else the actor's new home.
+    async fn current_route(&self) -> Result<RouteRef<'_, A>, AskError> {
+        let route = self.route().await?;
+        if route.is_healthy() {
+            return Ok(RouteRef::Cached(route));
+        }
+        self.reroute().map(RouteRef::Fresh)
+    }
+
+    /// Finds the actor again after its cached connection died: through the
+    /// directories of this process's nodes (a supervisor moved it), else
+    /// through a newer connection to the same node.
+    fn reroute(&self) -> Result<Route<A>, AskError> {
+        let mut moved = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(route) = moved.as_ref()
+            && route.is_healthy()
+        {
+            return Ok(route.clone());
+        }
+        let route = match self.located()? {
+            Some(route) => route,
+            None => self
+                .route_on(self.address.node)
+                .ok_or_else(|| self.classify(AskError::NoRoute(self.address.node)))?,
+        };
+        *moved = Some(route.clone());
+        Ok(route)
+    }
+
+    /// The route per the directory, when a supervisor of this process
+    /// placed the actor: `Ok(None)` when no directory knows it.
+    fn located(&self) -> Result<Option<Route<A>>, AskError> {
+        let id = self.address.id;
+        match lookup(id) {
+            None => Ok(None),
+            Some(Home::Restarting) => Err(AskError::Restarting(id)),
+            Some(Home::Down(reason)) => Err(AskError::ActorDown { id, reason }),
+            Some(Home::At(node)) => self
+                .route_on(node)
+                .map(Some)
+                .ok_or(AskError::Restarting(id)),
+        }
+    }
+
+    /// A live route to the actor on `node`: its local entry if `node` is in
+    /// this process, else a live connection of one of this process's nodes.
+    fn route_on(&self, node: NodeId) -> Option<Route<A>> {
+        let nodes = local_nodes();
+        if let Some(home) = nodes.iter().find(|n| n.id() == node) {
+            let entry = home.0.registry.get(self.address.id)?;
+            let addr = entry.addr::<A>()?;
+            return Some(Route::Local { addr, entry });
+        }
+        nodes.iter().find_map(|n| {
+            n.0.links
+                .get(&node)
+                .filter(|l| l.is_alive())
+                .map(|l| Route::Remote(l.clone()))
+        })
+    }
+
+    /// Turns a failure into [`AskError::Restarting`] or
+    /// [`AskError::ActorDown`] when a supervisor of this process knows the
+    /// actor is down; otherwise returns it unchanged. Only on error paths.
+    fn classify(&self, error: AskError) -> AskError {
+        if matches!(
+            error,
+            AskError::Restarting(_) | AskError::ActorDown { .. } | AskError::Encode(_)
+        ) {
+            return error;
+        }
+        let id = self.address.id;
+        match lookup(id) {
+            Some(Home::Restarting) => AskError::Restarting(id),
+            Some(Home::Down(reason)) => AskError::ActorDown { id, reason },
+            // Its home is unreachable or it is gone from there: its
+            // supervisor is about to hear of it and restart it.
+            Some(Home::At(node)) if self.route_on(node).is_none() => AskError::Restarting(id),
+            _ => error,
+        }
+    }
+
+    fn send_error<M>(&self, message: M, error: AskError) -> SendError<M> {
+        match self.classify(error) {
+            AskError::Restarting(id) => SendError::Restarting { message, id },
+            other => SendError::Closed {
+                message,
+                reason: other.to_string(),
+            },
+        }
     }
 
     /// The actor's current incarnation, when `entry` is an earlier one that
@@ -242,9 +436,11 @@ impl<A: RemoteActor> ActorRef<A> {
     /// unreachable. Each call delivers its [`Down`] exactly once.
     pub async fn watch(&self) -> Down {
         let id = self.address.id;
-        let home = local_nodes()
-            .into_iter()
-            .find(|n| n.id() == self.address.node);
+        let at = match lookup(id) {
+            Some(Home::At(node)) => node,
+            _ => self.address.node,
+        };
+        let home = local_nodes().into_iter().find(|n| n.id() == at);
         let reason = match home {
             Some(node) => match node.0.registry.entry(id) {
                 Some(entry) => entry.exited().await,
@@ -260,6 +456,9 @@ impl<A: RemoteActor> ActorRef<A> {
     }
 
     fn resolve_now(&self) -> Option<Route<A>> {
+        if let Ok(Some(route)) = self.located() {
+            return Some(route);
+        }
         let nodes = local_nodes();
         for node in &nodes {
             if node.id() == self.address.node {
@@ -276,6 +475,9 @@ impl<A: RemoteActor> ActorRef<A> {
     }
 
     async fn resolve(&self) -> Result<Route<A>, AskError> {
+        if let Some(route) = self.located()? {
+            return Ok(route);
+        }
         if let Some(route) = self.resolve_now() {
             return Ok(route);
         }
@@ -310,23 +512,42 @@ impl<A: RemoteActor> ActorRef<A> {
 
     /// Sends `msg` without waiting for a reply. Waits while the actor's
     /// mailbox or the connection is full (backpressure); never drops the
-    /// message silently: if it cannot be delivered, it comes back in the error.
+    /// message silently: if it cannot be delivered, it comes back in the error
+    /// ([`SendError::Restarting`] while its supervisor restarts it, unless the
+    /// reference retries: [`ActorRef::with_retry`]).
     /// Messages from one sender to one actor arrive in the order sent.
     pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: Message,
         A: Handler<M> + Handler<Deliver<M>>,
     {
-        let route = match self.route().await {
-            Ok(route) => route,
-            Err(e) => {
-                return Err(SendError::Closed {
-                    message: msg,
-                    reason: e.to_string(),
-                });
+        let mut msg = msg;
+        let mut attempt = 0;
+        loop {
+            match self.tell_once(msg).await {
+                Err(SendError::Restarting { message, id }) => match self.retry {
+                    Some(retry) if attempt < retry.attempts => {
+                        attempt += 1;
+                        msg = message;
+                        tokio::time::sleep(retry.delay).await;
+                    }
+                    _ => return Err(SendError::Restarting { message, id }),
+                },
+                other => return other,
             }
+        }
+    }
+
+    async fn tell_once<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        let route = match self.current_route().await {
+            Ok(route) => route,
+            Err(e) => return Err(self.send_error(msg, e)),
         };
-        match route {
+        match &*route {
             Route::Local { addr, entry } => {
                 let fresh = self.restarted(entry);
                 let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
@@ -335,19 +556,24 @@ impl<A: RemoteActor> ActorRef<A> {
                     None => entry.slot().await,
                 };
                 let slot = Some(slot);
-                push(addr, Deliver::new(msg, None, slot)).map_err(|d| SendError::Closed {
-                    message: d.into_message(),
-                    reason: format!("actor {} stopped", self.address.id),
+                push(addr, Deliver::new(msg, None, slot)).map_err(|d| {
+                    self.send_error(
+                        d.into_message(),
+                        AskError::Gone(format!("actor {} stopped", self.address.id)),
+                    )
                 })
             }
             Route::Remote(link) => {
                 let slot = match link.peer().reserve_slot().await {
                     Ok(slot) => slot,
                     Err(e) => {
-                        return Err(SendError::Closed {
-                            message: msg,
-                            reason: e.to_string(),
-                        });
+                        return Err(self.send_error(
+                            msg,
+                            AskError::Request(RequestError::PeerLost {
+                                node: link.node(),
+                                reason: e.to_string(),
+                            }),
+                        ));
                     }
                 };
                 let bytes = match encode_sized(&msg) {
@@ -361,29 +587,43 @@ impl<A: RemoteActor> ActorRef<A> {
     }
 
     /// Sends `msg` only if that needs no waiting; gives it back with
-    /// [`SendError::Full`] otherwise.
+    /// [`SendError::Full`] otherwise (and with [`SendError::Restarting`]
+    /// while its supervisor restarts it; `try_tell` never retries).
     pub fn try_tell<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: Message,
         A: Handler<M> + Handler<Deliver<M>>,
     {
-        let route = match self.route.get() {
+        let cached = match self.route.get() {
             Some(route) => route,
             None => match self.resolve_now() {
                 Some(route) => self.route.get_or_init(|| route),
-                None => return Err(SendError::Full(msg)),
+                None => match self.located() {
+                    Err(e) => return Err(self.send_error(msg, e)),
+                    Ok(_) => return Err(SendError::Full(msg)),
+                },
             },
         };
-        match route {
+        let route = if cached.is_healthy() {
+            RouteRef::Cached(cached)
+        } else {
+            match self.reroute() {
+                Ok(route) => RouteRef::Fresh(route),
+                Err(e) => return Err(self.send_error(msg, e)),
+            }
+        };
+        match &*route {
             Route::Local { addr, entry } => {
                 let fresh = self.restarted(entry);
                 let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
                 let Some(slot) = entry.try_slot() else {
                     return Err(SendError::Full(msg));
                 };
-                push(addr, Deliver::new(msg, None, Some(slot))).map_err(|d| SendError::Closed {
-                    message: d.into_message(),
-                    reason: format!("actor {} stopped", self.address.id),
+                push(addr, Deliver::new(msg, None, Some(slot))).map_err(|d| {
+                    self.send_error(
+                        d.into_message(),
+                        AskError::Gone(format!("actor {} stopped", self.address.id)),
+                    )
                 })
             }
             Route::Remote(link) => {
@@ -393,10 +633,13 @@ impl<A: RemoteActor> ActorRef<A> {
                         return Err(SendError::Full(msg));
                     }
                     Err(e) => {
-                        return Err(SendError::Closed {
-                            message: msg,
-                            reason: e.to_string(),
-                        });
+                        return Err(self.send_error(
+                            msg,
+                            AskError::Request(RequestError::PeerLost {
+                                node: link.node(),
+                                reason: e.to_string(),
+                            }),
+                        ));
                     }
                 };
                 let bytes = match encode_sized(&msg) {
@@ -411,26 +654,61 @@ impl<A: RemoteActor> ActorRef<A> {
 
     /// Sends `msg` and waits for the handler's result, at most the reference's
     /// timeout (30 s unless set with [`ActorRef::with_timeout`]). If the actor's
-    /// node dies, fails within the heartbeat timeout with [`AskError::Request`].
+    /// node dies, fails within the heartbeat timeout with [`AskError::Request`];
+    /// while a supervisor restarts the actor, fails at once with
+    /// [`AskError::Restarting`] — or, through [`ActorRef::with_retry`], waits
+    /// for the new incarnation's answer.
     pub async fn ask<M>(&self, msg: M) -> Result<M::Result, AskError>
     where
         M: Message,
         A: Handler<M> + Handler<Deliver<M>>,
     {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.ask_inner(msg)).await {
-            Ok(result) => result,
-            Err(_) => Err(AskError::Timeout(timeout)),
+        let mut pending = Pending::Message(msg);
+        let mut attempt = 0;
+        loop {
+            let result = match tokio::time::timeout(timeout, self.ask_once(&mut pending)).await {
+                Ok(result) => result,
+                Err(_) => Err(AskError::Timeout(timeout)),
+            };
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => self.classify(e),
+            };
+            match self.retry {
+                Some(retry)
+                    if attempt < retry.attempts
+                        && error.is_transient()
+                        && !matches!(pending, Pending::Taken) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(retry.delay).await;
+                }
+                _ => return Err(error),
+            }
         }
     }
 
-    async fn ask_inner<M>(&self, msg: M) -> Result<M::Result, AskError>
+    async fn ask_once<M>(&self, pending: &mut Pending<M>) -> Result<M::Result, AskError>
     where
         M: Message,
         A: Handler<M> + Handler<Deliver<M>>,
     {
-        match self.route().await? {
+        let route = self.current_route().await?;
+        match &*route {
             Route::Local { addr, entry } => {
+                let msg = match std::mem::replace(pending, Pending::Taken) {
+                    Pending::Message(msg) => msg,
+                    Pending::Encoded(bytes) => {
+                        decode_owned::<M>(&bytes).map_err(AskError::Decode)?
+                    }
+                    Pending::Taken => {
+                        return Err(AskError::Gone(format!(
+                            "actor {} took the message and stopped",
+                            self.address.id
+                        )));
+                    }
+                };
                 let fresh = self.restarted(entry);
                 let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
                 let slot = Some(entry.slot().await);
@@ -438,8 +716,10 @@ impl<A: RemoteActor> ActorRef<A> {
                 let reply = Box::new(move |r| {
                     let _ = tx.send(r);
                 });
-                push(addr, Deliver::new(msg, Some(reply), slot))
-                    .map_err(|_| AskError::Gone(format!("actor {} stopped", self.address.id)))?;
+                if let Err(undelivered) = push(addr, Deliver::new(msg, Some(reply), slot)) {
+                    *pending = Pending::Message(undelivered.into_message());
+                    return Err(AskError::Gone(format!("actor {} stopped", self.address.id)));
+                }
                 match rx.await {
                     Ok(Ok(value)) => Ok(value),
                     Ok(Err(failure)) => Err(AskError::Failed(failure)),
@@ -447,7 +727,23 @@ impl<A: RemoteActor> ActorRef<A> {
                 }
             }
             Route::Remote(link) => {
-                let bytes = encode_sized(&msg).map_err(AskError::Encode)?;
+                let bytes = match std::mem::replace(pending, Pending::Taken) {
+                    Pending::Message(msg) => encode_sized(&msg).map_err(AskError::Encode)?,
+                    Pending::Encoded(bytes) => bytes,
+                    Pending::Taken => {
+                        return Err(AskError::Gone(format!(
+                            "actor {} took the message and stopped",
+                            self.address.id
+                        )));
+                    }
+                };
+                // Keep a copy only when a retry may need it.
+                let bytes = if self.retry.is_some() {
+                    *pending = Pending::Encoded(bytes.clone());
+                    bytes
+                } else {
+                    bytes
+                };
                 let reply = link
                     .request(self.header::<M>(FrameKind::Ask), bytes, self.timeout)
                     .await

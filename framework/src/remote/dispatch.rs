@@ -130,6 +130,9 @@ async fn deliver(
     if header.kind == FrameKind::Ask && header.type_tag == super::watch::WATCH_TAG {
         return super::watch::serve(node, link, &header);
     }
+    if header.kind == FrameKind::Ask && header.type_tag == super::supervised::STOP_TAG {
+        return super::supervised::serve_stop(node, link, &header);
+    }
     if header.kind == FrameKind::Ask && header.type_tag == super::watch::EXIT_TAG {
         return super::watch::serve_exit(node, link, &header, &payload);
     }
@@ -179,7 +182,7 @@ fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &
             ),
         }));
     };
-    if !node.allowed.contains(factory.name()) {
+    if !node.allow_all && !node.allowed.contains(factory.name()) {
         return reply(Err(RemoteFailure {
             code: code::NOT_ALLOWED,
             message: format!(
@@ -190,14 +193,17 @@ fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &
             ),
         }));
     }
-    let result = factory
-        .spawn(&node.registry, node.mailbox, payload)
-        .and_then(|id| {
-            encode(&id).map_err(|e| RemoteFailure {
-                code: code::ENCODE,
-                message: e.to_string(),
-            })
-        });
+    let spawned = if header.target.is_nil() {
+        factory.spawn(&node.registry, node.mailbox, payload)
+    } else {
+        factory.spawn_as(&node.registry, node.mailbox, header.target, payload)
+    };
+    let result = spawned.and_then(|id| {
+        encode(&id).map_err(|e| RemoteFailure {
+            code: code::ENCODE,
+            message: e.to_string(),
+        })
+    });
     if let Ok(bytes) = &result {
         tracing::info!(peer = %link.node(), actor = factory.name(), bytes = bytes.len(), "spawned for a peer");
     }

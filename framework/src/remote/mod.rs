@@ -8,6 +8,7 @@ mod mailbox;
 mod node;
 mod registered;
 mod remote_node;
+mod supervised;
 mod watch;
 
 pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError};
@@ -16,6 +17,7 @@ pub use mailbox::{Delivery, Mailbox};
 pub use node::{DEFAULT_ASK_TIMEOUT, Node, NodeBuilder, StartError};
 pub use registered::{ActorFactory, RemoteCallable, RemoteFn, factory, invoke_remote, remote_fn};
 pub use remote_node::{CallError, RemoteNode, SpawnError};
+pub use supervised::Home;
 pub use watch::{ExitError, exit};
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use super::actor_ref::ActorRef;
 use super::dispatch;
 use super::link::PeerLink;
 use super::remote_node::RemoteNode;
+use super::supervised::Home;
 
 /// How long an `ask`, `spawn` or `call` waits for its reply unless told otherwise.
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,6 +47,10 @@ pub(crate) struct NodeInner {
     pub(crate) mailboxes:
         DashMap<crate::id::ActorId, tokio::sync::mpsc::Sender<super::mailbox::Delivery>>,
     pub(crate) allowed: HashSet<&'static str>,
+    /// Every `#[actor(spawn)]` type may be spawned here (a forked child trusts its parent).
+    pub(crate) allow_all: bool,
+    /// Where supervised actors live now: kept by the supervisors of this node.
+    pub(crate) directory: DashMap<crate::id::ActorId, Home>,
     pub(crate) ask_timeout: Duration,
     pub(crate) mailbox: usize,
     arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<PeerLink>>>,
@@ -66,6 +71,7 @@ pub struct NodeBuilder {
     config: TransportConfig,
     password: Option<Password>,
     allowed: HashSet<&'static str>,
+    allow_all: bool,
     ask_timeout: Duration,
     mailbox: usize,
 }
@@ -87,6 +93,14 @@ impl NodeBuilder {
     /// Lets other nodes spawn actors of type `A` here by name.
     pub fn allow<A: RemoteActor>(mut self) -> Self {
         self.allowed.insert(A::NAME);
+        self
+    }
+
+    /// Lets other nodes spawn every `#[actor(spawn)]` type of this binary
+    /// here. Only for a node whose peers are all trusted, such as a forked
+    /// child whose one peer is the parent that started it.
+    pub fn allow_all_registered(mut self) -> Self {
+        self.allow_all = true;
         self
     }
 
@@ -133,6 +147,8 @@ impl NodeBuilder {
             links: DashMap::new(),
             mailboxes: DashMap::new(),
             allowed: self.allowed,
+            allow_all: self.allow_all,
+            directory: DashMap::new(),
             ask_timeout: self.ask_timeout,
             mailbox: self.mailbox,
             arrivals: tokio::sync::Mutex::new(arrivals),
@@ -160,6 +176,7 @@ impl Node {
             config: TransportConfig::default(),
             password: None,
             allowed: HashSet::new(),
+            allow_all: false,
             ask_timeout: DEFAULT_ASK_TIMEOUT,
             mailbox: DEFAULT_MAILBOX,
         }
@@ -222,6 +239,18 @@ impl Node {
             .iter()
             .map(|e| RemoteNode::new(self.clone(), e.value().clone()))
             .collect()
+    }
+
+    /// Where the supervised actor `id` lives now, if a supervisor of this
+    /// node started it: on which node, or whether it is restarting or down.
+    pub fn home(&self, id: crate::id::ActorId) -> Option<Home> {
+        self.0.directory.get(&id).map(|h| h.clone())
+    }
+
+    /// Records where the supervised actor `id` lives now (its supervisor
+    /// calls this when it starts, restarts or gives up on it).
+    pub(crate) fn set_home(&self, id: crate::id::ActorId, home: Home) {
+        self.0.directory.insert(id, home);
     }
 
     /// Says goodbye to every peer and closes the endpoint.

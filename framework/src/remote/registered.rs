@@ -13,19 +13,26 @@ use crate::wire::{Buffer, RemoteFailure, WireType, decode_owned, encode, type_ta
 /// An actor type that can be spawned by name. Made by `#[actor(spawn)]`.
 pub struct ActorFactory {
     name: &'static str,
-    spawn: fn(&Registry, usize, &[u8]) -> Result<ActorId, RemoteFailure>,
+    spawn: fn(&Registry, usize, Option<ActorId>, &[u8]) -> Result<ActorId, RemoteFailure>,
 }
 
 fn spawn_erased<A: RemoteActor + WireType>(
     registry: &Registry,
     mailbox: usize,
+    id: Option<ActorId>,
     init: &[u8],
 ) -> Result<ActorId, RemoteFailure> {
     let actor = decode_owned::<A>(init).map_err(|e| RemoteFailure {
         code: code::INVALID,
         message: e.to_string(),
     })?;
-    Ok(registry.start(actor, mailbox).0)
+    Ok(match id {
+        Some(id) => {
+            registry.start_as(id, actor, mailbox);
+            id
+        }
+        None => registry.start(actor, mailbox).0,
+    })
 }
 
 impl ActorFactory {
@@ -49,7 +56,20 @@ impl ActorFactory {
         mailbox: usize,
         init: &[u8],
     ) -> Result<ActorId, RemoteFailure> {
-        (self.spawn)(registry, mailbox, init)
+        (self.spawn)(registry, mailbox, None, init)
+    }
+
+    /// Starts an actor from its archived initial state under a given id: a
+    /// new incarnation of a supervised actor that keeps its address. Any
+    /// earlier actor under that id on this registry is replaced.
+    pub fn spawn_as(
+        &self,
+        registry: &Registry,
+        mailbox: usize,
+        id: ActorId,
+        init: &[u8],
+    ) -> Result<ActorId, RemoteFailure> {
+        (self.spawn)(registry, mailbox, Some(id), init)
     }
 }
 

@@ -150,9 +150,23 @@ impl RemoteNode {
         &self,
         init: A,
     ) -> Result<ActorRef<A>, SpawnError> {
+        self.spawn_as(ActorId::nil(), init).await
+    }
+
+    /// Spawns an actor of type `A` on that node under the id `id` (a fresh
+    /// id when `id` is nil), starting from `init`: how a supervisor starts a
+    /// new incarnation of an actor that keeps its address. An actor already
+    /// running there under `id` is replaced. The same rules as
+    /// [`RemoteNode::spawn`] apply.
+    pub async fn spawn_as<A: RemoteActor + WireType>(
+        &self,
+        id: ActorId,
+        init: A,
+    ) -> Result<ActorRef<A>, SpawnError> {
         let bytes = encode(&init).map_err(SpawnError::Encode)?;
         let mut header = FrameHeader::new(FrameKind::Spawn);
         header.type_tag = type_tag(A::NAME);
+        header.target = id;
         let reply = self
             .link
             .request(header, bytes, self.node.0.ask_timeout)
@@ -171,6 +185,11 @@ impl RemoteNode {
             })?;
         let id = decode_owned::<ActorId>(&reply).map_err(SpawnError::Decode)?;
         Ok(ActorRef::remote(id, self.link.clone()))
+    }
+
+    /// Asks that node to stop actor `id` in order (`kill`: at once).
+    pub(crate) async fn stop_actor(&self, id: ActorId, kill: bool) -> Result<(), RequestError> {
+        super::supervised::stop(&self.link, id, kill, self.node.0.ask_timeout).await
     }
 
     /// Runs the `#[parallel::remote]` function `f` with `args` (a tuple) on

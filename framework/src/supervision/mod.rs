@@ -2,16 +2,20 @@
 //!
 //! [`Plan`] is the supervisor's brain as a pure state machine, tested
 //! against OTP's documented semantics; [`Supervisor`] applies its decisions
-//! to local actors and nested supervisors at run time. `ActorRef::watch`
+//! to local actors, actors on other nodes, actors in forked processes and
+//! nested supervisors at run time. `ActorRef::watch`
 //! delivers a [`Down`] for any actor, local or remote.
 
 mod link;
 mod plan;
+mod remote_child;
 mod supervisor;
 
 pub use crate::actor::Down;
+pub use crate::remote::Home;
 pub use link::{Link, link};
 pub use plan::{Decision, ExitReason, Intensity, Plan, PlannedChild, Restart, Strategy};
+pub use remote_child::RemotePlacement;
 pub use supervisor::{ChildSpec, DEFAULT_SHUTDOWN, Supervisor, SupervisorEvent, SupervisorRef};
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //! applies its [`Plan`]'s decisions (terminate, restart, give up), and shuts
 //! them down in reverse order — each asked to stop, then killed after its
 //! shutdown timeout. Children keep their [`ActorId`] across restarts, so
-//! `ActorRef`s held anywhere keep working. Supervisors nest.
+//! `ActorRef`s held anywhere keep working. Supervisors nest. A child is a
+//! local actor, an actor on another node ([`ChildSpec::remote`]) or an actor
+//! in a process forked for it ([`ChildSpec::process`]); the supervisor's
+//! node keeps a directory of where each one lives now ([`Home`]), which
+//! `ActorRef`s of this process follow across restarts.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,17 +18,19 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::actor::{ExitReason, LocalEntry, RemoteActor};
 use crate::id::ActorId;
-use crate::remote::{ActorAddress, ActorRef, Node};
+use crate::remote::{ActorAddress, ActorRef, Home, Node};
+use crate::wire::WireType;
 
 use super::plan::{Decision, Intensity, Plan, Restart, Strategy};
+use super::remote_child::{Pids, RemotePlacement, StartCtx, starter};
 
 /// How long a child may take to stop before it is killed, unless its spec says otherwise.
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 
-type Exited = Pin<Box<dyn Future<Output = ExitReason> + Send>>;
+pub(super) type Exited = Pin<Box<dyn Future<Output = ExitReason> + Send>>;
 
 /// A running child, whatever its kind.
-trait Running: Send + Sync {
+pub(super) trait Running: Send + Sync {
     fn exited(&self) -> Exited;
     fn stop(&self);
     fn kill(&self);
@@ -55,7 +61,7 @@ impl Running for SupervisorRef {
     }
 }
 
-type Starter = Box<dyn Fn(&Node, ActorId) -> Box<dyn Running>>;
+pub(super) type Starter = Box<dyn Fn(&StartCtx) -> Box<dyn Running>>;
 
 /// One child of a supervisor: how to start it, when to restart it, how long
 /// it may take to stop.
@@ -69,8 +75,10 @@ pub struct ChildSpec {
 impl ChildSpec {
     /// A local actor made by `make` (called again for each restart).
     pub fn actor<A: RemoteActor>(name: impl Into<String>, make: impl Fn() -> A + 'static) -> Self {
-        let start: Starter = Box::new(move |node: &Node, id: ActorId| {
-            let entry = node.0.registry.start_as(id, make(), node.0.mailbox).1;
+        let start: Starter = Box::new(move |ctx: &StartCtx| {
+            let node = ctx.node;
+            let entry = node.0.registry.start_as(ctx.id, make(), node.0.mailbox).1;
+            node.set_home(ctx.id, Home::At(node.id()));
             Box::new(entry) as Box<dyn Running>
         });
         ChildSpec {
@@ -81,11 +89,46 @@ impl ChildSpec {
         }
     }
 
+    /// An actor on another node, made by `make` (called again for each
+    /// restart) and spawned by name under the child's stable id where
+    /// `placement` says. `A` must be `#[actor(spawn)]` and allowed there.
+    /// With [`RemotePlacement::Any`], a child whose node is gone restarts
+    /// on another connected node that allows `A`.
+    pub fn remote<A: RemoteActor + WireType>(
+        name: impl Into<String>,
+        make: impl Fn() -> A + 'static,
+        placement: RemotePlacement,
+    ) -> Self {
+        ChildSpec {
+            name: name.into(),
+            restart: Restart::Permanent,
+            shutdown: DEFAULT_SHUTDOWN,
+            start: starter(make, Some(placement)),
+        }
+    }
+
+    /// An actor in a child process of its own: each start forks a new
+    /// process (`parallel::fork()`, so the program needs
+    /// `#[parallel::main]`) and spawns the actor made by `make` there under
+    /// the child's stable id. Its exit is `Killed` when the process dies by
+    /// a signal, `NoConnection` when only the connection is lost; stopping
+    /// the child ends its process. `A` must be `#[actor(spawn)]`.
+    pub fn process<A: RemoteActor + WireType>(
+        name: impl Into<String>,
+        make: impl Fn() -> A + 'static,
+    ) -> Self {
+        ChildSpec {
+            name: name.into(),
+            restart: Restart::Permanent,
+            shutdown: DEFAULT_SHUTDOWN,
+            start: starter(make, None),
+        }
+    }
+
     /// A nested supervisor (made again by `make` for each restart).
     pub fn supervisor(name: impl Into<String>, make: impl Fn() -> Supervisor + 'static) -> Self {
-        let start: Starter = Box::new(move |node: &Node, _id: ActorId| {
-            Box::new(make().start(node)) as Box<dyn Running>
-        });
+        let start: Starter =
+            Box::new(move |ctx: &StartCtx| Box::new(make().start(ctx.node)) as Box<dyn Running>);
         ChildSpec {
             name: name.into(),
             restart: Restart::Permanent,
@@ -119,7 +162,8 @@ pub enum SupervisorEvent {
         /// Why.
         reason: ExitReason,
     },
-    /// A child was started again, as incarnation `incarnation`.
+    /// A child was started again, as incarnation `incarnation` (a remote or
+    /// process child is then on its way up: its [`Home`] says when it runs).
     Restarted {
         /// Its name.
         name: String,
@@ -150,6 +194,7 @@ enum Command {
 pub struct SupervisorRef {
     node: Node,
     ids: Arc<Vec<(String, ActorId)>>,
+    pids: Pids,
     events: broadcast::Sender<SupervisorEvent>,
     commands: mpsc::UnboundedSender<Command>,
     done: watch::Receiver<Option<ExitReason>>,
@@ -193,6 +238,7 @@ impl Supervisor {
         let handle = SupervisorRef {
             node: node.clone(),
             ids: Arc::new(ids),
+            pids: Pids::default(),
             events,
             commands,
             done,
@@ -207,6 +253,7 @@ impl Supervisor {
                 .map(|(k, s)| (k as u64, s))
                 .collect(),
             ids: handle.ids.clone(),
+            pids: handle.pids.clone(),
             running: HashMap::new(),
             incarnations: Arc::new(Mutex::new(HashMap::new())),
             events: handle.events.clone(),
@@ -231,14 +278,35 @@ impl SupervisorRef {
         self.ids.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
     }
 
-    /// A reference to the child actor named `name`; it follows the child's restarts.
+    /// A reference to the child actor named `name`; it follows the child's
+    /// restarts, also to another node (through this node's directory).
     pub fn child<A: RemoteActor>(&self, name: &str) -> Option<ActorRef<A>> {
         let id = self.id_of(name)?;
+        let node = match self.node.home(id) {
+            Some(Home::At(node)) => node,
+            _ => self.node.id(),
+        };
         Some(ActorRef::from_address(ActorAddress {
             id,
-            node: self.node.id(),
-            join_line: Some(self.node.join_line()),
+            node,
+            join_line: (node == self.node.id()).then(|| self.node.join_line()),
         }))
+    }
+
+    /// Where the child named `name` lives now, or whether it is restarting.
+    pub fn home_of(&self, name: &str) -> Option<Home> {
+        self.node.home(self.id_of(name)?)
+    }
+
+    /// The OS process id of the process child named `name`
+    /// ([`ChildSpec::process`]) while its process runs.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        let id = self.id_of(name)?;
+        self.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
     }
 
     /// What the supervisor reports from now on.
@@ -276,6 +344,7 @@ struct Run {
     plan: Plan,
     specs: HashMap<u64, ChildSpec>,
     ids: Arc<Vec<(String, ActorId)>>,
+    pids: Pids,
     running: HashMap<u64, Box<dyn Running>>,
     incarnations: Arc<Mutex<HashMap<u64, u64>>>,
     events: broadcast::Sender<SupervisorEvent>,
@@ -292,7 +361,13 @@ impl Run {
 
     fn start_child(&mut self, key: u64) -> u64 {
         let (_, id) = self.name_and_id(key);
-        let child = (self.specs[&key].start)(&self.node, id);
+        self.node.set_home(id, Home::Restarting);
+        let ctx = StartCtx {
+            node: &self.node,
+            id,
+            pids: &self.pids,
+        };
+        let child = (self.specs[&key].start)(&ctx);
         let incarnation = {
             let mut all = self.incarnations.lock().unwrap_or_else(|e| e.into_inner());
             let n = all.entry(key).or_insert(0);
@@ -347,13 +422,17 @@ impl Run {
                         Some(Command::Kill) => {
                             for key in order {
                                 if let Some(child) = self.running.remove(&key) {
+                                    self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Killed));
                                     child.kill();
                                 }
                             }
                             return ExitReason::Killed;
                         }
                         Some(Command::Shutdown) | None => {
-                            self.terminate_all(order).await;
+                            self.terminate_all(order.clone()).await;
+                            for key in order {
+                                self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Shutdown));
+                            }
                             return ExitReason::Shutdown;
                         }
                     }
@@ -365,12 +444,17 @@ impl Run {
                     }
                     self.running.remove(&key);
                     let (name, id) = self.name_and_id(key);
+                    self.node.set_home(id, Home::Restarting);
                     let _ = self.events.send(SupervisorEvent::Down { name, id, reason: reason.clone() });
                     match self.plan.exited(key, &reason, Instant::now()) {
-                        Decision::Nothing => {}
+                        Decision::Nothing => self.node.set_home(id, Home::Down(reason)),
                         Decision::Restart { terminate, start, forget } => {
+                            for &key in &terminate {
+                                self.node.set_home(self.name_and_id(key).1, Home::Restarting);
+                            }
                             self.terminate_all(terminate).await;
                             for key in forget {
+                                self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Shutdown));
                                 self.specs.remove(&key);
                             }
                             for key in start {
@@ -381,7 +465,11 @@ impl Run {
                             }
                         }
                         Decision::Escalate { terminate } => {
-                            self.terminate_all(terminate).await;
+                            self.terminate_all(terminate.clone()).await;
+                            self.node.set_home(id, Home::Down(reason.clone()));
+                            for key in terminate {
+                                self.node.set_home(self.name_and_id(key).1, Home::Down(reason.clone()));
+                            }
                             let _ = self.events.send(SupervisorEvent::GaveUp);
                             return ExitReason::Error("too many restarts within the intensity window; gave up".into());
                         }

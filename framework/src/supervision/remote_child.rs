@@ -1,0 +1,282 @@
+//! Children that live in another process: an actor spawned on a joined
+//! node, or an actor in a process the supervisor forks for it. Each start
+//! runs as one task: place the actor (fork first, for a process child),
+//! spawn it under its stable id, record its home in the node's directory,
+//! then wait for its `Down` — from `ActorRef::watch`, sharpened by the
+//! process's exit status where the supervisor owns the process.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::actor::{ExitReason, RemoteActor};
+use crate::id::{ActorId, NodeId};
+use crate::process::Child;
+use crate::remote::{ActorRef, Home, Node, RemoteNode, SpawnError};
+use crate::wire::WireType;
+
+use super::supervisor::{Exited, Running};
+
+/// Where a remote child runs.
+#[derive(Clone)]
+pub enum RemotePlacement {
+    /// Always on this node; if it is gone, the restart fails (and the
+    /// supervisor's intensity decides when to give up).
+    On(RemoteNode),
+    /// On any node joined to the supervisor's node that allows the actor's
+    /// type: the node of the previous incarnation first while it is
+    /// connected, then the others; a node that refuses is skipped.
+    Any,
+}
+
+/// OS process ids of a supervisor's process children, by actor id.
+pub(super) type Pids = Arc<Mutex<HashMap<ActorId, u32>>>;
+
+/// What a start needs to know.
+pub(super) struct StartCtx<'a> {
+    pub node: &'a Node,
+    pub id: ActorId,
+    pub pids: &'a Pids,
+}
+
+/// How often a process child's exit status is looked at.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How long a lost connection waits for the process's exit status, to
+/// tell a killed process from a network failure.
+const STATUS_GRACE: Duration = Duration::from_millis(500);
+
+enum Kind {
+    Remote {
+        placement: RemotePlacement,
+        last: Arc<Mutex<Option<NodeId>>>,
+    },
+    Process,
+}
+
+/// A start function for a remote child (`process`: a forked one).
+pub(super) fn starter<A: RemoteActor + WireType>(
+    make: impl Fn() -> A + 'static,
+    placement: Option<RemotePlacement>,
+) -> super::supervisor::Starter {
+    let last = Arc::new(Mutex::new(None));
+    Box::new(move |ctx: &StartCtx| {
+        let kind = match &placement {
+            Some(placement) => Kind::Remote {
+                placement: placement.clone(),
+                last: last.clone(),
+            },
+            None => Kind::Process,
+        };
+        let (exit_tx, exit) = watch::channel(None);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        // On the supervisor's arbiter: the initial state need not be `Send`.
+        actix_rt::spawn(lifecycle::<A>(
+            ctx.node.clone(),
+            ctx.id,
+            ctx.pids.clone(),
+            kind,
+            make(),
+            exit_tx,
+            control_rx,
+        ));
+        Box::new(RemoteChild { exit, control }) as Box<dyn Running>
+    })
+}
+
+/// A stop request: in order, or a kill.
+#[derive(Clone, Copy)]
+struct Stop {
+    kill: bool,
+}
+
+struct RemoteChild {
+    exit: watch::Receiver<Option<ExitReason>>,
+    control: mpsc::UnboundedSender<Stop>,
+}
+
+impl Running for RemoteChild {
+    fn exited(&self) -> Exited {
+        let mut exit = self.exit.clone();
+        Box::pin(async move {
+            loop {
+                if let Some(reason) = exit.borrow_and_update().clone() {
+                    return reason;
+                }
+                if exit.changed().await.is_err() {
+                    return ExitReason::Killed;
+                }
+            }
+        })
+    }
+    fn stop(&self) {
+        let _ = self.control.send(Stop { kill: false });
+    }
+    fn kill(&self) {
+        let _ = self.control.send(Stop { kill: true });
+    }
+}
+
+/// Starts the actor, then reports its exit once.
+async fn lifecycle<A: RemoteActor + WireType>(
+    node: Node,
+    id: ActorId,
+    pids: Pids,
+    kind: Kind,
+    init: A,
+    exit: watch::Sender<Option<ExitReason>>,
+    mut control: mpsc::UnboundedReceiver<Stop>,
+) {
+    let placed = tokio::select! {
+        placed = place(&node, id, &kind, init) => placed,
+        _ = control.recv() => Err(ExitReason::Shutdown),
+    };
+    let (remote, child) = match placed {
+        Ok(placed) => placed,
+        Err(reason) => {
+            let _ = exit.send(Some(reason));
+            return;
+        }
+    };
+    node.set_home(id, Home::At(remote.id()));
+    if let Some(child) = &child {
+        lock(&pids).insert(id, child.pid());
+    }
+    tracing::info!(%id, node = %remote.id(), pid = ?child.as_ref().map(Child::pid), "supervised child running");
+    let actor = ActorRef::<A>::remote(id, remote.link().clone());
+    let down = actor.watch();
+    tokio::pin!(down);
+    let reason = loop {
+        tokio::select! {
+            down = &mut down => break sharpen(down.reason, child.as_ref()).await,
+            Some(stop) = control.recv() => match &child {
+                // The process is the child: ending it ends the actor.
+                Some(child) => {
+                    let child = child.clone();
+                    tokio::spawn(async move { child.kill().await });
+                }
+                None => {
+                    let remote = remote.clone();
+                    tokio::spawn(async move { remote.stop_actor(id, stop.kill).await });
+                }
+            },
+            _ = tokio::time::sleep(POLL), if child.is_some() => {
+                if let Some(reason) = child.as_ref().and_then(process_exit) {
+                    break reason;
+                }
+            }
+        }
+    };
+    if let Some(child) = child {
+        // Reaps the process (if it still runs, ends it) and forgets it.
+        child.kill().await;
+        lock(&pids).remove(&id);
+    }
+    let _ = exit.send(Some(reason));
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the actor starts: a joined node, or a process forked for it.
+async fn place<A: RemoteActor + WireType>(
+    node: &Node,
+    id: ActorId,
+    kind: &Kind,
+    init: A,
+) -> Result<(RemoteNode, Option<Child>), ExitReason> {
+    match kind {
+        Kind::Process => {
+            let child = crate::process::fork().await.map_err(|e| {
+                ExitReason::Error(format!("could not fork a process for {}: {e}", A::NAME))
+            })?;
+            let remote = child.0.remote.clone();
+            match remote.spawn_as(id, init).await {
+                Ok(_) => Ok((remote, Some(child))),
+                Err(e) => {
+                    child.kill().await;
+                    Err(ExitReason::Error(format!(
+                        "the forked process did not start {}: {e}",
+                        A::NAME
+                    )))
+                }
+            }
+        }
+        Kind::Remote { placement, last } => {
+            let candidates = match placement {
+                RemotePlacement::On(remote) => vec![remote.clone()],
+                RemotePlacement::Any => {
+                    let previous = *lock(last);
+                    let mut all: Vec<RemoteNode> = node
+                        .remotes()
+                        .into_iter()
+                        .filter(|r| r.is_alive())
+                        .collect();
+                    all.sort_by_key(|r| (Some(r.id()) != previous, r.id()));
+                    all
+                }
+            };
+            let wire = crate::wire::encode(&init).map_err(|e| ExitReason::Error(e.to_string()))?;
+            let mut refusals = Vec::new();
+            for remote in candidates {
+                let init = crate::wire::decode_owned::<A>(&wire)
+                    .map_err(|e| ExitReason::Error(e.to_string()))?;
+                match remote.spawn_as(id, init).await {
+                    Ok(_) => {
+                        *lock(last) = Some(remote.id());
+                        return Ok((remote, None));
+                    }
+                    Err(e @ (SpawnError::NotAllowed(_) | SpawnError::NotRegistered(_))) => {
+                        refusals.push(format!("{}: {e}", remote.id()))
+                    }
+                    Err(e) => refusals.push(format!("{}: {e}", remote.id())),
+                }
+            }
+            Err(ExitReason::Error(if refusals.is_empty() {
+                format!(
+                    "no connected node to start {} on; join a node that allows it (Node::builder().allow::<{}>())",
+                    A::NAME,
+                    A::NAME.rsplit("::").next().unwrap_or(A::NAME)
+                )
+            } else {
+                format!(
+                    "no connected node started {}: {}",
+                    A::NAME,
+                    refusals.join("; ")
+                )
+            }))
+        }
+    }
+}
+
+/// The exit of a process child's OS process, once it has one: `Killed` for
+/// a signal.
+fn process_exit(child: &Child) -> Option<ExitReason> {
+    let mut launched = child.0.process.try_lock().ok()?;
+    let status = launched.process.try_wait().ok()??;
+    Some(match status.signal() {
+        Some(_) => ExitReason::Killed,
+        None => ExitReason::Error(format!("its process exited ({status})")),
+    })
+}
+
+/// A lost connection to a process child's node is the process's death
+/// when its exit status follows shortly.
+async fn sharpen(reason: ExitReason, child: Option<&Child>) -> ExitReason {
+    let Some(child) = child else { return reason };
+    if reason != ExitReason::NoConnection {
+        return reason;
+    }
+    let deadline = tokio::time::Instant::now() + STATUS_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(exit) = process_exit(child) {
+            return exit;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    reason
+}
