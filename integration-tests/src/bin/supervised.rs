@@ -1,0 +1,75 @@
+//! The test program for supervised process children: supervises a
+//! `Counter` in a forked child process, SIGKILLs that process once the
+//! counter answered, and prints what it sees, one fact per line:
+//! `PID1`, `BEFORE`, `DOWN <reason> <ms after the kill>`,
+//! `RESTARTED <same id?> <incarnation>`, `AFTER <answer>`, `PID2`, `SHUTDOWN`.
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use parallel::supervision::{ChildSpec, Home, Strategy, Supervisor, SupervisorEvent};
+use parallel::{Node, Password};
+use parallel_integration_tests::{Add, Counter, DEADLINE};
+use tokio::time::timeout;
+
+/// Waits until the child named `name` runs and returns its process id.
+async fn running_pid(sup: &parallel::supervision::SupervisorRef, name: &str) -> Option<u32> {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if let (Some(Home::At(_)), Some(pid)) = (sup.home_of(name), sup.pid_of(name)) {
+            return Some(pid);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[parallel::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let node = Node::builder()
+        .password(Password::new(format!("{}", parallel::NodeId::new())))
+        .start()
+        .await?;
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(3, Duration::from_secs(10))
+        .child(ChildSpec::process("worker", Counter::default))
+        .start(&node);
+    let mut events = sup.events();
+    let id = sup.id_of("worker").ok_or("no child named worker")?;
+    let pid1 = running_pid(&sup, "worker")
+        .await
+        .ok_or("the worker never ran")?;
+    println!("PID1 {pid1}");
+    let worker = sup
+        .child::<Counter>("worker")
+        .ok_or("no child named worker")?
+        .with_timeout(Duration::from_secs(5))
+        .with_retry(1000, Duration::from_millis(10));
+    println!("BEFORE {}", timeout(DEADLINE, worker.ask(Add(1))).await??);
+
+    // SAFETY: a plain syscall on the pid of a process we forked.
+    unsafe {
+        libc::kill(pid1 as i32, libc::SIGKILL);
+    }
+    let killed = Instant::now();
+    let SupervisorEvent::Down { reason, .. } = timeout(DEADLINE, events.recv()).await?? else {
+        return Err("expected a Down event".into());
+    };
+    println!("DOWN {reason:?} {}", killed.elapsed().as_millis());
+    let SupervisorEvent::Restarted {
+        id: again,
+        incarnation,
+        ..
+    } = timeout(DEADLINE, events.recv()).await??
+    else {
+        return Err("expected a Restarted event".into());
+    };
+    println!("RESTARTED {} {incarnation}", again == id);
+    println!("AFTER {}", timeout(DEADLINE, worker.ask(Add(1))).await??);
+    let pid2 = running_pid(&sup, "worker")
+        .await
+        .ok_or("the worker never ran again")?;
+    println!("PID2 {pid2} {}", worker.id() == id);
+    println!("SHUTDOWN {:?}", timeout(DEADLINE, sup.shutdown()).await?);
+    Ok(())
+}

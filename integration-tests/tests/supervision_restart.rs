@@ -1,0 +1,178 @@
+//! Supervised children in other processes: a process child SIGKILLed is
+//! seen `Killed` at once, restarted in a new process under the same
+//! `ActorId`, and a caller with retry continues; a remote child whose node
+//! is SIGKILLed is seen `NoConnection` within the heartbeat timeout and
+//! restarts on another node that allows its type. No process is left behind.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use parallel::actor::ExitReason;
+use parallel::supervision::{
+    ChildSpec, Home, RemotePlacement, Strategy, Supervisor, SupervisorEvent,
+};
+use parallel_integration_tests::*;
+use tokio::time::timeout;
+
+const NODE: &str = env!("CARGO_BIN_EXE_node");
+const SUPERVISED: &str = env!("CARGO_BIN_EXE_supervised");
+
+fn gone(pid: u32) -> bool {
+    // A zombie still has /proc/<pid>; look at its state too.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn value<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key).map(|r| r.split_whitespace().collect()))
+        .unwrap_or_else(|| panic!("no {key} line in:\n{out}"))
+}
+
+#[tokio::test]
+async fn a_killed_process_child_restarts_under_the_same_id_and_the_caller_continues() {
+    let child = tokio::process::Command::new(SUPERVISED)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the supervised test program");
+    let out = timeout(DEADLINE * 2, child.wait_with_output())
+        .await
+        .expect("the program finished in time")
+        .expect("its output");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(value(&stdout, "BEFORE "), ["1"], "{stdout}");
+    let down = value(&stdout, "DOWN ");
+    assert_eq!(down[0], "Killed", "{stdout}");
+    let ms: u64 = down[1].parse().unwrap();
+    assert!(
+        ms < 1500,
+        "Down after {ms} ms, beyond the heartbeat timeout"
+    );
+    assert_eq!(value(&stdout, "RESTARTED "), ["true", "2"], "{stdout}");
+    // A fresh incarnation: its state starts again.
+    assert_eq!(value(&stdout, "AFTER "), ["1"], "{stdout}");
+    let pid1: u32 = value(&stdout, "PID1 ")[0].parse().unwrap();
+    let pid2 = value(&stdout, "PID2 ");
+    assert_eq!(pid2[1], "true", "the reference kept its id: {stdout}");
+    let pid2: u32 = pid2[0].parse().unwrap();
+    assert_ne!(pid1, pid2, "a restart forks a new process");
+    assert_eq!(value(&stdout, "SHUTDOWN "), ["Shutdown"], "{stdout}");
+    let start = Instant::now();
+    while !(gone(pid1) && gone(pid2)) && start.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone(pid1) && gone(pid2),
+        "a child process outlived the test"
+    );
+}
+
+#[actix_rt::test]
+async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
+    let mut a = NodeProcess::start(NODE, &[]).await;
+    let mut b = NodeProcess::start(NODE, &[]).await;
+    let node = parallel::Node::builder()
+        .password(parallel::Password::new(PASSWORD.into()))
+        .heartbeat(Duration::from_millis(250), Duration::from_millis(1500))
+        .start()
+        .await
+        .unwrap();
+    let ra = timeout(DEADLINE, node.join(&a.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+    let rb = timeout(DEADLINE, node.join(&b.join_line))
+        .await
+        .unwrap()
+        .unwrap();
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(3, Duration::from_secs(10))
+        .child(ChildSpec::remote(
+            "counter",
+            Counter::default,
+            RemotePlacement::Any,
+        ))
+        .start(&node);
+    let mut events = sup.events();
+    let id = sup.id_of("counter").unwrap();
+    let home = async {
+        loop {
+            if let Some(Home::At(n)) = sup.home_of("counter") {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let first = timeout(DEADLINE, home).await.expect("the child runs");
+    let counter = sup
+        .child::<Counter>("counter")
+        .unwrap()
+        .with_timeout(Duration::from_secs(5))
+        .with_retry(1000, Duration::from_millis(10));
+    assert_eq!(
+        timeout(DEADLINE, counter.ask(Add(5)))
+            .await
+            .unwrap()
+            .unwrap(),
+        5
+    );
+
+    let (victim, survivor) = if first == ra.id() {
+        (&mut a, rb.id())
+    } else {
+        assert_eq!(first, rb.id());
+        (&mut b, ra.id())
+    };
+    victim.kill9();
+    let killed = Instant::now();
+    let down = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        down,
+        SupervisorEvent::Down {
+            name: "counter".into(),
+            id,
+            reason: ExitReason::NoConnection
+        }
+    );
+    assert!(
+        killed.elapsed() < Duration::from_millis(2500),
+        "detected after {:?}",
+        killed.elapsed()
+    );
+    let restarted = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+    assert!(
+        matches!(restarted, SupervisorEvent::Restarted { id: again, incarnation: 2, .. } if again == id),
+        "{restarted:?}"
+    );
+    // The same reference reaches the new incarnation on the other node.
+    assert_eq!(
+        timeout(DEADLINE, counter.ask(Add(1)))
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    assert_eq!(sup.home_of("counter"), Some(Home::At(survivor)));
+    assert_eq!(counter.id(), id);
+
+    assert_eq!(
+        timeout(DEADLINE, sup.shutdown()).await.unwrap(),
+        ExitReason::Shutdown
+    );
+    let (pa, pb) = (a.pid(), b.pid());
+    let _ = timeout(DEADLINE, a.child.wait()).await;
+    let _ = timeout(DEADLINE, b.child.wait()).await;
+    drop(a.stop_and_read_stderr().await);
+    drop(b.stop_and_read_stderr().await);
+    assert!(gone(pa) && gone(pb), "a node process outlived the test");
+}
