@@ -170,6 +170,15 @@ async fn lifecycle<A: RemoteActor + WireType>(
             }
         }
     };
+    if child.is_some() && remote.is_alive() {
+        // The process is gone: drop its connection now rather than after
+        // the heartbeat timeout, so requests waiting on it fail (and
+        // callers with retry move on to the new incarnation) at once.
+        remote
+            .link()
+            .peer()
+            .close(&format!("its process is gone ({reason})"));
+    }
     if let Some(child) = child {
         // Reaps the process (if it still runs, ends it) and forgets it.
         child.kill().await;
