@@ -13,8 +13,11 @@ use crate::wire::{Buffer, RemoteFailure, WireType, decode_owned, encode, type_ta
 /// An actor type that can be spawned by name. Made by `#[actor(spawn)]`.
 pub struct ActorFactory {
     name: &'static str,
-    spawn: fn(&Registry, usize, Option<ActorId>, &[u8]) -> Result<ActorId, RemoteFailure>,
+    spawn: SpawnFn,
 }
+
+/// Starts an actor from its archived state, under a given id or a fresh one.
+type SpawnFn = fn(&Registry, usize, Option<ActorId>, &[u8]) -> Result<ActorId, RemoteFailure>;
 
 fn spawn_erased<A: RemoteActor + WireType>(
     registry: &Registry,
