@@ -3,7 +3,8 @@
 //! of the framework's protocol (no handshake, no framing, no lanes). They
 //! are the "raw quinn" baselines that benchmarks print next to the
 //! framework's figures, so that both sides of a ratio pay for the same
-//! encryption. Not for real traffic: nothing here authenticates the client.
+//! encryption and the same 4 MiB UDP socket buffers. Not for real traffic:
+//! nothing here authenticates the client.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,16 +19,13 @@ pub fn raw_server(addr: SocketAddr) -> Result<(quinn::Endpoint, [u8; 32]), BindE
     let mut config = server_config(&identity, &TransportConfig::default())?;
     // quinn's own flow-control defaults: measured faster than the node's, so the stricter baseline.
     config.transport_config(Arc::new(quinn::TransportConfig::default()));
-    let endpoint = quinn::Endpoint::server(config, addr)
-        .map_err(|source| BindError::Socket { addr, source })?;
+    let endpoint = endpoint(addr, Some(config))?;
     Ok((endpoint, identity.fingerprint))
 }
 
-/// A raw client endpoint that accepts exactly the certificate `fingerprint`.
+/// A raw client endpoint on loopback that accepts exactly the certificate `fingerprint`.
 pub fn raw_client(fingerprint: [u8; 32]) -> Result<quinn::Endpoint, BindError> {
-    let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut endpoint =
-        quinn::Endpoint::client(addr).map_err(|source| BindError::Socket { addr, source })?;
+    let mut endpoint = endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None)?;
     let mut config = client_config(
         fingerprint,
         Arc::new(Mutex::new(None)),
@@ -36,6 +34,33 @@ pub fn raw_client(fingerprint: [u8; 32]) -> Result<quinn::Endpoint, BindError> {
     config.transport_config(Arc::new(quinn::TransportConfig::default()));
     endpoint.set_default_client_config(config);
     Ok(endpoint)
+}
+
+/// The node's UDP socket buffers (`endpoint.rs`).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A UDP socket bound to `addr` with the node's buffer sizes (the kernel
+/// may cap them, which is fine).
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// An endpoint on `addr` with the node's socket buffers, on the current runtime.
+fn endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, BindError> {
+    let socket = udp_socket(addr).map_err(|source| BindError::Socket { addr, source })?;
+    let runtime = quinn::default_runtime().ok_or_else(|| {
+        BindError::Config("no async runtime: call inside a tokio or actix-rt runtime".to_owned())
+    })?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+        .map_err(|source| BindError::Socket { addr, source })
 }
 
 /// The server name raw clients connect with.

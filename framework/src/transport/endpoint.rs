@@ -13,8 +13,9 @@ use crate::id::NodeId;
 
 use super::config::TransportConfig;
 use super::error::{BindError, ConnectError, DownReason};
+use super::fence::{self, Fences};
 use super::framing::close_code;
-use super::handshake::{self, DUPLICATE, ListenError};
+use super::handshake::{self, DUPLICATE, ListenError, Me};
 use super::join_line::JoinLine;
 use super::lanes::{self, INBOUND_QUEUE};
 use super::password::Password;
@@ -59,6 +60,8 @@ impl Drop for Owner {
 
 struct Inner {
     node: NodeId,
+    incarnation: u64,
+    fences: Arc<Fences>,
     password: Password,
     config: Arc<TransportConfig>,
     endpoint: quinn::Endpoint,
@@ -143,6 +146,8 @@ impl Transport {
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
         let inner = Arc::new(Inner {
             node,
+            incarnation: fence::new_incarnation(),
+            fences: Arc::default(),
             password,
             config: Arc::new(config),
             endpoint: endpoint.clone(),
@@ -170,6 +175,19 @@ impl Transport {
         self.inner.node
     }
 
+    /// This transport's incarnation: fixed when it was bound, sent in the
+    /// handshake. A node that declared this one dead refuses this
+    /// incarnation for good; a restarted process gets a new one.
+    pub fn incarnation(&self) -> u64 {
+        self.inner.incarnation
+    }
+
+    /// Test access to the fences.
+    #[cfg(test)]
+    pub(crate) fn fences(&self) -> &Fences {
+        &self.inner.fences
+    }
+
     /// The line other nodes use to join this one: the bound address (port
     /// resolved) and this process's certificate fingerprint.
     pub fn join_line(&self) -> JoinLine {
@@ -191,6 +209,10 @@ impl Transport {
         }
         if line.fingerprint == inner.join_line.fingerprint {
             return Err(ConnectError::SelfConnect);
+        }
+        if let Some(why) = inner.fences.fenced_by_line(line) {
+            // Dialing again as the same incarnation can only be refused.
+            return Err(ConnectError::Fenced(why));
         }
         let dial_lock = {
             let mut dialing = lock(&inner.dialing);
@@ -297,16 +319,7 @@ impl Inner {
             .await
             .map_err(|e| ConnectError::Io(e.to_string()))?;
         let _ = send.set_priority(i32::MAX);
-        let joined = match handshake::connect(
-            &conn,
-            &mut send,
-            &mut recv,
-            self.node,
-            &self.join_text,
-            &self.password,
-        )
-        .await
-        {
+        let joined = match handshake::connect(&conn, &mut send, &mut recv, &self.me(), line).await {
             Ok(joined) => joined,
             Err(ConnectError::Refused(why)) if why.starts_with(DUPLICATE) => {
                 // The other direction won; wait for it to come up here.
@@ -317,11 +330,11 @@ impl Inner {
         let (tx, rx) = mpsc::channel(self.config.send_queue.max(1));
         let peer = Peer {
             shared: Arc::new(PeerShared::new(
-                joined.node,
-                joined.join_line,
+                joined,
                 conn,
                 true,
                 send,
+                self.fences.clone(),
             )),
             tx,
         };
@@ -349,6 +362,17 @@ impl Inner {
             }
             // Bounded by the caller's handshake timeout.
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Who this node is, for a handshake.
+    fn me(&self) -> Me<'_> {
+        Me {
+            node: self.node,
+            incarnation: self.incarnation,
+            line: &self.join_text,
+            password: &self.password,
+            fences: &self.fences,
         }
     }
 
@@ -445,24 +469,16 @@ async fn accept_handshake(
         .await
         .map_err(|e| ListenError::Lost(e.to_string()))?;
     let _ = send.set_priority(i32::MAX);
-    let verified = handshake::listen(
-        &conn,
-        &mut send,
-        &mut recv,
-        inner.node,
-        &inner.join_text,
-        &inner.password,
-    )
-    .await?;
+    let verified = handshake::listen(&conn, &mut send, &mut recv, &inner.me()).await?;
     let joined = verified.joined;
     let (tx, rx) = mpsc::channel(inner.config.send_queue.max(1));
     let peer = Peer {
         shared: Arc::new(PeerShared::new(
-            joined.node,
-            joined.join_line,
+            joined,
             conn.clone(),
             false,
             send,
+            inner.fences.clone(),
         )),
         tx,
     };
@@ -526,6 +542,7 @@ async fn run_peer(
     tokio::spawn(control::watch(
         shared.clone(),
         control_recv,
+        config.heartbeat_interval,
         config.heartbeat_timeout,
     ));
     let conn_watch = {

@@ -105,6 +105,10 @@ pub enum ConnectError {
         "the listener could not prove it knows the cluster password; it belongs to another cluster or is an impostor — check the join line and PARALLEL_PASSWORD on both nodes"
     )]
     ListenerProof,
+    /// The other node declared this one dead (or this one declared it dead)
+    /// and refuses the old incarnation; the reason says which and what to do.
+    #[error("{0}")]
+    Fenced(String),
     /// The listener refused us for another reason.
     #[error("the listener refused to join: {0}")]
     Refused(String),

@@ -42,6 +42,9 @@ pub(crate) fn down_reason(err: &ConnectionError) -> DownReason {
             let reason = String::from_utf8_lossy(&close.reason).into_owned();
             match u32::try_from(close.error_code.into_inner()) {
                 Ok(close_code::GOODBYE) => DownReason::Goodbye,
+                Ok(close_code::HEARTBEAT) => DownReason::ConnectionLost(format!(
+                    "the peer declared this node dead (it heard nothing from us for too long: {reason}); this process must restart (a new incarnation) to rejoin it"
+                )),
                 Ok(close_code::PROTOCOL) => DownReason::ConnectionLost(format!(
                     "the peer found a protocol error in what we sent: {reason}"
                 )),

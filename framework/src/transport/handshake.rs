@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! connector                                  listener
-//!   Hello { node, join_line, nonce }   ──▶
-//!                                      ◀──   Challenge { node, join_line, nonce }
+//!   Hello { node, join_line, nonce,    ──▶   refuse a fenced (node, incarnation)
+//!           incarnation }
+//!                                      ◀──   Challenge { node, join_line, nonce, incarnation }
+//!   refuse a fenced (node, incarnation)
 //!   Proof { mac(client label) }        ──▶   verify (constant time)
 //!                                      ◀──   Welcome { mac(server label) }  or  Refuse { reason }
 //!   verify the listener's mac
@@ -24,6 +26,7 @@ use crate::wire::{
 
 use super::auth::{self, EXPORTER_LABEL, Role, Transcript};
 use super::error::ConnectError;
+use super::fence::{FENCED, Fences};
 use super::framing::{CONTROL_MAX_FRAME, ReadFrameError, close_code, read_frame, write_msg};
 use super::join_line::JoinLine;
 use super::password::Password;
@@ -42,6 +45,8 @@ pub(crate) struct Joined {
     pub node: NodeId,
     /// Its own join line, if it sent a readable one.
     pub join_line: Option<JoinLine>,
+    /// Its incarnation.
+    pub incarnation: u64,
 }
 
 fn parse_line(node: NodeId, text: &str) -> Option<JoinLine> {
@@ -72,36 +77,68 @@ fn expect<T: WireType>(frame: (FrameHeader, Buffer), kind: FrameKind) -> Result<
     wire::decode_owned::<T>(&payload).map_err(|e| e.to_string())
 }
 
-/// The connecting side. `send` has just been opened by us.
+/// Who we are in a handshake.
+pub(crate) struct Me<'a> {
+    /// Our node id.
+    pub node: NodeId,
+    /// Our incarnation.
+    pub incarnation: u64,
+    /// Our join line, as text.
+    pub line: &'a str,
+    /// The cluster password.
+    pub password: &'a Password,
+    /// Incarnations we declared dead, and nodes that declared us dead.
+    pub fences: &'a Fences,
+}
+
+/// The connecting side. `send` has just been opened by us; `line` is the
+/// join line we dialed.
 pub(crate) async fn connect(
     conn: &Connection,
     send: &mut SendStream,
     recv: &mut RecvStream,
-    me: NodeId,
-    my_line: &str,
-    password: &Password,
+    me: &Me<'_>,
+    line: &JoinLine,
 ) -> Result<Joined, ConnectError> {
+    let fenced_us = |e: ConnectError| {
+        if let ConnectError::Fenced(why) = &e {
+            me.fences
+                .fenced_by(Some(line), conn.remote_address(), why.clone());
+        }
+        e
+    };
+    let (password, my_line) = (me.password, me.line);
+    let me_node = me.node;
     let io = ConnectError::Io;
     let hello_nonce = auth::nonce().map_err(|_| io("no secure random numbers".to_owned()))?;
     let hello = Hello {
-        node: me,
+        node: me_node,
         join_line: my_line.to_owned(),
         nonce: hello_nonce,
+        incarnation: me.incarnation,
     };
     write_msg(send, FrameKind::Hello, &hello)
         .await
         .map_err(io)?;
 
-    let challenge: Challenge =
-        expect(answer(conn, recv).await?, FrameKind::Challenge).map_err(ConnectError::Protocol)?;
-    if challenge.node == me {
+    let challenge: Challenge = expect(
+        answer(conn, recv).await.map_err(fenced_us)?,
+        FrameKind::Challenge,
+    )
+    .map_err(ConnectError::Protocol)?;
+    if challenge.node == me_node {
         conn.close(close_code::REFUSED.into(), b"connected to itself");
         return Err(ConnectError::SelfConnect);
+    }
+    if let Some(why) = me.fences.check(challenge.node, challenge.incarnation) {
+        tracing::warn!(peer = %challenge.node, incarnation = challenge.incarnation, "not joining a node we declared dead");
+        conn.close(close_code::REFUSED.into(), why.as_bytes());
+        return Err(ConnectError::Fenced(why));
     }
     let transcript = Transcript {
         hello_nonce,
         challenge_nonce: challenge.nonce,
-        connector: me,
+        connector: me_node,
         listener: challenge.node,
         exporter: exporter(conn).map_err(io)?,
     };
@@ -112,8 +149,11 @@ pub(crate) async fn connect(
         .await
         .map_err(io)?;
 
-    let welcome: Welcome =
-        expect(answer(conn, recv).await?, FrameKind::Welcome).map_err(ConnectError::Protocol)?;
+    let welcome: Welcome = expect(
+        answer(conn, recv).await.map_err(fenced_us)?,
+        FrameKind::Welcome,
+    )
+    .map_err(ConnectError::Protocol)?;
     if !auth::verify(password.as_bytes(), Role::Server, &transcript, &welcome.mac) {
         conn.close(
             close_code::REFUSED.into(),
@@ -124,6 +164,7 @@ pub(crate) async fn connect(
     Ok(Joined {
         node: challenge.node,
         join_line: parse_line(challenge.node, &challenge.join_line),
+        incarnation: challenge.incarnation,
     })
 }
 
@@ -158,6 +199,8 @@ async fn answer(
     conn.close(close_code::REFUSED.into(), b"refused");
     Err(if reason.starts_with(WRONG_PASSWORD) {
         ConnectError::WrongPassword(reason)
+    } else if reason.starts_with(FENCED) {
+        ConnectError::Fenced(reason)
     } else if reason.contains("wire version") || reason.contains("archive format") {
         ConnectError::VersionMismatch(reason)
     } else {
@@ -189,10 +232,12 @@ pub(crate) async fn listen(
     conn: &Connection,
     send: &mut SendStream,
     recv: &mut RecvStream,
-    me: NodeId,
-    my_line: &str,
-    password: &Password,
+    me: &Me<'_>,
 ) -> Result<Verified, ListenError> {
+    let (password, my_line) = (me.password, me.line);
+    let fences = me.fences;
+    let me_incarnation = me.incarnation;
+    let me = me.node;
     let hello: Hello = match request(recv).await? {
         Ok(frame) => match expect(frame, FrameKind::Hello) {
             Ok(hello) => hello,
@@ -203,12 +248,17 @@ pub(crate) async fn listen(
     if hello.node == me {
         return Err(refuse(conn, send, "a node cannot join itself".to_owned()).await);
     }
+    if let Some(why) = fences.check(hello.node, hello.incarnation) {
+        tracing::warn!(peer = %hello.node, incarnation = hello.incarnation, addr = %conn.remote_address(), "join refused: that incarnation was declared dead");
+        return Err(refuse(conn, send, why).await);
+    }
     let challenge_nonce =
         auth::nonce().map_err(|_| ListenError::Lost("no secure random numbers".to_owned()))?;
     let challenge = Challenge {
         node: me,
         join_line: my_line.to_owned(),
         nonce: challenge_nonce,
+        incarnation: me_incarnation,
     };
     write_msg(send, FrameKind::Challenge, &challenge)
         .await
@@ -243,6 +293,7 @@ pub(crate) async fn listen(
         joined: Joined {
             node: hello.node,
             join_line: parse_line(hello.node, &hello.join_line),
+            incarnation: hello.incarnation,
         },
         welcome,
     })

@@ -516,6 +516,10 @@ async fn in_order(
             }
             Event::Small(Err(e)) => Err(read_error(e)),
         };
+        if matches!(shared.down_reason(), Some(DownReason::HeartbeatTimeout(_))) {
+            // Declared dead (and fenced): nothing more from it goes up.
+            return;
+        }
         // Frames that were complete before an error still go up.
         for frame in ready.drain(..) {
             match inbound.try_send(frame) {

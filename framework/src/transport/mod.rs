@@ -18,6 +18,17 @@
 //!
 //! - **control**: the handshake, then heartbeats both ways and `Goodbye`.
 //!   Silence for `heartbeat_timeout` takes the peer down.
+//!
+//! # Incarnations and fencing
+//!
+//! Each transport has an incarnation number, fixed when it binds
+//! ([`Transport::incarnation`]) and exchanged in the handshake. A peer
+//! declared dead by heartbeat timeout is *fenced*: its connection is closed
+//! (nothing it sends afterwards is delivered) and the same (node id,
+//! incarnation) is refused if it tries to join again — a stopped process
+//! that resumes must restart to rejoin. A process that finds its own timers
+//! fired late (it was stopped or starved) does not fence its peers for the
+//! silence it caused itself: it gives them one more timeout.
 //! - **small**: one long-lived unidirectional stream per direction; the
 //!   writer gathers queued frames into large writes.
 //! - **bulk**: one unidirectional stream per payload of at least
@@ -33,6 +44,7 @@ mod config;
 mod control;
 mod endpoint;
 mod error;
+mod fence;
 mod framing;
 mod handshake;
 mod join_line;

@@ -11,6 +11,7 @@ use crate::id::NodeId;
 use crate::wire::{Buffer, FrameHeader};
 
 use super::error::{DownReason, PeerGone, TryReserveError};
+use super::fence::{FENCED, Fences};
 use super::framing::close_code;
 use super::join_line::JoinLine;
 
@@ -49,6 +50,8 @@ pub(crate) enum Outgoing {
 #[derive(Debug)]
 pub(crate) struct PeerShared {
     pub node: NodeId,
+    /// The peer's incarnation, from the handshake.
+    pub incarnation: u64,
     pub join_line: Option<JoinLine>,
     pub remote_addr: SocketAddr,
     pub conn: quinn::Connection,
@@ -59,25 +62,29 @@ pub(crate) struct PeerShared {
     pub control: Mutex<quinn::SendStream>,
     /// Test hook: heartbeats stop while set.
     pub heartbeats_paused: AtomicBool,
+    /// The transport's fences, where a heartbeat timeout records this peer.
+    pub fences: Arc<Fences>,
 }
 
 impl PeerShared {
     pub fn new(
-        node: NodeId,
-        join_line: Option<JoinLine>,
+        joined: super::handshake::Joined,
         conn: quinn::Connection,
         initiated_by_us: bool,
         control: quinn::SendStream,
+        fences: Arc<Fences>,
     ) -> Self {
         Self {
-            node,
-            join_line,
+            node: joined.node,
+            incarnation: joined.incarnation,
+            join_line: joined.join_line,
             remote_addr: conn.remote_address(),
             conn,
             initiated_by_us,
             down: watch::Sender::new(None),
             control: Mutex::new(control),
             heartbeats_paused: AtomicBool::new(false),
+            fences,
         }
     }
 
@@ -96,6 +103,9 @@ impl PeerShared {
             DownReason::ProtocolError(_) => close_code::PROTOCOL,
             DownReason::ConnectionLost(_) | DownReason::Closed(_) => close_code::CLOSED,
         });
+        if self.down.borrow().is_none() {
+            self.note_fenced_by_peer();
+        }
         let text = reason.to_string();
         let changed = self.down.send_if_modified(|slot| {
             if slot.is_none() {
@@ -110,6 +120,26 @@ impl PeerShared {
                 .close(quinn::VarInt::from_u32(code), text.as_bytes());
         }
         changed
+    }
+
+    /// If the peer closed the connection because it declared this node
+    /// dead, remembers that (before anyone sees the peer down), so this
+    /// incarnation never dials it again.
+    fn note_fenced_by_peer(&self) {
+        let Some(quinn::ConnectionError::ApplicationClosed(close)) = self.conn.close_reason()
+        else {
+            return;
+        };
+        if close.error_code != quinn::VarInt::from_u32(close_code::HEARTBEAT) {
+            return;
+        }
+        let why = format!(
+            "{FENCED}: node {} declared this node dead after hearing nothing from it for too long; restart this process (a new incarnation) to rejoin",
+            self.node
+        );
+        tracing::warn!(peer = %self.node, "{why}");
+        self.fences
+            .fenced_by(self.join_line.as_ref(), self.remote_addr, why);
     }
 
     /// Why the peer is down, if it is.
@@ -146,6 +176,13 @@ impl Peer {
     /// The peer's node id (proved in the handshake).
     pub fn node(&self) -> NodeId {
         self.shared.node
+    }
+
+    /// The peer's incarnation, from the handshake: fixed when its process
+    /// bound its transport. Once this node declares the peer dead, that
+    /// incarnation may never connect again.
+    pub fn incarnation(&self) -> u64 {
+        self.shared.incarnation
     }
 
     /// The peer's own join line, from the handshake; `None` if it sent none.

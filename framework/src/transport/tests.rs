@@ -367,6 +367,7 @@ async fn other_wire_version_is_refused_with_the_reason() {
         node: NodeId::new(),
         join_line: String::new(),
         nonce: [0; 32],
+        incarnation: 1,
     };
     let payload = crate::wire::encode(&hello).expect("encode");
     let mut header = FrameHeader::new(FrameKind::Hello);
@@ -475,4 +476,101 @@ async fn million_small_frames_stay_bounded() {
         N as f64 / secs,
         rss_bytes() >> 20
     );
+}
+
+#[tokio::test]
+async fn a_peer_declared_dead_is_fenced_until_it_restarts() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    assert_ne!(a.incarnation(), b.incarnation());
+    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    let (peer, _inbound) = up(&mut a_events).await;
+    assert_eq!(peer.incarnation(), b.incarnation());
+    assert_eq!(to_a.incarnation(), a.incarnation());
+    to_a.pause_heartbeats(true);
+    assert!(matches!(
+        t(peer.closed()).await,
+        DownReason::HeartbeatTimeout(_)
+    ));
+    // B hears that A declared it dead, and will not dial A again.
+    let seen_by_b = t(to_a.closed()).await;
+    assert!(
+        seen_by_b.to_string().contains("declared this node dead"),
+        "{seen_by_b}"
+    );
+    let err = t(b.connect(&a.join_line())).await.expect_err("fenced");
+    assert!(matches!(err, ConnectError::Fenced(_)), "{err:?}");
+    assert!(err.to_string().contains("restart this process"), "{err}");
+
+    // Were B to dial anyway, A refuses the old incarnation with the reason.
+    b.fences().forget_fenced_by();
+    let err = t(b.connect(&a.join_line())).await.expect_err("refused");
+    let text = err.to_string();
+    assert!(matches!(err, ConnectError::Fenced(_)), "{err:?}");
+    assert!(
+        text.contains("declared dead after") && text.contains("restart it"),
+        "{text}"
+    );
+    // And A does not dial the old incarnation either.
+    let err = t(a.connect(&b.join_line())).await.expect_err("fenced");
+    assert!(matches!(err, ConnectError::Fenced(_)), "{err:?}");
+
+    // A new incarnation of B (a restarted process) joins.
+    let (b2, _b2_events) = node("pw").await;
+    let to_a = t(b2.connect(&a.join_line()))
+        .await
+        .expect("a new incarnation joins");
+    assert!(to_a.is_alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_do_not_queue_behind_bulk_data() {
+    let tight = TransportConfig {
+        heartbeat_interval: Duration::from_millis(100),
+        heartbeat_timeout: Duration::from_millis(500),
+        ..TransportConfig::default()
+    };
+    let bind =
+        |cfg: TransportConfig| Transport::bind(NodeId::new(), Password::new("pw".into()), cfg);
+    let (a, mut a_events) = t(bind(tight.clone())).await.expect("bind");
+    let (b, _b_events) = t(bind(tight)).await.expect("bind");
+    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    let (from_b, mut inbound) = up(&mut a_events).await;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = received.clone();
+    let drain = tokio::spawn(async move {
+        while inbound.recv().await.is_some() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let tensor = aligned_copy(&vec![7u8; 64 << 20]);
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        let header = FrameHeader::new(FrameKind::Tell);
+        t(to_a.send(header, tensor.clone()))
+            .await
+            .expect("peer alive");
+        sent += 1;
+    }
+    // The tensors still in flight keep the connection busy a while longer.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        to_a.is_alive(),
+        "false down: {:?}",
+        to_a.shared.down_reason()
+    );
+    assert!(
+        from_b.is_alive(),
+        "false down: {:?}",
+        from_b.shared.down_reason()
+    );
+    let arrived = received.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent >= 2,
+        "sent only {sent} tensors in 2 s ({arrived} arrived)"
+    );
+    drop(b);
+    drop(to_a);
+    t(drain).await.expect("drain task");
 }

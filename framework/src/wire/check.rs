@@ -43,6 +43,7 @@ mod tests {
                 node: NodeId::new(),
                 join_line: text,
                 nonce: [3; 32],
+                incarnation: 9,
             })
             .unwrap(),
             1 => encode(&RemoteFailure {

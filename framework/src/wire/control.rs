@@ -13,6 +13,10 @@ pub struct Hello {
     pub join_line: String,
     /// Random nonce of the connecting node.
     pub nonce: [u8; 32],
+    /// The connecting node's incarnation: a number fixed when its process
+    /// started, so a node that was declared dead can be told apart from the
+    /// same node id restarted.
+    pub incarnation: u64,
 }
 
 /// The listener's answer to [`Hello`]: its id and a fresh random nonce.
@@ -24,6 +28,8 @@ pub struct Challenge {
     pub join_line: String,
     /// Random nonce the connecting node must sign.
     pub nonce: [u8; 32],
+    /// The listener's incarnation (see [`Hello::incarnation`]).
+    pub incarnation: u64,
 }
 
 /// The connecting node's proof that it knows the cluster password.
@@ -68,6 +74,7 @@ mod tests {
             node: NodeId::new(),
             join_line: "x".into(),
             nonce: [7; 32],
+            incarnation: 42,
         };
         assert_eq!(decode_owned::<Hello>(&encode(&h).unwrap()).unwrap(), h);
         let f = RemoteFailure {
