@@ -3,6 +3,9 @@
 //!
 //! (The processes issue brings `parallel::fork()`, which does this for any
 //! program; these helpers are what the first examples need.)
+//!
+//! [`raw`] holds the "raw quinn" baselines the benchmarks share, [`bulk`]
+//! their bulk payload, [`report`] their report.
 
 use std::error::Error;
 use std::process::Stdio;
@@ -11,6 +14,10 @@ use std::time::Duration;
 use parallel::{JoinLine, Node};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+pub mod bulk;
+pub mod raw;
+pub mod report;
 
 /// Environment variable that tells a started copy which role it plays.
 pub const ROLE_ENV: &str = "PARALLEL_EXAMPLE_ROLE";

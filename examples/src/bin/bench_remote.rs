@@ -7,10 +7,11 @@
 //! The program starts a second process of itself on loopback (role in
 //! `BENCH_REMOTE_ROLE`, password in `PARALLEL_PASSWORD`, never on the command
 //! line). That process runs a para||el node that lets the first spawn a `Sink`
-//! actor there, and a raw quinn server (quinn 0.11, rustls 0.23 with ring,
-//! TLS 1.3, a fresh self-signed rcgen certificate that the client pins). It
-//! prints `RAW <addr> <cert der hex>` and `READY <join line>`, and exits when
-//! its standard input closes, so it never outlives the first process.
+//! actor there, and a raw quinn server (`parallel_examples::raw`: the node's
+//! TLS 1.3 set-up with ring, a fresh self-signed certificate that the client
+//! pins by its SHA-256). It prints `RAW <addr> <fingerprint hex>` and
+//! `READY <join line>`, and exits when its standard input closes, so it never
+//! outlives the first process.
 //!
 //! | bench                   | framework                                   | baseline                                          |
 //! |-------------------------|---------------------------------------------|---------------------------------------------------|
@@ -28,45 +29,34 @@
 //! flattering it.
 
 use std::error::Error;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::{Actor as _, Handler};
 use parallel::{Actor, ActorRef, JoinLine, Message, Node, Password, Received, Tensor};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use parallel_examples::bulk::{
+    BULK_BYTES, BULK_MIB, bulk_expected, bulk_values, sum_f32, sum_f32_le,
+};
+use parallel_examples::raw::{self, BoxError, RawAddr};
+use parallel_examples::report::{self, Goal, Names, Row, Widths, median};
 use rkyv::{Archive, Deserialize, Serialize};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-type BoxError = Box<dyn Error + Send + Sync>;
 
 const ROLE_ENV: &str = "BENCH_REMOTE_ROLE";
 const PASSWORD_ENV: &str = "PARALLEL_PASSWORD";
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 const PING_WARMUP: usize = 2_000;
 const PING_N: usize = 20_000;
-const PING_LEN: usize = 16;
 const TELL_WARMUP: u64 = 50_000;
 const TELL_N: u64 = 1_000_000;
 const PAYLOAD: usize = 100;
 const COALESCE: usize = 64 << 10;
-const BULK_MIB: usize = 64;
-const BULK_BYTES: usize = BULK_MIB << 20;
 const BULK_WARMUP: usize = 1;
 const BULK_REPS: usize = 5;
 /// Rounds of each throughput pair, run alternately; the median counts.
 const ROUNDS: usize = 3;
 const LOCAL_N: u64 = 1_000_000;
-/// The node's UDP socket buffers (framework/src/transport/endpoint.rs).
-const SOCKET_BUFFER: usize = 4 << 20;
 
 const MODE_PING: u8 = b'P';
 const MODE_FRAMES: u8 = b'T';
@@ -160,36 +150,6 @@ impl Handler<Count> for PlainSink {
     }
 }
 
-/// Sum with eight lanes (vectorizes); the same work on both sides of the bulk pair.
-fn sum_f32(xs: &[f32]) -> f64 {
-    let mut lanes = [0f32; 8];
-    let mut chunks = xs.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, x) in lanes.iter_mut().zip(c) {
-            *l += x;
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
-    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + tail
-}
-
-/// `sum_f32` over little-endian bytes as they come off a raw stream.
-fn sum_f32_le(bytes: &[u8]) -> f64 {
-    let mut lanes = [0f32; 8];
-    let mut chunks = bytes.chunks_exact(32);
-    for c in &mut chunks {
-        for (l, x) in lanes.iter_mut().zip(c.chunks_exact(4)) {
-            *l += f32::from_le_bytes([x[0], x[1], x[2], x[3]]);
-        }
-    }
-    let tail: f64 = chunks
-        .remainder()
-        .chunks_exact(4)
-        .map(|x| f64::from(f32::from_le_bytes([x[0], x[1], x[2], x[3]])))
-        .sum();
-    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + tail
-}
-
 // ---------------------------------------------------------------- main
 
 #[parallel::main]
@@ -207,24 +167,14 @@ async fn run_parent(json: bool) -> Result<(), BoxError> {
         "bench_remote: nproc {nproc}, two processes on loopback; machines here are noisy: \
          compare the ratios to the same-run baselines, not the absolute numbers"
     );
-    if json {
-        eprintln!("{header}");
-    } else {
-        println!("{header}");
-    }
+    report::header(json, &header);
 
     let password = format!("{}{}", parallel::NodeId::new(), parallel::NodeId::new());
     let mut server = Server::start(&password).await?;
     let result = run_benches(&password, &server).await;
-    server.stop().await;
+    raw::stop(&mut server.child).await;
     let rows = result?;
-    for row in &rows {
-        if json {
-            println!("{}", row.json());
-        } else {
-            println!("{}", row.text());
-        }
-    }
+    report::print(&rows, json, WIDTHS);
     Ok(())
 }
 
@@ -235,7 +185,7 @@ async fn run_benches(password: &str, server: &Server) -> Result<Vec<Row>, BoxErr
         .await?;
     let remote = node.join(&server.join_line).await?;
     let sink: ActorRef<Sink> = remote.spawn(Sink::default()).await?;
-    let raw = raw_connect(server.raw_addr, server.raw_cert.clone()).await?;
+    let raw = server.raw.connect().await?;
 
     let mut rows = Vec::new();
 
@@ -302,8 +252,6 @@ async fn run_benches(password: &str, server: &Server) -> Result<Vec<Row>, BoxErr
 
 // ---------------------------------------------------------------- report
 
-/// Bench name, table label, unit, baseline name.
-type Names = [&'static str; 4];
 const ASK_P50: Names = [
     "ask_rtt_p50_us",
     "remote ask p50",
@@ -335,79 +283,13 @@ const LOCAL: Names = [
     "actix do_send",
 ];
 
-/// The ratio (value / baseline) a bench aims for.
-enum Goal {
-    AtMost(f64),
-    AtLeast(f64),
-}
-
-struct Row {
-    names: Names,
-    goal: Goal,
-    value: f64,
-    baseline_value: f64,
-}
-
-impl Row {
-    fn new(names: Names, goal: Goal, value: f64, baseline_value: f64) -> Self {
-        Self {
-            names,
-            goal,
-            value,
-            baseline_value,
-        }
-    }
-
-    fn ratio(&self) -> f64 {
-        self.value / self.baseline_value
-    }
-
-    fn text(&self) -> String {
-        let [_, label, unit, baseline] = self.names;
-        let unit = if unit == "us" { "µs" } else { unit };
-        let ratio = self.ratio();
-        let (op, target, met) = match self.goal {
-            Goal::AtMost(t) => ("<=", t, ratio <= t),
-            Goal::AtLeast(t) => (">=", t, ratio >= t),
-        };
-        let (value, base) = (figure(self.value), figure(self.baseline_value));
-        let missed = if met { "" } else { ", missed" };
-        format!(
-            "{label:<22} {value:>12} {unit:<6} {baseline:<20} {base:>12} {unit:<6} \
-             ratio {ratio:>5.2} (target {op} {target:.2}{missed})"
-        )
-    }
-
-    fn json(&self) -> String {
-        let [bench, _, unit, baseline] = self.names;
-        let (value, base) = (json_number(self.value), json_number(self.baseline_value));
-        let ratio = json_number(self.ratio());
-        format!(
-            "{{\"bench\":\"{bench}\",\"value\":{value},\"unit\":\"{unit}\",\
-             \"baseline\":\"{baseline}\",\"baseline_value\":{base},\"ratio\":{ratio}}}"
-        )
-    }
-}
-
-/// A figure with a sensible number of digits.
-fn figure(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-/// JSON has no NaN or infinity.
-fn json_number(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.4}", v)
-    } else {
-        "null".to_owned()
-    }
-}
+/// The table's column widths.
+const WIDTHS: Widths = Widths {
+    label: 22,
+    figure: 12,
+    unit: 6,
+    ratio: 5,
+};
 
 struct Latency {
     p50: f64,
@@ -422,12 +304,6 @@ fn latency(mut ns: Vec<u64>) -> Latency {
         p50: at(50),
         p99: at(99),
     }
-}
-
-/// The median of a few measurements.
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 // ---------------------------------------------------------------- framework benches
@@ -465,15 +341,6 @@ async fn tell(sink: &ActorRef<Sink>, n: u64) -> Result<f64, BoxError> {
         .into());
     }
     Ok(n as f64 / secs)
-}
-
-fn bulk_values() -> Vec<f32> {
-    // Small integers: every partial sum is exact, so the total checks the transfer.
-    (0..BULK_BYTES / 4).map(|i| (i % 4) as f32).collect()
-}
-
-fn bulk_expected() -> f64 {
-    (BULK_BYTES / 4 / 4 * (1 + 2 + 3)) as f64
 }
 
 /// One ask carrying the tensor (cloned before the clock starts); returns GB/s.
@@ -526,17 +393,8 @@ async fn actix_do_send() -> Result<f64, BoxError> {
 async fn raw_ping(conn: &quinn::Connection) -> Result<Latency, BoxError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&[MODE_PING]).await?;
-    let out = [7u8; PING_LEN];
-    let mut back = [0u8; PING_LEN];
-    let mut ns = Vec::with_capacity(PING_N);
-    for i in 0..PING_WARMUP + PING_N {
-        let start = Instant::now();
-        send.write_all(&out).await?;
-        recv.read_exact(&mut back).await?;
-        if i >= PING_WARMUP {
-            ns.push(start.elapsed().as_nanos() as u64);
-        }
-    }
+    raw::pings(&mut send, &mut recv, PING_WARMUP).await?;
+    let ns = raw::pings(&mut send, &mut recv, PING_N).await?;
     send.finish()?;
     Ok(latency(ns))
 }
@@ -589,117 +447,6 @@ async fn raw_bulk(conn: &quinn::Connection, bytes: &[u8]) -> Result<f64, BoxErro
     Ok(bytes.len() as f64 / secs / 1e9)
 }
 
-// ---------------------------------------------------------------- raw quinn set-up
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
-}
-
-fn raw_endpoint(server: Option<quinn::ServerConfig>) -> Result<quinn::Endpoint, BoxError> {
-    let runtime = quinn::default_runtime().ok_or("no async runtime for quinn")?;
-    let socket = udp_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    Ok(quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        runtime,
-    )?)
-}
-
-/// A raw quinn server with a fresh self-signed certificate; returns it and the certificate.
-fn raw_server() -> Result<(quinn::Endpoint, Vec<u8>), BoxError> {
-    let certified = rcgen::generate_simple_self_signed(vec!["bench".to_owned()])?;
-    let cert = certified.cert.der().clone();
-    let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
-    let tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))?;
-    let server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    Ok((raw_endpoint(Some(server))?, cert.to_vec()))
-}
-
-/// Accepts exactly one certificate (by its DER bytes).
-#[derive(Debug)]
-struct OneCert {
-    der: Vec<u8>,
-    schemes: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for OneCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.der.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.supported_schemes()
-    }
-}
-
-async fn raw_connect(addr: SocketAddr, cert: Vec<u8>) -> Result<quinn::Connection, BoxError> {
-    let provider = provider();
-    let verifier = OneCert {
-        der: cert,
-        schemes: provider.signature_verification_algorithms,
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    let client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    let endpoint = raw_endpoint(None)?;
-    let conn = endpoint.connect_with(client, addr, "bench")?;
-    Ok(tokio::time::timeout(READY_TIMEOUT, conn)
-        .await
-        .map_err(|_| "raw quinn connect timed out")??)
-}
-
 /// Serves every raw connection: one task per stream, by its first byte.
 async fn raw_serve(endpoint: quinn::Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
@@ -723,16 +470,7 @@ async fn raw_stream(
     let mut mode = [0u8; 1];
     recv.read_exact(&mut mode).await?;
     match mode[0] {
-        MODE_PING => {
-            let mut buf = [0u8; PING_LEN];
-            loop {
-                match recv.read_exact(&mut buf).await {
-                    Ok(()) => send.write_all(&buf).await?,
-                    Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
+        MODE_PING => return raw::echo(send, recv).await,
         MODE_FRAMES => {
             let mut n = [0u8; 8];
             recv.read_exact(&mut n).await?;
@@ -804,8 +542,7 @@ async fn serve() -> Result<(), BoxError> {
         .allow::<Sink>()
         .start()
         .await?;
-    let (endpoint, cert) = raw_server()?;
-    println!("RAW {} {}", endpoint.local_addr()?, hex(&cert));
+    let endpoint = raw::start_server()?;
     println!("READY {}", node.join_line());
     tokio::spawn(raw_serve(endpoint.clone()));
     let accepting = node.clone();
@@ -815,9 +552,7 @@ async fn serve() -> Result<(), BoxError> {
         }
     });
     // Serve until the first process closes our standard input (or dies).
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 64];
-    while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+    raw::until_stdin_closes().await;
     endpoint.close(0u32.into(), b"bye");
     node.shutdown().await;
     Ok(())
@@ -827,8 +562,7 @@ async fn serve() -> Result<(), BoxError> {
 struct Server {
     child: Child,
     join_line: JoinLine,
-    raw_addr: SocketAddr,
-    raw_cert: Vec<u8>,
+    raw: RawAddr,
 }
 
 impl Server {
@@ -852,9 +586,8 @@ impl Server {
                     .next_line()
                     .await?
                     .ok_or("the server process exited before it was ready")?;
-                if let Some(rest) = line.strip_prefix("RAW ") {
-                    let (addr, cert) = rest.split_once(' ').ok_or("malformed RAW line")?;
-                    raw = Some((addr.parse::<SocketAddr>()?, unhex(cert)?));
+                if let Some(parsed) = RawAddr::parse(&line) {
+                    raw = Some(parsed?);
                 } else if let Some(rest) = line.strip_prefix("READY ") {
                     ready = Some(rest.parse::<JoinLine>()?);
                 } else {
@@ -863,44 +596,14 @@ impl Server {
             }
             Ok::<_, BoxError>((raw, ready))
         };
-        let (raw, ready) = tokio::time::timeout(READY_TIMEOUT, read)
+        let (raw, ready) = tokio::time::timeout(raw::TIMEOUT, read)
             .await
             .map_err(|_| "the server process did not print RAW and READY within 10 s")??;
-        let ((raw_addr, raw_cert), join_line) =
-            (raw.ok_or("no RAW line")?, ready.ok_or("no READY line")?);
+        let (raw, join_line) = (raw.ok_or("no RAW line")?, ready.ok_or("no READY line")?);
         Ok(Server {
             child,
             join_line,
-            raw_addr,
-            raw_cert,
+            raw,
         })
     }
-
-    /// Closes its standard input and waits for it to exit; kills it after 10 s.
-    async fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.start_kill();
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Result<Vec<u8>, BoxError> {
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let pair = std::str::from_utf8(pair)
-                .ok()
-                .filter(|p| p.len() == 2)
-                .ok_or("bad hex")?;
-            Ok(u8::from_str_radix(pair, 16)?)
-        })
-        .collect()
 }

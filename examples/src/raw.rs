@@ -1,0 +1,159 @@
+//! The "raw quinn" baselines the benchmarks share: a plain quinn server in a
+//! second process of the benchmark, and a client in the first, with the
+//! node's TLS set-up and UDP socket buffers
+//! ([`parallel::transport::baseline`]) and none of its protocol.
+//!
+//! The server process prints `RAW <addr> <fingerprint hex>` (the SHA-256 of
+//! its fresh certificate, which the client pins) and serves until its
+//! standard input closes, so it never outlives the benchmark.
+
+use std::error::Error;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use parallel::transport::baseline::{SERVER_NAME, raw_client, raw_server};
+use tokio::io::AsyncReadExt;
+
+/// The error type of the benchmarks.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Bytes of one ping (and of its echo).
+pub const PING_LEN: usize = 16;
+/// How long a connect, or a process printing its first lines or exiting, may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a raw server listens and the certificate it shows: what its
+/// `RAW` line carries.
+#[derive(Clone, Copy, Debug)]
+pub struct RawAddr {
+    /// The server's UDP address.
+    pub addr: SocketAddr,
+    /// SHA-256 of the server's certificate.
+    pub fingerprint: [u8; 32],
+}
+
+impl RawAddr {
+    /// Parses a `RAW <addr> <fingerprint hex>` line; `None` when `line` is
+    /// not a `RAW` line at all.
+    pub fn parse(line: &str) -> Option<Result<RawAddr, BoxError>> {
+        let rest = line.strip_prefix("RAW ")?;
+        Some((|| {
+            let (addr, fingerprint) = rest.split_once(' ').ok_or("malformed RAW line")?;
+            Ok(RawAddr {
+                addr: addr.parse()?,
+                fingerprint: unhex32(fingerprint)?,
+            })
+        })())
+    }
+
+    /// A raw client connection to the server, within [`TIMEOUT`].
+    pub async fn connect(&self) -> Result<quinn::Connection, BoxError> {
+        let endpoint = raw_client(self.fingerprint)?;
+        let conn = endpoint.connect(self.addr, SERVER_NAME)?;
+        Ok(tokio::time::timeout(TIMEOUT, conn)
+            .await
+            .map_err(|_| "raw quinn connect timed out")??)
+    }
+}
+
+impl fmt::Display for RawAddr {
+    /// The `RAW` line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RAW {} {}", self.addr, hex(&self.fingerprint))
+    }
+}
+
+/// Binds a raw server on loopback and prints its `RAW` line for the parent.
+pub fn start_server() -> Result<quinn::Endpoint, BoxError> {
+    let (endpoint, fingerprint) = raw_server(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    let addr = endpoint.local_addr()?;
+    println!("{}", RawAddr { addr, fingerprint });
+    Ok(endpoint)
+}
+
+/// The server side of a ping stream: echoes every [`PING_LEN`] bytes until
+/// the client finishes the stream.
+pub async fn echo(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), BoxError> {
+    let mut buf = [0u8; PING_LEN];
+    loop {
+        match recv.read_exact(&mut buf).await {
+            Ok(()) => send.write_all(&buf).await?,
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Nanoseconds of `n` sequential [`PING_LEN`]-byte echoes on one raw stream.
+pub async fn pings(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    n: usize,
+) -> Result<Vec<u64>, BoxError> {
+    let out = [7u8; PING_LEN];
+    let mut back = [0u8; PING_LEN];
+    let mut ns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        send.write_all(&out).await?;
+        recv.read_exact(&mut back).await?;
+        ns.push(start.elapsed().as_nanos() as u64);
+    }
+    Ok(ns)
+}
+
+/// The server process: returns once the benchmark closes our standard
+/// input (or dies).
+pub async fn until_stdin_closes() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+}
+
+/// The benchmark's side: closes the server process's standard input and
+/// waits for it to exit; kills it after [`TIMEOUT`].
+pub async fn stop(child: &mut tokio::process::Child) {
+    drop(child.stdin.take());
+    if tokio::time::timeout(TIMEOUT, child.wait()).await.is_err() {
+        let _ = child.start_kill();
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 32 bytes that `s` spells in hex.
+pub fn unhex32(s: &str) -> Result<[u8; 32], BoxError> {
+    if s.len() != 64 || !s.is_ascii() {
+        return Err("bad fingerprint: 64 hex digits expected".into());
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair)?, 16)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_line_round_trips() {
+        let line = RawAddr {
+            addr: "127.0.0.1:4433".parse().unwrap(),
+            fingerprint: std::array::from_fn(|i| i as u8 * 7),
+        }
+        .to_string();
+        let back = RawAddr::parse(&line).unwrap().unwrap();
+        assert_eq!(back.to_string(), line);
+        assert!(RawAddr::parse("READY x").is_none());
+        assert!(RawAddr::parse("RAW 127.0.0.1:1 abc").unwrap().is_err());
+    }
+}
