@@ -2,13 +2,16 @@
 //! environment, allows `Counter`, `SlowSink` and `Relayer` to be spawned (not
 //! `Forbidden`), prints `READY <join line>` and serves until its stdin closes.
 //!
-//! Options: `--heartbeat-ms INTERVAL,TIMEOUT`.
+//! Options: `--heartbeat-ms INTERVAL,TIMEOUT`; `--rejoin`: every line read
+//! on stdin is a join line to join, and the node prints `REJOINED <node id>`
+//! or `REJOIN-FAILED <error>` for it (the fencing test resumes a stopped
+//! node and has it try to come back as its old incarnation).
 
 use std::time::Duration;
 
 use parallel::Node;
 use parallel_integration_tests::{Counter, Relayer, SlowSink};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +34,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let node = builder.start().await?;
     println!("READY {}", node.join_line());
+    if args.iter().any(|a| a == "--rejoin") {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let result = match line.trim().parse() {
+                Ok(join_line) => {
+                    match tokio::time::timeout(Duration::from_secs(10), node.join(&join_line)).await
+                    {
+                        Ok(Ok(remote)) => format!("REJOINED {}", remote.id()),
+                        Ok(Err(e)) => format!("REJOIN-FAILED {e}"),
+                        Err(_) => "REJOIN-FAILED no answer within 10 s".to_owned(),
+                    }
+                }
+                Err(e) => format!("REJOIN-FAILED not a join line: {e}"),
+            };
+            println!("{result}");
+        }
+        node.shutdown().await;
+        return Ok(());
+    }
     // Serve until the test closes our stdin (or kills us).
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 64];
