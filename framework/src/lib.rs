@@ -15,17 +15,20 @@ pub mod actor;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod id;
+pub mod map;
 pub mod process;
 pub mod remote;
 pub mod supervision;
 pub mod transport;
 pub mod wire;
+pub mod workqueue;
 
 #[doc(hidden)]
 pub mod __private;
 
 pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
+pub use map::{MapError, Mapped, map};
 pub use parallel_macros::{Actor, Message, main, remote};
 pub use process::{
     Child, Children, ForkError, ProcessError, Remote, addremote, calibrate, children, close, fork,
@@ -33,6 +36,7 @@ pub use process::{
 };
 pub use remote::{ActorRef, AskError, Node, RemoteNode, SendError};
 pub use transport::{JoinLine, Password};
+pub use workqueue::WorkQueue;
 
 // Lets macro output name `::parallel` from inside this crate too.
 extern crate self as parallel;
