@@ -332,13 +332,14 @@ impl<A: RemoteActor> ActorRef<A> {
         if route.is_healthy() {
             return Ok(RouteRef::Cached(route));
         }
-        self.reroute().map(RouteRef::Fresh)
+        self.reroute(route).map(RouteRef::Fresh)
     }
 
     /// Finds the actor again after its cached connection died: through the
     /// directories of this process's nodes (a supervisor moved it), else
-    /// through a newer connection to the same node.
-    fn reroute(&self) -> Result<Route<A>, AskError> {
+    /// through a newer connection to the same node. Without either, the dead
+    /// route itself, so the call fails with its connection's own error.
+    fn reroute(&self, dead: &Route<A>) -> Result<Route<A>, AskError> {
         let mut moved = self.moved.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(route) = moved.as_ref()
             && route.is_healthy()
@@ -347,9 +348,10 @@ impl<A: RemoteActor> ActorRef<A> {
         }
         let route = match self.located()? {
             Some(route) => route,
-            None => self
-                .route_on(self.address.node)
-                .ok_or_else(|| self.classify(AskError::NoRoute(self.address.node)))?,
+            None => match self.route_on(self.address.node) {
+                Some(route) => route,
+                None => return Ok(dead.clone()),
+            },
         };
         *moved = Some(route.clone());
         Ok(route)
@@ -607,7 +609,7 @@ impl<A: RemoteActor> ActorRef<A> {
         let route = if cached.is_healthy() {
             RouteRef::Cached(cached)
         } else {
-            match self.reroute() {
+            match self.reroute(cached) {
                 Ok(route) => RouteRef::Fresh(route),
                 Err(e) => return Err(self.send_error(msg, e)),
             }
