@@ -35,15 +35,42 @@ pub struct Mailbox {
     node: Weak<NodeInner>,
 }
 
+/// Returned by [`super::Node::open_mailbox_at`]: a mailbox with that id is
+/// already open on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "mailbox {0} is already open on this node; drop the other `Mailbox` first or open this one at another id"
+)]
+pub struct MailboxInUse(pub ActorId);
+
 impl Mailbox {
+    /// A mailbox at a fresh random id.
     pub(crate) fn open(node: &Arc<NodeInner>, capacity: usize) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let id = ActorId::new();
-        node.mailboxes.insert(id, tx);
-        Self {
-            id,
-            rx,
-            node: Arc::downgrade(node),
+        loop {
+            // A fresh v4 id is taken only in theory; then draw another.
+            if let Ok(mailbox) = Self::open_at(node, ActorId::new(), capacity) {
+                return mailbox;
+            }
+        }
+    }
+
+    /// A mailbox at `id`, unless one is open there already.
+    pub(crate) fn open_at(
+        node: &Arc<NodeInner>,
+        id: ActorId,
+        capacity: usize,
+    ) -> Result<Self, MailboxInUse> {
+        match node.mailboxes.entry(id) {
+            dashmap::Entry::Occupied(_) => Err(MailboxInUse(id)),
+            dashmap::Entry::Vacant(slot) => {
+                let (tx, rx) = mpsc::channel(capacity.max(1));
+                slot.insert(tx);
+                Ok(Self {
+                    id,
+                    rx,
+                    node: Arc::downgrade(node),
+                })
+            }
         }
     }
 

@@ -13,7 +13,7 @@ mod watch;
 
 pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError};
 pub use link::{PeerLink, RequestError};
-pub use mailbox::{Delivery, Mailbox};
+pub use mailbox::{Delivery, Mailbox, MailboxInUse};
 pub use node::{DEFAULT_ASK_TIMEOUT, Node, NodeBuilder, StartError};
 pub use registered::{ActorFactory, RemoteCallable, RemoteFn, factory, invoke_remote, remote_fn};
 pub use remote_node::{CallError, RemoteNode, SpawnError};

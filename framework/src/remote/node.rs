@@ -211,6 +211,17 @@ impl Node {
         super::mailbox::Mailbox::open(&self.0, capacity)
     }
 
+    /// Opens a mailbox like [`Node::open_mailbox`], at an id the caller
+    /// chooses: a well-known id lets another node post to it without being
+    /// told the id first. Refused while a mailbox with that id is open.
+    pub fn open_mailbox_at(
+        &self,
+        id: crate::id::ActorId,
+        capacity: usize,
+    ) -> Result<super::mailbox::Mailbox, super::mailbox::MailboxInUse> {
+        super::mailbox::Mailbox::open_at(&self.0, id, capacity)
+    }
+
     /// Joins the node behind `line` (pinning its certificate and proving the
     /// password) and returns it; returns the existing link if already joined.
     pub async fn join(&self, line: &JoinLine) -> Result<RemoteNode, ConnectError> {
