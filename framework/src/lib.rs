@@ -16,6 +16,7 @@ pub mod actor;
 pub mod gpu;
 pub mod id;
 pub mod map;
+pub mod net;
 pub mod process;
 pub mod remote;
 pub mod supervision;
