@@ -123,6 +123,9 @@ async fn write_loop(
         if !batch.is_empty() {
             lane.write_all(&batch).await.map_err(write_error)?;
         }
+        shared
+            .data_sent
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -64,6 +64,9 @@ pub(crate) struct PeerShared {
     pub heartbeats_paused: AtomicBool,
     /// The transport's fences, where a heartbeat timeout records this peer.
     pub fences: Arc<Fences>,
+    /// Set by the writer whenever it writes data; the control-stream
+    /// heartbeat only goes out (and clears it) when data went out since.
+    pub data_sent: AtomicBool,
 }
 
 impl PeerShared {
@@ -85,6 +88,7 @@ impl PeerShared {
             control: Mutex::new(control),
             heartbeats_paused: AtomicBool::new(false),
             fences,
+            data_sent: AtomicBool::new(false),
         }
     }
 
