@@ -10,6 +10,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
+pub mod net;
 pub mod sshd;
 
 /// The cluster password every test process uses.
