@@ -55,13 +55,13 @@ use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use crate::actor::Received;
 use crate::id::{ActorId, NodeId};
-use crate::process::{Payload, shm_threshold, tag_of};
+use crate::remote::value::{self, Payload, ValueError, tag_of};
 use crate::remote::{
     Delivery, Mailbox, MailboxInUse, Node, NodeBuilder, RemoteNode, RequestError, StartError,
 };
-use crate::transport::shm::{self, ShmError, ShmRef};
+use crate::transport::shm::ShmError;
 use crate::transport::{ConnectError, JoinLine, JoinLineError, Password};
-use crate::wire::{DEFAULT_MAX_FRAME, DecodeError, EncodeError, WireType, decode_owned, encode};
+use crate::wire::{DecodeError, EncodeError, WireType, encode};
 
 /// The id of a server's inbox on its node: clients post values there.
 pub const SERVER_INBOX: ActorId = ActorId::from_bytes(*b"para||el server\0");
@@ -85,9 +85,8 @@ mod op {
     pub const DATA: u8 = 1;
     /// The sender closed in order; nothing follows.
     pub const BYE: u8 = 2;
-    /// Flag on `DATA`: the payload is a [`super::ShmRef`] to a
-    /// shared-memory file holding the value.
-    pub const SHM: u8 = 0x80;
+    /// Flag on `DATA`: the payload names a shared-memory file holding the value.
+    pub const SHM: u8 = crate::remote::value::SHM_FLAG;
 }
 
 /// Why a client or server operation failed, and what to do about it.
@@ -351,7 +350,7 @@ impl Server {
                 }
                 other => {
                     tracing::warn!(%client, op = other, "dropped a post with an unknown operation");
-                    discard(&delivery);
+                    value::discard(&delivery);
                 }
             }
         }
@@ -387,7 +386,7 @@ impl Server {
         self.node.shutdown().await;
         let mut inbox = self.inbox.lock().await;
         while let Some(delivery) = inbox.try_recv() {
-            discard(&delivery);
+            value::discard(&delivery);
         }
     }
 }
@@ -509,7 +508,7 @@ impl Client {
             };
             if delivery.from != self.server.id() {
                 tracing::warn!(from = %delivery.from, "dropped a post from a node that is not the server");
-                discard(&delivery);
+                value::discard(&delivery);
                 continue;
             }
             match delivery.op & !op::SHM {
@@ -517,7 +516,7 @@ impl Client {
                 op::BYE => self.set_gone("the server closed".into()),
                 other => {
                     tracing::warn!(op = other, "dropped a post with an unknown operation");
-                    discard(&delivery);
+                    value::discard(&delivery);
                 }
             }
         }
@@ -569,27 +568,11 @@ async fn post(
     gone: impl FnOnce(String) -> NetError,
 ) -> Result<(), NetError> {
     let same_host = remote.link().peer().remote_addr().ip().is_loopback();
-    let (operation, bytes, file) = if same_host && value.archived_len()? >= shm_threshold() {
-        let file = value.write_shm()?;
-        match encode(&file) {
-            Ok(bytes) => (op::DATA | op::SHM, bytes, Some(file)),
-            Err(e) => {
-                shm::discard(&file);
-                return Err(e.into());
-            }
-        }
-    } else {
-        (op::DATA, value.encode()?, None)
-    };
-    remote
-        .post(to, operation, value.tag(), bytes)
-        .await
-        .map_err(|e| {
-            if let Some(file) = &file {
-                shm::discard(file);
-            }
-            gone(reason_of(e))
-        })
+    match value::post_value(remote, to, op::DATA, value, same_host).await {
+        Ok(()) => Ok(()),
+        Err(ValueError::Request(e)) => Err(gone(reason_of(e))),
+        Err(e) => Err(NetError::from_value(e, &"this side")),
+    }
 }
 
 /// Posts a goodbye to `remote`'s inbox `to` and waits at most
@@ -615,28 +598,24 @@ fn reason_of(e: RequestError) -> String {
 /// Reads a delivered value as a `T`: a validated, read-only view of the
 /// post's payload or of the shared-memory file it names.
 fn open<T: WireType>(delivery: Delivery, from: &dyn fmt::Display) -> Result<Received<T>, NetError> {
-    if delivery.type_tag != tag_of::<T>() {
-        discard(&delivery);
-        return Err(NetError::TypeMismatch {
-            from: from.to_string(),
-            got: delivery.type_tag,
-            expected: std::any::type_name::<T>(),
-        });
-    }
-    if delivery.op & op::SHM != 0 {
-        let file = decode_owned::<ShmRef>(&delivery.payload)?;
-        let mapping = shm::open(&file, DEFAULT_MAX_FRAME.max(1 << 40))?;
-        return Ok(Received::from_mapping(mapping)?);
-    }
-    Ok(Received::new(delivery.payload)?)
+    value::open_value(delivery).map_err(|e| NetError::from_value(e, from))
 }
 
-/// Frees the shared-memory file of a delivery that will not be read.
-fn discard(delivery: &Delivery) {
-    if delivery.op & op::SHM != 0
-        && let Ok(file) = decode_owned::<ShmRef>(&delivery.payload)
-    {
-        shm::discard(&file);
+impl NetError {
+    fn from_value(e: ValueError, from: &dyn fmt::Display) -> Self {
+        match e {
+            ValueError::TypeMismatch { got, expected } => NetError::TypeMismatch {
+                from: from.to_string(),
+                got,
+                expected,
+            },
+            ValueError::Request(e) => NetError::ServerGone {
+                reason: reason_of(e),
+            },
+            ValueError::Encode(e) => NetError::Encode(e),
+            ValueError::Decode(e) => NetError::Decode(e),
+            ValueError::Shm(e) => NetError::from(e),
+        }
     }
 }
 

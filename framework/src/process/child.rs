@@ -12,8 +12,8 @@ use crate::transport::{JoinLine, Password};
 use crate::wire::{WireType, aligned_copy, decode_owned, encode, type_tag};
 
 use super::error::ProcessError;
-use super::payload::{Payload, open_value, post_value};
 use super::protocol::{ChildHello, ExecOutcome, ExecRequest, boot_id, env, host_name, op};
+use crate::remote::value::{Payload, open_value, post_value};
 
 /// Posts the child's mailbox holds before the parent waits.
 const MAILBOX_CAPACITY: usize = 64;
@@ -154,7 +154,9 @@ pub fn yield_value<T: WireType>() -> Result<T, ProcessError> {
     let mut inbox = ctx.inbox.lock().unwrap_or_else(|e| e.into_inner());
     let d = inbox.next(ctx, op::JOIN)?;
     drop(inbox);
-    Ok(open_value::<T>(d, 0)?.to_owned()?)
+    Ok(open_value::<T>(d)
+        .map_err(|e| ProcessError::from_value(e, 0))?
+        .to_owned()?)
 }
 
 /// The parent, as a child's function sees it.
@@ -176,13 +178,15 @@ impl Parent {
     /// Large values go through shared memory when parent and child share a machine.
     pub fn send(&self, value: impl Payload) -> Result<(), ProcessError> {
         let ctx = context()?;
-        ctx.runtime.block_on(post_value(
-            &ctx.parent,
-            ctx.parent_mailbox,
-            op::DATA,
-            &value,
-            ctx.same_host,
-        ))
+        ctx.runtime
+            .block_on(post_value(
+                &ctx.parent,
+                ctx.parent_mailbox,
+                op::DATA,
+                &value,
+                ctx.same_host,
+            ))
+            .map_err(|e| ProcessError::from_value(e, 0))
     }
 
     /// The next value the parent sent, as a read-only view (`to_owned()` for a copy).
@@ -191,7 +195,7 @@ impl Parent {
         let mut inbox = ctx.inbox.lock().unwrap_or_else(|e| e.into_inner());
         let d = inbox.next(ctx, op::DATA)?;
         drop(inbox);
-        open_value::<T>(d, 0)
+        open_value::<T>(d).map_err(|e| ProcessError::from_value(e, 0))
     }
 }
 

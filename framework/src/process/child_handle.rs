@@ -12,8 +12,8 @@ use crate::wire::{WireType, decode_owned, encode, type_tag};
 
 use super::error::ProcessError;
 use super::launch::Launched;
-use super::payload::{Payload, open_value, post_value};
 use super::protocol::{ExecOutcome, ExecRequest, op};
+use crate::remote::value::{Payload, open_value, post_value};
 
 /// What the parent has heard from one child and not yet handed out.
 pub(crate) struct Inbox {
@@ -222,6 +222,7 @@ impl Child {
             self.0.same_host,
         )
         .await
+        .map_err(|e| ProcessError::from_value(e, self.0.id))
     }
 
     /// Sends `value` to the child (it reads it with `parent().receive()`).
@@ -236,6 +237,7 @@ impl Child {
             self.0.same_host,
         )
         .await
+        .map_err(|e| ProcessError::from_value(e, self.0.id))
     }
 
     /// The next value the child sent, as a read-only view (`to_owned()` for
@@ -244,7 +246,7 @@ impl Child {
         let mut inbox = self.0.inbox.lock().await;
         loop {
             if let Some(d) = inbox.data.pop_front() {
-                return open_value::<T>(d, self.0.id);
+                return open_value::<T>(d).map_err(|e| ProcessError::from_value(e, self.0.id));
             }
             if let Some(e) = inbox.ended(self.0.id) {
                 return Err(e);

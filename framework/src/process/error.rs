@@ -118,3 +118,19 @@ pub enum ProcessError {
     #[error(transparent)]
     Fork(#[from] ForkError),
 }
+
+impl ProcessError {
+    /// The process layer's form of a value error for process `id`.
+    pub(crate) fn from_value(e: crate::remote::value::ValueError, id: u32) -> Self {
+        use crate::remote::value::ValueError;
+        match e {
+            ValueError::TypeMismatch { got, expected } => {
+                ProcessError::TypeMismatch { id, got, expected }
+            }
+            ValueError::Request(e) => ProcessError::Request(e),
+            ValueError::Encode(e) => ProcessError::Encode(e),
+            ValueError::Decode(e) => ProcessError::Decode(e),
+            ValueError::Shm(e) => ProcessError::Shm(e),
+        }
+    }
+}

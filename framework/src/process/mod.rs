@@ -35,12 +35,12 @@ mod child_handle;
 mod error;
 mod launch;
 pub(crate) mod parent;
-mod payload;
 mod print;
 mod protocol;
 mod sfork;
 mod ssh;
 
+pub use crate::remote::value::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
 pub use child::{Parent, id, ip, is_child, parent, yield_value};
 pub use child_handle::{Child, Children};
 pub use error::{ForkError, ProcessError};
@@ -48,7 +48,6 @@ pub use parent::{
     CLOSE_TIMEOUT, DEFAULT_FORK_TIMEOUT, IntoPlacements, Placement, calibrate, children, close,
     fork, nchildren, nfork,
 };
-pub use payload::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
 pub use print::prefix;
 pub use protocol::tag_of;
 pub use sfork::{addremote, remote_cores, remote_speeds, remotes, sfork};

@@ -4,7 +4,6 @@
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::id::ActorId;
-use crate::wire::type_tag;
 
 /// Operation codes (the `op` of a [`crate::remote::Delivery`]).
 pub mod op {
@@ -26,7 +25,7 @@ pub mod op {
     pub const CALIBRATED: u8 = 8;
     /// Flag on `DATA` and `JOIN`: the payload is a [`crate::transport::shm::ShmRef`]
     /// to a shared-memory file holding the value.
-    pub const SHM: u8 = 0x80;
+    pub const SHM: u8 = crate::remote::value::SHM_FLAG;
 }
 
 /// Environment variables of a started child. None of them is secret: the
@@ -83,10 +82,7 @@ pub enum ExecOutcome {
     Failed(String),
 }
 
-/// The tag that names a payload's type in a post.
-pub fn tag_of<T: ?Sized>() -> u64 {
-    type_tag(std::any::type_name::<T>())
-}
+pub use crate::remote::value::tag_of;
 
 /// The host's boot id (empty when unknown).
 pub fn boot_id() -> String {

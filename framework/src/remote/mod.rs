@@ -9,6 +9,7 @@ mod node;
 mod registered;
 mod remote_node;
 mod supervised;
+pub mod value;
 mod watch;
 
 pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError};

@@ -1,17 +1,58 @@
-//! Values that travel between parent and child: encoded into the post, or
-//! — between processes of one machine, from a threshold up — written once
-//! into shared memory that the receiver maps and reads in place (the s3 design).
+//! Values posted to a mailbox on another node (the process layer's
+//! send/join/yield, `net`'s client/server): encoded into the post, or —
+//! between processes of one machine, from a threshold up — written once
+//! into shared memory that the receiver maps and reads in place (the s3
+//! design). The receiver gets a validated, read-only `Received<T>` view.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::actor::Received;
 use crate::id::ActorId;
-use crate::remote::{Delivery, RemoteNode};
-use crate::transport::shm::{self, ShmRef};
-use crate::wire::{Buffer, DEFAULT_MAX_FRAME, EncodeError, WireType, decode_owned, encode};
+use crate::transport::shm::{self, ShmError, ShmRef};
+use crate::wire::{
+    Buffer, DEFAULT_MAX_FRAME, DecodeError, EncodeError, WireType, decode_owned, encode, type_tag,
+};
 
-use super::error::ProcessError;
-use super::protocol::{op, tag_of};
+use super::link::RequestError;
+use super::mailbox::Delivery;
+use super::remote_node::RemoteNode;
+
+/// Bit set in a post's operation code when its payload is a [`ShmRef`] to a
+/// shared-memory file holding the value.
+pub const SHM_FLAG: u8 = 0x80;
+
+/// The tag that names a value's type in a post.
+pub fn tag_of<T: ?Sized>() -> u64 {
+    type_tag(std::any::type_name::<T>())
+}
+
+/// Why a value could not be posted or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// The value that arrived is not of the type asked for.
+    #[error(
+        "a value of another type than the one asked for arrived (tag {got:#018x}, expected {expected}); receive the type the other side sends"
+    )]
+    TypeMismatch {
+        /// The tag of what arrived.
+        got: u64,
+        /// The type asked for.
+        expected: &'static str,
+    },
+    /// The connection failed.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The value could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Shared memory failed.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+}
 
 /// Payloads of at least this many bytes go through shared memory between
 /// processes of the same machine (default 1 MiB; `PARALLEL_SHM_THRESHOLD`
@@ -102,18 +143,18 @@ impl Payload for () {
 
 /// Posts `value` to the mailbox `to` of `remote` with operation `op`,
 /// through shared memory when `same_host` and the value is large.
-pub(crate) async fn post_value(
+pub async fn post_value(
     remote: &RemoteNode,
     to: ActorId,
     operation: u8,
     value: &impl Payload,
     same_host: bool,
-) -> Result<(), ProcessError> {
+) -> Result<(), ValueError> {
     if same_host && value.archived_len()? >= shm_threshold() {
         let file = value.write_shm()?;
         let bytes = encode(&file)?;
         if let Err(e) = remote
-            .post(to, operation | op::SHM, value.tag(), bytes)
+            .post(to, operation | SHM_FLAG, value.tag(), bytes)
             .await
         {
             shm::discard(&file);
@@ -129,26 +170,27 @@ pub(crate) async fn post_value(
 
 /// Reads a delivered value as a `T`: a validated, read-only view of the
 /// post's payload or of the shared-memory file it names.
-pub(crate) fn open_value<T: WireType>(
-    delivery: Delivery,
-    from_id: u32,
-) -> Result<Received<T>, ProcessError> {
+pub fn open_value<T: WireType>(delivery: Delivery) -> Result<Received<T>, ValueError> {
     if delivery.type_tag != tag_of::<T>() {
-        if delivery.op & op::SHM != 0
-            && let Ok(file) = decode_owned::<ShmRef>(&delivery.payload)
-        {
-            shm::discard(&file);
-        }
-        return Err(ProcessError::TypeMismatch {
-            id: from_id,
+        discard(&delivery);
+        return Err(ValueError::TypeMismatch {
             got: delivery.type_tag,
             expected: std::any::type_name::<T>(),
         });
     }
-    if delivery.op & op::SHM != 0 {
+    if delivery.op & SHM_FLAG != 0 {
         let file = decode_owned::<ShmRef>(&delivery.payload)?;
         let mapping = shm::open(&file, DEFAULT_MAX_FRAME.max(1 << 40))?;
         return Ok(Received::from_mapping(mapping)?);
     }
     Ok(Received::new(delivery.payload)?)
+}
+
+/// Frees the shared-memory file of a delivery that will not be read.
+pub fn discard(delivery: &Delivery) {
+    if delivery.op & SHM_FLAG != 0
+        && let Ok(file) = decode_owned::<ShmRef>(&delivery.payload)
+    {
+        shm::discard(&file);
+    }
 }
