@@ -3,7 +3,8 @@
 //!
 //! - `detect_kill_ms` / `detect_kill_tight_ms`: SIGKILL of a process hosting
 //!   a watched actor until its `Down` arrives, median over 20 kills, with the
-//!   default heartbeats (250 ms / 1500 ms) and tight ones (100 ms / 500 ms);
+//!   default heartbeats (`TransportConfig::default()`: 500 ms / 1500 ms) and
+//!   tight ones (100 ms / 500 ms);
 //!   baseline: the configured heartbeat timeout.
 //! - `restart_remote_ms`: SIGKILL until a replacement actor, spawned by hand
 //!   on a standby process once the `Down` arrives, answers its first ask
@@ -40,8 +41,14 @@ const PEERS: usize = 100;
 const CPU_WINDOW: Duration = Duration::from_secs(10);
 /// Bound on every wait for a process or an answer.
 const TIMEOUT: Duration = Duration::from_secs(20);
-/// Default heartbeats (interval, timeout), as `TransportConfig::default()`.
-const DEFAULT_HB: (u64, u64) = (250, 1500);
+/// Default heartbeats (interval, timeout) in ms: `TransportConfig::default()`'s.
+fn default_hb() -> (u64, u64) {
+    let config = parallel::transport::TransportConfig::default();
+    (
+        config.heartbeat_interval.as_millis() as u64,
+        config.heartbeat_timeout.as_millis() as u64,
+    )
+}
 /// Tight heartbeats (interval, timeout).
 const TIGHT_HB: (u64, u64) = (100, 500);
 
@@ -243,12 +250,12 @@ async fn detect_kill(password: &str, hb: (u64, u64)) -> Result<f64, BoxError> {
 }
 
 async fn restart_remote(password: &str) -> Result<f64, BoxError> {
-    let node = node(password, DEFAULT_HB).await?;
-    let (standby, line) = Proc::host(DEFAULT_HB, password).await?;
+    let node = node(password, default_hb()).await?;
+    let (standby, line) = Proc::host(default_hb(), password).await?;
     let spare = tokio::time::timeout(TIMEOUT, node.join(&line)).await??;
     let mut times = Vec::with_capacity(RESTARTS);
     for i in 0..RESTARTS {
-        let (killed, _) = kill_watched(&node, password, DEFAULT_HB).await?;
+        let (killed, _) = kill_watched(&node, password, default_hb()).await?;
         let echo = tokio::time::timeout(TIMEOUT, spare.spawn(Echo)).await??;
         let n = tokio::time::timeout(TIMEOUT, echo.ask(Ping(i as u64))).await??;
         if n != i as u64 {
@@ -284,7 +291,7 @@ async fn cpu_pct(pid: u32) -> Result<f64, BoxError> {
 
 /// CPU of a host with `PEERS` idle peers, and with none.
 async fn heartbeat_cpu(password: &str) -> Result<(f64, f64), BoxError> {
-    let (host, line) = Proc::host(DEFAULT_HB, password).await?;
+    let (host, line) = Proc::host(default_hb(), password).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = cpu_pct(host.pid()).await?;
     let mut peers = Proc::start(
@@ -315,8 +322,11 @@ async fn driver(json: bool) -> Result<(), BoxError> {
     let password = format!("{}{}", parallel::NodeId::new(), parallel::NodeId::new());
     let mut rows = Vec::new();
 
-    eprintln!("[bench] detect_kill: {KILLS} kills, default heartbeats {DEFAULT_HB:?} ms");
-    let default = detect_kill(&password, DEFAULT_HB).await?;
+    eprintln!(
+        "[bench] detect_kill: {KILLS} kills, default heartbeats {:?} ms",
+        default_hb()
+    );
+    let default = detect_kill(&password, default_hb()).await?;
     rows.push(Row::new(
         [
             "detect_kill_ms",
@@ -326,7 +336,7 @@ async fn driver(json: bool) -> Result<(), BoxError> {
         ],
         Goal::AtMost(1.0),
         default,
-        DEFAULT_HB.1 as f64,
+        default_hb().1 as f64,
     ));
     eprintln!("[bench] detect_kill: {KILLS} kills, tight heartbeats {TIGHT_HB:?} ms");
     let tight = detect_kill(&password, TIGHT_HB).await?;
