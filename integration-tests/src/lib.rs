@@ -304,3 +304,48 @@ pub async fn counter_on(remote: &parallel::RemoteNode) -> ActorRef<Counter> {
     );
     counter
 }
+
+/// True while process `pid` runs (a zombie runs no code: it counts as gone).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// The no-orphan check: reads the `PIDS a b ...` line a forking parent
+/// prints, checks `expected` children run, SIGKILLs the parent, and asserts
+/// every child is gone within 3 seconds.
+pub async fn children_die_with_their_parent(mut parent: tokio::process::Child, expected: usize) {
+    let stdout = parent.stdout.take().expect("the parent's stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("PIDS in time")
+        .expect("read the parent's stdout")
+        .expect("a PIDS line");
+    let pids: Vec<u32> = line
+        .strip_prefix("PIDS ")
+        .unwrap_or_else(|| panic!("expected `PIDS ...`, got {line:?}"))
+        .split(' ')
+        .map(|p| p.parse().expect("a pid"))
+        .collect();
+    assert_eq!(pids.len(), expected);
+    assert!(pids.iter().all(|&p| alive(p)), "{pids:?}");
+    // SAFETY: kill(2) on the pid of a process the test started.
+    unsafe { libc::kill(parent.id().expect("pid") as i32, libc::SIGKILL) };
+    let _ = tokio::time::timeout(DEADLINE, parent.wait()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while pids.iter().any(|&p| alive(p)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left: Vec<u32> = pids.into_iter().filter(|&p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "children {left:?} outlived their parent by 3 s"
+    );
+}

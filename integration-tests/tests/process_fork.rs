@@ -1,9 +1,8 @@
 //! fork / exec / join / send / receive / sync across real processes.
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use parallel_integration_tests::DEADLINE;
+use parallel_integration_tests::{DEADLINE, children_die_with_their_parent};
 use tokio::process::Command;
 
 const FORKER: &str = env!("CARGO_BIN_EXE_forker");
@@ -108,51 +107,13 @@ async fn print_prefixes_the_process_id() {
     assert!(out.contains("<parallel#000>  parent done"), "{out}");
 }
 
-fn alive(pid: u32) -> bool {
-    // A zombie is gone for our purposes: it runs no code.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.split_whitespace()
-                .nth(2)
-                .is_some_and(|state| state != "Z")
-        })
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn children_exit_by_themselves_when_the_parent_is_killed() {
-    let mut parent = Command::new(FORKER)
+    let parent = Command::new(FORKER)
         .arg("orphans")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start the forker");
-    let stdout = parent.stdout.take().expect("piped");
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .expect("PIDS in time")
-        .expect("read")
-        .expect("a line");
-    let pids: Vec<u32> = line
-        .strip_prefix("PIDS ")
-        .expect("PIDS line")
-        .split(' ')
-        .map(|p| p.parse().expect("pid"))
-        .collect();
-    assert_eq!(pids.len(), 2);
-    assert!(pids.iter().all(|&p| alive(p)));
-    // SAFETY: kill(2) on the pid of a process this test started.
-    unsafe { libc::kill(parent.id().expect("pid") as i32, libc::SIGKILL) };
-    let _ = tokio::time::timeout(DEADLINE, parent.wait()).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while pids.iter().any(|&p| alive(p)) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let left: Vec<u32> = pids.into_iter().filter(|&p| alive(p)).collect();
-    assert!(
-        left.is_empty(),
-        "children {left:?} outlived their parent by 3 s"
-    );
+    children_die_with_their_parent(parent, 2).await;
 }

@@ -5,11 +5,9 @@
 //! Needs OpenSSH installed (`bash .ci/run` installs it); fails otherwise.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use parallel_integration_tests::DEADLINE;
 use parallel_integration_tests::sshd::{Sshd, free_port};
-use tokio::io::AsyncBufReadExt;
+use parallel_integration_tests::{DEADLINE, children_die_with_their_parent};
 use tokio::process::Command;
 
 const FORKER: &str = env!("CARGO_BIN_EXE_forker");
@@ -54,18 +52,6 @@ fn numbers(out: &str, prefix: &str) -> Vec<f64> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().expect("a number"))
         .collect()
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie is gone for our purposes: it runs no code.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z")
-        })
-        .unwrap_or(false)
 }
 
 #[tokio::test]
@@ -167,38 +153,12 @@ async fn a_refused_key_fails_fast_naming_the_host() {
 #[tokio::test]
 async fn children_started_through_ssh_exit_when_the_parent_is_killed() {
     let sshd = Sshd::start();
-    let mut parent = Command::new(FORKER)
+    let parent = Command::new(FORKER)
         .args(args("ssh-orphans", &[], &sshd, sshd.ssh_args()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start the forker");
-    let stdout = parent.stdout.take().expect("piped");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .expect("PIDS in time")
-        .expect("read")
-        .expect("a line");
-    let pids: Vec<u32> = line
-        .strip_prefix("PIDS ")
-        .expect("PIDS line")
-        .split(' ')
-        .map(|p| p.parse().expect("pid"))
-        .collect();
-    assert_eq!(pids.len(), 2);
-    assert!(pids.iter().all(|&p| alive(p)), "{pids:?}");
-    // SAFETY: kill(2) on the pid of a process this test started.
-    unsafe { libc::kill(parent.id().expect("pid") as i32, libc::SIGKILL) };
-    let _ = tokio::time::timeout(DEADLINE, parent.wait()).await;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let left: Vec<u32> = pids.into_iter().filter(|&p| alive(p)).collect();
-    assert!(
-        left.is_empty(),
-        "children {left:?} started through ssh outlived their parent by 3 s"
-    );
+    children_die_with_their_parent(parent, 2).await;
 }

@@ -18,13 +18,7 @@ const NODE: &str = env!("CARGO_BIN_EXE_node");
 const SUPERVISED: &str = env!("CARGO_BIN_EXE_supervised");
 
 fn gone(pid: u32) -> bool {
-    // A zombie still has /proc/<pid>; look at its state too.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
+    !parallel_integration_tests::alive(pid)
 }
 
 fn value<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
