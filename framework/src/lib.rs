@@ -12,6 +12,7 @@
 //! fork / exec / join / send / receive / sync / close, shared memory).
 
 pub mod actor;
+pub mod collective;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod id;

@@ -1,0 +1,201 @@
+//! Reduce operations over slices: [`ReduceOp`] (`Sum`, `Prod`, `Min`, `Max`
+//! or a user closure) for every [`Reducible`] element type.
+//!
+//! An operation combines two slices element by element, the left operand
+//! being the accumulator: `apply(acc, other)` sets `acc[i] = acc[i] ⊕ other[i]`.
+//! Integers use wrapping arithmetic; floats use IEEE 754 arithmetic, so a sum
+//! of floats depends on the order of its terms. The schedules in this module
+//! therefore fix the order in which contributions are combined (see
+//! [`Schedule::reference`](super::Schedule::reference)) and never combine in
+//! arrival order: every rank ends with the same bits whatever the timing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::actor::Element;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// An element type the collectives can reduce: `i32`, `i64`, `f32`, `f64`.
+pub trait Reducible: Element + PartialEq + fmt::Debug + sealed::Sealed {
+    /// `a + b`: wrapping for integers, IEEE for floats.
+    fn sum(a: Self, b: Self) -> Self;
+    /// `a * b`: wrapping for integers, IEEE for floats.
+    fn prod(a: Self, b: Self) -> Self;
+    /// The smaller of `a` and `b`. Floats follow IEEE 754-2019 `minimum`:
+    /// a NaN operand gives NaN (the left one if both are) and `-0.0 < +0.0`.
+    fn min(a: Self, b: Self) -> Self;
+    /// The larger of `a` and `b`. Floats follow IEEE 754-2019 `maximum`:
+    /// a NaN operand gives NaN (the left one if both are) and `-0.0 < +0.0`.
+    fn max(a: Self, b: Self) -> Self;
+    /// The raw bit pattern, widened to 64 bits, for bit-identity checks.
+    fn bits(self) -> u64;
+}
+
+macro_rules! integers {
+    ($($t:ty => $u:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Reducible for $t {
+            fn sum(a: Self, b: Self) -> Self { a.wrapping_add(b) }
+            fn prod(a: Self, b: Self) -> Self { a.wrapping_mul(b) }
+            fn min(a: Self, b: Self) -> Self { Ord::min(a, b) }
+            fn max(a: Self, b: Self) -> Self { Ord::max(a, b) }
+            fn bits(self) -> u64 { self as $u as u64 }
+        }
+    )*};
+}
+integers!(i32 => u32, i64 => u64);
+
+macro_rules! floats {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Reducible for $t {
+            fn sum(a: Self, b: Self) -> Self { a + b }
+            fn prod(a: Self, b: Self) -> Self { a * b }
+            fn min(a: Self, b: Self) -> Self {
+                if a.is_nan() { a } else if b.is_nan() || b.total_cmp(&a).is_lt() { b } else { a }
+            }
+            fn max(a: Self, b: Self) -> Self {
+                if a.is_nan() { a } else if b.is_nan() || b.total_cmp(&a).is_gt() { b } else { a }
+            }
+            fn bits(self) -> u64 { self.to_bits() as u64 }
+        }
+    )*};
+}
+floats!(f32, f64);
+
+/// A user reduction: combines `other` into `acc` element by element.
+pub type ReduceFn<T> = Arc<dyn Fn(&mut [T], &[T]) + Send + Sync>;
+
+/// How contributions are combined.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum ReduceOp<T> {
+    /// Element-wise sum.
+    Sum,
+    /// Element-wise product.
+    Prod,
+    /// Element-wise minimum.
+    Min,
+    /// Element-wise maximum.
+    Max,
+    /// A user closure `f(acc, other)` that must write `acc[i] ⊕ other[i]`
+    /// into `acc[i]` for every `i`, reading nothing but position `i` of both
+    /// slices: a ring allreduce hands it one chunk of the tensor at a time,
+    /// so an operation that mixes positions gives a wrong answer. It need not
+    /// be commutative: the left operand is always the contributions of the
+    /// ranks earlier in the fixed fold order.
+    Custom(ReduceFn<T>),
+}
+
+impl<T: Reducible> ReduceOp<T> {
+    /// A user reduction from a closure (see [`ReduceOp::Custom`]).
+    ///
+    /// ```
+    /// use parallel::collective::ReduceOp;
+    /// let mean_of_two = ReduceOp::custom(|acc: &mut [f64], other: &[f64]| {
+    ///     for (a, b) in acc.iter_mut().zip(other) {
+    ///         *a = (*a + *b) / 2.0;
+    ///     }
+    /// });
+    /// let mut acc = [1.0, 4.0];
+    /// mean_of_two.apply(&mut acc, &[3.0, 0.0]);
+    /// assert_eq!(acc, [2.0, 2.0]);
+    /// ```
+    pub fn custom(f: impl Fn(&mut [T], &[T]) + Send + Sync + 'static) -> Self {
+        Self::Custom(Arc::new(f))
+    }
+
+    /// Sets `acc[i] = acc[i] ⊕ other[i]` for every `i`.
+    ///
+    /// # Panics
+    /// When the slices differ in length: schedules only ever pair equal
+    /// chunks, so a mismatch is a bug in the caller.
+    pub fn apply(&self, acc: &mut [T], other: &[T]) {
+        assert_eq!(
+            acc.len(),
+            other.len(),
+            "reduce of slices of different lengths; combine equal chunks"
+        );
+        let f: fn(T, T) -> T = match self {
+            Self::Sum => T::sum,
+            Self::Prod => T::prod,
+            Self::Min => T::min,
+            Self::Max => T::max,
+            Self::Custom(f) => return f(acc, other),
+        };
+        for (a, &b) in acc.iter_mut().zip(other) {
+            *a = f(*a, b);
+        }
+    }
+
+    /// Left fold of `parts` in the order given:
+    /// `((parts[0] ⊕ parts[1]) ⊕ parts[2]) ⊕ …`. `None` when `parts` is empty.
+    ///
+    /// ```
+    /// use parallel::collective::ReduceOp;
+    /// let total = ReduceOp::Sum.fold(&[&[1i32, 2][..], &[10, 20], &[100, 200]]);
+    /// assert_eq!(total, Some(vec![111, 222]));
+    /// ```
+    pub fn fold(&self, parts: &[&[T]]) -> Option<Vec<T>> {
+        let (first, rest) = parts.split_first()?;
+        let mut acc = first.to_vec();
+        for part in rest {
+            self.apply(&mut acc, part);
+        }
+        Some(acc)
+    }
+}
+
+impl<T> fmt::Debug for ReduceOp<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sum => "Sum",
+            Self::Prod => "Prod",
+            Self::Min => "Min",
+            Self::Max => "Max",
+            Self::Custom(_) => "Custom(..)",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_wrap() {
+        let mut acc = [i32::MAX, i32::MIN];
+        ReduceOp::Sum.apply(&mut acc, &[1, -1]);
+        assert_eq!(acc, [i32::MIN, i32::MAX]);
+        let mut acc = [i64::MAX];
+        ReduceOp::Prod.apply(&mut acc, &[2]);
+        assert_eq!(acc, [-2]);
+    }
+
+    #[test]
+    fn float_min_max_are_ieee_2019() {
+        let mut acc = [0.0f64, -0.0, f64::NAN, 1.0];
+        ReduceOp::Min.apply(&mut acc, &[-0.0, 0.0, 1.0, f64::NAN]);
+        assert_eq!(acc[0].to_bits(), (-0.0f64).to_bits());
+        assert_eq!(acc[1].to_bits(), (-0.0f64).to_bits());
+        assert!(acc[2].is_nan() && acc[3].is_nan());
+        let mut acc = [0.0f32, -0.0];
+        ReduceOp::Max.apply(&mut acc, &[-0.0, 0.0]);
+        assert_eq!(acc.map(f32::to_bits), [0.0f32.to_bits(); 2]);
+    }
+
+    #[test]
+    fn custom_keeps_operand_order() {
+        let op = ReduceOp::custom(|acc: &mut [i32], other: &[i32]| {
+            for (a, b) in acc.iter_mut().zip(other) {
+                *a = a.wrapping_mul(10).wrapping_add(*b);
+            }
+        });
+        assert_eq!(op.fold(&[&[1][..], &[2], &[3]]), Some(vec![123]));
+        assert_eq!(op.fold(&[]), None);
+        assert_eq!(format!("{op:?}"), "Custom(..)");
+    }
+}
