@@ -40,7 +40,7 @@ mod tests;
 pub use ops::{ReduceFn, ReduceOp, Reducible};
 pub use ring::chunk_bounds;
 pub use schedule::{
-    Action, Algorithm, CostModel, Phase, Schedule, ScheduleError, Step, Transfer, choose,
+    Action, Algorithm, CostModel, Phase, RankStep, Schedule, ScheduleError, Step, Transfer, choose,
 };
 pub use topology::{Link, Place, Topology};
 pub use tree::Tree;

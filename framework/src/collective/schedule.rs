@@ -103,6 +103,19 @@ pub struct Step {
     pub transfers: Vec<Transfer>,
 }
 
+/// One rank's share of a [`Step`] (see [`Schedule::program`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankStep {
+    /// Index into [`Schedule::steps`].
+    pub step: usize,
+    /// The step's phase.
+    pub phase: Phase,
+    /// Transfers this rank sends (its chunk as it stood when the step began).
+    pub sends: Vec<Transfer>,
+    /// Transfers this rank receives, in the order to apply them.
+    pub receives: Vec<Transfer>,
+}
+
 /// Which family of schedule: see [`choose`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -197,6 +210,41 @@ impl Schedule {
             Kind::TreeReduce(tree) => vec![tree.root()],
             _ => (0..self.n).collect(),
         }
+    }
+
+    /// What `rank` does in each step, for a runtime that drives one rank:
+    /// the transfers it sends and those it receives (to apply in the order
+    /// listed). Steps where `rank` has nothing to do are left out.
+    ///
+    /// ```
+    /// use parallel::collective::{Schedule, Tree};
+    /// let tree = Schedule::tree_allreduce(8, &Tree::binary(3).unwrap());
+    /// let root = tree.program(0);
+    /// assert_eq!(root.len(), 2);
+    /// assert_eq!(root[0].receives.iter().map(|t| t.from).collect::<Vec<_>>(), [1, 2]);
+    /// assert_eq!(root[1].sends.len(), 2);
+    /// ```
+    pub fn program(&self, rank: usize) -> Vec<RankStep> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, step)| {
+                let pick = |f: fn(&Transfer) -> usize| -> Vec<Transfer> {
+                    step.transfers
+                        .iter()
+                        .filter(|t| f(t) == rank)
+                        .copied()
+                        .collect()
+                };
+                let (sends, receives) = (pick(|t| t.from), pick(|t| t.to));
+                (!sends.is_empty() || !receives.is_empty()).then_some(RankStep {
+                    step: index,
+                    phase: step.phase,
+                    sends,
+                    receives,
+                })
+            })
+            .collect()
     }
 
     /// Runs the steps over one buffer per rank (`buffers[r]` is rank `r`'s),

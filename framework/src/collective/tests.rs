@@ -213,6 +213,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn programs_partition_the_steps(n in 1..=8usize, len in 0..20usize, tree in any::<bool>()) {
+        let schedule = if tree {
+            Schedule::tree_allreduce(len, &Tree::binary(n).unwrap())
+        } else {
+            Schedule::ring(len, n).unwrap()
+        };
+        let (mut sends, mut receives) = (Vec::new(), Vec::new());
+        for rank in 0..n {
+            for s in schedule.program(rank) {
+                prop_assert_eq!(s.phase, schedule.steps()[s.step].phase);
+                prop_assert!(s.sends.iter().all(|t| t.from == rank));
+                prop_assert!(s.receives.iter().all(|t| t.to == rank));
+                sends.extend(s.sends.iter().map(|&t| (s.step, t)));
+                receives.extend(s.receives.iter().map(|&t| (s.step, t)));
+            }
+        }
+        let mut all: Vec<_> = schedule
+            .steps()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, step)| step.transfers.iter().map(move |&t| (i, t)))
+            .collect();
+        let key = |(i, t): &(usize, Transfer)| (*i, t.from, t.to, t.chunk);
+        for list in [&mut sends, &mut receives, &mut all] {
+            list.sort_by_key(key);
+        }
+        prop_assert_eq!(&sends, &all);
+        prop_assert_eq!(&receives, &all);
+    }
+}
+
 #[test]
 fn float_sum_order_is_fixed_not_rank_order() {
     // 1e16 + 1 + 1 + -1e16 depends on the order; the schedule's order is the
