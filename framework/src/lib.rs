@@ -5,9 +5,9 @@
 //! and machines are reached through QUIC-backed remote mailboxes carrying rkyv
 //! zero-copy messages.
 //!
-//! Layers (lower never imports higher): [`id`] and [`wire`] (bytes only),
+//! Layers (lower never imports higher): [`id`](mod@id) and [`wire`] (bytes only),
 //! [`transport`] (QUIC, TLS, authenticated join), [`actor`] (local actors,
-//! zero-copy [`Received`] views, [`Tensor`]) and [`remote`] (nodes,
+//! zero-copy [`Received`] views, [`Tensor`]) and [`remote`](mod@remote) (nodes,
 //! [`ActorRef`], spawn by name, remote calls) and [`process`] (the seed's
 //! fork / exec / join / send / receive / sync / close, shared memory).
 

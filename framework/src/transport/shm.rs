@@ -2,7 +2,7 @@
 //! `/dev/shm` (shared memory) instead of through a socket.
 //!
 //! The sender archives a value straight into a fresh file
-//! `/dev/shm/parallel-<pid>-<uuid>` with [`write`] and sends only the small
+//! `/dev/shm/parallel-<pid>-<uuid>` with [`write()`] and sends only the small
 //! [`ShmRef`] naming it. The receiver calls [`open`], which checks the name,
 //! unlinks the file at once and maps it read-only: the [`Mapping`] is the
 //! payload, viewed in place (see `Received::from_mapping`), and the memory
@@ -30,7 +30,7 @@
 //! the bytes once, then reads them in place; a process of that user that
 //! wrote to or truncated the file after that could corrupt the view, exactly
 //! as it could by attaching a debugger. The sender never maps the file:
-//! [`write`] streams it with `pwrite` and closes it before it returns.
+//! [`write()`] streams it with `pwrite` and closes it before it returns.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -55,7 +55,7 @@ pub const SHM_DIR: &str = "/dev/shm";
 /// The file-name prefix of every para||el shared-memory payload.
 pub const PREFIX: &str = "parallel-";
 
-/// Where a payload written by [`write`] lies: this travels in a message in
+/// Where a payload written by [`write()`] lies: this travels in a message in
 /// place of the payload itself.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ShmRef {
@@ -165,7 +165,7 @@ pub enum ShmError {
 /// behind a trait object, so one bound covers counting and writing files.
 pub type DynWriter<'w> = &'w mut dyn Writer<BoxedError>;
 
-/// A type [`write`] can archive: a [`WireType`] whose serializer is generic
+/// A type [`write()`] can archive: a [`WireType`] whose serializer is generic
 /// over the writer, which is every type deriving rkyv's traits. Implemented
 /// automatically.
 pub trait ShmWire:
@@ -205,7 +205,7 @@ impl<E: Source> Writer<E> for Counter {
     }
 }
 
-/// The exact number of bytes `value` archives to (what [`write`] would put
+/// The exact number of bytes `value` archives to (what [`write()`] would put
 /// in the file and [`crate::wire::encode`] in a buffer), found without
 /// copying any of them: cheap next to writing, to choose between shared
 /// memory and the socket.
@@ -220,7 +220,7 @@ const DIRECT: usize = 64 << 10;
 /// Smaller writes are gathered up to this many bytes, then written at once.
 const STAGE: usize = 256 << 10;
 
-/// The writer behind [`write`]: it streams the archive into the payload file
+/// The writer behind [`write()`]: it streams the archive into the payload file
 /// with `pwrite`, large slices (a tensor's data) straight from the value,
 /// small pieces gathered first.
 struct FileWriter {
@@ -327,7 +327,7 @@ pub fn write<T: ShmWire>(value: &T) -> Result<ShmRef, ShmError> {
     Ok(writer.file.keep(len))
 }
 
-/// Opens a payload written by [`write`] in another process, removes its file
+/// Opens a payload written by [`write()`] in another process, removes its file
 /// at once, and maps it read-only.
 ///
 /// Refused without touching anything: a path that is not a file directly in
