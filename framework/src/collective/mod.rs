@@ -14,6 +14,13 @@
 //! - [`topology`]: ring and tree orders that keep the ranks of one host
 //!   together, with each link labelled by how it will be carried.
 //!
+//! - the runtime: [`all_reduce`] in a child's function and
+//!   [`crate::Children::all_reduce`] in the parent run these schedules over
+//!   the process tree (parent = rank 0, children = ranks 1..n). In this first
+//!   version every transfer goes through the parent, which forwards
+//!   child-to-child chunks; direct child-to-child links are the next step
+//!   for bandwidth.
+//!
 //! Results are bit-identical on every rank: each schedule fixes the order in
 //! which contributions are combined (see [`Schedule::reference`]), and the
 //! runtime must apply reductions in the listed order, never arrival order.
@@ -37,6 +44,7 @@ pub mod tree;
 #[cfg(test)]
 mod tests;
 
+pub use crate::process::allreduce::{ReduceBuffer, all_reduce};
 pub use ops::{ReduceFn, ReduceOp, Reducible};
 pub use ring::chunk_bounds;
 pub use schedule::{

@@ -32,6 +32,8 @@ pub trait Reducible: Element + PartialEq + fmt::Debug + sealed::Sealed {
     fn max(a: Self, b: Self) -> Self;
     /// The raw bit pattern, widened to 64 bits, for bit-identity checks.
     fn bits(self) -> u64;
+    /// The value whose [`Reducible::bits`] are `bits` (carries elements between processes).
+    fn from_bits(bits: u64) -> Self;
 }
 
 macro_rules! integers {
@@ -43,6 +45,7 @@ macro_rules! integers {
             fn min(a: Self, b: Self) -> Self { Ord::min(a, b) }
             fn max(a: Self, b: Self) -> Self { Ord::max(a, b) }
             fn bits(self) -> u64 { self as $u as u64 }
+            fn from_bits(bits: u64) -> Self { bits as $u as $t }
         }
     )*};
 }
@@ -61,6 +64,7 @@ macro_rules! floats {
                 if a.is_nan() { a } else if b.is_nan() || b.total_cmp(&a).is_gt() { b } else { a }
             }
             fn bits(self) -> u64 { self.to_bits() as u64 }
+            fn from_bits(bits: u64) -> Self { <$t>::from_bits(bits as _) }
         }
     )*};
 }

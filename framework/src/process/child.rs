@@ -59,7 +59,7 @@ pub fn is_child() -> bool {
 }
 
 /// What the child's function needs to talk to its parent.
-struct Context {
+pub(super) struct Context {
     parent: RemoteNode,
     parent_mailbox: ActorId,
     same_host: bool,
@@ -71,6 +71,7 @@ struct ChildInbox {
     mailbox: Mailbox,
     joins: VecDeque<Delivery>,
     data: VecDeque<Delivery>,
+    collective: VecDeque<Delivery>,
 }
 
 static CONTEXT: OnceLock<Context> = OnceLock::new();
@@ -85,10 +86,10 @@ impl ChildInbox {
     /// Files deliveries until `want` finds one; runs calibration requests as they come.
     fn next(&mut self, parent: &Context, want: u8) -> Result<Delivery, ProcessError> {
         loop {
-            let queue = if want == op::JOIN {
-                &mut self.joins
-            } else {
-                &mut self.data
+            let queue = match want {
+                op::JOIN => &mut self.joins,
+                op::COLLECTIVE => &mut self.collective,
+                _ => &mut self.data,
             };
             if let Some(d) = queue.pop_front() {
                 return Ok(d);
@@ -102,6 +103,7 @@ impl ChildInbox {
             match d.op & !op::SHM {
                 op::JOIN => self.joins.push_back(d),
                 op::DATA => self.data.push_back(d),
+                op::COLLECTIVE => self.collective.push_back(d),
                 op::CALIBRATE => {
                     parent.block_on_post(op::CALIBRATED, &super::calibrate::kernel_seconds())?
                 }
@@ -129,7 +131,17 @@ fn spin_then_block(mailbox: &mut Mailbox) -> Option<Delivery> {
 const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 impl Context {
-    fn block_on_post<T: WireType>(&self, operation: u8, value: &T) -> Result<(), ProcessError> {
+    /// The next collective post from the parent (blocks this thread).
+    pub(super) fn next_collective(&self) -> Result<Delivery, ProcessError> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        inbox.next(self, op::COLLECTIVE)
+    }
+
+    pub(super) fn block_on_post<T: WireType>(
+        &self,
+        operation: u8,
+        value: &T,
+    ) -> Result<(), ProcessError> {
         let bytes = encode(value)?;
         self.runtime
             .block_on(self.parent.post(self.parent_mailbox, operation, 0, bytes))?;
@@ -137,7 +149,7 @@ impl Context {
     }
 }
 
-fn context() -> Result<&'static Context, ProcessError> {
+pub(super) fn context() -> Result<&'static Context, ProcessError> {
     CONTEXT.get().ok_or_else(|| {
         ProcessError::Misuse(
             "this call is for a child's function (started by fork + exec); this process is not one"
@@ -317,6 +329,7 @@ async fn serve(role: Role, password: String) -> i32 {
     // Wait for the function to run, keeping what arrives before it.
     let mut joins = VecDeque::new();
     let mut data = VecDeque::new();
+    let mut collective = VecDeque::new();
     let request = loop {
         let Some(d) = mailbox.recv().await else {
             return 6;
@@ -331,6 +344,7 @@ async fn serve(role: Role, password: String) -> i32 {
             },
             op::JOIN => joins.push_back(d),
             op::DATA => data.push_back(d),
+            op::COLLECTIVE => collective.push_back(d),
             op::CALIBRATE => {
                 let secs = super::calibrate::kernel_seconds();
                 if let Ok(bytes) = encode(&secs) {
@@ -349,6 +363,7 @@ async fn serve(role: Role, password: String) -> i32 {
             mailbox,
             joins,
             data,
+            collective,
         }),
     });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -20,6 +20,7 @@ pub(crate) struct Inbox {
     pub mailbox: Mailbox,
     yields: u64,
     data: VecDeque<Delivery>,
+    pub(super) collective: VecDeque<Delivery>,
     calibrations: VecDeque<f64>,
     outcome: Option<ExecOutcome>,
     gone: Option<String>,
@@ -31,6 +32,7 @@ impl Inbox {
             mailbox,
             yields: 0,
             data: VecDeque::new(),
+            collective: VecDeque::new(),
             calibrations: VecDeque::new(),
             outcome: None,
             gone: None,
@@ -39,7 +41,7 @@ impl Inbox {
 
     /// Files one more delivery; notes the child gone when its connection
     /// closed and nothing is left to read.
-    async fn pump(&mut self, remote: &RemoteNode) {
+    pub(super) async fn pump(&mut self, remote: &RemoteNode) {
         let delivery = match self.mailbox.try_recv() {
             Some(d) => Some(d),
             None if self.gone.is_some() => None,
@@ -63,6 +65,7 @@ impl Inbox {
         match d.op & !op::SHM {
             op::YIELD => self.yields += 1,
             op::DATA => self.data.push_back(d),
+            op::COLLECTIVE => self.collective.push_back(d),
             op::DONE => {
                 self.outcome = Some(
                     decode_owned::<ExecOutcome>(&d.payload)
@@ -79,7 +82,7 @@ impl Inbox {
     }
 
     /// The error for a child that cannot yield or send any more.
-    fn ended(&self, id: u32) -> Option<ProcessError> {
+    pub(super) fn ended(&self, id: u32) -> Option<ProcessError> {
         if let Some(outcome) = &self.outcome {
             return Some(match outcome {
                 ExecOutcome::Failed(message) => ProcessError::Failed {
@@ -407,6 +410,24 @@ impl Children {
     /// One value from each child, in child order.
     pub async fn receive<T: WireType>(&self) -> Result<Vec<Received<T>>, ProcessError> {
         join_all(&self.0, |c| c.receive::<T>()).await
+    }
+
+    /// AllReduce over this process (rank 0) and these children (ranks 1..,
+    /// in group order), each of which calls
+    /// [`crate::collective::all_reduce`] with a buffer of the same length:
+    /// every rank ends with the same bits, equal to
+    /// [`crate::collective::Schedule::reference`]. Fails on every rank if one
+    /// of them dies or disagrees.
+    pub async fn all_reduce<T, B>(
+        &self,
+        data: &mut B,
+        op: crate::collective::ReduceOp<T>,
+    ) -> Result<(), ProcessError>
+    where
+        T: crate::collective::Reducible,
+        B: crate::collective::ReduceBuffer<T> + ?Sized,
+    {
+        super::allreduce::parent_all_reduce(&self.0, data.elements_mut(), &op).await
     }
 
     /// Waits until every child process is gone, then removes them from [`super::children`].

@@ -29,6 +29,7 @@
 //! }
 //! ```
 
+pub(crate) mod allreduce;
 pub(crate) mod calibrate;
 pub(crate) mod child;
 mod child_handle;

@@ -23,6 +23,9 @@ pub mod op {
     pub const CALIBRATE: u8 = 7;
     /// Child → parent: seconds the calibration kernel took (an `f64`).
     pub const CALIBRATED: u8 = 8;
+    /// Either way: a collective's post ([`super::CollectiveMsg`]), kept apart
+    /// from `JOIN` and `DATA` so a collective never takes user values.
+    pub const COLLECTIVE: u8 = 9;
     /// Flag on `DATA` and `JOIN`: the payload is a [`crate::transport::shm::ShmRef`]
     /// to a shared-memory file holding the value.
     pub const SHM: u8 = crate::remote::value::SHM_FLAG;
@@ -80,6 +83,51 @@ pub enum ExecOutcome {
     Returned(Vec<u8>),
     /// It panicked or could not run; why.
     Failed(String),
+}
+
+/// A post of `all_reduce`. Every transfer goes through the parent, which
+/// forwards child-to-child chunks to the target child.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum CollectiveMsg {
+    /// Parent → child: a collective begins; the child is `rank` of `ranks`.
+    Start {
+        /// Which collective of this parent (stale posts of another are dropped).
+        round: u64,
+        /// The child's rank (1..ranks).
+        rank: u32,
+        /// How many ranks take part (parent included).
+        ranks: u32,
+        /// Elements every rank reduces.
+        len: u64,
+    },
+    /// One chunk of a schedule's step, from rank `from` to rank `to`.
+    Chunk {
+        /// Which collective.
+        round: u64,
+        /// Index into the schedule's steps.
+        step: u32,
+        /// Index into the schedule's chunks.
+        chunk: u32,
+        /// Sending rank.
+        from: u32,
+        /// Receiving rank.
+        to: u32,
+        /// The chunk's elements as [`crate::collective::Reducible::bits`].
+        bits: Vec<u64>,
+    },
+    /// Child → parent: this rank ran its whole program. Parent → child:
+    /// every rank did; `all_reduce` returns `Ok` only on this.
+    Done {
+        /// Which collective.
+        round: u64,
+    },
+    /// Either way: the collective failed; every rank returns an error.
+    Abort {
+        /// Which collective.
+        round: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 pub use crate::remote::value::tag_of;

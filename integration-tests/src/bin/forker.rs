@@ -1,7 +1,96 @@
 //! The test parent for process tests: forks children of itself and runs
 //! one scenario, named by the first argument, printing what it sees.
 
+use parallel::collective::{ReduceOp, Reducible, Schedule};
 use parallel::{ProcessError, Tensor, nfork};
+
+/// Rank `rank`'s `f32` input of `len` elements for the allreduce scenario.
+fn input_f32(rank: usize, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((rank * 7919 + i * 31) % 97) as f32 * 0.37 - 11.0 + rank as f32 * 0.013)
+        .collect()
+}
+
+/// Rank `rank`'s `i64` input of `len` elements for the allreduce scenario.
+fn input_i64(rank: usize, len: usize) -> Vec<i64> {
+    (0..len)
+        .map(|i| ((rank * 1_000_003 + i * 7) % 1999) as i64 - 999)
+        .collect()
+}
+
+/// The allreduce scenario's ops, in the order every rank runs them.
+fn ops<T: Reducible>() -> [(&'static str, ReduceOp<T>); 4] {
+    [
+        ("sum", ReduceOp::Sum),
+        ("prod", ReduceOp::Prod),
+        ("min", ReduceOp::Min),
+        ("max", ReduceOp::Max),
+    ]
+}
+
+/// A digest of the bits of `data` (FNV-1a over every element's bits).
+fn digest<T: Reducible>(data: &[T]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for x in data {
+        h = (h ^ x.bits()).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{}:{h:016x}", data.len())
+}
+
+/// Runs every op on f32 and i64 inputs of this rank and prints each result's digest.
+fn reduce_all(
+    rank: usize,
+    len: usize,
+    reduce: &mut dyn FnMut(Buf<'_>) -> Result<(), ProcessError>,
+) {
+    for (name, op) in ops::<f32>() {
+        let mut v = input_f32(rank, len);
+        reduce(Buf::F32(&mut v, op)).expect("all_reduce f32");
+        println!("RESULT f32 {name} rank {rank} {}", digest(&v));
+    }
+    for (name, op) in ops::<i64>() {
+        let mut v = input_i64(rank, len);
+        reduce(Buf::I64(&mut v, op)).expect("all_reduce i64");
+        println!("RESULT i64 {name} rank {rank} {}", digest(&v));
+    }
+}
+
+/// One allreduce call of the scenario.
+enum Buf<'a> {
+    F32(&'a mut Vec<f32>, ReduceOp<f32>),
+    I64(&'a mut Vec<i64>, ReduceOp<i64>),
+}
+
+/// A child of the allreduce scenario: rank = its id.
+#[parallel::remote]
+fn reducer(len: u64) {
+    let rank = parallel::id() as usize;
+    reduce_all(rank, len as usize, &mut |b| match b {
+        Buf::F32(v, op) => parallel::collective::all_reduce(v, op),
+        Buf::I64(v, op) => parallel::collective::all_reduce(v, op),
+    });
+}
+
+/// A child of the allreduce-kill scenario: child 2 dies abruptly (SIGABRT)
+/// while it waits in the collective, which child 3 joins late.
+#[parallel::remote]
+fn dying_reducer() {
+    let id = parallel::id();
+    if id == 2 {
+        std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::process::abort();
+        });
+    }
+    if id == 3 {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    let mut v = input_f32(id as usize, 1001);
+    match parallel::collective::all_reduce(&mut v, ReduceOp::Sum) {
+        Ok(()) => println!("CHILD-UNEXPECTED ok"),
+        Err(e) => println!("CHILD-ERR {e}"),
+    }
+}
 
 /// Yields until told "break"; for each round receives a tensor and sends back its sum.
 #[parallel::remote]
@@ -207,6 +296,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pids: Vec<String> = children.iter().map(|c| c.pid().to_string()).collect();
             println!("PIDS {}", pids.join(" "));
             tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+        // allreduce N LEN: parent + N children reduce with every op on f32 and i64.
+        "allreduce" => {
+            let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+            let len: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
+            let children = nfork(n).await?;
+            children.exec(reducer, (len as u64,)).await?;
+            let schedule = Schedule::allreduce(len, n + 1, 4)?;
+            for (name, op) in ops::<f32>() {
+                let inputs: Vec<Vec<f32>> = (0..=n).map(|r| input_f32(r, len)).collect();
+                let expected = schedule.reference(&op, &inputs)?;
+                println!("REF f32 {name} {}", digest(&expected));
+                let mut v = inputs[0].clone();
+                children.all_reduce(&mut v, op).await?;
+                println!("RESULT f32 {name} rank 0 {}", digest(&v));
+            }
+            let schedule = Schedule::allreduce(len, n + 1, 8)?;
+            for (name, op) in ops::<i64>() {
+                let inputs: Vec<Vec<i64>> = (0..=n).map(|r| input_i64(r, len)).collect();
+                let expected = schedule.reference(&op, &inputs)?;
+                println!("REF i64 {name} {}", digest(&expected));
+                let mut v = inputs[0].clone();
+                children.all_reduce(&mut v, op).await?;
+                println!("RESULT i64 {name} rank 0 {}", digest(&v));
+            }
+            children.sync().await?;
+            println!("NCHILDREN {}", parallel::nchildren());
+        }
+        // allreduce-kill: child 2 of 3 dies while the others wait in all_reduce.
+        "allreduce-kill" => {
+            let children = nfork(3).await?;
+            children.exec(dying_reducer, ()).await?;
+            let started = std::time::Instant::now();
+            let mut v = input_f32(0, 1001);
+            match children.all_reduce(&mut v, ReduceOp::Sum).await {
+                Err(e) => println!("ABORTED {} ms: {e}", started.elapsed().as_millis()),
+                Ok(()) => println!("UNEXPECTED ok"),
+            }
+            children[0].sync().await?;
+            children[2].sync().await?;
+            println!("SYNCED");
         }
         other => return Err(format!("unknown scenario {other:?}").into()),
     }

@@ -1,0 +1,464 @@
+//! The AllReduce runtime over the process tree: the parent is rank 0 and
+//! its children, in group order, ranks 1..n. Each rank runs its
+//! [`Schedule::program`] (ring or tree, as [`Schedule::allreduce`] picks),
+//! applying the receives of each step in the listed order, so every rank ends
+//! with the bits of [`Schedule::reference`].
+//!
+//! Transport, the simplest correct one: every transfer goes through the
+//! parent, which has a link to every child. A child posts its chunk to the
+//! parent with [`op::COLLECTIVE`]; the parent keeps chunks for rank 0 and
+//! forwards the others to the target child. Collective posts have their own
+//! queue on both sides, so they never take values from `join`/`send`.
+//! Direct child-to-child links are the next step for bandwidth.
+//!
+//! Failure: when a child's process exits or its link closes while it still
+//! owes chunks, the parent posts an abort to every other child and returns an
+//! error; the children return an error too. The link closing is bounded by
+//! the transport's heartbeat timeout, and a child whose parent dies exits
+//! with it (its lease), so no rank waits forever on a dead one.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::collective::{Action, ReduceOp, Reducible, Schedule};
+use crate::wire::{decode_owned, encode};
+
+use super::child_handle::{Child, Inbox};
+use super::error::ProcessError;
+use super::protocol::{CollectiveMsg, op};
+
+/// A buffer `all_reduce` reduces in place: `Vec<T>`, `[T]` or `Tensor<T>`.
+pub trait ReduceBuffer<T> {
+    /// Its elements.
+    fn elements_mut(&mut self) -> &mut [T];
+}
+
+impl<T> ReduceBuffer<T> for Vec<T> {
+    fn elements_mut(&mut self) -> &mut [T] {
+        self
+    }
+}
+
+impl<T> ReduceBuffer<T> for [T] {
+    fn elements_mut(&mut self) -> &mut [T] {
+        self
+    }
+}
+
+impl<T: crate::actor::Element> ReduceBuffer<T> for crate::Tensor<T> {
+    fn elements_mut(&mut self) -> &mut [T] {
+        self.as_mut_slice()
+    }
+}
+
+/// How often the parent checks that the children's processes still run.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Chunks received and not yet applied, by (step, chunk, from).
+type Pending = HashMap<(usize, usize, usize), Vec<u64>>;
+
+fn bits_of<T: Reducible>(data: &[T]) -> Vec<u64> {
+    data.iter().map(|&x| x.bits()).collect()
+}
+
+/// Applies an incoming chunk as the schedule says (same as [`Schedule::simulate`]).
+fn apply<T: Reducible>(op: &ReduceOp<T>, action: Action, local: &mut [T], bits: &[u64]) {
+    let mut incoming: Vec<T> = bits.iter().map(|&b| T::from_bits(b)).collect();
+    match action {
+        Action::ReduceIncomingFirst => {
+            op.apply(&mut incoming, local);
+            local.copy_from_slice(&incoming);
+        }
+        Action::ReduceLocalFirst => op.apply(local, &incoming),
+        Action::Copy => local.copy_from_slice(&incoming),
+    }
+}
+
+fn schedule_for<T>(len: usize, ranks: usize) -> Result<Schedule, ProcessError> {
+    Schedule::allreduce(len, ranks, std::mem::size_of::<T>())
+        .map_err(|e| ProcessError::Misuse(format!("all_reduce: {e}")))
+}
+
+fn chunk_range(
+    schedule: &Schedule,
+    chunk: usize,
+    len: usize,
+) -> Result<Range<usize>, ProcessError> {
+    schedule
+        .chunks()
+        .get(chunk)
+        .filter(|r| r.end <= len)
+        .cloned()
+        .ok_or_else(|| ProcessError::Aborted(format!("chunk {chunk} is not in the schedule")))
+}
+
+static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The parent's side of `Children::all_reduce`.
+pub(super) async fn parent_all_reduce<T: Reducible>(
+    children: &[Child],
+    data: &mut [T],
+    op: &ReduceOp<T>,
+) -> Result<(), ProcessError> {
+    if children.is_empty() {
+        return Ok(());
+    }
+    let ranks = children.len() + 1;
+    let schedule = schedule_for::<T>(data.len(), ranks)?;
+    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut inboxes = Vec::with_capacity(children.len());
+    for c in children {
+        inboxes.push(c.0.inbox.lock().await);
+    }
+    let mut run = ParentRun {
+        children,
+        round,
+        pending: HashMap::new(),
+        owed: vec![0; ranks],
+        forwards: 0,
+    };
+    // Every child also owes its `Done`.
+    for owed in &mut run.owed[1..] {
+        *owed += 1;
+    }
+    for step in schedule.steps() {
+        for t in &step.transfers {
+            if t.from != 0 {
+                run.owed[t.from] += 1;
+                if t.to != 0 {
+                    run.forwards += 1;
+                }
+            }
+        }
+    }
+    let result = run
+        .run(&mut inboxes, &schedule, data, op, ranks as u32)
+        .await;
+    if let Err(e) = &result {
+        let abort = CollectiveMsg::Abort {
+            round,
+            reason: e.to_string(),
+        };
+        if let Ok(bytes) = encode(&abort) {
+            for c in children {
+                let _ =
+                    c.0.remote
+                        .post(c.0.mailbox, op::COLLECTIVE, 0, bytes.clone())
+                        .await;
+            }
+        }
+    }
+    result
+}
+
+struct ParentRun<'a> {
+    children: &'a [Child],
+    round: u64,
+    pending: Pending,
+    /// Chunks each rank still has to post to the parent.
+    owed: Vec<usize>,
+    /// Child-to-child chunks still to forward.
+    forwards: usize,
+}
+
+impl ParentRun<'_> {
+    async fn post(&self, rank: usize, msg: &CollectiveMsg) -> Result<(), ProcessError> {
+        let child = &self.children[rank - 1];
+        child
+            .0
+            .remote
+            .post(child.0.mailbox, op::COLLECTIVE, 0, encode(msg)?)
+            .await?;
+        Ok(())
+    }
+
+    async fn run<T: Reducible>(
+        &mut self,
+        inboxes: &mut [tokio::sync::MutexGuard<'_, Inbox>],
+        schedule: &Schedule,
+        data: &mut [T],
+        op: &ReduceOp<T>,
+        ranks: u32,
+    ) -> Result<(), ProcessError> {
+        for rank in 1..ranks as usize {
+            let start = CollectiveMsg::Start {
+                round: self.round,
+                rank: rank as u32,
+                ranks,
+                len: data.len() as u64,
+            };
+            self.post(rank, &start).await?;
+        }
+        for rs in schedule.program(0) {
+            for t in &rs.sends {
+                let range = chunk_range(schedule, t.chunk, data.len())?;
+                let msg = CollectiveMsg::Chunk {
+                    round: self.round,
+                    step: rs.step as u32,
+                    chunk: t.chunk as u32,
+                    from: 0,
+                    to: t.to as u32,
+                    bits: bits_of(&data[range]),
+                };
+                self.post(t.to, &msg).await?;
+            }
+            for t in &rs.receives {
+                let key = (rs.step, t.chunk, t.from);
+                let bits = loop {
+                    if let Some(bits) = self.pending.remove(&key) {
+                        break bits;
+                    }
+                    self.wait(inboxes).await?;
+                };
+                let range = chunk_range(schedule, t.chunk, data.len())?;
+                if bits.len() != range.len() {
+                    return Err(ProcessError::Aborted(format!(
+                        "rank {} sent {} elements for chunk {}, expected {}",
+                        t.from,
+                        bits.len(),
+                        t.chunk,
+                        range.len()
+                    )));
+                }
+                apply(op, t.action, &mut data[range], &bits);
+            }
+        }
+        while self.forwards > 0 || self.owed.iter().any(|&o| o > 0) {
+            self.wait(inboxes).await?;
+        }
+        // Every rank holds the result: let them return. A child that dies
+        // now has its result already; the others still get theirs.
+        let done = CollectiveMsg::Done { round: self.round };
+        for rank in 1..ranks as usize {
+            let _ = self.post(rank, &done).await;
+        }
+        Ok(())
+    }
+
+    /// Handles what the children posted; waits for more when nothing is there.
+    async fn wait(
+        &mut self,
+        inboxes: &mut [tokio::sync::MutexGuard<'_, Inbox>],
+    ) -> Result<(), ProcessError> {
+        loop {
+            let mut progressed = false;
+            for (i, inbox) in inboxes.iter_mut().enumerate() {
+                while let Some(d) = inbox.collective.pop_front() {
+                    self.handle(i + 1, &d.payload).await?;
+                    progressed = true;
+                }
+            }
+            if progressed {
+                return Ok(());
+            }
+            let mut live = Vec::new();
+            for (i, inbox) in inboxes.iter_mut().enumerate() {
+                let child = &self.children[i];
+                if self.owed[i + 1] == 0 {
+                    continue;
+                }
+                if let Some(reason) = exited(child) {
+                    return Err(ProcessError::Gone {
+                        id: child.id(),
+                        reason,
+                    });
+                }
+                if let Some(e) = inbox.ended(child.id()) {
+                    return Err(ProcessError::Aborted(format!(
+                        "rank {} left the collective: {e}",
+                        i + 1
+                    )));
+                }
+                live.push(Box::pin(inbox.pump(&child.0.remote)));
+            }
+            if live.is_empty() {
+                return Err(ProcessError::Aborted(
+                    "waiting for a chunk no rank owes (a protocol error)".into(),
+                ));
+            }
+            let mut tick = std::pin::pin!(tokio::time::sleep(TICK));
+            std::future::poll_fn(|cx| {
+                if tick.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+                for f in live.iter_mut() {
+                    if f.as_mut().poll(cx).is_ready() {
+                        return std::task::Poll::Ready(());
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+        }
+    }
+
+    async fn handle(&mut self, sender: usize, payload: &[u8]) -> Result<(), ProcessError> {
+        let msg = decode_owned::<CollectiveMsg>(payload)?;
+        match msg {
+            CollectiveMsg::Chunk {
+                round,
+                step,
+                chunk,
+                from,
+                to,
+                bits,
+            } if round == self.round => {
+                if from as usize != sender {
+                    return Err(ProcessError::Aborted(format!(
+                        "rank {sender} posted a chunk as rank {from}"
+                    )));
+                }
+                self.owed[sender] = self.owed[sender].saturating_sub(1);
+                if to == 0 {
+                    self.pending
+                        .insert((step as usize, chunk as usize, sender), bits);
+                } else if (to as usize) <= self.children.len() {
+                    self.forwards = self.forwards.saturating_sub(1);
+                    let msg = CollectiveMsg::Chunk {
+                        round,
+                        step,
+                        chunk,
+                        from,
+                        to,
+                        bits,
+                    };
+                    self.post(to as usize, &msg).await?;
+                }
+                Ok(())
+            }
+            CollectiveMsg::Done { round } if round == self.round => {
+                self.owed[sender] = self.owed[sender].saturating_sub(1);
+                Ok(())
+            }
+            CollectiveMsg::Abort { round, reason } if round == self.round => Err(
+                ProcessError::Aborted(format!("rank {sender} aborted: {reason}")),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a child's process is gone, if it is.
+fn exited(child: &Child) -> Option<String> {
+    if child.0.exited.load(std::sync::atomic::Ordering::Relaxed) {
+        return Some("its process has exited".into());
+    }
+    if !child.0.remote.is_alive() {
+        return Some("its connection is closed".into());
+    }
+    let mut launched = child.0.process.try_lock().ok()?;
+    match launched.process.try_wait() {
+        Ok(Some(status)) => Some(format!("its process exited during all_reduce ({status})")),
+        _ => None,
+    }
+}
+
+/// In a child's function: AllReduce of `data` with the parent and its
+/// other children (the parent calls [`crate::Children::all_reduce`]). Blocks
+/// until every rank holds the result, bit-identical to
+/// [`Schedule::reference`]; fails on every rank if one of them dies.
+pub fn all_reduce<T, B>(data: &mut B, op: ReduceOp<T>) -> Result<(), ProcessError>
+where
+    T: Reducible,
+    B: ReduceBuffer<T> + ?Sized,
+{
+    let ctx = super::child::context()?;
+    let data = data.elements_mut();
+    // Wait for the parent's start; posts of earlier collectives are stale.
+    let (round, rank, ranks, len) = loop {
+        let d = ctx.next_collective()?;
+        if let Ok(CollectiveMsg::Start {
+            round,
+            rank,
+            ranks,
+            len,
+        }) = decode_owned::<CollectiveMsg>(&d.payload)
+        {
+            break (round, rank as usize, ranks as usize, len as usize);
+        }
+    };
+    let abort = |reason: String| -> ProcessError {
+        let _ = ctx.block_on_post(
+            op::COLLECTIVE,
+            &CollectiveMsg::Abort {
+                round,
+                reason: reason.clone(),
+            },
+        );
+        ProcessError::Aborted(reason)
+    };
+    if len != data.len() {
+        return Err(abort(format!(
+            "rank {rank} has {} elements, rank 0 has {len}",
+            data.len()
+        )));
+    }
+    let schedule = match schedule_for::<T>(len, ranks) {
+        Ok(s) => s,
+        Err(e) => return Err(abort(e.to_string())),
+    };
+    let mut pending = Pending::new();
+    for rs in schedule.program(rank) {
+        for t in &rs.sends {
+            let range = chunk_range(&schedule, t.chunk, len)?;
+            let msg = CollectiveMsg::Chunk {
+                round,
+                step: rs.step as u32,
+                chunk: t.chunk as u32,
+                from: rank as u32,
+                to: t.to as u32,
+                bits: bits_of(&data[range]),
+            };
+            ctx.block_on_post(op::COLLECTIVE, &msg)?;
+        }
+        for t in &rs.receives {
+            let key = (rs.step, t.chunk, t.from);
+            let bits = loop {
+                if let Some(bits) = pending.remove(&key) {
+                    break bits;
+                }
+                let d = ctx.next_collective()?;
+                match decode_owned::<CollectiveMsg>(&d.payload)? {
+                    CollectiveMsg::Chunk {
+                        round: r,
+                        step,
+                        chunk,
+                        from,
+                        bits,
+                        ..
+                    } if r == round => {
+                        pending.insert((step as usize, chunk as usize, from as usize), bits);
+                    }
+                    CollectiveMsg::Abort { round: r, reason } if r == round => {
+                        return Err(ProcessError::Aborted(reason));
+                    }
+                    _ => {}
+                }
+            };
+            let range = chunk_range(&schedule, t.chunk, len)?;
+            if bits.len() != range.len() {
+                return Err(abort(format!(
+                    "rank {} sent {} elements for chunk {}, expected {}",
+                    t.from,
+                    bits.len(),
+                    t.chunk,
+                    range.len()
+                )));
+            }
+            apply(&op, t.action, &mut data[range], &bits);
+        }
+    }
+    // Returns only once every rank has finished: a rank that dies before
+    // makes every other one fail.
+    ctx.block_on_post(op::COLLECTIVE, &CollectiveMsg::Done { round })?;
+    loop {
+        let d = ctx.next_collective()?;
+        match decode_owned::<CollectiveMsg>(&d.payload)? {
+            CollectiveMsg::Done { round: r } if r == round => return Ok(()),
+            CollectiveMsg::Abort { round: r, reason } if r == round => {
+                return Err(ProcessError::Aborted(reason));
+            }
+            _ => {}
+        }
+    }
+}
