@@ -19,6 +19,7 @@ pub mod id;
 pub mod map;
 pub mod net;
 pub mod process;
+pub mod reduce;
 pub mod remote;
 pub mod supervision;
 pub mod transport;

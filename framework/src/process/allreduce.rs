@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use crate::collective::{Action, ReduceOp, Reducible, Schedule};
+use crate::reduce::{Action, ReduceOp, Reducible, Schedule};
 use crate::wire::{decode_owned, encode};
 
 use super::child_handle::{Child, Inbox};

@@ -414,18 +414,18 @@ impl Children {
 
     /// AllReduce over this process (rank 0) and these children (ranks 1..,
     /// in group order), each of which calls
-    /// [`crate::collective::all_reduce`] with a buffer of the same length:
+    /// [`super::allreduce::all_reduce`] with a buffer of the same length:
     /// every rank ends with the same bits, equal to
-    /// [`crate::collective::Schedule::reference`]. Fails on every rank if one
+    /// [`crate::reduce::Schedule::reference`]. Fails on every rank if one
     /// of them dies or disagrees.
     pub async fn all_reduce<T, B>(
         &self,
         data: &mut B,
-        op: crate::collective::ReduceOp<T>,
+        op: crate::reduce::ReduceOp<T>,
     ) -> Result<(), ProcessError>
     where
-        T: crate::collective::Reducible,
-        B: crate::collective::ReduceBuffer<T> + ?Sized,
+        T: crate::reduce::Reducible,
+        B: super::allreduce::ReduceBuffer<T> + ?Sized,
     {
         super::allreduce::parent_all_reduce(&self.0, data.elements_mut(), &op).await
     }

@@ -112,7 +112,7 @@ pub enum CollectiveMsg {
         from: u32,
         /// Receiving rank.
         to: u32,
-        /// The chunk's elements as [`crate::collective::Reducible::bits`].
+        /// The chunk's elements as [`crate::reduce::Reducible::bits`].
         bits: Vec<u64>,
     },
     /// Child → parent: this rank ran its whole program. Parent → child:
