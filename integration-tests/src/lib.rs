@@ -289,6 +289,45 @@ pub async fn local_node() -> parallel::Node {
         .expect("start a local node")
 }
 
+/// A node in this process with the test password and these heartbeats.
+pub async fn local_node_with_heartbeat(interval: Duration, timeout: Duration) -> parallel::Node {
+    parallel::Node::builder()
+        .password(parallel::Password::new(PASSWORD.to_string()))
+        .heartbeat(interval, timeout)
+        .start()
+        .await
+        .expect("start a local node")
+}
+
+/// Joins `node` to the test node process `server` (at most 20 s).
+pub async fn join(node: &parallel::Node, server: &NodeProcess) -> parallel::RemoteNode {
+    tokio::time::timeout(DEADLINE, node.join(&server.join_line))
+        .await
+        .expect("joined in time")
+        .expect("join the test node")
+}
+
+/// Runs `exe args` to its end (at most 60 s): whether it succeeded, its
+/// stdout and its stderr.
+pub async fn run_to_end(exe: &str, args: &[&str]) -> (bool, String, String) {
+    let child = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the program");
+    let out = tokio::time::timeout(DEADLINE * 3, child.wait_with_output())
+        .await
+        .expect("the program finished in time")
+        .expect("its output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 /// Spawns a `Counter` on `remote` and checks it answers.
 pub async fn counter_on(remote: &parallel::RemoteNode) -> ActorRef<Counter> {
     let counter = tokio::time::timeout(DEADLINE, remote.spawn(Counter::default()))

@@ -2,28 +2,13 @@
 
 use std::process::Stdio;
 
-use parallel_integration_tests::{DEADLINE, children_die_with_their_parent};
+use parallel_integration_tests::{children_die_with_their_parent, run_to_end};
 use tokio::process::Command;
 
 const FORKER: &str = env!("CARGO_BIN_EXE_forker");
 
 async fn run(args: &[&str]) -> (bool, String, String) {
-    let child = Command::new(FORKER)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the forker");
-    let out = tokio::time::timeout(DEADLINE * 3, child.wait_with_output())
-        .await
-        .expect("the forker finished in time")
-        .expect("output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    run_to_end(FORKER, args).await
 }
 
 #[tokio::test]

@@ -53,10 +53,7 @@ async fn ask_and_tell_a_counter_spawned_by_name_on_another_process() {
 async fn an_actor_ref_travels_inside_a_message_and_works_there() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let remote = join(&node, &server).await;
     let counter = counter_on(&remote).await;
     // Round-trip the reference through the wire format, as a message field would.
     let bytes = parallel::wire::encode(&counter).expect("encode an ActorRef");
@@ -74,10 +71,7 @@ async fn an_actor_ref_travels_inside_a_message_and_works_there() {
 async fn an_actor_ref_sent_to_another_node_is_used_there_to_reach_back() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let remote = join(&node, &server).await;
     // A counter in this process, a relayer in the other; the relayer gets the
     // counter's reference in a message and asks it across the connection.
     let counter = node.spawn(Counter::default());
@@ -118,10 +112,7 @@ async fn an_actor_ref_sent_to_another_node_is_used_there_to_reach_back() {
 async fn spawn_of_a_type_the_node_does_not_allow_is_refused() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let remote = join(&node, &server).await;
     let err = timeout(DEADLINE, remote.spawn(Forbidden))
         .await
         .unwrap()
@@ -136,10 +127,7 @@ async fn spawn_of_a_type_the_node_does_not_allow_is_refused() {
 async fn a_registered_function_runs_on_the_other_process() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let remote = join(&node, &server).await;
     let product = timeout(DEADLINE, remote.call(multiply, (6u64, 7u64)))
         .await
         .unwrap()

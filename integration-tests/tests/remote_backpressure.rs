@@ -17,10 +17,7 @@ const MEMORY_LIMIT_KIB: u64 = 96 * 1024;
 async fn a_million_tells_arrive_complete_in_order_with_bounded_memory() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let remote = join(&node, &server).await;
     let sink = timeout(
         DEADLINE,
         remote.spawn(SlowSink {

@@ -12,16 +12,9 @@ const NODE: &str = env!("CARGO_BIN_EXE_node");
 #[actix_rt::test]
 async fn pending_asks_fail_within_the_heartbeat_timeout_when_the_peer_is_killed() {
     let mut server = NodeProcess::start(NODE, &[]).await;
-    let node = parallel::Node::builder()
-        .password(parallel::Password::new(PASSWORD.into()))
-        .heartbeat(Duration::from_millis(250), Duration::from_millis(1500))
-        .start()
-        .await
-        .unwrap();
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let node =
+        local_node_with_heartbeat(Duration::from_millis(250), Duration::from_millis(1500)).await;
+    let remote = join(&node, &server).await;
     let sink = timeout(DEADLINE, remote.spawn(SlowSink::default()))
         .await
         .unwrap()

@@ -75,12 +75,8 @@ async fn a_killed_process_child_restarts_under_the_same_id_and_the_caller_contin
 async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
     let mut a = NodeProcess::start(NODE, &[]).await;
     let mut b = NodeProcess::start(NODE, &[]).await;
-    let node = parallel::Node::builder()
-        .password(parallel::Password::new(PASSWORD.into()))
-        .heartbeat(Duration::from_millis(250), Duration::from_millis(1500))
-        .start()
-        .await
-        .unwrap();
+    let node =
+        local_node_with_heartbeat(Duration::from_millis(250), Duration::from_millis(1500)).await;
     let ra = timeout(DEADLINE, node.join(&a.join_line))
         .await
         .unwrap()

@@ -13,16 +13,9 @@ const NODE: &str = env!("CARGO_BIN_EXE_node");
 #[actix_rt::test]
 async fn a_remote_panic_and_a_killed_host_each_arrive_as_one_down() {
     let mut server = NodeProcess::start(NODE, &[]).await;
-    let node = parallel::Node::builder()
-        .password(parallel::Password::new(PASSWORD.into()))
-        .heartbeat(Duration::from_millis(250), Duration::from_millis(1500))
-        .start()
-        .await
-        .unwrap();
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let node =
+        local_node_with_heartbeat(Duration::from_millis(250), Duration::from_millis(1500)).await;
+    let remote = join(&node, &server).await;
 
     let counter = counter_on(&remote).await;
     let watching = counter.watch();
@@ -50,10 +43,7 @@ async fn a_remote_panic_and_a_killed_host_each_arrive_as_one_down() {
 async fn a_link_carries_a_failure_to_and_from_another_process() {
     let server = NodeProcess::start(NODE, &[]).await;
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let remote = join(&node, &server).await;
 
     // The remote counter fails: the local one dies with the same reason.
     let far = counter_on(&remote).await;

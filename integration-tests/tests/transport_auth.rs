@@ -27,10 +27,7 @@ async fn wrong_password_is_refused_and_no_actor_is_created() {
 
     // The server still accepts the right password.
     let node = local_node().await;
-    let remote = timeout(DEADLINE, node.join(&server.join_line))
-        .await
-        .unwrap()
-        .unwrap();
+    let remote = join(&node, &server).await;
     assert!(remote.is_alive());
     let stderr = server.stop_and_read_stderr().await;
     assert!(!stderr.contains("spawned for a peer"), "{stderr}");

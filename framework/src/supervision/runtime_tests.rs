@@ -52,6 +52,20 @@ async fn node(allow: bool) -> Node {
     b.start().await.expect("a node")
 }
 
+/// Two nodes in this process; the first spawns a `Worker` on the second by name.
+async fn worker_spawned_by_another_node() -> (Node, Node, crate::remote::ActorRef<Worker>) {
+    let (here, there) = (node(false).await, node(true).await);
+    let remote = timeout(T, here.join(&there.join_line()))
+        .await
+        .unwrap()
+        .unwrap();
+    let w = timeout(T, remote.spawn(Worker::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    (here, there, w)
+}
+
 async fn next_event(
     events: &mut tokio::sync::broadcast::Receiver<SupervisorEvent>,
 ) -> SupervisorEvent {
@@ -194,15 +208,7 @@ async fn transient_children_stay_down_after_a_normal_stop() {
 
 #[actix_rt::test]
 async fn a_watch_reports_a_panic_with_its_message() {
-    let (here, there) = (node(false).await, node(true).await);
-    let remote = timeout(T, here.join(&there.join_line()))
-        .await
-        .unwrap()
-        .unwrap();
-    let w = timeout(T, remote.spawn(Worker::default()))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_here, _there, w) = worker_spawned_by_another_node().await;
     let watching = w.watch();
     let _ = timeout(T, w.ask(Crash)).await.unwrap();
     let down = timeout(T, watching).await.unwrap();
@@ -212,15 +218,7 @@ async fn a_watch_reports_a_panic_with_its_message() {
 
 #[actix_rt::test]
 async fn watching_an_actor_that_does_not_exist_says_noproc() {
-    let (here, there) = (node(false).await, node(true).await);
-    let remote = timeout(T, here.join(&there.join_line()))
-        .await
-        .unwrap()
-        .unwrap();
-    let w = timeout(T, remote.spawn(Worker::default()))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_here, _there, w) = worker_spawned_by_another_node().await;
     let ghost = crate::remote::ActorRef::<Worker>::from_address(crate::remote::ActorAddress {
         id: crate::id::ActorId::new(),
         node: w.node(),
