@@ -18,6 +18,7 @@ use tokio::process::{Child, Command};
 pub mod bulk;
 pub mod raw;
 pub mod report;
+pub mod workqueue_bench;
 
 /// Environment variable that tells a started copy which role it plays.
 pub const ROLE_ENV: &str = "PARALLEL_EXAMPLE_ROLE";

@@ -158,6 +158,13 @@ pub(super) fn context() -> Result<&'static Context, ProcessError> {
     })
 }
 
+/// The parent's node and this process's runtime, for the layers above that
+/// talk to the parent on their own (the work queues).
+pub(crate) fn parent_link() -> Result<(RemoteNode, tokio::runtime::Handle), ProcessError> {
+    let ctx = context()?;
+    Ok((ctx.parent.clone(), ctx.runtime.clone()))
+}
+
 /// In a child's function: waits until the parent calls `join(value)` on
 /// this child, and returns that value (the seed's `parallel.yield()`).
 pub fn yield_value<T: WireType>() -> Result<T, ProcessError> {
