@@ -8,7 +8,8 @@
  * call's result is checked on every rank (the sum of the ranks' inputs),
  * then the buffers are zeroed (so no value grows over the iterations),
  * WARMUP untimed calls run, then ITERS timed ones, each after an
- * MPI_Barrier, timed on rank 0 with MPI_Wtime. Rank 0 prints one line per
+ * MPI_Barrier, timed on rank 0 with MPI_Wtime, then one more checked call
+ * with known values. Rank 0 prints one line per
  * size:
  *
  *   RESULT <bytes> <ranks> <iters> <median seconds per call>
@@ -30,6 +31,21 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* One checked call: fills buf with the rank's inputs, reduces, checks the sum. */
+static void fill_and_check(float *buf, long n, long bytes, int rank, int ranks) {
+    for (long i = 0; i < n; i++) buf[i] = input(i, rank);
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    for (long i = 0; i < n; i++) {
+        float expected = 0.0f;
+        for (int r = 0; r < ranks; r++) expected += input(i, r);
+        if (buf[i] != expected) {
+            printf("WRONG %ld %ld %g %g\n", bytes, i, (double)buf[i], (double)expected);
+            fflush(stdout);
+            MPI_Abort(MPI_COMM_WORLD, 4);
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, ranks;
@@ -49,17 +65,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "out of memory for %ld bytes\n", bytes);
             MPI_Abort(MPI_COMM_WORLD, 3);
         }
-        for (long i = 0; i < n; i++) buf[i] = input(i, rank);
-        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-        for (long i = 0; i < n; i++) {
-            float expected = 0.0f;
-            for (int r = 0; r < ranks; r++) expected += input(i, r);
-            if (buf[i] != expected) {
-                printf("WRONG %ld %ld %g %g\n", bytes, i, (double)buf[i], (double)expected);
-                fflush(stdout);
-                MPI_Abort(MPI_COMM_WORLD, 4);
-            }
-        }
+        fill_and_check(buf, n, bytes, rank, ranks);
         memset(buf, 0, (size_t)n * sizeof(float));
         for (long w = 0; w < warmup; w++)
             MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -69,6 +75,7 @@ int main(int argc, char **argv) {
             MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
             times[t] = MPI_Wtime() - start;
         }
+        fill_and_check(buf, n, bytes, rank, ranks);
         if (rank == 0) {
             qsort(times, (size_t)iters, sizeof(double), cmp_double);
             printf("RESULT %ld %d %ld %.9e\n", bytes, ranks, iters, times[iters / 2]);

@@ -13,14 +13,18 @@
 //! | `allreduce_8b_latency_us`              | the same with two `f32` (8 bytes), 4 ranks   | `MPI_Allreduce` of two `MPI_FLOAT`s, 4 ranks |
 //! | `workqueue_items_per_s`                | a `WorkQueue` read by 2 other processes      | `std::sync::mpsc` read by 2 threads of this process |
 //!
-//! Both sides run the same iterations: every rank fills its buffer with
-//! known values, the first call's result is checked on every rank (the
-//! sum of the ranks' inputs, exact in `f32`), the buffers are zeroed (no
-//! value grows over the iterations), then warm-up calls, then timed ones.
-//! Before each timed call the ranks synchronise (MPI: `MPI_Barrier`; here:
-//! an `all_reduce` of one `f32`), and rank 0 times the call alone. The
-//! figure is the median call; bandwidth is algorithm bandwidth, bytes of
-//! the buffer / median time (GB/s, 10⁹ bytes).
+//! The two sides alternate: per group size, `ROUNDS` rounds of the MPI
+//! program then ours, each a fresh `mpirun` or `nfork`; a figure is the
+//! median of its rounds. Both sides run the same iterations: every rank
+//! fills its buffer with known values, the first call's result is checked
+//! on every rank (the sum of the ranks' inputs, exact in `f32`), the
+//! buffers are zeroed (no value grows over the iterations), then warm-up
+//! calls, then timed ones, then one more checked call with known values
+//! (so a path taken only after the first call is checked too). Before each timed call the ranks synchronise
+//! (MPI: `MPI_Barrier`; here: an `all_reduce` of one `f32`), and rank 0
+//! times the call alone. A round's figure is its median call; bandwidth is
+//! algorithm bandwidth, bytes of the buffer / median time (GB/s, 10⁹
+//! bytes).
 //!
 //! The MPI side is `examples/mpi/allreduce.c`, embedded here: written to a
 //! temporary directory, built with `mpicc -O2` and run with `mpirun -np N`
@@ -48,8 +52,12 @@ const RANKS: [usize; 2] = [2, 4];
 const LATENCY_BYTES: usize = 8;
 const LATENCY_RANKS: usize = 4;
 /// Items through the workqueue and its baseline channel.
-const WQ_ITEMS: u64 = 1_000_000;
-const WQ_ITEMS_QUICK: u64 = 100_000;
+const WQ_ITEMS: u64 = 50_000;
+const WQ_ITEMS_QUICK: u64 = 5_000;
+/// Runs of the workqueue and of its baseline, alternating; the median counts.
+const WQ_RUNS: usize = 3;
+/// Rounds per group size, each running MPI's side then ours (1 with `--quick`).
+const ROUNDS: usize = 3;
 /// Copies per memcpy size; the best one counts.
 const MEMCPY_REPS: usize = 9;
 
@@ -175,6 +183,12 @@ fn reducer(rank: u32, ranks: u32, plan: Vec<(u64, u32, u32)>) {
             parallel::collective::all_reduce(&mut gate, ReduceOp::Sum).expect("all_reduce");
             parallel::collective::all_reduce(&mut buf, ReduceOp::Sum).expect("all_reduce");
         }
+        // Once more with known inputs: checks the path the timed calls took.
+        buf = inputs(bytes as usize / 4, rank);
+        parallel::collective::all_reduce(&mut buf, ReduceOp::Sum).expect("all_reduce");
+        if let Err(e) = check(&buf, ranks) {
+            panic!("rank {rank}, after the timed calls: {e}");
+        }
     }
 }
 
@@ -209,11 +223,42 @@ async fn ours(ranks: usize, plan: &[Config]) -> Result<Vec<f64>, BoxError> {
             children.all_reduce(&mut buf, ReduceOp::Sum).await?;
             secs.push(start.elapsed().as_secs_f64());
         }
+        buf = inputs(c.len(), 0);
+        children.all_reduce(&mut buf, ReduceOp::Sum).await?;
+        check(&buf, ranks).map_err(|e| format!("after the timed calls: {e}"))?;
         medians.push(median(secs));
     }
     // The children return once the plan is done; wait for their processes.
     children.sync().await?;
     Ok(medians)
+}
+
+/// A reader of the work-queue bench: reads the parent's queue `name` until
+/// it is closed (and tells the parent how many items it read).
+#[parallel::remote]
+fn wq_reader(name: String) -> u64 {
+    parallel_examples::workqueue_bench::read_all(&name)
+}
+
+/// Items per second through a `WorkQueue` of this process that 2 children
+/// read, `items` per run: the median of [`WQ_RUNS`] runs, each alternating
+/// with a run of the in-process baseline (also returned, as its median).
+async fn workqueue_items_per_s(items: u64) -> Result<(f64, f64), BoxError> {
+    let (mut ours, mut channel) = (Vec::new(), Vec::new());
+    for run in 0..WQ_RUNS {
+        channel.push(channel_items_per_s(items)?);
+        // A fresh queue name per run: `drive` must own the queue it opens.
+        let name = format!("bench_collectives queue {run}");
+        let children = parallel::nfork(2).await?;
+        children.exec(wq_reader, (name.clone(),)).await?;
+        let rate = parallel_examples::workqueue_bench::drive(&children, &name, items)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The readers return once the queue is closed and drained.
+        children.sync().await?;
+        ours.push(rate);
+    }
+    Ok((median(ours), median(channel)))
 }
 
 // ---------------------------------------------------------------- Open MPI's side
@@ -432,33 +477,46 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
     }
 
     // Per group size: (our median seconds, MPI's) per configuration.
+    let rounds = if quick { 1 } else { ROUNDS };
     let mut results = Vec::new();
     for ranks in RANKS {
         let plan = plan(ranks, quick);
         eprintln!(
-            "[bench] {ranks} ranks: {}",
+            "[bench] {ranks} ranks, {rounds} rounds alternating MPI and ours, median of the rounds' medians: {}",
             plan.iter()
                 .map(|c| format!("{} B x ({} warm-up + {} timed)", c.bytes, c.warmup, c.timed))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let theirs = match &mpi {
-            Some(mpi) => match mpi.run(ranks, &plan).await {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    eprintln!("[bench] MPI baseline failed at {ranks} ranks (n/a): {e}");
-                    None
+        let mut theirs: Option<Vec<Vec<f64>>> = mpi.as_ref().map(|_| vec![Vec::new(); plan.len()]);
+        let mut ours_rounds = vec![Vec::new(); plan.len()];
+        for _ in 0..rounds {
+            if let (Some(mpi), Some(per_config)) = (&mpi, &mut theirs) {
+                match mpi.run(ranks, &plan).await {
+                    Ok(t) => per_config.iter_mut().zip(t).for_each(|(v, s)| v.push(s)),
+                    Err(e) => {
+                        eprintln!("[bench] MPI baseline failed at {ranks} ranks (n/a): {e}");
+                        theirs = None;
+                    }
                 }
-            },
-            None => None,
-        };
-        let ours = ours(ranks, &plan).await?;
+            }
+            let round = ours(ranks, &plan).await?;
+            ours_rounds
+                .iter_mut()
+                .zip(round)
+                .for_each(|(v, s)| v.push(s));
+        }
+        let ours: Vec<f64> = ours_rounds.into_iter().map(median).collect();
+        let theirs: Option<Vec<f64>> = theirs.map(|t| t.into_iter().map(median).collect());
         results.push((ranks, plan, ours, theirs));
     }
 
     let items = if quick { WQ_ITEMS_QUICK } else { WQ_ITEMS };
-    let channel = channel_items_per_s(items)?;
-    eprintln!("[bench] std::sync::mpsc, 2 reader threads: {channel:.0} items/s ({items} items)");
+    eprintln!(
+        "[bench] work queue: {items} u64 items to 2 reader processes vs std::sync::mpsc to 2 reader \
+         threads, {WQ_RUNS} runs alternating, median"
+    );
+    let (workqueue, channel) = workqueue_items_per_s(items).await?;
 
     let mut metrics = Vec::new();
     for (ranks, plan, ours, theirs) in &results {
@@ -470,7 +528,7 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
                     ratio_key: "allreduce_8b_latency_us_ratio".into(),
                     label: format!("allreduce 8 B {ranks} ranks"),
                     unit: "us",
-                    value: Ok(ours[i] * 1e6),
+                    value: ours[i] * 1e6,
                     baseline_label: "MPI_Allreduce".into(),
                     baseline_key: Some("allreduce_8b_latency_us_mpi".into()),
                     baseline: mpi_secs.map(|s| s * 1e6),
@@ -486,7 +544,7 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
                 ratio_key: format!("{key}_ratio"),
                 label: format!("allreduce {mib} MiB {ranks} ranks"),
                 unit: "GB/s",
-                value: Ok(gbps(ours[i])),
+                value: gbps(ours[i]),
                 baseline_label: "MPI_Allreduce".into(),
                 baseline_key: Some(format!("{key}_mpi")),
                 baseline: mpi_secs.map(gbps),
@@ -501,7 +559,7 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
                 ratio_key: format!("allreduce_sum_64mib_{ranks}ranks_memcpy_fraction"),
                 label: format!("allreduce 64 MiB {ranks} ranks"),
                 unit: "GB/s",
-                value: Ok(64.0 * MIB as f64 / ours[i] / 1e9),
+                value: 64.0 * MIB as f64 / ours[i] / 1e9,
                 baseline_label: "memcpy 64 MiB".into(),
                 baseline_key: None,
                 baseline: memcpy.last().copied(),
@@ -514,7 +572,7 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
         ratio_key: "workqueue_items_per_s_ratio".into(),
         label: "workqueue 2 readers".into(),
         unit: "items/s",
-        value: Err("workqueue across processes not available"),
+        value: workqueue,
         baseline_label: "mpsc, 2 threads".into(),
         baseline_key: Some("workqueue_items_per_s_channel".into()),
         baseline: Some(channel),
@@ -576,8 +634,7 @@ struct Metric {
     ratio_key: String,
     label: String,
     unit: &'static str,
-    /// `Err(why)`: not measured.
-    value: Result<f64, &'static str>,
+    value: f64,
     baseline_label: String,
     /// The baseline's JSON key, if it has its own.
     baseline_key: Option<String>,
@@ -589,7 +646,7 @@ struct Metric {
 
 impl Metric {
     fn ratio(&self) -> Option<f64> {
-        Some(self.value.ok()? / self.baseline?)
+        Some(self.value / self.baseline?)
     }
 
     /// The table line, in the layout of `parallel_examples::report`.
@@ -598,13 +655,7 @@ impl Metric {
         let unit = if self.unit == "us" { "µs" } else { self.unit };
         let (label, baseline) = (&self.label, &self.baseline_label);
         let base = self.baseline.map_or("n/a".to_owned(), figure);
-        let value = match self.value {
-            Ok(value) => value,
-            Err(why) => {
-                return format!("{label:<l$} not measured: {why} ({baseline} {base} {unit})");
-            }
-        };
-        let value = figure(value);
+        let value = figure(self.value);
         let target = match (&self.goal, self.ratio()) {
             (None, _) => "(no target)".to_owned(),
             (Some(goal), ratio) => {
@@ -632,7 +683,7 @@ impl Metric {
     fn json_fields(&self) -> Vec<String> {
         let mut fields = Vec::new();
         if let Some(key) = &self.key {
-            fields.push(json_field(key, &json_number(self.value.ok())));
+            fields.push(json_field(key, &json_number(Some(self.value))));
         }
         if let Some(key) = &self.baseline_key {
             fields.push(json_field(key, &json_number(self.baseline)));
