@@ -310,8 +310,18 @@ pub async fn join(node: &parallel::Node, server: &NodeProcess) -> parallel::Remo
 /// Runs `exe args` to its end (at most 60 s): whether it succeeded, its
 /// stdout and its stderr.
 pub async fn run_to_end(exe: &str, args: &[&str]) -> (bool, String, String) {
+    run_to_end_with_env(exe, args, &[]).await
+}
+
+/// [`run_to_end`] with these environment variables set.
+pub async fn run_to_end_with_env(
+    exe: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let child = Command::new(exe)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -387,4 +397,34 @@ pub async fn children_die_with_their_parent(mut parent: tokio::process::Child, e
         left.is_empty(),
         "children {left:?} outlived their parent by 3 s"
     );
+}
+
+/// Rank `rank`'s `f32` input of `len` elements in the collective scenarios
+/// (every rank can compute every rank's input, so each checks its result).
+pub fn input_f32(rank: usize, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((rank * 7919 + i * 31) % 97) as f32 * 0.37 - 11.0 + rank as f32 * 0.013)
+        .collect()
+}
+
+/// Rank `rank`'s `i64` input of `len` elements in the collective scenarios.
+pub fn input_i64(rank: usize, len: usize) -> Vec<i64> {
+    (0..len)
+        .map(|i| ((rank * 1_000_003 + i * 7) % 1999) as i64 - 999)
+        .collect()
+}
+
+/// The parent's `ABORTED <ms> ms: <error>` line of a collective scenario
+/// and its milliseconds.
+pub fn aborted_line<'a>(out: &'a str, err: &str) -> (&'a str, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("ABORTED"))
+        .unwrap_or_else(|| panic!("no error in the parent\n{out}\n{err}"));
+    let ms = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no milliseconds in {line}"));
+    (line, ms)
 }

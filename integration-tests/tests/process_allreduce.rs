@@ -1,8 +1,11 @@
-//! `all_reduce` over the process tree: parent (rank 0) and forked children.
+//! `all_reduce` over the process tree: parent (rank 0) and forked children,
+//! through the same-host shared-memory group and, forced with
+//! `PARALLEL_COLLECTIVE_TRANSPORT=quic`, over the QUIC links (the path of
+//! children on other hosts).
 
 use std::collections::HashMap;
 
-use parallel_integration_tests::{DEADLINE, run_to_end};
+use parallel_integration_tests::{DEADLINE, aborted_line, run_to_end, run_to_end_with_env};
 
 const FORKER: &str = env!("CARGO_BIN_EXE_forker");
 
@@ -10,10 +13,22 @@ async fn run(args: &[&str]) -> (bool, String, String) {
     run_to_end(FORKER, args).await
 }
 
+/// Which path the collectives take.
+#[derive(Clone, Copy)]
+enum Path {
+    SharedMemory,
+    Quic,
+}
+
 /// Runs `allreduce N LEN` and checks that every rank printed, for each type
 /// and op, the digest of the sequential reference.
-async fn every_rank_gets_the_reference(children: usize, len: usize) {
-    let (ok, out, err) = run(&["allreduce", &children.to_string(), &len.to_string()]).await;
+async fn every_rank_gets_the_reference(children: usize, len: usize, path: Path) {
+    let args = ["allreduce", &children.to_string(), &len.to_string()];
+    let env: &[(&str, &str)] = match path {
+        Path::SharedMemory => &[],
+        Path::Quic => &[(parallel::collective::TRANSPORT_VAR, "quic")],
+    };
+    let (ok, out, err) = run_to_end_with_env(FORKER, &args, env).await;
     assert!(ok, "{out}\n{err}");
     let mut reference = HashMap::new();
     let mut results: HashMap<(String, String), Vec<(usize, String)>> = HashMap::new();
@@ -46,17 +61,19 @@ async fn every_rank_gets_the_reference(children: usize, len: usize) {
 
 #[tokio::test]
 async fn one_child_odd_length() {
-    every_rank_gets_the_reference(1, 7).await;
+    every_rank_gets_the_reference(1, 7, Path::SharedMemory).await;
+    every_rank_gets_the_reference(1, 7, Path::Quic).await;
 }
 
 #[tokio::test]
 async fn two_children_odd_length() {
-    every_rank_gets_the_reference(2, 1001).await;
+    every_rank_gets_the_reference(2, 1001, Path::SharedMemory).await;
+    every_rank_gets_the_reference(2, 1001, Path::Quic).await;
 }
 
 #[tokio::test]
 async fn four_children_tree() {
-    every_rank_gets_the_reference(4, 33).await;
+    every_rank_gets_the_reference(4, 33, Path::Quic).await;
 }
 
 #[tokio::test]
@@ -70,7 +87,8 @@ async fn four_children_ring() {
         parallel::collective::choose(33 * 4, 5),
         parallel::collective::Algorithm::Tree
     );
-    every_rank_gets_the_reference(4, 100_003).await;
+    every_rank_gets_the_reference(4, 100_003, Path::Quic).await;
+    every_rank_gets_the_reference(4, 100_003, Path::SharedMemory).await;
 }
 
 #[tokio::test]
@@ -78,15 +96,7 @@ async fn a_rank_dying_mid_allreduce_fails_every_other_rank() {
     let started = std::time::Instant::now();
     let (ok, out, err) = run(&["allreduce-kill"]).await;
     assert!(ok, "{out}\n{err}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("ABORTED"))
-        .unwrap_or_else(|| panic!("no error in the parent\n{out}\n{err}"));
-    let ms: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("milliseconds");
+    let (line, ms) = aborted_line(&out, &err);
     assert!(ms < 5_000, "{line}");
     // The two survivors got an error too, and returned (no hang).
     assert_eq!(out.matches("CHILD-ERR").count(), 2, "{out}\n{err}");

@@ -1,18 +1,25 @@
 //! Collectives over a group of processes: the seed's
 //! `tree.allReduce(grads, fn)` — every rank ends with the combination of
-//! every rank's tensor, bit-identical on all of them.
+//! every rank's tensor, bit-identical on all of them — and `broadcast`,
+//! `reduce`, `scatter`, `gather`, `all_gather`, `barrier`.
 //!
-//! [`all_reduce`] in a child's function and [`crate::Children::all_reduce`]
-//! in the parent run the schedules of [`crate::reduce`] over the process
-//! tree (parent = rank 0, children = ranks 1..n). In this first version
-//! every transfer goes through the parent, which forwards child-to-child
-//! chunks; direct child-to-child links are the next step for bandwidth. A
-//! rank that dies makes every other rank's call fail: never a hang, never
-//! a partial result.
+//! The parent of a process tree is rank 0 and calls the methods of
+//! [`crate::Children`]; each child (rank 1..n, in group order) calls the
+//! functions here from its function with the same arguments. Children on
+//! the parent's machine share one shared-memory arena
+//! ([`crate::process::local_group`]): transfers are `memcpy`s and barriers
+//! futex words, with no message per call. When a child runs on another
+//! host, `all_reduce` and `barrier` run the schedules of [`crate::reduce`]
+//! over the QUIC links, through the parent. A rank that dies makes every
+//! other rank's call fail: never a hang, never a partial result.
 //!
 //! The operations, schedules and topologies are re-exported here from
 //! [`crate::reduce`].
 
-pub use crate::process::allreduce::{ReduceBuffer, all_reduce};
+pub use crate::process::allreduce::ReduceBuffer;
+pub use crate::process::collectives::{
+    TRANSPORT_VAR, all_gather, all_reduce, barrier, broadcast, gather, reduce, scatter,
+};
+pub use crate::process::local_group::{GroupError, LocalGroup};
 pub use crate::reduce::*;
 pub use crate::reduce::{ops, ring, schedule, topology, tree};

@@ -135,20 +135,23 @@ pub(super) async fn parent_all_reduce<T: Reducible>(
         .run(&mut inboxes, &schedule, data, op, ranks as u32)
         .await;
     if let Err(e) = &result {
-        let abort = CollectiveMsg::Abort {
-            round,
-            reason: e.to_string(),
-        };
-        if let Ok(bytes) = encode(&abort) {
-            for c in children {
-                let _ =
-                    c.0.remote
-                        .post(c.0.mailbox, op::COLLECTIVE, 0, bytes.clone())
-                        .await;
-            }
-        }
+        abort_all(children, round, e.to_string()).await;
     }
     result
+}
+
+/// Tells every child that collective `round` failed, and why (best effort:
+/// a child that is gone is skipped).
+pub(super) async fn abort_all(children: &[Child], round: u64, reason: String) {
+    let Ok(bytes) = encode(&CollectiveMsg::Abort { round, reason }) else {
+        return;
+    };
+    for c in children {
+        let _ =
+            c.0.remote
+                .post(c.0.mailbox, op::COLLECTIVE, 0, bytes.clone())
+                .await;
+    }
 }
 
 struct ParentRun<'a> {
@@ -353,30 +356,14 @@ fn exited(child: &Child) -> Option<String> {
     }
 }
 
-/// In a child's function: AllReduce of `data` with the parent and its
-/// other children (the parent calls [`crate::Children::all_reduce`]). Blocks
-/// until every rank holds the result, bit-identical to
-/// [`Schedule::reference`]; fails on every rank if one of them dies.
-pub fn all_reduce<T, B>(data: &mut B, op: ReduceOp<T>) -> Result<(), ProcessError>
-where
-    T: Reducible,
-    B: ReduceBuffer<T> + ?Sized,
-{
-    let ctx = super::child::context()?;
-    let data = data.elements_mut();
-    // Wait for the parent's start; posts of earlier collectives are stale.
-    let (round, rank, ranks, len) = loop {
-        let d = ctx.next_collective()?;
-        if let Ok(CollectiveMsg::Start {
-            round,
-            rank,
-            ranks,
-            len,
-        }) = decode_owned::<CollectiveMsg>(&d.payload)
-        {
-            break (round, rank as usize, ranks as usize, len as usize);
-        }
-    };
+/// A child's side of a message-path all_reduce whose `Start` (round, rank,
+/// ranks, len) has arrived.
+pub(super) fn child_all_reduce<T: Reducible>(
+    ctx: &super::child::Context,
+    (round, rank, ranks, len): (u64, usize, usize, usize),
+    data: &mut [T],
+    op: ReduceOp<T>,
+) -> Result<(), ProcessError> {
     let abort = |reason: String| -> ProcessError {
         let _ = ctx.block_on_post(
             op::COLLECTIVE,

@@ -414,10 +414,12 @@ impl Children {
 
     /// AllReduce over this process (rank 0) and these children (ranks 1..,
     /// in group order), each of which calls
-    /// [`super::allreduce::all_reduce`] with a buffer of the same length:
-    /// every rank ends with the same bits, equal to
-    /// [`crate::reduce::Schedule::reference`]. Fails on every rank if one
-    /// of them dies or disagrees.
+    /// [`crate::collective::all_reduce`] with a buffer of the same length:
+    /// every rank ends with the same bits. On one machine (children from
+    /// `nfork`) it runs through shared memory and the result is the left
+    /// fold in rank order; across machines it runs over QUIC and equals
+    /// [`crate::reduce::Schedule::reference`]. Fails on every rank if one of
+    /// them dies, leaves or makes another call.
     pub async fn all_reduce<T, B>(
         &self,
         data: &mut B,
@@ -427,7 +429,73 @@ impl Children {
         T: crate::reduce::Reducible,
         B: super::allreduce::ReduceBuffer<T> + ?Sized,
     {
-        super::allreduce::parent_all_reduce(&self.0, data.elements_mut(), &op).await
+        super::collectives::parent_all_reduce(&self.0, data.elements_mut(), &op).await
+    }
+
+    /// Reduce to one rank: rank `root` (0 is this process, `k` the `k`-th
+    /// child of the group) ends with the left fold in rank order of every
+    /// rank's `data`; the others keep their buffers. Each child calls
+    /// [`crate::collective::reduce`] with the same length, op and root.
+    pub async fn reduce<T, B>(
+        &self,
+        data: &mut B,
+        op: crate::reduce::ReduceOp<T>,
+        root: usize,
+    ) -> Result<(), ProcessError>
+    where
+        T: crate::reduce::Reducible,
+        B: super::allreduce::ReduceBuffer<T> + ?Sized,
+    {
+        super::collectives::parent_reduce(&self.0, data.elements_mut(), &op, root).await
+    }
+
+    /// Every rank ends with rank `root`'s `data` (each child calls
+    /// [`crate::collective::broadcast`] with a buffer of the same length).
+    pub async fn broadcast<T, B>(&self, data: &mut B, root: usize) -> Result<(), ProcessError>
+    where
+        T: crate::actor::Element,
+        B: super::allreduce::ReduceBuffer<T> + ?Sized,
+    {
+        super::collectives::parent_broadcast(&self.0, data.elements_mut(), root).await
+    }
+
+    /// Rank `root` gets every rank's `data`, concatenated in rank order
+    /// (`Some`; the other ranks get `None`). Every rank passes the same
+    /// length; each child calls [`crate::collective::gather`].
+    pub async fn gather<T: crate::actor::Element>(
+        &self,
+        data: &[T],
+        root: usize,
+    ) -> Result<Option<Vec<T>>, ProcessError> {
+        super::collectives::parent_gather(&self.0, data, root).await
+    }
+
+    /// Every rank gets every rank's `data`, concatenated in rank order; each
+    /// child calls [`crate::collective::all_gather`].
+    pub async fn all_gather<T: crate::actor::Element>(
+        &self,
+        data: &[T],
+    ) -> Result<Vec<T>, ProcessError> {
+        super::collectives::parent_all_gather(&self.0, data).await
+    }
+
+    /// Rank `root`'s `send` (`ranks × recv.len()` elements, one part per
+    /// rank in rank order) is split: every rank gets its part in `recv`.
+    /// `send` is read only on the root; each child calls
+    /// [`crate::collective::scatter`].
+    pub async fn scatter<T: crate::actor::Element>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        root: usize,
+    ) -> Result<(), ProcessError> {
+        super::collectives::parent_scatter(&self.0, send, recv, root).await
+    }
+
+    /// Returns once this process and every child (in
+    /// [`crate::collective::barrier`]) have called it.
+    pub async fn barrier(&self) -> Result<(), ProcessError> {
+        super::collectives::parent_barrier(&self.0).await
     }
 
     /// Waits until every child process is gone, then removes them from [`super::children`].

@@ -99,8 +99,9 @@ pub enum ProcessError {
         /// The type asked for.
         expected: &'static str,
     },
-    /// A collective (`all_reduce`) failed: a rank died, or its inputs disagree.
-    #[error("all_reduce aborted: {0}")]
+    /// A collective (`all_reduce`, `broadcast`, ...) failed: a rank died or
+    /// left, or the group was replaced.
+    #[error("collective aborted: {0}")]
     Aborted(String),
     /// This call makes no sense in this process.
     #[error("{0}")]

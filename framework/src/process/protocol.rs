@@ -85,8 +85,8 @@ pub enum ExecOutcome {
     Failed(String),
 }
 
-/// A post of `all_reduce`. Every transfer goes through the parent, which
-/// forwards child-to-child chunks to the target child.
+/// A post of a collective. On the message path every transfer goes through
+/// the parent, which forwards child-to-child chunks to the target child.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum CollectiveMsg {
     /// Parent → child: a collective begins; the child is `rank` of `ranks`.
@@ -121,7 +121,20 @@ pub enum CollectiveMsg {
         /// Which collective.
         round: u64,
     },
+    /// Parent → child: the coming collectives run in the same-host group
+    /// whose shared memory is at `path` (see `process::local_group`).
+    Attach {
+        /// The arena's file.
+        path: String,
+        /// The child's rank in the group.
+        rank: u32,
+        /// How many ranks (the parent is rank 0).
+        ranks: u32,
+        /// Bytes of each rank's slot.
+        slot: u64,
+    },
     /// Either way: the collective failed; every rank returns an error.
+    /// Round 0: the parent refused the call before it began.
     Abort {
         /// Which collective.
         round: u64,

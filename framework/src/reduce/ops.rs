@@ -123,15 +123,33 @@ impl<T: Reducible> ReduceOp<T> {
             other.len(),
             "reduce of slices of different lengths; combine equal chunks"
         );
-        let f: fn(T, T) -> T = match self {
-            Self::Sum => T::sum,
-            Self::Prod => T::prod,
-            Self::Min => T::min,
-            Self::Max => T::max,
-            Self::Custom(f) => return f(acc, other),
-        };
-        for (a, &b) in acc.iter_mut().zip(other) {
-            *a = f(*a, b);
+        // One loop per operation, each with the operation inlined, so the
+        // compiler vectorises it (a function pointer would cost a call per
+        // element).
+        fn each<T: Copy>(acc: &mut [T], other: &[T], f: impl Fn(T, T) -> T) {
+            for (a, &b) in acc.iter_mut().zip(other) {
+                *a = f(*a, b);
+            }
+        }
+        match self {
+            Self::Sum => each(acc, other, T::sum),
+            Self::Prod => each(acc, other, T::prod),
+            Self::Min => each(acc, other, T::min),
+            Self::Max => each(acc, other, T::max),
+            Self::Custom(f) => f(acc, other),
+        }
+    }
+
+    /// A number naming the operation, equal on every rank that uses the same
+    /// built-in one (collectives check that all ranks agree); every custom
+    /// closure has the same code, as closures cannot be compared.
+    pub fn code(&self) -> u32 {
+        match self {
+            Self::Sum => 1,
+            Self::Prod => 2,
+            Self::Min => 3,
+            Self::Max => 4,
+            Self::Custom(_) => 5,
         }
     }
 

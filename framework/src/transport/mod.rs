@@ -38,6 +38,7 @@
 //! [`Inbound`] in that order. Every queue is bounded, so a slow consumer
 //! pushes back through QUIC flow control to the sender's [`Peer::send`].
 
+pub mod arena;
 mod auth;
 pub mod baseline;
 mod config;

@@ -424,7 +424,7 @@ fn remove_with_prefix(prefix: &str) -> usize {
     removed
 }
 
-fn check_path(path: &str) -> Result<(), ShmError> {
+pub(super) fn check_path(path: &str) -> Result<(), ShmError> {
     let bad = || ShmError::BadPath(path.to_owned());
     let name = path
         .strip_prefix(SHM_DIR)
@@ -438,14 +438,14 @@ fn check_path(path: &str) -> Result<(), ShmError> {
 }
 
 /// A payload file being written; removed on drop unless kept.
-struct NewFile {
-    file: File,
-    path: String,
+pub(super) struct NewFile {
+    pub(super) file: File,
+    pub(super) path: String,
     kept: bool,
 }
 
 impl NewFile {
-    fn create() -> Result<Self, ShmError> {
+    pub(super) fn create() -> Result<Self, ShmError> {
         let path = format!(
             "{SHM_DIR}/{PREFIX}{}-{}",
             std::process::id(),
@@ -469,7 +469,7 @@ impl NewFile {
         })
     }
 
-    fn keep(mut self, len: u64) -> ShmRef {
+    pub(super) fn keep(mut self, len: u64) -> ShmRef {
         self.kept = true;
         ShmRef {
             path: std::mem::take(&mut self.path),
@@ -491,14 +491,24 @@ impl Drop for NewFile {
 struct Page;
 
 /// An `mmap`ed range, unmapped on drop. Empty ranges map nothing.
-struct Region {
-    ptr: NonNull<u8>,
-    len: usize,
+pub(super) struct Region {
+    pub(super) ptr: NonNull<u8>,
+    pub(super) len: usize,
 }
 
 impl Region {
     /// Maps `len` bytes of `file` read-only.
     fn map(file: &File, len: usize, populate: bool) -> Result<Self, ShmError> {
+        Self::map_with(file, len, populate, libc::PROT_READ)
+    }
+
+    /// Maps `len` bytes of `file` shared, with protection `prot`.
+    pub(super) fn map_with(
+        file: &File,
+        len: usize,
+        populate: bool,
+        prot: libc::c_int,
+    ) -> Result<Self, ShmError> {
         if len == 0 {
             return Ok(Self {
                 ptr: NonNull::<Page>::dangling().cast(),
@@ -508,16 +518,7 @@ impl Region {
         let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: a fresh mapping chosen by the kernel (no fixed address) of
         // a file descriptor that is open for the access asked for.
-        let ptr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                flags,
-                file.as_raw_fd(),
-                0,
-            )
-        };
+        let ptr = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, file.as_raw_fd(), 0) };
         if ptr == libc::MAP_FAILED {
             return Err(ShmError::Map {
                 len: len as u64,

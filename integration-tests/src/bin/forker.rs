@@ -3,20 +3,7 @@
 
 use parallel::collective::{ReduceOp, Reducible, Schedule};
 use parallel::{ProcessError, Tensor, nfork};
-
-/// Rank `rank`'s `f32` input of `len` elements for the allreduce scenario.
-fn input_f32(rank: usize, len: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((rank * 7919 + i * 31) % 97) as f32 * 0.37 - 11.0 + rank as f32 * 0.013)
-        .collect()
-}
-
-/// Rank `rank`'s `i64` input of `len` elements for the allreduce scenario.
-fn input_i64(rank: usize, len: usize) -> Vec<i64> {
-    (0..len)
-        .map(|i| ((rank * 1_000_003 + i * 7) % 1999) as i64 - 999)
-        .collect()
-}
+use parallel_integration_tests::{input_f32, input_i64};
 
 /// The allreduce scenario's ops, in the order every rank runs them.
 fn ops<T: Reducible>() -> [(&'static str, ReduceOp<T>); 4] {
@@ -53,6 +40,21 @@ fn reduce_all(
         reduce(Buf::I64(&mut v, op)).expect("all_reduce i64");
         println!("RESULT i64 {name} rank {rank} {}", digest(&v));
     }
+}
+
+/// The result every rank must get: the schedule's reference over QUIC, the
+/// left fold in rank order through shared memory.
+fn reference<T: Reducible>(
+    quic: bool,
+    schedule: &Schedule,
+    op: &ReduceOp<T>,
+    inputs: &[Vec<T>],
+) -> Result<Vec<T>, Box<dyn std::error::Error>> {
+    if quic {
+        return Ok(schedule.reference(op, inputs)?);
+    }
+    let parts: Vec<&[T]> = inputs.iter().map(Vec::as_slice).collect();
+    Ok(op.fold(&parts).unwrap_or_default())
 }
 
 /// One allreduce call of the scenario.
@@ -303,10 +305,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let len: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
             let children = nfork(n).await?;
             children.exec(reducer, (len as u64,)).await?;
+            // Through QUIC the schedule's order; through shared memory the
+            // rank-order fold.
+            let quic = std::env::var(parallel::collective::TRANSPORT_VAR).is_ok();
             let schedule = Schedule::allreduce(len, n + 1, 4)?;
             for (name, op) in ops::<f32>() {
                 let inputs: Vec<Vec<f32>> = (0..=n).map(|r| input_f32(r, len)).collect();
-                let expected = schedule.reference(&op, &inputs)?;
+                let expected = reference(quic, &schedule, &op, &inputs)?;
                 println!("REF f32 {name} {}", digest(&expected));
                 let mut v = inputs[0].clone();
                 children.all_reduce(&mut v, op).await?;
@@ -315,7 +320,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let schedule = Schedule::allreduce(len, n + 1, 8)?;
             for (name, op) in ops::<i64>() {
                 let inputs: Vec<Vec<i64>> = (0..=n).map(|r| input_i64(r, len)).collect();
-                let expected = schedule.reference(&op, &inputs)?;
+                let expected = reference(quic, &schedule, &op, &inputs)?;
                 println!("REF i64 {name} {}", digest(&expected));
                 let mut v = inputs[0].clone();
                 children.all_reduce(&mut v, op).await?;

@@ -1,0 +1,430 @@
+//! Collectives over the process tree: the parent is rank 0, its children
+//! ranks 1..n in group order. The parent calls the methods of
+//! [`crate::Children`]; each child's function calls the functions here with
+//! the same arguments.
+//!
+//! When every child runs on the parent's machine, the group is a
+//! [`LocalGroup`]: one shared-memory arena the parent makes on the first
+//! call and announces to the children (a `CollectiveMsg::Attach` post), then
+//! reuses for every later call while the same children take part; data moves
+//! with `memcpy` and barriers are futex words, so no call sends a message.
+//! A group of different children (one died, one was added) gets a new
+//! arena; the old one is retired. When a child is on another host,
+//! `all_reduce` runs its schedule over the QUIC links through the parent
+//! ([`super::allreduce`]); the other collectives need every rank on one
+//! machine in this version and say so.
+
+use std::sync::Arc;
+
+use crate::actor::Element;
+use crate::reduce::{ReduceOp, Reducible};
+use crate::wire::{decode_owned, encode};
+
+use super::allreduce::{
+    ReduceBuffer, abort_all, child_all_reduce, parent_all_reduce as through_parent,
+};
+use super::child::{Context, context};
+use super::child_handle::Child;
+use super::error::ProcessError;
+use super::local_group::{DEFAULT_SLOT, GroupError, LocalGroup, MAX_RANKS, Wait};
+use super::protocol::{CollectiveMsg, op};
+
+impl From<GroupError> for ProcessError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::Mismatch(_) => ProcessError::Misuse(e.to_string()),
+            _ => ProcessError::Aborted(e.to_string()),
+        }
+    }
+}
+
+/// The parent's current same-host group: which children (id, pid) it is for.
+struct Current {
+    members: Vec<(u32, u32)>,
+    group: Arc<tokio::sync::Mutex<LocalGroup>>,
+}
+
+static CURRENT: std::sync::Mutex<Option<Current>> = std::sync::Mutex::new(None);
+
+/// Bytes of each rank's slot (`PARALLEL_COLLECTIVE_SLOT`, default
+/// [`DEFAULT_SLOT`]).
+fn slot_bytes() -> usize {
+    std::env::var("PARALLEL_COLLECTIVE_SLOT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 64)
+        .unwrap_or(DEFAULT_SLOT)
+}
+
+/// The variable that, set to `quic`, makes the parent run its collectives
+/// over the QUIC links even when every child is on its machine (to compare
+/// the two, or to test the cross-host path on one machine).
+pub const TRANSPORT_VAR: &str = "PARALLEL_COLLECTIVE_TRANSPORT";
+
+fn messages_only() -> bool {
+    std::env::var(TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("quic"))
+}
+
+fn retire_current() {
+    let old = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(old) = old
+        && let Ok(g) = old.group.try_lock()
+    {
+        g.retire();
+    }
+}
+
+/// The same-host group of this process and `children`, made and announced
+/// when there is none for exactly these children; `None` when a child runs
+/// on another machine.
+async fn parent_group(
+    children: &[Child],
+) -> Result<Option<Arc<tokio::sync::Mutex<LocalGroup>>>, ProcessError> {
+    if messages_only() || children.iter().any(|c| !c.same_host()) || children.len() + 1 > MAX_RANKS
+    {
+        retire_current();
+        return Ok(None);
+    }
+    let members: Vec<(u32, u32)> = children.iter().map(|c| (c.id(), c.pid())).collect();
+    {
+        let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = current.as_ref()
+            && c.members == members
+            && c.group.try_lock().is_ok_and(|g| g.usable())
+        {
+            return Ok(Some(c.group.clone()));
+        }
+    }
+    retire_current();
+    let mut pids = vec![std::process::id()];
+    pids.extend(members.iter().map(|&(_, pid)| pid));
+    let group = LocalGroup::create(&pids, slot_bytes(), Wait::Cooperate)?;
+    for (i, child) in children.iter().enumerate() {
+        let attach = CollectiveMsg::Attach {
+            path: group.path().to_owned(),
+            rank: i as u32 + 1,
+            ranks: pids.len() as u32,
+            slot: group.slot() as u64,
+        };
+        child
+            .0
+            .remote
+            .post(child.0.mailbox, op::COLLECTIVE, 0, encode(&attach)?)
+            .await?;
+    }
+    let group = Arc::new(tokio::sync::Mutex::new(group));
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
+        members,
+        group: group.clone(),
+    });
+    Ok(Some(group))
+}
+
+/// Leaves the group (so the other ranks return an error instead of
+/// waiting) if the parent's call is dropped before it ends.
+struct LeaveUnlessDone<'a> {
+    group: &'a mut LocalGroup,
+    done: bool,
+}
+
+impl Drop for LeaveUnlessDone<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.group.leave();
+        }
+    }
+}
+
+/// Runs `call` on the parent's same-host group, or returns `None` when the
+/// children are not all on this machine.
+macro_rules! on_parent_group {
+    ($children:expr, |$g:ident| $call:expr) => {{
+        match parent_group($children).await? {
+            None => None,
+            Some(group) => {
+                let mut locked = group.lock().await;
+                let mut guard = LeaveUnlessDone {
+                    group: &mut locked,
+                    done: false,
+                };
+                let $g = &mut *guard.group;
+                let result = $call.await;
+                guard.done = true;
+                Some(result.map_err(ProcessError::from))
+            }
+        }
+    }};
+}
+
+fn across_hosts(what: &str) -> ProcessError {
+    ProcessError::Misuse(format!(
+        "{what} needs every child on this machine in this version (children from nfork or fork, not sfork over ssh); use all_reduce, or send/receive between the parent and each child"
+    ))
+}
+
+/// Refuses a collective the children cannot run with the parent: each of
+/// them gets the same error from its call (an `Abort` of round 0, which no
+/// running collective uses).
+async fn refuse(children: &[Child], what: &str) -> ProcessError {
+    let e = across_hosts(what);
+    abort_all(children, 0, e.to_string()).await;
+    e
+}
+
+/// The parent's side of [`crate::Children::all_reduce`].
+pub(super) async fn parent_all_reduce<T: Reducible>(
+    children: &[Child],
+    data: &mut [T],
+    op: &ReduceOp<T>,
+) -> Result<(), ProcessError> {
+    match on_parent_group!(children, |g| g.all_reduce(data, op)) {
+        Some(r) => r,
+        None => through_parent(children, data, op).await,
+    }
+}
+
+/// The parent's side of [`crate::Children::reduce`].
+pub(super) async fn parent_reduce<T: Reducible>(
+    children: &[Child],
+    data: &mut [T],
+    op: &ReduceOp<T>,
+    root: usize,
+) -> Result<(), ProcessError> {
+    let Some(result) = on_parent_group!(children, |g| g.reduce(data, op, root)) else {
+        return Err(refuse(children, "reduce").await);
+    };
+    result
+}
+
+/// The parent's side of [`crate::Children::broadcast`].
+pub(super) async fn parent_broadcast<T: Element>(
+    children: &[Child],
+    data: &mut [T],
+    root: usize,
+) -> Result<(), ProcessError> {
+    let Some(result) = on_parent_group!(children, |g| g.broadcast(data, root)) else {
+        return Err(refuse(children, "broadcast").await);
+    };
+    result
+}
+
+/// The parent's side of [`crate::Children::gather`].
+pub(super) async fn parent_gather<T: Element>(
+    children: &[Child],
+    data: &[T],
+    root: usize,
+) -> Result<Option<Vec<T>>, ProcessError> {
+    let Some(result) = on_parent_group!(children, |g| g.gather(data, root)) else {
+        return Err(refuse(children, "gather").await);
+    };
+    result
+}
+
+/// The parent's side of [`crate::Children::all_gather`].
+pub(super) async fn parent_all_gather<T: Element>(
+    children: &[Child],
+    data: &[T],
+) -> Result<Vec<T>, ProcessError> {
+    let Some(result) = on_parent_group!(children, |g| g.all_gather(data)) else {
+        return Err(refuse(children, "all_gather").await);
+    };
+    result
+}
+
+/// The parent's side of [`crate::Children::scatter`].
+pub(super) async fn parent_scatter<T: Element>(
+    children: &[Child],
+    send: &[T],
+    recv: &mut [T],
+    root: usize,
+) -> Result<(), ProcessError> {
+    let Some(result) = on_parent_group!(children, |g| g.scatter(send, recv, root)) else {
+        return Err(refuse(children, "scatter").await);
+    };
+    result
+}
+
+/// The parent's side of [`crate::Children::barrier`].
+pub(super) async fn parent_barrier(children: &[Child]) -> Result<(), ProcessError> {
+    match on_parent_group!(children, |g| g.barrier_call()) {
+        Some(r) => r,
+        None => through_parent::<i32>(children, &mut [], &ReduceOp::Sum).await,
+    }
+}
+
+/// The child's group, as the parent announced it.
+static MINE: std::sync::Mutex<Option<LocalGroup>> = std::sync::Mutex::new(None);
+
+/// How the parent runs the coming collective, seen from a child.
+enum Path {
+    /// Through the same-host group (now in [`MINE`]).
+    Local,
+    /// Through messages: the parent's `Start` (round, rank, ranks, len).
+    Messages((u64, usize, usize, usize)),
+}
+
+/// Waits for the parent's word on how the coming collective runs, unless
+/// the child's group is still good.
+fn path(ctx: &Context) -> Result<Path, ProcessError> {
+    let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
+    if mine.as_ref().is_some_and(|g| g.usable()) {
+        return Ok(Path::Local);
+    }
+    *mine = None;
+    loop {
+        let d = ctx.next_collective()?;
+        match decode_owned::<CollectiveMsg>(&d.payload) {
+            Ok(CollectiveMsg::Attach {
+                path,
+                rank,
+                ranks,
+                slot,
+            }) => {
+                let slot = usize::try_from(slot).unwrap_or(0);
+                match LocalGroup::open(&path, rank as usize, ranks as usize, slot, Wait::Block) {
+                    Ok(mut g) => match g.check() {
+                        Ok(()) => {
+                            *mine = Some(g);
+                            return Ok(Path::Local);
+                        }
+                        // Replaced already: a newer announcement follows.
+                        Err(GroupError::Retired) => continue,
+                        // The call this rank is late for failed.
+                        Err(e) => return Err(e.into()),
+                    },
+                    // The parent dropped it for a newer group.
+                    Err(_) if !std::path::Path::new(&path).exists() => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(CollectiveMsg::Start {
+                round,
+                rank,
+                ranks,
+                len,
+            }) => {
+                return Ok(Path::Messages((
+                    round,
+                    rank as usize,
+                    ranks as usize,
+                    len as usize,
+                )));
+            }
+            Ok(CollectiveMsg::Abort { round: 0, reason }) => {
+                return Err(ProcessError::Misuse(reason));
+            }
+            // Posts of an earlier collective that ended.
+            _ => continue,
+        }
+    }
+}
+
+/// Runs `call` on the child's same-host group.
+fn on_child_group<R>(
+    call: impl FnOnce(&mut LocalGroup) -> Result<R, GroupError>,
+) -> Result<R, ProcessError> {
+    let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
+    let g = mine
+        .as_mut()
+        .ok_or_else(|| ProcessError::Aborted("the collective group is gone".into()))?;
+    let result = call(g);
+    if !g.usable() {
+        *mine = None;
+    }
+    result.map_err(ProcessError::from)
+}
+
+/// In a child's function: AllReduce of `data` with the parent and its other
+/// children (the parent calls [`crate::Children::all_reduce`]). Blocks until
+/// every rank holds the result, bit-identical on every rank; fails on every
+/// rank if one of them dies or the calls disagree.
+///
+/// On one machine the result is the left fold in rank order (parent first,
+/// then the children in group order); across machines it is the fold of
+/// [`crate::reduce::Schedule::reference`].
+pub fn all_reduce<T, B>(data: &mut B, op: ReduceOp<T>) -> Result<(), ProcessError>
+where
+    T: Reducible,
+    B: ReduceBuffer<T> + ?Sized,
+{
+    let ctx = context()?;
+    let data = data.elements_mut();
+    match path(ctx)? {
+        Path::Local => on_child_group(|g| super::local_group::block(g.all_reduce(data, &op))),
+        Path::Messages(start) => child_all_reduce(ctx, start, data, op),
+    }
+}
+
+/// Runs a same-host-only collective in a child.
+fn local_only<R>(
+    what: &str,
+    call: impl FnOnce(&mut LocalGroup) -> Result<R, GroupError>,
+) -> Result<R, ProcessError> {
+    let ctx = context()?;
+    match path(ctx)? {
+        Path::Local => on_child_group(call),
+        Path::Messages(_) => Err(across_hosts(what)),
+    }
+}
+
+/// In a child's function: the parent's [`crate::Children::reduce`] — rank
+/// `root` ends with the fold of every rank's `data`; the other ranks'
+/// buffers stay as they were.
+pub fn reduce<T, B>(data: &mut B, op: ReduceOp<T>, root: usize) -> Result<(), ProcessError>
+where
+    T: Reducible,
+    B: ReduceBuffer<T> + ?Sized,
+{
+    let data = data.elements_mut();
+    local_only("reduce", |g| {
+        super::local_group::block(g.reduce(data, &op, root))
+    })
+}
+
+/// In a child's function: the parent's [`crate::Children::broadcast`] —
+/// every rank ends with rank `root`'s `data` (all pass the same length).
+pub fn broadcast<T, B>(data: &mut B, root: usize) -> Result<(), ProcessError>
+where
+    T: Element,
+    B: ReduceBuffer<T> + ?Sized,
+{
+    let data = data.elements_mut();
+    local_only("broadcast", |g| {
+        super::local_group::block(g.broadcast(data, root))
+    })
+}
+
+/// In a child's function: the parent's [`crate::Children::gather`] — rank
+/// `root` gets every rank's `data` in rank order (`Some`), the others `None`.
+pub fn gather<T: Element>(data: &[T], root: usize) -> Result<Option<Vec<T>>, ProcessError> {
+    local_only("gather", |g| {
+        super::local_group::block(g.gather(data, root))
+    })
+}
+
+/// In a child's function: the parent's [`crate::Children::all_gather`] —
+/// every rank gets every rank's `data` in rank order.
+pub fn all_gather<T: Element>(data: &[T]) -> Result<Vec<T>, ProcessError> {
+    local_only("all_gather", |g| {
+        super::local_group::block(g.all_gather(data))
+    })
+}
+
+/// In a child's function: the parent's [`crate::Children::scatter`] — rank
+/// `root`'s `send` (`ranks × recv.len()` elements) is split in rank order
+/// and this rank gets its part in `recv`; `send` is read on the root only.
+pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<(), ProcessError> {
+    local_only("scatter", |g| {
+        super::local_group::block(g.scatter(send, recv, root))
+    })
+}
+
+/// In a child's function: the parent's [`crate::Children::barrier`] —
+/// returns once every rank has called it.
+pub fn barrier() -> Result<(), ProcessError> {
+    let ctx = context()?;
+    match path(ctx)? {
+        Path::Local => on_child_group(|g| super::local_group::block(g.barrier_call())),
+        Path::Messages(start) => child_all_reduce::<i32>(ctx, start, &mut [], ReduceOp::Sum),
+    }
+}

@@ -1,0 +1,255 @@
+//! The test parent for the collectives: forks children of itself and runs
+//! one scenario, named by the first argument. Every rank checks its own
+//! result against the sequential reference (every rank can compute every
+//! rank's input) and prints `OK <what> rank <r>` or `BAD <what> rank <r> ...`.
+
+use parallel::collective::{self, ReduceOp};
+use parallel::{Children, ProcessError, nfork};
+use parallel_integration_tests::{input_f32 as floats, input_i64 as ints};
+
+/// The left fold in rank order of every rank's `floats` with `op`.
+fn folded(ranks: usize, len: usize, op: &ReduceOp<f32>) -> Vec<f32> {
+    let inputs: Vec<Vec<f32>> = (0..ranks).map(|r| floats(r, len)).collect();
+    let parts: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    op.fold(&parts).unwrap_or_default()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn report(what: &str, rank: usize, ok: bool, detail: impl std::fmt::Debug) {
+    if ok {
+        println!("OK {what} rank {rank}");
+    } else {
+        println!("BAD {what} rank {rank} {detail:?}");
+    }
+}
+
+/// What every rank checks after each collective of the `every` scenario.
+struct Expect {
+    rank: usize,
+    ranks: usize,
+    len: usize,
+}
+
+/// The root of each rooted collective: the last rank, so a child is root.
+fn root(ranks: usize) -> usize {
+    ranks - 1
+}
+
+impl Expect {
+    fn all_reduce(&self, op: &str, v: &[f32], reduce_op: &ReduceOp<f32>) {
+        let expected = folded(self.ranks, self.len, reduce_op);
+        report(
+            &format!("all_reduce-{op}"),
+            self.rank,
+            bits(v) == bits(&expected),
+            v.len(),
+        );
+    }
+
+    fn reduce(&self, v: &[f32]) {
+        let expected = if self.rank == root(self.ranks) {
+            folded(self.ranks, self.len, &ReduceOp::Sum)
+        } else {
+            floats(self.rank, self.len)
+        };
+        report("reduce", self.rank, bits(v) == bits(&expected), v.len());
+    }
+
+    fn broadcast(&self, v: &[i64]) {
+        report(
+            "broadcast",
+            self.rank,
+            v == ints(root(self.ranks), self.len),
+            v.len(),
+        );
+    }
+
+    fn all(&self) -> Vec<i64> {
+        (0..self.ranks).flat_map(|r| ints(r, self.len)).collect()
+    }
+
+    fn gather(&self, v: &Option<Vec<i64>>) {
+        let expected = (self.rank == 0).then(|| self.all());
+        report(
+            "gather",
+            self.rank,
+            *v == expected,
+            v.as_ref().map(Vec::len),
+        );
+    }
+
+    fn all_gather(&self, v: &[i64]) {
+        report("all_gather", self.rank, v == self.all(), v.len());
+    }
+
+    fn scatter(&self, v: &[i64]) {
+        report(
+            "scatter",
+            self.rank,
+            v == ints(self.rank, self.len),
+            v.len(),
+        );
+    }
+}
+
+fn ops() -> [(&'static str, ReduceOp<f32>); 4] {
+    [
+        ("sum", ReduceOp::Sum),
+        ("prod", ReduceOp::Prod),
+        ("min", ReduceOp::Min),
+        ("max", ReduceOp::Max),
+    ]
+}
+
+/// A child of the `every` scenario: runs every collective, in the parent's order.
+#[parallel::remote]
+fn every(ranks: u64, len: u64) {
+    let (ranks, len) = (ranks as usize, len as usize);
+    let rank = parallel::id() as usize;
+    let e = Expect { rank, ranks, len };
+    let run = || -> Result<(), ProcessError> {
+        for (name, op) in ops() {
+            let mut v = floats(rank, len);
+            collective::all_reduce(&mut v, op.clone())?;
+            e.all_reduce(name, &v, &op);
+        }
+        let mut v = floats(rank, len);
+        collective::reduce(&mut v, ReduceOp::Sum, root(ranks))?;
+        e.reduce(&v);
+        let mut b = ints(rank, len);
+        collective::broadcast(&mut b, root(ranks))?;
+        e.broadcast(&b);
+        e.gather(&collective::gather(&ints(rank, len), 0)?);
+        e.all_gather(&collective::all_gather(&ints(rank, len))?);
+        let send = if rank == root(ranks) {
+            e.all()
+        } else {
+            Vec::new()
+        };
+        let mut part = vec![0i64; len];
+        collective::scatter(&send, &mut part, root(ranks))?;
+        e.scatter(&part);
+        collective::barrier()?;
+        report("barrier", rank, true, ());
+        Ok(())
+    };
+    if let Err(err) = run() {
+        println!("BAD error rank {rank} {err}");
+    }
+}
+
+/// The parent's side of the `every` scenario.
+async fn every_in_parent(children: &Children, len: usize) -> Result<(), ProcessError> {
+    let ranks = children.len() + 1;
+    let e = Expect {
+        rank: 0,
+        ranks,
+        len,
+    };
+    for (name, op) in ops() {
+        let mut v = floats(0, len);
+        children.all_reduce(&mut v, op.clone()).await?;
+        e.all_reduce(name, &v, &op);
+    }
+    let mut v = floats(0, len);
+    children.reduce(&mut v, ReduceOp::Sum, root(ranks)).await?;
+    e.reduce(&v);
+    let mut b = ints(0, len);
+    children.broadcast(&mut b, root(ranks)).await?;
+    e.broadcast(&b);
+    e.gather(&children.gather(&ints(0, len), 0).await?);
+    e.all_gather(&children.all_gather(&ints(0, len)).await?);
+    let mut part = vec![0i64; len];
+    children.scatter(&[], &mut part, root(ranks)).await?;
+    e.scatter(&part);
+    children.barrier().await?;
+    report("barrier", 0, true, ());
+    Ok(())
+}
+
+/// A child of the `sigkill` scenario: child 2 never joins (the parent
+/// SIGKILLs it); the others see the collective fail, then run one more in
+/// the group the parent rebuilds from the survivors.
+#[parallel::remote]
+fn survivor(len: u64) {
+    let id = parallel::id();
+    if id == 2 {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    let mut v = vec![id as f64; len as usize];
+    match collective::all_reduce(&mut v, ReduceOp::Sum) {
+        Ok(()) => println!("CHILD-UNEXPECTED ok"),
+        Err(e) => println!("CHILD-ERR {id} {e}"),
+    }
+    let mut v = vec![id as f64; len as usize];
+    match collective::all_reduce(&mut v, ReduceOp::Sum) {
+        // Ranks: the parent (0.0), child 1 and child 3.
+        Ok(()) if v.iter().all(|&x| x == 4.0) => println!("CHILD-REBUILT {id}"),
+        Ok(()) => println!("CHILD-WRONG {id} {:?}", &v[..v.len().min(3)]),
+        Err(e) => println!("CHILD-ERR-AGAIN {id} {e}"),
+    }
+}
+
+#[parallel::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("");
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let len: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1001);
+    match scenario {
+        // every N LEN: parent + N children run every collective.
+        "every" => {
+            let children = nfork(n).await?;
+            children.exec(every, ((n + 1) as u64, len as u64)).await?;
+            if let Err(e) = every_in_parent(&children, len).await {
+                println!("BAD error rank 0 {e}");
+            }
+            children.sync().await?;
+            println!("DONE");
+        }
+        // sigkill N LEN: child 2 is SIGKILLed while every rank waits in all_reduce.
+        "sigkill" => {
+            let children = nfork(n).await?;
+            children.exec(survivor, (len as u64,)).await?;
+            let victim = children.by_id(2).ok_or("no child 2")?.pid();
+            let killer = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let at = std::time::Instant::now();
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-KILL", &victim.to_string()])
+                    .status()
+                    .await;
+                at
+            });
+            let mut v = vec![0.0f64; len];
+            let result = children.all_reduce(&mut v, ReduceOp::Sum).await;
+            let failed_at = std::time::Instant::now();
+            let killed_at = killer.await?;
+            let ms = failed_at.saturating_duration_since(killed_at).as_millis();
+            match result {
+                Err(e) => println!("ABORTED {ms} ms: {e}"),
+                Ok(()) => println!("UNEXPECTED ok"),
+            }
+            let survivors: Children = children.iter().filter(|c| c.id() != 2).cloned().collect();
+            let mut v = vec![0.0f64; len];
+            survivors.all_reduce(&mut v, ReduceOp::Sum).await?;
+            println!(
+                "REBUILT {}",
+                if v.iter().all(|&x| x == 4.0) {
+                    "ok"
+                } else {
+                    "wrong"
+                }
+            );
+            survivors.sync().await?;
+            println!("SYNCED");
+        }
+        other => return Err(format!("unknown scenario {other:?}").into()),
+    }
+    Ok(())
+}
