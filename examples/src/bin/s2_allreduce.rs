@@ -8,12 +8,14 @@
 //!
 //! Here the parent is rank 0 and its 4 children ranks 1..4; each starts with
 //! a different tensor, and every rank prints the norm of the reduced one:
-//! the same on all five (the bits are identical, not just close).
+//! the same on all five (the bits are identical, not just close). Then the
+//! parent broadcasts a learning rate, gathers every rank's loss, and all
+//! meet at a barrier.
 //!
 //! Run it with `cargo run --release -p parallel-examples --bin s2_allreduce`.
 
 use parallel::Tensor;
-use parallel::collective::ReduceOp;
+use parallel::collective::{self, ReduceOp};
 
 /// Rank `rank`'s gradients: 1001 values, different on every rank.
 fn grads(rank: u32) -> Tensor<f32> {
@@ -24,12 +26,33 @@ fn grads(rank: u32) -> Tensor<f32> {
     )
 }
 
+// ANCHOR: add
+/// The seed's `function(a, b) return a:add(b) end`: folds `other` into `acc`.
+fn add(acc: &mut [f32], other: &[f32]) {
+    for (a, b) in acc.iter_mut().zip(other) {
+        *a += b;
+    }
+}
+// ANCHOR_END: add
+
+/// Rank `rank`'s loss after a step with learning rate `lr`.
+fn loss(rank: u32, lr: f64) -> f64 {
+    1.0 / (1.0 + rank as f64) * (1.0 - lr)
+}
+
 // ANCHOR: child
 #[parallel::remote]
 fn worker() {
-    let mut g = grads(parallel::id());
-    parallel::collective::all_reduce(&mut g, ReduceOp::Sum).expect("all_reduce");
+    let rank = parallel::id();
+    let mut g = grads(rank);
+    collective::all_reduce(&mut g, ReduceOp::custom(add)).expect("all_reduce");
     parallel::print!("reduced norm {:.6}", g.norm());
+    // ANCHOR: child_more
+    let mut lr = [0.0f64];
+    collective::broadcast(&mut lr, 0).expect("broadcast");
+    collective::gather(&[loss(rank, lr[0])], 0).expect("gather");
+    collective::barrier().expect("barrier");
+    // ANCHOR_END: child_more
 }
 // ANCHOR_END: child
 
@@ -37,11 +60,20 @@ fn worker() {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR: parent
     let children = parallel::nfork(4).await?;
+    println!("{}", children.topology());
     children.exec(worker, ()).await?;
     let mut g = grads(0);
-    children.all_reduce(&mut g, ReduceOp::Sum).await?;
+    children.all_reduce(&mut g, ReduceOp::custom(add)).await?;
     parallel::print!("reduced norm {:.6}", g.norm());
     // ANCHOR_END: parent
+    // ANCHOR: parent_more
+    let mut lr = [0.05f64];
+    children.broadcast(&mut lr, 0).await?;
+    let losses = children.gather(&[loss(0, lr[0])], 0).await?;
+    let losses = losses.ok_or("rank 0 is the root of the gather")?;
+    println!("losses of the 5 ranks: {losses:.3?}");
+    children.barrier().await?;
+    // ANCHOR_END: parent_more
     children.sync().await?;
     Ok(())
 }

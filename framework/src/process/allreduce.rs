@@ -27,13 +27,20 @@ use super::child_handle::{Child, Inbox};
 use super::error::ProcessError;
 use super::protocol::{CollectiveMsg, op};
 
-/// A buffer `all_reduce` reduces in place: `Vec<T>`, `[T]` or `Tensor<T>`.
+/// A buffer a collective works on in place: `Vec<T>`, `[T]`, `[T; N]` or
+/// `Tensor<T>`.
 pub trait ReduceBuffer<T> {
     /// Its elements.
     fn elements_mut(&mut self) -> &mut [T];
 }
 
 impl<T> ReduceBuffer<T> for Vec<T> {
+    fn elements_mut(&mut self) -> &mut [T] {
+        self
+    }
+}
+
+impl<T, const N: usize> ReduceBuffer<T> for [T; N] {
     fn elements_mut(&mut self) -> &mut [T] {
         self
     }

@@ -498,6 +498,24 @@ impl Children {
         super::collectives::parent_barrier(&self.0).await
     }
 
+    /// Where the group's ranks run (rank 0 is this process, then the
+    /// children in group order), grouped by host; print it to see the tree
+    /// and ring the collectives use and how each link is carried (shared
+    /// memory on one machine, QUIC between machines).
+    pub fn topology(&self) -> crate::reduce::Topology {
+        let here = super::protocol::host_name();
+        let mut places = vec![crate::reduce::Place::new(here.clone(), std::process::id())];
+        for c in &self.0 {
+            let host = if c.same_host() {
+                here.clone()
+            } else {
+                c.host().to_owned()
+            };
+            places.push(crate::reduce::Place::new(host, c.pid()));
+        }
+        crate::reduce::Topology::new(places).expect("a group always has rank 0, this process")
+    }
+
     /// Waits until every child process is gone, then removes them from [`super::children`].
     pub async fn sync(&self) -> Result<(), ProcessError> {
         join_all(&self.0, |c| c.sync()).await.map(|_| ())

@@ -203,7 +203,10 @@ impl Topology {
     }
 }
 
-/// The tree, each link labelled, then the ring's links.
+/// Ranks that all run on one host and in more than one process share one
+/// shared-memory arena (no tree or ring is needed): the host and each rank's
+/// process are listed. Otherwise the tree, each link labelled, then the
+/// ring's links:
 ///
 /// ```text
 /// tree over 3 ranks on 2 hosts:
@@ -217,6 +220,26 @@ impl Topology {
 /// ```
 impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let processes = |g: &[usize]| {
+            let mut p: Vec<u32> = g.iter().map(|&r| self.places[r].process).collect();
+            p.sort_unstable();
+            p.dedup();
+            p.len()
+        };
+        if let [only] = self.groups.as_slice()
+            && processes(only) > 1
+        {
+            write!(
+                f,
+                "{} ranks on one host ({}), every link through one shared-memory arena:",
+                self.ranks(),
+                self.places[0].host
+            )?;
+            for (rank, place) in self.places.iter().enumerate() {
+                write!(f, "\n  rank {rank}: pid {}", place.process)?;
+            }
+            return Ok(());
+        }
         let tree = self.tree();
         let root = tree.root();
         writeln!(
@@ -288,7 +311,17 @@ mod tests {
         let tree = t.tree();
         assert_eq!(tree, Tree::binary(5).unwrap());
         assert!(!t.to_string().contains("network"));
-        assert!(t.to_string().contains("rank 1 (a pid 1) via same process"));
+        assert_eq!(
+            t.to_string(),
+            "5 ranks on one host (a), every link through one shared-memory arena:\n  \
+             rank 0: pid 1\n  rank 1: pid 1\n  rank 2: pid 2\n  rank 3: pid 2\n  rank 4: pid 3"
+        );
+        let one_process = topo(&[("a", 1), ("a", 1)]);
+        assert!(
+            one_process
+                .to_string()
+                .contains("rank 1 (a pid 1) via same process")
+        );
     }
 
     #[test]

@@ -181,11 +181,13 @@ fn survivor(len: u64) {
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
     }
+    // ANCHOR: survivor
     let mut v = vec![id as f64; len as usize];
     match collective::all_reduce(&mut v, ReduceOp::Sum) {
         Ok(()) => println!("CHILD-UNEXPECTED ok"),
         Err(e) => println!("CHILD-ERR {id} {e}"),
     }
+    // ANCHOR_END: survivor
     let mut v = vec![id as f64; len as usize];
     match collective::all_reduce(&mut v, ReduceOp::Sum) {
         // Ranks: the parent (0.0), child 1 and child 3.
@@ -235,9 +237,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(e) => println!("ABORTED {ms} ms: {e}"),
                 Ok(()) => println!("UNEXPECTED ok"),
             }
+            // ANCHOR: rebuild
             let survivors: Children = children.iter().filter(|c| c.id() != 2).cloned().collect();
             let mut v = vec![0.0f64; len];
             survivors.all_reduce(&mut v, ReduceOp::Sum).await?;
+            // ANCHOR_END: rebuild
             println!(
                 "REBUILT {}",
                 if v.iter().all(|&x| x == 4.0) {
