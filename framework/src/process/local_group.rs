@@ -63,6 +63,9 @@ pub const SMALL: usize = 16 * 1024;
 pub const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// How long a rank spins before it sleeps, when there is a core per rank.
 const SPIN_FOR: Duration = Duration::from_millis(1);
+/// How long a rank yields its core before it sleeps, when ranks outnumber
+/// cores.
+const YIELD_FOR: Duration = Duration::from_micros(200);
 
 const MAGIC: u32 = 0x5041_5247;
 const LINE: usize = 128;
@@ -411,12 +414,17 @@ impl LocalGroup {
                 return Ok(());
             }
             self.check_flags()?;
+            spins += 1;
             if self.spin {
-                spins += 1;
                 if !spins.is_multiple_of(64) || start.elapsed() < SPIN_FOR {
                     std::hint::spin_loop();
                     continue;
                 }
+            } else if start.elapsed() < YIELD_FOR {
+                // More ranks than cores: hand the core to a rank that has
+                // work, but stay runnable to see the barrier open at once.
+                std::thread::yield_now();
+                continue;
             }
             let now = Instant::now();
             if now >= next_check {

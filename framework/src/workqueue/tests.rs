@@ -183,9 +183,16 @@ fn items_whose_reply_cannot_be_delivered_go_back_to_the_queue() {
         }
         // A read of 5 items whose reply mailbox does not exist: the reply
         // cannot be delivered, so its items go back.
-        n.runtime
-            .block_on(orphan_read::<u64>(&n.to_parent, "wq test requeue", 5))
-            .expect("posted");
+        // The service opens its mailbox on its own thread: retry until it is
+        // there.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Err(e) =
+            n.runtime
+                .block_on(orphan_read::<u64>(&n.to_parent, "wq test requeue", 5))
+        {
+            assert!(std::time::Instant::now() < deadline, "never posted: {e}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         std::thread::sleep(Duration::from_millis(200));
         let reader = client::<u64>(&n, "wq test requeue", SERVE_WAIT);
         let mut got: Vec<u64> = (0..10).map(|_| reader.read().unwrap()).collect();
