@@ -17,10 +17,20 @@ use super::registered::{factory, remote_fn};
 /// The link for `peer`, made on first sight (by `join` or by the transport's
 /// `Up` event, whichever comes first).
 pub(crate) fn link_for(node: &NodeInner, peer: Peer) -> Arc<PeerLink> {
-    node.links
+    let mut entry = node
+        .links
         .entry(peer.node())
-        .or_insert_with(|| Arc::new(PeerLink::new(peer)))
-        .clone()
+        .or_insert_with(|| Arc::new(PeerLink::new(peer.clone())));
+    // Two nodes that joined each other at once keep one of their two
+    // connections: the link follows the connection that is up now.
+    if entry.peer().connection() != peer.connection() && !entry.is_alive() {
+        let old = std::mem::replace(&mut *entry, Arc::new(PeerLink::new(peer)));
+        // What waited for an answer on the old connection gets none.
+        old.fail_all(&crate::transport::DownReason::Closed(
+            "the connection was replaced by the other direction's".into(),
+        ));
+    }
+    entry.clone()
 }
 
 /// Serves the transport's peer events until the node is dropped.
@@ -33,9 +43,16 @@ pub(crate) async fn run_events(node: Weak<NodeInner>, mut events: mpsc::Receiver
                 inner.arrived(link.clone());
                 actix_rt::spawn(serve_peer(node.clone(), link, inbound));
             }
-            PeerEvent::Down { node: id, reason } => {
+            PeerEvent::Down {
+                node: id,
+                connection,
+                reason,
+            } => {
                 tracing::info!(peer = %id, "peer down: {reason}");
-                if let Some((_, link)) = inner.links.remove(&id) {
+                if let Some((_, link)) = inner
+                    .links
+                    .remove_if(&id, |_, link| link.peer().connection() == connection)
+                {
                     link.fail_all(&reason);
                 }
             }

@@ -72,8 +72,18 @@ impl RemoteNode {
         Self { node, link }
     }
 
-    pub(crate) fn link(&self) -> &Arc<PeerLink> {
-        &self.link
+    /// The connection to that node: the one this handle was made with while
+    /// it lives, else the one that replaced it (two nodes that join each
+    /// other at once settle on one of their two connections, and a handle
+    /// may hold the other).
+    pub(crate) fn link(&self) -> Arc<PeerLink> {
+        if !self.link.is_alive()
+            && let Some(now) = self.node.0.links.get(&self.link.node()).map(|l| l.clone())
+            && now.is_alive()
+        {
+            return now;
+        }
+        self.link.clone()
     }
 
     /// The other node's id.
@@ -83,12 +93,12 @@ impl RemoteNode {
 
     /// The other node's join line, if it listens.
     pub fn join_line(&self) -> Option<JoinLine> {
-        self.link.peer().join_line()
+        self.link().peer().join_line()
     }
 
     /// False once the connection is gone.
     pub fn is_alive(&self) -> bool {
-        self.link.is_alive()
+        self.link().is_alive()
     }
 
     /// Posts `payload` to the mailbox `to` on that node, with an operation
@@ -101,7 +111,9 @@ impl RemoteNode {
         type_tag: u64,
         payload: crate::wire::Buffer,
     ) -> Result<(), RequestError> {
-        self.link.send(post_header(to, op, type_tag), payload).await
+        self.link()
+            .send(post_header(to, op, type_tag), payload)
+            .await
     }
 
     /// Posts like [`RemoteNode::post`] and waits until the payload is in the
@@ -114,7 +126,7 @@ impl RemoteNode {
         type_tag: u64,
         payload: crate::wire::Buffer,
     ) -> Result<(), RequestError> {
-        self.link
+        self.link()
             .request(
                 post_header(to, op, type_tag),
                 payload,
@@ -128,19 +140,19 @@ impl RemoteNode {
     /// data lane to that node. Never use it for real traffic.
     #[doc(hidden)]
     pub async fn send_raw_data(&self, bytes: &[u8]) -> Result<(), crate::transport::PeerGone> {
-        self.link.peer().send_raw_data(bytes).await
+        self.link().peer().send_raw_data(bytes).await
     }
 
     /// Test hook for truncated-input tests: ends the data lane to that node
     /// after what is queued. Never use it for real traffic.
     #[doc(hidden)]
     pub async fn finish_raw_lane(&self) -> Result<(), crate::transport::PeerGone> {
-        self.link.peer().finish_raw_lane().await
+        self.link().peer().finish_raw_lane().await
     }
 
     /// Waits until the connection is gone and says why.
     pub async fn closed(&self) -> crate::transport::DownReason {
-        self.link.peer().closed().await
+        self.link().peer().closed().await
     }
 
     /// Spawns an actor of type `A` on that node, starting from `init`, and
@@ -184,12 +196,12 @@ impl RemoteNode {
                 other => SpawnError::Request(other),
             })?;
         let id = decode_owned::<ActorId>(&reply).map_err(SpawnError::Decode)?;
-        Ok(ActorRef::remote(id, self.link.clone()))
+        Ok(ActorRef::remote(id, self.link()))
     }
 
     /// Asks that node to stop actor `id` in order (`kill`: at once).
     pub(crate) async fn stop_actor(&self, id: ActorId, kill: bool) -> Result<(), RequestError> {
-        super::supervised::stop(&self.link, id, kill, self.node.0.ask_timeout).await
+        super::supervised::stop(&self.link(), id, kill, self.node.0.ask_timeout).await
     }
 
     /// Runs the `#[parallel::remote]` function `f` with `args` (a tuple) on

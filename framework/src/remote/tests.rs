@@ -182,3 +182,39 @@ async fn a_slow_actor_makes_ask_time_out_with_a_typed_error() {
     let err = err.to_string();
     assert!(err.contains("with_timeout"), "{err}");
 }
+
+#[actix_rt::test]
+async fn nodes_that_join_each_other_at_once_keep_working_handles() {
+    let (a, b) = (node(false, 16).await, node(false, 16).await);
+    let (la, lb) = (a.join_line(), b.join_line());
+    let (to_b, to_a) = timeout(T, async { tokio::join!(a.join(&lb), b.join(&la)) })
+        .await
+        .unwrap();
+    let (to_b, to_a) = (to_b.unwrap(), to_a.unwrap());
+    // One of the two connections loses and closes; the handles follow the
+    // one that stays.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(to_b.is_alive() && to_a.is_alive());
+    let mut at_b = b.open_mailbox(4);
+    let mut at_a = a.open_mailbox(4);
+    for _ in 0..3 {
+        timeout(
+            T,
+            to_b.post(at_b.id(), 7, 0, crate::wire::encode(&1u32).unwrap()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        timeout(
+            T,
+            to_a.post(at_a.id(), 7, 0, crate::wire::encode(&2u32).unwrap()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(timeout(T, at_b.recv()).await.unwrap().unwrap().from, a.id());
+        assert_eq!(timeout(T, at_a.recv()).await.unwrap().unwrap().from, b.id());
+    }
+    assert_eq!(a.remotes().len(), 1);
+    assert_eq!(b.remotes().len(), 1);
+}

@@ -553,6 +553,7 @@ async fn run_peer(
         })
     };
     let node = peer.node();
+    let connection = peer.connection();
     tracing::debug!(peer = %node, addr = %shared.remote_addr, "peer up");
     let _ = inner
         .events
@@ -574,6 +575,13 @@ async fn run_peer(
         }
     }
     tracing::debug!(peer = %node, "peer down: {reason}");
-    let _ = inner.events.send(PeerEvent::Down { node, reason }).await;
+    let _ = inner
+        .events
+        .send(PeerEvent::Down {
+            node,
+            connection,
+            reason,
+        })
+        .await;
     drop(slot);
 }

@@ -30,6 +30,10 @@ pub enum PeerEvent {
     Down {
         /// Which node.
         node: NodeId,
+        /// Which connection to it ([`Peer::connection`]): a pair of nodes
+        /// that joined each other at once keeps one of two connections, and
+        /// the other going down says nothing about the node.
+        connection: usize,
         /// Why.
         reason: DownReason,
     },
@@ -187,6 +191,12 @@ impl Peer {
     /// incarnation may never connect again.
     pub fn incarnation(&self) -> u64 {
         self.shared.incarnation
+    }
+
+    /// This connection's identity, unique among the transport's
+    /// connections.
+    pub fn connection(&self) -> usize {
+        self.shared.conn.stable_id()
     }
 
     /// The peer's own join line, from the handshake; `None` if it sent none.

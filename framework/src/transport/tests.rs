@@ -41,14 +41,14 @@ async fn node(password: &str) -> (Transport, mpsc::Receiver<PeerEvent>) {
 async fn up(events: &mut mpsc::Receiver<PeerEvent>) -> (Peer, Inbound) {
     match t(events.recv()).await.expect("event channel open") {
         PeerEvent::Up { peer, inbound } => (peer, inbound),
-        PeerEvent::Down { node, reason } => panic!("unexpected down of {node}: {reason}"),
+        PeerEvent::Down { node, reason, .. } => panic!("unexpected down of {node}: {reason}"),
     }
 }
 
 async fn down(events: &mut mpsc::Receiver<PeerEvent>) -> (NodeId, DownReason) {
     loop {
         match t(events.recv()).await.expect("event channel open") {
-            PeerEvent::Down { node, reason } => return (node, reason),
+            PeerEvent::Down { node, reason, .. } => return (node, reason),
             PeerEvent::Up { .. } => {}
         }
     }
