@@ -1,19 +1,37 @@
 //! Every collective over real processes (parent + forked children on one
-//! machine, through the shared-memory group), against the sequential
-//! reference, and a rank SIGKILLed mid-allreduce.
+//! machine), against the sequential reference, through the shared-memory
+//! group and, forced with `PARALLEL_COLLECTIVE_TRANSPORT=quic`, over the
+//! QUIC links (the path of children on other hosts); calls that disagree;
+//! and a rank SIGKILLed mid-call on either path.
 
-use parallel_integration_tests::{DEADLINE, aborted_line, run_to_end};
+use parallel_integration_tests::{DEADLINE, aborted_line, run_to_end_with_env};
 
 const COLLECTIVES: &str = env!("CARGO_BIN_EXE_collectives");
+
+/// Which path the collectives take.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    SharedMemory,
+    Quic,
+}
+
+/// Runs the scenario `args` of the collectives program on `path`.
+async fn run(args: &[&str], path: Path) -> (bool, String, String) {
+    let env: &[(&str, &str)] = match path {
+        Path::SharedMemory => &[],
+        Path::Quic => &[(parallel::collective::TRANSPORT_VAR, "quic")],
+    };
+    run_to_end_with_env(COLLECTIVES, args, env).await
+}
 
 /// Runs `every N LEN` and checks that each of the N + 1 ranks printed OK
 /// for each of the 10 checks, and nothing BAD.
 async fn every_collective_is_right(children: usize, len: usize) {
-    let (ok, out, err) = run_to_end(
-        COLLECTIVES,
-        &["every", &children.to_string(), &len.to_string()],
-    )
-    .await;
+    every_collective_is_right_on(children, len, Path::SharedMemory).await;
+}
+
+async fn every_collective_is_right_on(children: usize, len: usize, path: Path) {
+    let (ok, out, err) = run(&["every", &children.to_string(), &len.to_string()], path).await;
     assert!(ok, "{out}\n{err}");
     assert!(!out.contains("BAD"), "{out}\n{err}");
     let checks = [
@@ -54,21 +72,83 @@ async fn seven_children_several_segments() {
 }
 
 #[tokio::test]
-async fn a_rank_sigkilled_mid_allreduce_fails_every_other_rank_then_the_survivors_go_on() {
+async fn over_quic_one_child_empty_buffers() {
+    every_collective_is_right_on(1, 0, Path::Quic).await;
+}
+
+#[tokio::test]
+async fn over_quic_three_children_odd_length() {
+    every_collective_is_right_on(3, 1001, Path::Quic).await;
+}
+
+#[tokio::test]
+async fn over_quic_four_children_longer_buffers() {
+    every_collective_is_right_on(4, 20_000, Path::Quic).await;
+}
+
+/// Runs `misuse 3 10`: a bad root, a wrong scatter length and another
+/// length on one rank each fail on every rank with a misuse error, and the
+/// next call works.
+async fn calls_that_disagree_fail_on_every_rank(path: Path) {
+    let (ok, out, err) = run(&["misuse", "3", "10"], path).await;
+    assert!(ok, "{path:?}\n{out}\n{err}");
+    assert!(!out.contains("BAD"), "{path:?}\n{out}\n{err}");
+    for what in ["bad-root", "scatter-len", "length"] {
+        for rank in 0..=3 {
+            let line = format!("MISUSE {what} rank {rank}\n");
+            assert!(out.contains(&line), "{path:?} missing {line}{out}\n{err}");
+        }
+    }
+    for rank in 0..=3 {
+        let line = format!("OK all_gather rank {rank}\n");
+        assert!(out.contains(&line), "{path:?} missing {line}{out}\n{err}");
+    }
+    assert!(out.contains("DONE"), "{out}");
+}
+
+#[tokio::test]
+async fn calls_that_disagree_fail_on_every_rank_in_shared_memory() {
+    calls_that_disagree_fail_on_every_rank(Path::SharedMemory).await;
+}
+
+#[tokio::test]
+async fn calls_that_disagree_fail_on_every_rank_over_quic() {
+    calls_that_disagree_fail_on_every_rank(Path::Quic).await;
+}
+
+/// Runs `args` on `path`, a scenario in which child 2 of 3 is SIGKILLed
+/// mid-call, and checks that the parent's call failed within `bound_ms` of
+/// the kill naming the victim (as `names` it), that the two other children
+/// got an error and then ran the next call right, and that the parent
+/// synced, all in time. Returns the program's output.
+async fn killed_mid_call(args: &[&str], path: Path, bound_ms: u64, names: &str) -> String {
     let started = std::time::Instant::now();
-    let (ok, out, err) = run_to_end(COLLECTIVES, &["sigkill", "3", "100000"]).await;
+    let (ok, out, err) = run(args, path).await;
     assert!(ok, "{out}\n{err}");
     let (line, ms) = aborted_line(&out, &err);
-    // The failure-detection bound of a same-host group: a few pid checks.
-    assert!(ms < 1_500, "{line}");
-    assert!(line.contains("rank 2"), "{line}");
+    assert!(ms < bound_ms, "{line}");
+    assert!(line.contains(names), "{line}");
     assert_eq!(out.matches("CHILD-ERR ").count(), 2, "{out}\n{err}");
-    assert!(out.contains("REBUILT ok"), "{out}\n{err}");
     assert_eq!(out.matches("CHILD-REBUILT").count(), 2, "{out}\n{err}");
     assert!(
-        !out.contains("UNEXPECTED") && !out.contains("WRONG"),
+        !out.contains("UNEXPECTED") && !out.contains("WRONG") && !out.contains("AGAIN"),
         "{out}"
     );
     assert!(out.contains("SYNCED"), "{out}");
     assert!(started.elapsed() < DEADLINE, "{out}");
+    out
+}
+
+#[tokio::test]
+async fn a_rank_sigkilled_mid_gather_over_quic_fails_every_other_rank_then_the_survivors_go_on() {
+    // The parent checks its children's processes every 100 ms.
+    killed_mid_call(&["star-kill", "3", "5000"], Path::Quic, 2_000, "#2").await;
+}
+
+#[tokio::test]
+async fn a_rank_sigkilled_mid_allreduce_fails_every_other_rank_then_the_survivors_go_on() {
+    // The failure-detection bound of a same-host group: a few pid checks.
+    let args = ["sigkill", "3", "100000"];
+    let out = killed_mid_call(&args, Path::SharedMemory, 1_500, "rank 2").await;
+    assert!(out.contains("REBUILT ok"), "{out}");
 }

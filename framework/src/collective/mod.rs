@@ -9,9 +9,15 @@
 //! the parent's machine share one shared-memory arena
 //! ([`crate::process::local_group`]): transfers are `memcpy`s and barriers
 //! futex words, with no message per call. When a child runs on another
-//! host, `all_reduce` and `barrier` run the schedules of [`crate::reduce`]
-//! over the QUIC links, through the parent. A rank that dies makes every
-//! other rank's call fail: never a hang, never a partial result.
+//! host, every collective runs over the QUIC links through the parent:
+//! `all_reduce` and `barrier` the schedules of [`crate::reduce`], and
+//! `reduce`, `broadcast`, `gather`, `all_gather` and `scatter` a star
+//! through rank 0 (each child sends the parent its part, the parent folds,
+//! concatenates or splits in rank order and sends each child its result),
+//! with the same results as on one machine. Calls that disagree (another
+//! collective, length, root or operation) fail on every rank with
+//! [`crate::ProcessError::Misuse`]; a rank that dies makes every other
+//! rank's call fail: never a hang, never a partial result.
 //!
 //! The operations, schedules and topologies are re-exported here from
 //! [`crate::reduce`].

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::reduce::{Action, ReduceOp, Reducible, Schedule};
+use crate::remote::Delivery;
 use crate::wire::{decode_owned, encode};
 
 use super::child_handle::{Child, Inbox};
@@ -101,6 +102,32 @@ fn chunk_range(
 
 static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// A new collective's number (never 0: round 0 is a refusal before a call
+/// begins).
+pub(super) fn next_round() -> u64 {
+    ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The children's inboxes, held for the whole call so no other call of
+/// this process takes their posts.
+pub(super) async fn lock_inboxes(children: &[Child]) -> Vec<tokio::sync::MutexGuard<'_, Inbox>> {
+    let mut inboxes = Vec::with_capacity(children.len());
+    for c in children {
+        inboxes.push(c.0.inbox.lock().await);
+    }
+    inboxes
+}
+
+/// Posts a collective message to `child`.
+pub(super) async fn post_to(child: &Child, msg: &CollectiveMsg) -> Result<(), ProcessError> {
+    child
+        .0
+        .remote
+        .post(child.0.mailbox, op::COLLECTIVE, 0, encode(msg)?)
+        .await?;
+    Ok(())
+}
+
 /// The parent's side of `Children::all_reduce`.
 pub(super) async fn parent_all_reduce<T: Reducible>(
     children: &[Child],
@@ -112,11 +139,8 @@ pub(super) async fn parent_all_reduce<T: Reducible>(
     }
     let ranks = children.len() + 1;
     let schedule = schedule_for::<T>(data.len(), ranks)?;
-    let round = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut inboxes = Vec::with_capacity(children.len());
-    for c in children {
-        inboxes.push(c.0.inbox.lock().await);
-    }
+    let round = next_round();
+    let mut inboxes = lock_inboxes(children).await;
     let mut run = ParentRun {
         children,
         round,
@@ -142,15 +166,110 @@ pub(super) async fn parent_all_reduce<T: Reducible>(
         .run(&mut inboxes, &schedule, data, op, ranks as u32)
         .await;
     if let Err(e) = &result {
-        abort_all(children, round, e.to_string()).await;
+        fail_all(children, round, e).await;
     }
     result
+}
+
+/// Tells every child that collective `round` failed with `e`: a
+/// [`ProcessError::Misuse`] (the ranks made different calls) as a
+/// `Refused`, so every rank returns that same error, anything else as an
+/// `Abort`.
+pub(super) async fn fail_all(children: &[Child], round: u64, e: &ProcessError) {
+    let msg = match e {
+        ProcessError::Misuse(reason) => CollectiveMsg::Refused {
+            round,
+            reason: reason.clone(),
+        },
+        other => CollectiveMsg::Abort {
+            round,
+            reason: other.to_string(),
+        },
+    };
+    post_all(children, &msg).await;
+}
+
+/// The error a child returns for `msg` when it ends collective `round`
+/// (the parent's `Abort` or `Refused` of it); `None` for anything else.
+pub(super) fn failure(msg: CollectiveMsg, round: u64) -> Option<ProcessError> {
+    match msg {
+        CollectiveMsg::Abort { round: r, reason } if r == round => {
+            Some(ProcessError::Aborted(reason))
+        }
+        CollectiveMsg::Refused { round: r, reason } if r == round => {
+            Some(ProcessError::Misuse(reason))
+        }
+        _ => None,
+    }
+}
+
+/// Waits until children have posted collective messages and returns them
+/// as (rank, post), in child order; meanwhile checks every `TICK` that each
+/// child for which `owes(rank)` holds still runs, and fails when one is
+/// gone or its function ended.
+pub(super) async fn next_posts(
+    children: &[Child],
+    inboxes: &mut [tokio::sync::MutexGuard<'_, Inbox>],
+    owes: impl Fn(usize) -> bool,
+) -> Result<Vec<(usize, Delivery)>, ProcessError> {
+    loop {
+        let mut posts = Vec::new();
+        for (i, inbox) in inboxes.iter_mut().enumerate() {
+            posts.extend(inbox.collective.drain(..).map(|d| (i + 1, d)));
+        }
+        if !posts.is_empty() {
+            return Ok(posts);
+        }
+        let mut live = Vec::new();
+        for (i, inbox) in inboxes.iter_mut().enumerate() {
+            let child = &children[i];
+            if !owes(i + 1) {
+                continue;
+            }
+            if let Some(reason) = exited(child) {
+                return Err(ProcessError::Gone {
+                    id: child.id(),
+                    reason,
+                });
+            }
+            if let Some(e) = inbox.ended(child.id()) {
+                return Err(ProcessError::Aborted(format!(
+                    "rank {} left the collective: {e}",
+                    i + 1
+                )));
+            }
+            live.push(Box::pin(inbox.pump(&child.0.remote)));
+        }
+        if live.is_empty() {
+            return Err(ProcessError::Aborted(
+                "waiting for a post no rank owes (a protocol error)".into(),
+            ));
+        }
+        let mut tick = std::pin::pin!(tokio::time::sleep(TICK));
+        std::future::poll_fn(|cx| {
+            if tick.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+            for f in live.iter_mut() {
+                if f.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+    }
 }
 
 /// Tells every child that collective `round` failed, and why (best effort:
 /// a child that is gone is skipped).
 pub(super) async fn abort_all(children: &[Child], round: u64, reason: String) {
-    let Ok(bytes) = encode(&CollectiveMsg::Abort { round, reason }) else {
+    post_all(children, &CollectiveMsg::Abort { round, reason }).await;
+}
+
+/// Posts `msg` to every child, best effort: a child that is gone is skipped.
+async fn post_all(children: &[Child], msg: &CollectiveMsg) {
+    let Ok(bytes) = encode(msg) else {
         return;
     };
     for c in children {
@@ -173,13 +292,7 @@ struct ParentRun<'a> {
 
 impl ParentRun<'_> {
     async fn post(&self, rank: usize, msg: &CollectiveMsg) -> Result<(), ProcessError> {
-        let child = &self.children[rank - 1];
-        child
-            .0
-            .remote
-            .post(child.0.mailbox, op::COLLECTIVE, 0, encode(msg)?)
-            .await?;
-        Ok(())
+        post_to(&self.children[rank - 1], msg).await
     }
 
     async fn run<T: Reducible>(
@@ -250,56 +363,12 @@ impl ParentRun<'_> {
         &mut self,
         inboxes: &mut [tokio::sync::MutexGuard<'_, Inbox>],
     ) -> Result<(), ProcessError> {
-        loop {
-            let mut progressed = false;
-            for (i, inbox) in inboxes.iter_mut().enumerate() {
-                while let Some(d) = inbox.collective.pop_front() {
-                    self.handle(i + 1, &d.payload).await?;
-                    progressed = true;
-                }
-            }
-            if progressed {
-                return Ok(());
-            }
-            let mut live = Vec::new();
-            for (i, inbox) in inboxes.iter_mut().enumerate() {
-                let child = &self.children[i];
-                if self.owed[i + 1] == 0 {
-                    continue;
-                }
-                if let Some(reason) = exited(child) {
-                    return Err(ProcessError::Gone {
-                        id: child.id(),
-                        reason,
-                    });
-                }
-                if let Some(e) = inbox.ended(child.id()) {
-                    return Err(ProcessError::Aborted(format!(
-                        "rank {} left the collective: {e}",
-                        i + 1
-                    )));
-                }
-                live.push(Box::pin(inbox.pump(&child.0.remote)));
-            }
-            if live.is_empty() {
-                return Err(ProcessError::Aborted(
-                    "waiting for a chunk no rank owes (a protocol error)".into(),
-                ));
-            }
-            let mut tick = std::pin::pin!(tokio::time::sleep(TICK));
-            std::future::poll_fn(|cx| {
-                if tick.as_mut().poll(cx).is_ready() {
-                    return std::task::Poll::Ready(());
-                }
-                for f in live.iter_mut() {
-                    if f.as_mut().poll(cx).is_ready() {
-                        return std::task::Poll::Ready(());
-                    }
-                }
-                std::task::Poll::Pending
-            })
-            .await;
+        let owed = &self.owed;
+        let posts = next_posts(self.children, inboxes, |rank| owed[rank] > 0).await?;
+        for (rank, d) in posts {
+            self.handle(rank, &d.payload).await?;
         }
+        Ok(())
     }
 
     async fn handle(&mut self, sender: usize, payload: &[u8]) -> Result<(), ProcessError> {
@@ -343,6 +412,9 @@ impl ParentRun<'_> {
             CollectiveMsg::Abort { round, reason } if round == self.round => Err(
                 ProcessError::Aborted(format!("rank {sender} aborted: {reason}")),
             ),
+            CollectiveMsg::Refused { round, reason } if round == self.round => {
+                Err(ProcessError::Misuse(reason))
+            }
             _ => Ok(()),
         }
     }
@@ -358,7 +430,9 @@ fn exited(child: &Child) -> Option<String> {
     }
     let mut launched = child.0.process.try_lock().ok()?;
     match launched.process.try_wait() {
-        Ok(Some(status)) => Some(format!("its process exited during all_reduce ({status})")),
+        Ok(Some(status)) => Some(format!(
+            "its process exited during the collective ({status})"
+        )),
         _ => None,
     }
 }
@@ -423,10 +497,11 @@ pub(super) fn child_all_reduce<T: Reducible>(
                     } if r == round => {
                         pending.insert((step as usize, chunk as usize, from as usize), bits);
                     }
-                    CollectiveMsg::Abort { round: r, reason } if r == round => {
-                        return Err(ProcessError::Aborted(reason));
+                    msg => {
+                        if let Some(e) = failure(msg, round) {
+                            return Err(e);
+                        }
                     }
-                    _ => {}
                 }
             };
             let range = chunk_range(&schedule, t.chunk, len)?;
@@ -449,10 +524,11 @@ pub(super) fn child_all_reduce<T: Reducible>(
         let d = ctx.next_collective()?;
         match decode_owned::<CollectiveMsg>(&d.payload)? {
             CollectiveMsg::Done { round: r } if r == round => return Ok(()),
-            CollectiveMsg::Abort { round: r, reason } if r == round => {
-                return Err(ProcessError::Aborted(reason));
+            msg => {
+                if let Some(e) = failure(msg, round) {
+                    return Err(e);
+                }
             }
-            _ => {}
         }
     }
 }

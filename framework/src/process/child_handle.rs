@@ -434,8 +434,13 @@ impl Children {
 
     /// Reduce to one rank: rank `root` (0 is this process, `k` the `k`-th
     /// child of the group) ends with the left fold in rank order of every
-    /// rank's `data`; the others keep their buffers. Each child calls
-    /// [`crate::collective::reduce`] with the same length, op and root.
+    /// rank's `data`, `((x0 ⊕ x1) ⊕ x2) ⊕ …`; the others keep their
+    /// buffers. Each child calls [`crate::collective::reduce`] with the same
+    /// length, op and root. On one machine it runs through shared memory;
+    /// with a child on another host, over QUIC through this process, with
+    /// the same result. Calls that disagree (or a root that is not a rank)
+    /// fail on every rank with [`ProcessError::Misuse`]; a rank that dies
+    /// makes it fail on every other rank.
     pub async fn reduce<T, B>(
         &self,
         data: &mut B,
@@ -451,6 +456,7 @@ impl Children {
 
     /// Every rank ends with rank `root`'s `data` (each child calls
     /// [`crate::collective::broadcast`] with a buffer of the same length).
+    /// Runs and fails as [`Children::reduce`] does.
     pub async fn broadcast<T, B>(&self, data: &mut B, root: usize) -> Result<(), ProcessError>
     where
         T: crate::actor::Element,
@@ -461,7 +467,8 @@ impl Children {
 
     /// Rank `root` gets every rank's `data`, concatenated in rank order
     /// (`Some`; the other ranks get `None`). Every rank passes the same
-    /// length; each child calls [`crate::collective::gather`].
+    /// length; each child calls [`crate::collective::gather`]. Runs and
+    /// fails as [`Children::reduce`] does.
     pub async fn gather<T: crate::actor::Element>(
         &self,
         data: &[T],
@@ -471,7 +478,8 @@ impl Children {
     }
 
     /// Every rank gets every rank's `data`, concatenated in rank order; each
-    /// child calls [`crate::collective::all_gather`].
+    /// child calls [`crate::collective::all_gather`]. Runs and fails as
+    /// [`Children::reduce`] does.
     pub async fn all_gather<T: crate::actor::Element>(
         &self,
         data: &[T],
@@ -482,7 +490,9 @@ impl Children {
     /// Rank `root`'s `send` (`ranks × recv.len()` elements, one part per
     /// rank in rank order) is split: every rank gets its part in `recv`.
     /// `send` is read only on the root; each child calls
-    /// [`crate::collective::scatter`].
+    /// [`crate::collective::scatter`]. A root whose `send` is not
+    /// `ranks × recv.len()` long makes it fail on every rank; otherwise it
+    /// runs and fails as [`Children::reduce`] does.
     pub async fn scatter<T: crate::actor::Element>(
         &self,
         send: &[T],
@@ -493,7 +503,8 @@ impl Children {
     }
 
     /// Returns once this process and every child (in
-    /// [`crate::collective::barrier`]) have called it.
+    /// [`crate::collective::barrier`]) have called it; fails on every rank
+    /// if one of them dies first.
     pub async fn barrier(&self) -> Result<(), ProcessError> {
         super::collectives::parent_barrier(&self.0).await
     }

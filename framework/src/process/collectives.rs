@@ -9,10 +9,11 @@
 //! reuses for every later call while the same children take part; data moves
 //! with `memcpy` and barriers are futex words, so no call sends a message.
 //! A group of different children (one died, one was added) gets a new
-//! arena; the old one is retired. When a child is on another host,
-//! `all_reduce` runs its schedule over the QUIC links through the parent
-//! ([`super::allreduce`]); the other collectives need every rank on one
-//! machine in this version and say so.
+//! arena; the old one is retired. When a child is on another host, every
+//! collective runs over the QUIC links through the parent: `all_reduce` and
+//! `barrier` run a schedule of [`crate::reduce`] ([`super::allreduce`]), the
+//! others a star through rank 0 ([`super::star`]), with the same results as
+//! on one machine.
 
 use std::sync::Arc;
 
@@ -20,14 +21,16 @@ use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
 use crate::wire::{decode_owned, encode};
 
-use super::allreduce::{
-    ReduceBuffer, abort_all, child_all_reduce, parent_all_reduce as through_parent,
-};
+use super::allreduce::{ReduceBuffer, child_all_reduce, parent_all_reduce as through_parent};
 use super::child::{Context, context};
 use super::child_handle::Child;
 use super::error::ProcessError;
 use super::local_group::{DEFAULT_SLOT, GroupError, LocalGroup, MAX_RANKS, Wait};
-use super::protocol::{CollectiveMsg, op};
+use super::protocol::{CollectiveMsg, StarKind, op};
+use super::star::{
+    Begun, Call, bytes_of, child_star, copy_into, disagree, elements, fold_bytes, if_root, no_fold,
+    parent_star,
+};
 
 impl From<GroupError> for ProcessError {
     fn from(e: GroupError) -> Self {
@@ -156,21 +159,6 @@ macro_rules! on_parent_group {
     }};
 }
 
-fn across_hosts(what: &str) -> ProcessError {
-    ProcessError::Misuse(format!(
-        "{what} needs every child on this machine in this version (children from nfork or fork, not sfork over ssh); use all_reduce, or send/receive between the parent and each child"
-    ))
-}
-
-/// Refuses a collective the children cannot run with the parent: each of
-/// them gets the same error from its call (an `Abort` of round 0, which no
-/// running collective uses).
-async fn refuse(children: &[Child], what: &str) -> ProcessError {
-    let e = across_hosts(what);
-    abort_all(children, 0, e.to_string()).await;
-    e
-}
-
 /// The parent's side of [`crate::Children::all_reduce`].
 pub(super) async fn parent_all_reduce<T: Reducible>(
     children: &[Child],
@@ -183,6 +171,11 @@ pub(super) async fn parent_all_reduce<T: Reducible>(
     }
 }
 
+/// The ranks of `children` and this process.
+fn ranks(children: &[Child]) -> usize {
+    children.len() + 1
+}
+
 /// The parent's side of [`crate::Children::reduce`].
 pub(super) async fn parent_reduce<T: Reducible>(
     children: &[Child],
@@ -190,10 +183,22 @@ pub(super) async fn parent_reduce<T: Reducible>(
     op: &ReduceOp<T>,
     root: usize,
 ) -> Result<(), ProcessError> {
-    let Some(result) = on_parent_group!(children, |g| g.reduce(data, op, root)) else {
-        return Err(refuse(children, "reduce").await);
-    };
-    result
+    if let Some(result) = on_parent_group!(children, |g| g.reduce(data, op, root)) {
+        return result;
+    }
+    let call = Call::new::<T>(
+        StarKind::Reduce,
+        ranks(children),
+        root,
+        data.len(),
+        op.code(),
+    );
+    let fold = |parts: &[Vec<u8>]| fold_bytes(op, parts);
+    let result = parent_star(children, call, bytes_of(data), &fold).await?;
+    if root == 0 {
+        copy_into(data, &result)?;
+    }
+    Ok(())
 }
 
 /// The parent's side of [`crate::Children::broadcast`].
@@ -202,10 +207,16 @@ pub(super) async fn parent_broadcast<T: Element>(
     data: &mut [T],
     root: usize,
 ) -> Result<(), ProcessError> {
-    let Some(result) = on_parent_group!(children, |g| g.broadcast(data, root)) else {
-        return Err(refuse(children, "broadcast").await);
-    };
-    result
+    if let Some(result) = on_parent_group!(children, |g| g.broadcast(data, root)) {
+        return result;
+    }
+    let call = Call::new::<T>(StarKind::Broadcast, ranks(children), root, data.len(), 0);
+    let mine = if_root(root == 0, data);
+    let result = parent_star(children, call, mine, &no_fold).await?;
+    if root != 0 {
+        copy_into(data, &result)?;
+    }
+    Ok(())
 }
 
 /// The parent's side of [`crate::Children::gather`].
@@ -214,10 +225,12 @@ pub(super) async fn parent_gather<T: Element>(
     data: &[T],
     root: usize,
 ) -> Result<Option<Vec<T>>, ProcessError> {
-    let Some(result) = on_parent_group!(children, |g| g.gather(data, root)) else {
-        return Err(refuse(children, "gather").await);
-    };
-    result
+    if let Some(result) = on_parent_group!(children, |g| g.gather(data, root)) {
+        return result;
+    }
+    let call = Call::new::<T>(StarKind::Gather, ranks(children), root, data.len(), 0);
+    let result = parent_star(children, call, bytes_of(data), &no_fold).await?;
+    (root == 0).then(|| elements(&result)).transpose()
 }
 
 /// The parent's side of [`crate::Children::all_gather`].
@@ -225,10 +238,11 @@ pub(super) async fn parent_all_gather<T: Element>(
     children: &[Child],
     data: &[T],
 ) -> Result<Vec<T>, ProcessError> {
-    let Some(result) = on_parent_group!(children, |g| g.all_gather(data)) else {
-        return Err(refuse(children, "all_gather").await);
-    };
-    result
+    if let Some(result) = on_parent_group!(children, |g| g.all_gather(data)) {
+        return result;
+    }
+    let call = Call::new::<T>(StarKind::AllGather, ranks(children), 0, data.len(), 0);
+    elements(&parent_star(children, call, bytes_of(data), &no_fold).await?)
 }
 
 /// The parent's side of [`crate::Children::scatter`].
@@ -238,10 +252,13 @@ pub(super) async fn parent_scatter<T: Element>(
     recv: &mut [T],
     root: usize,
 ) -> Result<(), ProcessError> {
-    let Some(result) = on_parent_group!(children, |g| g.scatter(send, recv, root)) else {
-        return Err(refuse(children, "scatter").await);
-    };
-    result
+    if let Some(result) = on_parent_group!(children, |g| g.scatter(send, recv, root)) {
+        return result;
+    }
+    let call = Call::new::<T>(StarKind::Scatter, ranks(children), root, recv.len(), 0);
+    let mine = if_root(root == 0, send);
+    let result = parent_star(children, call, mine, &no_fold).await?;
+    copy_into(recv, &result)
 }
 
 /// The parent's side of [`crate::Children::barrier`].
@@ -259,8 +276,11 @@ static MINE: std::sync::Mutex<Option<LocalGroup>> = std::sync::Mutex::new(None);
 enum Path {
     /// Through the same-host group (now in [`MINE`]).
     Local,
-    /// Through messages: the parent's `Start` (round, rank, ranks, len).
-    Messages((u64, usize, usize, usize)),
+    /// Through messages, a schedule: the parent's `Start` of an all_reduce
+    /// or barrier (round, rank, ranks, len).
+    Schedule((u64, usize, usize, usize)),
+    /// Through messages, a star through the parent: its `Begin`.
+    Star(Begun),
 }
 
 /// Waits for the parent's word on how the coming collective runs, unless
@@ -303,12 +323,17 @@ fn path(ctx: &Context) -> Result<Path, ProcessError> {
                 ranks,
                 len,
             }) => {
-                return Ok(Path::Messages((
+                return Ok(Path::Schedule((
                     round,
                     rank as usize,
                     ranks as usize,
-                    len as usize,
+                    usize::try_from(len).unwrap_or(usize::MAX),
                 )));
+            }
+            Ok(msg @ CollectiveMsg::Begin { .. }) => {
+                if let Some(begun) = Begun::from_msg(&msg) {
+                    return Ok(Path::Star(begun));
+                }
             }
             Ok(CollectiveMsg::Abort { round: 0, reason }) => {
                 return Err(ProcessError::Misuse(reason));
@@ -351,34 +376,54 @@ where
     let data = data.elements_mut();
     match path(ctx)? {
         Path::Local => on_child_group(|g| super::local_group::block(g.all_reduce(data, &op))),
-        Path::Messages(start) => child_all_reduce(ctx, start, data, op),
+        Path::Schedule(start) => child_all_reduce(ctx, start, data, op),
+        Path::Star(begun) => Err(called_instead(ctx, &begun, "all_reduce")),
     }
 }
 
-/// Runs a same-host-only collective in a child.
-fn local_only<R>(
-    what: &str,
-    call: impl FnOnce(&mut LocalGroup) -> Result<R, GroupError>,
-) -> Result<R, ProcessError> {
+/// The error of a child whose parent began a star collective when the
+/// child called `what`, an all_reduce or barrier.
+fn called_instead(ctx: &Context, begun: &Begun, what: &str) -> ProcessError {
+    let text = format!(
+        "rank {} called {what}, rank 0 called {}",
+        begun.rank, begun.call
+    );
+    disagree(ctx, begun.round, text)
+}
+
+/// Where a reduce, broadcast, gather, all_gather or scatter (`what`) runs
+/// in a child: `None` on its same-host group, else the star through the
+/// parent, whose `Begin` has arrived.
+fn star_route(what: &str) -> Result<Option<(&'static Context, Begun)>, ProcessError> {
     let ctx = context()?;
     match path(ctx)? {
-        Path::Local => on_child_group(call),
-        Path::Messages(_) => Err(across_hosts(what)),
+        Path::Local => Ok(None),
+        Path::Star(begun) => Ok(Some((ctx, begun))),
+        Path::Schedule((round, rank, ..)) => {
+            let text = format!("rank {rank} called {what}, rank 0 called all_reduce or barrier");
+            Err(disagree(ctx, round, text))
+        }
     }
 }
 
 /// In a child's function: the parent's [`crate::Children::reduce`] — rank
-/// `root` ends with the fold of every rank's `data`; the other ranks'
-/// buffers stay as they were.
+/// `root` ends with the left fold in rank order of every rank's `data`;
+/// the other ranks' buffers stay as they were.
 pub fn reduce<T, B>(data: &mut B, op: ReduceOp<T>, root: usize) -> Result<(), ProcessError>
 where
     T: Reducible,
     B: ReduceBuffer<T> + ?Sized,
 {
     let data = data.elements_mut();
-    local_only("reduce", |g| {
-        super::local_group::block(g.reduce(data, &op, root))
-    })
+    let Some((ctx, begun)) = star_route("reduce")? else {
+        return on_child_group(|g| super::local_group::block(g.reduce(data, &op, root)));
+    };
+    let call = Call::new::<T>(StarKind::Reduce, begun.ranks(), root, data.len(), op.code());
+    let result = child_star(ctx, &begun, call, bytes_of(data))?;
+    if begun.rank == root {
+        copy_into(data, &result)?;
+    }
+    Ok(())
 }
 
 /// In a child's function: the parent's [`crate::Children::broadcast`] —
@@ -389,34 +434,51 @@ where
     B: ReduceBuffer<T> + ?Sized,
 {
     let data = data.elements_mut();
-    local_only("broadcast", |g| {
-        super::local_group::block(g.broadcast(data, root))
-    })
+    let Some((ctx, begun)) = star_route("broadcast")? else {
+        return on_child_group(|g| super::local_group::block(g.broadcast(data, root)));
+    };
+    let call = Call::new::<T>(StarKind::Broadcast, begun.ranks(), root, data.len(), 0);
+    let is_root = begun.rank == root;
+    let up = if_root(is_root, data);
+    let result = child_star(ctx, &begun, call, up)?;
+    if !is_root {
+        copy_into(data, &result)?;
+    }
+    Ok(())
 }
 
 /// In a child's function: the parent's [`crate::Children::gather`] — rank
 /// `root` gets every rank's `data` in rank order (`Some`), the others `None`.
 pub fn gather<T: Element>(data: &[T], root: usize) -> Result<Option<Vec<T>>, ProcessError> {
-    local_only("gather", |g| {
-        super::local_group::block(g.gather(data, root))
-    })
+    let Some((ctx, begun)) = star_route("gather")? else {
+        return on_child_group(|g| super::local_group::block(g.gather(data, root)));
+    };
+    let call = Call::new::<T>(StarKind::Gather, begun.ranks(), root, data.len(), 0);
+    let result = child_star(ctx, &begun, call, bytes_of(data))?;
+    (begun.rank == root).then(|| elements(&result)).transpose()
 }
 
 /// In a child's function: the parent's [`crate::Children::all_gather`] —
 /// every rank gets every rank's `data` in rank order.
 pub fn all_gather<T: Element>(data: &[T]) -> Result<Vec<T>, ProcessError> {
-    local_only("all_gather", |g| {
-        super::local_group::block(g.all_gather(data))
-    })
+    let Some((ctx, begun)) = star_route("all_gather")? else {
+        return on_child_group(|g| super::local_group::block(g.all_gather(data)));
+    };
+    let call = Call::new::<T>(StarKind::AllGather, begun.ranks(), 0, data.len(), 0);
+    elements(&child_star(ctx, &begun, call, bytes_of(data))?)
 }
 
 /// In a child's function: the parent's [`crate::Children::scatter`] — rank
 /// `root`'s `send` (`ranks × recv.len()` elements) is split in rank order
 /// and this rank gets its part in `recv`; `send` is read on the root only.
 pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<(), ProcessError> {
-    local_only("scatter", |g| {
-        super::local_group::block(g.scatter(send, recv, root))
-    })
+    let Some((ctx, begun)) = star_route("scatter")? else {
+        return on_child_group(|g| super::local_group::block(g.scatter(send, recv, root)));
+    };
+    let call = Call::new::<T>(StarKind::Scatter, begun.ranks(), root, recv.len(), 0);
+    let up = if_root(begun.rank == root, send);
+    let result = child_star(ctx, &begun, call, up)?;
+    copy_into(recv, &result)
 }
 
 /// In a child's function: the parent's [`crate::Children::barrier`] —
@@ -425,6 +487,7 @@ pub fn barrier() -> Result<(), ProcessError> {
     let ctx = context()?;
     match path(ctx)? {
         Path::Local => on_child_group(|g| super::local_group::block(g.barrier_call())),
-        Path::Messages(start) => child_all_reduce::<i32>(ctx, start, &mut [], ReduceOp::Sum),
+        Path::Schedule(start) => child_all_reduce::<i32>(ctx, start, &mut [], ReduceOp::Sum),
+        Path::Star(begun) => Err(called_instead(ctx, &begun, "barrier")),
     }
 }

@@ -42,6 +42,7 @@ mod print;
 mod protocol;
 mod sfork;
 mod ssh;
+mod star;
 
 pub use crate::remote::value::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
 pub use child::{Parent, id, ip, is_child, parent, yield_value};

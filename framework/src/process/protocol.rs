@@ -85,6 +85,22 @@ pub enum ExecOutcome {
     Failed(String),
 }
 
+/// Which collective a [`CollectiveMsg::Begin`] starts: those that run as a
+/// star through the parent on the message path (`process::star`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StarKind {
+    /// The root gets the left fold in rank order of every rank's buffer.
+    Reduce,
+    /// Every rank gets the root's buffer.
+    Broadcast,
+    /// The root gets every rank's buffer, concatenated in rank order.
+    Gather,
+    /// Every rank gets every rank's buffer, concatenated in rank order.
+    AllGather,
+    /// Every rank gets its part of the root's buffer.
+    Scatter,
+}
+
 /// A post of a collective. On the message path every transfer goes through
 /// the parent, which forwards child-to-child chunks to the target child.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -132,6 +148,45 @@ pub enum CollectiveMsg {
         ranks: u32,
         /// Bytes of each rank's slot.
         slot: u64,
+    },
+    /// Parent → child: a reduce, broadcast, gather, all_gather or scatter
+    /// begins (the star through the parent); the parent's call, which the
+    /// child's must equal.
+    Begin {
+        /// Which collective of this parent (stale posts of another are dropped).
+        round: u64,
+        /// The child's rank (1..ranks).
+        rank: u32,
+        /// How many ranks take part (parent included).
+        ranks: u32,
+        /// Which collective.
+        kind: StarKind,
+        /// The root rank (0 for `AllGather`).
+        root: u32,
+        /// Elements of every rank's buffer (for `Scatter`: of `recv`).
+        len: u64,
+        /// Bytes of one element.
+        elem: u32,
+        /// The reduce operation's [`crate::reduce::ReduceOp::code`] (0
+        /// when there is none).
+        op: u32,
+    },
+    /// Child → parent: this rank's contribution to a `Begin`'s collective.
+    /// Parent → child: its result (empty when it gets none).
+    Part {
+        /// Which collective.
+        round: u64,
+        /// The elements' bytes, in order (each element's archived bytes,
+        /// which are its native ones).
+        bytes: Vec<u8>,
+    },
+    /// Either way: the ranks made different calls (or one passed invalid
+    /// arguments); every rank returns this as a misuse error.
+    Refused {
+        /// Which collective.
+        round: u64,
+        /// What differed.
+        reason: String,
     },
     /// Either way: the collective failed; every rank returns an error.
     /// Round 0: the parent refused the call before it began.

@@ -2,8 +2,10 @@
 //! one scenario, named by the first argument. Every rank checks its own
 //! result against the sequential reference (every rank can compute every
 //! rank's input) and prints `OK <what> rank <r>` or `BAD <what> rank <r> ...`.
+//! With `PARALLEL_COLLECTIVE_TRANSPORT=quic` the collectives run over the
+//! QUIC links (the path of children on other hosts) instead of shared memory.
 
-use parallel::collective::{self, ReduceOp};
+use parallel::collective::{self, ReduceOp, Schedule};
 use parallel::{Children, ProcessError, nfork};
 use parallel_integration_tests::{input_f32 as floats, input_i64 as ints};
 
@@ -26,11 +28,19 @@ fn report(what: &str, rank: usize, ok: bool, detail: impl std::fmt::Debug) {
     }
 }
 
+/// True when the parent runs the collectives over QUIC.
+fn quic() -> bool {
+    std::env::var(collective::TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("quic"))
+}
+
 /// What every rank checks after each collective of the `every` scenario.
 struct Expect {
     rank: usize,
     ranks: usize,
     len: usize,
+    /// Over QUIC, all_reduce gives its schedule's reference, not the
+    /// rank-order fold.
+    quic: bool,
 }
 
 /// The root of each rooted collective: the last rank, so a child is root.
@@ -40,7 +50,14 @@ fn root(ranks: usize) -> usize {
 
 impl Expect {
     fn all_reduce(&self, op: &str, v: &[f32], reduce_op: &ReduceOp<f32>) {
-        let expected = folded(self.ranks, self.len, reduce_op);
+        let expected = if self.quic {
+            let inputs: Vec<Vec<f32>> = (0..self.ranks).map(|r| floats(r, self.len)).collect();
+            Schedule::allreduce(self.len, self.ranks, 4)
+                .and_then(|s| s.reference(reduce_op, &inputs))
+                .unwrap_or_default()
+        } else {
+            folded(self.ranks, self.len, reduce_op)
+        };
         report(
             &format!("all_reduce-{op}"),
             self.rank,
@@ -106,10 +123,15 @@ fn ops() -> [(&'static str, ReduceOp<f32>); 4] {
 
 /// A child of the `every` scenario: runs every collective, in the parent's order.
 #[parallel::remote]
-fn every(ranks: u64, len: u64) {
+fn every(ranks: u64, len: u64, quic: bool) {
     let (ranks, len) = (ranks as usize, len as usize);
     let rank = parallel::id() as usize;
-    let e = Expect { rank, ranks, len };
+    let e = Expect {
+        rank,
+        ranks,
+        len,
+        quic,
+    };
     let run = || -> Result<(), ProcessError> {
         for (name, op) in ops() {
             let mut v = floats(rank, len);
@@ -148,6 +170,7 @@ async fn every_in_parent(children: &Children, len: usize) -> Result<(), ProcessE
         rank: 0,
         ranks,
         len,
+        quic: quic(),
     };
     for (name, op) in ops() {
         let mut v = floats(0, len);
@@ -197,6 +220,125 @@ fn survivor(len: u64) {
     }
 }
 
+/// Prints `MISUSE <what> rank <r>` when `result` is the misuse error every
+/// rank must get for calls that disagree, `BAD ...` otherwise.
+fn expect_misuse<R: std::fmt::Debug>(what: &str, rank: usize, result: Result<R, ProcessError>) {
+    match result {
+        Err(ProcessError::Misuse(_)) => println!("MISUSE {what} rank {rank}"),
+        other => println!("BAD {what} rank {rank} {other:?}"),
+    }
+}
+
+/// The calls of the `misuse` scenario on rank `rank` (the parent's through
+/// `calls`, a child's through `parallel::collective`): a bad root, a root
+/// passing scatter a `send` of the wrong length, rank 1 passing another
+/// length; then a right call, which must work.
+#[parallel::remote]
+fn misuse(ranks: u64, len: u64) {
+    let (ranks, len) = (ranks as usize, len as usize);
+    let rank = parallel::id() as usize;
+    expect_misuse(
+        "bad-root",
+        rank,
+        collective::gather(&ints(rank, len), ranks),
+    );
+    let send = if rank == 1 {
+        vec![0i64; ranks * len + 1]
+    } else {
+        Vec::new()
+    };
+    let mut part = vec![0i64; len];
+    expect_misuse(
+        "scatter-len",
+        rank,
+        collective::scatter(&send, &mut part, 1),
+    );
+    let mut b = ints(rank, if rank == 1 { len + 1 } else { len });
+    expect_misuse("length", rank, collective::broadcast(&mut b, 0));
+    let e = Expect {
+        rank,
+        ranks,
+        len,
+        quic: false,
+    };
+    match collective::all_gather(&ints(rank, len)) {
+        Ok(v) => e.all_gather(&v),
+        Err(err) => println!("BAD all_gather rank {rank} {err}"),
+    }
+}
+
+/// The parent's side of the `misuse` scenario.
+async fn misuse_in_parent(children: &Children, len: usize) {
+    let ranks = children.len() + 1;
+    expect_misuse("bad-root", 0, children.gather(&ints(0, len), ranks).await);
+    let mut part = vec![0i64; len];
+    expect_misuse("scatter-len", 0, children.scatter(&[], &mut part, 1).await);
+    let mut b = ints(0, len);
+    expect_misuse("length", 0, children.broadcast(&mut b, 0).await);
+    let e = Expect {
+        rank: 0,
+        ranks,
+        len,
+        quic: false,
+    };
+    match children.all_gather(&ints(0, len)).await {
+        Ok(v) => e.all_gather(&v),
+        Err(err) => println!("BAD all_gather rank 0 {err}"),
+    }
+}
+
+/// A child of the `star-kill` scenario: child 2 never joins (the parent
+/// SIGKILLs it) a gather, which fails on the others; then the survivors
+/// broadcast.
+#[parallel::remote]
+fn star_survivor(len: u64) {
+    let id = parallel::id();
+    let len = len as usize;
+    if id == 2 {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    match collective::gather(&ints(id as usize, len), 0) {
+        Ok(_) => println!("CHILD-UNEXPECTED ok"),
+        Err(e) => println!("CHILD-ERR {id} {e}"),
+    }
+    let mut b = vec![0i64; len];
+    match collective::broadcast(&mut b, 0) {
+        Ok(()) if b == ints(0, len) => println!("CHILD-REBUILT {id}"),
+        Ok(()) => println!("CHILD-WRONG {id}"),
+        Err(e) => println!("CHILD-ERR-AGAIN {id} {e}"),
+    }
+}
+
+/// Runs `call` (a collective of `children`) and SIGKILLs child 2 300 ms
+/// into it; prints how long after the kill the call failed
+/// (`ABORTED <ms> ms: <error>`), or `UNEXPECTED ok`.
+async fn kill_child_2_during<R>(
+    children: &Children,
+    call: impl std::future::Future<Output = Result<R, ProcessError>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let victim = children.by_id(2).ok_or("no child 2")?.pid();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let at = std::time::Instant::now();
+        let _ = tokio::process::Command::new("kill")
+            .args(["-KILL", &victim.to_string()])
+            .status()
+            .await;
+        at
+    });
+    let result = call.await;
+    let failed_at = std::time::Instant::now();
+    let killed_at = killer.await?;
+    let ms = failed_at.saturating_duration_since(killed_at).as_millis();
+    match result {
+        Err(e) => println!("ABORTED {ms} ms: {e}"),
+        Ok(_) => println!("UNEXPECTED ok"),
+    }
+    Ok(())
+}
+
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -207,7 +349,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // every N LEN: parent + N children run every collective.
         "every" => {
             let children = nfork(n).await?;
-            children.exec(every, ((n + 1) as u64, len as u64)).await?;
+            children
+                .exec(every, ((n + 1) as u64, len as u64, quic()))
+                .await?;
             if let Err(e) = every_in_parent(&children, len).await {
                 println!("BAD error rank 0 {e}");
             }
@@ -218,25 +362,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sigkill" => {
             let children = nfork(n).await?;
             children.exec(survivor, (len as u64,)).await?;
-            let victim = children.by_id(2).ok_or("no child 2")?.pid();
-            let killer = tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                let at = std::time::Instant::now();
-                let _ = tokio::process::Command::new("kill")
-                    .args(["-KILL", &victim.to_string()])
-                    .status()
-                    .await;
-                at
-            });
             let mut v = vec![0.0f64; len];
-            let result = children.all_reduce(&mut v, ReduceOp::Sum).await;
-            let failed_at = std::time::Instant::now();
-            let killed_at = killer.await?;
-            let ms = failed_at.saturating_duration_since(killed_at).as_millis();
-            match result {
-                Err(e) => println!("ABORTED {ms} ms: {e}"),
-                Ok(()) => println!("UNEXPECTED ok"),
-            }
+            kill_child_2_during(&children, children.all_reduce(&mut v, ReduceOp::Sum)).await?;
             // ANCHOR: rebuild
             let survivors: Children = children.iter().filter(|c| c.id() != 2).cloned().collect();
             let mut v = vec![0.0f64; len];
@@ -250,6 +377,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "wrong"
                 }
             );
+            survivors.sync().await?;
+            println!("SYNCED");
+        }
+        // misuse N LEN: calls that disagree fail on every rank; the next works.
+        "misuse" => {
+            let children = nfork(n).await?;
+            children.exec(misuse, ((n + 1) as u64, len as u64)).await?;
+            misuse_in_parent(&children, len).await;
+            children.sync().await?;
+            println!("DONE");
+        }
+        // star-kill N LEN: child 2 is SIGKILLed while every rank waits in a
+        // gather; the survivors then broadcast.
+        "star-kill" => {
+            let children = nfork(n).await?;
+            children.exec(star_survivor, (len as u64,)).await?;
+            kill_child_2_during(&children, children.gather(&ints(0, len), 0)).await?;
+            let survivors: Children = children.iter().filter(|c| c.id() != 2).cloned().collect();
+            let mut b = ints(0, len);
+            survivors.broadcast(&mut b, 0).await?;
             survivors.sync().await?;
             println!("SYNCED");
         }
