@@ -19,6 +19,24 @@ use std::fmt;
 #[rkyv(derive(Debug, PartialEq, Eq, Hash))]
 pub struct ActorId(pub uuid::Uuid);
 
+impl ActorId {
+    /// The id every node derives for `name` in `domain` (a work queue, a
+    /// collective group, ...): the same on every node, different for another
+    /// name or domain. A SHA-256 of both, as a version-8 (custom) uuid.
+    pub fn named(domain: &str, name: &str) -> Self {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(domain.as_bytes());
+        context.update(b"\0");
+        context.update(name.as_bytes());
+        let digest = context.finish();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest.as_ref()[..16]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8: custom
+        bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
+        Self::from_bytes(bytes)
+    }
+}
+
 /// The identity of one node: one OS process running the framework.
 #[derive(
     Clone,
@@ -88,6 +106,21 @@ macro_rules! uuid_id {
 }
 uuid_id!(ActorId, "actor-");
 uuid_id!(NodeId, "node-");
+
+/// This machine's boot id: equal boot ids mean the same running machine
+/// (so shared memory works between the two processes). Empty when unknown.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// This machine's host name (`localhost` when unknown).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
 
 #[cfg(test)]
 mod tests {

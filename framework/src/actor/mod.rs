@@ -17,4 +17,6 @@ pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};
 pub use message::{Message, RemoteActor};
 pub use received::Received;
 pub use registry::{DEFAULT_MAILBOX, LocalEntry, Registry};
-pub use tensor::{ArchivedTensor, Element, ShapeError, Tensor};
+pub use tensor::{
+    ArchivedTensor, Element, ShapeError, Tensor, copy_elements, element_bytes, elements_from_bytes,
+};

@@ -24,6 +24,51 @@ macro_rules! elements {
 }
 elements!(u8, i8, u16, i16, u32, i32, u64, i64, f32, f64);
 
+/// The bytes of `data`, each element's native bytes in order (no copy).
+pub fn element_bytes<T: Element>(data: &[T]) -> &[u8] {
+    // SAFETY: `Element` is sealed to primitive numbers, which have no
+    // padding: every byte of `data` is initialised, and the slice covers
+    // exactly its `size_of_val` bytes for the borrow's lifetime.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+}
+
+/// `bytes` read back as elements, or `None` unless they are a whole number
+/// of elements. Any bytes are accepted otherwise: every bit pattern is a
+/// valid number.
+pub fn elements_from_bytes<T: Element>(bytes: &[u8]) -> Option<Vec<T>> {
+    let size = std::mem::size_of::<T>();
+    if !bytes.len().is_multiple_of(size) {
+        return None;
+    }
+    let n = bytes.len() / size;
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    // SAFETY: `out` has room for `n` elements (`n * size == bytes.len()`
+    // bytes) and is aligned for `T`; the buffers are distinct. `Element` is
+    // sealed to primitive numbers, for which every bit pattern is a valid
+    // value, so the `n` copied elements are initialised and `set_len` is
+    // sound.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len());
+        out.set_len(n);
+    }
+    Some(out)
+}
+
+/// Copies `bytes` over `out`; `false` (and nothing copied) unless they are
+/// exactly `out.len()` elements.
+pub fn copy_elements<T: Element>(out: &mut [T], bytes: &[u8]) -> bool {
+    if bytes.len() != std::mem::size_of_val(out) {
+        return false;
+    }
+    // SAFETY: `out` spans exactly `bytes.len()` bytes, the buffers are
+    // distinct (`out` is borrowed mutably), and any bit pattern is a valid
+    // `T` (`Element` is sealed to primitive numbers).
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len())
+    };
+    true
+}
+
 /// Error for a shape that does not match the data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -163,6 +208,20 @@ impl<T: Element + Into<f64>> ArchivedTensor<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn elements_round_trip_through_bytes_and_bad_lengths_are_refused() {
+        let v = [1.5f32, -2.0, 3.25];
+        let bytes = super::element_bytes(&v);
+        assert_eq!(bytes.len(), 12);
+        assert_eq!(super::elements_from_bytes::<f32>(bytes).unwrap(), v);
+        assert_eq!(super::elements_from_bytes::<f32>(&bytes[..11]), None);
+        let mut out = [0f32; 3];
+        assert!(super::copy_elements(&mut out, bytes));
+        assert_eq!(out, v);
+        assert!(!super::copy_elements(&mut out[..2], bytes));
+        assert!(super::elements_from_bytes::<u64>(&[]).unwrap().is_empty());
+    }
+
     use super::*;
     use crate::actor::Received;
     use crate::wire::encode;

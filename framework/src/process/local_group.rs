@@ -139,16 +139,51 @@ struct Header {
     bad: u32,
 }
 
-const ALL_REDUCE: u32 = 1;
-const BROADCAST: u32 = 2;
-const REDUCE: u32 = 3;
-const GATHER: u32 = 4;
-const SCATTER: u32 = 5;
-const ALL_GATHER: u32 = 6;
-const BARRIER: u32 = 7;
+/// Codes of the collectives, as call headers carry them (here and in
+/// [`crate::collective::Group`]'s posts).
+pub(crate) mod kind {
+    pub const ALL_REDUCE: u32 = 1;
+    pub const BROADCAST: u32 = 2;
+    pub const REDUCE: u32 = 3;
+    pub const GATHER: u32 = 4;
+    pub const SCATTER: u32 = 5;
+    pub const ALL_GATHER: u32 = 6;
+    pub const BARRIER: u32 = 7;
 
-const BAD_SCATTER_LEN: u32 = 1;
-const BAD_ROOT: u32 = 2;
+    /// The collective's name.
+    pub fn name(kind: u32) -> &'static str {
+        match kind {
+            ALL_REDUCE => "all_reduce",
+            BROADCAST => "broadcast",
+            REDUCE => "reduce",
+            GATHER => "gather",
+            SCATTER => "scatter",
+            ALL_GATHER => "all_gather",
+            BARRIER => "barrier",
+            _ => "an unknown collective",
+        }
+    }
+
+    /// A header's `bad` code: the root's scatter buffer has the wrong length.
+    pub const BAD_SCATTER_LEN: u32 = 1;
+    /// A header's `bad` code: the root is not a rank.
+    pub const BAD_ROOT: u32 = 2;
+
+    /// What is wrong with rank `rank`'s call whose header has `bad`.
+    pub fn bad_text(bad: u32, rank: usize, root: u64, count: u64, ranks: usize) -> String {
+        match bad {
+            BAD_SCATTER_LEN => {
+                format!("the root (rank {rank}) must pass {ranks} × {count} elements to scatter")
+            }
+            BAD_ROOT => format!("rank {rank} named root {root}, but there are {ranks} ranks"),
+            _ => format!("rank {rank} passed invalid arguments"),
+        }
+    }
+}
+
+use kind::{
+    ALL_GATHER, ALL_REDUCE, BAD_ROOT, BAD_SCATTER_LEN, BARRIER, BROADCAST, GATHER, REDUCE, SCATTER,
+};
 
 impl Header {
     fn new(kind: u32, elem: usize, op: u32, root: usize, count: usize) -> Self {
@@ -162,31 +197,8 @@ impl Header {
         }
     }
 
-    fn kind_name(kind: u32) -> &'static str {
-        match kind {
-            ALL_REDUCE => "all_reduce",
-            BROADCAST => "broadcast",
-            REDUCE => "reduce",
-            GATHER => "gather",
-            SCATTER => "scatter",
-            ALL_GATHER => "all_gather",
-            BARRIER => "barrier",
-            _ => "an unknown collective",
-        }
-    }
-
     fn bad_text(&self, rank: usize, ranks: usize) -> String {
-        match self.bad {
-            BAD_SCATTER_LEN => format!(
-                "the root (rank {rank}) must pass {ranks} × {} elements to scatter",
-                self.count
-            ),
-            BAD_ROOT => format!(
-                "rank {rank} named root {}, but there are {ranks} ranks",
-                self.root
-            ),
-            _ => format!("rank {rank} passed invalid arguments"),
-        }
+        kind::bad_text(self.bad, rank, u64::from(self.root), self.count, ranks)
     }
 }
 
@@ -485,12 +497,12 @@ impl LocalGroup {
                 return Err(GroupError::Mismatch(format!(
                     "rank {} called {} of {} elements of {} bytes (op {}, root {}), rank {r} called {} of {} elements of {} bytes (op {}, root {})",
                     self.rank,
-                    Header::kind_name(mine.kind),
+                    kind::name(mine.kind),
                     mine.count,
                     mine.elem,
                     mine.op,
                     mine.root,
-                    Header::kind_name(theirs.kind),
+                    kind::name(theirs.kind),
                     theirs.count,
                     theirs.elem,
                     theirs.op,

@@ -200,16 +200,4 @@ pub enum CollectiveMsg {
 
 pub use crate::remote::value::tag_of;
 
-/// The host's boot id (empty when unknown).
-pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// This machine's host name.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
-}
+pub use crate::id::{boot_id, host_name};

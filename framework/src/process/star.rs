@@ -181,59 +181,33 @@ fn sized(bytes: Vec<u8>, expected: usize, whose: String) -> Result<Vec<u8>, Proc
 
 /// The bytes of `data`: each element's native bytes, in order.
 pub(super) fn bytes_of<T: Element>(data: &[T]) -> Vec<u8> {
-    // SAFETY: `Element` is sealed to primitive numbers (see
-    // `actor::tensor`), which have no padding: every byte of `data` is
-    // initialised, and the slice covers exactly its `size_of_val` bytes.
-    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), size_of_val(data)) }.to_vec()
-}
-
-/// Why `bytes` cannot be read as elements of `T`.
-fn not_whole<T>(bytes: usize) -> ProcessError {
-    ProcessError::Aborted(format!(
-        "{bytes} bytes arrived, not a whole number of {}-byte elements",
-        size_of::<T>()
-    ))
+    crate::actor::element_bytes(data).to_vec()
 }
 
 /// `bytes` read back as elements; fails unless they are a whole number of
 /// elements.
 pub(super) fn elements<T: Element>(bytes: &[u8]) -> Result<Vec<T>, ProcessError> {
-    let size = size_of::<T>();
-    if size == 0 || !bytes.len().is_multiple_of(size) {
-        return Err(not_whole::<T>(bytes.len()));
-    }
-    let n = bytes.len() / size;
-    let mut out: Vec<T> = Vec::with_capacity(n);
-    // SAFETY: `out` has room for `n` elements, `n * size == bytes.len()`
-    // bytes, and is aligned for `T` (a `Vec<T>`'s buffer); the two buffers
-    // are distinct. `Element` is sealed to primitive numbers, for which
-    // every bit pattern is a valid value, so the `n` copied elements are
-    // initialised values and `set_len` is sound.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len());
-        out.set_len(n);
-    }
-    Ok(out)
+    crate::actor::elements_from_bytes(bytes).ok_or_else(|| {
+        ProcessError::Aborted(format!(
+            "{} bytes arrived, not a whole number of {}-byte elements",
+            bytes.len(),
+            size_of::<T>()
+        ))
+    })
 }
 
 /// Copies `bytes` over `out`; fails unless they are exactly `out.len()`
 /// elements.
 pub(super) fn copy_into<T: Element>(out: &mut [T], bytes: &[u8]) -> Result<(), ProcessError> {
-    if bytes.len() != size_of_val(out) {
-        return Err(ProcessError::Aborted(format!(
-            "{} bytes arrived for {} elements of {} bytes",
-            bytes.len(),
-            out.len(),
-            size_of::<T>()
-        )));
+    if crate::actor::copy_elements(out, bytes) {
+        return Ok(());
     }
-    // SAFETY: `out` spans exactly `bytes.len()` bytes, the buffers are
-    // distinct (`out` is borrowed mutably), and any bit pattern is a valid
-    // `T` (`Element` is sealed to primitive numbers).
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len())
-    };
-    Ok(())
+    Err(ProcessError::Aborted(format!(
+        "{} bytes arrived for {} elements of {} bytes",
+        bytes.len(),
+        out.len(),
+        size_of::<T>()
+    )))
 }
 
 /// The left fold in rank order of `parts` (each the bytes of equally many

@@ -85,15 +85,7 @@ struct Reply {
 /// The id of the queue named `name`: the same in every process (a
 /// name-based UUID, version 8, from SHA-256 of the name).
 pub fn queue_id(name: &str) -> ActorId {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(b"para||el work queue\0");
-    context.update(name.as_bytes());
-    let digest = context.finish();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest.as_ref()[..16]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8: custom
-    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
-    ActorId::from_bytes(bytes)
+    ActorId::named("para||el work queue", name)
 }
 
 /// True in a process whose queues its children may reach: a

@@ -1,0 +1,303 @@
+//! Groups of nodes in one process, over real QUIC on loopback (and, for a
+//! one-machine group, its shared memory): every collective against the
+//! reference, mismatched calls, a member going down, forming errors.
+
+use std::time::Duration;
+
+use tokio::time::timeout;
+
+use super::*;
+use crate::transport::Password;
+
+const T: Duration = Duration::from_secs(20);
+
+async fn nodes(n: usize) -> Vec<Node> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let node = Node::builder()
+            .password(Password::new("group".into()))
+            .heartbeat(Duration::from_millis(100), Duration::from_millis(600))
+            .start()
+            .await
+            .expect("start a node");
+        out.push(node);
+    }
+    out
+}
+
+/// Each node's handles on all the others.
+async fn mesh(nodes: &[Node]) -> Vec<Vec<RemoteNode>> {
+    let mut out = Vec::new();
+    for (i, a) in nodes.iter().enumerate() {
+        let mut peers = Vec::new();
+        for (j, b) in nodes.iter().enumerate() {
+            if i != j {
+                peers.push(timeout(T, a.join(&b.join_line())).await.unwrap().unwrap());
+            }
+        }
+        out.push(peers);
+    }
+    out
+}
+
+fn quic() -> GroupOptions {
+    GroupOptions {
+        timeout: T,
+        transport: Transport::Quic,
+    }
+}
+
+/// Forms the group on every node at once; groups in node order.
+async fn form(nodes: &[Node], name: &str, options: GroupOptions) -> Vec<Group> {
+    let peers = mesh(nodes).await;
+    let tasks: Vec<_> = nodes
+        .iter()
+        .cloned()
+        .zip(peers)
+        .map(|(node, peers)| {
+            let (name, options) = (name.to_owned(), options.clone());
+            actix_rt::spawn(async move { Group::form_with(&node, &name, &peers, options).await })
+        })
+        .collect();
+    let mut groups = Vec::new();
+    for t in tasks {
+        groups.push(timeout(T, t).await.unwrap().unwrap().expect("formed"));
+    }
+    groups
+}
+
+/// Runs `f` on every member at once; results in the groups' order.
+async fn on_all<R: 'static>(
+    groups: Vec<Group>,
+    f: impl AsyncFn(&mut Group) -> R + Clone + 'static,
+) -> Vec<(Group, R)> {
+    let tasks: Vec<_> = groups
+        .into_iter()
+        .map(|mut g| {
+            let f = f.clone();
+            actix_rt::spawn(async move {
+                let r = f(&mut g).await;
+                (g, r)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(timeout(T, t).await.expect("in time").expect("no panic"));
+    }
+    out
+}
+
+fn input(rank: usize, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((rank * 7919 + i * 31) % 97) as f32 * 0.37 - 11.0 + rank as f32 * 0.013)
+        .collect()
+}
+
+fn ints(rank: usize, len: usize) -> Vec<i64> {
+    (0..len).map(|i| (rank * 1000 + i) as i64).collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// What one member saw of every collective.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    rank: usize,
+    all_reduce: Vec<u32>,
+    reduced: Vec<u32>,
+    broadcast: Vec<i64>,
+    gathered: Option<Vec<i64>>,
+    all: Vec<i64>,
+    part: Vec<i64>,
+}
+
+async fn every_collective(g: &mut Group, len: usize) -> Seen {
+    let rank = g.rank();
+    let ranks = g.ranks();
+    let root = ranks - 1;
+    let mut v = input(rank, len);
+    g.all_reduce(&mut v, ReduceOp::Sum)
+        .await
+        .expect("all_reduce");
+    let mut r = input(rank, len);
+    g.reduce(&mut r, ReduceOp::Sum, root).await.expect("reduce");
+    let mut b = ints(rank, len);
+    g.broadcast(&mut b, root).await.expect("broadcast");
+    let gathered = g.gather(&ints(rank, len), 0).await.expect("gather");
+    let all = g.all_gather(&ints(rank, len)).await.expect("all_gather");
+    let send: Vec<i64> = if rank == root {
+        (0..ranks).flat_map(|r| ints(r, len)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut part = vec![0i64; len];
+    g.scatter(&send, &mut part, root).await.expect("scatter");
+    g.barrier().await.expect("barrier");
+    Seen {
+        rank,
+        all_reduce: bits(&v),
+        reduced: bits(&r),
+        broadcast: b,
+        gathered,
+        all,
+        part,
+    }
+}
+
+fn check(seen: &[Seen], topology: &Topology, shared_memory: bool, len: usize) {
+    let ranks = seen.len();
+    let inputs: Vec<Vec<f32>> = (0..ranks).map(|r| input(r, len)).collect();
+    let parts: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let (expected, reduced) = if shared_memory {
+        let fold = ReduceOp::Sum.fold(&parts).unwrap();
+        (fold.clone(), fold)
+    } else {
+        let all = topology
+            .allreduce(len, 4)
+            .reference(&ReduceOp::Sum, &inputs)
+            .unwrap();
+        let tree = Schedule::tree_reduce(len, &topology.tree());
+        (all, tree.reference(&ReduceOp::Sum, &inputs).unwrap())
+    };
+    let concat: Vec<i64> = (0..ranks).flat_map(|r| ints(r, len)).collect();
+    for s in seen {
+        let r = s.rank;
+        assert_eq!(s.all_reduce, bits(&expected), "all_reduce, rank {r}");
+        if r == ranks - 1 {
+            assert_eq!(s.reduced, bits(&reduced), "reduce at the root");
+        } else {
+            assert_eq!(
+                s.reduced,
+                bits(&inputs[r]),
+                "reduce keeps rank {r}'s buffer"
+            );
+        }
+        assert_eq!(s.broadcast, ints(ranks - 1, len), "broadcast, rank {r}");
+        assert_eq!(
+            s.gathered,
+            (r == 0).then(|| concat.clone()),
+            "gather, rank {r}"
+        );
+        assert_eq!(s.all, concat, "all_gather, rank {r}");
+        assert_eq!(s.part, ints(r, len), "scatter, rank {r}");
+    }
+}
+
+async fn run_every(n: usize, len: usize, options: GroupOptions, name: &str) {
+    let nodes = nodes(n).await;
+    let groups = form(&nodes, name, options.clone()).await;
+    let topology = groups[0].topology().clone();
+    let shared = groups[0].is_shared_memory();
+    assert_eq!(shared, options.transport == Transport::Auto && n > 1);
+    let mut ranks: Vec<usize> = groups.iter().map(Group::rank).collect();
+    ranks.sort();
+    assert_eq!(ranks, (0..n).collect::<Vec<_>>());
+    let seen: Vec<Seen> = on_all(groups, async move |g: &mut Group| {
+        every_collective(g, len).await
+    })
+    .await
+    .into_iter()
+    .map(|(_, s)| s)
+    .collect();
+    check(&seen, &topology, shared, len);
+}
+
+#[actix_rt::test]
+async fn every_collective_over_quic_matches_the_reference() {
+    run_every(1, 5, quic(), "g quic 1").await;
+    run_every(3, 0, quic(), "g quic 3 empty").await;
+    run_every(4, 1001, quic(), "g quic 4").await;
+    // Large enough for the ring schedule.
+    run_every(3, 200_003, quic(), "g quic ring").await;
+}
+
+#[actix_rt::test]
+async fn a_one_machine_group_runs_through_shared_memory() {
+    run_every(2, 3001, GroupOptions::default(), "g shm 2").await;
+    run_every(3, 7, GroupOptions::default(), "g shm 3").await;
+}
+
+#[actix_rt::test]
+async fn different_calls_fail_everywhere_and_the_group_goes_on() {
+    let nodes = nodes(3).await;
+    let groups = form(&nodes, "g mismatch", quic()).await;
+    let out = on_all(groups, async |g: &mut Group| {
+        let mut v = vec![1.0f32; 4 + usize::from(g.rank() == 1)];
+        let first = g.all_reduce(&mut v, ReduceOp::Sum).await;
+        let mut w = vec![1.0f32; 4];
+        let second = g.all_reduce(&mut w, ReduceOp::Sum).await;
+        (first, second, w)
+    })
+    .await;
+    for (_, (first, second, w)) in out {
+        assert!(matches!(first, Err(CollectiveError::Mismatch(ref m)) if m.contains("5 elements")));
+        second.unwrap();
+        assert_eq!(w, vec![3.0; 4]);
+    }
+}
+
+#[actix_rt::test]
+async fn a_member_going_down_fails_the_others_and_breaks_the_group() {
+    let nodes = nodes(3).await;
+    let groups = form(&nodes, "g down", quic()).await;
+    // The member on node 2 never calls; its node shuts down.
+    let mut groups = groups;
+    let quitter = groups.remove(2);
+    let down = nodes[2].clone();
+    actix_rt::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        down.shutdown().await;
+        drop(quitter);
+    });
+    let started = Instant::now();
+    let out = on_all(groups, async |g: &mut Group| {
+        let mut v = vec![1.0f32; 100];
+        let first = g.all_reduce(&mut v, ReduceOp::Sum).await;
+        let again = g.barrier().await;
+        (first, again)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for (_, (first, again)) in out {
+        assert!(
+            matches!(
+                first,
+                Err(CollectiveError::RankGone { .. } | CollectiveError::Aborted { .. })
+            ),
+            "{first:?}"
+        );
+        assert!(
+            matches!(again, Err(CollectiveError::Broken(_))),
+            "{again:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn forming_without_every_member_times_out_and_bad_peers_are_refused() {
+    let nodes = nodes(2).await;
+    let peers = mesh(&nodes).await;
+    let options = GroupOptions {
+        timeout: Duration::from_millis(300),
+        transport: Transport::Quic,
+    };
+    let e = Group::form_with(&nodes[0], "g alone", &peers[0], options.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, FormError::Timeout { ref missing, .. } if missing == &[nodes[1].id()]),
+        "{e}"
+    );
+    let twice = vec![peers[0][0].clone(), peers[0][0].clone()];
+    let e = Group::form_with(&nodes[0], "g twice", &twice, options.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FormError::Peers(_)), "{e}");
+}

@@ -1,0 +1,164 @@
+//! Groups of peers that are not a fork tree: separate processes that join
+//! each other's nodes and form a group by name, then run every collective
+//! (through shared memory, and over direct QUIC links); a member killed
+//! mid-call fails the others.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use parallel_integration_tests::{DEADLINE, PASSWORD};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const PEER: &str = env!("CARGO_BIN_EXE_peer");
+
+struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+    rank: usize,
+}
+
+impl Peer {
+    async fn next_line(&mut self) -> String {
+        tokio::time::timeout(DEADLINE, self.lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read stdout")
+            .expect("the peer is still running")
+    }
+}
+
+/// Starts `n` peers with `args`, hands each the others' join lines, and
+/// returns them once each has printed its `RANK` line.
+async fn peers(n: usize, args: &[&str], env: &[(&str, &str)]) -> Vec<Peer> {
+    let mut all = Vec::new();
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        let mut child = Command::new(PEER)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("PARALLEL_PASSWORD", PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a peer");
+        let stdout = child.stdout.take().expect("piped");
+        let stdin = child.stdin.take();
+        let mut peer = Peer {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            rank: usize::MAX,
+        };
+        let ready = peer.next_line().await;
+        let line = ready
+            .strip_prefix("READY ")
+            .expect("READY <join line>")
+            .to_owned();
+        lines.push(line);
+        all.push(peer);
+    }
+    for (i, peer) in all.iter_mut().enumerate() {
+        let stdin = peer.stdin.as_mut().expect("stdin");
+        for (j, line) in lines.iter().enumerate() {
+            if i != j {
+                stdin
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }
+        stdin.flush().await.unwrap();
+    }
+    for peer in &mut all {
+        let line = peer.next_line().await;
+        peer.rank = line
+            .strip_prefix("RANK ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("expected RANK <r>, got {line}"));
+    }
+    all
+}
+
+/// Reads `count` lines from `peer`.
+async fn lines_of(peer: &mut Peer, count: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..count {
+        out.push(peer.next_line().await);
+    }
+    out
+}
+
+async fn finish(mut all: Vec<Peer>) {
+    for p in &mut all {
+        p.stdin.take();
+    }
+    for p in &mut all {
+        let status = tokio::time::timeout(DEADLINE, p.child.wait())
+            .await
+            .expect("the peer exits once its stdin closes")
+            .expect("its status");
+        assert!(status.success(), "{status}");
+    }
+}
+
+async fn every_collective(n: usize, len: usize, env: &[(&str, &str)]) {
+    let name = format!("every {n} {len} {env:?}");
+    let mut all = peers(n, &[&name, &n.to_string(), "every", &len.to_string()], env).await;
+    for p in &mut all {
+        let lines = lines_of(p, 7).await;
+        for line in &lines {
+            assert!(line.starts_with("OK "), "{lines:?}");
+        }
+    }
+    finish(all).await;
+}
+
+#[tokio::test]
+async fn peers_on_one_machine_share_memory() {
+    every_collective(3, 1001, &[]).await;
+}
+
+#[tokio::test]
+async fn peers_over_quic_links() {
+    let quic = [(parallel::collective::TRANSPORT_VAR, "quic")];
+    every_collective(2, 0, &quic).await;
+    every_collective(4, 20_001, &quic).await;
+}
+
+/// Kills the last rank while the others wait for it in `all_reduce`: both
+/// survivors fail within `bound` of the kill.
+async fn a_killed_member_fails_the_others(env: &[(&str, &str)], bound: Duration) {
+    let name = format!("stall {env:?}");
+    let mut all = peers(3, &[&name, "3", "stall", "1000"], env).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let staller = all.iter().position(|p| p.rank == 2).expect("a rank 2");
+    let mut staller = all.remove(staller);
+    staller.child.start_kill().expect("SIGKILL the staller");
+    let killed = Instant::now();
+    for p in &mut all {
+        let line = p.next_line().await;
+        assert!(line.starts_with("ERR "), "{line}");
+        assert!(line.contains("rank 2"), "{line}");
+    }
+    let took = killed.elapsed();
+    assert!(took < bound, "{took:?}");
+    let _ = staller.child.wait().await;
+    finish(all).await;
+}
+
+#[tokio::test]
+async fn a_member_killed_mid_allreduce_fails_the_others_through_shared_memory() {
+    a_killed_member_fails_the_others(&[], Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn a_member_killed_mid_allreduce_fails_the_others_over_quic() {
+    // The transport's heartbeat timeout is 1.5 s.
+    let quic = [(parallel::collective::TRANSPORT_VAR, "quic")];
+    a_killed_member_fails_the_others(&quic, Duration::from_secs(4)).await;
+}
