@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use tokio::time::timeout;
 
+use std::time::Instant;
+
 use super::*;
+use crate::reduce::{ReduceOp, Schedule};
+use crate::remote::Node;
 use crate::transport::Password;
 
 const T: Duration = Duration::from_secs(20);

@@ -1,0 +1,241 @@
+//! Forming a group: every member posts its `Hello` to the others, the
+//! members are ranked by node id, and a one-machine group maps one arena.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crate::id::{ActorId, NodeId, boot_id, host_name};
+use crate::process::local_group::{DEFAULT_SLOT, LocalGroup, Wait};
+use crate::reduce::{Place, Topology};
+use crate::remote::{Node, RemoteNode};
+use crate::wire::{decode_owned, encode};
+
+use super::inbox::{Inbox, Key, Member, Msg, OP};
+use super::{FormError, Group, GroupOptions, SETTLE, Transport};
+
+/// The places of `members`, labelled by host name, or host name and boot id
+/// where two machines share a name.
+fn places(members: &[Member], hosts: &[String]) -> Vec<Place> {
+    members
+        .iter()
+        .zip(hosts)
+        .map(|(m, host)| {
+            let clash = members
+                .iter()
+                .zip(hosts)
+                .any(|(o, h)| h == host && o.boot != m.boot);
+            let label = if clash {
+                format!("{host}/{}", m.boot.get(..8).unwrap_or(&m.boot))
+            } else {
+                host.clone()
+            };
+            Place::new(label, m.pid)
+        })
+        .collect()
+}
+
+impl Group {
+    /// Forms the group `name` of this node and `peers` (every member calls
+    /// it with the others), waiting at most [`FORM_TIMEOUT`] for all of them.
+    pub async fn form(node: &Node, name: &str, peers: &[RemoteNode]) -> Result<Self, FormError> {
+        Self::form_with(node, name, peers, GroupOptions::default()).await
+    }
+
+    /// [`Group::form`] with options.
+    pub async fn form_with(
+        node: &Node,
+        name: &str,
+        peers: &[RemoteNode],
+        options: GroupOptions,
+    ) -> Result<Self, FormError> {
+        let me = node.id();
+        let mut seen = HashSet::new();
+        for p in peers {
+            if p.id() == me {
+                return Err(FormError::Peers(format!(
+                    "{me} is this node; list only the other members as peers"
+                )));
+            }
+            if !seen.insert(p.id()) {
+                return Err(FormError::Peers(format!("{} is listed twice", p.id())));
+            }
+        }
+        let id = ActorId::named("para||el group", name);
+        let mailbox = node
+            .open_mailbox_at(id, 4096)
+            .map_err(|_| FormError::NameInUse(name.to_owned()))?;
+        let mut inbox = Inbox {
+            mailbox,
+            ranks: HashMap::new(),
+            pending: HashMap::new(),
+            aborted: HashMap::new(),
+            left: None,
+        };
+        let hello = encode(&Msg::Hello {
+            pid: std::process::id(),
+            host: host_name(),
+            boot: boot_id(),
+        })?;
+        let deadline = Instant::now() + options.timeout;
+        let mut unsent: Vec<&RemoteNode> = peers.iter().collect();
+        let mut hellos: HashMap<NodeId, (u32, String, String)> = HashMap::new();
+        let mut early: Vec<(NodeId, Msg)> = Vec::new();
+        let mut down_since: HashMap<NodeId, Instant> = HashMap::new();
+        loop {
+            let mut still = Vec::new();
+            for p in unsent {
+                match p.post_confirmed(id, OP, 0, hello.clone()).await {
+                    Ok(()) => {}
+                    // Its mailbox is not open yet (it has not called
+                    // `form`), or it is slow to confirm: try again.
+                    // A peer that seems down is checked below.
+                    Err(_) => still.push(p),
+                }
+            }
+            unsent = still;
+            while let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_millis(20), inbox.mailbox.recv()).await
+            {
+                if !seen.contains(&d.from) {
+                    continue;
+                }
+                match decode_owned::<Msg>(&d.payload) {
+                    Ok(Msg::Hello { pid, host, boot }) => {
+                        hellos.insert(d.from, (pid, host, boot));
+                    }
+                    Ok(msg) => early.push((d.from, msg)),
+                    Err(e) => {
+                        tracing::warn!(from = %d.from, "group: an undecodable post was dropped: {e}")
+                    }
+                }
+            }
+            if unsent.is_empty() && hellos.len() == peers.len() {
+                break;
+            }
+            // A connection that lost to the other direction's (two nodes
+            // that joined each other at once) is replaced within moments.
+            for p in peers {
+                if p.is_alive() {
+                    down_since.remove(&p.id());
+                } else if down_since
+                    .entry(p.id())
+                    .or_insert_with(Instant::now)
+                    .elapsed()
+                    > SETTLE
+                {
+                    return Err(FormError::PeerGone(p.id()));
+                }
+            }
+            if Instant::now() >= deadline {
+                let missing = peers
+                    .iter()
+                    .map(RemoteNode::id)
+                    .filter(|n| !hellos.contains_key(n) || unsent.iter().any(|p| p.id() == *n))
+                    .collect();
+                return Err(FormError::Timeout {
+                    name: name.to_owned(),
+                    missing,
+                    secs: options.timeout.as_secs(),
+                });
+            }
+        }
+        let mut all: Vec<(Member, String)> = vec![(
+            Member {
+                node: me,
+                remote: None,
+                pid: std::process::id(),
+                boot: boot_id(),
+            },
+            host_name(),
+        )];
+        for p in peers {
+            let (pid, host, boot) = hellos.remove(&p.id()).unwrap_or_default();
+            all.push((
+                Member {
+                    node: p.id(),
+                    remote: Some(p.clone()),
+                    pid,
+                    boot,
+                },
+                host,
+            ));
+        }
+        all.sort_by_key(|(m, _)| m.node);
+        let (members, hosts): (Vec<Member>, Vec<String>) = all.into_iter().unzip();
+        let rank = members.iter().position(|m| m.node == me).unwrap_or(0);
+        inbox.ranks = members
+            .iter()
+            .enumerate()
+            .map(|(r, m)| (m.node, r))
+            .collect();
+        for (from, msg) in early {
+            if let Some(&r) = inbox.ranks.get(&from) {
+                inbox.file(r, msg);
+            }
+        }
+        let topology =
+            Topology::new(places(&members, &hosts)).map_err(|e| FormError::Peers(e.to_string()))?;
+        let mut group = Group {
+            name: name.to_owned(),
+            rank,
+            members,
+            topology,
+            inbox,
+            local: None,
+            call: 0,
+            broken: None,
+        };
+        let one_machine = group
+            .members
+            .iter()
+            .all(|m| !m.boot.is_empty() && m.boot == group.members[0].boot);
+        if options.transport == Transport::Auto && one_machine && group.members.len() > 1 {
+            group.local = Some(group.make_arena(deadline).await?);
+        }
+        Ok(group)
+    }
+
+    /// Rank 0 makes the one-machine arena and tells the others; they map it.
+    pub(super) async fn make_arena(&mut self, deadline: Instant) -> Result<LocalGroup, FormError> {
+        if self.rank == 0 {
+            let pids: Vec<u32> = self.members.iter().map(|m| m.pid).collect();
+            let local = LocalGroup::create(&pids, DEFAULT_SLOT, Wait::Cooperate)?;
+            let msg = encode(&Msg::Arena {
+                path: local.path().to_owned(),
+                slot: local.slot() as u64,
+            })?;
+            for m in &self.members[1..] {
+                if let Some(remote) = &m.remote {
+                    remote
+                        .post_confirmed(self.inbox.mailbox.id(), OP, 0, msg.clone())
+                        .await
+                        .map_err(|_| FormError::PeerGone(m.node))?;
+                }
+            }
+            return Ok(local);
+        }
+        loop {
+            if let Some(Msg::Arena { path, slot }) = self.inbox.pending.remove(&(Key::Arena, 0)) {
+                let slot = usize::try_from(slot).unwrap_or(0);
+                let ranks = self.members.len();
+                return Ok(LocalGroup::open(
+                    &path,
+                    self.rank,
+                    ranks,
+                    slot,
+                    Wait::Cooperate,
+                )?);
+            }
+            if Instant::now() >= deadline {
+                return Err(FormError::Timeout {
+                    name: self.name.clone(),
+                    missing: vec![self.members[0].node],
+                    secs: 0,
+                });
+            }
+            if !self.inbox.pump().await {
+                return Err(FormError::PeerGone(self.members[0].node));
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Groups of nodes that are not a fork tree: peers that joined each other,
+//! nodes of a cluster. Each member calls [`Group::form`] with the same name
+//! and the others' [`RemoteNode`]s; the members are ranked by node id, so
+//! every member agrees on the ranks without a coordinator.
+//!
+//! ```ignore
+//! // on every member, once its node has joined the others:
+//! let mut group = Group::form(&node, "grads", &peers).await?;
+//! group.all_reduce(&mut grads, ReduceOp::Sum).await?;
+//! ```
+//!
+//! **Transport.** When every member runs on one machine (equal boot ids),
+//! rank 0 makes a shared-memory [`LocalGroup`] and the others map it: a
+//! call is `memcpy`s and futex barriers, with no message. Otherwise each
+//! call runs over direct QUIC links between the members — no relay: the
+//! group mailbox of each member (an actor id derived from the group's name)
+//! takes the others' posts. AllReduce runs the topology-aware schedule of
+//! [`Topology::allreduce`] (ranks of one host adjacent in the ring, one
+//! leader per host in the tree; ring for large buffers, tree for small
+//! ones), `reduce` and `broadcast` the topology's tree, and `gather`,
+//! `all_gather` and `scatter` send each part straight to where it goes.
+//! Every call starts by exchanging its arguments, so members that make
+//! different calls all get [`CollectiveError::Mismatch`], and ends with an
+//! exchange of `Done`, so a call returns `Ok` only once every member has
+//! its result.
+//!
+//! **Failure.** A member whose node goes down (the transport's heartbeat
+//! timeout) or that drops its group makes every other member's call fail
+//! with a typed error, and the group is broken: form a new one (another
+//! name) from the survivors.
+
+mod call;
+mod calls;
+mod error;
+mod form;
+mod inbox;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use crate::id::NodeId;
+use crate::process::local_group::LocalGroup;
+use crate::reduce::Topology;
+use crate::remote::RemoteNode;
+
+pub use error::{CollectiveError, FormError};
+use inbox::{Inbox, Member, Msg, OP, encoded};
+
+/// How long [`Group::form`] waits for every member by default.
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a member may look down while the group forms before `form`
+/// gives up on it.
+const SETTLE: Duration = Duration::from_secs(2);
+/// How often a waiting member checks that the others' nodes are up.
+const TICK: Duration = Duration::from_millis(50);
+
+/// How a group's calls travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Shared memory when every member is on one machine, QUIC otherwise.
+    Auto,
+    /// Always QUIC (to compare the two, or test the cross-host path on one
+    /// machine); also chosen by `PARALLEL_COLLECTIVE_TRANSPORT=quic`.
+    Quic,
+}
+
+/// Options of [`Group::form_with`].
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// How long to wait for every member to call `form`.
+    pub timeout: Duration,
+    /// How calls travel.
+    pub transport: Transport,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        let quic = std::env::var(crate::process::collectives::TRANSPORT_VAR)
+            .is_ok_and(|v| v.eq_ignore_ascii_case("quic"));
+        Self {
+            timeout: FORM_TIMEOUT,
+            transport: if quic {
+                Transport::Quic
+            } else {
+                Transport::Auto
+            },
+        }
+    }
+}
+
+/// A group of nodes running collectives together; see the module docs.
+pub struct Group {
+    name: String,
+    rank: usize,
+    members: Vec<Member>,
+    topology: Topology,
+    inbox: Inbox,
+    local: Option<LocalGroup>,
+    call: u64,
+    broken: Option<String>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("rank", &self.rank)
+            .field("ranks", &self.members.len())
+            .field("shared_memory", &self.local.is_some())
+            .finish()
+    }
+}
+
+impl Group {
+    /// This member's rank (members are ranked by node id).
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// How many members.
+    pub fn ranks(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether calls run through one shared-memory arena (every member on
+    /// this machine).
+    pub fn is_shared_memory(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Where the members run, grouped by host; print it to see how each
+    /// link is carried.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The node of rank `rank`.
+    pub fn node_of(&self, rank: usize) -> Option<NodeId> {
+        self.members.get(rank).map(|m| m.node)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(local) = &mut self.local {
+            local.leave();
+            return;
+        }
+        // Tell the others, so none waits for this member in a call.
+        let Ok(bytes) = encoded(&Msg::Leave) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let id = self.inbox.mailbox.id();
+        let remotes: Vec<RemoteNode> = self
+            .members
+            .iter()
+            .filter_map(|m| m.remote.clone())
+            .collect();
+        runtime.spawn(async move {
+            for r in remotes {
+                let _ = r.post(id, OP, 0, bytes.clone()).await;
+            }
+        });
+    }
+}
