@@ -17,6 +17,8 @@ struct Peer {
     stdin: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
     rank: usize,
+    /// How its group runs calls: shared-memory, hierarchical or quic.
+    path: String,
 }
 
 impl Peer {
@@ -29,38 +31,37 @@ impl Peer {
     }
 }
 
-/// Starts `n` peers with `args`, hands each the others' join lines, and
-/// returns them once each has printed its `RANK` line.
-async fn peers(n: usize, args: &[&str], env: &[(&str, &str)]) -> Vec<Peer> {
-    let mut all = Vec::new();
-    let mut lines = Vec::new();
-    for _ in 0..n {
-        let mut child = Command::new(PEER)
-            .args(args)
-            .envs(env.iter().copied())
-            .env("PARALLEL_PASSWORD", PASSWORD)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start a peer");
-        let stdout = child.stdout.take().expect("piped");
-        let stdin = child.stdin.take();
-        let mut peer = Peer {
-            child,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-            rank: usize::MAX,
-        };
-        let ready = peer.next_line().await;
-        let line = ready
-            .strip_prefix("READY ")
-            .expect("READY <join line>")
-            .to_owned();
-        lines.push(line);
-        all.push(peer);
-    }
+/// Starts one peer and reads its join line.
+async fn start_peer(args: &[&str], env: &[(&str, &str)]) -> (Peer, String) {
+    let mut child = Command::new(PEER)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("PARALLEL_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a peer");
+    let stdout = child.stdout.take().expect("piped");
+    let stdin = child.stdin.take();
+    let mut peer = Peer {
+        child,
+        stdin,
+        lines: BufReader::new(stdout).lines(),
+        rank: usize::MAX,
+        path: String::new(),
+    };
+    let ready = peer.next_line().await;
+    let line = ready
+        .strip_prefix("READY ")
+        .expect("READY <join line>")
+        .to_owned();
+    (peer, line)
+}
+
+/// Hands each peer the others' join lines and reads its `RANK` line.
+async fn hand_out(all: &mut [Peer], lines: &[String]) {
     for (i, peer) in all.iter_mut().enumerate() {
         let stdin = peer.stdin.as_mut().expect("stdin");
         for (j, line) in lines.iter().enumerate() {
@@ -73,14 +74,28 @@ async fn peers(n: usize, args: &[&str], env: &[(&str, &str)]) -> Vec<Peer> {
         }
         stdin.flush().await.unwrap();
     }
-    for peer in &mut all {
+    for peer in all.iter_mut() {
         let line = peer.next_line().await;
-        peer.rank = line
-            .strip_prefix("RANK ")
-            .and_then(|r| r.split_whitespace().next())
+        let mut words = line.strip_prefix("RANK ").unwrap_or("").split_whitespace();
+        peer.rank = words
+            .next()
             .and_then(|r| r.parse().ok())
-            .unwrap_or_else(|| panic!("expected RANK <r>, got {line}"));
+            .unwrap_or_else(|| panic!("expected RANK <r> <path>, got {line}"));
+        peer.path = words.next().unwrap_or("").to_owned();
     }
+}
+
+/// Starts `n` peers with `args`, hands each the others' join lines, and
+/// returns them once each has printed its `RANK` line.
+async fn peers(n: usize, args: &[&str], env: &[(&str, &str)]) -> Vec<Peer> {
+    let mut all = Vec::new();
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        let (peer, line) = start_peer(args, env).await;
+        all.push(peer);
+        lines.push(line);
+    }
+    hand_out(&mut all, &lines).await;
     all
 }
 
@@ -109,7 +124,11 @@ async fn finish(mut all: Vec<Peer>) {
 async fn every_collective(n: usize, len: usize, env: &[(&str, &str)]) {
     let name = format!("every {n} {len} {env:?}");
     let mut all = peers(n, &[&name, &n.to_string(), "every", &len.to_string()], env).await;
+    let quic = env
+        .iter()
+        .any(|&(k, v)| k == parallel::collective::TRANSPORT_VAR && v == "quic");
     for p in &mut all {
+        assert_eq!(p.path, if quic { "quic" } else { "shared-memory" });
         let lines = lines_of(p, 7).await;
         for line in &lines {
             assert!(line.starts_with("OK "), "{lines:?}");
@@ -121,6 +140,35 @@ async fn every_collective(n: usize, len: usize, env: &[(&str, &str)]) {
 #[tokio::test]
 async fn peers_on_one_machine_share_memory() {
     every_collective(3, 1001, &[]).await;
+}
+
+/// Peers told they run on machines `hosts` (one per peer): the ranks on
+/// one "machine" share its arena, the machines' leaders talk over QUIC.
+async fn every_collective_on_hosts(hosts: &[&str], len: usize) {
+    let n = hosts.len();
+    let name = format!("hosts {hosts:?} {len}");
+    let args = [name.as_str(), &n.to_string(), "every", &len.to_string()];
+    let mut all = Vec::new();
+    let mut lines = Vec::new();
+    for host in hosts {
+        let (peer, line) = start_peer(&args, &[("PEER_HOST", host)]).await;
+        lines.push(line);
+        all.push(peer);
+    }
+    hand_out(&mut all, &lines).await;
+    for p in &mut all {
+        assert_eq!(p.path, "hierarchical");
+        let lines = lines_of(p, 7).await;
+        for line in &lines {
+            assert!(line.starts_with("OK "), "{lines:?}");
+        }
+    }
+    finish(all).await;
+}
+
+#[tokio::test]
+async fn peers_on_two_machines_reduce_within_each_then_between_leaders() {
+    every_collective_on_hosts(&["a", "b", "a", "b"], 30_001).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use parallel::collective::{Group, ReduceOp, Schedule};
+use parallel::collective::{Group, GroupOptions, ReduceOp, Schedule};
 use parallel::{Node, RemoteNode};
 use parallel_integration_tests::{input_f32, input_i64};
 use tokio::io::AsyncBufReadExt;
@@ -30,6 +30,18 @@ async fn every(group: &mut Group, len: usize) -> Result<(), Box<dyn std::error::
     let parts: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let expected = if group.is_shared_memory() {
         ReduceOp::Sum.fold(&parts).unwrap_or_default()
+    } else if group.is_hierarchical() {
+        // Left fold within each machine, then the leaders' schedule.
+        let partials: Vec<Vec<f32>> = group
+            .topology()
+            .hosts()
+            .iter()
+            .map(|h| {
+                let parts: Vec<&[f32]> = h.iter().map(|&r| inputs[r].as_slice()).collect();
+                ReduceOp::Sum.fold(&parts).unwrap_or_default()
+            })
+            .collect();
+        Schedule::allreduce(len, partials.len(), 4)?.reference(&ReduceOp::Sum, &partials)?
     } else {
         group
             .topology()
@@ -98,10 +110,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let join_line = line.trim().parse()?;
         peers.push(tokio::time::timeout(Duration::from_secs(20), node.join(&join_line)).await??);
     }
-    let mut group = Group::form(&node, name, &peers).await?;
+    // Tests stand several machines up on one with `PEER_HOST`.
+    let options = GroupOptions {
+        host: std::env::var("PEER_HOST").ok(),
+        ..GroupOptions::default()
+    };
+    let mut group = Group::form_with(&node, name, &peers, options).await?;
     // ANCHOR_END: form
     let path = if group.is_shared_memory() {
         "shared-memory"
+    } else if group.is_hierarchical() {
+        "hierarchical"
     } else {
         "quic"
     };

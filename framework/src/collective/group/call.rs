@@ -24,6 +24,10 @@ impl Group {
             return e;
         }
         self.broken.get_or_insert_with(|| e.to_string());
+        // Members of this machine may wait in its arena for this one.
+        if let Some(host) = &mut self.host_local {
+            host.leave();
+        }
         if let Ok(bytes) = encoded(&Msg::Abort {
             call: self.call,
             reason: e.to_string(),
@@ -177,8 +181,24 @@ impl Group {
         data: &mut [T],
         op: &ReduceOp<T>,
     ) -> Result<(), CollectiveError> {
+        let everyone: Vec<usize> = (0..self.ranks()).collect();
+        self.run_schedule_over(schedule, &everyone, data, op).await
+    }
+
+    /// [`Group::run_schedule`] among `ranks` only: the schedule's rank `i`
+    /// is the member `ranks[i]`.
+    pub(super) async fn run_schedule_over<T: Reducible>(
+        &mut self,
+        schedule: &Schedule,
+        ranks: &[usize],
+        data: &mut [T],
+        op: &ReduceOp<T>,
+    ) -> Result<(), CollectiveError> {
+        let Some(me) = ranks.iter().position(|&r| r == self.rank) else {
+            return Ok(());
+        };
         let call = self.call;
-        for rs in schedule.program(self.rank) {
+        for rs in schedule.program(me) {
             for t in &rs.sends {
                 let range = schedule.chunks()[t.chunk].clone();
                 let msg = Msg::Chunk {
@@ -187,17 +207,18 @@ impl Group {
                     chunk: t.chunk as u32,
                     bytes: element_bytes(&data[range]).to_vec(),
                 };
-                self.post(t.to, &msg).await?;
+                self.post(ranks[t.to], &msg).await?;
             }
             for t in &rs.receives {
                 let key = Key::Chunk(call, rs.step as u32, t.chunk as u32);
-                let Msg::Chunk { bytes, .. } = self.take(key, t.from).await? else {
+                let from = ranks[t.from];
+                let Msg::Chunk { bytes, .. } = self.take(key, from).await? else {
                     continue;
                 };
                 let range = schedule.chunks()[t.chunk].clone();
                 let incoming: Vec<T> = elements_from_bytes(&bytes)
                     .filter(|v: &Vec<T>| v.len() == range.len())
-                    .ok_or_else(|| self.wrong_size(t.from, bytes.len()))?;
+                    .ok_or_else(|| self.wrong_size(from, bytes.len()))?;
                 let local = &mut data[range];
                 match t.action {
                     Action::ReduceIncomingFirst => {

@@ -28,6 +28,25 @@ impl Group {
             return Ok(local.all_reduce(data, &op).await?);
         }
         let head = head(ALL_REDUCE, size_of::<T>(), op.code(), 0, data.len(), 0);
+        if self.hierarchical {
+            let leaders = self.topology.leaders();
+            let schedule = Schedule::allreduce(data.len(), leaders.len(), size_of::<T>())
+                .map_err(|e| CollectiveError::Mismatch(e.to_string()))?;
+            return self
+                .exchange_call(head, async |g: &mut Self| {
+                    // Within the machine to its leader (index 0 of the
+                    // arena), between the leaders over QUIC, then back.
+                    if let Some(host) = &mut g.host_local {
+                        host.reduce(data, &op, 0).await?;
+                    }
+                    g.run_schedule_over(&schedule, &leaders, data, &op).await?;
+                    if let Some(host) = &mut g.host_local {
+                        host.broadcast(data, 0).await?;
+                    }
+                    Ok(())
+                })
+                .await;
+        }
         let schedule = self.topology.allreduce(data.len(), size_of::<T>());
         self.exchange_call(head, async |g: &mut Self| {
             g.run_schedule(&schedule, data, &op).await

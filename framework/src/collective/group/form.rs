@@ -71,10 +71,11 @@ impl Group {
             aborted: HashMap::new(),
             left: None,
         };
+        let my_boot = options.host.clone().unwrap_or_else(boot_id);
         let hello = encode(&Msg::Hello {
             pid: std::process::id(),
             host: host_name(),
-            boot: boot_id(),
+            boot: my_boot.clone(),
         })?;
         let deadline = Instant::now() + options.timeout;
         let mut unsent: Vec<&RemoteNode> = peers.iter().collect();
@@ -144,7 +145,7 @@ impl Group {
                 node: me,
                 remote: None,
                 pid: std::process::id(),
-                boot: boot_id(),
+                boot: my_boot,
             },
             host_name(),
         )];
@@ -182,6 +183,8 @@ impl Group {
             topology,
             inbox,
             local: None,
+            host_local: None,
+            hierarchical: false,
             call: 0,
             broken: None,
         };
@@ -189,22 +192,42 @@ impl Group {
             .members
             .iter()
             .all(|m| !m.boot.is_empty() && m.boot == group.members[0].boot);
-        if options.transport == Transport::Auto && one_machine && group.members.len() > 1 {
-            group.local = Some(group.make_arena(deadline).await?);
+        let ranks = group.members.len();
+        if options.transport == Transport::Auto && one_machine && ranks > 1 {
+            let all: Vec<usize> = (0..ranks).collect();
+            group.local = Some(group.make_arena(&all, deadline).await?);
+        } else if options.transport == Transport::Auto && !one_machine {
+            // Several machines: the members of each share an arena, and
+            // all_reduce goes through it to one leader per machine.
+            let hosts = group.topology.hosts().to_vec();
+            group.hierarchical = hosts.iter().any(|h| h.len() > 1);
+            if let Some(mine) = hosts.iter().find(|h| h.contains(&group.rank))
+                && mine.len() > 1
+            {
+                group.host_local = Some(group.make_arena(mine, deadline).await?);
+            }
         }
         Ok(group)
     }
 
     /// Rank 0 makes the one-machine arena and tells the others; they map it.
-    pub(super) async fn make_arena(&mut self, deadline: Instant) -> Result<LocalGroup, FormError> {
-        if self.rank == 0 {
-            let pids: Vec<u32> = self.members.iter().map(|m| m.pid).collect();
+    /// The first of `ranks` makes an arena for `ranks` and tells the
+    /// others, which map it.
+    pub(super) async fn make_arena(
+        &mut self,
+        ranks: &[usize],
+        deadline: Instant,
+    ) -> Result<LocalGroup, FormError> {
+        let leader = ranks[0];
+        if self.rank == leader {
+            let pids: Vec<u32> = ranks.iter().map(|&r| self.members[r].pid).collect();
             let local = LocalGroup::create(&pids, DEFAULT_SLOT, Wait::Cooperate)?;
             let msg = encode(&Msg::Arena {
                 path: local.path().to_owned(),
                 slot: local.slot() as u64,
             })?;
-            for m in &self.members[1..] {
+            for &r in &ranks[1..] {
+                let m = &self.members[r];
                 if let Some(remote) = &m.remote {
                     remote
                         .post_confirmed(self.inbox.mailbox.id(), OP, 0, msg.clone())
@@ -214,14 +237,16 @@ impl Group {
             }
             return Ok(local);
         }
+        let index = ranks.iter().position(|&r| r == self.rank).unwrap_or(0);
         loop {
-            if let Some(Msg::Arena { path, slot }) = self.inbox.pending.remove(&(Key::Arena, 0)) {
+            if let Some(Msg::Arena { path, slot }) =
+                self.inbox.pending.remove(&(Key::Arena, leader))
+            {
                 let slot = usize::try_from(slot).unwrap_or(0);
-                let ranks = self.members.len();
                 return Ok(LocalGroup::open(
                     &path,
-                    self.rank,
-                    ranks,
+                    index,
+                    ranks.len(),
                     slot,
                     Wait::Cooperate,
                 )?);
@@ -229,12 +254,12 @@ impl Group {
             if Instant::now() >= deadline {
                 return Err(FormError::Timeout {
                     name: self.name.clone(),
-                    missing: vec![self.members[0].node],
+                    missing: vec![self.members[leader].node],
                     secs: 0,
                 });
             }
             if !self.inbox.pump().await {
-                return Err(FormError::PeerGone(self.members[0].node));
+                return Err(FormError::PeerGone(self.members[leader].node));
             }
         }
     }

@@ -73,6 +73,10 @@ pub struct GroupOptions {
     pub timeout: Duration,
     /// How calls travel.
     pub transport: Transport,
+    /// This member's machine, as the group sees it; members with equal
+    /// values share memory. Default (`None`): the machine's boot id, which
+    /// is right unless a test wants several "machines" on one.
+    pub host: Option<String>,
 }
 
 impl Default for GroupOptions {
@@ -86,6 +90,7 @@ impl Default for GroupOptions {
             } else {
                 Transport::Auto
             },
+            host: None,
         }
     }
 }
@@ -98,6 +103,11 @@ pub struct Group {
     topology: Topology,
     inbox: Inbox,
     local: Option<LocalGroup>,
+    /// Members on several machines, some sharing one: all_reduce reduces
+    /// within each machine, then between one leader per machine.
+    hierarchical: bool,
+    /// The arena of this member's machine, when others share it.
+    host_local: Option<LocalGroup>,
     call: u64,
     broken: Option<String>,
 }
@@ -135,6 +145,14 @@ impl Group {
         self.local.is_some()
     }
 
+    /// Whether the members run on several machines and some share one:
+    /// then all_reduce folds within each machine (through its arena, in rank
+    /// order), then between one leader per machine over QUIC, and copies the
+    /// result back through the arena.
+    pub fn is_hierarchical(&self) -> bool {
+        self.hierarchical
+    }
+
     /// Where the members run, grouped by host; print it to see how each
     /// link is carried.
     pub fn topology(&self) -> &Topology {
@@ -152,6 +170,9 @@ impl Drop for Group {
         if let Some(local) = &mut self.local {
             local.leave();
             return;
+        }
+        if let Some(host) = &mut self.host_local {
+            host.leave();
         }
         // Tell the others, so none waits for this member in a call.
         let Ok(bytes) = encoded(&Msg::Leave) else {

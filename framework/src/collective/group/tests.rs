@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::timeout;
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use super::*;
@@ -48,18 +49,26 @@ fn quic() -> GroupOptions {
     GroupOptions {
         timeout: T,
         transport: Transport::Quic,
+        host: None,
     }
 }
 
 /// Forms the group on every node at once; groups in node order.
 async fn form(nodes: &[Node], name: &str, options: GroupOptions) -> Vec<Group> {
+    let all = vec![options; nodes.len()];
+    form_each(nodes, name, all).await
+}
+
+/// Forms the group on every node at once, each with its own options.
+async fn form_each(nodes: &[Node], name: &str, options: Vec<GroupOptions>) -> Vec<Group> {
     let peers = mesh(nodes).await;
     let tasks: Vec<_> = nodes
         .iter()
         .cloned()
         .zip(peers)
-        .map(|(node, peers)| {
-            let (name, options) = (name.to_owned(), options.clone());
+        .zip(options)
+        .map(|((node, peers), options)| {
+            let name = name.to_owned();
             actix_rt::spawn(async move { Group::form_with(&node, &name, &peers, options).await })
         })
         .collect();
@@ -151,11 +160,37 @@ async fn every_collective(g: &mut Group, len: usize) -> Seen {
     }
 }
 
-fn check(seen: &[Seen], topology: &Topology, shared_memory: bool, len: usize) {
+/// How the group's all_reduce combines: the order the reference must use.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    SharedMemory,
+    Quic,
+    /// Within each machine, then between one leader per machine.
+    Hierarchical,
+}
+
+/// Left fold within each machine, then the leaders' schedule.
+fn hierarchical_reference(topology: &Topology, inputs: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let partials: Vec<Vec<f32>> = topology
+        .hosts()
+        .iter()
+        .map(|h| {
+            let parts: Vec<&[f32]> = h.iter().map(|&r| inputs[r].as_slice()).collect();
+            ReduceOp::Sum.fold(&parts).unwrap()
+        })
+        .collect();
+    Schedule::allreduce(len, partials.len(), 4)
+        .unwrap()
+        .reference(&ReduceOp::Sum, &partials)
+        .unwrap()
+}
+
+fn check(seen: &[Seen], topology: &Topology, path: Path, len: usize) {
     let ranks = seen.len();
     let inputs: Vec<Vec<f32>> = (0..ranks).map(|r| input(r, len)).collect();
     let parts: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    let (expected, reduced) = if shared_memory {
+    let shared_memory = path == Path::SharedMemory;
+    let (mut expected, reduced) = if shared_memory {
         let fold = ReduceOp::Sum.fold(&parts).unwrap();
         (fold.clone(), fold)
     } else {
@@ -166,6 +201,9 @@ fn check(seen: &[Seen], topology: &Topology, shared_memory: bool, len: usize) {
         let tree = Schedule::tree_reduce(len, &topology.tree());
         (all, tree.reference(&ReduceOp::Sum, &inputs).unwrap())
     };
+    if path == Path::Hierarchical {
+        expected = hierarchical_reference(topology, &inputs, len);
+    }
     let concat: Vec<i64> = (0..ranks).flat_map(|r| ints(r, len)).collect();
     for s in seen {
         let r = s.rank;
@@ -193,9 +231,18 @@ fn check(seen: &[Seen], topology: &Topology, shared_memory: bool, len: usize) {
 async fn run_every(n: usize, len: usize, options: GroupOptions, name: &str) {
     let nodes = nodes(n).await;
     let groups = form(&nodes, name, options.clone()).await;
-    let topology = groups[0].topology().clone();
     let shared = groups[0].is_shared_memory();
     assert_eq!(shared, options.transport == Transport::Auto && n > 1);
+    let path = if shared {
+        Path::SharedMemory
+    } else {
+        Path::Quic
+    };
+    check_every(groups, n, len, path).await;
+}
+
+async fn check_every(groups: Vec<Group>, n: usize, len: usize, path: Path) {
+    let topology = groups[0].topology().clone();
     let mut ranks: Vec<usize> = groups.iter().map(Group::rank).collect();
     ranks.sort();
     assert_eq!(ranks, (0..n).collect::<Vec<_>>());
@@ -206,7 +253,7 @@ async fn run_every(n: usize, len: usize, options: GroupOptions, name: &str) {
     .into_iter()
     .map(|(_, s)| s)
     .collect();
-    check(&seen, &topology, shared, len);
+    check(&seen, &topology, path, len);
 }
 
 #[actix_rt::test]
@@ -291,6 +338,7 @@ async fn forming_without_every_member_times_out_and_bad_peers_are_refused() {
     let options = GroupOptions {
         timeout: Duration::from_millis(300),
         transport: Transport::Quic,
+        host: None,
     };
     let e = Group::form_with(&nodes[0], "g alone", &peers[0], options.clone())
         .await
@@ -304,4 +352,67 @@ async fn forming_without_every_member_times_out_and_bad_peers_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(e, FormError::Peers(_)), "{e}");
+}
+
+/// Members told they run on machines `hosts` (in node order).
+fn on_hosts(hosts: &[&str]) -> Vec<GroupOptions> {
+    hosts
+        .iter()
+        .map(|h| GroupOptions {
+            timeout: T,
+            transport: Transport::Auto,
+            host: Some((*h).to_owned()),
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn members_on_several_machines_reduce_within_each_then_between_leaders() {
+    for (hosts, len) in [
+        (&["a", "b", "a", "b", "a"][..], 10_001),
+        (&["a", "a", "b"][..], 3),
+        (&["x", "y"][..], 100),
+    ] {
+        let nodes = nodes(hosts.len()).await;
+        let groups = form_each(&nodes, &format!("g mixed {hosts:?}"), on_hosts(hosts)).await;
+        assert!(groups.iter().all(|g| !g.is_shared_memory()));
+        let topology = groups[0].topology();
+        assert_eq!(
+            topology.hosts().len(),
+            hosts.iter().collect::<HashSet<_>>().len()
+        );
+        let path = if topology.hosts().iter().any(|h| h.len() > 1) {
+            Path::Hierarchical
+        } else {
+            Path::Quic
+        };
+        check_every(groups, hosts.len(), len, path).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_machine_whose_leader_goes_down_fails_its_members() {
+    let nodes = nodes(4).await;
+    let mut groups = form_each(&nodes, "g leader down", on_hosts(&["a", "a", "b", "b"])).await;
+    // The leader of one machine never calls; its node shuts down.
+    let leaders = groups[0].topology().leaders();
+    let quitter = groups
+        .iter()
+        .position(|g| leaders.contains(&g.rank()))
+        .unwrap();
+    let quitter_group = groups.remove(quitter);
+    let down = nodes[quitter].clone();
+    actix_rt::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        down.shutdown().await;
+        drop(quitter_group);
+    });
+    let out = on_all(groups, async |g: &mut Group| {
+        let mut v = vec![1.0f32; 1000];
+        g.all_reduce(&mut v, ReduceOp::Sum).await
+    })
+    .await;
+    for (_, r) in out {
+        assert!(r.is_err(), "{r:?}");
+    }
 }
