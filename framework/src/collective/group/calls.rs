@@ -12,7 +12,7 @@ use super::{CollectiveError, Group};
 impl Group {
     /// Every member ends with the same bits: the fold of every member's
     /// `data` (through shared memory the left fold in rank order; over QUIC
-    /// the order of [`Topology::allreduce`]'s schedule, see
+    /// the order of [`crate::reduce::Topology::allreduce`]'s schedule, see
     /// [`Schedule::reference`]).
     pub async fn all_reduce<T, B>(
         &mut self,

@@ -3,7 +3,7 @@
 use crate::id::NodeId;
 use crate::process::local_group::GroupError;
 
-/// Why [`Group::form`] failed.
+/// Why [`super::Group::form`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FormError {
     /// The peers list is wrong.
@@ -35,7 +35,7 @@ pub enum FormError {
     Encode(#[from] crate::wire::EncodeError),
 }
 
-/// Why a call of a [`Group`] failed.
+/// Why a call of a [`super::Group`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CollectiveError {
     /// A member's node went down or it dropped its group.

@@ -36,7 +36,7 @@ fn places(members: &[Member], hosts: &[String]) -> Vec<Place> {
 
 impl Group {
     /// Forms the group `name` of this node and `peers` (every member calls
-    /// it with the others), waiting at most [`FORM_TIMEOUT`] for all of them.
+    /// it with the others), waiting at most [`super::FORM_TIMEOUT`] for all of them.
     pub async fn form(node: &Node, name: &str, peers: &[RemoteNode]) -> Result<Self, FormError> {
         Self::form_with(node, name, peers, GroupOptions::default()).await
     }
