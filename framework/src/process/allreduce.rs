@@ -63,15 +63,19 @@ impl<T: crate::actor::Element> ReduceBuffer<T> for crate::Tensor<T> {
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Chunks received and not yet applied, by (step, chunk, from).
-type Pending = HashMap<(usize, usize, usize), Vec<u64>>;
+type Pending = HashMap<(usize, usize, usize), Vec<u8>>;
 
-fn bits_of<T: Reducible>(data: &[T]) -> Vec<u64> {
-    data.iter().map(|&x| x.bits()).collect()
+fn bytes_of<T: Reducible>(data: &[T]) -> Vec<u8> {
+    crate::actor::element_bytes(data).to_vec()
 }
 
 /// Applies an incoming chunk as the schedule says (same as [`Schedule::simulate`]).
-fn apply<T: Reducible>(op: &ReduceOp<T>, action: Action, local: &mut [T], bits: &[u64]) {
-    let mut incoming: Vec<T> = bits.iter().map(|&b| T::from_bits(b)).collect();
+fn apply<T: Reducible>(op: &ReduceOp<T>, action: Action, local: &mut [T], bytes: &[u8]) {
+    // The caller checked the length: `bytes` are `local.len()` elements.
+    let mut incoming: Vec<T> = crate::actor::elements_from_bytes(bytes).unwrap_or_default();
+    if incoming.len() != local.len() {
+        return;
+    }
     match action {
         Action::ReduceIncomingFirst => {
             op.apply(&mut incoming, local);
@@ -321,29 +325,29 @@ impl ParentRun<'_> {
                     chunk: t.chunk as u32,
                     from: 0,
                     to: t.to as u32,
-                    bits: bits_of(&data[range]),
+                    bytes: bytes_of(&data[range]),
                 };
                 self.post(t.to, &msg).await?;
             }
             for t in &rs.receives {
                 let key = (rs.step, t.chunk, t.from);
-                let bits = loop {
-                    if let Some(bits) = self.pending.remove(&key) {
-                        break bits;
+                let bytes = loop {
+                    if let Some(bytes) = self.pending.remove(&key) {
+                        break bytes;
                     }
                     self.wait(inboxes).await?;
                 };
                 let range = chunk_range(schedule, t.chunk, data.len())?;
-                if bits.len() != range.len() {
+                if bytes.len() != range.len() * std::mem::size_of::<T>() {
                     return Err(ProcessError::Aborted(format!(
                         "rank {} sent {} elements for chunk {}, expected {}",
                         t.from,
-                        bits.len(),
+                        bytes.len() / std::mem::size_of::<T>(),
                         t.chunk,
                         range.len()
                     )));
                 }
-                apply(op, t.action, &mut data[range], &bits);
+                apply(op, t.action, &mut data[range], &bytes);
             }
         }
         while self.forwards > 0 || self.owed.iter().any(|&o| o > 0) {
@@ -380,7 +384,7 @@ impl ParentRun<'_> {
                 chunk,
                 from,
                 to,
-                bits,
+                bytes,
             } if round == self.round => {
                 if from as usize != sender {
                     return Err(ProcessError::Aborted(format!(
@@ -390,7 +394,7 @@ impl ParentRun<'_> {
                 self.owed[sender] = self.owed[sender].saturating_sub(1);
                 if to == 0 {
                     self.pending
-                        .insert((step as usize, chunk as usize, sender), bits);
+                        .insert((step as usize, chunk as usize, sender), bytes);
                 } else if (to as usize) <= self.children.len() {
                     self.forwards = self.forwards.saturating_sub(1);
                     let msg = CollectiveMsg::Chunk {
@@ -399,7 +403,7 @@ impl ParentRun<'_> {
                         chunk,
                         from,
                         to,
-                        bits,
+                        bytes,
                     };
                     self.post(to as usize, &msg).await?;
                 }
@@ -475,15 +479,15 @@ pub(super) fn child_all_reduce<T: Reducible>(
                 chunk: t.chunk as u32,
                 from: rank as u32,
                 to: t.to as u32,
-                bits: bits_of(&data[range]),
+                bytes: bytes_of(&data[range]),
             };
             ctx.block_on_post(op::COLLECTIVE, &msg)?;
         }
         for t in &rs.receives {
             let key = (rs.step, t.chunk, t.from);
-            let bits = loop {
-                if let Some(bits) = pending.remove(&key) {
-                    break bits;
+            let bytes = loop {
+                if let Some(bytes) = pending.remove(&key) {
+                    break bytes;
                 }
                 let d = ctx.next_collective()?;
                 match decode_owned::<CollectiveMsg>(&d.payload)? {
@@ -492,10 +496,10 @@ pub(super) fn child_all_reduce<T: Reducible>(
                         step,
                         chunk,
                         from,
-                        bits,
+                        bytes,
                         ..
                     } if r == round => {
-                        pending.insert((step as usize, chunk as usize, from as usize), bits);
+                        pending.insert((step as usize, chunk as usize, from as usize), bytes);
                     }
                     msg => {
                         if let Some(e) = failure(msg, round) {
@@ -505,16 +509,16 @@ pub(super) fn child_all_reduce<T: Reducible>(
                 }
             };
             let range = chunk_range(&schedule, t.chunk, len)?;
-            if bits.len() != range.len() {
+            if bytes.len() != range.len() * std::mem::size_of::<T>() {
                 return Err(abort(format!(
                     "rank {} sent {} elements for chunk {}, expected {}",
                     t.from,
-                    bits.len(),
+                    bytes.len() / std::mem::size_of::<T>(),
                     t.chunk,
                     range.len()
                 )));
             }
-            apply(&op, t.action, &mut data[range], &bits);
+            apply(&op, t.action, &mut data[range], &bytes);
         }
     }
     // Returns only once every rank has finished: a rank that dies before

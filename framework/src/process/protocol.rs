@@ -128,8 +128,8 @@ pub enum CollectiveMsg {
         from: u32,
         /// Receiving rank.
         to: u32,
-        /// The chunk's elements as [`crate::reduce::Reducible::bits`].
-        bits: Vec<u64>,
+        /// The chunk's elements, each element's native bytes in order.
+        bytes: Vec<u8>,
     },
     /// Child → parent: this rank ran its whole program. Parent → child:
     /// every rank did; `all_reduce` returns `Ok` only on this.
