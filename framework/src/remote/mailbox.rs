@@ -131,7 +131,13 @@ pub(crate) async fn deliver(
         None => false,
     };
     if !delivered {
-        tracing::warn!(mailbox = %header.target, from = %from, "a post for a mailbox that is closed was dropped");
+        if header.correlation == 0 {
+            tracing::warn!(mailbox = %header.target, from = %from, "a post for a mailbox that is closed was dropped");
+        } else {
+            // The sender asked for a receipt: it learns and may try again
+            // (a group member whose peer has not opened its mailbox yet).
+            tracing::debug!(mailbox = %header.target, from = %from, "a confirmed post for a closed mailbox was refused");
+        }
     }
     if header.correlation == 0 {
         return;
