@@ -32,8 +32,10 @@
 //! - What an exec'd function returns does not reach the parent, so
 //!   [`read_all`] also sends its count with `parent().send`; [`drive`]
 //!   receives one count from each child and checks they add up.
-//! - A reader takes one item per round trip to the parent (no prefetch:
-//!   nothing can be lost if a reader dies).
+//! - A reader uses the default batching: up to
+//!   [`parallel::workqueue::DEFAULT_PREFETCH`] items per round trip, the
+//!   next batch asked for while the current one is handed out (a reader's
+//!   process that dies gives back what it had not acknowledged).
 
 use std::error::Error;
 use std::time::{Duration, Instant};

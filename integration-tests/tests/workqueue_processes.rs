@@ -30,3 +30,17 @@ async fn items_handed_to_a_killed_reader_go_to_the_next_one() {
     assert!(out.contains("LOST 0 DUP 0"), "{out}\n{err}");
     assert!(out.contains("SUM 100"), "{out}\n{err}");
 }
+
+#[tokio::test]
+async fn items_a_killed_reader_held_unacknowledged_go_to_the_next_one() {
+    let (ok, out, err) = run_to_end(WORKQUEUE, &["kill-holding", "100"]).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("VICTIM read 3") && out.contains("KILLED"),
+        "{out}\n{err}"
+    );
+    assert!(!out.contains("UNEXPECTED"), "{out}\n{err}");
+    // The victim's items, the 3 it read included, are read again.
+    assert!(out.contains("LOST 0 DUP 0"), "{out}\n{err}");
+    assert!(out.contains("SUM 100"), "{out}\n{err}");
+}

@@ -43,18 +43,31 @@
 //!   owner ◀──read─── [to owner]   ◀────── worker (named, write)
 //! ```
 //!
-//! What a reader's death does to items: the owner removes an item from the
-//! queue only to put it in a reply to a reader; it forgets the item once the
-//! reader's node confirms the reply is in the reader's mailbox. If the
-//! reply cannot be delivered (the reader's process died while it waited,
-//! its connection broke, its handle is gone), the items go back to the
-//! front of the queue for the next reader. An item a reader has received
-//! belongs to that reader: if its process dies afterwards, the item (at most
-//! one, or the handle's [`WorkQueue::with_prefetch`] batch) dies with it —
-//! count the answers in the owner to notice. Should a connection break
-//! exactly between delivery and confirmation, the item is both in the dying
-//! reader (whose process then ends with its connection) and back in the
-//! queue: such an item may be worked on twice, never lost.
+//! How items travel: a child's `read` takes a batch of up to
+//! [`DEFAULT_PREFETCH`] items per round trip (or [`WorkQueue::with_prefetch`]
+//! items); the parent shares what is queued among the readers waiting, so a
+//! reader gets fewer when others wait too. As soon as `read` hands out the
+//! first item of a batch, the handle asks for the next batch, so the round
+//! trip overlaps the work.
+//!
+//! What a reader's death does to items — *at least once*: the owner keeps
+//! every item it handed to a reader process until that reader acknowledges
+//! it. A reader acknowledges an item by asking on past it: an item is done
+//! once its handle's `read` was called again after returning it and the
+//! first request the handle sent after that call reached the parent (the
+//! handle acknowledges a whole batch with the request it sends when it
+//! starts on the batch after it), or once `read` returned `None`.
+//! Unacknowledged items go back to the front of the queue, for the next
+//! reader, when the reply carrying them cannot be delivered or when the
+//! reader's process (its node's connection) goes down — the items it had not
+//! read yet, the batch it asked ahead for, and also the items `read` had
+//! returned whose work may have been done: such items are worked on again by
+//! another reader. Nothing a reader took is lost while another reader
+//! still reads; an item may be worked on twice. Make the work
+//! idempotent, or count the answers in the owner. Items given back after
+//! every other reader has read `None` are not read again. A handle dropped
+//! before it read `None` keeps its unacknowledged items until its process
+//! ends; then they go back.
 
 mod remote;
 #[cfg(test)]
@@ -69,7 +82,7 @@ use std::time::Duration;
 use crate::id::ActorId;
 use crate::wire::{DecodeError, EncodeError, WireType};
 
-pub use remote::queue_id;
+pub use remote::{DEFAULT_PREFETCH, queue_id};
 
 /// How many items a queue holds in each direction before a writer waits.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -344,8 +357,10 @@ impl<T: Send + 'static> WorkQueue<T> {
 
     /// Lets this handle, when it reads from the parent's queue, take up to
     /// `items` items per round trip and hand them out one by one (default
-    /// 1). Faster; but if this process dies, the items it took and has not
-    /// handed out yet die with it. No effect on a handle of this process.
+    /// [`DEFAULT_PREFETCH`]; 1 for one item at a time, which keeps long
+    /// items spread over the readers). If this process dies, the items it
+    /// took and had not acknowledged go back to the queue (see the module
+    /// docs). No effect on a handle of this process.
     pub fn with_prefetch(self, items: usize) -> Self {
         if let Handle::Remote(client) = &self.handle {
             client.set_prefetch(items.max(1));

@@ -9,6 +9,15 @@
 //! item and is answered once the item is in the owner's lane (backpressure:
 //! not before there is room). Replies carrying items are posted with a
 //! delivery receipt; without one, the items go back to the queue.
+//!
+//! Acknowledgements: the service keeps every batch it handed to a reader
+//! until the reader acknowledges it. A read request carries `ack`, the
+//! number of the last reply whose items the reader is done with (it asks
+//! on past them); a reader that read `None` sends a last `ACK`. Batches of a
+//! reader whose node goes down before acknowledging go back to the front of
+//! the queue. A reader asks for its next batch as soon as it starts handing
+//! out the current one (one request ahead), so the round trip overlaps the
+//! work.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,6 +48,8 @@ mod kind {
     pub const READ: u8 = 1;
     pub const WRITE: u8 = 2;
     pub const CLOSE: u8 = 3;
+    /// Acknowledges `ack`; no reply.
+    pub const ACK: u8 = 4;
 }
 
 /// How a reply answers.
@@ -52,6 +63,14 @@ mod status {
 const MAILBOX_CAPACITY: usize = 256;
 /// The most items one read takes.
 const MAX_BATCH: usize = 4096;
+/// How many items a child's read asks its parent for per round trip unless
+/// the handle says otherwise ([`super::WorkQueue::with_prefetch`]); the
+/// parent shares what is queued among the readers waiting, so a reader gets
+/// fewer when others wait too.
+pub const DEFAULT_PREFETCH: usize = 32;
+/// How often the service looks for readers whose node went down while they
+/// held unacknowledged items.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// How often a handle waiting for a reply checks the service is still there.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// The longest pause between two looks for the parent's node.
@@ -67,6 +86,9 @@ struct Request {
     seq: u64,
     /// For a read: the most items to take.
     max: u32,
+    /// For a read or an ack: the reader is done with the items of every
+    /// reply up to this number.
+    ack: u64,
     /// For a write: the archived item.
     item: Vec<u8>,
 }
@@ -178,6 +200,16 @@ enum Answer<T> {
     Status(u8, String),
 }
 
+/// The batches one reader (one reply mailbox) holds and has not
+/// acknowledged yet, oldest first.
+struct Holder<T> {
+    from: NodeId,
+    batches: VecDeque<(u64, Vec<T>)>,
+}
+
+/// A reply with items that could not be delivered: (reader, seq, why).
+type Undelivered = (ActorId, u64, String);
+
 /// The owner's side of a queue for other processes.
 struct Service<T> {
     shared: Arc<Shared<T>>,
@@ -187,10 +219,15 @@ struct Service<T> {
     writes: VecDeque<(Waiting, T)>,
     /// Replies posted and not yet confirmed.
     in_flight: Arc<AtomicUsize>,
+    /// Items handed to readers and not acknowledged yet, by reply mailbox.
+    holders: std::collections::HashMap<ActorId, Holder<T>>,
+    undelivered_tx: tokio::sync::mpsc::UnboundedSender<Undelivered>,
+    undelivered: tokio::sync::mpsc::UnboundedReceiver<Undelivered>,
 }
 
 impl<T: WireType + Send + 'static> Service<T> {
     fn new(shared: Arc<Shared<T>>, node: Node, mailbox: Mailbox) -> Self {
+        let (undelivered_tx, undelivered) = tokio::sync::mpsc::unbounded_channel();
         Self {
             shared,
             node,
@@ -198,6 +235,9 @@ impl<T: WireType + Send + 'static> Service<T> {
             reads: VecDeque::new(),
             writes: VecDeque::new(),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            holders: std::collections::HashMap::new(),
+            undelivered_tx,
+            undelivered,
         }
     }
 
@@ -213,13 +253,75 @@ impl<T: WireType + Send + 'static> Service<T> {
                 }
                 continue;
             }
+            self.sweep();
+            let watching = !self.holders.is_empty();
             tokio::select! {
                 d = self.mailbox.recv() => match d {
                     Some(d) => self.take(d),
                     None => return,
                 },
+                Some((reader, seq, why)) = self.undelivered.recv() => {
+                    self.give_back(reader, |s| s == seq, &why);
+                }
                 _ = self.shared.service.notified() => {}
+                _ = tokio::time::sleep(SWEEP_EVERY), if watching => {}
             }
+        }
+    }
+
+    /// Puts the batches of `reader` that `which` picks back in the queue.
+    fn give_back(&mut self, reader: ActorId, which: impl Fn(u64) -> bool, why: &str) {
+        let Some(holder) = self.holders.get_mut(&reader) else {
+            return;
+        };
+        let mut items = Vec::new();
+        holder.batches.retain_mut(|(seq, batch)| {
+            if which(*seq) {
+                items.append(batch);
+                false
+            } else {
+                true
+            }
+        });
+        if holder.batches.is_empty() {
+            self.holders.remove(&reader);
+        }
+        requeue(&self.shared, items, why);
+    }
+
+    /// The reader `reader` is done with every batch up to `ack`.
+    fn acknowledge(&mut self, reader: ActorId, ack: u64) {
+        let Some(holder) = self.holders.get_mut(&reader) else {
+            return;
+        };
+        while holder.batches.front().is_some_and(|(seq, _)| *seq <= ack) {
+            holder.batches.pop_front();
+        }
+        if holder.batches.is_empty() {
+            self.holders.remove(&reader);
+        }
+    }
+
+    /// Gives back what readers whose node went down held unacknowledged.
+    fn sweep(&mut self) {
+        let node = self.node.clone();
+        let alive = |from: NodeId| node.remote(from).is_some_and(|r| r.is_alive());
+        if self.holders.values().all(|h| alive(h.from)) {
+            return;
+        }
+        // Take their last posts first: a reader that read `None` sent its
+        // last acknowledgement before its process ended.
+        while let Some(d) = self.mailbox.try_recv() {
+            self.take(d);
+        }
+        let gone: Vec<ActorId> = self
+            .holders
+            .iter()
+            .filter(|(_, h)| !alive(h.from))
+            .map(|(id, _)| *id)
+            .collect();
+        for reader in gone {
+            self.give_back(reader, |_| true, "its node went down before it was done");
         }
     }
 
@@ -239,7 +341,9 @@ impl<T: WireType + Send + 'static> Service<T> {
             while let Some(max) = self.reads.front().map(|w| w.max) {
                 let answer = if !state.to_workers.is_empty() {
                     changed = true;
-                    let n = max.min(state.to_workers.len());
+                    // A fair share for each reader waiting.
+                    let share = state.to_workers.len().div_ceil(self.reads.len());
+                    let n = max.min(share);
                     Answer::Items(state.to_workers.drain(..n).collect())
                 } else if state.closed {
                     Answer::Status(status::CLOSED, String::new())
@@ -317,7 +421,11 @@ impl<T: WireType + Send + 'static> Service<T> {
             return;
         }
         match request.kind {
-            kind::READ => self.reads.push_back(w),
+            kind::READ => {
+                self.acknowledge(w.reply_to, request.ack);
+                self.reads.push_back(w);
+            }
+            kind::ACK => self.acknowledge(w.reply_to, request.ack),
             kind::WRITE => match decode_owned::<T>(&aligned_copy(&request.item)) {
                 Ok(item) => self.writes.push_back((w, item)),
                 Err(e) => {
@@ -338,9 +446,10 @@ impl<T: WireType + Send + 'static> Service<T> {
         }
     }
 
-    /// Posts an answer. Items are forgotten only once the reader's node
-    /// confirms they are in its mailbox; otherwise they go back.
-    fn reply(&self, w: Waiting, answer: Answer<T>) {
+    /// Posts an answer. Items are kept until the reader acknowledges them;
+    /// they go back if the reply is not delivered or the reader's node goes
+    /// down first.
+    fn reply(&mut self, w: Waiting, answer: Answer<T>) {
         let Some(remote) = self.node.remote(w.from) else {
             if let Answer::Items(items) = answer {
                 requeue(&self.shared, items, "its node is gone");
@@ -377,15 +486,27 @@ impl<T: WireType + Send + 'static> Service<T> {
                 return;
             }
         };
+        let holds = !kept.is_empty();
+        if holds {
+            self.holders
+                .entry(w.reply_to)
+                .or_insert_with(|| Holder {
+                    from: w.from,
+                    batches: VecDeque::new(),
+                })
+                .batches
+                .push_back((w.seq, kept));
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let in_flight = self.in_flight.clone();
         let shared = self.shared.clone();
+        let undelivered = self.undelivered_tx.clone();
         tokio::spawn(async move {
             let sent = remote.post_confirmed(w.reply_to, op::REPLY, 0, bytes).await;
             if let Err(e) = sent
-                && !kept.is_empty()
+                && holds
             {
-                requeue(&shared, kept, &e.to_string());
+                let _ = undelivered.send((w.reply_to, w.seq, e.to_string()));
             }
             in_flight.fetch_sub(1, Ordering::AcqRel);
             shared.service.notify_one();
@@ -420,6 +541,7 @@ pub(super) async fn orphan_read<T>(
         reply_to: ActorId::new(),
         seq: 1,
         max,
+        ack: 0,
         item: Vec::new(),
     };
     let bytes = encode(&request).map_err(|e| {
@@ -450,8 +572,14 @@ struct Channel {
 
 struct ReadLane<T> {
     channel: Channel,
-    /// Items taken by the last read and not handed out yet (prefetch).
+    /// Items of reply `holding` not handed out yet.
     buffered: VecDeque<T>,
+    /// The reply whose items are being handed out (0: none yet).
+    holding: u64,
+    /// The request asked ahead and not answered yet.
+    pending: Option<u64>,
+    /// The last reply acknowledged to the service.
+    acked: u64,
     /// The queue is closed and drained.
     closed: bool,
 }
@@ -519,7 +647,7 @@ impl<T: WireType + Send + 'static> Client<T> {
             name: name.to_string(),
             queue: queue_id(name),
             link,
-            prefetch: AtomicUsize::new(1),
+            prefetch: AtomicUsize::new(DEFAULT_PREFETCH),
             connected: AtomicBool::new(false),
             serve_wait,
         }
@@ -534,6 +662,20 @@ impl<T: WireType + Send + 'static> Client<T> {
         max: u32,
         item: Vec<u8>,
     ) -> Result<Reply, Failure> {
+        let seq = self.send(link, channel, kind, max, 0, item)?;
+        self.wait(link, channel, seq)
+    }
+
+    /// Sends a request; returns its number.
+    fn send(
+        &self,
+        link: &Link<T>,
+        channel: &mut Channel,
+        kind: u8,
+        max: u32,
+        ack: u64,
+        item: Vec<u8>,
+    ) -> Result<u64, Failure> {
         channel.seq += 1;
         let seq = channel.seq;
         let request = Request {
@@ -541,10 +683,27 @@ impl<T: WireType + Send + 'static> Client<T> {
             reply_to: channel.mailbox.id(),
             seq,
             max,
+            ack,
             item,
         };
         let bytes = encode(&request).map_err(Failure::Encode)?;
+        if kind == kind::ACK {
+            // Confirmed: in the service's mailbox before this process may end.
+            return link
+                .runtime
+                .block_on(
+                    link.parent
+                        .post_confirmed(self.queue, op::REQUEST, tag_of::<T>(), bytes),
+                )
+                .map(|()| seq)
+                .map_err(|e| Failure::ParentGone(e.to_string()));
+        }
         self.post(link, bytes)?;
+        Ok(seq)
+    }
+
+    /// Waits for the reply to request `seq`.
+    fn wait(&self, link: &Link<T>, channel: &mut Channel, seq: u64) -> Result<Reply, Failure> {
         if let Some(d) = channel.mailbox.try_recv()
             && let Some(reply) = accept(d, seq)?
         {
@@ -652,6 +811,9 @@ impl<T> Link<T> {
             reads: Mutex::new(ReadLane {
                 channel: channel(),
                 buffered: VecDeque::new(),
+                holding: 0,
+                pending: None,
+                acked: 0,
                 closed: false,
             }),
             writes: Mutex::new(channel()),
@@ -704,16 +866,55 @@ impl<T: WireType + Send + 'static> Remote<T> for Client<T> {
             name: self.name.clone(),
             reason: reason.clone(),
         })?;
-        let mut lane = lock(&link.reads);
+        let mut guard = lock(&link.reads);
+        let lane = &mut *guard;
+        let max = self.prefetch.load(Ordering::Relaxed) as u32;
         loop {
-            if let Some(item) = lane.buffered.pop_front() {
-                return Ok(Some(item));
+            if lane.buffered.is_empty() {
+                // This call asks on past the last item of `holding`: done.
+                let done = lane.holding;
+                if lane.closed {
+                    if done > lane.acked {
+                        lane.acked = done;
+                        if let Err(failure) =
+                            self.send(link, &mut lane.channel, kind::ACK, 0, done, Vec::new())
+                        {
+                            tracing::debug!(queue = %self.name, "the last acknowledgement was not delivered: {}", self.read_error(failure));
+                        }
+                    }
+                    return Ok(None);
+                }
+            } else {
+                let item = lane.buffered.pop_front();
+                // One request ahead, acknowledging the replies before
+                // `holding` (this call asks on past their last item). A
+                // failure shows again at the next read that waits.
+                if lane.pending.is_none() {
+                    let ack = lane.holding.saturating_sub(1).max(lane.acked);
+                    if let Ok(seq) =
+                        self.send(link, &mut lane.channel, kind::READ, max, ack, Vec::new())
+                    {
+                        lane.acked = ack;
+                        lane.pending = Some(seq);
+                    }
+                }
+                return Ok(item);
             }
-            if lane.closed {
-                return Ok(None);
-            }
-            let max = self.prefetch.load(Ordering::Relaxed) as u32;
-            let reply = match self.exchange(link, &mut lane.channel, kind::READ, max, Vec::new()) {
+            let seq = match lane.pending.take() {
+                Some(seq) => seq,
+                None => {
+                    let ack = lane.holding;
+                    let sent = self.send(link, &mut lane.channel, kind::READ, max, ack, Vec::new());
+                    match sent {
+                        Ok(seq) => {
+                            lane.acked = ack;
+                            seq
+                        }
+                        Err(failure) => return Err(self.read_error(failure)),
+                    }
+                }
+            };
+            let reply = match self.wait(link, &mut lane.channel, seq) {
                 Ok(reply) => reply,
                 Err(Failure::ServiceGone) => {
                     lane.closed = true;
@@ -723,6 +924,7 @@ impl<T: WireType + Send + 'static> Remote<T> for Client<T> {
             };
             match reply.status {
                 status::OK => {
+                    lane.holding = reply.seq;
                     let mut bad = None;
                     for bytes in &reply.items {
                         match decode_owned::<T>(&aligned_copy(bytes)) {

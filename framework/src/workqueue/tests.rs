@@ -262,3 +262,34 @@ fn a_remote_write_waits_for_room_and_a_dropped_owner_reads_as_closed() {
         assert_eq!(worker.write(4), Err(Closed(4)));
     });
 }
+
+#[test]
+fn items_a_reader_holds_unacknowledged_go_back_when_its_node_goes_down() {
+    within(Duration::from_secs(60), || {
+        let n = nodes();
+        let q = WorkQueue::<u64>::local("wq test node down");
+        let Handle::Local { shared, .. } = &q.handle else {
+            unreachable!()
+        };
+        serve(shared.clone(), Host::Node(n.parent.clone()));
+        for i in 0..10u64 {
+            q.write(i).unwrap();
+        }
+        // One item per reply: the second read acknowledges item 0 (it asks
+        // on past it) and the reader asks ahead for item 2.
+        let reader = client::<u64>(&n, "wq test node down", SERVE_WAIT).with_prefetch(1);
+        assert_eq!(reader.read(), Some(0));
+        assert_eq!(reader.read(), Some(1));
+        std::thread::sleep(Duration::from_millis(300));
+        n.runtime.block_on(n.child.shutdown());
+        // Items 1 (handed out, not acknowledged) and 2 (asked ahead) go back
+        // to the front; item 0 does not.
+        let worker = WorkQueue::<u64>::local("wq test node down");
+        assert!(!worker.is_owner());
+        let mut got: Vec<u64> = (0..9).map(|_| worker.read().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, (1..10).collect::<Vec<_>>());
+        q.close();
+        assert_eq!(worker.read(), None);
+    });
+}

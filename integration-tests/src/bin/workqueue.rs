@@ -55,6 +55,23 @@ fn doomed(name: String) {
     println!("UNEXPECTED the doomed reader read {item:?}");
 }
 
+/// A reader child that reads `take` items, tells the parent how many it
+/// read, then works on them until it is killed (it never reads again).
+#[parallel::remote]
+fn stalled(name: String, take: u64) {
+    let q = WorkQueue::<u64>::named(&name);
+    let mut read = 0u64;
+    while read < take && q.read().is_some() {
+        read += 1;
+    }
+    parallel::parent()
+        .expect("a child has a parent")
+        .send(&read)
+        .expect("send the count");
+    std::thread::sleep(STEP * 2);
+    println!("UNEXPECTED the stalled reader was not killed");
+}
+
 /// Runs `f` on a thread of its own (it blocks) and waits for it, at most [`STEP`].
 async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> R + Send + 'static,
@@ -140,6 +157,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let reader = tokio::time::timeout(STEP, fork()).await??;
             reader.exec(echo, (name.to_string(),)).await?;
             round_trip(q.clone(), items).await?;
+            q.close();
+            let count = tokio::time::timeout(STEP, reader.receive::<u64>()).await??;
+            println!("COUNTS [{}] SUM {}", count.to_native(), count.to_native());
+            tokio::time::timeout(STEP, reader.sync()).await??;
+        }
+        "kill-holding" => {
+            let items: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100);
+            let name = "wq kill holding";
+            let q = Arc::new(WorkQueue::<u64>::named(name));
+            for i in 0..items {
+                q.write(i).expect("the owner writes");
+            }
+            let victim = tokio::time::timeout(STEP, fork()).await??;
+            victim.exec(stalled, (name.to_string(), 3u64)).await?;
+            let read = tokio::time::timeout(STEP, victim.receive::<u64>()).await??;
+            println!("VICTIM read {}", read.to_native());
+            tokio::time::timeout(STEP, victim.kill()).await?;
+            println!("KILLED");
+            // The victim read 3 items and holds more (asked ahead): none of
+            // it was acknowledged, so all of it goes to the next reader.
+            let reader = tokio::time::timeout(STEP, fork()).await??;
+            reader.exec(echo, (name.to_string(),)).await?;
+            let (seen, dup) = {
+                let q = q.clone();
+                blocking(move || {
+                    let mut seen = HashSet::new();
+                    let mut dup = 0u64;
+                    for _ in 0..items {
+                        match q.read() {
+                            Some(item) if !seen.insert(item) => dup += 1,
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                    (seen, dup)
+                })
+                .await?
+            };
+            let lost = (0..items).filter(|i| !seen.contains(i)).count();
+            println!("LOST {lost} DUP {dup}");
             q.close();
             let count = tokio::time::timeout(STEP, reader.receive::<u64>()).await??;
             println!("COUNTS [{}] SUM {}", count.to_native(), count.to_native());
