@@ -1,8 +1,10 @@
 //! Every collective over real processes (parent + forked children on one
-//! machine), against the sequential reference, through the shared-memory
-//! group and, forced with `PARALLEL_COLLECTIVE_TRANSPORT=quic`, over the
-//! QUIC links (the path of children on other hosts); calls that disagree;
-//! and a rank SIGKILLed mid-call on either path.
+//! machine), against the sequential reference: through the shared-memory
+//! group; forced with `PARALLEL_COLLECTIVE_TRANSPORT=quic`, over direct QUIC
+//! links between the ranks (the path of children on other hosts); forced
+//! with `relay`, over the links to the parent only (the fallback when
+//! children cannot reach each other); calls that disagree; and a rank
+//! SIGKILLed mid-call on each path.
 
 use parallel_integration_tests::{DEADLINE, aborted_line, run_to_end_with_env};
 
@@ -13,6 +15,7 @@ const COLLECTIVES: &str = env!("CARGO_BIN_EXE_collectives");
 enum Path {
     SharedMemory,
     Quic,
+    Relay,
 }
 
 /// Runs the scenario `args` of the collectives program on `path`.
@@ -20,6 +23,7 @@ async fn run(args: &[&str], path: Path) -> (bool, String, String) {
     let env: &[(&str, &str)] = match path {
         Path::SharedMemory => &[],
         Path::Quic => &[(parallel::collective::TRANSPORT_VAR, "quic")],
+        Path::Relay => &[(parallel::collective::TRANSPORT_VAR, "relay")],
     };
     run_to_end_with_env(COLLECTIVES, args, env).await
 }
@@ -86,6 +90,13 @@ async fn over_quic_four_children_longer_buffers() {
     every_collective_is_right_on(4, 20_000, Path::Quic).await;
 }
 
+#[tokio::test]
+async fn relayed_by_the_parent() {
+    every_collective_is_right_on(1, 0, Path::Relay).await;
+    every_collective_is_right_on(3, 1001, Path::Relay).await;
+    every_collective_is_right_on(4, 20_000, Path::Relay).await;
+}
+
 /// Runs `misuse 3 10`: a bad root, a wrong scatter length and another
 /// length on one rank each fail on every rank with a misuse error, and the
 /// next call works.
@@ -116,6 +127,11 @@ async fn calls_that_disagree_fail_on_every_rank_over_quic() {
     calls_that_disagree_fail_on_every_rank(Path::Quic).await;
 }
 
+#[tokio::test]
+async fn calls_that_disagree_fail_on_every_rank_relayed_by_the_parent() {
+    calls_that_disagree_fail_on_every_rank(Path::Relay).await;
+}
+
 /// Runs `args` on `path`, a scenario in which child 2 of 3 is SIGKILLed
 /// mid-call, and checks that the parent's call failed within `bound_ms` of
 /// the kill naming the victim (as `names` it), that the two other children
@@ -140,9 +156,16 @@ async fn killed_mid_call(args: &[&str], path: Path, bound_ms: u64, names: &str) 
 }
 
 #[tokio::test]
-async fn a_rank_sigkilled_mid_gather_over_quic_fails_every_other_rank_then_the_survivors_go_on() {
+async fn a_rank_sigkilled_mid_gather_relayed_fails_every_other_rank_then_the_survivors_go_on() {
     // The parent checks its children's processes every 100 ms.
-    killed_mid_call(&["star-kill", "3", "5000"], Path::Quic, 2_000, "#2").await;
+    killed_mid_call(&["star-kill", "3", "5000"], Path::Relay, 2_000, "#2").await;
+}
+
+#[tokio::test]
+async fn a_rank_sigkilled_mid_gather_over_quic_fails_every_other_rank_then_the_survivors_go_on() {
+    // The tree's group of direct links forms on this first call, and the
+    // victim dies meanwhile: the parent sees its process end.
+    killed_mid_call(&["star-kill", "3", "5000"], Path::Quic, 6_000, "#2").await;
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ async fn run(args: &[&str]) -> (bool, String, String) {
 enum Path {
     SharedMemory,
     Quic,
+    Relay,
 }
 
 /// Runs `allreduce N LEN` and checks that every rank printed, for each type
@@ -27,6 +28,7 @@ async fn every_rank_gets_the_reference(children: usize, len: usize, path: Path) 
     let env: &[(&str, &str)] = match path {
         Path::SharedMemory => &[],
         Path::Quic => &[(parallel::collective::TRANSPORT_VAR, "quic")],
+        Path::Relay => &[(parallel::collective::TRANSPORT_VAR, "relay")],
     };
     let (ok, out, err) = run_to_end_with_env(FORKER, &args, env).await;
     assert!(ok, "{out}\n{err}");
@@ -74,6 +76,7 @@ async fn two_children_odd_length() {
 #[tokio::test]
 async fn four_children_tree() {
     every_rank_gets_the_reference(4, 33, Path::Quic).await;
+    every_rank_gets_the_reference(4, 33, Path::Relay).await;
 }
 
 #[tokio::test]
@@ -88,6 +91,7 @@ async fn four_children_ring() {
         parallel::collective::Algorithm::Tree
     );
     every_rank_gets_the_reference(4, 100_003, Path::Quic).await;
+    every_rank_gets_the_reference(4, 100_003, Path::Relay).await;
     every_rank_gets_the_reference(4, 100_003, Path::SharedMemory).await;
 }
 

@@ -22,13 +22,13 @@
 //! The operations, schedules and topologies are re-exported here from
 //! [`crate::reduce`].
 
-mod group;
-
 pub use crate::process::allreduce::ReduceBuffer;
 pub use crate::process::collectives::{
     TRANSPORT_VAR, all_gather, all_reduce, barrier, broadcast, gather, reduce, scatter,
 };
+pub use crate::process::group::{
+    CollectiveError, FORM_TIMEOUT, FormError, Group, GroupOptions, Transport,
+};
 pub use crate::process::local_group::{GroupError, LocalGroup};
 pub use crate::reduce::*;
 pub use crate::reduce::{ops, ring, schedule, topology, tree};
-pub use group::{CollectiveError, FORM_TIMEOUT, FormError, Group, GroupOptions, Transport};

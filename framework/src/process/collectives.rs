@@ -26,6 +26,7 @@ use super::child::{Context, context};
 use super::child_handle::Child;
 use super::error::ProcessError;
 use super::local_group::{DEFAULT_SLOT, GroupError, LocalGroup, MAX_RANKS, Wait};
+use super::mesh::on_child_mesh;
 use super::protocol::{CollectiveMsg, StarKind, op};
 use super::star::{
     Begun, Call, bytes_of, child_star, copy_into, disagree, elements, fold_bytes, if_root, no_fold,
@@ -60,12 +61,14 @@ fn slot_bytes() -> usize {
 }
 
 /// The variable that, set to `quic`, makes the parent run its collectives
-/// over the QUIC links even when every child is on its machine (to compare
-/// the two, or to test the cross-host path on one machine).
+/// over QUIC links between the ranks even when every child is on its
+/// machine (to compare the two, or to test the cross-host path on one
+/// machine); set to `relay`, over the links to the parent only.
 pub const TRANSPORT_VAR: &str = "PARALLEL_COLLECTIVE_TRANSPORT";
 
 fn messages_only() -> bool {
-    std::env::var(TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("quic"))
+    std::env::var(TRANSPORT_VAR)
+        .is_ok_and(|v| v.eq_ignore_ascii_case("quic") || v.eq_ignore_ascii_case("relay"))
 }
 
 fn retire_current() {
@@ -159,16 +162,35 @@ macro_rules! on_parent_group {
     }};
 }
 
+/// Runs `call` on the tree's group of direct links ([`super::mesh`]), or
+/// returns `None` when there is none (the call then goes through the
+/// parent).
+macro_rules! on_mesh {
+    ($children:expr, |$g:ident| $call:expr) => {{
+        match super::mesh::parent_mesh($children).await? {
+            None => None,
+            Some(group) => {
+                let mut locked = group.lock().await;
+                let $g = &mut *locked;
+                Some($call.await.map_err(ProcessError::from))
+            }
+        }
+    }};
+}
+
 /// The parent's side of [`crate::Children::all_reduce`].
 pub(super) async fn parent_all_reduce<T: Reducible>(
     children: &[Child],
     data: &mut [T],
     op: &ReduceOp<T>,
 ) -> Result<(), ProcessError> {
-    match on_parent_group!(children, |g| g.all_reduce(data, op)) {
-        Some(r) => r,
-        None => through_parent(children, data, op).await,
+    if let Some(r) = on_parent_group!(children, |g| g.all_reduce(data, op)) {
+        return r;
     }
+    if let Some(r) = on_mesh!(children, |g| g.all_reduce(data, op.clone())) {
+        return r;
+    }
+    through_parent(children, data, op).await
 }
 
 /// The ranks of `children` and this process.
@@ -184,6 +206,9 @@ pub(super) async fn parent_reduce<T: Reducible>(
     root: usize,
 ) -> Result<(), ProcessError> {
     if let Some(result) = on_parent_group!(children, |g| g.reduce(data, op, root)) {
+        return result;
+    }
+    if let Some(result) = on_mesh!(children, |g| g.reduce(data, op.clone(), root)) {
         return result;
     }
     let call = Call::new::<T>(
@@ -210,6 +235,9 @@ pub(super) async fn parent_broadcast<T: Element>(
     if let Some(result) = on_parent_group!(children, |g| g.broadcast(data, root)) {
         return result;
     }
+    if let Some(result) = on_mesh!(children, |g| g.broadcast(data, root)) {
+        return result;
+    }
     let call = Call::new::<T>(StarKind::Broadcast, ranks(children), root, data.len(), 0);
     let mine = if_root(root == 0, data);
     let result = parent_star(children, call, mine, &no_fold).await?;
@@ -228,6 +256,9 @@ pub(super) async fn parent_gather<T: Element>(
     if let Some(result) = on_parent_group!(children, |g| g.gather(data, root)) {
         return result;
     }
+    if let Some(result) = on_mesh!(children, |g| g.gather(data, root)) {
+        return result;
+    }
     let call = Call::new::<T>(StarKind::Gather, ranks(children), root, data.len(), 0);
     let result = parent_star(children, call, bytes_of(data), &no_fold).await?;
     (root == 0).then(|| elements(&result)).transpose()
@@ -239,6 +270,9 @@ pub(super) async fn parent_all_gather<T: Element>(
     data: &[T],
 ) -> Result<Vec<T>, ProcessError> {
     if let Some(result) = on_parent_group!(children, |g| g.all_gather(data)) {
+        return result;
+    }
+    if let Some(result) = on_mesh!(children, |g| g.all_gather(data)) {
         return result;
     }
     let call = Call::new::<T>(StarKind::AllGather, ranks(children), 0, data.len(), 0);
@@ -255,6 +289,9 @@ pub(super) async fn parent_scatter<T: Element>(
     if let Some(result) = on_parent_group!(children, |g| g.scatter(send, recv, root)) {
         return result;
     }
+    if let Some(result) = on_mesh!(children, |g| g.scatter(send, recv, root)) {
+        return result;
+    }
     let call = Call::new::<T>(StarKind::Scatter, ranks(children), root, recv.len(), 0);
     let mine = if_root(root == 0, send);
     let result = parent_star(children, call, mine, &no_fold).await?;
@@ -263,10 +300,13 @@ pub(super) async fn parent_scatter<T: Element>(
 
 /// The parent's side of [`crate::Children::barrier`].
 pub(super) async fn parent_barrier(children: &[Child]) -> Result<(), ProcessError> {
-    match on_parent_group!(children, |g| g.barrier_call()) {
-        Some(r) => r,
-        None => through_parent::<i32>(children, &mut [], &ReduceOp::Sum).await,
+    if let Some(r) = on_parent_group!(children, |g| g.barrier_call()) {
+        return r;
     }
+    if let Some(r) = on_mesh!(children, |g| g.barrier()) {
+        return r;
+    }
+    through_parent::<i32>(children, &mut [], &ReduceOp::Sum).await
 }
 
 /// The child's group, as the parent announced it.
@@ -274,6 +314,8 @@ static MINE: std::sync::Mutex<Option<LocalGroup>> = std::sync::Mutex::new(None);
 
 /// How the parent runs the coming collective, seen from a child.
 enum Path {
+    /// Through the tree's group of direct links ([`super::mesh`]).
+    Mesh,
     /// Through the same-host group (now in [`MINE`]).
     Local,
     /// Through messages, a schedule: the parent's `Start` of an all_reduce
@@ -286,6 +328,10 @@ enum Path {
 /// Waits for the parent's word on how the coming collective runs, unless
 /// the child's group is still good.
 fn path(ctx: &Context) -> Result<Path, ProcessError> {
+    if super::mesh::child_has_mesh() {
+        return Ok(Path::Mesh);
+    }
+    super::mesh::child_drop_mesh();
     let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
     if mine.as_ref().is_some_and(|g| g.usable()) {
         return Ok(Path::Local);
@@ -338,6 +384,22 @@ fn path(ctx: &Context) -> Result<Path, ProcessError> {
             Ok(CollectiveMsg::Abort { round: 0, reason }) => {
                 return Err(ProcessError::Misuse(reason));
             }
+            Ok(CollectiveMsg::Abort {
+                round: super::mesh::MESH_ABORT,
+                reason,
+            }) => {
+                return Err(ProcessError::Aborted(reason));
+            }
+            Ok(CollectiveMsg::Mesh {
+                name,
+                lines,
+                order,
+                quic,
+            }) => {
+                if super::mesh::child_join_mesh(ctx, name, lines, order, quic)? {
+                    return Ok(Path::Mesh);
+                }
+            }
             // Posts of an earlier collective that ended.
             _ => continue,
         }
@@ -374,10 +436,17 @@ where
 {
     let ctx = context()?;
     let data = data.elements_mut();
-    match path(ctx)? {
-        Path::Local => on_child_group(|g| super::local_group::block(g.all_reduce(data, &op))),
-        Path::Schedule(start) => child_all_reduce(ctx, start, data, op),
-        Path::Star(begun) => Err(called_instead(ctx, &begun, "all_reduce")),
+    loop {
+        return match path(ctx)? {
+            Path::Mesh => match on_child_mesh(async |g| g.all_reduce(&mut *data, op.clone()).await)
+            {
+                Some(r) => r,
+                None => continue,
+            },
+            Path::Local => on_child_group(|g| super::local_group::block(g.all_reduce(data, &op))),
+            Path::Schedule(start) => child_all_reduce(ctx, start, data, op),
+            Path::Star(begun) => Err(called_instead(ctx, &begun, "all_reduce")),
+        };
     }
 }
 
@@ -391,14 +460,24 @@ fn called_instead(ctx: &Context, begun: &Begun, what: &str) -> ProcessError {
     disagree(ctx, begun.round, text)
 }
 
+/// Where a reduce, broadcast, gather, all_gather or scatter runs in a child.
+enum Route {
+    /// On the tree's group of direct links.
+    Mesh,
+    /// On its same-host group.
+    Local,
+    /// On the star through the parent, whose `Begin` has arrived.
+    Star(&'static Context, Begun),
+}
+
 /// Where a reduce, broadcast, gather, all_gather or scatter (`what`) runs
-/// in a child: `None` on its same-host group, else the star through the
-/// parent, whose `Begin` has arrived.
-fn star_route(what: &str) -> Result<Option<(&'static Context, Begun)>, ProcessError> {
+/// in a child.
+fn star_route(what: &str) -> Result<Route, ProcessError> {
     let ctx = context()?;
     match path(ctx)? {
-        Path::Local => Ok(None),
-        Path::Star(begun) => Ok(Some((ctx, begun))),
+        Path::Mesh => Ok(Route::Mesh),
+        Path::Local => Ok(Route::Local),
+        Path::Star(begun) => Ok(Route::Star(ctx, begun)),
         Path::Schedule((round, rank, ..)) => {
             let text = format!("rank {rank} called {what}, rank 0 called all_reduce or barrier");
             Err(disagree(ctx, round, text))
@@ -415,8 +494,20 @@ where
     B: ReduceBuffer<T> + ?Sized,
 {
     let data = data.elements_mut();
-    let Some((ctx, begun)) = star_route("reduce")? else {
-        return on_child_group(|g| super::local_group::block(g.reduce(data, &op, root)));
+    let (ctx, begun) = loop {
+        match star_route("reduce")? {
+            Route::Mesh => {
+                if let Some(r) =
+                    on_child_mesh(async |g| g.reduce(&mut *data, op.clone(), root).await)
+                {
+                    return r;
+                }
+            }
+            Route::Local => {
+                return on_child_group(|g| super::local_group::block(g.reduce(data, &op, root)));
+            }
+            Route::Star(ctx, begun) => break (ctx, begun),
+        }
     };
     let call = Call::new::<T>(StarKind::Reduce, begun.ranks(), root, data.len(), op.code());
     let result = child_star(ctx, &begun, call, bytes_of(data))?;
@@ -434,8 +525,18 @@ where
     B: ReduceBuffer<T> + ?Sized,
 {
     let data = data.elements_mut();
-    let Some((ctx, begun)) = star_route("broadcast")? else {
-        return on_child_group(|g| super::local_group::block(g.broadcast(data, root)));
+    let (ctx, begun) = loop {
+        match star_route("broadcast")? {
+            Route::Mesh => {
+                if let Some(r) = on_child_mesh(async |g| g.broadcast(&mut *data, root).await) {
+                    return r;
+                }
+            }
+            Route::Local => {
+                return on_child_group(|g| super::local_group::block(g.broadcast(data, root)));
+            }
+            Route::Star(ctx, begun) => break (ctx, begun),
+        }
     };
     let call = Call::new::<T>(StarKind::Broadcast, begun.ranks(), root, data.len(), 0);
     let is_root = begun.rank == root;
@@ -450,8 +551,18 @@ where
 /// In a child's function: the parent's [`crate::Children::gather`] — rank
 /// `root` gets every rank's `data` in rank order (`Some`), the others `None`.
 pub fn gather<T: Element>(data: &[T], root: usize) -> Result<Option<Vec<T>>, ProcessError> {
-    let Some((ctx, begun)) = star_route("gather")? else {
-        return on_child_group(|g| super::local_group::block(g.gather(data, root)));
+    let (ctx, begun) = loop {
+        match star_route("gather")? {
+            Route::Mesh => {
+                if let Some(r) = on_child_mesh(async |g| g.gather(data, root).await) {
+                    return r;
+                }
+            }
+            Route::Local => {
+                return on_child_group(|g| super::local_group::block(g.gather(data, root)));
+            }
+            Route::Star(ctx, begun) => break (ctx, begun),
+        }
     };
     let call = Call::new::<T>(StarKind::Gather, begun.ranks(), root, data.len(), 0);
     let result = child_star(ctx, &begun, call, bytes_of(data))?;
@@ -461,8 +572,18 @@ pub fn gather<T: Element>(data: &[T], root: usize) -> Result<Option<Vec<T>>, Pro
 /// In a child's function: the parent's [`crate::Children::all_gather`] —
 /// every rank gets every rank's `data` in rank order.
 pub fn all_gather<T: Element>(data: &[T]) -> Result<Vec<T>, ProcessError> {
-    let Some((ctx, begun)) = star_route("all_gather")? else {
-        return on_child_group(|g| super::local_group::block(g.all_gather(data)));
+    let (ctx, begun) = loop {
+        match star_route("all_gather")? {
+            Route::Mesh => {
+                if let Some(r) = on_child_mesh(async |g| g.all_gather(data).await) {
+                    return r;
+                }
+            }
+            Route::Local => {
+                return on_child_group(|g| super::local_group::block(g.all_gather(data)));
+            }
+            Route::Star(ctx, begun) => break (ctx, begun),
+        }
     };
     let call = Call::new::<T>(StarKind::AllGather, begun.ranks(), 0, data.len(), 0);
     elements(&child_star(ctx, &begun, call, bytes_of(data))?)
@@ -472,8 +593,18 @@ pub fn all_gather<T: Element>(data: &[T]) -> Result<Vec<T>, ProcessError> {
 /// `root`'s `send` (`ranks × recv.len()` elements) is split in rank order
 /// and this rank gets its part in `recv`; `send` is read on the root only.
 pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<(), ProcessError> {
-    let Some((ctx, begun)) = star_route("scatter")? else {
-        return on_child_group(|g| super::local_group::block(g.scatter(send, recv, root)));
+    let (ctx, begun) = loop {
+        match star_route("scatter")? {
+            Route::Mesh => {
+                if let Some(r) = on_child_mesh(async |g| g.scatter(send, &mut *recv, root).await) {
+                    return r;
+                }
+            }
+            Route::Local => {
+                return on_child_group(|g| super::local_group::block(g.scatter(send, recv, root)));
+            }
+            Route::Star(ctx, begun) => break (ctx, begun),
+        }
     };
     let call = Call::new::<T>(StarKind::Scatter, begun.ranks(), root, recv.len(), 0);
     let up = if_root(begun.rank == root, send);
@@ -485,9 +616,15 @@ pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<()
 /// returns once every rank has called it.
 pub fn barrier() -> Result<(), ProcessError> {
     let ctx = context()?;
-    match path(ctx)? {
-        Path::Local => on_child_group(|g| super::local_group::block(g.barrier_call())),
-        Path::Schedule(start) => child_all_reduce::<i32>(ctx, start, &mut [], ReduceOp::Sum),
-        Path::Star(begun) => Err(called_instead(ctx, &begun, "barrier")),
+    loop {
+        return match path(ctx)? {
+            Path::Mesh => match on_child_mesh(async |g| g.barrier().await) {
+                Some(r) => r,
+                None => continue,
+            },
+            Path::Local => on_child_group(|g| super::local_group::block(g.barrier_call())),
+            Path::Schedule(start) => child_all_reduce::<i32>(ctx, start, &mut [], ReduceOp::Sum),
+            Path::Star(begun) => Err(called_instead(ctx, &begun, "barrier")),
+        };
     }
 }

@@ -180,6 +180,34 @@ pub enum CollectiveMsg {
         /// which are its native ones).
         bytes: Vec<u8>,
     },
+    /// Parent → child (children on other machines): form the group `name`
+    /// of direct links with the parent and the other children — join each
+    /// of `lines` but its own — ranked as `order` (the parent first).
+    Mesh {
+        /// The group's name.
+        name: String,
+        /// Every child's join line, in group order.
+        lines: Vec<String>,
+        /// Every member's node, in rank order.
+        order: Vec<crate::id::NodeId>,
+        /// Whether the group must use QUIC even on one machine.
+        quic: bool,
+    },
+    /// Child → parent: the group `name` formed here, or why not.
+    MeshJoined {
+        /// The group's name.
+        name: String,
+        /// Why it did not form; `None` when it did.
+        error: Option<String>,
+    },
+    /// Parent → child: the group `name` formed on every member, or not
+    /// (then collectives go through the parent).
+    MeshVerdict {
+        /// The group's name.
+        name: String,
+        /// Whether the group is used.
+        ready: bool,
+    },
     /// Either way: the ranks made different calls (or one passed invalid
     /// arguments); every rank returns this as a misuse error.
     Refused {

@@ -30,7 +30,8 @@ fn report(what: &str, rank: usize, ok: bool, detail: impl std::fmt::Debug) {
 
 /// True when the parent runs the collectives over QUIC.
 fn quic() -> bool {
-    std::env::var(collective::TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("quic"))
+    std::env::var(collective::TRANSPORT_VAR)
+        .is_ok_and(|v| v.eq_ignore_ascii_case("quic") || v.eq_ignore_ascii_case("relay"))
 }
 
 /// What every rank checks after each collective of the `every` scenario.

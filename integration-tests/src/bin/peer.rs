@@ -52,11 +52,8 @@ async fn every(group: &mut Group, len: usize) -> Result<(), Box<dyn std::error::
     group.all_reduce(&mut v, ReduceOp::Sum).await?;
     report("all_reduce", rank, bits(&v) == bits(&expected));
     let root = ranks - 1;
-    let tree_fold = if group.is_shared_memory() {
-        expected.clone()
-    } else {
-        Schedule::tree_reduce(len, &group.topology().tree()).reference(&ReduceOp::Sum, &inputs)?
-    };
+    // reduce is the left fold in rank order on every path.
+    let tree_fold = ReduceOp::Sum.fold(&parts).unwrap_or_default();
     let mut r = input_f32(rank, len);
     group.reduce(&mut r, ReduceOp::Sum, root).await?;
     let want = if rank == root {

@@ -50,6 +50,14 @@ pub enum CollectiveError {
         /// What happened.
         why: String,
     },
+    /// A member dropped its group.
+    #[error("rank {rank} ({node}) dropped the group; form a new one to go on")]
+    Left {
+        /// Its rank.
+        rank: usize,
+        /// Its node.
+        node: NodeId,
+    },
     /// Another member gave up the call.
     #[error("rank {rank} aborted the call: {reason}")]
     Aborted {
@@ -70,4 +78,16 @@ pub enum CollectiveError {
     /// A post could not be encoded.
     #[error("a post could not be encoded: {0}")]
     Encode(String),
+}
+
+impl CollectiveError {
+    /// Whether the call failed because rank `rank` dropped the group (or, in
+    /// a machine's arena, its member of index `rank` left it).
+    pub fn dropped_by(&self, rank: usize) -> bool {
+        match self {
+            CollectiveError::Left { rank: r, .. } => *r == rank,
+            CollectiveError::Local(GroupError::Left { rank: r }) => *r == rank,
+            _ => false,
+        }
+    }
 }

@@ -161,7 +161,21 @@ impl Group {
                 host,
             ));
         }
-        all.sort_by_key(|(m, _)| m.node);
+        match &options.order {
+            None => all.sort_by_key(|(m, _)| m.node),
+            Some(order) => {
+                let mut listed: Vec<NodeId> = order.clone();
+                listed.sort();
+                let mut members: Vec<NodeId> = all.iter().map(|(m, _)| m.node).collect();
+                members.sort();
+                if listed != members {
+                    return Err(FormError::Peers(format!(
+                        "the order {order:?} must list this node and every peer exactly once"
+                    )));
+                }
+                all.sort_by_key(|(m, _)| order.iter().position(|n| *n == m.node));
+            }
+        }
         let (members, hosts): (Vec<Member>, Vec<String>) = all.into_iter().unzip();
         let rank = members.iter().position(|m| m.node == me).unwrap_or(0);
         inbox.ranks = members

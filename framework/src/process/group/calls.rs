@@ -54,8 +54,8 @@ impl Group {
         .await
     }
 
-    /// Rank `root` ends with the fold of every member's `data`; the others
-    /// keep theirs.
+    /// Rank `root` ends with the left fold in rank order of every member's
+    /// `data` (on every path); the others keep theirs.
     pub async fn reduce<T, B>(
         &mut self,
         data: &mut B,
@@ -72,21 +72,18 @@ impl Group {
         }
         let bad = self.bad_root(root);
         let head = head(REDUCE, size_of::<T>(), op.code(), root, data.len(), bad);
-        let tree = self.topology.tree();
-        let schedule = Schedule::tree_reduce(data.len(), &tree);
         self.exchange_call(head, async |g: &mut Self| {
-            let mut work = data.to_vec();
-            g.run_schedule(&schedule, &mut work, &op).await?;
-            let top = tree.root();
-            if top == root {
-                if g.rank == root {
-                    data.copy_from_slice(&work);
-                }
-            } else if g.rank == top {
-                let part = g.part(&work);
-                g.post(root, &part).await?;
-            } else if g.rank == root {
-                g.take_part(top, data).await?;
+            // Every part straight to the root, which folds them in rank
+            // order: the same result as through shared memory.
+            if g.rank != root {
+                let part = g.part(data);
+                return g.post(root, &part).await;
+            }
+            let all = g.collect(data).await?;
+            let n = data.len();
+            let parts: Vec<&[T]> = (0..g.ranks()).map(|r| &all[r * n..(r + 1) * n]).collect();
+            if let Some(folded) = op.fold(&parts) {
+                data.copy_from_slice(&folded);
             }
             Ok(())
         })

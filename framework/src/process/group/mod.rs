@@ -77,6 +77,9 @@ pub struct GroupOptions {
     /// values share memory. Default (`None`): the machine's boot id, which
     /// is right unless a test wants several "machines" on one.
     pub host: Option<String>,
+    /// The members in rank order (every member passes the same list: this
+    /// node and each peer once). Default (`None`): ranked by node id.
+    pub order: Option<Vec<NodeId>>,
 }
 
 impl Default for GroupOptions {
@@ -91,6 +94,7 @@ impl Default for GroupOptions {
                 Transport::Auto
             },
             host: None,
+            order: None,
         }
     }
 }
@@ -143,6 +147,15 @@ impl Group {
     /// this machine).
     pub fn is_shared_memory(&self) -> bool {
         self.local.is_some()
+    }
+
+    /// Whether the group can take another call: no call failed in it and no
+    /// member dropped it.
+    pub fn is_usable(&self) -> bool {
+        self.broken.is_none()
+            && self.inbox.left.is_none()
+            && self.local.as_ref().is_none_or(LocalGroup::usable)
+            && self.host_local.as_ref().is_none_or(LocalGroup::usable)
     }
 
     /// Whether the members run on several machines and some share one:

@@ -82,10 +82,9 @@ impl Group {
                 });
             }
             if let Some(rank) = self.inbox.left {
-                return Err(CollectiveError::RankGone {
+                return Err(CollectiveError::Left {
                     rank,
                     node: self.members[rank].node,
-                    why: "it dropped the group".into(),
                 });
             }
             for (rank, m) in self.members.iter().enumerate() {

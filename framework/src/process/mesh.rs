@@ -1,0 +1,286 @@
+//! Direct links for a process tree that spans machines: the parent and its
+//! children form one [`Group`] (the parent is rank 0, the children follow
+//! in group order), so collectives run over direct QUIC links between the
+//! children — and, where several children share a machine, through that
+//! machine's shared memory, with AllReduce reduced per machine first — not
+//! through the parent.
+//!
+//! On the first collective of a group of children that are not all on the
+//! parent's machine, the parent posts `Mesh` (the group's name, every
+//! child's join line, the rank order) to each child, and forms the group;
+//! each child joins its siblings and forms it too, then says whether that
+//! worked (`MeshJoined`). Only when every member formed it does the parent
+//! post `MeshVerdict { ready: true }` and use it; otherwise every member
+//! drops it and the collectives go through the parent as before (children
+//! that cannot reach each other, a child that does not listen). Later calls
+//! of the same children reuse the group while it is usable.
+//!
+//! `PARALLEL_COLLECTIVE_TRANSPORT=relay` keeps every collective on the path
+//! through the parent; `quic` forms the group over QUIC even on one machine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::id::NodeId;
+use crate::remote::{Node, RemoteNode};
+use crate::transport::ConnectError;
+use crate::wire::decode_owned;
+
+use super::allreduce::{lock_inboxes, next_posts, post_to};
+use super::child::Context;
+use super::child_handle::Child;
+use super::collectives::TRANSPORT_VAR;
+use super::error::ProcessError;
+use super::group::{CollectiveError, Group, GroupOptions, Transport};
+use super::protocol::{CollectiveMsg, op};
+
+/// How long forming a tree's group may take before the collectives go
+/// through the parent instead.
+pub const MESH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The round of the `Abort` that fails, on every child, a call whose tree
+/// group could not form because a rank died.
+pub(super) const MESH_ABORT: u64 = u64::MAX;
+/// How long a child may take to join one sibling.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl From<CollectiveError> for ProcessError {
+    fn from(e: CollectiveError) -> Self {
+        match e {
+            CollectiveError::Mismatch(_) => ProcessError::Misuse(e.to_string()),
+            _ => ProcessError::Aborted(e.to_string()),
+        }
+    }
+}
+
+fn transport_is(value: &str) -> bool {
+    std::env::var(TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case(value))
+}
+
+/// The parent's current tree group: for which children (id, node).
+struct Current {
+    members: Vec<(u32, NodeId)>,
+    group: Arc<tokio::sync::Mutex<Group>>,
+}
+
+static CURRENT: std::sync::Mutex<Option<Current>> = std::sync::Mutex::new(None);
+static NAMES: AtomicU64 = AtomicU64::new(1);
+
+fn drop_current() {
+    let old = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
+    // Dropping the group tells its members, which then wait for the next.
+    drop(old);
+}
+
+/// The group of direct links of this process and `children`, formed on
+/// every member when there is none for exactly these children; `None` when
+/// it cannot be formed (the collectives then go through the parent).
+pub(super) async fn parent_mesh(
+    children: &[Child],
+) -> Result<Option<Arc<tokio::sync::Mutex<Group>>>, ProcessError> {
+    if transport_is("relay") || children.is_empty() {
+        drop_current();
+        return Ok(None);
+    }
+    let members: Vec<(u32, NodeId)> = children.iter().map(|c| (c.id(), c.0.remote.id())).collect();
+    {
+        let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = current.as_ref()
+            && c.members == members
+            && c.group.try_lock().is_ok_and(|g| g.is_usable())
+        {
+            return Ok(Some(c.group.clone()));
+        }
+    }
+    drop_current();
+    let Some(lines) = children
+        .iter()
+        .map(|c| c.0.remote.join_line().map(|l| l.to_string()))
+        .collect::<Option<Vec<String>>>()
+    else {
+        return Ok(None);
+    };
+    let node = super::parent::state().await?.node.clone();
+    let name = format!(
+        "para||el tree {}.{}",
+        std::process::id(),
+        NAMES.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut order = vec![node.id()];
+    order.extend(members.iter().map(|&(_, n)| n));
+    let quic = transport_is("quic");
+    let mesh = CollectiveMsg::Mesh {
+        name: name.clone(),
+        lines,
+        order: order.clone(),
+        quic,
+    };
+    for c in children {
+        post_to(c, &mesh).await?;
+    }
+    let peers: Vec<RemoteNode> = children.iter().map(|c| c.0.remote.clone()).collect();
+    let formed = Group::form_with(&node, &name, &peers, options(quic, order)).await;
+    let mut why: Vec<String> = Vec::new();
+    if let Err(e) = &formed {
+        why.push(format!("rank 0: {e}"));
+    }
+    // Every child says whether it formed the group.
+    let mut answered = vec![false; children.len() + 1];
+    answered[0] = true;
+    let mut died = None;
+    let mut inboxes = lock_inboxes(children).await;
+    while answered.iter().any(|a| !a) {
+        let posts = match next_posts(children, &mut inboxes, |r| !answered[r]).await {
+            Ok(posts) => posts,
+            Err(e) => {
+                why.push(e.to_string());
+                died = Some(e);
+                break;
+            }
+        };
+        for (rank, d) in posts {
+            if let Ok(CollectiveMsg::MeshJoined { name: n, error }) = decode_owned(&d.payload)
+                && n == name
+            {
+                answered[rank] = true;
+                if let Some(e) = error {
+                    why.push(format!("rank {rank}: {e}"));
+                }
+            }
+        }
+    }
+    drop(inboxes);
+    let ready = why.is_empty();
+    let verdict = CollectiveMsg::MeshVerdict {
+        name: name.clone(),
+        ready,
+    };
+    for c in children {
+        let _ = post_to(c, &verdict).await;
+    }
+    if let Some(e) = died {
+        // A rank died during this call: it fails on every rank.
+        let abort = CollectiveMsg::Abort {
+            round: MESH_ABORT,
+            reason: e.to_string(),
+        };
+        for c in children {
+            let _ = post_to(c, &abort).await;
+        }
+        return Err(e);
+    }
+    match formed {
+        Ok(group) if ready => {
+            let group = Arc::new(tokio::sync::Mutex::new(group));
+            *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
+                members,
+                group: group.clone(),
+            });
+            Ok(Some(group))
+        }
+        _ => {
+            tracing::warn!(
+                "the children could not link directly ({}); collectives go through this process",
+                why.join("; ")
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn options(quic: bool, order: Vec<NodeId>) -> GroupOptions {
+    GroupOptions {
+        timeout: MESH_TIMEOUT,
+        transport: if quic {
+            Transport::Quic
+        } else {
+            Transport::Auto
+        },
+        host: None,
+        order: Some(order),
+    }
+}
+
+/// The child's tree group, as the parent announced it.
+static MINE: std::sync::Mutex<Option<Group>> = std::sync::Mutex::new(None);
+
+/// Whether the child has a usable tree group.
+pub(super) fn child_has_mesh() -> bool {
+    MINE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(Group::is_usable)
+}
+
+/// Forget the child's tree group.
+pub(super) fn child_drop_mesh() {
+    MINE.lock().unwrap_or_else(|e| e.into_inner()).take();
+}
+
+/// A child's answer to `Mesh`: joins the siblings, forms the group, tells
+/// the parent, and waits for its verdict. True when the group is in use.
+pub(super) fn child_join_mesh(
+    ctx: &Context,
+    name: String,
+    lines: Vec<String>,
+    order: Vec<NodeId>,
+    quic: bool,
+) -> Result<bool, ProcessError> {
+    let (parent, runtime) = super::child::parent_link()?;
+    let formed: Result<Group, String> = runtime.block_on(async {
+        let node = Node::current().ok_or("this child has no node")?;
+        let mut peers = vec![parent];
+        for line in &lines {
+            let join_line = line.parse().map_err(|e| format!("{e}"))?;
+            match tokio::time::timeout(JOIN_TIMEOUT, node.join(&join_line)).await {
+                Ok(Ok(remote)) => peers.push(remote),
+                Ok(Err(ConnectError::SelfConnect)) => {}
+                Ok(Err(e)) => return Err(format!("joining {line}: {e}")),
+                Err(_) => return Err(format!("joining {line}: no answer within {JOIN_TIMEOUT:?}")),
+            }
+        }
+        Group::form_with(&node, &name, &peers, options(quic, order))
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let joined = CollectiveMsg::MeshJoined {
+        name: name.clone(),
+        error: formed.as_ref().err().cloned(),
+    };
+    ctx.block_on_post(op::COLLECTIVE, &joined)?;
+    loop {
+        let d = ctx.next_collective()?;
+        if let Ok(CollectiveMsg::MeshVerdict { name: n, ready }) = decode_owned(&d.payload)
+            && n == name
+        {
+            return Ok(match formed {
+                Ok(group) if ready => {
+                    *MINE.lock().unwrap_or_else(|e| e.into_inner()) = Some(group);
+                    true
+                }
+                _ => false,
+            });
+        }
+    }
+}
+
+/// Runs `call` on the child's tree group. `None` when the parent had
+/// dropped that group (for a newer one): the call must find its path again.
+pub(super) fn on_child_mesh<R>(
+    call: impl AsyncFnOnce(&mut Group) -> Result<R, CollectiveError>,
+) -> Option<Result<R, ProcessError>> {
+    let (_, runtime) = match super::child::parent_link() {
+        Ok(link) => link,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
+    let group = mine.as_mut()?;
+    let result = runtime.block_on(call(group));
+    if !group.is_usable() {
+        *mine = None;
+    }
+    match result {
+        Err(e) if e.dropped_by(0) => None,
+        other => Some(other.map_err(ProcessError::from)),
+    }
+}
