@@ -9,15 +9,20 @@
 //! the parent's machine share one shared-memory arena
 //! ([`crate::process::local_group`]): transfers are `memcpy`s and barriers
 //! futex words, with no message per call. When a child runs on another
-//! host, every collective runs over the QUIC links through the parent:
-//! `all_reduce` and `barrier` the schedules of [`crate::reduce`], and
-//! `reduce`, `broadcast`, `gather`, `all_gather` and `scatter` a star
-//! through rank 0 (each child sends the parent its part, the parent folds,
-//! concatenates or splits in rank order and sends each child its result),
-//! with the same results as on one machine. Calls that disagree (another
+//! machine, the tree forms a [`Group`] on its first collective: the children
+//! join each other and calls run over direct QUIC links between the ranks
+//! (the children of one machine through its own arena, AllReduce reduced per
+//! machine first), not through the parent. When the children cannot reach
+//! each other, every call goes through the parent instead (the relay, also
+//! chosen by `PARALLEL_COLLECTIVE_TRANSPORT=relay`): `all_reduce` and
+//! `barrier` as the schedules of [`crate::reduce`], the others as a star
+//! through rank 0, with the same results. Calls that disagree (another
 //! collective, length, root or operation) fail on every rank with
 //! [`crate::ProcessError::Misuse`]; a rank that dies makes every other
 //! rank's call fail: never a hang, never a partial result.
+//!
+//! A [`Group`] can also be formed by processes that are not a tree: peers
+//! that joined each other's nodes ([`Group::form`]).
 //!
 //! The operations, schedules and topologies are re-exported here from
 //! [`crate::reduce`].

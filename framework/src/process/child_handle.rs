@@ -417,9 +417,10 @@ impl Children {
     /// [`crate::collective::all_reduce`] with a buffer of the same length:
     /// every rank ends with the same bits. On one machine (children from
     /// `nfork`) it runs through shared memory and the result is the left
-    /// fold in rank order; across machines it runs over QUIC and equals
-    /// [`crate::reduce::Schedule::reference`]. Fails on every rank if one of
-    /// them dies, leaves or makes another call.
+    /// fold in rank order; across machines it runs over direct QUIC links
+    /// between the ranks (reduced per machine first), and its order of
+    /// additions is the schedule's (see [`crate::collective`]). Fails on
+    /// every rank if one of them dies, leaves or makes another call.
     pub async fn all_reduce<T, B>(
         &self,
         data: &mut B,

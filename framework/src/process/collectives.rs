@@ -9,11 +9,12 @@
 //! reuses for every later call while the same children take part; data moves
 //! with `memcpy` and barriers are futex words, so no call sends a message.
 //! A group of different children (one died, one was added) gets a new
-//! arena; the old one is retired. When a child is on another host, every
-//! collective runs over the QUIC links through the parent: `all_reduce` and
-//! `barrier` run a schedule of [`crate::reduce`] ([`super::allreduce`]), the
-//! others a star through rank 0 ([`super::star`]), with the same results as
-//! on one machine.
+//! arena; the old one is retired. When a child is on another host, the
+//! tree forms a group of direct links ([`super::mesh`]); when that cannot
+//! be formed, every collective runs over the QUIC links through the parent:
+//! `all_reduce` and `barrier` run a schedule of [`crate::reduce`]
+//! ([`super::allreduce`]), the others a star through rank 0
+//! ([`super::star`]), with the same results as on one machine.
 
 use std::sync::Arc;
 
