@@ -361,7 +361,13 @@ fn path(ctx: &Context) -> Result<Path, ProcessError> {
                     },
                     // The parent dropped it for a newer group.
                     Err(_) if !std::path::Path::new(&path).exists() => continue,
-                    Err(e) => return Err(e.into()),
+                    // The others would wait for this rank: release them.
+                    Err(e) => {
+                        if let Err(io) = LocalGroup::give_up(&path, rank as usize) {
+                            tracing::warn!("could not leave the collective group at {path}: {io}");
+                        }
+                        return Err(e.into());
+                    }
                 }
             }
             Ok(CollectiveMsg::Start {

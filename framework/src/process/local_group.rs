@@ -353,6 +353,17 @@ impl LocalGroup {
         arena::wake(self.arena.word(W_GENERATION));
     }
 
+    /// Marks rank `rank` of the group at `path` as gone without mapping the
+    /// arena (a rank that could not map it): the others stop waiting for it
+    /// and return [`GroupError::Left`]. Writes the abort word through the
+    /// file, which every mapping of it shares.
+    pub fn give_up(path: &str, rank: usize) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        let word = (ABORT_LEFT << 16) | (rank as u32 + 1);
+        file.write_all_at(&word.to_ne_bytes(), W_ABORT as u64)
+    }
+
     /// `Ok` while the group is usable; otherwise why not (a rank died or
     /// left, or it was [`GroupError::Retired`]).
     pub fn check(&mut self) -> Result<(), GroupError> {

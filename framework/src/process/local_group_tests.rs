@@ -313,3 +313,24 @@ async fn a_cooperating_rank_lets_the_runtime_run() {
         "the runtime was starved"
     );
 }
+
+#[test]
+fn a_rank_that_cannot_map_the_arena_releases_the_others() {
+    let mut groups = group(3, TINY_SLOT);
+    let path = groups[0].path().to_owned();
+    let mut two = groups.split_off(1);
+    two.pop(); // rank 2 never maps it
+    let g1 = &mut two[0];
+    let g0 = &mut groups[0];
+    std::thread::scope(|s| {
+        let waiters = [
+            s.spawn(|| block(g0.barrier_call())),
+            s.spawn(|| block(g1.barrier_call())),
+        ];
+        std::thread::sleep(Duration::from_millis(30));
+        LocalGroup::give_up(&path, 2).unwrap();
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Err(GroupError::Left { rank: 2 }));
+        }
+    });
+}
