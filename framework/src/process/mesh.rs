@@ -12,8 +12,9 @@
 //! worked (`MeshJoined`). Only when every member formed it does the parent
 //! post `MeshVerdict { ready: true }` and use it; otherwise every member
 //! drops it and the collectives go through the parent as before (children
-//! that cannot reach each other, a child that does not listen). Later calls
-//! of the same children reuse the group while it is usable.
+//! that cannot reach each other, a child that does not listen) — for these
+//! children from then on. Later calls of the same children reuse the group
+//! while it is usable.
 //!
 //! `PARALLEL_COLLECTIVE_TRANSPORT=relay` keeps every collective on the path
 //! through the parent; `quic` forms the group over QUIC even on one machine.
@@ -64,6 +65,8 @@ struct Current {
 }
 
 static CURRENT: std::sync::Mutex<Option<Current>> = std::sync::Mutex::new(None);
+/// The children for which a group could not form: they keep the relay.
+static FAILED: std::sync::Mutex<Option<Vec<(u32, NodeId)>>> = std::sync::Mutex::new(None);
 static NAMES: AtomicU64 = AtomicU64::new(1);
 
 fn drop_current() {
@@ -93,6 +96,9 @@ pub(super) async fn parent_mesh(
         }
     }
     drop_current();
+    if FAILED.lock().unwrap_or_else(|e| e.into_inner()).as_ref() == Some(&members) {
+        return Ok(None);
+    }
     let Some(lines) = children
         .iter()
         .map(|c| c.0.remote.join_line().map(|l| l.to_string()))
@@ -180,9 +186,10 @@ pub(super) async fn parent_mesh(
         }
         _ => {
             tracing::warn!(
-                "the children could not link directly ({}); collectives go through this process",
+                "the children could not link directly ({}); their collectives go through this process",
                 why.join("; ")
             );
+            *FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(members);
             Ok(None)
         }
     }
