@@ -261,6 +261,13 @@ impl Transport {
         let inner = &self.inner;
         inner.shutting_down.store(true, Ordering::Release);
         let peers: Vec<Peer> = lock(&inner.peers).values().cloned().collect();
+        // What was posted before the shutdown reaches its peer first.
+        let flushed = async {
+            for peer in &peers {
+                peer.flush().await;
+            }
+        };
+        let _ = tokio::time::timeout(SHUTDOWN_LIMIT, flushed).await;
         for peer in &peers {
             control::goodbye(&peer.shared, SHUTDOWN_LIMIT).await;
         }

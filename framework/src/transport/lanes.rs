@@ -86,6 +86,16 @@ async fn write_loop(
                     let _ = lane.finish();
                     return Ok(());
                 }
+                Outgoing::Flush(done) => {
+                    lane.write_all(&batch).await.map_err(write_error)?;
+                    // Bulk streams still being written hold slots.
+                    let all = config.max_uni_streams.saturating_sub(1).max(1);
+                    let _ = bulk_slots.acquire_many(all).await;
+                    let _ = lane.finish();
+                    let _ = lane.stopped().await;
+                    let _ = done.send(());
+                    return Ok(());
+                }
                 Outgoing::Frame(mut header, payload) => {
                     header.seq = seq;
                     seq += 1;

@@ -48,6 +48,9 @@ pub(crate) enum Outgoing {
     Raw(Vec<u8>),
     /// Ends the small lane after what is queued (test hook for truncated input).
     FinishLane,
+    /// Sends what is queued, ends the lanes and answers once the peer has
+    /// acknowledged every byte (an orderly shutdown loses no post).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// State shared by a peer's handles and its tasks.
@@ -191,6 +194,15 @@ impl Peer {
     /// incarnation may never connect again.
     pub fn incarnation(&self) -> u64 {
         self.shared.incarnation
+    }
+
+    /// Waits until everything queued for this peer has been sent and
+    /// acknowledged; nothing can be sent after. For an orderly shutdown.
+    pub(crate) async fn flush(&self) {
+        let (done, acked) = tokio::sync::oneshot::channel();
+        if self.tx.send(Outgoing::Flush(done)).await.is_ok() {
+            let _ = acked.await;
+        }
     }
 
     /// This connection's identity, unique among the transport's

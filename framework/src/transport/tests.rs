@@ -574,3 +574,30 @@ async fn heartbeats_do_not_queue_behind_bulk_data() {
     drop(to_a);
     t(drain).await.expect("drain task");
 }
+
+#[tokio::test]
+async fn an_orderly_shutdown_delivers_what_was_sent_before_it() {
+    let (a, mut a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    let (_from_b, mut inbound) = up(&mut a_events).await;
+    // The receiver reads as frames come; the sender queues small frames and
+    // bulk ones (over `bulk_threshold`), then at once shuts down: every
+    // frame still arrives, in order.
+    const N: u64 = 2_000;
+    let reader = tokio::spawn(async move {
+        for i in 0..N {
+            let Some((h, p)) = t(inbound.recv()).await else {
+                return i;
+            };
+            check(i, &h, &p);
+        }
+        N
+    });
+    for i in 0..N {
+        let (h, p) = frame(i, if i % 100 == 7 { 4096 } else { 16 });
+        t(to_a.send(h, p)).await.expect("send");
+    }
+    t(b.shutdown()).await;
+    assert_eq!(t(reader).await.expect("reader"), N, "frames that arrived");
+}
