@@ -87,16 +87,20 @@ impl Group {
                     node: self.members[rank].node,
                 });
             }
-            for (rank, m) in self.members.iter().enumerate() {
-                if let Some(remote) = &m.remote
-                    && !remote.is_alive()
-                {
-                    return Err(CollectiveError::RankGone {
-                        rank,
-                        node: m.node,
-                        why: "its node went down".into(),
-                    });
+            let m = &self.members[from];
+            if let Some(remote) = &m.remote
+                && !remote.is_alive()
+            {
+                // What it posted before it went down may be here already.
+                self.inbox.drain();
+                if let Some(msg) = self.inbox.pending.remove(&(key, from)) {
+                    return Ok(msg);
                 }
+                return Err(CollectiveError::RankGone {
+                    rank: from,
+                    node: m.node,
+                    why: "its node went down".into(),
+                });
             }
             if !self.inbox.pump().await {
                 return Err(CollectiveError::Broken("this node shut down".into()));

@@ -111,18 +111,29 @@ impl Inbox {
     pub(super) async fn pump(&mut self) -> bool {
         match tokio::time::timeout(TICK, self.mailbox.recv()).await {
             Ok(Some(d)) => {
-                let Some(&rank) = self.ranks.get(&d.from) else {
-                    tracing::debug!(from = %d.from, "group: a post from a node that is not a member was dropped");
-                    return true;
-                };
-                match decode_owned::<Msg>(&d.payload) {
-                    Ok(msg) => self.file(rank, msg),
-                    Err(e) => tracing::warn!(rank, "group: an undecodable post was dropped: {e}"),
-                }
+                self.take_in(d);
                 true
             }
             Ok(None) => false,
             Err(_) => true,
+        }
+    }
+
+    /// Files every delivery already in the mailbox, without waiting.
+    pub(super) fn drain(&mut self) {
+        while let Some(d) = self.mailbox.try_recv() {
+            self.take_in(d);
+        }
+    }
+
+    fn take_in(&mut self, d: crate::remote::Delivery) {
+        let Some(&rank) = self.ranks.get(&d.from) else {
+            tracing::debug!(from = %d.from, "group: a post from a node that is not a member was dropped");
+            return;
+        };
+        match decode_owned::<Msg>(&d.payload) {
+            Ok(msg) => self.file(rank, msg),
+            Err(e) => tracing::warn!(rank, "group: an undecodable post was dropped: {e}"),
         }
     }
 }
