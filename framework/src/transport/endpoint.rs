@@ -261,10 +261,16 @@ impl Transport {
         let inner = &self.inner;
         inner.shutting_down.store(true, Ordering::Release);
         let peers: Vec<Peer> = lock(&inner.peers).values().cloned().collect();
-        // What was posted before the shutdown reaches its peer first.
+        // What was posted before the shutdown reaches its peer first (all
+        // peers at once: one that does not answer holds up no other).
+        let flushes: Vec<_> = peers
+            .iter()
+            .cloned()
+            .map(|peer| tokio::spawn(async move { peer.flush().await }))
+            .collect();
         let flushed = async {
-            for peer in &peers {
-                peer.flush().await;
+            for flush in flushes {
+                let _ = flush.await;
             }
         };
         let _ = tokio::time::timeout(SHUTDOWN_LIMIT, flushed).await;
