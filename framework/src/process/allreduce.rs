@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use crate::reduce::{Action, ReduceOp, Reducible, Schedule};
+use crate::reduce::{ReduceOp, Reducible, Schedule};
 use crate::remote::Delivery;
 use crate::wire::{decode_owned, encode};
 
@@ -65,25 +65,23 @@ const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 /// Chunks received and not yet applied, by (step, chunk, from).
 type Pending = HashMap<(usize, usize, usize), Vec<u8>>;
 
-fn bytes_of<T: Reducible>(data: &[T]) -> Vec<u8> {
-    crate::actor::element_bytes(data).to_vec()
-}
-
-/// Applies an incoming chunk as the schedule says (same as [`Schedule::simulate`]).
-fn apply<T: Reducible>(op: &ReduceOp<T>, action: Action, local: &mut [T], bytes: &[u8]) {
-    // The caller checked the length: `bytes` are `local.len()` elements.
-    let mut incoming: Vec<T> = crate::actor::elements_from_bytes(bytes).unwrap_or_default();
-    if incoming.len() != local.len() {
-        return;
-    }
-    match action {
-        Action::ReduceIncomingFirst => {
-            op.apply(&mut incoming, local);
-            local.copy_from_slice(&incoming);
-        }
-        Action::ReduceLocalFirst => op.apply(local, &incoming),
-        Action::Copy => local.copy_from_slice(&incoming),
-    }
+/// The `len` elements of chunk `chunk` that rank `from` sent, or what is
+/// wrong with them.
+fn chunk_elements<T: Reducible>(
+    bytes: &[u8],
+    len: usize,
+    from: usize,
+    chunk: usize,
+) -> Result<Vec<T>, String> {
+    crate::actor::elements_from_bytes::<T>(bytes)
+        .filter(|v| v.len() == len)
+        .ok_or_else(|| {
+            format!(
+                "rank {from} sent {} bytes for chunk {chunk}, expected {len} elements of {} bytes",
+                bytes.len(),
+                std::mem::size_of::<T>()
+            )
+        })
 }
 
 fn schedule_for<T>(len: usize, ranks: usize) -> Result<Schedule, ProcessError> {
@@ -325,7 +323,7 @@ impl ParentRun<'_> {
                     chunk: t.chunk as u32,
                     from: 0,
                     to: t.to as u32,
-                    bytes: bytes_of(&data[range]),
+                    bytes: super::star::bytes_of(&data[range]),
                 };
                 self.post(t.to, &msg).await?;
             }
@@ -338,16 +336,9 @@ impl ParentRun<'_> {
                     self.wait(inboxes).await?;
                 };
                 let range = chunk_range(schedule, t.chunk, data.len())?;
-                if bytes.len() != range.len() * std::mem::size_of::<T>() {
-                    return Err(ProcessError::Aborted(format!(
-                        "rank {} sent {} elements for chunk {}, expected {}",
-                        t.from,
-                        bytes.len() / std::mem::size_of::<T>(),
-                        t.chunk,
-                        range.len()
-                    )));
-                }
-                apply(op, t.action, &mut data[range], &bytes);
+                let incoming = chunk_elements(&bytes, range.len(), t.from, t.chunk)
+                    .map_err(ProcessError::Aborted)?;
+                t.action.apply(op, &mut data[range], incoming);
             }
         }
         while self.forwards > 0 || self.owed.iter().any(|&o| o > 0) {
@@ -378,34 +369,30 @@ impl ParentRun<'_> {
     async fn handle(&mut self, sender: usize, payload: &[u8]) -> Result<(), ProcessError> {
         let msg = decode_owned::<CollectiveMsg>(payload)?;
         match msg {
-            CollectiveMsg::Chunk {
-                round,
-                step,
-                chunk,
-                from,
-                to,
-                bytes,
-            } if round == self.round => {
+            CollectiveMsg::Chunk { round, from, .. } if round == self.round => {
                 if from as usize != sender {
                     return Err(ProcessError::Aborted(format!(
                         "rank {sender} posted a chunk as rank {from}"
                     )));
                 }
                 self.owed[sender] = self.owed[sender].saturating_sub(1);
-                if to == 0 {
-                    self.pending
-                        .insert((step as usize, chunk as usize, sender), bytes);
-                } else if (to as usize) <= self.children.len() {
-                    self.forwards = self.forwards.saturating_sub(1);
-                    let msg = CollectiveMsg::Chunk {
-                        round,
+                match msg {
+                    CollectiveMsg::Chunk {
+                        to: 0,
                         step,
                         chunk,
-                        from,
-                        to,
                         bytes,
-                    };
-                    self.post(to as usize, &msg).await?;
+                        ..
+                    } => {
+                        self.pending
+                            .insert((step as usize, chunk as usize, sender), bytes);
+                    }
+                    CollectiveMsg::Chunk { to, .. } if (to as usize) <= self.children.len() => {
+                        // Forwarded as it came.
+                        self.forwards = self.forwards.saturating_sub(1);
+                        self.post(to as usize, &msg).await?;
+                    }
+                    _ => {}
                 }
                 Ok(())
             }
@@ -479,7 +466,7 @@ pub(super) fn child_all_reduce<T: Reducible>(
                 chunk: t.chunk as u32,
                 from: rank as u32,
                 to: t.to as u32,
-                bytes: bytes_of(&data[range]),
+                bytes: super::star::bytes_of(&data[range]),
             };
             ctx.block_on_post(op::COLLECTIVE, &msg)?;
         }
@@ -509,16 +496,8 @@ pub(super) fn child_all_reduce<T: Reducible>(
                 }
             };
             let range = chunk_range(&schedule, t.chunk, len)?;
-            if bytes.len() != range.len() * std::mem::size_of::<T>() {
-                return Err(abort(format!(
-                    "rank {} sent {} elements for chunk {}, expected {}",
-                    t.from,
-                    bytes.len() / std::mem::size_of::<T>(),
-                    t.chunk,
-                    range.len()
-                )));
-            }
-            apply(&op, t.action, &mut data[range], &bytes);
+            let incoming = chunk_elements(&bytes, range.len(), t.from, t.chunk).map_err(abort)?;
+            t.action.apply(&op, &mut data[range], incoming);
         }
     }
     // Returns only once every rank has finished: a rank that dies before

@@ -76,6 +76,21 @@ pub enum Action {
     Copy,
 }
 
+impl Action {
+    /// Applies a received chunk `incoming` to this rank's `local` chunk
+    /// (equal lengths) as the action says.
+    pub fn apply<T: Reducible>(self, op: &ReduceOp<T>, local: &mut [T], mut incoming: Vec<T>) {
+        match self {
+            Action::ReduceIncomingFirst => {
+                op.apply(&mut incoming, local);
+                local.copy_from_slice(&incoming);
+            }
+            Action::ReduceLocalFirst => op.apply(local, &incoming),
+            Action::Copy => local.copy_from_slice(&incoming),
+        }
+    }
+}
+
 /// One message of a step: `from` sends its chunk `chunk` to `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Transfer {
@@ -271,16 +286,9 @@ impl Schedule {
                 .iter()
                 .map(|t| buffers[t.from][self.chunks[t.chunk].clone()].to_vec())
                 .collect();
-            for (t, mut incoming) in step.transfers.iter().zip(sent) {
+            for (t, incoming) in step.transfers.iter().zip(sent) {
                 let local = &mut buffers[t.to][self.chunks[t.chunk].clone()];
-                match t.action {
-                    Action::ReduceIncomingFirst => {
-                        op.apply(&mut incoming, local);
-                        local.copy_from_slice(&incoming);
-                    }
-                    Action::ReduceLocalFirst => op.apply(local, &incoming),
-                    Action::Copy => local.copy_from_slice(&incoming),
-                }
+                t.action.apply(op, local, incoming);
             }
         }
         Ok(())

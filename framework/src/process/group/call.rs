@@ -2,7 +2,7 @@
 //! its end agreed; a failure breaks the group and tells the others.
 
 use crate::actor::{Element, copy_elements, element_bytes, elements_from_bytes};
-use crate::reduce::{Action, ReduceOp, Reducible, Schedule};
+use crate::reduce::{ReduceOp, Reducible, Schedule};
 
 use crate::process::local_group::kind;
 
@@ -222,16 +222,7 @@ impl Group {
                 let incoming: Vec<T> = elements_from_bytes(&bytes)
                     .filter(|v: &Vec<T>| v.len() == range.len())
                     .ok_or_else(|| self.wrong_size(from, bytes.len()))?;
-                let local = &mut data[range];
-                match t.action {
-                    Action::ReduceIncomingFirst => {
-                        let mut acc = incoming;
-                        op.apply(&mut acc, local);
-                        local.copy_from_slice(&acc);
-                    }
-                    Action::ReduceLocalFirst => op.apply(local, &incoming),
-                    Action::Copy => local.copy_from_slice(&incoming),
-                }
+                t.action.apply(op, &mut data[range], incoming);
             }
         }
         Ok(())
