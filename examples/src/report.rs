@@ -112,7 +112,7 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// A figure with a sensible number of digits.
-fn figure(v: f64) -> String {
+pub fn figure(v: f64) -> String {
     if v >= 1000.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
@@ -122,11 +122,21 @@ fn figure(v: f64) -> String {
     }
 }
 
-/// JSON has no NaN or infinity.
-fn json_number(v: f64) -> String {
+/// A JSON number: JSON has no NaN or infinity, so those are `null`.
+pub fn json_number(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.4}")
     } else {
         "null".to_owned()
     }
+}
+
+/// GB/s of one single-threaded copy of `src` into `dst`, a buffer already
+/// touched (the memory-bandwidth baseline of the benches).
+pub fn memcpy_gbps(src: &[f32], dst: &mut [f32]) -> f64 {
+    let start = std::time::Instant::now();
+    dst.copy_from_slice(src);
+    std::hint::black_box(&mut *dst);
+    let secs = start.elapsed().as_secs_f64();
+    std::mem::size_of_val(src) as f64 / secs / 1e9
 }

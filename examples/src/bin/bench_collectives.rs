@@ -388,17 +388,12 @@ fn parse_result(out: &str, bytes: usize, ranks: usize) -> Result<f64, String> {
 
 /// GB/s of the best of [`MEMCPY_REPS`] single-threaded copies of `bytes`
 /// into a buffer already touched.
-fn memcpy_gbps(bytes: usize) -> f64 {
+fn best_memcpy_gbps(bytes: usize) -> f64 {
     let src = vec![1f32; bytes / 4];
     let mut dst = vec![0f32; bytes / 4];
-    let mut best = f64::INFINITY;
-    for _ in 0..MEMCPY_REPS {
-        let start = Instant::now();
-        dst.copy_from_slice(&src);
-        std::hint::black_box(&mut dst);
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    bytes as f64 / best / 1e9
+    (0..MEMCPY_REPS)
+        .map(|_| report::memcpy_gbps(&src, &mut dst))
+        .fold(0.0, f64::max)
 }
 
 /// Items per second through a `std::sync::mpsc` channel that 2 threads of
@@ -471,7 +466,7 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
 
     let mut memcpy = Vec::new();
     for mib in SIZES_MIB {
-        let gbps = memcpy_gbps(mib * MIB);
+        let gbps = best_memcpy_gbps(mib * MIB);
         eprintln!("[bench] memcpy {mib} MiB, single thread, best of {MEMCPY_REPS}: {gbps:.2} GB/s");
         memcpy.push(gbps);
     }
@@ -654,8 +649,8 @@ impl Metric {
         let (l, f, u, r) = (w.label, w.figure, w.unit, w.ratio);
         let unit = if self.unit == "us" { "µs" } else { self.unit };
         let (label, baseline) = (&self.label, &self.baseline_label);
-        let base = self.baseline.map_or("n/a".to_owned(), figure);
-        let value = figure(self.value);
+        let base = self.baseline.map_or("n/a".to_owned(), report::figure);
+        let value = report::figure(self.value);
         let target = match (&self.goal, self.ratio()) {
             (None, _) => "(no target)".to_owned(),
             (Some(goal), ratio) => {
@@ -698,12 +693,9 @@ fn json_field(key: &str, value: &str) -> String {
     format!("\"{key}\":{value}")
 }
 
-/// A number, or `null` when absent or not finite (JSON has no NaN).
+/// A number, or `null` when absent or not finite.
 fn json_number(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v:.4}"),
-        _ => "null".to_owned(),
-    }
+    v.map_or_else(|| "null".to_owned(), report::json_number)
 }
 
 /// A string (ours hold no quotes or backslashes but are escaped anyway), or `null`.
@@ -711,16 +703,5 @@ fn json_string(s: Option<&str>) -> String {
     match s {
         Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
         None => "null".to_owned(),
-    }
-}
-
-/// A figure with a sensible number of digits (as in `parallel_examples::report`).
-fn figure(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
     }
 }

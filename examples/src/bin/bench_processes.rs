@@ -26,7 +26,7 @@ use std::time::Instant;
 use parallel::Tensor;
 use parallel_examples::bulk::{BULK_BYTES, BULK_MIB, bulk_expected, bulk_values, sum_f32};
 use parallel_examples::raw::{self, BoxError, RawAddr};
-use parallel_examples::report::{self, Goal, Names, Row, Widths, median};
+use parallel_examples::report::{self, Goal, Names, Row, Widths, median, memcpy_gbps};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const ROLE_ENV: &str = "BENCH_PROCESSES_ROLE";
@@ -231,15 +231,6 @@ fn spawn_true(n: usize) -> Result<f64, BoxError> {
         }
     }
     Ok(start.elapsed().as_secs_f64() * 1e3)
-}
-
-/// GB/s of one single-threaded copy into a buffer already touched.
-fn memcpy_gbps(src: &[f32], dst: &mut [f32]) -> f64 {
-    let start = Instant::now();
-    dst.copy_from_slice(src);
-    std::hint::black_box(&mut *dst);
-    let secs = start.elapsed().as_secs_f64();
-    std::mem::size_of_val(src) as f64 / secs / 1e9
 }
 
 /// GB/s of one copy into memory allocated for it (its pages faulted in by the copy).
