@@ -54,6 +54,37 @@ async fn down(events: &mut mpsc::Receiver<PeerEvent>) -> (NodeId, DownReason) {
     }
 }
 
+/// Two nodes, `b` joined to `a`: how the tests of one connection start.
+struct Joined {
+    a: Transport,
+    b: Transport,
+    a_events: mpsc::Receiver<PeerEvent>,
+    /// Kept open for the test's length.
+    _b_events: mpsc::Receiver<PeerEvent>,
+    /// `b`'s handle on `a`.
+    to_a: Peer,
+    /// `a`'s handle on `b`.
+    at_a: Peer,
+    /// What `b` sends, as `a` receives it.
+    inbound: Inbound,
+}
+
+async fn joined() -> Joined {
+    let (a, mut a_events) = node("pw").await;
+    let (b, _b_events) = node("pw").await;
+    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
+    let (at_a, inbound) = up(&mut a_events).await;
+    Joined {
+        a,
+        b,
+        a_events,
+        _b_events,
+        to_a,
+        at_a,
+        inbound,
+    }
+}
+
 fn frame(i: u64, size: usize) -> (FrameHeader, Buffer) {
     let mut header = FrameHeader::new(FrameKind::Tell);
     header.correlation = i;
@@ -122,10 +153,15 @@ async fn frames_flow_both_ways_in_order() {
 
 #[tokio::test]
 async fn small_frame_flood_arrives_complete() {
-    let (a, mut a_events) = node("pw").await;
-    let (b, _b_events) = node("pw").await;
-    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
-    let (_from_b, mut inbound) = up(&mut a_events).await;
+    let Joined {
+        a: _a,
+        b: _b,
+        a_events: _a_events,
+        _b_events,
+        to_a,
+        at_a: _at_a,
+        mut inbound,
+    } = joined().await;
     const N: u64 = 20_000;
     let sender = tokio::spawn(async move {
         for i in 0..N {
@@ -221,10 +257,15 @@ async fn dropped_transport_takes_the_peer_down() {
 
 #[tokio::test]
 async fn silent_peer_times_out() {
-    let (a, mut a_events) = node("pw").await;
-    let (b, _b_events) = node("pw").await;
-    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
-    let (peer, _inbound) = up(&mut a_events).await;
+    let Joined {
+        a: _a,
+        b,
+        mut a_events,
+        _b_events,
+        to_a,
+        at_a: peer,
+        inbound: _inbound,
+    } = joined().await;
     to_a.pause_heartbeats(true);
     let started = std::time::Instant::now();
     let reason = t(peer.closed()).await;
@@ -431,10 +472,15 @@ fn rss_bytes() -> u64 {
 #[tokio::test]
 #[ignore = "slow; run in release"]
 async fn million_small_frames_stay_bounded() {
-    let (a, mut a_events) = node("pw").await;
-    let (b, _b_events) = node("pw").await;
-    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
-    let (_from_b, mut inbound) = up(&mut a_events).await;
+    let Joined {
+        a: _a,
+        b: _b,
+        a_events: _a_events,
+        _b_events,
+        to_a,
+        at_a: _at_a,
+        mut inbound,
+    } = joined().await;
     const N: u64 = 1_000_000;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = sent.clone();
@@ -480,11 +526,16 @@ async fn million_small_frames_stay_bounded() {
 
 #[tokio::test]
 async fn a_peer_declared_dead_is_fenced_until_it_restarts() {
-    let (a, mut a_events) = node("pw").await;
-    let (b, _b_events) = node("pw").await;
+    let Joined {
+        a,
+        b,
+        a_events: _a_events,
+        _b_events,
+        to_a,
+        at_a: peer,
+        inbound: _inbound,
+    } = joined().await;
     assert_ne!(a.incarnation(), b.incarnation());
-    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
-    let (peer, _inbound) = up(&mut a_events).await;
     assert_eq!(peer.incarnation(), b.incarnation());
     assert_eq!(to_a.incarnation(), a.incarnation());
     to_a.pause_heartbeats(true);
@@ -577,10 +628,15 @@ async fn heartbeats_do_not_queue_behind_bulk_data() {
 
 #[tokio::test]
 async fn an_orderly_shutdown_delivers_what_was_sent_before_it() {
-    let (a, mut a_events) = node("pw").await;
-    let (b, _b_events) = node("pw").await;
-    let to_a = t(b.connect(&a.join_line())).await.expect("connect");
-    let (_from_b, mut inbound) = up(&mut a_events).await;
+    let Joined {
+        a: _a,
+        b,
+        a_events: _a_events,
+        _b_events,
+        to_a,
+        at_a: _at_a,
+        mut inbound,
+    } = joined().await;
     // The receiver reads as frames come; the sender queues small frames and
     // bulk ones (over `bulk_threshold`), then at once shuts down: every
     // frame still arrives, in order.

@@ -155,6 +155,22 @@ fn over_ssh(destination: &str, ssh_args: &[String]) -> parallel::Remote {
         .fold(parallel::Remote::ssh(destination), |r, a| r.ssh_arg(a))
 }
 
+/// Three rounds of join / send `t` / receive each child's sum, printed;
+/// then "break", sync, and the number of children left.
+async fn rounds(children: &parallel::Children, t: &Tensor<f32>) -> Result<(), ProcessError> {
+    for _ in 0..3 {
+        children.join("go").await?;
+        children.send(t).await?;
+        let sums = children.receive::<f64>().await?;
+        let sums: Vec<f64> = sums.iter().map(|s| s.to_native()).collect();
+        println!("SUMS {sums:?}");
+    }
+    children.join("break").await?;
+    children.sync().await?;
+    println!("NCHILDREN {}", parallel::nchildren());
+    Ok(())
+}
+
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -166,16 +182,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let children = nfork(n).await?;
             children.exec(summer, ()).await?;
             let t = Tensor::full(&[len], 1.5f32);
-            for _ in 0..3 {
-                children.join("go").await?;
-                children.send(&t).await?;
-                let sums = children.receive::<f64>().await?;
-                let sums: Vec<f64> = sums.iter().map(|s| s.to_native()).collect();
-                println!("SUMS {sums:?}");
-            }
-            children.join("break").await?;
-            children.sync().await?;
-            println!("NCHILDREN {}", parallel::nchildren());
+            rounds(&children, &t).await?;
         }
         "panic" => {
             let child = parallel::fork().await?;
@@ -239,16 +246,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pids: Vec<u32> = children.iter().map(|c| c.pid()).collect();
             println!("PIDS {pids:?}");
             let t = Tensor::full(&[100], 1.5f32);
-            for _ in 0..3 {
-                children.join("go").await?;
-                children.send(&t).await?;
-                let sums = children.receive::<f64>().await?;
-                let sums: Vec<f64> = sums.iter().map(|s| s.to_native()).collect();
-                println!("SUMS {sums:?}");
-            }
-            children.join("break").await?;
-            children.sync().await?;
-            println!("NCHILDREN {}", parallel::nchildren());
+            rounds(&children, &t).await?;
         }
         // ssh-spread DIR DESTINATION SSH-ARGS...: two "hosts" with 3 and 1
         // cores (the second runs a copy shipped to DIR), calibrated, then sfork(4).

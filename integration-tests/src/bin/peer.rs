@@ -53,14 +53,10 @@ async fn every(group: &mut Group, len: usize) -> Result<(), Box<dyn std::error::
     report("all_reduce", rank, bits(&v) == bits(&expected));
     let root = ranks - 1;
     // reduce is the left fold in rank order on every path.
-    let tree_fold = ReduceOp::Sum.fold(&parts).unwrap_or_default();
+    let folded = ReduceOp::Sum.fold(&parts).unwrap_or_default();
     let mut r = input_f32(rank, len);
     group.reduce(&mut r, ReduceOp::Sum, root).await?;
-    let want = if rank == root {
-        &tree_fold
-    } else {
-        &inputs[rank]
-    };
+    let want = if rank == root { &folded } else { &inputs[rank] };
     report("reduce", rank, bits(&r) == bits(want));
     let mut b = input_i64(rank, len);
     group.broadcast(&mut b, root).await?;

@@ -99,18 +99,7 @@ async fn round_trip(q: Arc<WorkQueue<u64>>, items: u64) -> Result<(), Box<dyn st
     };
     let reader = {
         let q = q.clone();
-        blocking(move || {
-            let mut seen = HashSet::new();
-            let mut dup = 0u64;
-            for _ in 0..items {
-                match q.read() {
-                    Some(item) if !seen.insert(item) => dup += 1,
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-            (seen, dup)
-        })
+        blocking(move || read_back(&q, items))
     };
     let (wrote, read) = tokio::join!(writer, reader);
     wrote?;
@@ -120,6 +109,21 @@ async fn round_trip(q: Arc<WorkQueue<u64>>, items: u64) -> Result<(), Box<dyn st
     println!("LOST {lost} DUP {dup}");
     println!("ROUND TRIPS PER S {:.0}", items as f64 / secs);
     Ok(())
+}
+
+/// Reads up to `items` items (fewer if the queue closes): the distinct
+/// ones and how many came twice.
+fn read_back(q: &WorkQueue<u64>, items: u64) -> (HashSet<u64>, u64) {
+    let mut seen = HashSet::new();
+    let mut dup = 0u64;
+    for _ in 0..items {
+        match q.read() {
+            Some(item) if !seen.insert(item) => dup += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    (seen, dup)
 }
 
 #[parallel::main]
@@ -181,19 +185,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             reader.exec(echo, (name.to_string(),)).await?;
             let (seen, dup) = {
                 let q = q.clone();
-                blocking(move || {
-                    let mut seen = HashSet::new();
-                    let mut dup = 0u64;
-                    for _ in 0..items {
-                        match q.read() {
-                            Some(item) if !seen.insert(item) => dup += 1,
-                            Some(_) => {}
-                            None => break,
-                        }
-                    }
-                    (seen, dup)
-                })
-                .await?
+                blocking(move || read_back(&q, items)).await?
             };
             let lost = (0..items).filter(|i| !seen.contains(i)).count();
             println!("LOST {lost} DUP {dup}");
