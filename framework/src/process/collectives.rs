@@ -43,13 +43,50 @@ impl From<GroupError> for ProcessError {
     }
 }
 
-/// The parent's current same-host group: which children (id, pid) it is for.
-struct Current {
-    members: Vec<(u32, u32)>,
-    group: Arc<tokio::sync::Mutex<LocalGroup>>,
+/// A group the parent keeps between calls, with the children (`K`) it is
+/// for: the same-host arena here, the group of direct links in
+/// [`super::mesh`].
+pub(super) struct Current<K, G> {
+    slot: std::sync::Mutex<Option<(K, Arc<tokio::sync::Mutex<G>>)>>,
 }
 
-static CURRENT: std::sync::Mutex<Option<Current>> = std::sync::Mutex::new(None);
+impl<K: PartialEq, G> Current<K, G> {
+    pub(super) const fn new() -> Self {
+        Self {
+            slot: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(K, Arc<tokio::sync::Mutex<G>>)>> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The group kept for `members`, if it is idle and still `usable`.
+    pub(super) fn get(
+        &self,
+        members: &K,
+        usable: impl Fn(&G) -> bool,
+    ) -> Option<Arc<tokio::sync::Mutex<G>>> {
+        let current = self.lock();
+        let (kept, group) = current.as_ref()?;
+        (kept == members && group.try_lock().is_ok_and(|g| usable(&g))).then(|| group.clone())
+    }
+
+    /// Takes the kept group out (to retire or drop it).
+    pub(super) fn take(&self) -> Option<Arc<tokio::sync::Mutex<G>>> {
+        self.lock().take().map(|(_, group)| group)
+    }
+
+    /// Keeps `group` for `members` and returns it.
+    pub(super) fn keep(&self, members: K, group: G) -> Arc<tokio::sync::Mutex<G>> {
+        let group = Arc::new(tokio::sync::Mutex::new(group));
+        *self.lock() = Some((members, group.clone()));
+        group
+    }
+}
+
+/// The parent's current same-host group, for children (id, pid).
+static CURRENT: Current<Vec<(u32, u32)>, LocalGroup> = Current::new();
 
 /// Bytes of each rank's slot (`PARALLEL_COLLECTIVE_SLOT`, default
 /// [`DEFAULT_SLOT`]).
@@ -67,15 +104,14 @@ fn slot_bytes() -> usize {
 /// machine); set to `relay`, over the links to the parent only.
 pub const TRANSPORT_VAR: &str = "PARALLEL_COLLECTIVE_TRANSPORT";
 
-fn messages_only() -> bool {
-    std::env::var(TRANSPORT_VAR)
-        .is_ok_and(|v| v.eq_ignore_ascii_case("quic") || v.eq_ignore_ascii_case("relay"))
+/// Whether [`TRANSPORT_VAR`] is set to `value`.
+pub(super) fn transport_is(value: &str) -> bool {
+    std::env::var(TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case(value))
 }
 
 fn retire_current() {
-    let old = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(old) = old
-        && let Ok(g) = old.group.try_lock()
+    if let Some(old) = CURRENT.take()
+        && let Ok(g) = old.try_lock()
     {
         g.retire();
     }
@@ -87,20 +123,14 @@ fn retire_current() {
 async fn parent_group(
     children: &[Child],
 ) -> Result<Option<Arc<tokio::sync::Mutex<LocalGroup>>>, ProcessError> {
-    if messages_only() || children.iter().any(|c| !c.same_host()) || children.len() + 1 > MAX_RANKS
-    {
+    let messages_only = transport_is("quic") || transport_is("relay");
+    if messages_only || children.iter().any(|c| !c.same_host()) || children.len() + 1 > MAX_RANKS {
         retire_current();
         return Ok(None);
     }
     let members: Vec<(u32, u32)> = children.iter().map(|c| (c.id(), c.pid())).collect();
-    {
-        let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = current.as_ref()
-            && c.members == members
-            && c.group.try_lock().is_ok_and(|g| g.usable())
-        {
-            return Ok(Some(c.group.clone()));
-        }
+    if let Some(group) = CURRENT.get(&members, LocalGroup::usable) {
+        return Ok(Some(group));
     }
     retire_current();
     let mut pids = vec![std::process::id()];
@@ -119,12 +149,7 @@ async fn parent_group(
             .post(child.0.mailbox, op::COLLECTIVE, 0, encode(&attach)?)
             .await?;
     }
-    let group = Arc::new(tokio::sync::Mutex::new(group));
-    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
-        members,
-        group: group.clone(),
-    });
-    Ok(Some(group))
+    Ok(Some(CURRENT.keep(members, group)))
 }
 
 /// Leaves the group (so the other ranks return an error instead of

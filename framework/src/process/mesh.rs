@@ -31,7 +31,7 @@ use crate::wire::decode_owned;
 use super::allreduce::{lock_inboxes, next_posts, post_to};
 use super::child::Context;
 use super::child_handle::Child;
-use super::collectives::TRANSPORT_VAR;
+use super::collectives::{Current, transport_is};
 use super::error::ProcessError;
 use super::group::{CollectiveError, Group, GroupOptions, Transport};
 use super::protocol::{CollectiveMsg, op};
@@ -54,25 +54,16 @@ impl From<CollectiveError> for ProcessError {
     }
 }
 
-fn transport_is(value: &str) -> bool {
-    std::env::var(TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case(value))
-}
-
-/// The parent's current tree group: for which children (id, node).
-struct Current {
-    members: Vec<(u32, NodeId)>,
-    group: Arc<tokio::sync::Mutex<Group>>,
-}
-
-static CURRENT: std::sync::Mutex<Option<Current>> = std::sync::Mutex::new(None);
+/// The parent's current tree group, for children (id, node).
+static CURRENT: Current<Vec<(u32, NodeId)>, Group> = Current::new();
 /// The children for which a group could not form: they keep the relay.
 static FAILED: std::sync::Mutex<Option<Vec<(u32, NodeId)>>> = std::sync::Mutex::new(None);
 static NAMES: AtomicU64 = AtomicU64::new(1);
 
+/// Drops the kept group, which tells its members (they then wait for the
+/// next).
 fn drop_current() {
-    let old = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).take();
-    // Dropping the group tells its members, which then wait for the next.
-    drop(old);
+    drop(CURRENT.take());
 }
 
 /// The group of direct links of this process and `children`, formed on
@@ -86,14 +77,8 @@ pub(super) async fn parent_mesh(
         return Ok(None);
     }
     let members: Vec<(u32, NodeId)> = children.iter().map(|c| (c.id(), c.0.remote.id())).collect();
-    {
-        let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = current.as_ref()
-            && c.members == members
-            && c.group.try_lock().is_ok_and(|g| g.is_usable())
-        {
-            return Ok(Some(c.group.clone()));
-        }
+    if let Some(group) = CURRENT.get(&members, Group::is_usable) {
+        return Ok(Some(group));
     }
     drop_current();
     if FAILED.lock().unwrap_or_else(|e| e.into_inner()).as_ref() == Some(&members) {
@@ -176,14 +161,7 @@ pub(super) async fn parent_mesh(
         return Err(e);
     }
     match formed {
-        Ok(group) if ready => {
-            let group = Arc::new(tokio::sync::Mutex::new(group));
-            *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {
-                members,
-                group: group.clone(),
-            });
-            Ok(Some(group))
-        }
+        Ok(group) if ready => Ok(Some(CURRENT.keep(members, group))),
         _ => {
             tracing::warn!(
                 "the children could not link directly ({}); their collectives go through this process",
