@@ -13,6 +13,10 @@ use crate::wire::{decode_owned, encode};
 use super::inbox::{Inbox, Key, Member, Msg, OP};
 use super::{FormError, Group, GroupOptions, SETTLE, Transport};
 
+/// How long `form` waits for one peer to confirm its `Hello` before it
+/// goes on and tries again later.
+const CONFIRM: Duration = Duration::from_secs(1);
+
 /// The places of `members`, labelled by host name, or host name and boot id
 /// where two machines share a name.
 fn places(members: &[Member], hosts: &[String]) -> Vec<Place> {
@@ -85,12 +89,14 @@ impl Group {
         loop {
             let mut still = Vec::new();
             for p in unsent {
-                match p.post_confirmed(id, OP, 0, hello.clone()).await {
-                    Ok(()) => {}
+                let posted = p.post_confirmed(id, OP, 0, hello.clone());
+                match tokio::time::timeout(CONFIRM, posted).await {
+                    Ok(Ok(())) => {}
                     // Its mailbox is not open yet (it has not called
-                    // `form`), or it is slow to confirm: try again.
-                    // A peer that seems down is checked below.
-                    Err(_) => still.push(p),
+                    // `form`), or it is slow to confirm: try again (one
+                    // slow peer holds up no other). A peer that seems down
+                    // is checked below.
+                    _ => still.push(p),
                 }
             }
             unsent = still;
