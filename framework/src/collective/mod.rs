@@ -7,7 +7,7 @@
 //! [`crate::Children`]; each child (rank 1..n, in group order) calls the
 //! functions here from its function with the same arguments. Children on
 //! the parent's machine share one shared-memory arena
-//! ([`crate::process::local_group`]): transfers are `memcpy`s and barriers
+//! ([`local`]): transfers are `memcpy`s and barriers
 //! futex words, with no message per call. When a child runs on another
 //! machine, the tree forms a [`Group`] on its first collective: the children
 //! join each other and calls run over direct QUIC links between the ranks
@@ -27,13 +27,18 @@
 //! The operations, schedules and topologies are re-exported here from
 //! [`crate::reduce`].
 
-pub use crate::process::allreduce::ReduceBuffer;
-pub use crate::process::collectives::{
-    TRANSPORT_VAR, all_gather, all_reduce, barrier, broadcast, gather, reduce, scatter,
-};
-pub use crate::process::group::{
-    CollectiveError, FORM_TIMEOUT, FormError, Group, GroupOptions, Transport,
-};
-pub use crate::process::local_group::{GroupError, LocalGroup};
+mod children;
+pub(crate) mod group;
+pub mod local;
+mod mesh;
+mod relay;
+mod star;
+
 pub use crate::reduce::*;
 pub use crate::reduce::{ops, ring, schedule, topology, tree};
+pub use children::{
+    TRANSPORT_VAR, all_gather, all_reduce, barrier, broadcast, gather, reduce, scatter,
+};
+pub use group::{CollectiveError, FORM_TIMEOUT, FormError, Group, GroupOptions, Transport};
+pub use local::{GroupError, LocalGroup};
+pub use relay::ReduceBuffer;

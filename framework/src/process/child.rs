@@ -59,7 +59,7 @@ pub fn is_child() -> bool {
 }
 
 /// What the child's function needs to talk to its parent.
-pub(super) struct Context {
+pub(crate) struct Context {
     parent: RemoteNode,
     parent_mailbox: ActorId,
     same_host: bool,
@@ -104,9 +104,8 @@ impl ChildInbox {
                 op::JOIN => self.joins.push_back(d),
                 op::DATA => self.data.push_back(d),
                 op::COLLECTIVE => self.collective.push_back(d),
-                op::CALIBRATE => {
-                    parent.block_on_post(op::CALIBRATED, &super::calibrate::kernel_seconds())?
-                }
+                op::CALIBRATE => parent
+                    .block_on_post(op::CALIBRATED, &crate::launch::calibrate::kernel_seconds())?,
                 other => tracing::warn!(op = other, "unexpected post from the parent ignored"),
             }
         }
@@ -132,12 +131,12 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 impl Context {
     /// The next collective post from the parent (blocks this thread).
-    pub(super) fn next_collective(&self) -> Result<Delivery, ProcessError> {
+    pub(crate) fn next_collective(&self) -> Result<Delivery, ProcessError> {
         let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
         inbox.next(self, op::COLLECTIVE)
     }
 
-    pub(super) fn block_on_post<T: WireType>(
+    pub(crate) fn block_on_post<T: WireType>(
         &self,
         operation: u8,
         value: &T,
@@ -149,7 +148,7 @@ impl Context {
     }
 }
 
-pub(super) fn context() -> Result<&'static Context, ProcessError> {
+pub(crate) fn context() -> Result<&'static Context, ProcessError> {
     CONTEXT.get().ok_or_else(|| {
         ProcessError::Misuse(
             "this call is for a child's function (started by fork + exec); this process is not one"
@@ -353,7 +352,7 @@ async fn serve(role: Role, password: String) -> i32 {
             op::DATA => data.push_back(d),
             op::COLLECTIVE => collective.push_back(d),
             op::CALIBRATE => {
-                let secs = super::calibrate::kernel_seconds();
+                let secs = crate::launch::calibrate::kernel_seconds();
                 if let Ok(bytes) = encode(&secs) {
                     let _ = parent.post(role.mailbox, op::CALIBRATED, 0, bytes).await;
                 }

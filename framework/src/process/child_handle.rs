@@ -20,7 +20,7 @@ pub(crate) struct Inbox {
     pub mailbox: Mailbox,
     yields: u64,
     data: VecDeque<Delivery>,
-    pub(super) collective: VecDeque<Delivery>,
+    pub(crate) collective: VecDeque<Delivery>,
     calibrations: VecDeque<f64>,
     outcome: Option<ExecOutcome>,
     gone: Option<String>,
@@ -41,7 +41,7 @@ impl Inbox {
 
     /// Files one more delivery; notes the child gone when its connection
     /// closed and nothing is left to read.
-    pub(super) async fn pump(&mut self, remote: &RemoteNode) {
+    pub(crate) async fn pump(&mut self, remote: &RemoteNode) {
         let delivery = match self.mailbox.try_recv() {
             Some(d) => Some(d),
             None if self.gone.is_some() => None,
@@ -82,7 +82,7 @@ impl Inbox {
     }
 
     /// The error for a child that cannot yield or send any more.
-    pub(super) fn ended(&self, id: u32) -> Option<ProcessError> {
+    pub(crate) fn ended(&self, id: u32) -> Option<ProcessError> {
         if let Some(outcome) = &self.outcome {
             return Some(match outcome {
                 ExecOutcome::Failed(message) => ProcessError::Failed {
@@ -410,122 +410,6 @@ impl Children {
     /// One value from each child, in child order.
     pub async fn receive<T: WireType>(&self) -> Result<Vec<Received<T>>, ProcessError> {
         join_all(&self.0, |c| c.receive::<T>()).await
-    }
-
-    /// AllReduce over this process (rank 0) and these children (ranks 1..,
-    /// in group order), each of which calls
-    /// [`crate::collective::all_reduce`] with a buffer of the same length:
-    /// every rank ends with the same bits. On one machine (children from
-    /// `nfork`) it runs through shared memory and the result is the left
-    /// fold in rank order; across machines it runs over direct QUIC links
-    /// between the ranks (reduced per machine first), and its order of
-    /// additions is the schedule's (see [`crate::collective`]). Fails on
-    /// every rank if one of them dies, leaves or makes another call.
-    pub async fn all_reduce<T, B>(
-        &self,
-        data: &mut B,
-        op: crate::reduce::ReduceOp<T>,
-    ) -> Result<(), ProcessError>
-    where
-        T: crate::reduce::Reducible,
-        B: super::allreduce::ReduceBuffer<T> + ?Sized,
-    {
-        super::collectives::parent_all_reduce(&self.0, data.elements_mut(), &op).await
-    }
-
-    /// Reduce to one rank: rank `root` (0 is this process, `k` the `k`-th
-    /// child of the group) ends with the left fold in rank order of every
-    /// rank's `data`, `((x0 ⊕ x1) ⊕ x2) ⊕ …`; the others keep their
-    /// buffers. Each child calls [`crate::collective::reduce`] with the same
-    /// length, op and root. On one machine it runs through shared memory;
-    /// with a child on another host, over QUIC through this process, with
-    /// the same result. Calls that disagree (or a root that is not a rank)
-    /// fail on every rank with [`ProcessError::Misuse`]; a rank that dies
-    /// makes it fail on every other rank.
-    pub async fn reduce<T, B>(
-        &self,
-        data: &mut B,
-        op: crate::reduce::ReduceOp<T>,
-        root: usize,
-    ) -> Result<(), ProcessError>
-    where
-        T: crate::reduce::Reducible,
-        B: super::allreduce::ReduceBuffer<T> + ?Sized,
-    {
-        super::collectives::parent_reduce(&self.0, data.elements_mut(), &op, root).await
-    }
-
-    /// Every rank ends with rank `root`'s `data` (each child calls
-    /// [`crate::collective::broadcast`] with a buffer of the same length).
-    /// Runs and fails as [`Children::reduce`] does.
-    pub async fn broadcast<T, B>(&self, data: &mut B, root: usize) -> Result<(), ProcessError>
-    where
-        T: crate::actor::Element,
-        B: super::allreduce::ReduceBuffer<T> + ?Sized,
-    {
-        super::collectives::parent_broadcast(&self.0, data.elements_mut(), root).await
-    }
-
-    /// Rank `root` gets every rank's `data`, concatenated in rank order
-    /// (`Some`; the other ranks get `None`). Every rank passes the same
-    /// length; each child calls [`crate::collective::gather`]. Runs and
-    /// fails as [`Children::reduce`] does.
-    pub async fn gather<T: crate::actor::Element>(
-        &self,
-        data: &[T],
-        root: usize,
-    ) -> Result<Option<Vec<T>>, ProcessError> {
-        super::collectives::parent_gather(&self.0, data, root).await
-    }
-
-    /// Every rank gets every rank's `data`, concatenated in rank order; each
-    /// child calls [`crate::collective::all_gather`]. Runs and fails as
-    /// [`Children::reduce`] does.
-    pub async fn all_gather<T: crate::actor::Element>(
-        &self,
-        data: &[T],
-    ) -> Result<Vec<T>, ProcessError> {
-        super::collectives::parent_all_gather(&self.0, data).await
-    }
-
-    /// Rank `root`'s `send` (`ranks × recv.len()` elements, one part per
-    /// rank in rank order) is split: every rank gets its part in `recv`.
-    /// `send` is read only on the root; each child calls
-    /// [`crate::collective::scatter`]. A root whose `send` is not
-    /// `ranks × recv.len()` long makes it fail on every rank; otherwise it
-    /// runs and fails as [`Children::reduce`] does.
-    pub async fn scatter<T: crate::actor::Element>(
-        &self,
-        send: &[T],
-        recv: &mut [T],
-        root: usize,
-    ) -> Result<(), ProcessError> {
-        super::collectives::parent_scatter(&self.0, send, recv, root).await
-    }
-
-    /// Returns once this process and every child (in
-    /// [`crate::collective::barrier`]) have called it; fails on every rank
-    /// if one of them dies first.
-    pub async fn barrier(&self) -> Result<(), ProcessError> {
-        super::collectives::parent_barrier(&self.0).await
-    }
-
-    /// Where the group's ranks run (rank 0 is this process, then the
-    /// children in group order), grouped by host; print it to see the tree
-    /// and ring the collectives use and how each link is carried (shared
-    /// memory on one machine, QUIC between machines).
-    pub fn topology(&self) -> crate::reduce::Topology {
-        let here = super::protocol::host_name();
-        let mut places = vec![crate::reduce::Place::new(here.clone(), std::process::id())];
-        for c in &self.0 {
-            let host = if c.same_host() {
-                here.clone()
-            } else {
-                c.host().to_owned()
-            };
-            places.push(crate::reduce::Place::new(host, c.pid()));
-        }
-        crate::reduce::Topology::new(places).expect("a group always has rank 0, this process")
     }
 
     /// Waits until every child process is gone, then removes them from [`super::children`].

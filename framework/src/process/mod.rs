@@ -29,22 +29,13 @@
 //! }
 //! ```
 
-pub(crate) mod allreduce;
-pub(crate) mod calibrate;
 pub(crate) mod child;
-mod child_handle;
-pub(crate) mod collectives;
-mod error;
-pub(crate) mod group;
-mod launch;
-pub mod local_group;
-mod mesh;
+pub(crate) mod child_handle;
+pub(crate) mod error;
+pub(crate) mod launch;
 pub(crate) mod parent;
 mod print;
-mod protocol;
-mod sfork;
-mod ssh;
-mod star;
+pub(crate) mod protocol;
 
 pub use crate::remote::value::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
 pub use child::{Parent, id, ip, is_child, parent, yield_value};
@@ -56,5 +47,3 @@ pub use parent::{
 };
 pub use print::prefix;
 pub use protocol::tag_of;
-pub use sfork::{addremote, remote_cores, remote_speeds, remotes, sfork};
-pub use ssh::{Remote, SshHost};

@@ -45,13 +45,13 @@ pub(crate) fn forget(id: u32) {
 }
 
 /// Where a new child runs. Made from a count (`nfork(4)`: this machine) or
-/// from remote specs (see [`super::Remote`]).
+/// from remote specs (see [`crate::Remote`]).
 #[derive(Clone, Debug)]
 pub enum Placement {
     /// On this machine.
     Local,
     /// On another host, through ssh.
-    Ssh(super::ssh::SshHost),
+    Ssh(crate::launch::ssh::SshHost),
 }
 
 /// What `nfork` accepts: a number of local processes, or remote specs.
@@ -85,7 +85,7 @@ pub(crate) async fn state() -> Result<&'static ParentState, ForkError> {
             let listen = std::env::var(super::protocol::env::LISTEN)
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or_else(super::ssh::parent_listen_addr);
+                .unwrap_or_else(crate::launch::ssh::parent_listen_addr);
             let node = Node::builder()
                 .password(Password::new(password.clone()))
                 .listen(listen)
@@ -278,20 +278,20 @@ pub(crate) fn close_now() {
 
 /// Runs the calibration kernel in every child and sets each child's
 /// [`Child::speed`]: 1 for the fastest, the ratio of times for the others.
-/// When hosts are registered with [`super::addremote`] and there are no
+/// When hosts are registered with [`crate::addremote`] and there are no
 /// children yet, first measures each host (one process per host, stopped
-/// afterwards) so that [`super::sfork()`] spreads by speed and the children
+/// afterwards) so that [`crate::sfork()`] spreads by speed and the children
 /// it starts report their host's speed.
 pub async fn calibrate() -> Result<Children, super::ProcessError> {
     if nchildren() == 0 {
-        super::sfork::calibrate_hosts().await?;
+        crate::launch::sfork::calibrate_hosts().await?;
     }
     let all = children();
     let mut times = Vec::new();
     for child in &all {
         times.push(child.calibration_seconds().await?);
     }
-    let speeds = super::calibrate::relative_speeds(&times);
+    let speeds = crate::launch::calibrate::relative_speeds(&times);
     for (child, speed) in all.iter().zip(speeds) {
         child.set_speed(speed);
     }

@@ -138,7 +138,7 @@ pub enum CollectiveMsg {
         round: u64,
     },
     /// Parent → child: the coming collectives run in the same-host group
-    /// whose shared memory is at `path` (see `process::local_group`).
+    /// whose shared memory is at `path` (see `collective::local`).
     Attach {
         /// The arena's file.
         path: String,

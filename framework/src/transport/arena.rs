@@ -42,7 +42,7 @@ pub struct Arena {
 
 // SAFETY: the mapping stays valid and at the same address for the arena's
 // whole life; concurrent access goes through atomics or through the raw
-// pointer, whose users synchronise (see `process::local_group`).
+// pointer, whose users synchronise (see `collective::local`).
 unsafe impl Send for Arena {}
 // SAFETY: see `Send`.
 unsafe impl Sync for Arena {}

@@ -814,5 +814,5 @@ pub fn block<F: Future>(f: F) -> F::Output {
 }
 
 #[cfg(test)]
-#[path = "local_group_tests.rs"]
+#[path = "local_tests.rs"]
 mod tests;

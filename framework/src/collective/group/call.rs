@@ -4,7 +4,7 @@
 use crate::actor::{Element, copy_elements, element_bytes, elements_from_bytes};
 use crate::reduce::{ReduceOp, Reducible, Schedule};
 
-use crate::process::local_group::kind;
+use crate::collective::local::kind;
 
 use super::inbox::{BARRIER, Key, Msg, OP, bad_text, encoded, head_text};
 use super::{CollectiveError, Group};

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::collective::local::kind;
 use crate::id::NodeId;
-use crate::process::local_group::kind;
 use crate::remote::{Mailbox, RemoteNode};
 use crate::wire::{decode_owned, encode};
 

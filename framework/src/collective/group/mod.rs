@@ -40,8 +40,8 @@ mod tests;
 
 use std::time::Duration;
 
+use crate::collective::local::LocalGroup;
 use crate::id::NodeId;
-use crate::process::local_group::LocalGroup;
 use crate::reduce::Topology;
 use crate::remote::RemoteNode;
 
@@ -84,7 +84,7 @@ pub struct GroupOptions {
 
 impl Default for GroupOptions {
     fn default() -> Self {
-        let quic = std::env::var(crate::process::collectives::TRANSPORT_VAR)
+        let quic = std::env::var(crate::collective::children::TRANSPORT_VAR)
             .is_ok_and(|v| v.eq_ignore_ascii_case("quic"));
         Self {
             timeout: FORM_TIMEOUT,

@@ -13,7 +13,7 @@
 //! tree forms a group of direct links ([`super::mesh`]); when that cannot
 //! be formed, every collective runs over the QUIC links through the parent:
 //! `all_reduce` and `barrier` run a schedule of [`crate::reduce`]
-//! ([`super::allreduce`]), the others a star through rank 0
+//! ([`super::relay`]), the others a star through rank 0
 //! ([`super::star`]), with the same results as on one machine.
 
 use std::sync::Arc;
@@ -22,17 +22,17 @@ use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
 use crate::wire::{decode_owned, encode};
 
-use super::allreduce::{ReduceBuffer, child_all_reduce, parent_all_reduce as through_parent};
-use super::child::{Context, context};
-use super::child_handle::Child;
-use super::error::ProcessError;
-use super::local_group::{DEFAULT_SLOT, GroupError, LocalGroup, MAX_RANKS, Wait};
+use super::local::{DEFAULT_SLOT, GroupError, LocalGroup, MAX_RANKS, Wait};
 use super::mesh::on_child_mesh;
-use super::protocol::{CollectiveMsg, StarKind, op};
+use super::relay::{ReduceBuffer, child_all_reduce, parent_all_reduce as through_parent};
 use super::star::{
     Begun, Call, bytes_of, child_star, copy_into, disagree, elements, fold_bytes, if_root, no_fold,
     parent_star,
 };
+use crate::process::child::{Context, context};
+use crate::process::child_handle::{Child, Children};
+use crate::process::error::ProcessError;
+use crate::process::protocol::{CollectiveMsg, StarKind, op};
 
 impl From<GroupError> for ProcessError {
     fn from(e: GroupError) -> Self {
@@ -475,7 +475,7 @@ where
                 Some(r) => r,
                 None => continue,
             },
-            Path::Local => on_child_group(|g| super::local_group::block(g.all_reduce(data, &op))),
+            Path::Local => on_child_group(|g| super::local::block(g.all_reduce(data, &op))),
             Path::Schedule(start) => child_all_reduce(ctx, start, data, op),
             Path::Star(begun) => Err(called_instead(ctx, &begun, "all_reduce")),
         };
@@ -536,7 +536,7 @@ where
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local_group::block(g.reduce(data, &op, root)));
+                return on_child_group(|g| super::local::block(g.reduce(data, &op, root)));
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -565,7 +565,7 @@ where
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local_group::block(g.broadcast(data, root)));
+                return on_child_group(|g| super::local::block(g.broadcast(data, root)));
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -591,7 +591,7 @@ pub fn gather<T: Element>(data: &[T], root: usize) -> Result<Option<Vec<T>>, Pro
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local_group::block(g.gather(data, root)));
+                return on_child_group(|g| super::local::block(g.gather(data, root)));
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -612,7 +612,7 @@ pub fn all_gather<T: Element>(data: &[T]) -> Result<Vec<T>, ProcessError> {
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local_group::block(g.all_gather(data)));
+                return on_child_group(|g| super::local::block(g.all_gather(data)));
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -633,7 +633,7 @@ pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<()
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local_group::block(g.scatter(send, recv, root)));
+                return on_child_group(|g| super::local::block(g.scatter(send, recv, root)));
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -654,9 +654,128 @@ pub fn barrier() -> Result<(), ProcessError> {
                 Some(r) => r,
                 None => continue,
             },
-            Path::Local => on_child_group(|g| super::local_group::block(g.barrier_call())),
+            Path::Local => on_child_group(|g| super::local::block(g.barrier_call())),
             Path::Schedule(start) => child_all_reduce::<i32>(ctx, start, &mut [], ReduceOp::Sum),
             Path::Star(begun) => Err(called_instead(ctx, &begun, "barrier")),
         };
+    }
+}
+
+/// The parent's side of the tree's collectives: rank 0 is this process.
+impl Children {
+    /// AllReduce over this process (rank 0) and these children (ranks 1..,
+    /// in group order), each of which calls
+    /// [`crate::collective::all_reduce`] with a buffer of the same length:
+    /// every rank ends with the same bits. On one machine (children from
+    /// `nfork`) it runs through shared memory and the result is the left
+    /// fold in rank order; across machines it runs over direct QUIC links
+    /// between the ranks (reduced per machine first), and its order of
+    /// additions is the schedule's (see [`crate::collective`]). Fails on
+    /// every rank if one of them dies, leaves or makes another call.
+    pub async fn all_reduce<T, B>(
+        &self,
+        data: &mut B,
+        op: crate::reduce::ReduceOp<T>,
+    ) -> Result<(), ProcessError>
+    where
+        T: crate::reduce::Reducible,
+        B: ReduceBuffer<T> + ?Sized,
+    {
+        parent_all_reduce(&self.0, data.elements_mut(), &op).await
+    }
+
+    /// Reduce to one rank: rank `root` (0 is this process, `k` the `k`-th
+    /// child of the group) ends with the left fold in rank order of every
+    /// rank's `data`, `((x0 ⊕ x1) ⊕ x2) ⊕ …`; the others keep their
+    /// buffers. Each child calls [`crate::collective::reduce`] with the same
+    /// length, op and root. On one machine it runs through shared memory;
+    /// with a child on another host, over QUIC through this process, with
+    /// the same result. Calls that disagree (or a root that is not a rank)
+    /// fail on every rank with [`ProcessError::Misuse`]; a rank that dies
+    /// makes it fail on every other rank.
+    pub async fn reduce<T, B>(
+        &self,
+        data: &mut B,
+        op: crate::reduce::ReduceOp<T>,
+        root: usize,
+    ) -> Result<(), ProcessError>
+    where
+        T: crate::reduce::Reducible,
+        B: ReduceBuffer<T> + ?Sized,
+    {
+        parent_reduce(&self.0, data.elements_mut(), &op, root).await
+    }
+
+    /// Every rank ends with rank `root`'s `data` (each child calls
+    /// [`crate::collective::broadcast`] with a buffer of the same length).
+    /// Runs and fails as [`Children::reduce`] does.
+    pub async fn broadcast<T, B>(&self, data: &mut B, root: usize) -> Result<(), ProcessError>
+    where
+        T: crate::actor::Element,
+        B: ReduceBuffer<T> + ?Sized,
+    {
+        parent_broadcast(&self.0, data.elements_mut(), root).await
+    }
+
+    /// Rank `root` gets every rank's `data`, concatenated in rank order
+    /// (`Some`; the other ranks get `None`). Every rank passes the same
+    /// length; each child calls [`crate::collective::gather`]. Runs and
+    /// fails as [`Children::reduce`] does.
+    pub async fn gather<T: crate::actor::Element>(
+        &self,
+        data: &[T],
+        root: usize,
+    ) -> Result<Option<Vec<T>>, ProcessError> {
+        parent_gather(&self.0, data, root).await
+    }
+
+    /// Every rank gets every rank's `data`, concatenated in rank order; each
+    /// child calls [`crate::collective::all_gather`]. Runs and fails as
+    /// [`Children::reduce`] does.
+    pub async fn all_gather<T: crate::actor::Element>(
+        &self,
+        data: &[T],
+    ) -> Result<Vec<T>, ProcessError> {
+        parent_all_gather(&self.0, data).await
+    }
+
+    /// Rank `root`'s `send` (`ranks × recv.len()` elements, one part per
+    /// rank in rank order) is split: every rank gets its part in `recv`.
+    /// `send` is read only on the root; each child calls
+    /// [`crate::collective::scatter`]. A root whose `send` is not
+    /// `ranks × recv.len()` long makes it fail on every rank; otherwise it
+    /// runs and fails as [`Children::reduce`] does.
+    pub async fn scatter<T: crate::actor::Element>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        root: usize,
+    ) -> Result<(), ProcessError> {
+        parent_scatter(&self.0, send, recv, root).await
+    }
+
+    /// Returns once this process and every child (in
+    /// [`crate::collective::barrier`]) have called it; fails on every rank
+    /// if one of them dies first.
+    pub async fn barrier(&self) -> Result<(), ProcessError> {
+        parent_barrier(&self.0).await
+    }
+
+    /// Where the group's ranks run (rank 0 is this process, then the
+    /// children in group order), grouped by host; print it to see the tree
+    /// and ring the collectives use and how each link is carried (shared
+    /// memory on one machine, QUIC between machines).
+    pub fn topology(&self) -> crate::reduce::Topology {
+        let here = crate::id::host_name();
+        let mut places = vec![crate::reduce::Place::new(here.clone(), std::process::id())];
+        for c in &self.0 {
+            let host = if c.same_host() {
+                here.clone()
+            } else {
+                c.host().to_owned()
+            };
+            places.push(crate::reduce::Place::new(host, c.pid()));
+        }
+        crate::reduce::Topology::new(places).expect("a group always has rank 0, this process")
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::collective::local::{DEFAULT_SLOT, LocalGroup, Wait};
 use crate::id::{ActorId, NodeId, boot_id, host_name};
-use crate::process::local_group::{DEFAULT_SLOT, LocalGroup, Wait};
 use crate::reduce::{Place, Topology};
 use crate::remote::{Node, RemoteNode};
 use crate::wire::{decode_owned, encode};

@@ -24,9 +24,9 @@ use crate::reduce::{ReduceOp, Reducible, Schedule};
 use crate::remote::Delivery;
 use crate::wire::{decode_owned, encode};
 
-use super::child_handle::{Child, Inbox};
-use super::error::ProcessError;
-use super::protocol::{CollectiveMsg, op};
+use crate::process::child_handle::{Child, Inbox};
+use crate::process::error::ProcessError;
+use crate::process::protocol::{CollectiveMsg, op};
 
 /// A buffer a collective works on in place: `Vec<T>`, `[T]`, `[T; N]` or
 /// `Tensor<T>`.
@@ -431,7 +431,7 @@ fn exited(child: &Child) -> Option<String> {
 /// A child's side of a message-path all_reduce whose `Start` (round, rank,
 /// ranks, len) has arrived.
 pub(super) fn child_all_reduce<T: Reducible>(
-    ctx: &super::child::Context,
+    ctx: &crate::process::child::Context,
     (round, rank, ranks, len): (u64, usize, usize, usize),
     data: &mut [T],
     op: ReduceOp<T>,

@@ -28,13 +28,13 @@ use crate::remote::{Node, RemoteNode};
 use crate::transport::ConnectError;
 use crate::wire::decode_owned;
 
-use super::allreduce::{lock_inboxes, next_posts, post_to};
-use super::child::Context;
-use super::child_handle::Child;
-use super::collectives::{Current, transport_is};
-use super::error::ProcessError;
+use super::children::{Current, transport_is};
 use super::group::{CollectiveError, Group, GroupOptions, Transport};
-use super::protocol::{CollectiveMsg, op};
+use super::relay::{lock_inboxes, next_posts, post_to};
+use crate::process::child::Context;
+use crate::process::child_handle::Child;
+use crate::process::error::ProcessError;
+use crate::process::protocol::{CollectiveMsg, op};
 
 /// How long forming a tree's group may take before the collectives go
 /// through the parent instead.
@@ -91,7 +91,7 @@ pub(super) async fn parent_mesh(
     else {
         return Ok(None);
     };
-    let node = super::parent::state().await?.node.clone();
+    let node = crate::process::parent::state().await?.node.clone();
     let name = format!(
         "para||el tree {}.{}",
         std::process::id(),
@@ -211,7 +211,7 @@ pub(super) fn child_join_mesh(
     order: Vec<NodeId>,
     quic: bool,
 ) -> Result<bool, ProcessError> {
-    let (parent, runtime) = super::child::parent_link()?;
+    let (parent, runtime) = crate::process::child::parent_link()?;
     let formed: Result<Group, String> = runtime.block_on(async {
         let node = Node::current().ok_or("this child has no node")?;
         let mut peers = vec![parent];
@@ -254,7 +254,7 @@ pub(super) fn child_join_mesh(
 pub(super) fn on_child_mesh<R>(
     call: impl AsyncFnOnce(&mut Group) -> Result<R, CollectiveError>,
 ) -> Option<Result<R, ProcessError>> {
-    let (_, runtime) = match super::child::parent_link() {
+    let (_, runtime) = match crate::process::child::parent_link() {
         Ok(link) => link,
         Err(e) => return Some(Err(e)),
     };

@@ -2,8 +2,8 @@
 //! every member is on one machine, over QUIC otherwise.
 
 use crate::actor::Element;
-use crate::process::allreduce::ReduceBuffer;
-use crate::process::local_group::kind;
+use crate::collective::local::kind;
+use crate::collective::relay::ReduceBuffer;
 use crate::reduce::{ReduceOp, Reducible, Schedule};
 
 use super::inbox::{ALL_GATHER, ALL_REDUCE, BARRIER, BROADCAST, GATHER, REDUCE, SCATTER, head};

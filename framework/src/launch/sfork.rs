@@ -13,10 +13,10 @@
 
 use std::sync::Mutex;
 
-use super::child_handle::Children;
-use super::error::{ForkError, ProcessError};
-use super::parent::{Placement, nfork};
 use super::ssh::{Remote, is_loopback};
+use crate::process::child_handle::Children;
+use crate::process::error::{ForkError, ProcessError};
+use crate::process::parent::{Placement, nfork};
 
 /// A registered host and its speed in ]0, 1] (1 until `calibrate` measures it).
 struct Registered {
@@ -66,10 +66,10 @@ pub(crate) fn registers_other_machines() -> bool {
 
 /// Starts `n` processes spread over the hosts registered with
 /// [`addremote`]: round robin, each host capped at its cores, a slower host
-/// (after [`super::calibrate()`]) getting a turn less often. Past the total
+/// (after [`crate::calibrate()`]) getting a turn less often. Past the total
 /// of cores it keeps going round (more processes than cores) and logs a
 /// warning. With no host registered, forks `n` processes on this machine.
-/// Each child's [`super::Child::speed`] is its host's speed.
+/// Each child's [`crate::Child::speed`] is its host's speed.
 pub async fn sfork(n: usize) -> Result<Children, ForkError> {
     let Some((placements, speeds)) = plan(n) else {
         return nfork(n).await;

@@ -19,7 +19,7 @@
 //! `GroupError::Mismatch` does. A bad root is refused before the call
 //! begins (an `Abort` of round 0).
 //!
-//! Results equal the same-host group's ([`super::local_group`]): the reduce
+//! Results equal the same-host group's ([`super::local`]): the reduce
 //! is the left fold in rank order, `((x0 ⊕ x1) ⊕ x2) ⊕ …`, computed once by
 //! the parent; the others move bytes. Elements travel as their bytes (an
 //! [`Element`]'s archived bytes are its native ones on the little-endian
@@ -28,7 +28,7 @@
 //!
 //! Failure: while the parent waits for a child's `Part`, it checks that the
 //! child's process runs and its link is up, with the machinery of
-//! all_reduce ([`super::allreduce`]); a dead or departed child makes it post
+//! all_reduce ([`super::relay`]); a dead or departed child makes it post
 //! an `Abort` to every other child, and every rank returns an error. No
 //! child gets a result before every rank's contribution has arrived, so a
 //! call either gives every live rank its full result or fails.
@@ -40,12 +40,12 @@ use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
 use crate::wire::decode_owned;
 
-use super::allreduce::{abort_all, fail_all, lock_inboxes, next_posts, next_round, post_to};
-use super::child::Context;
-use super::child_handle::Child;
-use super::error::ProcessError;
-use super::local_group::GroupError;
-use super::protocol::{CollectiveMsg, StarKind, op};
+use super::local::GroupError;
+use super::relay::{abort_all, fail_all, lock_inboxes, next_posts, next_round, post_to};
+use crate::process::child::Context;
+use crate::process::child_handle::Child;
+use crate::process::error::ProcessError;
+use crate::process::protocol::{CollectiveMsg, StarKind, op};
 
 /// One rank's call of a star collective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,7 +329,7 @@ pub(super) async fn parent_star(
 /// returns every rank's, in rank order (`mine` first).
 async fn collect(
     children: &[Child],
-    inboxes: &mut [tokio::sync::MutexGuard<'_, super::child_handle::Inbox>],
+    inboxes: &mut [tokio::sync::MutexGuard<'_, crate::process::child_handle::Inbox>],
     round: u64,
     call: &Call,
     mine: Vec<u8>,
@@ -465,7 +465,7 @@ pub(super) fn child_star(
                 return sized(bytes, mine.down(rank), whose);
             }
             msg => {
-                if let Some(e) = super::allreduce::failure(msg, round) {
+                if let Some(e) = super::relay::failure(msg, round) {
                     return Err(e);
                 }
             }

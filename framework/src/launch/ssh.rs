@@ -18,9 +18,9 @@ use tokio::process::Command;
 
 use crate::transport::JoinLine;
 
-use super::error::ForkError;
-use super::launch::{LaunchSpec, Launched, start};
-use super::parent::Placement;
+use crate::process::error::ForkError;
+use crate::process::launch::{LaunchSpec, Launched, start};
+use crate::process::parent::Placement;
 
 /// Set once a spec names a host other than this machine: the parent's node
 /// then listens on every interface instead of loopback only.
@@ -135,19 +135,19 @@ impl Remote {
     }
 }
 
-impl super::parent::IntoPlacements for Remote {
+impl crate::process::parent::IntoPlacements for Remote {
     fn into_placements(self) -> Vec<Placement> {
         vec![Placement::Ssh(self.0.clone()); self.0.procs]
     }
 }
 
-impl<const N: usize> super::parent::IntoPlacements for [Remote; N] {
+impl<const N: usize> crate::process::parent::IntoPlacements for [Remote; N] {
     fn into_placements(self) -> Vec<Placement> {
         self.into_iter().flat_map(|r| r.into_placements()).collect()
     }
 }
 
-impl super::parent::IntoPlacements for Vec<Remote> {
+impl crate::process::parent::IntoPlacements for Vec<Remote> {
     fn into_placements(self) -> Vec<Placement> {
         self.into_iter().flat_map(|r| r.into_placements()).collect()
     }
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn remote_specs_expand_to_one_placement_per_process() {
-        use super::super::parent::IntoPlacements;
+        use crate::process::IntoPlacements;
         let placements = [Remote::ssh("a").procs(2), Remote::ssh("u@b").procs(3)].into_placements();
         assert_eq!(placements.len(), 5);
         assert!(matches!(&placements[4], Placement::Ssh(h) if h.hostname() == "b"));

@@ -1,7 +1,7 @@
 //! Why forming a group or one of its calls failed.
 
+use crate::collective::local::GroupError;
 use crate::id::NodeId;
-use crate::process::local_group::GroupError;
 
 /// Why [`super::Group::form`] failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,10 @@
+//! Launching processes on other hosts: children started through `ssh`
+//! ([`Remote`]), hosts registered with [`addremote`] for [`sfork`], and the
+//! calibration kernel that measures each host's speed.
+
+pub(crate) mod calibrate;
+pub(crate) mod sfork;
+pub(crate) mod ssh;
+
+pub use sfork::{addremote, remote_cores, remote_speeds, remotes, sfork};
+pub use ssh::{Remote, SshHost};
