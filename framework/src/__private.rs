@@ -19,7 +19,7 @@ pub fn run_main<F: std::future::Future>(fut: F) -> F::Output {
     if crate::process::is_child() {
         crate::process::child::run();
     }
-    crate::process::parent::MAIN_RAN.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::process::tree::MAIN_RAN.store(true, std::sync::atomic::Ordering::Relaxed);
     let system = actix_rt::System::new();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         system.block_on(async {
@@ -32,7 +32,7 @@ pub fn run_main<F: std::future::Future>(fut: F) -> F::Output {
     match outcome {
         Ok(output) => output,
         Err(panic) => {
-            crate::process::parent::close_now();
+            crate::process::tree::close_now();
             resume_unwind(panic)
         }
     }

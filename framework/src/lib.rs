@@ -32,12 +32,12 @@ pub mod __private;
 
 pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
-pub use launch::{Remote, addremote, remote_cores, remote_speeds, remotes, sfork};
+pub use launch::{Remote, addremote, calibrate, remote_cores, remote_speeds, remotes, sfork};
 pub use map::{MapError, Mapped, map};
 pub use parallel_macros::{Actor, Message, main, remote};
 pub use process::{
-    Child, Children, ForkError, ProcessError, calibrate, children, close, fork, id, ip, nchildren,
-    nfork, parent, yield_value,
+    Child, Children, ForkError, ProcessError, children, close, fork, id, ip, nchildren, nfork,
+    parent, yield_value,
 };
 pub use remote::{ActorRef, AskError, Node, RemoteNode, SendError};
 pub use transport::{JoinLine, Password};

@@ -31,15 +31,17 @@ pub struct Received<T: WireType> {
 /// The bytes behind a view. Both kinds keep their bytes at a fixed address
 /// for as long as they live, however the owning `Received` is moved: a heap
 /// allocation, or a shared-memory mapping unmapped only on drop.
+/// A heap view covers `range` of its buffer: a message nested in another
+/// one is viewed where it lies in the outer message's buffer.
 enum Storage {
-    Heap(Buffer),
+    Heap(Buffer, std::ops::Range<usize>),
     Mapped(Mapping),
 }
 
 impl Storage {
     fn bytes(&self) -> &[u8] {
         match self {
-            Storage::Heap(buf) => buf,
+            Storage::Heap(buf, range) => &buf[range.clone()],
             Storage::Mapped(map) => map,
         }
     }
@@ -55,7 +57,39 @@ unsafe impl<T: WireType> Sync for Received<T> where Archived<T>: Sync {}
 impl<T: WireType> Received<T> {
     /// Validates `buf` as an archived `T` (rkyv bytecheck) and keeps it as a view.
     pub fn new(buf: Buffer) -> Result<Self, DecodeError> {
-        Self::validated(Storage::Heap(buf))
+        let all = 0..buf.len();
+        Self::validated(Storage::Heap(buf, all))
+    }
+
+    /// Validates `buf[range]` as an archived `T` and keeps it as a view in
+    /// place: how a value nested in a received message (written at an
+    /// aligned position, see [`crate::wire::AlignedBytes`]) is read without a
+    /// copy. A range that does not start on a 16-byte boundary is copied
+    /// out first; one that does not fit `buf` is refused.
+    pub fn new_in(buf: Buffer, range: std::ops::Range<usize>) -> Result<Self, DecodeError> {
+        if range.start > range.end || range.end > buf.len() {
+            return Err(DecodeError::Invalid {
+                type_name: std::any::type_name::<T>(),
+                reason: format!(
+                    "its bytes at {range:?} do not fit the {}-byte message around them",
+                    buf.len()
+                ),
+            });
+        }
+        if !range.start.is_multiple_of(crate::wire::ALIGN) {
+            return Self::new(crate::wire::aligned_copy(&buf[range]));
+        }
+        Self::validated(Storage::Heap(buf, range))
+    }
+
+    /// The whole receive buffer behind a view that arrived in a message
+    /// (`None` for a shared-memory view), to view a part of it with
+    /// [`Received::new_in`].
+    pub fn into_buffer(self) -> Option<Buffer> {
+        match self.storage {
+            Storage::Heap(buf, _) => Some(buf),
+            Storage::Mapped(_) => None,
+        }
     }
 
     /// Validates a shared-memory payload as an archived `T` and keeps it as a

@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
-use crate::wire::{decode_owned, encode};
 
 use super::local::{DEFAULT_SLOT, GroupError, LocalGroup, MAX_RANKS, Wait};
 use super::mesh::on_child_mesh;
@@ -29,10 +28,10 @@ use super::star::{
     Begun, Call, bytes_of, child_star, copy_into, disagree, elements, fold_bytes, if_root, no_fold,
     parent_star,
 };
-use crate::process::child::{Context, context};
-use crate::process::child_handle::{Child, Children};
-use crate::process::error::ProcessError;
-use crate::process::protocol::{CollectiveMsg, StarKind, op};
+use crate::process::ProcessError;
+use crate::process::child::{ChildLink, link};
+use crate::process::message::{CollectiveMsg, StarKind};
+use crate::process::{Child, Children};
 
 impl From<GroupError> for ProcessError {
     fn from(e: GroupError) -> Self {
@@ -143,11 +142,7 @@ async fn parent_group(
             ranks: pids.len() as u32,
             slot: group.slot() as u64,
         };
-        child
-            .0
-            .remote
-            .post(child.0.mailbox, op::COLLECTIVE, 0, encode(&attach)?)
-            .await?;
+        child.post_collective(attach).await?;
     }
     Ok(Some(CURRENT.keep(members, group)))
 }
@@ -353,7 +348,7 @@ enum Path {
 
 /// Waits for the parent's word on how the coming collective runs, unless
 /// the child's group is still good.
-fn path(ctx: &Context) -> Result<Path, ProcessError> {
+fn path(ctx: &ChildLink) -> Result<Path, ProcessError> {
     if super::mesh::child_has_mesh() {
         return Ok(Path::Mesh);
     }
@@ -364,8 +359,7 @@ fn path(ctx: &Context) -> Result<Path, ProcessError> {
     }
     *mine = None;
     loop {
-        let d = ctx.next_collective()?;
-        match decode_owned::<CollectiveMsg>(&d.payload) {
+        match Ok::<_, ProcessError>(ctx.next_collective()?) {
             Ok(CollectiveMsg::Attach {
                 path,
                 rank,
@@ -466,7 +460,7 @@ where
     T: Reducible,
     B: ReduceBuffer<T> + ?Sized,
 {
-    let ctx = context()?;
+    let ctx = link()?;
     let data = data.elements_mut();
     loop {
         return match path(ctx)? {
@@ -484,7 +478,7 @@ where
 
 /// The error of a child whose parent began a star collective when the
 /// child called `what`, an all_reduce or barrier.
-fn called_instead(ctx: &Context, begun: &Begun, what: &str) -> ProcessError {
+fn called_instead(ctx: &ChildLink, begun: &Begun, what: &str) -> ProcessError {
     let text = format!(
         "rank {} called {what}, rank 0 called {}",
         begun.rank, begun.call
@@ -499,13 +493,13 @@ enum Route {
     /// On its same-host group.
     Local,
     /// On the star through the parent, whose `Begin` has arrived.
-    Star(&'static Context, Begun),
+    Star(&'static ChildLink, Begun),
 }
 
 /// Where a reduce, broadcast, gather, all_gather or scatter (`what`) runs
 /// in a child.
 fn star_route(what: &str) -> Result<Route, ProcessError> {
-    let ctx = context()?;
+    let ctx = link()?;
     match path(ctx)? {
         Path::Mesh => Ok(Route::Mesh),
         Path::Local => Ok(Route::Local),
@@ -647,7 +641,7 @@ pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<()
 /// In a child's function: the parent's [`crate::Children::barrier`] —
 /// returns once every rank has called it.
 pub fn barrier() -> Result<(), ProcessError> {
-    let ctx = context()?;
+    let ctx = link()?;
     loop {
         return match path(ctx)? {
             Path::Mesh => match on_child_mesh(async |g| g.barrier().await) {

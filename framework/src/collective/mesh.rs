@@ -24,17 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::id::NodeId;
-use crate::remote::{Node, RemoteNode};
+use crate::remote::RemoteNode;
 use crate::transport::ConnectError;
-use crate::wire::decode_owned;
 
 use super::children::{Current, transport_is};
 use super::group::{CollectiveError, Group, GroupOptions, Transport};
 use super::relay::{lock_inboxes, next_posts, post_to};
-use crate::process::child::Context;
-use crate::process::child_handle::Child;
-use crate::process::error::ProcessError;
-use crate::process::protocol::{CollectiveMsg, op};
+use crate::process::Child;
+use crate::process::ProcessError;
+use crate::process::child::ChildLink;
+use crate::process::message::CollectiveMsg;
 
 /// How long forming a tree's group may take before the collectives go
 /// through the parent instead.
@@ -76,7 +75,7 @@ pub(super) async fn parent_mesh(
         drop_current();
         return Ok(None);
     }
-    let members: Vec<(u32, NodeId)> = children.iter().map(|c| (c.id(), c.0.remote.id())).collect();
+    let members: Vec<(u32, NodeId)> = children.iter().map(|c| (c.id(), c.node().id())).collect();
     if let Some(group) = CURRENT.get(&members, Group::is_usable) {
         return Ok(Some(group));
     }
@@ -86,12 +85,12 @@ pub(super) async fn parent_mesh(
     }
     let Some(lines) = children
         .iter()
-        .map(|c| c.0.remote.join_line().map(|l| l.to_string()))
+        .map(|c| c.node().join_line().map(|l| l.to_string()))
         .collect::<Option<Vec<String>>>()
     else {
         return Ok(None);
     };
-    let node = crate::process::parent::state().await?.node.clone();
+    let node = children[0].home_node()?;
     let name = format!(
         "para||el tree {}.{}",
         std::process::id(),
@@ -109,7 +108,7 @@ pub(super) async fn parent_mesh(
     for c in children {
         post_to(c, &mesh).await?;
     }
-    let peers: Vec<RemoteNode> = children.iter().map(|c| c.0.remote.clone()).collect();
+    let peers: Vec<RemoteNode> = children.iter().map(|c| c.node().clone()).collect();
     let formed = Group::form_with(&node, &name, &peers, options(quic, order)).await;
     let mut why: Vec<String> = Vec::new();
     if let Err(e) = &formed {
@@ -129,8 +128,8 @@ pub(super) async fn parent_mesh(
                 break;
             }
         };
-        for (rank, d) in posts {
-            if let Ok(CollectiveMsg::MeshJoined { name: n, error }) = decode_owned(&d.payload)
+        for (rank, msg) in posts {
+            if let CollectiveMsg::MeshJoined { name: n, error } = msg
                 && n == name
             {
                 answered[rank] = true;
@@ -205,15 +204,16 @@ pub(super) fn child_drop_mesh() {
 /// A child's answer to `Mesh`: joins the siblings, forms the group, tells
 /// the parent, and waits for its verdict. True when the group is in use.
 pub(super) fn child_join_mesh(
-    ctx: &Context,
+    ctx: &ChildLink,
     name: String,
     lines: Vec<String>,
     order: Vec<NodeId>,
     quic: bool,
 ) -> Result<bool, ProcessError> {
-    let (parent, runtime) = crate::process::child::parent_link()?;
+    let link = crate::process::child::link()?;
+    let (parent, runtime) = (link.parent_node().clone(), link.runtime().clone());
+    let node = link.node().clone();
     let formed: Result<Group, String> = runtime.block_on(async {
-        let node = Node::current().ok_or("this child has no node")?;
         let mut peers = vec![parent];
         for line in &lines {
             let join_line = line.parse().map_err(|e| format!("{e}"))?;
@@ -232,10 +232,9 @@ pub(super) fn child_join_mesh(
         name: name.clone(),
         error: formed.as_ref().err().cloned(),
     };
-    ctx.block_on_post(op::COLLECTIVE, &joined)?;
+    ctx.post_collective(joined)?;
     loop {
-        let d = ctx.next_collective()?;
-        if let Ok(CollectiveMsg::MeshVerdict { name: n, ready }) = decode_owned(&d.payload)
+        if let CollectiveMsg::MeshVerdict { name: n, ready } = ctx.next_collective()?
             && n == name
         {
             return Ok(match formed {
@@ -254,8 +253,8 @@ pub(super) fn child_join_mesh(
 pub(super) fn on_child_mesh<R>(
     call: impl AsyncFnOnce(&mut Group) -> Result<R, CollectiveError>,
 ) -> Option<Result<R, ProcessError>> {
-    let (_, runtime) = match crate::process::child::parent_link() {
-        Ok(link) => link,
+    let runtime = match crate::process::child::link() {
+        Ok(link) => link.runtime().clone(),
         Err(e) => return Some(Err(e)),
     };
     let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());

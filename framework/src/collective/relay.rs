@@ -21,12 +21,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::reduce::{ReduceOp, Reducible, Schedule};
-use crate::remote::Delivery;
-use crate::wire::{decode_owned, encode};
 
-use crate::process::child_handle::{Child, Inbox};
-use crate::process::error::ProcessError;
-use crate::process::protocol::{CollectiveMsg, op};
+use crate::process::Child;
+use crate::process::ProcessError;
+use crate::process::message::CollectiveMsg;
 
 /// A buffer a collective works on in place: `Vec<T>`, `[T]`, `[T; N]` or
 /// `Tensor<T>`.
@@ -58,9 +56,6 @@ impl<T: crate::actor::Element> ReduceBuffer<T> for crate::Tensor<T> {
         self.as_mut_slice()
     }
 }
-
-/// How often the parent checks that the children's processes still run.
-const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Chunks received and not yet applied, by (step, chunk, from).
 type Pending = HashMap<(usize, usize, usize), Vec<u8>>;
@@ -110,24 +105,19 @@ pub(super) fn next_round() -> u64 {
     ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The children's inboxes, held for the whole call so no other call of
-/// this process takes their posts.
-pub(super) async fn lock_inboxes(children: &[Child]) -> Vec<tokio::sync::MutexGuard<'_, Inbox>> {
-    let mut inboxes = Vec::with_capacity(children.len());
+/// The children's collective posts, held for the whole call so no other
+/// call of this process takes them.
+pub(super) async fn lock_inboxes(children: &[Child]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+    let mut held = Vec::with_capacity(children.len());
     for c in children {
-        inboxes.push(c.0.inbox.lock().await);
+        held.push(c.lock_collective().await);
     }
-    inboxes
+    held
 }
 
 /// Posts a collective message to `child`.
 pub(super) async fn post_to(child: &Child, msg: &CollectiveMsg) -> Result<(), ProcessError> {
-    child
-        .0
-        .remote
-        .post(child.0.mailbox, op::COLLECTIVE, 0, encode(msg)?)
-        .await?;
-    Ok(())
+    child.post_collective(msg.clone()).await
 }
 
 /// The parent's side of `Children::all_reduce`.
@@ -206,53 +196,50 @@ pub(super) fn failure(msg: CollectiveMsg, round: u64) -> Option<ProcessError> {
 }
 
 /// Waits until children have posted collective messages and returns them
-/// as (rank, post), in child order; meanwhile checks every `TICK` that each
-/// child for which `owes(rank)` holds still runs, and fails when one is
-/// gone or its function ended.
+/// as (rank, post), in child order; fails when a child for which
+/// `owes(rank)` holds is gone or its function ended.
 pub(super) async fn next_posts(
     children: &[Child],
-    inboxes: &mut [tokio::sync::MutexGuard<'_, Inbox>],
+    _held: &mut [tokio::sync::MutexGuard<'_, ()>],
     owes: impl Fn(usize) -> bool,
-) -> Result<Vec<(usize, Delivery)>, ProcessError> {
+) -> Result<Vec<(usize, CollectiveMsg)>, ProcessError> {
     loop {
+        // Registered before looking, so a post filed in between wakes us.
+        let mut changed: Vec<_> = children.iter().map(Child::changed).collect();
         let mut posts = Vec::new();
-        for (i, inbox) in inboxes.iter_mut().enumerate() {
-            posts.extend(inbox.collective.drain(..).map(|d| (i + 1, d)));
+        let mut failure = None;
+        for (i, child) in children.iter().enumerate() {
+            match child.take_collective() {
+                Ok(msgs) => posts.extend(msgs.into_iter().map(|m| (i + 1, m))),
+                Err(ended) if owes(i + 1) && failure.is_none() => {
+                    if let Some(reason) = child.exited_reason() {
+                        failure = Some(ProcessError::Gone {
+                            id: child.id(),
+                            reason,
+                        });
+                    } else if let Some(e) = ended {
+                        failure = Some(ProcessError::Aborted(format!(
+                            "rank {} left the collective: {e}",
+                            i + 1
+                        )));
+                    }
+                }
+                Err(_) => {}
+            }
         }
         if !posts.is_empty() {
             return Ok(posts);
         }
-        let mut live = Vec::new();
-        for (i, inbox) in inboxes.iter_mut().enumerate() {
-            let child = &children[i];
-            if !owes(i + 1) {
-                continue;
-            }
-            if let Some(reason) = exited(child) {
-                return Err(ProcessError::Gone {
-                    id: child.id(),
-                    reason,
-                });
-            }
-            if let Some(e) = inbox.ended(child.id()) {
-                return Err(ProcessError::Aborted(format!(
-                    "rank {} left the collective: {e}",
-                    i + 1
-                )));
-            }
-            live.push(Box::pin(inbox.pump(&child.0.remote)));
+        if let Some(e) = failure {
+            return Err(e);
         }
-        if live.is_empty() {
+        if !(1..=children.len()).any(&owes) {
             return Err(ProcessError::Aborted(
                 "waiting for a post no rank owes (a protocol error)".into(),
             ));
         }
-        let mut tick = std::pin::pin!(tokio::time::sleep(TICK));
         std::future::poll_fn(|cx| {
-            if tick.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-            for f in live.iter_mut() {
+            for f in changed.iter_mut() {
                 if f.as_mut().poll(cx).is_ready() {
                     return std::task::Poll::Ready(());
                 }
@@ -271,14 +258,8 @@ pub(super) async fn abort_all(children: &[Child], round: u64, reason: String) {
 
 /// Posts `msg` to every child, best effort: a child that is gone is skipped.
 async fn post_all(children: &[Child], msg: &CollectiveMsg) {
-    let Ok(bytes) = encode(msg) else {
-        return;
-    };
     for c in children {
-        let _ =
-            c.0.remote
-                .post(c.0.mailbox, op::COLLECTIVE, 0, bytes.clone())
-                .await;
+        let _ = c.post_collective(msg.clone()).await;
     }
 }
 
@@ -299,7 +280,7 @@ impl ParentRun<'_> {
 
     async fn run<T: Reducible>(
         &mut self,
-        inboxes: &mut [tokio::sync::MutexGuard<'_, Inbox>],
+        inboxes: &mut [tokio::sync::MutexGuard<'_, ()>],
         schedule: &Schedule,
         data: &mut [T],
         op: &ReduceOp<T>,
@@ -356,18 +337,17 @@ impl ParentRun<'_> {
     /// Handles what the children posted; waits for more when nothing is there.
     async fn wait(
         &mut self,
-        inboxes: &mut [tokio::sync::MutexGuard<'_, Inbox>],
+        inboxes: &mut [tokio::sync::MutexGuard<'_, ()>],
     ) -> Result<(), ProcessError> {
         let owed = &self.owed;
         let posts = next_posts(self.children, inboxes, |rank| owed[rank] > 0).await?;
-        for (rank, d) in posts {
-            self.handle(rank, &d.payload).await?;
+        for (rank, msg) in posts {
+            self.handle(rank, msg).await?;
         }
         Ok(())
     }
 
-    async fn handle(&mut self, sender: usize, payload: &[u8]) -> Result<(), ProcessError> {
-        let msg = decode_owned::<CollectiveMsg>(payload)?;
+    async fn handle(&mut self, sender: usize, msg: CollectiveMsg) -> Result<(), ProcessError> {
         match msg {
             CollectiveMsg::Chunk { round, from, .. } if round == self.round => {
                 if from as usize != sender {
@@ -411,39 +391,19 @@ impl ParentRun<'_> {
     }
 }
 
-/// Why a child's process is gone, if it is.
-fn exited(child: &Child) -> Option<String> {
-    if child.0.exited.load(std::sync::atomic::Ordering::Relaxed) {
-        return Some("its process has exited".into());
-    }
-    if !child.0.remote.is_alive() {
-        return Some("its connection is closed".into());
-    }
-    let mut launched = child.0.process.try_lock().ok()?;
-    match launched.process.try_wait() {
-        Ok(Some(status)) => Some(format!(
-            "its process exited during the collective ({status})"
-        )),
-        _ => None,
-    }
-}
-
 /// A child's side of a message-path all_reduce whose `Start` (round, rank,
 /// ranks, len) has arrived.
 pub(super) fn child_all_reduce<T: Reducible>(
-    ctx: &crate::process::child::Context,
+    ctx: &crate::process::child::ChildLink,
     (round, rank, ranks, len): (u64, usize, usize, usize),
     data: &mut [T],
     op: ReduceOp<T>,
 ) -> Result<(), ProcessError> {
     let abort = |reason: String| -> ProcessError {
-        let _ = ctx.block_on_post(
-            op::COLLECTIVE,
-            &CollectiveMsg::Abort {
-                round,
-                reason: reason.clone(),
-            },
-        );
+        let _ = ctx.post_collective(CollectiveMsg::Abort {
+            round,
+            reason: reason.clone(),
+        });
         ProcessError::Aborted(reason)
     };
     if len != data.len() {
@@ -468,7 +428,7 @@ pub(super) fn child_all_reduce<T: Reducible>(
                 to: t.to as u32,
                 bytes: super::star::bytes_of(&data[range]),
             };
-            ctx.block_on_post(op::COLLECTIVE, &msg)?;
+            ctx.post_collective(msg)?;
         }
         for t in &rs.receives {
             let key = (rs.step, t.chunk, t.from);
@@ -476,8 +436,7 @@ pub(super) fn child_all_reduce<T: Reducible>(
                 if let Some(bytes) = pending.remove(&key) {
                     break bytes;
                 }
-                let d = ctx.next_collective()?;
-                match decode_owned::<CollectiveMsg>(&d.payload)? {
+                match ctx.next_collective()? {
                     CollectiveMsg::Chunk {
                         round: r,
                         step,
@@ -502,10 +461,9 @@ pub(super) fn child_all_reduce<T: Reducible>(
     }
     // Returns only once every rank has finished: a rank that dies before
     // makes every other one fail.
-    ctx.block_on_post(op::COLLECTIVE, &CollectiveMsg::Done { round })?;
+    ctx.post_collective(CollectiveMsg::Done { round })?;
     loop {
-        let d = ctx.next_collective()?;
-        match decode_owned::<CollectiveMsg>(&d.payload)? {
+        match ctx.next_collective()? {
             CollectiveMsg::Done { round: r } if r == round => return Ok(()),
             msg => {
                 if let Some(e) = failure(msg, round) {

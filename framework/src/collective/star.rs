@@ -38,14 +38,13 @@ use std::mem::size_of;
 
 use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
-use crate::wire::decode_owned;
 
 use super::local::GroupError;
 use super::relay::{abort_all, fail_all, lock_inboxes, next_posts, next_round, post_to};
-use crate::process::child::Context;
-use crate::process::child_handle::Child;
-use crate::process::error::ProcessError;
-use crate::process::protocol::{CollectiveMsg, StarKind, op};
+use crate::process::Child;
+use crate::process::ProcessError;
+use crate::process::child::ChildLink;
+use crate::process::message::{CollectiveMsg, StarKind};
 
 /// One rank's call of a star collective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,7 +328,7 @@ pub(super) async fn parent_star(
 /// returns every rank's, in rank order (`mine` first).
 async fn collect(
     children: &[Child],
-    inboxes: &mut [tokio::sync::MutexGuard<'_, crate::process::child_handle::Inbox>],
+    inboxes: &mut [tokio::sync::MutexGuard<'_, ()>],
     round: u64,
     call: &Call,
     mine: Vec<u8>,
@@ -352,8 +351,8 @@ async fn collect(
     while parts.iter().any(Option::is_none) {
         let waiting = &parts;
         let posts = next_posts(children, inboxes, |rank| waiting[rank].is_none()).await?;
-        for (rank, d) in posts {
-            match decode_owned::<CollectiveMsg>(&d.payload)? {
+        for (rank, msg) in posts {
+            match msg {
                 CollectiveMsg::Part { round: r, bytes } if r == round => {
                     let whose = format!("rank {rank}'s part of {call}");
                     parts[rank] = Some(sized(bytes, call.up(rank), whose)?);
@@ -423,15 +422,12 @@ impl Begun {
 
 /// Tells the parent that this rank's call of collective `round` differs
 /// from the parent's (`text` says how); every rank returns the same error.
-pub(super) fn disagree(ctx: &Context, round: u64, text: String) -> ProcessError {
+pub(super) fn disagree(ctx: &ChildLink, round: u64, text: String) -> ProcessError {
     let e = mismatch(text);
-    let _ = ctx.block_on_post(
-        op::COLLECTIVE,
-        &CollectiveMsg::Refused {
-            round,
-            reason: e.to_string(),
-        },
-    );
+    let _ = ctx.post_collective(CollectiveMsg::Refused {
+        round,
+        reason: e.to_string(),
+    });
     e
 }
 
@@ -439,7 +435,7 @@ pub(super) fn disagree(ctx: &Context, round: u64, text: String) -> ProcessError 
 /// that its call, `mine`, is the parent's, posts its contribution `up`,
 /// and returns its result (`mine.down(rank)` bytes).
 pub(super) fn child_star(
-    ctx: &Context,
+    ctx: &ChildLink,
     begun: &Begun,
     mine: Call,
     up: Vec<u8>,
@@ -452,14 +448,13 @@ pub(super) fn child_star(
     if let Some(text) = mine.bad(rank, up.len()) {
         return Err(disagree(ctx, round, text));
     }
-    if let Err(e) = ctx.block_on_post(op::COLLECTIVE, &CollectiveMsg::Part { round, bytes: up }) {
+    if let Err(e) = ctx.post_collective(CollectiveMsg::Part { round, bytes: up }) {
         let reason = format!("rank {rank} could not send its part: {e}");
-        let _ = ctx.block_on_post(op::COLLECTIVE, &CollectiveMsg::Abort { round, reason });
+        let _ = ctx.post_collective(CollectiveMsg::Abort { round, reason });
         return Err(e);
     }
     loop {
-        let d = ctx.next_collective()?;
-        match decode_owned::<CollectiveMsg>(&d.payload)? {
+        match ctx.next_collective()? {
             CollectiveMsg::Part { round: r, bytes } if r == round => {
                 let whose = format!("rank {rank}'s result of {mine}");
                 return sized(bytes, mine.down(rank), whose);

@@ -6,5 +6,5 @@ pub(crate) mod calibrate;
 pub(crate) mod sfork;
 pub(crate) mod ssh;
 
-pub use sfork::{addremote, remote_cores, remote_speeds, remotes, sfork};
+pub use sfork::{addremote, calibrate, remote_cores, remote_speeds, remotes, sfork};
 pub use ssh::{Remote, SshHost};

@@ -14,9 +14,7 @@
 use std::sync::Mutex;
 
 use super::ssh::{Remote, is_loopback};
-use crate::process::child_handle::Children;
-use crate::process::error::{ForkError, ProcessError};
-use crate::process::parent::{Placement, nfork};
+use crate::process::{Children, ForkError, Placement, ProcessError, children, nchildren, nfork};
 
 /// A registered host and its speed in ]0, 1] (1 until `calibrate` measures it).
 struct Registered {
@@ -39,6 +37,9 @@ pub fn addremote(remotes: impl IntoIterator<Item = Remote>) {
         .into_iter()
         .map(|remote| Registered { remote, speed: 1.0 })
         .collect();
+    if registers_other_machines() {
+        crate::process::tree::other_hosts_named();
+    }
 }
 
 /// The hosts registered with [`addremote`].
@@ -103,7 +104,7 @@ fn plan(n: usize) -> Option<(Vec<Placement>, Vec<f64>)> {
     let order = spread(n, &shape);
     let placements = order
         .iter()
-        .map(|&i| Placement::Ssh(hosts[i].remote.host().clone()))
+        .map(|&i| hosts[i].remote.host().placement())
         .collect();
     let speeds = order.iter().map(|&i| hosts[i].speed).collect();
     Some((placements, speeds))
@@ -158,13 +159,35 @@ pub(crate) fn spread(n: usize, hosts: &[(usize, f64)]) -> Vec<usize> {
     order
 }
 
+/// Runs the calibration kernel in every child and sets each child's
+/// [`crate::Child::speed`]: 1 for the fastest, the ratio of times for the
+/// others. When hosts are registered with [`addremote`] and there are no
+/// children yet, first measures each host (one process per host, stopped
+/// afterwards) so that [`sfork()`] spreads by speed and the children it
+/// starts report their host's speed.
+pub async fn calibrate() -> Result<Children, ProcessError> {
+    if nchildren() == 0 {
+        calibrate_hosts().await?;
+    }
+    let all = children();
+    let mut times = Vec::new();
+    for child in &all {
+        times.push(child.calibration_seconds().await?);
+    }
+    let speeds = super::calibrate::relative_speeds(&times);
+    for (child, speed) in all.iter().zip(speeds) {
+        child.set_speed(speed);
+    }
+    Ok(all)
+}
+
 /// Measures each registered host: starts one process per host, runs the
 /// calibration kernel there three times (keeping the best), stops the
 /// processes and records each host's speed (1 for the fastest).
-pub(crate) async fn calibrate_hosts() -> Result<(), ProcessError> {
+async fn calibrate_hosts() -> Result<(), ProcessError> {
     let placements: Vec<Placement> = hosts()
         .iter()
-        .map(|h| Placement::Ssh(h.remote.host().clone()))
+        .map(|h| h.remote.host().placement())
         .collect();
     if placements.is_empty() {
         return Ok(());

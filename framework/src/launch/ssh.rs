@@ -7,10 +7,9 @@
 //! and path for the life of this process.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -18,27 +17,11 @@ use tokio::process::Command;
 
 use crate::transport::JoinLine;
 
-use crate::process::error::ForkError;
-use crate::process::launch::{LaunchSpec, Launched, start};
-use crate::process::parent::Placement;
-
-/// Set once a spec names a host other than this machine: the parent's node
-/// then listens on every interface instead of loopback only.
-static REMOTES_USED: AtomicBool = AtomicBool::new(false);
+use crate::process::{ForkError, IntoPlacements, LaunchSpec, Launched, Launcher, Placement, start};
 
 /// The longest a check or copy over ssh may take before it counts as failed
 /// (ssh itself gives up connecting after 10 s).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Where the parent's node listens: loopback, unless a host other than this
-/// machine was named (in a spec or with `addremote`) before the first fork.
-pub(crate) fn parent_listen_addr() -> SocketAddr {
-    if REMOTES_USED.load(Ordering::Relaxed) || super::sfork::registers_other_machines() {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
-    } else {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
-    }
-}
 
 /// True for a host name that means this machine (`localhost`, `127.x.y.z`, `::1`).
 pub(crate) fn is_loopback(hostname: &str) -> bool {
@@ -84,7 +67,7 @@ impl Remote {
             ship: false,
         };
         if !is_loopback(host.hostname()) {
-            REMOTES_USED.store(true, Ordering::Relaxed);
+            crate::process::tree::other_hosts_named();
         }
         Remote(host)
     }
@@ -135,19 +118,25 @@ impl Remote {
     }
 }
 
-impl crate::process::parent::IntoPlacements for Remote {
-    fn into_placements(self) -> Vec<Placement> {
-        vec![Placement::Ssh(self.0.clone()); self.0.procs]
+impl From<Remote> for Placement {
+    fn from(remote: Remote) -> Placement {
+        remote.0.placement()
     }
 }
 
-impl<const N: usize> crate::process::parent::IntoPlacements for [Remote; N] {
+impl IntoPlacements for Remote {
+    fn into_placements(self) -> Vec<Placement> {
+        vec![self.0.placement(); self.0.procs]
+    }
+}
+
+impl<const N: usize> IntoPlacements for [Remote; N] {
     fn into_placements(self) -> Vec<Placement> {
         self.into_iter().flat_map(|r| r.into_placements()).collect()
     }
 }
 
-impl crate::process::parent::IntoPlacements for Vec<Remote> {
+impl IntoPlacements for Vec<Remote> {
     fn into_placements(self) -> Vec<Placement> {
         self.into_iter().flat_map(|r| r.into_placements()).collect()
     }
@@ -158,6 +147,11 @@ fn shell_quote(s: &str) -> String {
 }
 
 impl SshHost {
+    /// A placement on this host, for `nfork`.
+    pub fn placement(&self) -> Placement {
+        Placement::Via(std::sync::Arc::new(self.clone()))
+    }
+
     /// The host part of the destination (without `user@`).
     pub fn hostname(&self) -> &str {
         self.destination
@@ -237,9 +231,9 @@ impl SshHost {
         found
     }
 
-    /// Starts child `spec.id` there: `ssh host 'ENV=… exec EXE'`; the password
-    /// goes through ssh's stdin.
-    pub(crate) async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, ForkError> {
+    /// Starts child `spec.number` there: `ssh host 'ENV=… exec EXE'`; the
+    /// password goes through ssh's stdin.
+    async fn start_there(&self, spec: &LaunchSpec) -> Result<Launched, ForkError> {
         self.ensure_exe().await?;
         let mut remote = String::from("exec env");
         for (key, value) in spec.env() {
@@ -248,6 +242,28 @@ impl SshHost {
         remote.push(' ');
         remote.push_str(&shell_quote(&self.exe.to_string_lossy()));
         start(self.command(&remote), spec, &self.destination).await
+    }
+}
+
+impl Launcher for SshHost {
+    fn host(&self) -> String {
+        self.destination.clone()
+    }
+
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    fn parent_line(&self, base: &JoinLine) -> JoinLine {
+        SshHost::parent_line(self, base)
+    }
+
+    fn launch<'a>(
+        &'a self,
+        spec: &'a LaunchSpec,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Launched, ForkError>> + Send + 'a>>
+    {
+        Box::pin(self.start_there(spec))
     }
 }
 
@@ -483,7 +499,7 @@ mod tests {
         use crate::process::IntoPlacements;
         let placements = [Remote::ssh("a").procs(2), Remote::ssh("u@b").procs(3)].into_placements();
         assert_eq!(placements.len(), 5);
-        assert!(matches!(&placements[4], Placement::Ssh(h) if h.hostname() == "b"));
+        assert!(matches!(&placements[4], Placement::Via(h) if h.host() == "u@b"));
     }
 
     #[test]

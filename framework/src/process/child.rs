@@ -1,30 +1,50 @@
-//! The child side: what a process started by `fork` runs instead of `main`,
-//! and the calls its function makes (`yield_value`, `parent().send/receive`).
+//! The child side: what a process started by `fork` runs instead of `main`.
+//! Its node joins the parent's, starts this process's actor
+//! ([`ProcessActor`]) and says hello to the tree's parent actor; then the
+//! process actor takes the parent's messages — `Exec` runs the function on
+//! a thread of its own, values and collective posts are filed for that
+//! thread, which reads them with the blocking calls the seed's style
+//! expects (`yield_value`, `parent().receive()`).
 
-use std::collections::VecDeque;
 use std::io::BufRead;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use actix::Handler;
 
 use crate::actor::Received;
-use crate::id::ActorId;
-use crate::remote::{Delivery, Mailbox, Node, RemoteNode, remote_fn};
+use crate::id::{ActorId, boot_id, host_name};
+use crate::remote::value::{Incoming, Payload, Value};
+use crate::remote::{ActorRef, Node, RemoteNode, remote_fn};
 use crate::transport::{JoinLine, Password};
-use crate::wire::{WireType, aligned_copy, decode_owned, encode, type_tag};
+use crate::wire::{WireType, aligned_copy, type_tag};
 
 use super::error::ProcessError;
-use super::protocol::{ChildHello, ExecOutcome, ExecRequest, boot_id, env, host_name, op};
-use crate::remote::value::{Payload, open_value, post_value};
+use super::message::{
+    Calibrate, CollectiveDown, CollectiveMsg, CollectiveUp, Credit, Exec, Finished, Hello, Joined,
+    Outcome, ToChild, ToParent, Yielded,
+};
+use super::parent_actor::ParentActor;
+use super::spawn::env;
 
-/// Posts the child's mailbox holds before the parent waits.
-const MAILBOX_CAPACITY: usize = 64;
+/// Values sent with `send` that may be in flight to the other side before
+/// the sender waits for it to read some (each side returns credit as it reads).
+pub const SEND_WINDOW: usize = 64;
+
+/// How long a child's function spins for a message before it parks: a
+/// reply often comes within microseconds, and waking a parked thread on
+/// another vCPU costs about 70 µs here.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// What a child knows about itself, read from its environment.
 struct Role {
-    id: u32,
+    number: u32,
     parent: JoinLine,
-    mailbox: ActorId,
+    parent_actor: ActorId,
     listen: std::net::SocketAddr,
     same_host: bool,
+    shm_threshold: usize,
 }
 
 impl Role {
@@ -33,22 +53,26 @@ impl Role {
         let parent: JoinLine = var(env::PARENT)?
             .parse()
             .map_err(|e| format!("{}: {e}", env::PARENT))?;
-        let mailbox = uuid::Uuid::parse_str(&var(env::MAILBOX)?)
-            .map_err(|e| format!("{}: {e}", env::MAILBOX))?;
-        let id = var(env::ID)?
+        let parent_actor = uuid::Uuid::parse_str(&var(env::PARENT_ACTOR)?)
+            .map_err(|e| format!("{}: {e}", env::PARENT_ACTOR))?;
+        let number = var(env::ID)?
             .parse()
             .map_err(|e| format!("{}: {e}", env::ID))?;
         let listen = var(env::LISTEN)?
             .parse()
             .map_err(|e| format!("{}: {e}", env::LISTEN))?;
+        let shm_threshold = var(env::SHM_THRESHOLD)?
+            .parse()
+            .map_err(|e| format!("{}: {e}", env::SHM_THRESHOLD))?;
         let theirs = std::env::var(env::PARENT_BOOT).unwrap_or_default();
         let mine = boot_id();
         Ok(Role {
-            id,
+            number,
             parent,
-            mailbox: ActorId(mailbox),
+            parent_actor: ActorId(parent_actor),
             listen,
             same_host: !mine.is_empty() && mine == theirs,
+            shm_threshold,
         })
     }
 }
@@ -58,98 +82,51 @@ pub fn is_child() -> bool {
     std::env::var(env::ROLE).is_ok_and(|r| r == env::CHILD)
 }
 
-/// What the child's function needs to talk to its parent.
-pub(crate) struct Context {
-    parent: RemoteNode,
-    parent_mailbox: ActorId,
+/// What the process actor files for the function's thread.
+struct Queues {
+    joins: Receiver<Incoming>,
+    data: Receiver<Incoming>,
+    collective: Receiver<CollectiveMsg>,
+}
+
+/// A child process's link to its parent: what its function talks through.
+pub(crate) struct ChildLink {
+    number: u32,
+    /// This process's actor.
+    me: ActorId,
+    /// The tree's parent actor.
+    parent: ActorRef<ParentActor>,
+    /// The parent's node.
+    parent_node: RemoteNode,
+    node: Node,
     same_host: bool,
+    shm_threshold: usize,
+    ip: String,
     runtime: tokio::runtime::Handle,
-    inbox: Mutex<ChildInbox>,
+    queues: Mutex<Queues>,
+    /// Values this child may still send before the parent reads some.
+    credits: Arc<tokio::sync::Semaphore>,
+    /// Values read since credit was last returned to the parent.
+    read: AtomicU32,
 }
 
-struct ChildInbox {
-    mailbox: Mailbox,
-    joins: VecDeque<Delivery>,
-    data: VecDeque<Delivery>,
-    collective: VecDeque<Delivery>,
-}
+/// The child's link, once its node is up (`None` in the top process).
+static LINK: OnceLock<Arc<ChildLink>> = OnceLock::new();
 
-static CONTEXT: OnceLock<Context> = OnceLock::new();
-static OWN_ID: OnceLock<u32> = OnceLock::new();
-
-/// This process's id: 0 for the top process, 1, 2, … for its children.
+/// This process's id: 0 for the top process, 1, 2, … for its children (the
+/// seed's `parallel.id`). It is not a collective's rank.
 pub fn id() -> u32 {
-    *OWN_ID.get().unwrap_or(&0)
+    LINK.get().map_or(0, |l| l.number)
 }
 
-impl ChildInbox {
-    /// Files deliveries until `want` finds one; runs calibration requests as they come.
-    fn next(&mut self, parent: &Context, want: u8) -> Result<Delivery, ProcessError> {
-        loop {
-            let queue = match want {
-                op::JOIN => &mut self.joins,
-                op::COLLECTIVE => &mut self.collective,
-                _ => &mut self.data,
-            };
-            if let Some(d) = queue.pop_front() {
-                return Ok(d);
-            }
-            let Some(d) = spin_then_block(&mut self.mailbox) else {
-                return Err(ProcessError::Gone {
-                    id: 0,
-                    reason: "this process's node stopped".into(),
-                });
-            };
-            match d.op & !op::SHM {
-                op::JOIN => self.joins.push_back(d),
-                op::DATA => self.data.push_back(d),
-                op::COLLECTIVE => self.collective.push_back(d),
-                op::CALIBRATE => parent
-                    .block_on_post(op::CALIBRATED, &crate::launch::calibrate::kernel_seconds())?,
-                other => tracing::warn!(op = other, "unexpected post from the parent ignored"),
-            }
-        }
-    }
+/// This process's IP address as its parent reaches it ("127.0.0.1" on one machine).
+pub fn ip() -> String {
+    LINK.get()
+        .map_or_else(|| "127.0.0.1".to_string(), |l| l.ip.clone())
 }
 
-/// Waits for the next delivery: first a short spin (a reply often comes
-/// within microseconds, and waking a parked thread on another vCPU costs
-/// about 70 µs here), then parks.
-fn spin_then_block(mailbox: &mut Mailbox) -> Option<Delivery> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < SPIN {
-        if let Some(d) = mailbox.try_recv() {
-            return Some(d);
-        }
-        std::hint::spin_loop();
-    }
-    mailbox.blocking_recv()
-}
-
-/// How long a child's function spins for a reply before it parks.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
-
-impl Context {
-    /// The next collective post from the parent (blocks this thread).
-    pub(crate) fn next_collective(&self) -> Result<Delivery, ProcessError> {
-        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        inbox.next(self, op::COLLECTIVE)
-    }
-
-    pub(crate) fn block_on_post<T: WireType>(
-        &self,
-        operation: u8,
-        value: &T,
-    ) -> Result<(), ProcessError> {
-        let bytes = encode(value)?;
-        self.runtime
-            .block_on(self.parent.post(self.parent_mailbox, operation, 0, bytes))?;
-        Ok(())
-    }
-}
-
-pub(crate) fn context() -> Result<&'static Context, ProcessError> {
-    CONTEXT.get().ok_or_else(|| {
+pub(crate) fn link() -> Result<&'static Arc<ChildLink>, ProcessError> {
+    LINK.get().ok_or_else(|| {
         ProcessError::Misuse(
             "this call is for a child's function (started by fork + exec); this process is not one"
                 .into(),
@@ -157,22 +134,101 @@ pub(crate) fn context() -> Result<&'static Context, ProcessError> {
     })
 }
 
-/// The parent's node and this process's runtime, for the layers above that
-/// talk to the parent on their own (the work queues).
-pub(crate) fn parent_link() -> Result<(RemoteNode, tokio::runtime::Handle), ProcessError> {
-    let ctx = context()?;
-    Ok((ctx.parent.clone(), ctx.runtime.clone()))
+/// Refuses a blocking call made on an async runtime's thread (it would
+/// stall that runtime, or panic inside tokio).
+pub(crate) fn refuse_in_async(what: &str) -> Result<(), ProcessError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(ProcessError::Misuse(format!(
+            "{what} blocks its thread, and this thread runs an async runtime: call it from the child's function (which runs on a thread of its own), or use the async form"
+        )));
+    }
+    Ok(())
+}
+
+impl ChildLink {
+    /// The parent's node and this process's runtime, for the layers above
+    /// that talk to the parent on their own (the work queues, collectives).
+    pub(crate) fn parent_node(&self) -> &RemoteNode {
+        &self.parent_node
+    }
+
+    /// This process's runtime (to block on from the function's thread).
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// This process's node.
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Tells the parent actor `msg`, from the function's thread.
+    fn tell_blocking<M>(&self, msg: M) -> Result<(), ProcessError>
+    where
+        M: crate::Message,
+        ParentActor: Handler<M> + Handler<crate::actor::Deliver<M>>,
+    {
+        self.runtime
+            .block_on(self.parent.tell(msg))
+            .map_err(|e| ProcessError::Gone {
+                id: 0,
+                reason: e.to_string(),
+            })
+    }
+
+    /// The next collective post from the parent (blocks this thread).
+    pub(crate) fn next_collective(&self) -> Result<CollectiveMsg, ProcessError> {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        spin_then_block(&queues.collective)
+    }
+
+    /// Posts a collective message to the parent (blocks this thread).
+    pub(crate) fn post_collective(&self, msg: CollectiveMsg) -> Result<(), ProcessError> {
+        self.tell_blocking(CollectiveUp { from: self.me, msg })
+    }
+
+    fn after_read(&self) -> Result<(), ProcessError> {
+        let read = self.read.fetch_add(1, Ordering::Relaxed) + 1;
+        if read as usize >= SEND_WINDOW / 2 {
+            self.read.fetch_sub(read, Ordering::Relaxed);
+            self.tell_blocking(Credit {
+                from: self.me,
+                n: read,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits for the next message on `queue`: spins briefly, then parks.
+fn spin_then_block<T>(queue: &Receiver<T>) -> Result<T, ProcessError> {
+    let gone = || ProcessError::Gone {
+        id: 0,
+        reason: "this process's node stopped".into(),
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < SPIN {
+        match queue.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Disconnected) => return Err(gone()),
+            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    queue.recv().map_err(|_| gone())
 }
 
 /// In a child's function: waits until the parent calls `join(value)` on
 /// this child, and returns that value (the seed's `parallel.yield()`).
 pub fn yield_value<T: WireType>() -> Result<T, ProcessError> {
-    let ctx = context()?;
-    ctx.block_on_post(op::YIELD, &())?;
-    let mut inbox = ctx.inbox.lock().unwrap_or_else(|e| e.into_inner());
-    let d = inbox.next(ctx, op::JOIN)?;
-    drop(inbox);
-    Ok(open_value::<T>(d)
+    refuse_in_async("yield_value")?;
+    let link = link()?;
+    link.tell_blocking(Yielded { from: link.me })?;
+    let incoming = {
+        let queues = link.queues.lock().unwrap_or_else(|e| e.into_inner());
+        spin_then_block(&queues.joins)?
+    };
+    Ok(incoming
+        .open::<T>()
         .map_err(|e| ProcessError::from_value(e, 0))?
         .to_owned()?)
 }
@@ -183,46 +239,149 @@ pub struct Parent;
 
 /// In a child: its parent. `None` in the top process.
 pub fn parent() -> Option<Parent> {
-    CONTEXT.get().map(|_| Parent)
+    LINK.get().map(|_| Parent)
 }
 
 impl Parent {
-    /// The parent's id (0: the top process).
+    /// The parent's number (0: the top process, the seed's `parallel.parent.id`).
     pub fn id(&self) -> u32 {
         0
     }
 
+    /// The id of the tree's parent actor, which every message of this child
+    /// to its parent goes to.
+    pub fn actor_id(&self) -> ActorId {
+        LINK.get().map_or(ActorId::nil(), |l| l.parent.id())
+    }
+
     /// Sends `value` to the parent (it reads it with `child.receive()`).
-    /// Large values go through shared memory when parent and child share a machine.
+    /// Large values go through shared memory when parent and child share a
+    /// machine. Waits while the parent has [`SEND_WINDOW`] of this child's
+    /// values unread.
     pub fn send(&self, value: impl Payload) -> Result<(), ProcessError> {
-        let ctx = context()?;
-        ctx.runtime
-            .block_on(post_value(
-                &ctx.parent,
-                ctx.parent_mailbox,
-                op::DATA,
-                &value,
-                ctx.same_host,
-            ))
-            .map_err(|e| ProcessError::from_value(e, 0))
+        refuse_in_async("parent().send")?;
+        let link = link()?;
+        let value = Value::pack(&value, link.same_host, link.shm_threshold)
+            .map_err(|e| ProcessError::from_value(e, 0))?;
+        let credits = link.credits.clone();
+        let permit = link.runtime.block_on(credits.acquire_owned());
+        match permit {
+            Ok(permit) => permit.forget(),
+            Err(_) => {
+                value.discard();
+                return Err(ProcessError::Gone {
+                    id: 0,
+                    reason: "the link to the parent is closed".into(),
+                });
+            }
+        }
+        link.tell_blocking(ToParent {
+            from: link.me,
+            value,
+        })
     }
 
     /// The next value the parent sent, as a read-only view (`to_owned()` for a copy).
     pub fn receive<T: WireType>(&self) -> Result<Received<T>, ProcessError> {
-        let ctx = context()?;
-        let mut inbox = ctx.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        let d = inbox.next(ctx, op::DATA)?;
-        drop(inbox);
-        open_value::<T>(d).map_err(|e| ProcessError::from_value(e, 0))
+        refuse_in_async("parent().receive")?;
+        let link = link()?;
+        let incoming = {
+            let queues = link.queues.lock().unwrap_or_else(|e| e.into_inner());
+            spin_then_block(&queues.data)?
+        };
+        link.after_read()?;
+        incoming
+            .open::<T>()
+            .map_err(|e| ProcessError::from_value(e, 0))
     }
 }
 
-/// This process's IP address as its parent reaches it ("127.0.0.1" on one machine).
-pub fn ip() -> String {
-    IP.get().cloned().unwrap_or_else(|| "127.0.0.1".to_string())
+/// A child process's actor: its id is the child's address for every
+/// message of its parent (see [`super::message`]). It files values and
+/// collective posts for the function's thread, runs the function on
+/// `Exec`, and the calibration kernel on `Calibrate`.
+#[derive(crate::Actor)]
+#[actor(
+    messages(Exec, Calibrate, CollectiveDown, Credit),
+    view(Joined, ToChild),
+    name = "parallel::process::ProcessActor"
+)]
+pub struct ProcessActor {
+    joins: Sender<Incoming>,
+    data: Sender<Incoming>,
+    collective: Sender<CollectiveMsg>,
+    credits: Arc<tokio::sync::Semaphore>,
+    /// Where the function is handed to run, once (by `serve`).
+    exec: Option<tokio::sync::oneshot::Sender<Exec>>,
 }
 
-static IP: OnceLock<String> = OnceLock::new();
+impl Handler<Exec> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Exec, _: &mut actix::Context<Self>) {
+        match self.exec.take() {
+            Some(run) => {
+                let _ = run.send(msg);
+            }
+            None => tracing::warn!(
+                function = msg.name,
+                "a second exec was ignored: a child runs one function"
+            ),
+        }
+    }
+}
+
+impl Handler<Calibrate> for ProcessActor {
+    type Result = actix::ResponseFuture<f64>;
+    fn handle(&mut self, _: Calibrate, _: &mut actix::Context<Self>) -> Self::Result {
+        Box::pin(async {
+            tokio::task::spawn_blocking(super::calibrate::kernel_seconds)
+                .await
+                .unwrap_or(f64::NAN)
+        })
+    }
+}
+
+impl Handler<CollectiveDown> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, CollectiveDown(msg): CollectiveDown, _: &mut actix::Context<Self>) {
+        let _ = self.collective.send(msg);
+    }
+}
+
+impl Handler<Credit> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Credit, _: &mut actix::Context<Self>) {
+        self.credits.add_permits(msg.n as usize);
+    }
+}
+
+impl Handler<Joined> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Joined, _: &mut actix::Context<Self>) {
+        let _ = self.joins.send(Incoming::owned(msg.value));
+    }
+}
+
+impl Handler<Received<Joined>> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Received<Joined>, _: &mut actix::Context<Self>) {
+        let _ = self.joins.send(Incoming::received(msg, |m| &m.value));
+    }
+}
+
+impl Handler<ToChild> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: ToChild, _: &mut actix::Context<Self>) {
+        let _ = self.data.send(Incoming::owned(msg.value));
+    }
+}
+
+impl Handler<Received<ToChild>> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, msg: Received<ToChild>, _: &mut actix::Context<Self>) {
+        let _ = self.data.send(Incoming::received(msg, |m| &m.value));
+    }
+}
 
 /// Runs this process as a child and exits; never returns.
 pub(crate) fn run() -> ! {
@@ -235,14 +394,13 @@ pub(crate) fn run() -> ! {
             std::process::exit(2);
         }
     };
-    let _ = OWN_ID.set(role.id);
     let mut password = String::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock();
     if lines.read_line(&mut password).unwrap_or(0) == 0 {
         eprintln!(
             "<parallel#{:03}> no password on stdin: the parent is gone",
-            role.id
+            role.number
         );
         std::process::exit(2);
     }
@@ -269,7 +427,7 @@ pub(crate) fn run() -> ! {
 }
 
 async fn serve(role: Role, password: String) -> i32 {
-    let tag = format!("<parallel#{:03}>", role.id);
+    let tag = format!("<parallel#{:03}>", role.number);
     // The parent proved the one-time password: it may spawn any
     // `#[actor(spawn)]` type here (supervised process children).
     let node = match Node::builder()
@@ -285,7 +443,7 @@ async fn serve(role: Role, password: String) -> i32 {
             return 3;
         }
     };
-    let parent = match node.join(&role.parent).await {
+    let parent_node = match node.join(&role.parent).await {
         Ok(parent) => parent,
         Err(e) => {
             eprintln!("{tag} could not join its parent at {}: {e}", role.parent);
@@ -297,33 +455,59 @@ async fn serve(role: Role, password: String) -> i32 {
         .and_then(|s| s.local_addr())
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|_| "127.0.0.1".to_string());
-    let _ = IP.set(ip.clone());
-    let mut mailbox = node.open_mailbox(MAILBOX_CAPACITY);
-    let hello = ChildHello {
-        id: role.id,
+    let (joins, joins_rx) = channel();
+    let (data, data_rx) = channel();
+    let (collective, collective_rx) = channel();
+    let (exec_tx, exec_rx) = tokio::sync::oneshot::channel();
+    let credits = Arc::new(tokio::sync::Semaphore::new(SEND_WINDOW));
+    let actor = node.spawn(ProcessActor {
+        joins,
+        data,
+        collective,
+        credits: credits.clone(),
+        exec: Some(exec_tx),
+    });
+    let parent = ActorRef::<ParentActor>::remote(role.parent_actor, parent_node.link());
+    let link = Arc::new(ChildLink {
+        number: role.number,
+        me: actor.id(),
+        parent: parent.clone(),
+        parent_node: parent_node.clone(),
+        node: node.clone(),
+        same_host: role.same_host,
+        shm_threshold: role.shm_threshold,
+        ip: ip.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        queues: Mutex::new(Queues {
+            joins: joins_rx,
+            data: data_rx,
+            collective: collective_rx,
+        }),
+        credits,
+        read: AtomicU32::new(0),
+    });
+    let _ = LINK.set(link.clone());
+    let hello = Hello {
+        number: role.number,
+        actor: actor.id(),
+        node: node.id(),
         pid: std::process::id(),
         host: host_name(),
         ip,
         boot_id: boot_id(),
-        mailbox: mailbox.id(),
     };
-    let sent = match encode(&hello) {
-        Ok(bytes) => parent
-            .post(role.mailbox, op::HELLO, 0, bytes)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = sent {
+    if let Err(e) = parent.ask(hello).await {
         eprintln!("{tag} could not greet its parent: {e}");
         return 5;
     }
     // The lease: when the parent's connection goes, so does this process.
-    let watched = parent.clone();
+    let leaving = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = parent_node.clone();
     let lease_tag = tag.clone();
+    let lease_leaving = leaving.clone();
     actix_rt::spawn(async move {
         let reason = watched.closed().await;
-        if LEAVING.load(std::sync::atomic::Ordering::Acquire) {
+        if lease_leaving.load(Ordering::Acquire) {
             // Our own orderly shutdown closed the link: let it finish.
             return;
         }
@@ -331,84 +515,45 @@ async fn serve(role: Role, password: String) -> i32 {
         crate::transport::shm::cleanup_own();
         std::process::exit(0);
     });
-
-    // Wait for the function to run, keeping what arrives before it.
-    let mut joins = VecDeque::new();
-    let mut data = VecDeque::new();
-    let mut collective = VecDeque::new();
-    let request = loop {
-        let Some(d) = mailbox.recv().await else {
-            return 6;
-        };
-        match d.op & !op::SHM {
-            op::EXEC => match decode_owned::<ExecRequest>(&d.payload) {
-                Ok(r) => break r,
-                Err(e) => {
-                    eprintln!("{tag} unreadable exec request: {e}");
-                    return 7;
-                }
-            },
-            op::JOIN => joins.push_back(d),
-            op::DATA => data.push_back(d),
-            op::COLLECTIVE => collective.push_back(d),
-            op::CALIBRATE => {
-                let secs = crate::launch::calibrate::kernel_seconds();
-                if let Ok(bytes) = encode(&secs) {
-                    let _ = parent.post(role.mailbox, op::CALIBRATED, 0, bytes).await;
-                }
-            }
-            other => tracing::warn!(op = other, "unexpected post before exec ignored"),
-        }
+    let Ok(request) = exec_rx.await else {
+        return 6;
     };
-    let _ = CONTEXT.set(Context {
-        parent: parent.clone(),
-        parent_mailbox: role.mailbox,
-        same_host: role.same_host,
-        runtime: tokio::runtime::Handle::current(),
-        inbox: Mutex::new(ChildInbox {
-            mailbox,
-            joins,
-            data,
-            collective,
-        }),
-    });
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name(format!("parallel#{:03}", role.id))
+        .name(format!("parallel#{:03}", role.number))
         .spawn(move || {
             let _ = done_tx.send(run_function(&request));
         })
         .ok();
     let outcome = done_rx
         .await
-        .unwrap_or_else(|_| ExecOutcome::Failed("the function's thread died".into()));
-    if let ExecOutcome::Failed(message) = &outcome {
+        .unwrap_or_else(|_| Outcome::Failed("the function's thread died".into()));
+    if let Outcome::Failed(message) = &outcome {
         eprintln!("{tag} {message}");
     }
     // Wait until the parent has the outcome before leaving.
-    if let Ok(bytes) = encode(&outcome) {
-        let _ = parent
-            .post_confirmed(role.mailbox, op::DONE, 0, bytes)
-            .await;
+    let finished = Finished {
+        from: link.me,
+        outcome,
+    };
+    if let Err(e) = parent.ask(finished).await {
+        tracing::warn!("{tag} could not report its end to the parent: {e}");
     }
-    LEAVING.store(true, std::sync::atomic::Ordering::Release);
+    leaving.store(true, Ordering::Release);
     node.shutdown().await;
     0
 }
 
-/// Set when the child leaves in order, so the lease does not cut the goodbye short.
-static LEAVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn run_function(request: &ExecRequest) -> ExecOutcome {
+fn run_function(request: &Exec) -> Outcome {
     let Some(function) = remote_fn(type_tag(&request.name)) else {
-        return ExecOutcome::Failed(format!(
+        return Outcome::Failed(format!(
             "function {} is not registered in this binary: mark it #[parallel::remote] and run the same program on every host",
             request.name
         ));
     };
     let args = aligned_copy(&request.args);
     match function.invoke(&args) {
-        Ok(result) => ExecOutcome::Returned(result.to_vec()),
-        Err(failure) => ExecOutcome::Failed(failure.message),
+        Ok(result) => Outcome::Returned(result),
+        Err(failure) => Outcome::Failed(failure.message),
     }
 }

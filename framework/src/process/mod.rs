@@ -1,12 +1,16 @@
 //! Processes: the seed's `fork`, `nfork`, `exec`, `join`/`yield`,
-//! `send`/`receive`, `sync` and `close` (lua-parallel), children on other
-//! hosts through ssh with `addremote`, `calibrate` and `sfork`, and
-//! shared-memory transfers between processes of one machine (the s3 design).
+//! `send`/`receive`, `sync` and `close` (lua-parallel), as actors.
 //!
-//! Every process is a node; the parent and each child talk through
-//! mailboxes addressed by id over the authenticated QUIC transport. A child
-//! is this same program started again: `#[parallel::main]` sees that it is a
-//! child and, instead of running `main`, connects back and waits for `exec`.
+//! Every process of a tree is a node, and every process is an actor
+//! addressed by id: a child runs a [`ProcessActor`], and the tree's parent
+//! runs one [`ParentActor`] for all its children. Everything they say to
+//! each other is one of the typed rkyv messages of [`message`], sent with
+//! `ActorRef::tell`/`ask` over the authenticated QUIC transport. A child is
+//! this same program started again: `#[parallel::main]` sees that it is a
+//! child and, instead of running `main`, connects back, starts its process
+//! actor and waits for `Exec`. The function then runs on a thread of its
+//! own, where the seed's blocking calls (`yield_value`, `parent().send`)
+//! belong.
 //!
 //! ```ignore
 //! #[parallel::remote]
@@ -29,21 +33,25 @@
 //! }
 //! ```
 
+mod calibrate;
 pub(crate) mod child;
-pub(crate) mod child_handle;
-pub(crate) mod error;
-pub(crate) mod launch;
-pub(crate) mod parent;
+mod error;
+mod handle;
+pub mod message;
+mod parent_actor;
 mod print;
-pub(crate) mod protocol;
+pub(crate) mod spawn;
+pub(crate) mod tree;
 
 pub use crate::remote::value::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
-pub use child::{Parent, id, ip, is_child, parent, yield_value};
-pub use child_handle::{Child, Children};
+pub use calibrate::kernel_seconds;
+pub use child::{Parent, ProcessActor, SEND_WINDOW, id, ip, is_child, parent, yield_value};
 pub use error::{ForkError, ProcessError};
-pub use parent::{
-    CLOSE_TIMEOUT, DEFAULT_FORK_TIMEOUT, IntoPlacements, Placement, calibrate, children, close,
-    fork, nchildren, nfork,
-};
+pub use handle::{Child, Children, Execution, Executions};
+pub use parent_actor::ParentActor;
 pub use print::prefix;
-pub use protocol::tag_of;
+pub use spawn::{Exit, IntoPlacements, LaunchSpec, Launched, Launcher, Placement, start};
+pub use tree::{
+    CLOSE_TIMEOUT, DEFAULT_FORK_TIMEOUT, Tree, TreeOptions, children, close, default_tree, fork,
+    nchildren, nfork,
+};

@@ -194,3 +194,194 @@ pub fn discard(delivery: &Delivery) {
         shm::discard(&file);
     }
 }
+
+/// A value of any wire type carried inside a message: its archived bytes
+/// (written at an aligned position, so the receiver views them in place),
+/// or — between processes of one machine, from the threshold up — the
+/// shared-memory file that holds them.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug)]
+pub struct Value {
+    /// The tag of the value's type ([`tag_of`]).
+    pub tag: u64,
+    /// Where its archived bytes are.
+    pub body: Body,
+}
+
+/// Where a [`Value`]'s archived bytes are.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug)]
+pub enum Body {
+    /// In the message itself.
+    Inline(#[rkyv(with = crate::wire::AlignedBytes)] Buffer),
+    /// In a shared-memory file the receiver maps (same machine only).
+    Shm(ShmRef),
+}
+
+impl Value {
+    /// Packs `value`: into shared memory when `same_host` and its archive is
+    /// at least `threshold` bytes, inline otherwise.
+    pub fn pack(
+        value: &impl Payload,
+        same_host: bool,
+        threshold: usize,
+    ) -> Result<Self, ValueError> {
+        let body = if same_host && value.archived_len()? >= threshold {
+            Body::Shm(value.write_shm()?)
+        } else {
+            Body::Inline(value.encode()?)
+        };
+        Ok(Self {
+            tag: value.tag(),
+            body,
+        })
+    }
+
+    /// Frees the shared-memory file of a value that will not be sent.
+    pub fn discard(&self) {
+        if let Body::Shm(file) = &self.body {
+            shm::discard(file);
+        }
+    }
+
+    /// The shared-memory file that holds the value, if one does.
+    pub fn shm_file(&self) -> Option<ShmRef> {
+        match &self.body {
+            Body::Shm(file) => Some(file.clone()),
+            Body::Inline(_) => None,
+        }
+    }
+}
+
+/// A value that arrived in a message, not yet read as a type: the message's
+/// receive buffer and where the value lies in it, or its shared-memory file.
+#[derive(Debug)]
+pub struct Incoming {
+    tag: u64,
+    body: IncomingBody,
+}
+
+#[derive(Debug)]
+enum IncomingBody {
+    Bytes(Buffer, std::ops::Range<usize>),
+    Shm(ShmRef),
+}
+
+impl Incoming {
+    /// A value that did not cross a wire (sent to an actor of this process).
+    pub fn owned(value: Value) -> Self {
+        let body = match value.body {
+            Body::Inline(buf) => {
+                let all = 0..buf.len();
+                IncomingBody::Bytes(buf, all)
+            }
+            Body::Shm(file) => IncomingBody::Shm(file),
+        };
+        Self {
+            tag: value.tag,
+            body,
+        }
+    }
+
+    /// The value `locate` finds inside the received message `message`,
+    /// kept where it lies in the message's buffer.
+    pub fn received<M: WireType>(
+        message: Received<M>,
+        locate: impl FnOnce(&rkyv::Archived<M>) -> &ArchivedValue,
+    ) -> Self {
+        let value = locate(&message);
+        let tag = value.tag.to_native();
+        let inline = match &value.body {
+            ArchivedBody::Shm(file) => Err(ShmRef::from(file)),
+            ArchivedBody::Inline(bytes) => {
+                let start = bytes.as_ptr() as usize - message.bytes().as_ptr() as usize;
+                Ok(start..start + bytes.len())
+            }
+        };
+        let body = match inline {
+            Err(file) => IncomingBody::Shm(file),
+            Ok(range) => {
+                let offset = message.bytes().as_ptr() as usize;
+                match message.into_buffer() {
+                    // `bytes()` is the whole buffer of a message that arrived.
+                    Some(buf) if buf.as_ptr() as usize == offset => IncomingBody::Bytes(buf, range),
+                    Some(buf) => {
+                        let shift = offset - buf.as_ptr() as usize;
+                        IncomingBody::Bytes(buf, range.start + shift..range.end + shift)
+                    }
+                    // Messages arrive in heap buffers: never a mapping.
+                    None => IncomingBody::Bytes(Buffer::new(), 0..usize::MAX),
+                }
+            }
+        };
+        Self { tag, body }
+    }
+
+    /// The tag of the value's type.
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+
+    /// Reads the value as a `T`: a validated, read-only view, in place.
+    /// Another type than the one sent is refused (and the value freed).
+    pub fn open<T: WireType>(self) -> Result<Received<T>, ValueError> {
+        if self.tag != tag_of::<T>() {
+            let got = self.tag;
+            self.discard();
+            return Err(ValueError::TypeMismatch {
+                got,
+                expected: std::any::type_name::<T>(),
+            });
+        }
+        match self.body {
+            IncomingBody::Bytes(buf, range) => Ok(Received::new_in(buf, range)?),
+            IncomingBody::Shm(file) => {
+                let mapping = shm::open(&file, DEFAULT_MAX_FRAME.max(1 << 40))?;
+                Ok(Received::from_mapping(mapping)?)
+            }
+        }
+    }
+
+    /// Frees the shared-memory file of a value that will not be read.
+    pub fn discard(self) {
+        if let IncomingBody::Shm(file) = &self.body {
+            shm::discard(file);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    struct Carrier {
+        from: u32,
+        value: Value,
+    }
+
+    #[test]
+    fn an_inline_value_is_read_in_place_inside_its_message() {
+        let tensor = crate::actor::Tensor::full(&[8, 8], 2.5f32);
+        let value = Value::pack(&&tensor, false, 1).unwrap();
+        let bytes = encode(&Carrier { from: 3, value }).unwrap();
+        let base = bytes.as_ptr_range();
+        let message = Received::<Carrier>::new(bytes).unwrap();
+        assert_eq!(message.from, 3);
+        let incoming = Incoming::received(message, |m| &m.value);
+        let view = incoming.open::<crate::actor::Tensor<f32>>().unwrap();
+        assert!(base.contains(&view.bytes().as_ptr()), "viewed in place");
+        assert_eq!(view.to_owned().unwrap(), tensor);
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_refused_and_a_shared_one_freed() {
+        let value = Value::pack(&&vec![1u64; 64], true, 16).unwrap();
+        let Body::Shm(file) = &value.body else {
+            panic!("a large value on one machine goes through shared memory");
+        };
+        let path = file.path.clone();
+        let incoming = Incoming::owned(value);
+        let err = incoming.open::<String>().unwrap_err();
+        assert!(matches!(err, ValueError::TypeMismatch { .. }), "{err}");
+        assert!(!std::path::Path::new(&path).exists(), "the file is freed");
+    }
+}

@@ -6,7 +6,6 @@
 //! process's exit status where the supervisor owns the process.
 
 use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,9 +40,6 @@ pub(super) struct StartCtx<'a> {
     pub id: ActorId,
     pub pids: &'a Pids,
 }
-
-/// How often a process child's exit status is looked at.
-const POLL: Duration = Duration::from_millis(20);
 
 /// How long a lost connection waits for the process's exit status, to
 /// tell a killed process from a network failure.
@@ -149,6 +145,14 @@ async fn lifecycle<A: RemoteActor + WireType>(
     let actor = ActorRef::<A>::remote(id, remote.link().clone());
     let down = actor.watch();
     tokio::pin!(down);
+    let ended = child.as_ref().map(Child::exited);
+    let process_ended = async move {
+        match ended {
+            Some(ended) => exit_reason(&ended.await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(process_ended);
     let reason = loop {
         tokio::select! {
             down = &mut down => break sharpen(down.reason, child.as_ref()).await,
@@ -163,11 +167,7 @@ async fn lifecycle<A: RemoteActor + WireType>(
                     tokio::spawn(async move { remote.stop_actor(id, stop.kill).await });
                 }
             },
-            _ = tokio::time::sleep(POLL), if child.is_some() => {
-                if let Some(reason) = child.as_ref().and_then(process_exit) {
-                    break reason;
-                }
-            }
+            reason = &mut process_ended => break reason,
         }
     };
     if child.is_some() && remote.is_alive() {
@@ -203,7 +203,7 @@ async fn place<A: RemoteActor + WireType>(
             let child = crate::process::fork().await.map_err(|e| {
                 ExitReason::Error(format!("could not fork a process for {}: {e}", A::NAME))
             })?;
-            let remote = child.0.remote.clone();
+            let remote = child.node().clone();
             match remote.spawn_as(id, init).await {
                 Ok(_) => Ok((remote, Some(child))),
                 Err(e) => {
@@ -262,15 +262,13 @@ async fn place<A: RemoteActor + WireType>(
     }
 }
 
-/// The exit of a process child's OS process, once it has one: `Killed` for
-/// a signal.
-fn process_exit(child: &Child) -> Option<ExitReason> {
-    let mut launched = child.0.process.try_lock().ok()?;
-    let status = launched.process.try_wait().ok()??;
-    Some(match status.signal() {
-        Some(_) => ExitReason::Killed,
-        None => ExitReason::Error(format!("its process exited ({status})")),
-    })
+/// A process child's exit as a supervisor reads it: `Killed` for a signal.
+fn exit_reason(exit: &crate::process::Exit) -> ExitReason {
+    if exit.signaled {
+        ExitReason::Killed
+    } else {
+        ExitReason::Error(format!("its process exited ({})", exit.status))
+    }
 }
 
 /// A lost connection to a process child's node is the process's death
@@ -280,12 +278,8 @@ async fn sharpen(reason: ExitReason, child: Option<&Child>) -> ExitReason {
     if reason != ExitReason::NoConnection {
         return reason;
     }
-    let deadline = tokio::time::Instant::now() + STATUS_GRACE;
-    while tokio::time::Instant::now() < deadline {
-        if let Some(exit) = process_exit(child) {
-            return exit;
-        }
-        tokio::time::sleep(POLL).await;
+    match tokio::time::timeout(STATUS_GRACE, child.exited()).await {
+        Ok(exit) => exit_reason(&exit),
+        Err(_) => reason,
     }
-    reason
 }

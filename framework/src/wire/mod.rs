@@ -5,12 +5,14 @@
 //! frame limit *before* allocating, reads the payload into a 16-byte aligned
 //! [`Buffer`], and only ever reads it through [`decode`] (rkyv validation).
 
+mod aligned;
 mod check;
 mod codec;
 mod control;
 mod error;
 mod frame;
 
+pub use aligned::AlignedBytes;
 pub use check::fuzz_frame;
 pub use codec::{
     ALIGN, Buffer, WireType, aligned_copy, decode, decode_owned, encode, encode_into, to_owned,

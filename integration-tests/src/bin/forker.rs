@@ -216,7 +216,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let child = parallel::fork().await?;
             match child.exec(not_registered, ()).await {
                 Err(e) => println!("REFUSED {e}"),
-                Ok(()) => println!("UNEXPECTED ok"),
+                Ok(_) => println!("UNEXPECTED ok"),
             }
         }
         "dead" => {

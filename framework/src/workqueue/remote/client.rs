@@ -67,12 +67,14 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 impl<T: WireType + Send + 'static> Client<T> {
     /// A handle on the queue `name` of this child process's parent.
     pub(in crate::workqueue) fn for_parent(name: &str) -> Self {
-        let link = crate::process::child::parent_link()
+        let link = crate::process::child::link()
             .map_err(|e| e.to_string())
-            .and_then(|(parent, runtime)| {
-                let node = Node::current()
-                    .ok_or_else(|| "this process runs no node any more".to_string())?;
-                Ok(Link::open(&node, parent, runtime))
+            .map(|link| {
+                Link::open(
+                    link.node(),
+                    link.parent_node().clone(),
+                    link.runtime().clone(),
+                )
             });
         Self::new(name, link, SERVE_WAIT)
     }
