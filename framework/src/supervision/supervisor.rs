@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -255,7 +255,8 @@ impl Supervisor {
             ids: handle.ids.clone(),
             pids: handle.pids.clone(),
             running: HashMap::new(),
-            incarnations: Arc::new(Mutex::new(HashMap::new())),
+            incarnations: HashMap::new(),
+            starts: 0,
             events: handle.events.clone(),
             exits: mpsc::unbounded_channel(),
         };
@@ -336,8 +337,15 @@ impl SupervisorRef {
     }
 }
 
-/// A child's exit as the supervisor hears it: key, incarnation, reason.
+/// A child's exit as the supervisor hears it: key, start number, reason.
 type ChildExit = (u64, u64, ExitReason);
+
+/// A child the supervisor started and has not terminated: its start number
+/// (unique within the supervisor) and its handle.
+struct Started {
+    start: u64,
+    child: Box<dyn Running>,
+}
 
 struct Run {
     node: Node,
@@ -345,8 +353,13 @@ struct Run {
     specs: HashMap<u64, ChildSpec>,
     ids: Arc<Vec<(String, ActorId)>>,
     pids: Pids,
-    running: HashMap<u64, Box<dyn Running>>,
-    incarnations: Arc<Mutex<HashMap<u64, u64>>>,
+    /// The children that run, by key. An exit counts only while its start
+    /// is the one here: one the supervisor terminated itself was removed.
+    running: HashMap<u64, Started>,
+    /// How many times each child was started.
+    incarnations: HashMap<u64, u64>,
+    /// Starts so far, of all children: numbers each start.
+    starts: u64,
     events: broadcast::Sender<SupervisorEvent>,
     exits: (
         mpsc::UnboundedSender<ChildExit>,
@@ -368,33 +381,27 @@ impl Run {
             pids: &self.pids,
         };
         let child = (self.specs[&key].start)(&ctx);
-        let incarnation = {
-            let mut all = self.incarnations.lock().unwrap_or_else(|e| e.into_inner());
-            let n = all.entry(key).or_insert(0);
-            *n += 1;
-            *n
-        };
+        let incarnation = self.incarnations.entry(key).or_insert(0);
+        *incarnation += 1;
+        let incarnation = *incarnation;
+        self.starts += 1;
+        let start = self.starts;
         let exited = child.exited();
         let tx = self.exits.0.clone();
         tokio::spawn(async move {
             let reason = exited.await;
-            let _ = tx.send((key, incarnation, reason));
+            let _ = tx.send((key, start, reason));
         });
-        self.running.insert(key, child);
+        self.running.insert(key, Started { start, child });
         incarnation
     }
 
     /// Stops a child in order, killing it after its shutdown timeout. Its
-    /// exit is not reported as a failure.
+    /// exit is not reported as a failure: it is no longer in `running`.
     async fn terminate(&mut self, key: u64) {
-        let Some(child) = self.running.remove(&key) else {
+        let Some(Started { child, .. }) = self.running.remove(&key) else {
             return;
         };
-        self.incarnations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .and_modify(|n| *n += 1);
         let timeout = self
             .specs
             .get(&key)
@@ -421,7 +428,7 @@ impl Run {
                     match command {
                         Some(Command::Kill) => {
                             for key in order {
-                                if let Some(child) = self.running.remove(&key) {
+                                if let Some(Started { child, .. }) = self.running.remove(&key) {
                                     self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Killed));
                                     child.kill();
                                 }
@@ -437,9 +444,8 @@ impl Run {
                         }
                     }
                 }
-                Some((key, incarnation, reason)) = self.exits.1.recv() => {
-                    let current = self.incarnations.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
-                    if current != Some(incarnation) {
+                Some((key, start, reason)) = self.exits.1.recv() => {
+                    if self.running.get(&key).map(|s| s.start) != Some(start) {
                         continue; // an incarnation we terminated ourselves
                     }
                     self.running.remove(&key);
