@@ -71,6 +71,43 @@ async fn a_killed_process_child_restarts_under_the_same_id_and_the_caller_contin
     );
 }
 
+/// Runs the supervised test program with `args`; its stdout and stderr.
+async fn run_supervised(args: &[&str]) -> (String, String) {
+    let child = tokio::process::Command::new(SUPERVISED)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the supervised test program");
+    let out = timeout(DEADLINE * 2, child.wait_with_output())
+        .await
+        .expect("the program finished in time")
+        .expect("its output");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn a_message_that_crashes_a_process_child_is_answered_with_the_panic_and_not_retried() {
+    let (stdout, stderr) = run_supervised(&["poison"]).await;
+    assert_eq!(
+        value(&stdout, "POISON "),
+        [r#"Err(Failed(Panicked("boom")))"#],
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(value(&stdout, "CRASHES "), ["1"], "{stdout}\n{stderr}");
+    assert_eq!(value(&stdout, "INCARNATION "), ["2"], "{stdout}\n{stderr}");
+    assert!(!stdout.contains("GAVEUP"), "{stdout}");
+    // The next incarnation runs, with fresh state.
+    assert_eq!(value(&stdout, "AFTER "), ["1"], "{stdout}\n{stderr}");
+    assert_eq!(value(&stdout, "SHUTDOWN "), ["Shutdown"], "{stdout}");
+}
+
 #[actix_rt::test]
 async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
     let mut a = NodeProcess::start(NODE, &[]).await;

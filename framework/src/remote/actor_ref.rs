@@ -193,7 +193,9 @@ pub enum AskError {
     /// The actor stopped, or was never there.
     #[error("the actor is gone: {0}")]
     Gone(String),
-    /// The actor's handler failed (panic), or the remote node refused the message.
+    /// The actor's handler panicked on this message
+    /// ([`Failure::Panicked`], wherever the actor lives; never retried), the
+    /// actor stopped before it answered, or the remote node refused the message.
     #[error(transparent)]
     Failed(Failure),
     /// The connection to the actor's node was lost before the reply.
@@ -310,8 +312,15 @@ impl<A: RemoteActor> ActorRef<A> {
     /// `delay` apart, while the actor is restarting or its node's connection
     /// was lost ([`AskError::is_transient`]): a call made while a supervised
     /// actor is down reaches the new incarnation instead of failing. Each
-    /// attempt of an `ask` has the reference's timeout. An `ask` whose message
-    /// a local actor already took when it died is not repeated.
+    /// attempt of an `ask` has the reference's timeout.
+    ///
+    /// A retry never repeats a message that crashed the actor: an `ask`
+    /// whose handler panicked fails with
+    /// `AskError::Failed(Failure::Panicked(..))`, local or remote, and is
+    /// not sent again. An `ask` whose message a local actor already took when
+    /// it died is not repeated either. An `ask` to another node whose
+    /// connection was lost before the reply may be repeated: that node may
+    /// have handled it (at least once, not exactly once).
     pub fn with_retry(mut self, attempts: u32, delay: Duration) -> Self {
         self.retry = Some(Retry { attempts, delay });
         self
@@ -391,11 +400,16 @@ impl<A: RemoteActor> ActorRef<A> {
 
     /// Turns a failure into [`AskError::Restarting`] or
     /// [`AskError::ActorDown`] when a supervisor of this process knows the
-    /// actor is down; otherwise returns it unchanged. Only on error paths.
+    /// actor is down; otherwise returns it unchanged. A panic of the handler
+    /// stays what it is: the caller learns that its message crashed the
+    /// actor (and a retry does not send it again). Only on error paths.
     fn classify(&self, error: AskError) -> AskError {
         if matches!(
             error,
-            AskError::Restarting(_) | AskError::ActorDown { .. } | AskError::Encode(_)
+            AskError::Restarting(_)
+                | AskError::ActorDown { .. }
+                | AskError::Encode(_)
+                | AskError::Failed(Failure::Panicked(_))
         ) {
             return error;
         }
@@ -750,7 +764,9 @@ impl<A: RemoteActor> ActorRef<A> {
                     .request(self.header::<M>(FrameKind::Ask), bytes, self.timeout)
                     .await
                     .map_err(|e| match e {
-                        RequestError::Remote(failure) => AskError::Failed(Failure::Remote(failure)),
+                        RequestError::Remote(failure) => {
+                            AskError::Failed(Failure::from_remote(failure))
+                        }
                         other => AskError::Request(other),
                     })?;
                 decode_owned::<M::Result>(&reply).map_err(AskError::Decode)

@@ -7,7 +7,8 @@ use actix::Handler;
 use rkyv::{Archive, Deserialize, Serialize};
 use tokio::time::timeout;
 
-use crate::actor::ExitReason;
+use crate::actor::{ExitReason, Failure};
+use crate::remote::AskError;
 use crate::remote::Node;
 use crate::transport::Password;
 
@@ -110,6 +111,52 @@ async fn a_panicking_child_is_restarted_under_the_same_id_and_refs_keep_working(
         timeout(T, sup.shutdown()).await.unwrap(),
         ExitReason::Shutdown
     );
+}
+
+#[actix_rt::test]
+async fn the_ask_whose_handler_panicked_learns_of_the_panic_and_is_not_retried() {
+    let node = node(false).await;
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(5, Duration::from_secs(5))
+        .child(ChildSpec::actor("worker", Worker::default))
+        .start(&node);
+    let mut events = sup.events();
+    let worker = sup.child::<Worker>("worker").expect("a child named worker");
+    let panicked = AskError::Failed(Failure::Panicked("crash on request".into()));
+    assert_eq!(
+        timeout(T, worker.ask(Crash)).await.unwrap().unwrap_err(),
+        panicked
+    );
+    assert!(matches!(
+        next_event(&mut events).await,
+        SupervisorEvent::Down { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut events).await,
+        SupervisorEvent::Restarted { .. }
+    ));
+    // Through a retrying reference: the same answer, and the message that
+    // crashed the actor is not sent to the new incarnation.
+    let retrying = worker.clone().with_retry(20, Duration::from_millis(20));
+    assert_eq!(
+        timeout(T, retrying.ask(Crash)).await.unwrap().unwrap_err(),
+        panicked
+    );
+    assert!(matches!(
+        next_event(&mut events).await,
+        SupervisorEvent::Down { .. }
+    ));
+    assert!(matches!(
+        next_event(&mut events).await,
+        SupervisorEvent::Restarted { incarnation: 3, .. }
+    ));
+    assert!(
+        timeout(Duration::from_millis(300), events.recv())
+            .await
+            .is_err(),
+        "the crashing message was sent again"
+    );
+    assert_eq!(timeout(T, retrying.ask(Bump)).await.unwrap().unwrap(), 1);
 }
 
 #[actix_rt::test]

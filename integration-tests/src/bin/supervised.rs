@@ -3,13 +3,18 @@
 //! counter answered, and prints what it sees, one fact per line:
 //! `PID1`, `BEFORE`, `DOWN <reason> <ms after the kill>`,
 //! `RESTARTED <same id?> <incarnation>`, `AFTER <answer>`, `PID2`, `SHUTDOWN`.
+//!
+//! With the argument `poison` it asks the process child, through a retrying
+//! reference, a message whose handler panics, and prints `POISON <error>`,
+//! `CRASHES <Down events seen>`, `INCARNATION <of the last restart>`,
+//! `AFTER <answer of the next incarnation>`, `SHUTDOWN`.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
 
 use parallel::supervision::{ChildSpec, Home, Strategy, Supervisor, SupervisorEvent};
 use parallel::{Node, Password};
-use parallel_integration_tests::{Add, Counter, DEADLINE};
+use parallel_integration_tests::{Add, Boom, Counter, DEADLINE};
 use tokio::time::timeout;
 
 /// Waits until the child named `name` runs and returns its process id.
@@ -30,6 +35,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .password(Password::new(format!("{}", parallel::NodeId::new())))
         .start()
         .await?;
+    if std::env::args().nth(1).as_deref() == Some("poison") {
+        return poison(&node).await;
+    }
     let sup = Supervisor::new(Strategy::OneForOne)
         .intensity(3, Duration::from_secs(10))
         .child(ChildSpec::process("worker", Counter::default))
@@ -70,6 +78,43 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .await
         .ok_or("the worker never ran again")?;
     println!("PID2 {pid2} {}", worker.id() == id);
+    println!("SHUTDOWN {:?}", timeout(DEADLINE, sup.shutdown()).await?);
+    Ok(())
+}
+
+/// Asks the process child a message that crashes its handler, through a
+/// reference that retries: the caller gets the panic, and the message does
+/// not crash the next incarnations.
+async fn poison(node: &Node) -> Result<(), Box<dyn Error>> {
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(3, Duration::from_secs(10))
+        .child(ChildSpec::process("worker", Counter::default))
+        .start(node);
+    let mut events = sup.events();
+    running_pid(&sup, "worker")
+        .await
+        .ok_or("the worker never ran")?;
+    let worker = sup
+        .child::<Counter>("worker")
+        .ok_or("no child named worker")?
+        .with_timeout(Duration::from_secs(5))
+        .with_retry(20, Duration::from_millis(20));
+    let answer = timeout(DEADLINE, worker.ask(Boom)).await?;
+    println!("POISON {answer:?}");
+    // Every crash the message caused, and the restarts after them; a message
+    // sent again would crash the next incarnations within this time.
+    let (mut crashes, mut incarnation) = (0, 0);
+    let quiet = Instant::now() + Duration::from_millis(1500);
+    while let Ok(event) = tokio::time::timeout_at(quiet.into(), events.recv()).await {
+        match event? {
+            SupervisorEvent::Down { .. } => crashes += 1,
+            SupervisorEvent::Restarted { incarnation: n, .. } => incarnation = n,
+            SupervisorEvent::GaveUp => println!("GAVEUP"),
+        }
+    }
+    println!("CRASHES {crashes}");
+    println!("INCARNATION {incarnation}");
+    println!("AFTER {}", timeout(DEADLINE, worker.ask(Add(1))).await??);
     println!("SHUTDOWN {:?}", timeout(DEADLINE, sup.shutdown()).await?);
     Ok(())
 }
