@@ -201,7 +201,8 @@ pub enum AskError {
     /// The connection to the actor's node was lost before the reply.
     #[error(transparent)]
     Request(RequestError),
-    /// No reply in time.
+    /// No reply within the reference's timeout, whether the actor lives in
+    /// this process or on another node.
     #[error("no reply within {0:?}; the actor may be busy — raise the timeout with `with_timeout`")]
     Timeout(Duration),
     /// The request could not be serialized.
@@ -767,6 +768,8 @@ impl<A: RemoteActor> ActorRef<A> {
                         RequestError::Remote(failure) => {
                             AskError::Failed(Failure::from_remote(failure))
                         }
+                        // One deadline, one error, wherever the actor lives.
+                        RequestError::Timeout { after, .. } => AskError::Timeout(after),
                         other => AskError::Request(other),
                     })?;
                 decode_owned::<M::Result>(&reply).map_err(AskError::Decode)

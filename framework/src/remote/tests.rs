@@ -222,3 +222,23 @@ async fn nodes_that_join_each_other_at_once_keep_working_handles() {
     assert_eq!(a.remotes().len(), 1);
     assert_eq!(b.remotes().len(), 1);
 }
+
+#[actix_rt::test]
+async fn a_remote_ask_times_out_with_the_same_error_as_a_local_one() {
+    let (a, b) = (node(false, 16).await, node(true, 16).await);
+    let remote = timeout(T, a.join(&b.join_line())).await.unwrap().unwrap();
+    let calc = timeout(T, remote.spawn(Calc::default()))
+        .await
+        .unwrap()
+        .unwrap()
+        .with_timeout(Duration::from_millis(50));
+    assert!(!calc.is_local());
+    // Several tries: the deadline of the request and of the ask race.
+    for _ in 0..5 {
+        let err = timeout(T, calc.ask(Wait(2_000)))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err, AskError::Timeout(Duration::from_millis(50)));
+    }
+}
