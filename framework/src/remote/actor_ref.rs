@@ -16,7 +16,7 @@ use crate::transport::JoinLine;
 use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode_into};
 
 use super::link::{PeerLink, RequestError};
-use super::node::{DEFAULT_ASK_TIMEOUT, local_nodes};
+use super::node::{DEFAULT_ASK_TIMEOUT, is_shut_down, local_nodes};
 use super::supervised::{Home, lookup};
 
 /// Where an actor lives, as it travels inside messages.
@@ -214,6 +214,12 @@ pub enum AskError {
     /// No node of this process can reach the actor's node.
     #[error("no route to {0}: start a Node in this process and join the actor's node first")]
     NoRoute(NodeId),
+    /// The actor's node is a node of this process that was shut down
+    /// (`Node::shutdown`): its actors were stopped with it.
+    #[error(
+        "node {0} was shut down (`Node::shutdown`) and its actors were stopped with it; spawn the actor on a node that runs"
+    )]
+    NodeShutDown(NodeId),
     /// The actor is down and its supervisor is starting a new incarnation.
     #[error(
         "actor {0} is restarting under its supervisor; ask again shortly, or through `ActorRef::with_retry` to wait for the new incarnation"
@@ -418,9 +424,11 @@ impl<A: RemoteActor> ActorRef<A> {
         match lookup(id) {
             Some(Home::Restarting) => AskError::Restarting(id),
             Some(Home::Down(reason)) => AskError::ActorDown { id, reason },
+            Some(Home::At(node)) if is_shut_down(node) => AskError::NodeShutDown(node),
             // Its home is unreachable or it is gone from there: its
             // supervisor is about to hear of it and restart it.
             Some(Home::At(node)) if self.route_on(node).is_none() => AskError::Restarting(id),
+            None if is_shut_down(self.address.node) => AskError::NodeShutDown(self.address.node),
             _ => error,
         }
     }
@@ -494,6 +502,9 @@ impl<A: RemoteActor> ActorRef<A> {
     async fn resolve(&self) -> Result<Route<A>, AskError> {
         if let Some(route) = self.located()? {
             return Ok(route);
+        }
+        if is_shut_down(self.address.node) {
+            return Err(AskError::NodeShutDown(self.address.node));
         }
         if let Some(route) = self.resolve_now() {
             return Ok(route);

@@ -242,3 +242,43 @@ async fn a_remote_ask_times_out_with_the_same_error_as_a_local_one() {
         assert_eq!(err, AskError::Timeout(Duration::from_millis(50)));
     }
 }
+
+#[actix_rt::test]
+async fn a_node_that_shut_down_stops_its_actors_and_asks_to_them_fail() {
+    let (a, b) = (node(false, 16).await, node(false, 16).await);
+    let calc = b.spawn(Calc::default());
+    // A reference that finds the actor through this process's nodes, as one
+    // that arrived in a message does.
+    let found = crate::remote::ActorRef::<Calc>::from_address(calc.address().clone());
+    assert_eq!(timeout(T, found.ask(Add(2))).await.unwrap().unwrap(), 2);
+    let watching = calc.watch();
+    timeout(T, b.shutdown()).await.unwrap();
+    assert_eq!(
+        timeout(T, watching).await.unwrap().reason,
+        crate::actor::ExitReason::Shutdown
+    );
+    for r in [&calc, &found] {
+        let err = timeout(T, r.ask(Add(1))).await.unwrap().unwrap_err();
+        assert_eq!(err, AskError::NodeShutDown(b.id()));
+        assert!(
+            err.to_string()
+                .contains("spawn the actor on a node that runs")
+        );
+        match timeout(T, r.tell(Add(1))).await.unwrap() {
+            Err(SendError::Closed {
+                message: Add(1),
+                reason,
+            }) => {
+                assert!(reason.contains("was shut down"), "{reason}")
+            }
+            other => panic!("expected Closed, got {other:?}"),
+        }
+    }
+    // An actor spawned on it afterwards does not run either.
+    let late = b.spawn(Calc::default());
+    let err = timeout(T, late.ask(Add(1))).await.unwrap().unwrap_err();
+    assert_eq!(err, AskError::NodeShutDown(b.id()));
+    // The other node of the process is unaffected.
+    let other = a.spawn(Calc::default());
+    assert_eq!(timeout(T, other.ask(Add(3))).await.unwrap().unwrap(), 3);
+}

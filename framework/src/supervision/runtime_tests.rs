@@ -206,6 +206,41 @@ async fn one_for_all_restarts_the_siblings_too_and_shutdown_goes_in_reverse() {
 }
 
 #[actix_rt::test]
+async fn the_shutdown_of_its_node_stops_a_supervisor_and_its_children_for_good() {
+    let node = node(false).await;
+    let sup = Supervisor::new(Strategy::OneForAll)
+        .intensity(5, Duration::from_secs(5))
+        .child(ChildSpec::actor("a", Worker::default))
+        .child(ChildSpec::actor("b", Worker::default))
+        .start(&node);
+    let mut events = sup.events();
+    let a = sup.child::<Worker>("a").unwrap();
+    assert_eq!(timeout(T, a.ask(Bump)).await.unwrap().unwrap(), 1);
+    let watching = a.watch();
+    timeout(T, node.shutdown()).await.unwrap();
+    assert_eq!(
+        timeout(T, watching).await.unwrap().reason,
+        ExitReason::Shutdown
+    );
+    assert_eq!(
+        timeout(T, sup.exited()).await.unwrap(),
+        ExitReason::Shutdown
+    );
+    // Nothing was restarted: the children are down for good.
+    assert!(
+        matches!(
+            events.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ),
+        "the supervisor reported something"
+    );
+    for name in ["a", "b"] {
+        assert_eq!(sup.home_of(name), Some(Home::Down(ExitReason::Shutdown)));
+    }
+    assert!(node.0.registry.living().is_empty(), "an actor still runs");
+}
+
+#[actix_rt::test]
 async fn one_crash_more_than_the_intensity_allows_makes_the_supervisor_give_up() {
     let node = node(false).await;
     let sup = Supervisor::new(Strategy::OneForOne)

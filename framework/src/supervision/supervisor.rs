@@ -420,33 +420,43 @@ impl Run {
         }
     }
 
+    /// Stops every child in reverse start order; each is down for good.
+    async fn shut_down(&mut self) -> ExitReason {
+        let order = self.plan.shutdown_order();
+        self.terminate_all(order.clone()).await;
+        for key in order {
+            self.node
+                .set_home(self.name_and_id(key).1, Home::Down(ExitReason::Shutdown));
+        }
+        ExitReason::Shutdown
+    }
+
     async fn serve(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) -> ExitReason {
+        // The node's shutdown stops its supervisors, as `shutdown` does.
+        let closing = self.node.closing();
+        tokio::pin!(closing);
         loop {
             tokio::select! {
-                command = commands.recv() => {
-                    let order = self.plan.shutdown_order();
-                    match command {
-                        Some(Command::Kill) => {
-                            for key in order {
-                                if let Some(Started { child, .. }) = self.running.remove(&key) {
-                                    self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Killed));
-                                    child.kill();
-                                }
+                command = commands.recv() => match command {
+                    Some(Command::Kill) => {
+                        for key in self.plan.shutdown_order() {
+                            if let Some(Started { child, .. }) = self.running.remove(&key) {
+                                self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Killed));
+                                child.kill();
                             }
-                            return ExitReason::Killed;
                         }
-                        Some(Command::Shutdown) | None => {
-                            self.terminate_all(order.clone()).await;
-                            for key in order {
-                                self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Shutdown));
-                            }
-                            return ExitReason::Shutdown;
-                        }
+                        return ExitReason::Killed;
                     }
-                }
+                    Some(Command::Shutdown) | None => return self.shut_down().await,
+                },
+                () = &mut closing => return self.shut_down().await,
                 Some((key, start, reason)) = self.exits.1.recv() => {
                     if self.running.get(&key).map(|s| s.start) != Some(start) {
                         continue; // an incarnation we terminated ourselves
+                    }
+                    if self.node.is_shut_down() {
+                        // Stopped by its node's shutdown: not restarted.
+                        return self.shut_down().await;
                     }
                     self.running.remove(&key);
                     let (name, id) = self.name_and_id(key);
