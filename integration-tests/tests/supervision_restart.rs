@@ -132,15 +132,10 @@ async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
         .start(&node);
     let mut events = sup.events();
     let id = sup.id_of("counter").unwrap();
-    let home = async {
-        loop {
-            if let Some(Home::At(n)) = sup.home_of("counter") {
-                return n;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    let first = timeout(DEADLINE, home).await.expect("the child runs");
+    let first = timeout(DEADLINE, sup.running("counter"))
+        .await
+        .expect("the child runs in time")
+        .expect("the child runs");
     let counter = sup
         .child::<Counter>("counter")
         .unwrap()
@@ -162,7 +157,11 @@ async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
     };
     victim.kill9();
     let killed = Instant::now();
-    let down = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+    let down = timeout(DEADLINE, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .event;
     assert_eq!(
         down,
         SupervisorEvent::Down {
@@ -176,7 +175,11 @@ async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
         "detected after {:?}",
         killed.elapsed()
     );
-    let restarted = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+    let restarted = timeout(DEADLINE, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .event;
     assert!(
         matches!(restarted, SupervisorEvent::Restarted { id: again, incarnation: 2, .. } if again == id),
         "{restarted:?}"

@@ -62,6 +62,8 @@ pub(crate) struct NodeInner {
     /// True once [`Node::shutdown`] began: its supervisors stop, and it hosts
     /// no actors any more.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Bumped whenever the directory changes, for those waiting on a home.
+    homes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The nodes of this process, for routing `ActorRef`s that arrived in messages.
@@ -173,6 +175,7 @@ impl NodeBuilder {
             arrivals: tokio::sync::Mutex::new(arrivals),
             arrivals_tx,
             closing: tokio::sync::watch::Sender::new(false),
+            homes: tokio::sync::watch::Sender::new(0),
         });
         NODES
             .lock()
@@ -287,6 +290,12 @@ impl Node {
     /// calls this when it starts, restarts or gives up on it).
     pub(crate) fn set_home(&self, id: crate::id::ActorId, home: Home) {
         self.0.directory.insert(id, home);
+        self.0.homes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever the directory of homes changes (see [`Node::home`]).
+    pub(crate) fn home_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.homes.subscribe()
     }
 
     /// Shuts the node down: its supervisors stop their children, every actor

@@ -67,13 +67,12 @@ async fn worker_spawned_by_another_node() -> (Node, Node, crate::remote::ActorRe
     (here, there, w)
 }
 
-async fn next_event(
-    events: &mut tokio::sync::broadcast::Receiver<SupervisorEvent>,
-) -> SupervisorEvent {
+async fn next_event(events: &mut EventStream) -> SupervisorEvent {
     timeout(T, events.recv())
         .await
         .expect("an event in time")
         .expect("the supervisor runs")
+        .event
 }
 
 #[actix_rt::test]
@@ -230,9 +229,10 @@ async fn the_shutdown_of_its_node_stops_a_supervisor_and_its_children_for_good()
     assert!(
         matches!(
             events.try_recv(),
-            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+            Err(tokio::sync::broadcast::error::TryRecvError::Closed)
         ),
-        "the supervisor reported something"
+        "the supervisor reported something: {:?}",
+        sup.history()
     );
     for name in ["a", "b"] {
         assert_eq!(sup.home_of(name), Some(Home::Down(ExitReason::Shutdown)));
@@ -265,6 +265,102 @@ async fn one_crash_more_than_the_intensity_allows_makes_the_supervisor_give_up()
         matches!(reason, ExitReason::Error(ref m) if m.contains("too many restarts")),
         "{reason:?}"
     );
+}
+
+#[actix_rt::test]
+async fn running_waits_until_a_child_runs_and_fails_once_it_is_down_for_good() {
+    let (here, there) = (node(false).await, node(true).await);
+    let remote = timeout(T, here.join(&there.join_line()))
+        .await
+        .unwrap()
+        .unwrap();
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(0, Duration::from_secs(5))
+        .child(ChildSpec::actor("local", Worker::default))
+        .child(ChildSpec::remote(
+            "far",
+            Worker::default,
+            RemotePlacement::On(remote),
+        ))
+        .child(ChildSpec::supervisor("nested", || {
+            Supervisor::new(Strategy::OneForOne)
+        }))
+        .start(&here);
+    // The remote child is spawned by a request: not up yet.
+    assert_eq!(sup.home_of("far"), Some(Home::Restarting));
+    assert_eq!(
+        timeout(T, sup.running("far")).await.unwrap(),
+        Ok(there.id())
+    );
+    assert_eq!(
+        timeout(T, sup.running("local")).await.unwrap(),
+        Ok(here.id())
+    );
+    assert_eq!(
+        timeout(T, sup.running("nested")).await.unwrap(),
+        Ok(here.id())
+    );
+    assert_eq!(
+        timeout(T, sup.running("nope")).await.unwrap(),
+        Err(NotRunning::NoSuchChild("nope".into()))
+    );
+    // No restart allowed: one crash and the supervisor gives up.
+    let local = sup.child::<Worker>("local").unwrap();
+    let _ = timeout(T, local.ask(Crash)).await.unwrap();
+    assert!(matches!(
+        timeout(T, sup.exited()).await.unwrap(),
+        ExitReason::Error(_)
+    ));
+    let err = timeout(T, sup.running("far"))
+        .await
+        .expect("running fails in time once the supervisor gave up")
+        .unwrap_err();
+    assert!(
+        matches!(err, NotRunning::Down { ref name, .. } if name == "far"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("history()"), "{err}");
+}
+
+#[actix_rt::test]
+async fn a_late_reader_gets_what_happened_with_when() {
+    let node = node(false).await;
+    let before = std::time::SystemTime::now();
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(0, Duration::from_secs(5))
+        .child(ChildSpec::actor("w", Worker::default))
+        .start(&node);
+    let w = sup.child::<Worker>("w").unwrap();
+    let _ = timeout(T, w.ask(Crash)).await.unwrap();
+    assert!(matches!(
+        timeout(T, sup.exited()).await.unwrap(),
+        ExitReason::Error(_)
+    ));
+    let after = std::time::SystemTime::now();
+    // Subscribed only now: the reports come from the history, then the end.
+    let mut late = sup.events();
+    let down = timeout(T, late.recv()).await.unwrap().unwrap();
+    let gave_up = timeout(T, late.recv()).await.unwrap().unwrap();
+    assert!(
+        matches!(&down.event, SupervisorEvent::Down { name, reason: ExitReason::Panic(_), .. } if name == "w"),
+        "{down:?}"
+    );
+    assert_eq!(gave_up.event, SupervisorEvent::GaveUp);
+    assert_eq!((down.seq, gave_up.seq), (1, 2));
+    for e in [&down, &gave_up] {
+        assert!(before <= e.at && e.at <= after, "{e:?}");
+    }
+    assert!(down.since_start <= gave_up.since_start);
+    assert!(
+        down.to_string()
+            .contains("is down: panicked: crash on request"),
+        "{down}"
+    );
+    assert_eq!(sup.history(), [down, gave_up]);
+    assert!(matches!(
+        timeout(T, late.recv()).await.unwrap(),
+        Err(tokio::sync::broadcast::error::RecvError::Closed)
+    ));
 }
 
 #[actix_rt::test]

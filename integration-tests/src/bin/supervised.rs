@@ -12,21 +12,20 @@
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use parallel::supervision::{ChildSpec, Home, Strategy, Supervisor, SupervisorEvent};
+use parallel::supervision::{ChildSpec, Strategy, Supervisor, SupervisorEvent};
 use parallel::{Node, Password};
 use parallel_integration_tests::{Add, Boom, Counter, DEADLINE};
 use tokio::time::timeout;
 
 /// Waits until the child named `name` runs and returns its process id.
-async fn running_pid(sup: &parallel::supervision::SupervisorRef, name: &str) -> Option<u32> {
-    let start = Instant::now();
-    while start.elapsed() < DEADLINE {
-        if let (Some(Home::At(_)), Some(pid)) = (sup.home_of(name), sup.pid_of(name)) {
-            return Some(pid);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
+async fn running_pid(
+    sup: &parallel::supervision::SupervisorRef,
+    name: &str,
+) -> Result<u32, Box<dyn Error>> {
+    timeout(DEADLINE, sup.running(name)).await??;
+    Ok(sup
+        .pid_of(name)
+        .ok_or("a running process child has no pid")?)
 }
 
 #[parallel::main]
@@ -44,9 +43,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .start(&node);
     let mut events = sup.events();
     let id = sup.id_of("worker").ok_or("no child named worker")?;
-    let pid1 = running_pid(&sup, "worker")
-        .await
-        .ok_or("the worker never ran")?;
+    let pid1 = running_pid(&sup, "worker").await?;
     println!("PID1 {pid1}");
     let worker = sup
         .child::<Counter>("worker")
@@ -60,7 +57,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         libc::kill(pid1 as i32, libc::SIGKILL);
     }
     let killed = Instant::now();
-    let SupervisorEvent::Down { reason, .. } = timeout(DEADLINE, events.recv()).await?? else {
+    let SupervisorEvent::Down { reason, .. } = timeout(DEADLINE, events.recv()).await??.event
+    else {
         return Err("expected a Down event".into());
     };
     println!("DOWN {reason:?} {}", killed.elapsed().as_millis());
@@ -68,15 +66,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         id: again,
         incarnation,
         ..
-    } = timeout(DEADLINE, events.recv()).await??
+    } = timeout(DEADLINE, events.recv()).await??.event
     else {
         return Err("expected a Restarted event".into());
     };
     println!("RESTARTED {} {incarnation}", again == id);
     println!("AFTER {}", timeout(DEADLINE, worker.ask(Add(1))).await??);
-    let pid2 = running_pid(&sup, "worker")
-        .await
-        .ok_or("the worker never ran again")?;
+    let pid2 = running_pid(&sup, "worker").await?;
     println!("PID2 {pid2} {}", worker.id() == id);
     println!("SHUTDOWN {:?}", timeout(DEADLINE, sup.shutdown()).await?);
     Ok(())
@@ -91,9 +87,7 @@ async fn poison(node: &Node) -> Result<(), Box<dyn Error>> {
         .child(ChildSpec::process("worker", Counter::default))
         .start(node);
     let mut events = sup.events();
-    running_pid(&sup, "worker")
-        .await
-        .ok_or("the worker never ran")?;
+    running_pid(&sup, "worker").await?;
     let worker = sup
         .child::<Counter>("worker")
         .ok_or("no child named worker")?
@@ -106,7 +100,7 @@ async fn poison(node: &Node) -> Result<(), Box<dyn Error>> {
     let (mut crashes, mut incarnation) = (0, 0);
     let quiet = Instant::now() + Duration::from_millis(1500);
     while let Ok(event) = tokio::time::timeout_at(quiet.into(), events.recv()).await {
-        match event? {
+        match event?.event {
             SupervisorEvent::Down { .. } => crashes += 1,
             SupervisorEvent::Restarted { incarnation: n, .. } => incarnation = n,
             SupervisorEvent::GaveUp => println!("GAVEUP"),
