@@ -7,7 +7,8 @@
 //! With the argument `poison` it asks the process child, through a retrying
 //! reference, a message whose handler panics, and prints `POISON <error>`,
 //! `CRASHES <Down events seen>`, `INCARNATION <of the last restart>`,
-//! `AFTER <answer of the next incarnation>`, `SHUTDOWN`.
+//! `AFTER <answer of the next incarnation>`, then `LOCAL <error>` after the
+//! same panic in a local actor, and `SHUTDOWN`.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -109,6 +110,9 @@ async fn poison(node: &Node) -> Result<(), Box<dyn Error>> {
     println!("CRASHES {crashes}");
     println!("INCARNATION {incarnation}");
     println!("AFTER {}", timeout(DEADLINE, worker.ask(Add(1))).await??);
+    // A handler panic in this process too: stderr shows how each is reported.
+    let local = node.spawn(Counter::default());
+    println!("LOCAL {:?}", timeout(DEADLINE, local.ask(Boom)).await?);
     println!("SHUTDOWN {:?}", timeout(DEADLINE, sup.shutdown()).await?);
     Ok(())
 }
