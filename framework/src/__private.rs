@@ -14,8 +14,17 @@ pub use crate::remote::{ActorFactory, RemoteFn, invoke_remote};
 /// A process started by `fork` does not run `main`: it connects back to its
 /// parent and runs what the parent asks for. In the top process every child
 /// is closed when `main` returns, fails or panics, and on Ctrl+C / SIGTERM.
+///
+/// It installs a panic hook, in this process and in every forked one, that
+/// changes one thing: a panic inside an actor's handler — which the
+/// framework catches, answers the asker with and logs as one error line
+/// (message and `file:line`) — no longer also prints the standard panic
+/// output. Every other panic goes to the hook that was installed before,
+/// unchanged. With `RUST_BACKTRACE` set (not `0`) the hook is not
+/// installed: handler panics then print their backtrace as any panic does.
 pub fn run_main<F: std::future::Future>(fut: F) -> F::Output {
     init_logging();
+    crate::actor::install_handler_panic_hook();
     if crate::process::is_child() {
         crate::process::child::run();
     }

@@ -29,21 +29,7 @@ fn value<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn a_killed_process_child_restarts_under_the_same_id_and_the_caller_continues() {
-    let child = tokio::process::Command::new(SUPERVISED)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the supervised test program");
-    let out = timeout(DEADLINE * 2, child.wait_with_output())
-        .await
-        .expect("the program finished in time")
-        .expect("its output");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, _) = run_supervised(&[], false).await;
     assert_eq!(value(&stdout, "BEFORE "), ["1"], "{stdout}");
     let down = value(&stdout, "DOWN ");
     assert_eq!(down[0], "Killed", "{stdout}");
@@ -71,6 +57,88 @@ async fn a_killed_process_child_restarts_under_the_same_id_and_the_caller_contin
     );
 }
 
+/// Runs the supervised test program with `args`, with `RUST_BACKTRACE=1`
+/// or without it; its stdout and stderr.
+async fn run_supervised(args: &[&str], backtrace: bool) -> (String, String) {
+    let mut command = tokio::process::Command::new(SUPERVISED);
+    if backtrace {
+        command.env("RUST_BACKTRACE", "1");
+    } else {
+        command.env_remove("RUST_BACKTRACE");
+    }
+    let child = command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the supervised test program");
+    let out = timeout(DEADLINE * 2, child.wait_with_output())
+        .await
+        .expect("the program finished in time")
+        .expect("its output");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn a_message_that_crashes_a_process_child_is_answered_with_the_panic_and_not_retried() {
+    let (stdout, stderr) = run_supervised(&["poison"], false).await;
+    assert_eq!(
+        value(&stdout, "POISON "),
+        [r#"Err(Failed(Panicked("boom")))"#],
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(value(&stdout, "CRASHES "), ["1"], "{stdout}\n{stderr}");
+    assert_eq!(value(&stdout, "INCARNATION "), ["2"], "{stdout}\n{stderr}");
+    assert!(!stdout.contains("GAVEUP"), "{stdout}");
+    // The next incarnation runs, with fresh state.
+    assert_eq!(value(&stdout, "AFTER "), ["1"], "{stdout}\n{stderr}");
+    assert_eq!(value(&stdout, "SHUTDOWN "), ["Shutdown"], "{stdout}");
+}
+
+#[tokio::test]
+async fn a_handler_panic_prints_one_line_unless_backtraces_are_asked_for() {
+    // The poison run panics one handler in a forked process and one here.
+    let (stdout, stderr) = run_supervised(&["poison"], false).await;
+    assert_eq!(
+        value(&stdout, "LOCAL "),
+        [r#"Err(Failed(Panicked("boom")))"#],
+        "{stdout}"
+    );
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("handler panicked"))
+        .collect();
+    assert_eq!(reports.len(), 2, "one line per panic:\n{stderr}");
+    for line in reports {
+        // Message and place: where `Counter` panics on `Boom`.
+        assert!(
+            line.contains("integration-tests/src/lib.rs:") && line.contains("boom"),
+            "{line}"
+        );
+    }
+    // Nothing of the standard panic output (`thread 'main' panicked at ..`).
+    let standard = |l: &str| l.starts_with("thread '") && l.contains(" panicked at ");
+    assert!(
+        !stderr.lines().any(standard)
+            && !stderr.contains("RUST_BACKTRACE")
+            && !stderr.contains("stack backtrace"),
+        "{stderr}"
+    );
+
+    // Asked for: the standard output with the backtrace, as for any panic.
+    let (_, stderr) = run_supervised(&["poison"], true).await;
+    assert!(
+        stderr.lines().any(standard) && stderr.contains("stack backtrace"),
+        "{stderr}"
+    );
+}
+
 #[actix_rt::test]
 async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
     let mut a = NodeProcess::start(NODE, &[]).await;
@@ -95,15 +163,10 @@ async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
         .start(&node);
     let mut events = sup.events();
     let id = sup.id_of("counter").unwrap();
-    let home = async {
-        loop {
-            if let Some(Home::At(n)) = sup.home_of("counter") {
-                return n;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    let first = timeout(DEADLINE, home).await.expect("the child runs");
+    let first = timeout(DEADLINE, sup.running("counter"))
+        .await
+        .expect("the child runs in time")
+        .expect("the child runs");
     let counter = sup
         .child::<Counter>("counter")
         .unwrap()
@@ -125,7 +188,11 @@ async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
     };
     victim.kill9();
     let killed = Instant::now();
-    let down = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+    let down = timeout(DEADLINE, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .event;
     assert_eq!(
         down,
         SupervisorEvent::Down {
@@ -139,7 +206,11 @@ async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
         "detected after {:?}",
         killed.elapsed()
     );
-    let restarted = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+    let restarted = timeout(DEADLINE, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .event;
     assert!(
         matches!(restarted, SupervisorEvent::Restarted { id: again, incarnation: 2, .. } if again == id),
         "{restarted:?}"

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::Handler;
-use parallel::supervision::{ChildSpec, Home, Strategy, Supervisor, SupervisorEvent};
+use parallel::supervision::{ChildSpec, Strategy, Supervisor, SupervisorEvent};
 use parallel::{Actor, Message, Node, Password};
 use rkyv::{Archive, Deserialize, Serialize};
 use tokio::time::timeout;
@@ -95,7 +95,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         libc::kill(pid as i32, libc::SIGKILL);
     }
     let killed = Instant::now();
-    if let SupervisorEvent::Down { name, id, reason } = timeout(T, events.recv()).await?? {
+    let down = timeout(T, events.recv()).await??;
+    if let SupervisorEvent::Down { name, id, reason } = down.event {
         let ms = killed.elapsed().as_millis();
         println!("supervisor: {name} ({id}) is down: {reason:?} ({ms} ms after SIGKILL)");
     }
@@ -103,7 +104,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         name,
         id: again,
         incarnation,
-    } = timeout(T, events.recv()).await??
+    } = timeout(T, events.recv()).await??.event
     {
         println!(
             "supervisor: restarted {name} with the same ActorId: {} (incarnation {incarnation})",
@@ -113,6 +114,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // ANCHOR_END: kill
     let pid = wait_for_pid(&sup).await?;
     println!("worker {id} runs again, in a new process {pid}");
+    // What the supervisor reported, with when (kept for late readers too).
+    for report in sup.history() {
+        println!("supervisor history: {report}");
+    }
     // Let the client go on for a while against the new incarnation.
     let resumed = ok.load(Ordering::Relaxed);
     let start = Instant::now();
@@ -139,12 +144,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
 /// Waits until the worker runs and returns its process id.
 async fn wait_for_pid(sup: &parallel::supervision::SupervisorRef) -> Result<u32, Box<dyn Error>> {
-    let start = Instant::now();
-    while start.elapsed() < T {
-        if let (Some(Home::At(_)), Some(pid)) = (sup.home_of("worker"), sup.pid_of("worker")) {
-            return Ok(pid);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Err("the worker did not start within 20 s".into())
+    timeout(T, sup.running("worker"))
+        .await
+        .map_err(|_| "the worker did not start within 20 s")??;
+    Ok(sup
+        .pid_of("worker")
+        .ok_or("the running worker has no pid")?)
 }

@@ -8,6 +8,7 @@ use actix::dev::MessageResponse;
 use actix::{Actor, ActorContext, AsyncContext, Handler};
 
 use super::failure::Failure;
+use super::panic::{HandlerScope, SeenPanic};
 
 /// Where the result of a handled message goes: a local asker's channel, or a
 /// frame back to the asking node.
@@ -48,7 +49,8 @@ impl<M: actix::Message> actix::Message for Deliver<M> {
 
 /// Runs the actor's `Handler<M>` for a delivered message and routes its
 /// result to the reply sink. A panicking handler stops the actor and answers
-/// the asker with [`Failure::Panicked`].
+/// the asker with [`Failure::Panicked`]; the panic is logged as one error
+/// line with its message and, under `#[parallel::main]`, its `file:line`.
 pub fn deliver<A, M>(actor: &mut A, d: Deliver<M>, ctx: &mut A::Context)
 where
     A: Actor<Context = actix::Context<A>> + Handler<M>,
@@ -56,17 +58,38 @@ where
     M::Result: Send,
 {
     let Deliver { msg, reply, _slot } = d;
+    let scope = HandlerScope::enter();
     let handled = catch_unwind(AssertUnwindSafe(|| {
         <A as Handler<M>>::handle(actor, msg, ctx)
     }));
+    let seen = scope.seen();
+    drop(scope);
     let response = match handled {
-        Ok(response) => response,
+        Ok(response) => {
+            if let Some(SeenPanic { location, message }) = seen {
+                // The handler caught a panic of its own; the hook kept it quiet.
+                tracing::warn!(
+                    actor = std::any::type_name::<A>(),
+                    "the handler caught a panic at {}: {message}",
+                    location.as_deref().unwrap_or("an unknown place")
+                );
+            }
+            response
+        }
         Err(panic) => {
             let text = panic_text(panic.as_ref());
-            tracing::error!(
-                actor = std::any::type_name::<A>(),
-                "handler panicked: {text}"
-            );
+            // One line: with the hook of `#[parallel::main]` the standard
+            // panic output is left out, and its location is here instead.
+            match seen.and_then(|s| s.location) {
+                Some(at) => tracing::error!(
+                    actor = std::any::type_name::<A>(),
+                    "handler panicked at {at}: {text}"
+                ),
+                None => tracing::error!(
+                    actor = std::any::type_name::<A>(),
+                    "handler panicked: {text}"
+                ),
+            }
             if let Some(slot) = &_slot {
                 slot.record_panic(text.clone());
             }

@@ -10,8 +10,12 @@ pub enum Failure {
     /// The actor stopped before it answered.
     #[error("the actor stopped before it answered; it was stopped or crashed — check its logs")]
     Stopped,
-    /// The handler panicked; the message is the panic's.
-    #[error("the actor's handler panicked: {0}")]
+    /// The handler panicked on this very message; the text is the panic's.
+    /// The actor stopped (its supervisor, if any, starts a new incarnation),
+    /// and the message is never sent again, not even by a retrying reference.
+    #[error(
+        "the actor's handler panicked on this message: {0}; the actor stopped and the message is not sent again — fix the handler or the message"
+    )]
     Panicked(String),
     /// The remote node could not serve the request.
     #[error("{}", .0.message)]
@@ -39,18 +43,51 @@ pub mod code {
 }
 
 impl Failure {
-    /// The failure as it travels back to the asking node.
+    /// The failure as it travels back to the asking node. A panic travels
+    /// as its bare text, so that [`Failure::from_remote`] gives the same
+    /// [`Failure::Panicked`] on the other side.
     pub fn to_remote(&self) -> RemoteFailure {
         match self {
             Failure::Stopped => RemoteFailure {
                 code: code::STOPPED,
                 message: self.to_string(),
             },
-            Failure::Panicked(_) => RemoteFailure {
+            Failure::Panicked(text) => RemoteFailure {
                 code: code::PANICKED,
-                message: self.to_string(),
+                message: text.clone(),
             },
             Failure::Remote(r) => r.clone(),
+        }
+    }
+
+    /// The failure a remote node answered with, as the asker sees it: a
+    /// handler panic or a stop there reads as it would for a local actor
+    /// ([`Failure::Panicked`], [`Failure::Stopped`]); anything else stays
+    /// [`Failure::Remote`].
+    pub fn from_remote(failure: RemoteFailure) -> Failure {
+        match failure.code {
+            code::PANICKED => Failure::Panicked(failure.message),
+            code::STOPPED => Failure::Stopped,
+            _ => Failure::Remote(failure),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_reads_the_same_after_crossing_the_wire() {
+        for failure in [
+            Failure::Stopped,
+            Failure::Panicked("boom".into()),
+            Failure::Remote(RemoteFailure {
+                code: code::UNKNOWN_ACTOR,
+                message: "no such actor".into(),
+            }),
+        ] {
+            assert_eq!(Failure::from_remote(failure.to_remote()), failure);
         }
     }
 }

@@ -6,6 +6,7 @@ mod exit;
 mod failure;
 mod inbound;
 mod message;
+mod panic;
 mod received;
 mod registry;
 mod tensor;
@@ -15,6 +16,7 @@ pub use exit::{Down, ExitReason};
 pub use failure::{Failure, code};
 pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};
 pub use message::{Message, RemoteActor};
+pub(crate) use panic::install_handler_panic_hook;
 pub use received::Received;
 pub use registry::{DEFAULT_MAILBOX, LocalEntry, Registry};
 pub use tensor::{

@@ -120,6 +120,9 @@ pub struct LocalEntry {
     exit: tokio::sync::watch::Sender<Option<ExitReason>>,
     task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// When it started, among the actors of its registry (0 for an entry
+    /// made outside one): the stop order of a node's shutdown.
+    started: u64,
 }
 
 fn dispatch_erased<A: RemoteActor>(
@@ -149,6 +152,7 @@ impl LocalEntry {
             exit: tokio::sync::watch::Sender::new(None),
             task: std::sync::Mutex::new(None),
             stop: std::sync::Mutex::new(None),
+            started: 0,
         }
     }
 
@@ -268,6 +272,8 @@ pub struct Registry {
     actors: DashMap<ActorId, Arc<LocalEntry>>,
     /// Bumped whenever an entry is removed, so cached lookups know to look again.
     removals: AtomicU64,
+    /// Actors started so far: numbers each start.
+    starts: AtomicU64,
 }
 
 impl Registry {
@@ -298,7 +304,9 @@ impl Registry {
         ctx.set_mailbox_capacity(0);
         let addr = actix::AsyncContext::address(&ctx);
         let running = ctx.into_future(actor);
-        let entry = Arc::new(LocalEntry::new(addr.clone(), mailbox));
+        let mut entry = LocalEntry::new(addr.clone(), mailbox);
+        entry.started = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Arc::new(entry);
         let watcher = entry.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = actix_rt::spawn(async move {
@@ -348,6 +356,19 @@ impl Registry {
     pub fn remove(&self, id: ActorId) {
         self.actors.remove(&id);
         self.removals.fetch_add(1, Ordering::Release);
+    }
+
+    /// The actors that are alive, the one started last first: the order a
+    /// node's shutdown stops them in.
+    pub fn living(&self) -> Vec<Arc<LocalEntry>> {
+        let mut living: Vec<Arc<LocalEntry>> = self
+            .actors
+            .iter()
+            .filter(|e| e.is_alive())
+            .map(|e| e.value().clone())
+            .collect();
+        living.sort_by_key(|e| std::cmp::Reverse(e.started));
+        living
     }
 
     /// Number of registered actors (living or not yet found stopped).

@@ -16,7 +16,7 @@ use crate::transport::JoinLine;
 use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode_into};
 
 use super::link::{PeerLink, RequestError};
-use super::node::{DEFAULT_ASK_TIMEOUT, local_nodes};
+use super::node::{DEFAULT_ASK_TIMEOUT, is_shut_down, local_nodes};
 use super::supervised::{Home, lookup};
 
 /// Where an actor lives, as it travels inside messages.
@@ -193,13 +193,16 @@ pub enum AskError {
     /// The actor stopped, or was never there.
     #[error("the actor is gone: {0}")]
     Gone(String),
-    /// The actor's handler failed (panic), or the remote node refused the message.
+    /// The actor's handler panicked on this message
+    /// ([`Failure::Panicked`], wherever the actor lives; never retried), the
+    /// actor stopped before it answered, or the remote node refused the message.
     #[error(transparent)]
     Failed(Failure),
     /// The connection to the actor's node was lost before the reply.
     #[error(transparent)]
     Request(RequestError),
-    /// No reply in time.
+    /// No reply within the reference's timeout, whether the actor lives in
+    /// this process or on another node.
     #[error("no reply within {0:?}; the actor may be busy — raise the timeout with `with_timeout`")]
     Timeout(Duration),
     /// The request could not be serialized.
@@ -211,6 +214,12 @@ pub enum AskError {
     /// No node of this process can reach the actor's node.
     #[error("no route to {0}: start a Node in this process and join the actor's node first")]
     NoRoute(NodeId),
+    /// The actor's node is a node of this process that was shut down
+    /// (`Node::shutdown`): its actors were stopped with it.
+    #[error(
+        "node {0} was shut down (`Node::shutdown`) and its actors were stopped with it; spawn the actor on a node that runs"
+    )]
+    NodeShutDown(NodeId),
     /// The actor is down and its supervisor is starting a new incarnation.
     #[error(
         "actor {0} is restarting under its supervisor; ask again shortly, or through `ActorRef::with_retry` to wait for the new incarnation"
@@ -310,8 +319,15 @@ impl<A: RemoteActor> ActorRef<A> {
     /// `delay` apart, while the actor is restarting or its node's connection
     /// was lost ([`AskError::is_transient`]): a call made while a supervised
     /// actor is down reaches the new incarnation instead of failing. Each
-    /// attempt of an `ask` has the reference's timeout. An `ask` whose message
-    /// a local actor already took when it died is not repeated.
+    /// attempt of an `ask` has the reference's timeout.
+    ///
+    /// A retry never repeats a message that crashed the actor: an `ask`
+    /// whose handler panicked fails with
+    /// `AskError::Failed(Failure::Panicked(..))`, local or remote, and is
+    /// not sent again. An `ask` whose message a local actor already took when
+    /// it died is not repeated either. An `ask` to another node whose
+    /// connection was lost before the reply may be repeated: that node may
+    /// have handled it (at least once, not exactly once).
     pub fn with_retry(mut self, attempts: u32, delay: Duration) -> Self {
         self.retry = Some(Retry { attempts, delay });
         self
@@ -391,11 +407,16 @@ impl<A: RemoteActor> ActorRef<A> {
 
     /// Turns a failure into [`AskError::Restarting`] or
     /// [`AskError::ActorDown`] when a supervisor of this process knows the
-    /// actor is down; otherwise returns it unchanged. Only on error paths.
+    /// actor is down; otherwise returns it unchanged. A panic of the handler
+    /// stays what it is: the caller learns that its message crashed the
+    /// actor (and a retry does not send it again). Only on error paths.
     fn classify(&self, error: AskError) -> AskError {
         if matches!(
             error,
-            AskError::Restarting(_) | AskError::ActorDown { .. } | AskError::Encode(_)
+            AskError::Restarting(_)
+                | AskError::ActorDown { .. }
+                | AskError::Encode(_)
+                | AskError::Failed(Failure::Panicked(_))
         ) {
             return error;
         }
@@ -403,9 +424,11 @@ impl<A: RemoteActor> ActorRef<A> {
         match lookup(id) {
             Some(Home::Restarting) => AskError::Restarting(id),
             Some(Home::Down(reason)) => AskError::ActorDown { id, reason },
+            Some(Home::At(node)) if is_shut_down(node) => AskError::NodeShutDown(node),
             // Its home is unreachable or it is gone from there: its
             // supervisor is about to hear of it and restart it.
             Some(Home::At(node)) if self.route_on(node).is_none() => AskError::Restarting(id),
+            None if is_shut_down(self.address.node) => AskError::NodeShutDown(self.address.node),
             _ => error,
         }
     }
@@ -479,6 +502,9 @@ impl<A: RemoteActor> ActorRef<A> {
     async fn resolve(&self) -> Result<Route<A>, AskError> {
         if let Some(route) = self.located()? {
             return Ok(route);
+        }
+        if is_shut_down(self.address.node) {
+            return Err(AskError::NodeShutDown(self.address.node));
         }
         if let Some(route) = self.resolve_now() {
             return Ok(route);
@@ -750,7 +776,11 @@ impl<A: RemoteActor> ActorRef<A> {
                     .request(self.header::<M>(FrameKind::Ask), bytes, self.timeout)
                     .await
                     .map_err(|e| match e {
-                        RequestError::Remote(failure) => AskError::Failed(Failure::Remote(failure)),
+                        RequestError::Remote(failure) => {
+                            AskError::Failed(Failure::from_remote(failure))
+                        }
+                        // One deadline, one error, wherever the actor lives.
+                        RequestError::Timeout { after, .. } => AskError::Timeout(after),
                         other => AskError::Request(other),
                     })?;
                 decode_owned::<M::Result>(&reply).map_err(AskError::Decode)

@@ -23,6 +23,10 @@ use super::supervised::Home;
 /// How long an `ask`, `spawn` or `call` waits for its reply unless told otherwise.
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long [`Node::shutdown`] waits for the node's actors to stop in
+/// order before it kills the ones still running.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -55,10 +59,27 @@ pub(crate) struct NodeInner {
     pub(crate) mailbox: usize,
     arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<PeerLink>>>,
     arrivals_tx: mpsc::UnboundedSender<Arc<PeerLink>>,
+    /// True once [`Node::shutdown`] began: its supervisors stop, and it hosts
+    /// no actors any more.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// Bumped whenever the directory changes, for those waiting on a home.
+    homes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The nodes of this process, for routing `ActorRef`s that arrived in messages.
 static NODES: Mutex<Vec<Weak<NodeInner>>> = Mutex::new(Vec::new());
+
+/// The nodes of this process that were shut down, also once dropped: asks
+/// to their actors say so.
+static SHUT_DOWN: Mutex<Vec<NodeId>> = Mutex::new(Vec::new());
+
+/// True when `node` is a node of this process that was shut down.
+pub(crate) fn is_shut_down(node: NodeId) -> bool {
+    SHUT_DOWN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&node)
+}
 
 pub(crate) fn local_nodes() -> Vec<Node> {
     let mut nodes = NODES.lock().unwrap_or_else(|e| e.into_inner());
@@ -153,6 +174,8 @@ impl NodeBuilder {
             mailbox: self.mailbox,
             arrivals: tokio::sync::Mutex::new(arrivals),
             arrivals_tx,
+            closing: tokio::sync::watch::Sender::new(false),
+            homes: tokio::sync::watch::Sender::new(0),
         });
         NODES
             .lock()
@@ -182,10 +205,10 @@ impl Node {
         }
     }
 
-    /// The node this process started first (and still runs), for code that
-    /// has no handle at hand, such as an actor's handler.
+    /// The node this process started first (and still runs, not shut
+    /// down), for code that has no handle at hand, such as an actor's handler.
     pub fn current() -> Option<Node> {
-        local_nodes().into_iter().next()
+        local_nodes().into_iter().find(|n| !n.is_shut_down())
     }
 
     /// This node's id.
@@ -200,9 +223,14 @@ impl Node {
 
     /// Starts `actor` on this node and returns its reference. Other nodes can
     /// reach it once they hold the reference (send it to them in a message).
+    /// On a node that was shut down the actor never runs (its watchers get
+    /// `Shutdown`), and asks to it fail with [`super::AskError::NodeShutDown`].
     pub fn spawn<A: RemoteActor>(&self, actor: A) -> ActorRef<A> {
-        let (id, addr, slots) = self.0.registry.start(actor, self.0.mailbox);
-        ActorRef::local(id, self.id(), Some(self.join_line()), addr, slots)
+        let (id, addr, entry) = self.0.registry.start(actor, self.0.mailbox);
+        if self.is_shut_down() {
+            entry.kill_with(crate::actor::ExitReason::Shutdown);
+        }
+        ActorRef::local(id, self.id(), Some(self.join_line()), addr, entry)
     }
 
     /// Opens a mailbox on this node that other nodes can post payloads to
@@ -262,11 +290,70 @@ impl Node {
     /// calls this when it starts, restarts or gives up on it).
     pub(crate) fn set_home(&self, id: crate::id::ActorId, home: Home) {
         self.0.directory.insert(id, home);
+        self.0.homes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Says goodbye to every peer and closes the endpoint.
+    /// Changes whenever the directory of homes changes (see [`Node::home`]).
+    pub(crate) fn home_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.homes.subscribe()
+    }
+
+    /// Shuts the node down: its supervisors stop their children, every actor
+    /// it hosts is stopped in order — the one started last first; each
+    /// finishes the message at hand, its `stopping`/`stopped` hooks run and
+    /// its watchers get [`crate::actor::ExitReason::Shutdown`]; one still
+    /// running after 5 s is killed — then it says goodbye to
+    /// every peer and closes the endpoint. Asks to its actors then fail with
+    /// [`super::AskError::NodeShutDown`], also from other nodes of this process.
     pub async fn shutdown(&self) {
+        self.0.closing.send_replace(true);
+        {
+            let mut down = SHUT_DOWN.lock().unwrap_or_else(|e| e.into_inner());
+            if !down.contains(&self.id()) {
+                down.push(self.id());
+            }
+        }
+        self.stop_actors().await;
         self.0.transport.shutdown().await;
+    }
+
+    /// True once [`Node::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        *self.0.closing.borrow()
+    }
+
+    /// Resolves once [`Node::shutdown`] was called (at once if it was).
+    pub(crate) fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.0.closing.subscribe();
+        async move {
+            // An error means the node is gone: closed too.
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// Stops every actor of the node in order, killing those still running
+    /// after the grace period. A supervisor of the node may start one more
+    /// incarnation before it hears of the shutdown: looked for again.
+    async fn stop_actors(&self) {
+        for _ in 0..3 {
+            let living = self.0.registry.living();
+            if living.is_empty() {
+                return;
+            }
+            for entry in &living {
+                entry.stop();
+            }
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+            for entry in &living {
+                if tokio::time::timeout_at(deadline, entry.exited())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(node = %self.id(), actor = entry.name(), "an actor did not stop within {SHUTDOWN_GRACE:?} of the node's shutdown; killed it");
+                    entry.kill();
+                }
+            }
+        }
     }
 }
 

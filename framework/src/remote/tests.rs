@@ -161,8 +161,12 @@ async fn a_panicking_handler_answers_the_asker_locally_and_remotely() {
         .await
         .unwrap()
         .unwrap();
+    // The same error as for a local actor, not a remote failure code.
     let err = timeout(T, calc.ask(Boom)).await.unwrap().unwrap_err();
-    assert!(err.to_string().contains("boom on purpose"), "{err}");
+    assert_eq!(
+        err,
+        AskError::Failed(Failure::Panicked("boom on purpose".into()))
+    );
     // The crashed actor is gone: later asks say so instead of hanging.
     let err = timeout(T, calc.ask(Add(1))).await.unwrap().unwrap_err();
     assert!(matches!(err, AskError::Failed(_)), "{err:?}");
@@ -217,4 +221,64 @@ async fn nodes_that_join_each_other_at_once_keep_working_handles() {
     }
     assert_eq!(a.remotes().len(), 1);
     assert_eq!(b.remotes().len(), 1);
+}
+
+#[actix_rt::test]
+async fn a_remote_ask_times_out_with_the_same_error_as_a_local_one() {
+    let (a, b) = (node(false, 16).await, node(true, 16).await);
+    let remote = timeout(T, a.join(&b.join_line())).await.unwrap().unwrap();
+    let calc = timeout(T, remote.spawn(Calc::default()))
+        .await
+        .unwrap()
+        .unwrap()
+        .with_timeout(Duration::from_millis(50));
+    assert!(!calc.is_local());
+    // Several tries: the deadline of the request and of the ask race.
+    for _ in 0..5 {
+        let err = timeout(T, calc.ask(Wait(2_000)))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err, AskError::Timeout(Duration::from_millis(50)));
+    }
+}
+
+#[actix_rt::test]
+async fn a_node_that_shut_down_stops_its_actors_and_asks_to_them_fail() {
+    let (a, b) = (node(false, 16).await, node(false, 16).await);
+    let calc = b.spawn(Calc::default());
+    // A reference that finds the actor through this process's nodes, as one
+    // that arrived in a message does.
+    let found = crate::remote::ActorRef::<Calc>::from_address(calc.address().clone());
+    assert_eq!(timeout(T, found.ask(Add(2))).await.unwrap().unwrap(), 2);
+    let watching = calc.watch();
+    timeout(T, b.shutdown()).await.unwrap();
+    assert_eq!(
+        timeout(T, watching).await.unwrap().reason,
+        crate::actor::ExitReason::Shutdown
+    );
+    for r in [&calc, &found] {
+        let err = timeout(T, r.ask(Add(1))).await.unwrap().unwrap_err();
+        assert_eq!(err, AskError::NodeShutDown(b.id()));
+        assert!(
+            err.to_string()
+                .contains("spawn the actor on a node that runs")
+        );
+        match timeout(T, r.tell(Add(1))).await.unwrap() {
+            Err(SendError::Closed {
+                message: Add(1),
+                reason,
+            }) => {
+                assert!(reason.contains("was shut down"), "{reason}")
+            }
+            other => panic!("expected Closed, got {other:?}"),
+        }
+    }
+    // An actor spawned on it afterwards does not run either.
+    let late = b.spawn(Calc::default());
+    let err = timeout(T, late.ask(Add(1))).await.unwrap().unwrap_err();
+    assert_eq!(err, AskError::NodeShutDown(b.id()));
+    // The other node of the process is unaffected.
+    let other = a.spawn(Calc::default());
+    assert_eq!(timeout(T, other.ask(Add(3))).await.unwrap().unwrap(), 3);
 }

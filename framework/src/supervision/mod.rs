@@ -6,6 +6,7 @@
 //! nested supervisors at run time. `ActorRef::watch`
 //! delivers a [`Down`] for any actor, local or remote.
 
+mod events;
 mod link;
 mod plan;
 mod remote_child;
@@ -13,10 +14,11 @@ mod supervisor;
 
 pub use crate::actor::Down;
 pub use crate::remote::Home;
+pub use events::{EventStream, HISTORY, StampedEvent, SupervisorEvent};
 pub use link::{Link, link};
 pub use plan::{Decision, ExitReason, Intensity, Plan, PlannedChild, Restart, Strategy};
 pub use remote_child::RemotePlacement;
-pub use supervisor::{ChildSpec, DEFAULT_SHUTDOWN, Supervisor, SupervisorEvent, SupervisorRef};
+pub use supervisor::{ChildSpec, DEFAULT_SHUTDOWN, NotRunning, Supervisor, SupervisorRef};
 
 #[cfg(test)]
 mod runtime_tests;

@@ -137,10 +137,11 @@ async fn lifecycle<A: RemoteActor + WireType>(
             return;
         }
     };
-    node.set_home(id, Home::At(remote.id()));
+    // The pid first: once the home says it runs, `pid_of` knows it.
     if let Some(child) = &child {
         lock(&pids).insert(id, child.pid());
     }
+    node.set_home(id, Home::At(remote.id()));
     tracing::info!(%id, node = %remote.id(), pid = ?child.as_ref().map(Child::pid), "supervised child running");
     let actor = ActorRef::<A>::remote(id, remote.link().clone());
     let down = actor.watch();

@@ -11,16 +11,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::actor::{ExitReason, LocalEntry, RemoteActor};
-use crate::id::ActorId;
+use crate::id::{ActorId, NodeId};
 use crate::remote::{ActorAddress, ActorRef, Home, Node};
 use crate::wire::WireType;
 
+use super::events::{EventStream, Journal, StampedEvent, SupervisorEvent};
 use super::plan::{Decision, Intensity, Plan, Restart, Strategy};
 use super::remote_child::{Pids, RemotePlacement, StartCtx, starter};
 
@@ -125,10 +126,14 @@ impl ChildSpec {
         }
     }
 
-    /// A nested supervisor (made again by `make` for each restart).
+    /// A nested supervisor (made again by `make` for each restart); it runs
+    /// on its parent's node.
     pub fn supervisor(name: impl Into<String>, make: impl Fn() -> Supervisor + 'static) -> Self {
-        let start: Starter =
-            Box::new(move |ctx: &StartCtx| Box::new(make().start(ctx.node)) as Box<dyn Running>);
+        let start: Starter = Box::new(move |ctx: &StartCtx| {
+            let nested = make().start(ctx.node);
+            ctx.node.set_home(ctx.id, Home::At(ctx.node.id()));
+            Box::new(nested) as Box<dyn Running>
+        });
         ChildSpec {
             name: name.into(),
             restart: Restart::Permanent,
@@ -150,31 +155,24 @@ impl ChildSpec {
     }
 }
 
-/// What a supervisor reports as it works.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SupervisorEvent {
-    /// A child stopped.
+/// Why [`SupervisorRef::running`] gave up waiting for a child.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotRunning {
+    /// The supervisor has no child of that name.
+    #[error("the supervisor has no child named {0:?}; use the name given to its ChildSpec")]
+    NoSuchChild(String),
+    /// The child is down for good: its supervisor stopped, gave up after too
+    /// many restarts, or does not restart it.
+    #[error(
+        "child {name:?} is down for good ({reason}): its supervisor stopped, gave up or does not restart it; read `SupervisorRef::history()` for what happened"
+    )]
     Down {
-        /// Its name in the spec.
+        /// The child's name.
         name: String,
-        /// Its id (kept across restarts).
-        id: ActorId,
-        /// Why.
+        /// Why it went down (or why its supervisor stopped).
         reason: ExitReason,
     },
-    /// A child was started again, as incarnation `incarnation` (a remote or
-    /// process child is then on its way up: its [`Home`] says when it runs).
-    Restarted {
-        /// Its name.
-        name: String,
-        /// Its id: the same as before.
-        id: ActorId,
-        /// How many times it has been started.
-        incarnation: u64,
-    },
-    /// Too many restarts within the intensity window: every child was
-    /// terminated and the supervisor stopped.
-    GaveUp,
 }
 
 /// A supervisor before it starts: its strategy, intensity and children.
@@ -195,7 +193,7 @@ pub struct SupervisorRef {
     node: Node,
     ids: Arc<Vec<(String, ActorId)>>,
     pids: Pids,
-    events: broadcast::Sender<SupervisorEvent>,
+    journal: Arc<Journal>,
     commands: mpsc::UnboundedSender<Command>,
     done: watch::Receiver<Option<ExitReason>>,
 }
@@ -232,14 +230,13 @@ impl Supervisor {
             .iter()
             .map(|c| (c.name.clone(), ActorId::new()))
             .collect();
-        let (events, _) = broadcast::channel(256);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(None);
         let handle = SupervisorRef {
             node: node.clone(),
             ids: Arc::new(ids),
             pids: Pids::default(),
-            events,
+            journal: Arc::new(Journal::new()),
             commands,
             done,
         };
@@ -255,8 +252,9 @@ impl Supervisor {
             ids: handle.ids.clone(),
             pids: handle.pids.clone(),
             running: HashMap::new(),
-            incarnations: Arc::new(Mutex::new(HashMap::new())),
-            events: handle.events.clone(),
+            incarnations: HashMap::new(),
+            starts: 0,
+            journal: handle.journal.clone(),
             exits: mpsc::unbounded_channel(),
         };
         for key in 0..run.specs.len() as u64 {
@@ -266,6 +264,7 @@ impl Supervisor {
         }
         actix_rt::spawn(async move {
             let reason = run.serve(command_rx).await;
+            run.journal.close();
             let _ = done_tx.send(Some(reason));
         });
         handle
@@ -309,9 +308,64 @@ impl SupervisorRef {
             .copied()
     }
 
-    /// What the supervisor reports from now on.
-    pub fn events(&self) -> broadcast::Receiver<SupervisorEvent> {
-        self.events.subscribe()
+    /// Waits until the child named `name` runs and says on which node: at
+    /// once when it runs now, else when its start (or restart) is done — a
+    /// remote or process child is up only once spawned where it runs. For a
+    /// process child, [`SupervisorRef::pid_of`] gives its process id from
+    /// then on. Fails when there is no such child, or when the child is down
+    /// for good (the supervisor stopped or gave up, or does not restart it).
+    /// Add a timeout of your own: a child whose restarts keep failing is
+    /// retried until the supervisor's intensity runs out.
+    pub fn running(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<NodeId, NotRunning>> + Send + 'static {
+        let id = self.id_of(name);
+        let name = name.to_string();
+        let node = self.node.clone();
+        let mut homes = node.home_changes();
+        let mut done = self.done.clone();
+        async move {
+            let Some(id) = id else {
+                return Err(NotRunning::NoSuchChild(name));
+            };
+            loop {
+                // Marked seen before looking, so a change in between wakes us.
+                homes.borrow_and_update();
+                let stopped = done.borrow_and_update().clone();
+                match node.home(id) {
+                    Some(Home::At(at)) => return Ok(at),
+                    Some(Home::Down(reason)) => return Err(NotRunning::Down { name, reason }),
+                    _ => {}
+                }
+                if let Some(reason) = stopped {
+                    return Err(NotRunning::Down { name, reason });
+                }
+                tokio::select! {
+                    changed = homes.changed() => if changed.is_err() {
+                        return Err(NotRunning::Down { name, reason: ExitReason::Killed });
+                    },
+                    changed = done.changed() => if changed.is_err() {
+                        let reason = done.borrow().clone().unwrap_or(ExitReason::Killed);
+                        return Err(NotRunning::Down { name, reason });
+                    },
+                }
+            }
+        }
+    }
+
+    /// What the supervisor reports, each report stamped with when it
+    /// happened: first the reports it kept from before this call (the last
+    /// [`HISTORY`](super::HISTORY); so a reader that subscribes late misses nothing recent),
+    /// then every new one. Skip the replayed ones by their `seq` or
+    /// `since_start` if only new ones matter.
+    pub fn events(&self) -> EventStream {
+        self.journal.subscribe()
+    }
+
+    /// The reports the supervisor kept (the last [`HISTORY`](super::HISTORY)), oldest first.
+    pub fn history(&self) -> Vec<StampedEvent> {
+        self.journal.history()
     }
 
     /// Stops every child in reverse start order (each asked to stop, killed
@@ -336,8 +390,15 @@ impl SupervisorRef {
     }
 }
 
-/// A child's exit as the supervisor hears it: key, incarnation, reason.
+/// A child's exit as the supervisor hears it: key, start number, reason.
 type ChildExit = (u64, u64, ExitReason);
+
+/// A child the supervisor started and has not terminated: its start number
+/// (unique within the supervisor) and its handle.
+struct Started {
+    start: u64,
+    child: Box<dyn Running>,
+}
 
 struct Run {
     node: Node,
@@ -345,9 +406,14 @@ struct Run {
     specs: HashMap<u64, ChildSpec>,
     ids: Arc<Vec<(String, ActorId)>>,
     pids: Pids,
-    running: HashMap<u64, Box<dyn Running>>,
-    incarnations: Arc<Mutex<HashMap<u64, u64>>>,
-    events: broadcast::Sender<SupervisorEvent>,
+    /// The children that run, by key. An exit counts only while its start
+    /// is the one here: one the supervisor terminated itself was removed.
+    running: HashMap<u64, Started>,
+    /// How many times each child was started.
+    incarnations: HashMap<u64, u64>,
+    /// Starts so far, of all children: numbers each start.
+    starts: u64,
+    journal: Arc<Journal>,
     exits: (
         mpsc::UnboundedSender<ChildExit>,
         mpsc::UnboundedReceiver<ChildExit>,
@@ -368,33 +434,27 @@ impl Run {
             pids: &self.pids,
         };
         let child = (self.specs[&key].start)(&ctx);
-        let incarnation = {
-            let mut all = self.incarnations.lock().unwrap_or_else(|e| e.into_inner());
-            let n = all.entry(key).or_insert(0);
-            *n += 1;
-            *n
-        };
+        let incarnation = self.incarnations.entry(key).or_insert(0);
+        *incarnation += 1;
+        let incarnation = *incarnation;
+        self.starts += 1;
+        let start = self.starts;
         let exited = child.exited();
         let tx = self.exits.0.clone();
         tokio::spawn(async move {
             let reason = exited.await;
-            let _ = tx.send((key, incarnation, reason));
+            let _ = tx.send((key, start, reason));
         });
-        self.running.insert(key, child);
+        self.running.insert(key, Started { start, child });
         incarnation
     }
 
     /// Stops a child in order, killing it after its shutdown timeout. Its
-    /// exit is not reported as a failure.
+    /// exit is not reported as a failure: it is no longer in `running`.
     async fn terminate(&mut self, key: u64) {
-        let Some(child) = self.running.remove(&key) else {
+        let Some(Started { child, .. }) = self.running.remove(&key) else {
             return;
         };
-        self.incarnations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .and_modify(|n| *n += 1);
         let timeout = self
             .specs
             .get(&key)
@@ -413,39 +473,48 @@ impl Run {
         }
     }
 
+    /// Stops every child in reverse start order; each is down for good.
+    async fn shut_down(&mut self) -> ExitReason {
+        let order = self.plan.shutdown_order();
+        self.terminate_all(order.clone()).await;
+        for key in order {
+            self.node
+                .set_home(self.name_and_id(key).1, Home::Down(ExitReason::Shutdown));
+        }
+        ExitReason::Shutdown
+    }
+
     async fn serve(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) -> ExitReason {
+        // The node's shutdown stops its supervisors, as `shutdown` does.
+        let closing = self.node.closing();
+        tokio::pin!(closing);
         loop {
             tokio::select! {
-                command = commands.recv() => {
-                    let order = self.plan.shutdown_order();
-                    match command {
-                        Some(Command::Kill) => {
-                            for key in order {
-                                if let Some(child) = self.running.remove(&key) {
-                                    self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Killed));
-                                    child.kill();
-                                }
+                command = commands.recv() => match command {
+                    Some(Command::Kill) => {
+                        for key in self.plan.shutdown_order() {
+                            if let Some(Started { child, .. }) = self.running.remove(&key) {
+                                self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Killed));
+                                child.kill();
                             }
-                            return ExitReason::Killed;
                         }
-                        Some(Command::Shutdown) | None => {
-                            self.terminate_all(order.clone()).await;
-                            for key in order {
-                                self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Shutdown));
-                            }
-                            return ExitReason::Shutdown;
-                        }
+                        return ExitReason::Killed;
                     }
-                }
-                Some((key, incarnation, reason)) = self.exits.1.recv() => {
-                    let current = self.incarnations.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied();
-                    if current != Some(incarnation) {
+                    Some(Command::Shutdown) | None => return self.shut_down().await,
+                },
+                () = &mut closing => return self.shut_down().await,
+                Some((key, start, reason)) = self.exits.1.recv() => {
+                    if self.running.get(&key).map(|s| s.start) != Some(start) {
                         continue; // an incarnation we terminated ourselves
+                    }
+                    if self.node.is_shut_down() {
+                        // Stopped by its node's shutdown: not restarted.
+                        return self.shut_down().await;
                     }
                     self.running.remove(&key);
                     let (name, id) = self.name_and_id(key);
                     self.node.set_home(id, Home::Restarting);
-                    let _ = self.events.send(SupervisorEvent::Down { name, id, reason: reason.clone() });
+                    self.journal.record(SupervisorEvent::Down { name, id, reason: reason.clone() });
                     match self.plan.exited(key, &reason, Instant::now()) {
                         Decision::Nothing => self.node.set_home(id, Home::Down(reason)),
                         Decision::Restart { terminate, start, forget } => {
@@ -461,7 +530,7 @@ impl Run {
                                 let incarnation = self.start_child(key);
                                 let (name, id) = self.name_and_id(key);
                                 tracing::info!(child = %name, %id, incarnation, "restarted");
-                                let _ = self.events.send(SupervisorEvent::Restarted { name, id, incarnation });
+                                self.journal.record(SupervisorEvent::Restarted { name, id, incarnation });
                             }
                         }
                         Decision::Escalate { terminate } => {
@@ -470,7 +539,7 @@ impl Run {
                             for key in terminate {
                                 self.node.set_home(self.name_and_id(key).1, Home::Down(reason.clone()));
                             }
-                            let _ = self.events.send(SupervisorEvent::GaveUp);
+                            self.journal.record(SupervisorEvent::GaveUp);
                             return ExitReason::Error("too many restarts within the intensity window; gave up".into());
                         }
                     }
