@@ -5,11 +5,16 @@
 //! and machines are reached through QUIC-backed remote mailboxes carrying rkyv
 //! zero-copy messages.
 //!
-//! Layers (lower never imports higher): [`id`](mod@id) and [`wire`] (bytes only),
-//! [`transport`] (QUIC, TLS, authenticated join), [`actor`] (local actors,
-//! zero-copy [`Received`] views, [`Tensor`]) and [`remote`](mod@remote) (nodes,
-//! [`ActorRef`], spawn by name, remote calls) and [`process`] (the seed's
-//! fork / exec / join / send / receive / sync / close, shared memory).
+//! Layers (lower never imports higher): [`id`](mod@id) and
+//! [`wire`](mod@wire) (bytes only), [`transport`] (QUIC, TLS, authenticated
+//! join), [`actor`](mod@actor) (local actors, zero-copy [`Received`] views,
+//! [`Tensor`]) and [`remote`](mod@remote) (nodes, [`ActorRef`], spawn by
+//! name, remote calls) and [`process`] (the seed's fork / exec / join / send /
+//! receive / sync / close, shared memory).
+//!
+//! A program needs no dependency but this crate: [`prelude`] brings what
+//! actors and messages use into scope, and [`rkyv`] and [`actix`] are
+//! re-exported for anything beyond that.
 
 pub mod actor;
 pub mod collective;
@@ -18,6 +23,7 @@ pub mod gpu;
 pub mod id;
 pub mod map;
 pub mod net;
+pub mod prelude;
 pub mod process;
 pub mod reduce;
 pub mod remote;
@@ -29,6 +35,13 @@ pub mod workqueue;
 #[doc(hidden)]
 pub mod __private;
 
+/// The actor runtime under para||el, for what [`prelude`] does not bring
+/// (`Addr`, `AsyncContext`, ..), so a program needs no actix dependency.
+pub use actix;
+/// The zero-copy serialization under para||el, for archived types and
+/// `#[rkyv(..)]` options, so a program needs no rkyv dependency.
+pub use rkyv;
+
 pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
 pub use map::{MapError, Mapped, map};
@@ -37,8 +50,11 @@ pub use process::{
     Child, Children, ForkError, ProcessError, Remote, addremote, calibrate, children, close, fork,
     id, ip, nchildren, nfork, parent, remote_cores, remote_speeds, remotes, sfork, yield_value,
 };
-pub use remote::{ActorRef, AskError, Node, RemoteNode, SendError};
-pub use transport::{JoinLine, Password};
+pub use remote::{
+    ActorRef, AskError, CallError, Node, RemoteNode, RequestError, SendError, SpawnError,
+    StartError,
+};
+pub use transport::{ConnectError, JoinLine, Password};
 pub use workqueue::WorkQueue;
 
 // Lets macro output name `::parallel` from inside this crate too.
