@@ -13,8 +13,36 @@
 //! receive / sync / close, shared memory).
 //!
 //! A program needs no dependency but this crate: [`prelude`] brings what
-//! actors and messages use into scope, and [`rkyv`] and [`actix`] are
-//! re-exported for anything beyond that.
+//! actors and messages use into scope, one attribute per type derives the
+//! rest (rkyv's traits included), and [`rkyv`] and [`actix`] are re-exported
+//! for anything beyond that.
+//!
+//! ```
+//! use parallel::prelude::*;
+//!
+//! #[parallel::message(result = u64)]
+//! struct Add(u64);
+//!
+//! #[parallel::actor(messages(Add), spawn)]
+//! #[derive(Default)]
+//! struct Counter {
+//!     total: u64,
+//! }
+//!
+//! impl Handler<Add> for Counter {
+//!     type Result = u64;
+//!
+//!     fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) -> u64 {
+//!         self.total += n;
+//!         self.total
+//!     }
+//! }
+//!
+//! #[parallel::wire]
+//! struct Reading {
+//!     values: Vec<f32>,
+//! }
+//! ```
 
 pub mod actor;
 pub mod collective;
@@ -45,7 +73,7 @@ pub use rkyv;
 pub use actor::{Message, Received, RemoteActor, Tensor};
 pub use id::{ActorId, NodeId};
 pub use map::{MapError, Mapped, map};
-pub use parallel_macros::{Actor, Message, main, remote};
+pub use parallel_macros::{Actor, Message, actor, main, message, remote, wire};
 pub use process::{
     Child, Children, ForkError, ProcessError, Remote, addremote, calibrate, children, close, fork,
     id, ip, nchildren, nfork, parent, remote_cores, remote_speeds, remotes, sfork, yield_value,

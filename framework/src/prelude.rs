@@ -3,15 +3,11 @@
 //!
 //! ```
 //! use parallel::prelude::*;
-//! use parallel::rkyv::{Archive, Deserialize, Serialize};
 //!
-//! #[derive(Message, Archive, Serialize, Deserialize)]
-//! #[rkyv(crate = parallel::rkyv)]
-//! #[message(result = u64)]
+//! #[parallel::message(result = u64)]
 //! struct Add(u64);
 //!
-//! #[derive(Actor)]
-//! #[actor(messages(Add))]
+//! #[parallel::actor(messages(Add))]
 //! struct Counter(u64);
 //!
 //! impl Handler<Add> for Counter {
@@ -26,7 +22,10 @@
 //!
 //! `Actor` is both the derive and actix's trait (for `Counter(0).start()` or
 //! a hand-written `impl Actor` with `#[actor(lifecycle)]`); `Message` is both
-//! the derive and para||el's trait.
+//! the derive and para||el's trait. The attribute forms
+//! `#[parallel::message]`, `#[parallel::actor]` and `#[parallel::wire]` are
+//! left out on purpose: written with their path they cannot be mistaken for
+//! the derives' helper attributes `#[message(..)]` and `#[actor(..)]`.
 
 pub use actix::{Actor, Context, Handler};
 
