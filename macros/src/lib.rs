@@ -129,17 +129,22 @@ pub fn wire(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// * `lifecycle`: you write `impl actix::Actor` yourself (for `started`,
 ///   `stopping`, ..); its `Context` must be `actix::Context<Self>`.
 ///
+/// With a dependency on rkyv the derives read `rkyv::Archive`, ..; here rkyv
+/// is reached through `parallel`, which `#[rkyv(crate = ..)]` tells rkyv:
+///
 /// ```
-/// # #[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-/// # #[message(result = u64)]
+/// use parallel::rkyv::{Archive, Deserialize, Serialize};
+/// # #[parallel::message(result = u64)]
 /// # struct Add(u64);
-/// #[derive(parallel::Actor, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+///
+/// #[derive(parallel::Actor, Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = parallel::rkyv)]
 /// #[actor(messages(Add), spawn)]
 /// struct Counter {
 ///     total: u64,
 /// }
 ///
-/// impl actix::Handler<Add> for Counter {
+/// impl parallel::actix::Handler<Add> for Counter {
 ///     type Result = u64;
 ///
 ///     fn handle(&mut self, msg: Add, _ctx: &mut Self::Context) -> u64 {
@@ -166,7 +171,10 @@ pub fn derive_actor(input: TokenStream) -> TokenStream {
 /// the name used on the wire (default: the module path and type name).
 ///
 /// ```
-/// #[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// use parallel::rkyv::{Archive, Deserialize, Serialize};
+///
+/// #[derive(parallel::Message, Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = parallel::rkyv)]
 /// #[message(result = u64)]
 /// struct Add(u64);
 ///
