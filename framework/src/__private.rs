@@ -4,6 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 pub use actix;
 pub use inventory;
+pub use rkyv;
 
 pub use crate::actor::{Deliver, Inbound, deliver, dispatch_plain, dispatch_view};
 pub use crate::remote::{ActorFactory, RemoteFn, invoke_remote};

@@ -1,11 +1,14 @@
 //! Derive and attribute macros of para||el.
 //!
-//! Users reach these through the `parallel` crate: `#[derive(parallel::Actor)]`,
-//! `#[derive(parallel::Message)]`, `#[parallel::main]` and
+//! Users reach these through the `parallel` crate: `#[parallel::message]`,
+//! `#[parallel::actor]` and `#[parallel::wire]` (one line per type, rkyv's
+//! derives included), the derives they stand for (`#[derive(parallel::Actor)]`,
+//! `#[derive(parallel::Message)]`), `#[parallel::main]` and
 //! `#[parallel::remote]`. Each macro lives in its own module, split into
 //! `parse` (tokens → a small description, every error spanned on the offending
 //! token) and `expand` (description → tokens). Generated code names only
-//! absolute `::parallel::…` paths, so it works whatever the user imported.
+//! absolute `::parallel::…` paths, so it works whatever the user imported and
+//! needs no dependency but `parallel`.
 
 use proc_macro::TokenStream;
 
@@ -14,8 +17,101 @@ mod entry;
 mod message;
 mod remote;
 mod util;
+mod wire;
+
+/// Makes a type a message that can cross process and machine boundaries, in
+/// one line: rkyv's `Archive`, `Serialize` and `Deserialize` plus
+/// [`Message`](derive@Message), all named through `parallel`, so the crate
+/// needs no rkyv or actix dependency.
+///
+/// The options are those of `#[derive(Message)]`, written in the attribute
+/// itself: `result = Reply` (default `()`) and `name = "stable.name"`. Other
+/// `#[rkyv(..)]` options on the type still apply.
+///
+/// ```
+/// use parallel::prelude::*;
+///
+/// #[parallel::message(result = u64)]
+/// struct Add(u64);
+///
+/// assert!(<Add as Message>::NAME.ends_with("::Add"));
+/// ```
+#[proc_macro_attribute]
+pub fn message(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    message::attribute(attr.into(), item.clone())
+        .unwrap_or_else(|e| wire::fallback(e, item, &message::SHORTHAND))
+        .into()
+}
+
+/// Makes a type an actor that local and remote peers can send messages to,
+/// in one line: [`Actor`](derive@Actor) with its options written in the
+/// attribute itself, plus rkyv's `Archive`, `Serialize` and `Deserialize`
+/// (named through `parallel`) when the actor is `spawn`able, since its value
+/// is then sent to the node that starts it. Without `spawn` its fields may
+/// hold anything, rkyv or not.
+///
+/// The options (`messages(..)`, `view(..)`, `spawn`, `name = ".."`,
+/// `lifecycle`) are described at [`Actor`](derive@Actor).
+///
+/// ```
+/// use parallel::prelude::*;
+///
+/// #[parallel::message(result = u64)]
+/// struct Add(u64);
+///
+/// #[parallel::actor(messages(Add), spawn)]
+/// struct Counter {
+///     total: u64,
+/// }
+///
+/// impl Handler<Add> for Counter {
+///     type Result = u64;
+///
+///     fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) -> u64 {
+///         self.total += n;
+///         self.total
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    actor::attribute(attr.into(), item.clone())
+        .unwrap_or_else(|e| wire::fallback(e, item, &actor::SHORTHAND))
+        .into()
+}
+
+/// Makes a struct or enum a wire type (sent by `send` / `receive`, inside
+/// messages, as a remote function's argument or result) in one line: rkyv's
+/// `Archive`, `Serialize` and `Deserialize`, named through `parallel`, so the
+/// crate needs no rkyv dependency. Other `#[rkyv(..)]` options still apply.
+///
+/// ```
+/// #[parallel::wire]
+/// struct Reading {
+///     sensor: String,
+///     values: Vec<f32>,
+/// }
+///
+/// let bytes = parallel::wire::encode(&Reading { sensor: "t1".into(), values: vec![1.5] })?;
+/// let back: Reading = parallel::wire::decode_owned(&bytes)?;
+/// assert_eq!((back.sensor.as_str(), back.values), ("t1", vec![1.5]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[proc_macro_attribute]
+pub fn wire(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    wire::attribute(attr.into(), item.clone())
+        .unwrap_or_else(|e| wire::fallback(e, item, &wire::SHORTHAND))
+        .into()
+}
 
 /// Makes a type an actor that local and remote peers can send messages to.
+///
+/// [`#[parallel::actor(..)]`](macro@actor) does the same in one line and
+/// derives rkyv's traits for a `spawn`able actor; this derive is for types
+/// that derive rkyv's traits themselves.
 ///
 /// Options go in `#[actor(..)]`, all optional:
 ///
@@ -33,17 +129,22 @@ mod util;
 /// * `lifecycle`: you write `impl actix::Actor` yourself (for `started`,
 ///   `stopping`, ..); its `Context` must be `actix::Context<Self>`.
 ///
+/// With a dependency on rkyv the derives read `rkyv::Archive`, ..; here rkyv
+/// is reached through `parallel`, which `#[rkyv(crate = ..)]` tells rkyv:
+///
 /// ```
-/// # #[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-/// # #[message(result = u64)]
+/// use parallel::rkyv::{Archive, Deserialize, Serialize};
+/// # #[parallel::message(result = u64)]
 /// # struct Add(u64);
-/// #[derive(parallel::Actor, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+///
+/// #[derive(parallel::Actor, Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = parallel::rkyv)]
 /// #[actor(messages(Add), spawn)]
 /// struct Counter {
 ///     total: u64,
 /// }
 ///
-/// impl actix::Handler<Add> for Counter {
+/// impl parallel::actix::Handler<Add> for Counter {
 ///     type Result = u64;
 ///
 ///     fn handle(&mut self, msg: Add, _ctx: &mut Self::Context) -> u64 {
@@ -61,12 +162,19 @@ pub fn derive_actor(input: TokenStream) -> TokenStream {
 
 /// Makes a type a message that can cross process and machine boundaries.
 ///
+/// [`#[parallel::message(..)]`](macro@message) does the same in one line,
+/// rkyv's derives included; this derive is for types that derive rkyv's
+/// traits themselves.
+///
 /// `#[message(result = Reply)]` names the reply type (default `()`); a string
 /// such as `result = "Vec<u8>"` is accepted too. `name = "stable.name"` fixes
 /// the name used on the wire (default: the module path and type name).
 ///
 /// ```
-/// #[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// use parallel::rkyv::{Archive, Deserialize, Serialize};
+///
+/// #[derive(parallel::Message, Archive, Serialize, Deserialize)]
+/// #[rkyv(crate = parallel::rkyv)]
 /// #[message(result = u64)]
 /// struct Add(u64);
 ///

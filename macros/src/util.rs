@@ -1,8 +1,38 @@
-//! Helpers shared by the macros: option-key errors and default wire names.
+//! Helpers shared by the macros: which form the user wrote, option-key
+//! errors and default wire names.
 
 use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::quote;
 use syn::meta::ParseNestedMeta;
+
+/// Which spelling of `Message` or `Actor` the user wrote, so that errors
+/// quote it back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// `#[derive(Message)]`, options in the helper attribute `#[message(..)]`.
+    Derive,
+    /// `#[parallel::message(..)]`, options in the attribute itself.
+    Attribute,
+}
+
+impl Form {
+    /// The macro as written: `` `#[derive(Message)]` `` or
+    /// `` `#[parallel::message]` `` for `derive = "Message"`.
+    pub(crate) fn name(self, derive: &str) -> String {
+        match self {
+            Form::Derive => format!("`#[derive({derive})]`"),
+            Form::Attribute => format!("`#[parallel::{}]`", derive.to_lowercase()),
+        }
+    }
+
+    /// The attribute that holds the options: `message` or `parallel::message`.
+    pub(crate) fn options(self, helper: &str) -> String {
+        match self {
+            Form::Derive => helper.to_owned(),
+            Form::Attribute => format!("parallel::{helper}"),
+        }
+    }
+}
 
 /// `concat!(module_path!(), "::", "Type")`: the default wire name of a type.
 pub(crate) fn default_name(ident: &Ident) -> TokenStream {
@@ -96,6 +126,14 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forms_quote_what_the_user_wrote() {
+        assert_eq!(Form::Derive.name("Message"), "`#[derive(Message)]`");
+        assert_eq!(Form::Attribute.name("Actor"), "`#[parallel::actor]`");
+        assert_eq!(Form::Derive.options("actor"), "actor");
+        assert_eq!(Form::Attribute.options("message"), "parallel::message");
+    }
 
     #[test]
     fn distance_counts_edits() {

@@ -13,20 +13,19 @@
 use std::time::Instant;
 
 use parallel::Tensor;
-use rkyv::{Archive, Deserialize, Serialize};
 
 const WORKERS: usize = 4;
 const ROUNDS: usize = 1_000;
 
 /// `{name='my variable', data=torch.randn(100,100)}`.
-#[derive(Archive, Serialize, Deserialize)]
+#[parallel::wire]
 struct Object {
     name: String,
     data: Tensor<f32>,
 }
 
 /// Each worker's reply: the seed's 'this is my response', with the norm it read.
-#[derive(Archive, Serialize, Deserialize)]
+#[parallel::wire]
 struct Response {
     text: String,
     norm: f64,

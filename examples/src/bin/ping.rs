@@ -3,46 +3,41 @@
 //!
 //! Run it with `cargo run --release -p parallel-examples --bin ping`.
 
-use actix::Handler;
-use parallel::{Actor, Message, Node, Password};
+use parallel::prelude::*;
 use parallel_examples::{Worker, one_time_password, role, serve};
-use rkyv::{Archive, Deserialize, Serialize};
 
 // ANCHOR: messages
 /// Asks for a greeting back.
-#[derive(Message, Archive, Serialize, Deserialize)]
-#[message(result = String)]
+#[parallel::message(result = String)]
 struct Ping(String);
 
 /// A note that needs no answer (sent with `tell`).
-#[derive(Message, Archive, Serialize, Deserialize)]
-#[message(result = ())]
+#[parallel::message(result = ())]
 struct Note(String);
 
 /// Asks how many notes arrived.
-#[derive(Message, Archive, Serialize, Deserialize)]
-#[message(result = u64)]
+#[parallel::message(result = u64)]
 struct CountNotes;
 // ANCHOR_END: messages
 
 // ANCHOR: actor
 /// The actor the first process spawns, by name, inside the second.
-#[derive(Actor, Archive, Serialize, Deserialize, Default)]
-#[actor(messages(Ping, Note, CountNotes), spawn)]
+#[parallel::actor(messages(Ping, Note, CountNotes), spawn)]
+#[derive(Default)]
 struct Ponger {
     notes: u64,
 }
 
 impl Handler<Ping> for Ponger {
     type Result = String;
-    fn handle(&mut self, Ping(text): Ping, _: &mut actix::Context<Self>) -> String {
+    fn handle(&mut self, Ping(text): Ping, _: &mut Context<Self>) -> String {
         format!("pong to {text:?} from process {}", std::process::id())
     }
 }
 
 impl Handler<Note> for Ponger {
     type Result = ();
-    fn handle(&mut self, Note(text): Note, _: &mut actix::Context<Self>) {
+    fn handle(&mut self, Note(text): Note, _: &mut Context<Self>) {
         self.notes += 1;
         eprintln!("[pong] note {}: {text}", self.notes);
     }
@@ -50,7 +45,7 @@ impl Handler<Note> for Ponger {
 
 impl Handler<CountNotes> for Ponger {
     type Result = u64;
-    fn handle(&mut self, _: CountNotes, _: &mut actix::Context<Self>) -> u64 {
+    fn handle(&mut self, _: CountNotes, _: &mut Context<Self>) -> u64 {
         self.notes
     }
 }

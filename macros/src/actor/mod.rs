@@ -1,5 +1,7 @@
-//! `#[derive(Actor)]`: read the `#[actor(..)]` options ([`parse`]), then
-//! write the actix, delivery and `RemoteActor` impls ([`expand`]).
+//! `#[derive(Actor)]` and `#[parallel::actor]`: read the options
+//! ([`parse`]), then write the actix, delivery and `RemoteActor` impls
+//! ([`expand`]). The attribute also derives rkyv's traits through
+//! [`crate::wire`] when the actor is `spawn`able (its value is then sent).
 
 mod expand;
 mod parse;
@@ -7,9 +9,12 @@ mod parse;
 mod tests;
 
 use proc_macro2::{Ident, Span, TokenStream};
+use quote::quote;
 use syn::{Generics, LitStr, Type};
 
-/// What the derive needs to know about one actor type.
+use crate::wire::{self, Shorthand};
+
+/// What the macros need to know about one actor type.
 pub(crate) struct ActorDef {
     pub(crate) ident: Ident,
     pub(crate) generics: Generics,
@@ -23,8 +28,35 @@ pub(crate) struct ActorDef {
     pub(crate) lifecycle: bool,
 }
 
+/// `#[parallel::actor]` for the checks it shares with the other attributes.
+pub(crate) const SHORTHAND: Shorthand = Shorthand {
+    attr: "parallel::actor",
+    what: "the actor type",
+    replaces: Some(("Actor", "actor")),
+    example: "messages(Add), spawn",
+};
+
 /// Entry point of `#[derive(Actor)]`.
 pub(crate) fn derive(input: TokenStream) -> syn::Result<TokenStream> {
-    let def = parse::parse(syn::parse2(input)?)?;
+    let def = parse::from_derive(&syn::parse2(input)?)?;
     Ok(expand::expand(&def))
+}
+
+/// Entry point of `#[parallel::actor(..)]`: the item (with rkyv's derives
+/// when it is `spawn`able), then the actor impls.
+pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let mut checked = wire::item(item, &SHORTHAND)?;
+    let def = parse::from_attribute(args, &checked.input, &checked.helpers)?;
+    let derives = def.spawn.map(|_| {
+        checked.take_rkyv_derives(&SHORTHAND);
+        wire::derives(&checked.input)
+    });
+    let input = &checked.input;
+    let impls = expand::expand(&def);
+    let out = quote! {
+        #derives
+        #input
+        #impls
+    };
+    Ok(checked.finish(out))
 }

@@ -1,14 +1,17 @@
-//! Reads `#[actor(messages(..), view(..), spawn, name = "..", lifecycle)]`.
+//! Reads `#[actor(messages(..), view(..), spawn, name = "..", lifecycle)]`
+//! (the derive's helper) or the same options written in
+//! `#[parallel::actor(..)]`.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Error, LitStr, Token, Type};
+use syn::{Attribute, Data, DeriveInput, Error, LitStr, Token, Type};
 
 use super::ActorDef;
-use crate::util;
+use crate::util::{self, Form};
 
 const KEYS: &[&str] = &[
     "messages(..)",
@@ -18,7 +21,7 @@ const KEYS: &[&str] = &[
     "lifecycle",
 ];
 
-/// Options collected from every `#[actor(..)]` attribute on the type.
+/// Options collected from the attributes.
 #[derive(Default)]
 struct Options {
     messages: Vec<Type>,
@@ -28,17 +31,47 @@ struct Options {
     lifecycle: Option<Span>,
 }
 
-pub(super) fn parse(input: DeriveInput) -> syn::Result<ActorDef> {
+/// `#[derive(Actor)]`: the options are in every `#[actor(..)]` on the type.
+pub(super) fn from_derive(input: &DeriveInput) -> syn::Result<ActorDef> {
+    check(input, Form::Derive)?;
+    let mut opts = Options::default();
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("actor")) {
+        attr.parse_nested_meta(|meta| opts.apply(meta, Form::Derive))?;
+    }
+    def(input, opts)
+}
+
+/// `#[parallel::actor(args)]`: the options are the attribute's arguments,
+/// plus those of `#[actor(..)]` helpers the item carried by mistake (already
+/// reported; counted so the expansion is what the user meant).
+pub(super) fn from_attribute(
+    args: TokenStream,
+    input: &DeriveInput,
+    helpers: &[Attribute],
+) -> syn::Result<ActorDef> {
+    check(input, Form::Attribute)?;
+    let mut opts = Options::default();
+    syn::meta::parser(|meta| opts.apply(meta, Form::Attribute)).parse2(args)?;
+    for attr in helpers {
+        attr.parse_nested_meta(|meta| opts.apply(meta, Form::Attribute))?;
+    }
+    def(input, opts)
+}
+
+fn check(input: &DeriveInput, form: Form) -> syn::Result<()> {
     if let Data::Union(u) = &input.data {
         return Err(Error::new(
             u.union_token.span,
-            "`#[derive(Actor)]` works on structs and enums, not unions: wrap the union in a struct",
+            format!(
+                "{} works on structs and enums, not unions: wrap the union in a struct",
+                form.name("Actor")
+            ),
         ));
     }
-    let mut opts = Options::default();
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("actor")) {
-        attr.parse_nested_meta(|meta| opts.apply(meta))?;
-    }
+    Ok(())
+}
+
+fn def(input: &DeriveInput, opts: Options) -> syn::Result<ActorDef> {
     check_duplicates(&opts.messages, &opts.views)?;
     let generic = !input.generics.params.is_empty();
     if let Some(spawn) = opts.spawn.filter(|_| generic) {
@@ -53,8 +86,8 @@ pub(super) fn parse(input: DeriveInput) -> syn::Result<ActorDef> {
         ));
     }
     Ok(ActorDef {
-        ident: input.ident,
-        generics: input.generics,
+        ident: input.ident.clone(),
+        generics: input.generics.clone(),
         messages: opts.messages,
         views: opts.views,
         spawn: opts.spawn,
@@ -64,7 +97,7 @@ pub(super) fn parse(input: DeriveInput) -> syn::Result<ActorDef> {
 }
 
 impl Options {
-    fn apply(&mut self, meta: ParseNestedMeta) -> syn::Result<()> {
+    fn apply(&mut self, meta: ParseNestedMeta, form: Form) -> syn::Result<()> {
         let path = &meta.path;
         if path.is_ident("messages") {
             self.messages.extend(type_list(&meta, "messages")?);
@@ -82,7 +115,7 @@ impl Options {
             once(&meta, self.name.is_some())?;
             self.name = Some(util::string_value(&meta, "name")?);
         } else {
-            return Err(util::unknown_key(&meta, "actor", KEYS));
+            return Err(util::unknown_key(&meta, &form.options("actor"), KEYS));
         }
         Ok(())
     }

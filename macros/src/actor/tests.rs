@@ -207,3 +207,104 @@ fn malformed_options_say_what_to_write() {
         assert!(e.contains(want), "wanted {want:?}, got {e:?}");
     }
 }
+
+fn attribute(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+    squash(
+        &super::attribute(args, item)
+            .expect("attribute expands")
+            .to_string(),
+    )
+}
+
+#[test]
+fn attribute_derives_rkyv_only_for_a_spawnable_actor() {
+    let spawnable = attribute(
+        quote!(messages(Add), spawn),
+        quote! {
+            #[derive(Default)]
+            struct Counter { total: u64 }
+        },
+    );
+    assert!(spawnable.starts_with(&squash(
+        "#[derive(::parallel::__private::rkyv::Archive, ::parallel::__private::rkyv::Serialize, \
+         ::parallel::__private::rkyv::Deserialize)] \
+         #[rkyv(crate = ::parallel::__private::rkyv)] #[derive(Default)] struct Counter"
+    )));
+    assert!(spawnable.contains(&squash(
+        "::parallel::__private::ActorFactory::new::<Counter>()"
+    )));
+    assert!(spawnable.contains(&squash("Deliver<Add>>forCounter")));
+    let local = attribute(
+        quote!(messages(Add)),
+        quote! {
+            struct Clock { started: std::time::Instant }
+        },
+    );
+    assert!(local.starts_with("structClock"), "{local}");
+    assert!(!local.contains(&squash("rkyv")), "{local}");
+    assert!(
+        local.contains(&squash("impl::parallel::RemoteActorforClock")),
+        "{local}"
+    );
+}
+
+#[test]
+fn attribute_reports_what_it_replaces() {
+    let out = attribute(
+        quote!(spawn),
+        quote! {
+            #[derive(parallel::Actor, rkyv::Archive, Debug)]
+            #[actor(messages(Add))]
+            struct Counter;
+        },
+    );
+    assert!(out.contains(&squash("already implements `Actor`")), "{out}");
+    assert!(out.contains(&squash("already derives rkyv's")), "{out}");
+    assert!(
+        out.contains(&squash("holds the options of `#[derive(Actor)]`")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&squash("#[derive(Debug)] struct Counter;")),
+        "{out}"
+    );
+    assert!(out.contains(&squash("Deliver<Add>>forCounter")), "{out}");
+    // Without `spawn`, the user's own rkyv derive is fine.
+    let out = attribute(
+        quote!(),
+        quote! {
+            #[derive(rkyv::Archive)]
+            struct Local;
+        },
+    );
+    assert!(!out.contains(&squash("compile_error")), "{out}");
+    assert!(
+        out.contains(&squash("#[derive(rkyv::Archive)] struct Local;")),
+        "{out}"
+    );
+}
+
+#[test]
+fn attribute_errors_quote_the_attribute() {
+    let e = match super::attribute(
+        quote!(supervise),
+        quote!(
+            struct A;
+        ),
+    ) {
+        Ok(out) => panic!("expected an error, got {out}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("unknown key `supervise` in `#[parallel::actor(..)]`"),
+        "{e}"
+    );
+    let e = match super::attribute(quote!(), quote!(impl A {})) {
+        Ok(out) => panic!("expected an error, got {out}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("`#[parallel::actor]` goes on the actor type"),
+        "{e}"
+    );
+}

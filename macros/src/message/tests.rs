@@ -119,3 +119,87 @@ fn errors_say_what_to_write() {
         assert!(e.contains(want), "wanted {want:?}, got {e:?}");
     }
 }
+
+fn attribute(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+    squash(
+        &super::attribute(args, item)
+            .expect("attribute expands")
+            .to_string(),
+    )
+}
+
+#[test]
+fn attribute_derives_rkyv_and_message_in_one_line() {
+    let out = attribute(
+        quote!(result = u64, name = "demo.add"),
+        quote! {
+            #[derive(Debug)]
+            pub struct Add(u64);
+        },
+    );
+    assert!(out.starts_with(&squash(
+        "#[derive(::parallel::__private::rkyv::Archive, ::parallel::__private::rkyv::Serialize, \
+         ::parallel::__private::rkyv::Deserialize)] \
+         #[rkyv(crate = ::parallel::__private::rkyv)] #[derive(Debug)] pub struct Add(u64);"
+    )));
+    assert!(out.contains(&squash(
+        "#[automatically_derived] impl ::parallel::__private::actix::Message for Add { type Result = u64; }"
+    )));
+    assert!(out.contains(&squash(r#"const NAME: &'static str = "demo.add";"#)));
+    assert!(!out.contains("compile_error"), "{out}");
+}
+
+#[test]
+fn attribute_reports_the_derive_and_helper_it_replaces() {
+    let out = attribute(
+        quote!(),
+        quote! {
+            #[derive(Clone, parallel::Message)]
+            #[message(result = u8)]
+            struct Get;
+        },
+    );
+    assert!(out.contains(&squash(
+        "already implements `Message`: remove `parallel::Message`"
+    )));
+    assert!(out.contains(&squash(
+        "`#[message(..)]` holds the options of `#[derive(Message)]`"
+    )));
+    // Taken off the item, the helper's options still count.
+    assert!(
+        out.contains(&squash("#[derive(Clone)] struct Get;")),
+        "{out}"
+    );
+    assert!(!out.contains(&squash("#[message(result")), "{out}");
+    assert!(out.contains(&squash("type Result = u8;")), "{out}");
+}
+
+#[test]
+fn attribute_errors_quote_the_attribute() {
+    let e = match super::attribute(
+        quote!(reply = u8),
+        quote!(
+            struct A;
+        ),
+    ) {
+        Ok(out) => panic!("expected an error, got {out}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("unknown key `reply` in `#[parallel::message(..)]`"),
+        "{e}"
+    );
+    let e = match super::attribute(
+        quote!(),
+        quote!(
+            struct G<T>(T);
+        ),
+    ) {
+        Ok(out) => panic!("expected an error, got {out}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.starts_with("`#[parallel::message]` needs a concrete type"),
+        "{e}"
+    );
+}

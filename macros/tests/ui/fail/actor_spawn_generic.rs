@@ -1,4 +1,4 @@
-#[derive(parallel::Actor, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(parallel::Actor)]
 #[actor(spawn)]
 struct Pool<T: Unpin + 'static> {
     jobs: Vec<T>,

@@ -1,14 +1,18 @@
 // Views, a fixed name, a hand-written lifecycle and a generic actor.
 
+use parallel::actix;
+use parallel::rkyv::{Archive, Deserialize, Serialize};
 use parallel::{Actor, Message, Received, RemoteActor};
 
-#[derive(Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[rkyv(crate = parallel::rkyv)]
 #[message(result = usize)]
 struct Frame {
     bytes: Vec<u8>,
 }
 
-#[derive(Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[rkyv(crate = parallel::rkyv)]
 struct Reset;
 
 #[derive(Actor)]

@@ -1,9 +1,8 @@
 // `#[parallel::main]` runs an async body inside the actor system.
 
-use actix::Actor as _;
+use parallel::actix::{self, Actor as _};
 
-#[derive(parallel::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-#[message(result = u64)]
+#[parallel::message(result = u64)]
 struct Add(u64);
 
 #[derive(parallel::Actor)]

@@ -1,24 +1,28 @@
 // Reply types written as types or strings, default and fixed names.
 
 use parallel::Message;
+use parallel::rkyv::{Archive, Deserialize, Serialize};
 
-#[derive(Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[rkyv(crate = parallel::rkyv)]
 struct Ping;
 
-#[derive(Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[rkyv(crate = parallel::rkyv)]
 #[message(result = Result<Vec<u8>, String>, name = "demo.fetch")]
 struct Fetch {
     key: String,
 }
 
-#[derive(Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Message, Archive, Serialize, Deserialize)]
+#[rkyv(crate = parallel::rkyv)]
 #[message(result = "Option<u64>")]
 enum Lookup {
     ById(u64),
     ByName(String),
 }
 
-fn reply<M: actix::Message<Result = R>, R>() {}
+fn reply<M: parallel::actix::Message<Result = R>, R>() {}
 
 fn main() {
     reply::<Ping, ()>();
