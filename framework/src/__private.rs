@@ -29,20 +29,20 @@ pub fn run_main<F: std::future::Future>(fut: F) -> F::Output {
     if crate::process::is_child() {
         crate::process::child::run();
     }
-    crate::process::tree::MAIN_RAN.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::process::context::MAIN_RAN.store(true, std::sync::atomic::Ordering::Relaxed);
     let system = actix_rt::System::new();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         system.block_on(async {
             actix_rt::spawn(close_on_signal());
             let output = fut.await;
-            crate::process::close().await;
+            crate::tree::close().await;
             output
         })
     }));
     match outcome {
         Ok(output) => output,
         Err(panic) => {
-            crate::process::tree::close_now();
+            crate::tree::close_now();
             resume_unwind(panic)
         }
     }
@@ -60,13 +60,17 @@ async fn close_on_signal() {
         _ = int.recv() => 130,
         _ = term.recv() => 143,
     };
-    crate::process::close().await;
+    crate::tree::close().await;
     std::process::exit(code);
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // `PARALLEL_LOG`, else `RUST_LOG` (read with the rest of the environment).
+    let filter = crate::config::environment()
+        .log
+        .as_deref()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

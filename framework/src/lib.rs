@@ -46,6 +46,7 @@
 
 pub mod actor;
 pub mod collective;
+pub mod config;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod id;
@@ -58,6 +59,7 @@ pub mod reduce;
 pub mod remote;
 pub mod supervision;
 pub mod transport;
+pub mod tree;
 pub mod wire;
 pub mod workqueue;
 
@@ -72,19 +74,18 @@ pub use actix;
 pub use rkyv;
 
 pub use actor::{Message, Received, RemoteActor, Tensor};
+pub use config::{CollectiveTransport, Config};
 pub use id::{ActorId, NodeId};
 pub use launch::{Remote, addremote, calibrate, remote_cores, remote_speeds, remotes, sfork};
 pub use map::{MapError, Mapped, map};
 pub use parallel_macros::{Actor, Message, actor, main, message, remote, wire};
-pub use process::{
-    Child, Children, ForkError, ProcessError, children, close, fork, id, ip, nchildren, nfork,
-    parent, yield_value,
-};
+pub use process::{Child, Children, ForkError, ProcessError, Tree, id, ip, parent, yield_value};
 pub use remote::{
     ActorRef, AskError, CallError, Node, RemoteNode, RequestError, SendError, SpawnError,
     StartError,
 };
 pub use transport::{ConnectError, JoinLine, Password};
+pub use tree::{children, close, fork, nchildren, nfork};
 pub use workqueue::WorkQueue;
 
 // Lets macro output name `::parallel` from inside this crate too.

@@ -568,7 +568,16 @@ async fn post(
     gone: impl FnOnce(String) -> NetError,
 ) -> Result<(), NetError> {
     let same_host = remote.link().peer().remote_addr().ip().is_loopback();
-    match value::post_value(remote, to, op::DATA, value, same_host).await {
+    match value::post_value(
+        remote,
+        to,
+        op::DATA,
+        value,
+        same_host,
+        value::DEFAULT_SHM_THRESHOLD,
+    )
+    .await
+    {
         Ok(()) => Ok(()),
         Err(ValueError::Request(e)) => Err(gone(reason_of(e))),
         Err(e) => Err(NetError::from_value(e, &"this side")),

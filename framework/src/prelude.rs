@@ -30,11 +30,10 @@
 pub use actix::{Actor, Context, Handler};
 
 pub use crate::actor::{Down, ExitReason, Message, Received, Tensor};
-pub use crate::process::{
-    ForkError, ProcessError, children, close, fork, id, nfork, parent, yield_value,
-};
+pub use crate::process::{ForkError, ProcessError, id, parent, yield_value};
 pub use crate::remote::{ActorRef, AskError, Node, RequestError, SendError, SpawnError};
 pub use crate::supervision::{ChildSpec, Restart, Strategy, Supervisor};
 pub use crate::transport::{ConnectError, Password};
+pub use crate::tree::{children, close, fork, nfork};
 pub use crate::workqueue::WorkQueue;
 pub use parallel_macros::{Actor, Message};

@@ -33,8 +33,8 @@
 //! ```
 //!
 //! Between processes of one machine, payloads of at least the shared-memory
-//! threshold (1 MiB by default, `PARALLEL_SHM_THRESHOLD` or
-//! `parallel::process::set_shm_threshold` to change it) do not go through the
+//! threshold (1 MiB by default; `PARALLEL_SHM_THRESHOLD`,
+//! `Config::shm_threshold` or `Tree::set_shm_threshold` change it) do not go through the
 //! socket: the sender archives the value once into a file in `/dev/shm` and
 //! posts only its name; the receiver maps it read-only and reads the tensor in
 //! place. A 100-element storage is far below 1 MiB, so this example lowers
@@ -69,7 +69,7 @@ fn worker() {
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Every payload from this process, however small, goes through /dev/shm.
-    parallel::process::set_shm_threshold(0);
+    parallel::Tree::global().set_shm_threshold(0);
 
     parallel::print!("Im the parent, my ID is: {}", parallel::id());
 

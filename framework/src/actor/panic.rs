@@ -59,7 +59,7 @@ impl Drop for HandlerScope {
 
 /// True when the user asked for backtraces (`RUST_BACKTRACE` set, not `0`).
 fn backtrace_requested() -> bool {
-    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
+    crate::config::environment().backtrace
 }
 
 /// Makes a handler panic print one line (see the module docs) instead of

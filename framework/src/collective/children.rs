@@ -21,13 +21,16 @@ use std::sync::Arc;
 use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
 
-use super::local::{DEFAULT_SLOT, GroupError, LocalGroup, MAX_RANKS, Wait};
+use super::local::{GroupError, LocalGroup, MAX_RANKS, Wait};
 use super::mesh::on_child_mesh;
 use super::relay::{ReduceBuffer, child_all_reduce, parent_all_reduce as through_parent};
 use super::star::{
     Begun, Call, bytes_of, child_star, copy_into, disagree, elements, fold_bytes, if_root, no_fold,
     parent_star,
 };
+use super::state::{TreeGroups, lock};
+use crate::config::CollectiveTransport;
+use crate::id::ActorId;
 use crate::process::ProcessError;
 use crate::process::child::{ChildLink, link};
 use crate::process::message::{CollectiveMsg, StarKind};
@@ -42,79 +45,13 @@ impl From<GroupError> for ProcessError {
     }
 }
 
-/// A group the parent keeps between calls, with the children (`K`) it is
-/// for: the same-host arena here, the group of direct links in
-/// [`super::mesh`].
-pub(super) struct Current<K, G> {
-    slot: std::sync::Mutex<Option<(K, Arc<tokio::sync::Mutex<G>>)>>,
-}
-
-impl<K: PartialEq, G> Current<K, G> {
-    pub(super) const fn new() -> Self {
-        Self {
-            slot: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(K, Arc<tokio::sync::Mutex<G>>)>> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The group kept for `members`, if it is idle and still `usable`.
-    pub(super) fn get(
-        &self,
-        members: &K,
-        usable: impl Fn(&G) -> bool,
-    ) -> Option<Arc<tokio::sync::Mutex<G>>> {
-        let current = self.lock();
-        let (kept, group) = current.as_ref()?;
-        (kept == members && group.try_lock().is_ok_and(|g| usable(&g))).then(|| group.clone())
-    }
-
-    /// Takes the kept group out (to retire or drop it).
-    pub(super) fn take(&self) -> Option<Arc<tokio::sync::Mutex<G>>> {
-        self.lock().take().map(|(_, group)| group)
-    }
-
-    /// Keeps `group` for `members` and returns it.
-    pub(super) fn keep(&self, members: K, group: G) -> Arc<tokio::sync::Mutex<G>> {
-        let group = Arc::new(tokio::sync::Mutex::new(group));
-        *self.lock() = Some((members, group.clone()));
-        group
-    }
-}
-
-/// The parent's current same-host group, for children (id, pid).
-static CURRENT: Current<Vec<(u32, u32)>, LocalGroup> = Current::new();
-
-/// Bytes of each rank's slot (`PARALLEL_COLLECTIVE_SLOT`, default
-/// [`DEFAULT_SLOT`]).
-fn slot_bytes() -> usize {
-    std::env::var("PARALLEL_COLLECTIVE_SLOT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n: &usize| n >= 64)
-        .unwrap_or(DEFAULT_SLOT)
-}
-
 /// The variable that, set to `quic`, makes the parent run its collectives
 /// over QUIC links between the ranks even when every child is on its
 /// machine (to compare the two, or to test the cross-host path on one
-/// machine); set to `relay`, over the links to the parent only.
-pub const TRANSPORT_VAR: &str = "PARALLEL_COLLECTIVE_TRANSPORT";
-
-/// Whether [`TRANSPORT_VAR`] is set to `value`.
-pub(super) fn transport_is(value: &str) -> bool {
-    std::env::var(TRANSPORT_VAR).is_ok_and(|v| v.eq_ignore_ascii_case(value))
-}
-
-fn retire_current() {
-    if let Some(old) = CURRENT.take()
-        && let Ok(g) = old.try_lock()
-    {
-        g.retire();
-    }
-}
+/// machine); set to `relay`, over the links to the parent only. Read with
+/// the rest of the environment ([`crate::Config::from_env`]); a tree's
+/// [`crate::Config::collective_transport`] is the same setting.
+pub const TRANSPORT_VAR: &str = crate::config::vars::COLLECTIVE_TRANSPORT;
 
 /// The same-host group of this process and `children`, made and announced
 /// when there is none for exactly these children; `None` when a child runs
@@ -122,19 +59,20 @@ fn retire_current() {
 async fn parent_group(
     children: &[Child],
 ) -> Result<Option<Arc<tokio::sync::Mutex<LocalGroup>>>, ProcessError> {
-    let messages_only = transport_is("quic") || transport_is("relay");
+    let groups = TreeGroups::of(children);
+    let messages_only = groups.transport != CollectiveTransport::Auto;
     if messages_only || children.iter().any(|c| !c.same_host()) || children.len() + 1 > MAX_RANKS {
-        retire_current();
+        groups.retire_local();
         return Ok(None);
     }
-    let members: Vec<(u32, u32)> = children.iter().map(|c| (c.id(), c.pid())).collect();
-    if let Some(group) = CURRENT.get(&members, LocalGroup::usable) {
+    let members: Vec<ActorId> = children.iter().map(Child::actor_id).collect();
+    if let Some(group) = groups.local.get(&members, LocalGroup::usable) {
         return Ok(Some(group));
     }
-    retire_current();
+    groups.retire_local();
     let mut pids = vec![std::process::id()];
-    pids.extend(members.iter().map(|&(_, pid)| pid));
-    let group = LocalGroup::create(&pids, slot_bytes(), Wait::Cooperate)?;
+    pids.extend(children.iter().map(Child::pid));
+    let group = LocalGroup::create(&pids, groups.slot, Wait::Cooperate)?;
     for (i, child) in children.iter().enumerate() {
         let attach = CollectiveMsg::Attach {
             path: group.path().to_owned(),
@@ -144,7 +82,7 @@ async fn parent_group(
         };
         child.post_collective(attach).await?;
     }
-    Ok(Some(CURRENT.keep(members, group)))
+    Ok(Some(groups.local.keep(members, group)))
 }
 
 /// Leaves the group (so the other ranks return an error instead of
@@ -330,14 +268,11 @@ pub(super) async fn parent_barrier(children: &[Child]) -> Result<(), ProcessErro
     through_parent::<i32>(children, &mut [], &ReduceOp::Sum).await
 }
 
-/// The child's group, as the parent announced it.
-static MINE: std::sync::Mutex<Option<LocalGroup>> = std::sync::Mutex::new(None);
-
 /// How the parent runs the coming collective, seen from a child.
 enum Path {
     /// Through the tree's group of direct links ([`super::mesh`]).
     Mesh,
-    /// Through the same-host group (now in [`MINE`]).
+    /// Through the same-host group (the child's, as the parent announced it).
     Local,
     /// Through messages, a schedule: the parent's `Start` of an all_reduce
     /// or barrier (round, rank, ranks, len).
@@ -353,7 +288,8 @@ fn path(ctx: &ChildLink) -> Result<Path, ProcessError> {
         return Ok(Path::Mesh);
     }
     super::mesh::child_drop_mesh();
-    let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
+    let groups = TreeGroups::own();
+    let mut mine = lock(&groups.mine_local);
     if mine.as_ref().is_some_and(|g| g.usable()) {
         return Ok(Path::Local);
     }
@@ -436,7 +372,8 @@ fn path(ctx: &ChildLink) -> Result<Path, ProcessError> {
 fn on_child_group<R>(
     call: impl FnOnce(&mut LocalGroup) -> Result<R, GroupError>,
 ) -> Result<R, ProcessError> {
-    let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
+    let groups = TreeGroups::own();
+    let mut mine = lock(&groups.mine_local);
     let g = mine
         .as_mut()
         .ok_or_else(|| ProcessError::Aborted("the collective group is gone".into()))?;

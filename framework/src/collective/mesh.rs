@@ -20,16 +20,17 @@
 //! through the parent; `quic` forms the group over QUIC even on one machine.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::id::NodeId;
+use crate::id::{ActorId, NodeId};
 use crate::remote::RemoteNode;
 use crate::transport::ConnectError;
 
-use super::children::{Current, transport_is};
 use super::group::{CollectiveError, Group, GroupOptions, Transport};
 use super::relay::{lock_inboxes, next_posts, post_to};
+use super::state::{TreeGroups, lock};
+use crate::config::CollectiveTransport;
 use crate::process::Child;
 use crate::process::ProcessError;
 use crate::process::child::ChildLink;
@@ -53,34 +54,30 @@ impl From<CollectiveError> for ProcessError {
     }
 }
 
-/// The parent's current tree group, for children (id, node).
-static CURRENT: Current<Vec<(u32, NodeId)>, Group> = Current::new();
-/// The children for which a group could not form: they keep the relay.
-static FAILED: std::sync::Mutex<Option<Vec<(u32, NodeId)>>> = std::sync::Mutex::new(None);
-static NAMES: AtomicU64 = AtomicU64::new(1);
-
-/// Drops the kept group, which tells its members (they then wait for the
-/// next).
-fn drop_current() {
-    drop(CURRENT.take());
-}
-
 /// The group of direct links of this process and `children`, formed on
 /// every member when there is none for exactly these children; `None` when
 /// it cannot be formed (the collectives then go through the parent).
 pub(super) async fn parent_mesh(
     children: &[Child],
 ) -> Result<Option<Arc<tokio::sync::Mutex<Group>>>, ProcessError> {
-    if transport_is("relay") || children.is_empty() {
-        drop_current();
+    if children.is_empty() {
         return Ok(None);
     }
-    let members: Vec<(u32, NodeId)> = children.iter().map(|c| (c.id(), c.node().id())).collect();
-    if let Some(group) = CURRENT.get(&members, Group::is_usable) {
+    let groups = TreeGroups::of(children);
+    // Dropping the kept group tells its members (they then wait for the next).
+    if groups.transport == CollectiveTransport::Relay {
+        drop(groups.mesh.take());
+        return Ok(None);
+    }
+    let members: Vec<(ActorId, NodeId)> = children
+        .iter()
+        .map(|c| (c.actor_id(), c.node().id()))
+        .collect();
+    if let Some(group) = groups.mesh.get(&members, Group::is_usable) {
         return Ok(Some(group));
     }
-    drop_current();
-    if FAILED.lock().unwrap_or_else(|e| e.into_inner()).as_ref() == Some(&members) {
+    drop(groups.mesh.take());
+    if lock(&groups.failed).as_ref() == Some(&members) {
         return Ok(None);
     }
     let Some(lines) = children
@@ -94,11 +91,11 @@ pub(super) async fn parent_mesh(
     let name = format!(
         "para||el tree {}.{}",
         std::process::id(),
-        NAMES.fetch_add(1, Ordering::Relaxed)
+        groups.names.fetch_add(1, Ordering::Relaxed)
     );
     let mut order = vec![node.id()];
     order.extend(members.iter().map(|&(_, n)| n));
-    let quic = transport_is("quic");
+    let quic = groups.transport == CollectiveTransport::Quic;
     let mesh = CollectiveMsg::Mesh {
         name: name.clone(),
         lines,
@@ -160,13 +157,13 @@ pub(super) async fn parent_mesh(
         return Err(e);
     }
     match formed {
-        Ok(group) if ready => Ok(Some(CURRENT.keep(members, group))),
+        Ok(group) if ready => Ok(Some(groups.mesh.keep(members, group))),
         _ => {
             tracing::warn!(
                 "the children could not link directly ({}); their collectives go through this process",
                 why.join("; ")
             );
-            *FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(members);
+            *lock(&groups.failed) = Some(members);
             Ok(None)
         }
     }
@@ -185,20 +182,16 @@ fn options(quic: bool, order: Vec<NodeId>) -> GroupOptions {
     }
 }
 
-/// The child's tree group, as the parent announced it.
-static MINE: std::sync::Mutex<Option<Group>> = std::sync::Mutex::new(None);
-
 /// Whether the child has a usable tree group.
 pub(super) fn child_has_mesh() -> bool {
-    MINE.lock()
-        .unwrap_or_else(|e| e.into_inner())
+    lock(&TreeGroups::own().mine_mesh)
         .as_ref()
         .is_some_and(Group::is_usable)
 }
 
 /// Forget the child's tree group.
 pub(super) fn child_drop_mesh() {
-    MINE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    lock(&TreeGroups::own().mine_mesh).take();
 }
 
 /// A child's answer to `Mesh`: joins the siblings, forms the group, tells
@@ -239,7 +232,7 @@ pub(super) fn child_join_mesh(
         {
             return Ok(match formed {
                 Ok(group) if ready => {
-                    *MINE.lock().unwrap_or_else(|e| e.into_inner()) = Some(group);
+                    *lock(&TreeGroups::own().mine_mesh) = Some(group);
                     true
                 }
                 _ => false,
@@ -257,7 +250,8 @@ pub(super) fn on_child_mesh<R>(
         Ok(link) => link.runtime().clone(),
         Err(e) => return Some(Err(e)),
     };
-    let mut mine = MINE.lock().unwrap_or_else(|e| e.into_inner());
+    let groups = TreeGroups::own();
+    let mut mine = lock(&groups.mine_mesh);
     let group = mine.as_mut()?;
     let result = runtime.block_on(call(group));
     if !group.is_usable() {

@@ -33,6 +33,7 @@ pub mod local;
 mod mesh;
 mod relay;
 mod star;
+mod state;
 
 pub use crate::reduce::*;
 pub use crate::reduce::{ops, ring, schedule, topology, tree};

@@ -97,12 +97,12 @@ fn chunk_range(
         .ok_or_else(|| ProcessError::Aborted(format!("chunk {chunk} is not in the schedule")))
 }
 
-static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// A new collective's number (never 0: round 0 is a refusal before a call
-/// begins).
-pub(super) fn next_round() -> u64 {
-    ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+/// A new collective's number in the tree of `children` (never 0: round 0
+/// is a refusal before a call begins).
+pub(super) fn next_round(children: &[Child]) -> u64 {
+    super::state::TreeGroups::of(children)
+        .rounds
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The children's collective posts, held for the whole call so no other
@@ -131,7 +131,7 @@ pub(super) async fn parent_all_reduce<T: Reducible>(
     }
     let ranks = children.len() + 1;
     let schedule = schedule_for::<T>(data.len(), ranks)?;
-    let round = next_round();
+    let round = next_round(children);
     let mut inboxes = lock_inboxes(children).await;
     let mut run = ParentRun {
         children,

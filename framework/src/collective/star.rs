@@ -292,7 +292,7 @@ pub(super) async fn parent_star(
         abort_all(children, 0, e.to_string()).await;
         return Err(e);
     }
-    let round = next_round();
+    let round = next_round(children);
     let mut inboxes = lock_inboxes(children).await;
     let parts = match collect(children, &mut inboxes, round, &call, mine).await {
         Ok(parts) => parts,

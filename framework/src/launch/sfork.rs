@@ -11,10 +11,10 @@
 //! let children = parallel::sfork(16).await?; // 6 + 6 + 4 processes
 //! ```
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use super::ssh::{Remote, is_loopback};
-use crate::process::{Children, ForkError, Placement, ProcessError, children, nchildren, nfork};
+use crate::process::{Children, ForkError, Placement, ProcessError, Tree};
 
 /// A registered host and its speed in ]0, 1] (1 until `calibrate` measures it).
 struct Registered {
@@ -22,70 +22,142 @@ struct Registered {
     speed: f64,
 }
 
-static HOSTS: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+/// The hosts registered with `addremote`, kept in their context.
+#[derive(Default)]
+struct Hosts(Mutex<Vec<Registered>>);
 
-fn hosts() -> std::sync::MutexGuard<'static, Vec<Registered>> {
-    HOSTS.lock().unwrap_or_else(|e| e.into_inner())
+fn hosts(ctx: &Tree) -> std::sync::Arc<Hosts> {
+    ctx.extension(Hosts::default)
 }
 
-/// Registers the hosts `sfork` spreads processes over, each with its cores
-/// (`Remote::ssh("server1.org").cores(8)`); replaces any earlier list. Call
-/// it before the first fork when a host is another machine: this process
-/// then listens on every interface, not only on loopback.
-pub fn addremote(remotes: impl IntoIterator<Item = Remote>) {
-    *hosts() = remotes
-        .into_iter()
-        .map(|remote| Registered { remote, speed: 1.0 })
-        .collect();
-    if registers_other_machines() {
-        crate::process::tree::other_hosts_named();
+fn lock(hosts: &Hosts) -> MutexGuard<'_, Vec<Registered>> {
+    hosts.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Tree {
+    /// Registers the hosts [`Tree::sfork`] spreads processes over, each
+    /// with its cores (`Remote::ssh("server1.org").cores(8)`); replaces any
+    /// earlier list. Call it before the first fork when a host is another
+    /// machine: the tree's node then listens on every interface, not only
+    /// on loopback.
+    pub fn addremote(&self, remotes: impl IntoIterator<Item = Remote>) {
+        let hosts = hosts(self);
+        let mut registered = lock(&hosts);
+        *registered = remotes
+            .into_iter()
+            .map(|remote| Registered { remote, speed: 1.0 })
+            .collect();
+        if registered
+            .iter()
+            .any(|h| !is_loopback(h.remote.host().hostname()))
+        {
+            self.expect_other_hosts();
+        }
     }
+
+    /// The hosts registered with [`Tree::addremote`].
+    pub fn remotes(&self) -> Vec<Remote> {
+        lock(&hosts(self))
+            .iter()
+            .map(|h| h.remote.clone())
+            .collect()
+    }
+
+    /// The cores of all registered hosts together (the seed's `parallel.remotes.cores`).
+    pub fn remote_cores(&self) -> usize {
+        lock(&hosts(self))
+            .iter()
+            .map(|h| h.remote.host().cores)
+            .sum()
+    }
+
+    /// The speed `calibrate` measured for each registered host, in
+    /// [`Tree::remotes`] order: in ]0, 1], 1 for the fastest (all 1
+    /// before calibration).
+    pub fn remote_speeds(&self) -> Vec<f64> {
+        lock(&hosts(self)).iter().map(|h| h.speed).collect()
+    }
+
+    /// Starts `n` processes spread over the hosts registered with
+    /// [`Tree::addremote`]: round robin, each host capped at its cores, a
+    /// slower host (after [`Tree::calibrate`]) getting a turn less often.
+    /// Past the total of cores it keeps going round (more processes than
+    /// cores) and logs a warning. With no host registered, forks `n`
+    /// processes on this machine. Each child's [`crate::Child::speed`] is
+    /// its host's speed.
+    pub async fn sfork(&self, n: usize) -> Result<Children, ForkError> {
+        let Some((placements, speeds)) = plan(self, n) else {
+            return self.nfork(n).await;
+        };
+        let children = self.nfork(placements).await?;
+        for (child, speed) in children.iter().zip(speeds) {
+            child.set_speed(speed);
+        }
+        Ok(children)
+    }
+
+    /// Runs the calibration kernel in every child and sets each child's
+    /// [`crate::Child::speed`]: 1 for the fastest, the ratio of times for
+    /// the others. When hosts are registered with [`Tree::addremote`] and
+    /// there are no children yet, first measures each host (one process per
+    /// host, stopped afterwards) so that [`Tree::sfork`] spreads by speed
+    /// and the children it starts report their host's speed.
+    pub async fn calibrate(&self) -> Result<Children, ProcessError> {
+        if self.nchildren() == 0 {
+            calibrate_hosts(self).await?;
+        }
+        let all = self.children();
+        let mut times = Vec::new();
+        for child in &all {
+            times.push(child.calibration_seconds().await?);
+        }
+        let speeds = super::calibrate::relative_speeds(&times);
+        for (child, speed) in all.iter().zip(speeds) {
+            child.set_speed(speed);
+        }
+        Ok(all)
+    }
+}
+
+/// Registers the hosts `sfork` spreads processes over (the default
+/// context's; see [`Tree::addremote`]).
+pub fn addremote(remotes: impl IntoIterator<Item = Remote>) {
+    Tree::global().addremote(remotes)
 }
 
 /// The hosts registered with [`addremote`].
 pub fn remotes() -> Vec<Remote> {
-    hosts().iter().map(|h| h.remote.clone()).collect()
+    Tree::global().remotes()
 }
 
 /// The cores of all registered hosts together (the seed's `parallel.remotes.cores`).
 pub fn remote_cores() -> usize {
-    hosts().iter().map(|h| h.remote.host().cores).sum()
+    Tree::global().remote_cores()
 }
 
 /// The speed `calibrate` measured for each registered host, in [`remotes`]
 /// order: in ]0, 1], 1 for the fastest (all 1 before calibration).
 pub fn remote_speeds() -> Vec<f64> {
-    hosts().iter().map(|h| h.speed).collect()
-}
-
-/// True when a registered host is not this machine.
-pub(crate) fn registers_other_machines() -> bool {
-    hosts()
-        .iter()
-        .any(|h| !is_loopback(h.remote.host().hostname()))
+    Tree::global().remote_speeds()
 }
 
 /// Starts `n` processes spread over the hosts registered with
-/// [`addremote`]: round robin, each host capped at its cores, a slower host
-/// (after [`crate::calibrate()`]) getting a turn less often. Past the total
-/// of cores it keeps going round (more processes than cores) and logs a
-/// warning. With no host registered, forks `n` processes on this machine.
-/// Each child's [`crate::Child::speed`] is its host's speed.
+/// [`addremote`] (see [`Tree::sfork`]).
 pub async fn sfork(n: usize) -> Result<Children, ForkError> {
-    let Some((placements, speeds)) = plan(n) else {
-        return nfork(n).await;
-    };
-    let children = nfork(placements).await?;
-    for (child, speed) in children.iter().zip(speeds) {
-        child.set_speed(speed);
-    }
-    Ok(children)
+    Tree::global().sfork(n).await
+}
+
+/// Measures the children's (or the registered hosts') speeds (see
+/// [`Tree::calibrate`]).
+pub async fn calibrate() -> Result<Children, ProcessError> {
+    Tree::global().calibrate().await
 }
 
 /// Where `sfork(n)` puts each process and the speed it gets; `None` when no
 /// host is registered.
-fn plan(n: usize) -> Option<(Vec<Placement>, Vec<f64>)> {
-    let hosts = hosts();
+fn plan(ctx: &Tree, n: usize) -> Option<(Vec<Placement>, Vec<f64>)> {
+    let hosts = hosts(ctx);
+    let hosts = lock(&hosts);
     if hosts.is_empty() {
         return None;
     }
@@ -159,40 +231,18 @@ pub(crate) fn spread(n: usize, hosts: &[(usize, f64)]) -> Vec<usize> {
     order
 }
 
-/// Runs the calibration kernel in every child and sets each child's
-/// [`crate::Child::speed`]: 1 for the fastest, the ratio of times for the
-/// others. When hosts are registered with [`addremote`] and there are no
-/// children yet, first measures each host (one process per host, stopped
-/// afterwards) so that [`sfork()`] spreads by speed and the children it
-/// starts report their host's speed.
-pub async fn calibrate() -> Result<Children, ProcessError> {
-    if nchildren() == 0 {
-        calibrate_hosts().await?;
-    }
-    let all = children();
-    let mut times = Vec::new();
-    for child in &all {
-        times.push(child.calibration_seconds().await?);
-    }
-    let speeds = super::calibrate::relative_speeds(&times);
-    for (child, speed) in all.iter().zip(speeds) {
-        child.set_speed(speed);
-    }
-    Ok(all)
-}
-
 /// Measures each registered host: starts one process per host, runs the
 /// calibration kernel there three times (keeping the best), stops the
 /// processes and records each host's speed (1 for the fastest).
-async fn calibrate_hosts() -> Result<(), ProcessError> {
-    let placements: Vec<Placement> = hosts()
+async fn calibrate_hosts(ctx: &Tree) -> Result<(), ProcessError> {
+    let placements: Vec<Placement> = lock(&hosts(ctx))
         .iter()
         .map(|h| h.remote.host().placement())
         .collect();
     if placements.is_empty() {
         return Ok(());
     }
-    let probes = nfork(placements).await?;
+    let probes = ctx.nfork(placements).await?;
     let mut seconds = Vec::with_capacity(probes.len());
     let mut failure = None;
     for probe in &probes {
@@ -215,7 +265,8 @@ async fn calibrate_hosts() -> Result<(), ProcessError> {
         return Err(e);
     }
     let speeds = super::calibrate::relative_speeds(&seconds);
-    let mut hosts = hosts();
+    let hosts = hosts(ctx);
+    let mut hosts = lock(&hosts);
     for (host, speed) in hosts.iter_mut().zip(speeds) {
         host.speed = speed;
     }

@@ -66,9 +66,6 @@ impl Remote {
             cores: 1,
             ship: false,
         };
-        if !is_loopback(host.hostname()) {
-            crate::process::tree::other_hosts_named();
-        }
         Remote(host)
     }
 

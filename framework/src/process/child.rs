@@ -9,7 +9,7 @@
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use actix::Handler;
 
@@ -20,13 +20,13 @@ use crate::remote::{ActorRef, Node, RemoteNode, remote_fn};
 use crate::transport::{JoinLine, Password};
 use crate::wire::{WireType, aligned_copy, type_tag};
 
+use super::context::Tree;
 use super::error::ProcessError;
 use super::message::{
     Calibrate, CollectiveDown, CollectiveMsg, CollectiveUp, Credit, Exec, Finished, Hello, Joined,
     Outcome, ToChild, ToParent, Yielded,
 };
 use super::parent_actor::ParentActor;
-use super::spawn::env;
 
 /// Values sent with `send` that may be in flight to the other side before
 /// the sender waits for it to read some (each side returns credit as it reads).
@@ -37,7 +37,8 @@ pub const SEND_WINDOW: usize = 64;
 /// another vCPU costs about 70 µs here.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// What a child knows about itself, read from its environment.
+/// What a child knows about itself, from the start protocol its parent set
+/// ([`crate::config::ChildEnv`]).
 struct Role {
     number: u32,
     parent: JoinLine,
@@ -49,22 +50,27 @@ struct Role {
 
 impl Role {
     fn from_env() -> Result<Role, String> {
-        let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
-        let parent: JoinLine = var(env::PARENT)?
+        use crate::config::vars;
+        let env = crate::config::environment();
+        let child = &env.child;
+        fn get<'a>(v: &'a Option<String>, k: &str) -> Result<&'a str, String> {
+            v.as_deref().ok_or_else(|| format!("{k} is not set"))
+        }
+        let parent: JoinLine = get(&child.parent, vars::PARENT)?
             .parse()
-            .map_err(|e| format!("{}: {e}", env::PARENT))?;
-        let parent_actor = uuid::Uuid::parse_str(&var(env::PARENT_ACTOR)?)
-            .map_err(|e| format!("{}: {e}", env::PARENT_ACTOR))?;
-        let number = var(env::ID)?
+            .map_err(|e| format!("{}: {e}", vars::PARENT))?;
+        let parent_actor = uuid::Uuid::parse_str(get(&child.parent_actor, vars::PARENT_ACTOR)?)
+            .map_err(|e| format!("{}: {e}", vars::PARENT_ACTOR))?;
+        let number = get(&child.id, vars::ID)?
             .parse()
-            .map_err(|e| format!("{}: {e}", env::ID))?;
-        let listen = var(env::LISTEN)?
+            .map_err(|e| format!("{}: {e}", vars::ID))?;
+        let listen = get(&child.listen, vars::LISTEN)?
             .parse()
-            .map_err(|e| format!("{}: {e}", env::LISTEN))?;
-        let shm_threshold = var(env::SHM_THRESHOLD)?
+            .map_err(|e| format!("{}: {e}", vars::LISTEN))?;
+        let shm_threshold = get(&env.shm_threshold, vars::SHM_THRESHOLD)?
             .parse()
-            .map_err(|e| format!("{}: {e}", env::SHM_THRESHOLD))?;
-        let theirs = std::env::var(env::PARENT_BOOT).unwrap_or_default();
+            .map_err(|e| format!("{}: {e}", vars::SHM_THRESHOLD))?;
+        let theirs = child.parent_boot.clone().unwrap_or_default();
         let mine = boot_id();
         Ok(Role {
             number,
@@ -79,7 +85,7 @@ impl Role {
 
 /// True when this process was started by `fork`.
 pub fn is_child() -> bool {
-    std::env::var(env::ROLE).is_ok_and(|r| r == env::CHILD)
+    crate::config::environment().is_child
 }
 
 /// What the process actor files for the function's thread.
@@ -110,23 +116,21 @@ pub(crate) struct ChildLink {
     read: AtomicU32,
 }
 
-/// The child's link, once its node is up (`None` in the top process).
-static LINK: OnceLock<Arc<ChildLink>> = OnceLock::new();
-
 /// This process's id: 0 for the top process, 1, 2, … for its children (the
 /// seed's `parallel.id`). It is not a collective's rank.
 pub fn id() -> u32 {
-    LINK.get().map_or(0, |l| l.number)
+    Tree::global().link().map_or(0, |l| l.number)
 }
 
 /// This process's IP address as its parent reaches it ("127.0.0.1" on one machine).
 pub fn ip() -> String {
-    LINK.get()
+    Tree::global()
+        .link()
         .map_or_else(|| "127.0.0.1".to_string(), |l| l.ip.clone())
 }
 
 pub(crate) fn link() -> Result<&'static Arc<ChildLink>, ProcessError> {
-    LINK.get().ok_or_else(|| {
+    Tree::global().link().ok_or_else(|| {
         ProcessError::Misuse(
             "this call is for a child's function (started by fork + exec); this process is not one"
                 .into(),
@@ -239,7 +243,7 @@ pub struct Parent;
 
 /// In a child: its parent. `None` in the top process.
 pub fn parent() -> Option<Parent> {
-    LINK.get().map(|_| Parent)
+    Tree::global().link().map(|_| Parent)
 }
 
 impl Parent {
@@ -251,7 +255,9 @@ impl Parent {
     /// The id of the tree's parent actor, which every message of this child
     /// to its parent goes to.
     pub fn actor_id(&self) -> ActorId {
-        LINK.get().map_or(ActorId::nil(), |l| l.parent.id())
+        Tree::global()
+            .link()
+            .map_or(ActorId::nil(), |l| l.parent.id())
     }
 
     /// Sends `value` to the parent (it reads it with `child.receive()`).
@@ -486,7 +492,7 @@ async fn serve(role: Role, password: String) -> i32 {
         credits,
         read: AtomicU32::new(0),
     });
-    let _ = LINK.set(link.clone());
+    Tree::global().set_link(link.clone());
     let hello = Hello {
         number: role.number,
         actor: actor.id(),

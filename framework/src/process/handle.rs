@@ -42,8 +42,8 @@ pub(crate) struct ChildInner {
     pub speed: Mutex<f64>,
     /// Held by a collective for its whole call, so no other call takes its posts.
     pub collective: tokio::sync::Mutex<()>,
-    /// The tree that owns it: told when the child's process ended.
-    pub tree: std::sync::Weak<super::tree::TreeInner>,
+    /// The context whose tree lists it.
+    pub context: std::sync::Weak<super::context::TreeInner>,
 }
 
 /// One child process, as its parent sees it.
@@ -400,12 +400,17 @@ impl Child {
         None
     }
 
+    /// The context of the tree this child belongs to.
+    pub fn tree(&self) -> Option<super::Tree> {
+        self.0.context.upgrade().map(super::Tree)
+    }
+
     /// The node of the tree this child belongs to (the parent's).
     pub(crate) fn home_node(&self) -> Result<crate::remote::Node, ProcessError> {
         self.0
-            .tree
+            .context
             .upgrade()
-            .and_then(|t| t.node())
+            .and_then(|c| c.node())
             .ok_or_else(|| ProcessError::Misuse("the child's process tree is gone".into()))
     }
 
@@ -428,8 +433,8 @@ impl Child {
     }
 
     fn forget(&self) {
-        if let Some(tree) = self.0.tree.upgrade() {
-            tree.forget(self);
+        if let Some(context) = self.0.context.upgrade() {
+            context.forget(self);
         }
     }
 
@@ -452,6 +457,11 @@ impl Child {
         self.0.process.kill();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.exited()).await;
         self.forget();
+    }
+
+    /// Closes the child's stdin without waiting: it exits at once.
+    pub(crate) fn close_stdin(&self) {
+        self.0.process.close_stdin();
     }
 
     /// Kills the child without waiting (for code that cannot await).

@@ -35,23 +35,20 @@
 
 mod calibrate;
 pub(crate) mod child;
+pub(crate) mod context;
 mod error;
 mod handle;
 pub mod message;
 mod parent_actor;
 mod print;
 pub(crate) mod spawn;
-pub(crate) mod tree;
 
-pub use crate::remote::value::{DEFAULT_SHM_THRESHOLD, Payload, set_shm_threshold, shm_threshold};
+pub use crate::remote::value::{DEFAULT_SHM_THRESHOLD, Payload};
 pub use calibrate::kernel_seconds;
 pub use child::{Parent, ProcessActor, SEND_WINDOW, id, ip, is_child, parent, yield_value};
+pub use context::{CLOSE_TIMEOUT, Tree};
 pub use error::{ForkError, ProcessError};
 pub use handle::{Child, Children, Execution, Executions};
 pub use parent_actor::ParentActor;
 pub use print::prefix;
 pub use spawn::{Exit, IntoPlacements, LaunchSpec, Launched, Launcher, Placement, start};
-pub use tree::{
-    CLOSE_TIMEOUT, DEFAULT_FORK_TIMEOUT, Tree, TreeOptions, children, close, default_tree, fork,
-    nchildren, nfork,
-};

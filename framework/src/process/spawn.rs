@@ -20,27 +20,7 @@ use crate::id::{ActorId, boot_id};
 use crate::transport::JoinLine;
 
 use super::error::ForkError;
-
-/// Environment variables of a started child. None of them is secret: the
-/// cluster password reaches the child on its standard input.
-pub(crate) mod env {
-    /// `child` in a process started by `fork`.
-    pub const ROLE: &str = "PARALLEL_ROLE";
-    /// The parent's join line.
-    pub const PARENT: &str = "PARALLEL_PARENT";
-    /// The parent actor of the tree (the child's `Hello` goes there).
-    pub const PARENT_ACTOR: &str = "PARALLEL_PARENT_ACTOR";
-    /// The child's number among its parent's children (1, 2, ...).
-    pub const ID: &str = "PARALLEL_ID";
-    /// The address the child's node listens on.
-    pub const LISTEN: &str = "PARALLEL_LISTEN";
-    /// The parent's boot id, to know whether the child shares its machine.
-    pub const PARENT_BOOT: &str = "PARALLEL_PARENT_BOOT";
-    /// The parent's shared-memory threshold, which the child uses too.
-    pub const SHM_THRESHOLD: &str = "PARALLEL_SHM_THRESHOLD";
-    /// Value of [`ROLE`] for a child.
-    pub const CHILD: &str = "child";
-}
+use crate::config::vars;
 
 /// Lines of a child's stderr kept for error messages.
 const TAIL_LINES: usize = 20;
@@ -66,13 +46,13 @@ impl LaunchSpec {
     /// The environment of the child; nothing in it is secret.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            (env::ROLE, env::CHILD.to_string()),
-            (env::PARENT, self.parent.to_string()),
-            (env::PARENT_ACTOR, self.parent_actor.0.to_string()),
-            (env::ID, self.number.to_string()),
-            (env::LISTEN, self.listen.clone()),
-            (env::PARENT_BOOT, boot_id()),
-            (env::SHM_THRESHOLD, self.shm_threshold.to_string()),
+            (vars::ROLE, vars::CHILD.to_string()),
+            (vars::PARENT, self.parent.to_string()),
+            (vars::PARENT_ACTOR, self.parent_actor.0.to_string()),
+            (vars::ID, self.number.to_string()),
+            (vars::LISTEN, self.listen.clone()),
+            (vars::PARENT_BOOT, boot_id()),
+            (vars::SHM_THRESHOLD, self.shm_threshold.to_string()),
         ]
     }
 }
@@ -292,6 +272,8 @@ pub struct Exit {
     pub status: String,
     /// True when a signal ended it.
     pub signaled: bool,
+    /// True when it exited with status 0.
+    pub success: bool,
 }
 
 enum Control {
@@ -338,10 +320,12 @@ impl Owned {
                 Ok(s) => Exit {
                     status: s.to_string(),
                     signaled: s.signal().is_some(),
+                    success: s.success(),
                 },
                 Err(e) => Exit {
                     status: format!("could not be waited for: {e}"),
                     signaled: false,
+                    success: false,
                 },
             };
             let _ = exit_tx.send(Some(exit));
@@ -381,6 +365,7 @@ impl Owned {
                     return Exit {
                         status: "its owner task ended".into(),
                         signaled: false,
+                        success: false,
                     };
                 }
             }

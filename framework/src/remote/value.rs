@@ -4,8 +4,6 @@
 //! into shared memory that the receiver maps and reads in place (the s3
 //! design). The receiver gets a validated, read-only `Received<T>` view.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::actor::Received;
 use crate::id::ActorId;
 use crate::transport::shm::{self, ShmError, ShmRef};
@@ -54,34 +52,7 @@ pub enum ValueError {
     Shm(#[from] ShmError),
 }
 
-/// Payloads of at least this many bytes go through shared memory between
-/// processes of the same machine (default 1 MiB; `PARALLEL_SHM_THRESHOLD`
-/// overrides it at start, [`set_shm_threshold`] at run time).
-pub const DEFAULT_SHM_THRESHOLD: usize = 1 << 20;
-
-static THRESHOLD: AtomicUsize = AtomicUsize::new(0);
-
-/// The current shared-memory threshold in bytes.
-pub fn shm_threshold() -> usize {
-    match THRESHOLD.load(Ordering::Relaxed) {
-        0 => {
-            let t = std::env::var("PARALLEL_SHM_THRESHOLD")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_SHM_THRESHOLD)
-                .max(1);
-            THRESHOLD.store(t, Ordering::Relaxed);
-            t
-        }
-        t => t,
-    }
-}
-
-/// Sets the shared-memory threshold of this process (`usize::MAX` turns
-/// shared memory off).
-pub fn set_shm_threshold(bytes: usize) {
-    THRESHOLD.store(bytes.max(1), Ordering::Relaxed);
-}
+pub use crate::config::DEFAULT_SHM_THRESHOLD;
 
 /// A value `send` and `join` accept: a reference to any wire type, a `&str`
 /// (it arrives as a `String`), or `()`.
@@ -142,15 +113,17 @@ impl Payload for () {
 }
 
 /// Posts `value` to the mailbox `to` of `remote` with operation `op`,
-/// through shared memory when `same_host` and the value is large.
+/// through shared memory when `same_host` and the value is at least
+/// `threshold` bytes.
 pub async fn post_value(
     remote: &RemoteNode,
     to: ActorId,
     operation: u8,
     value: &impl Payload,
     same_host: bool,
+    threshold: usize,
 ) -> Result<(), ValueError> {
-    if same_host && value.archived_len()? >= shm_threshold() {
+    if same_host && value.archived_len()? >= threshold {
         let file = value.write_shm()?;
         let bytes = encode(&file)?;
         if let Err(e) = remote

@@ -119,6 +119,15 @@ impl Plan {
         });
     }
 
+    /// Forgets a temporary child the supervisor stopped itself (it is never
+    /// started again); true when `key` was one.
+    pub fn remove_temporary(&mut self, key: u64) -> bool {
+        let before = self.children.len();
+        self.children
+            .retain(|c| !(c.key == key && c.restart == Restart::Temporary));
+        self.children.len() != before
+    }
+
     /// The children, in start order.
     pub fn children(&self) -> &[PlannedChild] {
         &self.children

@@ -50,22 +50,29 @@ enum Kind {
         placement: RemotePlacement,
         last: Arc<Mutex<Option<NodeId>>>,
     },
-    Process,
+    Process(crate::process::Placement),
 }
 
-/// A start function for a remote child (`process`: a forked one).
+/// Where a start function places its child: on a joined node, or in a
+/// process of its own.
+pub(super) enum Where {
+    Node(RemotePlacement),
+    Process(crate::process::Placement),
+}
+
+/// A start function for a remote child (on a joined node, or forked).
 pub(super) fn starter<A: RemoteActor + WireType>(
     make: impl Fn() -> A + 'static,
-    placement: Option<RemotePlacement>,
+    place: Where,
 ) -> super::supervisor::Starter {
     let last = Arc::new(Mutex::new(None));
     Box::new(move |ctx: &StartCtx| {
-        let kind = match &placement {
-            Some(placement) => Kind::Remote {
+        let kind = match &place {
+            Where::Node(placement) => Kind::Remote {
                 placement: placement.clone(),
                 last: last.clone(),
             },
-            None => Kind::Process,
+            Where::Process(placement) => Kind::Process(placement.clone()),
         };
         let (exit_tx, exit) = watch::channel(None);
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -200,10 +207,21 @@ async fn place<A: RemoteActor + WireType>(
     init: A,
 ) -> Result<(RemoteNode, Option<Child>), ExitReason> {
     match kind {
-        Kind::Process => {
-            let child = crate::process::fork().await.map_err(|e| {
-                ExitReason::Error(format!("could not fork a process for {}: {e}", A::NAME))
-            })?;
+        Kind::Process(placement) => {
+            // The supervisor owns the process: it is not one of the tree's
+            // forked children (`parallel::children()`, `close()`).
+            let child = crate::process::Tree::global()
+                .spawn_unlisted(placement.clone())
+                .await
+                .map(|c| c.0.into_iter().next())
+                .map_err(|e| {
+                    ExitReason::Error(format!(
+                        "could not start a process for {} on {}: {e}",
+                        A::NAME,
+                        placement.host()
+                    ))
+                })?
+                .ok_or_else(|| ExitReason::Error("no process was started".into()))?;
             let remote = child.node().clone();
             match remote.spawn_as(id, init).await {
                 Ok(_) => Ok((remote, Some(child))),
@@ -260,6 +278,28 @@ async fn place<A: RemoteActor + WireType>(
                 )
             }))
         }
+    }
+}
+
+/// A forked child, owned by a supervisor (the process tree's root): it
+/// stops when its stdin closes, and its exit is its process's.
+impl Running for Child {
+    fn exited(&self) -> Exited {
+        let exited = Child::exited(self);
+        Box::pin(async move {
+            let exit = exited.await;
+            if exit.success {
+                ExitReason::Normal
+            } else {
+                exit_reason(&exit)
+            }
+        })
+    }
+    fn stop(&self) {
+        self.close_stdin();
+    }
+    fn kill(&self) {
+        self.kill_now();
     }
 }
 

@@ -23,15 +23,15 @@ use crate::wire::WireType;
 
 use super::events::{EventStream, Journal, StampedEvent, SupervisorEvent};
 use super::plan::{Decision, Intensity, Plan, Restart, Strategy};
-use super::remote_child::{Pids, RemotePlacement, StartCtx, starter};
+use super::remote_child::{Pids, RemotePlacement, StartCtx, Where, starter};
 
 /// How long a child may take to stop before it is killed, unless its spec says otherwise.
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 
-pub(super) type Exited = Pin<Box<dyn Future<Output = ExitReason> + Send>>;
+pub(crate) type Exited = Pin<Box<dyn Future<Output = ExitReason> + Send>>;
 
 /// A running child, whatever its kind.
-pub(super) trait Running: Send + Sync {
+pub(crate) trait Running: Send + Sync {
     fn exited(&self) -> Exited;
     fn stop(&self);
     fn kill(&self);
@@ -104,25 +104,39 @@ impl ChildSpec {
             name: name.into(),
             restart: Restart::Permanent,
             shutdown: DEFAULT_SHUTDOWN,
-            start: starter(make, Some(placement)),
+            start: starter(make, Where::Node(placement)),
         }
     }
 
-    /// An actor in a child process of its own: each start forks a new
-    /// process (`parallel::fork()`, so the program needs
+    /// An actor in a child process of its own on this machine: each start
+    /// starts a new process (this same program, so it needs
     /// `#[parallel::main]`) and spawns the actor made by `make` there under
-    /// the child's stable id. Its exit is `Killed` when the process dies by
-    /// a signal, `NoConnection` when only the connection is lost; stopping
-    /// the child ends its process. `A` must be `#[actor(spawn)]`.
+    /// the child's stable id. The supervisor alone owns that process (it is
+    /// not among `parallel::children()`, and `close()` leaves it to its
+    /// supervisor). Its exit is `Killed` when the process dies by a signal,
+    /// `NoConnection` when only the connection is lost; stopping the child
+    /// ends its process. `A` must be `#[actor(spawn)]`.
     pub fn process<A: RemoteActor + WireType>(
         name: impl Into<String>,
         make: impl Fn() -> A + 'static,
+    ) -> Self {
+        Self::process_on(name, make, crate::process::Placement::Local)
+    }
+
+    /// Like [`ChildSpec::process`], with each incarnation's process started
+    /// where `placement` says: on another host through ssh
+    /// (`Remote::ssh("host").into()`), so a crashed child is restarted
+    /// there.
+    pub fn process_on<A: RemoteActor + WireType>(
+        name: impl Into<String>,
+        make: impl Fn() -> A + 'static,
+        placement: crate::process::Placement,
     ) -> Self {
         ChildSpec {
             name: name.into(),
             restart: Restart::Permanent,
             shutdown: DEFAULT_SHUTDOWN,
-            start: starter(make, None),
+            start: starter(make, Where::Process(placement)),
         }
     }
 
@@ -185,13 +199,26 @@ pub struct Supervisor {
 enum Command {
     Shutdown,
     Kill,
+    /// Owns `child`, started by the caller, from now on (never restarted).
+    Adopt {
+        name: String,
+        id: ActorId,
+        child: Box<dyn Running>,
+        shutdown: Duration,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+    /// Stops every child in reverse start order and keeps supervising.
+    TerminateChildren(tokio::sync::oneshot::Sender<()>),
 }
+
+/// Names and ids of a supervisor's children, by key (start order).
+type Ids = Arc<std::sync::RwLock<Vec<(String, ActorId)>>>;
 
 /// A running supervisor. Cheap to clone.
 #[derive(Clone)]
 pub struct SupervisorRef {
     node: Node,
-    ids: Arc<Vec<(String, ActorId)>>,
+    ids: Ids,
     pids: Pids,
     journal: Arc<Journal>,
     commands: mpsc::UnboundedSender<Command>,
@@ -234,7 +261,7 @@ impl Supervisor {
         let (done_tx, done) = watch::channel(None);
         let handle = SupervisorRef {
             node: node.clone(),
-            ids: Arc::new(ids),
+            ids: Arc::new(std::sync::RwLock::new(ids)),
             pids: Pids::default(),
             journal: Arc::new(Journal::new()),
             commands,
@@ -252,6 +279,7 @@ impl Supervisor {
             ids: handle.ids.clone(),
             pids: handle.pids.clone(),
             running: HashMap::new(),
+            adopted: HashMap::new(),
             incarnations: HashMap::new(),
             starts: 0,
             journal: handle.journal.clone(),
@@ -274,7 +302,52 @@ impl Supervisor {
 impl SupervisorRef {
     /// The id of the child named `name` (the same across its restarts).
     pub fn id_of(&self, name: &str) -> Option<ActorId> {
-        self.ids.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+        self.ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
+    }
+
+    /// Makes the supervisor the owner of `child`, which the caller started:
+    /// a temporary child (never restarted), stopped with the others, in
+    /// reverse start order, and given `shutdown` to stop before it is
+    /// killed. How a dynamic supervisor (the process tree's root) takes
+    /// children that start while it runs. Returns once it owns the child;
+    /// a supervisor that stopped stops the child at once.
+    pub(crate) async fn adopt(
+        &self,
+        name: String,
+        id: ActorId,
+        child: Box<dyn Running>,
+        shutdown: Duration,
+    ) {
+        let (done, adopted) = tokio::sync::oneshot::channel();
+        let command = Command::Adopt {
+            name,
+            id,
+            child,
+            shutdown,
+            done,
+        };
+        if let Err(mpsc::error::SendError(Command::Adopt { child, .. })) =
+            self.commands.send(command)
+        {
+            child.kill();
+            return;
+        }
+        let _ = adopted.await;
+    }
+
+    /// Stops every child in reverse start order (each asked to stop, killed
+    /// after its shutdown timeout) and keeps supervising: children adopted
+    /// later are owned as before. Returns once all have stopped.
+    pub async fn terminate_children(&self) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::TerminateChildren(done)).is_ok() {
+            let _ = finished.await;
+        }
     }
 
     /// A reference to the child actor named `name`; it follows the child's
@@ -404,8 +477,10 @@ struct Run {
     node: Node,
     plan: Plan,
     specs: HashMap<u64, ChildSpec>,
-    ids: Arc<Vec<(String, ActorId)>>,
+    ids: Ids,
     pids: Pids,
+    /// Shutdown timeouts of adopted children, which have no spec.
+    adopted: HashMap<u64, Duration>,
     /// The children that run, by key. An exit counts only while its start
     /// is the one here: one the supervisor terminated itself was removed.
     running: HashMap<u64, Started>,
@@ -422,7 +497,33 @@ struct Run {
 
 impl Run {
     fn name_and_id(&self, key: u64) -> (String, ActorId) {
-        self.ids[key as usize].clone()
+        self.ids.read().unwrap_or_else(|e| e.into_inner())[key as usize].clone()
+    }
+
+    /// Owns a child the caller started: a temporary one, at the end of the
+    /// start order.
+    fn adopt(&mut self, name: String, id: ActorId, child: Box<dyn Running>, shutdown: Duration) {
+        let key = {
+            let mut ids = self.ids.write().unwrap_or_else(|e| e.into_inner());
+            ids.push((name, id));
+            ids.len() as u64 - 1
+        };
+        self.plan.add(key, Restart::Temporary);
+        self.adopted.insert(key, shutdown);
+        self.starts += 1;
+        let start = self.starts;
+        *self.incarnations.entry(key).or_insert(0) += 1;
+        self.watch(key, start, child.exited());
+        self.running.insert(key, Started { start, child });
+    }
+
+    /// Reports `exited` as the exit of start `start` of child `key`.
+    fn watch(&self, key: u64, start: u64, exited: Exited) {
+        let tx = self.exits.0.clone();
+        tokio::spawn(async move {
+            let reason = exited.await;
+            let _ = tx.send((key, start, reason));
+        });
     }
 
     fn start_child(&mut self, key: u64) -> u64 {
@@ -439,12 +540,7 @@ impl Run {
         let incarnation = *incarnation;
         self.starts += 1;
         let start = self.starts;
-        let exited = child.exited();
-        let tx = self.exits.0.clone();
-        tokio::spawn(async move {
-            let reason = exited.await;
-            let _ = tx.send((key, start, reason));
-        });
+        self.watch(key, start, child.exited());
         self.running.insert(key, Started { start, child });
         incarnation
     }
@@ -459,6 +555,7 @@ impl Run {
             .specs
             .get(&key)
             .map(|s| s.shutdown)
+            .or_else(|| self.adopted.get(&key).copied())
             .unwrap_or(DEFAULT_SHUTDOWN);
         let exited = child.exited();
         child.stop();
@@ -501,6 +598,21 @@ impl Run {
                         return ExitReason::Killed;
                     }
                     Some(Command::Shutdown) | None => return self.shut_down().await,
+                    Some(Command::Adopt { name, id, child, shutdown, done }) => {
+                        self.adopt(name, id, child, shutdown);
+                        let _ = done.send(());
+                    }
+                    Some(Command::TerminateChildren(done)) => {
+                        let order = self.plan.shutdown_order();
+                        self.terminate_all(order.clone()).await;
+                        for key in order {
+                            self.node.set_home(self.name_and_id(key).1, Home::Down(ExitReason::Shutdown));
+                            if self.plan.remove_temporary(key) {
+                                self.adopted.remove(&key);
+                            }
+                        }
+                        let _ = done.send(());
+                    }
                 },
                 () = &mut closing => return self.shut_down().await,
                 Some((key, start, reason)) = self.exits.1.recv() => {
@@ -516,7 +628,10 @@ impl Run {
                     self.node.set_home(id, Home::Restarting);
                     self.journal.record(SupervisorEvent::Down { name, id, reason: reason.clone() });
                     match self.plan.exited(key, &reason, Instant::now()) {
-                        Decision::Nothing => self.node.set_home(id, Home::Down(reason)),
+                        Decision::Nothing => {
+                            self.adopted.remove(&key);
+                            self.node.set_home(id, Home::Down(reason));
+                        }
                         Decision::Restart { terminate, start, forget } => {
                             for &key in &terminate {
                                 self.node.set_home(self.name_and_id(key).1, Home::Restarting);

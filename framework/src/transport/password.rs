@@ -29,11 +29,6 @@ pub enum PasswordError {
         /// What the system said.
         source: std::io::Error,
     },
-    /// An environment variable was missing or not valid UTF-8.
-    #[error(
-        "environment variable {0} is not set (or not valid UTF-8); export it with the cluster password"
-    )]
-    Env(String),
     /// The prompt failed.
     #[error("could not read the cluster password from the terminal: {0}")]
     Prompt(std::io::Error),
@@ -66,12 +61,6 @@ impl Password {
         Self::non_empty(text.to_owned())
     }
 
-    /// Reads the password from the environment variable `var`.
-    pub fn from_env(var: &str) -> Result<Self, PasswordError> {
-        let secret = std::env::var(var).map_err(|_| PasswordError::Env(var.to_owned()))?;
-        Self::non_empty(secret)
-    }
-
     /// Asks for the password on the terminal, without echo.
     pub fn prompt(message: &str) -> Result<Self, PasswordError> {
         let secret = rpassword::prompt_password(message).map_err(PasswordError::Prompt)?;
@@ -82,11 +71,12 @@ impl Password {
     /// `PARALLEL_PASSWORD_FILE`, else `PARALLEL_PASSWORD`, else a prompt when
     /// standard input is a terminal.
     pub fn resolve() -> Result<Self, PasswordError> {
-        if let Some(path) = std::env::var_os(PASSWORD_FILE_ENV) {
-            return Self::from_file(PathBuf::from(path));
+        let env = crate::config::environment();
+        if let Some(path) = &env.password_file {
+            return Self::from_file(path);
         }
-        if std::env::var_os(PASSWORD_ENV).is_some() {
-            return Self::from_env(PASSWORD_ENV);
+        if let Some(secret) = &env.password {
+            return Self::non_empty(secret.clone());
         }
         if std::io::stdin().is_terminal() {
             return Self::prompt("para||el cluster password: ");

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use parallel::collective::{Group, GroupOptions, ReduceOp, Schedule};
+use parallel::collective::{Group, GroupOptions, ReduceOp, Schedule, Transport};
 use parallel::{Node, RemoteNode};
 use parallel_integration_tests::{input_f32, input_i64};
 use tokio::io::AsyncBufReadExt;
@@ -104,8 +104,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         peers.push(tokio::time::timeout(Duration::from_secs(20), node.join(&join_line)).await??);
     }
     // Tests stand several machines up on one with `PEER_HOST`.
+    // `PARALLEL_COLLECTIVE_TRANSPORT=quic` forces QUIC on one machine.
     let options = GroupOptions {
         host: std::env::var("PEER_HOST").ok(),
+        transport: Transport::from_config(&parallel::Config::from_env()),
         ..GroupOptions::default()
     };
     let mut group = Group::form_with(&node, name, &peers, options).await?;

@@ -62,8 +62,21 @@ pub enum Transport {
     /// Shared memory when every member is on one machine, QUIC otherwise.
     Auto,
     /// Always QUIC (to compare the two, or test the cross-host path on one
-    /// machine); also chosen by `PARALLEL_COLLECTIVE_TRANSPORT=quic`.
+    /// machine).
     Quic,
+}
+
+impl Transport {
+    /// A group's transport as `config` says (`quic` there: always QUIC;
+    /// anything else: [`Transport::Auto`]), for programs that take it from
+    /// the environment (`PARALLEL_COLLECTIVE_TRANSPORT`, through
+    /// [`crate::Config::from_env`]).
+    pub fn from_config(config: &crate::Config) -> Self {
+        match config.get_collective_transport() {
+            crate::CollectiveTransport::Quic => Transport::Quic,
+            _ => Transport::Auto,
+        }
+    }
 }
 
 /// Options of [`Group::form_with`].
@@ -84,15 +97,9 @@ pub struct GroupOptions {
 
 impl Default for GroupOptions {
     fn default() -> Self {
-        let quic = std::env::var(crate::collective::children::TRANSPORT_VAR)
-            .is_ok_and(|v| v.eq_ignore_ascii_case("quic"));
         Self {
             timeout: FORM_TIMEOUT,
-            transport: if quic {
-                Transport::Quic
-            } else {
-                Transport::Auto
-            },
+            transport: Transport::Auto,
             host: None,
             order: None,
         }

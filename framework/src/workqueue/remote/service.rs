@@ -5,7 +5,7 @@ use super::*;
 /// True in a process whose queues its children may reach: a
 /// `#[parallel::main]` program that is not itself a child.
 pub(in crate::workqueue) fn serves_children() -> bool {
-    crate::process::tree::MAIN_RAN.load(Ordering::Relaxed) && !crate::process::is_child()
+    crate::process::context::MAIN_RAN.load(Ordering::Relaxed) && !crate::process::is_child()
 }
 
 /// Where a queue's service finds its node.
@@ -22,7 +22,7 @@ impl Host {
         match self {
             // Fails without side effects until the first fork started the
             // node: a thread of its own has no actix System to start one.
-            Host::Parent => crate::process::default_tree().node().cloned(),
+            Host::Parent => crate::process::Tree::global().node(),
             #[cfg(test)]
             Host::Node(node) => Some(node.clone()),
         }

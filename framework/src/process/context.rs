@@ -1,27 +1,36 @@
-//! A process tree: this process's node for its children, the tree's parent
-//! actor, and the children it started (`fork`/`nfork`), each reached
-//! through its process actor. `close` stops them in order, youngest first.
+//! The context of a process tree: its settings ([`Config`]), this
+//! process's node for its children and the tree's parent actor (both made
+//! on the first fork), the children it forked, and — in a child — the link
+//! to its own parent. Nothing of a tree lives in a process-wide global:
+//! two contexts are two independent trees. The free functions
+//! (`parallel::fork()`, `parallel::parent()`, …) use one default context,
+//! made on first use from the environment ([`Tree::global`]).
+//!
+//! The layers above keep their per-tree state here too, as typed
+//! extensions ([`Tree::extension`]): the tree's root supervisor, the
+//! hosts registered with `addremote`, the collectives' groups, the named
+//! work queues.
 
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use tokio::sync::{OnceCell, oneshot};
 
+use crate::config::Config;
 use crate::id::{ActorId, boot_id};
 use crate::remote::{ActorRef, Node};
 use crate::transport::Password;
 
-use super::child::ProcessActor;
+use super::child::{ChildLink, ProcessActor, SEND_WINDOW};
 use super::error::ForkError;
 use super::handle::{Child, ChildInner, Children};
 use super::message::Hello;
 use super::parent_actor::{Expect, Forget, Inbox, ParentActor};
 use super::spawn::{IntoPlacements, LaunchSpec, Owned, Placement};
-
-/// How long a new child has to connect back unless the tree's options say otherwise.
-pub const DEFAULT_FORK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long `close` lets each child end by itself before killing it.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -29,38 +38,6 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Set by `#[parallel::main]`: only such a program may fork (its copies
 /// know they are children).
 pub(crate) static MAIN_RAN: AtomicBool = AtomicBool::new(false);
-
-/// Set once a spec names a host other than this machine (`Remote::ssh`,
-/// `addremote`): the default tree's node then listens on every interface.
-static OTHER_HOSTS: AtomicBool = AtomicBool::new(false);
-
-/// Notes that a host other than this machine was named.
-pub(crate) fn other_hosts_named() {
-    OTHER_HOSTS.store(true, Ordering::Relaxed);
-}
-
-/// The settings of a process tree.
-#[derive(Clone, Debug)]
-pub struct TreeOptions {
-    /// How long a new child has to connect back.
-    pub fork_timeout: Duration,
-    /// Where the tree's node listens (`None`: loopback, or every interface
-    /// once a child is placed on another host).
-    pub listen: Option<std::net::SocketAddr>,
-    /// Values of at least this many bytes go through shared memory between
-    /// processes of one machine.
-    pub shm_threshold: usize,
-}
-
-impl Default for TreeOptions {
-    fn default() -> Self {
-        Self {
-            fork_timeout: DEFAULT_FORK_TIMEOUT,
-            listen: None,
-            shm_threshold: crate::remote::value::shm_threshold(),
-        }
-    }
-}
 
 /// The node of a tree and its parent actor, made on the first fork.
 struct Started {
@@ -71,10 +48,17 @@ struct Started {
 }
 
 pub(crate) struct TreeInner {
-    options: TreeOptions,
+    config: Config,
+    /// The shared-memory threshold now (starts as the config's).
+    shm_threshold: AtomicUsize,
+    /// A host other than this machine was named: the node listens on every interface.
+    other_hosts: AtomicBool,
     started: OnceCell<Started>,
     children: Mutex<BTreeMap<u32, Child>>,
     next: AtomicU32,
+    extensions: DashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    /// In a child: the link to its parent.
+    link: OnceLock<Arc<ChildLink>>,
 }
 
 impl TreeInner {
@@ -87,7 +71,7 @@ impl TreeInner {
         self.started.get().map(|s| s.node.clone())
     }
 
-    /// The child is no longer this tree's.
+    /// The child is no longer one of this tree's children.
     pub(crate) fn forget(&self, child: &Child) {
         self.table().remove(&child.id());
         if let Some(started) = self.started.get() {
@@ -96,20 +80,86 @@ impl TreeInner {
     }
 }
 
-/// A process tree: the processes this one started and the node they talk
-/// to it through. Cheap to clone.
+/// The context of a process tree (see the module's docs). Cheap to clone.
 #[derive(Clone)]
 pub struct Tree(pub(crate) Arc<TreeInner>);
 
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("config", &self.0.config)
+            .field("children", &self.0.table().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Tree {
-    /// A tree with `options`; its node starts with the first fork.
-    pub fn new(options: TreeOptions) -> Self {
+    /// A context with `config`; its node starts with the first fork.
+    pub fn new(config: Config) -> Self {
         Self(Arc::new(TreeInner {
-            options,
+            shm_threshold: AtomicUsize::new(config.get_shm_threshold()),
+            config,
+            other_hosts: AtomicBool::new(false),
             started: OnceCell::new(),
             children: Mutex::new(BTreeMap::new()),
             next: AtomicU32::new(1),
+            extensions: DashMap::new(),
+            link: OnceLock::new(),
         }))
+    }
+
+    /// The default context of this process, which the free functions use:
+    /// made on first use with [`Config::from_env`].
+    pub fn global() -> &'static Tree {
+        static DEFAULT: OnceLock<Tree> = OnceLock::new();
+        DEFAULT.get_or_init(|| Tree::new(Config::from_env()))
+    }
+
+    /// The settings the context was made with.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The per-context state of type `T` of a layer above (made by `make`
+    /// on first use).
+    pub fn extension<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
+        let entry = self
+            .0
+            .extensions
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(make()))
+            .clone();
+        // The map is keyed by the type: the value is a `T`.
+        entry
+            .downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("extensions are keyed by their type"))
+    }
+
+    /// The shared-memory threshold in bytes: values at least this large go
+    /// through shared memory between processes of one machine.
+    pub fn shm_threshold(&self) -> usize {
+        self.0.shm_threshold.load(Ordering::Relaxed)
+    }
+
+    /// Sets the shared-memory threshold for children forked from now on
+    /// (`usize::MAX` turns shared memory off).
+    pub fn set_shm_threshold(&self, bytes: usize) {
+        self.0.shm_threshold.store(bytes.max(1), Ordering::Relaxed);
+    }
+
+    /// Notes that a host other than this machine will take part: the tree's
+    /// node, when it starts, listens on every interface, not loopback only.
+    pub fn expect_other_hosts(&self) {
+        self.0.other_hosts.store(true, Ordering::Relaxed);
+    }
+
+    /// In a child: its link to its parent.
+    pub(crate) fn link(&self) -> Option<&Arc<ChildLink>> {
+        self.0.link.get()
+    }
+
+    pub(crate) fn set_link(&self, link: Arc<ChildLink>) {
+        let _ = self.0.link.set(link);
     }
 
     async fn started(&self, placements: &[Placement]) -> Result<&Started, ForkError> {
@@ -120,12 +170,12 @@ impl Tree {
             return Err(ForkError::InChild);
         }
         let everywhere =
-            placements.iter().any(|p| !p.is_local()) || OTHER_HOSTS.load(Ordering::Relaxed);
+            placements.iter().any(|p| !p.is_local()) || self.0.other_hosts.load(Ordering::Relaxed);
         self.0
             .started
             .get_or_try_init(|| async {
                 let password = format!("{}{}", crate::id::NodeId::new(), crate::id::NodeId::new());
-                let listen = self.0.options.listen.unwrap_or_else(|| {
+                let listen = self.0.config.get_listen().unwrap_or_else(|| {
                     let ip = if everywhere {
                         std::net::Ipv4Addr::UNSPECIFIED
                     } else {
@@ -155,8 +205,8 @@ impl Tree {
     }
 
     /// The tree's node (started on the first fork), if it runs.
-    pub fn node(&self) -> Option<&Node> {
-        self.0.started.get().map(|s| &s.node)
+    pub fn node(&self) -> Option<Node> {
+        self.0.node()
     }
 
     /// The id of the tree's parent actor, once the first fork started it.
@@ -165,23 +215,39 @@ impl Tree {
     }
 
     /// Starts child processes where `what` says (a count: this machine;
-    /// remote specs: other hosts). Every child runs this same program,
-    /// connects back over the authenticated QUIC transport, and waits for
-    /// `exec`. Fails, naming the host and the reason, if any child does not
-    /// come up; the others are then stopped.
-    pub async fn nfork(&self, what: impl IntoPlacements) -> Result<Children, ForkError> {
+    /// remote specs: other hosts) and lists them among this tree's
+    /// [`Tree::children`]. Every child runs this same program, connects
+    /// back over the authenticated QUIC transport, and waits for `exec`.
+    /// Fails, naming the host and the reason, if any child does not come up;
+    /// the others are then killed. The caller owns the children (the tree's
+    /// root supervisor, for `parallel::fork`; a supervisor, for a
+    /// `ChildSpec::process`).
+    pub async fn spawn(&self, what: impl IntoPlacements) -> Result<Children, ForkError> {
+        self.start_children(what, true).await
+    }
+
+    /// Starts child processes like [`Tree::spawn`] without listing them
+    /// among this tree's children: for an owner that keeps them to itself
+    /// (a supervisor's process child).
+    pub async fn spawn_unlisted(&self, what: impl IntoPlacements) -> Result<Children, ForkError> {
+        self.start_children(what, false).await
+    }
+
+    async fn start_children(
+        &self,
+        what: impl IntoPlacements,
+        listed: bool,
+    ) -> Result<Children, ForkError> {
         let placements = what.into_placements();
         let started = self.started(&placements).await?;
         let base = started.node.join_line();
-        if placements.iter().any(|p| !p.is_local()) && base.addr.ip().is_loopback() {
+        if let Some(remote) = placements.iter().find(|p| !p.is_local())
+            && base.addr.ip().is_loopback()
+        {
             return Err(ForkError::Spawn {
-                host: placements
-                    .iter()
-                    .find(|p| !p.is_local())
-                    .map(Placement::host)
-                    .unwrap_or_default(),
+                host: remote.host(),
                 reason: format!(
-                    "this process's node listens on {} only, which another host cannot reach: name the other hosts (Remote::ssh or addremote) before the first fork",
+                    "this process's node listens on {} only, which another host cannot reach: name the other hosts (Remote::ssh, addremote, or Tree::expect_other_hosts) before the first fork",
                     base.addr
                 ),
             });
@@ -193,12 +259,12 @@ impl Tree {
                 number,
                 parent: placement.parent_line(&base),
                 parent_actor: started.parent.id(),
-                shm_threshold: self.0.options.shm_threshold,
+                shm_threshold: self.shm_threshold(),
                 password: started.password.clone(),
                 listen: placement.listen(),
             };
             let (reply, hello) = oneshot::channel();
-            let credits = Arc::new(tokio::sync::Semaphore::new(super::child::SEND_WINDOW));
+            let credits = Arc::new(tokio::sync::Semaphore::new(SEND_WINDOW));
             let inbox = Arc::new(Inbox::new(credits.clone()));
             started.addr.do_send(Expect {
                 number,
@@ -237,9 +303,11 @@ impl Tree {
             }
             return Err(e);
         }
-        let mut table = self.0.table();
-        for child in &children {
-            table.insert(child.id(), child.clone());
+        if listed {
+            let mut table = self.0.table();
+            for child in &children {
+                table.insert(child.id(), child.clone());
+            }
         }
         Ok(Children(children))
     }
@@ -249,29 +317,15 @@ impl Tree {
         Children(self.0.table().values().cloned().collect())
     }
 
-    /// Stops every child, local and remote, youngest first: each is told to
-    /// end (its stdin closes), given [`CLOSE_TIMEOUT`], then killed; all are
-    /// forgotten.
-    pub async fn close(&self) {
-        let all: Vec<Child> = self.0.table().values().rev().cloned().collect();
-        for child in &all {
-            child.stop(CLOSE_TIMEOUT).await;
-        }
-    }
-
-    /// The same as [`Tree::close`], for code that cannot await (a panic or
-    /// signal path): kills every child process at once.
-    pub(crate) fn close_now(&self) {
-        let all: Vec<Child> = std::mem::take(&mut *self.0.table()).into_values().collect();
-        for child in all {
-            child.kill_now();
-        }
+    /// How many children this tree has.
+    pub fn nchildren(&self) -> usize {
+        self.0.table().len()
     }
 }
 
 /// Waits for a launched child's hello: it connected back and is ready.
 async fn welcome(
-    tree: Tree,
+    context: Tree,
     node: Node,
     placement: Placement,
     spec: LaunchSpec,
@@ -280,7 +334,7 @@ async fn welcome(
     hello: oneshot::Receiver<Hello>,
 ) -> Result<Child, ForkError> {
     let host = placement.host();
-    let timeout = tree.0.options.fork_timeout;
+    let timeout = context.0.config.get_fork_timeout();
     let process = Owned::own(placement.launch(&spec).await?);
     let hello = tokio::select! {
         hello = hello => hello.map_err(|_| ForkError::Protocol {
@@ -335,51 +389,6 @@ async fn welcome(
         shm_threshold: spec.shm_threshold,
         speed: Mutex::new(1.0),
         collective: tokio::sync::Mutex::new(()),
-        tree: Arc::downgrade(&tree.0),
+        context: Arc::downgrade(&context.0),
     })))
-}
-
-/// The tree of the free functions (`parallel::fork()` and the others).
-static DEFAULT: std::sync::OnceLock<Tree> = std::sync::OnceLock::new();
-
-/// The tree the free functions use.
-pub fn default_tree() -> &'static Tree {
-    DEFAULT.get_or_init(|| Tree::new(TreeOptions::default()))
-}
-
-/// Starts one child process on this machine.
-pub async fn fork() -> Result<Child, ForkError> {
-    let mut children = nfork(1).await?;
-    Ok(children.0.remove(0))
-}
-
-/// Starts child processes: `nfork(4)` on this machine, or on other hosts
-/// with remote specs (`nfork(vec![Remote::ssh("host").procs(4).into()])`).
-/// See [`Tree::nfork`].
-pub async fn nfork(what: impl IntoPlacements) -> Result<Children, ForkError> {
-    default_tree().nfork(what).await
-}
-
-/// The living children of this process, in number order.
-pub fn children() -> Children {
-    default_tree().children()
-}
-
-/// How many children this process has.
-pub fn nchildren() -> usize {
-    default_tree().0.table().len()
-}
-
-/// Stops every child, local and remote, youngest first (see
-/// [`Tree::close`]). Runs by itself when `#[parallel::main]`'s `main`
-/// returns, fails, panics, or the program gets Ctrl+C / SIGTERM.
-pub async fn close() {
-    default_tree().close().await;
-    crate::transport::shm::cleanup_own();
-}
-
-/// The same as [`close`], for code that cannot await.
-pub(crate) fn close_now() {
-    default_tree().close_now();
-    crate::transport::shm::cleanup_own();
 }
