@@ -42,6 +42,15 @@ pub struct TransportConfig {
     /// Frames queued per peer before [`super::Peer::send`] waits (default
     /// 1024); replies have a queue of this size of their own.
     pub send_queue: usize,
+    /// Messages from one peer that the node holds for actors and mailboxes
+    /// whose inbox is full, so that messages for other actors go on
+    /// (default 1024). While this many (or `parked_bytes`) are held, the
+    /// peer's data lanes are not read: QUIC flow control then makes its
+    /// sends wait. Replies and heartbeats from it flow either way.
+    pub parked_frames: usize,
+    /// Payload bytes of the messages held that way, per peer (default
+    /// 8 MiB); the last batch taken (at most 256 frames) may go beyond it.
+    pub parked_bytes: usize,
 }
 
 impl Default for TransportConfig {
@@ -58,6 +67,8 @@ impl Default for TransportConfig {
             max_uni_streams: 64,
             bulk_threshold: 256 << 10,
             send_queue: 1024,
+            parked_frames: 1024,
+            parked_bytes: 8 << 20,
         }
     }
 }
