@@ -1,5 +1,31 @@
 //! The node's event loop and one dispatcher per peer: frames in, actor
 //! deliveries, replies and spawns out.
+//!
+//! # A full inbox delays nothing else
+//!
+//! The dispatcher of a peer never waits for one actor. A message whose
+//! target's inbox is full is parked (see [`parked`]): it and every later
+//! message from this peer to the same target wait, in order, in a queue of
+//! their own, while messages to other targets, replies, spawns and calls go
+//! on. Parked messages of one peer share a budget (`parked_frames`,
+//! `parked_bytes` of [`crate::transport::TransportConfig`]); while it is
+//! spent the dispatcher takes no data frames from the peer, so the peer's
+//! data lanes stop and QUIC flow control stops its senders: a sender to a
+//! full actor waits, nothing is dropped, and memory stays bounded.
+//!
+//! Replies cannot be stopped that way: the transport carries them on a lane
+//! of their own, with a send queue of its own, and the dispatcher always
+//! takes them first ([`PeerInbound::recv_gated`]). So an ask from this node
+//! to the peer is answered while the peer floods a full inbox here.
+//! Heartbeats never pass through the dispatcher: the control lane is read by
+//! the transport's own task, and heartbeats also travel as QUIC datagrams,
+//! which no stream's flow control holds back.
+//!
+//! Order: messages from one peer to one target go in in the order sent (a
+//! target with a queue takes every later message at its end); messages to
+//! different targets, and replies, have no order among them.
+
+mod parked;
 
 use std::sync::{Arc, Weak};
 
@@ -13,6 +39,9 @@ use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, encode};
 use super::link::PeerLink;
 use super::node::NodeInner;
 use super::registered::{factory, remote_fn};
+
+use parked::Parked;
+pub(crate) use parked::{Blocked, Receipt, Room, Wait};
 
 /// The link for `peer`, made on first sight (by `join` or by the transport's
 /// `Up` event, whichever comes first).
@@ -63,26 +92,98 @@ pub(crate) async fn run_events(node: Weak<NodeInner>, mut events: mpsc::Receiver
 /// Frames the dispatcher takes from the transport at once.
 const BATCH: usize = 256;
 
-/// Reads one peer's frames in order and acts on each.
+/// Reads one peer's frames in order and acts on each, never waiting for
+/// one actor: see the module docs. Once the peer is gone, what it sent
+/// before still goes in.
 async fn serve_peer(node: Weak<NodeInner>, link: Arc<PeerLink>, mut inbound: PeerInbound) {
+    let Some(mut parked) = node
+        .upgrade()
+        .map(|inner| Parked::new(inner.transport.config()))
+    else {
+        return;
+    };
     let mut frames = Vec::with_capacity(BATCH);
     let mut last = LastLookup::default();
-    while inbound.recv_many(&mut frames, BATCH).await > 0 {
-        let Some(inner) = node.upgrade() else { break };
-        for (header, payload) in frames.drain(..) {
-            match header.kind {
-                FrameKind::Tell | FrameKind::Ask => {
-                    deliver(&inner, &link, &mut last, header, payload).await
+    let mut open = true;
+    loop {
+        // Data frames only while the budget lasts; replies count against nothing.
+        let room = parked.room();
+        let limit = if room == 0 { BATCH } else { BATCH.min(room) };
+        tokio::select! {
+            biased;
+            (target, ready) = parked.next_room(), if !parked.is_empty() => {
+                let Some(inner) = node.upgrade() else { break };
+                parked.resume(
+                    target,
+                    ready,
+                    |header, payload, room| offer(&inner, &link, &mut last, header, payload, room),
+                    |(header, payload)| send_reply(&link, header, payload),
+                );
+            }
+            n = inbound.recv_gated(&mut frames, limit, room > 0), if open => {
+                if n == 0 {
+                    open = false;
+                    continue;
                 }
-                FrameKind::Reply | FrameKind::ReplyError => link.complete(&header, payload),
-                FrameKind::Spawn => spawn(&inner, &link, header, &payload),
-                FrameKind::Call => call(&link, header, payload),
-                FrameKind::Post => super::mailbox::deliver(&inner, &link, header, payload).await,
-                other => link
-                    .peer()
-                    .close(&format!("unexpected {other:?} frame on a data lane")),
+                let Some(inner) = node.upgrade() else { break };
+                for (header, payload) in frames.drain(..) {
+                    handle(&inner, &link, &mut last, &mut parked, header, payload);
+                }
+            }
+            else => break,
+        }
+    }
+}
+
+/// Acts on one frame from the peer.
+fn handle(
+    node: &NodeInner,
+    link: &Arc<PeerLink>,
+    last: &mut LastLookup,
+    parked: &mut Parked,
+    header: FrameHeader,
+    payload: Buffer,
+) {
+    match header.kind {
+        FrameKind::Reply | FrameKind::ReplyError => link.complete(&header, payload),
+        FrameKind::Tell | FrameKind::Ask | FrameKind::Post => {
+            let at = parked.arrive();
+            if parked.holds(header.target) {
+                return parked.push(at, header, payload);
+            }
+            match offer(node, link, last, header, payload, None) {
+                Ok(None) => {}
+                Ok(Some((header, payload))) if parked.is_empty() => {
+                    send_reply(link, header, payload)
+                }
+                Ok(Some(receipt)) => parked.receipt(at, receipt, |(header, payload)| {
+                    send_reply(link, header, payload)
+                }),
+                Err(blocked) => parked.park(at, blocked),
             }
         }
+        FrameKind::Spawn => spawn(node, link, header, &payload),
+        FrameKind::Call => call(link, header, payload),
+        other => link
+            .peer()
+            .close(&format!("unexpected {other:?} frame on a data lane")),
+    }
+}
+
+/// Delivers (or answers) a message for an actor or a mailbox now, with
+/// `room` if a wait found some; gives it back when the target's inbox is
+/// full. A confirmed post's receipt comes back to be sent in order.
+fn offer(
+    node: &NodeInner,
+    link: &Arc<PeerLink>,
+    last: &mut LastLookup,
+    header: FrameHeader,
+    payload: Buffer,
+    room: Option<Room>,
+) -> Result<Option<Receipt>, Blocked> {
+    match header.kind {
+        FrameKind::Post => super::mailbox::offer(node, link, header, payload, room),
+        _ => deliver(node, link, last, header, payload, room).map(|()| None),
     }
 }
 
@@ -126,34 +227,48 @@ pub(crate) fn reply_sink(link: &Arc<PeerLink>, request: &FrameHeader) -> ByteSin
         let mut header = FrameHeader::new(kind);
         header.correlation = correlation;
         header.source = source;
-        match link.peer().try_reserve() {
-            Ok(permit) => permit.send(header, payload),
-            Err(_) => {
-                tokio::spawn(async move {
-                    let _ = link.send(header, payload).await;
-                });
-            }
-        }
+        send_reply(&link, header, payload);
     })
 }
 
-async fn deliver(
+/// Queues a `Reply` or `ReplyError` frame on the peer's reply lane without
+/// waiting: at once if its queue has room, else from a task of its own.
+pub(crate) fn send_reply(link: &Arc<PeerLink>, header: FrameHeader, payload: Buffer) {
+    match link.peer().try_reserve_reply() {
+        Ok(permit) => permit.send(header, payload),
+        Err(_) => {
+            let link = link.clone();
+            tokio::spawn(async move {
+                let _ = link.send(header, payload).await;
+            });
+        }
+    }
+}
+
+/// Hands a `Tell` or `Ask` to its actor if it has a free slot (or `room`
+/// holds one of its slots); gives it back when the actor's mailbox is full.
+fn deliver(
     node: &NodeInner,
     link: &Arc<PeerLink>,
     last: &mut LastLookup,
     header: FrameHeader,
     payload: Buffer,
-) {
+    room: Option<Room>,
+) -> Result<(), Blocked> {
     if header.kind == FrameKind::Ask && header.type_tag == super::watch::WATCH_TAG {
-        return super::watch::serve(node, link, &header);
+        super::watch::serve(node, link, &header);
+        return Ok(());
     }
     if header.kind == FrameKind::Ask && header.type_tag == super::supervised::STOP_TAG {
-        return super::supervised::serve_stop(node, link, &header);
+        super::supervised::serve_stop(node, link, &header);
+        return Ok(());
     }
     if header.kind == FrameKind::Ask && header.type_tag == super::watch::EXIT_TAG {
-        return super::watch::serve_exit(node, link, &header, &payload);
+        super::watch::serve_exit(node, link, &header, &payload);
+        return Ok(());
     }
-    let reply = (header.kind == FrameKind::Ask).then(|| reply_sink(link, &header));
+    let reply =
+        |header: &FrameHeader| (header.kind == FrameKind::Ask).then(|| reply_sink(link, header));
     let Some(entry) = last.get(&node.registry, header.target) else {
         let failure = RemoteFailure {
             code: code::UNKNOWN_ACTOR,
@@ -163,16 +278,27 @@ async fn deliver(
                 node.transport.node_id()
             ),
         };
-        Inbound::new(&header, payload, reply, None).fail(failure);
-        return;
+        Inbound::new(&header, payload, reply(&header), None).fail(failure);
+        return Ok(());
     };
-    // Waiting for a mailbox slot stops reading from this peer: QUIC flow
-    // control then makes the sender wait too.
-    let slot = match entry.try_slot() {
-        Some(slot) => slot,
-        None => entry.slot().await,
+    // A slot a wait took counts only if the target is still that actor (a
+    // supervisor may have restarted it under the same id).
+    let inbound = match room {
+        Some(Room::Slot(of, held)) if Arc::ptr_eq(&of, &entry) => {
+            held(&header, payload, reply(&header))
+        }
+        _ => match entry.try_slot() {
+            Some(slot) => Inbound::new(&header, payload, reply(&header), Some(slot)),
+            None => {
+                return Err(Blocked {
+                    header,
+                    payload,
+                    wait: Wait::Slot(entry),
+                });
+            }
+        },
     };
-    if let Err(inbound) = entry.dispatch(Inbound::new(&header, payload, reply, Some(slot))) {
+    if let Err(inbound) = entry.dispatch(inbound) {
         let failure = RemoteFailure {
             code: code::UNKNOWN_MESSAGE,
             message: format!(
@@ -185,6 +311,7 @@ async fn deliver(
         };
         inbound.fail(failure);
     }
+    Ok(())
 }
 
 fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &[u8]) {

@@ -1,7 +1,10 @@
 //! Mailboxes addressed by id that take raw payloads from other nodes: what
 //! the process layer's `send`, `receive`, `join` and `yield` travel through.
-//! A mailbox is bounded; a full one stops reading from the sending peer, so
-//! the sender waits (QUIC flow control) instead of anything being dropped.
+//! A mailbox is bounded; posts for a full one wait at the receiving node
+//! (in order, with the peer's other messages for full inboxes, within a
+//! bounded budget), then stop reading from the sending peer, so the sender
+//! waits (QUIC flow control) instead of anything being dropped. Posts to
+//! other mailboxes and actors, and replies, go on meanwhile.
 
 use std::sync::{Arc, Weak};
 
@@ -11,6 +14,7 @@ use crate::actor::code;
 use crate::id::{ActorId, NodeId};
 use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, encode};
 
+use super::dispatch::{Blocked, Receipt, Room, Wait};
 use super::link::PeerLink;
 use super::node::NodeInner;
 
@@ -104,15 +108,19 @@ impl Drop for Mailbox {
     }
 }
 
-/// Hands a `Post` frame to its mailbox, waiting while it is full. A post
-/// with a correlation id asked for a receipt: it gets an empty `Reply` once
-/// it is in the mailbox, or a `ReplyError` if the mailbox is closed.
-pub(crate) async fn deliver(
+/// Hands a `Post` frame to its mailbox if it has room (or `room` holds
+/// room in it); gives it back when the mailbox is full, so the dispatcher
+/// can park it and go on with other targets. A post with a correlation id
+/// asked for a receipt, which comes back for the dispatcher to send once
+/// everything that arrived before the post is in: an empty `Reply` once
+/// the post is in the mailbox, or a `ReplyError` if the mailbox is closed.
+pub(crate) fn offer(
     node: &NodeInner,
     link: &Arc<PeerLink>,
     header: FrameHeader,
     payload: Buffer,
-) {
+    room: Option<Room>,
+) -> Result<Option<Receipt>, Blocked> {
     let from: NodeId = link.node();
     let sender = node
         .mailboxes
@@ -126,7 +134,24 @@ pub(crate) async fn deliver(
                 type_tag: header.type_tag,
                 payload,
             };
-            tx.send(delivery).await.is_ok()
+            match room {
+                // Room a wait took counts only in the mailbox open now.
+                Some(Room::Mailbox(of, permit)) if of.same_channel(&tx) => {
+                    permit.send(delivery);
+                    true
+                }
+                _ => match tx.try_send(delivery) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(delivery)) => {
+                        return Err(Blocked {
+                            header,
+                            payload: delivery.payload,
+                            wait: Wait::Mailbox(tx),
+                        });
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                },
+            }
         }
         None => false,
     };
@@ -140,7 +165,7 @@ pub(crate) async fn deliver(
         }
     }
     if header.correlation == 0 {
-        return;
+        return Ok(None);
     }
     let mut reply = FrameHeader::new(if delivered {
         FrameKind::Reply
@@ -161,5 +186,5 @@ pub(crate) async fn deliver(
         };
         encode(&failure).unwrap_or_default()
     };
-    let _ = link.send(reply, payload).await;
+    Ok(Some((reply, payload)))
 }

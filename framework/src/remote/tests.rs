@@ -8,8 +8,8 @@ use rkyv::{Archive, Deserialize, Serialize};
 use tokio::time::timeout;
 
 use crate::actor::{Failure, Received, Tensor};
-use crate::remote::{AskError, Node, SendError};
-use crate::transport::Password;
+use crate::remote::{ActorRef, AskError, Node, RemoteNode, SendError};
+use crate::transport::{Password, TransportConfig};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -281,4 +281,278 @@ async fn a_node_that_shut_down_stops_its_actors_and_asks_to_them_fail() {
     // The other node of the process is unaffected.
     let other = a.spawn(Calc::default());
     assert_eq!(timeout(T, other.ask(Add(3))).await.unwrap().unwrap(), 3);
+}
+
+/// Takes no message after a `Hold` until its gate opens: a mailbox that
+/// stays full for as long as a test needs. Notes each `Hold` it takes.
+#[derive(crate::Actor, Archive, Serialize, Deserialize, Default)]
+#[actor(messages(Hold, Seen), spawn)]
+struct Gate {
+    /// Which of [`GATES`] it waits on.
+    gate: u8,
+    seen: Vec<u32>,
+}
+
+/// One gate per test that uses a [`Gate`]; a `Hold` takes one permit.
+static GATES: [tokio::sync::Semaphore; 2] = [
+    tokio::sync::Semaphore::const_new(0),
+    tokio::sync::Semaphore::const_new(0),
+];
+
+#[derive(crate::Message, Archive, Serialize, Deserialize)]
+#[message(result = ())]
+struct Hold(u32);
+
+/// The `Hold`s taken so far, in the order taken.
+#[derive(crate::Message, Archive, Serialize, Deserialize)]
+#[message(result = Vec<u32>)]
+struct Seen;
+
+impl Handler<Hold> for Gate {
+    type Result = ();
+    fn handle(&mut self, Hold(i): Hold, ctx: &mut actix::Context<Self>) {
+        use actix::AsyncContext;
+        self.seen.push(i);
+        let gate = &GATES[usize::from(self.gate)];
+        // The actor takes nothing more from its mailbox until this is done.
+        ctx.wait(actix::fut::wrap_future(async move {
+            if let Ok(permit) = gate.acquire().await {
+                permit.forget();
+            }
+        }));
+    }
+}
+
+impl Handler<Seen> for Gate {
+    type Result = actix::MessageResult<Seen>;
+    fn handle(&mut self, _: Seen, _: &mut actix::Context<Self>) -> Self::Result {
+        actix::MessageResult(self.seen.clone())
+    }
+}
+
+/// Two nodes that allow `Calc` and `Gate`, `mailbox` slots per actor; `b`
+/// joined `a`. Returns `a`, `b`, `a`'s handle on `b`, `b`'s handle on `a`.
+async fn joined(mailbox: usize, config: TransportConfig) -> (Node, Node, RemoteNode, RemoteNode) {
+    let start = || {
+        Node::builder()
+            .transport(config.clone())
+            .password(Password::new("unit".into()))
+            .mailbox(mailbox)
+            .allow::<Calc>()
+            .allow::<Gate>()
+            .start()
+    };
+    let a = timeout(T, start()).await.unwrap().expect("start node a");
+    let b = timeout(T, start()).await.unwrap().expect("start node b");
+    let to_a = timeout(T, b.join(&a.join_line()))
+        .await
+        .unwrap()
+        .expect("b joins a");
+    let to_b = timeout(T, a.accept())
+        .await
+        .unwrap()
+        .expect("a sees b join");
+    (a, b, to_b, to_a)
+}
+
+/// Waits until the gate's mailbox is full, probing it from its own node
+/// (a probe that gets in is a harmless `Seen`).
+async fn wait_full(at_home: &ActorRef<Gate>) {
+    timeout(T, async {
+        while !matches!(at_home.try_tell(Seen), Err(SendError::Full(_))) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the gate's mailbox never filled: the flood did not arrive");
+}
+
+/// How long a reply may take while another actor's inbox is full.
+const QUICK: Duration = Duration::from_secs(2);
+
+#[actix_rt::test]
+async fn replies_and_other_actors_never_wait_behind_a_full_inbox() {
+    const GATE: u8 = 0;
+    let (_a, _b, to_b, to_a) = joined(2, TransportConfig::default()).await;
+    // `gate` and `other` live on a and are used from b; `far` the other way.
+    let gate = timeout(
+        T,
+        to_a.spawn(Gate {
+            gate: GATE,
+            ..Gate::default()
+        }),
+    )
+    .await
+    .unwrap()
+    .expect("spawn the gate on a");
+    let other = timeout(T, to_a.spawn(Calc::default()))
+        .await
+        .unwrap()
+        .expect("spawn another actor on a");
+    let far = timeout(T, to_b.spawn(Calc::default()))
+        .await
+        .unwrap()
+        .expect("spawn an actor on b");
+    // More holds than the gate's 2 slots: a's dispatcher for b meets a full inbox.
+    for i in 0..8 {
+        timeout(T, gate.tell(Hold(i))).await.unwrap().unwrap();
+    }
+    let at_home = ActorRef::<Gate>::from_address(gate.address().clone());
+    wait_full(&at_home).await;
+
+    let sum = timeout(QUICK, other.ask(Add(1)))
+        .await
+        .expect("an ask from b to another actor on a waited behind the gate's full inbox")
+        .unwrap();
+    assert_eq!(sum, 1);
+    let sum = timeout(QUICK, far.ask(Add(2)))
+        .await
+        .expect("b's reply to a waited behind b's deliveries into the gate's full inbox")
+        .unwrap();
+    assert_eq!(sum, 2);
+    assert!(
+        matches!(at_home.try_tell(Seen), Err(SendError::Full(_))),
+        "the gate's inbox emptied during the test: it proves nothing"
+    );
+
+    GATES[usize::from(GATE)].add_permits(1 << 20);
+    let seen = timeout(T, gate.ask(Seen)).await.unwrap().unwrap();
+    assert_eq!(seen, (0..8).collect::<Vec<_>>(), "lost or reordered holds");
+}
+
+#[actix_rt::test]
+async fn replies_and_heartbeats_flow_while_a_full_inbox_stops_a_peer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    const GATE: u8 = 1;
+    // Small windows, queues and budget: the flood stops after a few
+    // thousand holds.
+    let config = TransportConfig {
+        connection_window: 256 << 10,
+        stream_window: 64 << 10,
+        send_queue: 64,
+        parked_frames: 64,
+        heartbeat_interval: Duration::from_millis(100),
+        heartbeat_timeout: Duration::from_secs(1),
+        ..TransportConfig::default()
+    };
+    let (_a, _b, to_b, to_a) = joined(2, config).await;
+    let gate = timeout(
+        T,
+        to_a.spawn(Gate {
+            gate: GATE,
+            ..Gate::default()
+        }),
+    )
+    .await
+    .unwrap()
+    .expect("spawn the gate on a");
+    let far = timeout(T, to_b.spawn(Calc::default()))
+        .await
+        .unwrap()
+        .expect("spawn an actor on b");
+
+    // b tells the gate until backpressure stops it: every buffer between
+    // the two is full, and a reads nothing more from b's data lane.
+    let (told, stop) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let flood = actix_rt::spawn({
+        let (gate, told, stop) = (gate.clone(), told.clone(), stop.clone());
+        async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                gate.tell(Hold(i)).await.expect("tell the gate");
+                i += 1;
+                told.store(i, Ordering::Relaxed);
+            }
+            i
+        }
+    });
+    // Stopped: no progress over three looks in a row (each gives the flood
+    // a turn on this thread).
+    let stalled = timeout(T, async {
+        let (mut last, mut still) = (0, 0);
+        loop {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let now = told.load(Ordering::Relaxed);
+            still = if now == last && now > 2 { still + 1 } else { 0 };
+            last = now;
+            if still == 3 {
+                return now;
+            }
+        }
+    })
+    .await
+    .expect("the flood never stopped: nothing pushes back on b");
+
+    let sum = timeout(QUICK, far.ask(Add(3)))
+        .await
+        .expect("b's reply to a waited behind b's stopped data lane")
+        .unwrap();
+    assert_eq!(sum, 3);
+    // Longer than the heartbeat timeout: the control lane kept both alive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        to_a.is_alive() && to_b.is_alive(),
+        "a heartbeat waited behind the full inbox"
+    );
+    assert_eq!(
+        told.load(Ordering::Relaxed),
+        stalled,
+        "b went on sending: something took its holds without bound"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    GATES[usize::from(GATE)].add_permits(1 << 20);
+    let total = timeout(T, flood).await.unwrap().unwrap();
+    let seen = timeout(T, gate.ask(Seen)).await.unwrap().unwrap();
+    assert_eq!(seen.len(), total as usize, "lost holds");
+    assert!(seen.iter().copied().eq(0..total), "reordered holds");
+}
+
+#[actix_rt::test]
+async fn posts_to_a_full_mailbox_wait_in_order_while_other_mailboxes_go_on() {
+    let (a, _b, _to_b, to_a) = joined(16, TransportConfig::default()).await;
+    let mut full = a.open_mailbox(1);
+    let mut open = a.open_mailbox(4);
+    let post = |i: u32| crate::wire::encode(&i).unwrap();
+    // One post fills `full`; the next four wait at a for room.
+    for i in 0..5 {
+        timeout(T, to_a.post(full.id(), 1, 0, post(i)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    timeout(T, to_a.post(open.id(), 2, 0, post(100)))
+        .await
+        .unwrap()
+        .unwrap();
+    let other = timeout(QUICK, open.recv())
+        .await
+        .expect("a post to another mailbox waited behind the full one")
+        .unwrap();
+    assert_eq!(other.op, 2);
+    // A receipt says everything posted before is in: not while `full` is.
+    let confirmed = actix_rt::spawn({
+        let (to_a, id) = (to_a.clone(), open.id());
+        async move { to_a.post_confirmed(id, 3, 0, post(101)).await }
+    });
+    let payload = timeout(QUICK, open.recv())
+        .await
+        .expect("a confirmed post to another mailbox waited behind the full one")
+        .unwrap();
+    assert_eq!(payload.op, 3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !confirmed.is_finished(),
+        "a receipt came while an earlier post was still waiting at a"
+    );
+    for i in 0..5 {
+        let got = timeout(T, full.recv()).await.unwrap().unwrap();
+        let got: u32 = crate::wire::decode_owned(&got.payload).unwrap();
+        assert_eq!(got, i, "posts to one mailbox arrived out of order");
+    }
+    timeout(T, confirmed).await.unwrap().unwrap().unwrap();
 }

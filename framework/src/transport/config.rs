@@ -26,17 +26,31 @@ pub struct TransportConfig {
     /// Most connections accepted at once; more are refused (default 256).
     pub max_incoming: usize,
     /// QUIC receive window of a whole connection, in bytes (default 16 MiB).
+    /// Keep it larger than `stream_window`: a data lane that is not read
+    /// holds at most `stream_window` of it, and the rest is what lets
+    /// replies through meanwhile.
     pub connection_window: u64,
     /// QUIC receive window of one stream, in bytes (default 8 MiB).
     pub stream_window: u64,
     /// Most unidirectional streams a peer may have open towards this node at
-    /// once: the small lane plus concurrent bulk payloads (default 64).
+    /// once: the small lane, the reply lane and concurrent bulk payloads
+    /// (default 64).
     pub max_uni_streams: u32,
     /// Payloads of at least this many bytes travel on a stream of their own
     /// so they never hold up small messages (default 256 KiB).
     pub bulk_threshold: usize,
-    /// Frames queued per peer before [`super::Peer::send`] waits (default 1024).
+    /// Frames queued per peer before [`super::Peer::send`] waits (default
+    /// 1024); replies have a queue of this size of their own.
     pub send_queue: usize,
+    /// Messages from one peer that the node holds for actors and mailboxes
+    /// whose inbox is full, so that messages for other actors go on
+    /// (default 1024). While this many (or `parked_bytes`) are held, the
+    /// peer's data lanes are not read: QUIC flow control then makes its
+    /// sends wait. Replies and heartbeats from it flow either way.
+    pub parked_frames: usize,
+    /// Payload bytes of the messages held that way, per peer (default
+    /// 8 MiB); the last batch taken (at most 256 frames) may go beyond it.
+    pub parked_bytes: usize,
 }
 
 impl Default for TransportConfig {
@@ -53,6 +67,8 @@ impl Default for TransportConfig {
             max_uni_streams: 64,
             bulk_threshold: 256 << 10,
             send_queue: 1024,
+            parked_frames: 1024,
+            parked_bytes: 8 << 20,
         }
     }
 }

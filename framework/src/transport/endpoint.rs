@@ -17,9 +17,9 @@ use super::fence::{self, Fences};
 use super::framing::close_code;
 use super::handshake::{self, DUPLICATE, ListenError, Me};
 use super::join_line::JoinLine;
-use super::lanes::{self, INBOUND_QUEUE};
+use super::lanes::{self, INBOUND_QUEUE, Lane};
 use super::password::Password;
-use super::peer::{Inbound, Peer, PeerEvent, PeerShared};
+use super::peer::{Inbound, Peer, PeerEvent, PeerShared, Queues};
 use super::{control, tls};
 
 /// Capacity of the event channel handed out by [`Transport::bind`].
@@ -340,20 +340,13 @@ impl Inner {
             }
             Err(e) => return Err(e),
         };
-        let (tx, rx) = mpsc::channel(self.config.send_queue.max(1));
-        let peer = Peer {
-            shared: Arc::new(PeerShared::new(
-                joined,
-                conn,
-                true,
-                send,
-                self.fences.clone(),
-            )),
-            tx,
-        };
+        let (peer, queues) = Peer::new(
+            PeerShared::new(joined, conn, true, send, self.fences.clone()),
+            self.config.send_queue,
+        );
         match self.admit(&peer) {
             Ok(()) => {
-                tokio::spawn(run_peer(self.clone(), peer.clone(), recv, rx, None));
+                tokio::spawn(run_peer(self.clone(), peer.clone(), recv, queues, None));
                 Ok(peer)
             }
             Err(existing) => {
@@ -448,7 +441,7 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming, slot: Slot) {
     let conn_slot: Arc<Mutex<Option<quinn::Connection>>> = Arc::default();
     let work = accept_handshake(&inner, incoming, conn_slot.clone());
     match tokio::time::timeout(limit, work).await {
-        Ok(Ok((peer, recv, rx))) => run_peer(inner, peer, recv, rx, Some(slot)).await,
+        Ok(Ok((peer, recv, queues))) => run_peer(inner, peer, recv, queues, Some(slot)).await,
         Ok(Err(ListenError::Refused(why))) => tracing::debug!(%addr, "join refused: {why}"),
         Ok(Err(ListenError::Lost(why))) => tracing::debug!(%addr, "join failed: {why}"),
         Err(_) => {
@@ -460,11 +453,7 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming, slot: Slot) {
     }
 }
 
-type Accepted = (
-    Peer,
-    quinn::RecvStream,
-    mpsc::Receiver<super::peer::Outgoing>,
-);
+type Accepted = (Peer, quinn::RecvStream, Queues);
 
 async fn accept_handshake(
     inner: &Arc<Inner>,
@@ -484,17 +473,10 @@ async fn accept_handshake(
     let _ = send.set_priority(i32::MAX);
     let verified = handshake::listen(&conn, &mut send, &mut recv, &inner.me()).await?;
     let joined = verified.joined;
-    let (tx, rx) = mpsc::channel(inner.config.send_queue.max(1));
-    let peer = Peer {
-        shared: Arc::new(PeerShared::new(
-            joined,
-            conn.clone(),
-            false,
-            send,
-            inner.fences.clone(),
-        )),
-        tx,
-    };
+    let (peer, queues) = Peer::new(
+        PeerShared::new(joined, conn.clone(), false, send, inner.fences.clone()),
+        inner.config.send_queue,
+    );
     if inner.admit(&peer).is_err() {
         let mut control = peer.shared.control.lock().await;
         let why = format!(
@@ -518,7 +500,7 @@ async fn accept_handshake(
         inner.forget(&peer);
         return Err(ListenError::Lost(why));
     }
-    Ok((peer, recv, rx))
+    Ok((peer, recv, queues))
 }
 
 impl Inner {
@@ -540,14 +522,31 @@ async fn run_peer(
     inner: Arc<Inner>,
     peer: Peer,
     control_recv: quinn::RecvStream,
-    queue: mpsc::Receiver<super::peer::Outgoing>,
+    queues: Queues,
     slot: Option<Slot>,
 ) {
     let shared = peer.shared.clone();
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (replies_tx, replies_rx) = mpsc::channel(INBOUND_QUEUE);
     let config = inner.config.clone();
-    tokio::spawn(lanes::writer(shared.clone(), queue, config.clone()));
-    tokio::spawn(lanes::reader(shared.clone(), inbound_tx, config.max_frame));
+    tokio::spawn(lanes::writer(
+        shared.clone(),
+        queues.data,
+        config.clone(),
+        Lane::Small,
+    ));
+    tokio::spawn(lanes::writer(
+        shared.clone(),
+        queues.replies,
+        config.clone(),
+        Lane::Replies,
+    ));
+    tokio::spawn(lanes::reader(
+        shared.clone(),
+        inbound_tx,
+        replies_tx,
+        config.max_frame,
+    ));
     tokio::spawn(control::heartbeats(
         shared.clone(),
         config.heartbeat_interval,
@@ -572,7 +571,7 @@ async fn run_peer(
         .events
         .send(PeerEvent::Up {
             peer: peer.clone(),
-            inbound: Inbound { rx: inbound_rx },
+            inbound: Inbound::new(inbound_rx, replies_rx),
         })
         .await;
     drop(peer);

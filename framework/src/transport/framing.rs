@@ -156,7 +156,13 @@ pub(crate) async fn write_empty(send: &mut SendStream, kind: FrameKind) -> Resul
         .map_err(write_error)
 }
 
-/// True for the kinds that may travel on a data lane.
+/// True for the kinds that may travel on the reply lane.
+pub(crate) fn is_reply_kind(kind: FrameKind) -> bool {
+    matches!(kind, FrameKind::Reply | FrameKind::ReplyError)
+}
+
+/// True for the kinds that may travel on a data lane (replies too: a reply
+/// sent through a data-lane permit still arrives, in data order).
 pub(crate) fn is_data_kind(kind: FrameKind) -> bool {
     matches!(
         kind,

@@ -2,6 +2,23 @@
 //! small lane) and a fresh one per large payload (bulk). The first byte of a
 //! stream names its lane. The writer numbers frames (`seq`) in queue order;
 //! the receiver puts them back in that order before handing them out.
+//!
+//! Replies (`Reply`, `ReplyError`) travel apart, on a long-lived lane of
+//! their own with its own send queue: the receiver reads it whatever becomes
+//! of the data lanes, so a reply never waits behind data frames that the
+//! layer above cannot take yet (deliveries into a full inbox), and the
+//! layer above may stop taking data frames (and so, through QUIC flow
+//! control, stop the sender) without stopping the answers to its own
+//! requests. Replies carry a correlation id, so they need no order with
+//! the data frames; among themselves they keep the order they were queued
+//! in. A large reply is written on the reply lane as it is (no bulk stream):
+//! a small reply after it waits, as it would behind a bulk frame in `seq`
+//! order, but no data frame does.
+//!
+//! The reply lane can always move while the small lane is stopped because
+//! a stopped stream holds at most `stream_window` bytes of the
+//! connection's `connection_window` (the default is half), and bulk
+//! streams are read to their end as they arrive.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +30,7 @@ use crate::wire::{Buffer, FrameHeader, HEADER_LEN, aligned_copy};
 use super::config::TransportConfig;
 use super::error::DownReason;
 use super::framing::{
-    ReadFrameError, frame_bytes, is_data_kind, read_error, read_frame, write_error,
+    ReadFrameError, frame_bytes, is_data_kind, is_reply_kind, read_error, read_frame, write_error,
 };
 use super::peer::{Outgoing, PeerShared};
 
@@ -21,6 +38,11 @@ use super::peer::{Outgoing, PeerShared};
 pub(crate) const LANE_SMALL: u8 = 0;
 /// First byte of a bulk stream.
 pub(crate) const LANE_BULK: u8 = 1;
+/// First byte of the reply lane.
+pub(crate) const LANE_REPLY: u8 = 2;
+/// Long-lived unidirectional lanes per direction (small and reply): the
+/// rest of `max_uni_streams` is for bulk streams.
+const LONG_LIVED_LANES: u32 = 2;
 /// The writer gathers queued small frames up to this many bytes per write.
 const COALESCE_BYTES: usize = 256 << 10;
 /// Most queued entries the writer takes per wakeup.
@@ -36,14 +58,42 @@ pub(crate) const INBOUND_QUEUE: usize = 256;
 
 type Frame = (FrameHeader, Buffer);
 
-/// Drains the peer's send queue onto the small lane (coalescing small
-/// frames into one write) and onto bulk streams.
+/// The long-lived lane a [`writer`] feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// The small lane, with bulk streams for large payloads.
+    Small,
+    /// The reply lane: every payload on it, whatever its size.
+    Replies,
+}
+
+impl Lane {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Small => "small",
+            Self::Replies => "reply",
+        }
+    }
+}
+
+/// Bulk streams a writer may have open at once.
+fn bulk_streams(config: &TransportConfig) -> u32 {
+    config
+        .max_uni_streams
+        .saturating_sub(LONG_LIVED_LANES)
+        .max(1)
+}
+
+/// Drains one of the peer's send queues onto its lane: the small lane
+/// (coalescing small frames into one write) and bulk streams, or the reply
+/// lane.
 pub(crate) async fn writer(
     shared: Arc<PeerShared>,
     mut rx: mpsc::Receiver<Outgoing>,
     config: Arc<TransportConfig>,
+    kind: Lane,
 ) {
-    if let Err(reason) = write_loop(&shared, &mut rx, &config).await {
+    if let Err(reason) = write_loop(&shared, &mut rx, &config, kind).await {
         shared.set_down(reason);
     }
     // Dropping `rx` here makes every waiting sender see the peer gone.
@@ -53,16 +103,19 @@ async fn write_loop(
     shared: &Arc<PeerShared>,
     rx: &mut mpsc::Receiver<Outgoing>,
     config: &TransportConfig,
+    kind: Lane,
 ) -> Result<(), DownReason> {
     let mut lane = shared
         .conn
         .open_uni()
         .await
         .map_err(|e| super::framing::down_reason(&e))?;
-    lane.write_all(&[LANE_SMALL]).await.map_err(write_error)?;
-    let bulk_slots = Arc::new(Semaphore::new(
-        config.max_uni_streams.saturating_sub(1).max(1) as usize,
-    ));
+    let first = match kind {
+        Lane::Small => LANE_SMALL,
+        Lane::Replies => LANE_REPLY,
+    };
+    lane.write_all(&[first]).await.map_err(write_error)?;
+    let bulk_slots = Arc::new(Semaphore::new(bulk_streams(config) as usize));
     let mut seq = 0u64;
     let mut batch = Vec::with_capacity(COALESCE_BYTES + HEADER_LEN);
     let mut queued = Vec::with_capacity(WRITE_BATCH);
@@ -89,8 +142,7 @@ async fn write_loop(
                 Outgoing::Flush(done) => {
                     lane.write_all(&batch).await.map_err(write_error)?;
                     // Bulk streams still being written hold slots.
-                    let all = config.max_uni_streams.saturating_sub(1).max(1);
-                    let _ = bulk_slots.acquire_many(all).await;
+                    let _ = bulk_slots.acquire_many(bulk_streams(config)).await;
                     let _ = lane.finish();
                     let _ = lane.stopped().await;
                     let _ = done.send(());
@@ -99,7 +151,14 @@ async fn write_loop(
                 Outgoing::Frame(mut header, payload) => {
                     header.seq = seq;
                     seq += 1;
-                    if payload.len() >= config.bulk_threshold {
+                    if payload.len() >= config.bulk_threshold && kind == Lane::Replies {
+                        // Its payload is written as it is, not copied into the batch.
+                        header.len = payload.len() as u64;
+                        batch.extend_from_slice(&header.encode());
+                        lane.write_all(&batch).await.map_err(write_error)?;
+                        batch.clear();
+                        lane.write_all(&payload).await.map_err(write_error)?;
+                    } else if payload.len() >= config.bulk_threshold {
                         let slot = match bulk_slots.clone().try_acquire_owned() {
                             Ok(slot) => slot,
                             Err(_) => {
@@ -160,11 +219,17 @@ async fn send_bulk(
     })
 }
 
-/// Accepts the peer's unidirectional streams and delivers their frames to
-/// `inbound` in `seq` order. The small lane is read by the task that restores
-/// the order, so frames that arrive in order (the common case) go straight
-/// from the stream to `inbound`; each bulk stream has a task of its own.
-pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>, max_frame: u64) {
+/// Accepts the peer's unidirectional streams and delivers their data frames
+/// to `inbound` in `seq` order, and its replies to `replies`. The small lane
+/// is read by the task that restores the order, so frames that arrive in
+/// order (the common case) go straight from the stream to `inbound`; each
+/// bulk stream, and the reply lane, has a task of its own.
+pub(crate) async fn reader(
+    shared: Arc<PeerShared>,
+    inbound: mpsc::Sender<Frame>,
+    replies: mpsc::Sender<Frame>,
+    max_frame: u64,
+) {
     let (lane_tx, lane_rx) = oneshot::channel::<quinn::RecvStream>();
     let (bulk_tx, bulk_rx) = mpsc::channel::<Frame>(16);
     let ordered = tokio::spawn(in_order(
@@ -174,8 +239,10 @@ pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>
         inbound,
         max_frame,
     ));
-    // The first stream that names itself the small lane takes the sender.
+    // The first stream that names itself the small lane takes the sender;
+    // the first that names itself the reply lane, the replies' sender.
     let lane_tx = Arc::new(std::sync::Mutex::new(Some(lane_tx)));
+    let replies = Arc::new(std::sync::Mutex::new(Some(replies)));
     loop {
         let accepted = tokio::select! {
             s = shared.conn.accept_uni() => s,
@@ -191,6 +258,7 @@ pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>
         let shared = shared.clone();
         let lane_tx = lane_tx.clone();
         let bulk_tx = bulk_tx.clone();
+        let replies = replies.clone();
         tokio::spawn(async move {
             let mut lane = [0u8; 1];
             let result = match recv.read_exact(&mut lane).await {
@@ -212,6 +280,12 @@ pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>
                         )),
                     },
                     LANE_BULK => read_bulk(&mut recv, max_frame, bulk_tx).await,
+                    LANE_REPLY => match replies.lock().ok().and_then(|mut slot| slot.take()) {
+                        Some(tx) => read_replies(&shared, recv, max_frame, tx).await,
+                        None => Err(ReadFrameError::Protocol(
+                            "the peer opened a second reply lane".to_owned(),
+                        )),
+                    },
                     other => Err(ReadFrameError::Protocol(format!(
                         "unknown data lane {other}"
                     ))),
@@ -222,6 +296,7 @@ pub(crate) async fn reader(shared: Arc<PeerShared>, inbound: mpsc::Sender<Frame>
     }
     drop(bulk_tx);
     drop(lane_tx);
+    drop(replies);
     let _ = ordered.await;
 }
 
@@ -249,6 +324,53 @@ fn check_data(header: &FrameHeader) -> Result<(), ReadFrameError> {
             "a {:?} frame arrived on a data lane",
             header.kind
         )))
+    }
+}
+
+fn check_reply(header: &FrameHeader) -> Result<(), ReadFrameError> {
+    if is_reply_kind(header.kind) {
+        Ok(())
+    } else {
+        Err(ReadFrameError::Protocol(format!(
+            "a {:?} frame arrived on the reply lane",
+            header.kind
+        )))
+    }
+}
+
+/// Reads the reply lane to its end, handing each reply to `tx` as soon as
+/// it is complete. Nothing above ever holds replies back for long (they
+/// only complete waiting requests), so this lane keeps moving while the
+/// data lanes are stopped.
+async fn read_replies(
+    shared: &PeerShared,
+    recv: quinn::RecvStream,
+    max_frame: u64,
+    tx: mpsc::Sender<Frame>,
+) -> Result<(), ReadFrameError> {
+    let mut lane = SmallLane::new(recv, max_frame, Lane::Replies);
+    loop {
+        let read = lane.read().await;
+        if matches!(shared.down_reason(), Some(DownReason::HeartbeatTimeout(_))) {
+            // Declared dead (and fenced): nothing more from it goes up.
+            return Ok(());
+        }
+        match read.map_err(read_error)? {
+            Some(n) => lane.advance(n),
+            None => return lane.ended(),
+        }
+        while let Some(frame) = lane.next_frame()? {
+            match tx.try_send(frame) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
+                    biased;
+                    _ = shared.wait_down() => return Ok(()),
+                    _ = tx.send(frame) => {}
+                },
+                // Nobody holds the `Inbound` any more: replies just drop.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
     }
 }
 
@@ -298,10 +420,12 @@ struct SmallLane {
     /// The last `seq` seen on this lane.
     last: Option<u64>,
     max_frame: u64,
+    /// The frames this lane may carry: data frames, or replies.
+    kind: Lane,
 }
 
 impl SmallLane {
-    fn new(recv: quinn::RecvStream, max_frame: u64) -> Self {
+    fn new(recv: quinn::RecvStream, max_frame: u64, kind: Lane) -> Self {
         Self {
             recv,
             buf: vec![0u8; SMALL_READ].into_boxed_slice(),
@@ -310,6 +434,7 @@ impl SmallLane {
             partial: None,
             last: None,
             max_frame,
+            kind,
         }
     }
 
@@ -376,13 +501,17 @@ impl SmallLane {
                 }
             }
         };
-        check_data(&frame.0)?;
+        match self.kind {
+            Lane::Small => check_data(&frame.0)?,
+            Lane::Replies => check_reply(&frame.0)?,
+        }
         let seq = frame.0.seq;
         if let Some(last) = self.last
             && seq <= last
         {
             return Err(ReadFrameError::Protocol(format!(
-                "small-lane frame seq {seq} after {last}; sequence numbers must grow"
+                "{}-lane frame seq {seq} after {last}; sequence numbers must grow",
+                self.kind.name()
             )));
         }
         self.last = Some(seq);
@@ -510,7 +639,7 @@ async fn in_order(
             Event::Lane(recv) => {
                 lane_waiting = false;
                 match recv {
-                    Some(recv) => lane = Some(SmallLane::new(recv, max_frame)),
+                    Some(recv) => lane = Some(SmallLane::new(recv, max_frame, Lane::Small)),
                     None => small_open = false,
                 }
                 Ok(())

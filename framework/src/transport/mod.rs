@@ -33,10 +33,15 @@
 //!   writer gathers queued frames into large writes.
 //! - **bulk**: one unidirectional stream per payload of at least
 //!   `bulk_threshold` bytes, so a large tensor never holds up a small message.
+//! - **reply**: one long-lived unidirectional stream per direction, with a
+//!   send queue of its own, for `Reply` and `ReplyError` frames. The
+//!   receiver always reads it, so replies never wait behind data frames that
+//!   the layer above holds back ([`Inbound::recv_gated`]).
 //!
 //! The writer numbers every data frame; the receiver hands frames to
-//! [`Inbound`] in that order. Every queue is bounded, so a slow consumer
-//! pushes back through QUIC flow control to the sender's [`Peer::send`].
+//! [`Inbound`] in that order (replies in their own order). Every queue is
+//! bounded, so a slow consumer pushes back through QUIC flow control to the
+//! sender's [`Peer::send`].
 
 pub mod arena;
 mod auth;

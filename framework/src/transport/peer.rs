@@ -12,7 +12,7 @@ use crate::wire::{Buffer, FrameHeader};
 
 use super::error::{DownReason, PeerGone, TryReserveError};
 use super::fence::{FENCED, Fences};
-use super::framing::close_code;
+use super::framing::{close_code, is_reply_kind};
 use super::join_line::JoinLine;
 
 /// Something the layer above learns about a peer: it came up (once) and went
@@ -180,10 +180,39 @@ fn gone_unknown() -> DownReason {
 #[derive(Clone, Debug)]
 pub struct Peer {
     pub(crate) shared: Arc<PeerShared>,
+    /// The data lanes' send queue.
     pub(crate) tx: mpsc::Sender<Outgoing>,
+    /// The reply lane's send queue: replies never wait behind data frames.
+    pub(crate) replies: mpsc::Sender<Outgoing>,
+}
+
+/// The receiving ends of a peer's two send queues, for its writers.
+pub(crate) struct Queues {
+    /// Data frames: the small lane and bulk streams.
+    pub data: mpsc::Receiver<Outgoing>,
+    /// `Reply` and `ReplyError` frames: the reply lane.
+    pub replies: mpsc::Receiver<Outgoing>,
 }
 
 impl Peer {
+    /// A handle on `shared` whose send queues hold `queue` frames each.
+    pub(crate) fn new(shared: PeerShared, queue: usize) -> (Self, Queues) {
+        let (tx, data) = mpsc::channel(queue.max(1));
+        let (replies, replies_rx) = mpsc::channel(queue.max(1));
+        let peer = Self {
+            shared: Arc::new(shared),
+            tx,
+            replies,
+        };
+        (
+            peer,
+            Queues {
+                data,
+                replies: replies_rx,
+            },
+        )
+    }
+
     /// The peer's node id (proved in the handshake).
     pub fn node(&self) -> NodeId {
         self.shared.node
@@ -196,13 +225,17 @@ impl Peer {
         self.shared.incarnation
     }
 
-    /// Waits until everything queued for this peer has been sent and
-    /// acknowledged; nothing can be sent after. For an orderly shutdown.
+    /// Waits until everything queued for this peer (data and replies) has
+    /// been sent and acknowledged; nothing can be sent after. For an
+    /// orderly shutdown.
     pub(crate) async fn flush(&self) {
-        let (done, acked) = tokio::sync::oneshot::channel();
-        if self.tx.send(Outgoing::Flush(done)).await.is_ok() {
-            let _ = acked.await;
+        async fn flush(queue: &mpsc::Sender<Outgoing>) {
+            let (done, acked) = tokio::sync::oneshot::channel();
+            if queue.send(Outgoing::Flush(done)).await.is_ok() {
+                let _ = acked.await;
+            }
         }
+        tokio::join!(flush(&self.tx), flush(&self.replies));
     }
 
     /// This connection's identity, unique among the transport's
@@ -223,8 +256,15 @@ impl Peer {
 
     /// Queues a data frame. Waits while the peer's send queue is full
     /// (backpressure); `header.len` and `header.seq` are set by the transport.
+    /// A `Reply` or `ReplyError` frame goes on the reply lane, with a queue
+    /// of its own: it never waits behind data frames.
     pub async fn send(&self, header: FrameHeader, payload: Buffer) -> Result<(), PeerGone> {
-        self.tx
+        let queue = if is_reply_kind(header.kind) {
+            &self.replies
+        } else {
+            &self.tx
+        };
+        queue
             .send(Outgoing::Frame(header, payload))
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
@@ -256,7 +296,21 @@ impl Peer {
 
     /// Takes room in the send queue if there is some right now.
     pub fn try_reserve(&self) -> Result<SendPermit, TryReserveError> {
-        match self.tx.clone().try_reserve_owned() {
+        self.try_reserve_on(&self.tx)
+    }
+
+    /// Takes room in the reply lane's queue if there is some right now: the
+    /// permit is for a `Reply` or `ReplyError` frame, which then never
+    /// waits behind data frames.
+    pub fn try_reserve_reply(&self) -> Result<SendPermit, TryReserveError> {
+        self.try_reserve_on(&self.replies)
+    }
+
+    fn try_reserve_on(
+        &self,
+        queue: &mpsc::Sender<Outgoing>,
+    ) -> Result<SendPermit, TryReserveError> {
+        match queue.clone().try_reserve_owned() {
             Ok(permit) => Ok(SendPermit { permit }),
             Err(mpsc::error::TrySendError::Full(_)) if self.is_alive() => {
                 Err(TryReserveError::Full)
@@ -342,18 +396,37 @@ impl SendSlot<'_> {
     }
 }
 
-/// The data frames one peer sends (kinds `Tell`, `Ask`, `Reply`,
-/// `ReplyError`, `Spawn`, `Call`), in the order it sent them.
+/// The frames one peer sends: data frames (kinds `Tell`, `Ask`, `Post`,
+/// `Spawn`, `Call`) in the order it sent them, and replies (`Reply`,
+/// `ReplyError`) from their own lane, in the order it sent those. A reply
+/// is handed out before any data frame that is ready with it.
 #[derive(Debug)]
 pub struct Inbound {
-    pub(crate) rx: mpsc::Receiver<(FrameHeader, Buffer)>,
+    data: mpsc::Receiver<(FrameHeader, Buffer)>,
+    replies: mpsc::Receiver<(FrameHeader, Buffer)>,
+    data_open: bool,
+    replies_open: bool,
 }
 
 impl Inbound {
+    pub(crate) fn new(
+        data: mpsc::Receiver<(FrameHeader, Buffer)>,
+        replies: mpsc::Receiver<(FrameHeader, Buffer)>,
+    ) -> Self {
+        Self {
+            data,
+            replies,
+            data_open: true,
+            replies_open: true,
+        }
+    }
+
     /// The next frame; `None` once the peer is down and every frame that
     /// arrived before has been handed out.
     pub async fn recv(&mut self) -> Option<(FrameHeader, Buffer)> {
-        self.rx.recv().await
+        let mut one = Vec::with_capacity(1);
+        self.recv_many(&mut one, 1).await;
+        one.pop()
     }
 
     /// Waits for at least one frame, then moves every frame that is ready,
@@ -364,6 +437,58 @@ impl Inbound {
         frames: &mut Vec<(FrameHeader, Buffer)>,
         limit: usize,
     ) -> usize {
-        self.rx.recv_many(frames, limit).await
+        self.recv_gated(frames, limit, true).await
+    }
+
+    /// Like [`Inbound::recv_many`], but takes data frames only while
+    /// `data` is true: replies keep coming while the caller holds data
+    /// back, and holding it back stops the peer's data lanes (QUIC flow
+    /// control then makes the peer's sends wait) but not its replies.
+    /// Moves replies or data frames, never both at once; returns 0 only
+    /// once both lanes are finished, and never resolves while only data
+    /// is left and `data` is false. Cancel-safe: nothing is lost when the
+    /// future is dropped before it resolves.
+    pub async fn recv_gated(
+        &mut self,
+        frames: &mut Vec<(FrameHeader, Buffer)>,
+        limit: usize,
+        data: bool,
+    ) -> usize {
+        use std::task::Poll;
+        // A limit of 0 would read as a finished lane.
+        let limit = limit.max(1);
+        std::future::poll_fn(|cx| {
+            // Replies first; a glance is enough while data is flowing.
+            if self.replies_open && (!self.replies.is_empty() || !data || !self.data_open) {
+                match self.replies.poll_recv_many(cx, frames, limit) {
+                    Poll::Ready(0) => self.replies_open = false,
+                    Poll::Ready(n) => return Poll::Ready(n),
+                    Poll::Pending => {}
+                }
+            }
+            if data && self.data_open {
+                match self.data.poll_recv_many(cx, frames, limit) {
+                    Poll::Ready(0) => self.data_open = false,
+                    Poll::Ready(n) => return Poll::Ready(n),
+                    Poll::Pending => {}
+                }
+                // No data: now wait for replies too.
+                if self.replies_open {
+                    match self.replies.poll_recv_many(cx, frames, limit) {
+                        Poll::Ready(0) => self.replies_open = false,
+                        Poll::Ready(n) => return Poll::Ready(n),
+                        Poll::Pending => {}
+                    }
+                }
+            }
+            if self.data_open || self.replies_open {
+                // With only held-back data left, the caller calls again
+                // once it takes data.
+                Poll::Pending
+            } else {
+                Poll::Ready(0)
+            }
+        })
+        .await
     }
 }

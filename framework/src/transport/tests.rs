@@ -657,3 +657,48 @@ async fn an_orderly_shutdown_delivers_what_was_sent_before_it() {
     t(b.shutdown()).await;
     assert_eq!(t(reader).await.expect("reader"), N, "frames that arrived");
 }
+
+#[tokio::test]
+async fn replies_pass_data_frames_the_receiver_holds_back() {
+    let Joined {
+        a: _a,
+        b: _b,
+        a_events: _a_events,
+        _b_events,
+        to_a,
+        at_a: _at_a,
+        mut inbound,
+    } = joined().await;
+    // Data frames that `a` does not take yet: more than its inbound queue.
+    const DATA: u64 = 2_000;
+    for i in 0..DATA {
+        let (h, p) = frame(i, 100);
+        t(to_a.send(h, p)).await.expect("send data");
+    }
+    // Small replies and large ones (above the bulk threshold).
+    let sizes = [16, 4096, 1 << 20, 0];
+    for (i, size) in sizes.iter().enumerate() {
+        let (mut h, p) = frame(i as u64, *size);
+        h.kind = if i % 2 == 0 {
+            FrameKind::Reply
+        } else {
+            FrameKind::ReplyError
+        };
+        t(to_a.send(h, p)).await.expect("send a reply");
+    }
+    let mut frames = Vec::new();
+    while frames.len() < sizes.len() {
+        let limit = sizes.len() - frames.len();
+        assert!(t(inbound.recv_gated(&mut frames, limit, false)).await > 0);
+    }
+    for (i, (h, p)) in frames.drain(..).enumerate() {
+        assert!(matches!(h.kind, FrameKind::Reply | FrameKind::ReplyError));
+        check(i as u64, &h, &p);
+    }
+    // The held-back data is all there, in order.
+    for i in 0..DATA {
+        let (h, p) = t(inbound.recv()).await.expect("data frame");
+        assert_eq!(h.kind, FrameKind::Tell);
+        check(i, &h, &p);
+    }
+}
