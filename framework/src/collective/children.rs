@@ -32,7 +32,7 @@ use super::state::{TreeGroups, lock};
 use crate::config::CollectiveTransport;
 use crate::id::ActorId;
 use crate::process::ProcessError;
-use crate::process::child::{ChildLink, link};
+use crate::process::child::{ChildLink, link, refuse_in_async};
 use crate::process::message::{CollectiveMsg, StarKind};
 use crate::process::{Child, Children};
 
@@ -397,6 +397,7 @@ where
     T: Reducible,
     B: ReduceBuffer<T> + ?Sized,
 {
+    refuse_in_async("collective::all_reduce")?;
     let ctx = link()?;
     let data = data.elements_mut();
     loop {
@@ -436,6 +437,7 @@ enum Route {
 /// Where a reduce, broadcast, gather, all_gather or scatter (`what`) runs
 /// in a child.
 fn star_route(what: &str) -> Result<Route, ProcessError> {
+    refuse_in_async(&format!("collective::{what}"))?;
     let ctx = link()?;
     match path(ctx)? {
         Path::Mesh => Ok(Route::Mesh),
@@ -578,6 +580,7 @@ pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<()
 /// In a child's function: the parent's [`crate::Children::barrier`] —
 /// returns once every rank has called it.
 pub fn barrier() -> Result<(), ProcessError> {
+    refuse_in_async("collective::barrier")?;
     let ctx = link()?;
     loop {
         return match path(ctx)? {

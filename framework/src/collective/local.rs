@@ -46,6 +46,7 @@
 
 use std::future::Future;
 use std::mem::size_of;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -122,8 +123,9 @@ pub enum GroupError {
 pub enum Wait {
     /// Sleep the thread (a child's function thread).
     Block,
-    /// Sleep at most a millisecond at a time and yield to the async runtime
-    /// in between, so the process's node keeps serving its peers.
+    /// Never hold the async runtime's thread: yield to it between spins,
+    /// and sleep on a blocking-pool thread, so the process's node keeps
+    /// serving its peers (the parent of a tree, on its actix thread).
     Cooperate,
 }
 
@@ -205,7 +207,7 @@ impl Header {
 /// One rank's handle on a same-host group; see the module docs.
 #[derive(Debug)]
 pub struct LocalGroup {
-    arena: Arena,
+    arena: Arc<Arena>,
     rank: usize,
     ranks: usize,
     slot: usize,
@@ -285,7 +287,7 @@ impl LocalGroup {
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            arena,
+            arena: Arc::new(arena),
             rank,
             ranks,
             slot,
@@ -431,6 +433,7 @@ impl LocalGroup {
         let start = Instant::now();
         let mut next_check = start + CHECK_EVERY;
         let mut spins = 0u32;
+        let cooperate = self.wait == Wait::Cooperate;
         loop {
             let generation = self.arena.word(W_GENERATION);
             if generation.load(Ordering::Acquire) != seen {
@@ -439,14 +442,25 @@ impl LocalGroup {
             self.check_flags()?;
             spins += 1;
             if self.spin {
-                if !spins.is_multiple_of(64) || start.elapsed() < SPIN_FOR {
+                if !spins.is_multiple_of(64) {
                     std::hint::spin_loop();
+                    continue;
+                }
+                if start.elapsed() < SPIN_FOR {
+                    if cooperate {
+                        // Never hold the runtime's thread: let its other
+                        // tasks (the node's QUIC, heartbeats) run in between.
+                        tokio::task::yield_now().await;
+                    }
                     continue;
                 }
             } else if start.elapsed() < YIELD_FOR {
                 // More ranks than cores: hand the core to a rank that has
                 // work, but stay runnable to see the barrier open at once.
                 std::thread::yield_now();
+                if cooperate {
+                    tokio::task::yield_now().await;
+                }
                 continue;
             }
             let now = Instant::now();
@@ -454,22 +468,18 @@ impl LocalGroup {
                 self.check_peers()?;
                 next_check = now + CHECK_EVERY;
             }
-            let slice = match self.wait {
-                Wait::Block => CHECK_EVERY,
-                Wait::Cooperate => Duration::from_millis(1),
-            };
-            let sleepers = self.arena.word(W_SLEEPERS);
-            let generation = self.arena.word(W_GENERATION);
-            sleepers.fetch_add(1, Ordering::SeqCst);
-            if generation.load(Ordering::SeqCst) == seen
-                && self.arena.word(W_ABORT).load(Ordering::SeqCst) == 0
-                && self.arena.word(W_RETIRED).load(Ordering::SeqCst) == 0
-            {
-                arena::wait(generation, seen, slice);
-            }
-            sleepers.fetch_sub(1, Ordering::SeqCst);
-            if self.wait == Wait::Cooperate {
-                tokio::task::yield_now().await;
+            if cooperate {
+                // Sleep on the futex on a blocking-pool thread, never on the
+                // runtime's: the node keeps serving its peers meanwhile.
+                let arena = self.arena.clone();
+                let slept =
+                    tokio::task::spawn_blocking(move || sleep_on(&arena, seen, CHECK_EVERY));
+                if slept.await.is_err() {
+                    // The pool is shutting down: sleep a tick here instead.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            } else {
+                sleep_on(&self.arena, seen, CHECK_EVERY);
             }
         }
     }
@@ -798,6 +808,22 @@ fn alive(pid: u32) -> bool {
             None => true,
         },
     }
+}
+
+/// Sleeps on the arena's generation word while it is `seen` (and the group
+/// is neither aborted nor retired), at most `slice`, counted among the
+/// sleepers so the last rank to arrive wakes it.
+fn sleep_on(arena: &Arena, seen: u32, slice: Duration) {
+    let sleepers = arena.word(W_SLEEPERS);
+    let generation = arena.word(W_GENERATION);
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    if generation.load(Ordering::SeqCst) == seen
+        && arena.word(W_ABORT).load(Ordering::SeqCst) == 0
+        && arena.word(W_RETIRED).load(Ordering::SeqCst) == 0
+    {
+        arena::wait(generation, seen, slice);
+    }
+    sleepers.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Runs a group call to its end on this thread. For [`Wait::Block`] groups,

@@ -280,16 +280,20 @@ fn the_file_goes_after_the_first_barrier_and_bad_opens_are_refused() {
 }
 
 #[tokio::test]
-async fn a_cooperating_rank_lets_the_runtime_run() {
+async fn a_cooperating_rank_never_holds_the_runtime_thread() {
     let g0 = LocalGroup::create(&[pid(), pid()], TINY_SLOT, Wait::Cooperate).unwrap();
     let mut g1 = LocalGroup::open(g0.path(), 1, 2, TINY_SLOT, Wait::Block).unwrap();
     let mut g0 = g0;
-    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let t = ticks.clone();
-    let ticker = tokio::spawn(async move {
+    // A task that asks for the thread again at once, as often as it gets
+    // it: while rank 0 waits 100 ms for rank 1, it must run all along (a
+    // rank that spun or slept on the thread, even 1 ms at a time, would
+    // let it run about once a millisecond).
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let p = polls.clone();
+    let busy = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            t.fetch_add(1, Ordering::Relaxed);
+            tokio::task::yield_now().await;
+            p.fetch_add(1, Ordering::Relaxed);
         }
     });
     let other = std::thread::spawn(move || {
@@ -307,10 +311,11 @@ async fn a_cooperating_rank_lets_the_runtime_run() {
     .unwrap();
     assert_eq!(v, vec![3; 10]);
     assert_eq!(other.join().unwrap().unwrap(), vec![3; 10]);
-    ticker.abort();
+    busy.abort();
+    let polls = polls.load(Ordering::Relaxed);
     assert!(
-        ticks.load(Ordering::Relaxed) >= 10,
-        "the runtime was starved"
+        polls >= 2000,
+        "the runtime's thread was held: another task ran only {polls} times in 100 ms"
     );
 }
 

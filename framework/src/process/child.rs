@@ -563,3 +563,37 @@ fn run_function(request: &Exec) -> Outcome {
         Err(failure) => Outcome::Failed(failure.message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blocking_calls_refuse_an_async_thread_and_say_why() {
+        let e = yield_value::<u32>().unwrap_err();
+        assert!(
+            matches!(&e, ProcessError::Misuse(m) if m.contains("yield_value blocks its thread")),
+            "{e}"
+        );
+        let e = crate::collective::barrier().unwrap_err();
+        assert!(
+            matches!(&e, ProcessError::Misuse(m) if m.contains("collective::barrier blocks")),
+            "{e}"
+        );
+        let mut v = [1.0f32; 4];
+        let e = crate::collective::reduce(&mut v, crate::collective::ReduceOp::Sum, 0).unwrap_err();
+        assert!(
+            matches!(&e, ProcessError::Misuse(m) if m.contains("async form")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn outside_a_child_they_say_they_are_for_a_childs_function() {
+        let e = yield_value::<u32>().unwrap_err();
+        assert!(
+            matches!(&e, ProcessError::Misuse(m) if m.contains("child's function")),
+            "{e}"
+        );
+    }
+}
