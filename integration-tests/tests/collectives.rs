@@ -175,3 +175,36 @@ async fn a_rank_sigkilled_mid_allreduce_fails_every_other_rank_then_the_survivor
     let out = killed_mid_call(&args, Path::SharedMemory, 1_500, "rank 2").await;
     assert!(out.contains("REBUILT ok"), "{out}");
 }
+
+/// `ranks 2`: after a second fork and the first children's end, the
+/// survivors (ids 3 and 4) are ranks 1 and 2 of a group of 3 on every path.
+async fn ranks_follow_the_group_not_the_ids(path: Path, backend: &str) {
+    let (ok, out, err) = run(&["ranks", "2"], path).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(!out.contains("BAD"), "{out}\n{err}");
+    for line in ["RANK id=3 rank=1 size=3", "RANK id=4 rank=2 size=3"] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}\n{err}");
+    }
+    assert!(
+        out.contains(&format!("PARENT rank=0 size=3 backend={backend}")),
+        "{out}\n{err}"
+    );
+    for rank in 0..3 {
+        assert!(out.contains(&format!("SUM ok {rank}")), "{out}\n{err}");
+    }
+}
+
+#[tokio::test]
+async fn ranks_after_a_second_fork_in_shared_memory() {
+    ranks_follow_the_group_not_the_ids(Path::SharedMemory, "shared memory").await;
+}
+
+#[tokio::test]
+async fn ranks_after_a_second_fork_over_quic() {
+    ranks_follow_the_group_not_the_ids(Path::Quic, "direct QUIC links").await;
+}
+
+#[tokio::test]
+async fn ranks_after_a_second_fork_relayed() {
+    ranks_follow_the_group_not_the_ids(Path::Relay, "relay through the parent").await;
+}

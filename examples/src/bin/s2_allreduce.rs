@@ -18,10 +18,10 @@ use parallel::Tensor;
 use parallel::collective::{self, ReduceOp};
 
 /// Rank `rank`'s gradients: 1001 values, different on every rank.
-fn grads(rank: u32) -> Tensor<f32> {
+fn grads(rank: usize) -> Tensor<f32> {
     Tensor::from_vec(
         (0..1001)
-            .map(|i| ((i * 37 + rank as usize * 11) % 101) as f32 * 0.01 * (rank + 1) as f32)
+            .map(|i| ((i * 37 + rank * 11) % 101) as f32 * 0.01 * (rank + 1) as f32)
             .collect(),
     )
 }
@@ -36,14 +36,16 @@ fn add(acc: &mut [f32], other: &[f32]) {
 // ANCHOR_END: add
 
 /// Rank `rank`'s loss after a step with learning rate `lr`.
-fn loss(rank: u32, lr: f64) -> f64 {
+fn loss(rank: usize, lr: f64) -> f64 {
     1.0 / (1.0 + rank as f64) * (1.0 - lr)
 }
 
 // ANCHOR: child
 #[parallel::remote]
 fn worker() {
-    let rank = parallel::id();
+    // The rank the parent gave this child when the group formed (the
+    // seed's `ipc.rank`); not `parallel::id()`, which numbers children.
+    let rank = collective::rank().expect("rank");
     let mut g = grads(rank);
     collective::all_reduce(&mut g, ReduceOp::custom(add)).expect("all_reduce");
     parallel::print!("reduced norm {:.6}", g.norm());
@@ -62,17 +64,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let children = parallel::nfork(4).await?;
     println!("{}", children.topology());
     children.exec(worker, ()).await?;
-    let mut g = grads(0);
-    children.all_reduce(&mut g, ReduceOp::custom(add)).await?;
+    // The group of this process (rank 0) and the children, on the backend
+    // chosen once: shared memory here, all five on one machine.
+    let group = children.communicator().await?;
+    println!("{} ranks over {}", group.size(), group.backend_name());
+    let mut g = grads(group.rank());
+    group.all_reduce(&mut g, ReduceOp::custom(add)).await?;
     parallel::print!("reduced norm {:.6}", g.norm());
     // ANCHOR_END: parent
     // ANCHOR: parent_more
     let mut lr = [0.05f64];
-    children.broadcast(&mut lr, 0).await?;
-    let losses = children.gather(&[loss(0, lr[0])], 0).await?;
+    group.broadcast(&mut lr, 0).await?;
+    let losses = group.gather(&[loss(0, lr[0])], 0).await?;
     let losses = losses.ok_or("rank 0 is the root of the gather")?;
     println!("losses of the 5 ranks: {losses:.3?}");
-    children.barrier().await?;
+    group.barrier().await?;
     // ANCHOR_END: parent_more
     children.sync().await?;
     Ok(())

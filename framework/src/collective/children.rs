@@ -16,25 +16,17 @@
 //! ([`super::relay`]), the others a star through rank 0
 //! ([`super::star`]), with the same results as on one machine.
 
-use std::sync::Arc;
-
 use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
 
-use super::local::{GroupError, LocalGroup, MAX_RANKS, Wait};
+use super::local::{GroupError, LocalGroup, Wait};
 use super::mesh::on_child_mesh;
-use super::relay::{ReduceBuffer, child_all_reduce, parent_all_reduce as through_parent};
-use super::star::{
-    Begun, Call, bytes_of, child_star, copy_into, disagree, elements, fold_bytes, if_root, no_fold,
-    parent_star,
-};
+use super::relay::{ReduceBuffer, child_all_reduce};
+use super::star::{Begun, Call, bytes_of, child_star, copy_into, disagree, elements, if_root};
 use super::state::{TreeGroups, lock};
-use crate::config::CollectiveTransport;
-use crate::id::ActorId;
 use crate::process::ProcessError;
 use crate::process::child::{ChildLink, link, refuse_in_async};
 use crate::process::message::{CollectiveMsg, StarKind};
-use crate::process::{Child, Children};
 
 impl From<GroupError> for ProcessError {
     fn from(e: GroupError) -> Self {
@@ -52,221 +44,6 @@ impl From<GroupError> for ProcessError {
 /// the rest of the environment ([`crate::Config::from_env`]); a tree's
 /// [`crate::Config::collective_transport`] is the same setting.
 pub const TRANSPORT_VAR: &str = crate::config::vars::COLLECTIVE_TRANSPORT;
-
-/// The same-host group of this process and `children`, made and announced
-/// when there is none for exactly these children; `None` when a child runs
-/// on another machine.
-async fn parent_group(
-    children: &[Child],
-) -> Result<Option<Arc<tokio::sync::Mutex<LocalGroup>>>, ProcessError> {
-    let groups = TreeGroups::of(children);
-    let messages_only = groups.transport != CollectiveTransport::Auto;
-    if messages_only || children.iter().any(|c| !c.same_host()) || children.len() + 1 > MAX_RANKS {
-        groups.retire_local();
-        return Ok(None);
-    }
-    let members: Vec<ActorId> = children.iter().map(Child::actor_id).collect();
-    if let Some(group) = groups.local.get(&members, LocalGroup::usable) {
-        return Ok(Some(group));
-    }
-    groups.retire_local();
-    let mut pids = vec![std::process::id()];
-    pids.extend(children.iter().map(Child::pid));
-    let group = LocalGroup::create(&pids, groups.slot, Wait::Cooperate)?;
-    for (i, child) in children.iter().enumerate() {
-        let attach = CollectiveMsg::Attach {
-            path: group.path().to_owned(),
-            rank: i as u32 + 1,
-            ranks: pids.len() as u32,
-            slot: group.slot() as u64,
-        };
-        child.post_collective(attach).await?;
-    }
-    Ok(Some(groups.local.keep(members, group)))
-}
-
-/// Leaves the group (so the other ranks return an error instead of
-/// waiting) if the parent's call is dropped before it ends.
-struct LeaveUnlessDone<'a> {
-    group: &'a mut LocalGroup,
-    done: bool,
-}
-
-impl Drop for LeaveUnlessDone<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.group.leave();
-        }
-    }
-}
-
-/// Runs `call` on the parent's same-host group, or returns `None` when the
-/// children are not all on this machine.
-macro_rules! on_parent_group {
-    ($children:expr, |$g:ident| $call:expr) => {{
-        match parent_group($children).await? {
-            None => None,
-            Some(group) => {
-                let mut locked = group.lock().await;
-                let mut guard = LeaveUnlessDone {
-                    group: &mut locked,
-                    done: false,
-                };
-                let $g = &mut *guard.group;
-                let result = $call.await;
-                guard.done = true;
-                Some(result.map_err(ProcessError::from))
-            }
-        }
-    }};
-}
-
-/// Runs `call` on the tree's group of direct links ([`super::mesh`]), or
-/// returns `None` when there is none (the call then goes through the
-/// parent).
-macro_rules! on_mesh {
-    ($children:expr, |$g:ident| $call:expr) => {{
-        match super::mesh::parent_mesh($children).await? {
-            None => None,
-            Some(group) => {
-                let mut locked = group.lock().await;
-                let $g = &mut *locked;
-                Some($call.await.map_err(ProcessError::from))
-            }
-        }
-    }};
-}
-
-/// The parent's side of [`crate::Children::all_reduce`].
-pub(super) async fn parent_all_reduce<T: Reducible>(
-    children: &[Child],
-    data: &mut [T],
-    op: &ReduceOp<T>,
-) -> Result<(), ProcessError> {
-    if let Some(r) = on_parent_group!(children, |g| g.all_reduce(data, op)) {
-        return r;
-    }
-    if let Some(r) = on_mesh!(children, |g| g.all_reduce(data, op.clone())) {
-        return r;
-    }
-    through_parent(children, data, op).await
-}
-
-/// The ranks of `children` and this process.
-fn ranks(children: &[Child]) -> usize {
-    children.len() + 1
-}
-
-/// The parent's side of [`crate::Children::reduce`].
-pub(super) async fn parent_reduce<T: Reducible>(
-    children: &[Child],
-    data: &mut [T],
-    op: &ReduceOp<T>,
-    root: usize,
-) -> Result<(), ProcessError> {
-    if let Some(result) = on_parent_group!(children, |g| g.reduce(data, op, root)) {
-        return result;
-    }
-    if let Some(result) = on_mesh!(children, |g| g.reduce(data, op.clone(), root)) {
-        return result;
-    }
-    let call = Call::new::<T>(
-        StarKind::Reduce,
-        ranks(children),
-        root,
-        data.len(),
-        op.code(),
-    );
-    let fold = |parts: &[Vec<u8>]| fold_bytes(op, parts);
-    let result = parent_star(children, call, bytes_of(data), &fold).await?;
-    if root == 0 {
-        copy_into(data, &result)?;
-    }
-    Ok(())
-}
-
-/// The parent's side of [`crate::Children::broadcast`].
-pub(super) async fn parent_broadcast<T: Element>(
-    children: &[Child],
-    data: &mut [T],
-    root: usize,
-) -> Result<(), ProcessError> {
-    if let Some(result) = on_parent_group!(children, |g| g.broadcast(data, root)) {
-        return result;
-    }
-    if let Some(result) = on_mesh!(children, |g| g.broadcast(data, root)) {
-        return result;
-    }
-    let call = Call::new::<T>(StarKind::Broadcast, ranks(children), root, data.len(), 0);
-    let mine = if_root(root == 0, data);
-    let result = parent_star(children, call, mine, &no_fold).await?;
-    if root != 0 {
-        copy_into(data, &result)?;
-    }
-    Ok(())
-}
-
-/// The parent's side of [`crate::Children::gather`].
-pub(super) async fn parent_gather<T: Element>(
-    children: &[Child],
-    data: &[T],
-    root: usize,
-) -> Result<Option<Vec<T>>, ProcessError> {
-    if let Some(result) = on_parent_group!(children, |g| g.gather(data, root)) {
-        return result;
-    }
-    if let Some(result) = on_mesh!(children, |g| g.gather(data, root)) {
-        return result;
-    }
-    let call = Call::new::<T>(StarKind::Gather, ranks(children), root, data.len(), 0);
-    let result = parent_star(children, call, bytes_of(data), &no_fold).await?;
-    (root == 0).then(|| elements(&result)).transpose()
-}
-
-/// The parent's side of [`crate::Children::all_gather`].
-pub(super) async fn parent_all_gather<T: Element>(
-    children: &[Child],
-    data: &[T],
-) -> Result<Vec<T>, ProcessError> {
-    if let Some(result) = on_parent_group!(children, |g| g.all_gather(data)) {
-        return result;
-    }
-    if let Some(result) = on_mesh!(children, |g| g.all_gather(data)) {
-        return result;
-    }
-    let call = Call::new::<T>(StarKind::AllGather, ranks(children), 0, data.len(), 0);
-    elements(&parent_star(children, call, bytes_of(data), &no_fold).await?)
-}
-
-/// The parent's side of [`crate::Children::scatter`].
-pub(super) async fn parent_scatter<T: Element>(
-    children: &[Child],
-    send: &[T],
-    recv: &mut [T],
-    root: usize,
-) -> Result<(), ProcessError> {
-    if let Some(result) = on_parent_group!(children, |g| g.scatter(send, recv, root)) {
-        return result;
-    }
-    if let Some(result) = on_mesh!(children, |g| g.scatter(send, recv, root)) {
-        return result;
-    }
-    let call = Call::new::<T>(StarKind::Scatter, ranks(children), root, recv.len(), 0);
-    let mine = if_root(root == 0, send);
-    let result = parent_star(children, call, mine, &no_fold).await?;
-    copy_into(recv, &result)
-}
-
-/// The parent's side of [`crate::Children::barrier`].
-pub(super) async fn parent_barrier(children: &[Child]) -> Result<(), ProcessError> {
-    if let Some(r) = on_parent_group!(children, |g| g.barrier_call()) {
-        return r;
-    }
-    if let Some(r) = on_mesh!(children, |g| g.barrier()) {
-        return r;
-    }
-    through_parent::<i32>(children, &mut [], &ReduceOp::Sum).await
-}
 
 /// How the parent runs the coming collective, seen from a child.
 enum Path {
@@ -595,121 +372,30 @@ pub fn barrier() -> Result<(), ProcessError> {
     }
 }
 
-/// The parent's side of the tree's collectives: rank 0 is this process.
-impl Children {
-    /// AllReduce over this process (rank 0) and these children (ranks 1..,
-    /// in group order), each of which calls
-    /// [`crate::collective::all_reduce`] with a buffer of the same length:
-    /// every rank ends with the same bits. On one machine (children from
-    /// `nfork`) it runs through shared memory and the result is the left
-    /// fold in rank order; across machines it runs over direct QUIC links
-    /// between the ranks (reduced per machine first), and its order of
-    /// additions is the schedule's (see [`crate::collective`]). Fails on
-    /// every rank if one of them dies, leaves or makes another call.
-    pub async fn all_reduce<T, B>(
-        &self,
-        data: &mut B,
-        op: crate::reduce::ReduceOp<T>,
-    ) -> Result<(), ProcessError>
-    where
-        T: crate::reduce::Reducible,
-        B: ReduceBuffer<T> + ?Sized,
-    {
-        parent_all_reduce(&self.0, data.elements_mut(), &op).await
+/// This process's rank in its tree's current group: 0 in the parent (the
+/// top process); in a child, the rank its parent announced when it formed
+/// the group the child takes part in (parent first, then the children in
+/// group order) — blocking until the parent forms one, with its first
+/// collective or [`crate::Children::communicator`]. Not the same as
+/// [`crate::id()`] once children were added or removed.
+pub fn rank() -> Result<usize, ProcessError> {
+    if !crate::process::is_child() {
+        return Ok(0);
     }
+    refuse_in_async("collective::rank")?;
+    Ok(link()?.ranks()?.0)
+}
 
-    /// Reduce to one rank: rank `root` (0 is this process, `k` the `k`-th
-    /// child of the group) ends with the left fold in rank order of every
-    /// rank's `data`, `((x0 ⊕ x1) ⊕ x2) ⊕ …`; the others keep their
-    /// buffers. Each child calls [`crate::collective::reduce`] with the same
-    /// length, op and root. On one machine it runs through shared memory;
-    /// with a child on another host, over QUIC through this process, with
-    /// the same result. Calls that disagree (or a root that is not a rank)
-    /// fail on every rank with [`ProcessError::Misuse`]; a rank that dies
-    /// makes it fail on every other rank.
-    pub async fn reduce<T, B>(
-        &self,
-        data: &mut B,
-        op: crate::reduce::ReduceOp<T>,
-        root: usize,
-    ) -> Result<(), ProcessError>
-    where
-        T: crate::reduce::Reducible,
-        B: ReduceBuffer<T> + ?Sized,
-    {
-        parent_reduce(&self.0, data.elements_mut(), &op, root).await
+/// How many ranks the child's current group has (the parent and its
+/// children), as [`rank`] learns it. In the parent, ask the group's
+/// [`super::Communicator::size`].
+pub fn size() -> Result<usize, ProcessError> {
+    if !crate::process::is_child() {
+        return Err(ProcessError::Misuse(
+            "a parent's groups are its communicators: ask `children.communicator().await?.size()`"
+                .into(),
+        ));
     }
-
-    /// Every rank ends with rank `root`'s `data` (each child calls
-    /// [`crate::collective::broadcast`] with a buffer of the same length).
-    /// Runs and fails as [`Children::reduce`] does.
-    pub async fn broadcast<T, B>(&self, data: &mut B, root: usize) -> Result<(), ProcessError>
-    where
-        T: crate::actor::Element,
-        B: ReduceBuffer<T> + ?Sized,
-    {
-        parent_broadcast(&self.0, data.elements_mut(), root).await
-    }
-
-    /// Rank `root` gets every rank's `data`, concatenated in rank order
-    /// (`Some`; the other ranks get `None`). Every rank passes the same
-    /// length; each child calls [`crate::collective::gather`]. Runs and
-    /// fails as [`Children::reduce`] does.
-    pub async fn gather<T: crate::actor::Element>(
-        &self,
-        data: &[T],
-        root: usize,
-    ) -> Result<Option<Vec<T>>, ProcessError> {
-        parent_gather(&self.0, data, root).await
-    }
-
-    /// Every rank gets every rank's `data`, concatenated in rank order; each
-    /// child calls [`crate::collective::all_gather`]. Runs and fails as
-    /// [`Children::reduce`] does.
-    pub async fn all_gather<T: crate::actor::Element>(
-        &self,
-        data: &[T],
-    ) -> Result<Vec<T>, ProcessError> {
-        parent_all_gather(&self.0, data).await
-    }
-
-    /// Rank `root`'s `send` (`ranks × recv.len()` elements, one part per
-    /// rank in rank order) is split: every rank gets its part in `recv`.
-    /// `send` is read only on the root; each child calls
-    /// [`crate::collective::scatter`]. A root whose `send` is not
-    /// `ranks × recv.len()` long makes it fail on every rank; otherwise it
-    /// runs and fails as [`Children::reduce`] does.
-    pub async fn scatter<T: crate::actor::Element>(
-        &self,
-        send: &[T],
-        recv: &mut [T],
-        root: usize,
-    ) -> Result<(), ProcessError> {
-        parent_scatter(&self.0, send, recv, root).await
-    }
-
-    /// Returns once this process and every child (in
-    /// [`crate::collective::barrier`]) have called it; fails on every rank
-    /// if one of them dies first.
-    pub async fn barrier(&self) -> Result<(), ProcessError> {
-        parent_barrier(&self.0).await
-    }
-
-    /// Where the group's ranks run (rank 0 is this process, then the
-    /// children in group order), grouped by host; print it to see the tree
-    /// and ring the collectives use and how each link is carried (shared
-    /// memory on one machine, QUIC between machines).
-    pub fn topology(&self) -> crate::reduce::Topology {
-        let here = crate::id::host_name();
-        let mut places = vec![crate::reduce::Place::new(here.clone(), std::process::id())];
-        for c in &self.0 {
-            let host = if c.same_host() {
-                here.clone()
-            } else {
-                c.host().to_owned()
-            };
-            places.push(crate::reduce::Place::new(host, c.pid()));
-        }
-        crate::reduce::Topology::new(places).expect("a group always has rank 0, this process")
-    }
+    refuse_in_async("collective::size")?;
+    Ok(link()?.ranks()?.1)
 }

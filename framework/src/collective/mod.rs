@@ -28,6 +28,7 @@
 //! [`crate::reduce`].
 
 mod children;
+mod communicator;
 pub(crate) mod group;
 pub mod local;
 mod mesh;
@@ -38,8 +39,9 @@ mod state;
 pub use crate::reduce::*;
 pub use crate::reduce::{ops, ring, schedule, topology, tree};
 pub use children::{
-    TRANSPORT_VAR, all_gather, all_reduce, barrier, broadcast, gather, reduce, scatter,
+    TRANSPORT_VAR, all_gather, all_reduce, barrier, broadcast, gather, rank, reduce, scatter, size,
 };
+pub use communicator::Communicator;
 pub use group::{CollectiveError, FORM_TIMEOUT, FormError, Group, GroupOptions, Transport};
 pub use local::{GroupError, LocalGroup};
 pub use relay::ReduceBuffer;

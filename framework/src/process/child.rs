@@ -114,6 +114,10 @@ pub(crate) struct ChildLink {
     credits: Arc<tokio::sync::Semaphore>,
     /// Values read since credit was last returned to the parent.
     read: AtomicU32,
+    /// This child's rank and its group's size, as the parent last announced.
+    ranks: Mutex<Option<(usize, usize)>>,
+    /// Collective posts read while waiting for the ranks, not handed out yet.
+    stash: Mutex<std::collections::VecDeque<CollectiveMsg>>,
 }
 
 /// This process's id: 0 for the top process, 1, 2, … for its children (the
@@ -180,10 +184,42 @@ impl ChildLink {
             })
     }
 
-    /// The next collective post from the parent (blocks this thread).
+    /// The next collective post from the parent (blocks this thread). A
+    /// group's ranks are noted on the way ([`ChildLink::ranks`]).
     pub(crate) fn next_collective(&self) -> Result<CollectiveMsg, ProcessError> {
-        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        spin_then_block(&queues.collective)
+        if let Some(msg) = lock(&self.stash).pop_front() {
+            return Ok(msg);
+        }
+        let queues = lock(&self.queues);
+        loop {
+            match spin_then_block(&queues.collective)? {
+                CollectiveMsg::Ranks { rank, size } => {
+                    *lock(&self.ranks) = Some((rank as usize, size as usize));
+                }
+                msg => return Ok(msg),
+            }
+        }
+    }
+
+    /// This child's rank in its group and the group's size, as the parent
+    /// announced them when the group formed; waits (blocking this thread)
+    /// for the first announcement. Other posts read meanwhile are kept for
+    /// the coming collective.
+    pub(crate) fn ranks(&self) -> Result<(usize, usize), ProcessError> {
+        if let Some(known) = *lock(&self.ranks) {
+            return Ok(known);
+        }
+        let queues = lock(&self.queues);
+        loop {
+            match spin_then_block(&queues.collective)? {
+                CollectiveMsg::Ranks { rank, size } => {
+                    let known = (rank as usize, size as usize);
+                    *lock(&self.ranks) = Some(known);
+                    return Ok(known);
+                }
+                msg => lock(&self.stash).push_back(msg),
+            }
+        }
     }
 
     /// Posts a collective message to the parent (blocks this thread).
@@ -202,6 +238,10 @@ impl ChildLink {
         }
         Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Waits for the next message on `queue`: spins briefly, then parks.
@@ -491,6 +531,8 @@ async fn serve(role: Role, password: String) -> i32 {
         }),
         credits,
         read: AtomicU32::new(0),
+        ranks: Mutex::new(None),
+        stash: Mutex::new(std::collections::VecDeque::new()),
     });
     Tree::global().set_link(link.clone());
     let hello = Hello {

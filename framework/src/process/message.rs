@@ -197,6 +197,14 @@ mod collective {
             /// Which collective.
             round: u64,
         },
+        /// Parent → child: a group formed for the coming collectives; this
+        /// child is rank `rank` of `size` in it (the parent is rank 0).
+        Ranks {
+            /// This child's rank.
+            rank: u32,
+            /// How many ranks the group has.
+            size: u32,
+        },
         /// Parent → child: the coming collectives run in the same-host group
         /// whose shared memory is at `path` (see [`crate::collective::local`]).
         Attach {

@@ -340,6 +340,23 @@ async fn kill_child_2_during<R>(
     Ok(())
 }
 
+/// A child of the second batch of `ranks`: prints its number and the rank
+/// the parent gave it, then checks an all_reduce of the ranks.
+#[parallel::remote]
+fn ranked() {
+    let id = parallel::id();
+    let (rank, size) = match (collective::rank(), collective::size()) {
+        (Ok(rank), Ok(size)) => (rank, size),
+        (r, s) => return println!("BAD rank {r:?} size {s:?}"),
+    };
+    println!("RANK id={id} rank={rank} size={size}");
+    let mut v = [rank as f64];
+    match collective::all_reduce(&mut v, ReduceOp::Sum) {
+        Ok(()) if v[0] == (0..size).sum::<usize>() as f64 => println!("SUM ok {rank}"),
+        other => println!("BAD sum {rank} {other:?} {v:?}"),
+    }
+}
+
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -400,6 +417,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             survivors.broadcast(&mut b, 0).await?;
             survivors.sync().await?;
             println!("SYNCED");
+        }
+        // ranks N: N children, then N more (a second fork), then the first
+        // N stop: the survivors' ranks are 1..N, not their ids.
+        "ranks" => {
+            let first = nfork(n).await?;
+            let second = nfork(n).await?;
+            for child in first.iter() {
+                child.stop(std::time::Duration::from_secs(5)).await;
+            }
+            second.exec(ranked, ()).await?;
+            let group = second.communicator().await?;
+            println!(
+                "PARENT rank={} size={} backend={}",
+                group.rank(),
+                group.size(),
+                group.backend_name()
+            );
+            let mut v = [0.0f64];
+            group.all_reduce(&mut v, ReduceOp::Sum).await?;
+            if v[0] == (0..=n).sum::<usize>() as f64 {
+                println!("SUM ok 0");
+            } else {
+                println!("BAD sum 0 {v:?}");
+            }
+            second.sync().await?;
+            println!("DONE");
         }
         other => return Err(format!("unknown scenario {other:?}").into()),
     }
