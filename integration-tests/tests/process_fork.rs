@@ -102,3 +102,35 @@ async fn children_exit_by_themselves_when_the_parent_is_killed() {
         .expect("start the forker");
     children_die_with_their_parent(parent, 2).await;
 }
+
+#[tokio::test]
+async fn two_trees_in_one_process_are_independent() {
+    let (ok, out, err) = run(&["two-trees"]).await;
+    assert!(ok, "{out}\n{err}");
+    // Each tree numbers its own children and has its own parent actor.
+    assert!(out.contains("IDS a=[1, 2] b=[1]"), "{out}\n{err}");
+    assert!(out.contains("PARENTS-DIFFER true"), "{out}\n{err}");
+    // Neither is the default tree's.
+    assert!(out.contains("DEFAULT 0"), "{out}\n{err}");
+    assert!(out.contains("A-SUMS [20.0, 20.0]"), "{out}\n{err}");
+    // Closing one leaves the other's child running.
+    assert!(out.contains("A-CLOSED 0 1"), "{out}\n{err}");
+    assert!(out.contains("B-SUMS [20.0]"), "{out}\n{err}");
+    // And exec gives the function's return value (one round).
+    assert!(out.contains("B-RESULT [1]"), "{out}\n{err}");
+}
+
+#[tokio::test]
+async fn a_childs_process_actor_is_watched_and_hosts_user_actors() {
+    let (ok, out, err) = run(&["actor"]).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("ACTOR true"), "{out}\n{err}");
+    // A user actor spawned inside the child answers.
+    assert!(out.contains("COUNTER 2"), "{out}\n{err}");
+    // Killing the child's process delivers its actor's Down.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("DOWN ") && l.ends_with(" true")),
+        "{out}\n{err}"
+    );
+}

@@ -70,6 +70,28 @@ async fn children_started_through_ssh_join_receive_and_send() {
 }
 
 #[tokio::test]
+async fn a_supervised_process_child_placed_through_ssh_restarts_there() {
+    let sshd = Sshd::start();
+    let (ok, out, err) = run(&args("ssh-supervised", &[], &sshd, sshd.ssh_args())).await;
+    assert!(ok, "{out}\n{err}\nsshd:\n{}", sshd.log());
+    assert!(out.contains("BEFORE 1"), "{out}\n{err}");
+    // A new process, and a new incarnation's state.
+    assert!(
+        out.contains("PID2 ") && out.contains(" true\n"),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("AFTER 1"), "{out}\n{err}");
+    // The supervisor's processes are not the tree's forked children.
+    assert!(out.contains("NCHILDREN 0"), "{out}\n{err}");
+    // Both incarnations went through this sshd.
+    assert!(
+        sshd.log().matches("Accepted publickey").count() >= 2,
+        "{}",
+        sshd.log()
+    );
+}
+
+#[tokio::test]
 async fn sfork_spreads_over_registered_hosts_by_cores_after_calibrate() {
     let sshd = Sshd::start();
     let dir = sshd.dir().to_string_lossy().into_owned();

@@ -237,3 +237,16 @@ async fn a_remote_child_whose_node_is_killed_restarts_on_another_node() {
     drop(b.stop_and_read_stderr().await);
     assert!(gone(pa) && gone(pb), "a node process outlived the test");
 }
+
+#[tokio::test]
+async fn a_forked_child_and_a_supervised_process_child_each_have_one_owner() {
+    let (stdout, _) = run_supervised(&["owners"], false).await;
+    // Only the forked child is among the tree's children.
+    assert_eq!(value(&stdout, "CHILDREN "), ["1", "true"], "{stdout}");
+    // `close` stopped the forked child and left the supervised one alone.
+    assert_eq!(value(&stdout, "CLOSED "), ["0"], "{stdout}");
+    assert_eq!(value(&stdout, "FORKED-GONE "), ["true"], "{stdout}");
+    assert_eq!(value(&stdout, "AFTER-CLOSE "), ["7"], "{stdout}");
+    // Its supervisor's shutdown stops it.
+    assert_eq!(value(&stdout, "SUPERVISED-GONE "), ["true"], "{stdout}");
+}

@@ -363,7 +363,16 @@ async fn welcome(
     tokio::spawn(async move {
         let (process, remote, inbox) = watched;
         let reason = tokio::select! {
-            exit = process.exited() => format!("its process has exited ({})", exit.status),
+            exit = process.exited() => {
+                let reason = format!("its process has exited ({})", exit.status);
+                // Drop its connection now rather than after the heartbeat
+                // timeout: what waits on it (a watch of its actor, an ask)
+                // learns at once.
+                if remote.is_alive() {
+                    remote.link().peer().close_gone(&reason);
+                }
+                reason
+            }
             reason = remote.closed() => format!("its connection closed ({reason})"),
         };
         inbox.update(|s| {

@@ -330,6 +330,13 @@ impl Peer {
         self.shared.wait_down().await
     }
 
+    /// Closes this peer because its process is known to be gone (its
+    /// parent saw it exit): an expected end, logged at debug level.
+    pub fn close_gone(&self, reason: &str) {
+        tracing::debug!(peer = %self.shared.node, addr = %self.shared.remote_addr, "closing peer: {reason}");
+        self.shared.set_down(DownReason::Closed(reason.to_owned()));
+    }
+
     /// Closes this peer only (for instance after it sent a malformed
     /// payload), logging why.
     pub fn close(&self, reason: &str) {

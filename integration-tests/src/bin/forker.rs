@@ -171,6 +171,95 @@ async fn rounds(children: &parallel::Children, t: &Tensor<f32>) -> Result<(), Pr
     Ok(())
 }
 
+/// Two trees of one process: `IDS`, `PARENTS-DIFFER`, `DEFAULT`, a round
+/// on the first (`A-SUMS`), `A-CLOSED <a's children> <b's children>`, a
+/// round on the second (`B-SUMS`), `B-RESULT <its function's return value>`.
+async fn two_trees() -> Result<(), Box<dyn std::error::Error>> {
+    use parallel::{Config, Tree};
+    let (a, b) = (Tree::new(Config::default()), Tree::new(Config::default()));
+    let (ca, cb) = (a.nfork(2).await?, b.nfork(1).await?);
+    let ids = |c: &parallel::Children| c.iter().map(|c| c.id()).collect::<Vec<_>>();
+    println!("IDS a={:?} b={:?}", ids(&ca), ids(&cb));
+    println!("PARENTS-DIFFER {}", a.parent_id() != b.parent_id());
+    println!("DEFAULT {}", parallel::nchildren());
+    ca.exec(summer, ()).await?;
+    let running = cb.exec(summer, ()).await?;
+    let t = Tensor::full(&[10], 2.0f32);
+    ca.join("go").await?;
+    ca.send(&t).await?;
+    let sums: Vec<f64> = ca
+        .receive::<f64>()
+        .await?
+        .iter()
+        .map(|s| s.to_native())
+        .collect();
+    println!("A-SUMS {sums:?}");
+    a.close().await;
+    println!("A-CLOSED {} {}", a.nchildren(), b.nchildren());
+    cb.join("go").await?;
+    cb.send(&t).await?;
+    let sums: Vec<f64> = cb
+        .receive::<f64>()
+        .await?
+        .iter()
+        .map(|s| s.to_native())
+        .collect();
+    println!("B-SUMS {sums:?}");
+    cb.join("break").await?;
+    println!("B-RESULT {:?}", running.results().await?);
+    b.close().await;
+    Ok(())
+}
+
+/// A supervised `Counter` in a process started through ssh: prints `PID1`,
+/// `BEFORE <answer>`, then, after its process is SIGKILLed, `PID2` (another
+/// process, started through ssh again), `AFTER <answer of the new
+/// incarnation>`, `NCHILDREN <forked children: 0>` and `SHUTDOWN`.
+async fn ssh_supervised(remote: parallel::Remote) -> Result<(), Box<dyn std::error::Error>> {
+    use parallel::supervision::{ChildSpec, Strategy, Supervisor};
+    use parallel_integration_tests::{Add, Counter, DEADLINE};
+    let node = parallel::Node::builder()
+        .password(parallel::Password::new(format!(
+            "{}",
+            parallel::NodeId::new()
+        )))
+        .start()
+        .await?;
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .intensity(3, std::time::Duration::from_secs(30))
+        .child(ChildSpec::process_on(
+            "worker",
+            Counter::default,
+            remote.into(),
+        ))
+        .start(&node);
+    tokio::time::timeout(DEADLINE, sup.running("worker")).await??;
+    let pid1 = sup.pid_of("worker").ok_or("no pid")?;
+    println!("PID1 {pid1}");
+    let worker = sup
+        .child::<Counter>("worker")
+        .ok_or("no child named worker")?
+        .with_timeout(std::time::Duration::from_secs(5))
+        .with_retry(1000, std::time::Duration::from_millis(10));
+    println!(
+        "BEFORE {}",
+        tokio::time::timeout(DEADLINE, worker.ask(Add(1))).await??
+    );
+    // The "host" is this machine: its pid is ours to signal.
+    // SAFETY: a plain syscall on the pid of a process started for us.
+    unsafe {
+        libc::kill(pid1 as i32, libc::SIGKILL);
+    }
+    let answer = tokio::time::timeout(DEADLINE, worker.ask(Add(1))).await??;
+    tokio::time::timeout(DEADLINE, sup.running("worker")).await??;
+    let pid2 = sup.pid_of("worker").ok_or("no pid")?;
+    println!("PID2 {pid2} {}", pid2 != pid1);
+    println!("AFTER {answer}");
+    println!("NCHILDREN {}", parallel::nchildren());
+    println!("SHUTDOWN {:?}", sup.shutdown().await);
+    Ok(())
+}
+
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -279,6 +368,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             children.sync().await?;
             println!("NCHILDREN {}", parallel::nchildren());
         }
+        // two-trees: two independent trees in this process, each with its
+        // children, numbers, parent actor; closing one leaves the other.
+        "two-trees" => two_trees().await?,
+        // actor: a child's process actor is watched like any actor, and a
+        // user actor is spawned inside the child through it.
+        "actor" => {
+            use parallel_integration_tests::{Add, Counter};
+            let child = parallel::fork().await?;
+            println!("ACTOR {}", child.actor_id() == child.actor().id());
+            let counter = child.spawn(Counter::default()).await?;
+            println!("COUNTER {}", counter.ask(Add(2)).await?);
+            let watching = child.actor().clone();
+            let down = tokio::spawn(async move { watching.watch().await });
+            child.kill().await;
+            let down = tokio::time::timeout(std::time::Duration::from_secs(10), down).await??;
+            println!("DOWN {:?} {}", down.reason, down.id == child.actor_id());
+        }
+        // ssh-supervised DESTINATION SSH-ARGS...: a supervised process child
+        // placed through ssh is SIGKILLed and restarted there.
+        "ssh-supervised" => ssh_supervised(over_ssh(&args[1], &args[2..])).await?,
         // ssh-fail EXE DESTINATION SSH-ARGS...: a fork through ssh that must fail.
         "ssh-fail" => {
             let remote = over_ssh(&args[2], &args[3..]).exe(&args[1]);

@@ -9,13 +9,19 @@
 //! `CRASHES <Down events seen>`, `INCARNATION <of the last restart>`,
 //! `AFTER <answer of the next incarnation>`, then `LOCAL <error>` after the
 //! same panic in a local actor, and `SHUTDOWN`.
+//!
+//! With the argument `owners` it supervises a process child and forks a
+//! child too, and prints who owns which: `CHILDREN <forked children>`,
+//! `CLOSED <children after close>`, `FORKED-GONE <bool>`, `AFTER-CLOSE
+//! <answer of the supervised child>`, `SUPERVISED-GONE <bool>` after the
+//! supervisor's shutdown.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
 
 use parallel::supervision::{ChildSpec, Strategy, Supervisor, SupervisorEvent};
 use parallel::{Node, Password};
-use parallel_integration_tests::{Add, Boom, Counter, DEADLINE};
+use parallel_integration_tests::{Add, Boom, Counter, DEADLINE, alive};
 use tokio::time::timeout;
 
 /// Waits until the child named `name` runs and returns its process id.
@@ -35,8 +41,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .password(Password::new(format!("{}", parallel::NodeId::new())))
         .start()
         .await?;
-    if std::env::args().nth(1).as_deref() == Some("poison") {
-        return poison(&node).await;
+    match std::env::args().nth(1).as_deref() {
+        Some("poison") => return poison(&node).await,
+        Some("owners") => return owners(&node).await,
+        _ => {}
     }
     let sup = Supervisor::new(Strategy::OneForOne)
         .intensity(3, Duration::from_secs(10))
@@ -114,5 +122,42 @@ async fn poison(node: &Node) -> Result<(), Box<dyn Error>> {
     let local = node.spawn(Counter::default());
     println!("LOCAL {:?}", timeout(DEADLINE, local.ask(Boom)).await?);
     println!("SHUTDOWN {:?}", timeout(DEADLINE, sup.shutdown()).await?);
+    Ok(())
+}
+
+/// A supervised process child and a forked child have one owner each:
+/// `close()` stops the forked one and leaves the supervised one to its
+/// supervisor, whose shutdown stops it.
+async fn owners(node: &Node) -> Result<(), Box<dyn Error>> {
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .child(ChildSpec::process("worker", Counter::default))
+        .start(node);
+    let supervised = running_pid(&sup, "worker").await?;
+    let forked = parallel::nfork(1).await?;
+    let forked_pid = forked[0].pid();
+    let listed: Vec<u32> = parallel::children().iter().map(|c| c.pid()).collect();
+    println!(
+        "CHILDREN {} {}",
+        listed.len(),
+        listed == [forked_pid] && forked_pid != supervised
+    );
+    timeout(DEADLINE, parallel::close()).await?;
+    println!("CLOSED {}", parallel::children().len());
+    let gone = timeout(DEADLINE, forked[0].exited()).await.is_ok();
+    println!("FORKED-GONE {gone}");
+    let worker = sup
+        .child::<Counter>("worker")
+        .ok_or("no child named worker")?
+        .with_timeout(Duration::from_secs(5));
+    println!(
+        "AFTER-CLOSE {}",
+        timeout(DEADLINE, worker.ask(Add(7))).await??
+    );
+    println!("SHUTDOWN {:?}", timeout(DEADLINE, sup.shutdown()).await?);
+    let deadline = Instant::now() + DEADLINE;
+    while alive(supervised) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("SUPERVISED-GONE {}", !alive(supervised));
     Ok(())
 }
