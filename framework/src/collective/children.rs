@@ -25,7 +25,8 @@ use super::relay::{ReduceBuffer, child_all_reduce};
 use super::star::{Begun, Call, bytes_of, child_star, copy_into, disagree, elements, if_root};
 use super::state::{TreeGroups, lock};
 use crate::process::ProcessError;
-use crate::process::child::{ChildLink, link, refuse_in_async};
+use crate::process::child::link;
+use crate::process::link::{ChildLink, refuse_in_async};
 use crate::process::message::{CollectiveMsg, StarKind};
 
 impl From<GroupError> for ProcessError {

@@ -33,7 +33,7 @@ use super::state::{TreeGroups, lock};
 use crate::config::CollectiveTransport;
 use crate::process::Child;
 use crate::process::ProcessError;
-use crate::process::child::ChildLink;
+use crate::process::link::ChildLink;
 use crate::process::message::CollectiveMsg;
 
 /// How long forming a tree's group may take before the collectives go

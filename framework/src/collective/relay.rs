@@ -394,7 +394,7 @@ impl ParentRun<'_> {
 /// A child's side of a message-path all_reduce whose `Start` (round, rank,
 /// ranks, len) has arrived.
 pub(super) fn child_all_reduce<T: Reducible>(
-    ctx: &crate::process::child::ChildLink,
+    ctx: &crate::process::link::ChildLink,
     (round, rank, ranks, len): (u64, usize, usize, usize),
     data: &mut [T],
     op: ReduceOp<T>,

@@ -43,7 +43,7 @@ use super::local::GroupError;
 use super::relay::{abort_all, fail_all, lock_inboxes, next_posts, next_round, post_to};
 use crate::process::Child;
 use crate::process::ProcessError;
-use crate::process::child::ChildLink;
+use crate::process::link::ChildLink;
 use crate::process::message::{CollectiveMsg, StarKind};
 
 /// One rank's call of a star collective.

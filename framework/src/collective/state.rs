@@ -78,8 +78,7 @@ pub(super) struct TreeGroups {
 }
 
 impl TreeGroups {
-    fn new(tree: &Tree) -> Self {
-        let config = tree.config();
+    fn new(config: &crate::Config) -> Self {
         Self {
             transport: config.get_collective_transport(),
             slot: config.get_collective_slot(),
@@ -97,8 +96,11 @@ impl TreeGroups {
     /// The state of the tree of `children` (the default tree's when the
     /// children's tree is gone or there are none).
     pub(super) fn of(children: &[Child]) -> Arc<Self> {
-        match children.first().and_then(Child::tree) {
-            Some(tree) => tree.extension(|| Self::new(&tree)),
+        match children.first() {
+            Some(child) => {
+                let shared = child.shared();
+                shared.extension(|| Self::new(&shared.config))
+            }
             None => Self::own(),
         }
     }
@@ -106,7 +108,7 @@ impl TreeGroups {
     /// The state of this process's own tree (a child's, in a child).
     pub(super) fn own() -> Arc<Self> {
         let tree = Tree::global();
-        tree.extension(|| Self::new(tree))
+        tree.extension(|| Self::new(tree.config()))
     }
 
     /// Retires the parent's same-host group, if one is kept.

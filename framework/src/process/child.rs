@@ -8,34 +8,22 @@
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
-
-use actix::Handler;
 
 use crate::actor::Received;
 use crate::id::{ActorId, boot_id, host_name};
-use crate::remote::value::{Incoming, Payload, Value};
-use crate::remote::{ActorRef, Node, RemoteNode, remote_fn};
+use crate::remote::value::{Payload, Value};
+use crate::remote::{ActorRef, Node, remote_fn};
 use crate::transport::{JoinLine, Password};
 use crate::wire::{WireType, aligned_copy, type_tag};
 
 use super::context::Tree;
 use super::error::ProcessError;
-use super::message::{
-    Calibrate, CollectiveDown, CollectiveMsg, CollectiveUp, Credit, Exec, Finished, Hello, Joined,
-    Outcome, ToChild, ToParent, Yielded,
-};
+use super::link::{ChildLink, Queues, refuse_in_async, spin_then_block};
+use super::message::{Exec, Finished, Hello, Outcome, SEND_WINDOW, ToParent, Yielded};
 use super::parent_actor::ParentActor;
-
-/// Values sent with `send` that may be in flight to the other side before
-/// the sender waits for it to read some (each side returns credit as it reads).
-pub const SEND_WINDOW: usize = 64;
-
-/// How long a child's function spins for a message before it parks: a
-/// reply often comes within microseconds, and waking a parked thread on
-/// another vCPU costs about 70 µs here.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+use super::process_actor::ProcessActor;
 
 /// What a child knows about itself, from the start protocol its parent set
 /// ([`crate::config::ChildEnv`]).
@@ -88,38 +76,6 @@ pub fn is_child() -> bool {
     crate::config::environment().is_child
 }
 
-/// What the process actor files for the function's thread.
-struct Queues {
-    joins: Receiver<Incoming>,
-    data: Receiver<Incoming>,
-    collective: Receiver<CollectiveMsg>,
-}
-
-/// A child process's link to its parent: what its function talks through.
-pub(crate) struct ChildLink {
-    number: u32,
-    /// This process's actor.
-    me: ActorId,
-    /// The tree's parent actor.
-    parent: ActorRef<ParentActor>,
-    /// The parent's node.
-    parent_node: RemoteNode,
-    node: Node,
-    same_host: bool,
-    shm_threshold: usize,
-    ip: String,
-    runtime: tokio::runtime::Handle,
-    queues: Mutex<Queues>,
-    /// Values this child may still send before the parent reads some.
-    credits: Arc<tokio::sync::Semaphore>,
-    /// Values read since credit was last returned to the parent.
-    read: AtomicU32,
-    /// This child's rank and its group's size, as the parent last announced.
-    ranks: Mutex<Option<(usize, usize)>>,
-    /// Collective posts read while waiting for the ranks, not handed out yet.
-    stash: Mutex<std::collections::VecDeque<CollectiveMsg>>,
-}
-
 /// This process's id: 0 for the top process, 1, 2, … for its children (the
 /// seed's `parallel.id`). It is not a collective's rank.
 pub fn id() -> u32 {
@@ -140,125 +96,6 @@ pub(crate) fn link() -> Result<&'static Arc<ChildLink>, ProcessError> {
                 .into(),
         )
     })
-}
-
-/// Refuses a blocking call made on an async runtime's thread (it would
-/// stall that runtime, or panic inside tokio).
-pub(crate) fn refuse_in_async(what: &str) -> Result<(), ProcessError> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(ProcessError::Misuse(format!(
-            "{what} blocks its thread, and this thread runs an async runtime: call it from the child's function (which runs on a thread of its own), or use the async form"
-        )));
-    }
-    Ok(())
-}
-
-impl ChildLink {
-    /// The parent's node and this process's runtime, for the layers above
-    /// that talk to the parent on their own (the work queues, collectives).
-    pub(crate) fn parent_node(&self) -> &RemoteNode {
-        &self.parent_node
-    }
-
-    /// This process's runtime (to block on from the function's thread).
-    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
-        &self.runtime
-    }
-
-    /// This process's node.
-    pub(crate) fn node(&self) -> &Node {
-        &self.node
-    }
-
-    /// Tells the parent actor `msg`, from the function's thread.
-    fn tell_blocking<M>(&self, msg: M) -> Result<(), ProcessError>
-    where
-        M: crate::Message,
-        ParentActor: Handler<M> + Handler<crate::actor::Deliver<M>>,
-    {
-        self.runtime
-            .block_on(self.parent.tell(msg))
-            .map_err(|e| ProcessError::Gone {
-                id: 0,
-                reason: e.to_string(),
-            })
-    }
-
-    /// The next collective post from the parent (blocks this thread). A
-    /// group's ranks are noted on the way ([`ChildLink::ranks`]).
-    pub(crate) fn next_collective(&self) -> Result<CollectiveMsg, ProcessError> {
-        if let Some(msg) = lock(&self.stash).pop_front() {
-            return Ok(msg);
-        }
-        let queues = lock(&self.queues);
-        loop {
-            match spin_then_block(&queues.collective)? {
-                CollectiveMsg::Ranks { rank, size } => {
-                    *lock(&self.ranks) = Some((rank as usize, size as usize));
-                }
-                msg => return Ok(msg),
-            }
-        }
-    }
-
-    /// This child's rank in its group and the group's size, as the parent
-    /// announced them when the group formed; waits (blocking this thread)
-    /// for the first announcement. Other posts read meanwhile are kept for
-    /// the coming collective.
-    pub(crate) fn ranks(&self) -> Result<(usize, usize), ProcessError> {
-        if let Some(known) = *lock(&self.ranks) {
-            return Ok(known);
-        }
-        let queues = lock(&self.queues);
-        loop {
-            match spin_then_block(&queues.collective)? {
-                CollectiveMsg::Ranks { rank, size } => {
-                    let known = (rank as usize, size as usize);
-                    *lock(&self.ranks) = Some(known);
-                    return Ok(known);
-                }
-                msg => lock(&self.stash).push_back(msg),
-            }
-        }
-    }
-
-    /// Posts a collective message to the parent (blocks this thread).
-    pub(crate) fn post_collective(&self, msg: CollectiveMsg) -> Result<(), ProcessError> {
-        self.tell_blocking(CollectiveUp { from: self.me, msg })
-    }
-
-    fn after_read(&self) -> Result<(), ProcessError> {
-        let read = self.read.fetch_add(1, Ordering::Relaxed) + 1;
-        if read as usize >= SEND_WINDOW / 2 {
-            self.read.fetch_sub(read, Ordering::Relaxed);
-            self.tell_blocking(Credit {
-                from: self.me,
-                n: read,
-            })?;
-        }
-        Ok(())
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Waits for the next message on `queue`: spins briefly, then parks.
-fn spin_then_block<T>(queue: &Receiver<T>) -> Result<T, ProcessError> {
-    let gone = || ProcessError::Gone {
-        id: 0,
-        reason: "this process's node stopped".into(),
-    };
-    let start = std::time::Instant::now();
-    while start.elapsed() < SPIN {
-        match queue.try_recv() {
-            Ok(v) => return Ok(v),
-            Err(TryRecvError::Disconnected) => return Err(gone()),
-            Err(TryRecvError::Empty) => std::hint::spin_loop(),
-        }
-    }
-    queue.recv().map_err(|_| gone())
 }
 
 /// In a child's function: waits until the parent calls `join(value)` on
@@ -339,93 +176,6 @@ impl Parent {
         incoming
             .open::<T>()
             .map_err(|e| ProcessError::from_value(e, 0))
-    }
-}
-
-/// A child process's actor: its id is the child's address for every
-/// message of its parent (see [`super::message`]). It files values and
-/// collective posts for the function's thread, runs the function on
-/// `Exec`, and the calibration kernel on `Calibrate`.
-#[derive(crate::Actor)]
-#[actor(
-    messages(Exec, Calibrate, CollectiveDown, Credit),
-    view(Joined, ToChild),
-    name = "parallel::process::ProcessActor"
-)]
-pub struct ProcessActor {
-    joins: Sender<Incoming>,
-    data: Sender<Incoming>,
-    collective: Sender<CollectiveMsg>,
-    credits: Arc<tokio::sync::Semaphore>,
-    /// Where the function is handed to run, once (by `serve`).
-    exec: Option<tokio::sync::oneshot::Sender<Exec>>,
-}
-
-impl Handler<Exec> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, msg: Exec, _: &mut actix::Context<Self>) {
-        match self.exec.take() {
-            Some(run) => {
-                let _ = run.send(msg);
-            }
-            None => tracing::warn!(
-                function = msg.name,
-                "a second exec was ignored: a child runs one function"
-            ),
-        }
-    }
-}
-
-impl Handler<Calibrate> for ProcessActor {
-    type Result = actix::ResponseFuture<f64>;
-    fn handle(&mut self, _: Calibrate, _: &mut actix::Context<Self>) -> Self::Result {
-        Box::pin(async {
-            tokio::task::spawn_blocking(super::calibrate::kernel_seconds)
-                .await
-                .unwrap_or(f64::NAN)
-        })
-    }
-}
-
-impl Handler<CollectiveDown> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, CollectiveDown(msg): CollectiveDown, _: &mut actix::Context<Self>) {
-        let _ = self.collective.send(msg);
-    }
-}
-
-impl Handler<Credit> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, msg: Credit, _: &mut actix::Context<Self>) {
-        self.credits.add_permits(msg.n as usize);
-    }
-}
-
-impl Handler<Joined> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, msg: Joined, _: &mut actix::Context<Self>) {
-        let _ = self.joins.send(Incoming::owned(msg.value));
-    }
-}
-
-impl Handler<Received<Joined>> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, msg: Received<Joined>, _: &mut actix::Context<Self>) {
-        let _ = self.joins.send(Incoming::received(msg, |m| &m.value));
-    }
-}
-
-impl Handler<ToChild> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, msg: ToChild, _: &mut actix::Context<Self>) {
-        let _ = self.data.send(Incoming::owned(msg.value));
-    }
-}
-
-impl Handler<Received<ToChild>> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, msg: Received<ToChild>, _: &mut actix::Context<Self>) {
-        let _ = self.data.send(Incoming::received(msg, |m| &m.value));
     }
 }
 

@@ -11,25 +11,27 @@
 //! hosts registered with `addremote`, the collectives' groups, the named
 //! work queues.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use dashmap::DashMap;
-use tokio::sync::{OnceCell, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::id::{ActorId, boot_id};
 use crate::remote::{ActorRef, Node};
 use crate::transport::Password;
 
-use super::child::{ChildLink, ProcessActor, SEND_WINDOW};
 use super::error::ForkError;
 use super::handle::{Child, ChildInner, Children};
+use super::link::ChildLink;
 use super::message::Hello;
+use super::message::SEND_WINDOW;
 use super::parent_actor::{Expect, Forget, Inbox, ParentActor};
+use super::process_actor::ProcessActor;
+use super::shared::{Started, TreeShared};
 use super::spawn::{IntoPlacements, LaunchSpec, Owned, Placement};
 
 /// How long `close` lets each child end by itself before killing it.
@@ -39,24 +41,10 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// know they are children).
 pub(crate) static MAIN_RAN: AtomicBool = AtomicBool::new(false);
 
-/// The node of a tree and its parent actor, made on the first fork.
-struct Started {
-    node: Node,
-    password: String,
-    parent: ActorRef<ParentActor>,
-    addr: actix::Addr<ParentActor>,
-}
-
 pub(crate) struct TreeInner {
-    config: Config,
-    /// The shared-memory threshold now (starts as the config's).
-    shm_threshold: AtomicUsize,
-    /// A host other than this machine was named: the node listens on every interface.
-    other_hosts: AtomicBool,
-    started: OnceCell<Started>,
+    shared: Arc<TreeShared>,
     children: Mutex<BTreeMap<u32, Child>>,
     next: AtomicU32,
-    extensions: DashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// In a child: the link to its parent.
     link: OnceLock<Arc<ChildLink>>,
 }
@@ -66,15 +54,14 @@ impl TreeInner {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The tree's node, once the first fork started it.
-    pub(crate) fn node(&self) -> Option<Node> {
-        self.started.get().map(|s| s.node.clone())
-    }
-
-    /// The child is no longer one of this tree's children.
-    pub(crate) fn forget(&self, child: &Child) {
-        self.table().remove(&child.id());
-        if let Some(started) = self.started.get() {
+    /// The child is no longer one of this tree's children (its process ended).
+    fn forget(&self, child: &Child) {
+        let mut table = self.table();
+        if table.get(&child.id()).is_some_and(|c| c == child) {
+            table.remove(&child.id());
+        }
+        drop(table);
+        if let Some(started) = self.shared.started.get() {
             started.addr.do_send(Forget(child.actor_id()));
         }
     }
@@ -87,7 +74,7 @@ pub struct Tree(pub(crate) Arc<TreeInner>);
 impl std::fmt::Debug for Tree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tree")
-            .field("config", &self.0.config)
+            .field("config", &self.0.shared.config)
             .field("children", &self.0.table().len())
             .finish_non_exhaustive()
     }
@@ -97,13 +84,9 @@ impl Tree {
     /// A context with `config`; its node starts with the first fork.
     pub fn new(config: Config) -> Self {
         Self(Arc::new(TreeInner {
-            shm_threshold: AtomicUsize::new(config.get_shm_threshold()),
-            config,
-            other_hosts: AtomicBool::new(false),
-            started: OnceCell::new(),
+            shared: Arc::new(TreeShared::new(config)),
             children: Mutex::new(BTreeMap::new()),
             next: AtomicU32::new(1),
-            extensions: DashMap::new(),
             link: OnceLock::new(),
         }))
     }
@@ -117,40 +100,34 @@ impl Tree {
 
     /// The settings the context was made with.
     pub fn config(&self) -> &Config {
-        &self.0.config
+        &self.0.shared.config
     }
 
     /// The per-context state of type `T` of a layer above (made by `make`
     /// on first use).
     pub fn extension<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
-        let entry = self
-            .0
-            .extensions
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Arc::new(make()))
-            .clone();
-        // The map is keyed by the type: the value is a `T`.
-        entry
-            .downcast::<T>()
-            .unwrap_or_else(|_| unreachable!("extensions are keyed by their type"))
+        self.0.shared.extension(make)
     }
 
     /// The shared-memory threshold in bytes: values at least this large go
     /// through shared memory between processes of one machine.
     pub fn shm_threshold(&self) -> usize {
-        self.0.shm_threshold.load(Ordering::Relaxed)
+        self.0.shared.shm_threshold()
     }
 
     /// Sets the shared-memory threshold for children forked from now on
     /// (`usize::MAX` turns shared memory off).
     pub fn set_shm_threshold(&self, bytes: usize) {
-        self.0.shm_threshold.store(bytes.max(1), Ordering::Relaxed);
+        self.0
+            .shared
+            .shm_threshold
+            .store(bytes.max(1), Ordering::Relaxed);
     }
 
     /// Notes that a host other than this machine will take part: the tree's
     /// node, when it starts, listens on every interface, not loopback only.
     pub fn expect_other_hosts(&self) {
-        self.0.other_hosts.store(true, Ordering::Relaxed);
+        self.0.shared.other_hosts.store(true, Ordering::Relaxed);
     }
 
     /// In a child: its link to its parent.
@@ -166,16 +143,17 @@ impl Tree {
         if !MAIN_RAN.load(Ordering::Relaxed) {
             return Err(ForkError::NoMain);
         }
-        if super::child::is_child() {
+        if crate::config::environment().is_child {
             return Err(ForkError::InChild);
         }
-        let everywhere =
-            placements.iter().any(|p| !p.is_local()) || self.0.other_hosts.load(Ordering::Relaxed);
+        let everywhere = placements.iter().any(|p| !p.is_local())
+            || self.0.shared.other_hosts.load(Ordering::Relaxed);
         self.0
+            .shared
             .started
             .get_or_try_init(|| async {
                 let password = format!("{}{}", crate::id::NodeId::new(), crate::id::NodeId::new());
-                let listen = self.0.config.get_listen().unwrap_or_else(|| {
+                let listen = self.0.shared.config.get_listen().unwrap_or_else(|| {
                     let ip = if everywhere {
                         std::net::Ipv4Addr::UNSPECIFIED
                     } else {
@@ -206,12 +184,12 @@ impl Tree {
 
     /// The tree's node (started on the first fork), if it runs.
     pub fn node(&self) -> Option<Node> {
-        self.0.node()
+        self.0.shared.node()
     }
 
     /// The id of the tree's parent actor, once the first fork started it.
     pub fn parent_id(&self) -> Option<ActorId> {
-        self.0.started.get().map(|s| s.parent.id())
+        self.0.shared.started.get().map(|s| s.parent.id())
     }
 
     /// Starts child processes where `what` says (a count: this machine;
@@ -308,18 +286,40 @@ impl Tree {
             for child in &children {
                 table.insert(child.id(), child.clone());
             }
+            drop(table);
+            // A child stays listed until its process ends.
+            for child in &children {
+                let (tree, child) = (Arc::downgrade(&self.0), child.clone());
+                tokio::spawn(async move {
+                    child.exited().await;
+                    if let Some(tree) = tree.upgrade() {
+                        tree.forget(&child);
+                    }
+                });
+            }
         }
         Ok(Children(children))
     }
 
     /// The living children of this tree, in number order.
     pub fn children(&self) -> Children {
-        Children(self.0.table().values().cloned().collect())
+        Children(
+            self.0
+                .table()
+                .values()
+                .filter(|c| c.try_exit().is_none())
+                .cloned()
+                .collect(),
+        )
     }
 
-    /// How many children this tree has.
+    /// How many children this tree has (whose processes run).
     pub fn nchildren(&self) -> usize {
-        self.0.table().len()
+        self.0
+            .table()
+            .values()
+            .filter(|c| c.try_exit().is_none())
+            .count()
     }
 }
 
@@ -334,7 +334,7 @@ async fn welcome(
     hello: oneshot::Receiver<Hello>,
 ) -> Result<Child, ForkError> {
     let host = placement.host();
-    let timeout = context.0.config.get_fork_timeout();
+    let timeout = context.0.shared.config.get_fork_timeout();
     let process = Owned::own(placement.launch(&spec).await?);
     let hello = tokio::select! {
         hello = hello => hello.map_err(|_| ForkError::Protocol {
@@ -398,6 +398,6 @@ async fn welcome(
         shm_threshold: spec.shm_threshold,
         speed: Mutex::new(1.0),
         collective: tokio::sync::Mutex::new(()),
-        context: Arc::downgrade(&context.0),
+        shared: context.0.shared.clone(),
     })))
 }

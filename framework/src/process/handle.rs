@@ -16,12 +16,13 @@ use crate::remote::{ActorRef, RemoteCallable, RemoteNode, SpawnError, remote_fn}
 use crate::transport::shm::ShmRef;
 use crate::wire::{WireType, decode_owned, encode, type_tag};
 
-use super::child::{ProcessActor, SEND_WINDOW};
 use super::error::ProcessError;
+use super::message::SEND_WINDOW;
 use super::message::{
     Calibrate, CollectiveDown, CollectiveMsg, Credit, Exec, Joined, Outcome, ToChild,
 };
 use super::parent_actor::{Inbox, InboxState};
+use super::process_actor::ProcessActor;
 use super::spawn::{Exit, Owned};
 
 pub(crate) struct ChildInner {
@@ -42,8 +43,8 @@ pub(crate) struct ChildInner {
     pub speed: Mutex<f64>,
     /// Held by a collective for its whole call, so no other call takes its posts.
     pub collective: tokio::sync::Mutex<()>,
-    /// The context whose tree lists it.
-    pub context: std::sync::Weak<super::context::TreeInner>,
+    /// What its tree shares with it (settings, node, per-tree state).
+    pub shared: Arc<super::shared::TreeShared>,
 }
 
 /// One child process, as its parent sees it.
@@ -400,18 +401,18 @@ impl Child {
         None
     }
 
-    /// The context of the tree this child belongs to.
-    pub fn tree(&self) -> Option<super::Tree> {
-        self.0.context.upgrade().map(super::Tree)
+    /// What the child's tree shares with it: its settings and the
+    /// per-tree state of the layers above (collective groups).
+    pub(crate) fn shared(&self) -> &Arc<super::shared::TreeShared> {
+        &self.0.shared
     }
 
     /// The node of the tree this child belongs to (the parent's).
     pub(crate) fn home_node(&self) -> Result<crate::remote::Node, ProcessError> {
         self.0
-            .context
-            .upgrade()
-            .and_then(|c| c.node())
-            .ok_or_else(|| ProcessError::Misuse("the child's process tree is gone".into()))
+            .shared
+            .node()
+            .ok_or_else(|| ProcessError::Misuse("the child's tree has no node".into()))
     }
 
     /// Waits until the child's OS process has ended and says how.
@@ -424,39 +425,28 @@ impl Child {
         self.0.process.try_exit()
     }
 
-    /// Waits until the child process is gone from the OS, then removes it
-    /// from its tree's children.
+    /// Waits until the child process is gone from the OS (it is then no
+    /// longer among its tree's children).
     pub async fn sync(&self) -> Result<(), ProcessError> {
         self.exited().await;
-        self.forget();
         Ok(())
-    }
-
-    fn forget(&self) {
-        if let Some(context) = self.0.context.upgrade() {
-            context.forget(self);
-        }
     }
 
     /// Stops the child in order: closes its standard input (it exits at
     /// once; a child on another host through its ssh session), waits up to
-    /// `timeout` for its process to end, then kills it. Removes it from its
-    /// tree's children.
+    /// `timeout` for its process to end, then kills it.
     pub async fn stop(&self, timeout: std::time::Duration) {
         self.0.process.close_stdin();
         if tokio::time::timeout(timeout, self.exited()).await.is_err() {
             self.kill().await;
         }
-        self.forget();
     }
 
     /// Kills the child at once (SIGKILL locally; the ssh session for a child
-    /// on another host), waits for its end (at most 3 s) and removes it from
-    /// its tree's children.
+    /// on another host) and waits for its end (at most 3 s).
     pub async fn kill(&self) {
         self.0.process.kill();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.exited()).await;
-        self.forget();
     }
 
     /// Closes the child's stdin without waiting: it exits at once.

@@ -18,6 +18,11 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+/// Values sent with `send` that may be in flight to the other side before
+/// the sender waits for it to read some (each side returns credit as it
+/// reads, with [`Credit`]).
+pub const SEND_WINDOW: usize = 64;
+
 use crate::id::{ActorId, NodeId};
 use crate::remote::value::Value;
 
