@@ -112,12 +112,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     // ANCHOR_END: kill
+    // ANCHOR: history
     let pid = wait_for_pid(&sup).await?;
     println!("worker {id} runs again, in a new process {pid}");
     // What the supervisor reported, with when (kept for late readers too).
     for report in sup.history() {
         println!("supervisor history: {report}");
     }
+    // ANCHOR_END: history
     // Let the client go on for a while against the new incarnation.
     let resumed = ok.load(Ordering::Relaxed);
     let start = Instant::now();
@@ -137,11 +139,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if client_id != id || incarnation_calls.load(Ordering::Relaxed) >= total {
         return Err("the client did not continue on the new incarnation".into());
     }
+    // ANCHOR: shutdown
     println!("supervisor: {:?}", timeout(T, sup.shutdown()).await?);
-    // ANCHOR_END: kill
+    // ANCHOR_END: shutdown
     Ok(())
 }
 
+// ANCHOR: running
 /// Waits until the worker runs and returns its process id.
 async fn wait_for_pid(sup: &parallel::supervision::SupervisorRef) -> Result<u32, Box<dyn Error>> {
     timeout(T, sup.running("worker"))
@@ -151,3 +155,4 @@ async fn wait_for_pid(sup: &parallel::supervision::SupervisorRef) -> Result<u32,
         .pid_of("worker")
         .ok_or("the running worker has no pid")?)
 }
+// ANCHOR_END: running
