@@ -208,3 +208,31 @@ async fn ranks_after_a_second_fork_over_quic() {
 async fn ranks_after_a_second_fork_relayed() {
     ranks_follow_the_group_not_the_ids(Path::Relay, "relay through the parent").await;
 }
+
+/// `regroup`: the parent changes the group between calls; every call works
+/// and each rank has its rank in the group of that call.
+async fn changing_the_group_between_calls_works(path: Path) {
+    let (ok, out, err) = run(&["regroup"], path).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(!out.contains("BAD"), "{out}\n{err}");
+    assert_eq!(out.matches("OK all ").count(), 4, "{out}\n{err}");
+    assert_eq!(out.matches("OK pair ").count(), 3, "{out}\n{err}");
+    assert_eq!(out.matches("OK again ").count(), 4, "{out}\n{err}");
+    assert!(out.contains("OK pair id 2 rank 2 of 3"), "{out}\n{err}");
+    assert!(out.contains("OK again id 3 rank 3 of 4"), "{out}\n{err}");
+}
+
+#[tokio::test]
+async fn changing_the_group_between_calls_in_shared_memory() {
+    changing_the_group_between_calls_works(Path::SharedMemory).await;
+}
+
+#[tokio::test]
+async fn changing_the_group_between_calls_over_quic() {
+    changing_the_group_between_calls_works(Path::Quic).await;
+}
+
+#[tokio::test]
+async fn changing_the_group_between_calls_relayed() {
+    changing_the_group_between_calls_works(Path::Relay).await;
+}

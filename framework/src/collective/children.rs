@@ -146,20 +146,28 @@ fn path(ctx: &ChildLink) -> Result<Path, ProcessError> {
     }
 }
 
-/// Runs `call` on the child's same-host group.
+/// Runs `call` on the child's same-host group. `None` when the parent had
+/// retired that group for a newer one (it formed a group of other
+/// children since): the call then finds its path again. A retired group
+/// refuses a call at its first barrier, before this rank's data changed.
 fn on_child_group<R>(
     call: impl FnOnce(&mut LocalGroup) -> Result<R, GroupError>,
-) -> Result<R, ProcessError> {
+) -> Option<Result<R, ProcessError>> {
     let groups = TreeGroups::own();
     let mut mine = lock(&groups.mine_local);
-    let g = mine
-        .as_mut()
-        .ok_or_else(|| ProcessError::Aborted("the collective group is gone".into()))?;
+    let Some(g) = mine.as_mut() else {
+        return Some(Err(ProcessError::Aborted(
+            "the collective group is gone".into(),
+        )));
+    };
     let result = call(g);
     if !g.usable() {
         *mine = None;
     }
-    result.map_err(ProcessError::from)
+    match result {
+        Err(GroupError::Retired) => None,
+        other => Some(other.map_err(ProcessError::from)),
+    }
 }
 
 /// In a child's function: AllReduce of `data` with the parent and its other
@@ -185,7 +193,10 @@ where
                 Some(r) => r,
                 None => continue,
             },
-            Path::Local => on_child_group(|g| super::local::block(g.all_reduce(data, &op))),
+            Path::Local => match on_child_group(|g| super::local::block(g.all_reduce(data, &op))) {
+                Some(r) => r,
+                None => continue,
+            },
             Path::Schedule(start) => child_all_reduce(ctx, start, data, op),
             Path::Star(begun) => Err(called_instead(ctx, &begun, "all_reduce")),
         };
@@ -247,7 +258,10 @@ where
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local::block(g.reduce(data, &op, root)));
+                if let Some(r) = on_child_group(|g| super::local::block(g.reduce(data, &op, root)))
+                {
+                    return r;
+                }
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -276,7 +290,9 @@ where
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local::block(g.broadcast(data, root)));
+                if let Some(r) = on_child_group(|g| super::local::block(g.broadcast(data, root))) {
+                    return r;
+                }
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -302,7 +318,9 @@ pub fn gather<T: Element>(data: &[T], root: usize) -> Result<Option<Vec<T>>, Pro
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local::block(g.gather(data, root)));
+                if let Some(r) = on_child_group(|g| super::local::block(g.gather(data, root))) {
+                    return r;
+                }
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -323,7 +341,9 @@ pub fn all_gather<T: Element>(data: &[T]) -> Result<Vec<T>, ProcessError> {
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local::block(g.all_gather(data)));
+                if let Some(r) = on_child_group(|g| super::local::block(g.all_gather(data))) {
+                    return r;
+                }
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -344,7 +364,11 @@ pub fn scatter<T: Element>(send: &[T], recv: &mut [T], root: usize) -> Result<()
                 }
             }
             Route::Local => {
-                return on_child_group(|g| super::local::block(g.scatter(send, recv, root)));
+                if let Some(r) =
+                    on_child_group(|g| super::local::block(g.scatter(send, recv, root)))
+                {
+                    return r;
+                }
             }
             Route::Star(ctx, begun) => break (ctx, begun),
         }
@@ -366,7 +390,10 @@ pub fn barrier() -> Result<(), ProcessError> {
                 Some(r) => r,
                 None => continue,
             },
-            Path::Local => on_child_group(|g| super::local::block(g.barrier_call())),
+            Path::Local => match on_child_group(|g| super::local::block(g.barrier_call())) {
+                Some(r) => r,
+                None => continue,
+            },
             Path::Schedule(start) => child_all_reduce::<i32>(ctx, start, &mut [], ReduceOp::Sum),
             Path::Star(begun) => Err(called_instead(ctx, &begun, "barrier")),
         };

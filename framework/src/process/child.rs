@@ -326,9 +326,15 @@ async fn serve(role: Role, password: String) -> i32 {
     let outcome = done_rx
         .await
         .unwrap_or_else(|_| Outcome::Failed("the function's thread died".into()));
-    if let Outcome::Failed(message) = &outcome {
-        eprintln!("{tag} {message}");
-    }
+    // A function that failed ends the process with status 1, so whoever
+    // owns it (the tree's root supervisor) sees it did not end normally.
+    let code = match &outcome {
+        Outcome::Failed(message) => {
+            eprintln!("{tag} {message}");
+            1
+        }
+        Outcome::Returned(_) => 0,
+    };
     // Wait until the parent has the outcome before leaving.
     let finished = Finished {
         from: link.me,
@@ -339,7 +345,7 @@ async fn serve(role: Role, password: String) -> i32 {
     }
     leaving.store(true, Ordering::Release);
     node.shutdown().await;
-    0
+    code
 }
 
 fn run_function(request: &Exec) -> Outcome {

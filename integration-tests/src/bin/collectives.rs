@@ -357,6 +357,35 @@ fn ranked() {
     }
 }
 
+/// One all_reduce of 1 in the child's current group, checked against the
+/// group's size, which (with the rank) is known once the call began: a
+/// group is announced by the parent's call that forms it.
+fn reduce_ranks(what: &str) {
+    let mut v = [1.0f64];
+    let result = collective::all_reduce(&mut v, ReduceOp::Sum);
+    let (rank, size) = match (collective::rank(), collective::size()) {
+        (Ok(rank), Ok(size)) => (rank, size),
+        (r, s) => return println!("BAD {what} rank {r:?} size {s:?}"),
+    };
+    match result {
+        Ok(()) if v[0] == size as f64 => {
+            println!("OK {what} id {} rank {rank} of {size}", parallel::id())
+        }
+        other => println!("BAD {what} id {} {other:?} {v:?}", parallel::id()),
+    }
+}
+
+/// A child of `regroup`: the whole group, then (children 1 and 2 only) a
+/// group without child 3, then the whole group again.
+#[parallel::remote]
+fn regrouped() {
+    reduce_ranks("all");
+    if parallel::id() != 3 {
+        reduce_ranks("pair");
+    }
+    reduce_ranks("again");
+}
+
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -442,6 +471,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("BAD sum 0 {v:?}");
             }
             second.sync().await?;
+            println!("DONE");
+        }
+        // regroup: the parent changes the group between calls (3 children,
+        // then children 1 and 2, then all 3): nothing fails.
+        "regroup" => {
+            let children = nfork(3).await?;
+            children.exec(regrouped, ()).await?;
+            let pair: Children = children.iter().filter(|c| c.id() != 3).cloned().collect();
+            for (what, group) in [("all", &children), ("pair", &pair), ("again", &children)] {
+                let size = group.len() + 1;
+                let mut v = [1.0f64];
+                match group.all_reduce(&mut v, ReduceOp::Sum).await {
+                    Ok(()) if v[0] == size as f64 => {
+                        println!("OK {what} id 0 rank 0 of {size}")
+                    }
+                    other => println!("BAD {what} id 0 {other:?} {v:?}"),
+                }
+            }
+            children.sync().await?;
             println!("DONE");
         }
         other => return Err(format!("unknown scenario {other:?}").into()),
