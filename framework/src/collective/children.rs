@@ -21,8 +21,9 @@ use crate::reduce::{ReduceOp, Reducible};
 
 use super::local::{GroupError, LocalGroup, Wait};
 use super::mesh::on_child_mesh;
+use super::posts::bytes_of;
 use super::relay::{ReduceBuffer, child_all_reduce};
-use super::star::{Begun, Call, bytes_of, child_star, copy_into, disagree, elements, if_root};
+use super::star::{Begun, Call, child_star, copy_into, disagree, elements, if_root};
 use super::state::{TreeGroups, lock};
 use crate::process::ProcessError;
 use crate::process::child::link;

@@ -16,8 +16,9 @@ use crate::reduce::{ReduceOp, Reducible};
 
 use super::group::Group;
 use super::local::{LocalGroup, MAX_RANKS, Wait};
+use super::posts::bytes_of;
 use super::relay::{ReduceBuffer, parent_all_reduce as through_parent};
-use super::star::{Call, bytes_of, copy_into, elements, fold_bytes, if_root, no_fold, parent_star};
+use super::star::{Call, copy_into, elements, fold_bytes, if_root, no_fold, parent_star};
 use super::state::{TreeGroups, lock};
 use crate::config::CollectiveTransport;
 use crate::id::ActorId;

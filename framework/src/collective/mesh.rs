@@ -28,7 +28,7 @@ use crate::remote::RemoteNode;
 use crate::transport::ConnectError;
 
 use super::group::{CollectiveError, Group, GroupOptions, Transport};
-use super::relay::{lock_inboxes, next_posts, post_to};
+use super::posts::{lock_inboxes, next_posts, post_to};
 use super::state::{TreeGroups, lock};
 use crate::config::CollectiveTransport;
 use crate::process::Child;

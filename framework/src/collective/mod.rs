@@ -32,6 +32,7 @@ mod communicator;
 pub(crate) mod group;
 pub mod local;
 mod mesh;
+mod posts;
 mod relay;
 mod star;
 mod state;

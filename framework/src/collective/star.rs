@@ -40,7 +40,9 @@ use crate::actor::Element;
 use crate::reduce::{ReduceOp, Reducible};
 
 use super::local::GroupError;
-use super::relay::{abort_all, fail_all, lock_inboxes, next_posts, next_round, post_to};
+use super::posts::{
+    abort_all, bytes_of, fail_all, failure, lock_inboxes, next_posts, next_round, post_to,
+};
 use crate::process::Child;
 use crate::process::ProcessError;
 use crate::process::link::ChildLink;
@@ -176,11 +178,6 @@ fn sized(bytes: Vec<u8>, expected: usize, whose: String) -> Result<Vec<u8>, Proc
         "{whose}: {} bytes, {expected} expected",
         bytes.len()
     )))
-}
-
-/// The bytes of `data`: each element's native bytes, in order.
-pub(super) fn bytes_of<T: Element>(data: &[T]) -> Vec<u8> {
-    crate::actor::element_bytes(data).to_vec()
 }
 
 /// `bytes` read back as elements; fails unless they are a whole number of
@@ -460,7 +457,7 @@ pub(super) fn child_star(
                 return sized(bytes, mine.down(rank), whose);
             }
             msg => {
-                if let Some(e) = super::relay::failure(msg, round) {
+                if let Some(e) = failure(msg, round) {
                     return Err(e);
                 }
             }

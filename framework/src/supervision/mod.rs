@@ -10,6 +10,7 @@ mod events;
 mod link;
 mod plan;
 mod remote_child;
+mod running;
 mod supervisor;
 
 pub use crate::actor::Down;

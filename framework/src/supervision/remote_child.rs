@@ -5,7 +5,6 @@
 //! then wait for its `Down` — from `ActorRef::watch`, sharpened by the
 //! process's exit status where the supervisor owns the process.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use crate::process::Child;
 use crate::remote::{ActorRef, Home, Node, RemoteNode, SpawnError};
 use crate::wire::WireType;
 
-use super::supervisor::{Exited, Running};
+use super::running::{Exited, Pids, Running, StartCtx, Starter};
 
 /// Where a remote child runs.
 #[derive(Clone)]
@@ -29,16 +28,6 @@ pub enum RemotePlacement {
     /// type: the node of the previous incarnation first while it is
     /// connected, then the others; a node that refuses is skipped.
     Any,
-}
-
-/// OS process ids of a supervisor's process children, by actor id.
-pub(super) type Pids = Arc<Mutex<HashMap<ActorId, u32>>>;
-
-/// What a start needs to know.
-pub(super) struct StartCtx<'a> {
-    pub node: &'a Node,
-    pub id: ActorId,
-    pub pids: &'a Pids,
 }
 
 /// How long a lost connection waits for the process's exit status, to
@@ -64,7 +53,7 @@ pub(super) enum Where {
 pub(super) fn starter<A: RemoteActor + WireType>(
     make: impl Fn() -> A + 'static,
     place: Where,
-) -> super::supervisor::Starter {
+) -> Starter {
     let last = Arc::new(Mutex::new(None));
     Box::new(move |ctx: &StartCtx| {
         let kind = match &place {

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,19 +22,11 @@ use crate::wire::WireType;
 
 use super::events::{EventStream, Journal, StampedEvent, SupervisorEvent};
 use super::plan::{Decision, Intensity, Plan, Restart, Strategy};
-use super::remote_child::{Pids, RemotePlacement, StartCtx, Where, starter};
+use super::remote_child::{RemotePlacement, Where, starter};
+use super::running::{Exited, Pids, Running, StartCtx, Starter};
 
 /// How long a child may take to stop before it is killed, unless its spec says otherwise.
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
-
-pub(crate) type Exited = Pin<Box<dyn Future<Output = ExitReason> + Send>>;
-
-/// A running child, whatever its kind.
-pub(crate) trait Running: Send + Sync {
-    fn exited(&self) -> Exited;
-    fn stop(&self);
-    fn kill(&self);
-}
 
 impl Running for Arc<LocalEntry> {
     fn exited(&self) -> Exited {
@@ -61,8 +52,6 @@ impl Running for SupervisorRef {
         let _ = self.commands.send(Command::Kill);
     }
 }
-
-pub(super) type Starter = Box<dyn Fn(&StartCtx) -> Box<dyn Running>>;
 
 /// One child of a supervisor: how to start it, when to restart it, how long
 /// it may take to stop.
