@@ -134,3 +134,15 @@ async fn a_childs_process_actor_is_watched_and_hosts_user_actors() {
         "{out}\n{err}"
     );
 }
+
+#[tokio::test]
+async fn close_stops_a_child_in_order_through_its_process_actor() {
+    let (ok, out, err) = run(&["close-down"]).await;
+    assert!(ok, "{out}\n{err}");
+    // The child's node stopped its actors in order (not a lost connection),
+    // and its process ended well, before the close timeout's kill.
+    assert!(
+        out.contains("CLOSE-DOWN Shutdown exit-ok Some(true)"),
+        "{out}\n{err}"
+    );
+}

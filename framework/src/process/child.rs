@@ -255,6 +255,7 @@ async fn serve(role: Role, password: String) -> i32 {
     let (data, data_rx) = channel();
     let (collective, collective_rx) = channel();
     let (exec_tx, exec_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let credits = Arc::new(tokio::sync::Semaphore::new(SEND_WINDOW));
     let actor = node.spawn(ProcessActor {
         joins,
@@ -262,6 +263,7 @@ async fn serve(role: Role, password: String) -> i32 {
         collective,
         credits: credits.clone(),
         exec: Some(exec_tx),
+        stop: Some(stop_tx),
     });
     let parent = ActorRef::<ParentActor>::remote(role.parent_actor, parent_node.link());
     let link = Arc::new(ChildLink {
@@ -312,6 +314,18 @@ async fn serve(role: Role, password: String) -> i32 {
         tracing::info!("{lease_tag} parent gone ({reason}); exiting");
         crate::transport::shm::cleanup_own();
         std::process::exit(0);
+    });
+    // `Stop` ends the process in order, whatever it is doing: the node says
+    // goodbye (the parent sees a clean end), then the process exits.
+    let stop_node = node.clone();
+    let stop_leaving = leaving.clone();
+    actix_rt::spawn(async move {
+        if stop_rx.await.is_ok() {
+            stop_leaving.store(true, Ordering::Release);
+            stop_node.shutdown().await;
+            crate::transport::shm::cleanup_own();
+            std::process::exit(0);
+        }
     });
     let Ok(request) = exec_rx.await else {
         return 6;

@@ -19,7 +19,7 @@ use crate::wire::{WireType, decode_owned, encode, type_tag};
 use super::error::ProcessError;
 use super::message::SEND_WINDOW;
 use super::message::{
-    Calibrate, CollectiveDown, CollectiveMsg, Credit, Exec, Joined, Outcome, ToChild,
+    Calibrate, CollectiveDown, CollectiveMsg, Credit, Exec, Joined, Outcome, Stop, ToChild,
 };
 use super::parent_actor::{Inbox, InboxState};
 use super::process_actor::ProcessActor;
@@ -432,11 +432,12 @@ impl Child {
         Ok(())
     }
 
-    /// Stops the child in order: closes its standard input (it exits at
-    /// once; a child on another host through its ssh session), waits up to
+    /// Stops the child in order: a [`Stop`] message to its process actor
+    /// (its node says goodbye, then the process exits; when the message
+    /// cannot be sent, its standard input closes instead), waits up to
     /// `timeout` for its process to end, then kills it.
     pub async fn stop(&self, timeout: std::time::Duration) {
-        self.0.process.close_stdin();
+        self.request_stop();
         if tokio::time::timeout(timeout, self.exited()).await.is_err() {
             self.kill().await;
         }
@@ -449,9 +450,16 @@ impl Child {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.exited()).await;
     }
 
-    /// Closes the child's stdin without waiting: it exits at once.
-    pub(crate) fn close_stdin(&self) {
-        self.0.process.close_stdin();
+    /// Asks the child to end in order, without waiting: a [`Stop`] to its
+    /// process actor (its node says goodbye, then it exits); when that
+    /// cannot be sent, its stdin closes, which ends it at once.
+    pub(crate) fn request_stop(&self) {
+        let child = self.clone();
+        tokio::spawn(async move {
+            if child.0.actor.tell(Stop).await.is_err() {
+                child.0.process.close_stdin();
+            }
+        });
     }
 
     /// Kills the child without waiting (for code that cannot await).

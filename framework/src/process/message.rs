@@ -14,6 +14,7 @@
 //! | [`Credit`] | either way | the receiver read that many `send` values: send more |
 //! | [`Finished`] | child → parent | the function returned (its value) or panicked |
 //! | [`Calibrate`] | parent → child | run the calibration kernel; the reply is its seconds |
+//! | [`Stop`] | parent → child | end the process in order (`close`) |
 //! | [`CollectiveDown`] / [`CollectiveUp`] | either way | a post of a collective ([`CollectiveMsg`]) |
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -121,6 +122,14 @@ pub struct Finished {
     /// How it ended.
     pub outcome: Outcome,
 }
+
+/// Parent → child: end this process in order — its node says goodbye to
+/// its peers, then the process exits (how `close` and the tree's root
+/// supervisor stop a child; the child's stdin closing, then a kill, are
+/// the fallbacks).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = ())]
+pub struct Stop;
 
 /// Parent → child: run the calibration kernel; the reply is the seconds it took.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]

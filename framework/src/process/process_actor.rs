@@ -9,7 +9,9 @@ use actix::Handler;
 use crate::actor::Received;
 use crate::remote::value::Incoming;
 
-use super::message::{Calibrate, CollectiveDown, CollectiveMsg, Credit, Exec, Joined, ToChild};
+use super::message::{
+    Calibrate, CollectiveDown, CollectiveMsg, Credit, Exec, Joined, Stop, ToChild,
+};
 
 /// A child process's actor: its id is the child's address for every
 /// message of its parent (see [`super::message`]). It files values and
@@ -17,7 +19,7 @@ use super::message::{Calibrate, CollectiveDown, CollectiveMsg, Credit, Exec, Joi
 /// `Exec`, and the calibration kernel on `Calibrate`.
 #[derive(crate::Actor)]
 #[actor(
-    messages(Exec, Calibrate, CollectiveDown, Credit),
+    messages(Exec, Calibrate, CollectiveDown, Credit, Stop),
     view(Joined, ToChild),
     name = "parallel::process::ProcessActor"
 )]
@@ -28,6 +30,17 @@ pub struct ProcessActor {
     pub(super) credits: Arc<tokio::sync::Semaphore>,
     /// Where the function is handed to run, once (by `serve`).
     pub(super) exec: Option<tokio::sync::oneshot::Sender<Exec>>,
+    /// Where a stop request goes (to `serve`, which ends the process).
+    pub(super) stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Handler<Stop> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, _: &mut actix::Context<Self>) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl Handler<Exec> for ProcessActor {

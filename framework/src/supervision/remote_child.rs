@@ -285,7 +285,7 @@ impl Running for Child {
         })
     }
     fn stop(&self) {
-        self.close_stdin();
+        self.request_stop();
     }
     fn kill(&self) {
         self.kill_now();

@@ -371,6 +371,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // two-trees: two independent trees in this process, each with its
         // children, numbers, parent actor; closing one leaves the other.
         "two-trees" => two_trees().await?,
+        // close-down: `close` stops a child in order — a Stop message to its
+        // process actor, which stops its node's actors: a watch sees Shutdown.
+        "close-down" => {
+            let child = parallel::fork().await?;
+            child.exec(forever, ()).await?;
+            let watching = child.actor().clone();
+            let down = tokio::spawn(async move { watching.watch().await });
+            tokio::task::yield_now().await;
+            let started = std::time::Instant::now();
+            parallel::close().await;
+            let down = tokio::time::timeout(std::time::Duration::from_secs(10), down).await??;
+            let exit = child.try_exit().map(|e| e.success);
+            println!(
+                "CLOSE-DOWN {:?} exit-ok {exit:?} in {} ms",
+                down.reason,
+                started.elapsed().as_millis()
+            );
+        }
         // actor: a child's process actor is watched like any actor, and a
         // user actor is spawned inside the child through it.
         "actor" => {
