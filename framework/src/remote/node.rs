@@ -231,6 +231,7 @@ impl Node {
             entry.kill_with(crate::actor::ExitReason::Shutdown);
         }
         ActorRef::local(id, self.id(), Some(self.join_line()), addr, entry)
+            .with_timeout(self.0.ask_timeout)
     }
 
     /// Opens a mailbox on this node that other nodes can post payloads to

@@ -196,7 +196,7 @@ impl RemoteNode {
                 other => SpawnError::Request(other),
             })?;
         let id = decode_owned::<ActorId>(&reply).map_err(SpawnError::Decode)?;
-        Ok(ActorRef::remote(id, self.link()))
+        Ok(ActorRef::remote(id, self.link()).with_timeout(self.node.0.ask_timeout))
     }
 
     /// Asks that node to stop actor `id` in order (`kill`: at once).

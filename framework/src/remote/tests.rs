@@ -244,6 +244,29 @@ async fn a_remote_ask_times_out_with_the_same_error_as_a_local_one() {
 }
 
 #[actix_rt::test]
+async fn the_nodes_ask_timeout_is_the_default_of_the_references_it_makes() {
+    let quick = Duration::from_millis(60);
+    let a = Node::builder()
+        .password(Password::new("unit".into()))
+        .ask_timeout(quick)
+        .start()
+        .await
+        .unwrap();
+    let b = node(true, 16).await;
+    // A local actor of the node, and one it spawned on another node.
+    let here = a.spawn(Calc::default());
+    let remote = timeout(T, a.join(&b.join_line())).await.unwrap().unwrap();
+    let there = timeout(T, remote.spawn(Calc::default())).await.unwrap().unwrap();
+    for calc in [&here, &there] {
+        let err = timeout(T, calc.ask(Wait(2_000)))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err, AskError::Timeout(quick));
+    }
+}
+
+#[actix_rt::test]
 async fn a_node_that_shut_down_stops_its_actors_and_asks_to_them_fail() {
     let (a, b) = (node(false, 16).await, node(false, 16).await);
     let calc = b.spawn(Calc::default());
