@@ -45,6 +45,9 @@ struct Started {
     password: String,
     parent: ActorRef<ParentActor>,
     addr: actix::Addr<ParentActor>,
+    /// The arbiter the node was started on (where the layers above start
+    /// their actors from a thread of their own).
+    arbiter: Option<actix_rt::ArbiterHandle>,
 }
 
 pub(crate) struct TreeInner {
@@ -199,6 +202,7 @@ impl Tree {
                     password,
                     parent,
                     addr,
+                    arbiter: actix_rt::Arbiter::try_current(),
                 })
             })
             .await
@@ -207,6 +211,13 @@ impl Tree {
     /// The tree's node (started on the first fork), if it runs.
     pub fn node(&self) -> Option<Node> {
         self.0.node()
+    }
+
+    /// The arbiter the tree's node was started on, once the first fork
+    /// started it: where a layer above starts an actor of the node when it
+    /// is called from a thread without one.
+    pub(crate) fn arbiter(&self) -> Option<actix_rt::ArbiterHandle> {
+        self.0.started.get().and_then(|s| s.arbiter.clone())
     }
 
     /// The id of the tree's parent actor, once the first fork started it.
