@@ -323,12 +323,13 @@ impl<T: WireType + Send + 'static> Handler<Read> for QueueActor<T> {
             return Response::reply(ReadReply::Refused(self.wrong_type()));
         }
         self.acknowledge(msg.reader, msg.ack);
-        // A batch after `ack`, before this request, that the reader does
-        // not hold never reached it (its answer was lost on the way).
+        // A batch after `ack` that the reader does not hold never reached
+        // it: its answer was lost on the way (also the answer to an earlier
+        // try of this very request, asked again after no answer came).
         let (ack, keep, seq) = (msg.ack, msg.keep, msg.seq);
         self.give_back(
             msg.reader,
-            |s| s > ack && s < seq && s != keep,
+            |s| s > ack && s != keep,
             "its answer never reached the reader",
         );
         // An earlier read of this reader still waiting was given up.
