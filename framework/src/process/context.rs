@@ -177,6 +177,7 @@ impl Tree {
                     password,
                     parent,
                     addr,
+                    arbiter: actix_rt::Arbiter::try_current(),
                 })
             })
             .await
@@ -185,6 +186,13 @@ impl Tree {
     /// The tree's node (started on the first fork), if it runs.
     pub fn node(&self) -> Option<Node> {
         self.0.shared.node()
+    }
+
+    /// The arbiter the tree's node was started on, once the first fork
+    /// started it: where a layer above starts an actor of the node when it
+    /// is called from a thread without one.
+    pub(crate) fn arbiter(&self) -> Option<actix_rt::ArbiterHandle> {
+        self.0.shared.started.get().and_then(|s| s.arbiter.clone())
     }
 
     /// The id of the tree's parent actor, once the first fork started it.

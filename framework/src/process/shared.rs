@@ -21,6 +21,9 @@ pub(crate) struct Started {
     pub password: String,
     pub parent: ActorRef<ParentActor>,
     pub addr: actix::Addr<ParentActor>,
+    /// The arbiter the node was started on (where the layers above start
+    /// their actors from a thread of their own).
+    pub arbiter: Option<actix_rt::ArbiterHandle>,
 }
 
 /// The shared part of a tree.

@@ -256,7 +256,10 @@ async fn the_nodes_ask_timeout_is_the_default_of_the_references_it_makes() {
     // A local actor of the node, and one it spawned on another node.
     let here = a.spawn(Calc::default());
     let remote = timeout(T, a.join(&b.join_line())).await.unwrap().unwrap();
-    let there = timeout(T, remote.spawn(Calc::default())).await.unwrap().unwrap();
+    let there = timeout(T, remote.spawn(Calc::default()))
+        .await
+        .unwrap()
+        .unwrap();
     for calc in [&here, &there] {
         let err = timeout(T, calc.ask(Wait(2_000)))
             .await

@@ -28,14 +28,18 @@
 //! # Across processes
 //!
 //! Every queue is an actor addressed by an id derived from its name
-//! ([`queue_id`]). In a process started by [`crate::fork`], `named` opens
-//! the queue of that name *owned by the parent process*: the handle is a
-//! worker whose `read` takes the next item the parent's owner wrote and
-//! whose `write` hands an item to the parent's owner, over the
-//! authenticated transport. In the parent nothing changes: the queue is the
-//! in-process queue, and the children's handles are served next to the
-//! local workers (from the first fork on). Items are any rkyv type the
-//! framework sends ([`WireType`]).
+//! ([`queue_id`]): a [`QueueActor`] on the node of the owner's process,
+//! started under that id (from the first fork on), which answers the
+//! typed [`message`]s of other processes' handles. In a process started by
+//! [`crate::fork`], `named` opens the queue of that name *owned by the
+//! parent process*: the handle is a worker whose `read` takes the next item
+//! the parent's owner wrote and whose `write` hands an item to the parent's
+//! owner, each an `ask` to that actor over the authenticated transport
+//! (from the child's function, which runs on a thread of its own: on an
+//! async runtime's thread they refuse with [`ReadError::Misuse`]). In the
+//! parent nothing changes: the owner and its local workers use the queue in
+//! place, and the actor serves the children's handles from the same queue.
+//! Items are any rkyv type the framework sends ([`WireType`]).
 //!
 //! ```text
 //!   parent process                        child processes
@@ -66,8 +70,9 @@
 //! still reads; an item may be worked on twice. Make the work
 //! idempotent, or count the answers in the owner. Items given back after
 //! every other reader has read `None` are not read again. A handle dropped
-//! before it read `None` keeps its unacknowledged items until its process
-//! ends; then they go back.
+//! before it read `None` gives back the batch it asked ahead for at once,
+//! and keeps the rest of its unacknowledged items until its process ends;
+//! then they go back.
 
 mod remote;
 #[cfg(test)]
@@ -76,13 +81,14 @@ mod tests;
 use std::any::Any;
 use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::id::ActorId;
 use crate::wire::{DecodeError, EncodeError, WireType};
 
-pub use remote::{DEFAULT_PREFETCH, queue_id};
+pub use remote::{DEFAULT_PREFETCH, POLL, QueueActor, message, queue_id};
 
 /// How many items a queue holds in each direction before a writer waits.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -139,6 +145,14 @@ pub enum ReadError {
         /// What was wrong with it.
         error: DecodeError,
     },
+    /// The call would block a thread that runs an async runtime.
+    #[error("work queue {name:?}: {message}")]
+    Misuse {
+        /// The queue.
+        name: String,
+        /// What to do instead.
+        message: String,
+    },
 }
 
 /// Why [`WorkQueue::write_checked`] did not write; the item comes back.
@@ -186,6 +200,15 @@ pub enum WriteError<T> {
         /// Why.
         error: EncodeError,
     },
+    /// The call would block a thread that runs an async runtime; the item
+    /// was not written.
+    #[error("{message}")]
+    Misuse {
+        /// The item.
+        item: T,
+        /// What to do instead.
+        message: String,
+    },
 }
 
 impl<T> std::fmt::Debug for WriteError<T> {
@@ -202,7 +225,8 @@ impl<T> WriteError<T> {
             | WriteError::ParentGone { item, .. }
             | WriteError::NotServed { item, .. }
             | WriteError::Refused { item, .. }
-            | WriteError::Encode { item, .. } => item,
+            | WriteError::Encode { item, .. }
+            | WriteError::Misuse { item, .. } => item,
         }
     }
 }
@@ -215,16 +239,24 @@ struct State<T> {
     owner_gone: bool,
 }
 
-/// One queue of this process; the owner, its local workers and the service
-/// for other processes share it.
+/// Tries again to start a queue's actor (see [`Shared::serve_pending`]).
+type ServeAgain<T> = Box<dyn Fn(&Arc<Shared<T>>) + Send + Sync>;
+
+/// One queue of this process; the owner, its local workers and the actor
+/// that serves other processes share it.
 struct Shared<T> {
     name: String,
     capacity: usize,
     state: Mutex<State<T>>,
     /// Wakes the local handles waiting in `read` or `write`.
     changed: Condvar,
-    /// Wakes the service that serves other processes' handles.
+    /// Wakes the actor that serves other processes' handles.
     service: tokio::sync::Notify,
+    /// The queue is to be served to other processes, and no arbiter could
+    /// start its actor yet: the owner's calls try again.
+    pending: AtomicBool,
+    /// How they try again.
+    serve_again: OnceLock<ServeAgain<T>>,
 }
 
 impl<T> Shared<T> {
@@ -242,6 +274,17 @@ impl<T> Shared<T> {
         self.lock().closed = true;
         self.wake();
     }
+
+    /// Tries again to serve the queue to other processes, if that waits
+    /// for an arbiter (one atomic load otherwise).
+    fn serve_pending(self: &Arc<Self>) {
+        if self.pending.load(Ordering::Relaxed)
+            && self.pending.swap(false, Ordering::AcqRel)
+            && let Some(serve) = self.serve_again.get()
+        {
+            serve(self);
+        }
+    }
 }
 
 enum Handle<T: Send + 'static> {
@@ -256,11 +299,19 @@ pub struct WorkQueue<T: Send + 'static> {
     handle: Handle<T>,
 }
 
-type Directory = Mutex<HashMap<String, Weak<dyn Any + Send + Sync>>>;
+/// The queues of this process by name: an extension of the default
+/// process tree's context ([`crate::process::Tree::extension`]).
+#[derive(Default)]
+struct Directory(Mutex<HashMap<String, Weak<dyn Any + Send + Sync>>>);
 
-fn directory() -> &'static Directory {
-    static DIRECTORY: std::sync::OnceLock<Directory> = std::sync::OnceLock::new();
-    DIRECTORY.get_or_init(|| Mutex::new(HashMap::new()))
+impl Directory {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Weak<dyn Any + Send + Sync>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn directory() -> Arc<Directory> {
+    crate::process::Tree::global().extension(Directory::default)
 }
 
 impl<T: WireType + Send + 'static> WorkQueue<T> {
@@ -282,7 +333,7 @@ impl<T: WireType + Send + 'static> WorkQueue<T> {
         }
         let (shared, owner) = open_local::<T>(name, capacity);
         if owner && remote::serves_children() {
-            remote::serve(shared.clone(), remote::Host::Parent);
+            remote::serve(&shared, remote::Host::Parent);
         }
         WorkQueue {
             handle: Handle::Local { shared, owner },
@@ -292,7 +343,8 @@ impl<T: WireType + Send + 'static> WorkQueue<T> {
 
 /// The queue of this process named `name`, and whether the caller owns it.
 fn open_local<T: Send + 'static>(name: &str, capacity: usize) -> (Arc<Shared<T>>, bool) {
-    let mut dir = directory().lock().unwrap_or_else(|e| e.into_inner());
+    let directory = directory();
+    let mut dir = directory.lock();
     if let Some(existing) = dir.get(name).and_then(Weak::upgrade)
         && let Ok(shared) = existing.downcast::<Shared<T>>()
     {
@@ -309,6 +361,8 @@ fn open_local<T: Send + 'static>(name: &str, capacity: usize) -> (Arc<Shared<T>>
         }),
         changed: Condvar::new(),
         service: tokio::sync::Notify::new(),
+        pending: AtomicBool::new(false),
+        serve_again: OnceLock::new(),
     });
     let weak: Weak<Shared<T>> = Arc::downgrade(&shared);
     let weak: Weak<dyn Any + Send + Sync> = weak;
@@ -387,6 +441,7 @@ impl<T: Send + 'static> WorkQueue<T> {
             Handle::Local { shared, owner } => (shared, *owner),
             Handle::Remote(client) => return client.write(item),
         };
+        shared.serve_pending();
         let mut state = shared.lock();
         loop {
             if state.closed {
@@ -430,6 +485,7 @@ impl<T: Send + 'static> WorkQueue<T> {
             Handle::Local { shared, owner } => (shared, *owner),
             Handle::Remote(client) => return client.read(),
         };
+        shared.serve_pending();
         let mut state = shared.lock();
         loop {
             let lane = if owner {
@@ -457,7 +513,10 @@ impl<T: Send + 'static> WorkQueue<T> {
     /// closes the parent's queue.
     pub fn close(&self) {
         match &self.handle {
-            Handle::Local { shared, .. } => shared.close(),
+            Handle::Local { shared, .. } => {
+                shared.serve_pending();
+                shared.close();
+            }
             Handle::Remote(client) => client.close(),
         }
     }
@@ -479,7 +538,8 @@ impl<T: Send + 'static> Drop for WorkQueue<T> {
         }
         shared.wake();
         // A later `named` with this name creates a new queue.
-        let mut dir = directory().lock().unwrap_or_else(|e| e.into_inner());
+        let directory = directory();
+        let mut dir = directory.lock();
         let ours = Arc::as_ptr(shared) as *const ();
         if dir
             .get(&shared.name)

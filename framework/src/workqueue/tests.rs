@@ -1,14 +1,16 @@
-//! In-process tests of work queues, and of a queue served to another node
-//! over real QUIC on loopback (the way a parent serves its children).
+//! In-process tests of work queues, and of a queue's actor serving another
+//! node over real QUIC on loopback (the way a parent serves its children).
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::remote::{Client, Host, orphan_read, serve};
+use super::message::{Read, ReadReply, Write, WriteReply};
+use super::remote::{Client, Host, serve};
 use super::*;
 use crate::map::map;
-use crate::remote::{Node, RemoteNode};
+use crate::remote::value::{Value, tag_of};
+use crate::remote::{ActorRef, Node, RemoteNode};
 use crate::transport::Password;
 
 #[test]
@@ -78,6 +80,7 @@ struct Nodes {
     child: Node,
     to_parent: RemoteNode,
     runtime: tokio::runtime::Handle,
+    arbiter: actix_rt::ArbiterHandle,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -99,6 +102,7 @@ fn nodes() -> Nodes {
                 child,
                 to_parent,
                 runtime: tokio::runtime::Handle::current(),
+                arbiter: actix_rt::Arbiter::current(),
                 _stop: stop,
             };
             tx.send(nodes).ok();
@@ -109,9 +113,49 @@ fn nodes() -> Nodes {
 }
 
 fn client<T: WireType + Send + 'static>(n: &Nodes, name: &str, wait: Duration) -> WorkQueue<T> {
-    let client = Client::<T>::on(name, &n.child, n.to_parent.clone(), n.runtime.clone(), wait);
+    let client = Client::<T>::on(name, &n.child, &n.to_parent, n.runtime.clone(), wait);
     WorkQueue {
         handle: Handle::Remote(Box::new(client)),
+    }
+}
+
+/// Serves the local queue `q` from an actor on the parent node, and waits
+/// until that actor is registered under the queue's id.
+fn serve_on<T: WireType + Send + 'static>(n: &Nodes, q: &WorkQueue<T>) {
+    let Handle::Local { shared, .. } = &q.handle else {
+        unreachable!("a queue of this process")
+    };
+    serve(shared, Host::Node(n.parent.clone(), n.arbiter.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while n.parent.0.registry.get(q.id()).is_none() {
+        assert!(Instant::now() < deadline, "the queue's actor never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How many items wait for the workers of the local queue `q`.
+fn queued<T: Send + 'static>(q: &WorkQueue<T>) -> usize {
+    let Handle::Local { shared, .. } = &q.handle else {
+        unreachable!("a queue of this process")
+    };
+    shared.lock().to_workers.len()
+}
+
+/// The queue actor named `name` on the parent node, as the child node reaches it.
+fn actor_ref<T: WireType + Send + 'static>(n: &Nodes, name: &str) -> ActorRef<QueueActor<T>> {
+    ActorRef::remote(queue_id(name), n.to_parent.link()).with_timeout(Duration::from_secs(10))
+}
+
+/// A read of up to `max` u64 items by the reader `reader` of the child node.
+fn raw_read(n: &Nodes, reader: crate::id::ActorId, seq: u64, max: u32) -> Read {
+    Read {
+        reader,
+        node: n.child.id(),
+        tag: tag_of::<u64>(),
+        seq,
+        max,
+        ack: 0,
+        keep: 0,
     }
 }
 
@@ -129,10 +173,7 @@ fn readers_on_another_node_lose_and_duplicate_nothing() {
     within(Duration::from_secs(60), || {
         let n = Arc::new(nodes());
         let q = Arc::new(WorkQueue::<u64>::local_with_capacity("wq test remote", 32));
-        let Handle::Local { shared, .. } = &q.handle else {
-            unreachable!()
-        };
-        serve(shared.clone(), Host::Node(n.parent.clone()));
+        serve_on(&n, &q);
         let readers: Vec<_> = (0..3)
             .map(|i| {
                 let n = n.clone();
@@ -170,36 +211,194 @@ fn readers_on_another_node_lose_and_duplicate_nothing() {
 }
 
 #[test]
-fn items_whose_reply_cannot_be_delivered_go_back_to_the_queue() {
+fn a_batch_whose_answer_never_reached_its_reader_goes_back_when_it_asks_again() {
     within(Duration::from_secs(60), || {
         let n = nodes();
-        let q = WorkQueue::<u64>::local("wq test requeue");
-        let Handle::Local { shared, .. } = &q.handle else {
-            unreachable!()
-        };
-        serve(shared.clone(), Host::Node(n.parent.clone()));
+        let q = WorkQueue::<u64>::local("wq test lost answer");
+        serve_on(&n, &q);
+        assert!(
+            n.parent
+                .0
+                .registry
+                .get(queue_id("wq test lost answer"))
+                .is_some()
+        );
         for i in 0..10u64 {
             q.write(i).unwrap();
         }
-        // A read of 5 items whose reply mailbox does not exist: the reply
-        // cannot be delivered, so its items go back.
-        // The service opens its mailbox on its own thread: retry until it is
-        // there.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while let Err(e) =
-            n.runtime
-                .block_on(orphan_read::<u64>(&n.to_parent, "wq test requeue", 5))
-        {
-            assert!(std::time::Instant::now() < deadline, "never posted: {e}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let reader = client::<u64>(&n, "wq test requeue", SERVE_WAIT);
-        let mut got: Vec<u64> = (0..10).map(|_| reader.read().unwrap()).collect();
-        q.close();
-        assert_eq!(reader.read_checked().expect("read"), None);
-        got.sort();
+        // Batch 1 (5 items) is answered, and the reader never sees it (as
+        // when its ask timed out): the same request asked again gets the
+        // same items, and a next read, numbered 2, that holds nothing gets
+        // batch 1 back, in order, before the rest.
+        let queue = actor_ref::<u64>(&n, "wq test lost answer");
+        let reader = crate::id::ActorId::new();
+        let items = |reply: Result<ReadReply, crate::remote::AskError>| -> Vec<u64> {
+            let Ok(ReadReply::Items(values)) = reply else {
+                panic!("expected items, got {reply:?}");
+            };
+            values
+                .into_iter()
+                .map(|v| {
+                    let view = crate::remote::value::Incoming::owned(v).open::<u64>();
+                    view.unwrap().to_owned().unwrap()
+                })
+                .collect()
+        };
+        let lost = items(n.runtime.block_on(queue.ask(raw_read(&n, reader, 1, 5))));
+        assert_eq!(lost, (0..5).collect::<Vec<_>>());
+        let retried = items(n.runtime.block_on(queue.ask(raw_read(&n, reader, 1, 5))));
+        assert_eq!(retried, (0..5).collect::<Vec<_>>());
+        let got = items(n.runtime.block_on(queue.ask(raw_read(&n, reader, 2, 10))));
         assert_eq!(got, (0..10).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_dropped_handle_gives_back_the_batch_it_asked_ahead_for_at_once() {
+    within(Duration::from_secs(60), || {
+        let n = nodes();
+        let q = WorkQueue::<u64>::local("wq test dropped");
+        serve_on(&n, &q);
+        for i in 0..10u64 {
+            q.write(i).unwrap();
+        }
+        let reader = client::<u64>(&n, "wq test dropped", SERVE_WAIT).with_prefetch(5);
+        // Batch 1 holds 0..5; the first item asks ahead for 5..10.
+        assert_eq!(reader.read(), Some(0));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queued(&q) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the read ahead never took its batch"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(reader);
+        // The batch asked ahead comes back while the child's node lives;
+        // batch 1, handed out in part, stays with its reader until then.
+        let worker = WorkQueue::<u64>::local("wq test dropped");
+        let back: Vec<u64> = (0..5).map(|_| worker.read().unwrap()).collect();
+        assert_eq!(back, (5..10).collect::<Vec<_>>());
+        n.runtime.block_on(n.child.shutdown());
+        let rest: Vec<u64> = (0..5).map(|_| worker.read().unwrap()).collect();
+        assert_eq!(rest, (0..5).collect::<Vec<_>>());
+        q.close();
+        assert_eq!(worker.read(), None);
+    });
+}
+
+#[test]
+fn a_write_asked_again_with_its_number_is_written_once() {
+    within(Duration::from_secs(60), || {
+        let n = nodes();
+        let q = WorkQueue::<u64>::local("wq test write once");
+        serve_on(&n, &q);
+        let queue = actor_ref::<u64>(&n, "wq test write once");
+        let writer = crate::id::ActorId::new();
+        let write = |seq: u64, item: u64| Write {
+            writer,
+            node: n.child.id(),
+            seq,
+            item: Value::pack(&&item, false, usize::MAX).unwrap(),
+        };
+        for (seq, item) in [(1, 7u64), (1, 7), (2, 8)] {
+            let written = n.runtime.block_on(queue.ask(write(seq, item)));
+            assert_eq!(written, Ok(WriteReply::Written));
+        }
+        // A local worker's write lands behind them: 7 came once.
+        WorkQueue::<u64>::local("wq test write once")
+            .write(9)
+            .unwrap();
+        let got: Vec<u64> = (0..3).map(|_| q.read().unwrap()).collect();
+        assert_eq!(got, [7, 8, 9]);
+    });
+}
+
+#[test]
+fn a_read_that_waits_past_the_poll_asks_again_and_async_code_is_refused() {
+    within(Duration::from_secs(60), || {
+        let n = Arc::new(nodes());
+        let q = WorkQueue::<u64>::local("wq test poll");
+        serve_on(&n, &q);
+        let reader = Arc::new(client::<u64>(&n, "wq test poll", SERVE_WAIT));
+        // On a thread of the runtime, the blocking calls refuse.
+        let refused = n.runtime.block_on(async { reader.read_checked() });
+        assert!(
+            matches!(&refused, Err(ReadError::Misuse { message, .. }) if message.contains("spawn_blocking")),
+            "{refused:?}"
+        );
+        let written = n.runtime.block_on(async { reader.write_checked(1) });
+        assert!(
+            matches!(written, Err(WriteError::Misuse { item: 1, .. })),
+            "{written:?}"
+        );
+        let waiting = std::thread::spawn({
+            let reader = reader.clone();
+            move || reader.read_checked()
+        });
+        std::thread::sleep(POLL + Duration::from_millis(500));
+        assert!(
+            !waiting.is_finished(),
+            "a read returned from an empty queue"
+        );
+        q.write(42).unwrap();
+        assert_eq!(waiting.join().unwrap().expect("read"), Some(42));
+    });
+}
+
+#[test]
+fn an_owner_opened_before_there_is_an_arbiter_is_served_from_its_next_call() {
+    within(Duration::from_secs(60), || {
+        let n = nodes();
+        let q = WorkQueue::<u64>::local("wq test later");
+        let Handle::Local { shared, .. } = &q.handle else {
+            unreachable!("a queue of this process")
+        };
+        let later = Arc::new(std::sync::OnceLock::new());
+        serve(shared, Host::Later(later.clone()));
+        assert!(shared.pending.load(std::sync::atomic::Ordering::Acquire));
+        q.write(1).unwrap();
+        assert!(
+            shared.pending.load(std::sync::atomic::Ordering::Acquire),
+            "still no arbiter"
+        );
+        assert!(n.parent.0.registry.get(q.id()).is_none());
+        let _ = later.set((n.parent.clone(), n.arbiter.clone()));
+        // The owner's next call starts the actor.
+        q.write(2).unwrap();
+        assert!(!shared.pending.load(std::sync::atomic::Ordering::Acquire));
+        let reader = client::<u64>(&n, "wq test later", SERVE_WAIT);
+        assert_eq!(reader.read(), Some(1));
+        assert_eq!(reader.read(), Some(2));
+    });
+}
+
+#[test]
+fn a_queue_whose_owner_is_gone_stops_serving_and_its_name_is_served_again() {
+    within(Duration::from_secs(60), || {
+        let n = nodes();
+        let first = WorkQueue::<u64>::local("wq test again");
+        serve_on(&n, &first);
+        let reader = client::<u64>(&n, "wq test again", SERVE_WAIT);
+        first.write(1).unwrap();
+        assert_eq!(reader.read(), Some(1));
+        drop(first);
+        assert_eq!(reader.read_checked().expect("read"), None);
+        let id = queue_id("wq test again");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while n.parent.0.registry.get(id).is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the drained queue's actor never stopped"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let second = WorkQueue::<u64>::local("wq test again");
+        assert!(second.is_owner());
+        serve_on(&n, &second);
+        second.write(2).unwrap();
+        let reader = client::<u64>(&n, "wq test again", SERVE_WAIT);
+        assert_eq!(reader.read(), Some(2));
     });
 }
 
@@ -208,10 +407,7 @@ fn another_item_type_is_refused_and_an_unserved_name_is_reported() {
     within(Duration::from_secs(60), || {
         let n = nodes();
         let q = WorkQueue::<u64>::local("wq test types");
-        let Handle::Local { shared, .. } = &q.handle else {
-            unreachable!()
-        };
-        serve(shared.clone(), Host::Node(n.parent.clone()));
+        serve_on(&n, &q);
         let wrong = client::<String>(&n, "wq test types", SERVE_WAIT);
         match wrong.read_checked() {
             Err(ReadError::Refused { message, .. }) => {
@@ -240,10 +436,7 @@ fn a_remote_write_waits_for_room_and_a_dropped_owner_reads_as_closed() {
     within(Duration::from_secs(60), || {
         let n = nodes();
         let q = WorkQueue::<u64>::local_with_capacity("wq test full", 2);
-        let Handle::Local { shared, .. } = &q.handle else {
-            unreachable!()
-        };
-        serve(shared.clone(), Host::Node(n.parent.clone()));
+        serve_on(&n, &q);
         let worker = Arc::new(client::<u64>(&n, "wq test full", SERVE_WAIT));
         worker.write(1).unwrap();
         worker.write(2).unwrap();
@@ -268,10 +461,7 @@ fn items_a_reader_holds_unacknowledged_go_back_when_its_node_goes_down() {
     within(Duration::from_secs(60), || {
         let n = nodes();
         let q = WorkQueue::<u64>::local("wq test node down");
-        let Handle::Local { shared, .. } = &q.handle else {
-            unreachable!()
-        };
-        serve(shared.clone(), Host::Node(n.parent.clone()));
+        serve_on(&n, &q);
         for i in 0..10u64 {
             q.write(i).unwrap();
         }

@@ -1,6 +1,24 @@
-//! A child's side: the handle that posts requests to the parent's queue.
+//! A child's side: the handle that asks its parent's queue actor. Its
+//! `read` and `write` block the calling thread (the child's function runs
+//! on a thread of its own) on the process's runtime; a read asks for its
+//! next batch while it hands out the current one.
 
-use super::*;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::actor::{Failure as AskFailure, Message, code};
+use crate::id::{ActorId, NodeId};
+use crate::remote::value::{Body, Incoming, Value, ValueError, tag_of};
+use crate::remote::{ActorRef, AskError, Node, RemoteNode, RequestError};
+use crate::wire::{WireType, encode};
+
+use super::super::{ReadError, SERVE_WAIT, WriteError};
+use super::message::{Ack, Close, Read, ReadReply, Write, WriteReply};
+use super::{ASK_TIMEOUT, ATTACH_PAUSE, DEFAULT_PREFETCH, MAX_BATCH, QueueActor, queue_id};
 
 /// A worker handle on another process's queue, as `WorkQueue` uses it.
 pub(in crate::workqueue) trait Remote<T>: Send + Sync {
@@ -11,57 +29,81 @@ pub(in crate::workqueue) trait Remote<T>: Send + Sync {
     fn close(&self);
 }
 
-/// One mailbox of a handle and the number of its last request.
-struct Channel {
-    mailbox: Mailbox,
-    seq: u64,
+/// Why an exchange with the queue's actor failed.
+#[derive(Debug)]
+enum Failure {
+    ParentGone(String),
+    NotServed(Duration),
+    /// The actor served this handle before and is gone now: the queue is
+    /// closed and drained.
+    ServiceGone,
+    Refused(String),
+    Value(ValueError),
+    /// Called on a thread that runs an async runtime.
+    Misuse(String),
 }
 
+/// The read ahead, asked and not answered yet: its number and its answer.
+type Pending = (u64, JoinHandle<Result<ReadReply, Failure>>);
+
 struct ReadLane<T> {
-    channel: Channel,
-    /// Items of reply `holding` not handed out yet.
+    /// The number of the last read asked.
+    seq: u64,
+    /// Items of batch `holding` not handed out yet.
     buffered: VecDeque<T>,
-    /// The reply whose items are being handed out (0: none yet).
+    /// The batch whose items are being handed out (0: none yet).
     holding: u64,
-    /// The request asked ahead and not answered yet.
-    pending: Option<u64>,
-    /// The last reply acknowledged to the service.
+    /// The read asked ahead.
+    pending: Option<Pending>,
+    /// The last batch acknowledged to the actor.
     acked: u64,
     /// The queue is closed and drained.
     closed: bool,
 }
 
-struct Link<T> {
-    parent: RemoteNode,
+/// What a handle talks through: the actor's reference on the parent's
+/// node, this process's node and its runtime.
+struct Link<T: WireType + Send + 'static> {
+    queue: ActorRef<QueueActor<T>>,
+    node: NodeId,
     runtime: tokio::runtime::Handle,
-    reads: Mutex<ReadLane<T>>,
-    writes: Mutex<Channel>,
 }
 
-/// Why an exchange with the service failed.
-enum Failure {
-    ParentGone(String),
-    NotServed(Duration),
-    /// The service served this handle before and is gone now: the queue is
-    /// closed and drained.
-    ServiceGone,
-    Decode(DecodeError),
-    Encode(EncodeError),
+/// What every ask of one handle shares (also its reads asked ahead, which
+/// run as tasks of the runtime).
+struct Common<T: WireType + Send + 'static> {
+    link: Link<T>,
+    /// The actor answered this handle once.
+    connected: AtomicBool,
+    /// How long to ask while the parent does not serve the queue (yet).
+    serve_wait: Duration,
 }
 
 /// A child's handle on its parent's queue.
-pub(in crate::workqueue) struct Client<T> {
+pub(in crate::workqueue) struct Client<T: WireType + Send + 'static> {
     name: String,
-    queue: ActorId,
-    link: Result<Link<T>, String>,
+    /// This handle's id, for the actor's books.
+    me: ActorId,
+    common: Result<Arc<Common<T>>, String>,
     prefetch: AtomicUsize,
-    /// The service answered this handle once.
-    connected: AtomicBool,
-    serve_wait: Duration,
+    reads: Mutex<ReadLane<T>>,
+    /// The number of the last write.
+    writes: Mutex<u64>,
 }
 
 fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Refuses a blocking call on a thread that runs an async runtime: it
+/// would stall that runtime (the same rule as the process calls').
+fn refuse_in_async(what: &str) -> Result<(), Failure> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Failure::Misuse(format!(
+            "{what} on a queue of the parent process blocks its thread, and this thread runs an async runtime: call it from the child's function (which runs on a thread of its own) or inside `tokio::task::spawn_blocking`"
+        )));
+    }
+    Ok(())
 }
 
 impl<T: WireType + Send + 'static> Client<T> {
@@ -70,146 +112,69 @@ impl<T: WireType + Send + 'static> Client<T> {
         let link = crate::process::child::link()
             .map_err(|e| e.to_string())
             .map(|link| {
-                Link::open(
+                Link::to(
+                    name,
                     link.node(),
-                    link.parent_node().clone(),
+                    link.parent_node(),
                     link.runtime().clone(),
                 )
             });
         Self::new(name, link, SERVE_WAIT)
     }
 
-    /// A handle on the queue `name` served on `parent`, with replies to `node`.
+    /// A handle on the queue `name` served on `parent`, asking from `node`.
     #[cfg(test)]
     pub(in crate::workqueue) fn on(
         name: &str,
         node: &Node,
-        parent: RemoteNode,
+        parent: &RemoteNode,
         runtime: tokio::runtime::Handle,
         serve_wait: Duration,
     ) -> Self {
-        Self::new(name, Ok(Link::open(node, parent, runtime)), serve_wait)
+        Self::new(name, Ok(Link::to(name, node, parent, runtime)), serve_wait)
     }
 
     fn new(name: &str, link: Result<Link<T>, String>, serve_wait: Duration) -> Self {
         Self {
             name: name.to_string(),
-            queue: queue_id(name),
-            link,
+            me: ActorId::new(),
+            common: link.map(|link| {
+                Arc::new(Common {
+                    link,
+                    connected: AtomicBool::new(false),
+                    serve_wait,
+                })
+            }),
             prefetch: AtomicUsize::new(DEFAULT_PREFETCH),
-            connected: AtomicBool::new(false),
-            serve_wait,
+            reads: Mutex::new(ReadLane {
+                seq: 0,
+                buffered: VecDeque::new(),
+                holding: 0,
+                pending: None,
+                acked: 0,
+                closed: false,
+            }),
+            writes: Mutex::new(0),
         }
     }
 
-    /// Sends a request and waits for its reply.
-    fn exchange(
-        &self,
-        link: &Link<T>,
-        channel: &mut Channel,
-        kind: u8,
-        max: u32,
-        item: Vec<u8>,
-    ) -> Result<Reply, Failure> {
-        let seq = self.send(link, channel, kind, max, 0, item)?;
-        self.wait(link, channel, seq)
+    fn common(&self) -> Result<&Arc<Common<T>>, Failure> {
+        self.common
+            .as_ref()
+            .map_err(|reason| Failure::ParentGone(reason.clone()))
     }
 
-    /// Sends a request; returns its number.
-    fn send(
-        &self,
-        link: &Link<T>,
-        channel: &mut Channel,
-        kind: u8,
-        max: u32,
-        ack: u64,
-        item: Vec<u8>,
-    ) -> Result<u64, Failure> {
-        channel.seq += 1;
-        let seq = channel.seq;
-        let request = Request {
-            kind,
-            reply_to: channel.mailbox.id(),
+    /// A read of up to `max` items numbered `seq`, done with the batches up
+    /// to `ack`, handing out the batch `keep`.
+    fn read_request(&self, common: &Common<T>, seq: u64, ack: u64, keep: u64) -> Read {
+        Read {
+            reader: self.me,
+            node: common.link.node,
+            tag: tag_of::<T>(),
             seq,
-            max,
+            max: self.prefetch.load(Ordering::Relaxed) as u32,
             ack,
-            item,
-        };
-        let bytes = encode(&request).map_err(Failure::Encode)?;
-        if kind == kind::ACK {
-            // Confirmed: in the service's mailbox before this process may end.
-            return link
-                .runtime
-                .block_on(
-                    link.parent
-                        .post_confirmed(self.queue, op::REQUEST, tag_of::<T>(), bytes),
-                )
-                .map(|()| seq)
-                .map_err(|e| Failure::ParentGone(e.to_string()));
-        }
-        self.post(link, bytes)?;
-        Ok(seq)
-    }
-
-    /// Waits for the reply to request `seq`.
-    fn wait(&self, link: &Link<T>, channel: &mut Channel, seq: u64) -> Result<Reply, Failure> {
-        if let Some(d) = channel.mailbox.try_recv()
-            && let Some(reply) = accept(d, seq)?
-        {
-            return Ok(reply);
-        }
-        let parent = &link.parent;
-        let queue = self.queue;
-        let mailbox = &mut channel.mailbox;
-        link.runtime.block_on(async move {
-            loop {
-                tokio::select! {
-                    d = mailbox.recv() => {
-                        let Some(d) = d else {
-                            return Err(Failure::ParentGone("this process's node stopped".into()));
-                        };
-                        if let Some(reply) = accept(d, seq)? {
-                            return Ok(reply);
-                        }
-                    }
-                    _ = tokio::time::sleep(PROBE_EVERY) => probe(parent, queue).await?,
-                }
-            }
-        })
-    }
-
-    /// Posts a request to the service. Until the service first took one,
-    /// with a receipt, asking again while the parent does not serve the
-    /// queue (yet), for at most `serve_wait`.
-    fn post(&self, link: &Link<T>, bytes: Buffer) -> Result<(), Failure> {
-        let tag = tag_of::<T>();
-        if self.connected.load(Ordering::Acquire) {
-            return link
-                .runtime
-                .block_on(link.parent.post(self.queue, op::REQUEST, tag, bytes))
-                .map_err(|e| Failure::ParentGone(e.to_string()));
-        }
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let sent = link.runtime.block_on(link.parent.post_confirmed(
-                self.queue,
-                op::REQUEST,
-                tag,
-                bytes.clone(),
-            ));
-            match sent {
-                Ok(()) => {
-                    self.connected.store(true, Ordering::Release);
-                    return Ok(());
-                }
-                Err(RequestError::Remote(_)) if start.elapsed() < self.serve_wait => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(ATTACH_PAUSE);
-                }
-                Err(RequestError::Remote(_)) => return Err(Failure::NotServed(self.serve_wait)),
-                Err(e) => return Err(Failure::ParentGone(e.to_string())),
-            }
+            keep,
         }
     }
 
@@ -222,11 +187,13 @@ impl<T: WireType + Send + 'static> Client<T> {
                 name,
                 reason: "the queue is no longer served".into(),
             },
-            Failure::Decode(error) => ReadError::Decode { name, error },
-            Failure::Encode(e) => ReadError::Refused {
+            Failure::Refused(message) => ReadError::Refused { name, message },
+            Failure::Value(ValueError::Decode(error)) => ReadError::Decode { name, error },
+            Failure::Value(e) => ReadError::Refused {
                 name,
-                message: format!("the request could not be serialized: {e}"),
+                message: e.to_string(),
             },
+            Failure::Misuse(message) => ReadError::Misuse { name, message },
         }
     }
 
@@ -239,65 +206,117 @@ impl<T: WireType + Send + 'static> Client<T> {
                 waited,
             },
             Failure::ServiceGone => WriteError::Closed(item),
-            Failure::Decode(e) => WriteError::Refused {
+            Failure::Refused(message) => WriteError::Refused { item, message },
+            Failure::Value(ValueError::Encode(error)) => WriteError::Encode { item, error },
+            Failure::Value(e) => WriteError::Refused {
                 item,
                 message: format!("the parent's answer failed validation: {e}"),
             },
-            Failure::Encode(error) => WriteError::Encode { item, error },
+            Failure::Misuse(message) => WriteError::Misuse { item, message },
+        }
+    }
+
+    /// Takes a read's answer: its items into the lane.
+    fn take(&self, lane: &mut ReadLane<T>, seq: u64, reply: ReadReply) -> Result<(), ReadError> {
+        match reply {
+            ReadReply::Items(values) => {
+                lane.holding = seq;
+                let mut bad = None;
+                for value in values {
+                    match unpack::<T>(value) {
+                        Ok(item) => lane.buffered.push_back(item),
+                        Err(e) => bad = Some(e),
+                    }
+                }
+                match bad {
+                    Some(e) => Err(self.read_error(Failure::Value(e))),
+                    None => Ok(()),
+                }
+            }
+            ReadReply::Closed => {
+                lane.closed = true;
+                Ok(())
+            }
+            ReadReply::Again => Ok(()),
+            ReadReply::Refused(message) => Err(self.read_error(Failure::Refused(message))),
         }
     }
 }
 
-impl<T> Link<T> {
-    fn open(node: &Node, parent: RemoteNode, runtime: tokio::runtime::Handle) -> Self {
-        let channel = || Channel {
-            mailbox: node.open_mailbox(4),
-            seq: 0,
-        };
+impl<T: WireType + Send + 'static> Link<T> {
+    fn to(name: &str, node: &Node, parent: &RemoteNode, runtime: tokio::runtime::Handle) -> Self {
         Link {
-            parent,
+            queue: ActorRef::remote(queue_id(name), parent.link()).with_timeout(ASK_TIMEOUT),
+            node: node.id(),
             runtime,
-            reads: Mutex::new(ReadLane {
-                channel: channel(),
-                buffered: VecDeque::new(),
-                holding: 0,
-                pending: None,
-                acked: 0,
-                closed: false,
-            }),
-            writes: Mutex::new(channel()),
         }
     }
 }
 
-/// The reply to request `seq`, if `d` is it; stale replies are skipped.
-fn accept(d: Delivery, seq: u64) -> Result<Option<Reply>, Failure> {
-    if d.op != op::REPLY {
-        tracing::warn!(op = d.op, from = %d.from, "unexpected post to a work queue handle ignored");
-        return Ok(None);
+impl<T: WireType + Send + 'static> Common<T> {
+    /// Asks the actor the message `make` gives (made again for each
+    /// attempt). Until the actor first answered, asks again while the
+    /// parent does not serve the queue (yet), for at most `serve_wait`; an
+    /// answer that did not come within the timeout is asked for again.
+    async fn ask<M>(
+        &self,
+        mut make: impl FnMut() -> Result<M, Failure>,
+    ) -> Result<M::Result, Failure>
+    where
+        M: Message,
+        QueueActor<T>: crate::actor::RemoteActor
+            + actix::Handler<M>
+            + actix::Handler<crate::actor::Deliver<M>>,
+    {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.link.queue.ask(make()?).await {
+                Ok(answer) => {
+                    self.connected.store(true, Ordering::Release);
+                    return Ok(answer);
+                }
+                Err(AskError::Failed(AskFailure::Remote(f))) if f.code == code::UNKNOWN_ACTOR => {
+                    if self.connected.load(Ordering::Acquire) {
+                        return Err(Failure::ServiceGone);
+                    }
+                    if start.elapsed() >= self.serve_wait {
+                        return Err(Failure::NotServed(self.serve_wait));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(ATTACH_PAUSE);
+                }
+                Err(AskError::Timeout(after)) => {
+                    tracing::debug!("no answer from the work queue within {after:?}; asking again");
+                }
+                Err(AskError::Failed(f)) => return Err(Failure::Refused(f.to_string())),
+                Err(AskError::Encode(e)) => return Err(Failure::Value(ValueError::Encode(e))),
+                Err(AskError::Decode(e)) => return Err(Failure::Value(ValueError::Decode(e))),
+                Err(AskError::Request(RequestError::Remote(f))) => {
+                    return Err(Failure::Refused(f.message));
+                }
+                Err(e) => return Err(Failure::ParentGone(e.to_string())),
+            }
+        }
     }
-    let reply = decode_owned::<Reply>(&d.payload).map_err(Failure::Decode)?;
-    if reply.seq != seq {
-        tracing::debug!(
-            got = reply.seq,
-            want = seq,
-            "stale work queue reply skipped"
-        );
-        return Ok(None);
+
+    /// Asks for a read on the runtime, as a task of its own: the read asked ahead.
+    fn read_ahead(self: &Arc<Self>, read: Read) -> JoinHandle<Result<ReadReply, Failure>> {
+        let common = self.clone();
+        self.link
+            .runtime
+            .spawn(async move { common.ask(|| Ok(read)).await })
     }
-    Ok(Some(reply))
+
+    /// Waits for `f` from this thread.
+    fn block_on<R>(&self, f: impl std::future::Future<Output = R>) -> R {
+        self.link.runtime.block_on(f)
+    }
 }
 
-/// Checks the service still takes posts.
-async fn probe(parent: &RemoteNode, queue: ActorId) -> Result<(), Failure> {
-    match parent
-        .post_confirmed(queue, op::PROBE, 0, Buffer::new())
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(RequestError::Remote(_)) => Err(Failure::ServiceGone),
-        Err(e) => Err(Failure::ParentGone(e.to_string())),
-    }
+/// The item a value carries, if it is a `T`.
+fn unpack<T: WireType>(value: Value) -> Result<T, ValueError> {
+    Ok(Incoming::owned(value).open::<T>()?.to_owned()?)
 }
 
 impl<T: WireType + Send + 'static> Remote<T> for Client<T> {
@@ -311,129 +330,157 @@ impl<T: WireType + Send + 'static> Remote<T> for Client<T> {
     }
 
     fn read(&self) -> Result<Option<T>, ReadError> {
-        let link = self.link.as_ref().map_err(|reason| ReadError::ParentGone {
-            name: self.name.clone(),
-            reason: reason.clone(),
-        })?;
-        let mut guard = lock(&link.reads);
+        let common = self
+            .common()
+            .and_then(|c| refuse_in_async("WorkQueue::read").map(|()| c))
+            .map_err(|f| self.read_error(f))?;
+        let mut guard = lock(&self.reads);
         let lane = &mut *guard;
-        let max = self.prefetch.load(Ordering::Relaxed) as u32;
         loop {
-            if lane.buffered.is_empty() {
-                // This call asks on past the last item of `holding`: done.
-                let done = lane.holding;
-                if lane.closed {
-                    if done > lane.acked {
-                        lane.acked = done;
-                        if let Err(failure) =
-                            self.send(link, &mut lane.channel, kind::ACK, 0, done, Vec::new())
-                        {
-                            tracing::debug!(queue = %self.name, "the last acknowledgement was not delivered: {}", self.read_error(failure));
-                        }
-                    }
-                    return Ok(None);
-                }
-            } else {
-                let item = lane.buffered.pop_front();
-                // One request ahead, acknowledging the replies before
+            if let Some(item) = lane.buffered.pop_front() {
+                // One read ahead, acknowledging the batches before
                 // `holding` (this call asks on past their last item). A
                 // failure shows again at the next read that waits.
-                if lane.pending.is_none() {
+                if lane.pending.is_none() && !lane.closed {
                     let ack = lane.holding.saturating_sub(1).max(lane.acked);
-                    if let Ok(seq) =
-                        self.send(link, &mut lane.channel, kind::READ, max, ack, Vec::new())
-                    {
-                        lane.acked = ack;
-                        lane.pending = Some(seq);
+                    lane.seq += 1;
+                    let read = self.read_request(common, lane.seq, ack, lane.holding);
+                    lane.pending = Some((lane.seq, common.read_ahead(read)));
+                    lane.acked = ack;
+                }
+                return Ok(Some(item));
+            }
+            // This call asks on past the last item of `holding`: done.
+            let done = lane.holding.max(lane.acked);
+            if lane.closed {
+                if done > lane.acked {
+                    lane.acked = done;
+                    let ack = Ack {
+                        reader: self.me,
+                        ack: done,
+                        give_back: 0,
+                    };
+                    // Asked: at the owner before this process may end.
+                    let sent = common.block_on(common.ask(|| Ok(ack)));
+                    if let Err(failure) = sent {
+                        tracing::debug!(queue = %self.name, "the last acknowledgement was not delivered: {}", self.read_error(failure));
                     }
                 }
-                return Ok(item);
+                return Ok(None);
             }
-            let seq = match lane.pending.take() {
-                Some(seq) => seq,
+            let (seq, answer) = match lane.pending.take() {
+                Some((seq, pending)) => {
+                    let answer = common.block_on(pending).unwrap_or_else(|e| {
+                        Err(Failure::ParentGone(format!(
+                            "this process's runtime stopped ({e})"
+                        )))
+                    });
+                    (seq, answer)
+                }
                 None => {
-                    let ack = lane.holding;
-                    let sent = self.send(link, &mut lane.channel, kind::READ, max, ack, Vec::new());
-                    match sent {
-                        Ok(seq) => {
-                            lane.acked = ack;
-                            seq
-                        }
-                        Err(failure) => return Err(self.read_error(failure)),
-                    }
+                    lane.seq += 1;
+                    let read = self.read_request(common, lane.seq, done, 0);
+                    lane.acked = done;
+                    let answer = common.block_on(common.ask(|| Ok(read)));
+                    (read.seq, answer)
                 }
             };
-            let reply = match self.wait(link, &mut lane.channel, seq) {
-                Ok(reply) => reply,
+            match answer {
+                Ok(reply) => self.take(lane, seq, reply)?,
                 Err(Failure::ServiceGone) => {
                     lane.closed = true;
                     return Ok(None);
                 }
                 Err(failure) => return Err(self.read_error(failure)),
-            };
-            match reply.status {
-                status::OK => {
-                    lane.holding = reply.seq;
-                    let mut bad = None;
-                    for bytes in &reply.items {
-                        match decode_owned::<T>(&aligned_copy(bytes)) {
-                            Ok(item) => lane.buffered.push_back(item),
-                            Err(e) => bad = Some(e),
-                        }
-                    }
-                    if let Some(error) = bad {
-                        return Err(ReadError::Decode {
-                            name: self.name.clone(),
-                            error,
-                        });
-                    }
-                }
-                status::CLOSED => lane.closed = true,
-                _ => {
-                    return Err(ReadError::Refused {
-                        name: self.name.clone(),
-                        message: reply.message,
-                    });
-                }
             }
         }
     }
 
     fn write(&self, item: T) -> Result<(), WriteError<T>> {
-        let link = match &self.link {
-            Ok(link) => link,
-            Err(reason) => {
-                return Err(WriteError::ParentGone {
-                    item,
-                    reason: reason.clone(),
-                });
-            }
+        let common = match self
+            .common()
+            .and_then(|c| refuse_in_async("WorkQueue::write").map(|()| c))
+        {
+            Ok(common) => common,
+            Err(failure) => return Err(self.write_error(failure, item)),
         };
         let bytes = match encode(&item) {
-            Ok(bytes) => bytes.to_vec(),
+            Ok(bytes) => bytes,
             Err(error) => return Err(WriteError::Encode { item, error }),
         };
-        let mut channel = lock(&link.writes);
-        match self.exchange(link, &mut channel, kind::WRITE, 1, bytes) {
-            Ok(reply) => match reply.status {
-                status::OK => Ok(()),
-                status::CLOSED => Err(WriteError::Closed(item)),
-                _ => Err(WriteError::Refused {
-                    item,
-                    message: reply.message,
-                }),
-            },
-            Err(failure) => Err(self.write_error(failure, item)),
+        let mut seq = lock(&self.writes);
+        *seq += 1;
+        let write = || {
+            Ok(Write {
+                writer: self.me,
+                node: common.link.node,
+                seq: *seq,
+                item: Value {
+                    tag: tag_of::<T>(),
+                    body: Body::Inline(bytes.clone()),
+                },
+            })
+        };
+        loop {
+            match common.block_on(common.ask(write)) {
+                Ok(WriteReply::Written) => return Ok(()),
+                // Waited for room past the poll: write it again.
+                Ok(WriteReply::Again) => continue,
+                Ok(WriteReply::Closed) => return Err(WriteError::Closed(item)),
+                Ok(WriteReply::Refused(message)) => {
+                    return Err(WriteError::Refused { item, message });
+                }
+                Err(failure) => return Err(self.write_error(failure, item)),
+            }
         }
     }
 
     fn close(&self) {
-        let Ok(link) = &self.link else { return };
-        let mut channel = lock(&link.writes);
-        if let Err(Failure::ParentGone(reason)) =
-            self.exchange(link, &mut channel, kind::CLOSE, 0, Vec::new())
+        let common = match self
+            .common()
+            .and_then(|c| refuse_in_async("WorkQueue::close").map(|()| c))
         {
-            tracing::debug!(queue = %self.name, "closing a work queue whose parent is gone: {reason}");
+            Ok(common) => common,
+            Err(Failure::Misuse(message)) => {
+                tracing::error!(queue = %self.name, "the queue was not closed: {message}");
+                return;
+            }
+            Err(_) => return,
+        };
+        let _guard = lock(&self.writes);
+        if let Err(failure) = common.block_on(common.ask(|| Ok(Close))) {
+            tracing::debug!(queue = %self.name, "closing a work queue whose parent is gone: {failure:?}");
         }
+    }
+}
+
+impl<T: WireType + Send + 'static> Drop for Client<T> {
+    /// Gives back the batch asked ahead, whose items this handle never
+    /// handed out (what it handed out stays with the owner until this
+    /// process ends).
+    fn drop(&mut self) {
+        let Ok(common) = &self.common else { return };
+        let lane = self.reads.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some((seq, pending)) = lane.pending.take() else {
+            return;
+        };
+        let (me, ack, common) = (self.me, lane.acked, common.clone());
+        let runtime = common.link.runtime.clone();
+        runtime.spawn(async move {
+            if let Ok(Ok(ReadReply::Items(values))) = pending.await {
+                for value in &values {
+                    value.discard();
+                }
+                let give_back = Ack {
+                    reader: me,
+                    ack,
+                    give_back: seq,
+                };
+                let given = common.ask(|| Ok(give_back)).await;
+                if let Err(failure) = given {
+                    tracing::debug!("a batch asked ahead was not given back: {failure:?}");
+                }
+            }
+        });
     }
 }

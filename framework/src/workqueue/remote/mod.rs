@@ -1,74 +1,43 @@
-//! A queue across processes. The parent's queue is served by a
-//! [`Service`]: a mailbox at the queue's id ([`queue_id`]) on the parent's
-//! node, read on a thread of its own. A child's handle is a [`Client`]: two
-//! mailboxes on the child's node (one for the replies to its reads, one
-//! for the replies to its writes) and the parent's node to post requests to.
+//! A queue across processes. The owner's queue is an actor, [`QueueActor`],
+//! registered on the node of the owner's process (the tree's node, there
+//! from the first fork on) under the id of the queue's name
+//! ([`queue_id`]). A child's handle is a [`Client`]: an `ActorRef` to that
+//! id on the parent's node, asked with the typed [`message`]s.
 //!
-//! One request, one reply: a read asks for up to `max` items and is answered
-//! once at least one is there (or the queue is closed); a write carries its
-//! item and is answered once the item is in the owner's lane (backpressure:
-//! not before there is room). Replies carrying items are posted with a
-//! delivery receipt; without one, the items go back to the queue.
+//! One ask, one answer: a [`message::Read`] asks for up to `max` items and
+//! is answered once at least one is there (or the queue is closed); a
+//! [`message::Write`] carries its item and is answered once the item is in
+//! the owner's lane (backpressure: not before there is room). An answer
+//! that would wait longer than [`POLL`] says "again" instead, and the
+//! handle asks again, so no ask outlives its timeout and a handle learns
+//! soon when the queue is gone.
 //!
-//! Acknowledgements: the service keeps every batch it handed to a reader
-//! until the reader acknowledges it. A read request carries `ack`, the
-//! number of the last reply whose items the reader is done with (it asks
-//! on past them); a reader that read `None` sends a last `ACK`. Batches of a
-//! reader whose node goes down before acknowledging go back to the front of
-//! the queue. A reader asks for its next batch as soon as it starts handing
-//! out the current one (one request ahead), so the round trip overlaps the
-//! work.
+//! Acknowledgements: the actor keeps every batch it handed to a reader
+//! until the reader acknowledges it. A read carries `ack`, the number of
+//! the last batch the reader is done with (it asks on past it), and
+//! `keep`, the batch it is handing out; a reader that read `None` sends a
+//! last [`message::Ack`]. Batches of a reader whose node goes down before
+//! acknowledging, and a batch whose answer never reached its reader, go
+//! back to the front of the queue. A reader asks for its next batch as
+//! soon as it starts handing out the current one (one request ahead), so
+//! the round trip overlaps the work.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use rkyv::{Archive, Deserialize, Serialize};
+use crate::id::ActorId;
+use crate::remote::Node;
+use crate::wire::WireType;
 
-use crate::id::{ActorId, NodeId};
-use crate::remote::value::tag_of;
-use crate::remote::{Delivery, Mailbox, Node, RemoteNode, RequestError};
-use crate::wire::{Buffer, DecodeError, EncodeError, WireType, aligned_copy, decode_owned, encode};
+use super::Shared;
 
-use super::{ReadError, SERVE_WAIT, Shared, WriteError};
-
+mod actor;
 mod client;
-mod service;
+pub mod message;
 
+pub use actor::QueueActor;
 pub(super) use client::{Client, Remote};
-#[cfg(test)]
-pub(super) use service::orphan_read;
-pub(super) use service::{Host, serve, serves_children};
 
-/// Operation codes of the posts between a queue's service and its handles.
-mod op {
-    /// A [`super::Request`] to the service.
-    pub const REQUEST: u8 = 1;
-    /// "Are you still there?" — the delivery receipt is the answer.
-    pub const PROBE: u8 = 2;
-    /// A [`super::Reply`] to a handle.
-    pub const REPLY: u8 = 3;
-}
-
-/// What a request asks for.
-mod kind {
-    pub const READ: u8 = 1;
-    pub const WRITE: u8 = 2;
-    pub const CLOSE: u8 = 3;
-    /// Acknowledges `ack`; no reply.
-    pub const ACK: u8 = 4;
-}
-
-/// How a reply answers.
-mod status {
-    pub const OK: u8 = 0;
-    pub const CLOSED: u8 = 1;
-    pub const REFUSED: u8 = 2;
-}
-
-/// Requests the service's mailbox holds before the children's posts wait.
-const MAILBOX_CAPACITY: usize = 256;
 /// The most items one read takes.
 const MAX_BATCH: usize = 4096;
 /// How many items a child's read asks its parent for per round trip unless
@@ -76,44 +45,111 @@ const MAX_BATCH: usize = 4096;
 /// parent shares what is queued among the readers waiting, so a reader gets
 /// fewer when others wait too.
 pub const DEFAULT_PREFETCH: usize = 32;
-/// How often the service looks for readers whose node went down while they
-/// held unacknowledged items.
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
-/// How often a handle waiting for a reply checks the service is still there.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// The longest pause between two looks for the parent's node.
+/// The longest a read or write waits at the owner before it is answered
+/// "again" (and asked again).
+pub const POLL: Duration = Duration::from_secs(2);
+/// How often the queue's actor looks for readers whose node went down
+/// while they held unacknowledged items, and for waits past [`POLL`].
+const TICK: Duration = Duration::from_millis(100);
+/// How long a queue whose owner is gone and that is drained still answers
+/// (that its queue is closed) before its actor stops.
+const GRACE: Duration = Duration::from_millis(300);
+/// How long a handle waits for any one answer before it asks again: well
+/// past [`POLL`], so only a lost answer or a stalled owner gets there.
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest pause between two looks for the parent's node, or for an
+/// earlier queue of that name to finish.
 const ATTACH_PAUSE: Duration = Duration::from_millis(100);
-
-/// A handle's request.
-#[derive(Archive, Serialize, Deserialize, Debug)]
-struct Request {
-    kind: u8,
-    /// The handle's mailbox for the reply.
-    reply_to: ActorId,
-    /// Matches the reply to the request.
-    seq: u64,
-    /// For a read: the most items to take.
-    max: u32,
-    /// For a read or an ack: the reader is done with the items of every
-    /// reply up to this number.
-    ack: u64,
-    /// For a write: the archived item.
-    item: Vec<u8>,
-}
-
-/// The service's answer to one request.
-#[derive(Archive, Serialize, Deserialize, Debug)]
-struct Reply {
-    seq: u64,
-    status: u8,
-    /// For a read: the archived items, in queue order.
-    items: Vec<Vec<u8>>,
-    /// Why, for a refusal.
-    message: String,
-}
 
 /// The id of the queue named `name`: the same in every process (a
 /// name-based UUID, version 8, from SHA-256 of the name).
 pub fn queue_id(name: &str) -> ActorId {
     ActorId::named("para||el work queue", name)
+}
+
+/// True in a process whose queues its children may reach: a
+/// `#[parallel::main]` program that is not itself a child.
+pub(super) fn serves_children() -> bool {
+    crate::process::context::MAIN_RAN.load(std::sync::atomic::Ordering::Relaxed)
+        && !crate::process::is_child()
+}
+
+/// Where a queue's actor finds its node, and an arbiter to start on.
+#[derive(Clone)]
+pub(super) enum Host {
+    /// The node of this process's tree (there once it forked).
+    Parent,
+    /// A node given by a test, and the arbiter it runs on.
+    #[cfg(test)]
+    Node(Node, actix_rt::ArbiterHandle),
+    /// A node and arbiter a test gives later.
+    #[cfg(test)]
+    Later(Arc<std::sync::OnceLock<(Node, actix_rt::ArbiterHandle)>>),
+}
+
+impl Host {
+    fn node(&self) -> Option<Node> {
+        match self {
+            Host::Parent => crate::process::Tree::global().node(),
+            #[cfg(test)]
+            Host::Node(node, _) => Some(node.clone()),
+            #[cfg(test)]
+            Host::Later(cell) => cell.get().map(|(node, _)| node.clone()),
+        }
+    }
+
+    /// An arbiter to start the actor from: the node's own, else this
+    /// thread's (to wait there for the node), else none yet.
+    fn arbiter(&self) -> Option<actix_rt::ArbiterHandle> {
+        match self {
+            Host::Parent => crate::process::Tree::global()
+                .arbiter()
+                .or_else(actix_rt::Arbiter::try_current),
+            #[cfg(test)]
+            Host::Node(_, arbiter) => Some(arbiter.clone()),
+            #[cfg(test)]
+            Host::Later(cell) => cell.get().map(|(_, arbiter)| arbiter.clone()),
+        }
+    }
+}
+
+/// Serves `shared` to other processes: starts its actor on the host's node
+/// once there is one (and an earlier queue of that name has finished),
+/// from an arbiter of the host. Without an arbiter yet (an owner opened on
+/// a thread without one, before the first fork), the owner's next calls
+/// try again ([`Shared::serve_pending`]).
+pub(super) fn serve<T: WireType + Send + 'static>(shared: &Arc<Shared<T>>, host: Host) {
+    use std::sync::atomic::Ordering;
+    let Some(arbiter) = host.arbiter() else {
+        let _ = shared
+            .serve_again
+            .set(Box::new(move |shared| serve(shared, host.clone())));
+        shared.pending.store(true, Ordering::Release);
+        return;
+    };
+    let weak = Arc::downgrade(shared);
+    let spawned = arbiter.spawn(async move {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let Some(shared) = weak.upgrade() else { return };
+            if shared.lock().owner_gone {
+                return;
+            }
+            if let Some(node) = host.node() {
+                let id = queue_id(&shared.name);
+                if node.0.registry.get(id).is_none() {
+                    let actor = QueueActor::new(shared.clone(), node.clone());
+                    node.0.registry.start_as(id, actor, node.0.mailbox);
+                    return;
+                }
+                tracing::debug!(queue = %shared.name, "an earlier queue of that name is still draining; waiting");
+            }
+            drop(shared);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(ATTACH_PAUSE);
+        }
+    });
+    if !spawned {
+        tracing::error!(queue = %shared.name, "work queue not served to other processes: the arbiter to start its actor on stopped");
+    }
 }
