@@ -42,6 +42,10 @@ enum Backend {
 /// [`Children::communicator`]; cheap to clone.
 #[derive(Clone)]
 pub struct Communicator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     rank: usize,
     size: usize,
     backend: Backend,
@@ -51,8 +55,8 @@ pub struct Communicator {
 impl std::fmt::Debug for Communicator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Communicator")
-            .field("rank", &self.rank)
-            .field("size", &self.size)
+            .field("rank", &self.inner.rank)
+            .field("size", &self.inner.size)
             .field("backend", &self.backend_name())
             .finish()
     }
@@ -110,7 +114,7 @@ impl Drop for LeaveUnlessDone<'_> {
 /// `$relay` (already a `Result`) through the parent.
 macro_rules! on_backend {
     ($comm:expr, |$g:ident| local: $local:expr, mesh: $mesh:expr, relay: $relay:expr) => {{
-        match &$comm.backend {
+        match &$comm.inner.backend {
             Backend::Local(group) => {
                 let mut locked = group.lock().await;
                 let mut guard = LeaveUnlessDone {
@@ -142,6 +146,16 @@ impl Children {
     pub async fn communicator(&self) -> Result<Communicator, ProcessError> {
         let children = &self.0;
         let groups = TreeGroups::of(children);
+        // The hot path: the one kept for exactly these children, still usable.
+        if let Some(kept) = lock(&groups.current).as_ref()
+            && kept.is_for(children)
+            && kept.usable()
+        {
+            return Ok(kept.clone());
+        }
+        // Another group forms: the kept one must not keep its backend alive
+        // (dropping a group of direct links tells its members).
+        lock(&groups.current).take();
         let members: Vec<ActorId> = children.iter().map(Child::actor_id).collect();
         let size = children.len() + 1;
         if lock(&groups.announced).as_ref() != Some(&members) {
@@ -161,12 +175,16 @@ impl Children {
         } else {
             Backend::Relay
         };
-        Ok(Communicator {
-            rank: 0,
-            size,
-            backend,
-            children: self.clone(),
-        })
+        let communicator = Communicator {
+            inner: Arc::new(Inner {
+                rank: 0,
+                size,
+                backend,
+                children: self.clone(),
+            }),
+        };
+        *lock(&groups.current) = Some(communicator.clone());
+        Ok(communicator)
     }
 
     /// AllReduce over this process (rank 0) and these children (ranks 1..,
@@ -258,20 +276,40 @@ impl Children {
 }
 
 impl Communicator {
+    /// True when the group is this process and exactly `children`, in order.
+    fn is_for(&self, children: &[Child]) -> bool {
+        let mine = &self.inner.children;
+        mine.len() == children.len()
+            && mine
+                .iter()
+                .zip(children)
+                .all(|(a, b)| a.actor_id() == b.actor_id())
+    }
+
+    /// False once its backend can take no more calls (a rank died or left,
+    /// the group was retired or dropped): a new one must form.
+    fn usable(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Local(g) => g.try_lock().is_ok_and(|g| g.usable()),
+            Backend::Mesh(g) => g.try_lock().is_ok_and(|g| g.is_usable()),
+            Backend::Relay => true,
+        }
+    }
+
     /// This process's rank (0 on the parent).
     pub fn rank(&self) -> usize {
-        self.rank
+        self.inner.rank
     }
 
     /// How many ranks the group has (the parent and its children).
     pub fn size(&self) -> usize {
-        self.size
+        self.inner.size
     }
 
     /// What carries the calls: `"shared memory"`, `"direct QUIC links"` or
     /// `"relay through the parent"`.
     pub fn backend_name(&self) -> &'static str {
-        match self.backend {
+        match self.inner.backend {
             Backend::Local(_) => "shared memory",
             Backend::Mesh(_) => "direct QUIC links",
             Backend::Relay => "relay through the parent",
@@ -280,7 +318,7 @@ impl Communicator {
 
     /// The children of the group (ranks 1.., in order).
     pub fn children(&self) -> &Children {
-        &self.children
+        &self.inner.children
     }
 
     /// AllReduce: every rank ends with the same bits, the combination of
@@ -298,7 +336,7 @@ impl Communicator {
         on_backend!(self, |g|
             local: g.all_reduce(data, &op),
             mesh: g.all_reduce(data, op.clone()),
-            relay: through_parent(&self.children, data, &op).await)
+            relay: through_parent(&self.inner.children, data, &op).await)
     }
 
     /// Reduce to one rank: rank `root` (0 is the parent, `k` the `k`-th
@@ -323,9 +361,9 @@ impl Communicator {
         local: g.reduce(data, &op, root),
         mesh: g.reduce(data, op.clone(), root),
         relay: {
-            let call = Call::new::<T>(StarKind::Reduce, self.size, root, data.len(), op.code());
+            let call = Call::new::<T>(StarKind::Reduce, self.inner.size, root, data.len(), op.code());
             let fold = |parts: &[Vec<u8>]| fold_bytes(&op, parts);
-            let result = parent_star(&self.children, call, bytes_of(data), &fold).await?;
+            let result = parent_star(&self.inner.children, call, bytes_of(data), &fold).await?;
             if root == 0 {
                 copy_into(data, &result)?;
             }
@@ -346,9 +384,9 @@ impl Communicator {
         local: g.broadcast(data, root),
         mesh: g.broadcast(data, root),
         relay: {
-            let call = Call::new::<T>(StarKind::Broadcast, self.size, root, data.len(), 0);
+            let call = Call::new::<T>(StarKind::Broadcast, self.inner.size, root, data.len(), 0);
             let mine = if_root(root == 0, data);
-            let result = parent_star(&self.children, call, mine, &no_fold).await?;
+            let result = parent_star(&self.inner.children, call, mine, &no_fold).await?;
             if root != 0 {
                 copy_into(data, &result)?;
             }
@@ -369,8 +407,8 @@ impl Communicator {
         local: g.gather(data, root),
         mesh: g.gather(data, root),
         relay: {
-            let call = Call::new::<T>(StarKind::Gather, self.size, root, data.len(), 0);
-            let result = parent_star(&self.children, call, bytes_of(data), &no_fold).await?;
+            let call = Call::new::<T>(StarKind::Gather, self.inner.size, root, data.len(), 0);
+            let result = parent_star(&self.inner.children, call, bytes_of(data), &no_fold).await?;
             (root == 0).then(|| elements(&result)).transpose()
         })
     }
@@ -383,8 +421,8 @@ impl Communicator {
         local: g.all_gather(data),
         mesh: g.all_gather(data),
         relay: {
-            let call = Call::new::<T>(StarKind::AllGather, self.size, 0, data.len(), 0);
-            elements(&parent_star(&self.children, call, bytes_of(data), &no_fold).await?)
+            let call = Call::new::<T>(StarKind::AllGather, self.inner.size, 0, data.len(), 0);
+            elements(&parent_star(&self.inner.children, call, bytes_of(data), &no_fold).await?)
         })
     }
 
@@ -404,9 +442,9 @@ impl Communicator {
         local: g.scatter(send, recv, root),
         mesh: g.scatter(send, recv, root),
         relay: {
-            let call = Call::new::<T>(StarKind::Scatter, self.size, root, recv.len(), 0);
+            let call = Call::new::<T>(StarKind::Scatter, self.inner.size, root, recv.len(), 0);
             let mine = if_root(root == 0, send);
-            let result = parent_star(&self.children, call, mine, &no_fold).await?;
+            let result = parent_star(&self.inner.children, call, mine, &no_fold).await?;
             copy_into(recv, &result)
         })
     }
@@ -417,6 +455,6 @@ impl Communicator {
         on_backend!(self, |g|
             local: g.barrier_call(),
             mesh: g.barrier(),
-            relay: through_parent::<i32>(&self.children, &mut [], &ReduceOp::Sum).await)
+            relay: through_parent::<i32>(&self.inner.children, &mut [], &ReduceOp::Sum).await)
     }
 }

@@ -67,6 +67,10 @@ const SPIN_FOR: Duration = Duration::from_millis(1);
 /// How long a rank yields its core before it sleeps, when ranks outnumber
 /// cores.
 const YIELD_FOR: Duration = Duration::from_micros(200);
+/// The longest a cooperating rank spins or yields on the async runtime's
+/// thread before it lets the runtime's other tasks run (each turn costs the
+/// runtime a look at its I/O, about a microsecond).
+const TURN: Duration = Duration::from_micros(20);
 
 const MAGIC: u32 = 0x5041_5247;
 const LINE: usize = 128;
@@ -434,6 +438,8 @@ impl LocalGroup {
         let mut next_check = start + CHECK_EVERY;
         let mut spins = 0u32;
         let cooperate = self.wait == Wait::Cooperate;
+        // When a cooperating rank last let the runtime's other tasks run.
+        let mut last_turn = start;
         loop {
             let generation = self.arena.word(W_GENERATION);
             if generation.load(Ordering::Acquire) != seen {
@@ -447,10 +453,11 @@ impl LocalGroup {
                     continue;
                 }
                 if start.elapsed() < SPIN_FOR {
-                    if cooperate {
-                        // Never hold the runtime's thread: let its other
-                        // tasks (the node's QUIC, heartbeats) run in between.
+                    if cooperate && last_turn.elapsed() >= TURN {
+                        // Never hold the runtime's thread for long: let its
+                        // other tasks (the node's QUIC, heartbeats) run.
                         tokio::task::yield_now().await;
+                        last_turn = Instant::now();
                     }
                     continue;
                 }
@@ -458,8 +465,9 @@ impl LocalGroup {
                 // More ranks than cores: hand the core to a rank that has
                 // work, but stay runnable to see the barrier open at once.
                 std::thread::yield_now();
-                if cooperate {
+                if cooperate && last_turn.elapsed() >= TURN {
                     tokio::task::yield_now().await;
+                    last_turn = Instant::now();
                 }
                 continue;
             }

@@ -65,6 +65,8 @@ pub(super) struct TreeGroups {
     pub mesh: Current<Vec<(ActorId, NodeId)>, Group>,
     /// The children for which a group of direct links could not form: they keep the relay.
     pub failed: Mutex<Option<Vec<(ActorId, NodeId)>>>,
+    /// The parent's communicator made last (for the children it is for).
+    pub current: Mutex<Option<super::Communicator>>,
     /// The children last told their ranks (a `Ranks` post each).
     pub announced: Mutex<Option<Vec<ActorId>>>,
     /// Numbers the groups of direct links.
@@ -85,6 +87,7 @@ impl TreeGroups {
             local: Current::default(),
             mesh: Current::default(),
             failed: Mutex::new(None),
+            current: Mutex::new(None),
             announced: Mutex::new(None),
             names: AtomicU64::new(1),
             rounds: AtomicU64::new(1),

@@ -61,11 +61,17 @@ impl TreeShared {
     /// The per-tree state of type `T` of a layer above (made by `make` on
     /// first use).
     pub(crate) fn extension<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
-        let entry = self
-            .extensions
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Arc::new(make()))
-            .clone();
+        let key = TypeId::of::<T>();
+        // A read first: after the first use, that is all it takes.
+        let found = self.extensions.get(&key).map(|e| e.value().clone());
+        let entry = match found {
+            Some(entry) => entry,
+            None => self
+                .extensions
+                .entry(key)
+                .or_insert_with(|| Arc::new(make()))
+                .clone(),
+        };
         // The map is keyed by the type: the value is a `T`.
         entry
             .downcast::<T>()
