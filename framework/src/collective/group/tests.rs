@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::reduce::{ReduceOp, Schedule};
-use crate::remote::Node;
+use crate::remote::{Node, RemoteNode};
 use crate::transport::Password;
 
 const T: Duration = Duration::from_secs(20);
