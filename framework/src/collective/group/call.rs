@@ -145,6 +145,7 @@ impl Group {
     fn look(&self, key: Key, from: usize) -> Option<Result<Filed, CollectiveError>> {
         let mut filing = self.own.inbox.lock();
         if let Some(filed) = filing.pending.remove(&(key, from)) {
+            filing.awaited = None;
             return Some(Ok(filed));
         }
         if let Some((rank, reason)) = filing.aborted.get(&self.call) {
@@ -162,6 +163,8 @@ impl Group {
         if filing.closed {
             return Some(Err(CollectiveError::Broken("this node shut down".into())));
         }
+        // Until it comes, only it (or an abort, a leave) wakes the call.
+        filing.awaited = Some((key, from));
         None
     }
 

@@ -70,6 +70,17 @@ pub(super) struct Filing {
     pub(super) left: Option<usize>,
     /// The member's actor stopped (its node shut down, or the group was dropped).
     pub(super) closed: bool,
+    /// What the waiting call looks for: only that post wakes it (aborts,
+    /// leaves, hellos and arenas wake it always).
+    pub(super) awaited: Option<(Key, usize)>,
+}
+
+impl Filing {
+    /// Files `filed` from `rank`; true when the waiting call looks for it.
+    pub(super) fn file(&mut self, key: Key, rank: usize, filed: Filed) -> bool {
+        self.pending.insert((key, rank), filed);
+        self.awaited == Some((key, rank))
+    }
 }
 
 /// What a member's actor filed, shared with its group's calls.
@@ -87,8 +98,20 @@ impl Inbox {
 
     /// Changes the filed posts and wakes the call that waits on them.
     pub(super) fn update(&self, f: impl FnOnce(&mut Filing)) {
-        f(&mut self.lock());
-        self.changed.notify_waiters();
+        self.update_if(|s| {
+            f(s);
+            true
+        });
+    }
+
+    /// Changes the filed posts, and wakes the call that waits on them when
+    /// `f` says the change is for it (a wake-up on another thread costs
+    /// more than the look it leads to).
+    pub(super) fn update_if(&self, f: impl FnOnce(&mut Filing) -> bool) {
+        let wake = f(&mut self.lock());
+        if wake {
+            self.changed.notify_waiters();
+        }
     }
 
     /// A future that completes at the next change. Enabled at once, so a

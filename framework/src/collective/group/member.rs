@@ -57,9 +57,7 @@ impl GroupMember {
 
     fn file(&self, key: Key, from: u32, filed: Filed) {
         if let Some(rank) = self.rank(from) {
-            self.inbox.update(|s| {
-                s.pending.insert((key, rank), filed);
-            });
+            self.inbox.update_if(|s| s.file(key, rank, filed));
         }
     }
 }
@@ -86,7 +84,12 @@ impl Handler<Arena> for GroupMember {
             path: msg.path,
             slot: msg.slot,
         };
-        self.file(Key::Arena, msg.from, filed);
+        // Forming waits for it without saying so: always wake.
+        if let Some(rank) = self.rank(msg.from) {
+            self.inbox.update(|s| {
+                s.file(Key::Arena, rank, filed);
+            });
+        }
     }
 }
 
