@@ -1,7 +1,7 @@
 //! Groups of peers that are not a fork tree: separate processes that join
 //! each other's nodes and form a group by name, then run every collective
 //! (through shared memory, and over direct QUIC links); a member killed
-//! mid-call fails the others.
+//! mid-call, or one that drops its group, fails the others.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -209,4 +209,26 @@ async fn a_member_killed_mid_allreduce_fails_the_others_over_quic() {
     // The transport's heartbeat timeout is 1.5 s.
     let quic = [(parallel::collective::TRANSPORT_VAR, "quic")];
     a_killed_member_fails_the_others(&quic, Duration::from_secs(4)).await;
+}
+
+#[tokio::test]
+async fn a_member_dropping_its_group_fails_the_others_over_quic() {
+    let quic = [(parallel::collective::TRANSPORT_VAR, "quic")];
+    let mut all = peers(3, &["leave quic", "3", "leave", "1000"], &quic).await;
+    let leaver = all.iter().position(|p| p.rank == 2).expect("a rank 2");
+    let mut leaver = all.remove(leaver);
+    assert_eq!(leaver.next_line().await, "LEFT");
+    let left = Instant::now();
+    for p in &mut all {
+        let line = p.next_line().await;
+        assert!(line.starts_with("ERR "), "{line}");
+        assert!(line.contains("rank 2"), "{line}");
+        assert!(line.contains("dropped the group"), "{line}");
+    }
+    // Its process still runs: the others learn it from its `Leave`, not
+    // from the transport's heartbeat timeout (1.5 s).
+    let took = left.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    all.push(leaver);
+    finish(all).await;
 }

@@ -8,6 +8,8 @@
 //! `peer NAME N stall`: the last rank never calls; the others call
 //! `all_reduce` and print `ERR <error>` when it fails (the test kills the
 //! staller).
+//! `peer NAME N leave`: the last rank drops its group (its process goes on)
+//! and prints `LEFT`; the others call `all_reduce` and print `ERR <error>`.
 
 use std::time::Duration;
 
@@ -86,7 +88,9 @@ async fn every(group: &mut Group, len: usize) -> Result<(), Box<dyn std::error::
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let name = args.first().ok_or("usage: peer NAME N every LEN | stall")?;
+    let name = args
+        .first()
+        .ok_or("usage: peer NAME N every LEN | stall | leave")?;
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).ok_or("N")?;
     let mode = args.get(2).map(String::as_str).unwrap_or("every");
     let len: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1001);
@@ -129,7 +133,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "stall" if group.rank() == group.ranks() - 1 => loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
         },
-        "stall" => {
+        "leave" if group.rank() == group.ranks() - 1 => {
+            drop(group);
+            println!("LEFT");
+        }
+        "stall" | "leave" => {
             let mut v = vec![1.0f32; len];
             match group.all_reduce(&mut v, ReduceOp::Sum).await {
                 Ok(()) => println!("UNEXPECTED ok"),

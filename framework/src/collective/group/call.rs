@@ -1,13 +1,21 @@
 //! One call of a group over QUIC: its arguments exchanged, its data moved,
-//! its end agreed; a failure breaks the group and tells the others.
+//! its end agreed; a failure breaks the group and tells the others. Every
+//! message goes to the other member's actor ([`super::member`]); what the
+//! others sent is read from what this member's actor filed.
 
-use crate::actor::{Element, copy_elements, element_bytes, elements_from_bytes};
-use crate::reduce::{ReduceOp, Reducible, Schedule};
+use std::sync::Arc;
 
+use actix::Handler;
+
+use crate::actor::{Deliver, Element, copy_elements, element_bytes, elements_from_bytes};
 use crate::collective::local::kind;
+use crate::reduce::{ReduceOp, Reducible, Schedule};
+use crate::remote::{ActorRef, SendError};
 
-use super::inbox::{BARRIER, Key, Msg, OP, bad_text, encoded, head_text};
-use super::{CollectiveError, Group};
+use super::inbox::{BARRIER, Filed, Key, bad_text, head_text};
+use super::member::GroupMember;
+use super::message::{Abort, Begin, Chunk, Done, Part};
+use super::{CollectiveError, Group, TICK};
 
 impl Group {
     pub(super) fn ready(&self) -> Result<(), CollectiveError> {
@@ -28,73 +36,98 @@ impl Group {
         if let Some(host) = &mut self.host_local {
             host.leave();
         }
-        if let Ok(bytes) = encoded(&Msg::Abort {
+        let abort = Abort {
+            from: self.rank as u32,
             call: self.call,
             reason: e.to_string(),
-        }) {
-            for m in &self.members {
-                if let Some(remote) = &m.remote
-                    && remote.is_alive()
-                {
-                    let _ = remote
-                        .post(self.inbox.mailbox.id(), OP, 0, bytes.clone())
-                        .await;
-                }
+        };
+        for r in 0..self.members.len() {
+            if let Ok(Some(actor)) = self.reachable(r) {
+                let _ = actor.tell(abort.clone()).await;
             }
         }
         e
     }
 
-    pub(super) async fn post(&self, to: usize, msg: &Msg) -> Result<(), CollectiveError> {
+    /// The actor of rank `to` (`None` for this member itself), while this
+    /// node runs and the connection to `to`'s node lives: a group sends
+    /// only over its own node's links.
+    pub(super) fn reachable(
+        &self,
+        to: usize,
+    ) -> Result<Option<&ActorRef<GroupMember>>, CollectiveError> {
         let m = &self.members[to];
-        let Some(remote) = &m.remote else {
-            return Ok(());
+        let (Some(remote), Some(actor)) = (&m.remote, &m.actor) else {
+            return Ok(None);
         };
-        remote
-            .post(self.inbox.mailbox.id(), OP, 0, encoded(msg)?)
-            .await
-            .map_err(|e| CollectiveError::RankGone {
+        if self.own.node().is_shut_down() {
+            return Err(CollectiveError::Broken("this node shut down".into()));
+        }
+        if !remote.is_alive() {
+            return Err(CollectiveError::RankGone {
                 rank: to,
                 node: m.node,
-                why: e.to_string(),
-            })
+                why: "the connection to its node is gone".into(),
+            });
+        }
+        Ok(Some(actor))
     }
 
-    pub(super) async fn post_all(&self, msg: &Msg) -> Result<(), CollectiveError> {
+    /// Tells `msg` to the member of rank `to` (nothing to this member itself).
+    pub(super) async fn post<M>(&self, to: usize, msg: M) -> Result<(), CollectiveError>
+    where
+        M: crate::Message,
+        GroupMember: Handler<M> + Handler<Deliver<M>>,
+    {
+        let Some(actor) = self.reachable(to)? else {
+            return Ok(());
+        };
+        actor.tell(msg).await.map_err(|e| match e {
+            SendError::Encode(_, e) => CollectiveError::Encode(e.to_string()),
+            e => CollectiveError::RankGone {
+                rank: to,
+                node: self.members[to].node,
+                why: e.to_string(),
+            },
+        })
+    }
+
+    /// Tells `msg` to every other member.
+    pub(super) async fn post_all<M>(&self, msg: &M) -> Result<(), CollectiveError>
+    where
+        M: crate::Message + Clone,
+        GroupMember: Handler<M> + Handler<Deliver<M>>,
+    {
         for r in 0..self.members.len() {
             if r != self.rank {
-                self.post(r, msg).await?;
+                self.post(r, msg.clone()).await?;
             }
         }
         Ok(())
     }
 
-    /// Waits for the post `key` from `from`.
-    pub(super) async fn take(&mut self, key: Key, from: usize) -> Result<Msg, CollectiveError> {
+    /// Waits for what rank `from` filed under `key`. A member that went
+    /// down is read first: what it sent before is taken.
+    pub(super) async fn take(&mut self, key: Key, from: usize) -> Result<Filed, CollectiveError> {
+        // Most posts are filed before the call looks: no wait to set up.
+        if let Some(found) = self.look(key, from) {
+            return found;
+        }
+        let inbox = self.own.inbox.clone();
         loop {
-            if let Some(msg) = self.inbox.pending.remove(&(key, from)) {
-                return Ok(msg);
-            }
-            if let Some((rank, reason)) = self.inbox.aborted.get(&self.call) {
-                return Err(CollectiveError::Aborted {
-                    rank: *rank,
-                    reason: reason.clone(),
-                });
-            }
-            if let Some(rank) = self.inbox.left {
-                return Err(CollectiveError::Left {
-                    rank,
-                    node: self.members[rank].node,
-                });
+            // Enabled before looking again, so a post filed in between wakes this wait.
+            let changed = inbox.changed();
+            if let Some(found) = self.look(key, from) {
+                return found;
             }
             let m = &self.members[from];
             if let Some(remote) = &m.remote
                 && !remote.is_alive()
             {
-                // What it posted before it went down may be here already.
-                self.inbox.drain();
-                if let Some(msg) = self.inbox.pending.remove(&(key, from)) {
-                    return Ok(msg);
+                // What it sent before it went down may be with the actor still.
+                self.own.flush().await;
+                if let Some(found) = self.look(key, from) {
+                    return found;
                 }
                 return Err(CollectiveError::RankGone {
                     rank: from,
@@ -102,10 +135,37 @@ impl Group {
                     why: "its node went down".into(),
                 });
             }
-            if !self.inbox.pump().await {
-                return Err(CollectiveError::Broken("this node shut down".into()));
-            }
+            let _ = tokio::time::timeout(TICK, changed).await;
         }
+    }
+
+    /// What rank `from` filed under `key`, or why none will come: this
+    /// call aborted, a member left, this member's actor stopped. `None`
+    /// while there is nothing yet.
+    fn look(&self, key: Key, from: usize) -> Option<Result<Filed, CollectiveError>> {
+        let mut filing = self.own.inbox.lock();
+        if let Some(filed) = filing.pending.remove(&(key, from)) {
+            filing.awaited = None;
+            return Some(Ok(filed));
+        }
+        if let Some((rank, reason)) = filing.aborted.get(&self.call) {
+            return Some(Err(CollectiveError::Aborted {
+                rank: *rank,
+                reason: reason.clone(),
+            }));
+        }
+        if let Some(rank) = filing.left {
+            return Some(Err(CollectiveError::Left {
+                rank,
+                node: self.members[rank].node,
+            }));
+        }
+        if filing.closed {
+            return Some(Err(CollectiveError::Broken("this node shut down".into())));
+        }
+        // Until it comes, only it (or an abort, a leave) wakes the call.
+        filing.awaited = Some((key, from));
+        None
     }
 
     /// Runs one call over QUIC: arguments exchanged, `moves` run, `Done`
@@ -130,13 +190,14 @@ impl Group {
         moves: impl AsyncFnOnce(&mut Self) -> Result<R, CollectiveError>,
     ) -> Result<R, CollectiveError> {
         let call = self.call;
-        self.post_all(&Msg::Begin { call, head }).await?;
+        let from = self.rank as u32;
+        self.post_all(&Begin { from, call, head }).await?;
         let mut disagree = None;
         for r in 0..self.members.len() {
             if r == self.rank {
                 continue;
             }
-            let Msg::Begin { head: theirs, .. } = self.take(Key::Begin(call), r).await? else {
+            let Filed::Begin(theirs) = self.take(Key::Begin(call), r).await? else {
                 continue;
             };
             if theirs != head && disagree.is_none() {
@@ -167,7 +228,7 @@ impl Group {
             return moves(self).await;
         }
         let out = moves(self).await?;
-        self.post_all(&Msg::Done { call }).await?;
+        self.post_all(&Done { from, call }).await?;
         for r in 0..self.members.len() {
             if r != self.rank {
                 self.take(Key::Done(call), r).await?;
@@ -204,22 +265,24 @@ impl Group {
         for rs in schedule.program(me) {
             for t in &rs.sends {
                 let range = schedule.chunks()[t.chunk].clone();
-                let msg = Msg::Chunk {
+                let msg = Chunk {
+                    from: self.rank as u32,
                     call,
                     step: rs.step as u32,
                     chunk: t.chunk as u32,
-                    bytes: element_bytes(&data[range]).to_vec(),
+                    bytes: Arc::from(element_bytes(&data[range])),
                 };
-                self.post(ranks[t.to], &msg).await?;
+                self.post(ranks[t.to], msg).await?;
             }
             for t in &rs.receives {
                 let key = Key::Chunk(call, rs.step as u32, t.chunk as u32);
                 let from = ranks[t.from];
-                let Msg::Chunk { bytes, .. } = self.take(key, from).await? else {
+                let Filed::Bytes(bytes) = self.take(key, from).await? else {
                     continue;
                 };
+                let bytes = bytes.as_slice();
                 let range = schedule.chunks()[t.chunk].clone();
-                let incoming: Vec<T> = elements_from_bytes(&bytes)
+                let incoming: Vec<T> = elements_from_bytes(bytes)
                     .filter(|v: &Vec<T>| v.len() == range.len())
                     .ok_or_else(|| self.wrong_size(from, bytes.len()))?;
                 t.action.apply(op, &mut data[range], incoming);
@@ -240,10 +303,11 @@ impl Group {
         from: usize,
         out: &mut [T],
     ) -> Result<(), CollectiveError> {
-        let Msg::Part { bytes, .. } = self.take(Key::Part(self.call), from).await? else {
+        let Filed::Bytes(bytes) = self.take(Key::Part(self.call), from).await? else {
             return Err(self.wrong_size(from, 0));
         };
-        if copy_elements(out, &bytes) {
+        let bytes = bytes.as_slice();
+        if copy_elements(out, bytes) {
             Ok(())
         } else {
             Err(self.wrong_size(from, bytes.len()))
@@ -258,11 +322,13 @@ impl Group {
         }
     }
 
-    /// This call's `Part` holding `data`.
-    pub(super) fn part<T: Element>(&self, data: &[T]) -> Msg {
-        Msg::Part {
+    /// This call's `Part` holding `data` (one copy, shared by every
+    /// member it is sent to).
+    pub(super) fn part<T: Element>(&self, data: &[T]) -> Part {
+        Part {
+            from: self.rank as u32,
             call: self.call,
-            bytes: element_bytes(data).to_vec(),
+            bytes: Arc::from(element_bytes(data)),
         }
     }
 }

@@ -77,7 +77,7 @@ impl Group {
             // order: the same result as through shared memory.
             if g.rank != root {
                 let part = g.part(data);
-                return g.post(root, &part).await;
+                return g.post(root, part).await;
             }
             let all = g.collect(data).await?;
             let n = data.len();
@@ -112,7 +112,7 @@ impl Group {
             if root != top {
                 if g.rank == root {
                     let part = g.part(data);
-                    g.post(top, &part).await?;
+                    g.post(top, part).await?;
                 } else if g.rank == top {
                     g.take_part(root, data).await?;
                 }
@@ -124,7 +124,7 @@ impl Group {
             }
             let part = g.part(data);
             for &child in tree.children(g.rank) {
-                g.post(child, &part).await?;
+                g.post(child, part.clone()).await?;
             }
             Ok(())
         })
@@ -146,7 +146,7 @@ impl Group {
         self.exchange_call(head, async |g: &mut Self| {
             if g.rank != root {
                 let part = g.part(data);
-                g.post(root, &part).await?;
+                g.post(root, part).await?;
                 return Ok(None);
             }
             g.collect(data).await.map(Some)
@@ -209,7 +209,7 @@ impl Group {
                         recv.copy_from_slice(mine);
                     } else {
                         let part = g.part(mine);
-                        g.post(r, &part).await?;
+                        g.post(r, part).await?;
                     }
                 }
                 Ok(())

@@ -33,6 +33,9 @@ pub enum FormError {
     /// A post could not be encoded.
     #[error(transparent)]
     Encode(#[from] crate::wire::EncodeError),
+    /// There is no actix runtime to run this member's actor on.
+    #[error("{0}")]
+    Runtime(String),
 }
 
 /// Why a call of a [`super::Group`] failed.

@@ -1,21 +1,30 @@
-//! Forming a group: every member posts its `Hello` to the others, the
-//! members are ranked by node id, and a one-machine group maps one arena.
+//! Forming a group: every member starts its member actor and asks each
+//! other member's actor to take its `Hello` (retrying until that actor
+//! runs), the members are ranked by node id, and the members of one
+//! machine map one arena.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::collective::local::{DEFAULT_SLOT, LocalGroup, Wait};
-use crate::id::{ActorId, NodeId, boot_id, host_name};
+use crate::id::{NodeId, boot_id, host_name};
 use crate::reduce::{Place, Topology};
-use crate::remote::{Node, RemoteNode};
-use crate::wire::{decode_owned, encode};
+use crate::remote::{ActorRef, AskError, Node, RemoteNode};
 
-use super::inbox::{Inbox, Key, Member, Msg, OP};
-use super::{FormError, Group, GroupOptions, SETTLE, Transport};
+use super::inbox::{Filed, Key, Member};
+use super::member::{GroupMember, OwnMember, member_id};
+use super::message::{Arena, Hello};
+use super::{FormError, Group, GroupOptions, SETTLE, TICK, Transport};
 
 /// How long `form` waits for one peer to confirm its `Hello` before it
 /// goes on and tries again later.
 const CONFIRM: Duration = Duration::from_secs(1);
+
+/// The member actor of the group `name` on `peer`'s node, reached over
+/// its link.
+fn actor_of(name: &str, peer: &RemoteNode) -> ActorRef<GroupMember> {
+    ActorRef::remote(member_id(name, peer.id()), peer.link())
+}
 
 /// The places of `members`, labelled by host name, or host name and boot id
 /// where two machines share a name.
@@ -64,35 +73,28 @@ impl Group {
                 return Err(FormError::Peers(format!("{} is listed twice", p.id())));
             }
         }
-        let id = ActorId::named("para||el group", name);
-        let mailbox = node
-            .open_mailbox_at(id, 4096)
-            .map_err(|_| FormError::NameInUse(name.to_owned()))?;
-        let mut inbox = Inbox {
-            mailbox,
-            ranks: HashMap::new(),
-            pending: HashMap::new(),
-            aborted: HashMap::new(),
-            left: None,
-        };
+        let own = OwnMember::start(node, name, peers.len() + 1).await?;
+        let inbox = own.inbox.clone();
         let my_boot = options.host.clone().unwrap_or_else(boot_id);
-        let hello = encode(&Msg::Hello {
+        let hello = Hello {
+            node: me,
             pid: std::process::id(),
             host: host_name(),
             boot: my_boot.clone(),
-        })?;
+        };
         let deadline = Instant::now() + options.timeout;
         let mut unsent: Vec<&RemoteNode> = peers.iter().collect();
-        let mut hellos: HashMap<NodeId, (u32, String, String)> = HashMap::new();
-        let mut early: Vec<(NodeId, Msg)> = Vec::new();
         let mut down_since: HashMap<NodeId, Instant> = HashMap::new();
         loop {
+            // Enabled before the asks, so a hello that comes meanwhile wakes the wait below.
+            let changed = inbox.changed();
             let mut still = Vec::new();
             for p in unsent {
-                let posted = p.post_confirmed(id, OP, 0, hello.clone());
-                match tokio::time::timeout(CONFIRM, posted).await {
+                let to = actor_of(name, p);
+                match tokio::time::timeout(CONFIRM, to.ask(hello.clone())).await {
                     Ok(Ok(())) => {}
-                    // Its mailbox is not open yet (it has not called
+                    Ok(Err(AskError::Encode(e))) => return Err(e.into()),
+                    // Its actor does not run yet (it has not called
                     // `form`), or it is slow to confirm: try again (one
                     // slow peer holds up no other). A peer that seems down
                     // is checked below.
@@ -100,23 +102,11 @@ impl Group {
                 }
             }
             unsent = still;
-            while let Ok(Some(d)) =
-                tokio::time::timeout(Duration::from_millis(20), inbox.mailbox.recv()).await
-            {
-                if !seen.contains(&d.from) {
-                    continue;
-                }
-                match decode_owned::<Msg>(&d.payload) {
-                    Ok(Msg::Hello { pid, host, boot }) => {
-                        hellos.insert(d.from, (pid, host, boot));
-                    }
-                    Ok(msg) => early.push((d.from, msg)),
-                    Err(e) => {
-                        tracing::warn!(from = %d.from, "group: an undecodable post was dropped: {e}")
-                    }
-                }
-            }
-            if unsent.is_empty() && hellos.len() == peers.len() {
+            let heard = {
+                let filing = inbox.lock();
+                peers.iter().all(|p| filing.hellos.contains_key(&p.id()))
+            };
+            if unsent.is_empty() && heard {
                 break;
             }
             // A connection that lost to the other direction's (two nodes
@@ -134,10 +124,13 @@ impl Group {
                 }
             }
             if Instant::now() >= deadline {
+                let filing = inbox.lock();
                 let missing = peers
                     .iter()
                     .map(RemoteNode::id)
-                    .filter(|n| !hellos.contains_key(n) || unsent.iter().any(|p| p.id() == *n))
+                    .filter(|n| {
+                        !filing.hellos.contains_key(n) || unsent.iter().any(|p| p.id() == *n)
+                    })
                     .collect();
                 return Err(FormError::Timeout {
                     name: name.to_owned(),
@@ -145,11 +138,14 @@ impl Group {
                     secs: options.timeout.as_secs(),
                 });
             }
+            let _ = tokio::time::timeout(Duration::from_millis(20), changed).await;
         }
+        let mut hellos = std::mem::take(&mut inbox.lock().hellos);
         let mut all: Vec<(Member, String)> = vec![(
             Member {
                 node: me,
                 remote: None,
+                actor: None,
                 pid: std::process::id(),
                 boot: my_boot,
             },
@@ -161,6 +157,7 @@ impl Group {
                 Member {
                     node: p.id(),
                     remote: Some(p.clone()),
+                    actor: Some(actor_of(name, p)),
                     pid,
                     boot,
                 },
@@ -184,16 +181,6 @@ impl Group {
         }
         let (members, hosts): (Vec<Member>, Vec<String>) = all.into_iter().unzip();
         let rank = members.iter().position(|m| m.node == me).unwrap_or(0);
-        inbox.ranks = members
-            .iter()
-            .enumerate()
-            .map(|(r, m)| (m.node, r))
-            .collect();
-        for (from, msg) in early {
-            if let Some(&r) = inbox.ranks.get(&from) {
-                inbox.file(r, msg);
-            }
-        }
         let topology =
             Topology::new(places(&members, &hosts)).map_err(|e| FormError::Peers(e.to_string()))?;
         let mut group = Group {
@@ -201,7 +188,7 @@ impl Group {
             rank,
             members,
             topology,
-            inbox,
+            own,
             local: None,
             host_local: None,
             hierarchical: false,
@@ -242,26 +229,31 @@ impl Group {
         if self.rank == leader {
             let pids: Vec<u32> = ranks.iter().map(|&r| self.members[r].pid).collect();
             let local = LocalGroup::create(&pids, DEFAULT_SLOT, Wait::Cooperate)?;
-            let msg = encode(&Msg::Arena {
+            let arena = Arena {
+                from: self.rank as u32,
                 path: local.path().to_owned(),
                 slot: local.slot() as u64,
-            })?;
+            };
             for &r in &ranks[1..] {
                 let m = &self.members[r];
-                if let Some(remote) = &m.remote {
-                    remote
-                        .post_confirmed(self.inbox.mailbox.id(), OP, 0, msg.clone())
-                        .await
-                        .map_err(|_| FormError::PeerGone(m.node))?;
+                if let Some(actor) = &m.actor {
+                    actor.ask(arena.clone()).await.map_err(|e| match e {
+                        AskError::Encode(e) => FormError::Encode(e),
+                        _ => FormError::PeerGone(m.node),
+                    })?;
                 }
             }
             return Ok(local);
         }
         let index = ranks.iter().position(|&r| r == self.rank).unwrap_or(0);
+        let inbox = self.own.inbox.clone();
         loop {
-            if let Some(Msg::Arena { path, slot }) =
-                self.inbox.pending.remove(&(Key::Arena, leader))
-            {
+            let changed = inbox.changed();
+            let (arena, closed) = {
+                let mut filing = inbox.lock();
+                (filing.pending.remove(&(Key::Arena, leader)), filing.closed)
+            };
+            if let Some(Filed::Arena { path, slot }) = arena {
                 let slot = usize::try_from(slot).unwrap_or(0);
                 return Ok(LocalGroup::open(
                     &path,
@@ -271,6 +263,9 @@ impl Group {
                     Wait::Cooperate,
                 )?);
             }
+            if closed {
+                return Err(FormError::PeerGone(self.members[leader].node));
+            }
             if Instant::now() >= deadline {
                 return Err(FormError::Timeout {
                     name: self.name.clone(),
@@ -278,9 +273,7 @@ impl Group {
                     secs: 0,
                 });
             }
-            if !self.inbox.pump().await {
-                return Err(FormError::PeerGone(self.members[leader].node));
-            }
+            let _ = tokio::time::timeout(TICK, changed).await;
         }
     }
 }

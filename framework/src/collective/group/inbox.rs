@@ -1,51 +1,21 @@
-//! What the members of a group post to each other, and the posts a member
-//! received and has not used yet.
+//! What a member's actor filed for its group's calls to read: the posts
+//! it received and has not used yet, keyed by what they answer and who
+//! sent them, and a wake-up for the call that waits on them.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use rkyv::{Archive, Deserialize, Serialize};
+use tokio::sync::Notify;
 
+use crate::actor::Received;
 use crate::collective::local::kind;
 use crate::id::NodeId;
-use crate::remote::{Mailbox, RemoteNode};
-use crate::wire::{decode_owned, encode};
+use crate::remote::{ActorRef, RemoteNode};
 
-use super::{CollectiveError, TICK};
+use super::member::GroupMember;
+use super::message::{Chunk, Part};
 
-/// The operation code of a group's posts.
-pub(super) const OP: u8 = 1;
-
-/// What travels between the members of a group.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub(super) enum Msg {
-    /// A member is ready: where it runs.
-    Hello {
-        pid: u32,
-        host: String,
-        boot: String,
-    },
-    /// Rank 0 → all, one-machine groups: the arena to map.
-    Arena { path: String, slot: u64 },
-    /// A call begins; its arguments.
-    Begin { call: u64, head: [u64; 6] },
-    /// A chunk of a schedule's step.
-    Chunk {
-        call: u64,
-        step: u32,
-        chunk: u32,
-        bytes: Vec<u8>,
-    },
-    /// A member's part of a call that moves whole buffers.
-    Part { call: u64, bytes: Vec<u8> },
-    /// The sender finished the call.
-    Done { call: u64 },
-    /// The sender gave up the call.
-    Abort { call: u64, reason: String },
-    /// The sender dropped the group.
-    Leave,
-}
-
-/// What a received post answers, with its sender's rank.
+/// What a filed post answers (with its sender's rank, the key it is filed under).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Key {
     Arena,
@@ -53,6 +23,104 @@ pub(super) enum Key {
     Chunk(u64, u32, u32),
     Part(u64),
     Done(u64),
+}
+
+/// A post filed for a call to read.
+pub(super) enum Filed {
+    /// The arena of this member's machine.
+    Arena { path: String, slot: u64 },
+    /// Another member's arguments.
+    Begin([u64; 6]),
+    /// A chunk's or a part's bytes.
+    Bytes(Bytes),
+    /// Another member finished the call.
+    Done,
+}
+
+/// The bytes of a [`Chunk`] or a [`Part`]: where they lie in the received
+/// message (no copy), or owned when the message did not cross a wire.
+pub(super) enum Bytes {
+    Owned(Arc<[u8]>),
+    Chunk(Received<Chunk>),
+    Part(Received<Part>),
+}
+
+impl Bytes {
+    pub(super) fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(bytes) => bytes,
+            Bytes::Chunk(m) => m.bytes.as_slice(),
+            Bytes::Part(m) => m.bytes.as_slice(),
+        }
+    }
+}
+
+/// What another member said in its `Hello`: pid, host name, machine.
+pub(super) type Hello = (u32, String, String);
+
+/// The posts filed for one member's group.
+#[derive(Default)]
+pub(super) struct Filing {
+    /// The members whose actors said hello, by node.
+    pub(super) hellos: HashMap<NodeId, Hello>,
+    pub(super) pending: HashMap<(Key, usize), Filed>,
+    /// The first abort of each call: who and why.
+    pub(super) aborted: HashMap<u64, (usize, String)>,
+    /// The first member that dropped the group.
+    pub(super) left: Option<usize>,
+    /// The member's actor stopped (its node shut down, or the group was dropped).
+    pub(super) closed: bool,
+    /// What the waiting call looks for: only that post wakes it (aborts,
+    /// leaves, hellos and arenas wake it always).
+    pub(super) awaited: Option<(Key, usize)>,
+}
+
+impl Filing {
+    /// Files `filed` from `rank`; true when the waiting call looks for it.
+    pub(super) fn file(&mut self, key: Key, rank: usize, filed: Filed) -> bool {
+        self.pending.insert((key, rank), filed);
+        self.awaited == Some((key, rank))
+    }
+}
+
+/// What a member's actor filed, shared with its group's calls.
+#[derive(Default)]
+pub(super) struct Inbox {
+    filing: Mutex<Filing>,
+    changed: Notify,
+}
+
+impl Inbox {
+    /// The filed posts, locked (never held across an await).
+    pub(super) fn lock(&self) -> MutexGuard<'_, Filing> {
+        self.filing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the filed posts and wakes the call that waits on them.
+    pub(super) fn update(&self, f: impl FnOnce(&mut Filing)) {
+        self.update_if(|s| {
+            f(s);
+            true
+        });
+    }
+
+    /// Changes the filed posts, and wakes the call that waits on them when
+    /// `f` says the change is for it (a wake-up on another thread costs
+    /// more than the look it leads to).
+    pub(super) fn update_if(&self, f: impl FnOnce(&mut Filing) -> bool) {
+        let wake = f(&mut self.lock());
+        if wake {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// A future that completes at the next change. Enabled at once, so a
+    /// change after this call (and before the future is awaited) wakes it.
+    pub(super) fn changed(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut changed = Box::pin(self.changed.notified());
+        changed.as_mut().enable();
+        changed
+    }
 }
 
 pub(super) const ALL_REDUCE: u64 = kind::ALL_REDUCE as u64;
@@ -69,77 +137,10 @@ pub(super) struct Member {
     pub(super) node: NodeId,
     /// `None` for this member itself.
     pub(super) remote: Option<RemoteNode>,
+    /// Its member actor; `None` for this member itself.
+    pub(super) actor: Option<ActorRef<GroupMember>>,
     pub(super) pid: u32,
     pub(super) boot: String,
-}
-
-/// The posts a member received and has not used yet.
-pub(super) struct Inbox {
-    pub(super) mailbox: Mailbox,
-    pub(super) ranks: HashMap<NodeId, usize>,
-    pub(super) pending: HashMap<(Key, usize), Msg>,
-    pub(super) aborted: HashMap<u64, (usize, String)>,
-    pub(super) left: Option<usize>,
-}
-
-impl Inbox {
-    /// Files one delivery from `rank`.
-    pub(super) fn file(&mut self, rank: usize, msg: Msg) {
-        let key = match &msg {
-            Msg::Hello { .. } => return,
-            Msg::Arena { .. } => Key::Arena,
-            Msg::Begin { call, .. } => Key::Begin(*call),
-            Msg::Chunk {
-                call, step, chunk, ..
-            } => Key::Chunk(*call, *step, *chunk),
-            Msg::Part { call, .. } => Key::Part(*call),
-            Msg::Done { call } => Key::Done(*call),
-            Msg::Abort { call, reason } => {
-                self.aborted.entry(*call).or_insert((rank, reason.clone()));
-                return;
-            }
-            Msg::Leave => {
-                self.left.get_or_insert(rank);
-                return;
-            }
-        };
-        self.pending.insert((key, rank), msg);
-    }
-
-    /// Reads one delivery (or times out after [`TICK`]); false when the
-    /// node is gone.
-    pub(super) async fn pump(&mut self) -> bool {
-        match tokio::time::timeout(TICK, self.mailbox.recv()).await {
-            Ok(Some(d)) => {
-                self.take_in(d);
-                true
-            }
-            Ok(None) => false,
-            Err(_) => true,
-        }
-    }
-
-    /// Files every delivery already in the mailbox, without waiting.
-    pub(super) fn drain(&mut self) {
-        while let Some(d) = self.mailbox.try_recv() {
-            self.take_in(d);
-        }
-    }
-
-    fn take_in(&mut self, d: crate::remote::Delivery) {
-        let Some(&rank) = self.ranks.get(&d.from) else {
-            tracing::debug!(from = %d.from, "group: a post from a node that is not a member was dropped");
-            return;
-        };
-        match decode_owned::<Msg>(&d.payload) {
-            Ok(msg) => self.file(rank, msg),
-            Err(e) => tracing::warn!(rank, "group: an undecodable post was dropped: {e}"),
-        }
-    }
-}
-
-pub(super) fn encoded(msg: &Msg) -> Result<crate::wire::Buffer, CollectiveError> {
-    encode(msg).map_err(|e| CollectiveError::Encode(e.to_string()))
 }
 
 /// A call's arguments: kind, element size, op, root, count, bad.

@@ -1,7 +1,8 @@
 //! Groups of nodes that are not a fork tree: peers that joined each other,
 //! nodes of a cluster. Each member calls [`Group::form`] with the same name
-//! and the others' [`RemoteNode`]s; the members are ranked by node id, so
-//! every member agrees on the ranks without a coordinator.
+//! and the others' [`RemoteNode`](crate::remote::RemoteNode)s; the members
+//! are ranked by node id, so every member agrees on the ranks without a
+//! coordinator.
 //!
 //! ```ignore
 //! // on every member, once its node has joined the others:
@@ -12,9 +13,11 @@
 //! **Transport.** When every member runs on one machine (equal boot ids),
 //! rank 0 makes a shared-memory [`LocalGroup`] and the others map it: a
 //! call is `memcpy`s and futex barriers, with no message. Otherwise each
-//! call runs over direct QUIC links between the members — no relay: the
-//! group mailbox of each member (an actor id derived from the group's name)
-//! takes the others' posts. AllReduce runs the topology-aware schedule of
+//! call runs over direct QUIC links between the members — no relay: each
+//! member is an actor ([`member`]), addressed by an id every member derives
+//! from the group's name and that member's node, and the members send each
+//! other the typed messages of [`message`]; the actor files them for the
+//! calls to read. AllReduce runs the topology-aware schedule of
 //! [`Topology::allreduce`] (ranks of one host adjacent in the ring, one
 //! leader per host in the tree; ring for large buffers, tree for small
 //! ones), `reduce` and `broadcast` the topology's tree, and `gather`,
@@ -34,6 +37,8 @@ mod calls;
 mod error;
 mod form;
 mod inbox;
+mod member;
+mod message;
 
 #[cfg(test)]
 mod tests;
@@ -43,10 +48,11 @@ use std::time::Duration;
 use crate::collective::local::LocalGroup;
 use crate::id::NodeId;
 use crate::reduce::Topology;
-use crate::remote::RemoteNode;
 
 pub use error::{CollectiveError, FormError};
-use inbox::{Inbox, Member, Msg, OP, encoded};
+use inbox::Member;
+use member::OwnMember;
+use message::Leave;
 
 /// How long [`Group::form`] waits for every member by default.
 pub const FORM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -112,7 +118,8 @@ pub struct Group {
     rank: usize,
     members: Vec<Member>,
     topology: Topology,
-    inbox: Inbox,
+    /// This member's actor, which files what the others send.
+    own: OwnMember,
     local: Option<LocalGroup>,
     /// Members on several machines, some sharing one: all_reduce reduces
     /// within each machine, then between one leader per machine.
@@ -156,11 +163,16 @@ impl Group {
         self.local.is_some()
     }
 
-    /// Whether the group can take another call: no call failed in it and no
-    /// member dropped it.
+    /// Whether the group can take another call: no call failed in it, no
+    /// member dropped it, and — for calls over QUIC — this member's node runs.
     pub fn is_usable(&self) -> bool {
+        let (left, closed) = {
+            let filing = self.own.inbox.lock();
+            (filing.left.is_some(), filing.closed)
+        };
         self.broken.is_none()
-            && self.inbox.left.is_none()
+            && !left
+            && !(closed && self.local.is_none())
             && self.local.as_ref().is_none_or(LocalGroup::usable)
             && self.host_local.as_ref().is_none_or(LocalGroup::usable)
     }
@@ -194,22 +206,20 @@ impl Drop for Group {
         if let Some(host) = &mut self.host_local {
             host.leave();
         }
-        // Tell the others, so none waits for this member in a call.
-        let Ok(bytes) = encoded(&Msg::Leave) else {
-            return;
-        };
+        // Tell the others, so none waits for this member in a call (this
+        // member's actor stops when `own` is dropped, after this).
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let id = self.inbox.mailbox.id();
-        let remotes: Vec<RemoteNode> = self
-            .members
-            .iter()
-            .filter_map(|m| m.remote.clone())
+        let leave = Leave {
+            from: self.rank as u32,
+        };
+        let actors: Vec<_> = (0..self.members.len())
+            .filter_map(|r| self.reachable(r).ok().flatten().cloned())
             .collect();
         runtime.spawn(async move {
-            for r in remotes {
-                let _ = r.post(id, OP, 0, bytes.clone()).await;
+            for actor in actors {
+                let _ = actor.tell(leave.clone()).await;
             }
         });
     }

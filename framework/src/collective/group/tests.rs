@@ -9,9 +9,10 @@ use tokio::time::timeout;
 use std::collections::HashSet;
 use std::time::Instant;
 
+use super::message::Part;
 use super::*;
 use crate::reduce::{ReduceOp, Schedule};
-use crate::remote::Node;
+use crate::remote::{Node, RemoteNode};
 use crate::transport::Password;
 
 const T: Duration = Duration::from_secs(20);
@@ -332,6 +333,43 @@ async fn a_member_going_down_fails_the_others_and_breaks_the_group() {
 }
 
 #[actix_rt::test]
+async fn a_member_dropping_its_group_fails_the_others_at_once() {
+    let nodes = nodes(3).await;
+    let mut groups = form(&nodes, "g leave", quic()).await;
+    let leaver = groups.remove(2);
+    let gone = leaver.rank();
+    let started = Instant::now();
+    // Its node keeps running: only its `Leave` tells the others.
+    actix_rt::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(leaver);
+    });
+    let out = on_all(groups, async |g: &mut Group| {
+        let mut v = vec![1.0f32; 100];
+        g.all_reduce(&mut v, ReduceOp::Sum).await
+    })
+    .await;
+    // Well within the heartbeat timeout: nobody waits for a node to look down.
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut saw_leave = false;
+    for (g, r) in out {
+        // Each learns it from the `Leave`, or from the other's `Abort`.
+        let e = r.expect_err("a member left");
+        saw_leave |= e.dropped_by(gone);
+        assert!(
+            e.dropped_by(gone) || matches!(e, CollectiveError::Aborted { .. }),
+            "{e:?}"
+        );
+        assert!(!g.is_usable());
+    }
+    assert!(saw_leave, "some member saw the `Leave` itself");
+}
+
+#[actix_rt::test]
 async fn forming_without_every_member_times_out_and_bad_peers_are_refused() {
     let nodes = nodes(2).await;
     let peers = mesh(&nodes).await;
@@ -417,4 +455,135 @@ async fn a_machine_whose_leader_goes_down_fails_its_members() {
     for (_, r) in out {
         assert!(r.is_err(), "{r:?}");
     }
+}
+
+#[actix_rt::test]
+async fn each_member_is_an_actor_under_an_id_derived_from_the_name_and_its_node() {
+    let nodes = nodes(2).await;
+    let groups = form(&nodes, "g actor", quic()).await;
+    for node in &nodes {
+        let id = member::member_id("g actor", node.id());
+        let entry = node.0.registry.get(id).expect("a member actor runs");
+        assert_eq!(entry.name(), "parallel::collective::GroupMember");
+        // Another group's member actor on the same node has another id.
+        assert_ne!(id, member::member_id("g other", node.id()));
+    }
+    assert_ne!(
+        member::member_id("g actor", nodes[0].id()),
+        member::member_id("g actor", nodes[1].id())
+    );
+    // Dropping the groups stops their actors.
+    drop(groups);
+    for node in &nodes {
+        let id = member::member_id("g actor", node.id());
+        assert!(node.0.registry.get(id).is_none());
+    }
+}
+
+#[actix_rt::test]
+async fn a_name_is_taken_on_a_node_until_its_group_is_dropped() {
+    let nodes = nodes(1).await;
+    let alone = || Group::form_with(&nodes[0], "g taken", &[], quic());
+    let first = timeout(T, alone()).await.unwrap().expect("formed");
+    let again = timeout(T, alone()).await.unwrap();
+    assert!(
+        matches!(again, Err(FormError::NameInUse(ref n)) if n == "g taken"),
+        "{again:?}"
+    );
+    drop(first);
+    let mut second = timeout(T, alone()).await.unwrap().expect("formed again");
+    let mut v = vec![2.5f32; 3];
+    timeout(T, second.all_reduce(&mut v, ReduceOp::Sum))
+        .await
+        .unwrap()
+        .expect("all_reduce of one member");
+    assert_eq!(v, vec![2.5; 3]);
+}
+
+#[actix_rt::test]
+async fn what_a_member_sent_before_its_node_went_down_is_still_read() {
+    let nodes = nodes(2).await;
+    let mut groups = form(&nodes, "g sent then down", quic()).await;
+    let (mut g0, g1) = (groups.remove(0), groups.remove(0));
+    let (r0, r1) = (g0.rank(), g1.rank());
+    // Rank r1 sends its part of call 1, which rank r0 has not read yet,
+    // then its node shuts down.
+    let data: Vec<i64> = (0..100).collect();
+    timeout(
+        T,
+        g1.post(
+            r0,
+            Part {
+                call: 1,
+                ..g1.part(&data)
+            },
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("posted");
+    let filed = Instant::now();
+    while !g0
+        .own
+        .inbox
+        .lock()
+        .pending
+        .contains_key(&(inbox::Key::Part(1), r1))
+    {
+        assert!(filed.elapsed() < T, "the part never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    nodes[1].shutdown().await;
+    let down = Instant::now();
+    while g0.members[r1]
+        .remote
+        .as_ref()
+        .is_some_and(RemoteNode::is_alive)
+    {
+        assert!(down.elapsed() < T, "the node never looked down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    g0.call = 1;
+    let mut out = vec![0i64; 100];
+    timeout(T, g0.take_part(r1, &mut out))
+        .await
+        .unwrap()
+        .expect("the part sent before the node went down");
+    assert_eq!(out, data);
+    // What it never sent is not waited for.
+    let gone = timeout(T, g0.take(inbox::Key::Done(1), r1)).await.unwrap();
+    assert!(
+        matches!(gone, Err(CollectiveError::RankGone { rank, .. }) if rank == r1),
+        "{:?}",
+        gone.err()
+    );
+    // A group whose node shut down sends nothing, not even its `Leave`.
+    assert!(matches!(g1.reachable(r0), Err(CollectiveError::Broken(_))));
+}
+
+#[test]
+fn a_part_is_read_in_place_inside_its_message() {
+    use crate::actor::Received;
+    use crate::wire::{ALIGN, decode_owned, encode};
+
+    let data: Vec<f64> = (0..1001).map(|i| f64::from(i) * 0.5).collect();
+    let part = Part {
+        from: 1,
+        call: 7,
+        bytes: std::sync::Arc::from(crate::actor::element_bytes(&data)),
+    };
+    let buf = encode(&part).unwrap();
+    let range = buf.as_ptr_range();
+    let view = Received::<Part>::new(buf).unwrap();
+    let bytes = view.bytes.as_slice();
+    assert!(range.contains(&bytes.as_ptr()), "viewed in place");
+    assert_eq!(
+        (bytes.as_ptr() as usize - range.start as usize) % ALIGN,
+        0,
+        "aligned in the message"
+    );
+    assert_eq!(bytes, crate::actor::element_bytes(&data));
+    assert_eq!((view.from.to_native(), view.call.to_native()), (1, 7));
+    let owned = decode_owned::<Part>(view.bytes()).unwrap();
+    assert_eq!(&*owned.bytes, crate::actor::element_bytes(&data));
 }
