@@ -42,6 +42,8 @@ pub const MESH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The round of the `Abort` that fails, on every child, a call whose tree
 /// group could not form because a rank died.
 pub(super) const MESH_ABORT: u64 = u64::MAX;
+/// How often a child tries to join one sibling before it gives up.
+const JOIN_TRIES: u32 = 3;
 /// How long a child may take to join one sibling.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -208,13 +210,36 @@ pub(super) fn child_join_mesh(
     let node = link.node().clone();
     let formed: Result<Group, String> = runtime.block_on(async {
         let mut peers = vec![parent];
-        for line in &lines {
+        for (i, line) in lines.iter().enumerate() {
             let join_line = line.parse().map_err(|e| format!("{e}"))?;
-            match tokio::time::timeout(JOIN_TIMEOUT, node.join(&join_line)).await {
-                Ok(Ok(remote)) => peers.push(remote),
-                Ok(Err(ConnectError::SelfConnect)) => {}
-                Ok(Err(e)) => return Err(format!("joining {line}: {e}")),
-                Err(_) => return Err(format!("joining {line}: no answer within {JOIN_TIMEOUT:?}")),
+            // Siblings join each other at once: each pair keeps one of its
+            // two connections, and a join whose connection lost that
+            // tie-break fails while the other one stands. Then the link to
+            // that sibling (its node is `order[i + 1]`) is the one to use.
+            let sibling = order.get(i + 1).copied();
+            let mut tries = 0;
+            loop {
+                match tokio::time::timeout(JOIN_TIMEOUT, node.join(&join_line)).await {
+                    Ok(Ok(remote)) => peers.push(remote),
+                    Ok(Err(ConnectError::SelfConnect)) => {}
+                    Ok(Err(e)) => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        if let Some(remote) = sibling.and_then(|id| node.remote(id))
+                            && remote.is_alive()
+                        {
+                            peers.push(remote);
+                        } else if tries < JOIN_TRIES {
+                            continue;
+                        } else {
+                            return Err(format!("joining {line}: {e}"));
+                        }
+                    }
+                    Err(_) => {
+                        return Err(format!("joining {line}: no answer within {JOIN_TIMEOUT:?}"));
+                    }
+                }
+                break;
             }
         }
         Group::form_with(&node, &name, &peers, options(quic, order))

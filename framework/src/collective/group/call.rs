@@ -25,13 +25,20 @@ impl Group {
         }
     }
 
-    /// Records a failure that breaks the group, tells the others, and
-    /// returns it.
+    /// Records a failure that breaks the group, tells the others (unless a
+    /// member dropped it: they hear that themselves), and returns it.
     pub(super) async fn fail(&mut self, e: CollectiveError) -> CollectiveError {
         if matches!(e, CollectiveError::Mismatch(_)) {
             return e;
         }
         self.broken.get_or_insert_with(|| e.to_string());
+        if matches!(e, CollectiveError::Left { .. }) {
+            // A member dropped the group: every other member hears its
+            // `Leave` too, and each one's call fails the same way (a fork
+            // tree's child then finds its path again) — an `Abort` from here
+            // would give them another error for the same event.
+            return e;
+        }
         // Members of this machine may wait in its arena for this one.
         if let Some(host) = &mut self.host_local {
             host.leave();
@@ -154,7 +161,15 @@ impl Group {
                 reason: reason.clone(),
             }));
         }
-        if let Some(rank) = filing.left {
+        // A member that left had sent everything it owed before its `Leave`
+        // (posts from one member arrive in order): only a wait for its own
+        // post is hopeless. A call still running here goes on with the
+        // others' posts — the parent of a tree drops its group as soon as
+        // its own call ended, while another rank may still be taking its
+        // last posts.
+        if let Some(rank) = filing.left
+            && rank == from
+        {
             return Some(Err(CollectiveError::Left {
                 rank,
                 node: self.members[rank].node,

@@ -11,8 +11,8 @@ use crate::id::{NodeId, boot_id, host_name};
 use crate::reduce::{Place, Topology};
 use crate::remote::{ActorRef, AskError, Node, RemoteNode};
 
-use super::inbox::{Filed, Key, Member};
-use super::member::{GroupMember, OwnMember, member_id};
+use super::inbox::{Filed, Key};
+use super::member::{GroupMember, Member, OwnMember, member_id};
 use super::message::{Arena, Hello};
 use super::{FormError, Group, GroupOptions, SETTLE, TICK, Transport};
 

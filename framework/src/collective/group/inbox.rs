@@ -10,9 +10,7 @@ use tokio::sync::Notify;
 use crate::actor::Received;
 use crate::collective::local::kind;
 use crate::id::NodeId;
-use crate::remote::{ActorRef, RemoteNode};
 
-use super::member::GroupMember;
 use super::message::{Chunk, Part};
 
 /// What a filed post answers (with its sender's rank, the key it is filed under).
@@ -130,18 +128,6 @@ pub(super) const GATHER: u64 = kind::GATHER as u64;
 pub(super) const SCATTER: u64 = kind::SCATTER as u64;
 pub(super) const ALL_GATHER: u64 = kind::ALL_GATHER as u64;
 pub(super) const BARRIER: u64 = kind::BARRIER as u64;
-
-/// One member as the others know it.
-#[derive(Clone)]
-pub(super) struct Member {
-    pub(super) node: NodeId,
-    /// `None` for this member itself.
-    pub(super) remote: Option<RemoteNode>,
-    /// Its member actor; `None` for this member itself.
-    pub(super) actor: Option<ActorRef<GroupMember>>,
-    pub(super) pid: u32,
-    pub(super) boot: String,
-}
 
 /// A call's arguments: kind, element size, op, root, count, bad.
 pub(super) fn head(

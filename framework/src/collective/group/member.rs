@@ -11,7 +11,7 @@ use actix::{Addr, Handler};
 
 use crate::actor::{LocalEntry, Received};
 use crate::id::{ActorId, NodeId};
-use crate::remote::Node;
+use crate::remote::{ActorRef, Node, RemoteNode};
 
 use super::FormError;
 use super::inbox::{Bytes, Filed, Inbox, Key};
@@ -278,4 +278,16 @@ async fn arbiter() -> Result<actix_rt::ArbiterHandle, FormError> {
         .ok()
         .flatten()
         .ok_or_else(none)
+}
+
+/// One member as the others know it.
+#[derive(Clone)]
+pub(super) struct Member {
+    pub(super) node: NodeId,
+    /// `None` for this member itself.
+    pub(super) remote: Option<RemoteNode>,
+    /// Its member actor; `None` for this member itself.
+    pub(super) actor: Option<ActorRef<GroupMember>>,
+    pub(super) pid: u32,
+    pub(super) boot: String,
 }

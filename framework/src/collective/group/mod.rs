@@ -50,7 +50,7 @@ use crate::id::NodeId;
 use crate::reduce::Topology;
 
 pub use error::{CollectiveError, FormError};
-use inbox::Member;
+use member::Member;
 use member::OwnMember;
 use message::Leave;
 
