@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -101,6 +102,15 @@ impl NodeBuilder {
     /// The address to listen on (default `127.0.0.1:0`: loopback, any free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen = addr;
+        self
+    }
+
+    /// Keeps this node's certificate and key in `dir`, so a restarted node
+    /// shows the same fingerprint and, listening on the same address, the
+    /// same join line (see [`TransportConfig::identity_dir`]). Without it
+    /// each start makes a fresh certificate.
+    pub fn identity_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.identity_dir = Some(dir.into());
         self
     }
 

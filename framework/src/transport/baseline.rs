@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use super::config::TransportConfig;
 use super::error::BindError;
-use super::tls::{Identity, client_config, server_config};
+use super::identity::Identity;
+use super::tls::{client_config, server_config};
 
 /// A listening raw endpoint on `addr` and its certificate fingerprint.
 pub fn raw_server(addr: SocketAddr) -> Result<(quinn::Endpoint, [u8; 32]), BindError> {

@@ -1,6 +1,7 @@
 //! Transport settings, with defaults that suit a cluster on one network.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Settings of one node's transport. Every bound here is what keeps memory
@@ -51,6 +52,13 @@ pub struct TransportConfig {
     /// Payload bytes of the messages held that way, per peer (default
     /// 8 MiB); the last batch taken (at most 256 frames) may go beyond it.
     pub parked_bytes: usize,
+    /// Directory that keeps this node's certificate and key, so it shows the
+    /// same fingerprint (and join line, on the same address) after a
+    /// restart. `cert.der` and `key.der` (PKCS#8) are loaded and checked if
+    /// there; otherwise the directory is made (mode 0700) and a new pair is
+    /// written (the key with mode 0600). Default `None`: a fresh
+    /// certificate per process.
+    pub identity_dir: Option<PathBuf>,
 }
 
 impl Default for TransportConfig {
@@ -69,6 +77,7 @@ impl Default for TransportConfig {
             send_queue: 1024,
             parked_frames: 1024,
             parked_bytes: 8 << 20,
+            identity_dir: None,
         }
     }
 }

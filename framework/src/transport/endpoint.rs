@@ -16,6 +16,7 @@ use super::error::{BindError, ConnectError, DownReason};
 use super::fence::{self, Fences};
 use super::framing::close_code;
 use super::handshake::{self, DUPLICATE, ListenError, Me};
+use super::identity::Identity;
 use super::join_line::JoinLine;
 use super::lanes::{self, INBOUND_QUEUE, Lane};
 use super::password::Password;
@@ -100,9 +101,10 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 impl Transport {
-    /// Binds the endpoint on `config.listen` with a fresh certificate, and
-    /// starts accepting peers that know `password`. Peers coming up and
-    /// going down are reported on the returned channel.
+    /// Binds the endpoint on `config.listen` with a fresh certificate (or
+    /// the one kept in `config.identity_dir`), and starts accepting peers
+    /// that know `password`. Peers coming up and going down are reported on
+    /// the returned channel.
     pub async fn bind(
         node: NodeId,
         password: Password,
@@ -114,7 +116,10 @@ impl Transport {
                 config.heartbeat_timeout, config.heartbeat_interval
             )));
         }
-        let identity = tls::Identity::generate()?;
+        let identity = match &config.identity_dir {
+            Some(dir) => Identity::load_or_create(dir)?,
+            None => Identity::generate()?,
+        };
         let server = tls::server_config(&identity, &config)?;
         let socket = udp_socket(config.listen).map_err(|source| BindError::Socket {
             addr: config.listen,
@@ -189,7 +194,7 @@ impl Transport {
     }
 
     /// The line other nodes use to join this one: the bound address (port
-    /// resolved) and this process's certificate fingerprint.
+    /// resolved) and this node's certificate fingerprint.
     pub fn join_line(&self) -> JoinLine {
         self.inner.join_line.clone()
     }

@@ -1,6 +1,7 @@
 //! Errors of the transport, one enum per operation, each saying what to do.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::join_line::hex;
@@ -77,6 +78,28 @@ pub enum BindError {
     /// The configuration is inconsistent.
     #[error("invalid transport configuration: {0}")]
     Config(String),
+    /// A file of the identity directory could not be read or written.
+    #[error(
+        "cannot read or write the node identity at {}: {source}; check the permissions of `identity_dir` or choose another one",
+        path.display()
+    )]
+    IdentityIo {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The identity directory holds a certificate or key that cannot be used.
+    #[error(
+        "the node identity file {} is unusable: {problem}; delete both cert.der and key.der to make a new identity (nodes will then need the new join line)",
+        path.display()
+    )]
+    IdentityInvalid {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// Why [`super::Transport::connect`] failed.
@@ -90,7 +113,7 @@ pub enum ConnectError {
     WrongPassword(String),
     /// The listener showed a certificate other than the one in the join line.
     #[error(
-        "the node at this address shows certificate sha256={} but the join line pins sha256={}; copy the join line again from the node you mean to join (it changes on every restart)",
+        "the node at this address shows certificate sha256={} but the join line pins sha256={}; copy the join line again from the node you mean to join (it changes when that node restarts, unless it keeps its identity with `identity_dir`)",
         hex(got),
         hex(expected)
     )]

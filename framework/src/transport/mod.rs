@@ -2,8 +2,10 @@
 //! join, lanes.
 //!
 //! One QUIC connection links each pair of nodes, always over TLS 1.3. The
-//! listener shows a fresh self-signed certificate whose SHA-256 is part of
-//! its [`JoinLine`]; the connecting node accepts exactly that certificate.
+//! listener shows a self-signed certificate whose SHA-256 is part of its
+//! [`JoinLine`]; the connecting node accepts exactly that certificate. The
+//! certificate is fresh per process unless [`TransportConfig::identity_dir`]
+//! keeps it on disk, so a restarted node keeps its join line.
 //!
 //! # Handshake
 //!
@@ -53,6 +55,7 @@ mod error;
 mod fence;
 mod framing;
 mod handshake;
+mod identity;
 mod join_line;
 mod lanes;
 mod password;

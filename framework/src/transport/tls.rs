@@ -1,16 +1,17 @@
-//! TLS 1.3 set-up: a fresh self-signed certificate per process, and a client
-//! verifier that accepts exactly the certificate pinned by the join line.
+//! TLS 1.3 set-up: the listener's side with this node's [`Identity`], and a
+//! client verifier that accepts exactly the certificate pinned by the join line.
 
 use std::sync::{Arc, Mutex};
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::config::TransportConfig;
 use super::error::BindError;
+use super::identity::Identity;
 
 /// ALPN protocol name of this wire version.
 pub(crate) const ALPN: &[u8] = b"parallel/1";
@@ -28,30 +29,6 @@ pub(crate) fn fingerprint(der: &[u8]) -> [u8; 32] {
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// This process's certificate and key.
-pub(crate) struct Identity {
-    cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
-    /// SHA-256 of `cert`.
-    pub fingerprint: [u8; 32],
-}
-
-impl Identity {
-    /// A fresh self-signed certificate.
-    pub fn generate() -> Result<Self, BindError> {
-        let certified = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_owned()])
-            .map_err(|e| BindError::Tls(format!("cannot generate a certificate: {e}")))?;
-        let cert = certified.cert.der().clone();
-        let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
-        let fingerprint = fingerprint(&cert);
-        Ok(Self {
-            cert,
-            key,
-            fingerprint,
-        })
-    }
 }
 
 /// The QUIC transport parameters derived from our configuration.
