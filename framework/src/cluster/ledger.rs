@@ -1,0 +1,434 @@
+//! The head's durable job ledger, in redb (`<data>/ledger.redb`): each
+//! pool's record, its accepted jobs, its results the owner has not read
+//! yet, and its updates. A head started again on the same data directory
+//! reads it back with [`Ledger::load`] and goes on where it was.
+//!
+//! **Group commit.** Writes go to a thread of their own (never a tokio or
+//! actix thread). It takes every batch queued while it committed the last
+//! one and applies them all in one redb write transaction with
+//! `Durability::Immediate`, so many small writes cost one fsync; each
+//! write's future resolves once its transaction is on disk. Batches are
+//! applied in the order [`Ledger::write`] was called.
+//!
+//! ```
+//! use parallel::cluster::ledger::{Ledger, LedgerOp};
+//! # let dir = std::env::temp_dir().join(format!("parallel-doc-{}", uuid::Uuid::new_v4()));
+//! let ledger = Ledger::open(&dir)?;
+//! let pool = [7; 16];
+//! let write = ledger.write(vec![
+//!     LedgerOp::PutPool { pool, record: b"record".to_vec() },
+//!     LedgerOp::AcceptJob { pool, index: 0, job: b"job".to_vec() },
+//! ]);
+//! tokio::runtime::Builder::new_current_thread().build()?.block_on(write)?;
+//! assert_eq!(ledger.load()?[0].jobs, vec![(0, b"job".to_vec())]);
+//! # drop(ledger);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use redb::{
+    Database, DatabaseError, Durability, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use tokio::sync::oneshot;
+
+/// A pool's key: its id's 16 bytes.
+pub type PoolKey = [u8; 16];
+
+/// The ledger's file name inside the data directory.
+pub const FILE_NAME: &str = "ledger.redb";
+
+// Every table is keyed by 24 bytes: the pool's 16, then a big-endian u64
+// (0 in `POOLS`), so byte order is (pool, number) order and one pool's rows
+// are one range. The encoding is ours, not redb's, so it stays the same
+// across redb versions.
+
+/// (pool, 0) → the pool's record.
+const POOLS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pools");
+/// (pool, index) → an accepted job that has not finished.
+const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
+/// (pool, index) → a result the owner has not read.
+const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
+/// (pool, seq) → an update.
+const UPDATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("updates");
+
+/// Why the ledger could not open, write or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// Another ledger (a head in this or another process) has the file open.
+    #[error(
+        "the ledger {} is in use by another head; stop that head, or give this one another data directory",
+        path.display()
+    )]
+    InUse {
+        /// The ledger's file.
+        path: PathBuf,
+    },
+    /// The file could not be created or opened.
+    #[error(
+        "cannot open the ledger {}: {reason}; check that the data directory is writable and the disk has room; \
+         if the file is damaged, move it away to start with an empty ledger (its pools and jobs are then lost)",
+        path.display()
+    )]
+    Open {
+        /// The ledger's file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// A write transaction failed; nothing of its batches was stored.
+    #[error(
+        "the ledger could not store a write ({0}); nothing of it was kept: check the data directory's disk \
+         (room, permissions, errors), then submit again"
+    )]
+    Write(String),
+    /// A read failed.
+    #[error(
+        "the ledger could not be read ({0}); check the data directory's disk, then start the head again"
+    )]
+    Read(String),
+    /// The writer thread is gone.
+    #[error(
+        "the ledger's writer has stopped (it failed, or the head is stopping); start the head again"
+    )]
+    Closed,
+}
+
+/// One change to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerOp {
+    /// A pool opens, or its record changes.
+    PutPool {
+        /// The pool.
+        pool: PoolKey,
+        /// Its record.
+        record: Vec<u8>,
+    },
+    /// A pool is gone: its record and all its jobs, results and updates.
+    RemovePool {
+        /// The pool.
+        pool: PoolKey,
+    },
+    /// A job is accepted. Nothing happens if its result is stored and not
+    /// read yet (a job that has finished does not come back).
+    AcceptJob {
+        /// The pool.
+        pool: PoolKey,
+        /// The job's index.
+        index: u64,
+        /// The job.
+        job: Vec<u8>,
+    },
+    /// A job finished: it leaves the pending jobs and its result is kept
+    /// until read. Nothing happens if the job is not pending (finished or
+    /// removed already), so a late duplicate never overwrites a result.
+    FinishJob {
+        /// The pool.
+        pool: PoolKey,
+        /// The job's index.
+        index: u64,
+        /// The result.
+        result: Vec<u8>,
+    },
+    /// The owner has read a result: it is removed.
+    ResultRead {
+        /// The pool.
+        pool: PoolKey,
+        /// The job's index.
+        index: u64,
+    },
+    /// An update for the pool (stored under its number, replacing one with
+    /// the same number).
+    PutUpdate {
+        /// The pool.
+        pool: PoolKey,
+        /// Its number.
+        seq: u64,
+        /// The update.
+        update: Vec<u8>,
+    },
+}
+
+/// Everything the ledger holds of one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PoolState {
+    /// The pool.
+    pub pool: PoolKey,
+    /// Its record.
+    pub record: Vec<u8>,
+    /// Pending jobs, by index.
+    pub jobs: Vec<(u64, Vec<u8>)>,
+    /// Results not read yet, by index.
+    pub results: Vec<(u64, Vec<u8>)>,
+    /// Updates, by number.
+    pub updates: Vec<(u64, Vec<u8>)>,
+}
+
+type Reply = oneshot::Sender<Result<(), LedgerError>>;
+type Request = (Vec<LedgerOp>, Reply);
+
+/// The durable ledger (see the module docs). Clones share one database and
+/// one writer thread.
+///
+/// Dropping the last clone ends the writer thread after it has committed
+/// what was queued, and waits for that (a few fsyncs at most), so the file
+/// can be opened again at once.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: Arc<Database>,
+    /// `None` only while dropping.
+    writes: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once it has drained it.
+        drop(self.writes.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("commits", &self.commits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Opens or creates `<dir>/ledger.redb` (creating `dir` if needed) and
+    /// starts the writer thread.
+    pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        let path = dir.join(FILE_NAME);
+        let failed = |reason: String| LedgerError::Open {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+        // New files in the v3 format, the only one redb 3 reads.
+        let db = Database::builder()
+            .create_with_file_format_v3(true)
+            .create(&path)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: path.clone() },
+                e => failed(e.to_string()),
+            })?;
+        // Create the tables, so that reads find them.
+        let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
+        for table in [POOLS, JOBS, RESULTS, UPDATES] {
+            txn.open_table(table).map_err(|e| failed(e.to_string()))?;
+        }
+        txn.commit().map_err(|e| failed(e.to_string()))?;
+
+        let db = Arc::new(db);
+        let commits = Arc::new(AtomicU64::new(0));
+        let (writes, requests) = mpsc::channel::<Request>();
+        let writer = {
+            let (db, commits) = (db.clone(), commits.clone());
+            std::thread::Builder::new()
+                .name("parallel-ledger".into())
+                .spawn(move || writer(&db, &requests, &commits))
+                .map_err(|e| failed(format!("cannot start its writer thread: {e}")))?
+        };
+        Ok(Ledger {
+            shared: Arc::new(Shared {
+                db,
+                writes: Some(writes),
+                writer: Some(writer),
+                commits,
+            }),
+        })
+    }
+
+    /// Queues `ops` (at once, not when the future is first polled); the
+    /// future resolves once they are durable. One redb write transaction,
+    /// with `Durability::Immediate`, commits every batch queued meanwhile
+    /// (group commit: many small writes cost one fsync). If that commit
+    /// fails, every batch in it fails with the same error and none of them
+    /// is stored. An empty `ops` resolves once everything queued before it
+    /// is durable.
+    pub fn write(
+        &self,
+        ops: Vec<LedgerOp>,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let queued = self
+            .shared
+            .writes
+            .as_ref()
+            .is_some_and(|writes| writes.send((ops, reply)).is_ok());
+        async move {
+            if !queued {
+                return Err(LedgerError::Closed);
+            }
+            answer.await.unwrap_or(Err(LedgerError::Closed))
+        }
+    }
+
+    /// Everything stored, for a head that starts again: per pool (in key
+    /// order) its record, pending jobs (index order), unread results (index
+    /// order) and updates (seq order). Rows of a pool without a record are
+    /// not returned. Reads one consistent snapshot and blocks on the disk:
+    /// call it before the head runs, or from a blocking thread.
+    pub fn load(&self) -> Result<Vec<PoolState>, LedgerError> {
+        let read = |e: redb::Error| LedgerError::Read(e.to_string());
+        let txn = self.shared.db.begin_read().map_err(|e| read(e.into()))?;
+        let open = |def| txn.open_table(def).map_err(|e| read(e.into()));
+        let (pools, jobs, results, updates) =
+            (open(POOLS)?, open(JOBS)?, open(RESULTS)?, open(UPDATES)?);
+        let rows = |table: &redb::ReadOnlyTable<&[u8], &[u8]>, pool: &PoolKey| {
+            let range = pool_range(pool);
+            let mut out = Vec::new();
+            for row in table
+                .range::<&[u8]>(range.start().as_slice()..=range.end().as_slice())
+                .map_err(|e| read(e.into()))?
+            {
+                let (k, v) = row.map_err(|e| read(e.into()))?;
+                if let Some((_, n)) = split(k.value()) {
+                    out.push((n, v.value().to_vec()));
+                }
+            }
+            Ok::<_, LedgerError>(out)
+        };
+        let mut states = Vec::with_capacity(pools.len().map_err(|e| read(e.into()))? as usize);
+        for row in pools.iter().map_err(|e| read(e.into()))? {
+            let (k, v) = row.map_err(|e| read(e.into()))?;
+            let Some((pool, _)) = split(k.value()) else {
+                continue;
+            };
+            states.push(PoolState {
+                pool,
+                record: v.value().to_vec(),
+                jobs: rows(&jobs, &pool)?,
+                results: rows(&results, &pool)?,
+                updates: rows(&updates, &pool)?,
+            });
+        }
+        Ok(states)
+    }
+
+    /// How many write transactions the writer has committed since
+    /// [`Ledger::open`].
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+}
+
+fn key(pool: &PoolKey, n: u64) -> [u8; 24] {
+    let mut k = [0; 24];
+    k[..16].copy_from_slice(pool);
+    k[16..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn pool_range(pool: &PoolKey) -> RangeInclusive<[u8; 24]> {
+    key(pool, 0)..=key(pool, u64::MAX)
+}
+
+fn split(k: &[u8]) -> Option<(PoolKey, u64)> {
+    let pool = k.get(..16)?.try_into().ok()?;
+    let n = u64::from_be_bytes(k.get(16..24)?.try_into().ok()?);
+    Some((pool, n))
+}
+
+/// The writer thread: one transaction for everything queued, until the
+/// last [`Ledger`] is dropped and the queue is empty.
+fn writer(db: &Database, requests: &mpsc::Receiver<Request>, commits: &AtomicU64) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter());
+        let outcome = if batch.iter().all(|(ops, _)| ops.is_empty()) {
+            Ok(())
+        } else {
+            let outcome = commit(db, batch.iter().flat_map(|(ops, _)| ops))
+                .map_err(|Failed(e)| LedgerError::Write(e));
+            if outcome.is_ok() {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            outcome
+        };
+        for (_, reply) in batch {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+}
+
+/// A failed write transaction, as text (any redb error converts with `?`).
+struct Failed(String);
+
+impl<E: Into<redb::Error>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed(e.into().to_string())
+    }
+}
+
+/// Applies `ops` in order in one transaction and commits it durably.
+fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<(), Failed> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut pools = txn.open_table(POOLS)?;
+        let mut jobs = txn.open_table(JOBS)?;
+        let mut results = txn.open_table(RESULTS)?;
+        let mut updates = txn.open_table(UPDATES)?;
+        for op in ops {
+            match op {
+                LedgerOp::PutPool { pool, record } => {
+                    pools.insert(key(pool, 0).as_slice(), record.as_slice())?;
+                }
+                LedgerOp::RemovePool { pool } => {
+                    pools.remove(key(pool, 0).as_slice())?;
+                    let range = pool_range(pool);
+                    let (lo, hi) = (range.start().as_slice(), range.end().as_slice());
+                    for table in [&mut jobs, &mut results, &mut updates] {
+                        table.retain_in::<&[u8], _>(lo..=hi, |_, _| false)?;
+                    }
+                }
+                LedgerOp::AcceptJob { pool, index, job } => {
+                    let k = key(pool, *index);
+                    if results.get(k.as_slice())?.is_none() {
+                        jobs.insert(k.as_slice(), job.as_slice())?;
+                    }
+                }
+                LedgerOp::FinishJob {
+                    pool,
+                    index,
+                    result,
+                } => {
+                    let k = key(pool, *index);
+                    if jobs.remove(k.as_slice())?.is_some() {
+                        results.insert(k.as_slice(), result.as_slice())?;
+                    }
+                }
+                LedgerOp::ResultRead { pool, index } => {
+                    results.remove(key(pool, *index).as_slice())?;
+                }
+                LedgerOp::PutUpdate { pool, seq, update } => {
+                    updates.insert(key(pool, *seq).as_slice(), update.as_slice())?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

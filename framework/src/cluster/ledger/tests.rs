@@ -1,0 +1,255 @@
+use super::*;
+
+/// A fresh directory under the system's temporary one, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("parallel-ledger-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const A: PoolKey = [1; 16];
+const B: PoolKey = [2; 16];
+
+fn block<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn put_pool(pool: PoolKey) -> LedgerOp {
+    LedgerOp::PutPool {
+        pool,
+        record: vec![pool[0]],
+    }
+}
+
+fn accept(pool: PoolKey, index: u64) -> LedgerOp {
+    LedgerOp::AcceptJob {
+        pool,
+        index,
+        job: index.to_le_bytes().to_vec(),
+    }
+}
+
+fn finish(pool: PoolKey, index: u64, result: &[u8]) -> LedgerOp {
+    LedgerOp::FinishJob {
+        pool,
+        index,
+        result: result.to_vec(),
+    }
+}
+
+fn update(pool: PoolKey, seq: u64) -> LedgerOp {
+    LedgerOp::PutUpdate {
+        pool,
+        seq,
+        update: seq.to_le_bytes().to_vec(),
+    }
+}
+
+fn indices(rows: &[(u64, Vec<u8>)]) -> Vec<u64> {
+    rows.iter().map(|(i, _)| *i).collect()
+}
+
+#[test]
+fn what_was_written_is_there_after_the_ledger_is_opened_again() {
+    let dir = TempDir::new();
+    {
+        let ledger = Ledger::open(&dir.0).unwrap();
+        block(ledger.write(vec![
+            put_pool(A),
+            accept(A, 2),
+            accept(A, 1),
+            accept(A, 3),
+            finish(A, 3, b"nine"),
+            update(A, 1),
+        ]))
+        .unwrap();
+        // Queued but not awaited: dropping the ledger still commits it.
+        drop(ledger.write(vec![accept(A, 4)]));
+    }
+    // The writer has let the file go: it opens again at once.
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let pools = ledger.load().unwrap();
+    assert_eq!(pools.len(), 1);
+    let a = &pools[0];
+    assert_eq!(a.pool, A);
+    assert_eq!(a.record, vec![1]);
+    assert_eq!(indices(&a.jobs), vec![1, 2, 4]);
+    assert_eq!(a.jobs[0].1, 1u64.to_le_bytes());
+    assert_eq!(a.results, vec![(3, b"nine".to_vec())]);
+    assert_eq!(a.updates, vec![(1, 1u64.to_le_bytes().to_vec())]);
+}
+
+#[test]
+fn a_second_open_of_the_same_file_says_it_is_in_use() {
+    let dir = TempDir::new();
+    let _ledger = Ledger::open(&dir.0).unwrap();
+    let err = Ledger::open(&dir.0).unwrap_err();
+    assert!(matches!(err, LedgerError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("another data directory"), "{err}");
+}
+
+#[test]
+fn a_late_duplicate_never_overwrites_a_result_nor_brings_a_job_back() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    block(ledger.write(vec![
+        put_pool(A),
+        accept(A, 5),
+        finish(A, 5, b"first"),
+        finish(A, 5, b"second"),
+        accept(A, 5),
+    ]))
+    .unwrap();
+    // In another transaction too.
+    block(ledger.write(vec![finish(A, 5, b"third")])).unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(a.results, vec![(5, b"first".to_vec())]);
+    assert!(a.jobs.is_empty(), "a finished job is not accepted again");
+
+    block(ledger.write(vec![LedgerOp::ResultRead { pool: A, index: 5 }])).unwrap();
+    // Neither a job that was never accepted nor one whose result was read.
+    block(ledger.write(vec![finish(A, 5, b"late"), finish(A, 6, b"stray")])).unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert!(a.results.is_empty(), "{:?}", a.results);
+    assert!(a.jobs.is_empty());
+}
+
+#[test]
+fn removing_a_pool_removes_all_of_it_and_nothing_of_another() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let mut ops = Vec::new();
+    for pool in [A, B] {
+        ops.extend([put_pool(pool), update(pool, 1), update(pool, u64::MAX)]);
+        for index in [0, 1, 2, u64::MAX] {
+            ops.push(accept(pool, index));
+        }
+        ops.extend([finish(pool, 1, b"r"), finish(pool, u64::MAX, b"r")]);
+    }
+    block(ledger.write(ops)).unwrap();
+    block(ledger.write(vec![LedgerOp::RemovePool { pool: A }])).unwrap();
+
+    let pools = ledger.load().unwrap();
+    assert_eq!(pools.len(), 1);
+    let b = &pools[0];
+    assert_eq!(b.pool, B);
+    assert_eq!(indices(&b.jobs), vec![0, 2]);
+    assert_eq!(indices(&b.results), vec![1, u64::MAX]);
+    assert_eq!(indices(&b.updates), vec![1, u64::MAX]);
+    // Nothing of A is left in any table, not only hidden by its record.
+    let txn = ledger.shared.db.begin_read().unwrap();
+    for table in [JOBS, RESULTS, UPDATES] {
+        assert_eq!(txn.open_table(table).unwrap().len().unwrap(), 2);
+    }
+    assert_eq!(txn.open_table(POOLS).unwrap().len().unwrap(), 1);
+}
+
+#[test]
+fn load_returns_pools_in_key_order_and_rows_in_number_order() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    // Numbers whose little-endian bytes sort differently from the numbers.
+    let numbers = [1u64 << 40, 256, 0, 255, 1 << 8 | 1, u64::MAX, 65_536];
+    let mut sorted = numbers.to_vec();
+    sorted.sort();
+    let mut ops = vec![put_pool(B), put_pool(A)];
+    for pool in [B, A] {
+        for &n in &numbers {
+            ops.extend([accept(pool, n), update(pool, n)]);
+        }
+        // Finishing in a shuffled order still loads in index order.
+        for &n in numbers.iter().rev().take(3) {
+            ops.push(finish(pool, n, &n.to_be_bytes()));
+        }
+    }
+    block(ledger.write(ops)).unwrap();
+    // Rows of a pool without a record are not loaded.
+    block(ledger.write(vec![accept([9; 16], 0)])).unwrap();
+
+    let pools = ledger.load().unwrap();
+    assert_eq!(pools.iter().map(|p| p.pool).collect::<Vec<_>>(), vec![A, B]);
+    let finished: Vec<u64> = numbers.iter().rev().take(3).copied().collect();
+    let mut results = finished.clone();
+    results.sort();
+    let pending: Vec<u64> = sorted
+        .iter()
+        .copied()
+        .filter(|n| !finished.contains(n))
+        .collect();
+    for pool in &pools {
+        assert_eq!(indices(&pool.jobs), pending);
+        assert_eq!(indices(&pool.results), results);
+        assert_eq!(indices(&pool.updates), sorted);
+        for (n, result) in &pool.results {
+            assert_eq!(result, &n.to_be_bytes());
+        }
+    }
+}
+
+#[test]
+fn an_empty_write_resolves_after_what_was_queued_before_it() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let before = ledger.commits();
+    let first = ledger.write(vec![put_pool(A), accept(A, 1)]);
+    block(ledger.write(Vec::new())).unwrap();
+    assert_eq!(ledger.load().unwrap()[0].jobs.len(), 1);
+    block(first).unwrap();
+    block(ledger.write(Vec::new())).unwrap();
+    assert_eq!(
+        ledger.commits() - before,
+        1,
+        "an empty write commits nothing"
+    );
+}
+
+#[test]
+fn many_concurrent_writes_share_few_commits() {
+    const WRITERS: u64 = 100;
+    const EACH: u64 = 100;
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    block(ledger.write(vec![put_pool(A)])).unwrap();
+    let before = ledger.commits();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..WRITERS {
+            let ledger = ledger.clone();
+            tasks.spawn(async move {
+                for i in 0..EACH {
+                    ledger.write(vec![accept(A, w * EACH + i)]).await.unwrap();
+                }
+            });
+        }
+        while let Some(task) = tasks.join_next().await {
+            task.unwrap();
+        }
+    });
+    let commits = ledger.commits() - before;
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(indices(&a.jobs), (0..WRITERS * EACH).collect::<Vec<_>>());
+    // Each writer waits for its last write before the next, so a commit
+    // holds at most 100 writes: 100 commits at best, 10,000 at worst.
+    assert!(
+        commits <= WRITERS * EACH / 10,
+        "{} writes from {WRITERS} writers took {commits} commits",
+        WRITERS * EACH
+    );
+}
