@@ -29,6 +29,7 @@ pub fn run_main<F: std::future::Future>(fut: F) -> F::Output {
     if crate::process::is_child() {
         crate::process::child::run();
     }
+    crate::cluster::worker::run_if_worker();
     crate::process::context::MAIN_RAN.store(true, std::sync::atomic::Ordering::Relaxed);
     let system = actix_rt::System::new();
     let outcome = catch_unwind(AssertUnwindSafe(|| {

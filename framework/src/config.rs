@@ -13,6 +13,9 @@
 //! | `PARALLEL_PASSWORD_FILE` | the file holding the cluster password | none |
 //! | `PARALLEL_PASSWORD` | the cluster password itself | none (then a prompt) |
 //! | `PARALLEL_LOG`, else `RUST_LOG` | the log filter (`tracing` `EnvFilter` syntax) | `warn` |
+//! | `PARALLEL_HEAD`, `PARALLEL_POOL`, `PARALLEL_WORKER_KIND`, `PARALLEL_AGENT` (with `PARALLEL_ROLE=worker`) | set by a node agent for the cluster workers it starts: the start protocol, not settings | unset |
+//! | `XDG_DATA_HOME`, else `HOME` | the default data directory of `parallel head` / `parallel node` (`<dir>/parallel/head`, `.../node`) | `~/.local/share` |
+//! | `CUDA_VISIBLE_DEVICES` | the GPUs a node agent counts (one worker each) | every GPU the driver lists |
 //! | `RUST_BACKTRACE` | a handler panic prints the standard backtrace instead of one line | unset |
 //!
 //! A forked child also reads the variables its parent set for it
@@ -56,6 +59,22 @@ pub mod vars {
     pub const PARENT_BOOT: &str = "PARALLEL_PARENT_BOOT";
     /// The value of [`ROLE`] in a child.
     pub const CHILD: &str = "child";
+    /// The user's home (default data directories of a head and a node agent).
+    pub const HOME: &str = "HOME";
+    /// Where user data lives (before `~/.local/share`).
+    pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+    /// The GPUs a node agent may hand to its workers.
+    pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
+    /// The value of [`ROLE`] in a cluster worker (started by a node agent).
+    pub const WORKER: &str = "worker";
+    /// A cluster worker's head join line.
+    pub const WORKER_HEAD: &str = "PARALLEL_HEAD";
+    /// A cluster worker's pool.
+    pub const WORKER_POOL: &str = "PARALLEL_POOL";
+    /// A cluster worker's registered worker type.
+    pub const WORKER_KIND: &str = "PARALLEL_WORKER_KIND";
+    /// The actor id of a cluster worker's node agent.
+    pub const WORKER_AGENT: &str = "PARALLEL_AGENT";
 }
 
 /// Default of [`Config::fork_timeout`].
@@ -235,6 +254,19 @@ pub struct ChildEnv {
     pub parent_boot: Option<String>,
 }
 
+/// What a cluster worker reads about itself (set by its node agent).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerEnv {
+    /// The head's join line.
+    pub head: String,
+    /// The pool's id.
+    pub pool: String,
+    /// The registered worker type.
+    pub kind: String,
+    /// The node agent's actor id.
+    pub agent: String,
+}
+
 /// The process's environment as para||el reads it: every variable of the
 /// module's table, read once.
 #[derive(Debug, Clone, Default)]
@@ -261,6 +293,14 @@ pub struct Environment {
     pub is_child: bool,
     /// The start protocol of a child.
     pub child: ChildEnv,
+    /// `PARALLEL_ROLE` is `worker`: the start protocol of a cluster worker.
+    pub worker: Option<WorkerEnv>,
+    /// `HOME`.
+    pub home: Option<std::path::PathBuf>,
+    /// `XDG_DATA_HOME`.
+    pub xdg_data_home: Option<std::path::PathBuf>,
+    /// `CUDA_VISIBLE_DEVICES`.
+    pub cuda_visible_devices: Option<String>,
 }
 
 impl Environment {
@@ -286,6 +326,19 @@ impl Environment {
                 listen: var(vars::LISTEN),
                 parent_boot: var(vars::PARENT_BOOT),
             },
+            worker: var(vars::ROLE)
+                .is_some_and(|r| r == vars::WORKER)
+                .then(|| WorkerEnv {
+                    head: var(vars::WORKER_HEAD).unwrap_or_default(),
+                    pool: var(vars::WORKER_POOL).unwrap_or_default(),
+                    kind: var(vars::WORKER_KIND).unwrap_or_default(),
+                    agent: var(vars::WORKER_AGENT).unwrap_or_default(),
+                }),
+            home: std::env::var_os(vars::HOME).map(Into::into),
+            xdg_data_home: std::env::var_os(vars::XDG_DATA_HOME)
+                .filter(|v| !v.is_empty())
+                .map(Into::into),
+            cuda_visible_devices: var(vars::CUDA_VISIBLE_DEVICES),
         }
     }
 }

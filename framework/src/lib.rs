@@ -45,6 +45,7 @@
 //! ```
 
 pub mod actor;
+pub mod cluster;
 pub mod collective;
 pub mod config;
 #[cfg(feature = "cuda")]
@@ -53,6 +54,7 @@ pub mod id;
 pub mod launch;
 pub mod map;
 pub mod net;
+pub mod pool;
 pub mod prelude;
 pub mod process;
 pub mod reduce;

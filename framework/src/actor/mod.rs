@@ -16,7 +16,7 @@ pub use exit::{Down, ExitReason};
 pub use failure::{Failure, code};
 pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};
 pub use message::{Message, RemoteActor};
-pub(crate) use panic::install_handler_panic_hook;
+pub(crate) use panic::{HandlerScope, install_handler_panic_hook};
 pub use received::Received;
 pub use registry::{DEFAULT_MAILBOX, LocalEntry, Registry};
 pub use tensor::{

@@ -84,6 +84,11 @@ impl Password {
         Err(PasswordError::Missing)
     }
 
+    /// The secret itself (handed to a worker process in its environment).
+    pub(crate) fn secret(&self) -> &str {
+        &self.0
+    }
+
     /// The secret's bytes (the HMAC key of the join handshake).
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()

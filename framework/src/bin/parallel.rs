@@ -1,0 +1,329 @@
+//! `parallel`: start a cluster head or node agent, see what runs, stop it.
+//!
+//! ```text
+//! parallel head [--listen ADDR:PORT] [--data DIR] [--with-node] [--workers N]
+//!               [--allow-binary SHA256]... [--queue-limit BYTES]
+//! parallel node --join LINE [--workers N] [--data DIR]
+//! parallel status [--join LINE | --data DIR]
+//! parallel stop [--node | --head] [--join LINE | --data DIR]
+//! ```
+//!
+//! The password comes from `--password-file`, `PARALLEL_PASSWORD_FILE`,
+//! `PARALLEL_PASSWORD` or a prompt: never from the command line itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use parallel::cluster::{
+    self, HeadOptions, NodeOptions, StatusReport, default_data_dir, is_node_running,
+};
+use parallel::{JoinLine, Password};
+
+#[derive(Parser)]
+#[command(
+    name = "parallel",
+    version,
+    about = "para||el cluster: a head, node agents, pools"
+)]
+struct Cli {
+    /// A file holding the cluster password (else PARALLEL_PASSWORD_FILE,
+    /// PARALLEL_PASSWORD, or a prompt).
+    #[arg(long, global = true)]
+    password_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Starts the head (and with --with-node a node agent beside it).
+    Head {
+        /// Where it listens.
+        #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], cluster::DEFAULT_PORT)))]
+        listen: SocketAddr,
+        /// Its certificate, ledger and programs (default ~/.local/share/parallel/head).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Also run a node agent on this machine.
+        #[arg(long)]
+        with_node: bool,
+        /// Workers of that node agent (default: one per GPU, else per core).
+        #[arg(long)]
+        workers: Option<u32>,
+        /// Only programs with this SHA-256 may run (repeatable).
+        #[arg(long = "allow-binary", value_name = "SHA256")]
+        allow_binary: Vec<String>,
+        /// Most bytes of queued and running jobs per pool.
+        #[arg(long, default_value_t = 512 << 20)]
+        queue_limit: u64,
+    },
+    /// Starts a node agent that joins a head and runs its pools' workers.
+    Node {
+        /// The head's join line, as `parallel head` printed it.
+        #[arg(long)]
+        join: JoinLine,
+        /// Workers per pool (default: one per GPU, else one per core).
+        #[arg(long)]
+        workers: Option<u32>,
+        /// Its program cache (default ~/.local/share/parallel/node).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Shows nodes, workers and pools.
+    Status {
+        /// The head's join line (default: the one in the head's data directory).
+        #[arg(long)]
+        join: Option<JoinLine>,
+        /// The head's data directory, to find its join line.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Stops the head and its nodes (or only one of them).
+    Stop {
+        /// Only the node agent on this machine.
+        #[arg(long, conflicts_with = "head")]
+        node: bool,
+        /// Only the head.
+        #[arg(long)]
+        head: bool,
+        /// The head's join line (default: the one in its data directory).
+        #[arg(long)]
+        join: Option<JoinLine>,
+        /// The data directory (of the head, or with --node of the node agent).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn password(file: &Option<PathBuf>) -> Result<Password, String> {
+    match file {
+        Some(path) => Password::from_file(path).map_err(|e| e.to_string()),
+        None => Password::resolve().map_err(|e| e.to_string()),
+    }
+}
+
+fn parse_hash(hex: &str) -> Result<[u8; 32], String> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return Err(format!(
+            "--allow-binary {hex:?}: expected 64 hex digits (a SHA-256)"
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("--allow-binary {hex:?}: not hex"))?;
+    }
+    Ok(out)
+}
+
+fn join_line_of(join: Option<JoinLine>, data: Option<&Path>) -> Result<JoinLine, String> {
+    if let Some(line) = join {
+        return Ok(line);
+    }
+    let dir = data.map_or_else(|| default_data_dir("head"), Path::to_path_buf);
+    let file = dir.join(cluster::JOIN_LINE_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        format!(
+            "no head join line at {} ({e}): pass --join LINE, or --data of a head on this machine",
+            file.display()
+        )
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+fn print_status(report: &StatusReport) {
+    println!("head {}", report.join_line);
+    println!();
+    println!(
+        "{:<24} {:>8} {:>5} {:>10}",
+        "NODE", "WORKERS", "GPUS", "CONNECTED"
+    );
+    for n in &report.nodes {
+        println!(
+            "{:<24} {:>8} {:>5} {:>10}",
+            n.host, n.workers, n.gpus, n.connected
+        );
+    }
+    if report.nodes.is_empty() {
+        println!("(no nodes)");
+    }
+    println!();
+    println!(
+        "{:<36} {:<24} {:>7} {:>8} {:>8} {:>8} {:>7}",
+        "POOL", "WORKER TYPE", "WORKERS", "QUEUED", "RUNNING", "DONE", "OWNER"
+    );
+    for p in &report.pools {
+        let kind = p.kind.rsplit("::").next().unwrap_or(&p.kind);
+        println!(
+            "{:<36} {:<24} {:>7} {:>8} {:>8} {:>8} {:>7}",
+            p.pool,
+            kind,
+            p.workers,
+            p.queued,
+            p.running,
+            p.done,
+            if p.owner_connected { "yes" } else { "away" }
+        );
+    }
+    if report.pools.is_empty() {
+        println!("(no pools)");
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Head {
+            listen,
+            data,
+            with_node,
+            workers,
+            allow_binary,
+            queue_limit,
+        } => {
+            let password = password(&cli.password_file)?;
+            let allow = allow_binary
+                .iter()
+                .map(|h| parse_hash(h))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut options = HeadOptions::new(password)
+                .listen(listen)
+                .queue_limit(queue_limit)
+                .allow_programs(allow);
+            if let Some(dir) = data {
+                options = options.data(dir);
+            }
+            let (mut head, node) = if with_node {
+                let (h, n) = cluster::start_head_node(options, workers)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (h, Some(n))
+            } else {
+                (
+                    cluster::start_head(options)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                    None,
+                )
+            };
+            let line = head.join_line();
+            let rule = "*".repeat(90);
+            println!("{rule}");
+            println!(
+                "para||el head listening; data in {}",
+                head.data_dir().display()
+            );
+            println!(
+                "To start a worker node on another machine, run there (with the same password in"
+            );
+            println!("PARALLEL_PASSWORD_FILE or PARALLEL_PASSWORD, or typed at the prompt):");
+            println!();
+            println!("    parallel node --join '{line}'");
+            println!();
+            println!(
+                "A pool connects with the same line: Pool::<W>::connect(&\"{line}\".parse()?, ..)"
+            );
+            println!("{rule}");
+            if let Some(n) = &node {
+                println!(
+                    "a node agent runs here too, with {} workers per pool",
+                    n.workers()
+                );
+            }
+            let nodes_too = head.wait().await;
+            if let Some(n) = node {
+                n.stop().await;
+            }
+            if nodes_too {
+                // Give the agents the head's word before the head goes.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            head.stop().await;
+            println!("head stopped");
+            Ok(())
+        }
+        Command::Node {
+            join,
+            workers,
+            data,
+        } => {
+            if is_node_running(data.as_deref()) {
+                println!("a para||el node agent is already running on this machine; nothing to do");
+                return Ok(());
+            }
+            let password = password(&cli.password_file)?;
+            let mut options = NodeOptions::new(join.clone(), password);
+            if let Some(n) = workers {
+                options = options.workers(n);
+            }
+            if let Some(dir) = data {
+                options = options.data(dir);
+            }
+            let mut node = match cluster::start_node(options).await {
+                Ok(n) => n,
+                Err(cluster::StartClusterError::AlreadyRunning { .. }) => {
+                    println!(
+                        "a para||el node agent is already running on this machine; nothing to do"
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            println!(
+                "para||el node agent: joining {join} with {} workers per pool",
+                node.workers()
+            );
+            node.wait().await;
+            node.stop().await;
+            println!("node agent stopped");
+            Ok(())
+        }
+        Command::Status { join, data } => {
+            let line = join_line_of(join, data.as_deref())?;
+            let password = password(&cli.password_file)?;
+            let report = cluster::status(&line, password)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_status(&report);
+            Ok(())
+        }
+        Command::Stop {
+            node,
+            head,
+            join,
+            data,
+        } => {
+            if node {
+                let dir = data.unwrap_or_else(|| default_data_dir("node"));
+                return cluster::stop_local_node(&dir).map_err(|e| e.to_string());
+            }
+            let line = join_line_of(join, data.as_deref())?;
+            let password = password(&cli.password_file)?;
+            cluster::stop_head(&line, password, !head)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "asked the head at {line} to stop{}",
+                if head { "" } else { " with its nodes" }
+            );
+            Ok(())
+        }
+    }
+}
+
+#[parallel::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parallel: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The node agent: one actor, [`AgentActor`], in the process `parallel node`
+//! runs. It joins the head, says how many workers it runs, and for each
+//! pool the head names it fetches the pool's program (once per hash, from
+//! the head, verified), then starts that many worker processes of it under
+//! a supervisor of its own: each worker process is owned by a
+//! [`WorkerKeeper`] actor, a child of the pool's supervisor, which restarts
+//! it (a new process) when it exits or crashes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::{ActorContext, ActorFutureExt, AsyncContext, Handler, WrapFuture};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::config::vars;
+use crate::launch::program::{Program, ProgramStore};
+use crate::remote::{ActorRef, Node};
+use crate::supervision::{ChildSpec, Strategy, Supervisor, SupervisorRef};
+use crate::transport::{JoinLine, Password};
+
+use super::head::HeadActor;
+use super::message::*;
+
+/// Restarts of one worker allowed within [`RESTART_WINDOW`] before its
+/// node agent gives up on that pool's workers.
+pub const MAX_RESTARTS: u32 = 20;
+/// The window of [`MAX_RESTARTS`].
+pub const RESTART_WINDOW: Duration = Duration::from_secs(10);
+
+/// What an agent runs with.
+#[derive(Clone, Debug)]
+pub(super) struct AgentSettings {
+    pub head: JoinLine,
+    pub password: Password,
+    pub workers: u32,
+    pub gpus: u32,
+    pub programs: PathBuf,
+}
+
+/// The node agent's actor (see the module docs).
+#[derive(crate::Actor)]
+#[actor(
+    messages(RunProgram, StopProgram, StopAgent),
+    name = "parallel::cluster::AgentActor",
+    lifecycle
+)]
+pub struct AgentActor {
+    node: Node,
+    id: crate::id::ActorId,
+    head: watch::Receiver<Option<ActorRef<HeadActor>>>,
+    settings: AgentSettings,
+    programs: ProgramStore,
+    pools: HashMap<Uuid, SupervisorRef>,
+    stop: watch::Sender<bool>,
+}
+
+impl AgentActor {
+    pub(super) fn new(
+        node: Node,
+        id: crate::id::ActorId,
+        head: watch::Receiver<Option<ActorRef<HeadActor>>>,
+        settings: AgentSettings,
+        stop: watch::Sender<bool>,
+    ) -> Result<Self, crate::launch::program::ProgramError> {
+        Ok(Self {
+            programs: ProgramStore::open(&settings.programs)?,
+            node,
+            id,
+            head,
+            settings,
+            pools: HashMap::new(),
+            stop,
+        })
+    }
+
+    /// Starts the pool's workers from the program at `exe`.
+    fn start_workers(&mut self, order: RunProgram, exe: PathBuf) {
+        let mut supervisor =
+            Supervisor::new(Strategy::OneForOne).intensity(MAX_RESTARTS, RESTART_WINDOW);
+        let agent = self.id.0;
+        for slot in 0..self.settings.workers {
+            let mut env: Vec<(String, String)> = vec![
+                (vars::ROLE.into(), vars::WORKER.into()),
+                (vars::WORKER_HEAD.into(), self.settings.head.to_string()),
+                (vars::WORKER_POOL.into(), order.pool.to_string()),
+                (vars::WORKER_KIND.into(), order.kind.clone()),
+                (vars::WORKER_AGENT.into(), agent.to_string()),
+                (
+                    vars::PASSWORD.into(),
+                    self.settings.password.secret().to_owned(),
+                ),
+            ];
+            if self.settings.gpus > 0 {
+                env.push((
+                    "CUDA_VISIBLE_DEVICES".into(),
+                    (slot % self.settings.gpus).to_string(),
+                ));
+            }
+            let exe = exe.clone();
+            supervisor = supervisor.child(ChildSpec::actor(format!("worker {slot}"), move || {
+                WorkerKeeper::new(exe.clone(), env.clone())
+            }));
+        }
+        let running = supervisor.start(&self.node);
+        tracing::info!(pool = %order.pool, workers = self.settings.workers, "started the pool's workers");
+        self.pools.insert(order.pool, running);
+    }
+}
+
+impl Handler<RunProgram> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, order: RunProgram, ctx: &mut actix::Context<Self>) {
+        if self.pools.contains_key(&order.pool) {
+            return;
+        }
+        if let Err(e) = order.program.check_platform() {
+            tracing::error!(pool = %order.pool, "this node cannot run the pool's program: {e}");
+            return;
+        }
+        let head = self.head.borrow().clone();
+        let Some(head) = head else {
+            return;
+        };
+        let store = self.programs.clone();
+        let program = order.program.clone();
+        let fetch = async move { fetch(&store, &head, &program).await };
+        ctx.spawn(
+            fetch
+                .into_actor(self)
+                .map(move |fetched, act, _| match fetched {
+                    Ok(exe) => {
+                        if !act.pools.contains_key(&order.pool) {
+                            act.start_workers(order, exe);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(pool = %order.pool, "cannot get the pool's program: {e}")
+                    }
+                }),
+        );
+    }
+}
+
+/// The program from the local cache, else fetched from the head in chunks
+/// and verified.
+async fn fetch(
+    store: &ProgramStore,
+    head: &ActorRef<HeadActor>,
+    program: &Program,
+) -> Result<PathBuf, String> {
+    let cached = {
+        let (store, sha) = (store.clone(), program.sha256);
+        tokio::task::spawn_blocking(move || store.get(&sha, true))
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    match cached {
+        Ok(Some(path)) => return Ok(path),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cached program dropped: {e}"),
+    }
+    let mut receiving = store.receive(program).map_err(|e| e.to_string())?;
+    let mut offset = 0u64;
+    while offset < program.len {
+        let answer = head
+            .ask(FetchChunk {
+                sha256: program.sha256,
+                offset,
+            })
+            .await
+            .map_err(|e| format!("fetching the program from the head: {e}"))?;
+        match answer {
+            Chunk::Bytes(bytes) if bytes.is_empty() => {
+                return Err(format!(
+                    "the head's copy ends at {offset} of {} bytes",
+                    program.len
+                ));
+            }
+            Chunk::Bytes(bytes) => {
+                receiving.write(offset, &bytes).map_err(|e| e.to_string())?;
+                offset += bytes.len() as u64;
+            }
+            Chunk::Missing(why) => return Err(format!("the head does not have it: {why}")),
+        }
+    }
+    tokio::task::spawn_blocking(move || receiving.finish())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+impl Handler<StopProgram> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StopProgram, _: &mut actix::Context<Self>) {
+        if let Some(running) = self.pools.remove(&msg.pool) {
+            tracing::info!(pool = %msg.pool, "stopping the pool's workers");
+            actix::spawn(async move {
+                running.shutdown().await;
+            });
+        }
+    }
+}
+
+impl Handler<StopAgent> for AgentActor {
+    type Result = actix::Response<()>;
+
+    fn handle(&mut self, _: StopAgent, _: &mut actix::Context<Self>) -> Self::Result {
+        let pools: Vec<SupervisorRef> = self.pools.drain().map(|(_, s)| s).collect();
+        let stop = self.stop.clone();
+        actix::Response::fut(async move {
+            for running in pools {
+                running.shutdown().await;
+            }
+            let _ = stop.send(true);
+        })
+    }
+}
+
+impl actix::Actor for AgentActor {
+    type Context = actix::Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for (_, running) in self.pools.drain() {
+            actix::spawn(async move {
+                running.shutdown().await;
+            });
+        }
+    }
+}
+
+/// Owns one worker process: starts it, and stops when it exits (its
+/// supervisor then starts a new keeper, so a new process); kills it when
+/// stopped itself.
+#[derive(crate::Actor)]
+#[actor(
+    messages(WorkerPid),
+    name = "parallel::cluster::WorkerKeeper",
+    lifecycle
+)]
+pub struct WorkerKeeper {
+    exe: PathBuf,
+    env: Vec<(String, String)>,
+    pid: u32,
+    kill: Option<oneshot::Sender<()>>,
+}
+
+/// Asks a [`WorkerKeeper`] for its worker's process id (0: not running).
+#[derive(crate::Message, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy)]
+#[message(result = u32)]
+pub struct WorkerPid;
+
+impl Handler<WorkerPid> for WorkerKeeper {
+    type Result = u32;
+    fn handle(&mut self, _: WorkerPid, _: &mut actix::Context<Self>) -> u32 {
+        self.pid
+    }
+}
+
+impl WorkerKeeper {
+    fn new(exe: PathBuf, env: Vec<(String, String)>) -> Self {
+        Self {
+            exe,
+            env,
+            pid: 0,
+            kill: None,
+        }
+    }
+}
+
+impl actix::Actor for WorkerKeeper {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let mut command = tokio::process::Command::new(&self.exe);
+        command
+            .env_remove(vars::PASSWORD_FILE)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        // SAFETY: prctl in the forked child before exec, async-signal-safe:
+        // the worker dies with its agent, never outlives it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = match command.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(exe = %self.exe.display(), "cannot start a worker: {e}");
+                ctx.stop();
+                return;
+            }
+        };
+        self.pid = child.id().unwrap_or(0);
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        self.kill = Some(kill_tx);
+        let wait = async move {
+            tokio::select! {
+                status = child.wait() => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                _ = kill_rx => {
+                    let _ = child.kill().await;
+                    "killed by its keeper".to_owned()
+                }
+            }
+        };
+        ctx.spawn(wait.into_actor(self).map(|status, _, ctx| {
+            tracing::info!("worker process exited ({status})");
+            ctx.stop();
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}

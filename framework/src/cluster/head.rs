@@ -1,0 +1,933 @@
+//! The head: one actor, [`HeadActor`], registered under [`head_id`] on the
+//! head's node. It keeps the directory (node agents, workers, pools), the
+//! scheduler (each pool's queue, handed to its workers up to their credit)
+//! and the ledger (every accepted job, unread result and update, in redb),
+//! and it stores the pools' programs for the agents to fetch.
+//!
+//! Exactly once: every job handed to a worker is a numbered try; a result
+//! is taken only from the try the head handed out last, so a late result
+//! from a worker the head gave up on is dropped; a taken result is written
+//! to the ledger before it goes to the pool, and the job leaves the queue
+//! for good. Jobs of a worker that goes down (its process, its node) go back
+//! to the front of the queue.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::{ActorFutureExt, AsyncContext, Handler, Response, WrapFuture};
+use rkyv::{Archive, Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::id::{ActorId, NodeId};
+use crate::launch::program::{CHUNK, Program, ProgramStore, Receiving};
+
+use crate::remote::ActorRef;
+
+use super::agent::AgentActor;
+use super::ledger::{Ledger, LedgerOp, PoolKey};
+use super::message::*;
+use super::worker::WorkerActor;
+
+/// The id of a cluster's head actor: the same in every process.
+pub fn head_id() -> ActorId {
+    ActorId::named("para||el cluster", "head")
+}
+
+/// How many times a job is handed out again after its worker went down
+/// while running it, before it fails with [`Outcome::Died`].
+pub const MAX_TRIES: u32 = 5;
+/// How long a pool whose owner went away (without closing it) is kept for
+/// the owner to come back.
+pub const OWNER_GRACE: Duration = Duration::from_secs(120);
+/// How often the head looks for pools whose owner did not come back.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The head's settings.
+#[derive(Clone, Debug)]
+pub struct HeadSettings {
+    /// Most bytes of queued and running jobs per pool (default 512 MiB);
+    /// a submit beyond waits, one job beyond is refused.
+    pub queue_limit: u64,
+    /// Programs the head accepts (empty: any from a peer with the password).
+    pub allow: Vec<[u8; 32]>,
+}
+
+impl Default for HeadSettings {
+    fn default() -> Self {
+        Self {
+            queue_limit: 512 << 20,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// A pool's lasting record, as the ledger stores it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone)]
+pub(super) struct PoolRecord {
+    pub program: Program,
+    pub kind: String,
+    pub init: Vec<u8>,
+}
+
+/// The pool owner's side: where the head sends a pool's results. It hands
+/// them to the [`crate::pool`] handle over a channel.
+#[derive(crate::Actor)]
+#[actor(messages(Results), name = "parallel::cluster::PoolOwner")]
+pub struct PoolOwner {
+    /// Where results go.
+    pub(crate) results: tokio::sync::mpsc::UnboundedSender<Results>,
+}
+
+impl Handler<Results> for PoolOwner {
+    type Result = ();
+    fn handle(&mut self, msg: Results, _: &mut actix::Context<Self>) {
+        let _ = self.results.send(msg);
+    }
+}
+
+struct RunningJob {
+    worker: ActorId,
+    attempt: u32,
+    job: Vec<u8>,
+}
+
+struct PoolEntry {
+    record: PoolRecord,
+    owner: Option<ActorRef<PoolOwner>>,
+    owner_gone_since: Option<Instant>,
+    /// The program is stored (uploaded or there before).
+    stored: bool,
+    pending: VecDeque<u64>,
+    jobs: HashMap<u64, Vec<u8>>,
+    running: HashMap<u64, RunningJob>,
+    tries: HashMap<u64, u32>,
+    unread: BTreeMap<u64, Outcome>,
+    updates: Vec<(u64, Vec<u8>)>,
+    workers: Vec<ActorId>,
+    queued_bytes: u64,
+    done: u64,
+    waiting: VecDeque<(Submit, oneshot::Sender<Submitted>)>,
+}
+
+impl PoolEntry {
+    fn new(record: PoolRecord, stored: bool) -> Self {
+        Self {
+            record,
+            owner: None,
+            owner_gone_since: Some(Instant::now()),
+            stored,
+            pending: VecDeque::new(),
+            jobs: HashMap::new(),
+            running: HashMap::new(),
+            tries: HashMap::new(),
+            unread: BTreeMap::new(),
+            updates: Vec::new(),
+            workers: Vec::new(),
+            queued_bytes: 0,
+            done: 0,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    fn knows(&self, index: u64) -> bool {
+        self.jobs.contains_key(&index)
+            || self.running.contains_key(&index)
+            || self.unread.contains_key(&index)
+    }
+}
+
+struct WorkerEntry {
+    pool: Uuid,
+    actor: ActorRef<WorkerActor>,
+    agent: ActorId,
+    credit: usize,
+    holding: HashSet<u64>,
+}
+
+struct AgentEntry {
+    actor: ActorRef<AgentActor>,
+    node: NodeId,
+    host: String,
+    workers: u32,
+    gpus: u32,
+    os: String,
+    arch: String,
+}
+
+/// The head's actor (see the module docs).
+#[derive(crate::Actor)]
+#[actor(
+    messages(
+        AgentHello,
+        FetchChunk,
+        WorkerHello,
+        Done,
+        OpenPool,
+        Upload,
+        Submit,
+        PushUpdate,
+        ResultsRead,
+        ClosePool,
+        Status,
+        StopHead
+    ),
+    name = "parallel::cluster::HeadActor",
+    lifecycle
+)]
+pub struct HeadActor {
+    ledger: Ledger,
+    programs: ProgramStore,
+    settings: HeadSettings,
+    agents: HashMap<ActorId, AgentEntry>,
+    workers: HashMap<ActorId, WorkerEntry>,
+    pools: HashMap<Uuid, PoolEntry>,
+    uploads: HashMap<[u8; 32], Receiving>,
+    stop: watch::Sender<Option<bool>>,
+    /// The join line it advertises.
+    join_line: String,
+}
+
+impl actix::Actor for HeadActor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |act, _| act.tick());
+    }
+}
+
+fn key(pool: Uuid) -> PoolKey {
+    *pool.as_bytes()
+}
+
+impl HeadActor {
+    /// A head over `ledger` and `programs`, with the pools the ledger holds;
+    /// `stop` is set when a [`StopHead`] arrives (`Some(true)`: nodes too).
+    pub(super) fn new(
+        ledger: Ledger,
+        programs: ProgramStore,
+        settings: HeadSettings,
+        stop: watch::Sender<Option<bool>>,
+        join_line: String,
+    ) -> Result<Self, super::ledger::LedgerError> {
+        let mut pools = HashMap::new();
+        for state in ledger.load()? {
+            let record = match crate::wire::decode_owned::<PoolRecord>(&state.record) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::error!(pool = %Uuid::from_bytes(state.pool), "a pool in the ledger cannot be read ({e}); it is skipped");
+                    continue;
+                }
+            };
+            let stored = matches!(programs.get(&record.program.sha256, false), Ok(Some(_)));
+            let mut entry = PoolEntry::new(record, stored);
+            for (index, job) in state.jobs {
+                entry.queued_bytes += job.len() as u64;
+                entry.pending.push_back(index);
+                entry.jobs.insert(index, job);
+            }
+            for (index, result) in state.results {
+                let outcome = crate::wire::decode_owned::<Outcome>(&result)
+                    .unwrap_or_else(|e| Outcome::Invalid(format!("stored result unreadable: {e}")));
+                entry.unread.insert(index, outcome);
+            }
+            entry.updates = state.updates;
+            pools.insert(Uuid::from_bytes(state.pool), entry);
+        }
+        Ok(Self {
+            ledger,
+            programs,
+            settings,
+            agents: HashMap::new(),
+            workers: HashMap::new(),
+            pools,
+            uploads: HashMap::new(),
+            stop,
+            join_line,
+        })
+    }
+
+    /// Drops pools whose owner stayed away past [`OWNER_GRACE`].
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let stale: Vec<Uuid> = self
+            .pools
+            .iter()
+            .filter(|(_, p)| {
+                p.owner.is_none()
+                    && p.owner_gone_since
+                        .is_some_and(|t| now.duration_since(t) > OWNER_GRACE)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for pool in stale {
+            tracing::warn!(%pool, "pool dropped: its owner did not come back within {OWNER_GRACE:?}");
+            self.remove_pool(pool);
+        }
+    }
+
+    fn remove_pool(&mut self, pool: Uuid) {
+        let Some(entry) = self.pools.remove(&pool) else {
+            return;
+        };
+        for (_, reply) in entry.waiting {
+            let _ = reply.send(Submitted::Refused("the pool was closed".into()));
+        }
+        for worker in entry.workers {
+            self.workers.remove(&worker);
+        }
+        for agent in self.agents.values() {
+            let _ = agent.actor.try_tell(StopProgram { pool });
+        }
+        let write = self
+            .ledger
+            .write(vec![LedgerOp::RemovePool { pool: key(pool) }]);
+        actix::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::error!(%pool, "could not remove a closed pool from the ledger: {e}");
+            }
+        });
+    }
+
+    /// Tells every agent (or one) to run every pool whose program is stored.
+    fn run_pools_on(&self, agent: Option<ActorId>) {
+        for (pool, entry) in &self.pools {
+            if !entry.stored {
+                continue;
+            }
+            for (id, a) in &self.agents {
+                if agent.is_some_and(|only| only != *id) {
+                    continue;
+                }
+                let program = &entry.record.program;
+                if a.os != program.os || a.arch != program.arch {
+                    tracing::warn!(
+                        host = %a.host,
+                        "node {} is {}/{} and cannot run pool {pool}'s program, built for {}/{}",
+                        a.host, a.os, a.arch, program.os, program.arch
+                    );
+                    continue;
+                }
+                let order = RunProgram {
+                    pool: *pool,
+                    program: entry.record.program.clone(),
+                    kind: entry.record.kind.clone(),
+                };
+                if let Err(e) = a.actor.try_tell(order) {
+                    tracing::warn!(host = %a.host, "could not ask a node to run a pool: {e}");
+                }
+            }
+        }
+    }
+
+    /// Hands queued jobs of `pool` to its workers, up to each one's credit.
+    fn dispatch(&mut self, pool: Uuid) {
+        let Some(entry) = self.pools.get_mut(&pool) else {
+            return;
+        };
+        for worker_id in entry.workers.clone() {
+            if entry.pending.is_empty() {
+                break;
+            }
+            let Some(worker) = self.workers.get_mut(&worker_id) else {
+                continue;
+            };
+            let free = worker.credit.saturating_sub(worker.holding.len());
+            let mut orders = Vec::new();
+            while orders.len() < free {
+                let Some(index) = entry.pending.pop_front() else {
+                    break;
+                };
+                let Some(job) = entry.jobs.remove(&index) else {
+                    continue;
+                };
+                let attempt = {
+                    let tries = entry.tries.entry(index).or_insert(0);
+                    *tries += 1;
+                    *tries
+                };
+                orders.push(JobOrder {
+                    index,
+                    attempt,
+                    job: job.clone(),
+                });
+                entry.running.insert(
+                    index,
+                    RunningJob {
+                        worker: worker_id,
+                        attempt,
+                        job,
+                    },
+                );
+                worker.holding.insert(index);
+            }
+            if orders.is_empty() {
+                continue;
+            }
+            if let Err(e) = worker.actor.try_tell(Jobs { jobs: orders }) {
+                tracing::warn!(worker = %worker_id, "could not hand jobs to a worker ({e}); they go back to the queue");
+                let Jobs { jobs } = e.into_message();
+                for order in jobs.into_iter().rev() {
+                    worker.holding.remove(&order.index);
+                    if let Some(run) = entry.running.remove(&order.index) {
+                        entry.jobs.insert(order.index, run.job);
+                        entry.pending.push_front(order.index);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A worker went down: what it held goes back to the front of its queue.
+    fn worker_down(&mut self, worker: ActorId, why: String, ctx: &mut actix::Context<Self>) {
+        let Some(entry) = self.workers.remove(&worker) else {
+            return;
+        };
+        let Some(pool) = self.pools.get_mut(&entry.pool) else {
+            return;
+        };
+        pool.workers.retain(|w| *w != worker);
+        let mut held: Vec<u64> = entry.holding.into_iter().collect();
+        held.sort_unstable();
+        let mut failed = Vec::new();
+        for index in held.into_iter().rev() {
+            let Some(run) = pool.running.remove(&index) else {
+                continue;
+            };
+            if run.attempt >= MAX_TRIES {
+                pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
+                failed.push(JobOutcome {
+                    index,
+                    attempt: run.attempt,
+                    output: Outcome::Died(format!(
+                        "its worker went down {MAX_TRIES} times while running it (last: {why})"
+                    )),
+                });
+                continue;
+            }
+            pool.jobs.insert(index, run.job);
+            pool.pending.push_front(index);
+        }
+        if !failed.is_empty() {
+            self.finish(entry.pool, failed, ctx);
+        }
+        tracing::info!(%worker, pool = %entry.pool, "worker down ({why}); its jobs go back to the queue");
+        self.dispatch(entry.pool);
+    }
+
+    /// Takes results: into the ledger, then to the owner.
+    fn finish(&mut self, pool: Uuid, outcomes: Vec<JobOutcome>, ctx: &mut actix::Context<Self>) {
+        let Some(entry) = self.pools.get_mut(&pool) else {
+            return;
+        };
+        let mut ops = Vec::with_capacity(outcomes.len());
+        let mut taken = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            let bytes = match crate::wire::encode(&o.output) {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    tracing::error!(%pool, index = o.index, "cannot store a result: {e}");
+                    continue;
+                }
+            };
+            ops.push(LedgerOp::FinishJob {
+                pool: key(pool),
+                index: o.index,
+                result: bytes,
+            });
+            entry.tries.remove(&o.index);
+            taken.push((o.index, o.output));
+        }
+        let write = self.ledger.write(ops);
+        let fut = write.into_actor(self).map(move |res, act: &mut Self, _| {
+            if let Err(e) = res {
+                tracing::error!(%pool, "results not written to the ledger ({e}); they are kept in memory only");
+            }
+            let Some(entry) = act.pools.get_mut(&pool) else {
+                return;
+            };
+            entry.done += taken.len() as u64;
+            for (index, outcome) in &taken {
+                entry.unread.insert(*index, outcome.clone());
+            }
+            if let Some(owner) = &entry.owner {
+                let _ = owner.try_tell(Results {
+                    pool,
+                    results: taken,
+                });
+            }
+            act.admit_waiting(pool);
+        });
+        ctx.spawn(fut);
+    }
+
+    /// Accepts waiting submits of `pool` while there is room.
+    fn admit_waiting(&mut self, pool: Uuid) {
+        loop {
+            let Some(entry) = self.pools.get_mut(&pool) else {
+                return;
+            };
+            let Some((submit, _)) = entry.waiting.front() else {
+                return;
+            };
+            let bytes: u64 = submit.jobs.iter().map(|(_, j)| j.len() as u64).sum();
+            if entry.queued_bytes > 0 && entry.queued_bytes + bytes > self.settings.queue_limit {
+                return;
+            }
+            let Some((submit, reply)) = entry.waiting.pop_front() else {
+                return;
+            };
+            self.accept(submit, reply);
+        }
+    }
+
+    /// Queues `submit`'s jobs and answers once they are in the ledger.
+    fn accept(&mut self, submit: Submit, reply: oneshot::Sender<Submitted>) {
+        let pool = submit.pool;
+        let Some(entry) = self.pools.get_mut(&pool) else {
+            let _ = reply.send(Submitted::Refused("no such pool".into()));
+            return;
+        };
+        let mut ops = Vec::with_capacity(submit.jobs.len());
+        for (index, job) in submit.jobs {
+            if entry.knows(index) {
+                continue;
+            }
+            entry.queued_bytes += job.len() as u64;
+            ops.push(LedgerOp::AcceptJob {
+                pool: key(pool),
+                index,
+                job: job.clone(),
+            });
+            entry.pending.push_back(index);
+            entry.jobs.insert(index, job);
+        }
+        let write = self.ledger.write(ops);
+        actix::spawn(async move {
+            let answer = match write.await {
+                Ok(()) => Submitted::Accepted,
+                Err(e) => Submitted::Refused(format!(
+                    "the head could not write the jobs to its ledger: {e}"
+                )),
+            };
+            let _ = reply.send(answer);
+        });
+        self.dispatch(pool);
+    }
+
+    fn watch_worker(&self, worker: ActorRef<WorkerActor>, ctx: &mut actix::Context<Self>) {
+        let id = worker.id();
+        let down = async move { worker.watch().await };
+        ctx.spawn(down.into_actor(self).map(move |down, act, ctx| {
+            act.worker_down(id, down.reason.to_string(), ctx);
+        }));
+    }
+
+    fn report(&self) -> StatusReport {
+        let mut connected: HashMap<ActorId, u32> = HashMap::new();
+        for w in self.workers.values() {
+            *connected.entry(w.agent).or_default() += 1;
+        }
+        let mut nodes: Vec<NodeRow> = self
+            .agents
+            .iter()
+            .map(|(id, a)| NodeRow {
+                node: a.node,
+                host: a.host.clone(),
+                workers: a.workers,
+                gpus: a.gpus,
+                connected: connected.get(id).copied().unwrap_or(0),
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.host.cmp(&b.host));
+        let mut pools: Vec<PoolRow> = self
+            .pools
+            .iter()
+            .map(|(id, p)| PoolRow {
+                pool: *id,
+                kind: p.record.kind.clone(),
+                workers: p.workers.len() as u32,
+                queued: p.pending.len() as u64,
+                running: p.running.len() as u64,
+                done: p.done,
+                unread: p.unread.len() as u64,
+                queued_bytes: p.queued_bytes,
+                owner_connected: p.owner.is_some(),
+            })
+            .collect();
+        pools.sort_by_key(|p| p.pool);
+        StatusReport {
+            join_line: self.join_line.clone(),
+            nodes,
+            pools,
+        }
+    }
+}
+
+impl Handler<AgentHello> for HeadActor {
+    type Result = actix::MessageResult<AgentHello>;
+
+    fn handle(&mut self, msg: AgentHello, ctx: &mut actix::Context<Self>) -> Self::Result {
+        let id = msg.agent.id();
+        tracing::info!(host = %msg.host, workers = msg.workers, "node joined");
+        let agent = msg.agent.clone();
+        self.agents.insert(
+            id,
+            AgentEntry {
+                node: agent.node(),
+                actor: msg.agent,
+                host: msg.host,
+                workers: msg.workers,
+                gpus: msg.gpus,
+                os: msg.os,
+                arch: msg.arch,
+            },
+        );
+        let down = async move { agent.watch().await };
+        ctx.spawn(down.into_actor(self).map(move |down, act, _| {
+            if let Some(a) = act.agents.remove(&id) {
+                tracing::info!(host = %a.host, "node left ({})", down.reason);
+            }
+        }));
+        // The agent learns of the pools once it has this answer.
+        ctx.run_later(Duration::from_millis(0), move |act, _| {
+            act.run_pools_on(Some(id))
+        });
+        actix::MessageResult(AgentWelcome::Joined)
+    }
+}
+
+impl Handler<FetchChunk> for HeadActor {
+    type Result = Response<Chunk>;
+
+    fn handle(&mut self, msg: FetchChunk, _: &mut actix::Context<Self>) -> Self::Result {
+        let store = self.programs.clone();
+        Response::fut(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                store.read_chunk(&msg.sha256, msg.offset, CHUNK)
+            })
+            .await;
+            match read {
+                Ok(Ok(bytes)) => Chunk::Bytes(bytes),
+                Ok(Err(e)) => Chunk::Missing(e.to_string()),
+                Err(e) => Chunk::Missing(format!("reading the program failed: {e}")),
+            }
+        })
+    }
+}
+
+impl Handler<WorkerHello> for HeadActor {
+    type Result = actix::MessageResult<WorkerHello>;
+
+    fn handle(&mut self, msg: WorkerHello, ctx: &mut actix::Context<Self>) -> Self::Result {
+        let Some(pool) = self.pools.get_mut(&msg.pool) else {
+            return actix::MessageResult(WorkerWelcome::Gone);
+        };
+        let id = msg.worker.id();
+        if !pool.workers.contains(&id) {
+            pool.workers.push(id);
+        }
+        let welcome = WorkerWelcome::Start {
+            init: pool.record.init.clone(),
+            updates: pool.updates.clone(),
+        };
+        self.workers.insert(
+            id,
+            WorkerEntry {
+                pool: msg.pool,
+                actor: msg.worker.clone(),
+                agent: msg.agent,
+                credit: msg.credit.max(1) as usize,
+                holding: HashSet::new(),
+            },
+        );
+        self.watch_worker(msg.worker, ctx);
+        let pool = msg.pool;
+        ctx.run_later(Duration::from_millis(0), move |act, _| act.dispatch(pool));
+        actix::MessageResult(welcome)
+    }
+}
+
+impl Handler<Done> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Done, ctx: &mut actix::Context<Self>) {
+        let Some(worker) = self.workers.get_mut(&msg.worker) else {
+            tracing::debug!(worker = %msg.worker, "results of a worker the head gave up on are dropped");
+            return;
+        };
+        let pool_id = worker.pool;
+        let Some(pool) = self.pools.get_mut(&pool_id) else {
+            return;
+        };
+        let mut taken = Vec::with_capacity(msg.results.len());
+        for outcome in msg.results {
+            let current = pool
+                .running
+                .get(&outcome.index)
+                .is_some_and(|r| r.worker == msg.worker && r.attempt == outcome.attempt);
+            if !current {
+                tracing::debug!(
+                    index = outcome.index,
+                    "a late result of an earlier try is dropped"
+                );
+                continue;
+            }
+            if let Some(run) = pool.running.remove(&outcome.index) {
+                pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
+            }
+            worker.holding.remove(&outcome.index);
+            taken.push(outcome);
+        }
+        self.dispatch(pool_id);
+        if !taken.is_empty() {
+            self.finish(pool_id, taken, ctx);
+        }
+    }
+}
+
+impl Handler<OpenPool> for HeadActor {
+    type Result = actix::MessageResult<OpenPool>;
+
+    fn handle(&mut self, msg: OpenPool, ctx: &mut actix::Context<Self>) -> Self::Result {
+        actix::MessageResult(self.open(msg, ctx))
+    }
+}
+
+impl HeadActor {
+    fn open(&mut self, msg: OpenPool, ctx: &mut actix::Context<Self>) -> Opened {
+        let program = &msg.program;
+        if !self.settings.allow.is_empty() && !self.settings.allow.contains(&program.sha256) {
+            return Opened::Refused(format!(
+                "program {} is not allowed on this cluster: start the head with --allow-binary {} to allow it",
+                program.hash_hex(),
+                program.hash_hex()
+            ));
+        }
+        let stored = match self.programs.get(&program.sha256, false) {
+            Ok(found) => found.is_some(),
+            Err(e) => return Opened::Refused(format!("the head's program store failed: {e}")),
+        };
+        let owner = msg.owner.clone();
+        let pool = match msg.resume.filter(|id| self.pools.contains_key(id)) {
+            Some(id) => id,
+            None => {
+                let id = msg.resume.unwrap_or_else(Uuid::new_v4);
+                let record = PoolRecord {
+                    program: msg.program.clone(),
+                    kind: msg.kind.clone(),
+                    init: msg.init,
+                };
+                let bytes = match crate::wire::encode(&record) {
+                    Ok(b) => b.to_vec(),
+                    Err(e) => return Opened::Refused(format!("cannot record the pool: {e}")),
+                };
+                let write = self.ledger.write(vec![LedgerOp::PutPool {
+                    pool: key(id),
+                    record: bytes,
+                }]);
+                actix::spawn(async move {
+                    if let Err(e) = write.await {
+                        tracing::error!(pool = %id, "pool not written to the ledger: {e}");
+                    }
+                });
+                self.pools.insert(id, PoolEntry::new(record, stored));
+                if stored {
+                    self.run_pools_on(None);
+                }
+                id
+            }
+        };
+        let Some(entry) = self.pools.get_mut(&pool) else {
+            return Opened::Refused("the pool vanished while opening".into());
+        };
+        entry.owner = Some(owner.clone());
+        entry.owner_gone_since = None;
+        // What finished while the owner was away goes to it now.
+        if !entry.unread.is_empty() {
+            let results: Vec<(u64, Outcome)> =
+                entry.unread.iter().map(|(i, o)| (*i, o.clone())).collect();
+            let _ = owner.try_tell(Results { pool, results });
+        }
+        let updates = entry.updates.len() as u64;
+        let owner_id = owner.id();
+        let down = async move { owner.watch().await };
+        ctx.spawn(down.into_actor(self).map(move |_, act, _| {
+            if let Some(entry) = act.pools.get_mut(&pool)
+                && entry.owner.as_ref().is_some_and(|o| o.id() == owner_id)
+            {
+                tracing::info!(%pool, "pool owner went away; the pool waits {OWNER_GRACE:?} for it");
+                entry.owner = None;
+                entry.owner_gone_since = Some(Instant::now());
+            }
+        }));
+        Opened::Ready {
+            pool,
+            upload: !stored,
+            updates,
+        }
+    }
+}
+
+impl Handler<Upload> for HeadActor {
+    type Result = actix::ResponseActFuture<Self, Uploaded>;
+
+    fn handle(&mut self, msg: Upload, _: &mut actix::Context<Self>) -> Self::Result {
+        let sha = msg.program.sha256;
+        let receiving = if msg.offset == 0 {
+            self.programs
+                .receive(&msg.program)
+                .map_err(|e| e.to_string())
+        } else {
+            self.uploads.remove(&sha).ok_or_else(|| {
+                "no upload of this program in progress: start again at offset 0".to_owned()
+            })
+        };
+        let mut receiving = match receiving {
+            Ok(r) => r,
+            Err(why) => return Box::pin(actix::fut::ready(Uploaded::Refused(why))),
+        };
+        // File writes run off the actor's thread; the upload comes back after.
+        let last = msg.offset + msg.bytes.len() as u64 >= msg.program.len;
+        let io = tokio::task::spawn_blocking(move || {
+            receiving.write(msg.offset, &msg.bytes)?;
+            if last {
+                receiving.finish().map(|_| None)
+            } else {
+                Ok(Some(receiving))
+            }
+        });
+        Box::pin(io.into_actor(self).map(move |done, act, _| match done {
+            Ok(Ok(Some(receiving))) => {
+                act.uploads.insert(sha, receiving);
+                Uploaded::More
+            }
+            Ok(Ok(None)) => {
+                for entry in act.pools.values_mut() {
+                    if entry.record.program.sha256 == sha {
+                        entry.stored = true;
+                    }
+                }
+                act.run_pools_on(None);
+                Uploaded::Stored
+            }
+            Ok(Err(e)) => Uploaded::Refused(e.to_string()),
+            Err(e) => Uploaded::Refused(format!("storing the program failed: {e}")),
+        }))
+    }
+}
+
+impl Handler<Submit> for HeadActor {
+    type Result = Response<Submitted>;
+
+    fn handle(&mut self, msg: Submit, _: &mut actix::Context<Self>) -> Self::Result {
+        let limit = self.settings.queue_limit;
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return Response::reply(Submitted::Refused(
+                "no such pool on this head: it was closed, or dropped after its owner stayed away; open a new pool".into(),
+            ));
+        };
+        if let Some((index, job)) = msg.jobs.iter().find(|(_, j)| j.len() as u64 > limit) {
+            return Response::reply(Submitted::Refused(format!(
+                "job {index} is {} bytes, more than the head's queue limit of {limit} bytes: make jobs smaller or start the head with a larger --queue-limit",
+                job.len()
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        entry.waiting.push_back((msg, tx));
+        let pool = entry.waiting.back().map(|(s, _)| s.pool);
+        if let Some(pool) = pool {
+            self.admit_waiting(pool);
+        }
+        Response::fut(async move {
+            rx.await
+                .unwrap_or_else(|_| Submitted::Refused("the head stopped".into()))
+        })
+    }
+}
+
+impl Handler<PushUpdate> for HeadActor {
+    type Result = Response<Submitted>;
+
+    fn handle(&mut self, msg: PushUpdate, _: &mut actix::Context<Self>) -> Self::Result {
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return Response::reply(Submitted::Refused("no such pool on this head".into()));
+        };
+        let seq = entry.updates.len() as u64 + 1;
+        entry.updates.push((seq, msg.update.clone()));
+        for worker in &entry.workers {
+            if let Some(w) = self.workers.get(worker) {
+                let _ = w.actor.try_tell(Update {
+                    seq,
+                    update: msg.update.clone(),
+                });
+            }
+        }
+        let write = self.ledger.write(vec![LedgerOp::PutUpdate {
+            pool: key(msg.pool),
+            seq,
+            update: msg.update,
+        }]);
+        Response::fut(async move {
+            match write.await {
+                Ok(()) => Submitted::Accepted,
+                Err(e) => Submitted::Refused(format!("update not written to the ledger: {e}")),
+            }
+        })
+    }
+}
+
+impl Handler<ResultsRead> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResultsRead, _: &mut actix::Context<Self>) {
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return;
+        };
+        let mut ops = Vec::with_capacity(msg.indices.len());
+        for index in msg.indices {
+            if entry.unread.remove(&index).is_some() {
+                ops.push(LedgerOp::ResultRead {
+                    pool: key(msg.pool),
+                    index,
+                });
+            }
+        }
+        let write = self.ledger.write(ops);
+        actix::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::warn!("read results not removed from the ledger: {e}");
+            }
+        });
+    }
+}
+
+impl Handler<ClosePool> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClosePool, _: &mut actix::Context<Self>) {
+        tracing::info!(pool = %msg.pool, "pool closed by its owner");
+        self.remove_pool(msg.pool);
+    }
+}
+
+impl Handler<Status> for HeadActor {
+    type Result = actix::MessageResult<Status>;
+
+    fn handle(&mut self, _: Status, _: &mut actix::Context<Self>) -> Self::Result {
+        actix::MessageResult(self.report())
+    }
+}
+
+impl Handler<StopHead> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StopHead, _: &mut actix::Context<Self>) {
+        if msg.nodes {
+            for agent in self.agents.values() {
+                let _ = agent.actor.try_tell(StopAgent);
+            }
+        }
+        let _ = self.stop.send(Some(msg.nodes));
+    }
+}

@@ -1,0 +1,373 @@
+//! The messages between a cluster's actors: typed rkyv messages, each sent
+//! with `ActorRef::ask` or `tell`. Jobs, results, updates and init data
+//! travel as bytes the head never decodes (the pool layer encodes them with
+//! the user's types; a worker decodes them validated).
+//!
+//! | from → to | message | answer |
+//! |---|---|---|
+//! | agent → head | [`AgentHello`] | [`AgentWelcome`] |
+//! | head → agent | [`RunProgram`], [`StopProgram`] | `()` |
+//! | agent → head | [`FetchChunk`] | [`Chunk`] |
+//! | worker → head | [`WorkerHello`] | [`WorkerWelcome`] |
+//! | head → worker | [`Jobs`], [`Update`] | `()` |
+//! | worker → head | [`Done`] | `()` |
+//! | pool → head | [`OpenPool`], [`Upload`], [`Submit`], [`PushUpdate`], [`ResultsRead`], [`ClosePool`] | see each |
+//! | head → pool | [`Results`] | `()` |
+//! | anyone → head | [`Status`], [`StopHead`] | [`StatusReport`], `()` |
+
+use rkyv::{Archive, Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::id::{ActorId, NodeId};
+use crate::launch::program::Program;
+use crate::remote::ActorRef;
+
+use super::agent::AgentActor;
+use super::head::PoolOwner;
+use super::worker::WorkerActor;
+
+pub use replies::*;
+
+/// A node agent introduces itself to the head.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = AgentWelcome)]
+pub struct AgentHello {
+    /// The agent.
+    pub agent: ActorRef<AgentActor>,
+    /// Its host name.
+    pub host: String,
+    /// How many workers it runs per pool.
+    pub workers: u32,
+    /// How many GPUs it saw (each worker then sees one).
+    pub gpus: u32,
+    /// Its operating system (`std::env::consts::OS`).
+    pub os: String,
+    /// Its architecture (`std::env::consts::ARCH`).
+    pub arch: String,
+}
+
+/// The head tells an agent to run `workers` of a pool's program.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
+#[message(result = ())]
+pub struct RunProgram {
+    /// The pool.
+    pub pool: Uuid,
+    /// Its program (fetched from the head by hash when not cached).
+    pub program: Program,
+    /// The registered worker type the program runs in worker role.
+    pub kind: String,
+}
+
+/// The head tells an agent that a pool is gone: stop its workers.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = ())]
+pub struct StopProgram {
+    /// The pool.
+    pub pool: Uuid,
+}
+
+/// An agent asks for a part of a program the head stores.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = Chunk)]
+pub struct FetchChunk {
+    /// The program's SHA-256.
+    pub sha256: [u8; 32],
+    /// Where the part starts.
+    pub offset: u64,
+}
+
+/// A worker process introduces itself (again after the head restarted).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = WorkerWelcome)]
+pub struct WorkerHello {
+    /// The pool it works for.
+    pub pool: Uuid,
+    /// The worker's actor.
+    pub worker: ActorRef<WorkerActor>,
+    /// The agent that started it.
+    pub agent: ActorId,
+    /// How many jobs it may hold at once.
+    pub credit: u32,
+}
+
+/// One job for a worker: its index in its pool and the try it is.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone)]
+pub struct JobOrder {
+    /// The job's index in its pool.
+    pub index: u64,
+    /// Which try this is (a result is taken only from the latest one).
+    pub attempt: u32,
+    /// The job, encoded by the pool.
+    pub job: Vec<u8>,
+}
+
+/// Jobs for a worker, to run in order.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = ())]
+pub struct Jobs {
+    /// The jobs.
+    pub jobs: Vec<JobOrder>,
+}
+
+/// An update for every worker of a pool, handled between jobs, in order.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
+#[message(result = ())]
+pub struct Update {
+    /// Its number in the pool (1, 2, ...).
+    pub seq: u64,
+    /// The update, encoded by the pool.
+    pub update: Vec<u8>,
+}
+
+/// What a job gave.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// The job's index.
+    pub index: u64,
+    /// The try that ran.
+    pub attempt: u32,
+    /// Its output or failure.
+    pub output: Outcome,
+}
+
+/// Results of a worker's jobs.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = ())]
+pub struct Done {
+    /// The worker.
+    pub worker: ActorId,
+    /// What its jobs gave, in the order they ran.
+    pub results: Vec<JobOutcome>,
+}
+
+/// A pool opens (or, after its head restarted, resumes) on the head.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = Opened)]
+pub struct OpenPool {
+    /// The pool's program (the owner's own executable).
+    pub program: Program,
+    /// The registered worker type.
+    pub kind: String,
+    /// The workers' init data, encoded.
+    pub init: Vec<u8>,
+    /// Where its results go.
+    pub owner: ActorRef<PoolOwner>,
+    /// The pool to resume (its head restarted, or its link dropped).
+    pub resume: Option<Uuid>,
+}
+
+/// A part of a program the owner sends (the head asked for it in [`Opened`]).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = Uploaded)]
+pub struct Upload {
+    /// The program.
+    pub program: Program,
+    /// Where this part starts.
+    pub offset: u64,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Jobs of a pool, numbered by the owner.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = Submitted)]
+pub struct Submit {
+    /// The pool.
+    pub pool: Uuid,
+    /// (index, job) pairs.
+    pub jobs: Vec<(u64, Vec<u8>)>,
+}
+
+/// An update for every worker of a pool, present and future.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = Submitted)]
+pub struct PushUpdate {
+    /// The pool.
+    pub pool: Uuid,
+    /// The update, encoded.
+    pub update: Vec<u8>,
+}
+
+/// Results of a pool, from the head to its owner.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = ())]
+pub struct Results {
+    /// The pool.
+    pub pool: Uuid,
+    /// (index, outcome) pairs.
+    pub results: Vec<(u64, Outcome)>,
+}
+
+/// The owner has these results: the head forgets them.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = ())]
+pub struct ResultsRead {
+    /// The pool.
+    pub pool: Uuid,
+    /// The indices read.
+    pub indices: Vec<u64>,
+}
+
+/// The owner closes its pool: queued and running jobs are dropped, the
+/// workers stop.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = ())]
+pub struct ClosePool {
+    /// The pool.
+    pub pool: Uuid,
+}
+
+/// Asks the head what runs where.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = StatusReport)]
+pub struct Status;
+
+/// Asks the head to stop (with its nodes when `nodes`).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = ())]
+pub struct StopHead {
+    /// Stop every node agent too.
+    pub nodes: bool,
+}
+
+/// Asks an agent to stop.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = ())]
+pub struct StopAgent;
+
+/// One node in a [`StatusReport`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct NodeRow {
+    /// The agent's node.
+    pub node: NodeId,
+    /// Its host name.
+    pub host: String,
+    /// Workers per pool.
+    pub workers: u32,
+    /// GPUs seen.
+    pub gpus: u32,
+    /// Workers connected now, over all pools.
+    pub connected: u32,
+}
+
+/// One pool in a [`StatusReport`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PoolRow {
+    /// The pool.
+    pub pool: Uuid,
+    /// Its worker type.
+    pub kind: String,
+    /// Workers connected.
+    pub workers: u32,
+    /// Jobs queued.
+    pub queued: u64,
+    /// Jobs running.
+    pub running: u64,
+    /// Jobs done since the head started.
+    pub done: u64,
+    /// Results not read by the owner yet.
+    pub unread: u64,
+    /// Bytes of queued and running jobs.
+    pub queued_bytes: u64,
+    /// Whether its owner is connected.
+    pub owner_connected: bool,
+}
+
+/// Answers and outcomes. (rkyv's derive writes helper types for the
+/// variants of an archived enum, without docs: allowed here.)
+#[allow(missing_docs)]
+mod replies {
+    use rkyv::{Archive, Deserialize, Serialize};
+    use uuid::Uuid;
+
+    use super::{NodeRow, PoolRow};
+
+    /// The head's answer to an agent.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum AgentWelcome {
+        /// Joined.
+        Joined,
+        /// Refused: why.
+        Refused(String),
+    }
+
+    /// A part of a program.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Chunk {
+        /// The bytes (empty at the end).
+        Bytes(Vec<u8>),
+        /// The head does not have it: why.
+        Missing(String),
+    }
+
+    /// The head's answer to a worker.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum WorkerWelcome {
+        /// Start: build the worker from `init`, then handle `updates` in order.
+        Start {
+            init: Vec<u8>,
+            updates: Vec<(u64, Vec<u8>)>,
+        },
+        /// The pool is gone: exit.
+        Gone,
+    }
+
+    /// What a job gave.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Outcome {
+        /// Its output, encoded.
+        Output(Vec<u8>),
+        /// It panicked: the message and where.
+        Panicked(String),
+        /// Its bytes were not a valid job (or its output could not be encoded).
+        Invalid(String),
+        /// Its workers went down too many times while running it.
+        Died(String),
+    }
+
+    /// The head's answer to [`super::OpenPool`].
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Opened {
+        /// Open: the pool's id, whether the head needs the program uploaded,
+        /// and how many updates it holds.
+        Ready {
+            pool: Uuid,
+            upload: bool,
+            updates: u64,
+        },
+        /// Refused: why.
+        Refused(String),
+    }
+
+    /// The head's answer to [`super::Upload`].
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Uploaded {
+        /// Send the next part.
+        More,
+        /// The program is stored and verified.
+        Stored,
+        /// Refused: why.
+        Refused(String),
+    }
+
+    /// The head's answer to [`super::Submit`] and [`super::PushUpdate`]:
+    /// given once the jobs are in the ledger and there is room for them.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Submitted {
+        /// Accepted (durable).
+        Accepted,
+        /// Refused: why.
+        Refused(String),
+    }
+
+    /// What the head knows, for `parallel status`.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub struct StatusReport {
+        /// The head's join line.
+        pub join_line: String,
+        /// Node agents.
+        pub nodes: Vec<NodeRow>,
+        /// Pools.
+        pub pools: Vec<PoolRow>,
+    }
+}

@@ -1,0 +1,174 @@
+//! Running jobs: [`Pool::map`] (results in input order) and
+//! [`Pool::imap_unordered`] (results as they finish). Jobs are numbered,
+//! submitted in batches with backpressure (a full head queue makes the
+//! submit wait), and every result is taken once: a result whose number was
+//! already taken (its job ran twice after a worker or the head went down)
+//! is dropped here.
+
+use std::collections::{HashSet, VecDeque};
+
+use crate::cluster::message::Outcome;
+
+use super::{Pool, PoolError, Worker};
+
+/// Jobs per submit.
+const BATCH: usize = 256;
+/// Most jobs submitted and not finished at once (the head's byte limit
+/// applies too).
+const WINDOW: usize = 8192;
+
+/// Why one job gave no output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// `run` panicked; its worker process was restarted.
+    #[error("the job panicked on its worker: {0}")]
+    Panicked(String),
+    /// The job's bytes were not a valid job for the worker, or its output
+    /// could not be read (the program on the nodes differs?).
+    #[error("the job or its output could not be decoded: {0}")]
+    Invalid(String),
+    /// Its workers kept dying while running it.
+    #[error("the job was given up: {0}")]
+    Died(String),
+}
+
+/// Results as they finish (see [`Pool::imap_unordered`]); read with
+/// [`Unordered::next`].
+pub struct Unordered<'p, W: Worker> {
+    pool: &'p mut Pool<W>,
+    jobs: Box<dyn Iterator<Item = W::Job> + Send + 'p>,
+    exhausted: bool,
+    outstanding: HashSet<u64>,
+    ready: VecDeque<(u64, Result<W::Output, JobError>)>,
+}
+
+impl<W: Worker> Pool<W> {
+    /// Runs every job and returns each one's output (or error) in input
+    /// order.
+    pub async fn map<'p, I>(
+        &'p mut self,
+        jobs: I,
+    ) -> Result<Vec<Result<W::Output, JobError>>, PoolError>
+    where
+        I: IntoIterator<Item = W::Job>,
+        I::IntoIter: Send + 'p,
+    {
+        let base = self.next_index;
+        let mut stream = self.imap_unordered(jobs);
+        let mut slots: Vec<Option<Result<W::Output, JobError>>> = Vec::new();
+        while let Some((index, result)) = stream.next_indexed().await? {
+            let at = (index - base) as usize;
+            if slots.len() <= at {
+                slots.resize_with(at + 1, || None);
+            }
+            slots[at] = Some(result);
+        }
+        slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.ok_or_else(|| PoolError::Refused(format!("job {i} gave no result"))))
+            .collect()
+    }
+
+    /// Runs every job; results come as they finish.
+    pub fn imap_unordered<'p, I>(&'p mut self, jobs: I) -> Unordered<'p, W>
+    where
+        I: IntoIterator<Item = W::Job>,
+        I::IntoIter: Send + 'p,
+    {
+        Unordered {
+            jobs: Box::new(jobs.into_iter()),
+            pool: self,
+            exhausted: false,
+            outstanding: HashSet::new(),
+            ready: VecDeque::new(),
+        }
+    }
+}
+
+impl<W: Worker> Unordered<'_, W> {
+    /// The next result to finish: `None` once every job's result came; a
+    /// job's failure is `Err(PoolError::Job(..))`.
+    pub async fn next(&mut self) -> Option<Result<W::Output, PoolError>> {
+        match self.next_indexed().await {
+            Ok(Some((_, Ok(out)))) => Some(Ok(out)),
+            Ok(Some((_, Err(e)))) => Some(Err(PoolError::Job(e))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The pool, to send updates between results.
+    pub fn pool(&mut self) -> &mut Pool<W> {
+        self.pool
+    }
+
+    /// Submits while the window has room, then waits for results.
+    async fn next_indexed(
+        &mut self,
+    ) -> Result<Option<(u64, Result<W::Output, JobError>)>, PoolError> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Ok(Some(r));
+            }
+            if !self.exhausted && self.outstanding.len() < WINDOW {
+                let mut batch = Vec::with_capacity(BATCH);
+                while batch.len() < BATCH && self.outstanding.len() + batch.len() < WINDOW {
+                    let Some(job) = self.jobs.next() else {
+                        self.exhausted = true;
+                        break;
+                    };
+                    let bytes = crate::wire::encode(&job).map(|b| b.to_vec()).map_err(|e| {
+                        PoolError::Encode {
+                            what: "a job",
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    let index = self.pool.next_index;
+                    self.pool.next_index += 1;
+                    batch.push((index, bytes));
+                }
+                if !batch.is_empty() {
+                    self.outstanding.extend(batch.iter().map(|(i, _)| *i));
+                    self.pool.submit(batch).await?;
+                    // Take what has come meanwhile before submitting more.
+                    self.drain_ready();
+                    continue;
+                }
+            }
+            if self.outstanding.is_empty() {
+                return Ok(None);
+            }
+            let results = self.pool.next_results().await?;
+            self.take(results);
+        }
+    }
+
+    fn drain_ready(&mut self) {
+        while let Ok(results) = self.pool.results.try_recv() {
+            if results.pool == self.pool.pool {
+                self.take(results);
+            }
+        }
+    }
+
+    fn take(&mut self, results: crate::cluster::message::Results) {
+        let mut read = Vec::with_capacity(results.results.len());
+        for (index, outcome) in results.results {
+            read.push(index);
+            if !self.outstanding.remove(&index) {
+                continue;
+            }
+            let result = match outcome {
+                Outcome::Output(bytes) => crate::wire::decode_owned::<W::Output>(&bytes)
+                    .map_err(|e| JobError::Invalid(e.to_string())),
+                Outcome::Panicked(why) => Err(JobError::Panicked(why)),
+                Outcome::Invalid(why) => Err(JobError::Invalid(why)),
+                Outcome::Died(why) => Err(JobError::Died(why)),
+            };
+            self.ready.push_back((index, result));
+        }
+        self.pool.acknowledge(read);
+    }
+}
