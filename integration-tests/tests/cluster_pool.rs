@@ -1,0 +1,277 @@
+//! s4 on real processes over QUIC on loopback: a head, node agents and
+//! pool owners, each a process of the `cluster` test program; the workers
+//! are that program too, shipped to the nodes through the head.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use parallel_integration_tests::PASSWORD;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const CLUSTER: &str = env!("CARGO_BIN_EXE_cluster");
+/// The longest any one step may take.
+const STEP: Duration = Duration::from_secs(60);
+
+/// A process of the test program, with its output read line by line.
+struct Proc {
+    child: Child,
+    out: Lines<BufReader<ChildStdout>>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(CLUSTER)
+            .args(args)
+            .env("PARALLEL_PASSWORD", PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the cluster test program");
+        let out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Proc {
+            child,
+            out,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until one starts with `prefix`; that line.
+    async fn wait_for(&mut self, prefix: &str) -> String {
+        let found = tokio::time::timeout(STEP, async {
+            while let Ok(Some(line)) = self.out.next_line().await {
+                self.seen.push(line.clone());
+                if line.starts_with(prefix) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!(
+                "exited before printing {prefix:?}; it printed {:?}",
+                self.seen
+            ),
+            Err(_) => panic!("no {prefix:?} within {STEP:?}; it printed {:?}", self.seen),
+        }
+    }
+
+    /// Waits for the process to exit; whether it succeeded.
+    async fn exit_ok(&mut self) -> bool {
+        tokio::time::timeout(STEP, self.child.wait())
+            .await
+            .expect("the process to exit in time")
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn kill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: SIGKILL to a child this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.kill();
+        }
+    }
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "parallel-cluster-{what}-{}-{}",
+        std::process::id(),
+        parallel::NodeId::new()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+async fn head(data: &std::path::Path, port: u16, extra: &[&str]) -> (Proc, String) {
+    let port = port.to_string();
+    let mut args = vec!["head", data.to_str().unwrap(), port.as_str()];
+    args.extend(extra);
+    let mut p = Proc::start(&args);
+    let line = p.wait_for("READY ").await;
+    let line = line.trim_start_matches("READY ").to_owned();
+    (p, line)
+}
+
+async fn node(line: &str, data: &std::path::Path, workers: u32) -> Proc {
+    let workers = workers.to_string();
+    let mut p = Proc::start(&["node", line, data.to_str().unwrap(), &workers]);
+    p.wait_for("READY").await;
+    p
+}
+
+fn field(line: &str, name: &str) -> u64 {
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == name {
+            return words
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX);
+        }
+    }
+    panic!("no {name} in {line:?}")
+}
+
+#[tokio::test]
+async fn a_pool_maps_in_order_and_counts_its_nodes_and_workers() {
+    let dir = temp_dir("map");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let b = node(&line, &dir.join("b"), 1).await;
+    let mut p = Proc::start(&["pool", &line, "map", "300", "0"]);
+    let results = p.wait_for("RESULTS").await;
+    assert_eq!(field(&results, "RESULTS"), 300, "{results}");
+    assert_eq!(field(&results, "WRONG"), 0, "{results}");
+    assert!(p.exit_ok().await, "{:?}", p.seen);
+    let mut c = Proc::start(&["pool", &line, "counts"]);
+    let counts = c.wait_for("NODES").await;
+    assert_eq!(field(&counts, "NODES"), 2, "{counts}");
+    assert_eq!(field(&counts, "WORKERS"), 3, "{counts}");
+    assert!(c.exit_ok().await);
+    for p in [a, b, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_map_loses_and_doubles_nothing_and_a_new_node_takes_jobs() {
+    let dir = temp_dir("kill");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let mut b = node(&line, &dir.join("b"), 2).await;
+    let mut p = Proc::start(&["pool", &line, "unordered", "2000", "2"]);
+    p.wait_for("PROGRESS 500").await;
+    b.kill();
+    // A node that joins mid-map gets jobs too.
+    p.wait_for("PROGRESS 800").await;
+    let c = node(&line, &dir.join("c"), 2).await;
+    let results = p.wait_for("RESULTS").await;
+    assert_eq!(field(&results, "RESULTS"), 2000, "{results}");
+    assert_eq!(field(&results, "LOST"), 0, "{results}");
+    assert_eq!(field(&results, "DUP"), 0, "{results}");
+    // Workers of a, b (before it died) and c answered.
+    assert!(field(&results, "PIDS") >= 5, "{results}");
+    assert!(p.exit_ok().await, "{:?}", p.seen);
+    for p in [a, c, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_head_killed_mid_map_and_started_again_loses_nothing() {
+    let dir = temp_dir("head");
+    let port = free_port();
+    let (mut h, line) = head(&dir.join("head"), port, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let mut p = Proc::start(&["pool", &line, "unordered", "1000", "3"]);
+    p.wait_for("PROGRESS 300").await;
+    h.kill();
+    let _ = h.child.wait().await;
+    let (h2, line2) = head(&dir.join("head"), port, &[]).await;
+    assert_eq!(line, line2, "a head started again keeps its join line");
+    let results = p.wait_for("RESULTS").await;
+    assert_eq!(field(&results, "RESULTS"), 1000, "{results}");
+    assert_eq!(field(&results, "LOST"), 0, "{results}");
+    assert_eq!(field(&results, "DUP"), 0, "{results}");
+    assert!(p.exit_ok().await, "{:?}", p.seen);
+    for p in [a, h2] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_node_that_joins_late_gets_every_earlier_update_in_order() {
+    let dir = temp_dir("updates");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 1).await;
+    let mut p = Proc::start(&["pool", &line, "updates", "60", "50"]);
+    p.wait_for("UPDATED").await;
+    let b = node(&line, &dir.join("b"), 2).await;
+    let results = p.wait_for("RESULTS").await;
+    assert_eq!(field(&results, "RESULTS"), 60, "{results}");
+    assert_eq!(field(&results, "BAD"), 0, "{results}\n{:?}", p.seen);
+    assert!(
+        field(&results, "PIDS") >= 2,
+        "the late node worked too: {results}"
+    );
+    assert!(p.exit_ok().await);
+    for p in [a, b, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_panicking_job_fails_alone_and_an_oversized_job_is_refused() {
+    let dir = temp_dir("panic");
+    let (h, line) = head(&dir.join("head"), 0, &["100000"]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let mut p = Proc::start(&["pool", &line, "panic"]);
+    let panicked = p.wait_for("PANICKED").await;
+    assert!(panicked.contains("job 7 was asked to panic"), "{panicked}");
+    let ok = p.wait_for("OK").await;
+    assert_eq!(field(&ok, "OK"), 19, "{ok}");
+    assert!(p.exit_ok().await);
+    let mut o = Proc::start(&["pool", &line, "oversized", "200000"]);
+    let refused = o.wait_for("REFUSED").await;
+    assert!(
+        refused.contains("100000 bytes"),
+        "the error names the limit: {refused}"
+    );
+    assert!(o.exit_ok().await);
+    for p in [a, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_second_node_on_one_data_dir_exits_zero_and_a_wrong_password_is_refused() {
+    let dir = temp_dir("second");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 1).await;
+    let mut second = Proc::start(&["node", &line, dir.join("a").to_str().unwrap(), "1"]);
+    second.wait_for("ALREADY RUNNING").await;
+    assert!(second.exit_ok().await);
+    let mut wrong = Command::new(CLUSTER)
+        .args(["pool", &line, "map", "1", "0"])
+        .env("PARALLEL_PASSWORD", "not the password")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start");
+    let status = tokio::time::timeout(STEP, wrong.wait())
+        .await
+        .expect("exit in time")
+        .expect("status");
+    assert!(!status.success(), "a pool with a wrong password must fail");
+    for p in [a, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
