@@ -45,9 +45,19 @@ impl Worker {
     /// (never on its command line), and waits at most 10 s for the line
     /// `READY <join line>` it prints once its node listens.
     pub async fn start(role: &str, password: &str) -> Result<Worker, Box<dyn Error>> {
+        Self::start_with(role, password, &[]).await
+    }
+
+    /// [`Worker::start`] with more environment variables for the copy.
+    pub async fn start_with(
+        role: &str,
+        password: &str,
+        env: &[(&str, String)],
+    ) -> Result<Worker, Box<dyn Error>> {
         let mut child = Command::new(std::env::current_exe()?)
             .env(ROLE_ENV, role)
             .env("PARALLEL_PASSWORD", password)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -88,9 +98,15 @@ impl Worker {
 /// until the parent closes our standard input (or dies), then shuts down.
 pub async fn serve(node: Node) -> Result<(), Box<dyn Error>> {
     println!("READY {}", node.join_line());
+    stdin_closed().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Waits until standard input closes (the process that started this one
+/// is done with it, or died).
+pub async fn stdin_closed() {
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 64];
     while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
-    node.shutdown().await;
-    Ok(())
 }
