@@ -12,10 +12,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use parallel::{JoinLine, Node};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod bulk;
+pub mod local_cluster;
 pub mod raw;
 pub mod report;
 pub mod workqueue_bench;
@@ -98,15 +99,7 @@ impl Worker {
 /// until the parent closes our standard input (or dies), then shuts down.
 pub async fn serve(node: Node) -> Result<(), Box<dyn Error>> {
     println!("READY {}", node.join_line());
-    stdin_closed().await;
+    raw::until_stdin_closes().await;
     node.shutdown().await;
     Ok(())
-}
-
-/// Waits until standard input closes (the process that started this one
-/// is done with it, or died).
-pub async fn stdin_closed() {
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 64];
-    while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
 }

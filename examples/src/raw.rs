@@ -66,10 +66,16 @@ impl fmt::Display for RawAddr {
 
 /// Binds a raw server on loopback and prints its `RAW` line for the parent.
 pub fn start_server() -> Result<quinn::Endpoint, BoxError> {
+    let (endpoint, addr) = bind_server()?;
+    println!("{addr}");
+    Ok(endpoint)
+}
+
+/// Binds a raw server on loopback; where it listens.
+pub fn bind_server() -> Result<(quinn::Endpoint, RawAddr), BoxError> {
     let (endpoint, fingerprint) = raw_server(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     let addr = endpoint.local_addr()?;
-    println!("{}", RawAddr { addr, fingerprint });
-    Ok(endpoint)
+    Ok((endpoint, RawAddr { addr, fingerprint }))
 }
 
 /// The server side of a ping stream: echoes every [`PING_LEN`] bytes until

@@ -12,10 +12,8 @@
 use std::error::Error;
 use std::time::Instant;
 
-use parallel::cluster::{self, HeadOptions, NodeOptions};
 use parallel::pool::{Pool, Worker};
-use parallel::{JoinLine, Password};
-use parallel_examples::{Worker as Part, one_time_password, role, stdin_closed};
+use parallel_examples::local_cluster::{self, LocalCluster};
 
 // ANCHOR: worker
 /// The seed's `WorkerClass`: heavy preparation once per worker, then jobs.
@@ -59,39 +57,14 @@ impl Worker for Trainer {
 parallel::register_worker!(Trainer);
 // ANCHOR_END: worker
 
-const HEAD_LINE_ENV: &str = "S4_HEAD_LINE";
-
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    match role().as_deref() {
-        Some("head") => return run_head().await,
-        Some("node") => return run_node().await,
-        _ => {}
+    if let Some(part) = local_cluster::run_part().await {
+        return part; // this process is the head or a node
     }
-    let password = one_time_password();
-    let data = std::env::temp_dir().join(format!("s4_pool-{}", std::process::id()));
-    let head = Part::start_with(
-        "head",
-        &password,
-        &[("S4_DATA", data.display().to_string())],
-    )
-    .await?;
-    let line = head.join_line.clone();
-    let mut nodes = Vec::new();
-    for n in 0..2 {
-        let dir = data.join(format!("node{n}"));
-        nodes.push(
-            Part::start_with(
-                "node",
-                &password,
-                &[
-                    (HEAD_LINE_ENV, line.to_string()),
-                    ("S4_DATA", dir.display().to_string()),
-                ],
-            )
-            .await?,
-        );
-    }
+    // On two machines: `parallel head` on one, `parallel node --join LINE` on the other.
+    let cluster = LocalCluster::start(2, 2).await?;
+    let (line, password) = (cluster.line.clone(), cluster.password());
 
     // ANCHOR: pool
     let parameter_sets: Vec<Params> = (0..40)
@@ -102,7 +75,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         })
         .collect();
     let started = Instant::now();
-    let mut pool = Pool::<Trainer>::connect(&line, Password::new(password.clone()), 2_000).await?;
+    let mut pool = Pool::<Trainer>::connect(&line, password, 2_000).await?;
     let results = pool.map(parameter_sets).await?;
     println!(
         "[s4] {} results from {} workers on {} nodes in {:.2?}",
@@ -120,36 +93,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     pool.close().await;
     // ANCHOR_END: pool
 
-    for part in nodes.into_iter().chain([head]) {
-        part.stop().await?;
-    }
-    let _ = std::fs::remove_dir_all(&data);
+    cluster.stop().await?;
     if results.len() != 40 || results.iter().any(|r| r.is_err()) {
         return Err("some jobs gave no result".into());
     }
-    Ok(())
-}
-
-async fn run_head() -> Result<(), Box<dyn Error>> {
-    let data = std::env::var("S4_DATA")?;
-    let options = HeadOptions::new(Password::resolve()?)
-        .listen("127.0.0.1:0".parse()?)
-        .data(data);
-    let head = cluster::start_head(options).await?;
-    println!("READY {}", head.join_line());
-    stdin_closed().await;
-    head.stop().await;
-    Ok(())
-}
-
-async fn run_node() -> Result<(), Box<dyn Error>> {
-    let line: JoinLine = std::env::var(HEAD_LINE_ENV)?.parse()?;
-    let options = NodeOptions::new(line.clone(), Password::resolve()?)
-        .workers(2)
-        .data(std::env::var("S4_DATA")?);
-    let node = cluster::start_node(options).await?;
-    println!("READY {line}");
-    stdin_closed().await;
-    node.stop().await;
     Ok(())
 }

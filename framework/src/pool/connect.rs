@@ -87,6 +87,7 @@ pub struct Pool<W: Worker> {
     exe: PathBuf,
     init: Vec<u8>,
     pub(super) next_index: u64,
+    pub(super) progress: bool,
     closed: bool,
     _worker: PhantomData<fn() -> W>,
 }
@@ -127,11 +128,19 @@ impl<W: Worker> Pool<W> {
             exe,
             init,
             next_index: 0,
+            progress: true,
             closed: false,
             _worker: PhantomData,
         };
         pool.open(None).await?;
         Ok(pool)
+    }
+
+    /// Whether `map` and `imap_unordered` show a progress bar (on standard
+    /// error, only when it is a terminal; default on).
+    pub fn progress(&mut self, show: bool) -> &mut Self {
+        self.progress = show;
+        self
     }
 
     /// The pool's id on its head.

@@ -41,6 +41,7 @@ pub struct Unordered<'p, W: Worker> {
     exhausted: bool,
     outstanding: HashSet<u64>,
     ready: VecDeque<(u64, Result<W::Output, JobError>)>,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl<W: Worker> Pool<W> {
@@ -77,14 +78,40 @@ impl<W: Worker> Pool<W> {
         I: IntoIterator<Item = W::Job>,
         I::IntoIter: Send + 'p,
     {
+        let jobs = jobs.into_iter();
+        let bar = self
+            .progress
+            .then(|| progress_bar(jobs.size_hint()))
+            .flatten();
         Unordered {
-            jobs: Box::new(jobs.into_iter()),
+            jobs: Box::new(jobs),
+            bar,
             pool: self,
             exhausted: false,
             outstanding: HashSet::new(),
             ready: VecDeque::new(),
         }
     }
+}
+
+/// A progress bar on standard error when it is a terminal: with a length
+/// when the jobs say how many they are, a counter otherwise.
+fn progress_bar((low, high): (usize, Option<usize>)) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match high {
+        Some(n) if n == low => indicatif::ProgressBar::new(n as u64),
+        _ => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bar:40} {pos}/{len} jobs [{elapsed_precise}, {per_sec}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
 }
 
 impl<W: Worker> Unordered<'_, W> {
@@ -110,6 +137,9 @@ impl<W: Worker> Unordered<'_, W> {
     ) -> Result<Option<(u64, Result<W::Output, JobError>)>, PoolError> {
         loop {
             if let Some(r) = self.ready.pop_front() {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
                 return Ok(Some(r));
             }
             if !self.exhausted && self.outstanding.len() < WINDOW {
@@ -138,6 +168,9 @@ impl<W: Worker> Unordered<'_, W> {
                 }
             }
             if self.outstanding.is_empty() {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
                 return Ok(None);
             }
             let results = self.pool.next_results().await?;

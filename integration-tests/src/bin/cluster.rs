@@ -198,6 +198,8 @@ async fn pool(
             }
             let dup = seen.values().filter(|c| **c > 1).count();
             let lost = (0..n).filter(|i| !seen.contains_key(i)).count();
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            println!("PIDLIST {}", list.join(","));
             println!("RESULTS {count} LOST {lost} DUP {dup} PIDS {}", pids.len());
         }
         // Updates before jobs: every worker has seen them, in order.

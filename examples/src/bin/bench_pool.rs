@@ -1,0 +1,411 @@
+//! The s4 pool against same-run baselines.
+//!
+//! Run with `cargo run --release -p parallel-examples --bin bench_pool`
+//! (`--json` prints one JSON object per figure on stdout; `--quick` runs
+//! fewer jobs, for a smoke run).
+//!
+//! | bench | framework | baseline |
+//! |---|---|---|
+//! | `pool_tiny_jobs_per_s` | `Pool::map` of no-op `u64` jobs on 2 workers (head, ledger on, and node in this process) | Python `multiprocessing.Pool(2).map(f, range(N), chunksize=1)`; and a `std::sync::mpsc` two-thread pool |
+//! | `pool_job_rtt_p50_us` | one job at a time through the pool | a raw quinn 16-byte ping on loopback |
+//! | `pool_cold_start_ms` | `start_head_node` + `Pool::connect` + first result | Python `multiprocessing.Pool(2)` start + first result |
+//! | `pool_kill_node` | 200 jobs of 50 ms on 2 nodes × 2 workers, one node SIGKILLed at 25 %: lost, duplicated, finished-then-rerun jobs, wall time | the ideal wall time |
+//! | `head_rss_mib` | the head process's peak RSS with 10,000 queued 64 KiB jobs | the head's queue limit (512 MiB) |
+
+use std::collections::{BTreeMap, HashSet};
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use parallel::Password;
+use parallel::cluster::{self, HeadOptions};
+use parallel::pool::{Pool, Worker};
+use parallel_examples::local_cluster::{self, LocalCluster};
+use parallel_examples::raw;
+use parallel_examples::report::{self, Goal, Row, Widths};
+
+type BoxError = Box<dyn Error>;
+
+/// One job: a number, how long to take, padding, and whether to note the run.
+#[parallel::wire]
+struct Job {
+    n: u64,
+    sleep_ms: u32,
+    pad: Vec<u8>,
+}
+
+/// The bench's worker: answers `n`; notes every run in its runs directory
+/// when it has one (for the kill-node bench).
+struct Bench {
+    runs: Option<PathBuf>,
+}
+
+impl Worker for Bench {
+    type Init = String;
+    type Job = Job;
+    type Output = u64;
+    type Update = ();
+
+    fn init(runs: String) -> Self {
+        Bench {
+            runs: (!runs.is_empty()).then(|| PathBuf::from(runs)),
+        }
+    }
+
+    fn run(&mut self, job: Job) -> u64 {
+        if job.sleep_ms > 0 {
+            std::thread::sleep(Duration::from_millis(job.sleep_ms.into()));
+        }
+        if let Some(dir) = &self.runs {
+            let name = format!("{}.{}.{}", job.n, std::process::id(), job.pad.len());
+            let _ = std::fs::write(dir.join(name), b"");
+        }
+        job.n
+    }
+}
+parallel::register_worker!(Bench);
+
+fn tiny(n: u64) -> Job {
+    Job {
+        n,
+        sleep_ms: 0,
+        pad: Vec::new(),
+    }
+}
+
+fn temp(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("bench_pool-{what}-{}", std::process::id()))
+}
+
+/// Python's `multiprocessing.Pool(2)`: (start + first result ms, jobs/s of
+/// `map(f, range(n), chunksize=1)`); `None` without python3.
+fn python(n: u64) -> Option<(f64, f64)> {
+    let script = temp("mp.py");
+    let code = format!(
+        "import multiprocessing as mp, time\n\
+         def f(x):\n    return x\n\
+         if __name__ == '__main__':\n    \
+         t = time.perf_counter()\n    p = mp.Pool(2)\n    p.map(f, [0], chunksize=1)\n    \
+         cold = time.perf_counter() - t\n    \
+         t = time.perf_counter()\n    r = p.map(f, range({n}), chunksize=1)\n    \
+         rate = {n} / (time.perf_counter() - t)\n    assert len(r) == {n}\n    \
+         p.close(); p.join()\n    print(cold * 1000, rate)\n"
+    );
+    std::fs::write(&script, code).ok()?;
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .output()
+        .ok();
+    let _ = std::fs::remove_file(&script);
+    let out = out.filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// A two-thread pool over `std::sync::mpsc`: jobs/s.
+fn mpsc_pool(n: u64) -> f64 {
+    use std::sync::{Arc, Mutex, mpsc};
+    let (job_tx, job_rx) = mpsc::channel::<u64>();
+    let (out_tx, out_rx) = mpsc::channel::<u64>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (rx, tx) = (job_rx.clone(), out_tx.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let job = rx.lock().map(|r| r.recv());
+                    match job {
+                        Ok(Ok(j)) => {
+                            let _ = tx.send(std::hint::black_box(j));
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..n {
+        let _ = job_tx.send(i);
+    }
+    drop(job_tx);
+    let got = out_rx.iter().take(n as usize).count();
+    let rate = got as f64 / start.elapsed().as_secs_f64();
+    for t in threads {
+        let _ = t.join();
+    }
+    rate
+}
+
+/// p50 of raw quinn pings on loopback, µs.
+async fn raw_ping_p50_us(n: usize) -> Result<f64, raw::BoxError> {
+    let (endpoint, addr) = raw::bind_server()?;
+    let server = tokio::spawn(async move {
+        if let Some(incoming) = endpoint.accept().await
+            && let Ok(conn) = incoming.await
+            && let Ok((send, recv)) = conn.accept_bi().await
+        {
+            let _ = raw::echo(send, recv).await;
+        }
+    });
+    let conn = addr.connect().await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    raw::pings(&mut send, &mut recv, 50).await?;
+    let ns = raw::pings(&mut send, &mut recv, n).await?;
+    send.finish()?;
+    let _ = tokio::time::timeout(raw::TIMEOUT, server).await;
+    Ok(report::median(
+        ns.into_iter().map(|v| v as f64 / 1000.0).collect(),
+    ))
+}
+
+/// Cold start, tiny-job rate and one-job round trips on a head and node in
+/// this process (2 workers).
+async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64), BoxError> {
+    let data = temp("head");
+    let start = Instant::now();
+    let secret = format!("{}", parallel::NodeId::new());
+    let options = HeadOptions::new(Password::new(secret.clone()))
+        .listen("127.0.0.1:0".parse()?)
+        .data(&data);
+    let (head, node) = cluster::start_head_node(options, Some(2)).await?;
+    let mut pool =
+        Pool::<Bench>::connect(&head.join_line(), Password::new(secret), String::new()).await?;
+    pool.progress(false);
+    let first = pool.map([tiny(1)]).await?;
+    let cold_ms = start.elapsed().as_secs_f64() * 1000.0;
+    if first.len() != 1 || first[0].is_err() {
+        return Err("the first job gave no result".into());
+    }
+    // Both workers up before the rate is measured.
+    let wait = Instant::now();
+    while pool.workers_count().await? < 2 && wait.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let start = Instant::now();
+    let results = pool.map((0..jobs).map(tiny)).await?;
+    let rate = jobs as f64 / start.elapsed().as_secs_f64();
+    if results
+        .iter()
+        .enumerate()
+        .any(|(i, r)| r.as_ref().ok() != Some(&(i as u64)))
+    {
+        return Err("a tiny job gave a wrong result".into());
+    }
+    let mut rtts = Vec::with_capacity(pings);
+    for i in 0..pings as u64 {
+        let t = Instant::now();
+        pool.map([tiny(i)]).await?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    pool.close().await;
+    node.stop().await;
+    head.stop().await;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok((cold_ms, rate, report::median(rtts)))
+}
+
+/// 200 jobs of 50 ms on 2 nodes × 2 workers, node 1 killed at 25 %:
+/// (lost, duplicated, finished-then-rerun, wall s, ideal s).
+async fn kill_node() -> Result<(u64, u64, u64, f64, f64), BoxError> {
+    const JOBS: u64 = 200;
+    const MS: u32 = 50;
+    let runs = temp("runs");
+    std::fs::create_dir_all(&runs)?;
+    let cluster = LocalCluster::start(2, 2).await?;
+    let mut pool = Pool::<Bench>::connect(
+        &cluster.line,
+        cluster.password(),
+        runs.display().to_string(),
+    )
+    .await?;
+    pool.progress(false);
+    let wait = Instant::now();
+    while pool.workers_count().await? < 4 && wait.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let start = Instant::now();
+    let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut before_kill = HashSet::new();
+    let mut killed = false;
+    {
+        let jobs = (0..JOBS).map(|n| Job {
+            n,
+            sleep_ms: MS,
+            pad: Vec::new(),
+        });
+        let mut stream = pool.imap_unordered(jobs);
+        while let Some(r) = stream.next().await {
+            let n = r?;
+            *seen.entry(n).or_default() += 1;
+            if !killed {
+                before_kill.insert(n);
+            }
+            if !killed && seen.len() as u64 >= JOBS / 4 {
+                // SAFETY: SIGKILL to a node process this bench started.
+                unsafe { libc::kill(cluster.node_pid(1) as i32, libc::SIGKILL) };
+                killed = true;
+            }
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    pool.close().await;
+    cluster.stop().await?;
+    let lost = (0..JOBS).filter(|n| !seen.contains_key(n)).count() as u64;
+    let dup = seen.values().filter(|c| **c > 1).count() as u64;
+    let mut ran: BTreeMap<u64, u32> = BTreeMap::new();
+    for entry in std::fs::read_dir(&runs)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.split('.').next().and_then(|n| n.parse().ok()) {
+            *ran.entry(n).or_default() += 1;
+        }
+    }
+    let rerun = before_kill
+        .iter()
+        .filter(|n| ran.get(n).copied().unwrap_or(0) > 1)
+        .count() as u64;
+    let _ = std::fs::remove_dir_all(&runs);
+    let quarter = JOBS as f64 / 4.0;
+    let ideal = (quarter / 4.0 + (JOBS as f64 - quarter) / 2.0) * f64::from(MS) / 1000.0;
+    Ok((lost, dup, rerun, wall, ideal))
+}
+
+/// The head process's peak RSS (MiB) while 10,000 jobs of 64 KiB queue.
+async fn head_rss(jobs: u64) -> Result<f64, BoxError> {
+    let cluster = LocalCluster::start(1, 1).await?;
+    let mut pool = Pool::<Bench>::connect(&cluster.line, cluster.password(), String::new()).await?;
+    pool.progress(false);
+    let stream_jobs = (0..jobs).map(|n| Job {
+        n,
+        sleep_ms: 0,
+        pad: vec![1; 64 << 10],
+    });
+    let results = pool.map(stream_jobs).await?;
+    let rss = peak_rss_mib(cluster.head_pid())?;
+    pool.close().await;
+    cluster.stop().await?;
+    if results.len() as u64 != jobs {
+        return Err("jobs gave no result".into());
+    }
+    Ok(rss)
+}
+
+fn peak_rss_mib(pid: u32) -> Result<f64, BoxError> {
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or("no VmHWM in /proc/PID/status")?;
+    Ok(kib / 1024.0)
+}
+
+#[parallel::main]
+async fn main() -> Result<(), BoxError> {
+    if let Some(part) = local_cluster::run_part().await {
+        return part;
+    }
+    let json = std::env::args().any(|a| a == "--json");
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (tiny_jobs, pings, rss_jobs) = if quick {
+        (2_000, 50, 1_000)
+    } else {
+        (20_000, 300, 10_000)
+    };
+    report::header(
+        json,
+        &format!(
+            "[bench] pool: {tiny_jobs} tiny jobs, {pings} single jobs, {rss_jobs} jobs of 64 KiB"
+        ),
+    );
+    let (cold_ms, rate, rtt_us) = in_process(tiny_jobs, pings).await?;
+    let py = python(tiny_jobs);
+    if py.is_none() {
+        eprintln!("[bench] python3 with multiprocessing not found: its baselines read n/a");
+    }
+    let (py_cold, py_rate) = py.unwrap_or((f64::NAN, f64::NAN));
+    let channel = mpsc_pool(tiny_jobs);
+    let raw_us = raw_ping_p50_us(pings).await.map_err(|e| e.to_string())?;
+    let (lost, dup, rerun, wall, ideal) = kill_node().await?;
+    let rss = head_rss(rss_jobs).await?;
+    let rows = [
+        Row::new(
+            [
+                "pool_tiny_jobs_per_s",
+                "tiny jobs, 2 workers",
+                "jobs/s",
+                "multiprocessing",
+            ],
+            Goal::AtLeast(2.0),
+            rate,
+            py_rate,
+        ),
+        Row::new(
+            [
+                "pool_tiny_jobs_per_s_mpsc",
+                "tiny jobs, 2 workers",
+                "jobs/s",
+                "mpsc 2 threads",
+            ],
+            Goal::AtLeast(0.0),
+            rate,
+            channel,
+        ),
+        Row::new(
+            [
+                "pool_job_rtt_p50_us",
+                "one job round trip",
+                "us",
+                "raw quinn ping",
+            ],
+            Goal::AtMost(2.0),
+            rtt_us,
+            raw_us,
+        ),
+        Row::new(
+            [
+                "pool_cold_start_ms",
+                "head+node+first result",
+                "ms",
+                "multiprocessing",
+            ],
+            Goal::AtMost(3.0),
+            cold_ms,
+            py_cold,
+        ),
+        Row::new(
+            ["pool_kill_node_wall_s", "kill a node at 25 %", "s", "ideal"],
+            Goal::AtMost(1.5),
+            wall,
+            ideal,
+        ),
+        Row::new(
+            ["head_rss_mib", "head peak RSS", "MiB", "queue limit"],
+            Goal::AtMost(1.5),
+            rss,
+            512.0,
+        ),
+    ];
+    let widths = Widths {
+        label: 24,
+        figure: 9,
+        unit: 6,
+        ratio: 6,
+    };
+    report::print(&rows, json, widths);
+    let counts =
+        format!("pool_kill_node: lost {lost}, duplicated {dup}, finished jobs re-run {rerun}");
+    if json {
+        println!(
+            "{{\"bench\":\"pool_kill_node\",\"lost\":{lost},\"duplicated\":{dup},\"rerun\":{rerun}}}"
+        );
+    } else {
+        println!("{counts}");
+    }
+    if lost + dup + rerun > 0 {
+        return Err(counts.into());
+    }
+    Ok(())
+}
