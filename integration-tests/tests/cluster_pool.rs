@@ -152,7 +152,7 @@ async fn a_pool_maps_in_order_and_counts_its_nodes_and_workers() {
     assert_eq!(field(&results, "RESULTS"), 300, "{results}");
     assert_eq!(field(&results, "WRONG"), 0, "{results}");
     assert!(p.exit_ok().await, "{:?}", p.seen);
-    let mut c = Proc::start(&["pool", &line, "counts"]);
+    let mut c = Proc::start(&["pool", &line, "counts", "3"]);
     let counts = c.wait_for("NODES").await;
     assert_eq!(field(&counts, "NODES"), 2, "{counts}");
     assert_eq!(field(&counts, "WORKERS"), 3, "{counts}");

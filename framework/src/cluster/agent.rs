@@ -28,6 +28,8 @@ use super::message::*;
 pub const MAX_RESTARTS: u32 = 20;
 /// The window of [`MAX_RESTARTS`].
 pub const RESTART_WINDOW: Duration = Duration::from_secs(10);
+/// How long a worker asked to stop (SIGTERM) may take before it is killed.
+pub const WORKER_GRACE: Duration = Duration::from_secs(2);
 
 /// What an agent runs with.
 #[derive(Clone, Debug)]
@@ -298,19 +300,35 @@ impl actix::Actor for WorkerKeeper {
             }
         };
         self.pid = child.id().unwrap_or(0);
-        let (kill_tx, kill_rx) = oneshot::channel::<()>();
-        self.kill = Some(kill_tx);
-        let wait = async move {
-            tokio::select! {
+        // The process is waited for by a task of its own, so that stopping
+        // the keeper can end it in order: SIGTERM (the worker leaves its
+        // head with a goodbye), SIGKILL after a grace period.
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (exit_tx, exit_rx) = oneshot::channel::<String>();
+        self.kill = Some(stop_tx);
+        actix::spawn(async move {
+            let status = tokio::select! {
                 status = child.wait() => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
-                _ = kill_rx => {
-                    let _ = child.kill().await;
-                    "killed by its keeper".to_owned()
+                _ = stop_rx => {
+                    if let Some(pid) = child.id() {
+                        // SAFETY: SIGTERM to the worker process this task owns.
+                        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    }
+                    match tokio::time::timeout(WORKER_GRACE, child.wait()).await {
+                        Ok(status) => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                        Err(_) => {
+                            let _ = child.kill().await;
+                            "killed after its grace period".to_owned()
+                        }
+                    }
                 }
+            };
+            let _ = exit_tx.send(status);
+        });
+        ctx.spawn(exit_rx.into_actor(self).map(|status, _, ctx| {
+            if let Ok(status) = status {
+                tracing::info!("worker process exited ({status})");
             }
-        };
-        ctx.spawn(wait.into_actor(self).map(|status, _, ctx| {
-            tracing::info!("worker process exited ({status})");
             ctx.stop();
         }));
     }

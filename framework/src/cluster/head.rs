@@ -40,6 +40,15 @@ pub const MAX_TRIES: u32 = 5;
 /// How long a pool whose owner went away (without closing it) is kept for
 /// the owner to come back.
 pub const OWNER_GRACE: Duration = Duration::from_secs(120);
+/// Most jobs one worker may hold (tiny jobs: a batch per round trip).
+pub const MAX_CREDIT: usize = 256;
+/// A worker whose jobs come back sooner than this after they were handed
+/// out gets twice the credit (it idles between round trips)...
+const CREDIT_GROW: Duration = Duration::from_millis(4);
+/// ... and one whose jobs take longer than this gets half (down to what it
+/// asked for): at most this much work waits on one worker, so a node that
+/// joins or dies moves little.
+const CREDIT_SHRINK: Duration = Duration::from_millis(20);
 /// How often the head looks for pools whose owner did not come back.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -90,6 +99,7 @@ struct RunningJob {
     worker: ActorId,
     attempt: u32,
     job: Vec<u8>,
+    sent: Instant,
 }
 
 struct PoolEntry {
@@ -141,6 +151,9 @@ struct WorkerEntry {
     pool: Uuid,
     actor: ActorRef<WorkerActor>,
     agent: ActorId,
+    /// What it asked for: the least credit it gets.
+    min_credit: usize,
+    /// Jobs it may hold now (adapted to how long its jobs take).
     credit: usize,
     holding: HashSet<u64>,
 }
@@ -357,6 +370,7 @@ impl HeadActor {
                         worker: worker_id,
                         attempt,
                         job,
+                        sent: Instant::now(),
                     },
                 );
                 worker.holding.insert(index);
@@ -637,6 +651,7 @@ impl Handler<WorkerHello> for HeadActor {
                 pool: msg.pool,
                 actor: msg.worker.clone(),
                 agent: msg.agent,
+                min_credit: msg.credit.max(1) as usize,
                 credit: msg.credit.max(1) as usize,
                 holding: HashSet::new(),
             },
@@ -675,6 +690,12 @@ impl Handler<Done> for HeadActor {
             }
             if let Some(run) = pool.running.remove(&outcome.index) {
                 pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
+                let took = run.sent.elapsed();
+                if took < CREDIT_GROW && !pool.pending.is_empty() {
+                    worker.credit = (worker.credit * 2).min(MAX_CREDIT);
+                } else if took > CREDIT_SHRINK {
+                    worker.credit = (worker.credit / 2).max(worker.min_credit);
+                }
             }
             worker.holding.remove(&outcome.index);
             taken.push(outcome);

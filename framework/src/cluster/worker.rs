@@ -181,6 +181,13 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
     let (head_tx, head_rx) = watch::channel::<Option<ActorRef<HeadActor>>>(None);
     let sender = actix_rt::spawn(send_results(actor.id(), head_rx, done_rx));
     let mut first = true;
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("para||el worker: cannot watch for SIGTERM: {e}");
+            return 2;
+        }
+    };
     let code = loop {
         let since = Instant::now();
         let remote = loop {
@@ -227,6 +234,7 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
             }
         }
         tokio::select! {
+            _ = term.recv() => break 0,
             _ = remote.closed() => {
                 let _ = head_tx.send(None);
                 tracing::info!("worker lost its head; joining again");

@@ -245,9 +245,17 @@ async fn pool(
                 other => println!("UNEXPECTED {:?}", other.map(|v| v.len())),
             }
         }
-        // How many nodes and workers the pool sees.
+        // How many nodes and workers the pool sees, once it sees the
+        // expected number of workers (or after 30 s).
         "counts" => {
             let _ = pool.map((0..10).map(|i| job(i, 0))).await?;
+            let expected = number(0)? as usize;
+            let since = std::time::Instant::now();
+            while pool.workers_count().await? < expected
+                && since.elapsed() < Duration::from_secs(30)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             println!(
                 "NODES {} WORKERS {}",
                 pool.nodes_count().await?,
