@@ -293,3 +293,85 @@ async fn a_second_node_on_one_data_dir_exits_zero_and_a_wrong_password_is_refuse
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn two_pools_from_two_programs_run_at_once_and_keep_their_results_apart() {
+    let dir = temp_dir("two");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 1).await;
+    let b = node(&line, &dir.join("b"), 1).await;
+    let mut first = Proc::start(&["pool", &line, "map", "300", "1"]);
+    let mut second = Proc::start(&["pool", &line, "map", "200", "1"]);
+    let one = first.wait_for("RESULTS").await;
+    let two = second.wait_for("RESULTS").await;
+    assert_eq!(field(&one, "RESULTS"), 300, "{one}");
+    assert_eq!(field(&one, "WRONG"), 0, "{one}");
+    assert_eq!(field(&two, "RESULTS"), 200, "{two}");
+    assert_eq!(field(&two, "WRONG"), 0, "{two}");
+    assert!(first.exit_ok().await && second.exit_ok().await);
+    for p in [a, b, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `parallel` command, built beside the test programs by
+/// `cargo test --workspace` (or `cargo build -p parallel --bin parallel`).
+fn parallel_command() -> PathBuf {
+    let exe = PathBuf::from(CLUSTER).with_file_name("parallel");
+    assert!(
+        exe.exists(),
+        "{} is missing: run `cargo build -p parallel --bin parallel` (cargo test --workspace builds it)",
+        exe.display()
+    );
+    exe
+}
+
+#[tokio::test]
+async fn parallel_status_shows_the_nodes_and_parallel_stop_stops_the_head() {
+    let dir = temp_dir("status");
+    let data = dir.join("head");
+    let (mut h, line) = head(&data, 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let run = |args: &[&str]| {
+        Command::new(parallel_command())
+            .args(args)
+            .env("PARALLEL_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+    };
+    let status = tokio::time::timeout(STEP, run(&["status", "--data", data.to_str().unwrap()]))
+        .await
+        .expect("status in time")
+        .expect("status runs");
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(out.contains(&format!("head {line}")), "{out}");
+    let host = out
+        .lines()
+        .skip_while(|l| !l.starts_with("NODE"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        host.split_whitespace().nth(1) == Some("2"),
+        "one node with 2 workers: {out}"
+    );
+    assert!(out.contains("(no pools)"), "{out}");
+    let stop = tokio::time::timeout(STEP, run(&["stop", "--head", "--join", &line]))
+        .await
+        .expect("stop in time")
+        .expect("stop runs");
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert!(h.exit_ok().await, "the head exits once asked to stop");
+    a.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

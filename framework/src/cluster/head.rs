@@ -196,6 +196,8 @@ pub struct HeadActor {
     workers: HashMap<ActorId, WorkerEntry>,
     pools: HashMap<Uuid, PoolEntry>,
     uploads: HashMap<[u8; 32], Receiving>,
+    /// Programs one pool is uploading now (others of the same program wait).
+    uploading: HashSet<[u8; 32]>,
     stop: watch::Sender<Option<bool>>,
     /// The join line it advertises.
     join_line: String,
@@ -255,6 +257,7 @@ impl HeadActor {
             workers: HashMap::new(),
             pools,
             uploads: HashMap::new(),
+            uploading: HashSet::new(),
             stop,
             join_line,
         })
@@ -780,11 +783,20 @@ impl HeadActor {
                 tracing::info!(%pool, "pool owner went away; the pool waits {OWNER_GRACE:?} for it");
                 entry.owner = None;
                 entry.owner_gone_since = Some(Instant::now());
+                if !entry.stored {
+                    // Its upload, if it was the one uploading, will not finish.
+                    let sha = entry.record.program.sha256;
+                    act.uploading.remove(&sha);
+                    act.uploads.remove(&sha);
+                }
             }
         }));
+        // One pool uploads a program; pools of the same program opened
+        // meanwhile start once it is stored.
+        let upload = !stored && self.uploading.insert(msg.program.sha256);
         Opened::Ready {
             pool,
-            upload: !stored,
+            upload,
             updates,
         }
     }
@@ -806,7 +818,10 @@ impl Handler<Upload> for HeadActor {
         };
         let mut receiving = match receiving {
             Ok(r) => r,
-            Err(why) => return Box::pin(actix::fut::ready(Uploaded::Refused(why))),
+            Err(why) => {
+                self.uploading.remove(&sha);
+                return Box::pin(actix::fut::ready(Uploaded::Refused(why)));
+            }
         };
         // File writes run off the actor's thread; the upload comes back after.
         let last = msg.offset + msg.bytes.len() as u64 >= msg.program.len;
@@ -824,6 +839,7 @@ impl Handler<Upload> for HeadActor {
                 Uploaded::More
             }
             Ok(Ok(None)) => {
+                act.uploading.remove(&sha);
                 for entry in act.pools.values_mut() {
                     if entry.record.program.sha256 == sha {
                         entry.stored = true;
@@ -832,8 +848,14 @@ impl Handler<Upload> for HeadActor {
                 act.run_pools_on(None);
                 Uploaded::Stored
             }
-            Ok(Err(e)) => Uploaded::Refused(e.to_string()),
-            Err(e) => Uploaded::Refused(format!("storing the program failed: {e}")),
+            Ok(Err(e)) => {
+                act.uploading.remove(&sha);
+                Uploaded::Refused(e.to_string())
+            }
+            Err(e) => {
+                act.uploading.remove(&sha);
+                Uploaded::Refused(format!("storing the program failed: {e}"))
+            }
         }))
     }
 }
