@@ -80,7 +80,7 @@ pub use config::{CollectiveTransport, Config};
 pub use id::{ActorId, NodeId};
 pub use launch::{Remote, addremote, calibrate, remote_cores, remote_speeds, remotes, sfork};
 pub use map::{MapError, Mapped, map};
-pub use parallel_macros::{Actor, Message, actor, main, message, remote, wire};
+pub use parallel_macros::{Actor, Message, actor, main, message, remote, wire, worker};
 pub use process::{Child, Children, ForkError, ProcessError, Tree, id, ip, parent, yield_value};
 pub use remote::{
     ActorRef, AskError, CallError, Node, RemoteNode, RequestError, SendError, SpawnError,

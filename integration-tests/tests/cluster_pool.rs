@@ -375,3 +375,28 @@ async fn parallel_status_shows_the_nodes_and_parallel_stop_stops_the_head() {
     a.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_head_that_allows_only_other_programs_refuses_this_one_by_its_hash() {
+    let dir = temp_dir("allow");
+    let other = "ab".repeat(32);
+    let (h, line) = head(&dir.join("head"), 0, &["1000000", &other]).await;
+    let refused = Command::new(CLUSTER)
+        .args(["pool", &line, "map", "1", "0"])
+        .env("PARALLEL_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(STEP, refused)
+        .await
+        .expect("exit in time")
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--allow-binary"),
+        "the error says how to allow it: {err}"
+    );
+    h.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

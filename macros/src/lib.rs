@@ -18,6 +18,7 @@ mod message;
 mod remote;
 mod util;
 mod wire;
+mod worker;
 
 /// Makes a type a message that can cross process and machine boundaries, in
 /// one line: rkyv's `Archive`, `Serialize` and `Deserialize` plus
@@ -202,6 +203,33 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     entry::main(attr.into(), item.into())
         .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Registers a cluster worker type: put it on `impl Worker for T { .. }`.
+/// The impl stays as written; `T` is registered, so that this program,
+/// started by a node agent as a worker of a pool of `T`, runs it (the same
+/// as `parallel::register_worker!(T)` after the impl).
+///
+/// ```ignore
+/// #[parallel::worker]
+/// impl parallel::pool::Worker for Square {
+///     type Init = ();
+///     type Job = u64;
+///     type Output = u64;
+///     type Update = ();
+///     fn init(_: ()) -> Self { Square }
+///     fn run(&mut self, n: u64) -> u64 { n * n }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item2 = proc_macro2::TokenStream::from(item);
+    worker::attribute(attr.into(), item2.clone())
+        .unwrap_or_else(|e| {
+            let error = e.into_compile_error();
+            quote::quote! { #item2 #error }
+        })
         .into()
 }
 

@@ -30,6 +30,7 @@ struct Params {
     seed: Option<u64>,
 }
 
+#[parallel::worker]
 impl Worker for Trainer {
     type Init = u32;
     type Job = Params;
@@ -54,7 +55,6 @@ impl Worker for Trainer {
         score / (p.epochs.max(1) as f64 * self.weights.len() as f64)
     }
 }
-parallel::register_worker!(Trainer);
 // ANCHOR_END: worker
 
 #[parallel::main]

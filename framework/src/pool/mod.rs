@@ -1,5 +1,6 @@
 //! s4: a pool of workers on a cluster. Write a [`Worker`] (the seed's
-//! `WorkerInterface`), register it with [`register!`](crate::register_worker),
+//! `WorkerInterface`), register it with `#[parallel::worker]` on its impl
+//! (or [`register_worker!`](crate::register_worker) after it),
 //! start a head and nodes (`parallel head`, `parallel node`), then
 //! [`Pool::connect`] from any program: `map`, `imap_unordered`,
 //! `update_workers`.
@@ -15,6 +16,7 @@
 //!
 //! struct Square;
 //!
+//! #[parallel::worker]
 //! impl Worker for Square {
 //!     type Init = ();
 //!     type Job = u64;
@@ -27,7 +29,6 @@
 //!         job * job
 //!     }
 //! }
-//! parallel::register_worker!(Square);
 //!
 //! #[parallel::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {

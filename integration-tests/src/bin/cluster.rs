@@ -106,6 +106,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
             if let Some(limit) = args.get(4) {
                 options = options.queue_limit(limit.parse()?);
             }
+            if let Some(allow) = args.get(5) {
+                let mut hash = [0u8; 32];
+                for (i, byte) in hash.iter_mut().enumerate() {
+                    *byte =
+                        u8::from_str_radix(allow.get(2 * i..2 * i + 2).ok_or("short hash")?, 16)?;
+                }
+                options = options.allow_programs(vec![hash]);
+            }
             let mut head = cluster::start_head(options).await?;
             println!("READY {}", head.join_line());
             tokio::select! {
