@@ -1,0 +1,412 @@
+//! The head's handlers: what it does with each message (see the parent
+//! module for the model).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use actix::{ActorFutureExt, AsyncContext, Handler, Response, WrapFuture};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::launch::program::CHUNK;
+
+use super::super::ledger::LedgerOp;
+use super::super::message::*;
+use super::{
+    AgentEntry, CREDIT_GROW, CREDIT_SHRINK, HeadActor, MAX_CREDIT, OWNER_GRACE, PoolEntry,
+    PoolRecord, WorkerEntry, key,
+};
+
+impl Handler<AgentHello> for HeadActor {
+    type Result = actix::MessageResult<AgentHello>;
+
+    fn handle(&mut self, msg: AgentHello, ctx: &mut actix::Context<Self>) -> Self::Result {
+        let id = msg.agent.id();
+        tracing::info!(host = %msg.host, workers = msg.workers, "node joined");
+        let agent = msg.agent.clone();
+        self.agents.insert(
+            id,
+            AgentEntry {
+                node: agent.node(),
+                actor: msg.agent,
+                host: msg.host,
+                workers: msg.workers,
+                gpus: msg.gpus,
+                os: msg.os,
+                arch: msg.arch,
+            },
+        );
+        let down = async move { agent.watch().await };
+        ctx.spawn(down.into_actor(self).map(move |down, act, _| {
+            if let Some(a) = act.agents.remove(&id) {
+                tracing::info!(host = %a.host, "node left ({})", down.reason);
+            }
+        }));
+        // The agent learns of the pools once it has this answer.
+        ctx.run_later(Duration::from_millis(0), move |act, _| {
+            act.run_pools_on(Some(id))
+        });
+        actix::MessageResult(AgentWelcome::Joined)
+    }
+}
+
+impl Handler<FetchChunk> for HeadActor {
+    type Result = Response<Chunk>;
+
+    fn handle(&mut self, msg: FetchChunk, _: &mut actix::Context<Self>) -> Self::Result {
+        let store = self.programs.clone();
+        Response::fut(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                store.read_chunk(&msg.sha256, msg.offset, CHUNK)
+            })
+            .await;
+            match read {
+                Ok(Ok(bytes)) => Chunk::Bytes(bytes),
+                Ok(Err(e)) => Chunk::Missing(e.to_string()),
+                Err(e) => Chunk::Missing(format!("reading the program failed: {e}")),
+            }
+        })
+    }
+}
+
+impl Handler<WorkerHello> for HeadActor {
+    type Result = actix::MessageResult<WorkerHello>;
+
+    fn handle(&mut self, msg: WorkerHello, ctx: &mut actix::Context<Self>) -> Self::Result {
+        let Some(pool) = self.pools.get_mut(&msg.pool) else {
+            return actix::MessageResult(WorkerWelcome::Gone);
+        };
+        let id = msg.worker.id();
+        if !pool.workers.contains(&id) {
+            pool.workers.push(id);
+        }
+        let welcome = WorkerWelcome::Start {
+            init: pool.record.init.clone(),
+            updates: pool.updates.clone(),
+        };
+        self.workers.insert(
+            id,
+            WorkerEntry {
+                pool: msg.pool,
+                actor: msg.worker.clone(),
+                agent: msg.agent,
+                min_credit: msg.credit.max(1) as usize,
+                credit: msg.credit.max(1) as usize,
+                holding: HashSet::new(),
+            },
+        );
+        self.watch_worker(msg.worker, ctx);
+        let pool = msg.pool;
+        ctx.run_later(Duration::from_millis(0), move |act, _| act.dispatch(pool));
+        actix::MessageResult(welcome)
+    }
+}
+
+impl Handler<Done> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Done, ctx: &mut actix::Context<Self>) {
+        let Some(worker) = self.workers.get_mut(&msg.worker) else {
+            tracing::debug!(worker = %msg.worker, "results of a worker the head gave up on are dropped");
+            return;
+        };
+        let pool_id = worker.pool;
+        let Some(pool) = self.pools.get_mut(&pool_id) else {
+            return;
+        };
+        let mut taken = Vec::with_capacity(msg.results.len());
+        for outcome in msg.results {
+            let current = pool
+                .running
+                .get(&outcome.index)
+                .is_some_and(|r| r.worker == msg.worker && r.attempt == outcome.attempt);
+            if !current {
+                tracing::debug!(
+                    index = outcome.index,
+                    "a late result of an earlier try is dropped"
+                );
+                continue;
+            }
+            if let Some(run) = pool.running.remove(&outcome.index) {
+                pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
+                let took = run.sent.elapsed();
+                if took < CREDIT_GROW && !pool.pending.is_empty() {
+                    worker.credit = (worker.credit * 2).min(MAX_CREDIT);
+                } else if took > CREDIT_SHRINK {
+                    worker.credit = (worker.credit / 2).max(worker.min_credit);
+                }
+            }
+            worker.holding.remove(&outcome.index);
+            taken.push(outcome);
+        }
+        self.dispatch(pool_id);
+        if !taken.is_empty() {
+            self.finish(pool_id, taken, ctx);
+        }
+    }
+}
+
+impl Handler<OpenPool> for HeadActor {
+    type Result = actix::MessageResult<OpenPool>;
+
+    fn handle(&mut self, msg: OpenPool, ctx: &mut actix::Context<Self>) -> Self::Result {
+        actix::MessageResult(self.open(msg, ctx))
+    }
+}
+
+impl HeadActor {
+    fn open(&mut self, msg: OpenPool, ctx: &mut actix::Context<Self>) -> Opened {
+        let program = &msg.program;
+        if !self.settings.allow.is_empty() && !self.settings.allow.contains(&program.sha256) {
+            return Opened::Refused(format!(
+                "program {} is not allowed on this cluster: start the head with --allow-binary {} to allow it",
+                program.hash_hex(),
+                program.hash_hex()
+            ));
+        }
+        let stored = match self.programs.get(&program.sha256, false) {
+            Ok(found) => found.is_some(),
+            Err(e) => return Opened::Refused(format!("the head's program store failed: {e}")),
+        };
+        let owner = msg.owner.clone();
+        let pool = match msg.resume.filter(|id| self.pools.contains_key(id)) {
+            Some(id) => id,
+            None => {
+                let id = msg.resume.unwrap_or_else(Uuid::new_v4);
+                let record = PoolRecord {
+                    program: msg.program.clone(),
+                    kind: msg.kind.clone(),
+                    init: msg.init,
+                };
+                let bytes = match crate::wire::encode(&record) {
+                    Ok(b) => b.to_vec(),
+                    Err(e) => return Opened::Refused(format!("cannot record the pool: {e}")),
+                };
+                let write = self.ledger.write(vec![LedgerOp::PutPool {
+                    pool: key(id),
+                    record: bytes,
+                }]);
+                actix::spawn(async move {
+                    if let Err(e) = write.await {
+                        tracing::error!(pool = %id, "pool not written to the ledger: {e}");
+                    }
+                });
+                self.pools.insert(id, PoolEntry::new(record, stored));
+                if stored {
+                    self.run_pools_on(None);
+                }
+                id
+            }
+        };
+        let Some(entry) = self.pools.get_mut(&pool) else {
+            return Opened::Refused("the pool vanished while opening".into());
+        };
+        entry.owner = Some(owner.clone());
+        entry.owner_gone_since = None;
+        // What finished while the owner was away goes to it now.
+        if !entry.unread.is_empty() {
+            let results: Vec<(u64, Outcome)> =
+                entry.unread.iter().map(|(i, o)| (*i, o.clone())).collect();
+            let _ = owner.try_tell(Results { pool, results });
+        }
+        let updates = entry.updates.len() as u64;
+        let owner_id = owner.id();
+        let down = async move { owner.watch().await };
+        ctx.spawn(down.into_actor(self).map(move |_, act, _| {
+            if let Some(entry) = act.pools.get_mut(&pool)
+                && entry.owner.as_ref().is_some_and(|o| o.id() == owner_id)
+            {
+                tracing::info!(%pool, "pool owner went away; the pool waits {OWNER_GRACE:?} for it");
+                entry.owner = None;
+                entry.owner_gone_since = Some(Instant::now());
+                if !entry.stored {
+                    // Its upload, if it was the one uploading, will not finish.
+                    let sha = entry.record.program.sha256;
+                    act.uploading.remove(&sha);
+                    act.uploads.remove(&sha);
+                }
+            }
+        }));
+        // One pool uploads a program; pools of the same program opened
+        // meanwhile start once it is stored.
+        let upload = !stored && self.uploading.insert(msg.program.sha256);
+        Opened::Ready {
+            pool,
+            upload,
+            updates,
+        }
+    }
+}
+
+impl Handler<Upload> for HeadActor {
+    type Result = actix::ResponseActFuture<Self, Uploaded>;
+
+    fn handle(&mut self, msg: Upload, _: &mut actix::Context<Self>) -> Self::Result {
+        let sha = msg.program.sha256;
+        let receiving = if msg.offset == 0 {
+            self.programs
+                .receive(&msg.program)
+                .map_err(|e| e.to_string())
+        } else {
+            self.uploads.remove(&sha).ok_or_else(|| {
+                "no upload of this program in progress: start again at offset 0".to_owned()
+            })
+        };
+        let mut receiving = match receiving {
+            Ok(r) => r,
+            Err(why) => {
+                self.uploading.remove(&sha);
+                return Box::pin(actix::fut::ready(Uploaded::Refused(why)));
+            }
+        };
+        // File writes run off the actor's thread; the upload comes back after.
+        let last = msg.offset + msg.bytes.len() as u64 >= msg.program.len;
+        let io = tokio::task::spawn_blocking(move || {
+            receiving.write(msg.offset, &msg.bytes)?;
+            if last {
+                receiving.finish().map(|_| None)
+            } else {
+                Ok(Some(receiving))
+            }
+        });
+        Box::pin(io.into_actor(self).map(move |done, act, _| match done {
+            Ok(Ok(Some(receiving))) => {
+                act.uploads.insert(sha, receiving);
+                Uploaded::More
+            }
+            Ok(Ok(None)) => {
+                act.uploading.remove(&sha);
+                for entry in act.pools.values_mut() {
+                    if entry.record.program.sha256 == sha {
+                        entry.stored = true;
+                    }
+                }
+                act.run_pools_on(None);
+                Uploaded::Stored
+            }
+            Ok(Err(e)) => {
+                act.uploading.remove(&sha);
+                Uploaded::Refused(e.to_string())
+            }
+            Err(e) => {
+                act.uploading.remove(&sha);
+                Uploaded::Refused(format!("storing the program failed: {e}"))
+            }
+        }))
+    }
+}
+
+impl Handler<Submit> for HeadActor {
+    type Result = Response<Submitted>;
+
+    fn handle(&mut self, msg: Submit, _: &mut actix::Context<Self>) -> Self::Result {
+        let limit = self.settings.queue_limit;
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return Response::reply(Submitted::Refused(
+                "no such pool on this head: it was closed, or dropped after its owner stayed away; open a new pool".into(),
+            ));
+        };
+        if let Some((index, job)) = msg.jobs.iter().find(|(_, j)| j.len() as u64 > limit) {
+            return Response::reply(Submitted::Refused(format!(
+                "job {index} is {} bytes, more than the head's queue limit of {limit} bytes: make jobs smaller or start the head with a larger --queue-limit",
+                job.len()
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        entry.waiting.push_back((msg, tx));
+        let pool = entry.waiting.back().map(|(s, _)| s.pool);
+        if let Some(pool) = pool {
+            self.admit_waiting(pool);
+        }
+        Response::fut(async move {
+            rx.await
+                .unwrap_or_else(|_| Submitted::Refused("the head stopped".into()))
+        })
+    }
+}
+
+impl Handler<PushUpdate> for HeadActor {
+    type Result = Response<Submitted>;
+
+    fn handle(&mut self, msg: PushUpdate, _: &mut actix::Context<Self>) -> Self::Result {
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return Response::reply(Submitted::Refused("no such pool on this head".into()));
+        };
+        let seq = entry.updates.len() as u64 + 1;
+        entry.updates.push((seq, msg.update.clone()));
+        for worker in &entry.workers {
+            if let Some(w) = self.workers.get(worker) {
+                let _ = w.actor.try_tell(Update {
+                    seq,
+                    update: msg.update.clone(),
+                });
+            }
+        }
+        let write = self.ledger.write(vec![LedgerOp::PutUpdate {
+            pool: key(msg.pool),
+            seq,
+            update: msg.update,
+        }]);
+        Response::fut(async move {
+            match write.await {
+                Ok(()) => Submitted::Accepted,
+                Err(e) => Submitted::Refused(format!("update not written to the ledger: {e}")),
+            }
+        })
+    }
+}
+
+impl Handler<ResultsRead> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ResultsRead, _: &mut actix::Context<Self>) {
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return;
+        };
+        let mut ops = Vec::with_capacity(msg.indices.len());
+        for index in msg.indices {
+            if entry.unread.remove(&index).is_some() {
+                ops.push(LedgerOp::ResultRead {
+                    pool: key(msg.pool),
+                    index,
+                });
+            }
+        }
+        let write = self.ledger.write(ops);
+        actix::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::warn!("read results not removed from the ledger: {e}");
+            }
+        });
+    }
+}
+
+impl Handler<ClosePool> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClosePool, _: &mut actix::Context<Self>) {
+        tracing::info!(pool = %msg.pool, "pool closed by its owner");
+        self.remove_pool(msg.pool);
+    }
+}
+
+impl Handler<Status> for HeadActor {
+    type Result = actix::MessageResult<Status>;
+
+    fn handle(&mut self, _: Status, _: &mut actix::Context<Self>) -> Self::Result {
+        actix::MessageResult(self.report())
+    }
+}
+
+impl Handler<StopHead> for HeadActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StopHead, _: &mut actix::Context<Self>) {
+        if msg.nodes {
+            for agent in self.agents.values() {
+                let _ = agent.actor.try_tell(StopAgent);
+            }
+        }
+        let _ = self.stop.send(Some(msg.nodes));
+    }
+}
