@@ -400,3 +400,40 @@ async fn a_head_that_allows_only_other_programs_refuses_this_one_by_its_hash() {
     h.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_tampered_cached_program_is_refused_and_fetched_again() {
+    let dir = temp_dir("tamper");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 1).await;
+    let mut first = Proc::start(&["pool", &line, "map", "5", "0"]);
+    assert_eq!(field(&first.wait_for("RESULTS").await, "WRONG"), 0);
+    assert!(first.exit_ok().await);
+    // Change one byte of the node's cached copy of the program.
+    let programs = dir.join("a").join("programs");
+    let cached = std::fs::read_dir(&programs)
+        .expect("the node caches programs")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .expect("the cached program");
+    let mut bytes = std::fs::read(&cached).expect("read the cached copy");
+    bytes[4096] ^= 0xff;
+    // (Written beside and renamed over: a worker may still run the file.)
+    let beside = cached.with_extension("tampered");
+    std::fs::write(&beside, &bytes).expect("tamper with it");
+    std::fs::rename(&beside, &cached).expect("put the tampered copy in place");
+    let mut second = Proc::start(&["pool", &line, "map", "5", "0"]);
+    let results = second.wait_for("RESULTS").await;
+    assert_eq!(field(&results, "RESULTS"), 5, "{results}");
+    assert!(second.exit_ok().await);
+    let original = std::fs::read(CLUSTER).expect("the test program");
+    let now = std::fs::read(&cached).expect("the cache again");
+    assert!(
+        now == original,
+        "the tampered copy was replaced by a verified one"
+    );
+    for p in [a, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

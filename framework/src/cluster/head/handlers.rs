@@ -14,7 +14,7 @@ use super::super::ledger::LedgerOp;
 use super::super::message::*;
 use super::{
     AgentEntry, CREDIT_GROW, CREDIT_SHRINK, HeadActor, MAX_CREDIT, OWNER_GRACE, PoolEntry,
-    PoolRecord, WorkerEntry, key,
+    PoolRecord, WorkerEntry, key, outcome_bytes,
 };
 
 impl Handler<AgentHello> for HeadActor {
@@ -329,9 +329,18 @@ impl Handler<PushUpdate> for HeadActor {
     type Result = Response<Submitted>;
 
     fn handle(&mut self, msg: PushUpdate, _: &mut actix::Context<Self>) -> Self::Result {
+        let limit = self.settings.queue_limit;
         let Some(entry) = self.pools.get_mut(&msg.pool) else {
             return Response::reply(Submitted::Refused("no such pool on this head".into()));
         };
+        let len = msg.update.len() as u64;
+        if entry.update_bytes + len > limit {
+            return Response::reply(Submitted::Refused(format!(
+                "this pool's updates would hold {} bytes, more than the head's queue limit of {limit} bytes (every update is kept for workers that join later): send smaller updates, or start the head with a larger --queue-limit",
+                entry.update_bytes + len
+            )));
+        }
+        entry.update_bytes += len;
         let seq = entry.updates.len() as u64 + 1;
         entry.updates.push((seq, msg.update.clone()));
         for worker in &entry.workers {
@@ -365,7 +374,8 @@ impl Handler<ResultsRead> for HeadActor {
         };
         let mut ops = Vec::with_capacity(msg.indices.len());
         for index in msg.indices {
-            if entry.unread.remove(&index).is_some() {
+            if let Some(outcome) = entry.unread.remove(&index) {
+                entry.unread_bytes = entry.unread_bytes.saturating_sub(outcome_bytes(&outcome));
                 ops.push(LedgerOp::ResultRead {
                     pool: key(msg.pool),
                     index,
@@ -378,6 +388,8 @@ impl Handler<ResultsRead> for HeadActor {
                 tracing::warn!("read results not removed from the ledger: {e}");
             }
         });
+        // Jobs held back while results waited go out again.
+        self.dispatch(msg.pool);
     }
 }
 

@@ -113,6 +113,11 @@ struct PoolEntry {
     running: HashMap<u64, RunningJob>,
     tries: HashMap<u64, u32>,
     unread: BTreeMap<u64, Outcome>,
+    /// Bytes of `unread`: at the queue limit no more jobs are handed out
+    /// until the owner reads.
+    unread_bytes: u64,
+    /// Bytes of `updates`: an update past the queue limit is refused.
+    update_bytes: u64,
     updates: Vec<(u64, Vec<u8>)>,
     workers: Vec<ActorId>,
     queued_bytes: u64,
@@ -132,6 +137,8 @@ impl PoolEntry {
             running: HashMap::new(),
             tries: HashMap::new(),
             unread: BTreeMap::new(),
+            unread_bytes: 0,
+            update_bytes: 0,
             updates: Vec::new(),
             workers: Vec::new(),
             queued_bytes: 0,
@@ -211,6 +218,14 @@ impl actix::Actor for HeadActor {
     }
 }
 
+/// The bytes a result holds.
+fn outcome_bytes(outcome: &Outcome) -> u64 {
+    match outcome {
+        Outcome::Output(b) => b.len() as u64,
+        Outcome::Panicked(s) | Outcome::Invalid(s) | Outcome::Died(s) => s.len() as u64,
+    }
+}
+
 fn key(pool: Uuid) -> PoolKey {
     *pool.as_bytes()
 }
@@ -244,8 +259,10 @@ impl HeadActor {
             for (index, result) in state.results {
                 let outcome = crate::wire::decode_owned::<Outcome>(&result)
                     .unwrap_or_else(|e| Outcome::Invalid(format!("stored result unreadable: {e}")));
+                entry.unread_bytes += outcome_bytes(&outcome);
                 entry.unread.insert(index, outcome);
             }
+            entry.update_bytes = state.updates.iter().map(|(_, u)| u.len() as u64).sum();
             entry.updates = state.updates;
             pools.insert(Uuid::from_bytes(state.pool), entry);
         }
@@ -341,6 +358,10 @@ impl HeadActor {
         let Some(entry) = self.pools.get_mut(&pool) else {
             return;
         };
+        if entry.unread_bytes >= self.settings.queue_limit {
+            // The owner reads too slowly (or is away): results wait, so do jobs.
+            return;
+        }
         for worker_id in entry.workers.clone() {
             if entry.pending.is_empty() {
                 break;
@@ -465,6 +486,7 @@ impl HeadActor {
             };
             entry.done += taken.len() as u64;
             for (index, outcome) in &taken {
+                entry.unread_bytes += outcome_bytes(outcome);
                 entry.unread.insert(*index, outcome.clone());
             }
             if let Some(owner) = &entry.owner {
