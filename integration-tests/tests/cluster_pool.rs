@@ -246,7 +246,7 @@ async fn a_node_that_joins_late_gets_every_earlier_update_in_order() {
 #[tokio::test]
 async fn a_panicking_job_fails_alone_and_an_oversized_job_is_refused() {
     let dir = temp_dir("panic");
-    let (h, line) = head(&dir.join("head"), 0, &["100000"]).await;
+    let (h, line) = head(&dir.join("head"), 0, &["limit=100000"]).await;
     let a = node(&line, &dir.join("a"), 2).await;
     let mut p = Proc::start(&["pool", &line, "panic"]);
     let panicked = p.wait_for("PANICKED").await;
@@ -297,7 +297,8 @@ async fn a_second_node_on_one_data_dir_exits_zero_and_a_wrong_password_is_refuse
 #[tokio::test]
 async fn two_pools_from_two_programs_run_at_once_and_keep_their_results_apart() {
     let dir = temp_dir("two");
-    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    // Programs go over the network, as to another machine.
+    let (h, line) = head(&dir.join("head"), 0, &["network"]).await;
     let a = node(&line, &dir.join("a"), 1).await;
     let b = node(&line, &dir.join("b"), 1).await;
     let mut first = Proc::start(&["pool", &line, "map", "300", "1"]);
@@ -379,8 +380,8 @@ async fn parallel_status_shows_the_nodes_and_parallel_stop_stops_the_head() {
 #[tokio::test]
 async fn a_head_that_allows_only_other_programs_refuses_this_one_by_its_hash() {
     let dir = temp_dir("allow");
-    let other = "ab".repeat(32);
-    let (h, line) = head(&dir.join("head"), 0, &["1000000", &other]).await;
+    let other = format!("allow={}", "ab".repeat(32));
+    let (h, line) = head(&dir.join("head"), 0, &[&other]).await;
     let refused = Command::new(CLUSTER)
         .args(["pool", &line, "map", "1", "0"])
         .env("PARALLEL_PASSWORD", PASSWORD)
@@ -404,7 +405,8 @@ async fn a_head_that_allows_only_other_programs_refuses_this_one_by_its_hash() {
 #[tokio::test]
 async fn a_tampered_cached_program_is_refused_and_fetched_again() {
     let dir = temp_dir("tamper");
-    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    // Programs go over the network, as to another machine.
+    let (h, line) = head(&dir.join("head"), 0, &["network"]).await;
     let a = node(&line, &dir.join("a"), 1).await;
     let mut first = Proc::start(&["pool", &line, "map", "5", "0"]);
     assert_eq!(field(&first.wait_for("RESULTS").await, "WRONG"), 0);

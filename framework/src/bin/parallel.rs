@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! parallel head [--listen ADDR:PORT] [--data DIR] [--with-node] [--workers N]
-//!               [--allow-binary SHA256]... [--queue-limit BYTES]
+//!               [--allow-binary SHA256]... [--queue-limit BYTES] [--no-local-copies]
 //! parallel node --join LINE [--workers N] [--data DIR]
 //! parallel status [--join LINE | --data DIR]
 //! parallel stop [--node | --head] [--join LINE | --data DIR]
@@ -59,6 +59,10 @@ enum Command {
         /// Most bytes of queued and running jobs per pool.
         #[arg(long, default_value_t = 512 << 20)]
         queue_limit: u64,
+        /// Send programs over the network even to processes on this machine
+        /// (by default they copy the file).
+        #[arg(long)]
+        no_local_copies: bool,
     },
     /// Starts a node agent that joins a head and runs its pools' workers.
     Node {
@@ -185,6 +189,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             workers,
             allow_binary,
             queue_limit,
+            no_local_copies,
         } => {
             let password = password(&cli.password_file)?;
             let allow = allow_binary
@@ -194,7 +199,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             let mut options = HeadOptions::new(password)
                 .listen(listen)
                 .queue_limit(queue_limit)
-                .allow_programs(allow);
+                .allow_programs(allow)
+                .local_copies(!no_local_copies);
             if let Some(dir) = data {
                 options = options.data(dir);
             }

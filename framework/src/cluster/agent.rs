@@ -128,7 +128,8 @@ impl Handler<RunProgram> for AgentActor {
         };
         let store = self.programs.clone();
         let program = order.program.clone();
-        let fetch = async move { fetch(&store, &head, &program).await };
+        let local = order.local.clone();
+        let fetch = async move { fetch(&store, &head, &program, local).await };
         ctx.spawn(
             fetch
                 .into_actor(self)
@@ -152,6 +153,7 @@ async fn fetch(
     store: &ProgramStore,
     head: &ActorRef<HeadActor>,
     program: &Program,
+    local: Option<LocalCopy>,
 ) -> Result<PathBuf, String> {
     let cached = {
         let (store, sha) = (store.clone(), program.sha256);
@@ -163,6 +165,20 @@ async fn fetch(
         Ok(Some(path)) => return Ok(path),
         Ok(None) => {}
         Err(e) => tracing::warn!("cached program dropped: {e}"),
+    }
+    // On the head's own machine: a verified copy of the head's file.
+    if let Some(copy) = local.filter(|c| !c.boot_id.is_empty() && c.boot_id == crate::id::boot_id())
+    {
+        let (store, program) = (store.clone(), program.clone());
+        let copied = tokio::task::spawn_blocking(move || {
+            store.put_file(&program, std::path::Path::new(&copy.path))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match copied {
+            Ok(path) => return Ok(path),
+            Err(e) => tracing::debug!("no local copy of the program ({e}); fetching it"),
+        }
     }
     let mut receiving = store.receive(program).map_err(|e| e.to_string())?;
     let mut offset = 0u64;

@@ -11,7 +11,7 @@
 //! | worker → head | [`WorkerHello`] | [`WorkerWelcome`] |
 //! | head → worker | [`Jobs`], [`Update`] | `()` |
 //! | worker → head | [`Done`] | `()` |
-//! | pool → head | [`OpenPool`], [`Upload`], [`Submit`], [`PushUpdate`], [`ResultsRead`], [`ClosePool`] | see each |
+//! | pool → head | [`OpenPool`], [`Upload`], [`UploadLocal`], [`Submit`], [`PushUpdate`], [`ResultsRead`], [`ClosePool`] | see each |
 //! | head → pool | [`Results`] | `()` |
 //! | anyone → head | [`Status`], [`StopHead`] | [`StatusReport`], `()` |
 
@@ -56,6 +56,19 @@ pub struct RunProgram {
     pub program: Program,
     /// The registered worker type the program runs in worker role.
     pub kind: String,
+    /// Where the head keeps it, for an agent on the head's own machine
+    /// (which copies it instead of fetching it over the network).
+    pub local: Option<LocalCopy>,
+}
+
+/// A file on one machine: a copy on that same machine may be read from
+/// it instead of going over the network (it is verified all the same).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LocalCopy {
+    /// The machine's boot id ([`crate::id::boot_id`]).
+    pub boot_id: String,
+    /// The file's path there.
+    pub path: String,
 }
 
 /// The head tells an agent that a pool is gone: stop its workers.
@@ -166,6 +179,17 @@ pub struct Upload {
     pub offset: u64,
     /// The bytes.
     pub bytes: Vec<u8>,
+}
+
+/// The owner's program, from a file on the head's machine (a pool running
+/// beside its head), instead of [`Upload`]s.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = Uploaded)]
+pub struct UploadLocal {
+    /// The program.
+    pub program: Program,
+    /// Where it is.
+    pub copy: LocalCopy,
 }
 
 /// Jobs of a pool, numbered by the owner.

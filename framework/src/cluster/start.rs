@@ -111,6 +111,14 @@ impl HeadOptions {
         self
     }
 
+    /// Whether pools and node agents on the head's own machine copy the
+    /// program as a file (default, faster) or always send it over the
+    /// network as other machines do (`false`).
+    pub fn local_copies(mut self, on: bool) -> Self {
+        self.settings.local_copies = on;
+        self
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.data
             .clone()

@@ -172,9 +172,24 @@ impl<W: Worker> Pool<W> {
         }
     }
 
-    /// Sends this program to the head in chunks.
+    /// Sends this program to the head: a copy of the file when the head
+    /// runs on this machine, else in chunks.
     async fn upload(&mut self) -> Result<(), PoolError> {
         let started = Instant::now();
+        let local = UploadLocal {
+            program: self.program.clone(),
+            copy: LocalCopy {
+                boot_id: crate::id::boot_id(),
+                path: self.exe.display().to_string(),
+            },
+        };
+        if let Ok(Uploaded::Stored) = self.head.ask(local).await {
+            tracing::info!(
+                "program copied by the head on this machine in {:?}",
+                started.elapsed()
+            );
+            return Ok(());
+        }
         let mut offset = 0u64;
         loop {
             let (exe, max) = (self.exe.clone(), CHUNK);

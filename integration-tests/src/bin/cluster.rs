@@ -1,7 +1,8 @@
 //! The cluster tests' program: a head, a node agent, or a pool owner
 //! (whose workers, started by the node agents, are this same program).
 //!
-//! - `cluster head DATA PORT [QUEUE_LIMIT]`: a head on 127.0.0.1:PORT (0: any); prints
+//! - `cluster head DATA PORT [limit=BYTES] [allow=SHA256] [network]`: a head on
+//!   127.0.0.1:PORT (0: any), programs sent over the network with `network`; prints
 //!   `READY <join line>`, runs until its standard input closes.
 //! - `cluster node LINE DATA WORKERS`: a node agent; prints `READY`, runs
 //!   until its standard input closes.
@@ -103,16 +104,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let mut options = HeadOptions::new(Password::resolve()?)
                 .listen(([127, 0, 0, 1], port).into())
                 .data(data);
-            if let Some(limit) = args.get(4) {
-                options = options.queue_limit(limit.parse()?);
-            }
-            if let Some(allow) = args.get(5) {
-                let mut hash = [0u8; 32];
-                for (i, byte) in hash.iter_mut().enumerate() {
-                    *byte =
-                        u8::from_str_radix(allow.get(2 * i..2 * i + 2).ok_or("short hash")?, 16)?;
+            // Options after the port: limit=BYTES, allow=SHA256, network.
+            for option in &args[4..] {
+                if let Some(limit) = option.strip_prefix("limit=") {
+                    options = options.queue_limit(limit.parse()?);
+                } else if let Some(allow) = option.strip_prefix("allow=") {
+                    let mut hash = [0u8; 32];
+                    for (i, byte) in hash.iter_mut().enumerate() {
+                        let hex = allow.get(2 * i..2 * i + 2).ok_or("short hash")?;
+                        *byte = u8::from_str_radix(hex, 16)?;
+                    }
+                    options = options.allow_programs(vec![hash]);
+                } else if option == "network" {
+                    options = options.local_copies(false);
+                } else {
+                    return Err(format!("unknown head option {option:?}").into());
                 }
-                options = options.allow_programs(vec![hash]);
             }
             let mut head = cluster::start_head(options).await?;
             println!("READY {}", head.join_line());

@@ -275,13 +275,7 @@ impl Handler<Upload> for HeadActor {
                 Uploaded::More
             }
             Ok(Ok(None)) => {
-                act.uploading.remove(&sha);
-                for entry in act.pools.values_mut() {
-                    if entry.record.program.sha256 == sha {
-                        entry.stored = true;
-                    }
-                }
-                act.run_pools_on(None);
+                act.program_stored(sha);
                 Uploaded::Stored
             }
             Ok(Err(e)) => {
@@ -292,6 +286,36 @@ impl Handler<Upload> for HeadActor {
                 act.uploading.remove(&sha);
                 Uploaded::Refused(format!("storing the program failed: {e}"))
             }
+        }))
+    }
+}
+
+impl Handler<UploadLocal> for HeadActor {
+    type Result = actix::ResponseActFuture<Self, Uploaded>;
+
+    fn handle(&mut self, msg: UploadLocal, _: &mut actix::Context<Self>) -> Self::Result {
+        if !self.settings.local_copies
+            || msg.copy.boot_id.is_empty()
+            || msg.copy.boot_id != crate::id::boot_id()
+        {
+            return Box::pin(actix::fut::ready(Uploaded::Refused(
+                "the program is not on the head's machine: send it in parts".into(),
+            )));
+        }
+        let sha = msg.program.sha256;
+        let store = self.programs.clone();
+        // Copied and verified off the actor's thread.
+        let io = tokio::task::spawn_blocking(move || {
+            store.put_file(&msg.program, std::path::Path::new(&msg.copy.path))
+        });
+        Box::pin(io.into_actor(self).map(move |done, act, _| match done {
+            Ok(Ok(_)) => {
+                act.program_stored(sha);
+                Uploaded::Stored
+            }
+            // The owner sends it in parts then; it is still the uploader.
+            Ok(Err(e)) => Uploaded::Refused(e.to_string()),
+            Err(e) => Uploaded::Refused(format!("copying the program failed: {e}")),
         }))
     }
 }

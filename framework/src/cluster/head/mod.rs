@@ -60,6 +60,9 @@ pub struct HeadSettings {
     pub queue_limit: u64,
     /// Programs the head accepts (empty: any from a peer with the password).
     pub allow: Vec<[u8; 32]>,
+    /// Whether programs are copied as files between processes of the head's
+    /// own machine (default) rather than always sent over the network.
+    pub local_copies: bool,
 }
 
 impl Default for HeadSettings {
@@ -67,6 +70,7 @@ impl Default for HeadSettings {
         Self {
             queue_limit: 512 << 20,
             allow: Vec::new(),
+            local_copies: true,
         }
     }
 }
@@ -185,6 +189,7 @@ struct AgentEntry {
         Done,
         OpenPool,
         Upload,
+        UploadLocal,
         Submit,
         PushUpdate,
         ResultsRead,
@@ -345,12 +350,31 @@ impl HeadActor {
                     pool: *pool,
                     program: entry.record.program.clone(),
                     kind: entry.record.kind.clone(),
+                    local: self.settings.local_copies.then(|| LocalCopy {
+                        boot_id: crate::id::boot_id(),
+                        path: self
+                            .programs
+                            .path_of(&entry.record.program.sha256)
+                            .display()
+                            .to_string(),
+                    }),
                 };
                 if let Err(e) = a.actor.try_tell(order) {
                     tracing::warn!(host = %a.host, "could not ask a node to run a pool: {e}");
                 }
             }
         }
+    }
+
+    /// A program is stored: its pools start on every agent.
+    fn program_stored(&mut self, sha: [u8; 32]) {
+        self.uploading.remove(&sha);
+        for entry in self.pools.values_mut() {
+            if entry.record.program.sha256 == sha {
+                entry.stored = true;
+            }
+        }
+        self.run_pools_on(None);
     }
 
     /// Hands queued jobs of `pool` to its workers, up to each one's credit.
