@@ -439,3 +439,46 @@ async fn a_tampered_cached_program_is_refused_and_fetched_again() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn parallel_stop_node_stops_the_node_agent_of_a_data_dir() {
+    let dir = temp_dir("stopnode");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let node_dir = dir.join("a");
+    let mut a = node(&line, &node_dir, 1).await;
+    let stop = Command::new(parallel_command())
+        .args(["stop", "--node", "--data", node_dir.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(STEP, stop)
+        .await
+        .expect("stop in time")
+        .expect("stop runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exited = tokio::time::timeout(STEP, a.child.wait())
+        .await
+        .expect("the node agent exits once stopped");
+    assert!(exited.is_ok());
+    let again = Command::new(parallel_command())
+        .args(["stop", "--node", "--data", node_dir.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(STEP, again)
+        .await
+        .expect("in time")
+        .expect("runs");
+    assert!(!out.status.success(), "no node runs there any more");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no node agent runs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
