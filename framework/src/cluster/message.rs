@@ -193,7 +193,7 @@ pub struct UploadLocal {
 }
 
 /// Jobs of a pool, numbered by the owner.
-#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
 #[message(result = Submitted)]
 pub struct Submit {
     /// The pool.
@@ -203,7 +203,7 @@ pub struct Submit {
 }
 
 /// An update for every worker of a pool, present and future.
-#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
 #[message(result = Submitted)]
 pub struct PushUpdate {
     /// The pool.

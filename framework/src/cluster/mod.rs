@@ -25,6 +25,7 @@ mod control;
 pub mod head;
 pub mod ledger;
 pub mod message;
+pub mod session;
 mod start;
 pub mod worker;
 

@@ -173,16 +173,14 @@ impl<W: Worker> Unordered<'_, W> {
                 }
                 return Ok(None);
             }
-            let results = self.pool.next_results().await?;
+            let results = self.pool.session.next_results().await?;
             self.take(results);
         }
     }
 
     fn drain_ready(&mut self) {
-        while let Ok(results) = self.pool.results.try_recv() {
-            if results.pool == self.pool.pool {
-                self.take(results);
-            }
+        while let Some(results) = self.pool.session.try_results() {
+            self.take(results);
         }
     }
 
