@@ -45,6 +45,7 @@
 //! ```
 
 pub mod actor;
+pub mod client;
 pub mod cluster;
 pub mod collective;
 pub mod config;

@@ -482,3 +482,36 @@ async fn parallel_stop_node_stops_the_node_agent_of_a_data_dir() {
     h.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
+    let dir = temp_dir("client");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 4).await;
+    let mut c = Proc::start(&["client", &line, "4"]);
+    assert!(c.wait_for("IDS").await.contains("[0, 1, 2, 3]"));
+    let one = c.wait_for("SCATTER 1").await;
+    assert!(one.contains("SIZES [16] IN_ORDER true"), "{one}");
+    let three = c.wait_for("SCATTER 3").await;
+    assert!(three.contains("SIZES [6, 5, 5] IN_ORDER true"), "{three}");
+    let four = c.wait_for("SCATTER 4").await;
+    assert!(four.contains("SIZES [4, 4, 4, 4] IN_ORDER true"), "{four}");
+    let picks = c.wait_for("LAST").await;
+    assert!(picks.contains("LAST [3] STEPPED [0, 2]"), "{picks}");
+    assert_eq!(c.wait_for("ORDER").await, "ORDER ok");
+    assert_eq!(c.wait_for("SQUARES").await, "SQUARES [81, 81, 81, 81]");
+    assert_eq!(c.wait_for("ASYNC").await, "ASYNC true 9");
+    let wrong = c.wait_for("WRONGTYPE").await;
+    assert!(
+        wrong.contains("u64") && wrong.contains("String"),
+        "names both types: {wrong}"
+    );
+    c.wait_for("CLEARED").await;
+    let nosuch = c.wait_for("NOSUCH").await;
+    assert!(nosuch.contains("[0, 1, 2, 3]"), "{nosuch}");
+    assert!(c.exit_ok().await, "{:?}", c.seen);
+    for p in [a, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

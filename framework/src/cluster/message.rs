@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::id::{ActorId, NodeId};
 use crate::launch::program::Program;
 use crate::remote::ActorRef;
+use crate::transport::JoinLine;
 
 use super::agent::AgentActor;
 use super::head::PoolOwner;
@@ -102,6 +103,45 @@ pub struct WorkerHello {
     /// How many jobs it may hold at once.
     pub credit: u32,
 }
+
+/// An engine introduces itself (again after the head restarted).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = EngineWelcome)]
+pub struct EngineHello {
+    /// The engine set (pool) it belongs to.
+    pub pool: Uuid,
+    /// The engine's actor.
+    pub engine: ActorRef<super::engine::EngineActor>,
+    /// Where its node listens (clients join it to apply functions).
+    pub line: JoinLine,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// Asks the head for the engines of a pool, by number.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = EngineList)]
+pub struct Engines {
+    /// The engine set.
+    pub pool: Uuid,
+}
+
+/// One engine, as the head lists it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone)]
+pub struct EngineRow {
+    /// Its number (join order).
+    pub id: u32,
+    /// Its actor.
+    pub engine: ActorRef<super::engine::EngineActor>,
+    /// Where its node listens.
+    pub line: JoinLine,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// The engines of a pool, by number.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone)]
+pub struct EngineList(pub Vec<EngineRow>);
 
 /// One job for a worker: its index in its pool and the try it is.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone)]
@@ -322,6 +362,15 @@ mod replies {
         Bytes(Vec<u8>),
         /// The head does not have it: why.
         Missing(String),
+    }
+
+    /// The head's answer to an engine.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum EngineWelcome {
+        /// Joined, with this number.
+        Joined(u32),
+        /// Its pool is gone: exit.
+        Gone,
     }
 
     /// The head's answer to a worker.

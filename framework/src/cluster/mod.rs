@@ -22,6 +22,7 @@
 
 pub mod agent;
 mod control;
+pub mod engine;
 pub mod head;
 pub mod ledger;
 pub mod message;

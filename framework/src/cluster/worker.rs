@@ -94,10 +94,10 @@ impl Handler<Update> for WorkerActor {
 /// What a worker process was started with (from the agent, in its
 /// environment: see [`crate::config::WorkerEnv`]).
 pub(crate) struct WorkerStart {
-    head: JoinLine,
-    pool: Uuid,
-    kind: String,
-    agent: ActorId,
+    pub(super) head: JoinLine,
+    pub(super) pool: Uuid,
+    pub(super) kind: String,
+    pub(super) agent: ActorId,
 }
 
 /// In a process started as a worker, runs the worker and exits; elsewhere
@@ -113,6 +113,11 @@ pub fn run_if_worker() {
             std::process::exit(2);
         }
     };
+    if start.kind == super::engine::ENGINE_KIND {
+        let system = actix_rt::System::new();
+        let code = system.block_on(super::engine::serve(start));
+        std::process::exit(code);
+    }
     let Some(kind) = kind(&start.kind) else {
         let known: Vec<&str> = inventory::iter::<WorkerKind>
             .into_iter()
@@ -181,33 +186,13 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
     let (head_tx, head_rx) = watch::channel::<Option<ActorRef<HeadActor>>>(None);
     let sender = actix_rt::spawn(send_results(actor.id(), head_rx, done_rx));
     let mut first = true;
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("para||el worker: cannot watch for SIGTERM: {e}");
-            return 2;
-        }
+    let Some(mut term) = sigterm("worker") else {
+        return 2;
     };
     let code = loop {
-        let since = Instant::now();
-        let remote = loop {
-            match node.join(&start.head).await {
-                Ok(r) => break Some(r),
-                Err(e) if since.elapsed() < HEAD_PATIENCE => {
-                    tracing::debug!("worker cannot reach its head yet: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => {
-                    eprintln!(
-                        "para||el worker: head unreachable for {HEAD_PATIENCE:?}, exiting: {e}"
-                    );
-                    break None;
-                }
-            }
+        let Some((remote, head)) = join_head(&node, &start.head, "worker").await else {
+            break 1;
         };
-        let Some(remote) = remote else { break 1 };
-        let head = ActorRef::<HeadActor>::remote(head_id(), remote.link())
-            .with_timeout(Duration::from_secs(30));
         let hello = WorkerHello {
             pool: start.pool,
             worker: actor.clone(),
@@ -252,6 +237,44 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
     sender.abort();
     node.shutdown().await;
     code
+}
+
+/// Joins the head, trying for up to [`HEAD_PATIENCE`]: the link and the
+/// head's actor, or `None` (said on standard error) when it stays away.
+pub(super) async fn join_head(
+    node: &Node,
+    line: &JoinLine,
+    role: &str,
+) -> Option<(crate::remote::RemoteNode, ActorRef<HeadActor>)> {
+    let since = Instant::now();
+    loop {
+        match node.join(line).await {
+            Ok(remote) => {
+                let head = ActorRef::<HeadActor>::remote(head_id(), remote.link())
+                    .with_timeout(Duration::from_secs(30));
+                return Some((remote, head));
+            }
+            Err(e) if since.elapsed() < HEAD_PATIENCE => {
+                tracing::debug!("{role} cannot reach its head yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                eprintln!("para||el {role}: head unreachable for {HEAD_PATIENCE:?}, exiting: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+/// SIGTERM as a stream (how a node agent asks a worker or engine to stop).
+pub(super) fn sigterm(role: &str) -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("para||el {role}: cannot watch for SIGTERM: {e}");
+            None
+        }
+    }
 }
 
 /// Sends what the job thread finished to the current head, batched: all

@@ -72,6 +72,18 @@ impl Worker for Probe {
 }
 parallel::register_worker!(Probe);
 
+/// An engine's process id (to check which engine answered).
+#[parallel::remote]
+fn engine_pid() -> u32 {
+    std::process::id()
+}
+
+/// A square, computed on an engine.
+#[parallel::remote]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
 fn job(n: u64, sleep_ms: u32) -> Job {
     Job {
         n,
@@ -158,6 +170,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let scenario = arg(&args, 3, "scenario")?;
             let password = Password::resolve()?;
             pool(line, password, &scenario, &args[4..]).await
+        }
+        "client" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            let engines: usize = arg(&args, 3, "engines")?.parse()?;
+            client(line, Password::resolve()?, engines).await
         }
         other => Err(format!("unknown role {other:?}").into()),
     }
@@ -280,5 +297,59 @@ async fn pool(
         other => return Err(format!("unknown scenario {other:?}").into()),
     }
     pool.close().await;
+    Ok(())
+}
+
+/// Direct views on `engines` engines: scatter / gather over 1, 3 and all,
+/// multi-target order, a wrong type, clear.
+async fn client(line: JoinLine, password: Password, engines: usize) -> Result<(), Box<dyn Error>> {
+    use parallel::client::{Client, ClientError, Targets};
+    let mut rc = Client::connect(&line, password).await?;
+    let ids = rc
+        .wait_for_engines(engines, Duration::from_secs(60))
+        .await?;
+    println!("IDS {ids:?}");
+    for targets in [Targets::One(0), Targets::Many(vec![0, 1, 2]), Targets::All] {
+        let view = rc.view(targets)?;
+        view.scatter("a", (0..16u64).collect()).await?;
+        let parts: Vec<Vec<u64>> = view.pull("a").await?;
+        let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+        let gathered: Vec<u64> = view.gather("a").await?;
+        let in_order = gathered == (0..16).collect::<Vec<_>>();
+        println!(
+            "SCATTER {} SIZES {sizes:?} IN_ORDER {in_order}",
+            view.targets().len()
+        );
+    }
+    let last = rc.view(-1)?.targets().to_vec();
+    let stepped = rc
+        .view(Targets::Stepped { start: 0, step: 2 })?
+        .targets()
+        .to_vec();
+    println!("LAST {last:?} STEPPED {stepped:?}");
+    let order = [2u32, 0, 1];
+    let pids = rc.view(order)?.apply_sync(engine_pid, ()).await?;
+    let expected: Vec<u32> = order.iter().filter_map(|id| rc.engine_pid(*id)).collect();
+    println!("ORDER {}", if pids == expected { "ok" } else { "WRONG" });
+    let squares = rc.direct_view_all().apply_sync(square, (9u64,)).await?;
+    println!("SQUARES {squares:?}");
+    let mut later = rc.view(0)?.apply(square, (3u64,));
+    let done = later.wait(Duration::from_secs(30)).await;
+    println!("ASYNC {done} {}", later.get().await?[0]);
+    rc.view(0)?.push("x", &5u64).await?;
+    match rc.view(0)?.pull::<String>("x").await {
+        Err(e @ ClientError::WrongType { .. }) => println!("WRONGTYPE {e}"),
+        other => println!("UNEXPECTED {other:?}"),
+    }
+    rc.direct_view_all().clear().await?;
+    match rc.view(0)?.pull::<u64>("x").await {
+        Err(ClientError::Missing { .. }) => println!("CLEARED"),
+        other => println!("UNEXPECTED {other:?}"),
+    }
+    match rc.view(99) {
+        Err(e) => println!("NOSUCH {e}"),
+        Ok(_) => println!("UNEXPECTED view 99"),
+    }
+    rc.close().await;
     Ok(())
 }

@@ -446,3 +446,51 @@ impl Handler<StopHead> for HeadActor {
         let _ = self.stop.send(Some(msg.nodes));
     }
 }
+
+impl Handler<EngineHello> for HeadActor {
+    type Result = actix::MessageResult<EngineHello>;
+
+    fn handle(&mut self, msg: EngineHello, ctx: &mut actix::Context<Self>) -> Self::Result {
+        let Some(pool) = self.pools.get_mut(&msg.pool) else {
+            return actix::MessageResult(EngineWelcome::Gone);
+        };
+        let id = msg.engine.id();
+        // An engine that joins again keeps its number.
+        let number = match pool.engines.iter().find(|e| e.engine.id() == id) {
+            Some(known) => known.id,
+            None => {
+                let number = pool.next_engine;
+                pool.next_engine += 1;
+                pool.engines.push(EngineRow {
+                    id: number,
+                    engine: msg.engine.clone(),
+                    line: msg.line,
+                    pid: msg.pid,
+                });
+                number
+            }
+        };
+        let (engine, pool_id) = (msg.engine, msg.pool);
+        let down = async move { engine.watch().await };
+        ctx.spawn(down.into_actor(self).map(move |down, act, _| {
+            if let Some(pool) = act.pools.get_mut(&pool_id) {
+                pool.engines.retain(|e| e.engine.id() != id);
+                tracing::info!(engine = number, "engine down ({})", down.reason);
+            }
+        }));
+        actix::MessageResult(EngineWelcome::Joined(number))
+    }
+}
+
+impl Handler<Engines> for HeadActor {
+    type Result = actix::MessageResult<Engines>;
+
+    fn handle(&mut self, msg: Engines, _: &mut actix::Context<Self>) -> Self::Result {
+        let rows = self
+            .pools
+            .get(&msg.pool)
+            .map(|p| p.engines.clone())
+            .unwrap_or_default();
+        actix::MessageResult(EngineList(rows))
+    }
+}

@@ -124,6 +124,9 @@ struct PoolEntry {
     update_bytes: u64,
     updates: Vec<(u64, Vec<u8>)>,
     workers: Vec<ActorId>,
+    /// Engines (an engine set's "workers"), in join order.
+    engines: Vec<EngineRow>,
+    next_engine: u32,
     queued_bytes: u64,
     done: u64,
     waiting: VecDeque<(Submit, oneshot::Sender<Submitted>)>,
@@ -145,6 +148,8 @@ impl PoolEntry {
             update_bytes: 0,
             updates: Vec::new(),
             workers: Vec::new(),
+            engines: Vec::new(),
+            next_engine: 0,
             queued_bytes: 0,
             done: 0,
             waiting: VecDeque::new(),
@@ -195,7 +200,9 @@ struct AgentEntry {
         ResultsRead,
         ClosePool,
         Status,
-        StopHead
+        StopHead,
+        EngineHello,
+        Engines
     ),
     name = "parallel::cluster::HeadActor",
     lifecycle
@@ -609,7 +616,7 @@ impl HeadActor {
             .map(|(id, p)| PoolRow {
                 pool: *id,
                 kind: p.record.kind.clone(),
-                workers: p.workers.len() as u32,
+                workers: (p.workers.len() + p.engines.len()) as u32,
                 queued: p.pending.len() as u64,
                 running: p.running.len() as u64,
                 done: p.done,

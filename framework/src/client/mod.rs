@@ -1,0 +1,239 @@
+//! s5: IPython-parallel's client on the cluster. A [`Client`] opens a set of
+//! engines (processes of this program, started by the node agents as for a
+//! pool), numbered in the order they join; a [`DirectView`] on some of them
+//! applies `#[parallel::remote]` functions there and moves data in and out
+//! of their namespaces (`push` / `pull`, `scatter` / `gather`).
+//!
+//! ```no_run
+//! #[parallel::remote]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! #[parallel::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let line = std::env::var("HEAD")?.parse()?;
+//!     let mut rc = parallel::client::Client::connect(&line, parallel::Password::resolve()?).await?;
+//!     rc.wait_for_engines(4, std::time::Duration::from_secs(30)).await?;
+//!     let dview = rc.direct_view_all();
+//!     dview.scatter("a", (0..16u64).collect()).await?;
+//!     let a: Vec<u64> = dview.gather("a").await?;
+//!     assert_eq!(a, (0..16).collect::<Vec<_>>());
+//!     let squares = rc.view(0)?.apply_sync(square, (7u64,)).await?;
+//!     assert_eq!(squares, vec![49]);
+//!     rc.close().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! What this first part does not have yet (the rest of s5): load-balanced
+//! views, dependencies, schedulers, the hub's persisted results, abort.
+
+mod view;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::cluster::engine::{ENGINE_KIND, EngineActor};
+use crate::cluster::message::{EngineList, Engines};
+use crate::cluster::session::{Session, SessionError};
+use crate::remote::{ActorRef, RemoteNode};
+use crate::transport::{JoinLine, Password};
+
+pub use view::{AsyncResult, DirectView, Targets};
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The session with the head failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A target that is no engine.
+    #[error(
+        "there is no engine {asked}: the engines are {have:?} (ask rc.ids() again after engines join)"
+    )]
+    NoSuchEngine {
+        /// What was asked for.
+        asked: i64,
+        /// The engines there are.
+        have: Vec<u32>,
+    },
+    /// Fewer engines than waited for.
+    #[error(
+        "only {have} of {want} engines joined within {waited:?}: start more nodes or workers (`parallel node --workers N`)"
+    )]
+    TooFewEngines {
+        /// Engines there are.
+        have: usize,
+        /// Engines waited for.
+        want: usize,
+        /// How long.
+        waited: Duration,
+    },
+    /// An engine could not be reached.
+    #[error("engine {engine} cannot be reached: {reason}")]
+    Engine {
+        /// The engine.
+        engine: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A function failed on an engine (a panic comes with its message).
+    #[error("on engine {engine}: {error}")]
+    Remote {
+        /// The engine.
+        engine: u32,
+        /// What failed.
+        error: crate::remote::CallError,
+    },
+    /// A name held a value of another type.
+    #[error("engine {engine} holds {name:?} as {stored}, not as {asked}: pull it as {stored}")]
+    WrongType {
+        /// The engine.
+        engine: u32,
+        /// The name.
+        name: String,
+        /// The stored type.
+        stored: String,
+        /// The type asked for.
+        asked: String,
+    },
+    /// Nothing under a name.
+    #[error("engine {engine} has nothing named {name:?}: push or scatter it first")]
+    Missing {
+        /// The engine.
+        engine: u32,
+        /// The name.
+        name: String,
+    },
+    /// A value could not be encoded or decoded.
+    #[error("cannot {what}: {reason}")]
+    Codec {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A result did not come in time.
+    #[error("no result within {0:?}")]
+    Timeout(Duration),
+}
+
+/// One engine as a client reaches it: a link to its node and its actor.
+#[derive(Clone)]
+pub(crate) struct EngineLink {
+    pub(crate) remote: RemoteNode,
+    pub(crate) actor: ActorRef<EngineActor>,
+    pub(crate) pid: u32,
+}
+
+/// A client of a cluster's engines (see the [module](self) docs).
+pub struct Client {
+    session: Session,
+    engines: BTreeMap<u32, EngineLink>,
+}
+
+impl Client {
+    /// Joins the head at `line` with `password` and opens this program's
+    /// engines: every node agent starts its workers as engines of this
+    /// program. Must run inside `#[parallel::main]`.
+    pub async fn connect(line: &JoinLine, password: Password) -> Result<Client, ClientError> {
+        let session = Session::open(line, password, ENGINE_KIND, Vec::new()).await?;
+        Ok(Client {
+            session,
+            engines: BTreeMap::new(),
+        })
+    }
+
+    /// The engines' numbers now (asking the head; joining new engines).
+    pub async fn ids(&mut self) -> Result<Vec<u32>, ClientError> {
+        let EngineList(rows) = self
+            .session
+            .ask(Engines {
+                pool: self.session.pool(),
+            })
+            .await?;
+        let listed: Vec<u32> = rows.iter().map(|r| r.id).collect();
+        self.engines.retain(|id, _| listed.contains(id));
+        for row in rows {
+            if self.engines.contains_key(&row.id) {
+                continue;
+            }
+            let remote =
+                self.session
+                    .node()
+                    .join(&row.line)
+                    .await
+                    .map_err(|e| ClientError::Engine {
+                        engine: row.id,
+                        reason: e.to_string(),
+                    })?;
+            self.engines.insert(
+                row.id,
+                EngineLink {
+                    remote,
+                    actor: row.engine,
+                    pid: row.pid,
+                },
+            );
+        }
+        Ok(self.engines.keys().copied().collect())
+    }
+
+    /// Waits until at least `n` engines joined (or `timeout` passed); their numbers.
+    pub async fn wait_for_engines(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u32>, ClientError> {
+        let since = Instant::now();
+        loop {
+            let ids = self.ids().await?;
+            if ids.len() >= n {
+                return Ok(ids);
+            }
+            if since.elapsed() > timeout {
+                return Err(ClientError::TooFewEngines {
+                    have: ids.len(),
+                    want: n,
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The process id of engine `id` (as its engine reported it).
+    pub fn engine_pid(&self, id: u32) -> Option<u32> {
+        self.engines.get(&id).map(|e| e.pid)
+    }
+
+    /// A view on some engines: one number (`-1` is the last), several, or
+    /// [`Targets::All`]; evaluated now, against the engines known since the
+    /// last [`Client::ids`].
+    pub fn view(&self, targets: impl Into<Targets>) -> Result<DirectView<'_>, ClientError> {
+        let have: Vec<u32> = self.engines.keys().copied().collect();
+        let chosen = targets.into().resolve(&have)?;
+        Ok(DirectView::new(self, chosen))
+    }
+
+    /// A view on every engine known now.
+    pub fn direct_view_all(&self) -> DirectView<'_> {
+        DirectView::new(self, self.engines.keys().copied().collect())
+    }
+
+    pub(crate) fn link(&self, id: u32) -> Result<&EngineLink, ClientError> {
+        self.engines
+            .get(&id)
+            .ok_or_else(|| ClientError::NoSuchEngine {
+                asked: i64::from(id),
+                have: self.engines.keys().copied().collect(),
+            })
+    }
+
+    /// Closes the engines (they stop) and this client's node.
+    pub async fn close(self) {
+        self.session.close().await;
+    }
+}

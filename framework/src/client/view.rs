@@ -1,0 +1,394 @@
+//! [`DirectView`]: some engines, chosen when the view is made; apply,
+//! push / pull, scatter / gather, clear. [`AsyncResult`]: a result that
+//! comes later.
+
+use std::time::Duration;
+
+use crate::cluster::engine::{Clear, Pull, Pulled, Push};
+use crate::remote::RemoteCallable;
+use crate::remote::value::tag_of;
+use crate::wire::WireType;
+
+use super::{Client, ClientError};
+
+/// Which engines a view targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// One engine by its place among the engines (negative: from the end,
+    /// `-1` is the last), as `rc[i]` in IPython.
+    One(i64),
+    /// These engine numbers, in this order.
+    Many(Vec<u32>),
+    /// Every `step`-th engine from the `start`-th (`rc[start::step]`).
+    Stepped {
+        /// The first place.
+        start: usize,
+        /// The step (at least 1).
+        step: usize,
+    },
+    /// Every engine.
+    All,
+}
+
+impl From<i64> for Targets {
+    fn from(i: i64) -> Self {
+        Targets::One(i)
+    }
+}
+
+impl From<i32> for Targets {
+    fn from(i: i32) -> Self {
+        Targets::One(i64::from(i))
+    }
+}
+
+impl From<Vec<u32>> for Targets {
+    fn from(ids: Vec<u32>) -> Self {
+        Targets::Many(ids)
+    }
+}
+
+impl<const N: usize> From<[u32; N]> for Targets {
+    fn from(ids: [u32; N]) -> Self {
+        Targets::Many(ids.to_vec())
+    }
+}
+
+impl Targets {
+    /// The engine numbers these targets name among `have` (ascending).
+    pub(super) fn resolve(&self, have: &[u32]) -> Result<Vec<u32>, ClientError> {
+        let missing = |asked: i64| ClientError::NoSuchEngine {
+            asked,
+            have: have.to_vec(),
+        };
+        match self {
+            Targets::One(i) => {
+                let place = if *i < 0 { have.len() as i64 + i } else { *i };
+                usize::try_from(place)
+                    .ok()
+                    .and_then(|p| have.get(p))
+                    .map(|id| vec![*id])
+                    .ok_or_else(|| missing(*i))
+            }
+            Targets::Many(ids) => {
+                if let Some(bad) = ids.iter().find(|id| !have.contains(id)) {
+                    return Err(missing(i64::from(*bad)));
+                }
+                Ok(ids.clone())
+            }
+            Targets::Stepped { start, step } => Ok(have
+                .iter()
+                .skip(*start)
+                .step_by((*step).max(1))
+                .copied()
+                .collect()),
+            Targets::All => Ok(have.to_vec()),
+        }
+    }
+}
+
+/// Some engines of a [`Client`], fixed when the view was made.
+pub struct DirectView<'c> {
+    client: &'c Client,
+    targets: Vec<u32>,
+}
+
+/// A result that comes later (from [`DirectView::apply`]).
+pub struct AsyncResult<R> {
+    handle: Option<actix_rt::task::JoinHandle<Result<R, ClientError>>>,
+    result: Option<Result<R, ClientError>>,
+}
+
+fn joined<R>(
+    r: Result<Result<R, ClientError>, actix_rt::task::JoinError>,
+) -> Result<R, ClientError> {
+    r.unwrap_or_else(|e| {
+        Err(ClientError::Codec {
+            what: "finish the task",
+            reason: e.to_string(),
+        })
+    })
+}
+
+impl<R> AsyncResult<R> {
+    /// True once the result is there.
+    pub fn ready(&self) -> bool {
+        self.result.is_some() || self.handle.as_ref().is_some_and(|h| h.is_finished())
+    }
+
+    /// Waits up to `timeout` for the result; true if it is there.
+    pub async fn wait(&mut self, timeout: Duration) -> bool {
+        if self.result.is_some() {
+            return true;
+        }
+        let Some(handle) = self.handle.as_mut() else {
+            return false;
+        };
+        match tokio::time::timeout(timeout, handle).await {
+            Ok(r) => {
+                self.result = Some(joined(r));
+                self.handle = None;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// True when the result is there and is not an error.
+    pub fn successful(&self) -> bool {
+        matches!(self.result, Some(Ok(_)))
+    }
+
+    /// The result, once it is there.
+    pub async fn get(mut self) -> Result<R, ClientError> {
+        if let Some(r) = self.result.take() {
+            return r;
+        }
+        match self.handle.take() {
+            Some(handle) => joined(handle.await),
+            None => Err(ClientError::Codec {
+                what: "read the result",
+                reason: "it was taken already".into(),
+            }),
+        }
+    }
+
+    /// The result, or [`ClientError::Timeout`] after `timeout`.
+    pub async fn get_timeout(mut self, timeout: Duration) -> Result<R, ClientError> {
+        if self.wait(timeout).await {
+            self.get().await
+        } else {
+            Err(ClientError::Timeout(timeout))
+        }
+    }
+}
+
+fn encode<T: WireType>(value: &T, what: &'static str) -> Result<Vec<u8>, ClientError> {
+    crate::wire::encode(value)
+        .map(|b| b.to_vec())
+        .map_err(|e| ClientError::Codec {
+            what,
+            reason: e.to_string(),
+        })
+}
+
+impl<'c> DirectView<'c> {
+    pub(super) fn new(client: &'c Client, targets: Vec<u32>) -> Self {
+        Self { client, targets }
+    }
+
+    /// The engines this view targets, in order.
+    pub fn targets(&self) -> &[u32] {
+        &self.targets
+    }
+
+    /// Runs `f(args)` on every target at once; the results in target order.
+    pub fn apply<F, Args>(&self, f: F, args: Args) -> AsyncResult<Vec<F::Output>>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Clone + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut calls = Vec::with_capacity(self.targets.len());
+        for id in &self.targets {
+            let (id, args) = (*id, args.clone());
+            let link = self.client.link(id).map(|l| l.remote.clone());
+            calls.push(actix_rt::spawn(async move {
+                let remote = link?;
+                remote
+                    .call(f, args)
+                    .await
+                    .map_err(|error| ClientError::Remote { engine: id, error })
+            }));
+        }
+        let all = actix_rt::spawn(async move {
+            let mut out = Vec::with_capacity(calls.len());
+            for call in calls {
+                out.push(joined(call.await)?);
+            }
+            Ok(out)
+        });
+        AsyncResult {
+            handle: Some(all),
+            result: None,
+        }
+    }
+
+    /// [`DirectView::apply`] and wait for it.
+    pub async fn apply_sync<F, Args>(&self, f: F, args: Args) -> Result<Vec<F::Output>, ClientError>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Clone + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.apply(f, args).get().await
+    }
+
+    async fn push_to<T: WireType>(
+        &self,
+        id: u32,
+        name: &str,
+        value: &T,
+    ) -> Result<(), ClientError> {
+        let msg = Push {
+            name: name.to_owned(),
+            tag: tag_of::<T>(),
+            type_name: std::any::type_name::<T>().to_owned(),
+            bytes: encode(value, "encode the value")?,
+        };
+        self.ask(id, msg).await
+    }
+
+    /// Asks engine `id`'s actor.
+    async fn ask<M>(&self, id: u32, msg: M) -> Result<M::Result, ClientError>
+    where
+        M: crate::actor::Message,
+        crate::cluster::engine::EngineActor:
+            actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
+    {
+        self.client
+            .link(id)?
+            .actor
+            .ask(msg)
+            .await
+            .map_err(|e| ClientError::Engine {
+                engine: id,
+                reason: e.to_string(),
+            })
+    }
+
+    async fn pull_from<T: WireType>(&self, id: u32, name: &str) -> Result<T, ClientError> {
+        let asked = std::any::type_name::<T>();
+        let msg = Pull {
+            name: name.to_owned(),
+            tag: tag_of::<T>(),
+            type_name: asked.to_owned(),
+        };
+        let pulled = self.ask(id, msg).await?;
+        match pulled {
+            Pulled::Value(bytes) => {
+                crate::wire::decode_owned::<T>(&bytes).map_err(|e| ClientError::Codec {
+                    what: "decode the pulled value",
+                    reason: e.to_string(),
+                })
+            }
+            Pulled::Missing => Err(ClientError::Missing {
+                engine: id,
+                name: name.to_owned(),
+            }),
+            Pulled::WrongType(stored) => Err(ClientError::WrongType {
+                engine: id,
+                name: name.to_owned(),
+                stored,
+                asked: asked.to_owned(),
+            }),
+        }
+    }
+
+    /// Stores `value` under `name` on every target.
+    pub async fn push<T: WireType>(&self, name: &str, value: &T) -> Result<(), ClientError> {
+        for id in &self.targets {
+            self.push_to(*id, name, value).await?;
+        }
+        Ok(())
+    }
+
+    /// The value under `name` on every target, in target order; asking for
+    /// another type than the stored one is an error naming both.
+    pub async fn pull<T: WireType>(&self, name: &str) -> Result<Vec<T>, ClientError> {
+        let mut out = Vec::with_capacity(self.targets.len());
+        for id in &self.targets {
+            out.push(self.pull_from(*id, name).await?);
+        }
+        Ok(out)
+    }
+
+    /// Splits `items` in order into one contiguous part per target (the
+    /// first `len % targets` parts one longer) and stores each part under
+    /// `name` on its engine.
+    pub async fn scatter<T: WireType>(&self, name: &str, items: Vec<T>) -> Result<(), ClientError> {
+        let parts = partition(items, self.targets.len());
+        for (id, part) in self.targets.iter().zip(parts) {
+            self.push_to(*id, name, &part).await?;
+        }
+        Ok(())
+    }
+
+    /// The parts under `name` on every target, concatenated in target order.
+    pub async fn gather<T: WireType>(&self, name: &str) -> Result<Vec<T>, ClientError> {
+        let mut out = Vec::new();
+        for id in &self.targets {
+            out.extend(self.pull_from::<Vec<T>>(*id, name).await?);
+        }
+        Ok(out)
+    }
+
+    /// Empties the namespace of every target.
+    pub async fn clear(&self) -> Result<(), ClientError> {
+        for id in &self.targets {
+            self.ask(*id, Clear).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `items` in `n` contiguous parts, in order, the first `len % n` one longer.
+pub(super) fn partition<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let n = n.max(1);
+    let (base, extra) = (items.len() / n, items.len() % n);
+    let mut parts = Vec::with_capacity(n);
+    let mut rest = items.into_iter();
+    for i in 0..n {
+        let take = base + usize::from(i < extra);
+        parts.push(rest.by_ref().take(take).collect());
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_items_split_like_ipython() {
+        let parts = partition((0..16).collect::<Vec<u32>>(), 3);
+        assert_eq!(
+            parts,
+            vec![
+                (0..6).collect::<Vec<_>>(),
+                (6..11).collect(),
+                (11..16).collect()
+            ]
+        );
+        let parts = partition((0..16).collect::<Vec<u32>>(), 4);
+        assert_eq!(parts[1], vec![4, 5, 6, 7]);
+        assert_eq!(
+            partition((0..2).collect::<Vec<u32>>(), 4)
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            vec![1, 1, 0, 0]
+        );
+    }
+
+    #[test]
+    fn targets_resolve_like_ipython_indexing() {
+        let have = [0, 1, 2, 3];
+        assert_eq!(Targets::One(-1).resolve(&have).unwrap(), vec![3]);
+        assert_eq!(Targets::One(0).resolve(&have).unwrap(), vec![0]);
+        assert_eq!(
+            Targets::Stepped { start: 0, step: 2 }
+                .resolve(&have)
+                .unwrap(),
+            vec![0, 2]
+        );
+        assert_eq!(
+            Targets::Many(vec![2, 0]).resolve(&have).unwrap(),
+            vec![2, 0]
+        );
+        let e = Targets::One(4).resolve(&have).unwrap_err();
+        assert!(e.to_string().contains("there is no engine 4"), "{e}");
+        assert!(Targets::Many(vec![9]).resolve(&have).is_err());
+        assert!(Targets::One(-5).resolve(&have).is_err());
+    }
+}
