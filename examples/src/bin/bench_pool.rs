@@ -138,28 +138,6 @@ fn mpsc_pool(n: u64) -> f64 {
     rate
 }
 
-/// p50 of raw quinn pings on loopback, µs.
-async fn raw_ping_p50_us(n: usize) -> Result<f64, raw::BoxError> {
-    let (endpoint, addr) = raw::bind_server()?;
-    let server = tokio::spawn(async move {
-        if let Some(incoming) = endpoint.accept().await
-            && let Ok(conn) = incoming.await
-            && let Ok((send, recv)) = conn.accept_bi().await
-        {
-            let _ = raw::echo(send, recv).await;
-        }
-    });
-    let conn = addr.connect().await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    raw::pings(&mut send, &mut recv, 50).await?;
-    let ns = raw::pings(&mut send, &mut recv, n).await?;
-    send.finish()?;
-    let _ = tokio::time::timeout(raw::TIMEOUT, server).await;
-    Ok(report::median(
-        ns.into_iter().map(|v| v as f64 / 1000.0).collect(),
-    ))
-}
-
 /// Cold start, tiny-job rate and one-job round trips on a head and node in
 /// this process (2 workers).
 async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64), BoxError> {
@@ -327,7 +305,7 @@ async fn main() -> Result<(), BoxError> {
     }
     let (py_cold, py_rate) = py.unwrap_or((f64::NAN, f64::NAN));
     let channel = mpsc_pool(tiny_jobs);
-    let raw_us = raw_ping_p50_us(pings).await.map_err(|e| e.to_string())?;
+    let raw_us = raw::ping_p50_us(pings).await.map_err(|e| e.to_string())?;
     let (lost, dup, rerun, wall, ideal) = kill_node().await?;
     let rss = head_rss(rss_jobs).await?;
     let rows = [

@@ -1,0 +1,102 @@
+//! s5's direct views against same-run baselines.
+//!
+//! Run with `cargo run --release -p parallel-examples --bin bench_views`
+//! (`--json` prints one JSON object per figure; `--quick` does fewer rounds).
+//!
+//! | bench | framework | baseline |
+//! |---|---|---|
+//! | `apply_sync_rtt_p50_us` | `rc.view(0).apply_sync(f, ())` of a no-op `#[parallel::remote]` function | a raw quinn 16-byte ping on loopback |
+//! | `push_pull_64mib_gbps` | `push` then `pull` of 64 MiB (`Vec<u8>`) to an engine on this machine | one single-threaded 64 MiB `memcpy` |
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use parallel::client::Client;
+use parallel_examples::local_cluster::{self, LocalCluster};
+use parallel_examples::raw;
+use parallel_examples::report::{self, Goal, Row, Widths};
+
+/// Does nothing, on an engine.
+#[parallel::remote]
+fn noop() -> u32 {
+    0
+}
+
+const MIB: usize = 1 << 20;
+
+#[parallel::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    if let Some(part) = local_cluster::run_part().await {
+        return part;
+    }
+    let json = std::env::args().any(|a| a == "--json");
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (pings, rounds) = if quick { (100, 2) } else { (1_000, 5) };
+    report::header(
+        json,
+        &format!("[bench] views: {pings} applies, {rounds} push/pull rounds of 64 MiB"),
+    );
+    let cluster = LocalCluster::start(1, 1).await?;
+    let mut rc = Client::connect(&cluster.line, cluster.password()).await?;
+    rc.wait_for_engines(1, Duration::from_secs(60)).await?;
+    let view = rc.view(0)?;
+    for _ in 0..50 {
+        view.apply_sync(noop, ()).await?;
+    }
+    let mut rtts = Vec::with_capacity(pings);
+    for _ in 0..pings {
+        let t = Instant::now();
+        view.apply_sync(noop, ()).await?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let rtt = report::median(rtts);
+    let data = vec![7u8; 64 * MIB];
+    let mut rates = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        view.push("blob", &data).await?;
+        let back: Vec<Vec<u8>> = view.pull("blob").await?;
+        let secs = t.elapsed().as_secs_f64();
+        if back.first().map(Vec::len) != Some(data.len()) {
+            return Err("the pulled blob is not the pushed one".into());
+        }
+        // Bytes moved: there and back.
+        rates.push(2.0 * data.len() as f64 / secs / 1e9);
+    }
+    let push_pull = report::median(rates);
+    view.clear().await?;
+    drop(view);
+    rc.close().await;
+    cluster.stop().await?;
+    let raw_us = raw::ping_p50_us(pings).await.map_err(|e| e.to_string())?;
+    let src = vec![1f32; 16 * MIB];
+    let mut dst = vec![0f32; 16 * MIB];
+    let memcpy = report::memcpy_gbps(&src, &mut dst);
+    let rows = [
+        Row::new(
+            [
+                "apply_sync_rtt_p50_us",
+                "apply_sync round trip",
+                "us",
+                "raw quinn ping",
+            ],
+            Goal::AtMost(2.0),
+            rtt,
+            raw_us,
+        ),
+        Row::new(
+            ["push_pull_64mib_gbps", "push+pull 64 MiB", "GB/s", "memcpy"],
+            Goal::AtLeast(0.3),
+            push_pull,
+            memcpy,
+        ),
+    ];
+    let widths = Widths {
+        label: 22,
+        figure: 9,
+        unit: 5,
+        ratio: 6,
+    };
+    report::print(&rows, json, widths);
+    Ok(())
+}
