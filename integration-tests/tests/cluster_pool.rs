@@ -509,6 +509,13 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
     c.wait_for("CLEARED").await;
     let nosuch = c.wait_for("NOSUCH").await;
     assert!(nosuch.contains("[0, 1, 2, 3]"), "{nosuch}");
+    let lb = c.wait_for("LB ").await;
+    assert!(lb.starts_with("LB 199 RIGHT"), "{lb}");
+    assert!(
+        lb.contains("13 is unlucky"),
+        "a panic comes back as the task's error: {lb}"
+    );
+    assert_eq!(c.wait_for("LB ONE").await, "LB ONE 144");
     assert!(c.exit_ok().await, "{:?}", c.seen);
     for p in [a, h] {
         p.stop().await;

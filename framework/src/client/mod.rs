@@ -26,9 +26,14 @@
 //! }
 //! ```
 //!
-//! What this first part does not have yet (the rest of s5): load-balanced
-//! views, dependencies, schedulers, the hub's persisted results, abort.
+//! A [`LoadBalancedView`] sends tasks through the head instead, which gives
+//! each to an engine with room, keeps it in its ledger and runs it again
+//! when its engine dies.
+//!
+//! What this first part does not have yet (the rest of s5): dependencies,
+//! the choice of scheduler, hub queries, abort.
 
+mod balanced;
 mod view;
 
 use std::collections::BTreeMap;
@@ -40,6 +45,7 @@ use crate::cluster::session::{Session, SessionError};
 use crate::remote::{ActorRef, RemoteNode};
 use crate::transport::{JoinLine, Password};
 
+pub use balanced::LoadBalancedView;
 pub use view::{AsyncResult, DirectView, Targets};
 
 /// Why a client operation failed.
@@ -115,6 +121,13 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The head refused.
+    #[error("the head refused: {0}")]
+    Refused(String),
+    /// A load-balanced task failed on its engine (a panic with its message
+    /// and where, or its engines kept dying).
+    #[error("the task failed: {0}")]
+    Task(String),
     /// A result did not come in time.
     #[error("no result within {0:?}")]
     Timeout(Duration),
@@ -132,6 +145,8 @@ pub(crate) struct EngineLink {
 pub struct Client {
     session: Session,
     engines: BTreeMap<u32, EngineLink>,
+    /// The number of the next load-balanced task.
+    next_task: u64,
 }
 
 impl Client {
@@ -143,6 +158,7 @@ impl Client {
         Ok(Client {
             session,
             engines: BTreeMap::new(),
+            next_task: 0,
         })
     }
 
@@ -221,6 +237,12 @@ impl Client {
     /// A view on every engine known now.
     pub fn direct_view_all(&self) -> DirectView<'_> {
         DirectView::new(self, self.engines.keys().copied().collect())
+    }
+
+    /// A view that hands each task to whichever engine has room, through
+    /// the head (which records it and runs it again if its engine dies).
+    pub fn load_balanced_view(&mut self) -> LoadBalancedView<'_> {
+        LoadBalancedView::new(self)
     }
 
     pub(crate) fn link(&self, id: u32) -> Result<&EngineLink, ClientError> {

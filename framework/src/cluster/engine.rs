@@ -14,11 +14,15 @@ use std::time::Duration;
 use actix::Handler;
 use rkyv::{Archive, Deserialize, Serialize};
 
-use crate::remote::Node;
-use crate::transport::{JoinLine, Password};
+use crate::remote::{ActorRef, Node, remote_fn};
+use crate::transport::JoinLine;
 
+use super::head::HeadActor;
 use super::message::{EngineHello, EngineWelcome};
-use super::worker::{WorkerStart, join_head, sigterm};
+use super::worker::{JobFailure, JobRunner, WorkerKind};
+
+/// How many times an engine says hello before it waits for the next join.
+const HELLO_TRIES: u32 = 3;
 
 /// The worker kind under which a client opens its engines.
 pub const ENGINE_KIND: &str = "parallel::engine";
@@ -132,62 +136,99 @@ fn reachable(mut line: JoinLine, toward: SocketAddr) -> JoinLine {
     line
 }
 
-/// Joins the head (again after it restarted), introduces the engine and
-/// serves until the pool is gone, the head stays away past
-/// [`super::worker::HEAD_PATIENCE`], or SIGTERM; the exit code.
-pub(super) async fn serve(start: WorkerStart) -> i32 {
-    let password = match Password::resolve() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("para||el engine: {e}");
-            return 2;
+/// What a worker process adds when it is an engine: the namespace actor,
+/// and where clients reach its node.
+pub(super) struct EngineSide {
+    actor: ActorRef<EngineActor>,
+    line: JoinLine,
+}
+
+impl EngineSide {
+    /// Starts the namespace actor on `node` (whose head is at `head`).
+    pub(super) fn start(node: &Node, head: SocketAddr) -> Self {
+        EngineSide {
+            actor: node.spawn(EngineActor {
+                namespace: HashMap::new(),
+            }),
+            line: reachable(node.join_line(), head),
         }
-    };
-    let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-    let node = match Node::builder()
-        .listen(listen)
-        .password(password)
-        .start()
-        .await
-    {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("para||el engine: cannot start its node: {e}");
-            return 2;
-        }
-    };
-    let line = reachable(node.join_line(), start.head.addr);
-    let actor = node.spawn(EngineActor {
-        namespace: HashMap::new(),
-    });
-    let Some(mut term) = sigterm("engine") else {
-        return 2;
-    };
-    let code = loop {
-        let Some((remote, head)) = join_head(&node, &start.head, "engine").await else {
-            break 1;
-        };
+    }
+
+    /// Introduces the engine to its head; false when its pool is gone.
+    pub(super) async fn hello(&self, head: &ActorRef<HeadActor>, pool: uuid::Uuid) -> bool {
         let hello = EngineHello {
-            pool: start.pool,
-            engine: actor.clone(),
-            line: line.clone(),
+            pool,
+            engine: self.actor.clone(),
+            line: self.line.clone(),
             pid: std::process::id(),
         };
-        match head.ask(hello).await {
-            Ok(EngineWelcome::Joined(id)) => tracing::info!(engine = id, "engine joined its head"),
-            Ok(EngineWelcome::Gone) => break 0,
-            Err(e) => {
-                tracing::warn!("engine hello failed: {e}; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+        for _ in 0..HELLO_TRIES {
+            match head.ask(hello.clone()).await {
+                Ok(EngineWelcome::Joined(id)) => {
+                    tracing::info!(engine = id, "engine joined its head");
+                    return true;
+                }
+                Ok(EngineWelcome::Gone) => return false,
+                Err(e) => {
+                    tracing::warn!("engine hello failed: {e}; trying again");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
             }
         }
-        tokio::select! {
-            _ = term.recv() => break 0,
-            _ = remote.closed() => tracing::info!("engine lost its head; joining again"),
+        // The link's loss (if that is why) makes the worker join again.
+        true
+    }
+}
+
+/// One task for an engine through a load-balanced view: a registered
+/// function (by the tag of its name) and its encoded arguments.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone)]
+pub struct Task {
+    /// The tag of the function's registered name.
+    pub function: u64,
+    /// Its arguments, encoded as a tuple.
+    pub args: Vec<u8>,
+}
+
+/// The engine as a worker: runs [`Task`]s with the program's registered
+/// functions; a function that panics fails its task only.
+struct TaskRunner;
+
+impl JobRunner for TaskRunner {
+    fn run(&mut self, job: &[u8]) -> Result<Vec<u8>, JobFailure> {
+        let task = crate::wire::decode_owned::<Task>(job)
+            .map_err(|e| JobFailure::Invalid(e.to_string()))?;
+        let function = remote_fn(task.function).ok_or_else(|| {
+            JobFailure::Invalid(format!(
+                "no function with tag {:#018x} is registered in this program; mark it #[parallel::remote]",
+                task.function
+            ))
+        })?;
+        match function.invoke(&task.args) {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(failure) if failure.code == crate::actor::code::PANICKED => {
+                Err(JobFailure::Raised(failure.message))
+            }
+            Err(failure) => Err(JobFailure::Invalid(failure.message)),
         }
-    };
-    let _ = start.agent;
-    node.shutdown().await;
-    code
+    }
+
+    fn update(&mut self, _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn engine_kind() -> &'static str {
+    ENGINE_KIND
+}
+
+fn start_engine(_: &[u8]) -> Result<Box<dyn JobRunner>, String> {
+    Ok(Box::new(TaskRunner))
+}
+
+inventory::submit! {
+    WorkerKind {
+        name: engine_kind,
+        start: start_engine,
+    }
 }

@@ -105,7 +105,7 @@ pub struct WorkerHello {
 }
 
 /// An engine introduces itself (again after the head restarted).
-#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
 #[message(result = EngineWelcome)]
 pub struct EngineHello {
     /// The engine set (pool) it belongs to.

@@ -49,11 +49,20 @@ pub fn kind(name: &str) -> Option<&'static WorkerKind> {
         .find(|k| (k.name)() == name)
 }
 
+/// Why a job gave no output (a panic that unwinds out of `run` is caught
+/// by the worker, which then starts again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFailure {
+    /// The bytes were no valid job (or its output could not be encoded).
+    Invalid(String),
+    /// The job failed and the runner caught it (the worker goes on).
+    Raised(String),
+}
+
 /// A built worker: runs encoded jobs and updates.
 pub trait JobRunner: Send {
-    /// Runs one encoded job; its encoded output, or why the bytes were no
-    /// valid job.
-    fn run(&mut self, job: &[u8]) -> Result<Vec<u8>, String>;
+    /// Runs one encoded job: its encoded output, or why there is none.
+    fn run(&mut self, job: &[u8]) -> Result<Vec<u8>, JobFailure>;
     /// Handles one encoded update.
     fn update(&mut self, update: &[u8]) -> Result<(), String>;
 }
@@ -113,11 +122,6 @@ pub fn run_if_worker() {
             std::process::exit(2);
         }
     };
-    if start.kind == super::engine::ENGINE_KIND {
-        let system = actix_rt::System::new();
-        let code = system.block_on(super::engine::serve(start));
-        std::process::exit(code);
-    }
     let Some(kind) = kind(&start.kind) else {
         let known: Vec<&str> = inventory::iter::<WorkerKind>
             .into_iter()
@@ -166,13 +170,23 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
             return 2;
         }
     };
-    let node = match Node::builder().password(password).start().await {
+    // An engine's node listens for its clients on every interface.
+    let engine = start.kind == super::engine::ENGINE_KIND;
+    let mut builder = Node::builder().password(password);
+    if engine {
+        builder = builder.listen(std::net::SocketAddr::from((
+            std::net::Ipv4Addr::UNSPECIFIED,
+            0,
+        )));
+    }
+    let node = match builder.start().await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("para||el worker: cannot start its node: {e}");
             return 2;
         }
     };
+    let engine = engine.then(|| super::engine::EngineSide::start(&node, start.head.addr));
     let (work_tx, work_rx) = std_mpsc::channel();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
@@ -201,6 +215,11 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
         };
         match head.ask(hello).await {
             Ok(WorkerWelcome::Start { init, updates }) => {
+                if let Some(engine) = &engine
+                    && !engine.hello(&head, start.pool).await
+                {
+                    break 0;
+                }
                 let _ = head_tx.send(Some(head.clone()));
                 if first {
                     first = false;
@@ -381,7 +400,8 @@ fn step(
         Work::Job(order) => {
             let (output, ok) = match guarded(|| runner.run(&order.job)) {
                 Ok(Ok(bytes)) => (Outcome::Output(bytes), true),
-                Ok(Err(e)) => (Outcome::Invalid(e), true),
+                Ok(Err(JobFailure::Invalid(e))) => (Outcome::Invalid(e), true),
+                Ok(Err(JobFailure::Raised(e))) => (Outcome::Panicked(e), true),
                 Err(panic) => (Outcome::Panicked(panic), false),
             };
             let _ = done.send(JobOutcome {

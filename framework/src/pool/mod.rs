@@ -46,7 +46,7 @@ mod results;
 #[cfg(test)]
 mod tests;
 
-use crate::cluster::worker::{JobRunner, WorkerKind};
+use crate::cluster::worker::{JobFailure, JobRunner, WorkerKind};
 use crate::wire::WireType;
 
 pub use connect::{Pool, PoolError};
@@ -108,12 +108,13 @@ fn start<W: Worker>(init: &[u8]) -> Result<Box<dyn JobRunner>, String> {
 }
 
 impl<W: Worker> JobRunner for Typed<W> {
-    fn run(&mut self, job: &[u8]) -> Result<Vec<u8>, String> {
-        let job = crate::wire::decode_owned::<W::Job>(job).map_err(|e| e.to_string())?;
+    fn run(&mut self, job: &[u8]) -> Result<Vec<u8>, JobFailure> {
+        let invalid = |e: crate::wire::DecodeError| JobFailure::Invalid(e.to_string());
+        let job = crate::wire::decode_owned::<W::Job>(job).map_err(invalid)?;
         let output = self.0.run(job);
         crate::wire::encode(&output)
             .map(|b| b.to_vec())
-            .map_err(|e| e.to_string())
+            .map_err(|e| JobFailure::Invalid(e.to_string()))
     }
 
     fn update(&mut self, update: &[u8]) -> Result<(), String> {

@@ -84,6 +84,15 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// A square, except that 13 panics.
+#[parallel::remote]
+fn square_but_13(x: u64) -> u64 {
+    if x == 13 {
+        panic!("13 is unlucky");
+    }
+    x * x
+}
+
 fn job(n: u64, sleep_ms: u32) -> Job {
     Job {
         n,
@@ -350,6 +359,20 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         Err(e) => println!("NOSUCH {e}"),
         Ok(_) => println!("UNEXPECTED view 99"),
     }
+    let mut lb = rc.load_balanced_view();
+    let squares = lb
+        .map_sync(square_but_13, (0..200u64).map(|x| (x,)))
+        .await?;
+    let right = squares
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i != 13 && r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
+        .count();
+    match &squares[13] {
+        Err(e @ ClientError::Task(_)) => println!("LB {right} RIGHT; 13: {e}"),
+        other => println!("UNEXPECTED {other:?}"),
+    }
+    println!("LB ONE {}", lb.apply_sync(square, (12u64,)).await?);
     rc.close().await;
     Ok(())
 }
