@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `apply_sync_rtt_p50_us` | `rc.view(0).apply_sync(f, ())` of a no-op `#[parallel::remote]` function | a raw quinn 16-byte ping on loopback |
 //! | `push_pull_64mib_gbps` | `push` then `pull` of 64 MiB (`Vec<u8>`) to an engine on this machine | one single-threaded 64 MiB `memcpy` |
+//! | `lb_tiny_tasks_per_s` | `load_balanced_view().map_sync` of a no-op function, 2 engines | Python `multiprocessing.Pool(2).map(f, range(N), chunksize=1)` when `python3` is there |
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -22,6 +23,34 @@ fn noop() -> u32 {
     0
 }
 
+/// Gives its argument back, on an engine.
+#[parallel::remote]
+fn echo(x: u64) -> u64 {
+    x
+}
+
+/// Python's `multiprocessing.Pool(2).map(f, range(n), chunksize=1)` in
+/// tasks/s, or NaN without python3.
+fn python_rate(n: u64) -> f64 {
+    let script = std::env::temp_dir().join(format!("bench_views-{}.py", std::process::id()));
+    let code = format!(
+        "import multiprocessing as mp, time\n\
+         def f(x):\n    return x\n\
+         if __name__ == '__main__':\n    p = mp.Pool(2)\n    p.map(f, [0])\n    \
+         t = time.perf_counter()\n    p.map(f, range({n}), chunksize=1)\n    \
+         print({n} / (time.perf_counter() - t))\n    p.close(); p.join()\n"
+    );
+    if std::fs::write(&script, code).is_err() {
+        return f64::NAN;
+    }
+    let out = std::process::Command::new("python3").arg(&script).output();
+    let _ = std::fs::remove_file(&script);
+    out.ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 const MIB: usize = 1 << 20;
 
 #[parallel::main]
@@ -31,14 +60,32 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let json = std::env::args().any(|a| a == "--json");
     let quick = std::env::args().any(|a| a == "--quick");
-    let (pings, rounds) = if quick { (100, 2) } else { (1_000, 5) };
+    let (pings, rounds, tasks) = if quick {
+        (100, 2, 2_000)
+    } else {
+        (1_000, 5, 20_000)
+    };
     report::header(
         json,
-        &format!("[bench] views: {pings} applies, {rounds} push/pull rounds of 64 MiB"),
+        &format!(
+            "[bench] views: {pings} applies, {rounds} push/pull rounds of 64 MiB, {tasks} load-balanced tasks"
+        ),
     );
-    let cluster = LocalCluster::start(1, 1).await?;
+    let cluster = LocalCluster::start(1, 2).await?;
     let mut rc = Client::connect(&cluster.line, cluster.password()).await?;
-    rc.wait_for_engines(1, Duration::from_secs(60)).await?;
+    rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    let mut lb = rc.load_balanced_view();
+    lb.map_sync(echo, (0..100u64).map(|x| (x,))).await?;
+    let t = Instant::now();
+    let echoed = lb.map_sync(echo, (0..tasks).map(|x| (x,))).await?;
+    let lb_rate = tasks as f64 / t.elapsed().as_secs_f64();
+    if echoed
+        .iter()
+        .enumerate()
+        .any(|(i, r)| r.as_ref().ok() != Some(&(i as u64)))
+    {
+        return Err("a load-balanced task gave a wrong result".into());
+    }
     let view = rc.view(0)?;
     for _ in 0..50 {
         view.apply_sync(noop, ()).await?;
@@ -72,6 +119,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let src = vec![1f32; 16 * MIB];
     let mut dst = vec![0f32; 16 * MIB];
     let memcpy = report::memcpy_gbps(&src, &mut dst);
+    let py = python_rate(tasks);
     let rows = [
         Row::new(
             [
@@ -89,6 +137,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
             Goal::AtLeast(0.3),
             push_pull,
             memcpy,
+        ),
+        Row::new(
+            [
+                "lb_tiny_tasks_per_s",
+                "load-balanced tiny tasks",
+                "/s",
+                "multiprocessing",
+            ],
+            Goal::AtLeast(1.0),
+            lb_rate,
+            py,
         ),
     ];
     let widths = Widths {
