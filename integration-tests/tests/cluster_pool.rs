@@ -516,6 +516,43 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         "a panic comes back as the task's error: {lb}"
     );
     assert_eq!(c.wait_for("LB ONE").await, "LB ONE 144");
+    assert_eq!(c.wait_for("DICT").await, "DICT [7, 7, 7, 7] [2, 2, 2, 2]");
+    assert_eq!(
+        c.wait_for("DMAP").await,
+        "DMAP [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]"
+    );
+    assert_eq!(c.wait_for("REMOTEFN").await, "REMOTEFN [16, 16, 16, 16]");
+    assert_eq!(
+        c.wait_for("PARALLELFN").await,
+        "PARALLELFN [1, 4, 9, 16, 25]"
+    );
+    assert!(c.exit_ok().await, "{:?}", c.seen);
+    for p in [a, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_engine_killed_during_a_load_balanced_map_loses_no_task() {
+    let dir = temp_dir("lbkill");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 3).await;
+    let mut c = Proc::start(&["lbkill", &line]);
+    let victim: i32 = c
+        .wait_for("VICTIM")
+        .await
+        .trim_start_matches("VICTIM ")
+        .parse()
+        .expect("a pid");
+    c.wait_for("MAPPING").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SAFETY: SIGKILL to an engine process of this test's cluster.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let right = c.wait_for("LBKILL").await;
+    assert_eq!(right, "LBKILL 300 RIGHT");
+    let dead = c.wait_for("DEADAPPLY").await;
+    assert!(dead.starts_with("DEADAPPLY failed"), "{dead}");
     assert!(c.exit_ok().await, "{:?}", c.seen);
     for p in [a, h] {
         p.stop().await;

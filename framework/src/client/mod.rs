@@ -46,7 +46,7 @@ use crate::remote::{ActorRef, RemoteNode};
 use crate::transport::{JoinLine, Password};
 
 pub use balanced::LoadBalancedView;
-pub use view::{AsyncResult, DirectView, Targets};
+pub use view::{AsyncResult, DirectView, ParallelFunction, RemoteFunction, Targets};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -323,12 +323,127 @@ impl<'c> DirectView<'c> {
         Ok(out)
     }
 
+    /// `dview['name'] = value`: [`DirectView::push`] by another name.
+    pub async fn set<T: WireType>(&self, name: &str, value: &T) -> Result<(), ClientError> {
+        self.push(name, value).await
+    }
+
+    /// `dview['name']`: [`DirectView::pull`] by another name.
+    pub async fn get<T: WireType>(&self, name: &str) -> Result<Vec<T>, ClientError> {
+        self.pull(name).await
+    }
+
+    /// `dview.update({..})`: pushes every (name, value) pair.
+    pub async fn update<T: WireType>(
+        &self,
+        values: impl IntoIterator<Item = (String, T)>,
+    ) -> Result<(), ClientError> {
+        for (name, value) in values {
+            self.push(&name, &value).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on every element of `items`: the items are partitioned over
+    /// the targets like [`DirectView::scatter`], each engine runs its part in
+    /// order, and the results come back concatenated in input order.
+    pub async fn map_sync<F, Args>(
+        &self,
+        f: F,
+        items: Vec<Args>,
+    ) -> Result<Vec<F::Output>, ClientError>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let parts = partition(items, self.targets.len());
+        let mut runs = Vec::with_capacity(parts.len());
+        for (id, part) in self.targets.iter().zip(parts) {
+            let id = *id;
+            let link = self.client.link(id).map(|l| l.remote.clone());
+            runs.push(actix_rt::spawn(async move {
+                let remote = link?;
+                let mut out = Vec::with_capacity(part.len());
+                for args in part {
+                    let r = remote
+                        .call(f, args)
+                        .await
+                        .map_err(|error| ClientError::Remote { engine: id, error })?;
+                    out.push(r);
+                }
+                Ok::<_, ClientError>(out)
+            }));
+        }
+        let mut out = Vec::new();
+        for run in runs {
+            out.extend(joined(run.await)?);
+        }
+        Ok(out)
+    }
+
+    /// The seed's `@view.remote`: `f` bound to this view, to call with its
+    /// arguments ([`RemoteFunction::call`]).
+    pub fn remote<F, Args>(&self, f: F) -> RemoteFunction<'_, 'c, F>
+    where
+        F: RemoteCallable<Args>,
+    {
+        RemoteFunction { view: self, f }
+    }
+
+    /// The seed's `@view.parallel`: `f` bound to this view, called with a
+    /// sequence that is split across the engines ([`ParallelFunction::call`]).
+    pub fn parallel<F, Args>(&self, f: F) -> ParallelFunction<'_, 'c, F>
+    where
+        F: RemoteCallable<Args>,
+    {
+        ParallelFunction { view: self, f }
+    }
+
     /// Empties the namespace of every target.
     pub async fn clear(&self) -> Result<(), ClientError> {
         for id in &self.targets {
             self.ask(*id, Clear).await?;
         }
         Ok(())
+    }
+}
+
+/// A function bound to a view (the seed's `RemoteFunction`): each call
+/// applies it on every engine of the view.
+pub struct RemoteFunction<'v, 'c, F> {
+    view: &'v DirectView<'c>,
+    f: F,
+}
+
+impl<F: Copy> RemoteFunction<'_, '_, F> {
+    /// Applies the function with `args` on the view's engines and waits.
+    pub async fn call<Args>(&self, args: Args) -> Result<Vec<F::Output>, ClientError>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Clone + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.view.apply_sync(self.f, args).await
+    }
+}
+
+/// A function bound to a view (the seed's `ParallelFunction`): a call with
+/// a sequence maps the function over it, split across the view's engines.
+pub struct ParallelFunction<'v, 'c, F> {
+    view: &'v DirectView<'c>,
+    f: F,
+}
+
+impl<F: Copy> ParallelFunction<'_, '_, F> {
+    /// Maps the function over `items` on the view's engines; results in order.
+    pub async fn call<Args>(&self, items: Vec<Args>) -> Result<Vec<F::Output>, ClientError>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.view.map_sync(self.f, items).await
     }
 }
 

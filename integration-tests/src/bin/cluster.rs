@@ -84,6 +84,13 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// A square after `ms` milliseconds.
+#[parallel::remote]
+fn slow_square(x: u64, ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    x * x
+}
+
 /// A square, except that 13 panics.
 #[parallel::remote]
 fn square_but_13(x: u64) -> u64 {
@@ -179,6 +186,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let scenario = arg(&args, 3, "scenario")?;
             let password = Password::resolve()?;
             pool(line, password, &scenario, &args[4..]).await
+        }
+        "lbkill" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            lb_kill(line, Password::resolve()?).await
         }
         "client" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
@@ -373,6 +384,54 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         other => println!("UNEXPECTED {other:?}"),
     }
     println!("LB ONE {}", lb.apply_sync(square, (12u64,)).await?);
+    let all = rc.direct_view_all();
+    all.set("k", &7u32).await?;
+    all.update([("m".to_string(), 1u32), ("n".to_string(), 2u32)])
+        .await?;
+    let got: Vec<u32> = all.get("k").await?;
+    let n: Vec<u32> = all.get("n").await?;
+    println!("DICT {got:?} {n:?}");
+    let mapped = all
+        .map_sync(square, (0..10u64).map(|x| (x,)).collect())
+        .await?;
+    println!("DMAP {mapped:?}");
+    let remote = all.remote(square);
+    println!("REMOTEFN {:?}", remote.call((4u64,)).await?);
+    let parallel = all.parallel(square);
+    println!(
+        "PARALLELFN {:?}",
+        parallel.call((1..6u64).map(|x| (x,)).collect()).await?
+    );
+    rc.close().await;
+    Ok(())
+}
+
+/// A load-balanced map while the test kills an engine: every task's result
+/// arrives; a direct apply to the dead engine fails at once.
+async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::Client;
+    let mut rc = Client::connect(&line, password).await?;
+    let ids = rc.wait_for_engines(3, Duration::from_secs(60)).await?;
+    let victim = ids[0];
+    println!("VICTIM {}", rc.engine_pid(victim).unwrap_or(0));
+    println!("MAPPING");
+    let squares = rc
+        .load_balanced_view()
+        .map_sync(slow_square, (0..300u64).map(|x| (x, 10u64)))
+        .await?;
+    let right = squares
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
+        .count();
+    println!("LBKILL {right} RIGHT");
+    let started = std::time::Instant::now();
+    let dead = rc.view([victim])?.apply_sync(square, (2u64,)).await;
+    println!(
+        "DEADAPPLY {} in {} ms",
+        if dead.is_err() { "failed" } else { "answered" },
+        started.elapsed().as_millis()
+    );
     rc.close().await;
     Ok(())
 }
