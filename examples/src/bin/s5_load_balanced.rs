@@ -1,0 +1,81 @@
+//! The s5 seed's load-balanced view, first part: tasks handed to whichever
+//! engine has room, through the head (which records them and runs a task
+//! again if its engine dies), a task that fails alone, and the seed's
+//! `@remote` / `@parallel` functions on a direct view.
+//!
+//! Run it with `cargo run --release -p parallel-examples --bin s5_load_balanced`.
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use parallel::client::Client;
+use parallel_examples::local_cluster::{self, LocalCluster};
+
+// ANCHOR: functions
+/// Simulated work: `ms` milliseconds, then which engine process did it.
+#[parallel::remote]
+fn work(task: u32, ms: u64) -> (u32, u32) {
+    std::thread::sleep(Duration::from_millis(ms));
+    (task, std::process::id())
+}
+
+/// Fails on a bad input.
+#[parallel::remote]
+fn checked_sqrt(x: f64) -> f64 {
+    assert!(x >= 0.0, "no square root of {x}");
+    x.sqrt()
+}
+// ANCHOR_END: functions
+
+#[parallel::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    if let Some(part) = local_cluster::run_part().await {
+        return part; // this process is the head or the node
+    }
+    let cluster = LocalCluster::start(1, 3).await?;
+    let mut rc = Client::connect(&cluster.line, cluster.password()).await?;
+    rc.wait_for_engines(3, Duration::from_secs(60)).await?;
+
+    // ANCHOR: balanced
+    let mut lview = rc.load_balanced_view();
+    let started = Instant::now();
+    // Uneven tasks: the engines that finish sooner take more.
+    let tasks = (0..30u32).map(|t| (t, if t % 3 == 0 { 60 } else { 10 }));
+    let done = lview.map_sync(work, tasks).await?;
+    let mut per_engine = std::collections::BTreeMap::<u32, usize>::new();
+    for (_, pid) in done.iter().flatten() {
+        *per_engine.entry(*pid).or_default() += 1;
+    }
+    println!(
+        "30 tasks in {:.0?} over {} engines: {:?} tasks each",
+        started.elapsed(),
+        per_engine.len(),
+        per_engine.values().collect::<Vec<_>>()
+    );
+    let roots = lview
+        .map_sync(checked_sqrt, [(16.0,), (-1.0,), (2.25,)])
+        .await?;
+    for r in &roots {
+        match r {
+            Ok(root) => println!("sqrt -> {root}"),
+            Err(e) => println!("sqrt -> {e}"),
+        }
+    }
+    // ANCHOR_END: balanced
+
+    // ANCHOR: decorators
+    let dview = rc.direct_view_all();
+    let everywhere = dview.remote(checked_sqrt);
+    println!("remote(sqrt)(81)  -> {:?}", everywhere.call((81.0,)).await?);
+    let split = dview.parallel(checked_sqrt);
+    let squares: Vec<(f64,)> = (1..=6).map(|x| (f64::from(x * x),)).collect();
+    println!("parallel(sqrt)(..) -> {:?}", split.call(squares).await?);
+    // ANCHOR_END: decorators
+
+    rc.close().await;
+    cluster.stop().await?;
+    if done.iter().any(|r| r.is_err()) || roots[1].is_ok() {
+        return Err("the tasks did not give what they should".into());
+    }
+    Ok(())
+}
