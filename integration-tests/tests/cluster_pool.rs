@@ -516,6 +516,10 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         "a panic comes back as the task's error: {lb}"
     );
     assert_eq!(c.wait_for("LB ONE").await, "LB ONE 144");
+    assert_eq!(
+        c.wait_for("QUEUE").await,
+        "QUEUE 4 engines, 201 completed, 0 queued, 0 unassigned"
+    );
     assert_eq!(c.wait_for("DICT").await, "DICT [7, 7, 7, 7] [2, 2, 2, 2]");
     assert_eq!(
         c.wait_for("DMAP").await,

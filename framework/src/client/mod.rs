@@ -40,7 +40,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::cluster::engine::{ENGINE_KIND, EngineActor};
-use crate::cluster::message::{EngineList, Engines};
+use crate::cluster::message::{EngineList, Engines, QueueStatus};
+pub use crate::cluster::message::{EngineQueue, QueueReport};
 use crate::cluster::session::{Session, SessionError};
 use crate::remote::{ActorRef, RemoteNode};
 use crate::transport::{JoinLine, Password};
@@ -237,6 +238,13 @@ impl Client {
     /// A view on every engine known now.
     pub fn direct_view_all(&self) -> DirectView<'_> {
         DirectView::new(self, self.engines.keys().copied().collect())
+    }
+
+    /// How busy each engine is (the hub's `queue_status`): load-balanced
+    /// tasks it holds and has finished, and tasks waiting for an engine.
+    pub async fn queue_status(&mut self) -> Result<QueueReport, ClientError> {
+        let pool = self.session.pool();
+        Ok(self.session.ask(QueueStatus { pool }).await?)
     }
 
     /// A view that hands each task to whichever engine has room, through

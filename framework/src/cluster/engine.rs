@@ -155,12 +155,18 @@ impl EngineSide {
     }
 
     /// Introduces the engine to its head; false when its pool is gone.
-    pub(super) async fn hello(&self, head: &ActorRef<HeadActor>, pool: uuid::Uuid) -> bool {
+    pub(super) async fn hello(
+        &self,
+        head: &ActorRef<HeadActor>,
+        pool: uuid::Uuid,
+        worker: crate::id::ActorId,
+    ) -> bool {
         let hello = EngineHello {
             pool,
             engine: self.actor.clone(),
             line: self.line.clone(),
             pid: std::process::id(),
+            worker,
         };
         for _ in 0..HELLO_TRIES {
             match head.ask(hello.clone()).await {

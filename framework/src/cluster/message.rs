@@ -116,6 +116,8 @@ pub struct EngineHello {
     pub line: JoinLine,
     /// Its process id.
     pub pid: u32,
+    /// Its worker actor (which runs its load-balanced tasks).
+    pub worker: ActorId,
 }
 
 /// Asks the head for the engines of a pool, by number.
@@ -137,6 +139,36 @@ pub struct EngineRow {
     pub line: JoinLine,
     /// Its process id.
     pub pid: u32,
+    /// Its worker actor (which runs its load-balanced tasks).
+    pub worker: ActorId,
+}
+
+/// Asks the head how busy each engine of a pool is (the hub's `queue_status`).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = QueueReport)]
+pub struct QueueStatus {
+    /// The engine set.
+    pub pool: Uuid,
+}
+
+/// One engine's queue.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EngineQueue {
+    /// The engine's number.
+    pub engine: u32,
+    /// Load-balanced tasks it holds now.
+    pub queued: u32,
+    /// Load-balanced tasks it finished since it joined.
+    pub completed: u64,
+}
+
+/// Every engine's queue, and the tasks not handed out yet.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct QueueReport {
+    /// By engine number.
+    pub engines: Vec<EngineQueue>,
+    /// Tasks waiting for an engine.
+    pub unassigned: u64,
 }
 
 /// The engines of a pool, by number.

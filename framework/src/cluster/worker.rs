@@ -216,7 +216,7 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
         match head.ask(hello).await {
             Ok(WorkerWelcome::Start { init, updates }) => {
                 if let Some(engine) = &engine
-                    && !engine.hello(&head, start.pool).await
+                    && !engine.hello(&head, start.pool, actor.id()).await
                 {
                     break 0;
                 }

@@ -384,6 +384,14 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         other => println!("UNEXPECTED {other:?}"),
     }
     println!("LB ONE {}", lb.apply_sync(square, (12u64,)).await?);
+    let queues = rc.queue_status().await?;
+    let completed: u64 = queues.engines.iter().map(|q| q.completed).sum();
+    let queued: u32 = queues.engines.iter().map(|q| q.queued).sum();
+    println!(
+        "QUEUE {} engines, {completed} completed, {queued} queued, {} unassigned",
+        queues.engines.len(),
+        queues.unassigned
+    );
     let all = rc.direct_view_all();
     all.set("k", &7u32).await?;
     all.update([("m".to_string(), 1u32), ("n".to_string(), 2u32)])

@@ -93,6 +93,7 @@ impl Handler<WorkerHello> for HeadActor {
                 min_credit: msg.credit.max(1) as usize,
                 credit: msg.credit.max(1) as usize,
                 holding: HashSet::new(),
+                completed: 0,
             },
         );
         self.watch_worker(msg.worker, ctx);
@@ -137,6 +138,7 @@ impl Handler<Done> for HeadActor {
                 }
             }
             worker.holding.remove(&outcome.index);
+            worker.completed += 1;
             taken.push(outcome);
         }
         self.dispatch(pool_id);
@@ -466,6 +468,7 @@ impl Handler<EngineHello> for HeadActor {
                     engine: msg.engine.clone(),
                     line: msg.line,
                     pid: msg.pid,
+                    worker: msg.worker,
                 });
                 number
             }
@@ -492,5 +495,34 @@ impl Handler<Engines> for HeadActor {
             .map(|p| p.engines.clone())
             .unwrap_or_default();
         actix::MessageResult(EngineList(rows))
+    }
+}
+
+impl Handler<QueueStatus> for HeadActor {
+    type Result = actix::MessageResult<QueueStatus>;
+
+    fn handle(&mut self, msg: QueueStatus, _: &mut actix::Context<Self>) -> Self::Result {
+        let Some(pool) = self.pools.get(&msg.pool) else {
+            return actix::MessageResult(QueueReport {
+                engines: Vec::new(),
+                unassigned: 0,
+            });
+        };
+        let engines = pool
+            .engines
+            .iter()
+            .map(|e| {
+                let worker = self.workers.get(&e.worker);
+                EngineQueue {
+                    engine: e.id,
+                    queued: worker.map_or(0, |w| w.holding.len() as u32),
+                    completed: worker.map_or(0, |w| w.completed),
+                }
+            })
+            .collect();
+        actix::MessageResult(QueueReport {
+            engines,
+            unassigned: pool.pending.len() as u64,
+        })
     }
 }

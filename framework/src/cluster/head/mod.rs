@@ -172,6 +172,8 @@ struct WorkerEntry {
     /// Jobs it may hold now (adapted to how long its jobs take).
     credit: usize,
     holding: HashSet<u64>,
+    /// Jobs it finished.
+    completed: u64,
 }
 
 struct AgentEntry {
@@ -202,7 +204,8 @@ struct AgentEntry {
         Status,
         StopHead,
         EngineHello,
-        Engines
+        Engines,
+        QueueStatus
     ),
     name = "parallel::cluster::HeadActor",
     lifecycle
