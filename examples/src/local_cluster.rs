@@ -117,7 +117,10 @@ async fn run_node() -> Result<(), Box<dyn Error>> {
     let options = NodeOptions::new(line.clone(), Password::resolve()?)
         .workers(std::env::var(WORKERS_ENV)?.parse()?)
         .data(std::env::var(DATA_ENV)?);
-    let node = cluster::start_node(options).await?;
+    let mut node = cluster::start_node(options).await?;
+    if !node.joined(std::time::Duration::from_secs(60)).await {
+        return Err("the node agent did not join its head within 60 s".into());
+    }
     println!("READY {line}");
     stdin_closed().await;
     node.stop().await;

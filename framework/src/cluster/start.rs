@@ -312,11 +312,27 @@ pub struct NodeHandle {
     node: Node,
     agent: ActorRef<AgentActor>,
     stopped: watch::Receiver<bool>,
+    joined: watch::Receiver<bool>,
     workers: u32,
     _lock: File,
 }
 
 impl NodeHandle {
+    /// Waits until the agent is joined to its head (true), or `timeout`
+    /// passed (false). `start_node` returns before that: the agent keeps
+    /// trying for as long as the head is away.
+    pub async fn joined(&mut self, timeout: Duration) -> bool {
+        let wait = async {
+            while !*self.joined.borrow_and_update() {
+                if self.joined.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
     /// Workers it runs per pool.
     pub fn workers(&self) -> u32 {
         self.workers
@@ -397,17 +413,19 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
             arch: std::env::consts::ARCH.into(),
         }
     };
+    let (joined_tx, joined_rx) = watch::channel(false);
     actix_rt::spawn(keep_joined(
         node.clone(),
         options.join,
         hello,
-        head_tx,
+        (head_tx, joined_tx),
         stop_rx.clone(),
     ));
     Ok(NodeHandle {
         node,
         agent,
         stopped: stop_rx,
+        joined: joined_rx,
         workers,
         _lock: lock,
     })
@@ -419,7 +437,10 @@ async fn keep_joined(
     node: Node,
     line: JoinLine,
     hello: impl Fn() -> AgentHello,
-    head: watch::Sender<Option<ActorRef<HeadActor>>>,
+    (head, joined): (
+        watch::Sender<Option<ActorRef<HeadActor>>>,
+        watch::Sender<bool>,
+    ),
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut warned = false;
@@ -445,7 +466,10 @@ async fn keep_joined(
             .with_timeout(Duration::from_secs(30));
         let _ = head.send(Some(to.clone()));
         match to.ask(hello()).await {
-            Ok(AgentWelcome::Joined) => tracing::info!("joined the head at {line}"),
+            Ok(AgentWelcome::Joined) => {
+                tracing::info!("joined the head at {line}");
+                let _ = joined.send(true);
+            }
             Ok(AgentWelcome::Refused(why)) => {
                 tracing::error!("the head refused this node: {why}");
                 return;
@@ -461,6 +485,7 @@ async fn keep_joined(
             _ = stopped.changed() => {}
         }
         let _ = head.send(None);
+        let _ = joined.send(false);
     }
 }
 

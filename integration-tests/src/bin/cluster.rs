@@ -173,6 +173,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if !node.joined(Duration::from_secs(60)).await {
+                return Err("the node agent did not join its head within 60 s".into());
+            }
             println!("READY");
             tokio::select! {
                 _ = stdin_closed() => {}
