@@ -284,6 +284,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "para||el node agent: joining {join} with {} workers per pool",
                 node.workers()
             );
+            if node.joined(Duration::from_secs(10)).await {
+                println!("joined the head");
+            } else {
+                println!(
+                    "the head does not answer yet; still trying (check the join line and the password)"
+                );
+            }
             node.wait().await;
             node.stop().await;
             println!("node agent stopped");
