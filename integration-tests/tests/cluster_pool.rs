@@ -517,8 +517,12 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
     );
     assert_eq!(c.wait_for("LB ONE").await, "LB ONE 144");
     assert_eq!(
+        c.wait_for("LB ASYNC").await,
+        "LB ASYNC 36 [0, 1, 4, 9, 16] ids (1, 5)"
+    );
+    assert_eq!(
         c.wait_for("QUEUE").await,
-        "QUEUE 4 engines, 201 completed, 0 queued, 0 unassigned"
+        "QUEUE 4 engines, 207 completed, 0 queued, 0 unassigned"
     );
     assert_eq!(c.wait_for("DICT").await, "DICT [7, 7, 7, 7] [2, 2, 2, 2]");
     assert_eq!(
@@ -559,6 +563,26 @@ async fn an_engine_killed_during_a_load_balanced_map_loses_no_task() {
     assert!(dead.starts_with("DEADAPPLY failed"), "{dead}");
     assert!(c.exit_ok().await, "{:?}", c.seen);
     for p in [a, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
+    let dir = temp_dir("lbhead");
+    let port = free_port();
+    let (mut h, line) = head(&dir.join("head"), port, &[]).await;
+    let a = node(&line, &dir.join("a"), 3).await;
+    let mut c = Proc::start(&["lbhead", &line]);
+    c.wait_for("MAPPING").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.kill();
+    let _ = h.child.wait().await;
+    let (h2, _) = head(&dir.join("head"), port, &[]).await;
+    assert_eq!(c.wait_for("LBHEAD").await, "LBHEAD 600 RIGHT");
+    assert!(c.exit_ok().await, "{:?}", c.seen);
+    for p in [a, h2] {
         p.stop().await;
     }
     let _ = std::fs::remove_dir_all(&dir);

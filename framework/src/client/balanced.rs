@@ -1,19 +1,84 @@
 //! [`LoadBalancedView`]: tasks through the head, which hands each one to an
 //! engine with room (the pool scheduler: engines that finish sooner get
 //! more), records it in its ledger, and runs it again elsewhere when its
-//! engine dies before answering.
+//! engine dies before answering. Results come back through the client's
+//! router ([`Router`]), which hands each to the [`AsyncResult`] waiting for
+//! its task number.
 
-use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
 
 use crate::cluster::engine::Task;
-use crate::cluster::message::{Outcome, ResultsRead, Submit, Submitted};
-use crate::remote::RemoteCallable;
+use crate::cluster::head::HeadActor;
+use crate::cluster::message::{Outcome, Results, ResultsRead, Submit, Submitted};
+use crate::remote::{ActorRef, RemoteCallable};
 use crate::wire::{WireType, type_tag};
 
+use super::view::AsyncResult;
 use super::{Client, ClientError};
 
 /// Tasks per submit.
 const BATCH: usize = 256;
+
+/// Tasks waiting for their result, by number.
+pub(super) type Waiting = Arc<DashMap<u64, oneshot::Sender<Outcome>>>;
+
+/// Hands each result the head sends to the task waiting for it, and tells
+/// the head it arrived.
+pub(super) struct Router;
+
+impl Router {
+    /// Routes `results` until the client's node stops.
+    pub(super) async fn run(
+        mut results: mpsc::UnboundedReceiver<Results>,
+        heads: watch::Receiver<ActorRef<HeadActor>>,
+        pool: Uuid,
+        waiting: Waiting,
+    ) {
+        while let Some(batch) = results.recv().await {
+            if batch.pool != pool {
+                continue;
+            }
+            let mut read = Vec::with_capacity(batch.results.len());
+            for (index, outcome) in batch.results {
+                read.push(index);
+                if let Some((_, waiter)) = waiting.remove(&index) {
+                    let _ = waiter.send(outcome);
+                }
+            }
+            let head = heads.borrow().clone();
+            let _ = head.try_tell(ResultsRead {
+                pool,
+                indices: read,
+            });
+        }
+    }
+}
+
+/// A task's outcome as its function's output or the error.
+fn outcome_into<R: WireType>(outcome: Outcome) -> Result<R, ClientError> {
+    match outcome {
+        Outcome::Output(bytes) => {
+            crate::wire::decode_owned::<R>(&bytes).map_err(|e| ClientError::Codec {
+                what: "decode a task's result",
+                reason: e.to_string(),
+            })
+        }
+        Outcome::Panicked(message) | Outcome::Invalid(message) | Outcome::Died(message) => {
+            Err(ClientError::Task(message))
+        }
+    }
+}
+
+fn codec(what: &'static str) -> impl Fn(crate::wire::EncodeError) -> ClientError {
+    move |e| ClientError::Codec {
+        what,
+        reason: e.to_string(),
+    }
+}
 
 /// Tasks on whichever engines have room (see the module docs); made by
 /// [`Client::load_balanced_view`].
@@ -26,11 +91,86 @@ impl<'c> LoadBalancedView<'c> {
         Self { client }
     }
 
+    /// Numbers and submits one task per argument tuple (answered once the
+    /// head has them in its ledger); the receivers of their outcomes.
+    async fn submit<F, Args, I>(
+        &mut self,
+        f: F,
+        args: I,
+    ) -> Result<Vec<(u64, oneshot::Receiver<Outcome>)>, ClientError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+        I: IntoIterator<Item = Args>,
+    {
+        let function = type_tag(f.remote_name());
+        let mut tasks = Vec::new();
+        let mut waits = Vec::new();
+        for a in args {
+            let args = crate::wire::encode(&a)
+                .map(|b| b.to_vec())
+                .map_err(codec("encode the arguments"))?;
+            let task = crate::wire::encode(&Task { function, args })
+                .map(|b| b.to_vec())
+                .map_err(codec("encode the task"))?;
+            let index = self.client.next_task;
+            self.client.next_task += 1;
+            // Waiting before it is submitted: its result may come at once.
+            let (tx, rx) = oneshot::channel();
+            self.client.waiting.insert(index, tx);
+            tasks.push((index, task));
+            waits.push((index, rx));
+        }
+        let pool = self.client.session.pool();
+        for batch in tasks.chunks(BATCH) {
+            let submit = Submit {
+                pool,
+                jobs: batch.to_vec(),
+            };
+            if let Submitted::Refused(why) = self.client.session.ask(submit).await? {
+                for (index, _) in &waits {
+                    self.client.waiting.remove(index);
+                }
+                return Err(ClientError::Refused(why));
+            }
+        }
+        Ok(waits)
+    }
+
+    /// Submits `f(args)`; its result comes later (with its task number in
+    /// [`AsyncResult::msg_ids`]).
+    pub async fn apply<F, Args>(
+        &mut self,
+        f: F,
+        args: Args,
+    ) -> Result<AsyncResult<F::Output>, ClientError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+        F::Output: Send + 'static,
+    {
+        let mut waits = self.submit(f, [args]).await?;
+        let Some((index, rx)) = waits.pop() else {
+            return Err(ClientError::Codec {
+                what: "submit the task",
+                reason: "no task was made".into(),
+            });
+        };
+        let handle = actix_rt::spawn(async move {
+            let outcome = rx
+                .await
+                .map_err(|_| ClientError::Task("the client stopped".into()))?;
+            outcome_into::<F::Output>(outcome)
+        });
+        Ok(AsyncResult::spawned(handle, vec![index]))
+    }
+
     /// Runs `f(args)` on one engine and waits for its result.
     pub async fn apply_sync<F, Args>(&mut self, f: F, args: Args) -> Result<F::Output, ClientError>
     where
         F: RemoteCallable<Args>,
         Args: WireType,
+        F::Output: Send + 'static,
     {
         let mut out = self.map_sync(f, [args]).await?;
         out.pop().unwrap_or_else(|| {
@@ -41,8 +181,37 @@ impl<'c> LoadBalancedView<'c> {
         })
     }
 
-    /// Runs `f` on every argument tuple, spread over the engines; each
-    /// task's result (or error) in input order.
+    /// Submits `f` on every argument tuple; each task's result (or error),
+    /// in input order, comes later.
+    pub async fn map<F, Args, I>(
+        &mut self,
+        f: F,
+        args: I,
+    ) -> Result<AsyncResult<Vec<Result<F::Output, ClientError>>>, ClientError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+        I: IntoIterator<Item = Args>,
+        F::Output: Send + 'static,
+    {
+        let waits = self.submit(f, args).await?;
+        let ids = waits.iter().map(|(i, _)| *i).collect();
+        let handle = actix_rt::spawn(async move {
+            let mut out = Vec::with_capacity(waits.len());
+            for (_, rx) in waits {
+                out.push(match rx.await {
+                    Ok(outcome) => outcome_into::<F::Output>(outcome),
+                    Err(_) => Err(ClientError::Task("the client stopped".into())),
+                });
+            }
+            Ok(out)
+        });
+        Ok(AsyncResult::spawned(handle, ids))
+    }
+
+    /// Runs `f` on every argument tuple, spread over the engines, and waits:
+    /// each task's result (or error) in input order. A head that restarts
+    /// meanwhile is joined again; its ledger still has the tasks.
     pub async fn map_sync<F, Args, I>(
         &mut self,
         f: F,
@@ -52,67 +221,18 @@ impl<'c> LoadBalancedView<'c> {
         F: RemoteCallable<Args>,
         Args: WireType,
         I: IntoIterator<Item = Args>,
+        F::Output: Send + 'static,
     {
-        let function = type_tag(f.remote_name());
-        let base = self.client.next_task;
-        let mut tasks = Vec::new();
-        for a in args {
-            let args =
-                crate::wire::encode(&a)
-                    .map(|b| b.to_vec())
-                    .map_err(|e| ClientError::Codec {
-                        what: "encode the arguments",
-                        reason: e.to_string(),
-                    })?;
-            let task = crate::wire::encode(&Task { function, args })
-                .map(|b| b.to_vec())
-                .map_err(|e| ClientError::Codec {
-                    what: "encode the task",
-                    reason: e.to_string(),
-                })?;
-            tasks.push((self.client.next_task, task));
-            self.client.next_task += 1;
-        }
-        let mut outstanding: HashSet<u64> = tasks.iter().map(|(i, _)| *i).collect();
-        let session = &mut self.client.session;
-        let pool = session.pool();
-        for batch in tasks.chunks(BATCH) {
-            let submit = Submit {
-                pool,
-                jobs: batch.to_vec(),
-            };
-            if let Submitted::Refused(why) = session.ask(submit).await? {
-                return Err(ClientError::Refused(why));
-            }
-        }
-        let mut done: BTreeMap<u64, Result<F::Output, ClientError>> = BTreeMap::new();
-        while !outstanding.is_empty() {
-            let results = session.next_results().await?;
-            let mut read = Vec::with_capacity(results.results.len());
-            for (index, outcome) in results.results {
-                read.push(index);
-                if !outstanding.remove(&index) {
-                    continue;
+        let mut all = self.map(f, args).await?;
+        loop {
+            tokio::select! {
+                done = all.wait(std::time::Duration::from_secs(3600)) => {
+                    if done {
+                        return all.get().await;
+                    }
                 }
-                let result = match outcome {
-                    Outcome::Output(bytes) => crate::wire::decode_owned::<F::Output>(&bytes)
-                        .map_err(|e| ClientError::Codec {
-                            what: "decode a task's result",
-                            reason: e.to_string(),
-                        }),
-                    Outcome::Panicked(message) => Err(ClientError::Task(message)),
-                    Outcome::Invalid(message) => Err(ClientError::Task(message)),
-                    Outcome::Died(message) => Err(ClientError::Task(message)),
-                };
-                done.insert(index, result);
+                _ = self.client.session.lost() => self.client.session.reconnect().await?,
             }
-            session.tell(ResultsRead {
-                pool,
-                indices: read,
-            });
         }
-        Ok((base..self.client.next_task)
-            .filter_map(|i| done.remove(&i))
-            .collect())
     }
 }

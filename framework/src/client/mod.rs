@@ -148,6 +148,10 @@ pub struct Client {
     engines: BTreeMap<u32, EngineLink>,
     /// The number of the next load-balanced task.
     next_task: u64,
+    /// Load-balanced tasks waiting for their result.
+    waiting: balanced::Waiting,
+    /// Hands results to them.
+    router: actix_rt::task::JoinHandle<()>,
 }
 
 impl Client {
@@ -155,11 +159,21 @@ impl Client {
     /// engines: every node agent starts its workers as engines of this
     /// program. Must run inside `#[parallel::main]`.
     pub async fn connect(line: &JoinLine, password: Password) -> Result<Client, ClientError> {
-        let session = Session::open(line, password, ENGINE_KIND, Vec::new()).await?;
+        let mut session = Session::open(line, password, ENGINE_KIND, Vec::new()).await?;
+        let results = session.take_results().ok_or(SessionError::Closed)?;
+        let waiting = balanced::Waiting::default();
+        let router = actix_rt::spawn(balanced::Router::run(
+            results,
+            session.heads(),
+            session.pool(),
+            waiting.clone(),
+        ));
         Ok(Client {
             session,
             engines: BTreeMap::new(),
             next_task: 0,
+            waiting,
+            router,
         })
     }
 
@@ -264,6 +278,7 @@ impl Client {
 
     /// Closes the engines (they stop) and this client's node.
     pub async fn close(self) {
+        self.router.abort();
         self.session.close().await;
     }
 }

@@ -97,6 +97,7 @@ pub struct DirectView<'c> {
 pub struct AsyncResult<R> {
     handle: Option<actix_rt::task::JoinHandle<Result<R, ClientError>>>,
     result: Option<Result<R, ClientError>>,
+    ids: Vec<u64>,
 }
 
 fn joined<R>(
@@ -111,6 +112,24 @@ fn joined<R>(
 }
 
 impl<R> AsyncResult<R> {
+    /// A result a task computes, with the task numbers it stands for.
+    pub(super) fn spawned(
+        handle: actix_rt::task::JoinHandle<Result<R, ClientError>>,
+        ids: Vec<u64>,
+    ) -> Self {
+        Self {
+            handle: Some(handle),
+            result: None,
+            ids,
+        }
+    }
+
+    /// The numbers of the load-balanced tasks this result waits for (the
+    /// seed's `msg_ids`; empty for a direct apply).
+    pub fn msg_ids(&self) -> &[u64] {
+        &self.ids
+    }
+
     /// True once the result is there.
     pub fn ready(&self) -> bool {
         self.result.is_some() || self.handle.as_ref().is_some_and(|h| h.is_finished())
@@ -208,10 +227,7 @@ impl<'c> DirectView<'c> {
             }
             Ok(out)
         });
-        AsyncResult {
-            handle: Some(all),
-            result: None,
-        }
+        AsyncResult::spawned(all, Vec::new())
     }
 
     /// [`DirectView::apply`] and wait for it.

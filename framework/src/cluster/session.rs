@@ -69,7 +69,9 @@ pub struct Session {
     head: ActorRef<HeadActor>,
     pool: Uuid,
     owner: ActorRef<PoolOwner>,
-    results: mpsc::UnboundedReceiver<Results>,
+    results: Option<mpsc::UnboundedReceiver<Results>>,
+    /// The head's actor, for whoever routes results (updated on reconnect).
+    heads: tokio::sync::watch::Sender<ActorRef<HeadActor>>,
     program: Program,
     exe: PathBuf,
     kind: String,
@@ -96,6 +98,7 @@ impl Session {
         let (tx, rx) = mpsc::unbounded_channel();
         let owner = node.spawn(PoolOwner { results: tx });
         let head = head_ref(&remote);
+        let (heads, _) = tokio::sync::watch::channel(head.clone());
         let mut session = Session {
             node,
             line: line.clone(),
@@ -103,7 +106,8 @@ impl Session {
             head,
             pool: Uuid::nil(),
             owner,
-            results: rx,
+            results: Some(rx),
+            heads,
             program,
             exe,
             kind: kind.to_owned(),
@@ -139,12 +143,27 @@ impl Session {
         self.remote.closed().await;
     }
 
+    /// Takes the stream of results the head sends for this pool, to route
+    /// them elsewhere ([`Session::next_results`] then has none); with
+    /// [`Session::heads`] to acknowledge them.
+    pub fn take_results(&mut self) -> Option<mpsc::UnboundedReceiver<Results>> {
+        self.results.take()
+    }
+
+    /// The head's actor now, and after every reconnect.
+    pub fn heads(&self) -> tokio::sync::watch::Receiver<ActorRef<HeadActor>> {
+        self.heads.subscribe()
+    }
+
     /// The next results the head sent for this pool (joining again if the
     /// link drops).
     pub async fn next_results(&mut self) -> Result<Results, SessionError> {
         loop {
+            let Some(results) = self.results.as_mut() else {
+                return Err(SessionError::Closed);
+            };
             let got = tokio::select! {
-                r = self.results.recv() => Some(r),
+                r = results.recv() => Some(r),
                 _ = self.remote.closed() => None,
             };
             match got {
@@ -158,8 +177,9 @@ impl Session {
 
     /// Results already here, without waiting.
     pub fn try_results(&mut self) -> Option<Results> {
+        let results = self.results.as_mut()?;
         loop {
-            match self.results.try_recv() {
+            match results.try_recv() {
                 Ok(r) if r.pool == self.pool => return Some(r),
                 Ok(_) => continue,
                 Err(_) => return None,
@@ -259,6 +279,7 @@ impl Session {
             }
             if let Ok(remote) = self.node.join(&self.line).await {
                 self.head = head_ref(&remote);
+                self.heads.send_replace(self.head.clone());
                 self.remote = remote;
                 match self.open_pool(Some(self.pool)).await {
                     Ok(()) => return Ok(()),

@@ -190,6 +190,25 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let password = Password::resolve()?;
             pool(line, password, &scenario, &args[4..]).await
         }
+        "lbhead" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            use parallel::client::Client;
+            let mut rc = Client::connect(&line, Password::resolve()?).await?;
+            rc.wait_for_engines(3, Duration::from_secs(60)).await?;
+            println!("MAPPING");
+            let squares = rc
+                .load_balanced_view()
+                .map_sync(slow_square, (0..600u64).map(|x| (x, 5u64)))
+                .await?;
+            let right = squares
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
+                .count();
+            println!("LBHEAD {right} RIGHT");
+            rc.close().await;
+            Ok(())
+        }
         "lbkill" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             lb_kill(line, Password::resolve()?).await
@@ -387,6 +406,11 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         other => println!("UNEXPECTED {other:?}"),
     }
     println!("LB ONE {}", lb.apply_sync(square, (12u64,)).await?);
+    let one = lb.apply(square, (6u64,)).await?;
+    let many = lb.map(square, (0..5u64).map(|x| (x,))).await?;
+    let ids = (one.msg_ids().len(), many.msg_ids().len());
+    let many: Vec<u64> = many.get().await?.into_iter().collect::<Result<_, _>>()?;
+    println!("LB ASYNC {} {many:?} ids {ids:?}", one.get().await?);
     let queues = rc.queue_status().await?;
     let completed: u64 = queues.engines.iter().map(|q| q.completed).sum();
     let queued: u32 = queues.engines.iter().map(|q| q.queued).sum();
