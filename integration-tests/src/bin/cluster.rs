@@ -100,6 +100,15 @@ fn square_but_13(x: u64) -> u64 {
     x * x
 }
 
+/// How many of `squares` are the square of their place.
+fn right_squares<E>(squares: &[Result<u64, E>]) -> usize {
+    squares
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
+        .count()
+}
+
 fn job(n: u64, sleep_ms: u32) -> Job {
     Job {
         n,
@@ -200,11 +209,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 .load_balanced_view()
                 .map_sync(slow_square, (0..600u64).map(|x| (x, 5u64)))
                 .await?;
-            let right = squares
-                .iter()
-                .enumerate()
-                .filter(|(i, r)| r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
-                .count();
+            let right = right_squares(&squares);
             println!("LBHEAD {right} RIGHT");
             rc.close().await;
             Ok(())
@@ -454,11 +459,7 @@ async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error
         .load_balanced_view()
         .map_sync(slow_square, (0..300u64).map(|x| (x, 10u64)))
         .await?;
-    let right = squares
-        .iter()
-        .enumerate()
-        .filter(|(i, r)| r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
-        .count();
+    let right = right_squares(&squares);
     println!("LBKILL {right} RIGHT");
     let started = std::time::Instant::now();
     let dead = rc.view([victim])?.apply_sync(square, (2u64,)).await;
