@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 
 pub mod bulk;
 pub mod local_cluster;
+pub mod multiprocessing;
 pub mod raw;
 pub mod report;
 pub mod workqueue_bench;
@@ -49,16 +50,17 @@ impl Worker {
         Self::start_with(role, password, &[]).await
     }
 
-    /// [`Worker::start`] with more environment variables for the copy.
+    /// [`Worker::start`] with command-line arguments for the copy (its
+    /// settings; the password stays in its environment).
     pub async fn start_with(
         role: &str,
         password: &str,
-        env: &[(&str, String)],
+        args: &[String],
     ) -> Result<Worker, Box<dyn Error>> {
         let mut child = Command::new(std::env::current_exe()?)
+            .args(args)
             .env(ROLE_ENV, role)
             .env("PARALLEL_PASSWORD", password)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

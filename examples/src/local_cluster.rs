@@ -23,10 +23,6 @@ use parallel::{JoinLine, Password};
 use crate::raw::until_stdin_closes as stdin_closed;
 use crate::{Worker as Part, one_time_password, role};
 
-const DATA_ENV: &str = "LOCAL_CLUSTER_DATA";
-const HEAD_ENV: &str = "LOCAL_CLUSTER_HEAD";
-const WORKERS_ENV: &str = "LOCAL_CLUSTER_WORKERS";
-
 /// A head and node agents, each a process of this program.
 pub struct LocalCluster {
     /// The head's join line.
@@ -42,20 +38,16 @@ impl LocalCluster {
     pub async fn start(nodes: usize, workers: u32) -> Result<LocalCluster, Box<dyn Error>> {
         let password = one_time_password();
         let data = std::env::temp_dir().join(format!("local-cluster-{}", std::process::id()));
-        let head =
-            Part::start_with("head", &password, &[(DATA_ENV, data.display().to_string())]).await?;
+        let head = Part::start_with("head", &password, &[data.display().to_string()]).await?;
         let line = head.join_line.clone();
         let mut parts = vec![head];
         for n in 0..nodes {
-            let env = [
-                (HEAD_ENV, line.to_string()),
-                (
-                    DATA_ENV,
-                    data.join(format!("node{n}")).display().to_string(),
-                ),
-                (WORKERS_ENV, workers.to_string()),
+            let args = [
+                line.to_string(),
+                data.join(format!("node{n}")).display().to_string(),
+                workers.to_string(),
             ];
-            parts.push(Part::start_with("node", &password, &env).await?);
+            parts.push(Part::start_with("node", &password, &args).await?);
         }
         Ok(LocalCluster {
             line,
@@ -94,17 +86,27 @@ impl LocalCluster {
 /// node) until the starting process is done, and gives its outcome; `None`
 /// in the program's own process.
 pub async fn run_part() -> Option<Result<(), Box<dyn Error>>> {
+    // A part's settings are its command-line arguments (see `start`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
     match role().as_deref() {
-        Some("head") => Some(run_head().await),
-        Some("node") => Some(run_node().await),
+        Some("head") => Some(run_head(&args).await),
+        Some("node") => Some(run_node(&args).await),
         _ => None,
     }
 }
 
-async fn run_head() -> Result<(), Box<dyn Error>> {
+/// Argument `i` of a part, or an error naming what is missing.
+fn arg<'a>(args: &'a [String], i: usize, what: &str) -> Result<&'a str, Box<dyn Error>> {
+    args.get(i)
+        .map(String::as_str)
+        .ok_or_else(|| format!("a cluster part started without its {what} argument").into())
+}
+
+/// `head DATA`.
+async fn run_head(args: &[String]) -> Result<(), Box<dyn Error>> {
     let options = HeadOptions::new(Password::resolve()?)
         .listen("127.0.0.1:0".parse()?)
-        .data(std::env::var(DATA_ENV)?);
+        .data(arg(args, 0, "data directory")?);
     let head = cluster::start_head(options).await?;
     println!("READY {}", head.join_line());
     stdin_closed().await;
@@ -112,11 +114,12 @@ async fn run_head() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-async fn run_node() -> Result<(), Box<dyn Error>> {
-    let line: JoinLine = std::env::var(HEAD_ENV)?.parse()?;
+/// `node LINE DATA WORKERS`.
+async fn run_node(args: &[String]) -> Result<(), Box<dyn Error>> {
+    let line: JoinLine = arg(args, 0, "join line")?.parse()?;
     let options = NodeOptions::new(line.clone(), Password::resolve()?)
-        .workers(std::env::var(WORKERS_ENV)?.parse()?)
-        .data(std::env::var(DATA_ENV)?);
+        .workers(arg(args, 2, "workers")?.parse()?)
+        .data(arg(args, 1, "data directory")?);
     let mut node = cluster::start_node(options).await?;
     if !node.joined(std::time::Duration::from_secs(60)).await {
         return Err("the node agent did not join its head within 60 s".into());

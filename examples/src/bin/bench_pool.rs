@@ -21,8 +21,8 @@ use parallel::Password;
 use parallel::cluster::{self, HeadOptions};
 use parallel::pool::{Pool, Worker};
 use parallel_examples::local_cluster::{self, LocalCluster};
-use parallel_examples::raw;
 use parallel_examples::report::{self, Goal, Row, Widths};
+use parallel_examples::{multiprocessing, raw};
 
 type BoxError = Box<dyn Error>;
 
@@ -75,32 +75,6 @@ fn tiny(n: u64) -> Job {
 
 fn temp(what: &str) -> PathBuf {
     std::env::temp_dir().join(format!("bench_pool-{what}-{}", std::process::id()))
-}
-
-/// Python's `multiprocessing.Pool(2)`: (start + first result ms, jobs/s of
-/// `map(f, range(n), chunksize=1)`); `None` without python3.
-fn python(n: u64) -> Option<(f64, f64)> {
-    let script = temp("mp.py");
-    let code = format!(
-        "import multiprocessing as mp, time\n\
-         def f(x):\n    return x\n\
-         if __name__ == '__main__':\n    \
-         t = time.perf_counter()\n    p = mp.Pool(2)\n    p.map(f, [0], chunksize=1)\n    \
-         cold = time.perf_counter() - t\n    \
-         t = time.perf_counter()\n    r = p.map(f, range({n}), chunksize=1)\n    \
-         rate = {n} / (time.perf_counter() - t)\n    assert len(r) == {n}\n    \
-         p.close(); p.join()\n    print(cold * 1000, rate)\n"
-    );
-    std::fs::write(&script, code).ok()?;
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .output()
-        .ok();
-    let _ = std::fs::remove_file(&script);
-    let out = out.filter(|o| o.status.success())?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
-    Some((it.next()??, it.next()??))
 }
 
 /// A two-thread pool over `std::sync::mpsc`: jobs/s.
@@ -299,7 +273,7 @@ async fn main() -> Result<(), BoxError> {
         ),
     );
     let (cold_ms, rate, rtt_us) = in_process(tiny_jobs, pings).await?;
-    let py = python(tiny_jobs);
+    let py = multiprocessing::pool_of_two(tiny_jobs);
     if py.is_none() {
         eprintln!("[bench] python3 with multiprocessing not found: its baselines read n/a");
     }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use parallel::client::Client;
 use parallel_examples::local_cluster::{self, LocalCluster};
-use parallel_examples::raw;
 use parallel_examples::report::{self, Goal, Row, Widths};
+use parallel_examples::{multiprocessing, raw};
 
 /// Does nothing, on an engine.
 #[parallel::remote]
@@ -27,28 +27,6 @@ fn noop() -> u32 {
 #[parallel::remote]
 fn echo(x: u64) -> u64 {
     x
-}
-
-/// Python's `multiprocessing.Pool(2).map(f, range(n), chunksize=1)` in
-/// tasks/s, or NaN without python3.
-fn python_rate(n: u64) -> f64 {
-    let script = std::env::temp_dir().join(format!("bench_views-{}.py", std::process::id()));
-    let code = format!(
-        "import multiprocessing as mp, time\n\
-         def f(x):\n    return x\n\
-         if __name__ == '__main__':\n    p = mp.Pool(2)\n    p.map(f, [0])\n    \
-         t = time.perf_counter()\n    p.map(f, range({n}), chunksize=1)\n    \
-         print({n} / (time.perf_counter() - t))\n    p.close(); p.join()\n"
-    );
-    if std::fs::write(&script, code).is_err() {
-        return f64::NAN;
-    }
-    let out = std::process::Command::new("python3").arg(&script).output();
-    let _ = std::fs::remove_file(&script);
-    out.ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 const MIB: usize = 1 << 20;
@@ -119,7 +97,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let src = vec![1f32; 16 * MIB];
     let mut dst = vec![0f32; 16 * MIB];
     let memcpy = report::memcpy_gbps(&src, &mut dst);
-    let py = python_rate(tasks);
+    let py = multiprocessing::pool_of_two(tasks).map_or(f64::NAN, |(_, rate)| rate);
     let rows = [
         Row::new(
             [

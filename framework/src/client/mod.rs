@@ -12,7 +12,8 @@
 //!
 //! #[parallel::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let line = std::env::var("HEAD")?.parse()?;
+//!     // The head's join line, as `parallel head` printed it.
+//!     let line = std::env::args().nth(1).ok_or("usage: PROGRAM JOIN_LINE")?.parse()?;
 //!     let mut rc = parallel::client::Client::connect(&line, parallel::Password::resolve()?).await?;
 //!     rc.wait_for_engines(4, std::time::Duration::from_secs(30)).await?;
 //!     let dview = rc.direct_view_all();

@@ -190,10 +190,13 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
     let (work_tx, work_rx) = std_mpsc::channel();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
-    std::thread::Builder::new()
+    let job_thread = std::thread::Builder::new()
         .name("para||el worker job".into())
-        .spawn(move || job_thread(kind, work_rx, done_tx, fatal_tx))
-        .expect("cannot start the worker's job thread");
+        .spawn(move || job_thread(kind, work_rx, done_tx, fatal_tx));
+    if let Err(e) = job_thread {
+        eprintln!("para||el worker: cannot start its job thread: {e}");
+        return 2;
+    }
     let actor = node.spawn(WorkerActor {
         work: work_tx.clone(),
     });

@@ -32,7 +32,8 @@
 //!
 //! #[parallel::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let line = std::env::var("HEAD")?.parse()?;
+//!     // The head's join line, as `parallel head` printed it.
+//!     let line = std::env::args().nth(1).ok_or("usage: PROGRAM JOIN_LINE")?.parse()?;
 //!     let mut pool = Pool::<Square>::connect(&line, parallel::Password::resolve()?, ()).await?;
 //!     let squares = pool.map(0..100).await?;
 //!     assert_eq!(squares[9].as_ref().ok(), Some(&81));
