@@ -322,7 +322,7 @@ fn parallel_command() -> PathBuf {
     let exe = PathBuf::from(CLUSTER).with_file_name("parallel");
     assert!(
         exe.exists(),
-        "{} is missing: run `cargo build -p parallel --bin parallel` (cargo test --workspace builds it)",
+        "{} is missing: run `cargo build -p parallel --bin parallel` (`cargo test --workspace` builds it, for framework/tests/cli.rs)",
         exe.display()
     );
     exe

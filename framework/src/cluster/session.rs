@@ -277,15 +277,21 @@ impl Session {
                     patience: RECONNECT_PATIENCE,
                 });
             }
-            if let Ok(remote) = self.node.join(&self.line).await {
-                self.head = head_ref(&remote);
-                self.heads.send_replace(self.head.clone());
-                self.remote = remote;
-                match self.open_pool(Some(self.pool)).await {
-                    Ok(()) => return Ok(()),
-                    Err(SessionError::Refused(why)) => return Err(SessionError::Refused(why)),
-                    Err(e) => tracing::debug!("resuming the pool failed: {e}"),
+            match self.node.join(&self.line).await {
+                Ok(remote) => {
+                    self.head = head_ref(&remote);
+                    self.heads.send_replace(self.head.clone());
+                    self.remote = remote;
+                    match self.open_pool(Some(self.pool)).await {
+                        Ok(()) => {
+                            tracing::info!(pool = %self.pool, "joined the head again after {:?}", since.elapsed());
+                            return Ok(());
+                        }
+                        Err(SessionError::Refused(why)) => return Err(SessionError::Refused(why)),
+                        Err(e) => tracing::debug!("resuming the pool failed: {e}"),
+                    }
                 }
+                Err(e) => tracing::debug!("joining the head again failed: {e}"),
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

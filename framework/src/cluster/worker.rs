@@ -311,11 +311,16 @@ async fn send_results(
         while let Ok(more) = done.try_recv() {
             results.push(more);
         }
-        let current = head.borrow_and_update().clone();
-        let Some(to) = current else {
-            // No head now: the head that comes back hands these jobs out again.
-            continue;
+        // Between heads (the link dropped, the hello to the next one is
+        // under way) the results wait: the next head may already have handed
+        // out these jobs again to this worker, before its hello was
+        // answered, and waits for them. It takes each result of a job it
+        // gave this worker and drops the rest as late.
+        let to = match head.wait_for(Option::is_some).await {
+            Ok(current) => current.clone(),
+            Err(_) => return,
         };
+        let Some(to) = to else { continue };
         let msg = Done { worker, results };
         if let Err(e) = to.ask(msg).await {
             tracing::warn!(

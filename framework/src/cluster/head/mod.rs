@@ -619,7 +619,8 @@ impl HeadActor {
             .map(|(id, p)| PoolRow {
                 pool: *id,
                 kind: p.record.kind.clone(),
-                workers: (p.workers.len() + p.engines.len()) as u32,
+                // An engine is one of the pool's workers too: counted once.
+                workers: p.workers.len() as u32,
                 queued: p.pending.len() as u64,
                 running: p.running.len() as u64,
                 done: p.done,
