@@ -569,6 +569,31 @@ async fn an_engine_killed_during_a_load_balanced_map_loses_no_task() {
 }
 
 #[tokio::test]
+async fn aborted_load_balanced_tasks_that_had_not_started_fail_as_aborted() {
+    let dir = temp_dir("lbabort");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let mut c = Proc::start(&["lbabort", &line]);
+    let aborted = field(&c.wait_for("ABORTED").await, "ABORTED");
+    // 2 engines hold a few tasks each; the rest wait at the head.
+    assert!((150..=200).contains(&aborted), "aborted {aborted}");
+    let done = c.wait_for("LBABORT").await;
+    assert_eq!(
+        done,
+        format!(
+            "LBABORT {} right {aborted} aborted 0 outstanding",
+            200 - aborted
+        )
+    );
+    assert_eq!(c.wait_for("AGAIN").await, "AGAIN 0");
+    assert!(c.exit_ok().await, "{:?}", c.seen);
+    for p in [a, h] {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
     let dir = temp_dir("lbhead");
     let port = free_port();

@@ -1,6 +1,7 @@
 //! The s5 seed's load-balanced view, first part: tasks handed to whichever
 //! engine has room, through the head (which records them and runs a task
-//! again if its engine dies), a task that fails alone, and the seed's
+//! again if its engine dies), a task that fails alone, tasks aborted before
+//! they start, and the seed's
 //! `@remote` / `@parallel` functions on a direct view.
 //!
 //! Run it with `cargo run --release -p parallel-examples --bin s5_load_balanced`.
@@ -8,7 +9,7 @@
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use parallel::client::Client;
+use parallel::client::{Client, ClientError};
 use parallel_examples::local_cluster::{self, LocalCluster};
 
 // ANCHOR: functions
@@ -63,6 +64,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     // ANCHOR_END: balanced
 
+    // ANCHOR: abort
+    // 60 tasks of 50 ms; abort them at once: those still queued at the head
+    // fail as aborted, those the engines had started finish.
+    let batch = lview.map(work, (100..160u32).map(|t| (t, 50))).await?;
+    let aborted = batch.abort().await?;
+    println!("aborted {} of 60 tasks before they started", aborted.len());
+    let outcome = batch.get().await?;
+    let finished = outcome.iter().filter(|r| r.is_ok()).count();
+    let refused = outcome
+        .iter()
+        .filter(|r| matches!(r, Err(ClientError::Aborted)))
+        .count();
+    println!(
+        "{finished} finished, {refused} failed as aborted, {} outstanding",
+        rc.outstanding().len()
+    );
+    // ANCHOR_END: abort
+
     // ANCHOR: decorators
     let dview = rc.direct_view_all();
     let everywhere = dview.remote(checked_sqrt);
@@ -74,7 +93,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     rc.close().await;
     cluster.stop().await?;
-    if done.iter().any(|r| r.is_err()) || roots[1].is_ok() {
+    if done.iter().any(|r| r.is_err())
+        || roots[1].is_ok()
+        || finished + refused != 60
+        || refused != aborted.len()
+    {
         return Err("the tasks did not give what they should".into());
     }
     Ok(())

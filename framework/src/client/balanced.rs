@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use crate::cluster::engine::Task;
 use crate::cluster::head::HeadActor;
-use crate::cluster::message::{Outcome, Results, ResultsRead, Submit, Submitted};
+use crate::cluster::message::{
+    Abort, AbortedJobs, Outcome, Results, ResultsRead, Submit, Submitted,
+};
 use crate::remote::{ActorRef, RemoteCallable};
 use crate::wire::{WireType, type_tag};
 
@@ -69,6 +71,30 @@ fn outcome_into<R: WireType>(outcome: Outcome) -> Result<R, ClientError> {
         }
         Outcome::Panicked(message) | Outcome::Invalid(message) | Outcome::Died(message) => {
             Err(ClientError::Task(message))
+        }
+        Outcome::Aborted => Err(ClientError::Aborted),
+    }
+}
+
+/// Aborts a client's load-balanced tasks on its head (the current one,
+/// after restarts too).
+#[derive(Clone)]
+pub(super) struct Aborter {
+    pub(super) heads: watch::Receiver<ActorRef<HeadActor>>,
+    pub(super) pool: Uuid,
+}
+
+impl Aborter {
+    /// Drops those of `indices` that have not started; the ones dropped.
+    pub(super) async fn abort(&self, indices: Vec<u64>) -> Result<Vec<u64>, ClientError> {
+        let head = self.heads.borrow().clone();
+        let msg = Abort {
+            pool: self.pool,
+            indices,
+        };
+        match head.ask(msg).await {
+            Ok(AbortedJobs(dropped)) => Ok(dropped),
+            Err(e) => Err(ClientError::Head(e.to_string())),
         }
     }
 }
@@ -162,7 +188,7 @@ impl<'c> LoadBalancedView<'c> {
                 .map_err(|_| ClientError::Task("the client stopped".into()))?;
             outcome_into::<F::Output>(outcome)
         });
-        Ok(AsyncResult::spawned(handle, vec![index]))
+        Ok(AsyncResult::spawned(handle, vec![index]).abortable(self.client.aborter()))
     }
 
     /// Runs `f(args)` on one engine and waits for its result.
@@ -206,7 +232,7 @@ impl<'c> LoadBalancedView<'c> {
             }
             Ok(out)
         });
-        Ok(AsyncResult::spawned(handle, ids))
+        Ok(AsyncResult::spawned(handle, ids).abortable(self.client.aborter()))
     }
 
     /// Runs `f` on every argument tuple, spread over the engines, and waits:

@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::cluster::engine::{ENGINE_KIND, EngineActor};
-use crate::cluster::message::{EngineList, Engines, QueueStatus};
+use crate::cluster::message::{Abort, AbortedJobs, EngineList, Engines, QueueStatus};
 pub use crate::cluster::message::{EngineQueue, QueueReport};
 use crate::cluster::session::{Session, SessionError};
 use crate::remote::{ActorRef, RemoteNode};
@@ -133,6 +133,12 @@ pub enum ClientError {
     /// A result did not come in time.
     #[error("no result within {0:?}")]
     Timeout(Duration),
+    /// The task was aborted before it started (the seed's `AbortedTask`).
+    #[error("the task was aborted before it started")]
+    Aborted,
+    /// The head did not answer.
+    #[error("the head did not answer: {0}; it may be restarting, try again")]
+    Head(String),
 }
 
 /// One engine as a client reaches it: a link to its node and its actor.
@@ -260,6 +266,36 @@ impl Client {
     pub async fn queue_status(&mut self) -> Result<QueueReport, ClientError> {
         let pool = self.session.pool();
         Ok(self.session.ask(QueueStatus { pool }).await?)
+    }
+
+    /// Aborts the load-balanced tasks `ids` (their [`AsyncResult::msg_ids`])
+    /// that have not started: each fails with [`ClientError::Aborted`];
+    /// those running or done go on. Returns the ones it aborted.
+    pub async fn abort(&mut self, ids: &[u64]) -> Result<Vec<u64>, ClientError> {
+        let pool = self.session.pool();
+        let AbortedJobs(dropped) = self
+            .session
+            .ask(Abort {
+                pool,
+                indices: ids.to_vec(),
+            })
+            .await?;
+        Ok(dropped)
+    }
+
+    /// The load-balanced tasks this client submitted whose result has not
+    /// come yet (the hub's `outstanding`), in submit order.
+    pub fn outstanding(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.waiting.iter().map(|e| *e.key()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn aborter(&self) -> balanced::Aborter {
+        balanced::Aborter {
+            heads: self.session.heads(),
+            pool: self.session.pool(),
+        }
     }
 
     /// A view that hands each task to whichever engine has room, through

@@ -98,6 +98,8 @@ pub struct AsyncResult<R> {
     handle: Option<actix_rt::task::JoinHandle<Result<R, ClientError>>>,
     result: Option<Result<R, ClientError>>,
     ids: Vec<u64>,
+    /// Where load-balanced tasks are aborted (none for a direct apply).
+    aborter: Option<super::balanced::Aborter>,
 }
 
 fn joined<R>(
@@ -121,6 +123,24 @@ impl<R> AsyncResult<R> {
             handle: Some(handle),
             result: None,
             ids,
+            aborter: None,
+        }
+    }
+
+    /// The same, abortable through `aborter` (load-balanced tasks).
+    pub(super) fn abortable(mut self, aborter: super::balanced::Aborter) -> Self {
+        self.aborter = Some(aborter);
+        self
+    }
+
+    /// Aborts the tasks of this result that have not started: each fails
+    /// with [`ClientError::Aborted`]; those running or done go on. Returns
+    /// the task numbers it aborted. A direct apply has started on its
+    /// engines when it returns, so there is nothing to abort (empty).
+    pub async fn abort(&self) -> Result<Vec<u64>, ClientError> {
+        match &self.aborter {
+            Some(aborter) => aborter.abort(self.ids.clone()).await,
+            None => Ok(Vec::new()),
         }
     }
 

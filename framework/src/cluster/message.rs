@@ -274,6 +274,18 @@ pub struct Submit {
     pub jobs: Vec<(u64, Vec<u8>)>,
 }
 
+/// Jobs of a pool that have not started are dropped: each one's result is
+/// [`Outcome::Aborted`]; jobs already running or done go on. The answer
+/// names the jobs it dropped.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
+#[message(result = AbortedJobs)]
+pub struct Abort {
+    /// The pool.
+    pub pool: Uuid,
+    /// The jobs to drop.
+    pub indices: Vec<u64>,
+}
+
 /// An update for every worker of a pool, present and future.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
 #[message(result = Submitted)]
@@ -428,7 +440,14 @@ mod replies {
         Invalid(String),
         /// Its workers went down too many times while running it.
         Died(String),
+        /// It was aborted before it started.
+        Aborted,
     }
+
+    /// The jobs an [`super::Abort`] dropped (the others had started or
+    /// finished, or were never submitted).
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub struct AbortedJobs(pub Vec<u64>);
 
     /// The head's answer to [`super::OpenPool`].
     #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]

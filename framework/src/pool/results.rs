@@ -31,6 +31,9 @@ pub enum JobError {
     /// Its workers kept dying while running it.
     #[error("the job was given up: {0}")]
     Died(String),
+    /// The job was aborted before it started.
+    #[error("the job was aborted before it started")]
+    Aborted,
 }
 
 /// Results as they finish (see [`Pool::imap_unordered`]); read with
@@ -197,6 +200,7 @@ impl<W: Worker> Unordered<'_, W> {
                 Outcome::Panicked(why) => Err(JobError::Panicked(why)),
                 Outcome::Invalid(why) => Err(JobError::Invalid(why)),
                 Outcome::Died(why) => Err(JobError::Died(why)),
+                Outcome::Aborted => Err(JobError::Aborted),
             };
             self.ready.push_back((index, result));
         }

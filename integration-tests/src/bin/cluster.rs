@@ -214,6 +214,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
             rc.close().await;
             Ok(())
         }
+        "lbabort" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            lb_abort(line, Password::resolve()?).await
+        }
         "lbkill" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             lb_kill(line, Password::resolve()?).await
@@ -468,6 +472,36 @@ async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error
         if dead.is_err() { "failed" } else { "answered" },
         started.elapsed().as_millis()
     );
+    rc.close().await;
+    Ok(())
+}
+
+/// 200 slow tasks on 2 engines, all aborted at once: those that had not
+/// started fail as aborted, the others give their squares; nothing is
+/// outstanding after, and aborting finished tasks aborts nothing.
+async fn lb_abort(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::{Client, ClientError};
+    let mut rc = Client::connect(&line, password).await?;
+    rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    let all = rc
+        .load_balanced_view()
+        .map(slow_square, (0..200u64).map(|x| (x, 20u64)))
+        .await?;
+    let ids = all.msg_ids().to_vec();
+    let aborted = all.abort().await?;
+    println!("ABORTED {}", aborted.len());
+    let squares = all.get_timeout(Duration::from_secs(60)).await?;
+    let right = right_squares(&squares);
+    let failed_aborted = squares
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| matches!(r, Err(ClientError::Aborted)) && aborted.contains(&ids[*i]))
+        .count();
+    println!(
+        "LBABORT {right} right {failed_aborted} aborted {} outstanding",
+        rc.outstanding().len()
+    );
+    println!("AGAIN {}", rc.abort(&ids).await?.len());
     rc.close().await;
     Ok(())
 }

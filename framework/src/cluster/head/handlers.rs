@@ -526,3 +526,53 @@ impl Handler<QueueStatus> for HeadActor {
         })
     }
 }
+
+impl Handler<Abort> for HeadActor {
+    type Result = actix::MessageResult<Abort>;
+
+    fn handle(&mut self, msg: Abort, ctx: &mut actix::Context<Self>) -> Self::Result {
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return actix::MessageResult(AbortedJobs(Vec::new()));
+        };
+        let asked: HashSet<u64> = msg.indices.into_iter().collect();
+        let mut dropped = Vec::new();
+        // Queued in the ledger, not handed to a worker yet.
+        entry.pending.retain(|index| {
+            if asked.contains(index) {
+                dropped.push(*index);
+                false
+            } else {
+                true
+            }
+        });
+        for index in &dropped {
+            if let Some(job) = entry.jobs.remove(index) {
+                entry.queued_bytes = entry.queued_bytes.saturating_sub(job.len() as u64);
+            }
+        }
+        // Submitted but still waiting for room in the queue.
+        for (submit, _) in entry.waiting.iter_mut() {
+            submit.jobs.retain(|(index, _)| {
+                if asked.contains(index) {
+                    dropped.push(*index);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        let outcomes = dropped
+            .iter()
+            .map(|&index| JobOutcome {
+                index,
+                attempt: 0,
+                output: Outcome::Aborted,
+            })
+            .collect();
+        if !dropped.is_empty() {
+            tracing::info!(pool = %msg.pool, jobs = dropped.len(), "jobs aborted before they started");
+            self.finish(msg.pool, outcomes, ctx);
+        }
+        actix::MessageResult(AbortedJobs(dropped))
+    }
+}

@@ -205,7 +205,8 @@ struct AgentEntry {
         StopHead,
         EngineHello,
         Engines,
-        QueueStatus
+        QueueStatus,
+        Abort
     ),
     name = "parallel::cluster::HeadActor",
     lifecycle
@@ -238,6 +239,7 @@ fn outcome_bytes(outcome: &Outcome) -> u64 {
     match outcome {
         Outcome::Output(b) => b.len() as u64,
         Outcome::Panicked(s) | Outcome::Invalid(s) | Outcome::Died(s) => s.len() as u64,
+        Outcome::Aborted => 0,
     }
 }
 
