@@ -26,6 +26,9 @@ impl Proc {
         let mut child = Command::new(CLUSTER)
             .args(args)
             .env("PARALLEL_PASSWORD", PASSWORD)
+            // A panic on an engine reports its place (the hook that notes it
+            // stands back when backtraces are asked for).
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -514,6 +517,10 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
     assert!(
         lb.contains("13 is unlucky"),
         "a panic comes back as the task's error: {lb}"
+    );
+    assert!(
+        lb.contains("on engine ") && lb.contains("src/bin/cluster.rs:"),
+        "it names the engine and the place: {lb}"
     );
     assert_eq!(c.wait_for("LB ONE").await, "LB ONE 144");
     assert_eq!(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use crate::actor::{Registry, RemoteActor, code, panic_text};
+use crate::actor::{HandlerScope, Registry, RemoteActor, code, panic_text};
 use crate::id::ActorId;
 use crate::wire::{Buffer, RemoteFailure, WireType, decode_owned, encode, type_tag};
 
@@ -136,7 +136,7 @@ pub fn remote_fn(tag: u64) -> Option<&'static RemoteFn> {
 }
 
 /// Decodes `Args`, runs `f`, encodes its result; a panic becomes a failure
-/// that carries the panic message.
+/// that carries the panic message and where it happened.
 pub fn invoke_remote<Args: WireType, R: WireType>(
     bytes: &[u8],
     f: impl FnOnce(Args) -> R,
@@ -145,10 +145,23 @@ pub fn invoke_remote<Args: WireType, R: WireType>(
         code: code::INVALID,
         message: e.to_string(),
     })?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|p| RemoteFailure {
-        code: code::PANICKED,
-        message: format!("the remote function panicked: {}", panic_text(p.as_ref())),
+    // The panic hook notes where it panicked (when it is installed).
+    let scope = HandlerScope::enter();
+    let result = catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|p| {
+        let at = scope
+            .seen()
+            .and_then(|s| s.location)
+            .map(|at| format!(" (at {at})"))
+            .unwrap_or_default();
+        RemoteFailure {
+            code: code::PANICKED,
+            message: format!(
+                "the remote function panicked: {}{at}",
+                panic_text(p.as_ref())
+            ),
+        }
     })?;
+    drop(scope);
     encode(&result).map_err(|e| RemoteFailure {
         code: code::ENCODE,
         message: e.to_string(),

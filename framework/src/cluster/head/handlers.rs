@@ -115,8 +115,17 @@ impl Handler<Done> for HeadActor {
         let Some(pool) = self.pools.get_mut(&pool_id) else {
             return;
         };
+        // A task that failed on an engine says which one.
+        let engine = pool
+            .engines
+            .iter()
+            .find(|e| e.worker == msg.worker)
+            .map(|e| e.id);
         let mut taken = Vec::with_capacity(msg.results.len());
-        for outcome in msg.results {
+        for mut outcome in msg.results {
+            if let (Some(n), Outcome::Panicked(why)) = (engine, &mut outcome.output) {
+                *why = format!("on engine {n}: {why}");
+            }
             let current = pool
                 .running
                 .get(&outcome.index)
