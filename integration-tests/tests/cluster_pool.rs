@@ -584,6 +584,7 @@ async fn aborted_load_balanced_tasks_that_had_not_started_fail_as_aborted() {
     let aborted = field(&c.wait_for("ABORTED").await, "ABORTED");
     // 2 engines hold a few tasks each; the rest wait at the head.
     assert!((150..=200).contains(&aborted), "aborted {aborted}");
+    assert_eq!(c.wait_for("WAITED").await, "WAITED false true");
     let done = c.wait_for("LBABORT").await;
     assert_eq!(
         done,

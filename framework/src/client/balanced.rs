@@ -39,6 +39,7 @@ impl Router {
         heads: watch::Receiver<ActorRef<HeadActor>>,
         pool: Uuid,
         waiting: Waiting,
+        arrived: Arc<watch::Sender<u64>>,
     ) {
         while let Some(batch) = results.recv().await {
             if batch.pool != pool {
@@ -51,6 +52,7 @@ impl Router {
                     let _ = waiter.send(outcome);
                 }
             }
+            arrived.send_modify(|n| *n = n.wrapping_add(1));
             let head = heads.borrow().clone();
             let _ = head.try_tell(ResultsRead {
                 pool,

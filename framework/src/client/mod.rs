@@ -38,6 +38,7 @@ mod balanced;
 mod view;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cluster::engine::{ENGINE_KIND, EngineActor};
@@ -157,6 +158,8 @@ pub struct Client {
     next_task: u64,
     /// Load-balanced tasks waiting for their result.
     waiting: balanced::Waiting,
+    /// Bumped by the router after each batch of results.
+    arrived: Arc<tokio::sync::watch::Sender<u64>>,
     /// Hands results to them.
     router: actix_rt::task::JoinHandle<()>,
 }
@@ -169,17 +172,20 @@ impl Client {
         let mut session = Session::open(line, password, ENGINE_KIND, Vec::new()).await?;
         let results = session.take_results().ok_or(SessionError::Closed)?;
         let waiting = balanced::Waiting::default();
+        let arrived = Arc::new(tokio::sync::watch::channel(0u64).0);
         let router = actix_rt::spawn(balanced::Router::run(
             results,
             session.heads(),
             session.pool(),
             waiting.clone(),
+            arrived.clone(),
         ));
         Ok(Client {
             session,
             engines: BTreeMap::new(),
             next_task: 0,
             waiting,
+            arrived,
             router,
         })
     }
@@ -289,6 +295,33 @@ impl Client {
         let mut ids: Vec<u64> = self.waiting.iter().map(|e| *e.key()).collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Waits up to `timeout` until every task of `ids` (load-balanced tasks
+    /// this client submitted, by [`AsyncResult::msg_ids`]) has its result
+    /// here (the hub's `wait`); true if they all have. Joins a restarted
+    /// head again meanwhile.
+    pub async fn wait(&mut self, ids: &[u64], timeout: Duration) -> Result<bool, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut arrived = self.arrived.subscribe();
+        loop {
+            let done = ids.iter().all(|id| !self.waiting.contains_key(id));
+            if done {
+                return Ok(true);
+            }
+            tokio::select! {
+                changed = arrived.changed() => {
+                    if changed.is_err() {
+                        // The router stopped: no more results come.
+                        return Ok(false);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(ids.iter().all(|id| !self.waiting.contains_key(id)));
+                }
+                _ = self.session.lost() => self.session.reconnect().await?,
+            }
+        }
     }
 
     fn aborter(&self) -> balanced::Aborter {

@@ -478,7 +478,8 @@ async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error
 
 /// 200 slow tasks on 2 engines, all aborted at once: those that had not
 /// started fail as aborted, the others give their squares; nothing is
-/// outstanding after, and aborting finished tasks aborts nothing.
+/// outstanding after, and aborting finished tasks aborts nothing;
+/// `Client::wait` says false at once and true once all are back.
 async fn lb_abort(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::{Client, ClientError};
     let mut rc = Client::connect(&line, password).await?;
@@ -488,8 +489,11 @@ async fn lb_abort(line: JoinLine, password: Password) -> Result<(), Box<dyn Erro
         .map(slow_square, (0..200u64).map(|x| (x, 20u64)))
         .await?;
     let ids = all.msg_ids().to_vec();
+    let at_once = rc.wait(&ids, Duration::ZERO).await?;
     let aborted = all.abort().await?;
     println!("ABORTED {}", aborted.len());
+    let waited = rc.wait(&ids, Duration::from_secs(60)).await?;
+    println!("WAITED {at_once} {waited}");
     let squares = all.get_timeout(Duration::from_secs(60)).await?;
     let right = right_squares(&squares);
     let failed_aborted = squares
