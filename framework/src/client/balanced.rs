@@ -237,6 +237,23 @@ impl<'c> LoadBalancedView<'c> {
         Ok(AsyncResult::spawned(handle, ids).abortable(self.client.aborter()))
     }
 
+    /// Submits `f` on every argument tuple and gives the results one by
+    /// one in input order as they come (the seed's `imap`); see [`Imap`].
+    pub async fn imap<F, Args, I>(self, f: F, args: I) -> Result<Imap<'c, F::Output>, ClientError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+        I: IntoIterator<Item = Args>,
+    {
+        let mut view = self;
+        let waits = view.submit(f, args).await?;
+        Ok(Imap {
+            client: view.client,
+            waits: waits.into(),
+            _output: std::marker::PhantomData,
+        })
+    }
+
     /// Runs `f` on every argument tuple, spread over the engines, and waits:
     /// each task's result (or error) in input order. A head that restarts
     /// meanwhile is joined again; its ledger still has the tasks.
@@ -262,5 +279,43 @@ impl<'c> LoadBalancedView<'c> {
                 _ = self.client.session.lost() => self.client.session.reconnect().await?,
             }
         }
+    }
+}
+
+/// Results of [`LoadBalancedView::imap`] in input order: [`Imap::next`]
+/// waits for the next one (later ones that finish first wait their turn);
+/// a head that restarts meanwhile is joined again.
+pub struct Imap<'c, R> {
+    client: &'c mut Client,
+    waits: std::collections::VecDeque<(u64, oneshot::Receiver<Outcome>)>,
+    _output: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: WireType> Imap<'_, R> {
+    /// The next task's result (or error) in input order; `None` after the
+    /// last. `Err` only when the head stayed away.
+    pub async fn next(&mut self) -> Option<Result<Result<R, ClientError>, ClientError>> {
+        let (_, rx) = self.waits.front_mut()?;
+        loop {
+            tokio::select! {
+                outcome = &mut *rx => {
+                    self.waits.pop_front();
+                    return Some(Ok(match outcome {
+                        Ok(outcome) => outcome_into::<R>(outcome),
+                        Err(_) => Err(ClientError::Task("the client stopped".into())),
+                    }));
+                }
+                _ = self.client.session.lost() => {
+                    if let Err(e) = self.client.session.reconnect().await {
+                        return Some(Err(e.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tasks whose result has not been read yet.
+    pub fn remaining(&self) -> usize {
+        self.waits.len()
     }
 }

@@ -48,7 +48,7 @@ use crate::cluster::session::{Session, SessionError};
 use crate::remote::{ActorRef, RemoteNode};
 use crate::transport::{JoinLine, Password};
 
-pub use balanced::LoadBalancedView;
+pub use balanced::{Imap, LoadBalancedView};
 pub use view::{AsyncResult, DirectView, ParallelFunction, RemoteFunction, Targets};
 
 /// Why a client operation failed.

@@ -428,6 +428,16 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         queues.engines.len(),
         queues.unassigned
     );
+    // The first task is the slowest: imap still gives them in input order.
+    let mut it = rc
+        .load_balanced_view()
+        .imap(slow_square, [(3u64, 60u64), (4, 0), (5, 10), (6, 0)])
+        .await?;
+    let mut ordered = Vec::new();
+    while let Some(r) = it.next().await {
+        ordered.push(r??);
+    }
+    println!("IMAP {ordered:?} {}", it.remaining());
     let all = rc.direct_view_all();
     all.set("k", &7u32).await?;
     all.update([("m".to_string(), 1u32), ("n".to_string(), 2u32)])
