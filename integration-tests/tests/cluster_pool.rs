@@ -602,6 +602,44 @@ async fn aborted_load_balanced_tasks_that_had_not_started_fail_as_aborted() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The pids in a `WORD [a, b, ...]` line (after `skip` leading numbers).
+fn pids(line: &str, skip: usize) -> Vec<u32> {
+    line.split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .skip(skip)
+        .map(|w| w.parse().expect("a pid"))
+        .collect()
+}
+
+#[tokio::test]
+async fn lru_rotates_over_the_engines_and_leastload_avoids_the_busy_one() {
+    for scheduler in ["scheduler=lru", "scheduler=leastload"] {
+        let dir = temp_dir("sched");
+        let (h, line) = head(&dir.join("head"), 0, &[scheduler]).await;
+        let a = node(&line, &dir.join("a"), 3).await;
+        let mut c = Proc::start(&["sched", &line]);
+        let rotate = pids(&c.wait_for("ROTATE").await, 0);
+        let avoid = c.wait_for("AVOID").await;
+        let (busy, short) = (pids(&avoid, 0)[0], pids(&avoid, 1));
+        assert!(c.exit_ok().await, "{:?}", c.seen);
+        if scheduler.ends_with("lru") {
+            // One after another: each engine in turn.
+            let distinct: std::collections::HashSet<_> = rotate.iter().collect();
+            assert_eq!(distinct.len(), 3, "{rotate:?}");
+            assert_eq!(rotate[..3], rotate[3..], "{rotate:?}");
+        } else {
+            // The idle engine that joined first takes them all; none goes to
+            // the engine that is busy with the long task.
+            assert!(rotate.iter().all(|p| *p == rotate[0]), "{rotate:?}");
+            assert!(!short.contains(&busy), "busy {busy}, short on {short:?}");
+        }
+        for p in [a, h] {
+            p.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[tokio::test]
 async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
     let dir = temp_dir("lbhead");

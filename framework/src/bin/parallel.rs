@@ -3,6 +3,7 @@
 //! ```text
 //! parallel head [--listen ADDR:PORT] [--data DIR] [--with-node] [--workers N]
 //!               [--allow-binary SHA256]... [--queue-limit BYTES] [--no-local-copies]
+//!               [--scheduler leastload|lru|plainrandom|twobin|weighted]
 //! parallel node --join LINE [--workers N] [--data DIR]
 //! parallel status [--join LINE | --data DIR]
 //! parallel stop [--node | --head] [--join LINE | --data DIR]
@@ -63,6 +64,10 @@ enum Command {
         /// (by default they copy the file).
         #[arg(long)]
         no_local_copies: bool,
+        /// Which worker gets the next job: leastload, lru, plainrandom,
+        /// twobin or weighted.
+        #[arg(long, default_value = "leastload")]
+        scheduler: cluster::Scheduler,
     },
     /// Starts a node agent that joins a head and runs its pools' workers.
     Node {
@@ -190,6 +195,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             allow_binary,
             queue_limit,
             no_local_copies,
+            scheduler,
         } => {
             let password = password(&cli.password_file)?;
             let allow = allow_binary
@@ -200,7 +206,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .listen(listen)
                 .queue_limit(queue_limit)
                 .allow_programs(allow)
-                .local_copies(!no_local_copies);
+                .local_copies(!no_local_copies)
+                .scheduler(scheduler);
             if let Some(dir) = data {
                 options = options.data(dir);
             }

@@ -31,6 +31,7 @@ mod start;
 pub mod worker;
 
 pub use control::{ControlError, NODE_PID_FILE, status, stop_head, stop_local_node};
+pub use head::Scheduler;
 pub use message::StatusReport;
 pub use start::{
     DEFAULT_PORT, HeadHandle, HeadOptions, JOIN_LINE_FILE, NodeHandle, NodeOptions,

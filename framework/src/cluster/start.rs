@@ -119,6 +119,13 @@ impl HeadOptions {
         self
     }
 
+    /// Which worker (engine) gets the next job or load-balanced task
+    /// (default [`super::Scheduler::LeastLoad`]).
+    pub fn scheduler(mut self, scheduler: super::Scheduler) -> Self {
+        self.settings.scheduler = scheduler;
+        self
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.data
             .clone()

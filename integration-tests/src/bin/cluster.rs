@@ -1,7 +1,7 @@
 //! The cluster tests' program: a head, a node agent, or a pool owner
 //! (whose workers, started by the node agents, are this same program).
 //!
-//! - `cluster head DATA PORT [limit=BYTES] [allow=SHA256] [network]`: a head on
+//! - `cluster head DATA PORT [limit=BYTES] [allow=SHA256] [network] [scheduler=NAME]`: a head on
 //!   127.0.0.1:PORT (0: any), programs sent over the network with `network`; prints
 //!   `READY <join line>`, runs until its standard input closes.
 //! - `cluster node LINE DATA WORKERS`: a node agent; prints `READY`, runs
@@ -152,6 +152,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
                         *byte = u8::from_str_radix(hex, 16)?;
                     }
                     options = options.allow_programs(vec![hash]);
+                } else if let Some(name) = option.strip_prefix("scheduler=") {
+                    options = options.scheduler(name.parse()?);
                 } else if option == "network" {
                     options = options.local_copies(false);
                 } else {
@@ -217,6 +219,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "lbabort" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             lb_abort(line, Password::resolve()?).await
+        }
+        "sched" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            placements(line, Password::resolve()?).await
         }
         "lbkill" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
@@ -516,6 +522,37 @@ async fn lb_abort(line: JoinLine, password: Password) -> Result<(), Box<dyn Erro
         rc.outstanding().len()
     );
     println!("AGAIN {}", rc.abort(&ids).await?.len());
+    rc.close().await;
+    Ok(())
+}
+
+/// Which engine process runs it, after `ms` milliseconds.
+#[parallel::remote]
+fn engine_process(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+/// Where a scheduler puts tasks: 6 short tasks one after another (ROTATE),
+/// then one long task and 4 short ones while it runs (AVOID: the long one's
+/// engine, then the short ones' engines).
+async fn placements(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::Client;
+    let mut rc = Client::connect(&line, password).await?;
+    rc.wait_for_engines(3, Duration::from_secs(60)).await?;
+    let mut lb = rc.load_balanced_view();
+    let mut seq = Vec::new();
+    for _ in 0..6 {
+        seq.push(lb.apply_sync(engine_process, (0u64,)).await?);
+    }
+    println!("ROTATE {seq:?}");
+    let long = lb.apply(engine_process, (1500u64,)).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut short = Vec::new();
+    for _ in 0..4 {
+        short.push(lb.apply_sync(engine_process, (0u64,)).await?);
+    }
+    println!("AVOID {} {short:?}", long.get().await?);
     rc.close().await;
     Ok(())
 }

@@ -94,6 +94,7 @@ impl Handler<WorkerHello> for HeadActor {
                 credit: msg.credit.max(1) as usize,
                 holding: HashSet::new(),
                 completed: 0,
+                last_given: 0,
             },
         );
         self.watch_worker(msg.worker, ctx);

@@ -63,6 +63,8 @@ pub struct HeadSettings {
     /// Whether programs are copied as files between processes of the head's
     /// own machine (default) rather than always sent over the network.
     pub local_copies: bool,
+    /// Which worker gets the next job (default [`Scheduler::LeastLoad`]).
+    pub scheduler: Scheduler,
 }
 
 impl Default for HeadSettings {
@@ -71,6 +73,7 @@ impl Default for HeadSettings {
             queue_limit: 512 << 20,
             allow: Vec::new(),
             local_copies: true,
+            scheduler: Scheduler::default(),
         }
     }
 }
@@ -174,6 +177,8 @@ struct WorkerEntry {
     holding: HashSet<u64>,
     /// Jobs it finished.
     completed: u64,
+    /// When it was last given a job (the head's job counter; 0: never).
+    last_given: u64,
 }
 
 struct AgentEntry {
@@ -224,6 +229,10 @@ pub struct HeadActor {
     stop: watch::Sender<Option<bool>>,
     /// The join line it advertises.
     join_line: String,
+    /// Counts jobs handed out (for the `lru` scheduler).
+    handed: u64,
+    /// For the random schedulers.
+    rng: scheduler::Rng,
 }
 
 impl actix::Actor for HeadActor {
@@ -294,6 +303,8 @@ impl HeadActor {
             uploading: HashSet::new(),
             stop,
             join_line,
+            handed: 0,
+            rng: scheduler::Rng::new(Uuid::new_v4().as_u64_pair().0),
         })
     }
 
@@ -398,46 +409,66 @@ impl HeadActor {
             // The owner reads too slowly (or is away): results wait, so do jobs.
             return;
         }
-        for worker_id in entry.workers.clone() {
-            if entry.pending.is_empty() {
+        // Who may take jobs now, then one job at a time to the worker the
+        // scheduler picks.
+        let ids: Vec<ActorId> = entry
+            .workers
+            .iter()
+            .filter(|id| self.workers.contains_key(id))
+            .copied()
+            .collect();
+        let mut cands: Vec<scheduler::Candidate> = ids
+            .iter()
+            .filter_map(|id| self.workers.get(id))
+            .map(|w| scheduler::Candidate {
+                free: w.credit.saturating_sub(w.holding.len()),
+                held: w.holding.len(),
+                last: w.last_given,
+            })
+            .collect();
+        let mut orders: Vec<Vec<JobOrder>> = vec![Vec::new(); ids.len()];
+        while let Some(&index) = entry.pending.front() {
+            let Some(k) = self.settings.scheduler.pick(&cands, &mut self.rng) else {
                 break;
+            };
+            entry.pending.pop_front();
+            let Some(job) = entry.jobs.remove(&index) else {
+                continue;
+            };
+            let attempt = {
+                let tries = entry.tries.entry(index).or_insert(0);
+                *tries += 1;
+                *tries
+            };
+            self.handed += 1;
+            let c = &mut cands[k];
+            c.free -= 1;
+            c.held += 1;
+            c.last = self.handed;
+            orders[k].push(JobOrder {
+                index,
+                attempt,
+                job: job.clone(),
+            });
+            entry.running.insert(
+                index,
+                RunningJob {
+                    worker: ids[k],
+                    attempt,
+                    job,
+                    sent: Instant::now(),
+                },
+            );
+        }
+        for ((worker_id, orders), cand) in ids.into_iter().zip(orders).zip(cands) {
+            if orders.is_empty() {
+                continue;
             }
             let Some(worker) = self.workers.get_mut(&worker_id) else {
                 continue;
             };
-            let free = worker.credit.saturating_sub(worker.holding.len());
-            let mut orders = Vec::new();
-            while orders.len() < free {
-                let Some(index) = entry.pending.pop_front() else {
-                    break;
-                };
-                let Some(job) = entry.jobs.remove(&index) else {
-                    continue;
-                };
-                let attempt = {
-                    let tries = entry.tries.entry(index).or_insert(0);
-                    *tries += 1;
-                    *tries
-                };
-                orders.push(JobOrder {
-                    index,
-                    attempt,
-                    job: job.clone(),
-                });
-                entry.running.insert(
-                    index,
-                    RunningJob {
-                        worker: worker_id,
-                        attempt,
-                        job,
-                        sent: Instant::now(),
-                    },
-                );
-                worker.holding.insert(index);
-            }
-            if orders.is_empty() {
-                continue;
-            }
+            worker.last_given = cand.last;
+            worker.holding.extend(orders.iter().map(|o| o.index));
             if let Err(e) = worker.actor.try_tell(Jobs { jobs: orders }) {
                 tracing::warn!(worker = %worker_id, "could not hand jobs to a worker ({e}); they go back to the queue");
                 let Jobs { jobs } = e.into_message();
@@ -641,3 +672,6 @@ impl HeadActor {
 }
 
 mod handlers;
+mod scheduler;
+
+pub use scheduler::Scheduler;
