@@ -123,6 +123,14 @@ async fn node(line: &str, data: &std::path::Path, workers: u32) -> Proc {
     p
 }
 
+/// Stops the test's processes in order and removes its directory.
+async fn stop_all<const N: usize>(procs: [Proc; N], dir: &std::path::Path) {
+    for p in procs {
+        p.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The parent process of `pid` (while it runs).
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -160,10 +168,7 @@ async fn a_pool_maps_in_order_and_counts_its_nodes_and_workers() {
     assert_eq!(field(&counts, "NODES"), 2, "{counts}");
     assert_eq!(field(&counts, "WORKERS"), 3, "{counts}");
     assert!(c.exit_ok().await);
-    for p in [a, b, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, b, h], &dir).await;
 }
 
 #[tokio::test]
@@ -195,10 +200,7 @@ async fn a_node_killed_mid_map_loses_and_doubles_nothing_and_a_new_node_takes_jo
         "a worker of the node that joined mid-map answered: {pids}"
     );
     assert!(p.exit_ok().await, "{:?}", p.seen);
-    for p in [a, c, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, c, h], &dir).await;
 }
 
 #[tokio::test]
@@ -218,10 +220,7 @@ async fn a_head_killed_mid_map_and_started_again_loses_nothing() {
     assert_eq!(field(&results, "LOST"), 0, "{results}");
     assert_eq!(field(&results, "DUP"), 0, "{results}");
     assert!(p.exit_ok().await, "{:?}", p.seen);
-    for p in [a, h2] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h2], &dir).await;
 }
 
 #[tokio::test]
@@ -240,10 +239,7 @@ async fn a_node_that_joins_late_gets_every_earlier_update_in_order() {
         "the late node worked too: {results}"
     );
     assert!(p.exit_ok().await);
-    for p in [a, b, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, b, h], &dir).await;
 }
 
 #[tokio::test]
@@ -264,10 +260,7 @@ async fn a_panicking_job_fails_alone_and_an_oversized_job_is_refused() {
         "the error names the limit: {refused}"
     );
     assert!(o.exit_ok().await);
-    for p in [a, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h], &dir).await;
 }
 
 #[tokio::test]
@@ -291,10 +284,7 @@ async fn a_second_node_on_one_data_dir_exits_zero_and_a_wrong_password_is_refuse
         .expect("exit in time")
         .expect("status");
     assert!(!status.success(), "a pool with a wrong password must fail");
-    for p in [a, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h], &dir).await;
 }
 
 #[tokio::test]
@@ -313,10 +303,7 @@ async fn two_pools_from_two_programs_run_at_once_and_keep_their_results_apart() 
     assert_eq!(field(&two, "RESULTS"), 200, "{two}");
     assert_eq!(field(&two, "WRONG"), 0, "{two}");
     assert!(first.exit_ok().await && second.exit_ok().await);
-    for p in [a, b, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, b, h], &dir).await;
 }
 
 /// The `parallel` command, built beside the test programs by
@@ -437,10 +424,7 @@ async fn a_tampered_cached_program_is_refused_and_fetched_again() {
         now == original,
         "the tampered copy was replaced by a verified one"
     );
-    for p in [a, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h], &dir).await;
 }
 
 #[tokio::test]
@@ -543,10 +527,7 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         "PARALLELFN [1, 4, 9, 16, 25]"
     );
     assert!(c.exit_ok().await, "{:?}", c.seen);
-    for p in [a, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h], &dir).await;
 }
 
 #[tokio::test]
@@ -570,10 +551,7 @@ async fn an_engine_killed_during_a_load_balanced_map_loses_no_task() {
     let dead = c.wait_for("DEADAPPLY").await;
     assert!(dead.starts_with("DEADAPPLY failed"), "{dead}");
     assert!(c.exit_ok().await, "{:?}", c.seen);
-    for p in [a, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h], &dir).await;
 }
 
 #[tokio::test]
@@ -596,10 +574,7 @@ async fn aborted_load_balanced_tasks_that_had_not_started_fail_as_aborted() {
     );
     assert_eq!(c.wait_for("AGAIN").await, "AGAIN 0");
     assert!(c.exit_ok().await, "{:?}", c.seen);
-    for p in [a, h] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h], &dir).await;
 }
 
 /// The pids in a `WORD [a, b, ...]` line (after `skip` leading numbers).
@@ -633,10 +608,7 @@ async fn lru_rotates_over_the_engines_and_leastload_avoids_the_busy_one() {
             assert!(rotate.iter().all(|p| *p == rotate[0]), "{rotate:?}");
             assert!(!short.contains(&busy), "busy {busy}, short on {short:?}");
         }
-        for p in [a, h] {
-            p.stop().await;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
+        stop_all([a, h], &dir).await;
     }
 }
 
@@ -654,8 +626,5 @@ async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
     let (h2, _) = head(&dir.join("head"), port, &[]).await;
     assert_eq!(c.wait_for("LBHEAD").await, "LBHEAD 600 RIGHT");
     assert!(c.exit_ok().await, "{:?}", c.seen);
-    for p in [a, h2] {
-        p.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_all([a, h2], &dir).await;
 }

@@ -39,7 +39,7 @@ impl Router {
         heads: watch::Receiver<ActorRef<HeadActor>>,
         pool: Uuid,
         waiting: Waiting,
-        arrived: Arc<watch::Sender<u64>>,
+        arrived: watch::Sender<u64>,
     ) {
         while let Some(batch) = results.recv().await {
             if batch.pool != pool {
@@ -268,17 +268,8 @@ impl<'c> LoadBalancedView<'c> {
         I: IntoIterator<Item = Args>,
         F::Output: Send + 'static,
     {
-        let mut all = self.map(f, args).await?;
-        loop {
-            tokio::select! {
-                done = all.wait(std::time::Duration::from_secs(3600)) => {
-                    if done {
-                        return all.get().await;
-                    }
-                }
-                _ = self.client.session.lost() => self.client.session.reconnect().await?,
-            }
-        }
+        let all = self.map(f, args).await?;
+        self.client.session.alongside(all.get()).await?
     }
 }
 
@@ -292,26 +283,20 @@ pub struct Imap<'c, R> {
 }
 
 impl<R: WireType> Imap<'_, R> {
-    /// The next task's result (or error) in input order; `None` after the
-    /// last. `Err` only when the head stayed away.
-    pub async fn next(&mut self) -> Option<Result<Result<R, ClientError>, ClientError>> {
+    /// The next task's result (or its error) in input order; `None` after
+    /// the last. A head that stayed away is [`ClientError::Session`] (that
+    /// task stays next: calling again waits for it again).
+    pub async fn next(&mut self) -> Option<Result<R, ClientError>> {
         let (_, rx) = self.waits.front_mut()?;
-        loop {
-            tokio::select! {
-                outcome = &mut *rx => {
-                    self.waits.pop_front();
-                    return Some(Ok(match outcome {
-                        Ok(outcome) => outcome_into::<R>(outcome),
-                        Err(_) => Err(ClientError::Task("the client stopped".into())),
-                    }));
-                }
-                _ = self.client.session.lost() => {
-                    if let Err(e) = self.client.session.reconnect().await {
-                        return Some(Err(e.into()));
-                    }
-                }
-            }
-        }
+        let outcome = match self.client.session.alongside(rx).await {
+            Ok(outcome) => outcome,
+            Err(e) => return Some(Err(e.into())),
+        };
+        self.waits.pop_front();
+        Some(match outcome {
+            Ok(outcome) => outcome_into::<R>(outcome),
+            Err(_) => Err(ClientError::Task("the client stopped".into())),
+        })
     }
 
     /// Tasks whose result has not been read yet.

@@ -38,7 +38,6 @@ mod balanced;
 mod view;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cluster::engine::{ENGINE_KIND, EngineActor};
@@ -158,8 +157,8 @@ pub struct Client {
     next_task: u64,
     /// Load-balanced tasks waiting for their result.
     waiting: balanced::Waiting,
-    /// Bumped by the router after each batch of results.
-    arrived: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Changes after each batch of results the router handed out.
+    arrived: tokio::sync::watch::Receiver<u64>,
     /// Hands results to them.
     router: actix_rt::task::JoinHandle<()>,
 }
@@ -172,13 +171,13 @@ impl Client {
         let mut session = Session::open(line, password, ENGINE_KIND, Vec::new()).await?;
         let results = session.take_results().ok_or(SessionError::Closed)?;
         let waiting = balanced::Waiting::default();
-        let arrived = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let (arrived_tx, arrived) = tokio::sync::watch::channel(0u64);
         let router = actix_rt::spawn(balanced::Router::run(
             results,
             session.heads(),
             session.pool(),
             waiting.clone(),
-            arrived.clone(),
+            arrived_tx,
         ));
         Ok(Client {
             session,
@@ -302,26 +301,18 @@ impl Client {
     /// here (the hub's `wait`); true if they all have. Joins a restarted
     /// head again meanwhile.
     pub async fn wait(&mut self, ids: &[u64], timeout: Duration) -> Result<bool, ClientError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut arrived = self.arrived.subscribe();
-        loop {
-            let done = ids.iter().all(|id| !self.waiting.contains_key(id));
-            if done {
-                return Ok(true);
-            }
-            tokio::select! {
-                changed = arrived.changed() => {
-                    if changed.is_err() {
-                        // The router stopped: no more results come.
-                        return Ok(false);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Ok(ids.iter().all(|id| !self.waiting.contains_key(id)));
-                }
-                _ = self.session.lost() => self.session.reconnect().await?,
-            }
+        let waiting = self.waiting.clone();
+        let all_here = move || ids.iter().all(|id| !waiting.contains_key(id));
+        let mut arrived = self.arrived.clone();
+        arrived.mark_unchanged();
+        let until = async {
+            // Until they are here, or the router stopped (no more come).
+            while !all_here() && arrived.changed().await.is_ok() {}
+        };
+        if let Ok(joined) = tokio::time::timeout(timeout, self.session.alongside(until)).await {
+            joined?;
         }
+        Ok(all_here())
     }
 
     fn aborter(&self) -> balanced::Aborter {

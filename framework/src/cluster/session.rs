@@ -319,6 +319,21 @@ impl Session {
         }
     }
 
+    /// Awaits `fut` (something that waits on the head, like a result),
+    /// joining the head again whenever the link drops meanwhile.
+    pub async fn alongside<T>(
+        &mut self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, SessionError> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                _ = self.remote.closed() => self.reconnect().await?,
+            }
+        }
+    }
+
     /// Tells the head `msg` (no answer; lost if the link is down).
     pub fn tell<M>(&self, msg: M)
     where

@@ -316,11 +316,14 @@ async fn send_results(
         // out these jobs again to this worker, before its hello was
         // answered, and waits for them. It takes each result of a job it
         // gave this worker and drops the rest as late.
-        let to = match head.wait_for(Option::is_some).await {
-            Ok(current) => current.clone(),
-            Err(_) => return,
+        let Some(to) = head
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|current| current.clone())
+        else {
+            return; // the worker is exiting
         };
-        let Some(to) = to else { continue };
         let msg = Done { worker, results };
         if let Err(e) = to.ask(msg).await {
             tracing::warn!(

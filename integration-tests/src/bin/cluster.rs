@@ -441,7 +441,7 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         .await?;
     let mut ordered = Vec::new();
     while let Some(r) = it.next().await {
-        ordered.push(r??);
+        ordered.push(r?);
     }
     println!("IMAP {ordered:?} {}", it.remaining());
     let all = rc.direct_view_all();

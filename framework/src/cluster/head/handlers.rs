@@ -546,30 +546,24 @@ impl Handler<Abort> for HeadActor {
         };
         let asked: HashSet<u64> = msg.indices.into_iter().collect();
         let mut dropped = Vec::new();
-        // Queued in the ledger, not handed to a worker yet.
-        entry.pending.retain(|index| {
-            if asked.contains(index) {
-                dropped.push(*index);
-                false
-            } else {
-                true
+        // Keeps a job unless it is asked for (then it is dropped).
+        let mut keep = |index: u64| {
+            let drop = asked.contains(&index);
+            if drop {
+                dropped.push(index);
             }
-        });
+            !drop
+        };
+        // Queued in the ledger, not handed to a worker yet; and submitted
+        // but still waiting for room in the queue.
+        entry.pending.retain(|index| keep(*index));
+        for (submit, _) in entry.waiting.iter_mut() {
+            submit.jobs.retain(|(index, _)| keep(*index));
+        }
         for index in &dropped {
             if let Some(job) = entry.jobs.remove(index) {
                 entry.queued_bytes = entry.queued_bytes.saturating_sub(job.len() as u64);
             }
-        }
-        // Submitted but still waiting for room in the queue.
-        for (submit, _) in entry.waiting.iter_mut() {
-            submit.jobs.retain(|(index, _)| {
-                if asked.contains(index) {
-                    dropped.push(*index);
-                    false
-                } else {
-                    true
-                }
-            });
         }
         let outcomes = dropped
             .iter()

@@ -411,21 +411,23 @@ impl HeadActor {
         }
         // Who may take jobs now, then one job at a time to the worker the
         // scheduler picks.
-        let ids: Vec<ActorId> = entry
+        let (ids, mut cands): (Vec<ActorId>, Vec<scheduler::Candidate>) = entry
             .workers
             .iter()
-            .filter(|id| self.workers.contains_key(id))
-            .copied()
-            .collect();
-        let mut cands: Vec<scheduler::Candidate> = ids
-            .iter()
-            .filter_map(|id| self.workers.get(id))
-            .map(|w| scheduler::Candidate {
-                free: w.credit.saturating_sub(w.holding.len()),
-                held: w.holding.len(),
-                last: w.last_given,
+            .filter_map(|id| {
+                let w = self.workers.get(id)?;
+                let held = w.holding.len();
+                let free = w.credit.saturating_sub(held);
+                Some((
+                    *id,
+                    scheduler::Candidate {
+                        free,
+                        held,
+                        last: w.last_given,
+                    },
+                ))
             })
-            .collect();
+            .unzip();
         let mut orders: Vec<Vec<JobOrder>> = vec![Vec::new(); ids.len()];
         while let Some(&index) = entry.pending.front() {
             let Some(k) = self.settings.scheduler.pick(&cands, &mut self.rng) else {

@@ -72,33 +72,30 @@ impl Scheduler {
     /// The index in `c` of the worker that gets the next job, among those
     /// with `free > 0`; `None` when none has room.
     pub(super) fn pick(self, c: &[Candidate], rng: &mut Rng) -> Option<usize> {
-        let open: Vec<usize> = (0..c.len()).filter(|&i| c[i].free > 0).collect();
-        if open.is_empty() {
+        // Called once per job handed out: no allocation.
+        let open = || (0..c.len()).filter(|&i| c[i].free > 0);
+        let n = open().count();
+        if n == 0 {
             return None;
         }
-        Some(match self {
-            Scheduler::LeastLoad => *open.iter().min_by_key(|&&i| c[i].held)?,
-            Scheduler::Lru => *open.iter().min_by_key(|&&i| c[i].last)?,
-            Scheduler::PlainRandom => open[rng.below(open.len())],
+        match self {
+            Scheduler::LeastLoad => open().min_by_key(|&i| c[i].held),
+            Scheduler::Lru => open().min_by_key(|&i| c[i].last),
+            Scheduler::PlainRandom => open().nth(rng.below(n)),
             Scheduler::TwoBin => {
-                let a = open[rng.below(open.len())];
-                let b = open[rng.below(open.len())];
-                if c[b].held < c[a].held { b } else { a }
+                let a = open().nth(rng.below(n))?;
+                let b = open().nth(rng.below(n))?;
+                Some(if c[b].held < c[a].held { b } else { a })
             }
             Scheduler::Weighted => {
-                let total: usize = open.iter().map(|&i| c[i].free).sum();
-                let mut at = rng.below(total);
-                let mut chosen = open[open.len() - 1];
-                for &i in &open {
-                    if at < c[i].free {
-                        chosen = i;
-                        break;
-                    }
-                    at -= c[i].free;
-                }
-                chosen
+                let mut at = rng.below(open().map(|i| c[i].free).sum());
+                open().find(|&i| {
+                    let here = at < c[i].free;
+                    at = at.saturating_sub(c[i].free);
+                    here
+                })
             }
-        })
+        }
     }
 }
 
