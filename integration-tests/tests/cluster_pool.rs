@@ -628,3 +628,40 @@ async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, h2], &dir).await;
 }
+
+#[tokio::test]
+async fn a_second_client_gets_results_by_id_after_a_head_kill_and_purges_them() {
+    let dir = temp_dir("hub");
+    let port = free_port();
+    let (mut h, line) = head(&dir.join("head"), port, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let mut owner = Proc::start(&["hubowner", &line]);
+    assert_eq!(owner.wait_for("OWNER").await, "OWNER 6 RIGHT");
+    let set = owner
+        .wait_for("SET ")
+        .await
+        .trim_start_matches("SET ")
+        .to_owned();
+    h.kill();
+    let _ = h.child.wait().await;
+    let (h2, _) = head(&dir.join("head"), port, &[]).await;
+    let mut reader = Proc::start(&["hubreader", &line, &set]);
+    assert_eq!(
+        reader.wait_for("STATUS").await,
+        "STATUS completed [0, 1, 2, 3, 4, 5] pending [] unknown [99]"
+    );
+    assert_eq!(reader.wait_for("RESULTS").await, "RESULTS 6 RIGHT");
+    assert_eq!(reader.wait_for("SUBMIT").await, "SUBMIT NOT_OWNER true");
+    assert_eq!(reader.wait_for("PURGED ").await, "PURGED [0, 1]");
+    assert_eq!(
+        reader.wait_for("AFTER").await,
+        "AFTER completed [2] unknown [0, 1]"
+    );
+    assert_eq!(reader.wait_for("GONE").await, "GONE true");
+    assert_eq!(
+        reader.wait_for("PURGED_ALL").await,
+        "PURGED_ALL [2, 3, 4, 5]"
+    );
+    assert!(reader.exit_ok().await, "{:?}", reader.seen);
+    stop_all([owner, a, h2], &dir).await;
+}

@@ -4,6 +4,7 @@
 //! parallel head [--listen ADDR:PORT] [--data DIR] [--with-node] [--workers N]
 //!               [--allow-binary SHA256]... [--queue-limit BYTES] [--no-local-copies]
 //!               [--scheduler leastload|lru|plainrandom|twobin|weighted]
+//!               [--results-limit BYTES]
 //! parallel node --join LINE [--workers N] [--data DIR]
 //! parallel status [--join LINE | --data DIR]
 //! parallel stop [--node | --head] [--join LINE | --data DIR]
@@ -68,6 +69,10 @@ enum Command {
         /// twobin or weighted.
         #[arg(long, default_value = "leastload")]
         scheduler: cluster::Scheduler,
+        /// Most bytes of results each engine set keeps for the hub's
+        /// queries once its client has them (the oldest go first).
+        #[arg(long, default_value_t = 256 << 20)]
+        results_limit: u64,
     },
     /// Starts a node agent that joins a head and runs its pools' workers.
     Node {
@@ -196,6 +201,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             queue_limit,
             no_local_copies,
             scheduler,
+            results_limit,
         } => {
             let password = password(&cli.password_file)?;
             let allow = allow_binary
@@ -207,7 +213,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .queue_limit(queue_limit)
                 .allow_programs(allow)
                 .local_copies(!no_local_copies)
-                .scheduler(scheduler);
+                .scheduler(scheduler)
+                .results_limit(results_limit);
             if let Some(dir) = data {
                 options = options.data(dir);
             }

@@ -63,7 +63,7 @@ impl Router {
 }
 
 /// A task's outcome as its function's output or the error.
-fn outcome_into<R: WireType>(outcome: Outcome) -> Result<R, ClientError> {
+pub(super) fn outcome_into<R: WireType>(outcome: Outcome) -> Result<R, ClientError> {
     match outcome {
         Outcome::Output(bytes) => {
             crate::wire::decode_owned::<R>(&bytes).map_err(|e| ClientError::Codec {
@@ -131,6 +131,9 @@ impl<'c> LoadBalancedView<'c> {
         Args: WireType,
         I: IntoIterator<Item = Args>,
     {
+        if !self.client.session.owns_pool() {
+            return Err(ClientError::NotOwner(self.client.session.pool()));
+        }
         let function = type_tag(f.remote_name());
         let mut tasks = Vec::new();
         let mut waits = Vec::new();

@@ -31,10 +31,13 @@
 //! each to an engine with room, keeps it in its ledger and runs it again
 //! when its engine dies.
 //!
-//! What this first part does not have yet (the rest of s5): dependencies,
-//! the choice of scheduler, hub queries, abort.
+//! The head is the hub: it keeps every load-balanced task and result in its
+//! ledger, so another client ([`Client::attach`]) fetches results by task
+//! number ([`Client::get_result`]), also after the head was restarted,
+//! until they are purged ([`Client::purge_results`]).
 
 mod balanced;
+mod hub;
 mod view;
 
 use std::collections::BTreeMap;
@@ -48,6 +51,7 @@ use crate::remote::{ActorRef, RemoteNode};
 use crate::transport::{JoinLine, Password};
 
 pub use balanced::{Imap, LoadBalancedView};
+pub use hub::{BadEngineSetId, EngineSetId, ResultStatus};
 pub use view::{AsyncResult, DirectView, ParallelFunction, RemoteFunction, Targets};
 
 /// Why a client operation failed.
@@ -139,6 +143,24 @@ pub enum ClientError {
     /// The head did not answer.
     #[error("the head did not answer: {0}; it may be restarting, try again")]
     Head(String),
+    /// The hub does not know a task.
+    #[error(
+        "task {0} is not on the hub: it was never submitted to this engine set, or its result was purged \
+         (also by the head's --results-limit)"
+    )]
+    UnknownTask(u64),
+    /// A purge named tasks that are not done.
+    #[error(
+        "tasks {0:?} are not done: wait for them (rc.wait or rc.get_result) before purging them; \
+         nothing was purged"
+    )]
+    Outstanding(Vec<u64>),
+    /// Load-balanced tasks from a client that attached to another's engine set.
+    #[error(
+        "this client attached to engine set {0}, which another client opened: submit load-balanced tasks \
+         from that client (an attached client queries the hub, fetches results and uses direct views)"
+    )]
+    NotOwner(uuid::Uuid),
 }
 
 /// One engine as a client reaches it: a link to its node and its actor.
@@ -168,7 +190,24 @@ impl Client {
     /// engines: every node agent starts its workers as engines of this
     /// program. Must run inside `#[parallel::main]`.
     pub async fn connect(line: &JoinLine, password: Password) -> Result<Client, ClientError> {
-        let mut session = Session::open(line, password, ENGINE_KIND, Vec::new()).await?;
+        Client::start(Session::open(line, password, ENGINE_KIND, Vec::new()).await?)
+    }
+
+    /// Joins the head at `line` as another client of the engine set `set`
+    /// (which a client of this same program opened: its [`Client::id`]).
+    /// It sees the same engines and the hub's records of every task
+    /// ([`Client::get_result`], [`Client::result_status`]); the engines stay
+    /// when it closes. Load-balanced tasks are submitted by the client that
+    /// opened the set ([`ClientError::NotOwner`] here).
+    pub async fn attach(
+        line: &JoinLine,
+        password: Password,
+        set: EngineSetId,
+    ) -> Result<Client, ClientError> {
+        Client::start(Session::attach(line, password, set.0).await?)
+    }
+
+    fn start(mut session: Session) -> Result<Client, ClientError> {
         let results = session.take_results().ok_or(SessionError::Closed)?;
         let waiting = balanced::Waiting::default();
         let (arrived_tx, arrived) = tokio::sync::watch::channel(0u64);
@@ -187,6 +226,12 @@ impl Client {
             arrived,
             router,
         })
+    }
+
+    /// The engine set's id on its head: what another client gives
+    /// [`Client::attach`].
+    pub fn id(&self) -> EngineSetId {
+        EngineSetId(self.session.pool())
     }
 
     /// The engines' numbers now (asking the head; joining new engines).
@@ -337,7 +382,8 @@ impl Client {
             })
     }
 
-    /// Closes the engines (they stop) and this client's node.
+    /// Closes the engines (they stop; an attached client leaves them to the
+    /// client that opened them) and this client's node.
     pub async fn close(self) {
         self.router.abort();
         self.session.close().await;

@@ -1,6 +1,7 @@
 //! The head's durable job ledger, in redb (`<data>/ledger.redb`): each
-//! pool's record, its accepted jobs, its results the owner has not read
-//! yet, and its updates. A head started again on the same data directory
+//! pool's record, its accepted jobs, its results (until the owner has read
+//! them; an engine set's are kept, marked delivered, until purged), and
+//! its updates. A head started again on the same data directory
 //! reads it back with [`Ledger::load`] and goes on where it was.
 //!
 //! **Group commit.** Writes go to a thread of their own (never a tokio or
@@ -53,8 +54,11 @@ pub const FILE_NAME: &str = "ledger.redb";
 const POOLS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pools");
 /// (pool, index) → an accepted job that has not finished.
 const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
-/// (pool, index) → a result the owner has not read.
+/// (pool, index) → a result not removed yet.
 const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
+/// (pool, index) → nothing: that result reached its owner (and is kept for
+/// the hub's queries).
+const DELIVERED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("delivered");
 /// (pool, seq) → an update.
 const UPDATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("updates");
 
@@ -137,8 +141,18 @@ pub enum LedgerOp {
         /// The result.
         result: Vec<u8>,
     },
-    /// The owner has read a result: it is removed.
+    /// A result is no longer needed (its owner read it, or it was purged
+    /// from the hub): it is removed, with its delivered mark.
     ResultRead {
+        /// The pool.
+        pool: PoolKey,
+        /// The job's index.
+        index: u64,
+    },
+    /// A result reached its owner and is kept (an engine set's results
+    /// stay for the hub's queries): marked, so a head started again does
+    /// not send it once more. Nothing happens if the result is not stored.
+    ResultDelivered {
         /// The pool.
         pool: PoolKey,
         /// The job's index.
@@ -165,8 +179,10 @@ pub struct PoolState {
     pub record: Vec<u8>,
     /// Pending jobs, by index.
     pub jobs: Vec<(u64, Vec<u8>)>,
-    /// Results not read yet, by index.
+    /// Results stored, by index.
     pub results: Vec<(u64, Vec<u8>)>,
+    /// Which of `results` reached their owner already (ascending).
+    pub delivered: Vec<u64>,
     /// Updates, by number.
     pub updates: Vec<(u64, Vec<u8>)>,
 }
@@ -232,7 +248,7 @@ impl Ledger {
             })?;
         // Create the tables, so that reads find them.
         let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
-        for table in [POOLS, JOBS, RESULTS, UPDATES] {
+        for table in [POOLS, JOBS, RESULTS, DELIVERED, UPDATES] {
             txn.open_table(table).map_err(|e| failed(e.to_string()))?;
         }
         txn.commit().map_err(|e| failed(e.to_string()))?;
@@ -283,16 +299,21 @@ impl Ledger {
     }
 
     /// Everything stored, for a head that starts again: per pool (in key
-    /// order) its record, pending jobs (index order), unread results (index
-    /// order) and updates (seq order). Rows of a pool without a record are
+    /// order) its record, pending jobs (index order), results (index order,
+    /// with which were delivered) and updates (seq order). Rows of a pool without a record are
     /// not returned. Reads one consistent snapshot and blocks on the disk:
     /// call it before the head runs, or from a blocking thread.
     pub fn load(&self) -> Result<Vec<PoolState>, LedgerError> {
         let read = |e: redb::Error| LedgerError::Read(e.to_string());
         let txn = self.shared.db.begin_read().map_err(|e| read(e.into()))?;
         let open = |def| txn.open_table(def).map_err(|e| read(e.into()));
-        let (pools, jobs, results, updates) =
-            (open(POOLS)?, open(JOBS)?, open(RESULTS)?, open(UPDATES)?);
+        let (pools, jobs, results, delivered, updates) = (
+            open(POOLS)?,
+            open(JOBS)?,
+            open(RESULTS)?,
+            open(DELIVERED)?,
+            open(UPDATES)?,
+        );
         let rows = |table: &redb::ReadOnlyTable<&[u8], &[u8]>, pool: &PoolKey| {
             let range = pool_range(pool);
             let mut out = Vec::new();
@@ -318,6 +339,10 @@ impl Ledger {
                 record: v.value().to_vec(),
                 jobs: rows(&jobs, &pool)?,
                 results: rows(&results, &pool)?,
+                delivered: rows(&delivered, &pool)?
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect(),
                 updates: rows(&updates, &pool)?,
             });
         }
@@ -387,6 +412,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
         let mut pools = txn.open_table(POOLS)?;
         let mut jobs = txn.open_table(JOBS)?;
         let mut results = txn.open_table(RESULTS)?;
+        let mut delivered = txn.open_table(DELIVERED)?;
         let mut updates = txn.open_table(UPDATES)?;
         for op in ops {
             match op {
@@ -397,7 +423,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     pools.remove(key(pool, 0).as_slice())?;
                     let range = pool_range(pool);
                     let (lo, hi) = (range.start().as_slice(), range.end().as_slice());
-                    for table in [&mut jobs, &mut results, &mut updates] {
+                    for table in [&mut jobs, &mut results, &mut delivered, &mut updates] {
                         table.retain_in::<&[u8], _>(lo..=hi, |_, _| false)?;
                     }
                 }
@@ -418,7 +444,15 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     }
                 }
                 LedgerOp::ResultRead { pool, index } => {
-                    results.remove(key(pool, *index).as_slice())?;
+                    let k = key(pool, *index);
+                    results.remove(k.as_slice())?;
+                    delivered.remove(k.as_slice())?;
+                }
+                LedgerOp::ResultDelivered { pool, index } => {
+                    let k = key(pool, *index);
+                    if results.get(k.as_slice())?.is_some() {
+                        delivered.insert(k.as_slice(), [].as_slice())?;
+                    }
                 }
                 LedgerOp::PutUpdate { pool, seq, update } => {
                     updates.insert(key(pool, *seq).as_slice(), update.as_slice())?;

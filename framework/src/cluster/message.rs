@@ -13,6 +13,7 @@
 //! | worker → head | [`Done`] | `()` |
 //! | pool → head | [`OpenPool`], [`Upload`], [`UploadLocal`], [`Submit`], [`PushUpdate`], [`ResultsRead`], [`ClosePool`] | see each |
 //! | head → pool | [`Results`] | `()` |
+//! | client → head | [`Engines`], [`QueueStatus`], [`Abort`], [`HubQuery`], [`PurgeResults`] | see each |
 //! | anyone → head | [`Status`], [`StopHead`] | [`StatusReport`], `()` |
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -286,6 +287,33 @@ pub struct Abort {
     pub indices: Vec<u64>,
 }
 
+/// Asks the hub where tasks of an engine set stand, and for the results of
+/// those done (`with_results`): the seed's `result_status` and
+/// `get_result`, for any client, about any client's tasks.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
+#[message(result = HubRecords)]
+pub struct HubQuery {
+    /// The engine set.
+    pub pool: Uuid,
+    /// The tasks.
+    pub indices: Vec<u64>,
+    /// Whether to send the results of the completed ones.
+    pub with_results: bool,
+}
+
+/// Removes results from the hub (and its ledger): `indices`, or every
+/// result (`None`). A result its client has not read yet still reaches it
+/// (and is forgotten then). Tasks not done are never purged: naming one
+/// refuses the whole purge.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
+#[message(result = Purged)]
+pub struct PurgeResults {
+    /// The engine set.
+    pub pool: Uuid,
+    /// The tasks, or all.
+    pub indices: Option<Vec<u64>>,
+}
+
 /// An update for every worker of a pool, present and future.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
 #[message(result = Submitted)]
@@ -442,6 +470,38 @@ mod replies {
         Died(String),
         /// It was aborted before it started.
         Aborted,
+    }
+
+    /// Where one task stands on the hub.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Record {
+        /// Submitted, not done.
+        Pending,
+        /// Done: its result when it was asked for.
+        Completed(Option<Outcome>),
+        /// Not on the hub: never submitted, or purged (also by the head's
+        /// results limit).
+        Unknown,
+    }
+
+    /// The hub's answer to [`super::HubQuery`].
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum HubRecords {
+        /// One record per task asked about, in the order asked.
+        Records(Vec<Record>),
+        /// The head has no such engine set.
+        NoSuchSet,
+    }
+
+    /// The hub's answer to [`super::PurgeResults`].
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Purged {
+        /// These results were removed.
+        Purged(Vec<u64>),
+        /// Nothing was removed: these tasks are not done.
+        Outstanding(Vec<u64>),
+        /// The head has no such engine set.
+        NoSuchSet,
     }
 
     /// The jobs an [`super::Abort`] dropped (the others had started or

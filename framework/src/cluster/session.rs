@@ -68,7 +68,8 @@ pub struct Session {
     remote: RemoteNode,
     head: ActorRef<HeadActor>,
     pool: Uuid,
-    owner: ActorRef<PoolOwner>,
+    /// Where the pool's results come (`None`: attached to another's pool).
+    owner: Option<ActorRef<PoolOwner>>,
     results: Option<mpsc::UnboundedReceiver<Results>>,
     /// The head's actor, for whoever routes results (updated on reconnect).
     heads: tokio::sync::watch::Sender<ActorRef<HeadActor>>,
@@ -89,6 +90,45 @@ impl Session {
         kind: &str,
         init: Vec<u8>,
     ) -> Result<Session, SessionError> {
+        let mut session = Session::join(line, password, true, kind, init).await?;
+        session.open_pool(None).await?;
+        Ok(session)
+    }
+
+    /// Joins the head at `line` with `password` as a second session of
+    /// `pool`, which another program opened (and owns: its results go
+    /// there, and closing this session leaves the pool running). Refused
+    /// when the head has no such pool.
+    pub async fn attach(
+        line: &JoinLine,
+        password: Password,
+        pool: Uuid,
+    ) -> Result<Session, SessionError> {
+        let mut session = Session::join(line, password, false, "", Vec::new()).await?;
+        session.pool = pool;
+        let probe = HubQuery {
+            pool,
+            indices: Vec::new(),
+            with_results: false,
+        };
+        match session.ask(probe).await? {
+            HubRecords::NoSuchSet => Err(SessionError::Refused(format!(
+                "the head has no pool or engine set {pool}: check the id (a client prints it with Client::id), \
+                 and that its owner has not closed it"
+            ))),
+            HubRecords::Records(_) => Ok(session),
+        }
+    }
+
+    /// Starts this program's node and joins the head; with a pool owner
+    /// when `owns` (no results ever come otherwise).
+    async fn join(
+        line: &JoinLine,
+        password: Password,
+        owns: bool,
+        kind: &str,
+        init: Vec<u8>,
+    ) -> Result<Session, SessionError> {
         let (program, exe) = Program::own().map_err(|e| SessionError::Program(e.to_string()))?;
         let node = Node::builder().password(password).start().await?;
         let remote = node.join(line).await.map_err(|e| SessionError::Connect {
@@ -96,10 +136,10 @@ impl Session {
             reason: e.to_string(),
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let owner = node.spawn(PoolOwner { results: tx });
+        let owner = owns.then(|| node.spawn(PoolOwner { results: tx }));
         let head = head_ref(&remote);
         let (heads, _) = tokio::sync::watch::channel(head.clone());
-        let mut session = Session {
+        Ok(Session {
             node,
             line: line.clone(),
             remote,
@@ -113,9 +153,12 @@ impl Session {
             kind: kind.to_owned(),
             init,
             closed: false,
-        };
-        session.open_pool(None).await?;
-        Ok(session)
+        })
+    }
+
+    /// Whether this session opened its pool (rather than attached to one).
+    pub fn owns_pool(&self) -> bool {
+        self.owner.is_some()
     }
 
     /// The pool's id on its head.
@@ -188,11 +231,15 @@ impl Session {
     }
 
     async fn open_pool(&mut self, resume: Option<Uuid>) -> Result<(), SessionError> {
+        let Some(owner) = self.owner.clone() else {
+            // Attached to another's pool: nothing to open or resume.
+            return Ok(());
+        };
         let msg = OpenPool {
             program: self.program.clone(),
             kind: self.kind.clone(),
             init: self.init.clone(),
-            owner: self.owner.clone(),
+            owner,
             resume,
         };
         match self.head.ask(msg).await {
@@ -343,22 +390,25 @@ impl Session {
         let _ = self.head.try_tell(msg);
     }
 
-    /// Closes the pool on the head and this program's node.
+    /// Closes the pool on the head (when this session opened it) and this
+    /// program's node.
     pub async fn close(mut self) {
         self.closed = true;
-        let _ = self
-            .head
-            .clone()
-            .with_timeout(Duration::from_secs(5))
-            .ask(ClosePool { pool: self.pool })
-            .await;
+        if self.owns_pool() {
+            let _ = self
+                .head
+                .clone()
+                .with_timeout(Duration::from_secs(5))
+                .ask(ClosePool { pool: self.pool })
+                .await;
+        }
         self.node.shutdown().await;
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if !self.closed {
+        if !self.closed && self.owns_pool() {
             let _ = self.head.try_tell(ClosePool { pool: self.pool });
         }
     }

@@ -126,6 +126,13 @@ impl HeadOptions {
         self
     }
 
+    /// Most bytes of results an engine set keeps for the hub's queries once
+    /// its client has them (default 256 MiB); past it the oldest are dropped.
+    pub fn results_limit(mut self, bytes: u64) -> Self {
+        self.settings.results_limit = bytes;
+        self
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.data
             .clone()

@@ -224,6 +224,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             placements(line, Password::resolve()?).await
         }
+        "hubowner" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            hub_owner(line, Password::resolve()?).await
+        }
+        "hubreader" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            let set = arg(&args, 3, "engine set")?.parse()?;
+            hub_reader(line, Password::resolve()?, set).await
+        }
         "lbkill" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             lb_kill(line, Password::resolve()?).await
@@ -553,6 +562,62 @@ async fn placements(line: JoinLine, password: Password) -> Result<(), Box<dyn Er
         short.push(lb.apply_sync(engine_process, (0u64,)).await?);
     }
     println!("AVOID {} {short:?}", long.get().await?);
+    rc.close().await;
+    Ok(())
+}
+
+/// Opens an engine set, maps `square` over 0..6 through the head, prints
+/// `SET <id>`, then stays its owner until its standard input closes.
+async fn hub_owner(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::Client;
+    let mut rc = Client::connect(&line, password).await?;
+    rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    let squares = rc
+        .load_balanced_view()
+        .map_sync(square, (0..6u64).map(|x| (x,)))
+        .await?;
+    println!("OWNER {} RIGHT", right_squares(&squares));
+    println!("SET {}", rc.id());
+    stdin_closed().await;
+    rc.close().await;
+    Ok(())
+}
+
+/// Another client of engine set `set`: what the hub says of tasks 0..6 (and
+/// 99, never submitted), their results, a refused submit, purges.
+async fn hub_reader(
+    line: JoinLine,
+    password: Password,
+    set: parallel::client::EngineSetId,
+) -> Result<(), Box<dyn Error>> {
+    use parallel::client::{Client, ClientError};
+    let mut rc = Client::attach(&line, password, set).await?;
+    let status = rc.result_status(&[0, 1, 2, 3, 4, 5, 99]).await?;
+    println!(
+        "STATUS completed {:?} pending {:?} unknown {:?}",
+        status.completed, status.pending, status.unknown
+    );
+    let squares = rc
+        .get_result::<u64>(&[0, 1, 2, 3, 4, 5], Duration::from_secs(30))
+        .await?;
+    println!("RESULTS {} RIGHT", right_squares(&squares));
+    let refused = rc.load_balanced_view().apply(square, (3u64,)).await;
+    println!(
+        "SUBMIT NOT_OWNER {}",
+        matches!(refused, Err(ClientError::NotOwner(_)))
+    );
+    println!("PURGED {:?}", rc.purge_results(&[0, 1]).await?);
+    let after = rc.result_status(&[0, 1, 2]).await?;
+    println!(
+        "AFTER completed {:?} unknown {:?}",
+        after.completed, after.unknown
+    );
+    let gone = rc.get_result::<u64>(&[1], Duration::from_secs(5)).await?;
+    println!(
+        "GONE {}",
+        matches!(gone[..], [Err(ClientError::UnknownTask(1))])
+    );
+    println!("PURGED_ALL {:?}", rc.purge_all_results().await?);
     rc.close().await;
     Ok(())
 }

@@ -409,15 +409,22 @@ impl Handler<ResultsRead> for HeadActor {
             return;
         };
         let mut ops = Vec::with_capacity(msg.indices.len());
+        let mut read = Vec::new();
         for index in msg.indices {
             if let Some(outcome) = entry.unread.remove(&index) {
                 entry.unread_bytes = entry.unread_bytes.saturating_sub(outcome_bytes(&outcome));
-                ops.push(LedgerOp::ResultRead {
-                    pool: key(msg.pool),
-                    index,
-                });
+                if entry.keeps && !entry.forgotten.remove(&index) {
+                    read.push((index, outcome));
+                } else {
+                    ops.push(LedgerOp::ResultRead {
+                        pool: key(msg.pool),
+                        index,
+                    });
+                }
             }
         }
+        // An engine set's results stay for the hub's queries.
+        entry.keep(msg.pool, read, self.settings.results_limit, &mut ops);
         let write = self.ledger.write(ops);
         actix::spawn(async move {
             if let Err(e) = write.await {
@@ -578,5 +585,89 @@ impl Handler<Abort> for HeadActor {
             self.finish(msg.pool, outcomes, ctx);
         }
         actix::MessageResult(AbortedJobs(dropped))
+    }
+}
+
+impl Handler<HubQuery> for HeadActor {
+    type Result = actix::MessageResult<HubQuery>;
+
+    fn handle(&mut self, msg: HubQuery, _: &mut actix::Context<Self>) -> Self::Result {
+        let Some(entry) = self.pools.get(&msg.pool) else {
+            return actix::MessageResult(HubRecords::NoSuchSet);
+        };
+        let records = msg
+            .indices
+            .iter()
+            .map(
+                |index| match entry.unread.get(index).or_else(|| entry.kept.get(index)) {
+                    Some(outcome) => Record::Completed(msg.with_results.then(|| outcome.clone())),
+                    None if entry.pending(*index) => Record::Pending,
+                    None => Record::Unknown,
+                },
+            )
+            .collect();
+        actix::MessageResult(HubRecords::Records(records))
+    }
+}
+
+impl Handler<PurgeResults> for HeadActor {
+    type Result = Response<Purged>;
+
+    /// Answers once the purge is in the ledger.
+    fn handle(&mut self, msg: PurgeResults, _: &mut actix::Context<Self>) -> Self::Result {
+        let Some(entry) = self.pools.get_mut(&msg.pool) else {
+            return Response::reply(Purged::NoSuchSet);
+        };
+        let purge: Vec<u64> = match msg.indices {
+            None => entry
+                .kept
+                .keys()
+                .chain(entry.unread.keys())
+                .copied()
+                .filter(|i| !entry.forgotten.contains(i))
+                .collect(),
+            Some(indices) => {
+                let outstanding: Vec<u64> = indices
+                    .iter()
+                    .copied()
+                    .filter(|i| entry.pending(*i))
+                    .collect();
+                if !outstanding.is_empty() {
+                    return Response::reply(Purged::Outstanding(outstanding));
+                }
+                indices
+                    .into_iter()
+                    .filter(|i| {
+                        entry.kept.contains_key(i)
+                            || (entry.unread.contains_key(i) && !entry.forgotten.contains(i))
+                    })
+                    .collect()
+            }
+        };
+        let mut ops = Vec::with_capacity(purge.len());
+        for index in &purge {
+            if let Some(outcome) = entry.kept.remove(index) {
+                entry.kept_bytes = entry.kept_bytes.saturating_sub(outcome_bytes(&outcome));
+                ops.push(LedgerOp::ResultRead {
+                    pool: key(msg.pool),
+                    index: *index,
+                });
+            } else {
+                // Its client has not read it yet: it still gets it, and the
+                // hub forgets it then.
+                entry.forgotten.insert(*index);
+            }
+        }
+        let mut purge = purge;
+        purge.sort_unstable();
+        let write = self.ledger.write(ops);
+        let pool = msg.pool;
+        Response::fut(async move {
+            if let Err(e) = write.await {
+                // Gone from the hub now; a head started again may list them.
+                tracing::warn!(%pool, "purged results not removed from the ledger: {e}");
+            }
+            Purged::Purged(purge)
+        })
     }
 }

@@ -65,6 +65,9 @@ pub struct HeadSettings {
     pub local_copies: bool,
     /// Which worker gets the next job (default [`Scheduler::LeastLoad`]).
     pub scheduler: Scheduler,
+    /// Most bytes of delivered results an engine set keeps for the hub's
+    /// queries (default 256 MiB); past it the oldest are dropped.
+    pub results_limit: u64,
 }
 
 impl Default for HeadSettings {
@@ -74,6 +77,7 @@ impl Default for HeadSettings {
             allow: Vec::new(),
             local_copies: true,
             scheduler: Scheduler::default(),
+            results_limit: 256 << 20,
         }
     }
 }
@@ -123,6 +127,15 @@ struct PoolEntry {
     /// Bytes of `unread`: at the queue limit no more jobs are handed out
     /// until the owner reads.
     unread_bytes: u64,
+    /// Whether results the owner read are kept for the hub (an engine set).
+    keeps: bool,
+    /// Results the owner read, kept for the hub's queries until purged.
+    kept: BTreeMap<u64, Outcome>,
+    /// Bytes of `kept` (at most the head's results limit).
+    kept_bytes: u64,
+    /// Results in `unread` the hub was asked to purge: removed once the
+    /// owner has read them, not kept.
+    forgotten: HashSet<u64>,
     /// Bytes of `updates`: an update past the queue limit is refused.
     update_bytes: u64,
     updates: Vec<(u64, Vec<u8>)>,
@@ -138,6 +151,10 @@ struct PoolEntry {
 impl PoolEntry {
     fn new(record: PoolRecord, stored: bool) -> Self {
         Self {
+            keeps: record.kind == super::engine::ENGINE_KIND,
+            kept: BTreeMap::new(),
+            kept_bytes: 0,
+            forgotten: HashSet::new(),
             record,
             owner: None,
             owner_gone_since: Some(Instant::now()),
@@ -163,6 +180,46 @@ impl PoolEntry {
         self.jobs.contains_key(&index)
             || self.running.contains_key(&index)
             || self.unread.contains_key(&index)
+            || self.kept.contains_key(&index)
+    }
+
+    /// Whether `index` was submitted and has no result yet (queued, running,
+    /// or waiting for room in the queue).
+    fn pending(&self, index: u64) -> bool {
+        self.jobs.contains_key(&index)
+            || self.running.contains_key(&index)
+            || self
+                .waiting
+                .iter()
+                .any(|(s, _)| s.jobs.iter().any(|(i, _)| *i == index))
+    }
+
+    /// Moves results the owner read to `kept` (with a ledger op each, to
+    /// `ops`), then drops the oldest kept ones past `limit`.
+    fn keep(&mut self, pool: Uuid, read: Vec<(u64, Outcome)>, limit: u64, ops: &mut Vec<LedgerOp>) {
+        for (index, outcome) in read {
+            self.kept_bytes += outcome_bytes(&outcome);
+            self.kept.insert(index, outcome);
+            ops.push(LedgerOp::ResultDelivered {
+                pool: key(pool),
+                index,
+            });
+        }
+        let mut dropped = 0;
+        while self.kept_bytes > limit {
+            let Some((index, outcome)) = self.kept.pop_first() else {
+                break;
+            };
+            self.kept_bytes = self.kept_bytes.saturating_sub(outcome_bytes(&outcome));
+            ops.push(LedgerOp::ResultRead {
+                pool: key(pool),
+                index,
+            });
+            dropped += 1;
+        }
+        if dropped > 0 {
+            tracing::warn!(%pool, dropped, "the oldest results were dropped from the hub to keep under its results limit of {limit} bytes (start the head with a larger --results-limit, or purge results you no longer need)");
+        }
     }
 }
 
@@ -211,7 +268,9 @@ struct AgentEntry {
         EngineHello,
         Engines,
         QueueStatus,
-        Abort
+        Abort,
+        HubQuery,
+        PurgeResults
     ),
     name = "parallel::cluster::HeadActor",
     lifecycle
@@ -282,11 +341,17 @@ impl HeadActor {
                 entry.pending.push_back(index);
                 entry.jobs.insert(index, job);
             }
+            let delivered: HashSet<u64> = state.delivered.into_iter().collect();
             for (index, result) in state.results {
                 let outcome = crate::wire::decode_owned::<Outcome>(&result)
                     .unwrap_or_else(|e| Outcome::Invalid(format!("stored result unreadable: {e}")));
-                entry.unread_bytes += outcome_bytes(&outcome);
-                entry.unread.insert(index, outcome);
+                if delivered.contains(&index) {
+                    entry.kept_bytes += outcome_bytes(&outcome);
+                    entry.kept.insert(index, outcome);
+                } else {
+                    entry.unread_bytes += outcome_bytes(&outcome);
+                    entry.unread.insert(index, outcome);
+                }
             }
             entry.update_bytes = state.updates.iter().map(|(_, u)| u.len() as u64).sum();
             entry.updates = state.updates;

@@ -253,3 +253,44 @@ fn many_concurrent_writes_share_few_commits() {
         WRITERS * EACH
     );
 }
+
+#[test]
+fn a_delivered_result_stays_marked_until_it_is_removed() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let delivered = |index| LedgerOp::ResultDelivered { pool: A, index };
+    block(ledger.write(vec![
+        put_pool(A),
+        accept(A, 1),
+        accept(A, 2),
+        finish(A, 1, b"one"),
+        finish(A, 2, b"two"),
+        delivered(1),
+        delivered(2),
+        // No result 3: no mark either.
+        delivered(3),
+    ]))
+    .unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(indices(&a.results), vec![1, 2]);
+    assert_eq!(a.delivered, vec![1, 2]);
+
+    // Removing a result removes its mark; a new job of that index may
+    // then finish again unmarked.
+    block(ledger.write(vec![
+        LedgerOp::ResultRead { pool: A, index: 2 },
+        accept(A, 2),
+        finish(A, 2, b"again"),
+    ]))
+    .unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(
+        a.results,
+        vec![(1, b"one".to_vec()), (2, b"again".to_vec())]
+    );
+    assert_eq!(a.delivered, vec![1]);
+
+    block(ledger.write(vec![LedgerOp::RemovePool { pool: A }, put_pool(A)])).unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert!(a.results.is_empty() && a.delivered.is_empty());
+}
