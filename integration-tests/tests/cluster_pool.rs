@@ -645,6 +645,31 @@ async fn a_second_client_gets_results_by_id_after_a_head_kill_and_purges_them() 
     h.kill();
     let _ = h.child.wait().await;
     let (h2, _) = head(&dir.join("head"), port, &[]).await;
+    // The owner does nothing meanwhile, yet joins the new head by itself
+    // (else the head would drop its engine set after a grace period).
+    let owner_back = async {
+        loop {
+            let status = Command::new(parallel_command())
+                .args(["status", "--data", dir.join("head").to_str().unwrap()])
+                .env("PARALLEL_PASSWORD", PASSWORD)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("status runs");
+            let out = String::from_utf8_lossy(&status.stdout).into_owned();
+            if out
+                .lines()
+                .any(|l| l.starts_with(&set) && l.ends_with(" yes"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(STEP, owner_back)
+        .await
+        .expect("the idle owner joined the restarted head");
     let mut reader = Proc::start(&["hubreader", &line, &set]);
     assert_eq!(
         reader.wait_for("STATUS").await,

@@ -1,12 +1,17 @@
 //! A program's session with a head: its node, the link to the head, the
 //! pool (or engine set) it opened there, and the program it shipped. Pools
-//! (`crate::pool`) and clients (`crate::client`) are built on it; it comes
-//! back by itself after the link drops or the head restarts.
+//! (`crate::pool`) and clients (`crate::client`) are built on it.
+//!
+//! A keeper task holds the link: when it drops (the head restarted, the
+//! network failed) the keeper joins the head again and resumes the pool at
+//! once, whether or not the program is using the session then — a head
+//! drops a pool whose owner stays away too long. Calls that were waiting
+//! on the head meanwhile wait for the keeper.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::launch::program::{CHUNK, Program};
@@ -61,22 +66,42 @@ pub enum SessionError {
     Closed,
 }
 
-/// A session with a head (see the module docs).
-pub struct Session {
-    node: Node,
+/// The link to the head as the keeper last made it.
+#[derive(Clone)]
+enum Link {
+    /// Up (until its remote says otherwise): the remote and the head there.
+    Up(Box<(RemoteNode, ActorRef<HeadActor>)>),
+    /// The head did not come back within [`RECONNECT_PATIENCE`].
+    Lost,
+    /// The head refused to resume the pool: why.
+    Refused(String),
+}
+
+/// What opens (and resumes) the pool on a head; the keeper has a copy.
+#[derive(Clone)]
+struct Opening {
     line: JoinLine,
-    remote: RemoteNode,
-    head: ActorRef<HeadActor>,
-    pool: Uuid,
-    /// Where the pool's results come (`None`: attached to another's pool).
-    owner: Option<ActorRef<PoolOwner>>,
-    results: Option<mpsc::UnboundedReceiver<Results>>,
-    /// The head's actor, for whoever routes results (updated on reconnect).
-    heads: tokio::sync::watch::Sender<ActorRef<HeadActor>>,
     program: Program,
     exe: PathBuf,
     kind: String,
     init: Vec<u8>,
+    /// Where the pool's results come (`None`: attached to another's pool,
+    /// which is then neither opened nor resumed).
+    owner: Option<ActorRef<PoolOwner>>,
+}
+
+/// A session with a head (see the module docs).
+pub struct Session {
+    node: Node,
+    opening: Opening,
+    pool: Uuid,
+    results: Option<mpsc::UnboundedReceiver<Results>>,
+    /// The link, as the keeper keeps it.
+    link: watch::Receiver<Link>,
+    /// The head's actor, for whoever routes results (updated on reconnect).
+    heads: watch::Receiver<ActorRef<HeadActor>>,
+    /// Joins the head again whenever the link drops.
+    keeper: actix_rt::task::JoinHandle<()>,
     closed: bool,
 }
 
@@ -90,9 +115,7 @@ impl Session {
         kind: &str,
         init: Vec<u8>,
     ) -> Result<Session, SessionError> {
-        let mut session = Session::join(line, password, true, kind, init).await?;
-        session.open_pool(None).await?;
-        Ok(session)
+        Session::join(line, password, None, kind, init).await
     }
 
     /// Joins the head at `line` with `password` as a second session of
@@ -104,8 +127,7 @@ impl Session {
         password: Password,
         pool: Uuid,
     ) -> Result<Session, SessionError> {
-        let mut session = Session::join(line, password, false, "", Vec::new()).await?;
-        session.pool = pool;
+        let mut session = Session::join(line, password, Some(pool), "", Vec::new()).await?;
         let probe = HubQuery {
             pool,
             indices: Vec::new(),
@@ -120,12 +142,12 @@ impl Session {
         }
     }
 
-    /// Starts this program's node and joins the head; with a pool owner
-    /// when `owns` (no results ever come otherwise).
+    /// Starts this program's node, joins the head and opens a pool (or,
+    /// with `attach`, uses that pool without owning it); starts the keeper.
     async fn join(
         line: &JoinLine,
         password: Password,
-        owns: bool,
+        attach: Option<Uuid>,
         kind: &str,
         init: Vec<u8>,
     ) -> Result<Session, SessionError> {
@@ -135,30 +157,49 @@ impl Session {
             line: line.to_string(),
             reason: e.to_string(),
         })?;
+        // No results ever come to a session that does not own its pool.
         let (tx, rx) = mpsc::unbounded_channel();
-        let owner = owns.then(|| node.spawn(PoolOwner { results: tx }));
-        let head = head_ref(&remote);
-        let (heads, _) = tokio::sync::watch::channel(head.clone());
-        Ok(Session {
-            node,
+        let owner = attach
+            .is_none()
+            .then(|| node.spawn(PoolOwner { results: tx }));
+        let opening = Opening {
             line: line.clone(),
-            remote,
-            head,
-            pool: Uuid::nil(),
-            owner,
-            results: Some(rx),
-            heads,
             program,
             exe,
             kind: kind.to_owned(),
             init,
+            owner,
+        };
+        let head = head_ref(&remote);
+        let pool = match attach {
+            Some(pool) => pool,
+            None => opening.open(&head, None).await?,
+        };
+        let (heads_tx, heads) = watch::channel(head.clone());
+        let (link_tx, link) = watch::channel(Link::Up(Box::new((remote.clone(), head))));
+        let keeper = actix_rt::spawn(keep(
+            node.clone(),
+            opening.clone(),
+            pool,
+            remote,
+            link_tx,
+            heads_tx,
+        ));
+        Ok(Session {
+            node,
+            opening,
+            pool,
+            results: Some(rx),
+            link,
+            heads,
+            keeper,
             closed: false,
         })
     }
 
     /// Whether this session opened its pool (rather than attached to one).
     pub fn owns_pool(&self) -> bool {
-        self.owner.is_some()
+        self.opening.owner.is_some()
     }
 
     /// The pool's id on its head.
@@ -166,9 +207,9 @@ impl Session {
         self.pool
     }
 
-    /// The head's actor.
-    pub fn head(&self) -> &ActorRef<HeadActor> {
-        &self.head
+    /// The head's actor now.
+    pub fn head(&self) -> ActorRef<HeadActor> {
+        self.heads.borrow().clone()
     }
 
     /// This program's node.
@@ -176,14 +217,32 @@ impl Session {
         &self.node
     }
 
-    /// Whether the link to the head is up.
-    pub fn is_alive(&self) -> bool {
-        self.remote.is_alive()
+    /// The link now, or why there is none.
+    fn current(&self) -> Result<(RemoteNode, ActorRef<HeadActor>), SessionError> {
+        match &*self.link.borrow() {
+            Link::Up(up) => Ok(up.as_ref().clone()),
+            Link::Lost => Err(self.head_lost()),
+            Link::Refused(why) => Err(SessionError::Refused(why.clone())),
+        }
     }
 
-    /// Resolves once the link to the head drops.
+    fn head_lost(&self) -> SessionError {
+        SessionError::HeadLost {
+            line: self.opening.line.to_string(),
+            patience: RECONNECT_PATIENCE,
+        }
+    }
+
+    /// Whether the link to the head is up.
+    pub fn is_alive(&self) -> bool {
+        self.current().is_ok_and(|(remote, _)| remote.is_alive())
+    }
+
+    /// Resolves once the link to the head (as it is now) drops.
     pub async fn lost(&self) {
-        self.remote.closed().await;
+        if let Ok((remote, _)) = self.current() {
+            remote.closed().await;
+        }
     }
 
     /// Takes the stream of results the head sends for this pool, to route
@@ -194,20 +253,21 @@ impl Session {
     }
 
     /// The head's actor now, and after every reconnect.
-    pub fn heads(&self) -> tokio::sync::watch::Receiver<ActorRef<HeadActor>> {
-        self.heads.subscribe()
+    pub fn heads(&self) -> watch::Receiver<ActorRef<HeadActor>> {
+        self.heads.clone()
     }
 
     /// The next results the head sent for this pool (joining again if the
     /// link drops).
     pub async fn next_results(&mut self) -> Result<Results, SessionError> {
         loop {
+            let (remote, _) = self.current()?;
             let Some(results) = self.results.as_mut() else {
                 return Err(SessionError::Closed);
             };
             let got = tokio::select! {
                 r = results.recv() => Some(r),
-                _ = self.remote.closed() => None,
+                _ = remote.closed() => None,
             };
             match got {
                 Some(Some(r)) if r.pool == self.pool => return Ok(r),
@@ -230,10 +290,172 @@ impl Session {
         }
     }
 
-    async fn open_pool(&mut self, resume: Option<Uuid>) -> Result<(), SessionError> {
+    /// Waits until the keeper has the head back and the pool resumed (at
+    /// once if the link is up), for up to [`RECONNECT_PATIENCE`].
+    pub async fn reconnect(&mut self) -> Result<(), SessionError> {
+        if self.closed {
+            return Err(SessionError::Closed);
+        }
+        let mut link = self.link.clone();
+        let back = async {
+            loop {
+                let now = match &*link.borrow_and_update() {
+                    Link::Up(up) if up.0.is_alive() => Some(Ok(())),
+                    Link::Up(_) => None,
+                    Link::Lost => Some(Err(self.head_lost())),
+                    Link::Refused(why) => Some(Err(SessionError::Refused(why.clone()))),
+                };
+                if let Some(now) = now {
+                    return now;
+                }
+                if link.changed().await.is_err() {
+                    // The keeper stopped: the session is closing.
+                    return Err(SessionError::Closed);
+                }
+            }
+        };
+        // The keeper gives up after its patience; this waits a little more.
+        tokio::time::timeout(RECONNECT_PATIENCE + Duration::from_secs(10), back)
+            .await
+            .unwrap_or_else(|_| Err(self.head_lost()))
+    }
+
+    /// Asks the head `msg`, joining again when the link drops meanwhile.
+    pub async fn ask<M>(&mut self, msg: M) -> Result<M::Result, SessionError>
+    where
+        M: crate::actor::Message + Clone,
+        HeadActor: actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
+    {
+        loop {
+            let (remote, head) = self.current()?;
+            let asked = head.ask(msg.clone());
+            let outcome = tokio::select! {
+                r = asked => Some(r),
+                _ = remote.closed() => None,
+            };
+            match outcome {
+                Some(Ok(answer)) => return Ok(answer),
+                Some(Err(e)) if remote.is_alive() => {
+                    tracing::debug!("the head did not answer ({e}); asking again");
+                }
+                _ => self.reconnect().await?,
+            }
+        }
+    }
+
+    /// Awaits `fut` (something that waits on the head, like a result),
+    /// waiting for the keeper to join the head again whenever the link
+    /// drops meanwhile.
+    pub async fn alongside<T>(
+        &mut self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, SessionError> {
+        tokio::pin!(fut);
+        loop {
+            let (remote, _) = self.current()?;
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                _ = remote.closed() => self.reconnect().await?,
+            }
+        }
+    }
+
+    /// Tells the head `msg` (no answer; lost if the link is down).
+    pub fn tell<M>(&self, msg: M)
+    where
+        M: crate::actor::Message<Result = ()>,
+        HeadActor: actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
+    {
+        let _ = self.head().try_tell(msg);
+    }
+
+    /// Closes the pool on the head (when this session opened it) and this
+    /// program's node.
+    pub async fn close(mut self) {
+        self.closed = true;
+        self.keeper.abort();
+        if self.owns_pool() {
+            let _ = self
+                .head()
+                .with_timeout(Duration::from_secs(5))
+                .ask(ClosePool { pool: self.pool })
+                .await;
+        }
+        self.node.shutdown().await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.keeper.abort();
+        if !self.closed && self.owns_pool() {
+            let _ = self.head().try_tell(ClosePool { pool: self.pool });
+        }
+    }
+}
+
+/// The keeper: whenever the link to the head drops, joins the head again
+/// and resumes the pool (shipping the program if the head lost it), for up
+/// to [`RECONNECT_PATIENCE`] each time; publishes each new link. Runs until
+/// the session ends, or gives up.
+async fn keep(
+    node: Node,
+    opening: Opening,
+    pool: Uuid,
+    mut remote: RemoteNode,
+    link: watch::Sender<Link>,
+    heads: watch::Sender<ActorRef<HeadActor>>,
+) {
+    loop {
+        remote.closed().await;
+        tracing::warn!("lost the head at {}; joining again", opening.line);
+        let since = Instant::now();
+        loop {
+            if since.elapsed() > RECONNECT_PATIENCE {
+                tracing::error!(
+                    "the head at {} did not come back within {RECONNECT_PATIENCE:?}",
+                    opening.line
+                );
+                link.send_replace(Link::Lost);
+                return;
+            }
+            match node.join(&opening.line).await {
+                Ok(back) => {
+                    let head = head_ref(&back);
+                    match opening.open(&head, Some(pool)).await {
+                        Ok(_) => {
+                            tracing::info!(%pool, "joined the head again after {:?}", since.elapsed());
+                            heads.send_replace(head.clone());
+                            link.send_replace(Link::Up(Box::new((back.clone(), head))));
+                            remote = back;
+                            break;
+                        }
+                        Err(SessionError::Refused(why)) => {
+                            tracing::error!(%pool, "the head refused to resume the pool: {why}");
+                            link.send_replace(Link::Refused(why));
+                            return;
+                        }
+                        Err(e) => tracing::debug!("resuming the pool failed: {e}"),
+                    }
+                }
+                Err(e) => tracing::debug!("joining the head again failed: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl Opening {
+    /// Opens the pool on `head` (resuming `resume`), shipping the program
+    /// when the head asks for it; the pool's id. An attached session opens
+    /// nothing.
+    async fn open(
+        &self,
+        head: &ActorRef<HeadActor>,
+        resume: Option<Uuid>,
+    ) -> Result<Uuid, SessionError> {
         let Some(owner) = self.owner.clone() else {
-            // Attached to another's pool: nothing to open or resume.
-            return Ok(());
+            return Ok(resume.unwrap_or_default());
         };
         let msg = OpenPool {
             program: self.program.clone(),
@@ -242,13 +464,12 @@ impl Session {
             owner,
             resume,
         };
-        match self.head.ask(msg).await {
+        match head.ask(msg).await {
             Ok(Opened::Ready { pool, upload, .. }) => {
-                self.pool = pool;
                 if upload {
-                    self.upload().await?;
+                    self.upload(head).await?;
                 }
-                Ok(())
+                Ok(pool)
             }
             Ok(Opened::Refused(why)) => Err(SessionError::Refused(why)),
             Err(e) => Err(SessionError::Connect {
@@ -260,7 +481,7 @@ impl Session {
 
     /// Sends this program to the head: a copy of the file when the head
     /// runs on this machine, else in chunks.
-    async fn upload(&mut self) -> Result<(), SessionError> {
+    async fn upload(&self, head: &ActorRef<HeadActor>) -> Result<(), SessionError> {
         let started = Instant::now();
         let local = UploadLocal {
             program: self.program.clone(),
@@ -269,7 +490,7 @@ impl Session {
                 path: self.exe.display().to_string(),
             },
         };
-        if let Ok(Uploaded::Stored) = self.head.ask(local).await {
+        if let Ok(Uploaded::Stored) = head.ask(local).await {
             tracing::info!(
                 "program copied by the head on this machine in {:?}",
                 started.elapsed()
@@ -289,7 +510,7 @@ impl Session {
                 offset,
                 bytes,
             };
-            match self.head.ask(msg).await {
+            match head.ask(msg).await {
                 Ok(Uploaded::More) if len > 0 => offset += len,
                 Ok(Uploaded::More) => {
                     return Err(SessionError::Program(
@@ -307,110 +528,6 @@ impl Session {
             started.elapsed()
         );
         Ok(())
-    }
-
-    /// Joins the head again and resumes the pool, for up to
-    /// [`RECONNECT_PATIENCE`].
-    pub async fn reconnect(&mut self) -> Result<(), SessionError> {
-        if self.closed {
-            return Err(SessionError::Closed);
-        }
-        let since = Instant::now();
-        tracing::warn!("lost the head at {}; joining again", self.line);
-        loop {
-            if since.elapsed() > RECONNECT_PATIENCE {
-                return Err(SessionError::HeadLost {
-                    line: self.line.to_string(),
-                    patience: RECONNECT_PATIENCE,
-                });
-            }
-            match self.node.join(&self.line).await {
-                Ok(remote) => {
-                    self.head = head_ref(&remote);
-                    self.heads.send_replace(self.head.clone());
-                    self.remote = remote;
-                    match self.open_pool(Some(self.pool)).await {
-                        Ok(()) => {
-                            tracing::info!(pool = %self.pool, "joined the head again after {:?}", since.elapsed());
-                            return Ok(());
-                        }
-                        Err(SessionError::Refused(why)) => return Err(SessionError::Refused(why)),
-                        Err(e) => tracing::debug!("resuming the pool failed: {e}"),
-                    }
-                }
-                Err(e) => tracing::debug!("joining the head again failed: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-
-    /// Asks the head `msg`, joining again when the link drops meanwhile.
-    pub async fn ask<M>(&mut self, msg: M) -> Result<M::Result, SessionError>
-    where
-        M: crate::actor::Message + Clone,
-        HeadActor: actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
-    {
-        loop {
-            let asked = self.head.ask(msg.clone());
-            let outcome = tokio::select! {
-                r = asked => Some(r),
-                _ = self.remote.closed() => None,
-            };
-            match outcome {
-                Some(Ok(answer)) => return Ok(answer),
-                Some(Err(e)) if self.remote.is_alive() => {
-                    tracing::debug!("the head did not answer ({e}); asking again");
-                }
-                _ => self.reconnect().await?,
-            }
-        }
-    }
-
-    /// Awaits `fut` (something that waits on the head, like a result),
-    /// joining the head again whenever the link drops meanwhile.
-    pub async fn alongside<T>(
-        &mut self,
-        fut: impl std::future::Future<Output = T>,
-    ) -> Result<T, SessionError> {
-        tokio::pin!(fut);
-        loop {
-            tokio::select! {
-                out = &mut fut => return Ok(out),
-                _ = self.remote.closed() => self.reconnect().await?,
-            }
-        }
-    }
-
-    /// Tells the head `msg` (no answer; lost if the link is down).
-    pub fn tell<M>(&self, msg: M)
-    where
-        M: crate::actor::Message<Result = ()>,
-        HeadActor: actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
-    {
-        let _ = self.head.try_tell(msg);
-    }
-
-    /// Closes the pool on the head (when this session opened it) and this
-    /// program's node.
-    pub async fn close(mut self) {
-        self.closed = true;
-        if self.owns_pool() {
-            let _ = self
-                .head
-                .clone()
-                .with_timeout(Duration::from_secs(5))
-                .ask(ClosePool { pool: self.pool })
-                .await;
-        }
-        self.node.shutdown().await;
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if !self.closed && self.owns_pool() {
-            let _ = self.head.try_tell(ClosePool { pool: self.pool });
-        }
     }
 }
 
