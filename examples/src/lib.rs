@@ -83,6 +83,13 @@ impl Worker {
         self.child.id().unwrap_or(0)
     }
 
+    /// Kills the worker at once (SIGKILL: it cleans nothing up) and waits
+    /// for it to be gone.
+    pub async fn kill(mut self) -> Result<(), Box<dyn Error>> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     /// Closes the worker's standard input (it then shuts down) and waits at
     /// most 10 s for it to exit; kills it otherwise.
     pub async fn stop(mut self) -> Result<(), Box<dyn Error>> {

@@ -72,6 +72,27 @@ impl LocalCluster {
         self.parts.get(i + 1).map_or(0, Part::pid)
     }
 
+    /// Kills the head process (SIGKILL, as a crash would) and starts a new
+    /// one on the same data directory and port: the same join line, and
+    /// what its ledger holds. The nodes and clients join it by themselves.
+    pub async fn kill_head_and_restart(&mut self) -> Result<(), Box<dyn Error>> {
+        self.parts.remove(0).kill().await?;
+        let args = [
+            self.data.display().to_string(),
+            self.line.addr.port().to_string(),
+        ];
+        let head = Part::start_with("head", &self.password, &args).await?;
+        if head.join_line != self.line {
+            return Err(format!(
+                "the restarted head has another join line: {}",
+                head.join_line
+            )
+            .into());
+        }
+        self.parts.insert(0, head);
+        Ok(())
+    }
+
     /// Stops the nodes, then the head, and removes their data.
     pub async fn stop(self) -> Result<(), Box<dyn Error>> {
         for part in self.parts.into_iter().rev() {
@@ -102,10 +123,11 @@ fn arg<'a>(args: &'a [String], i: usize, what: &str) -> Result<&'a str, Box<dyn 
         .ok_or_else(|| format!("a cluster part started without its {what} argument").into())
 }
 
-/// `head DATA`.
+/// `head DATA [PORT]` (no port: any free one).
 async fn run_head(args: &[String]) -> Result<(), Box<dyn Error>> {
+    let port: u16 = args.get(1).map_or(Ok(0), |p| p.parse())?;
     let options = HeadOptions::new(Password::resolve()?)
-        .listen("127.0.0.1:0".parse()?)
+        .listen((std::net::Ipv4Addr::LOCALHOST, port).into())
         .data(arg(args, 0, "data directory")?);
     let head = cluster::start_head(options).await?;
     println!("READY {}", head.join_line());
