@@ -690,3 +690,23 @@ async fn a_second_client_gets_results_by_id_after_a_head_kill_and_purges_them() 
     assert!(reader.exit_ok().await, "{:?}", reader.seen);
     stop_all([owner, a, h2], &dir).await;
 }
+
+#[tokio::test]
+async fn load_balanced_tasks_wait_for_follow_or_give_up_on_their_dependencies() {
+    let dir = temp_dir("deps");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let mut c = Proc::start(&["deps", &line]);
+    assert_eq!(c.wait_for("AFTER").await, "AFTER true");
+    assert_eq!(c.wait_for("FOLLOW").await, "FOLLOW true true");
+    assert_eq!(c.wait_for("IMPOSSIBLE").await, "IMPOSSIBLE true true true");
+    assert_eq!(c.wait_for("TIMEOUT").await, "TIMEOUT true true");
+    let kill = c.wait_for("KILL ").await;
+    let pid: i32 = kill.trim_start_matches("KILL ").parse().expect("a pid");
+    assert!(pid > 0, "{kill}");
+    // SAFETY: SIGKILL to an engine of the node agent this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(c.wait_for("NO_RETRY").await, "NO_RETRY true");
+    assert!(c.exit_ok().await, "{:?}", c.seen);
+    stop_all([a, h], &dir).await;
+}

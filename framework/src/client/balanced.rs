@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::cluster::engine::Task;
 use crate::cluster::head::HeadActor;
 use crate::cluster::message::{
-    Abort, AbortedJobs, Outcome, Results, ResultsRead, Submit, Submitted,
+    Abort, AbortedJobs, Outcome, Results, ResultsRead, Submit, Submitted, TaskFlags,
 };
 use crate::remote::{ActorRef, RemoteCallable};
 use crate::wire::{WireType, type_tag};
@@ -75,6 +75,8 @@ pub(super) fn outcome_into<R: WireType>(outcome: Outcome) -> Result<R, ClientErr
             Err(ClientError::Task(message))
         }
         Outcome::Aborted => Err(ClientError::Aborted),
+        Outcome::DependencyTimeout => Err(ClientError::DependencyTimeout),
+        Outcome::Impossible(why) => Err(ClientError::ImpossibleDependency(why)),
     }
 }
 
@@ -112,11 +114,62 @@ fn codec(what: &'static str) -> impl Fn(crate::wire::EncodeError) -> ClientError
 /// [`Client::load_balanced_view`].
 pub struct LoadBalancedView<'c> {
     client: &'c mut Client,
+    flags: TaskFlags,
 }
 
 impl<'c> LoadBalancedView<'c> {
     pub(super) fn new(client: &'c mut Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            flags: TaskFlags {
+                success_only: true,
+                ..TaskFlags::default()
+            },
+        }
+    }
+
+    /// Tasks submitted through this view start only once the tasks `ids`
+    /// are done (a time dependency: the seed's `after`), on any engine.
+    /// When one of them failed, they fail with
+    /// [`ClientError::ImpossibleDependency`] (see [`Self::success_only`]).
+    pub fn after(mut self, ids: &[u64]) -> Self {
+        self.flags.after.extend_from_slice(ids);
+        self
+    }
+
+    /// Tasks submitted through this view run on the engine that ran the
+    /// tasks `ids`, once they are done (a location dependency: the seed's
+    /// `follow`), e.g. to use what they left in its namespace. When those
+    /// ran on different engines, or that engine is gone, they fail with
+    /// [`ClientError::ImpossibleDependency`].
+    pub fn follow(mut self, ids: &[u64]) -> Self {
+        self.flags.follow.extend_from_slice(ids);
+        self
+    }
+
+    /// Whether a dependency that failed makes the tasks impossible (`true`,
+    /// the default, as the seed's `success=True, failure=False`) or they
+    /// run once their dependencies are done, whatever those gave (`false`).
+    pub fn success_only(mut self, yes: bool) -> Self {
+        self.flags.success_only = yes;
+        self
+    }
+
+    /// How long the tasks wait for their dependencies before they fail
+    /// with [`ClientError::DependencyTimeout`] (default: no limit).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.flags.timeout_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self
+    }
+
+    /// How many times a task runs again when its engine dies while running
+    /// it, before it fails (default 4: five tries; `0` runs it once, as the
+    /// seed's default).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.flags.retries = Some(retries);
+        self
     }
 
     /// Numbers and submits one task per argument tuple (answered once the
@@ -157,6 +210,7 @@ impl<'c> LoadBalancedView<'c> {
             let submit = Submit {
                 pool,
                 jobs: batch.to_vec(),
+                flags: Some(self.flags.clone()),
             };
             if let Submitted::Refused(why) = self.client.session.ask(submit).await? {
                 for (index, _) in &waits {

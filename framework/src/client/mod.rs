@@ -143,6 +143,17 @@ pub enum ClientError {
     /// The head did not answer.
     #[error("the head did not answer: {0}; it may be restarting, try again")]
     Head(String),
+    /// The task's dependencies were not met within its timeout (the seed's
+    /// `DependencyTimeout`).
+    #[error(
+        "the task's dependencies were not done within its timeout: give it a longer .timeout(..), or none"
+    )]
+    DependencyTimeout,
+    /// The task's dependencies can never be met (the seed's
+    /// `ImpossibleDependency`): a dependency failed (and the task wanted
+    /// success only), is unknown, or its engine is gone.
+    #[error("the task cannot run: {0}")]
+    ImpossibleDependency(String),
     /// The hub does not know a task.
     #[error(
         "task {0} is not on the hub: it was never submitted to this engine set, or its result was purged \

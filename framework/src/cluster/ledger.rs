@@ -59,6 +59,9 @@ const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
 /// (pool, index) → nothing: that result reached its owner (and is kept for
 /// the hub's queries).
 const DELIVERED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("delivered");
+/// (pool, index) → the flags (dependencies, retries) of an accepted job
+/// that has not finished.
+const FLAGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("flags");
 /// (pool, seq) → an update.
 const UPDATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("updates");
 
@@ -130,6 +133,16 @@ pub enum LedgerOp {
         /// The job.
         job: Vec<u8>,
     },
+    /// An accepted job's flags (dependencies, retries), kept until it
+    /// finishes. Nothing happens if the job is not pending.
+    PutFlags {
+        /// The pool.
+        pool: PoolKey,
+        /// The job's index.
+        index: u64,
+        /// The flags, encoded by the head.
+        flags: Vec<u8>,
+    },
     /// A job finished: it leaves the pending jobs and its result is kept
     /// until read. Nothing happens if the job is not pending (finished or
     /// removed already), so a late duplicate never overwrites a result.
@@ -183,6 +196,8 @@ pub struct PoolState {
     pub results: Vec<(u64, Vec<u8>)>,
     /// Which of `results` reached their owner already (ascending).
     pub delivered: Vec<u64>,
+    /// Flags of pending jobs, by index.
+    pub flags: Vec<(u64, Vec<u8>)>,
     /// Updates, by number.
     pub updates: Vec<(u64, Vec<u8>)>,
 }
@@ -248,7 +263,7 @@ impl Ledger {
             })?;
         // Create the tables, so that reads find them.
         let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
-        for table in [POOLS, JOBS, RESULTS, DELIVERED, UPDATES] {
+        for table in [POOLS, JOBS, RESULTS, DELIVERED, FLAGS, UPDATES] {
             txn.open_table(table).map_err(|e| failed(e.to_string()))?;
         }
         txn.commit().map_err(|e| failed(e.to_string()))?;
@@ -307,11 +322,12 @@ impl Ledger {
         let read = |e: redb::Error| LedgerError::Read(e.to_string());
         let txn = self.shared.db.begin_read().map_err(|e| read(e.into()))?;
         let open = |def| txn.open_table(def).map_err(|e| read(e.into()));
-        let (pools, jobs, results, delivered, updates) = (
+        let (pools, jobs, results, delivered, flags, updates) = (
             open(POOLS)?,
             open(JOBS)?,
             open(RESULTS)?,
             open(DELIVERED)?,
+            open(FLAGS)?,
             open(UPDATES)?,
         );
         let rows = |table: &redb::ReadOnlyTable<&[u8], &[u8]>, pool: &PoolKey| {
@@ -343,6 +359,7 @@ impl Ledger {
                     .into_iter()
                     .map(|(n, _)| n)
                     .collect(),
+                flags: rows(&flags, &pool)?,
                 updates: rows(&updates, &pool)?,
             });
         }
@@ -413,6 +430,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
         let mut jobs = txn.open_table(JOBS)?;
         let mut results = txn.open_table(RESULTS)?;
         let mut delivered = txn.open_table(DELIVERED)?;
+        let mut flags = txn.open_table(FLAGS)?;
         let mut updates = txn.open_table(UPDATES)?;
         for op in ops {
             match op {
@@ -423,7 +441,13 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     pools.remove(key(pool, 0).as_slice())?;
                     let range = pool_range(pool);
                     let (lo, hi) = (range.start().as_slice(), range.end().as_slice());
-                    for table in [&mut jobs, &mut results, &mut delivered, &mut updates] {
+                    for table in [
+                        &mut jobs,
+                        &mut results,
+                        &mut delivered,
+                        &mut flags,
+                        &mut updates,
+                    ] {
                         table.retain_in::<&[u8], _>(lo..=hi, |_, _| false)?;
                     }
                 }
@@ -442,11 +466,22 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     if jobs.remove(k.as_slice())?.is_some() {
                         results.insert(k.as_slice(), result.as_slice())?;
                     }
+                    flags.remove(k.as_slice())?;
                 }
                 LedgerOp::ResultRead { pool, index } => {
                     let k = key(pool, *index);
                     results.remove(k.as_slice())?;
                     delivered.remove(k.as_slice())?;
+                }
+                LedgerOp::PutFlags {
+                    pool,
+                    index,
+                    flags: bytes,
+                } => {
+                    let k = key(pool, *index);
+                    if jobs.get(k.as_slice())?.is_some() {
+                        flags.insert(k.as_slice(), bytes.as_slice())?;
+                    }
                 }
                 LedgerOp::ResultDelivered { pool, index } => {
                     let k = key(pool, *index);

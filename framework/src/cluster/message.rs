@@ -273,6 +273,35 @@ pub struct Submit {
     pub pool: Uuid,
     /// (index, job) pairs.
     pub jobs: Vec<(u64, Vec<u8>)>,
+    /// What every job of this submit waits for and how often it is tried
+    /// (`None`: nothing, and [`super::head::MAX_TRIES`] tries).
+    pub flags: Option<TaskFlags>,
+}
+
+/// A load-balanced task's dependencies and retries (the seed's `after`,
+/// `follow`, `timeout`, `retries`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct TaskFlags {
+    /// Tasks that must be done before it starts (time dependencies).
+    pub after: Vec<u64>,
+    /// Tasks that must be done, all on one engine, where it then runs
+    /// (location dependencies).
+    pub follow: Vec<u64>,
+    /// Whether a dependency that failed makes it impossible (else it runs
+    /// once its dependencies are done, whatever they gave).
+    pub success_only: bool,
+    /// Most milliseconds it waits for its dependencies (0: no limit).
+    pub timeout_ms: u64,
+    /// How many times it runs again when its engine dies while running it
+    /// (`None`: the head's default).
+    pub retries: Option<u32>,
+}
+
+impl TaskFlags {
+    /// Whether it waits for other tasks.
+    pub fn has_dependencies(&self) -> bool {
+        !self.after.is_empty() || !self.follow.is_empty()
+    }
 }
 
 /// Jobs of a pool that have not started are dropped: each one's result is
@@ -470,6 +499,10 @@ mod replies {
         Died(String),
         /// It was aborted before it started.
         Aborted,
+        /// Its dependencies were not met within its timeout.
+        DependencyTimeout,
+        /// Its dependencies can never be met: why.
+        Impossible(String),
     }
 
     /// Where one task stands on the hub.

@@ -93,6 +93,7 @@ impl<W: Worker> Pool<W> {
         let msg = Submit {
             pool: self.session.pool(),
             jobs,
+            flags: None,
         };
         match self.session.ask(msg).await? {
             Submitted::Accepted => Ok(()),

@@ -233,6 +233,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let set = arg(&args, 3, "engine set")?.parse()?;
             hub_reader(line, Password::resolve()?, set).await
         }
+        "deps" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            dependencies(line, Password::resolve()?).await
+        }
         "lbkill" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             lb_kill(line, Password::resolve()?).await
@@ -618,6 +622,111 @@ async fn hub_reader(
         matches!(gone[..], [Err(ClientError::UnknownTask(1))])
     );
     println!("PURGED_ALL {:?}", rc.purge_all_results().await?);
+    rc.close().await;
+    Ok(())
+}
+
+/// When it started and ended (ms since the Unix epoch) and where, after
+/// `ms` milliseconds.
+#[parallel::remote]
+fn timed(ms: u64) -> (u64, u64, u32) {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let start = now();
+    std::thread::sleep(Duration::from_millis(ms));
+    (start, now(), std::process::id())
+}
+
+/// Dependencies on 2 engines: after, follow, success only or not, an
+/// unknown dependency, a timeout that fires; then a task with no retries
+/// whose engine the test kills (`KILL <pid>`).
+async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::{Client, ClientError};
+    let mut rc = Client::connect(&line, password).await?;
+    rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    let first = rc.load_balanced_view().apply(timed, (400u64,)).await?;
+    let ids = first.msg_ids().to_vec();
+    let after = rc
+        .load_balanced_view()
+        .after(&ids)
+        .apply(timed, (0u64,))
+        .await?;
+    let follow = rc
+        .load_balanced_view()
+        .follow(&ids)
+        .apply(timed, (0u64,))
+        .await?;
+    let (first, after, follow) = (first.get().await?, after.get().await?, follow.get().await?);
+    println!("AFTER {}", after.0 >= first.1);
+    println!("FOLLOW {} {}", follow.0 >= first.1, follow.2 == first.2);
+
+    let bad = rc
+        .load_balanced_view()
+        .apply(square_but_13, (13u64,))
+        .await?;
+    let bad_ids = bad.msg_ids().to_vec();
+    let strict = rc
+        .load_balanced_view()
+        .after(&bad_ids)
+        .apply(square, (2u64,))
+        .await?;
+    let lenient = rc
+        .load_balanced_view()
+        .after(&bad_ids)
+        .success_only(false)
+        .apply(square, (3u64,))
+        .await?;
+    let unknown = rc
+        .load_balanced_view()
+        .after(&[999_999])
+        .apply(square, (4u64,))
+        .await?;
+    let impossible =
+        |r: &Result<u64, ClientError>| matches!(r, Err(ClientError::ImpossibleDependency(_)));
+    println!(
+        "IMPOSSIBLE {} {} {}",
+        impossible(&strict.get().await),
+        lenient.get().await.ok() == Some(9),
+        impossible(&unknown.get().await)
+    );
+    let _ = bad.get().await;
+
+    let long = rc.load_balanced_view().apply(timed, (3000u64,)).await?;
+    let started = std::time::Instant::now();
+    let waits = rc
+        .load_balanced_view()
+        .after(long.msg_ids())
+        .timeout(Duration::from_millis(300))
+        .apply(square, (5u64,))
+        .await?;
+    let timed_out = matches!(waits.get().await, Err(ClientError::DependencyTimeout));
+    println!(
+        "TIMEOUT {timed_out} {}",
+        started.elapsed() < Duration::from_millis(2500)
+    );
+    let _ = long.get().await?;
+
+    let once = rc
+        .load_balanced_view()
+        .retries(0)
+        .apply(engine_process, (5000u64,))
+        .await?;
+    let holder = loop {
+        let status = rc.queue_status().await?;
+        if let Some(e) = status.engines.iter().find(|e| e.queued > 0) {
+            break e.engine;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("KILL {}", rc.engine_pid(holder).unwrap_or(0));
+    let died = once.get_timeout(Duration::from_secs(30)).await;
+    println!(
+        "NO_RETRY {}",
+        matches!(&died, Err(ClientError::Task(why)) if why.contains("retries"))
+    );
     rc.close().await;
     Ok(())
 }

@@ -149,6 +149,10 @@ impl Handler<Done> for HeadActor {
             }
             worker.holding.remove(&outcome.index);
             worker.completed += 1;
+            if pool.keeps {
+                // For tasks that follow this one.
+                pool.ran_on.insert(outcome.index, msg.worker);
+            }
             taken.push(outcome);
         }
         self.dispatch(pool_id);
@@ -335,7 +339,7 @@ impl Handler<UploadLocal> for HeadActor {
 impl Handler<Submit> for HeadActor {
     type Result = Response<Submitted>;
 
-    fn handle(&mut self, msg: Submit, _: &mut actix::Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Submit, ctx: &mut actix::Context<Self>) -> Self::Result {
         let limit = self.settings.queue_limit;
         let Some(entry) = self.pools.get_mut(&msg.pool) else {
             return Response::reply(Submitted::Refused(
@@ -352,7 +356,7 @@ impl Handler<Submit> for HeadActor {
         entry.waiting.push_back((msg, tx));
         let pool = entry.waiting.back().map(|(s, _)| s.pool);
         if let Some(pool) = pool {
-            self.admit_waiting(pool);
+            self.admit_waiting(pool, ctx);
         }
         Response::fut(async move {
             rx.await
@@ -539,7 +543,7 @@ impl Handler<QueueStatus> for HeadActor {
             .collect();
         actix::MessageResult(QueueReport {
             engines,
-            unassigned: pool.pending.len() as u64,
+            unassigned: (pool.pending.len() + pool.blocked.len()) as u64,
         })
     }
 }
@@ -564,6 +568,7 @@ impl Handler<Abort> for HeadActor {
         // Queued in the ledger, not handed to a worker yet; and submitted
         // but still waiting for room in the queue.
         entry.pending.retain(|index| keep(*index));
+        entry.blocked.retain(|index, _| keep(*index));
         for (submit, _) in entry.waiting.iter_mut() {
             submit.jobs.retain(|(index, _)| keep(*index));
         }
@@ -648,6 +653,7 @@ impl Handler<PurgeResults> for HeadActor {
         for index in &purge {
             if let Some(outcome) = entry.kept.remove(index) {
                 entry.kept_bytes = entry.kept_bytes.saturating_sub(outcome_bytes(&outcome));
+                entry.ran_on.remove(index);
                 ops.push(LedgerOp::ResultRead {
                     pool: key(msg.pool),
                     index: *index,

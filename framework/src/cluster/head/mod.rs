@@ -136,6 +136,15 @@ struct PoolEntry {
     /// Results in `unread` the hub was asked to purge: removed once the
     /// owner has read them, not kept.
     forgotten: HashSet<u64>,
+    /// Flags (dependencies, retries) of jobs not finished.
+    flags: HashMap<u64, TaskFlags>,
+    /// Jobs waiting for their dependencies (in `jobs`, not in `pending`),
+    /// with when they started waiting.
+    blocked: BTreeMap<u64, Instant>,
+    /// Jobs that must run on one worker (they follow tasks that ran there).
+    pinned: HashMap<u64, ActorId>,
+    /// Which worker gave each result (an engine set's, while kept).
+    ran_on: HashMap<u64, ActorId>,
     /// Bytes of `updates`: an update past the queue limit is refused.
     update_bytes: u64,
     updates: Vec<(u64, Vec<u8>)>,
@@ -155,6 +164,10 @@ impl PoolEntry {
             kept: BTreeMap::new(),
             kept_bytes: 0,
             forgotten: HashSet::new(),
+            flags: HashMap::new(),
+            blocked: BTreeMap::new(),
+            pinned: HashMap::new(),
+            ran_on: HashMap::new(),
             record,
             owner: None,
             owner_gone_since: Some(Instant::now()),
@@ -211,6 +224,7 @@ impl PoolEntry {
                 break;
             };
             self.kept_bytes = self.kept_bytes.saturating_sub(outcome_bytes(&outcome));
+            self.ran_on.remove(&index);
             ops.push(LedgerOp::ResultRead {
                 pool: key(pool),
                 index,
@@ -298,7 +312,10 @@ impl actix::Actor for HeadActor {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(TICK, |act, _| act.tick());
+        ctx.run_interval(TICK, |act, ctx| {
+            act.tick();
+            act.release_all(ctx);
+        });
     }
 }
 
@@ -306,8 +323,10 @@ impl actix::Actor for HeadActor {
 fn outcome_bytes(outcome: &Outcome) -> u64 {
     match outcome {
         Outcome::Output(b) => b.len() as u64,
-        Outcome::Panicked(s) | Outcome::Invalid(s) | Outcome::Died(s) => s.len() as u64,
-        Outcome::Aborted => 0,
+        Outcome::Panicked(s) | Outcome::Invalid(s) | Outcome::Died(s) | Outcome::Impossible(s) => {
+            s.len() as u64
+        }
+        Outcome::Aborted | Outcome::DependencyTimeout => 0,
     }
 }
 
@@ -352,6 +371,26 @@ impl HeadActor {
                     entry.unread_bytes += outcome_bytes(&outcome);
                     entry.unread.insert(index, outcome);
                 }
+            }
+            for (index, bytes) in state.flags {
+                match crate::wire::decode_owned::<TaskFlags>(&bytes) {
+                    Ok(flags) => {
+                        if flags.has_dependencies() {
+                            entry.blocked.insert(index, Instant::now());
+                        }
+                        entry.flags.insert(index, flags);
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            index,
+                            "a task's stored flags cannot be read ({e}); it runs without them"
+                        );
+                    }
+                }
+            }
+            if !entry.blocked.is_empty() {
+                let blocked = &entry.blocked;
+                entry.pending.retain(|i| !blocked.contains_key(i));
             }
             entry.update_bytes = state.updates.iter().map(|(_, u)| u.len() as u64).sum();
             entry.updates = state.updates;
@@ -494,11 +533,26 @@ impl HeadActor {
             })
             .unzip();
         let mut orders: Vec<Vec<JobOrder>> = vec![Vec::new(); ids.len()];
-        while let Some(&index) = entry.pending.front() {
-            let Some(k) = self.settings.scheduler.pick(&cands, &mut self.rng) else {
-                break;
+        // Jobs pinned to a worker without room (or not connected) wait,
+        // in order, while the others go on.
+        let mut skipped = Vec::new();
+        while let Some(index) = entry.pending.pop_front() {
+            let k = match entry.pinned.get(&index) {
+                Some(worker) => match ids.iter().position(|id| id == worker) {
+                    Some(k) if cands[k].free > 0 => k,
+                    _ => {
+                        skipped.push(index);
+                        continue;
+                    }
+                },
+                None => match self.settings.scheduler.pick(&cands, &mut self.rng) {
+                    Some(k) => k,
+                    None => {
+                        skipped.push(index);
+                        break;
+                    }
+                },
             };
-            entry.pending.pop_front();
             let Some(job) = entry.jobs.remove(&index) else {
                 continue;
             };
@@ -526,6 +580,9 @@ impl HeadActor {
                     sent: Instant::now(),
                 },
             );
+        }
+        for index in skipped.into_iter().rev() {
+            entry.pending.push_front(index);
         }
         for ((worker_id, orders), cand) in ids.into_iter().zip(orders).zip(cands) {
             if orders.is_empty() {
@@ -566,19 +623,46 @@ impl HeadActor {
             let Some(run) = pool.running.remove(&index) else {
                 continue;
             };
-            if run.attempt >= MAX_TRIES {
-                pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
-                failed.push(JobOutcome {
-                    index,
-                    attempt: run.attempt,
-                    output: Outcome::Died(format!(
-                        "its worker went down {MAX_TRIES} times while running it (last: {why})"
-                    )),
-                });
+            let tries = pool.max_tries(index);
+            let output = if pool.pinned.get(&index) == Some(&worker) {
+                Outcome::Impossible(format!(
+                    "the engine it had to run on (where the tasks it follows ran) went down while running it ({why})"
+                ))
+            } else if run.attempt >= tries {
+                Outcome::Died(match pool.flags.get(&index).and_then(|f| f.retries) {
+                    Some(retries) => format!(
+                        "its engine went down while running it, {tries} times (it had {retries} retries: ask for more with .retries(..)); last: {why}"
+                    ),
+                    None => {
+                        format!("its worker went down {tries} times while running it (last: {why})")
+                    }
+                })
+            } else {
+                pool.jobs.insert(index, run.job);
+                pool.pending.push_front(index);
                 continue;
-            }
-            pool.jobs.insert(index, run.job);
-            pool.pending.push_front(index);
+            };
+            pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
+            failed.push(JobOutcome {
+                index,
+                attempt: run.attempt,
+                output,
+            });
+        }
+        // Queued jobs that had to run on it cannot run elsewhere.
+        let stranded: Vec<u64> = pool
+            .pinned
+            .iter()
+            .filter(|(i, w)| **w == worker && pool.jobs.contains_key(i))
+            .map(|(i, _)| *i)
+            .collect();
+        for index in stranded {
+            failed.push(pool.drop_job(
+                index,
+                Outcome::Impossible(format!(
+                    "the engine it had to run on (where the tasks it follows ran) went down ({why})"
+                )),
+            ));
         }
         if !failed.is_empty() {
             self.finish(entry.pool, failed, ctx);
@@ -608,10 +692,12 @@ impl HeadActor {
                 result: bytes,
             });
             entry.tries.remove(&o.index);
+            entry.flags.remove(&o.index);
+            entry.pinned.remove(&o.index);
             taken.push((o.index, o.output));
         }
         let write = self.ledger.write(ops);
-        let fut = write.into_actor(self).map(move |res, act: &mut Self, _| {
+        let fut = write.into_actor(self).map(move |res, act: &mut Self, ctx| {
             if let Err(e) = res {
                 tracing::error!(%pool, "results not written to the ledger ({e}); they are kept in memory only");
             }
@@ -629,13 +715,15 @@ impl HeadActor {
                     results: taken,
                 });
             }
-            act.admit_waiting(pool);
+            act.admit_waiting(pool, ctx);
+            // Tasks that waited for these may run now (or never).
+            act.release(pool, ctx);
         });
         ctx.spawn(fut);
     }
 
     /// Accepts waiting submits of `pool` while there is room.
-    fn admit_waiting(&mut self, pool: Uuid) {
+    fn admit_waiting(&mut self, pool: Uuid, ctx: &mut actix::Context<Self>) {
         loop {
             let Some(entry) = self.pools.get_mut(&pool) else {
                 return;
@@ -650,17 +738,37 @@ impl HeadActor {
             let Some((submit, reply)) = entry.waiting.pop_front() else {
                 return;
             };
-            self.accept(submit, reply);
+            self.accept(submit, reply, ctx);
         }
     }
 
     /// Queues `submit`'s jobs and answers once they are in the ledger.
-    fn accept(&mut self, submit: Submit, reply: oneshot::Sender<Submitted>) {
+    fn accept(
+        &mut self,
+        submit: Submit,
+        reply: oneshot::Sender<Submitted>,
+        ctx: &mut actix::Context<Self>,
+    ) {
         let pool = submit.pool;
         let Some(entry) = self.pools.get_mut(&pool) else {
             let _ = reply.send(Submitted::Refused("no such pool".into()));
             return;
         };
+        // Flags that change nothing are not kept.
+        let flags = submit
+            .flags
+            .filter(|f| f.has_dependencies() || f.retries.is_some());
+        let stored_flags = match flags.as_ref().map(crate::wire::encode) {
+            Some(Ok(bytes)) => Some(bytes.to_vec()),
+            Some(Err(e)) => {
+                let _ = reply.send(Submitted::Refused(format!(
+                    "cannot record the tasks' flags: {e}"
+                )));
+                return;
+            }
+            None => None,
+        };
+        let waits = flags.as_ref().is_some_and(TaskFlags::has_dependencies);
         let mut ops = Vec::with_capacity(submit.jobs.len());
         for (index, job) in submit.jobs {
             if entry.knows(index) {
@@ -672,7 +780,19 @@ impl HeadActor {
                 index,
                 job: job.clone(),
             });
-            entry.pending.push_back(index);
+            if let (Some(flags), Some(bytes)) = (&flags, &stored_flags) {
+                ops.push(LedgerOp::PutFlags {
+                    pool: key(pool),
+                    index,
+                    flags: bytes.clone(),
+                });
+                entry.flags.insert(index, flags.clone());
+            }
+            if waits {
+                entry.blocked.insert(index, Instant::now());
+            } else {
+                entry.pending.push_back(index);
+            }
             entry.jobs.insert(index, job);
         }
         let write = self.ledger.write(ops);
@@ -685,7 +805,15 @@ impl HeadActor {
             };
             let _ = reply.send(answer);
         });
-        self.dispatch(pool);
+        if waits {
+            self.release(pool, ctx);
+            if let Some(timeout) = flags.filter(|f| f.timeout_ms > 0) {
+                let after = std::time::Duration::from_millis(timeout.timeout_ms);
+                ctx.run_later(after, move |act, ctx| act.release(pool, ctx));
+            }
+        } else {
+            self.dispatch(pool);
+        }
     }
 
     fn watch_worker(&self, worker: ActorRef<WorkerActor>, ctx: &mut actix::Context<Self>) {
@@ -738,6 +866,7 @@ impl HeadActor {
     }
 }
 
+mod deps;
 mod handlers;
 mod scheduler;
 

@@ -294,3 +294,21 @@ fn a_delivered_result_stays_marked_until_it_is_removed() {
     let a = &ledger.load().unwrap()[0];
     assert!(a.results.is_empty() && a.delivered.is_empty());
 }
+
+#[test]
+fn a_pending_jobs_flags_stay_until_it_finishes() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let flags = |index| LedgerOp::PutFlags {
+        pool: A,
+        index,
+        flags: vec![index as u8],
+    };
+    // Flags of a job not accepted are not kept.
+    block(ledger.write(vec![put_pool(A), accept(A, 1), flags(1), flags(2)])).unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(a.flags, vec![(1, vec![1])]);
+    block(ledger.write(vec![finish(A, 1, b"done")])).unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert!(a.flags.is_empty(), "{:?}", a.flags);
+}

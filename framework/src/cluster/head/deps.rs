@@ -1,0 +1,275 @@
+//! Dependencies of load-balanced tasks (the seed's `after`, `follow` and
+//! `timeout`). A task whose dependencies are not done waits in its pool's
+//! `blocked` set, not in the queue. Whenever results come in, an engine goes
+//! down, a task's timeout passes or a second goes by, the head looks at the
+//! blocked tasks again: ready ones join the queue (pinned to one engine when
+//! they follow tasks), ones that can never run and ones past their timeout
+//! fail with [`Outcome::Impossible`] and [`Outcome::DependencyTimeout`].
+
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::id::ActorId;
+
+use super::super::message::{JobOutcome, Outcome, TaskFlags};
+use super::{HeadActor, MAX_TRIES, PoolEntry};
+
+/// What a blocked task may do now.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Check {
+    /// Its dependencies are not done yet.
+    Wait,
+    /// Run it (on this worker, when it follows tasks).
+    Ready(Option<ActorId>),
+    /// It can never run: why.
+    Impossible(String),
+}
+
+impl PoolEntry {
+    /// Where the dependencies of task `index` (with `flags`) stand;
+    /// `alive` tells whether a worker is still connected.
+    pub(super) fn check(
+        &self,
+        index: u64,
+        flags: &TaskFlags,
+        alive: impl Fn(&ActorId) -> bool,
+    ) -> Check {
+        let mut wait = false;
+        for &dep in flags.after.iter().chain(&flags.follow) {
+            if dep >= index {
+                return Check::Impossible(format!(
+                    "it depends on task {dep}, which was not submitted before it"
+                ));
+            }
+            match self.unread.get(&dep).or_else(|| self.kept.get(&dep)) {
+                Some(Outcome::Output(_)) => {}
+                Some(_) if flags.success_only => {
+                    return Check::Impossible(format!(
+                        "task {dep}, which it depends on, failed (to run it all the same, \
+                         submit it with .success_only(false))"
+                    ));
+                }
+                Some(_) => {}
+                None if self.pending(dep) => wait = true,
+                None => {
+                    return Check::Impossible(format!(
+                        "task {dep}, which it depends on, is not on the hub: it was never submitted, or purged"
+                    ));
+                }
+            }
+        }
+        if wait {
+            return Check::Wait;
+        }
+        let mut place = None;
+        for dep in &flags.follow {
+            let Some(worker) = self.ran_on.get(dep) else {
+                return Check::Impossible(format!(
+                    "task {dep}, which it follows, did not run on an engine this head saw \
+                     (it finished before the head restarted, or never ran)"
+                ));
+            };
+            match place {
+                None => place = Some(*worker),
+                Some(w) if w != *worker => {
+                    return Check::Impossible(
+                        "the tasks it follows ran on different engines".into(),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        match place {
+            Some(w) if !alive(&w) => {
+                Check::Impossible("the engine that ran the tasks it follows is gone".into())
+            }
+            place => Check::Ready(place),
+        }
+    }
+
+    /// How many times task `index` may be handed out in all.
+    pub(super) fn max_tries(&self, index: u64) -> u32 {
+        self.flags
+            .get(&index)
+            .and_then(|f| f.retries)
+            .map_or(MAX_TRIES, |r| r.saturating_add(1))
+    }
+
+    /// Takes task `index` out of the queue and its waiting sets, for a
+    /// failure that ends it; its outcome.
+    pub(super) fn drop_job(&mut self, index: u64, output: Outcome) -> JobOutcome {
+        self.blocked.remove(&index);
+        self.pending.retain(|i| *i != index);
+        if let Some(job) = self.jobs.remove(&index) {
+            self.queued_bytes = self.queued_bytes.saturating_sub(job.len() as u64);
+        }
+        JobOutcome {
+            index,
+            attempt: 0,
+            output,
+        }
+    }
+}
+
+impl HeadActor {
+    /// Looks at `pool`'s blocked tasks again (see the module docs).
+    pub(super) fn release(&mut self, pool: Uuid, ctx: &mut actix::Context<Self>) {
+        let workers = &self.workers;
+        let Some(entry) = self.pools.get_mut(&pool) else {
+            return;
+        };
+        if entry.blocked.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        let mut failed = Vec::new();
+        for (&index, since) in &entry.blocked {
+            let Some(flags) = entry.flags.get(&index) else {
+                ready.push((index, None));
+                continue;
+            };
+            let timeout = Duration::from_millis(flags.timeout_ms);
+            match entry.check(index, flags, |w| workers.contains_key(w)) {
+                Check::Ready(place) => ready.push((index, place)),
+                Check::Impossible(why) => failed.push((index, Outcome::Impossible(why))),
+                Check::Wait if flags.timeout_ms > 0 && now.duration_since(*since) >= timeout => {
+                    failed.push((index, Outcome::DependencyTimeout));
+                }
+                Check::Wait => {}
+            }
+        }
+        for (index, place) in ready {
+            entry.blocked.remove(&index);
+            if let Some(worker) = place {
+                entry.pinned.insert(index, worker);
+            }
+            entry.pending.push_back(index);
+        }
+        let failed: Vec<JobOutcome> = failed
+            .into_iter()
+            .map(|(index, output)| entry.drop_job(index, output))
+            .collect();
+        if !failed.is_empty() {
+            tracing::info!(%pool, tasks = failed.len(), "tasks whose dependencies cannot be met fail");
+            self.finish(pool, failed, ctx);
+        }
+        self.dispatch(pool);
+    }
+
+    /// Looks at the blocked tasks of every pool again (timeouts).
+    pub(super) fn release_all(&mut self, ctx: &mut actix::Context<Self>) {
+        let blocked: Vec<Uuid> = self
+            .pools
+            .iter()
+            .filter(|(_, p)| !p.blocked.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for pool in blocked {
+            self.release(pool, ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launch::program::Program;
+
+    /// An engine set with task 1 done (on worker `w1`), task 2 failed (on
+    /// `w2`), task 3 queued.
+    fn set(w1: ActorId, w2: ActorId) -> PoolEntry {
+        let record = super::super::PoolRecord {
+            program: Program {
+                sha256: [0; 32],
+                len: 0,
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            kind: crate::cluster::engine::ENGINE_KIND.into(),
+            init: Vec::new(),
+        };
+        let mut entry = PoolEntry::new(record, true);
+        entry.kept.insert(1, Outcome::Output(vec![1]));
+        entry.unread.insert(2, Outcome::Panicked("no".into()));
+        entry.ran_on.insert(1, w1);
+        entry.ran_on.insert(2, w2);
+        entry.jobs.insert(3, vec![3]);
+        entry.pending.push_back(3);
+        entry
+    }
+
+    fn flags(after: &[u64], follow: &[u64], success_only: bool) -> TaskFlags {
+        TaskFlags {
+            after: after.to_vec(),
+            follow: follow.to_vec(),
+            success_only,
+            ..TaskFlags::default()
+        }
+    }
+
+    #[test]
+    fn a_task_waits_for_pending_dependencies_and_runs_after_done_ones() {
+        let (w1, w2) = (ActorId::new(), ActorId::new());
+        let entry = set(w1, w2);
+        let alive = |_: &ActorId| true;
+        assert_eq!(
+            entry.check(9, &flags(&[1], &[], true), alive),
+            Check::Ready(None)
+        );
+        assert_eq!(
+            entry.check(9, &flags(&[1, 3], &[], true), alive),
+            Check::Wait
+        );
+        assert_eq!(
+            entry.check(9, &flags(&[], &[1], true), alive),
+            Check::Ready(Some(w1))
+        );
+        // A failed dependency: impossible, unless any outcome will do.
+        assert!(matches!(
+            entry.check(9, &flags(&[2], &[], true), alive),
+            Check::Impossible(_)
+        ));
+        assert_eq!(
+            entry.check(9, &flags(&[2], &[], false), alive),
+            Check::Ready(None)
+        );
+    }
+
+    #[test]
+    fn dependencies_that_can_never_be_met_say_why() {
+        let (w1, w2) = (ActorId::new(), ActorId::new());
+        let entry = set(w1, w2);
+        let why = |check: Check| match check {
+            Check::Impossible(why) => why,
+            other => panic!("{other:?} is not impossible"),
+        };
+        let alive = |_: &ActorId| true;
+        assert!(why(entry.check(9, &flags(&[7], &[], true), alive)).contains("not on the hub"));
+        assert!(
+            why(entry.check(5, &flags(&[6], &[], true), alive)).contains("not submitted before")
+        );
+        let both = flags(&[], &[1, 2], false);
+        assert!(why(entry.check(9, &both, alive)).contains("different engines"));
+        let gone = |w: &ActorId| *w != w1;
+        assert!(why(entry.check(9, &flags(&[], &[1], true), gone)).contains("gone"));
+    }
+
+    #[test]
+    fn retries_set_how_many_tries_a_task_gets() {
+        let mut entry = set(ActorId::new(), ActorId::new());
+        assert_eq!(entry.max_tries(3), MAX_TRIES);
+        entry.flags.insert(
+            3,
+            TaskFlags {
+                retries: Some(0),
+                ..TaskFlags::default()
+            },
+        );
+        assert_eq!(entry.max_tries(3), 1);
+        let out = entry.drop_job(3, Outcome::DependencyTimeout);
+        assert_eq!(out.output, Outcome::DependencyTimeout);
+        assert!(entry.pending.is_empty() && entry.jobs.is_empty());
+    }
+}
