@@ -1,8 +1,9 @@
-//! The s5 seed's load-balanced view, first part: tasks handed to whichever
-//! engine has room, through the head (which records them and runs a task
-//! again if its engine dies), a task that fails alone, tasks aborted before
-//! they start, and the seed's
-//! `@remote` / `@parallel` functions on a direct view.
+//! The s5 seed's load-balanced view: tasks handed to whichever engine has
+//! room, through the head (which records them and runs a task again if its
+//! engine dies), a task that fails alone, tasks aborted before they start,
+//! dependencies (`after`, `follow`, a timeout that fires, one that can never
+//! be met), and the seed's `@remote` / `@parallel` functions on a direct
+//! view.
 //!
 //! Run it with `cargo run --release -p parallel-examples --bin s5_load_balanced`.
 
@@ -82,6 +83,41 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     // ANCHOR_END: abort
 
+    // ANCHOR: dependencies
+    // A task that leaves something on its engine, then one that must run
+    // after it (anywhere) and one that must run where it ran.
+    let setup = rc.load_balanced_view().apply(work, (200, 300)).await?;
+    let ids = setup.msg_ids().to_vec();
+    let after = rc.load_balanced_view().after(&ids).apply(work, (201, 0)).await?;
+    let follow = rc.load_balanced_view().follow(&ids).apply(work, (202, 0)).await?;
+    let (setup, after, follow) = (setup.get().await?, after.get().await?, follow.get().await?);
+    println!(
+        "setup ran on {}, the task after it on {}, the task following it on {}",
+        setup.1, after.1, follow.1
+    );
+    // A dependency that takes too long, and one that failed.
+    let slow = rc.load_balanced_view().apply(work, (203, 1500)).await?;
+    let impatient = rc
+        .load_balanced_view()
+        .after(slow.msg_ids())
+        .timeout(Duration::from_millis(200))
+        .apply(work, (204, 0))
+        .await?;
+    let failing = rc.load_balanced_view().apply(checked_sqrt, (-4.0,)).await?;
+    let doomed = rc
+        .load_balanced_view()
+        .after(failing.msg_ids())
+        .apply(checked_sqrt, (4.0,))
+        .await?;
+    let timed_out = impatient.get().await;
+    let impossible = doomed.get().await;
+    if let (Err(late), Err(never)) = (&timed_out, &impossible) {
+        println!("after a slow task, with a 200 ms timeout: {late}");
+        println!("after a failed task: {never}");
+    }
+    let _ = (slow.get().await, failing.get().await);
+    // ANCHOR_END: dependencies
+
     // ANCHOR: decorators
     let dview = rc.direct_view_all();
     let everywhere = dview.remote(checked_sqrt);
@@ -94,6 +130,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     rc.close().await;
     cluster.stop().await?;
     if done.iter().any(|r| r.is_err())
+        || follow.1 != setup.1
+        || !matches!(timed_out, Err(ClientError::DependencyTimeout))
+        || !matches!(impossible, Err(ClientError::ImpossibleDependency(_)))
         || roots[1].is_ok()
         || finished + refused != 60
         || refused != aborted.len()
