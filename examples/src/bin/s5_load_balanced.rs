@@ -88,8 +88,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // after it (anywhere) and one that must run where it ran.
     let setup = rc.load_balanced_view().apply(work, (200, 300)).await?;
     let ids = setup.msg_ids().to_vec();
-    let after = rc.load_balanced_view().after(&ids).apply(work, (201, 0)).await?;
-    let follow = rc.load_balanced_view().follow(&ids).apply(work, (202, 0)).await?;
+    let after = rc
+        .load_balanced_view()
+        .after(&ids)
+        .apply(work, (201, 0))
+        .await?;
+    let follow = rc
+        .load_balanced_view()
+        .follow(&ids)
+        .apply(work, (202, 0))
+        .await?;
     let (setup, after, follow) = (setup.get().await?, after.get().await?, follow.get().await?);
     println!(
         "setup ran on {}, the task after it on {}, the task following it on {}",
