@@ -707,6 +707,8 @@ async fn load_balanced_tasks_wait_for_follow_or_give_up_on_their_dependencies() 
     // SAFETY: SIGKILL to an engine of the node agent this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     assert_eq!(c.wait_for("NO_RETRY").await, "NO_RETRY true");
+    assert_eq!(c.wait_for("TARGETS").await, "TARGETS true");
+    assert_eq!(c.wait_for("GONE_TARGET").await, "GONE_TARGET true");
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, h], &dir).await;
 }

@@ -164,6 +164,16 @@ impl<'c> LoadBalancedView<'c> {
         self
     }
 
+    /// Tasks submitted through this view run only on these engines (the
+    /// seed's `load_balanced_view(targets)`), evaluated now against the
+    /// engines known since the last [`Client::ids`]. When all of them are
+    /// gone, the tasks fail with [`ClientError::ImpossibleDependency`].
+    pub fn targets(mut self, targets: impl Into<super::Targets>) -> Result<Self, ClientError> {
+        let have: Vec<u32> = self.client.engines.keys().copied().collect();
+        self.flags.targets = targets.into().resolve(&have)?;
+        Ok(self)
+    }
+
     /// How many times a task runs again when its engine dies while running
     /// it, before it fails (default 4: five tries; `0` runs it once, as the
     /// seed's default).

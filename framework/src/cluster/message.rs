@@ -295,12 +295,14 @@ pub struct TaskFlags {
     /// How many times it runs again when its engine dies while running it
     /// (`None`: the head's default).
     pub retries: Option<u32>,
+    /// The engines (by number) it may run on (empty: any).
+    pub targets: Vec<u32>,
 }
 
 impl TaskFlags {
-    /// Whether it waits for other tasks.
-    pub fn has_dependencies(&self) -> bool {
-        !self.after.is_empty() || !self.follow.is_empty()
+    /// Whether it waits for other tasks or for one of its target engines.
+    pub fn waits(&self) -> bool {
+        !self.after.is_empty() || !self.follow.is_empty() || !self.targets.is_empty()
     }
 }
 

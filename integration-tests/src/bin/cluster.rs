@@ -642,11 +642,12 @@ fn timed(ms: u64) -> (u64, u64, u32) {
 
 /// Dependencies on 2 engines: after, follow, success only or not, an
 /// unknown dependency, a timeout that fires; then a task with no retries
-/// whose engine the test kills (`KILL <pid>`).
+/// whose engine the test kills (`KILL <pid>`); tasks on one target engine,
+/// and on the dead one.
 async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::{Client, ClientError};
     let mut rc = Client::connect(&line, password).await?;
-    rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    let engines = rc.wait_for_engines(2, Duration::from_secs(60)).await?;
     let first = rc.load_balanced_view().apply(timed, (400u64,)).await?;
     let ids = first.msg_ids().to_vec();
     let after = rc
@@ -721,11 +722,36 @@ async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let survivor = if holder == engines[0] {
+        engines[1]
+    } else {
+        engines[0]
+    };
     println!("KILL {}", rc.engine_pid(holder).unwrap_or(0));
     let died = once.get_timeout(Duration::from_secs(30)).await;
     println!(
         "NO_RETRY {}",
         matches!(&died, Err(ClientError::Task(why)) if why.contains("retries"))
+    );
+    let on_one = rc
+        .load_balanced_view()
+        .targets(vec![survivor])?
+        .map_sync(engine_process, (0..6).map(|_| (0u64,)))
+        .await?;
+    let want = rc.engine_pid(survivor);
+    println!(
+        "TARGETS {}",
+        on_one.iter().all(|pid| pid.as_ref().ok() == want.as_ref())
+    );
+    let orphan = rc
+        .load_balanced_view()
+        .targets(vec![holder])?
+        .apply(square, (6u64,))
+        .await?;
+    let orphan = orphan.get_timeout(Duration::from_secs(30)).await;
+    println!(
+        "GONE_TARGET {}",
+        matches!(orphan, Err(ClientError::ImpossibleDependency(_)))
     );
     rc.close().await;
     Ok(())

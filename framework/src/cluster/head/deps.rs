@@ -20,8 +20,9 @@ use super::{HeadActor, MAX_TRIES, PoolEntry};
 pub(super) enum Check {
     /// Its dependencies are not done yet.
     Wait,
-    /// Run it (on this worker, when it follows tasks).
-    Ready(Option<ActorId>),
+    /// Run it (only on these workers, when it follows tasks or names its
+    /// engines).
+    Ready(Option<Vec<ActorId>>),
     /// It can never run: why.
     Impossible(String),
 }
@@ -80,12 +81,50 @@ impl PoolEntry {
                 Some(_) => {}
             }
         }
-        match place {
-            Some(w) if !alive(&w) => {
-                Check::Impossible("the engine that ran the tasks it follows is gone".into())
-            }
-            place => Check::Ready(place),
+        if let Some(w) = &place
+            && !alive(w)
+        {
+            return Check::Impossible("the engine that ran the tasks it follows is gone".into());
         }
+        if flags.targets.is_empty() {
+            return Check::Ready(place.map(|w| vec![w]));
+        }
+        // Its target engines, those connected now.
+        let workers: Vec<ActorId> = self
+            .engines
+            .iter()
+            .filter(|e| flags.targets.contains(&e.id) && alive(&e.worker))
+            .map(|e| e.worker)
+            .filter(|w| place.is_none_or(|p| p == *w))
+            .collect();
+        if !workers.is_empty() {
+            return Check::Ready(Some(workers));
+        }
+        if place.is_some() {
+            return Check::Impossible(
+                "the engine that ran the tasks it follows is not one of its targets".into(),
+            );
+        }
+        if flags.targets.iter().all(|t| self.gone.contains(t)) {
+            return Check::Impossible(format!("its target engines {:?} are gone", flags.targets));
+        }
+        // They have not joined (again) yet.
+        Check::Wait
+    }
+
+    /// Whether task `index`, pinned to some workers, has none left once
+    /// `down` is gone (`workers`: those connected).
+    pub(super) fn stranded<V>(
+        &self,
+        index: u64,
+        down: ActorId,
+        workers: &std::collections::HashMap<ActorId, V>,
+    ) -> bool {
+        self.pinned.get(&index).is_some_and(|allowed| {
+            allowed
+                .iter()
+                .all(|w| *w == down || !workers.contains_key(w))
+        })
     }
 
     /// How many times task `index` may be handed out in all.
@@ -142,8 +181,8 @@ impl HeadActor {
         }
         for (index, place) in ready {
             entry.blocked.remove(&index);
-            if let Some(worker) = place {
-                entry.pinned.insert(index, worker);
+            if let Some(workers) = place {
+                entry.pinned.insert(index, workers);
             }
             entry.pending.push_back(index);
         }
@@ -224,7 +263,7 @@ mod tests {
         );
         assert_eq!(
             entry.check(9, &flags(&[], &[1], true), alive),
-            Check::Ready(Some(w1))
+            Check::Ready(Some(vec![w1]))
         );
         // A failed dependency: impossible, unless any outcome will do.
         assert!(matches!(

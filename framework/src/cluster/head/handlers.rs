@@ -499,6 +499,7 @@ impl Handler<EngineHello> for HeadActor {
         ctx.spawn(down.into_actor(self).map(move |down, act, _| {
             if let Some(pool) = act.pools.get_mut(&pool_id) {
                 pool.engines.retain(|e| e.engine.id() != id);
+                pool.gone.insert(number);
                 tracing::info!(engine = number, "engine down ({})", down.reason);
             }
         }));

@@ -141,8 +141,11 @@ struct PoolEntry {
     /// Jobs waiting for their dependencies (in `jobs`, not in `pending`),
     /// with when they started waiting.
     blocked: BTreeMap<u64, Instant>,
-    /// Jobs that must run on one worker (they follow tasks that ran there).
-    pinned: HashMap<u64, ActorId>,
+    /// Jobs that may run only on some workers (they follow tasks that ran
+    /// there, or name their engines).
+    pinned: HashMap<u64, Vec<ActorId>>,
+    /// Engines (by number) that went down while this head ran.
+    gone: HashSet<u32>,
     /// Which worker gave each result (an engine set's, while kept).
     ran_on: HashMap<u64, ActorId>,
     /// Bytes of `updates`: an update past the queue limit is refused.
@@ -167,6 +170,7 @@ impl PoolEntry {
             flags: HashMap::new(),
             blocked: BTreeMap::new(),
             pinned: HashMap::new(),
+            gone: HashSet::new(),
             ran_on: HashMap::new(),
             record,
             owner: None,
@@ -375,7 +379,7 @@ impl HeadActor {
             for (index, bytes) in state.flags {
                 match crate::wire::decode_owned::<TaskFlags>(&bytes) {
                     Ok(flags) => {
-                        if flags.has_dependencies() {
+                        if flags.waits() {
                             entry.blocked.insert(index, Instant::now());
                         }
                         entry.flags.insert(index, flags);
@@ -533,18 +537,29 @@ impl HeadActor {
             })
             .unzip();
         let mut orders: Vec<Vec<JobOrder>> = vec![Vec::new(); ids.len()];
-        // Jobs pinned to a worker without room (or not connected) wait,
-        // in order, while the others go on.
+        // Jobs pinned to workers without room (or not connected) wait, in
+        // order, while the others go on.
         let mut skipped = Vec::new();
         while let Some(index) = entry.pending.pop_front() {
             let k = match entry.pinned.get(&index) {
-                Some(worker) => match ids.iter().position(|id| id == worker) {
-                    Some(k) if cands[k].free > 0 => k,
-                    _ => {
-                        skipped.push(index);
-                        continue;
+                Some(allowed) => {
+                    // The scheduler's pick among the allowed ones.
+                    let only: Vec<scheduler::Candidate> = cands
+                        .iter()
+                        .zip(&ids)
+                        .map(|(c, id)| scheduler::Candidate {
+                            free: if allowed.contains(id) { c.free } else { 0 },
+                            ..*c
+                        })
+                        .collect();
+                    match self.settings.scheduler.pick(&only, &mut self.rng) {
+                        Some(k) => k,
+                        None => {
+                            skipped.push(index);
+                            continue;
+                        }
                     }
-                },
+                }
                 None => match self.settings.scheduler.pick(&cands, &mut self.rng) {
                     Some(k) => k,
                     None => {
@@ -624,9 +639,9 @@ impl HeadActor {
                 continue;
             };
             let tries = pool.max_tries(index);
-            let output = if pool.pinned.get(&index) == Some(&worker) {
+            let output = if pool.stranded(index, worker, &self.workers) {
                 Outcome::Impossible(format!(
-                    "the engine it had to run on (where the tasks it follows ran) went down while running it ({why})"
+                    "the engines it may run on (its targets, or where the tasks it follows ran) went down; the last while running it ({why})"
                 ))
             } else if run.attempt >= tries {
                 Outcome::Died(match pool.flags.get(&index).and_then(|f| f.retries) {
@@ -649,18 +664,18 @@ impl HeadActor {
                 output,
             });
         }
-        // Queued jobs that had to run on it cannot run elsewhere.
+        // Queued jobs that may run only on it (and others gone) cannot run.
         let stranded: Vec<u64> = pool
             .pinned
-            .iter()
-            .filter(|(i, w)| **w == worker && pool.jobs.contains_key(i))
-            .map(|(i, _)| *i)
+            .keys()
+            .filter(|i| pool.jobs.contains_key(i) && pool.stranded(**i, worker, &self.workers))
+            .copied()
             .collect();
         for index in stranded {
             failed.push(pool.drop_job(
                 index,
                 Outcome::Impossible(format!(
-                    "the engine it had to run on (where the tasks it follows ran) went down ({why})"
+                    "the engines it may run on (its targets, or where the tasks it follows ran) went down ({why})"
                 )),
             ));
         }
@@ -755,9 +770,7 @@ impl HeadActor {
             return;
         };
         // Flags that change nothing are not kept.
-        let flags = submit
-            .flags
-            .filter(|f| f.has_dependencies() || f.retries.is_some());
+        let flags = submit.flags.filter(|f| f.waits() || f.retries.is_some());
         let stored_flags = match flags.as_ref().map(crate::wire::encode) {
             Some(Ok(bytes)) => Some(bytes.to_vec()),
             Some(Err(e)) => {
@@ -768,7 +781,7 @@ impl HeadActor {
             }
             None => None,
         };
-        let waits = flags.as_ref().is_some_and(TaskFlags::has_dependencies);
+        let waits = flags.as_ref().is_some_and(TaskFlags::waits);
         let mut ops = Vec::with_capacity(submit.jobs.len());
         for (index, job) in submit.jobs {
             if entry.knows(index) {
