@@ -692,11 +692,16 @@ async fn a_second_client_gets_results_by_id_after_a_head_kill_and_purges_them() 
 }
 
 #[tokio::test]
-async fn load_balanced_tasks_wait_for_follow_or_give_up_on_their_dependencies() {
+async fn load_balanced_tasks_carry_metadata_and_wait_for_or_give_up_on_their_dependencies() {
     let dir = temp_dir("deps");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
     let mut c = Proc::start(&["deps", &line]);
+    assert_eq!(
+        c.wait_for("META").await,
+        "META true true true \"doubling 21\\n\""
+    );
+    assert_eq!(c.wait_for("DIRECT_META").await, "DIRECT_META true");
     assert_eq!(c.wait_for("AFTER").await, "AFTER true");
     assert_eq!(c.wait_for("FOLLOW").await, "FOLLOW true true");
     assert_eq!(c.wait_for("IMPOSSIBLE").await, "IMPOSSIBLE true true true");

@@ -6,6 +6,7 @@
 //! its task number.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -14,11 +15,12 @@ use uuid::Uuid;
 use crate::cluster::engine::Task;
 use crate::cluster::head::HeadActor;
 use crate::cluster::message::{
-    Abort, AbortedJobs, Outcome, Results, ResultsRead, Submit, Submitted, TaskFlags,
+    Abort, AbortedJobs, Finished, Outcome, Results, ResultsRead, Submit, Submitted, TaskFlags,
 };
 use crate::remote::{ActorRef, RemoteCallable};
 use crate::wire::{WireType, type_tag};
 
+use super::meta::{Metadata, Metas, metas};
 use super::view::AsyncResult;
 use super::{Client, ClientError};
 
@@ -26,7 +28,7 @@ use super::{Client, ClientError};
 const BATCH: usize = 256;
 
 /// Tasks waiting for their result, by number.
-pub(super) type Waiting = Arc<DashMap<u64, oneshot::Sender<Outcome>>>;
+pub(super) type Waiting = Arc<DashMap<u64, oneshot::Sender<Finished>>>;
 
 /// Hands each result the head sends to the task waiting for it, and tells
 /// the head it arrived.
@@ -78,6 +80,25 @@ pub(super) fn outcome_into<R: WireType>(outcome: Outcome) -> Result<R, ClientErr
         Outcome::DependencyTimeout => Err(ClientError::DependencyTimeout),
         Outcome::Impossible(why) => Err(ClientError::ImpossibleDependency(why)),
     }
+}
+
+/// Awaits each task's result in order, noting its metadata in `metas`.
+async fn results<R: WireType>(
+    waits: Vec<(u64, oneshot::Receiver<Finished>)>,
+    metas: Metas,
+    submitted: SystemTime,
+) -> Vec<Result<R, ClientError>> {
+    let mut out = Vec::with_capacity(waits.len());
+    for (place, (_, rx)) in waits.into_iter().enumerate() {
+        out.push(match rx.await {
+            Ok(finished) => {
+                let _ = metas[place].set(Metadata::of_task(finished.meta, submitted));
+                outcome_into::<R>(finished.output)
+            }
+            Err(_) => Err(ClientError::Task("the client stopped".into())),
+        });
+    }
+    out
 }
 
 /// Aborts a client's load-balanced tasks on its head (the current one,
@@ -188,7 +209,7 @@ impl<'c> LoadBalancedView<'c> {
         &mut self,
         f: F,
         args: I,
-    ) -> Result<Vec<(u64, oneshot::Receiver<Outcome>)>, ClientError>
+    ) -> Result<Vec<(u64, oneshot::Receiver<Finished>)>, ClientError>
     where
         F: RemoteCallable<Args>,
         Args: WireType,
@@ -244,20 +265,21 @@ impl<'c> LoadBalancedView<'c> {
         Args: WireType,
         F::Output: Send + 'static,
     {
-        let mut waits = self.submit(f, [args]).await?;
-        let Some((index, rx)) = waits.pop() else {
-            return Err(ClientError::Codec {
-                what: "submit the task",
-                reason: "no task was made".into(),
-            });
-        };
-        let handle = actix_rt::spawn(async move {
-            let outcome = rx
-                .await
-                .map_err(|_| ClientError::Task("the client stopped".into()))?;
-            outcome_into::<F::Output>(outcome)
+        let submitted = SystemTime::now();
+        let waits = self.submit(f, [args]).await?;
+        let ids = waits.iter().map(|(i, _)| *i).collect();
+        let metas = metas(1);
+        let handle = actix_rt::spawn(results::<F::Output>(waits, metas.clone(), submitted));
+        let one = actix_rt::spawn(async move {
+            let mut all = handle.await.map_err(|e| ClientError::Task(e.to_string()))?;
+            all.pop().unwrap_or_else(|| {
+                Err(ClientError::Codec {
+                    what: "submit the task",
+                    reason: "no task was made".into(),
+                })
+            })
         });
-        Ok(AsyncResult::spawned(handle, vec![index]).abortable(self.client.aborter()))
+        Ok(AsyncResult::spawned(one, ids, metas).abortable(self.client.aborter()))
     }
 
     /// Runs `f(args)` on one engine and waits for its result.
@@ -289,19 +311,13 @@ impl<'c> LoadBalancedView<'c> {
         I: IntoIterator<Item = Args>,
         F::Output: Send + 'static,
     {
+        let submitted = SystemTime::now();
         let waits = self.submit(f, args).await?;
-        let ids = waits.iter().map(|(i, _)| *i).collect();
-        let handle = actix_rt::spawn(async move {
-            let mut out = Vec::with_capacity(waits.len());
-            for (_, rx) in waits {
-                out.push(match rx.await {
-                    Ok(outcome) => outcome_into::<F::Output>(outcome),
-                    Err(_) => Err(ClientError::Task("the client stopped".into())),
-                });
-            }
-            Ok(out)
-        });
-        Ok(AsyncResult::spawned(handle, ids).abortable(self.client.aborter()))
+        let ids: Vec<u64> = waits.iter().map(|(i, _)| *i).collect();
+        let metas = metas(ids.len());
+        let all = results::<F::Output>(waits, metas.clone(), submitted);
+        let handle = actix_rt::spawn(async move { Ok(all.await) });
+        Ok(AsyncResult::spawned(handle, ids, metas).abortable(self.client.aborter()))
     }
 
     /// Submits `f` on every argument tuple and gives the results one by
@@ -345,7 +361,7 @@ impl<'c> LoadBalancedView<'c> {
 /// a head that restarts meanwhile is joined again.
 pub struct Imap<'c, R> {
     client: &'c mut Client,
-    waits: std::collections::VecDeque<(u64, oneshot::Receiver<Outcome>)>,
+    waits: std::collections::VecDeque<(u64, oneshot::Receiver<Finished>)>,
     _output: std::marker::PhantomData<fn() -> R>,
 }
 
@@ -361,7 +377,7 @@ impl<R: WireType> Imap<'_, R> {
         };
         self.waits.pop_front();
         Some(match outcome {
-            Ok(outcome) => outcome_into::<R>(outcome),
+            Ok(finished) => outcome_into::<R>(finished.output),
             Err(_) => Err(ClientError::Task("the client stopped".into())),
         })
     }

@@ -121,8 +121,8 @@ impl Client {
             {
                 got[place] = match record {
                     Record::Pending => None,
-                    Record::Completed(Some(outcome)) => {
-                        Some(super::balanced::outcome_into::<R>(outcome))
+                    Record::Completed(Some(finished)) => {
+                        Some(super::balanced::outcome_into::<R>(finished.output))
                     }
                     Record::Completed(None) => Some(Err(ClientError::Head(format!(
                         "it sent no result for completed task {id}"

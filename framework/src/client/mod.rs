@@ -38,6 +38,7 @@
 
 mod balanced;
 mod hub;
+mod meta;
 mod view;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,7 @@ use crate::transport::{JoinLine, Password};
 
 pub use balanced::{Imap, LoadBalancedView};
 pub use hub::{BadEngineSetId, EngineSetId, ResultStatus};
+pub use meta::Metadata;
 pub use view::{AsyncResult, DirectView, ParallelFunction, RemoteFunction, Targets};
 
 /// Why a client operation failed.

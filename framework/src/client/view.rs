@@ -98,6 +98,8 @@ pub struct AsyncResult<R> {
     handle: Option<actix_rt::task::JoinHandle<Result<R, ClientError>>>,
     result: Option<Result<R, ClientError>>,
     ids: Vec<u64>,
+    /// Each task's metadata, once its result is in.
+    metas: super::meta::Metas,
     /// Where load-balanced tasks are aborted (none for a direct apply).
     aborter: Option<super::balanced::Aborter>,
 }
@@ -118,13 +120,22 @@ impl<R> AsyncResult<R> {
     pub(super) fn spawned(
         handle: actix_rt::task::JoinHandle<Result<R, ClientError>>,
         ids: Vec<u64>,
+        metas: super::meta::Metas,
     ) -> Self {
         Self {
             handle: Some(handle),
             result: None,
             ids,
+            metas,
             aborter: None,
         }
+    }
+
+    /// When and where each of its tasks ran and what it printed (the
+    /// seed's `metadata`), in task order; `None` for a task whose result
+    /// is not in yet. A direct apply has one per target engine.
+    pub fn metadata(&self) -> Vec<Option<super::Metadata>> {
+        self.metas.iter().map(|m| m.get().cloned()).collect()
     }
 
     /// The same, abortable through `aborter` (load-balanced tasks).
@@ -229,15 +240,20 @@ impl<'c> DirectView<'c> {
         F::Output: Send + 'static,
     {
         let mut calls = Vec::with_capacity(self.targets.len());
-        for id in &self.targets {
+        let metas = super::meta::metas(self.targets.len());
+        let submitted = std::time::SystemTime::now();
+        for (place, id) in self.targets.iter().enumerate() {
             let (id, args) = (*id, args.clone());
             let link = self.client.link(id).map(|l| l.remote.clone());
+            let metas = metas.clone();
             calls.push(actix_rt::spawn(async move {
                 let remote = link?;
-                remote
+                let out = remote
                     .call(f, args)
                     .await
-                    .map_err(|error| ClientError::Remote { engine: id, error })
+                    .map_err(|error| ClientError::Remote { engine: id, error });
+                let _ = metas[place].set(super::Metadata::of_apply(id, submitted));
+                out
             }));
         }
         let all = actix_rt::spawn(async move {
@@ -247,7 +263,7 @@ impl<'c> DirectView<'c> {
             }
             Ok(out)
         });
-        AsyncResult::spawned(all, Vec::new())
+        AsyncResult::spawned(all, Vec::new(), metas)
     }
 
     /// [`DirectView::apply`] and wait for it.

@@ -214,6 +214,32 @@ pub struct JobOutcome {
     pub attempt: u32,
     /// Its output or failure.
     pub output: Outcome,
+    /// When and where it ran.
+    pub meta: JobMeta,
+}
+
+/// When and where a job ran and what it printed (the seed's metadata).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobMeta {
+    /// The engine that ran it (set by the head; `None` for a pool's
+    /// worker, or a job that never ran).
+    pub engine: Option<u32>,
+    /// When it started, in microseconds since the Unix epoch, by its
+    /// worker's clock (0: it never ran).
+    pub started_us: u64,
+    /// When it ended, likewise.
+    pub completed_us: u64,
+    /// What it printed with `parallel::print!`.
+    pub printed: String,
+}
+
+/// A finished job's result as the head keeps and sends it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Its output or failure.
+    pub output: Outcome,
+    /// When and where it ran.
+    pub meta: JobMeta,
 }
 
 /// Results of a worker's jobs.
@@ -361,8 +387,8 @@ pub struct PushUpdate {
 pub struct Results {
     /// The pool.
     pub pool: Uuid,
-    /// (index, outcome) pairs.
-    pub results: Vec<(u64, Outcome)>,
+    /// (index, result) pairs.
+    pub results: Vec<(u64, Finished)>,
 }
 
 /// The owner has these results: the head forgets them.
@@ -447,7 +473,7 @@ mod replies {
     use rkyv::{Archive, Deserialize, Serialize};
     use uuid::Uuid;
 
-    use super::{NodeRow, PoolRow};
+    use super::{Finished, NodeRow, PoolRow};
 
     /// The head's answer to an agent.
     #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -513,7 +539,7 @@ mod replies {
         /// Submitted, not done.
         Pending,
         /// Done: its result when it was asked for.
-        Completed(Option<Outcome>),
+        Completed(Option<Finished>),
         /// Not on the hub: never submitted, or purged (also by the head's
         /// results limit).
         Unknown,

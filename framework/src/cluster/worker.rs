@@ -409,7 +409,11 @@ fn step(
             }
         }
         Work::Job(order) => {
-            let (output, ok) = match guarded(|| runner.run(&order.job)) {
+            let started_us = unix_micros();
+            let capture = crate::process::Capture::begin();
+            let ran = guarded(|| runner.run(&order.job));
+            let printed = capture.end();
+            let (output, ok) = match ran {
                 Ok(Ok(bytes)) => (Outcome::Output(bytes), true),
                 Ok(Err(JobFailure::Invalid(e))) => (Outcome::Invalid(e), true),
                 Ok(Err(JobFailure::Raised(e))) => (Outcome::Panicked(e), true),
@@ -419,6 +423,12 @@ fn step(
                 index: order.index,
                 attempt: order.attempt,
                 output,
+                meta: JobMeta {
+                    engine: None,
+                    started_us,
+                    completed_us: unix_micros(),
+                    printed,
+                },
             });
             if !ok {
                 let _ = fatal.send(format!(
@@ -429,6 +439,13 @@ fn step(
             ok
         }
     }
+}
+
+/// Microseconds since the Unix epoch by this machine's clock.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Runs `f`, catching a panic as "message (at file:line)".

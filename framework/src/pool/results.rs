@@ -194,7 +194,7 @@ impl<W: Worker> Unordered<'_, W> {
             if !self.outstanding.remove(&index) {
                 continue;
             }
-            let result = match outcome {
+            let result = match outcome.output {
                 Outcome::Output(bytes) => crate::wire::decode_owned::<W::Output>(&bytes)
                     .map_err(|e| JobError::Invalid(e.to_string())),
                 Outcome::Panicked(why) => Err(JobError::Panicked(why)),

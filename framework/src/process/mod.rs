@@ -54,6 +54,7 @@ pub use error::{ForkError, ProcessError};
 pub use handle::{Child, Children, Execution, Executions};
 pub use message::SEND_WINDOW;
 pub use parent_actor::ParentActor;
-pub use print::prefix;
+pub(crate) use print::Capture;
+pub use print::{prefix, print_line};
 pub use process_actor::ProcessActor;
 pub use spawn::{Exit, IntoPlacements, LaunchSpec, Launched, Launcher, Placement, start};

@@ -626,6 +626,13 @@ async fn hub_reader(
     Ok(())
 }
 
+/// Twice `x`, saying so with `parallel::print!`.
+#[parallel::remote]
+fn chatty(x: u64) -> u64 {
+    parallel::print!("doubling {x}");
+    x * 2
+}
+
 /// When it started and ended (ms since the Unix epoch) and where, after
 /// `ms` milliseconds.
 #[parallel::remote]
@@ -648,6 +655,24 @@ async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn 
     use parallel::client::{Client, ClientError};
     let mut rc = Client::connect(&line, password).await?;
     let engines = rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    let mut told = rc.load_balanced_view().apply(chatty, (21u64,)).await?;
+    let answered = told.wait(Duration::from_secs(30)).await;
+    let meta = told.metadata().pop().flatten().ok_or("no metadata")?;
+    let ordered =
+        meta.submitted <= meta.received && meta.started.is_some_and(|s| Some(s) <= meta.completed);
+    println!(
+        "META {answered} {} {ordered} {:?}",
+        meta.engine.is_some_and(|e| engines.contains(&e)),
+        meta.printed
+    );
+    let direct = rc.view(vec![engines[1]])?.apply(chatty, (1u64,));
+    let direct_meta = loop {
+        if let Some(m) = direct.metadata().pop().flatten() {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!("DIRECT_META {}", direct_meta.engine == Some(engines[1]));
     let first = rc.load_balanced_view().apply(timed, (400u64,)).await?;
     let ids = first.msg_ids().to_vec();
     let after = rc

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::id::ActorId;
 
-use super::super::message::{JobOutcome, Outcome, TaskFlags};
+use super::super::message::{Finished, JobMeta, JobOutcome, Outcome, TaskFlags};
 use super::{HeadActor, MAX_TRIES, PoolEntry};
 
 /// What a blocked task may do now.
@@ -44,7 +44,10 @@ impl PoolEntry {
                 ));
             }
             match self.unread.get(&dep).or_else(|| self.kept.get(&dep)) {
-                Some(Outcome::Output(_)) => {}
+                Some(Finished {
+                    output: Outcome::Output(_),
+                    ..
+                }) => {}
                 Some(_) if flags.success_only => {
                     return Check::Impossible(format!(
                         "task {dep}, which it depends on, failed (to run it all the same, \
@@ -147,6 +150,7 @@ impl PoolEntry {
             index,
             attempt: 0,
             output,
+            meta: JobMeta::default(),
         }
     }
 }
@@ -230,8 +234,14 @@ mod tests {
             init: Vec::new(),
         };
         let mut entry = PoolEntry::new(record, true);
-        entry.kept.insert(1, Outcome::Output(vec![1]));
-        entry.unread.insert(2, Outcome::Panicked("no".into()));
+        let finished = |output| Finished {
+            output,
+            meta: JobMeta::default(),
+        };
+        entry.kept.insert(1, finished(Outcome::Output(vec![1])));
+        entry
+            .unread
+            .insert(2, finished(Outcome::Panicked("no".into())));
         entry.ran_on.insert(1, w1);
         entry.ran_on.insert(2, w2);
         entry.jobs.insert(3, vec![3]);

@@ -127,6 +127,7 @@ impl Handler<Done> for HeadActor {
             if let (Some(n), Outcome::Panicked(why)) = (engine, &mut outcome.output) {
                 *why = format!("on engine {n}: {why}");
             }
+            outcome.meta.engine = engine;
             let current = pool
                 .running
                 .get(&outcome.index)
@@ -221,7 +222,7 @@ impl HeadActor {
         entry.owner_gone_since = None;
         // What finished while the owner was away goes to it now.
         if !entry.unread.is_empty() {
-            let results: Vec<(u64, Outcome)> =
+            let results: Vec<(u64, Finished)> =
                 entry.unread.iter().map(|(i, o)| (*i, o.clone())).collect();
             let _ = owner.try_tell(Results { pool, results });
         }
@@ -584,6 +585,7 @@ impl Handler<Abort> for HeadActor {
                 index,
                 attempt: 0,
                 output: Outcome::Aborted,
+                meta: JobMeta::default(),
             })
             .collect();
         if !dropped.is_empty() {

@@ -123,14 +123,14 @@ struct PoolEntry {
     jobs: HashMap<u64, Vec<u8>>,
     running: HashMap<u64, RunningJob>,
     tries: HashMap<u64, u32>,
-    unread: BTreeMap<u64, Outcome>,
+    unread: BTreeMap<u64, Finished>,
     /// Bytes of `unread`: at the queue limit no more jobs are handed out
     /// until the owner reads.
     unread_bytes: u64,
     /// Whether results the owner read are kept for the hub (an engine set).
     keeps: bool,
     /// Results the owner read, kept for the hub's queries until purged.
-    kept: BTreeMap<u64, Outcome>,
+    kept: BTreeMap<u64, Finished>,
     /// Bytes of `kept` (at most the head's results limit).
     kept_bytes: u64,
     /// Results in `unread` the hub was asked to purge: removed once the
@@ -213,7 +213,13 @@ impl PoolEntry {
 
     /// Moves results the owner read to `kept` (with a ledger op each, to
     /// `ops`), then drops the oldest kept ones past `limit`.
-    fn keep(&mut self, pool: Uuid, read: Vec<(u64, Outcome)>, limit: u64, ops: &mut Vec<LedgerOp>) {
+    fn keep(
+        &mut self,
+        pool: Uuid,
+        read: Vec<(u64, Finished)>,
+        limit: u64,
+        ops: &mut Vec<LedgerOp>,
+    ) {
         for (index, outcome) in read {
             self.kept_bytes += outcome_bytes(&outcome);
             self.kept.insert(index, outcome);
@@ -324,14 +330,16 @@ impl actix::Actor for HeadActor {
 }
 
 /// The bytes a result holds.
-fn outcome_bytes(outcome: &Outcome) -> u64 {
-    match outcome {
-        Outcome::Output(b) => b.len() as u64,
-        Outcome::Panicked(s) | Outcome::Invalid(s) | Outcome::Died(s) | Outcome::Impossible(s) => {
-            s.len() as u64
+fn outcome_bytes(finished: &Finished) -> u64 {
+    finished.meta.printed.len() as u64
+        + match &finished.output {
+            Outcome::Output(b) => b.len() as u64,
+            Outcome::Panicked(s)
+            | Outcome::Invalid(s)
+            | Outcome::Died(s)
+            | Outcome::Impossible(s) => s.len() as u64,
+            Outcome::Aborted | Outcome::DependencyTimeout => 0,
         }
-        Outcome::Aborted | Outcome::DependencyTimeout => 0,
-    }
 }
 
 fn key(pool: Uuid) -> PoolKey {
@@ -366,8 +374,11 @@ impl HeadActor {
             }
             let delivered: HashSet<u64> = state.delivered.into_iter().collect();
             for (index, result) in state.results {
-                let outcome = crate::wire::decode_owned::<Outcome>(&result)
-                    .unwrap_or_else(|e| Outcome::Invalid(format!("stored result unreadable: {e}")));
+                let outcome =
+                    crate::wire::decode_owned::<Finished>(&result).unwrap_or_else(|e| Finished {
+                        output: Outcome::Invalid(format!("stored result unreadable: {e}")),
+                        meta: JobMeta::default(),
+                    });
                 if delivered.contains(&index) {
                     entry.kept_bytes += outcome_bytes(&outcome);
                     entry.kept.insert(index, outcome);
@@ -662,6 +673,7 @@ impl HeadActor {
                 index,
                 attempt: run.attempt,
                 output,
+                meta: JobMeta::default(),
             });
         }
         // Queued jobs that may run only on it (and others gone) cannot run.
@@ -694,7 +706,11 @@ impl HeadActor {
         let mut ops = Vec::with_capacity(outcomes.len());
         let mut taken = Vec::with_capacity(outcomes.len());
         for o in outcomes {
-            let bytes = match crate::wire::encode(&o.output) {
+            let finished = Finished {
+                output: o.output,
+                meta: o.meta,
+            };
+            let bytes = match crate::wire::encode(&finished) {
                 Ok(b) => b.to_vec(),
                 Err(e) => {
                     tracing::error!(%pool, index = o.index, "cannot store a result: {e}");
@@ -709,7 +725,7 @@ impl HeadActor {
             entry.tries.remove(&o.index);
             entry.flags.remove(&o.index);
             entry.pinned.remove(&o.index);
-            taken.push((o.index, o.output));
+            taken.push((o.index, finished));
         }
         let write = self.ledger.write(ops);
         let fut = write.into_actor(self).map(move |res, act: &mut Self, ctx| {
