@@ -75,6 +75,12 @@ impl Worker {
             .strip_prefix("READY ")
             .ok_or_else(|| format!("unexpected line from worker {role}: {line}"))?
             .parse()?;
+        // What it prints later (its own lines, its children's) shows here.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("{line}");
+            }
+        });
         Ok(Worker { child, join_line })
     }
 

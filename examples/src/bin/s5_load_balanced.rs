@@ -21,6 +21,13 @@ fn work(task: u32, ms: u64) -> (u32, u32) {
     (task, std::process::id())
 }
 
+/// Says what it does, then does it.
+#[parallel::remote]
+fn announced(x: u64) -> u64 {
+    parallel::print!("squaring {x}");
+    x * x
+}
+
 /// Fails on a bad input.
 #[parallel::remote]
 fn checked_sqrt(x: f64) -> f64 {
@@ -64,6 +71,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     // ANCHOR_END: balanced
+
+    // ANCHOR: metadata
+    let mut told = lview.apply(announced, (12,)).await?;
+    told.wait(Duration::from_secs(30)).await;
+    if let Some(Some(meta)) = told.metadata().first() {
+        let took = meta
+            .completed
+            .zip(meta.started)
+            .and_then(|(c, s)| c.duration_since(s).ok());
+        println!(
+            "engine {:?} ran it in {took:?} and printed {:?}",
+            meta.engine, meta.printed
+        );
+    }
+    let squared = told.get().await?;
+    // ANCHOR_END: metadata
 
     // ANCHOR: abort
     // 60 tasks of 50 ms; abort them at once: those still queued at the head
@@ -138,6 +161,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     rc.close().await;
     cluster.stop().await?;
     if done.iter().any(|r| r.is_err())
+        || squared != 144
         || follow.1 != setup.1
         || !matches!(timed_out, Err(ClientError::DependencyTimeout))
         || !matches!(impossible, Err(ClientError::ImpossibleDependency(_)))

@@ -25,7 +25,9 @@ pub fn print_line(line: String) {
             kept.push('\n');
         }
     });
-    println!("{}  {line}", prefix());
+    // Best effort, as the seed's: a closed stdout does not fail the task.
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{}  {line}", prefix());
 }
 
 /// Keeps what [`crate::print!`] prints on this thread from [`Capture::begin`]

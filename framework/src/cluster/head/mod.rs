@@ -136,6 +136,8 @@ struct PoolEntry {
     /// Results in `unread` the hub was asked to purge: removed once the
     /// owner has read them, not kept.
     forgotten: HashSet<u64>,
+    /// Jobs whose result is being written to the ledger (then `unread`).
+    finishing: HashSet<u64>,
     /// Flags (dependencies, retries) of jobs not finished.
     flags: HashMap<u64, TaskFlags>,
     /// Jobs waiting for their dependencies (in `jobs`, not in `pending`),
@@ -167,6 +169,7 @@ impl PoolEntry {
             kept: BTreeMap::new(),
             kept_bytes: 0,
             forgotten: HashSet::new(),
+            finishing: HashSet::new(),
             flags: HashMap::new(),
             blocked: BTreeMap::new(),
             pinned: HashMap::new(),
@@ -198,13 +201,16 @@ impl PoolEntry {
             || self.running.contains_key(&index)
             || self.unread.contains_key(&index)
             || self.kept.contains_key(&index)
+            || self.finishing.contains(&index)
     }
 
     /// Whether `index` was submitted and has no result yet (queued, running,
-    /// or waiting for room in the queue).
+    /// waiting for room in the queue, or its result on its way to the
+    /// ledger).
     fn pending(&self, index: u64) -> bool {
         self.jobs.contains_key(&index)
             || self.running.contains_key(&index)
+            || self.finishing.contains(&index)
             || self
                 .waiting
                 .iter()
@@ -723,6 +729,7 @@ impl HeadActor {
                 result: bytes,
             });
             entry.tries.remove(&o.index);
+            entry.finishing.insert(o.index);
             entry.flags.remove(&o.index);
             entry.pinned.remove(&o.index);
             taken.push((o.index, finished));
@@ -737,6 +744,7 @@ impl HeadActor {
             };
             entry.done += taken.len() as u64;
             for (index, outcome) in &taken {
+                entry.finishing.remove(index);
                 entry.unread_bytes += outcome_bytes(outcome);
                 entry.unread.insert(*index, outcome.clone());
             }
