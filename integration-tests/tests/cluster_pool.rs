@@ -496,6 +496,7 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
     c.wait_for("CLEARED").await;
     let nosuch = c.wait_for("NOSUCH").await;
     assert!(nosuch.contains("[0, 1, 2, 3]"), "{nosuch}");
+    assert_eq!(c.wait_for("DIRECT_PANIC").await, "DIRECT_PANIC true");
     let lb = c.wait_for("LB ").await;
     assert!(lb.starts_with("LB 199 RIGHT"), "{lb}");
     assert!(
@@ -506,6 +507,7 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         lb.contains("on engine ") && lb.contains("src/bin/cluster.rs:"),
         "it names the engine and the place: {lb}"
     );
+    assert!(lb.ends_with("STRUCTURED true true true"), "{lb}");
     assert_eq!(c.wait_for("LB ONE").await, "LB ONE 144");
     assert_eq!(
         c.wait_for("LB ASYNC").await,
@@ -630,7 +632,7 @@ async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
 }
 
 #[tokio::test]
-async fn a_second_client_gets_results_by_id_after_a_head_kill_and_purges_them() {
+async fn a_second_client_gets_results_by_id_after_a_head_kill_purges_them_and_shuts_all_down() {
     let dir = temp_dir("hub");
     let port = free_port();
     let (mut h, line) = head(&dir.join("head"), port, &[]).await;
@@ -687,7 +689,25 @@ async fn a_second_client_gets_results_by_id_after_a_head_kill_and_purges_them() 
         reader.wait_for("PURGED_ALL").await,
         "PURGED_ALL [2, 3, 4, 5]"
     );
+    // The words before the numbers are not digits: skip none.
+    let pids = pids(&reader.wait_for("PIDS ").await, 0);
+    assert_eq!(pids.len(), 2, "{:?}", reader.seen);
+    reader.wait_for("SHUTDOWN").await;
     assert!(reader.exit_ok().await, "{:?}", reader.seen);
+    // The engines stop, and so does the head.
+    let mut h2 = h2;
+    assert!(h2.exit_ok().await, "the head stops on shutdown(hub)");
+    let gone = async {
+        while pids
+            .iter()
+            .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(STEP, gone)
+        .await
+        .expect("the engines stopped");
     stop_all([owner, a, h2], &dir).await;
 }
 

@@ -70,7 +70,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // ANCHOR_END: purge
 
     let first = slow.get().await;
-    rc2.close().await;
+    // ANCHOR: shutdown
+    // Any client may stop the engines (`true`: the head too).
+    rc2.shutdown(false).await?;
+    // ANCHOR_END: shutdown
     rc.close().await;
     cluster.stop().await?;
     let expected: Vec<u64> = (0..8u64).chain([9]).map(|x| x * x * x).collect();

@@ -49,10 +49,12 @@ impl Failure {
     pub fn to_remote(&self) -> RemoteFailure {
         match self {
             Failure::Stopped => RemoteFailure {
+                location: None,
                 code: code::STOPPED,
                 message: self.to_string(),
             },
             Failure::Panicked(text) => RemoteFailure {
+                location: None,
                 code: code::PANICKED,
                 message: text.clone(),
             },
@@ -83,6 +85,7 @@ mod tests {
             Failure::Stopped,
             Failure::Panicked("boom".into()),
             Failure::Remote(RemoteFailure {
+                location: None,
                 code: code::UNKNOWN_ACTOR,
                 message: "no such actor".into(),
             }),

@@ -67,6 +67,7 @@ impl Inbound {
             Box::new(move |result: Result<R, Failure>| {
                 let bytes = result.map_err(|f| f.to_remote()).and_then(|value| {
                     encode(&value).map_err(|e| RemoteFailure {
+                        location: None,
                         code: code::ENCODE,
                         message: e.to_string(),
                     })
@@ -87,6 +88,7 @@ where
         Ok(msg) => msg,
         Err(e) => {
             inbound.fail(RemoteFailure {
+                location: None,
                 code: code::INVALID,
                 message: e.to_string(),
             });
@@ -123,6 +125,7 @@ where
                 slot: None,
             };
             rest.fail(RemoteFailure {
+                location: None,
                 code: code::INVALID,
                 message: e.to_string(),
             });

@@ -64,18 +64,21 @@ impl Router {
     }
 }
 
-/// A task's outcome as its function's output or the error.
-pub(super) fn outcome_into<R: WireType>(outcome: Outcome) -> Result<R, ClientError> {
-    match outcome {
+/// A task's result as its function's output or the error.
+pub(super) fn outcome_into<R: WireType>(finished: Finished) -> Result<R, ClientError> {
+    match finished.output {
         Outcome::Output(bytes) => {
             crate::wire::decode_owned::<R>(&bytes).map_err(|e| ClientError::Codec {
                 what: "decode a task's result",
                 reason: e.to_string(),
             })
         }
-        Outcome::Panicked(message) | Outcome::Invalid(message) | Outcome::Died(message) => {
-            Err(ClientError::Task(message))
-        }
+        Outcome::Panicked(panic) => Err(ClientError::RemoteError(super::RemoteError {
+            engine: finished.meta.engine,
+            message: panic.message,
+            location: panic.location,
+        })),
+        Outcome::Invalid(message) | Outcome::Died(message) => Err(ClientError::Task(message)),
         Outcome::Aborted => Err(ClientError::Aborted),
         Outcome::DependencyTimeout => Err(ClientError::DependencyTimeout),
         Outcome::Impossible(why) => Err(ClientError::ImpossibleDependency(why)),
@@ -92,8 +95,8 @@ async fn results<R: WireType>(
     for (place, (_, rx)) in waits.into_iter().enumerate() {
         out.push(match rx.await {
             Ok(finished) => {
-                let _ = metas[place].set(Metadata::of_task(finished.meta, submitted));
-                outcome_into::<R>(finished.output)
+                let _ = metas[place].set(Metadata::of_task(finished.meta.clone(), submitted));
+                outcome_into::<R>(finished)
             }
             Err(_) => Err(ClientError::Task("the client stopped".into())),
         });
@@ -377,7 +380,7 @@ impl<R: WireType> Imap<'_, R> {
         };
         self.waits.pop_front();
         Some(match outcome {
-            Ok(finished) => outcome_into::<R>(finished.output),
+            Ok(finished) => outcome_into::<R>(finished),
             Err(_) => Err(ClientError::Task("the client stopped".into())),
         })
     }

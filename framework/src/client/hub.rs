@@ -122,7 +122,7 @@ impl Client {
                 got[place] = match record {
                     Record::Pending => None,
                     Record::Completed(Some(finished)) => {
-                        Some(super::balanced::outcome_into::<R>(finished.output))
+                        Some(super::balanced::outcome_into::<R>(finished))
                     }
                     Record::Completed(None) => Some(Err(ClientError::Head(format!(
                         "it sent no result for completed task {id}"

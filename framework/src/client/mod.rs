@@ -45,7 +45,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::cluster::engine::{ENGINE_KIND, EngineActor};
-use crate::cluster::message::{Abort, AbortedJobs, EngineList, Engines, QueueStatus};
+use crate::cluster::message::{
+    Abort, AbortedJobs, ClosePool, EngineList, Engines, QueueStatus, StopHead,
+};
 pub use crate::cluster::message::{EngineQueue, QueueReport};
 use crate::cluster::session::{Session, SessionError};
 use crate::remote::{ActorRef, RemoteNode};
@@ -93,7 +95,12 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
-    /// A function failed on an engine (a panic comes with its message).
+    /// A function panicked on an engine (the seed's `RemoteError`).
+    #[error(transparent)]
+    RemoteError(RemoteError),
+    /// A function could not run on an engine (not registered there, its
+    /// arguments or result could not travel, the engine could not be
+    /// reached).
     #[error("on engine {engine}: {error}")]
     Remote {
         /// The engine.
@@ -132,8 +139,8 @@ pub enum ClientError {
     /// The head refused.
     #[error("the head refused: {0}")]
     Refused(String),
-    /// A load-balanced task failed on its engine (a panic with its message
-    /// and where, or its engines kept dying).
+    /// A load-balanced task failed: its engines kept dying, or it was no
+    /// valid task there.
     #[error("the task failed: {0}")]
     Task(String),
     /// A result did not come in time.
@@ -174,6 +181,51 @@ pub enum ClientError {
          from that client (an attached client queries the hub, fetches results and uses direct views)"
     )]
     NotOwner(uuid::Uuid),
+}
+
+/// A function that panicked on an engine (the seed's `RemoteError`): the
+/// engine, the panic's message and where it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// The engine it ran on (when known).
+    pub engine: Option<u32>,
+    /// The panic's message.
+    pub message: String,
+    /// Where it panicked (`file:line`), when the engine noted it (not when
+    /// it prints backtraces instead: `RUST_BACKTRACE` set).
+    pub location: Option<String>,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(engine) = self.engine {
+            write!(f, "on engine {engine}: ")?;
+        }
+        write!(
+            f,
+            "the remote function panicked: {}{}",
+            self.message,
+            crate::remote::at(&self.location)
+        )
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl ClientError {
+    /// The error of a call to engine `engine` (a panic is a [`RemoteError`]).
+    pub(crate) fn of_call(engine: u32, error: crate::remote::CallError) -> ClientError {
+        match error {
+            crate::remote::CallError::Panicked { message, location } => {
+                ClientError::RemoteError(RemoteError {
+                    engine: Some(engine),
+                    message,
+                    location,
+                })
+            }
+            error => ClientError::Remote { engine, error },
+        }
+    }
 }
 
 /// One engine as a client reaches it: a link to its node and its actor.
@@ -393,6 +445,20 @@ impl Client {
                 asked: i64::from(id),
                 have: self.engines.keys().copied().collect(),
             })
+    }
+
+    /// Stops every engine of this set (the seed's `shutdown()`; also from a
+    /// client that attached to it) and, with `hub`, the head as well (its
+    /// node agents stay, for the next head); then closes this client. The
+    /// engines' results go with them.
+    pub async fn shutdown(mut self, hub: bool) -> Result<(), ClientError> {
+        let pool = self.session.pool();
+        self.session.ask(ClosePool { pool }).await?;
+        if hub {
+            self.session.tell(StopHead { nodes: false });
+        }
+        self.close().await;
+        Ok(())
     }
 
     /// Closes the engines (they stop; an attached client leaves them to the

@@ -251,7 +251,7 @@ impl<'c> DirectView<'c> {
                 let out = remote
                     .call(f, args)
                     .await
-                    .map_err(|error| ClientError::Remote { engine: id, error });
+                    .map_err(|error| ClientError::of_call(id, error));
                 let _ = metas[place].set(super::Metadata::of_apply(id, submitted));
                 out
             }));
@@ -421,7 +421,7 @@ impl<'c> DirectView<'c> {
                     let r = remote
                         .call(f, args)
                         .await
-                        .map_err(|error| ClientError::Remote { engine: id, error })?;
+                        .map_err(|error| ClientError::of_call(id, error))?;
                     out.push(r);
                 }
                 Ok::<_, ClientError>(out)

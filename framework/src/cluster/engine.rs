@@ -213,7 +213,10 @@ impl JobRunner for TaskRunner {
         match function.invoke(&task.args) {
             Ok(bytes) => Ok(bytes.to_vec()),
             Err(failure) if failure.code == crate::actor::code::PANICKED => {
-                Err(JobFailure::Raised(failure.message))
+                Err(JobFailure::Raised(super::message::Panic {
+                    message: failure.message,
+                    location: failure.location,
+                }))
             }
             Err(failure) => Err(JobFailure::Invalid(failure.message)),
         }

@@ -233,6 +233,21 @@ pub struct JobMeta {
     pub printed: String,
 }
 
+/// A panic a worker caught: its message and where it happened.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Panic {
+    /// The panic's message.
+    pub message: String,
+    /// Where (`file:line`), when the worker's panic hook noted it.
+    pub location: Option<String>,
+}
+
+impl std::fmt::Display for Panic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.message, crate::remote::at(&self.location))
+    }
+}
+
 /// A finished job's result as the head keeps and sends it.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -520,7 +535,7 @@ mod replies {
         /// Its output, encoded.
         Output(Vec<u8>),
         /// It panicked: the message and where.
-        Panicked(String),
+        Panicked(super::Panic),
         /// Its bytes were not a valid job (or its output could not be encoded).
         Invalid(String),
         /// Its workers went down too many times while running it.

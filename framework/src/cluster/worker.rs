@@ -56,7 +56,7 @@ pub enum JobFailure {
     /// The bytes were no valid job (or its output could not be encoded).
     Invalid(String),
     /// The job failed and the runner caught it (the worker goes on).
-    Raised(String),
+    Raised(Panic),
 }
 
 /// A built worker: runs encoded jobs and updates.
@@ -416,7 +416,7 @@ fn step(
             let (output, ok) = match ran {
                 Ok(Ok(bytes)) => (Outcome::Output(bytes), true),
                 Ok(Err(JobFailure::Invalid(e))) => (Outcome::Invalid(e), true),
-                Ok(Err(JobFailure::Raised(e))) => (Outcome::Panicked(e), true),
+                Ok(Err(JobFailure::Raised(panic))) => (Outcome::Panicked(panic), true),
                 Err(panic) => (Outcome::Panicked(panic), false),
             };
             let _ = done.send(JobOutcome {
@@ -448,17 +448,11 @@ fn unix_micros() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Runs `f`, catching a panic as "message (at file:line)".
-fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+/// Runs `f`, catching a panic with its message and place.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     let scope = crate::actor::HandlerScope::enter();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => Ok(r),
-        Err(payload) => {
-            let message = crate::actor::panic_text(payload.as_ref());
-            Err(match scope.seen().and_then(|s| s.location) {
-                Some(at) => format!("{message} (at {at})"),
-                None => message,
-            })
-        }
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| Panic {
+        message: crate::actor::panic_text(payload.as_ref()),
+        location: scope.seen().and_then(|s| s.location),
+    })
 }

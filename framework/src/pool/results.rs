@@ -197,7 +197,7 @@ impl<W: Worker> Unordered<'_, W> {
             let result = match outcome.output {
                 Outcome::Output(bytes) => crate::wire::decode_owned::<W::Output>(&bytes)
                     .map_err(|e| JobError::Invalid(e.to_string())),
-                Outcome::Panicked(why) => Err(JobError::Panicked(why)),
+                Outcome::Panicked(panic) => Err(JobError::Panicked(panic.to_string())),
                 Outcome::Invalid(why) => Err(JobError::Invalid(why)),
                 Outcome::Died(why) => Err(JobError::Died(why)),
                 Outcome::Aborted => Err(JobError::Aborted),

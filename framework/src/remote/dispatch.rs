@@ -271,6 +271,7 @@ fn deliver(
         |header: &FrameHeader| (header.kind == FrameKind::Ask).then(|| reply_sink(link, header));
     let Some(entry) = last.get(&node.registry, header.target) else {
         let failure = RemoteFailure {
+            location: None,
             code: code::UNKNOWN_ACTOR,
             message: format!(
                 "no actor {} lives on node {}; it stopped, or the reference is stale",
@@ -300,6 +301,7 @@ fn deliver(
     };
     if let Err(inbound) = entry.dispatch(inbound) {
         let failure = RemoteFailure {
+            location: None,
             code: code::UNKNOWN_MESSAGE,
             message: format!(
                 "actor {} ({}) accepts no message with tag {:#018x}; it accepts {:?} — list the message in #[actor(messages(..))] and build both nodes from the same source",
@@ -318,6 +320,7 @@ fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &
     let reply = reply_sink(link, &header);
     let Some(factory) = factory(header.type_tag) else {
         return reply(Err(RemoteFailure {
+            location: None,
             code: code::NOT_REGISTERED,
             message: format!(
                 "node {} has no actor type with tag {:#018x} registered for spawning; add #[actor(spawn)] to it and run the same binary on both nodes",
@@ -328,6 +331,7 @@ fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &
     };
     if !node.allow_all && !node.allowed.contains(factory.name()) {
         return reply(Err(RemoteFailure {
+            location: None,
             code: code::NOT_ALLOWED,
             message: format!(
                 "node {} does not allow spawning {}; start it with Node::builder().allow::<{}>()",
@@ -344,6 +348,7 @@ fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &
     };
     let result = spawned.and_then(|id| {
         encode(&id).map_err(|e| RemoteFailure {
+            location: None,
             code: code::ENCODE,
             message: e.to_string(),
         })
@@ -358,6 +363,7 @@ fn call(link: &Arc<PeerLink>, header: FrameHeader, payload: Buffer) {
     let reply = reply_sink(link, &header);
     let Some(function) = remote_fn(header.type_tag) else {
         return reply(Err(RemoteFailure {
+            location: None,
             code: code::NOT_REGISTERED,
             message: format!(
                 "no function with tag {:#018x} is registered in this binary; mark it #[parallel::remote] and run the same binary on both sides",

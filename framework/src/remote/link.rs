@@ -108,6 +108,7 @@ impl PeerLink {
         } else {
             Err(
                 decode_owned::<RemoteFailure>(&payload).unwrap_or_else(|e| RemoteFailure {
+                    location: None,
                     code: 0,
                     message: format!("the peer sent an unreadable failure: {e}"),
                 }),

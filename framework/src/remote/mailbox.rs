@@ -177,6 +177,7 @@ pub(crate) fn offer(
         Buffer::new()
     } else {
         let failure = RemoteFailure {
+            location: None,
             code: code::UNKNOWN_ACTOR,
             message: format!(
                 "mailbox {} is closed on node {}",

@@ -17,7 +17,7 @@ pub use link::{PeerLink, RequestError};
 pub use mailbox::{Delivery, Mailbox, MailboxInUse};
 pub use node::{DEFAULT_ASK_TIMEOUT, Node, NodeBuilder, StartError};
 pub use registered::{ActorFactory, RemoteCallable, RemoteFn, factory, invoke_remote, remote_fn};
-pub use remote_node::{CallError, RemoteNode, SpawnError};
+pub use remote_node::{CallError, RemoteNode, SpawnError, at};
 pub use supervised::Home;
 pub use watch::{ExitError, exit};
 

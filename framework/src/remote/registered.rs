@@ -26,6 +26,7 @@ fn spawn_erased<A: RemoteActor + WireType>(
     init: &[u8],
 ) -> Result<ActorId, RemoteFailure> {
     let actor = decode_owned::<A>(init).map_err(|e| RemoteFailure {
+        location: None,
         code: code::INVALID,
         message: e.to_string(),
     })?;
@@ -142,27 +143,20 @@ pub fn invoke_remote<Args: WireType, R: WireType>(
     f: impl FnOnce(Args) -> R,
 ) -> Result<Buffer, RemoteFailure> {
     let args = decode_owned::<Args>(bytes).map_err(|e| RemoteFailure {
+        location: None,
         code: code::INVALID,
         message: e.to_string(),
     })?;
     // The panic hook notes where it panicked (when it is installed).
     let scope = HandlerScope::enter();
-    let result = catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|p| {
-        let at = scope
-            .seen()
-            .and_then(|s| s.location)
-            .map(|at| format!(" (at {at})"))
-            .unwrap_or_default();
-        RemoteFailure {
-            code: code::PANICKED,
-            message: format!(
-                "the remote function panicked: {}{at}",
-                panic_text(p.as_ref())
-            ),
-        }
+    let result = catch_unwind(AssertUnwindSafe(|| f(args))).map_err(|p| RemoteFailure {
+        location: scope.seen().and_then(|s| s.location),
+        code: code::PANICKED,
+        message: panic_text(p.as_ref()),
     })?;
     drop(scope);
     encode(&result).map_err(|e| RemoteFailure {
+        location: None,
         code: code::ENCODE,
         message: e.to_string(),
     })

@@ -46,9 +46,15 @@ pub enum CallError {
     /// The function is not registered in the other process.
     #[error("{0}")]
     NotRegistered(String),
-    /// The function panicked there; the text is the panic's.
-    #[error("{0}")]
-    Panicked(String),
+    /// The function panicked there.
+    #[error("the remote function panicked: {message}{}", at(location))]
+    Panicked {
+        /// The panic's message.
+        message: String,
+        /// Where it panicked (`file:line`), when that process noted it
+        /// (not when it prints backtraces, `RUST_BACKTRACE` set).
+        location: Option<String>,
+    },
     /// The request did not complete, or the node refused it.
     #[error(transparent)]
     Request(RequestError),
@@ -58,6 +64,14 @@ pub enum CallError {
     /// The result could not be read.
     #[error(transparent)]
     Decode(DecodeError),
+}
+
+/// " (at file:line)" when a place is known.
+pub fn at(location: &Option<String>) -> String {
+    location
+        .as_ref()
+        .map(|at| format!(" (at {at})"))
+        .unwrap_or_default()
 }
 
 /// Another node, joined and authenticated.
@@ -187,10 +201,12 @@ impl RemoteNode {
                 RequestError::Remote(RemoteFailure {
                     code: code::NOT_ALLOWED,
                     message,
+                    ..
                 }) => SpawnError::NotAllowed(message),
                 RequestError::Remote(RemoteFailure {
                     code: code::NOT_REGISTERED,
                     message,
+                    ..
                 }) => SpawnError::NotRegistered(message),
                 RequestError::Remote(failure) => SpawnError::Failed(failure.message),
                 other => SpawnError::Request(other),
@@ -222,13 +238,15 @@ impl RemoteNode {
                 RequestError::Remote(RemoteFailure {
                     code: code::NOT_REGISTERED,
                     message,
+                    ..
                 }) => {
                     CallError::NotRegistered(format!("{} (function {})", message, f.remote_name()))
                 }
                 RequestError::Remote(RemoteFailure {
                     code: code::PANICKED,
                     message,
-                }) => CallError::Panicked(message),
+                    location,
+                }) => CallError::Panicked { message, location },
                 other => CallError::Request(other),
             })?;
         decode_owned::<F::Output>(&reply).map_err(CallError::Decode)

@@ -55,6 +55,7 @@ pub(crate) fn serve_stop(node: &NodeInner, link: &Arc<PeerLink>, header: &FrameH
         }
     }
     reply(encode(&()).map_err(|e| RemoteFailure {
+        location: None,
         code: code::ENCODE,
         message: e.to_string(),
     }));

@@ -28,6 +28,7 @@ pub(crate) fn serve(node: &NodeInner, link: &Arc<PeerLink>, header: &FrameHeader
     let reply = reply_sink(link, header);
     let answer = |reason: &ExitReason| {
         encode(reason).map_err(|e| RemoteFailure {
+            location: None,
             code: code::ENCODE,
             message: e.to_string(),
         })

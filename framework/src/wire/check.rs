@@ -47,6 +47,7 @@ mod tests {
             })
             .unwrap(),
             1 => encode(&RemoteFailure {
+                location: None,
                 code: 7,
                 message: text,
             })

@@ -61,6 +61,8 @@ pub struct RemoteFailure {
     pub code: u16,
     /// What happened, for the user.
     pub message: String,
+    /// Where a panic happened (`file:line`), when the panicking side noted it.
+    pub location: Option<String>,
 }
 
 #[cfg(test)]
@@ -78,6 +80,7 @@ mod tests {
         };
         assert_eq!(decode_owned::<Hello>(&encode(&h).unwrap()).unwrap(), h);
         let f = RemoteFailure {
+            location: None,
             code: 3,
             message: "no".into(),
         };

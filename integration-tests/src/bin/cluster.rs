@@ -420,6 +420,11 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         Err(e) => println!("NOSUCH {e}"),
         Ok(_) => println!("UNEXPECTED view 99"),
     }
+    let direct = rc.view(vec![1])?.apply_sync(square_but_13, (13u64,)).await;
+    println!(
+        "DIRECT_PANIC {}",
+        matches!(&direct, Err(ClientError::RemoteError(e)) if e.engine == Some(1) && e.message == "13 is unlucky" && e.location.is_some())
+    );
     let mut lb = rc.load_balanced_view();
     let squares = lb
         .map_sync(square_but_13, (0..200u64).map(|x| (x,)))
@@ -430,7 +435,14 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         .filter(|(i, r)| *i != 13 && r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
         .count();
     match &squares[13] {
-        Err(e @ ClientError::Task(_)) => println!("LB {right} RIGHT; 13: {e}"),
+        Err(ClientError::RemoteError(e)) => println!(
+            "LB {right} RIGHT; 13: {e}; STRUCTURED {} {} {}",
+            e.engine.is_some(),
+            e.message == "13 is unlucky",
+            e.location
+                .as_ref()
+                .is_some_and(|at| at.contains("src/bin/cluster.rs:"))
+        ),
         other => println!("UNEXPECTED {other:?}"),
     }
     println!("LB ONE {}", lb.apply_sync(square, (12u64,)).await?);
@@ -622,7 +634,16 @@ async fn hub_reader(
         matches!(gone[..], [Err(ClientError::UnknownTask(1))])
     );
     println!("PURGED_ALL {:?}", rc.purge_all_results().await?);
-    rc.close().await;
+    let pids: Vec<String> = rc
+        .ids()
+        .await?
+        .iter()
+        .filter_map(|id| rc.engine_pid(*id))
+        .map(|pid| pid.to_string())
+        .collect();
+    println!("PIDS {}", pids.join(","));
+    rc.shutdown(true).await?;
+    println!("SHUTDOWN");
     Ok(())
 }
 

@@ -239,9 +239,13 @@ mod tests {
             meta: JobMeta::default(),
         };
         entry.kept.insert(1, finished(Outcome::Output(vec![1])));
-        entry
-            .unread
-            .insert(2, finished(Outcome::Panicked("no".into())));
+        entry.unread.insert(
+            2,
+            finished(Outcome::Panicked(crate::cluster::message::Panic {
+                message: "no".into(),
+                location: None,
+            })),
+        );
         entry.ran_on.insert(1, w1);
         entry.ran_on.insert(2, w2);
         entry.jobs.insert(3, vec![3]);

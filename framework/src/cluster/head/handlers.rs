@@ -116,7 +116,7 @@ impl Handler<Done> for HeadActor {
         let Some(pool) = self.pools.get_mut(&pool_id) else {
             return;
         };
-        // A task that failed on an engine says which one.
+        // The engine this worker is (none for a pool's worker).
         let engine = pool
             .engines
             .iter()
@@ -124,9 +124,7 @@ impl Handler<Done> for HeadActor {
             .map(|e| e.id);
         let mut taken = Vec::with_capacity(msg.results.len());
         for mut outcome in msg.results {
-            if let (Some(n), Outcome::Panicked(why)) = (engine, &mut outcome.output) {
-                *why = format!("on engine {n}: {why}");
-            }
+            // Which engine ran it (its metadata, and a panic's error, say so).
             outcome.meta.engine = engine;
             let current = pool
                 .running

@@ -340,10 +340,10 @@ fn outcome_bytes(finished: &Finished) -> u64 {
     finished.meta.printed.len() as u64
         + match &finished.output {
             Outcome::Output(b) => b.len() as u64,
-            Outcome::Panicked(s)
-            | Outcome::Invalid(s)
-            | Outcome::Died(s)
-            | Outcome::Impossible(s) => s.len() as u64,
+            Outcome::Panicked(p) => {
+                (p.message.len() + p.location.as_ref().map_or(0, String::len)) as u64
+            }
+            Outcome::Invalid(s) | Outcome::Died(s) | Outcome::Impossible(s) => s.len() as u64,
             Outcome::Aborted | Outcome::DependencyTimeout => 0,
         }
 }
