@@ -737,3 +737,29 @@ async fn load_balanced_tasks_carry_metadata_and_wait_for_or_give_up_on_their_dep
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, h], &dir).await;
 }
+
+#[tokio::test]
+async fn tasks_that_require_a_resource_run_only_on_the_node_that_offers_it() {
+    let dir = temp_dir("require");
+    let (h, line) = head(&dir.join("head"), 0, &[]).await;
+    let a = node(&line, &dir.join("a"), 2).await;
+    let mut b = Proc::start(&[
+        "node",
+        &line,
+        dir.join("b").to_str().unwrap(),
+        "1",
+        "resource=bigmem",
+    ]);
+    b.wait_for("READY").await;
+    let b_pid = b.child.id().expect("node b runs");
+    let mut c = Proc::start(&["require", &line]);
+    let ran = pids(&c.wait_for("BIGMEM").await, 0);
+    assert_eq!(ran.len(), 6, "{:?}", c.seen);
+    assert!(
+        ran.iter().all(|pid| parent_of(*pid) == Some(b_pid)),
+        "every task ran on node b's worker: {ran:?}"
+    );
+    assert_eq!(c.wait_for("NO_GPU").await, "NO_GPU true");
+    assert!(c.exit_ok().await, "{:?}", c.seen);
+    stop_all([a, b, h], &dir).await;
+}

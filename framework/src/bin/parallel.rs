@@ -5,7 +5,7 @@
 //!               [--allow-binary SHA256]... [--queue-limit BYTES] [--no-local-copies]
 //!               [--scheduler leastload|lru|plainrandom|twobin|weighted]
 //!               [--results-limit BYTES]
-//! parallel node --join LINE [--workers N] [--data DIR]
+//! parallel node --join LINE [--workers N] [--data DIR] [--resource NAME]...
 //! parallel status [--join LINE | --data DIR]
 //! parallel stop [--node | --head] [--join LINE | --data DIR]
 //! ```
@@ -85,6 +85,10 @@ enum Command {
         /// Its program cache (default ~/.local/share/parallel/node).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// A resource its workers offer, for tasks that require it
+        /// (repeatable; a node that sees a GPU offers `gpu` too).
+        #[arg(long = "resource", value_name = "NAME")]
+        resources: Vec<String>,
     },
     /// Shows nodes, workers and pools.
     Status {
@@ -271,13 +275,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             join,
             workers,
             data,
+            resources,
         } => {
             if is_node_running(data.as_deref()) {
                 println!("a para||el node agent is already running on this machine; nothing to do");
                 return Ok(());
             }
             let password = password(&cli.password_file)?;
-            let mut options = NodeOptions::new(join.clone(), password);
+            let mut options = NodeOptions::new(join.clone(), password).resources(resources);
             if let Some(n) = workers {
                 options = options.workers(n);
             }

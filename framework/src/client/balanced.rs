@@ -198,6 +198,18 @@ impl<'c> LoadBalancedView<'c> {
         Ok(self)
     }
 
+    /// Tasks submitted through this view run only on engines whose node
+    /// offers all of `resources` (the seed's `@require`): names given to
+    /// `parallel node --resource`, and `gpu` on a node that sees a GPU.
+    /// When no engine offers them, the tasks fail with
+    /// [`ClientError::ImpossibleDependency`].
+    pub fn require(mut self, resources: &[&str]) -> Self {
+        self.flags
+            .require
+            .extend(resources.iter().map(|r| (*r).to_owned()));
+        self
+    }
+
     /// How many times a task runs again when its engine dies while running
     /// it, before it fails (default 4: five tries; `0` runs it once, as the
     /// seed's default).

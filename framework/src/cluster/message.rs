@@ -42,6 +42,8 @@ pub struct AgentHello {
     pub workers: u32,
     /// How many GPUs it saw (each worker then sees one).
     pub gpus: u32,
+    /// What its workers offer (`gpu` when it saw one).
+    pub resources: Vec<String>,
     /// Its operating system (`std::env::consts::OS`).
     pub os: String,
     /// Its architecture (`std::env::consts::ARCH`).
@@ -338,12 +340,17 @@ pub struct TaskFlags {
     pub retries: Option<u32>,
     /// The engines (by number) it may run on (empty: any).
     pub targets: Vec<u32>,
+    /// Resources its engine's node must offer (`parallel node --resource`).
+    pub require: Vec<String>,
 }
 
 impl TaskFlags {
     /// Whether it waits for other tasks or for one of its target engines.
     pub fn waits(&self) -> bool {
-        !self.after.is_empty() || !self.follow.is_empty() || !self.targets.is_empty()
+        !self.after.is_empty()
+            || !self.follow.is_empty()
+            || !self.targets.is_empty()
+            || !self.require.is_empty()
     }
 }
 

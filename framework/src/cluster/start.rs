@@ -274,6 +274,9 @@ pub async fn start_head(options: HeadOptions) -> Result<HeadHandle, StartCluster
     })
 }
 
+/// The resource every node that sees a GPU offers (its workers each have one).
+pub const GPU_RESOURCE: &str = "gpu";
+
 /// How to start a node agent.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -281,6 +284,7 @@ pub struct NodeOptions {
     password: Password,
     workers: Option<u32>,
     data: Option<PathBuf>,
+    resources: Vec<String>,
 }
 
 impl NodeOptions {
@@ -291,7 +295,16 @@ impl NodeOptions {
             password,
             workers: None,
             data: None,
+            resources: Vec::new(),
         }
+    }
+
+    /// Names what this node's workers offer (a licence, a dataset, lots of
+    /// memory): load-balanced tasks that `require` one of them run only
+    /// here. A node that sees a GPU offers `gpu` as well.
+    pub fn resources(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.resources = names.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Workers per pool (default: one per GPU seen, else one per core).
@@ -416,6 +429,10 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
     let actor = AgentActor::new(node.clone(), id, head_rx, settings, stop_tx)?;
     let (addr, entry) = node.0.registry.start_as(id, actor, node.0.mailbox);
     let agent = ActorRef::local(id, node.id(), None, addr, entry);
+    let mut resources = options.resources;
+    if gpus > 0 && !resources.iter().any(|r| r == GPU_RESOURCE) {
+        resources.push(GPU_RESOURCE.into());
+    }
     let hello = {
         let agent = agent.clone();
         move || AgentHello {
@@ -423,6 +440,7 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
             host: crate::id::host_name(),
             workers,
             gpus,
+            resources: resources.clone(),
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
         }

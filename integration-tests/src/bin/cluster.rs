@@ -4,8 +4,8 @@
 //! - `cluster head DATA PORT [limit=BYTES] [allow=SHA256] [network] [scheduler=NAME]`: a head on
 //!   127.0.0.1:PORT (0: any), programs sent over the network with `network`; prints
 //!   `READY <join line>`, runs until its standard input closes.
-//! - `cluster node LINE DATA WORKERS`: a node agent; prints `READY`, runs
-//!   until its standard input closes.
+//! - `cluster node LINE DATA WORKERS [resource=NAME]...`: a node agent;
+//!   prints `READY`, runs until its standard input closes.
 //! - `cluster pool LINE SCENARIO ...`: a pool owner; prints what the test
 //!   checks, exits 0 when the scenario held.
 
@@ -173,9 +173,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             let data = arg(&args, 3, "data dir")?;
             let workers: u32 = arg(&args, 4, "workers")?.parse()?;
+            // `resource=NAME` options after the workers.
+            let resources = args[5..].iter().filter_map(|a| a.strip_prefix("resource="));
             let options = NodeOptions::new(line, Password::resolve()?)
                 .workers(workers)
-                .data(data);
+                .data(data)
+                .resources(resources);
             let mut node = match cluster::start_node(options).await {
                 Ok(n) => n,
                 Err(cluster::StartClusterError::AlreadyRunning { .. }) => {
@@ -236,6 +239,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "deps" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
             dependencies(line, Password::resolve()?).await
+        }
+        "require" => {
+            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
+            requirements(line, Password::resolve()?).await
         }
         "lbkill" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
@@ -798,6 +805,33 @@ async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn 
     println!(
         "GONE_TARGET {}",
         matches!(orphan, Err(ClientError::ImpossibleDependency(_)))
+    );
+    rc.close().await;
+    Ok(())
+}
+
+/// Tasks that require `bigmem` (one node of 3 engines offers it): the
+/// engine processes that ran them (`BIGMEM [pids]`); tasks that require a
+/// GPU, which no node here offers, are impossible.
+async fn requirements(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::{Client, ClientError};
+    let mut rc = Client::connect(&line, password).await?;
+    rc.wait_for_engines(3, Duration::from_secs(60)).await?;
+    let ran = rc
+        .load_balanced_view()
+        .require(&["bigmem"])
+        .map_sync(engine_process, (0..6).map(|_| (20u64,)))
+        .await?;
+    let pids: Vec<u32> = ran.into_iter().collect::<Result<_, _>>()?;
+    println!("BIGMEM {pids:?}");
+    let gpu = rc
+        .load_balanced_view()
+        .require(&["gpu"])
+        .apply_sync(square, (3u64,))
+        .await;
+    println!(
+        "NO_GPU {}",
+        matches!(&gpu, Err(ClientError::ImpossibleDependency(why)) if why.contains("--resource"))
     );
     rc.close().await;
     Ok(())

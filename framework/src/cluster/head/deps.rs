@@ -15,6 +15,15 @@ use crate::id::ActorId;
 use super::super::message::{Finished, JobMeta, JobOutcome, Outcome, TaskFlags};
 use super::{HeadActor, MAX_TRIES, PoolEntry};
 
+/// `now` kept to those also in `more` (all of `more` when there is no
+/// limit yet).
+fn narrow(now: Option<Vec<ActorId>>, more: Vec<ActorId>) -> Vec<ActorId> {
+    match now {
+        None => more,
+        Some(now) => now.into_iter().filter(|w| more.contains(w)).collect(),
+    }
+}
+
 /// What a blocked task may do now.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Check {
@@ -28,13 +37,14 @@ pub(super) enum Check {
 }
 
 impl PoolEntry {
-    /// Where the dependencies of task `index` (with `flags`) stand;
-    /// `alive` tells whether a worker is still connected.
-    pub(super) fn check(
+    /// Where the dependencies of task `index` (with `flags`) stand, and
+    /// which workers may run it; `offers` gives what a connected worker
+    /// offers (`None`: not connected).
+    pub(super) fn check<'a>(
         &self,
         index: u64,
         flags: &TaskFlags,
-        alive: impl Fn(&ActorId) -> bool,
+        offers: impl Fn(&ActorId) -> Option<&'a [String]>,
     ) -> Check {
         let mut wait = false;
         for &dep in flags.after.iter().chain(&flags.follow) {
@@ -66,6 +76,9 @@ impl PoolEntry {
         if wait {
             return Check::Wait;
         }
+        // Where it may run: where the tasks it follows ran, among its
+        // targets, on workers that offer what it requires.
+        let mut allowed: Option<Vec<ActorId>> = None;
         let mut place = None;
         for dep in &flags.follow {
             let Some(worker) = self.ran_on.get(dep) else {
@@ -84,35 +97,59 @@ impl PoolEntry {
                 Some(_) => {}
             }
         }
-        if let Some(w) = &place
-            && !alive(w)
-        {
-            return Check::Impossible("the engine that ran the tasks it follows is gone".into());
+        if let Some(w) = place {
+            if offers(&w).is_none() {
+                return Check::Impossible(
+                    "the engine that ran the tasks it follows is gone".into(),
+                );
+            }
+            allowed = Some(vec![w]);
         }
-        if flags.targets.is_empty() {
-            return Check::Ready(place.map(|w| vec![w]));
+        if !flags.targets.is_empty() {
+            let targets: Vec<ActorId> = self
+                .engines
+                .iter()
+                .filter(|e| flags.targets.contains(&e.id) && offers(&e.worker).is_some())
+                .map(|e| e.worker)
+                .collect();
+            if targets.is_empty() {
+                if flags.targets.iter().all(|t| self.gone.contains(t)) {
+                    return Check::Impossible(format!(
+                        "its target engines {:?} are gone",
+                        flags.targets
+                    ));
+                }
+                // They have not joined (again) yet.
+                return Check::Wait;
+            }
+            allowed = Some(narrow(allowed, targets));
         }
-        // Its target engines, those connected now.
-        let workers: Vec<ActorId> = self
-            .engines
-            .iter()
-            .filter(|e| flags.targets.contains(&e.id) && alive(&e.worker))
-            .map(|e| e.worker)
-            .filter(|w| place.is_none_or(|p| p == *w))
-            .collect();
-        if !workers.is_empty() {
-            return Check::Ready(Some(workers));
+        if !flags.require.is_empty() {
+            let offering: Vec<ActorId> = self
+                .workers
+                .iter()
+                .filter(|w| {
+                    offers(w).is_some_and(|has| flags.require.iter().all(|r| has.contains(r)))
+                })
+                .copied()
+                .collect();
+            if offering.is_empty() {
+                return Check::Impossible(format!(
+                    "no engine offers {:?}: start a node with `parallel node --resource NAME` \
+                     (a node that sees a GPU offers gpu)",
+                    flags.require
+                ));
+            }
+            allowed = Some(narrow(allowed, offering));
         }
-        if place.is_some() {
-            return Check::Impossible(
-                "the engine that ran the tasks it follows is not one of its targets".into(),
-            );
+        match allowed {
+            Some(workers) if workers.is_empty() => Check::Impossible(
+                "no engine is at once where the tasks it follows ran, among its targets, \
+                 and offers what it requires"
+                    .into(),
+            ),
+            allowed => Check::Ready(allowed),
         }
-        if flags.targets.iter().all(|t| self.gone.contains(t)) {
-            return Check::Impossible(format!("its target engines {:?} are gone", flags.targets));
-        }
-        // They have not joined (again) yet.
-        Check::Wait
     }
 
     /// Whether task `index`, pinned to some workers, has none left once
@@ -158,7 +195,15 @@ impl PoolEntry {
 impl HeadActor {
     /// Looks at `pool`'s blocked tasks again (see the module docs).
     pub(super) fn release(&mut self, pool: Uuid, ctx: &mut actix::Context<Self>) {
-        let workers = &self.workers;
+        let (workers, agents) = (&self.workers, &self.agents);
+        let offers = |w: &ActorId| {
+            let worker = workers.get(w)?;
+            Some(
+                agents
+                    .get(&worker.agent)
+                    .map_or(&[][..], |a| &a.resources[..]),
+            )
+        };
         let Some(entry) = self.pools.get_mut(&pool) else {
             return;
         };
@@ -174,7 +219,7 @@ impl HeadActor {
                 continue;
             };
             let timeout = Duration::from_millis(flags.timeout_ms);
-            match entry.check(index, flags, |w| workers.contains_key(w)) {
+            match entry.check(index, flags, offers) {
                 Check::Ready(place) => ready.push((index, place)),
                 Check::Impossible(why) => failed.push((index, Outcome::Impossible(why))),
                 Check::Wait if flags.timeout_ms > 0 && now.duration_since(*since) >= timeout => {
@@ -266,7 +311,7 @@ mod tests {
     fn a_task_waits_for_pending_dependencies_and_runs_after_done_ones() {
         let (w1, w2) = (ActorId::new(), ActorId::new());
         let entry = set(w1, w2);
-        let alive = |_: &ActorId| true;
+        let alive = |_: &ActorId| Some(&[][..]);
         assert_eq!(
             entry.check(9, &flags(&[1], &[], true), alive),
             Check::Ready(None)
@@ -298,15 +343,41 @@ mod tests {
             Check::Impossible(why) => why,
             other => panic!("{other:?} is not impossible"),
         };
-        let alive = |_: &ActorId| true;
+        let alive = |_: &ActorId| Some(&[][..]);
         assert!(why(entry.check(9, &flags(&[7], &[], true), alive)).contains("not on the hub"));
         assert!(
             why(entry.check(5, &flags(&[6], &[], true), alive)).contains("not submitted before")
         );
         let both = flags(&[], &[1, 2], false);
         assert!(why(entry.check(9, &both, alive)).contains("different engines"));
-        let gone = |w: &ActorId| *w != w1;
+        let gone = |w: &ActorId| (*w != w1).then_some(&[][..]);
         assert!(why(entry.check(9, &flags(&[], &[1], true), gone)).contains("gone"));
+    }
+
+    #[test]
+    fn a_task_that_requires_a_resource_runs_only_where_it_is_offered() {
+        let (w1, w2) = (ActorId::new(), ActorId::new());
+        let mut entry = set(w1, w2);
+        entry.workers = vec![w1, w2];
+        let bigmem = ["bigmem".to_owned()];
+        let offers = |w: &ActorId| Some(if *w == w1 { &bigmem[..] } else { &[][..] });
+        let require = |names: &[&str], follow: &[u64]| TaskFlags {
+            require: names.iter().map(|n| n.to_string()).collect(),
+            ..flags(&[], follow, false)
+        };
+        assert_eq!(
+            entry.check(9, &require(&["bigmem"], &[]), offers),
+            Check::Ready(Some(vec![w1]))
+        );
+        let Check::Impossible(why) = entry.check(9, &require(&["gpu"], &[]), offers) else {
+            panic!("nobody offers a gpu here");
+        };
+        assert!(why.contains("--resource"), "{why}");
+        // Task 2 ran on w2, which offers nothing.
+        assert!(matches!(
+            entry.check(9, &require(&["bigmem"], &[2]), offers),
+            Check::Impossible(_)
+        ));
     }
 
     #[test]

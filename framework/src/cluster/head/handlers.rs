@@ -32,6 +32,7 @@ impl Handler<AgentHello> for HeadActor {
                 host: msg.host,
                 workers: msg.workers,
                 gpus: msg.gpus,
+                resources: msg.resources,
                 os: msg.os,
                 arch: msg.arch,
             },

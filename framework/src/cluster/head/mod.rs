@@ -270,6 +270,8 @@ struct WorkerEntry {
 
 struct AgentEntry {
     actor: ActorRef<AgentActor>,
+    /// What its workers offer.
+    resources: Vec<String>,
     node: NodeId,
     host: String,
     workers: u32,
