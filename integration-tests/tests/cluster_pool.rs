@@ -739,7 +739,7 @@ async fn load_balanced_tasks_carry_metadata_and_wait_for_or_give_up_on_their_dep
 }
 
 #[tokio::test]
-async fn tasks_that_require_a_resource_run_only_on_the_node_that_offers_it() {
+async fn tasks_that_require_a_resource_or_depend_on_a_predicate_run_only_where_it_holds() {
     let dir = temp_dir("require");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
@@ -760,6 +760,7 @@ async fn tasks_that_require_a_resource_run_only_on_the_node_that_offers_it() {
         "every task ran on node b's worker: {ran:?}"
     );
     assert_eq!(c.wait_for("NO_GPU").await, "NO_GPU true");
+    assert_eq!(c.wait_for("DEPEND").await, "DEPEND true true");
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, b, h], &dir).await;
 }

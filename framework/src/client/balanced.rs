@@ -82,6 +82,11 @@ pub(super) fn outcome_into<R: WireType>(finished: Finished) -> Result<R, ClientE
         Outcome::Aborted => Err(ClientError::Aborted),
         Outcome::DependencyTimeout => Err(ClientError::DependencyTimeout),
         Outcome::Impossible(why) => Err(ClientError::ImpossibleDependency(why)),
+        // The head gives an unmet task to another engine; it never sends one.
+        Outcome::Unmet => Err(ClientError::Head(
+            "it sent an unmet task as a result: run the same para||el version on the head and here"
+                .into(),
+        )),
     }
 }
 
@@ -139,6 +144,8 @@ fn codec(what: &'static str) -> impl Fn(crate::wire::EncodeError) -> ClientError
 pub struct LoadBalancedView<'c> {
     client: &'c mut Client,
     flags: TaskFlags,
+    /// A `depend` function (by tag) and its encoded arguments.
+    predicate: Option<(u64, Vec<u8>)>,
 }
 
 impl<'c> LoadBalancedView<'c> {
@@ -149,7 +156,25 @@ impl<'c> LoadBalancedView<'c> {
                 success_only: true,
                 ..TaskFlags::default()
             },
+            predicate: None,
         }
+    }
+
+    /// Tasks submitted through this view run only on an engine where
+    /// `predicate(args)` returns true (the seed's `@depend`), run there
+    /// just before each task: an engine that says no never gets that task
+    /// again. When every engine it may run on said no, the task fails with
+    /// [`ClientError::ImpossibleDependency`].
+    pub fn depend<P, PArgs>(mut self, predicate: P, args: PArgs) -> Result<Self, ClientError>
+    where
+        P: RemoteCallable<PArgs, Output = bool>,
+        PArgs: WireType,
+    {
+        let args = crate::wire::encode(&args)
+            .map(|b| b.to_vec())
+            .map_err(codec("encode the depend function's arguments"))?;
+        self.predicate = Some((type_tag(predicate.remote_name()), args));
+        Ok(self)
     }
 
     /// Tasks submitted through this view start only once the tasks `ids`
@@ -240,9 +265,13 @@ impl<'c> LoadBalancedView<'c> {
             let args = crate::wire::encode(&a)
                 .map(|b| b.to_vec())
                 .map_err(codec("encode the arguments"))?;
-            let task = crate::wire::encode(&Task { function, args })
-                .map(|b| b.to_vec())
-                .map_err(codec("encode the task"))?;
+            let task = crate::wire::encode(&Task {
+                function,
+                args,
+                predicate: self.predicate.clone(),
+            })
+            .map(|b| b.to_vec())
+            .map_err(codec("encode the task"))?;
             let index = self.client.next_task;
             self.client.next_task += 1;
             // Waiting before it is submitted: its result may come at once.

@@ -194,6 +194,29 @@ pub struct Task {
     pub function: u64,
     /// Its arguments, encoded as a tuple.
     pub args: Vec<u8>,
+    /// A registered function returning `bool` (by tag) and its encoded
+    /// arguments: the task runs only on an engine where it returns true
+    /// (the seed's `@depend`).
+    pub predicate: Option<(u64, Vec<u8>)>,
+}
+
+/// Runs the registered function `function` on `args`: its encoded output.
+fn call(function: u64, args: &[u8]) -> Result<Vec<u8>, JobFailure> {
+    let function = remote_fn(function).ok_or_else(|| {
+        JobFailure::Invalid(format!(
+            "no function with tag {function:#018x} is registered in this program; mark it #[parallel::remote]"
+        ))
+    })?;
+    match function.invoke(args) {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(failure) if failure.code == crate::actor::code::PANICKED => {
+            Err(JobFailure::Raised(super::message::Panic {
+                message: failure.message,
+                location: failure.location,
+            }))
+        }
+        Err(failure) => Err(JobFailure::Invalid(failure.message)),
+    }
 }
 
 /// The engine as a worker: runs [`Task`]s with the program's registered
@@ -204,22 +227,16 @@ impl JobRunner for TaskRunner {
     fn run(&mut self, job: &[u8]) -> Result<Vec<u8>, JobFailure> {
         let task = crate::wire::decode_owned::<Task>(job)
             .map_err(|e| JobFailure::Invalid(e.to_string()))?;
-        let function = remote_fn(task.function).ok_or_else(|| {
-            JobFailure::Invalid(format!(
-                "no function with tag {:#018x} is registered in this program; mark it #[parallel::remote]",
-                task.function
-            ))
-        })?;
-        match function.invoke(&task.args) {
-            Ok(bytes) => Ok(bytes.to_vec()),
-            Err(failure) if failure.code == crate::actor::code::PANICKED => {
-                Err(JobFailure::Raised(super::message::Panic {
-                    message: failure.message,
-                    location: failure.location,
-                }))
+        if let Some((predicate, args)) = &task.predicate {
+            let met = call(*predicate, args)?;
+            let met = crate::wire::decode_owned::<bool>(&met).map_err(|e| {
+                JobFailure::Invalid(format!("the task's depend function gave no bool: {e}"))
+            })?;
+            if !met {
+                return Err(JobFailure::Unmet);
             }
-            Err(failure) => Err(JobFailure::Invalid(failure.message)),
         }
+        call(task.function, &task.args)
     }
 
     fn update(&mut self, _: &[u8]) -> Result<(), String> {

@@ -553,6 +553,9 @@ mod replies {
         DependencyTimeout,
         /// Its dependencies can never be met: why.
         Impossible(String),
+        /// Its worker may not run it (its `depend` predicate said no there):
+        /// the head hands it to another worker, never to its owner.
+        Unmet,
     }
 
     /// Where one task stands on the hub.

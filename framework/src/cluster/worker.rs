@@ -57,6 +57,9 @@ pub enum JobFailure {
     Invalid(String),
     /// The job failed and the runner caught it (the worker goes on).
     Raised(Panic),
+    /// The job may not run on this worker (its `depend` predicate said
+    /// no): the head gives it to another.
+    Unmet,
 }
 
 /// A built worker: runs encoded jobs and updates.
@@ -417,6 +420,7 @@ fn step(
                 Ok(Ok(bytes)) => (Outcome::Output(bytes), true),
                 Ok(Err(JobFailure::Invalid(e))) => (Outcome::Invalid(e), true),
                 Ok(Err(JobFailure::Raised(panic))) => (Outcome::Panicked(panic), true),
+                Ok(Err(JobFailure::Unmet)) => (Outcome::Unmet, true),
                 Err(panic) => (Outcome::Panicked(panic), false),
             };
             let _ = done.send(JobOutcome {

@@ -203,7 +203,7 @@ impl<W: Worker> Unordered<'_, W> {
                 Outcome::Aborted => Err(JobError::Aborted),
                 // A pool's jobs have no dependencies: a head that says so
                 // is not this version's.
-                Outcome::DependencyTimeout | Outcome::Impossible(_) => Err(JobError::Invalid(
+                Outcome::DependencyTimeout | Outcome::Impossible(_) | Outcome::Unmet => Err(JobError::Invalid(
                     "the head answered with a dependency failure, which pool jobs cannot have: \
                      run the same para||el version on the head and here"
                         .into(),

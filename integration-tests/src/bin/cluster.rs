@@ -810,9 +810,16 @@ async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn 
     Ok(())
 }
 
+/// Whether this is process `pid` (a `depend` predicate).
+#[parallel::remote]
+fn is_process(pid: u32) -> bool {
+    std::process::id() == pid
+}
+
 /// Tasks that require `bigmem` (one node of 3 engines offers it): the
 /// engine processes that ran them (`BIGMEM [pids]`); tasks that require a
-/// GPU, which no node here offers, are impossible.
+/// GPU, which no node here offers, are impossible; tasks whose `depend`
+/// predicate holds on one engine only run there, and on none fail.
 async fn requirements(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::{Client, ClientError};
     let mut rc = Client::connect(&line, password).await?;
@@ -832,6 +839,23 @@ async fn requirements(line: JoinLine, password: Password) -> Result<(), Box<dyn 
     println!(
         "NO_GPU {}",
         matches!(&gpu, Err(ClientError::ImpossibleDependency(why)) if why.contains("--resource"))
+    );
+    let ids = rc.ids().await?;
+    let chosen = rc.engine_pid(ids[1]).ok_or("no pid for engine 1")?;
+    let ran = rc
+        .load_balanced_view()
+        .depend(is_process, (chosen,))?
+        .map_sync(engine_process, (0..6).map(|_| (10u64,)))
+        .await?;
+    let all_there = ran.iter().all(|pid| pid.as_ref().ok() == Some(&chosen));
+    let nowhere = rc
+        .load_balanced_view()
+        .depend(is_process, (1u32,))?
+        .apply_sync(square, (4u64,))
+        .await;
+    println!(
+        "DEPEND {all_there} {}",
+        matches!(&nowhere, Err(ClientError::ImpossibleDependency(why)) if why.contains("depend"))
     );
     rc.close().await;
     Ok(())

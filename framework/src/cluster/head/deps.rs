@@ -167,6 +167,39 @@ impl PoolEntry {
         })
     }
 
+    /// Task `index`'s `depend` predicate refused it on `worker`: it goes
+    /// back to the queue for the workers that have not refused it (among
+    /// those it was allowed), or fails when none is left (its outcome).
+    pub(super) fn unmet(&mut self, index: u64, worker: ActorId) -> Option<JobOutcome> {
+        let run = self.running.remove(&index)?;
+        let refused = self.refused.entry(index).or_default();
+        refused.push(worker);
+        let refused = refused.clone();
+        let allowed: Vec<ActorId> = match self.pinned.get(&index) {
+            Some(pinned) => pinned.clone(),
+            None => self.workers.clone(),
+        }
+        .into_iter()
+        .filter(|w| !refused.contains(w))
+        .collect();
+        if allowed.is_empty() {
+            self.queued_bytes = self.queued_bytes.saturating_sub(run.job.len() as u64);
+            return Some(JobOutcome {
+                index,
+                attempt: run.attempt,
+                output: Outcome::Impossible(format!(
+                    "its depend function said no on every engine it could run on ({} of them)",
+                    refused.len()
+                )),
+                meta: JobMeta::default(),
+            });
+        }
+        self.pinned.insert(index, allowed);
+        self.jobs.insert(index, run.job);
+        self.pending.push_back(index);
+        None
+    }
+
     /// How many times task `index` may be handed out in all.
     pub(super) fn max_tries(&self, index: u64) -> u32 {
         self.flags
@@ -378,6 +411,28 @@ mod tests {
             entry.check(9, &require(&["bigmem"], &[2]), offers),
             Check::Impossible(_)
         ));
+    }
+
+    #[test]
+    fn a_task_refused_by_its_depend_function_everywhere_fails_as_impossible() {
+        let (w1, w2) = (ActorId::new(), ActorId::new());
+        let mut entry = set(w1, w2);
+        entry.workers = vec![w1, w2];
+        let run = |worker| super::super::RunningJob {
+            worker,
+            attempt: 1,
+            job: vec![4],
+            sent: Instant::now(),
+        };
+        entry.running.insert(4, run(w1));
+        assert_eq!(entry.unmet(4, w1), None);
+        assert_eq!(entry.pinned.get(&4), Some(&vec![w2]));
+        assert!(entry.pending.contains(&4) && entry.jobs.contains_key(&4));
+        entry.pending.retain(|i| *i != 4);
+        entry.jobs.remove(&4);
+        entry.running.insert(4, run(w2));
+        let failed = entry.unmet(4, w2).expect("no engine is left");
+        assert!(matches!(failed.output, Outcome::Impossible(ref why) if why.contains("depend")));
     }
 
     #[test]

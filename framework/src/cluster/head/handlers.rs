@@ -138,6 +138,14 @@ impl Handler<Done> for HeadActor {
                 );
                 continue;
             }
+            if matches!(outcome.output, Outcome::Unmet) {
+                // Its `depend` predicate said no here: another worker.
+                worker.holding.remove(&outcome.index);
+                if let Some(failed) = pool.unmet(outcome.index, msg.worker) {
+                    taken.push(failed);
+                }
+                continue;
+            }
             if let Some(run) = pool.running.remove(&outcome.index) {
                 pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
                 let took = run.sent.elapsed();

@@ -148,6 +148,8 @@ struct PoolEntry {
     pinned: HashMap<u64, Vec<ActorId>>,
     /// Engines (by number) that went down while this head ran.
     gone: HashSet<u32>,
+    /// Workers whose `depend` predicate refused a job.
+    refused: HashMap<u64, Vec<ActorId>>,
     /// Which worker gave each result (an engine set's, while kept).
     ran_on: HashMap<u64, ActorId>,
     /// Bytes of `updates`: an update past the queue limit is refused.
@@ -173,6 +175,7 @@ impl PoolEntry {
             flags: HashMap::new(),
             blocked: BTreeMap::new(),
             pinned: HashMap::new(),
+            refused: HashMap::new(),
             gone: HashSet::new(),
             ran_on: HashMap::new(),
             record,
@@ -346,7 +349,7 @@ fn outcome_bytes(finished: &Finished) -> u64 {
                 (p.message.len() + p.location.as_ref().map_or(0, String::len)) as u64
             }
             Outcome::Invalid(s) | Outcome::Died(s) | Outcome::Impossible(s) => s.len() as u64,
-            Outcome::Aborted | Outcome::DependencyTimeout => 0,
+            Outcome::Aborted | Outcome::DependencyTimeout | Outcome::Unmet => 0,
         }
 }
 
@@ -734,6 +737,7 @@ impl HeadActor {
             entry.finishing.insert(o.index);
             entry.flags.remove(&o.index);
             entry.pinned.remove(&o.index);
+            entry.refused.remove(&o.index);
             taken.push((o.index, finished));
         }
         let write = self.ledger.write(ops);
