@@ -11,7 +11,7 @@
 //! for good. Jobs of a worker that goes down (its process, its node) go back
 //! to the front of the queue.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use actix::{ActorFutureExt, AsyncContext, Handler, WrapFuture};
@@ -25,7 +25,7 @@ use crate::launch::program::{Program, ProgramStore, Receiving};
 use crate::remote::ActorRef;
 
 use super::agent::AgentActor;
-use super::ledger::{Ledger, LedgerOp, PoolKey};
+use super::ledger::{Ledger, LedgerOp};
 use super::message::*;
 use super::worker::WorkerActor;
 
@@ -103,156 +103,6 @@ impl Handler<Results> for PoolOwner {
     type Result = ();
     fn handle(&mut self, msg: Results, _: &mut actix::Context<Self>) {
         let _ = self.results.send(msg);
-    }
-}
-
-struct RunningJob {
-    worker: ActorId,
-    attempt: u32,
-    job: Vec<u8>,
-    sent: Instant,
-}
-
-struct PoolEntry {
-    record: PoolRecord,
-    owner: Option<ActorRef<PoolOwner>>,
-    owner_gone_since: Option<Instant>,
-    /// The program is stored (uploaded or there before).
-    stored: bool,
-    pending: VecDeque<u64>,
-    jobs: HashMap<u64, Vec<u8>>,
-    running: HashMap<u64, RunningJob>,
-    tries: HashMap<u64, u32>,
-    unread: BTreeMap<u64, Finished>,
-    /// Bytes of `unread`: at the queue limit no more jobs are handed out
-    /// until the owner reads.
-    unread_bytes: u64,
-    /// Whether results the owner read are kept for the hub (an engine set).
-    keeps: bool,
-    /// Results the owner read, kept for the hub's queries until purged.
-    kept: BTreeMap<u64, Finished>,
-    /// Bytes of `kept` (at most the head's results limit).
-    kept_bytes: u64,
-    /// Results in `unread` the hub was asked to purge: removed once the
-    /// owner has read them, not kept.
-    forgotten: HashSet<u64>,
-    /// Jobs whose result is being written to the ledger (then `unread`).
-    finishing: HashSet<u64>,
-    /// Flags (dependencies, retries) of jobs not finished.
-    flags: HashMap<u64, TaskFlags>,
-    /// Jobs waiting for their dependencies (in `jobs`, not in `pending`),
-    /// with when they started waiting.
-    blocked: BTreeMap<u64, Instant>,
-    /// Jobs that may run only on some workers (they follow tasks that ran
-    /// there, or name their engines).
-    pinned: HashMap<u64, Vec<ActorId>>,
-    /// Engines (by number) that went down while this head ran.
-    gone: HashSet<u32>,
-    /// Workers whose `depend` predicate refused a job.
-    refused: HashMap<u64, Vec<ActorId>>,
-    /// Which worker gave each result (an engine set's, while kept).
-    ran_on: HashMap<u64, ActorId>,
-    /// Bytes of `updates`: an update past the queue limit is refused.
-    update_bytes: u64,
-    updates: Vec<(u64, Vec<u8>)>,
-    workers: Vec<ActorId>,
-    /// Engines (an engine set's "workers"), in join order.
-    engines: Vec<EngineRow>,
-    next_engine: u32,
-    queued_bytes: u64,
-    done: u64,
-    waiting: VecDeque<(Submit, oneshot::Sender<Submitted>)>,
-}
-
-impl PoolEntry {
-    fn new(record: PoolRecord, stored: bool) -> Self {
-        Self {
-            keeps: record.kind == super::engine::ENGINE_KIND,
-            kept: BTreeMap::new(),
-            kept_bytes: 0,
-            forgotten: HashSet::new(),
-            finishing: HashSet::new(),
-            flags: HashMap::new(),
-            blocked: BTreeMap::new(),
-            pinned: HashMap::new(),
-            refused: HashMap::new(),
-            gone: HashSet::new(),
-            ran_on: HashMap::new(),
-            record,
-            owner: None,
-            owner_gone_since: Some(Instant::now()),
-            stored,
-            pending: VecDeque::new(),
-            jobs: HashMap::new(),
-            running: HashMap::new(),
-            tries: HashMap::new(),
-            unread: BTreeMap::new(),
-            unread_bytes: 0,
-            update_bytes: 0,
-            updates: Vec::new(),
-            workers: Vec::new(),
-            engines: Vec::new(),
-            next_engine: 0,
-            queued_bytes: 0,
-            done: 0,
-            waiting: VecDeque::new(),
-        }
-    }
-
-    fn knows(&self, index: u64) -> bool {
-        self.jobs.contains_key(&index)
-            || self.running.contains_key(&index)
-            || self.unread.contains_key(&index)
-            || self.kept.contains_key(&index)
-            || self.finishing.contains(&index)
-    }
-
-    /// Whether `index` was submitted and has no result yet (queued, running,
-    /// waiting for room in the queue, or its result on its way to the
-    /// ledger).
-    fn pending(&self, index: u64) -> bool {
-        self.jobs.contains_key(&index)
-            || self.running.contains_key(&index)
-            || self.finishing.contains(&index)
-            || self
-                .waiting
-                .iter()
-                .any(|(s, _)| s.jobs.iter().any(|(i, _)| *i == index))
-    }
-
-    /// Moves results the owner read to `kept` (with a ledger op each, to
-    /// `ops`), then drops the oldest kept ones past `limit`.
-    fn keep(
-        &mut self,
-        pool: Uuid,
-        read: Vec<(u64, Finished)>,
-        limit: u64,
-        ops: &mut Vec<LedgerOp>,
-    ) {
-        for (index, outcome) in read {
-            self.kept_bytes += outcome_bytes(&outcome);
-            self.kept.insert(index, outcome);
-            ops.push(LedgerOp::ResultDelivered {
-                pool: key(pool),
-                index,
-            });
-        }
-        let mut dropped = 0;
-        while self.kept_bytes > limit {
-            let Some((index, outcome)) = self.kept.pop_first() else {
-                break;
-            };
-            self.kept_bytes = self.kept_bytes.saturating_sub(outcome_bytes(&outcome));
-            self.ran_on.remove(&index);
-            ops.push(LedgerOp::ResultRead {
-                pool: key(pool),
-                index,
-            });
-            dropped += 1;
-        }
-        if dropped > 0 {
-            tracing::warn!(%pool, dropped, "the oldest results were dropped from the hub to keep under its results limit of {limit} bytes (start the head with a larger --results-limit, or purge results you no longer need)");
-        }
     }
 }
 
@@ -340,23 +190,6 @@ impl actix::Actor for HeadActor {
     }
 }
 
-/// The bytes a result holds.
-fn outcome_bytes(finished: &Finished) -> u64 {
-    finished.meta.printed.len() as u64
-        + match &finished.output {
-            Outcome::Output(b) => b.len() as u64,
-            Outcome::Panicked(p) => {
-                (p.message.len() + p.location.as_ref().map_or(0, String::len)) as u64
-            }
-            Outcome::Invalid(s) | Outcome::Died(s) | Outcome::Impossible(s) => s.len() as u64,
-            Outcome::Aborted | Outcome::DependencyTimeout | Outcome::Unmet => 0,
-        }
-}
-
-fn key(pool: Uuid) -> PoolKey {
-    *pool.as_bytes()
-}
-
 impl HeadActor {
     /// A head over `ledger` and `programs`, with the pools the ledger holds;
     /// `stop` is set when a [`StopHead`] arrives (`Some(true)`: nodes too).
@@ -377,50 +210,8 @@ impl HeadActor {
                 }
             };
             let stored = matches!(programs.get(&record.program.sha256, false), Ok(Some(_)));
-            let mut entry = PoolEntry::new(record, stored);
-            for (index, job) in state.jobs {
-                entry.queued_bytes += job.len() as u64;
-                entry.pending.push_back(index);
-                entry.jobs.insert(index, job);
-            }
-            let delivered: HashSet<u64> = state.delivered.into_iter().collect();
-            for (index, result) in state.results {
-                let outcome =
-                    crate::wire::decode_owned::<Finished>(&result).unwrap_or_else(|e| Finished {
-                        output: Outcome::Invalid(format!("stored result unreadable: {e}")),
-                        meta: JobMeta::default(),
-                    });
-                if delivered.contains(&index) {
-                    entry.kept_bytes += outcome_bytes(&outcome);
-                    entry.kept.insert(index, outcome);
-                } else {
-                    entry.unread_bytes += outcome_bytes(&outcome);
-                    entry.unread.insert(index, outcome);
-                }
-            }
-            for (index, bytes) in state.flags {
-                match crate::wire::decode_owned::<TaskFlags>(&bytes) {
-                    Ok(flags) => {
-                        if flags.waits() {
-                            entry.blocked.insert(index, Instant::now());
-                        }
-                        entry.flags.insert(index, flags);
-                    }
-                    Err(e) => {
-                        tracing::error!(
-                            index,
-                            "a task's stored flags cannot be read ({e}); it runs without them"
-                        );
-                    }
-                }
-            }
-            if !entry.blocked.is_empty() {
-                let blocked = &entry.blocked;
-                entry.pending.retain(|i| !blocked.contains_key(i));
-            }
-            entry.update_bytes = state.updates.iter().map(|(_, u)| u.len() as u64).sum();
-            entry.updates = state.updates;
-            pools.insert(Uuid::from_bytes(state.pool), entry);
+            let pool = Uuid::from_bytes(state.pool);
+            pools.insert(pool, PoolEntry::load(record, stored, state));
         }
         Ok(Self {
             ledger,
@@ -909,7 +700,10 @@ impl HeadActor {
     }
 }
 
+use entry::{PoolEntry, RunningJob, key, outcome_bytes};
+
 mod deps;
+mod entry;
 mod handlers;
 mod scheduler;
 
