@@ -90,22 +90,60 @@ pub(super) fn outcome_into<R: WireType>(finished: Finished) -> Result<R, ClientE
     }
 }
 
-/// Awaits each task's result in order, noting its metadata in `metas`.
+/// Awaits each task's result in order, noting its metadata in `metas`;
+/// one result per argument tuple (a chunk's in order).
 async fn results<R: WireType>(
-    waits: Vec<(u64, oneshot::Receiver<Finished>)>,
+    waits: Vec<Wait>,
     metas: Metas,
     submitted: SystemTime,
 ) -> Vec<Result<R, ClientError>> {
     let mut out = Vec::with_capacity(waits.len());
-    for (place, (_, rx)) in waits.into_iter().enumerate() {
-        out.push(match rx.await {
+    for (place, wait) in waits.into_iter().enumerate() {
+        match wait.rx.await {
             Ok(finished) => {
                 let _ = metas[place].set(Metadata::of_task(finished.meta.clone(), submitted));
-                outcome_into::<R>(finished)
+                out.extend(expand::<R>(finished, wait.items));
             }
-            Err(_) => Err(ClientError::Task("the client stopped".into())),
-        });
+            Err(_) => out.push(Err(ClientError::Task("the client stopped".into()))),
+        }
     }
+    out
+}
+
+/// A task's results: one, or a chunk's `items` in order (when the whole
+/// chunk failed, its error first and the others saying so).
+fn expand<R: WireType>(finished: Finished, items: usize) -> Vec<Result<R, ClientError>> {
+    if items == 0 {
+        return vec![outcome_into::<R>(finished)];
+    }
+    let meta = finished.meta.clone();
+    let outcomes = match outcome_into::<Vec<Outcome>>(finished) {
+        Ok(outcomes) if outcomes.len() == items => outcomes,
+        Ok(outcomes) => {
+            let e = ClientError::Codec {
+                what: "read a chunk's results",
+                reason: format!("{} results for {items} tasks", outcomes.len()),
+            };
+            return failed_chunk(e, items);
+        }
+        Err(e) => return failed_chunk(e, items),
+    };
+    outcomes
+        .into_iter()
+        .map(|output| {
+            outcome_into::<R>(Finished {
+                output,
+                meta: meta.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `items` results of a chunk that failed with `e`.
+fn failed_chunk<R>(e: ClientError, items: usize) -> Vec<Result<R, ClientError>> {
+    let rest = format!("its chunk failed: {e}");
+    let mut out = vec![Err(e)];
+    out.extend((1..items).map(|_| Err(ClientError::Task(rest.clone()))));
     out
 }
 
@@ -146,6 +184,16 @@ pub struct LoadBalancedView<'c> {
     flags: TaskFlags,
     /// A `depend` function (by tag) and its encoded arguments.
     predicate: Option<(u64, Vec<u8>)>,
+    /// Argument tuples per task in `map` and `imap` (1: one task each).
+    chunksize: usize,
+}
+
+/// A submitted task: its number, where its result comes, and how many
+/// argument tuples it carries (0: one, not as a chunk).
+pub(super) struct Wait {
+    index: u64,
+    rx: oneshot::Receiver<Finished>,
+    items: usize,
 }
 
 impl<'c> LoadBalancedView<'c> {
@@ -157,7 +205,17 @@ impl<'c> LoadBalancedView<'c> {
                 ..TaskFlags::default()
             },
             predicate: None,
+            chunksize: 1,
         }
+    }
+
+    /// `map` and `imap` through this view send `n` argument tuples per
+    /// task (the seed's `chunksize`): fewer round trips for short tasks.
+    /// The results still come one per tuple, in order; a panic fails the
+    /// rest of its chunk, and `msg_ids` name the chunks.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = n.max(1);
+        self
     }
 
     /// Tasks submitted through this view run only on an engine where
@@ -243,13 +301,14 @@ impl<'c> LoadBalancedView<'c> {
         self
     }
 
-    /// Numbers and submits one task per argument tuple (answered once the
-    /// head has them in its ledger); the receivers of their outcomes.
+    /// Numbers and submits one task per argument tuple, or per chunk of
+    /// `chunk` tuples (answered once the head has them in its ledger).
     async fn submit<F, Args, I>(
         &mut self,
         f: F,
         args: I,
-    ) -> Result<Vec<(u64, oneshot::Receiver<Finished>)>, ClientError>
+        chunk: usize,
+    ) -> Result<Vec<Wait>, ClientError>
     where
         F: RemoteCallable<Args>,
         Args: WireType,
@@ -261,13 +320,25 @@ impl<'c> LoadBalancedView<'c> {
         let function = type_tag(f.remote_name());
         let mut tasks = Vec::new();
         let mut waits = Vec::new();
-        for a in args {
-            let args = crate::wire::encode(&a)
-                .map(|b| b.to_vec())
-                .map_err(codec("encode the arguments"))?;
+        let mut args = args.into_iter().peekable();
+        while args.peek().is_some() {
+            let mut encoded = Vec::with_capacity(chunk);
+            for a in args.by_ref().take(chunk) {
+                encoded.push(
+                    crate::wire::encode(&a)
+                        .map(|b| b.to_vec())
+                        .map_err(codec("encode the arguments"))?,
+                );
+            }
+            let items = if chunk > 1 { encoded.len() } else { 0 };
+            let (args, chunk) = match items {
+                0 => (encoded.pop().unwrap_or_default(), Vec::new()),
+                _ => (Vec::new(), encoded),
+            };
             let task = crate::wire::encode(&Task {
                 function,
                 args,
+                chunk,
                 predicate: self.predicate.clone(),
             })
             .map(|b| b.to_vec())
@@ -278,7 +349,7 @@ impl<'c> LoadBalancedView<'c> {
             let (tx, rx) = oneshot::channel();
             self.client.waiting.insert(index, tx);
             tasks.push((index, task));
-            waits.push((index, rx));
+            waits.push(Wait { index, rx, items });
         }
         let pool = self.client.session.pool();
         for batch in tasks.chunks(BATCH) {
@@ -288,8 +359,8 @@ impl<'c> LoadBalancedView<'c> {
                 flags: Some(self.flags.clone()),
             };
             if let Submitted::Refused(why) = self.client.session.ask(submit).await? {
-                for (index, _) in &waits {
-                    self.client.waiting.remove(index);
+                for wait in &waits {
+                    self.client.waiting.remove(&wait.index);
                 }
                 return Err(ClientError::Refused(why));
             }
@@ -310,8 +381,8 @@ impl<'c> LoadBalancedView<'c> {
         F::Output: Send + 'static,
     {
         let submitted = SystemTime::now();
-        let waits = self.submit(f, [args]).await?;
-        let ids = waits.iter().map(|(i, _)| *i).collect();
+        let waits = self.submit(f, [args], 1).await?;
+        let ids = waits.iter().map(|w| w.index).collect();
         let metas = metas(1);
         let handle = actix_rt::spawn(results::<F::Output>(waits, metas.clone(), submitted));
         let one = actix_rt::spawn(async move {
@@ -356,8 +427,8 @@ impl<'c> LoadBalancedView<'c> {
         F::Output: Send + 'static,
     {
         let submitted = SystemTime::now();
-        let waits = self.submit(f, args).await?;
-        let ids: Vec<u64> = waits.iter().map(|(i, _)| *i).collect();
+        let waits = self.submit(f, args, self.chunksize).await?;
+        let ids: Vec<u64> = waits.iter().map(|w| w.index).collect();
         let metas = metas(ids.len());
         let all = results::<F::Output>(waits, metas.clone(), submitted);
         let handle = actix_rt::spawn(async move { Ok(all.await) });
@@ -373,11 +444,11 @@ impl<'c> LoadBalancedView<'c> {
         I: IntoIterator<Item = Args>,
     {
         let mut view = self;
-        let waits = view.submit(f, args).await?;
+        let waits = view.submit(f, args, view.chunksize).await?;
         Ok(Imap {
             client: view.client,
             waits: waits.into(),
-            _output: std::marker::PhantomData,
+            ready: std::collections::VecDeque::new(),
         })
     }
 
@@ -405,8 +476,9 @@ impl<'c> LoadBalancedView<'c> {
 /// a head that restarts meanwhile is joined again.
 pub struct Imap<'c, R> {
     client: &'c mut Client,
-    waits: std::collections::VecDeque<(u64, oneshot::Receiver<Finished>)>,
-    _output: std::marker::PhantomData<fn() -> R>,
+    waits: std::collections::VecDeque<Wait>,
+    /// Results of a chunk not given yet.
+    ready: std::collections::VecDeque<Result<R, ClientError>>,
 }
 
 impl<R: WireType> Imap<'_, R> {
@@ -414,20 +486,25 @@ impl<R: WireType> Imap<'_, R> {
     /// the last. A head that stayed away is [`ClientError::Session`] (that
     /// task stays next: calling again waits for it again).
     pub async fn next(&mut self) -> Option<Result<R, ClientError>> {
-        let (_, rx) = self.waits.front_mut()?;
-        let outcome = match self.client.session.alongside(rx).await {
+        if let Some(ready) = self.ready.pop_front() {
+            return Some(ready);
+        }
+        let wait = self.waits.front_mut()?;
+        let outcome = match self.client.session.alongside(&mut wait.rx).await {
             Ok(outcome) => outcome,
             Err(e) => return Some(Err(e.into())),
         };
+        let items = wait.items;
         self.waits.pop_front();
-        Some(match outcome {
-            Ok(finished) => outcome_into::<R>(finished),
-            Err(_) => Err(ClientError::Task("the client stopped".into())),
-        })
+        self.ready.extend(match outcome {
+            Ok(finished) => expand::<R>(finished, items),
+            Err(_) => vec![Err(ClientError::Task("the client stopped".into()))],
+        });
+        self.ready.pop_front()
     }
 
-    /// Tasks whose result has not been read yet.
+    /// Results not read yet (counting a chunk's still to come as one).
     pub fn remaining(&self) -> usize {
-        self.waits.len()
+        self.ready.len() + self.waits.len()
     }
 }

@@ -18,7 +18,7 @@ use crate::remote::{ActorRef, Node, remote_fn};
 use crate::transport::JoinLine;
 
 use super::head::HeadActor;
-use super::message::{EngineHello, EngineWelcome};
+use super::message::{EngineHello, EngineWelcome, Outcome, Panic};
 use super::worker::{JobFailure, JobRunner, WorkerKind};
 
 /// How many times an engine says hello before it waits for the next join.
@@ -194,6 +194,10 @@ pub struct Task {
     pub function: u64,
     /// Its arguments, encoded as a tuple.
     pub args: Vec<u8>,
+    /// A chunk of argument tuples (the view's `chunksize`) instead of
+    /// `args`: the function runs on each in order, and the task's output is
+    /// the list of their outcomes (one that panics fails alone).
+    pub chunk: Vec<Vec<u8>>,
     /// A registered function returning `bool` (by tag) and its encoded
     /// arguments: the task runs only on an engine where it returns true
     /// (the seed's `@depend`).
@@ -210,7 +214,7 @@ fn call(function: u64, args: &[u8]) -> Result<Vec<u8>, JobFailure> {
     match function.invoke(args) {
         Ok(bytes) => Ok(bytes.to_vec()),
         Err(failure) if failure.code == crate::actor::code::PANICKED => {
-            Err(JobFailure::Raised(super::message::Panic {
+            Err(JobFailure::Raised(Panic {
                 message: failure.message,
                 location: failure.location,
             }))
@@ -236,7 +240,22 @@ impl JobRunner for TaskRunner {
                 return Err(JobFailure::Unmet);
             }
         }
-        call(task.function, &task.args)
+        if task.chunk.is_empty() {
+            return call(task.function, &task.args);
+        }
+        let outcomes: Vec<Outcome> = task
+            .chunk
+            .iter()
+            .map(|args| match call(task.function, args) {
+                Ok(bytes) => Outcome::Output(bytes),
+                Err(JobFailure::Raised(panic)) => Outcome::Panicked(panic),
+                Err(JobFailure::Invalid(why)) => Outcome::Invalid(why),
+                Err(JobFailure::Unmet) => Outcome::Unmet,
+            })
+            .collect();
+        crate::wire::encode(&outcomes)
+            .map(|b| b.to_vec())
+            .map_err(|e| JobFailure::Invalid(format!("cannot encode the chunk's outputs: {e}")))
     }
 
     fn update(&mut self, _: &[u8]) -> Result<(), String> {

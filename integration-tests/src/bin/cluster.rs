@@ -476,6 +476,34 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         ordered.push(r?);
     }
     println!("IMAP {ordered:?} {}", it.remaining());
+    // 30 tasks in chunks of 7: 5 tasks; 13 fails alone.
+    let chunked = rc
+        .load_balanced_view()
+        .chunksize(7)
+        .map(square_but_13, (0..30u64).map(|x| (x,)))
+        .await?;
+    let tasks = chunked.msg_ids().len();
+    let chunked = chunked.get().await?;
+    let right = chunked
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| r.as_ref().ok() == Some(&((*i as u64) * (*i as u64))))
+        .count();
+    let alone =
+        matches!(&chunked[13], Err(ClientError::RemoteError(e)) if e.message == "13 is unlucky");
+    let mut it = rc
+        .load_balanced_view()
+        .chunksize(4)
+        .imap(square, (0..10u64).map(|x| (x,)))
+        .await?;
+    let mut streamed = Vec::new();
+    while let Some(r) = it.next().await {
+        streamed.push(r?);
+    }
+    println!(
+        "CHUNKS {tasks} tasks {} results {right} right {alone} {streamed:?}",
+        chunked.len()
+    );
     let all = rc.direct_view_all();
     all.set("k", &7u32).await?;
     all.update([("m".to_string(), 1u32), ("n".to_string(), 2u32)])
