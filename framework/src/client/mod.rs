@@ -234,6 +234,9 @@ pub(crate) struct EngineLink {
     pub(crate) remote: RemoteNode,
     pub(crate) actor: ActorRef<EngineActor>,
     pub(crate) pid: u32,
+    /// Whether it runs on this machine (large values go through shared
+    /// memory then).
+    pub(crate) same_host: bool,
 }
 
 /// A client of a cluster's engines (see the [module](self) docs).
@@ -328,6 +331,7 @@ impl Client {
                     remote,
                     actor: row.engine,
                     pid: row.pid,
+                    same_host: !row.boot_id.is_empty() && row.boot_id == crate::id::boot_id(),
                 },
             );
         }

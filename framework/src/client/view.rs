@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::cluster::engine::{Clear, Pull, Pulled, Push};
+use crate::actor::Received;
+use crate::cluster::engine::{Carried, Clear, Pull, Pulled, Push, Pushed};
 use crate::remote::RemoteCallable;
 use crate::remote::value::tag_of;
 use crate::wire::WireType;
@@ -282,13 +283,39 @@ impl<'c> DirectView<'c> {
         name: &str,
         value: &T,
     ) -> Result<(), ClientError> {
+        let same_host = self.client.link(id)?.same_host;
+        let shared = same_host
+            && crate::transport::shm::archived_len(value)
+                .is_ok_and(|len| len >= crate::config::DEFAULT_SHM_THRESHOLD);
+        // A large value for an engine on this machine goes through shared
+        // memory (archived once, straight into the file, and kept there).
+        let body = match shared.then(|| crate::transport::shm::write(value)) {
+            Some(Ok(file)) => Carried::Shm(file),
+            Some(Err(e)) => {
+                tracing::debug!("a pushed value goes in the message ({e})");
+                Carried::Bytes(encode(value, "encode the value")?)
+            }
+            None => Carried::Bytes(encode(value, "encode the value")?),
+        };
+        let file = match &body {
+            Carried::Shm(file) => Some(file.clone()),
+            Carried::Bytes(_) => None,
+        };
         let msg = Push {
             name: name.to_owned(),
             tag: tag_of::<T>(),
             type_name: std::any::type_name::<T>().to_owned(),
-            bytes: encode(value, "encode the value")?,
+            body,
         };
-        self.ask(id, msg).await
+        let pushed = self.ask(id, msg).await;
+        if let (Err(_), Some(file)) = (&pushed, &file) {
+            // It never got there: nobody else removes it.
+            crate::transport::shm::discard(file);
+        }
+        match pushed? {
+            Pushed::Stored => Ok(()),
+            Pushed::Refused(reason) => Err(ClientError::Engine { engine: id, reason }),
+        }
     }
 
     /// Asks engine `id`'s actor.
@@ -310,19 +337,42 @@ impl<'c> DirectView<'c> {
     }
 
     async fn pull_from<T: WireType>(&self, id: u32, name: &str) -> Result<T, ClientError> {
+        self.received_from::<T>(id, name)
+            .await?
+            .to_owned()
+            .map_err(|e| ClientError::Codec {
+                what: "decode the pulled value",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Engine `id`'s value under `name` as a read-only view, in the
+    /// message's buffer or the shared memory the engine wrote it to.
+    async fn received_from<T: WireType>(
+        &self,
+        id: u32,
+        name: &str,
+    ) -> Result<Received<T>, ClientError> {
         let asked = std::any::type_name::<T>();
         let msg = Pull {
             name: name.to_owned(),
             tag: tag_of::<T>(),
             type_name: asked.to_owned(),
+            same_host: self.client.link(id)?.same_host,
         };
         let pulled = self.ask(id, msg).await?;
+        let codec = |e: &dyn std::fmt::Display| ClientError::Codec {
+            what: "read the pulled value",
+            reason: e.to_string(),
+        };
         match pulled {
-            Pulled::Value(bytes) => {
-                crate::wire::decode_owned::<T>(&bytes).map_err(|e| ClientError::Codec {
-                    what: "decode the pulled value",
-                    reason: e.to_string(),
-                })
+            Pulled::Value(Carried::Bytes(bytes)) => {
+                Received::new(crate::wire::aligned_copy(&bytes)).map_err(|e| codec(&e))
+            }
+            Pulled::Value(Carried::Shm(file)) => {
+                let mapping =
+                    crate::transport::shm::open(&file, u64::MAX).map_err(|e| codec(&e))?;
+                Received::from_mapping(mapping).map_err(|e| codec(&e))
             }
             Pulled::Missing => Err(ClientError::Missing {
                 engine: id,
@@ -351,6 +401,22 @@ impl<'c> DirectView<'c> {
         let mut out = Vec::with_capacity(self.targets.len());
         for id in &self.targets {
             out.push(self.pull_from(*id, name).await?);
+        }
+        Ok(out)
+    }
+
+    /// Reads the value under `name` from every target, in target order, as
+    /// read-only views that copy nothing more: of the message it came in,
+    /// or, from an engine on this machine, of the shared memory the engine
+    /// wrote it to (the seed's zero-copy arrays, read-only as there).
+    /// [`Received::to_owned`] gives an owned value (a copy).
+    pub async fn pull_received<T: WireType>(
+        &self,
+        name: &str,
+    ) -> Result<Vec<Received<T>>, ClientError> {
+        let mut out = Vec::with_capacity(self.targets.len());
+        for id in &self.targets {
+            out.push(self.received_from(*id, name).await?);
         }
         Ok(out)
     }

@@ -31,8 +31,28 @@ pub const ENGINE_KIND: &str = "parallel::engine";
 struct Stored {
     tag: u64,
     type_name: String,
-    bytes: Vec<u8>,
+    held: Held,
 }
+
+/// A stored value's archived bytes: received in a message, or the
+/// shared-memory file a client on this machine wrote them to, mapped
+/// read-only (kept without a copy).
+enum Held {
+    Bytes(Vec<u8>),
+    Mapped(crate::transport::shm::Mapping),
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Bytes(b) => b,
+            Held::Mapped(m) => m,
+        }
+    }
+}
+
+/// The largest value a client may hand over in shared memory.
+const MAX_SHARED: u64 = 1 << 40;
 
 /// The engine's actor: its namespace (name → value of any wire type).
 #[derive(crate::Actor)]
@@ -43,7 +63,7 @@ pub struct EngineActor {
 
 /// Stores a value under a name (replacing what was there).
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
-#[message(result = ())]
+#[message(result = Pushed)]
 pub struct Push {
     /// The name.
     pub name: String,
@@ -51,8 +71,8 @@ pub struct Push {
     pub tag: u64,
     /// The type's name, for errors.
     pub type_name: String,
-    /// The value, encoded.
-    pub bytes: Vec<u8>,
+    /// The value, encoded (in the message, or in shared memory).
+    pub body: Carried,
 }
 
 /// Reads the value under a name, as a type.
@@ -65,6 +85,9 @@ pub struct Pull {
     pub tag: u64,
     /// Its name, for errors.
     pub type_name: String,
+    /// Whether the asker runs on this machine: a large value then comes
+    /// back in shared memory.
+    pub same_host: bool,
 }
 
 /// Empties the namespace.
@@ -72,17 +95,38 @@ pub struct Pull {
 #[message(result = ())]
 pub struct Clear;
 
-pub use pulled::Pulled;
+pub use pulled::{Carried, Pulled, Pushed};
 
 #[allow(missing_docs)]
 mod pulled {
     use rkyv::{Archive, Deserialize, Serialize};
 
+    use crate::transport::shm::ShmRef;
+
+    /// A value's archived bytes on their way between a client and an engine.
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Carried {
+        /// In the message.
+        Bytes(Vec<u8>),
+        /// In a shared-memory file (both on one machine); the receiver
+        /// maps it and removes the file.
+        Shm(ShmRef),
+    }
+
+    /// The engine's answer to a [`super::Push`].
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Pushed {
+        /// Stored.
+        Stored,
+        /// Not stored: why.
+        Refused(String),
+    }
+
     /// What a [`super::Pull`] found.
     #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
     pub enum Pulled {
         /// The value, encoded.
-        Value(Vec<u8>),
+        Value(Carried),
         /// Nothing under that name.
         Missing,
         /// A value of another type: its type's name.
@@ -91,16 +135,28 @@ mod pulled {
 }
 
 impl Handler<Push> for EngineActor {
-    type Result = ();
-    fn handle(&mut self, msg: Push, _: &mut actix::Context<Self>) {
+    type Result = actix::MessageResult<Push>;
+    fn handle(&mut self, msg: Push, _: &mut actix::Context<Self>) -> Self::Result {
+        let held = match msg.body {
+            Carried::Bytes(bytes) => Held::Bytes(bytes),
+            Carried::Shm(file) => match crate::transport::shm::open(&file, MAX_SHARED) {
+                Ok(mapping) => Held::Mapped(mapping),
+                Err(e) => {
+                    return actix::MessageResult(Pushed::Refused(format!(
+                        "cannot map the value the client wrote to shared memory: {e}"
+                    )));
+                }
+            },
+        };
         self.namespace.insert(
             msg.name,
             Stored {
                 tag: msg.tag,
                 type_name: msg.type_name,
-                bytes: msg.bytes,
+                held,
             },
         );
+        actix::MessageResult(Pushed::Stored)
     }
 }
 
@@ -110,7 +166,20 @@ impl Handler<Pull> for EngineActor {
         actix::MessageResult(match self.namespace.get(&msg.name) {
             None => Pulled::Missing,
             Some(s) if s.tag != msg.tag => Pulled::WrongType(s.type_name.clone()),
-            Some(s) => Pulled::Value(s.bytes.clone()),
+            Some(s) => {
+                let bytes = s.held.bytes();
+                let shared = (msg.same_host && bytes.len() >= crate::config::DEFAULT_SHM_THRESHOLD)
+                    .then(|| crate::transport::shm::write_bytes(bytes));
+                match shared {
+                    Some(Ok(file)) => Pulled::Value(Carried::Shm(file)),
+                    // No room in shared memory: in the message then.
+                    Some(Err(e)) => {
+                        tracing::debug!("a pulled value goes in the message ({e})");
+                        Pulled::Value(Carried::Bytes(bytes.to_vec()))
+                    }
+                    None => Pulled::Value(Carried::Bytes(bytes.to_vec())),
+                }
+            }
         })
     }
 }
@@ -166,6 +235,7 @@ impl EngineSide {
             engine: self.actor.clone(),
             line: self.line.clone(),
             pid: std::process::id(),
+            boot_id: crate::id::boot_id(),
             worker,
         };
         for _ in 0..HELLO_TRIES {

@@ -119,6 +119,9 @@ pub struct EngineHello {
     pub line: JoinLine,
     /// Its process id.
     pub pid: u32,
+    /// Its machine's boot id ([`crate::id::boot_id`]): a client on the same
+    /// machine moves large values through shared memory.
+    pub boot_id: String,
     /// Its worker actor (which runs its load-balanced tasks).
     pub worker: ActorId,
 }
@@ -142,6 +145,8 @@ pub struct EngineRow {
     pub line: JoinLine,
     /// Its process id.
     pub pid: u32,
+    /// Its machine's boot id.
+    pub boot_id: String,
     /// Its worker actor (which runs its load-balanced tasks).
     pub worker: ActorId,
 }

@@ -233,6 +233,17 @@ struct FileWriter {
 }
 
 impl FileWriter {
+    /// A writer into a fresh file (removed unless kept).
+    fn create() -> Result<FileWriter, ShmError> {
+        Ok(FileWriter {
+            file: NewFile::create()?,
+            staged: Vec::new(),
+            flushed: 0,
+            pos: 0,
+            failed: None,
+        })
+    }
+
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         if bytes.len() >= DIRECT {
             self.flush()?;
@@ -307,13 +318,7 @@ const POPULATE_READ: bool = false;
 /// [`open`]s it, or [`discard`] or [`cleanup_own`] removes it; on error it is
 /// removed.
 pub fn write<T: ShmWire>(value: &T) -> Result<ShmRef, ShmError> {
-    let mut writer = FileWriter {
-        file: NewFile::create()?,
-        staged: Vec::new(),
-        flushed: 0,
-        pos: 0,
-        failed: None,
-    };
+    let mut writer = FileWriter::create()?;
     let done = archive_into(value, &mut writer);
     if let Some(source) = writer.failed.take() {
         return Err(writer.io_error(source));
@@ -323,6 +328,17 @@ pub fn write<T: ShmWire>(value: &T) -> Result<ShmRef, ShmError> {
         return Err(writer.io_error(source));
     }
     debug_assert_eq!(writer.flushed, writer.pos as u64);
+    let len = writer.flushed;
+    Ok(writer.file.keep(len))
+}
+
+/// Copies `bytes` (an archive made already, e.g. one received or mapped)
+/// into a fresh file in `/dev/shm`, as [`write()`] would have archived it.
+pub fn write_bytes(bytes: &[u8]) -> Result<ShmRef, ShmError> {
+    let mut writer = FileWriter::create()?;
+    if let Err(source) = writer.put(bytes).and_then(|()| writer.flush()) {
+        return Err(writer.io_error(source));
+    }
     let len = writer.flushed;
     Ok(writer.file.keep(len))
 }
@@ -600,6 +616,19 @@ mod tests {
             tags: vec!["a".into(), "a longer tag than inline".into()],
             n: 42,
         }
+    }
+
+    #[test]
+    fn bytes_copied_into_a_file_map_back_as_the_same_archive() {
+        let encoded = encode(&sample()).unwrap();
+        let r = write_bytes(&encoded).unwrap();
+        assert_eq!(r.len, encoded.len() as u64);
+        let m = open(&r, u64::MAX).unwrap();
+        assert_eq!(&m[..], &encoded[..]);
+        assert!(
+            !std::path::Path::new(&r.path).exists(),
+            "file left in /dev/shm"
+        );
     }
 
     #[test]

@@ -476,6 +476,17 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         ordered.push(r?);
     }
     println!("IMAP {ordered:?} {}", it.remaining());
+    // 3 MiB: through shared memory both ways (the engines run here).
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let one = rc.view(vec![0])?;
+    one.push("big", &big).await?;
+    let back: Vec<Vec<u8>> = one.pull("big").await?;
+    let seen = one.pull_received::<Vec<u8>>("big").await?;
+    println!(
+        "BIG {} {}",
+        back[0] == big,
+        seen[0].as_slice() == big.as_slice()
+    );
     // 30 tasks in chunks of 7: 5 tasks; 13 fails alone.
     let chunked = rc
         .load_balanced_view()

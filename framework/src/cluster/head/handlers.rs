@@ -497,6 +497,7 @@ impl Handler<EngineHello> for HeadActor {
                     engine: msg.engine.clone(),
                     line: msg.line,
                     pid: msg.pid,
+                    boot_id: msg.boot_id,
                     worker: msg.worker,
                 });
                 number
