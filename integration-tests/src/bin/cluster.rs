@@ -209,11 +209,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
             use parallel::client::Client;
             let mut rc = Client::connect(&line, Password::resolve()?).await?;
             rc.wait_for_engines(3, Duration::from_secs(60)).await?;
-            println!("MAPPING");
-            let squares = rc
+            // A bare AsyncResult: nothing drives the session while the head
+            // restarts; the client's keeper joins the new head by itself.
+            let all = rc
                 .load_balanced_view()
-                .map_sync(slow_square, (0..600u64).map(|x| (x, 5u64)))
+                .map(slow_square, (0..600u64).map(|x| (x, 5u64)))
                 .await?;
+            println!("MAPPING");
+            let squares = all.get_timeout(Duration::from_secs(120)).await?;
             let right = right_squares(&squares);
             println!("LBHEAD {right} RIGHT");
             rc.close().await;
