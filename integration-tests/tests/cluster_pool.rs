@@ -632,6 +632,11 @@ async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
     let _ = h.child.wait().await;
     let (h2, _) = head(&dir.join("head"), port, &[]).await;
     assert_eq!(c.wait_for("LBHEAD").await, "LBHEAD 600 RIGHT");
+    assert_eq!(c.wait_for("SAME_NUMBERS").await, "SAME_NUMBERS true");
+    assert_eq!(
+        c.wait_for("FOLLOW_AFTER_RESTART").await,
+        "FOLLOW_AFTER_RESTART true"
+    );
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, h2], &dir).await;
 }

@@ -210,6 +210,8 @@ fn reachable(mut line: JoinLine, toward: SocketAddr) -> JoinLine {
 pub(super) struct EngineSide {
     actor: ActorRef<EngineActor>,
     line: JoinLine,
+    /// The number its head gave it (asked for again from a restarted head).
+    number: std::sync::OnceLock<u32>,
 }
 
 impl EngineSide {
@@ -220,6 +222,7 @@ impl EngineSide {
                 namespace: HashMap::new(),
             }),
             line: reachable(node.join_line(), head),
+            number: std::sync::OnceLock::new(),
         }
     }
 
@@ -237,10 +240,17 @@ impl EngineSide {
             pid: std::process::id(),
             boot_id: crate::id::boot_id(),
             worker,
+            number: self.number.get().copied(),
         };
         for _ in 0..HELLO_TRIES {
             match head.ask(hello.clone()).await {
                 Ok(EngineWelcome::Joined(id)) => {
+                    if self.number.set(id).is_err() && self.number.get() != Some(&id) {
+                        tracing::warn!(
+                            engine = id,
+                            "the restarted head gave this engine another number"
+                        );
+                    }
                     tracing::info!(engine = id, "engine joined its head");
                     return true;
                 }

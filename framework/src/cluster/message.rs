@@ -124,6 +124,8 @@ pub struct EngineHello {
     pub boot_id: String,
     /// Its worker actor (which runs its load-balanced tasks).
     pub worker: ActorId,
+    /// The number a head gave it before (a restarted head gives it again).
+    pub number: Option<u32>,
 }
 
 /// Asks the head for the engines of a pool, by number.

@@ -206,21 +206,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
         "lbhead" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            use parallel::client::Client;
-            let mut rc = Client::connect(&line, Password::resolve()?).await?;
-            rc.wait_for_engines(3, Duration::from_secs(60)).await?;
-            // A bare AsyncResult: nothing drives the session while the head
-            // restarts; the client's keeper joins the new head by itself.
-            let all = rc
-                .load_balanced_view()
-                .map(slow_square, (0..600u64).map(|x| (x, 5u64)))
-                .await?;
-            println!("MAPPING");
-            let squares = all.get_timeout(Duration::from_secs(120)).await?;
-            let right = right_squares(&squares);
-            println!("LBHEAD {right} RIGHT");
-            rc.close().await;
-            Ok(())
+            lb_head(line, Password::resolve()?).await
         }
         "lbabort" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
@@ -899,6 +885,42 @@ async fn requirements(line: JoinLine, password: Password) -> Result<(), Box<dyn 
         "DEPEND {all_there} {}",
         matches!(&nowhere, Err(ClientError::ImpossibleDependency(why)) if why.contains("depend"))
     );
+    rc.close().await;
+    Ok(())
+}
+
+/// A load-balanced map of 600 tasks while the test kills and restarts the
+/// head (after `MAPPING`); then: the engines kept their numbers, and a task
+/// that follows one finished before the restart runs on that task's engine.
+async fn lb_head(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::Client;
+    let mut rc = Client::connect(&line, password).await?;
+    let ids = rc.wait_for_engines(3, Duration::from_secs(60)).await?;
+    let numbered = |rc: &Client, ids: &[u32]| -> Vec<(u32, Option<u32>)> {
+        ids.iter().map(|id| (*id, rc.engine_pid(*id))).collect()
+    };
+    let before = numbered(&rc, &ids);
+    // A bare AsyncResult: nothing drives the session while the head
+    // restarts; the client's keeper joins the new head by itself.
+    let mut all = rc
+        .load_balanced_view()
+        .map(slow_square, (0..600u64).map(|x| (x, 5u64)))
+        .await?;
+    let first = all.msg_ids()[0];
+    println!("MAPPING");
+    all.wait(Duration::from_secs(120)).await;
+    let ran_first = all.metadata()[0].as_ref().and_then(|m| m.engine);
+    let squares = all.get().await?;
+    println!("LBHEAD {} RIGHT", right_squares(&squares));
+    let ids = rc.wait_for_engines(3, Duration::from_secs(60)).await?;
+    println!("SAME_NUMBERS {}", numbered(&rc, &ids) == before);
+    let followed = rc
+        .load_balanced_view()
+        .follow(&[first])
+        .apply_sync(engine_process, (0u64,))
+        .await?;
+    let expected = ran_first.and_then(|n| rc.engine_pid(n));
+    println!("FOLLOW_AFTER_RESTART {}", Some(followed) == expected);
     rc.close().await;
     Ok(())
 }

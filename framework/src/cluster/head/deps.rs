@@ -81,15 +81,31 @@ impl PoolEntry {
         let mut allowed: Option<Vec<ActorId>> = None;
         let mut place = None;
         for dep in &flags.follow {
-            let Some(worker) = self.ran_on.get(dep) else {
-                return Check::Impossible(format!(
-                    "task {dep}, which it follows, did not run on an engine this head saw \
-                     (it finished before the head restarted, or never ran)"
-                ));
+            let worker = match self.ran_on.get(dep) {
+                Some(worker) => *worker,
+                // It finished before the head restarted: its engine by the
+                // number its result records, once that engine is back.
+                None => {
+                    let ran = self.unread.get(dep).or_else(|| self.kept.get(dep));
+                    let Some(n) = ran.and_then(|f| f.meta.engine) else {
+                        return Check::Impossible(format!(
+                            "task {dep}, which it follows, never ran on an engine"
+                        ));
+                    };
+                    match self.engines.iter().find(|e| e.id == n) {
+                        Some(engine) => engine.worker,
+                        None if self.gone.contains(&n) => {
+                            return Check::Impossible(
+                                "the engine that ran the tasks it follows is gone".into(),
+                            );
+                        }
+                        None => return Check::Wait,
+                    }
+                }
             };
             match place {
-                None => place = Some(*worker),
-                Some(w) if w != *worker => {
+                None => place = Some(worker),
+                Some(w) if w != worker => {
                     return Check::Impossible(
                         "the tasks it follows ran on different engines".into(),
                     );

@@ -490,8 +490,12 @@ impl Handler<EngineHello> for HeadActor {
         let number = match pool.engines.iter().find(|e| e.engine.id() == id) {
             Some(known) => known.id,
             None => {
-                let number = pool.next_engine;
-                pool.next_engine += 1;
+                // Its number from before the head restarted, unless taken.
+                let number = msg
+                    .number
+                    .filter(|n| !pool.engines.iter().any(|e| e.id == *n))
+                    .unwrap_or(pool.next_engine);
+                pool.next_engine = pool.next_engine.max(number + 1);
                 pool.engines.push(EngineRow {
                     id: number,
                     engine: msg.engine.clone(),
