@@ -533,6 +533,8 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         c.wait_for("PARALLELFN").await,
         "PARALLELFN [1, 4, 9, 16, 25]"
     );
+    let retired = c.wait_for("RETIRED").await;
+    assert_eq!(retired, "RETIRED [3] true [0, 1, 2]", "{:?}", c.seen);
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, h], &dir).await;
 }

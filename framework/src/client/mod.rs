@@ -46,7 +46,8 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::engine::{ENGINE_KIND, EngineActor};
 use crate::cluster::message::{
-    Abort, AbortedJobs, ClosePool, EngineList, Engines, QueueStatus, StopHead,
+    Abort, AbortedJobs, ClosePool, EngineList, Engines, QueueStatus, Retired, ShutdownEngines,
+    StopHead,
 };
 pub use crate::cluster::message::{EngineQueue, QueueReport};
 use crate::cluster::session::{Session, SessionError};
@@ -449,6 +450,21 @@ impl Client {
                 asked: i64::from(id),
                 have: self.engines.keys().copied().collect(),
             })
+    }
+
+    /// Stops the engines `targets` for good (the seed's
+    /// `shutdown(targets)`): their node agents do not start them again,
+    /// and the others go on. Returns the engines asked to stop (those
+    /// known and connected); each leaves [`Client::ids`] once it is gone.
+    pub async fn shutdown_engines(
+        &mut self,
+        targets: impl Into<Targets>,
+    ) -> Result<Vec<u32>, ClientError> {
+        let have: Vec<u32> = self.engines.keys().copied().collect();
+        let engines = targets.into().resolve(&have)?;
+        let pool = self.session.pool();
+        let Retired(stopped) = self.session.ask(ShutdownEngines { pool, engines }).await?;
+        Ok(stopped)
     }
 
     /// Stops every engine of this set (the seed's `shutdown()`; also from a

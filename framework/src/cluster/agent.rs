@@ -44,7 +44,7 @@ pub(super) struct AgentSettings {
 /// The node agent's actor (see the module docs).
 #[derive(crate::Actor)]
 #[actor(
-    messages(RunProgram, StopProgram, StopAgent),
+    messages(RunProgram, StopProgram, StopAgent, RetireWorker),
     name = "parallel::cluster::AgentActor",
     lifecycle
 )]
@@ -220,6 +220,31 @@ impl Handler<StopProgram> for AgentActor {
                 running.shutdown().await;
             });
         }
+    }
+}
+
+impl Handler<RetireWorker> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RetireWorker, _: &mut actix::Context<Self>) {
+        let Some(running) = self.pools.get(&msg.pool).cloned() else {
+            return;
+        };
+        let slots = self.settings.workers;
+        actix::spawn(async move {
+            for slot in 0..slots {
+                let name = format!("worker {slot}");
+                let Some(keeper) = running.child::<WorkerKeeper>(&name) else {
+                    continue;
+                };
+                if keeper.ask(WorkerPid).await.ok() == Some(msg.pid) {
+                    tracing::info!(pool = %msg.pool, pid = msg.pid, "stopping a worker for good");
+                    running.terminate_child(&name).await;
+                    return;
+                }
+            }
+            tracing::warn!(pool = %msg.pool, pid = msg.pid, "no worker of this pool has that process id");
+        });
     }
 }
 

@@ -6,14 +6,14 @@
 //! | from → to | message | answer |
 //! |---|---|---|
 //! | agent → head | [`AgentHello`] | [`AgentWelcome`] |
-//! | head → agent | [`RunProgram`], [`StopProgram`] | `()` |
+//! | head → agent | [`RunProgram`], [`StopProgram`], [`RetireWorker`] | `()` |
 //! | agent → head | [`FetchChunk`] | [`Chunk`] |
 //! | worker → head | [`WorkerHello`] | [`WorkerWelcome`] |
 //! | head → worker | [`Jobs`], [`Update`] | `()` |
 //! | worker → head | [`Done`] | `()` |
 //! | pool → head | [`OpenPool`], [`Upload`], [`UploadLocal`], [`Submit`], [`PushUpdate`], [`ResultsRead`], [`ClosePool`] | see each |
 //! | head → pool | [`Results`] | `()` |
-//! | client → head | [`Engines`], [`QueueStatus`], [`Abort`], [`HubQuery`], [`PurgeResults`] | see each |
+//! | client → head | [`Engines`], [`QueueStatus`], [`Abort`], [`HubQuery`], [`PurgeResults`], [`ShutdownEngines`] | see each |
 //! | anyone → head | [`Status`], [`StopHead`] | [`StatusReport`], `()` |
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -82,6 +82,32 @@ pub struct StopProgram {
     /// The pool.
     pub pool: Uuid,
 }
+
+/// The head tells an agent to stop one worker of a pool for good (its
+/// supervisor does not start it again): the one with process id `pid`.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = ())]
+pub struct RetireWorker {
+    /// The pool.
+    pub pool: Uuid,
+    /// The worker's process id.
+    pub pid: u32,
+}
+
+/// Stops engines of a set for good (the seed's `shutdown(targets)`); the
+/// others go on. The answer names the engines asked to stop.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone)]
+#[message(result = Retired)]
+pub struct ShutdownEngines {
+    /// The engine set.
+    pub pool: Uuid,
+    /// The engines, by number.
+    pub engines: Vec<u32>,
+}
+
+/// The engines a [`ShutdownEngines`] asked to stop.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Retired(pub Vec<u32>);
 
 /// An agent asks for a part of a program the head stores.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]

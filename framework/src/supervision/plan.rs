@@ -128,6 +128,15 @@ impl Plan {
         self.children.len() != before
     }
 
+    /// Forgets child `key` whatever its restart (the supervisor stopped it
+    /// for good: OTP's `terminate_child` then `delete_child`); true when it
+    /// was there.
+    pub fn remove(&mut self, key: u64) -> bool {
+        let before = self.children.len();
+        self.children.retain(|c| c.key != key);
+        self.children.len() != before
+    }
+
     /// The children, in start order.
     pub fn children(&self) -> &[PlannedChild] {
         &self.children

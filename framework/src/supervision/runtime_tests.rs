@@ -411,3 +411,31 @@ async fn watching_an_actor_that_does_not_exist_says_noproc() {
         ExitReason::NoProc
     );
 }
+
+#[actix_rt::test]
+async fn a_terminated_child_stays_down_and_its_siblings_go_on() {
+    let node = node(false).await;
+    let sup = Supervisor::new(Strategy::OneForAll)
+        .child(ChildSpec::actor("a", Worker::default))
+        .child(ChildSpec::actor("b", Worker::default))
+        .start(&node);
+    let (a, b) = (
+        sup.child::<Worker>("a").unwrap(),
+        sup.child::<Worker>("b").unwrap(),
+    );
+    assert_eq!(timeout(T, b.ask(Bump)).await.unwrap().unwrap(), 1);
+    assert!(timeout(T, sup.terminate_child("a")).await.unwrap());
+    assert_eq!(
+        timeout(T, a.watch()).await.unwrap().reason,
+        ExitReason::Shutdown
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        node.0.registry.get(a.id()).is_none(),
+        "a permanent child terminated for good is not restarted"
+    );
+    // One-for-all did not restart b: it kept its state.
+    assert_eq!(timeout(T, b.ask(Bump)).await.unwrap().unwrap(), 2);
+    assert!(!timeout(T, sup.terminate_child("a")).await.unwrap());
+    assert!(!timeout(T, sup.terminate_child("nobody")).await.unwrap());
+}

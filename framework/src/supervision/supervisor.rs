@@ -198,6 +198,9 @@ enum Command {
     },
     /// Stops every child in reverse start order and keeps supervising.
     TerminateChildren(tokio::sync::oneshot::Sender<()>),
+    /// Stops one child for good (never restarted); answers whether there
+    /// was such a running child.
+    TerminateChild(String, tokio::sync::oneshot::Sender<bool>),
 }
 
 /// Names and ids of a supervisor's children, by key (start order).
@@ -337,6 +340,22 @@ impl SupervisorRef {
         if self.commands.send(Command::TerminateChildren(done)).is_ok() {
             let _ = finished.await;
         }
+    }
+
+    /// Stops the child named `name` in order (killed after its shutdown
+    /// timeout) and forgets it: it is never restarted, whatever its restart
+    /// (OTP's `terminate_child` and `delete_child`); its siblings go on.
+    /// False when no such child runs.
+    pub async fn terminate_child(&self, name: &str) -> bool {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self
+            .commands
+            .send(Command::TerminateChild(name.to_owned(), done))
+            .is_err()
+        {
+            return false;
+        }
+        finished.await.unwrap_or(false)
     }
 
     /// A reference to the child actor named `name`; it follows the child's
@@ -590,6 +609,26 @@ impl Run {
                     Some(Command::Adopt { name, id, child, shutdown, done }) => {
                         self.adopt(name, id, child, shutdown);
                         let _ = done.send(());
+                    }
+                    Some(Command::TerminateChild(name, done)) => {
+                        let key = self
+                            .ids
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .iter()
+                            .position(|(n, _)| *n == name)
+                            .map(|k| k as u64)
+                            .filter(|k| self.running.contains_key(k));
+                        if let Some(key) = key {
+                            self.terminate(key).await;
+                            let (name, id) = self.name_and_id(key);
+                            self.plan.remove(key);
+                            self.specs.remove(&key);
+                            self.adopted.remove(&key);
+                            self.node.set_home(id, Home::Down(ExitReason::Shutdown));
+                            self.journal.record(SupervisorEvent::Down { name, id, reason: ExitReason::Shutdown });
+                        }
+                        let _ = done.send(key.is_some());
                     }
                     Some(Command::TerminateChildren(done)) => {
                         let order = self.plan.shutdown_order();

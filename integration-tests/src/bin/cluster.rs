@@ -522,6 +522,18 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         "PARALLELFN {:?}",
         parallel.call((1..6u64).map(|x| (x,)).collect()).await?
     );
+    // The last engine stops for good: it leaves, and no new one comes.
+    let last = *rc.ids().await?.last().ok_or("no engines")?;
+    let retired = rc.shutdown_engines(vec![last]).await?;
+    let gone = tokio::time::timeout(Duration::from_secs(30), async {
+        while rc.ids().await.is_ok_and(|ids| ids.contains(&last)) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .is_ok();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("RETIRED {retired:?} {gone} {:?}", rc.ids().await?);
     rc.close().await;
     Ok(())
 }

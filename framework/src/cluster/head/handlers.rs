@@ -692,3 +692,30 @@ impl Handler<PurgeResults> for HeadActor {
         })
     }
 }
+
+impl Handler<ShutdownEngines> for HeadActor {
+    type Result = actix::MessageResult<ShutdownEngines>;
+
+    fn handle(&mut self, msg: ShutdownEngines, _: &mut actix::Context<Self>) -> Self::Result {
+        let Some(pool) = self.pools.get(&msg.pool) else {
+            return actix::MessageResult(Retired(Vec::new()));
+        };
+        let mut retired = Vec::new();
+        for row in pool.engines.iter().filter(|e| msg.engines.contains(&e.id)) {
+            let agent = self
+                .workers
+                .get(&row.worker)
+                .and_then(|w| self.agents.get(&w.agent));
+            if let Some(agent) = agent {
+                let order = RetireWorker {
+                    pool: msg.pool,
+                    pid: row.pid,
+                };
+                if agent.actor.try_tell(order).is_ok() {
+                    retired.push(row.id);
+                }
+            }
+        }
+        actix::MessageResult(Retired(retired))
+    }
+}

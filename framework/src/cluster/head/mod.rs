@@ -155,7 +155,8 @@ struct AgentEntry {
         QueueStatus,
         Abort,
         HubQuery,
-        PurgeResults
+        PurgeResults,
+        ShutdownEngines
     ),
     name = "parallel::cluster::HeadActor",
     lifecycle
