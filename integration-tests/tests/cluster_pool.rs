@@ -558,7 +558,7 @@ async fn an_engine_killed_during_a_load_balanced_map_loses_no_task() {
     let right = c.wait_for("LBKILL").await;
     assert_eq!(right, "LBKILL 300 RIGHT");
     let dead = c.wait_for("DEADAPPLY").await;
-    assert!(dead.starts_with("DEADAPPLY failed"), "{dead}");
+    assert!(dead.starts_with("DEADAPPLY died"), "{dead}");
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, h], &dir).await;
 }

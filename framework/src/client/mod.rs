@@ -140,10 +140,15 @@ pub enum ClientError {
     /// The head refused.
     #[error("the head refused: {0}")]
     Refused(String),
-    /// A load-balanced task failed: its engines kept dying, or it was no
-    /// valid task there.
+    /// A load-balanced task failed: it was no valid task there.
     #[error("the task failed: {0}")]
     Task(String),
+    /// The task's engine died while running it (the seed's
+    /// `EngineError`): a load-balanced task with no retries left (see
+    /// `LoadBalancedView::retries`), or a direct apply on an engine that is
+    /// gone (at once).
+    #[error("the engine died: {0}")]
+    EngineDied(String),
     /// A result did not come in time.
     #[error("no result within {0:?}")]
     Timeout(Duration),
@@ -224,6 +229,12 @@ impl ClientError {
                     location,
                 })
             }
+            crate::remote::CallError::Request(crate::remote::RequestError::PeerLost {
+                reason,
+                ..
+            }) => ClientError::EngineDied(format!(
+                "engine {engine} is gone ({reason}); apply to the engines rc.ids() lists now"
+            )),
             error => ClientError::Remote { engine, error },
         }
     }

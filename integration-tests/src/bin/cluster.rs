@@ -555,11 +555,12 @@ async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error
     println!("LBKILL {right} RIGHT");
     let started = std::time::Instant::now();
     let dead = rc.view([victim])?.apply_sync(square, (2u64,)).await;
-    println!(
-        "DEADAPPLY {} in {} ms",
-        if dead.is_err() { "failed" } else { "answered" },
-        started.elapsed().as_millis()
-    );
+    let how = match &dead {
+        Err(parallel::client::ClientError::EngineDied(_)) => "died".to_owned(),
+        Err(e) => format!("failed otherwise: {e}"),
+        Ok(_) => "answered".to_owned(),
+    };
+    println!("DEADAPPLY {how} in {} ms", started.elapsed().as_millis());
     rc.close().await;
     Ok(())
 }
@@ -824,7 +825,7 @@ async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn 
     let died = once.get_timeout(Duration::from_secs(30)).await;
     println!(
         "NO_RETRY {}",
-        matches!(&died, Err(ClientError::Task(why)) if why.contains("retries"))
+        matches!(&died, Err(ClientError::EngineDied(why)) if why.contains("retries"))
     );
     let on_one = rc
         .load_balanced_view()
