@@ -146,27 +146,134 @@ pub fn unhex32(s: &str) -> Result<[u8; 32], BoxError> {
     Ok(out)
 }
 
-/// p50 of `n` raw quinn pings (after 50 warm-up ones) to a raw server in
-/// this process, on loopback, in µs: the round-trip baseline.
-pub async fn ping_p50_us(n: usize) -> Result<f64, BoxError> {
-    let (endpoint, addr) = bind_server()?;
-    let server = tokio::spawn(async move {
-        if let Some(incoming) = endpoint.accept().await
-            && let Ok(conn) = incoming.await
-            && let Ok((send, recv)) = conn.accept_bi().await
-        {
-            let _ = echo(send, recv).await;
+/// The environment variable that makes a benchmark binary the raw server
+/// process (see [`serve_if_asked`]).
+pub const SERVER_ROLE_ENV: &str = "PARALLEL_BENCH_RAW_SERVER";
+
+/// In the raw server process (started by [`RawServer::start`]): echoes
+/// pings on every stream of every connection until standard input closes,
+/// and returns `Some`; `None` in any other process. A benchmark's `main`
+/// calls it first.
+pub async fn serve_if_asked() -> Option<Result<(), BoxError>> {
+    std::env::var_os(SERVER_ROLE_ENV)?;
+    Some(serve_until_stdin_closes().await)
+}
+
+async fn serve_until_stdin_closes() -> Result<(), BoxError> {
+    let endpoint = start_server()?;
+    let accepting = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((send, recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let _ = echo(send, recv).await;
+                    });
+                }
+            });
         }
     });
-    let conn = addr.connect().await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    pings(&mut send, &mut recv, 50).await?;
-    let ns = pings(&mut send, &mut recv, n).await?;
-    send.finish()?;
-    let _ = tokio::time::timeout(TIMEOUT, server).await;
-    Ok(crate::report::median(
-        ns.into_iter().map(|v| v as f64 / 1000.0).collect(),
-    ))
+    until_stdin_closes().await;
+    endpoint.close(0u32.into(), b"bye");
+    Ok(())
+}
+
+/// The raw server process as the benchmark sees it: this program again,
+/// with [`SERVER_ROLE_ENV`] set; killed when dropped.
+pub struct RawServer {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// Where it listens.
+    pub raw: RawAddr,
+}
+
+impl RawServer {
+    /// Starts the server process and reads its `RAW` line.
+    pub async fn start() -> Result<RawServer, BoxError> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .env(SERVER_ROLE_ENV, "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the raw server")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+            .await
+            .map_err(|_| "the raw server did not print RAW within 10 s")??
+            .ok_or("the raw server exited before it was ready")?;
+        let raw = RawAddr::parse(&line)
+            .ok_or_else(|| format!("unexpected line from the raw server: {line}"))??;
+        Ok(RawServer { child, raw })
+    }
+}
+
+/// p50s in µs of `n` round trips of `round(i)` (i = 0, 1, ...) and of `n`
+/// raw pings to another process, taken in `blocks` alternating blocks so
+/// that both see the same machine.
+pub async fn alternate_p50_us<E: Into<BoxError>>(
+    n: usize,
+    blocks: usize,
+    mut round: impl AsyncFnMut(u64) -> Result<(), E>,
+) -> Result<(f64, f64), BoxError> {
+    let mut ping = PingSession::start().await?;
+    let (mut rtts, mut raws) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let per_block = n / blocks.max(1);
+    let mut i = 0;
+    for _ in 0..blocks {
+        for _ in 0..per_block {
+            let t = Instant::now();
+            round(i).await.map_err(Into::into)?;
+            rtts.push(t.elapsed().as_secs_f64() * 1e6);
+            i += 1;
+        }
+        raws.extend(ping.pings_us(per_block).await?);
+    }
+    ping.stop().await?;
+    Ok((crate::report::median(rtts), crate::report::median(raws)))
+}
+
+/// One ping stream to a raw server in another process: the round-trip
+/// baseline for anything that crosses processes. Measure in blocks
+/// alternating with what it is compared to, so that both see the same
+/// machine.
+pub struct PingSession {
+    server: RawServer,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl PingSession {
+    /// Starts the server process, connects and pings 50 times to warm up.
+    pub async fn start() -> Result<PingSession, BoxError> {
+        let server = RawServer::start().await?;
+        let conn = server.raw.connect().await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        pings(&mut send, &mut recv, 50).await?;
+        Ok(PingSession {
+            server,
+            conn,
+            send,
+            recv,
+        })
+    }
+
+    /// Microseconds of `n` sequential pings.
+    pub async fn pings_us(&mut self, n: usize) -> Result<Vec<f64>, BoxError> {
+        let ns = pings(&mut self.send, &mut self.recv, n).await?;
+        Ok(ns.into_iter().map(|v| v as f64 / 1000.0).collect())
+    }
+
+    /// Closes the stream and stops the server process.
+    pub async fn stop(mut self) -> Result<(), BoxError> {
+        self.send.finish()?;
+        self.conn.close(0u32.into(), b"done");
+        stop(&mut self.server.child).await;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! | bench | framework | baseline |
 //! |---|---|---|
 //! | `pool_tiny_jobs_per_s` | `Pool::map` of no-op `u64` jobs on 2 workers (head, ledger on, and node in this process) | Python `multiprocessing.Pool(2).map(f, range(N), chunksize=1)`; and a `std::sync::mpsc` two-thread pool |
-//! | `pool_job_rtt_p50_us` | one job at a time through the pool | a raw quinn 16-byte ping on loopback |
+//! | `pool_job_rtt_p50_us` | one job at a time through the pool | a raw quinn 16-byte ping to another process of this program on loopback (`parallel_examples::raw`), in blocks alternating with the jobs' |
 //! | `pool_cold_start_ms` | `start_head_node` + `Pool::connect` + first result | Python `multiprocessing.Pool(2)` start + first result |
 //! | `pool_kill_node` | 200 jobs of 50 ms on 2 nodes × 2 workers, one node SIGKILLed at 25 %: lost, duplicated, finished-then-rerun jobs, wall time | the ideal wall time |
 //! | `head_rss_mib` | the head process's peak RSS with 10,000 queued 64 KiB jobs | the head's queue limit (512 MiB) |
@@ -112,9 +112,12 @@ fn mpsc_pool(n: u64) -> f64 {
     rate
 }
 
-/// Cold start, tiny-job rate and one-job round trips on a head and node in
-/// this process (2 workers).
-async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64), BoxError> {
+/// Blocks of one-job round trips alternating with blocks of raw pings.
+const BLOCKS: usize = 10;
+
+/// Cold start, tiny-job rate, one-job round trips and raw pings (p50 µs)
+/// on a head and node in this process (2 workers).
+async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64, f64), BoxError> {
     let data = temp("head");
     let start = Instant::now();
     let secret = format!("{}", parallel::NodeId::new());
@@ -145,17 +148,17 @@ async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64), BoxError
     {
         return Err("a tiny job gave a wrong result".into());
     }
-    let mut rtts = Vec::with_capacity(pings);
-    for i in 0..pings as u64 {
-        let t = Instant::now();
-        pool.map([tiny(i)]).await?;
-        rtts.push(t.elapsed().as_secs_f64() * 1e6);
-    }
+    // Jobs and raw pings in alternating blocks, so that both see the same
+    // machine.
+    let (rtt, raw_us) =
+        raw::alternate_p50_us(pings, BLOCKS, async |i| pool.map([tiny(i)]).await.map(drop))
+            .await
+            .map_err(|e| e.to_string())?;
     pool.close().await;
     node.stop().await;
     head.stop().await;
     let _ = std::fs::remove_dir_all(&data);
-    Ok((cold_ms, rate, report::median(rtts)))
+    Ok((cold_ms, rate, rtt, raw_us))
 }
 
 /// 200 jobs of 50 ms on 2 nodes × 2 workers, node 1 killed at 25 %:
@@ -259,6 +262,9 @@ async fn main() -> Result<(), BoxError> {
     if let Some(part) = local_cluster::run_part().await {
         return part;
     }
+    if let Some(served) = raw::serve_if_asked().await {
+        return served.map_err(|e| e as BoxError);
+    }
     let json = std::env::args().any(|a| a == "--json");
     let quick = std::env::args().any(|a| a == "--quick");
     let (tiny_jobs, pings, rss_jobs) = if quick {
@@ -272,14 +278,13 @@ async fn main() -> Result<(), BoxError> {
             "[bench] pool: {tiny_jobs} tiny jobs, {pings} single jobs, {rss_jobs} jobs of 64 KiB"
         ),
     );
-    let (cold_ms, rate, rtt_us) = in_process(tiny_jobs, pings).await?;
+    let (cold_ms, rate, rtt_us, raw_us) = in_process(tiny_jobs, pings).await?;
     let py = multiprocessing::pool_of_two(tiny_jobs);
     if py.is_none() {
         eprintln!("[bench] python3 with multiprocessing not found: its baselines read n/a");
     }
     let (py_cold, py_rate) = py.unwrap_or((f64::NAN, f64::NAN));
     let channel = mpsc_pool(tiny_jobs);
-    let raw_us = raw::ping_p50_us(pings).await.map_err(|e| e.to_string())?;
     let (lost, dup, rerun, wall, ideal) = kill_node().await?;
     let rss = head_rss(rss_jobs).await?;
     let rows = [

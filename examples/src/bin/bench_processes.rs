@@ -20,16 +20,12 @@
 //! exits when its standard input closes.
 
 use std::error::Error;
-use std::process::Stdio;
 use std::time::Instant;
 
 use parallel::Tensor;
 use parallel_examples::bulk::{BULK_BYTES, BULK_MIB, bulk_expected, bulk_values, sum_f32};
-use parallel_examples::raw::{self, BoxError, RawAddr};
+use parallel_examples::raw::{self, BoxError};
 use parallel_examples::report::{self, Goal, Names, Row, Widths, median, memcpy_gbps};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-const ROLE_ENV: &str = "BENCH_PROCESSES_ROLE";
 
 const FORKS: usize = 4;
 const FORK_WARMUP: usize = 1;
@@ -64,10 +60,8 @@ fn summer() {
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    if std::env::var(ROLE_ENV).is_ok_and(|r| r == "raw") {
-        return raw_serve_until_stdin_closes()
-            .await
-            .map_err(|e| e as Box<dyn Error>);
+    if let Some(served) = raw::serve_if_asked().await {
+        return served.map_err(|e| e as Box<dyn Error>);
     }
     let json = std::env::args().any(|a| a == "--json");
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -142,7 +136,7 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
     eprintln!(
         "[bench] join/yield round trip vs raw quinn ping: {PING_N} each, in {BLOCKS} alternating blocks, after {PING_WARMUP} warm-up; p50"
     );
-    let mut server = RawServer::start().await?;
+    let mut server = raw::RawServer::start().await?;
     let raw = server.raw.connect().await?;
     let (mut send, mut recv) = raw.open_bi().await?;
     let child = parallel::fork().await?;
@@ -275,54 +269,4 @@ const WIDTHS: Widths = Widths {
 fn p50(mut ns: Vec<u64>) -> f64 {
     ns.sort_unstable();
     ns[ns.len() / 2] as f64 / 1e3
-}
-
-// ---------------------------------------------------------------- the raw quinn server
-
-/// The second process: echoes 16-byte pings on every stream of every
-/// connection until its standard input closes.
-async fn raw_serve_until_stdin_closes() -> Result<(), BoxError> {
-    let endpoint = raw::start_server()?;
-    let accepting = endpoint.clone();
-    tokio::spawn(async move {
-        while let Some(incoming) = accepting.accept().await {
-            tokio::spawn(async move {
-                let Ok(conn) = incoming.await else { return };
-                while let Ok((send, recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let _ = raw::echo(send, recv).await;
-                    });
-                }
-            });
-        }
-    });
-    raw::until_stdin_closes().await;
-    endpoint.close(0u32.into(), b"bye");
-    Ok(())
-}
-
-/// The raw server process as the first sees it; killed when dropped.
-struct RawServer {
-    child: tokio::process::Child,
-    raw: RawAddr,
-}
-
-impl RawServer {
-    async fn start() -> Result<RawServer, BoxError> {
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .env(ROLE_ENV, "raw")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout from the raw server")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(raw::TIMEOUT, lines.next_line())
-            .await
-            .map_err(|_| "the raw server did not print RAW within 10 s")??
-            .ok_or("the raw server exited before it was ready")?;
-        let raw = RawAddr::parse(&line)
-            .ok_or_else(|| format!("unexpected line from the raw server: {line}"))??;
-        Ok(RawServer { child, raw })
-    }
 }

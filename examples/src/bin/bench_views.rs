@@ -5,7 +5,7 @@
 //!
 //! | bench | framework | baseline |
 //! |---|---|---|
-//! | `apply_sync_rtt_p50_us` | `rc.view(0).apply_sync(f, ())` of a no-op `#[parallel::remote]` function | a raw quinn 16-byte ping on loopback |
+//! | `apply_sync_rtt_p50_us` | `rc.view(0).apply_sync(f, ())` of a no-op `#[parallel::remote]` function | a raw quinn 16-byte ping to another process of this program on loopback (`parallel_examples::raw`), in blocks alternating with the applies' |
 //! | `push_pull_64mib_gbps` | `push` then `pull` of 64 MiB (`Vec<u8>`) to an engine on this machine | one single-threaded 64 MiB `memcpy` |
 //! | `lb_tiny_tasks_per_s` | `load_balanced_view().map_sync` of a no-op function, 2 engines | Python `multiprocessing.Pool(2).map(f, range(N), chunksize=1)` when `python3` is there |
 
@@ -30,11 +30,16 @@ fn echo(x: u64) -> u64 {
 }
 
 const MIB: usize = 1 << 20;
+/// Blocks of applies alternating with blocks of raw pings.
+const BLOCKS: usize = 10;
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     if let Some(part) = local_cluster::run_part().await {
         return part;
+    }
+    if let Some(served) = raw::serve_if_asked().await {
+        return served.map_err(|e| e as Box<dyn Error>);
     }
     let json = std::env::args().any(|a| a == "--json");
     let quick = std::env::args().any(|a| a == "--quick");
@@ -68,13 +73,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for _ in 0..50 {
         view.apply_sync(noop, ()).await?;
     }
-    let mut rtts = Vec::with_capacity(pings);
-    for _ in 0..pings {
-        let t = Instant::now();
-        view.apply_sync(noop, ()).await?;
-        rtts.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    let rtt = report::median(rtts);
+    // Applies and raw pings in alternating blocks, so that both see the
+    // same machine.
+    let (rtt, raw_us) = raw::alternate_p50_us(pings, BLOCKS, async |_| {
+        view.apply_sync(noop, ()).await.map(drop)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let data = vec![7u8; 64 * MIB];
     let mut rates = Vec::with_capacity(rounds);
     for _ in 0..rounds {
@@ -93,7 +98,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     drop(view);
     rc.close().await;
     cluster.stop().await?;
-    let raw_us = raw::ping_p50_us(pings).await.map_err(|e| e.to_string())?;
     let src = vec![1f32; 16 * MIB];
     let mut dst = vec![0f32; 16 * MIB];
     let memcpy = report::memcpy_gbps(&src, &mut dst);
