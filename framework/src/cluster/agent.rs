@@ -67,7 +67,7 @@ impl AgentActor {
         stop: watch::Sender<bool>,
     ) -> Result<Self, crate::launch::program::ProgramError> {
         Ok(Self {
-            programs: ProgramStore::open(&settings.programs)?,
+            programs: ProgramStore::open(&settings.programs)?.unsynced(),
             node,
             id,
             head,
@@ -166,12 +166,13 @@ async fn fetch(
         Ok(None) => {}
         Err(e) => tracing::warn!("cached program dropped: {e}"),
     }
-    // On the head's own machine: a verified copy of the head's file.
+    // On the head's own machine: a verified link to (or copy of) the head's
+    // file.
     if let Some(copy) = local.filter(|c| !c.boot_id.is_empty() && c.boot_id == crate::id::boot_id())
     {
         let (store, program) = (store.clone(), program.clone());
         let copied = tokio::task::spawn_blocking(move || {
-            store.put_file(&program, std::path::Path::new(&copy.path))
+            store.link_file(&program, std::path::Path::new(&copy.path))
         })
         .await
         .map_err(|e| e.to_string())?;

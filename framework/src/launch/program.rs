@@ -200,6 +200,9 @@ pub enum ProgramError {
 #[derive(Clone, Debug)]
 pub struct ProgramStore {
     dir: PathBuf,
+    /// Whether a received program is flushed to disk before it is renamed
+    /// into place (see [`ProgramStore::unsynced`]).
+    sync: bool,
 }
 
 impl ProgramStore {
@@ -211,7 +214,17 @@ impl ProgramStore {
             path: dir.clone(),
             source,
         })?;
-        Ok(ProgramStore { dir })
+        Ok(ProgramStore { dir, sync: true })
+    }
+
+    /// The same store, without flushing received programs to disk: for a
+    /// store whose every file is verified before use (a node agent's cache,
+    /// which calls [`ProgramStore::get`] with `verify`), so that a file
+    /// torn by a power loss is found out and fetched again. Saves writing
+    /// a large program to disk before its first use.
+    pub fn unsynced(mut self) -> Self {
+        self.sync = false;
+        self
     }
 
     /// The store's directory.
@@ -312,7 +325,60 @@ impl ProgramStore {
             temp: Some(temp),
             offset: 0,
             context: ring::digest::Context::new(&ring::digest::SHA256),
+            sync: self.sync,
         })
+    }
+
+    /// Puts the local file at `path` in as `program` by a hard link when it
+    /// lies on the same file system (nothing is written), else by a copy
+    /// ([`ProgramStore::put_file`]); either way its length and hash are
+    /// checked first. For a file that is not changed in place afterwards,
+    /// such as another store's (the head's, on its own machine).
+    pub fn link_file(&self, program: &Program, path: &Path) -> Result<PathBuf, ProgramError> {
+        if let Some(stored) = self.get(&program.sha256, false)? {
+            return Ok(stored);
+        }
+        let temp = self.dir.join(format!(
+            ".{}.{}.link",
+            program.hash_hex(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        if fs::hard_link(path, &temp).is_err() {
+            return self.put_file(program, path);
+        }
+        let io_error = |action, source| ProgramError::Io {
+            action,
+            path: temp.clone(),
+            source,
+        };
+        let checked = sha256_file(&temp)
+            .map_err(|e| io_error("read", e))
+            .and_then(|(found, len)| {
+                if len != program.len {
+                    Err(ProgramError::Length {
+                        hash: program.hash_hex(),
+                        expected: program.len,
+                        received: len,
+                    })
+                } else if found != program.sha256 {
+                    Err(ProgramError::Tampered {
+                        expected: program.hash_hex(),
+                        found: hex(&found),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| {
+                let target = self.path_of(&program.sha256);
+                fs::rename(&temp, &target)
+                    .map(|()| target)
+                    .map_err(|e| io_error("move into the store", e))
+            });
+        if checked.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        checked
     }
 
     /// Reads up to `max` bytes at `offset` of a stored program (for serving
@@ -370,6 +436,8 @@ pub struct Receiving {
     /// The next byte expected.
     offset: u64,
     context: ring::digest::Context,
+    /// Flush to disk before the rename.
+    sync: bool,
 }
 
 impl std::fmt::Debug for Receiving {
@@ -453,7 +521,9 @@ impl Receiving {
             source,
         };
         let file = self.file.take().expect("present until finish");
-        file.sync_all().map_err(|e| io_error("write", e))?;
+        if self.sync {
+            file.sync_all().map_err(|e| io_error("write", e))?;
+        }
         // Set explicitly: the mode given at creation is cut by the umask.
         file.set_permissions(fs::Permissions::from_mode(MODE))
             .map_err(|e| io_error("make executable", e))?;

@@ -268,3 +268,66 @@ fn a_program_round_trips_through_rkyv() {
         rkyv::from_bytes::<Program, rkyv::rancor::Error>(&bytes).expect("deserialize");
     assert_eq!(back, program);
 }
+
+#[test]
+fn a_linked_program_shares_the_file_and_a_wrong_one_leaves_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new();
+    let head = ProgramStore::open(dir.0.join("head")).expect("open the head's store");
+    let node = ProgramStore::open(dir.0.join("node"))
+        .expect("open the node's store")
+        .unsynced();
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    let program = program_of(&bytes);
+    let source = dir.0.join("source.bin");
+    fs::write(&source, &bytes).expect("write");
+    let at_head = head.put_file(&program, &source).expect("put at the head");
+
+    let linked = node.link_file(&program, &at_head).expect("link");
+    assert_eq!(fs::read(&linked).expect("read"), bytes);
+    let meta = fs::metadata(&linked).expect("stat");
+    assert_eq!(meta.ino(), fs::metadata(&at_head).expect("stat").ino());
+    assert_eq!(meta.mode() & 0o777, 0o755);
+    assert_eq!(entries(node.dir()), vec![program.hash_hex()]);
+    assert_eq!(
+        node.get(&program.sha256, true).expect("verify"),
+        Some(linked.clone())
+    );
+
+    // A file whose bytes are not the program's is refused; nothing stays.
+    let other = program_of(b"another program");
+    match node.link_file(&other, &at_head) {
+        Err(ProgramError::Length { expected, .. }) => assert_eq!(expected, other.len),
+        got => panic!("expected Length, got {got:?}"),
+    }
+    let mut same_len = bytes.clone();
+    same_len[7] ^= 1;
+    let wrong = program_of(&same_len);
+    match node.link_file(&wrong, &at_head) {
+        Err(ProgramError::Tampered { expected, found }) => {
+            assert_eq!(expected, wrong.hash_hex());
+            assert_eq!(found, program.hash_hex());
+        }
+        got => panic!("expected Tampered, got {got:?}"),
+    }
+    assert_eq!(entries(node.dir()), vec![program.hash_hex()]);
+    assert_eq!(fs::read(&at_head).expect("the head's copy"), bytes);
+}
+
+#[test]
+fn an_unsynced_store_receives_the_same_program() {
+    let dir = TempDir::new();
+    let store = ProgramStore::open(&dir.0).expect("open").unsynced();
+    let bytes: Vec<u8> = (0..9_000u32).map(|i| (i % 249) as u8).collect();
+    let program = program_of(&bytes);
+    let mut receiving = store.receive(&program).expect("start receiving");
+    for (i, chunk) in bytes.chunks(4096).enumerate() {
+        receiving.write((i * 4096) as u64, chunk).expect("write");
+    }
+    let path = receiving.finish().expect("finish");
+    assert_eq!(fs::read(&path).expect("read"), bytes);
+    assert_eq!(
+        store.get(&program.sha256, true).expect("verify"),
+        Some(path)
+    );
+}
