@@ -485,9 +485,11 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
     assert!(four.contains("SIZES [4, 4, 4, 4] IN_ORDER true"), "{four}");
     let picks = c.wait_for("LAST").await;
     assert!(picks.contains("LAST [3] STEPPED [0, 2]"), "{picks}");
+    assert_eq!(c.wait_for("SAME_VIEW").await, "SAME_VIEW true true false");
     assert_eq!(c.wait_for("ORDER").await, "ORDER ok");
     assert_eq!(c.wait_for("SQUARES").await, "SQUARES [81, 81, 81, 81]");
     assert_eq!(c.wait_for("ASYNC").await, "ASYNC true 9");
+    assert_eq!(c.wait_for("RECEIVED").await, "RECEIVED [121, 121] 121");
     let wrong = c.wait_for("WRONGTYPE").await;
     assert!(
         wrong.contains("u64") && wrong.contains("String"),
@@ -528,10 +530,14 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         c.wait_for("DMAP").await,
         "DMAP [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]"
     );
+    assert_eq!(
+        c.wait_for("DMAP_ASYNC").await,
+        "DMAP_ASYNC true 4 [0, 1, 4, 9, 16]"
+    );
     assert_eq!(c.wait_for("REMOTEFN").await, "REMOTEFN [16, 16, 16, 16]");
     assert_eq!(
         c.wait_for("PARALLELFN").await,
-        "PARALLELFN [1, 4, 9, 16, 25]"
+        "PARALLELFN [1, 4, 9, 16, 25] [25, 25, 25, 25]"
     );
     let retired = c.wait_for("RETIRED").await;
     assert_eq!(retired, "RETIRED [3] true [0, 1, 2]", "{:?}", c.seen);

@@ -47,6 +47,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     let stepped = rc.view(Targets::Stepped { start: 0, step: 2 })?;
     println!("rc[::2]            -> <DirectView {:?}>", stepped.targets());
+    // The same engines give the same view.
+    println!("rc[::2] == rc[0,2] -> {}", stepped == rc.view([0, 2])?);
     // ANCHOR_END: views
 
     // ANCHOR: data
@@ -69,9 +71,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for (id, (pid, square)) in dview.targets().iter().zip(&answers) {
         println!("engine {id} (pid {pid}): 12² = {square}");
     }
-    let pending = rc.view(-1)?.apply(where_and_square, (5u64,));
+    // block=False: keep the AsyncResult, ask it later.
+    let mut pending = rc.view(-1)?.apply(where_and_square, (5u64,));
+    let done = pending.wait(Duration::from_secs(30)).await;
     let (_, five) = pending.get().await?[0];
-    println!("rc[-1].apply(..)   -> {five}");
+    println!("rc[-1].apply(..)   -> ready {done}, {five}");
+    // block=True: await it at once.
+    let (_, six) = rc.view(-1)?.apply(where_and_square, (6u64,)).await?[0];
+    println!("rc[-1].apply(..)   -> {six}");
+    // Zero-copy: the result read where it arrived (read-only).
+    let seen = rc
+        .view(0)?
+        .apply_received(where_and_square, (7u64,))
+        .await?;
+    println!("rc[0] (received)   -> {}", seen[0].1.to_native());
     // ANCHOR_END: apply
 
     dview.clear().await?;

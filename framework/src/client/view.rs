@@ -88,10 +88,29 @@ impl Targets {
     }
 }
 
-/// Some engines of a [`Client`], fixed when the view was made.
+/// Some engines of a [`Client`], fixed when the view was made. A view is
+/// its client and its targets and nothing else: two views of one client
+/// on the same engines are equal and behave the same (the seed's
+/// "asking twice gives the same view").
 pub struct DirectView<'c> {
     client: &'c Client,
     targets: Vec<u32>,
+}
+
+impl PartialEq for DirectView<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.client, other.client) && self.targets == other.targets
+    }
+}
+
+impl Eq for DirectView<'_> {}
+
+impl std::fmt::Debug for DirectView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectView")
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A result that comes later (from [`DirectView::apply`]).
@@ -103,6 +122,26 @@ pub struct AsyncResult<R> {
     metas: super::meta::Metas,
     /// Where load-balanced tasks are aborted (none for a direct apply).
     aborter: Option<super::balanced::Aborter>,
+}
+
+/// A result read twice.
+fn taken() -> ClientError {
+    ClientError::Codec {
+        what: "read the result",
+        reason: "it was taken already".into(),
+    }
+}
+
+/// Awaiting an `AsyncResult` gives its value: `view.apply(f, args).await`
+/// is the seed's blocking call, keeping the `AsyncResult` its
+/// non-blocking one.
+impl<R: 'static> std::future::IntoFuture for AsyncResult<R> {
+    type Output = Result<R, ClientError>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.get())
+    }
 }
 
 fn joined<R>(
@@ -137,6 +176,29 @@ impl<R> AsyncResult<R> {
     /// is not in yet. A direct apply has one per target engine.
     pub fn metadata(&self) -> Vec<Option<super::Metadata>> {
         self.metas.iter().map(|m| m.get().cloned()).collect()
+    }
+
+    /// The same result with its value passed through `f` once it is there
+    /// (task numbers, metadata and abort kept).
+    pub(super) fn then<S: 'static>(mut self, f: impl FnOnce(R) -> S + 'static) -> AsyncResult<S>
+    where
+        R: 'static,
+    {
+        let (handle, result) = (self.handle.take(), self.result.take());
+        let mapped = actix_rt::spawn(async move {
+            match (result, handle) {
+                (Some(r), _) => r.map(f),
+                (None, Some(handle)) => joined(handle.await).map(f),
+                (None, None) => Err(taken()),
+            }
+        });
+        AsyncResult {
+            handle: Some(mapped),
+            result: None,
+            ids: self.ids,
+            metas: self.metas,
+            aborter: self.aborter,
+        }
     }
 
     /// The same, abortable through `aborter` (load-balanced tasks).
@@ -197,10 +259,7 @@ impl<R> AsyncResult<R> {
         }
         match self.handle.take() {
             Some(handle) => joined(handle.await),
-            None => Err(ClientError::Codec {
-                what: "read the result",
-                reason: "it was taken already".into(),
-            }),
+            None => Err(taken()),
         }
     }
 
@@ -234,25 +293,63 @@ impl<'c> DirectView<'c> {
     }
 
     /// Runs `f(args)` on every target at once; the results in target order.
+    /// Await the [`AsyncResult`] for the values (the seed's `block=True`),
+    /// or keep it and ask it later (`block=False`).
     pub fn apply<F, Args>(&self, f: F, args: Args) -> AsyncResult<Vec<F::Output>>
     where
         F: RemoteCallable<Args> + Send,
         Args: WireType + Clone + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.on_each(move |remote, _| {
+            let args = args.clone();
+            async move { remote.call(f, args).await }
+        })
+    }
+
+    /// [`DirectView::apply`], with each result as a read-only view of the
+    /// reply's bytes: validated in place, nothing deserialized or copied
+    /// (the seed's zero-copy results, read-only as there);
+    /// [`Received::to_owned`] gives an owned value (a copy).
+    pub fn apply_received<F, Args>(&self, f: F, args: Args) -> AsyncResult<Vec<Received<F::Output>>>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Clone + Send + 'static,
+    {
+        self.on_each(move |remote, _| {
+            let args = args.clone();
+            async move { remote.call_received(f, args).await }
+        })
+    }
+
+    /// [`DirectView::apply`] and wait for it.
+    pub async fn apply_sync<F, Args>(&self, f: F, args: Args) -> Result<Vec<F::Output>, ClientError>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Clone + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.apply(f, args).await
+    }
+
+    /// Runs `run(engine, place)` for every target at once (`place` is its
+    /// place in the view), noting each one's metadata; the outputs in target
+    /// order, or the first error.
+    fn on_each<T, Fut, Run>(&self, run: Run) -> AsyncResult<Vec<T>>
+    where
+        T: 'static,
+        Run: Fn(crate::remote::RemoteNode, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::remote::CallError>> + 'static,
+    {
         let mut calls = Vec::with_capacity(self.targets.len());
         let metas = super::meta::metas(self.targets.len());
         let submitted = std::time::SystemTime::now();
         for (place, id) in self.targets.iter().enumerate() {
-            let (id, args) = (*id, args.clone());
-            let link = self.client.link(id).map(|l| l.remote.clone());
+            let id = *id;
+            let call = self.client.link(id).map(|l| run(l.remote.clone(), place));
             let metas = metas.clone();
             calls.push(actix_rt::spawn(async move {
-                let remote = link?;
-                let out = remote
-                    .call(f, args)
-                    .await
-                    .map_err(|error| ClientError::of_call(id, error));
+                let out = call?.await.map_err(|error| ClientError::of_call(id, error));
                 let _ = metas[place].set(super::Metadata::of_apply(id, submitted));
                 out
             }));
@@ -265,16 +362,6 @@ impl<'c> DirectView<'c> {
             Ok(out)
         });
         AsyncResult::spawned(all, Vec::new(), metas)
-    }
-
-    /// [`DirectView::apply`] and wait for it.
-    pub async fn apply_sync<F, Args>(&self, f: F, args: Args) -> Result<Vec<F::Output>, ClientError>
-    where
-        F: RemoteCallable<Args> + Send,
-        Args: WireType + Clone + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.apply(f, args).get().await
     }
 
     async fn push_to<T: WireType>(
@@ -464,7 +551,34 @@ impl<'c> DirectView<'c> {
 
     /// Runs `f` on every element of `items`: the items are partitioned over
     /// the targets like [`DirectView::scatter`], each engine runs its part in
-    /// order, and the results come back concatenated in input order.
+    /// order, and the results come back concatenated in input order (await
+    /// the [`AsyncResult`], or keep it: the seed's `map_async`).
+    pub fn map<F, Args>(&self, f: F, items: Vec<Args>) -> AsyncResult<Vec<F::Output>>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let parts = std::cell::RefCell::new(
+            partition(items, self.targets.len())
+                .into_iter()
+                .map(Some)
+                .collect::<Vec<_>>(),
+        );
+        let runs = self.on_each(move |remote, place| {
+            let part = parts.borrow_mut()[place].take().unwrap_or_default();
+            async move {
+                let mut out = Vec::with_capacity(part.len());
+                for args in part {
+                    out.push(remote.call(f, args).await?);
+                }
+                Ok(out)
+            }
+        });
+        runs.then(|parts| parts.into_iter().flatten().collect())
+    }
+
+    /// [`DirectView::map`] and wait for it.
     pub async fn map_sync<F, Args>(
         &self,
         f: F,
@@ -475,29 +589,7 @@ impl<'c> DirectView<'c> {
         Args: WireType + Send + 'static,
         F::Output: Send + 'static,
     {
-        let parts = partition(items, self.targets.len());
-        let mut runs = Vec::with_capacity(parts.len());
-        for (id, part) in self.targets.iter().zip(parts) {
-            let id = *id;
-            let link = self.client.link(id).map(|l| l.remote.clone());
-            runs.push(actix_rt::spawn(async move {
-                let remote = link?;
-                let mut out = Vec::with_capacity(part.len());
-                for args in part {
-                    let r = remote
-                        .call(f, args)
-                        .await
-                        .map_err(|error| ClientError::of_call(id, error))?;
-                    out.push(r);
-                }
-                Ok::<_, ClientError>(out)
-            }));
-        }
-        let mut out = Vec::new();
-        for run in runs {
-            out.extend(joined(run.await)?);
-        }
-        Ok(out)
+        self.map(f, items).await
     }
 
     /// The seed's `@view.remote`: `f` bound to this view, to call with its
@@ -535,14 +627,16 @@ pub struct RemoteFunction<'v, 'c, F> {
 }
 
 impl<F: Copy> RemoteFunction<'_, '_, F> {
-    /// Applies the function with `args` on the view's engines and waits.
-    pub async fn call<Args>(&self, args: Args) -> Result<Vec<F::Output>, ClientError>
+    /// Applies the function with `args` on the view's engines: await the
+    /// result for the values in target order (the seed's `block=True`), or
+    /// keep the [`AsyncResult`] (`block=False`).
+    pub fn call<Args>(&self, args: Args) -> AsyncResult<Vec<F::Output>>
     where
         F: RemoteCallable<Args> + Send,
         Args: WireType + Clone + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.view.apply_sync(self.f, args).await
+        self.view.apply(self.f, args)
     }
 }
 
@@ -554,14 +648,16 @@ pub struct ParallelFunction<'v, 'c, F> {
 }
 
 impl<F: Copy> ParallelFunction<'_, '_, F> {
-    /// Maps the function over `items` on the view's engines; results in order.
-    pub async fn call<Args>(&self, items: Vec<Args>) -> Result<Vec<F::Output>, ClientError>
+    /// Maps the function over `items` on the view's engines, split like
+    /// [`DirectView::map`]: await the result for the values in input order,
+    /// or keep the [`AsyncResult`].
+    pub fn call<Args>(&self, items: Vec<Args>) -> AsyncResult<Vec<F::Output>>
     where
         F: RemoteCallable<Args> + Send,
         Args: WireType + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.view.map_sync(self.f, items).await
+        self.view.map(self.f, items)
     }
 }
 

@@ -227,11 +227,37 @@ impl RemoteNode {
         F: RemoteCallable<Args>,
         Args: WireType,
     {
+        let reply = self.call_bytes(f, args).await?;
+        decode_owned::<F::Output>(&reply).map_err(CallError::Decode)
+    }
+
+    /// [`RemoteNode::call`], with the result as a read-only view of the
+    /// reply's bytes (validated, nothing copied or deserialized);
+    /// [`Received::to_owned`](crate::actor::Received::to_owned) makes an
+    /// owned copy.
+    pub async fn call_received<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<crate::actor::Received<F::Output>, CallError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+    {
+        let reply = self.call_bytes(f, args).await?;
+        crate::actor::Received::new(reply).map_err(CallError::Decode)
+    }
+
+    /// The reply's bytes of a call of `f(args)` there.
+    async fn call_bytes<F, Args>(&self, f: F, args: Args) -> Result<crate::wire::Buffer, CallError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+    {
         let bytes = encode(&args).map_err(CallError::Encode)?;
         let mut header = FrameHeader::new(FrameKind::Call);
         header.type_tag = type_tag(f.remote_name());
-        let reply = self
-            .link
+        self.link
             .request(header, bytes, self.node.0.ask_timeout)
             .await
             .map_err(|e| match e {
@@ -248,8 +274,7 @@ impl RemoteNode {
                     location,
                 }) => CallError::Panicked { message, location },
                 other => CallError::Request(other),
-            })?;
-        decode_owned::<F::Output>(&reply).map_err(CallError::Decode)
+            })
     }
 }
 

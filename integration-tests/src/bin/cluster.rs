@@ -393,6 +393,13 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         .targets()
         .to_vec();
     println!("LAST {last:?} STEPPED {stepped:?}");
+    // Asking twice for the same engines gives the same view.
+    println!(
+        "SAME_VIEW {} {} {}",
+        rc.view(-1)? == rc.view(last.clone())?,
+        rc.view(Targets::Stepped { start: 0, step: 2 })? == rc.view([0u32, 2])?,
+        rc.view(0)? == rc.view(-1)?
+    );
     let order = [2u32, 0, 1];
     let pids = rc.view(order)?.apply_sync(engine_pid, ()).await?;
     let expected: Vec<u32> = order.iter().filter_map(|id| rc.engine_pid(*id)).collect();
@@ -402,6 +409,13 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
     let mut later = rc.view(0)?.apply(square, (3u64,));
     let done = later.wait(Duration::from_secs(30)).await;
     println!("ASYNC {done} {}", later.get().await?[0]);
+    // Results as read-only views of the replies, and owned copies of them.
+    let seen = rc.view([1u32, 2])?.apply_received(square, (11u64,)).await?;
+    let owned = seen
+        .iter()
+        .map(|r| r.to_owned())
+        .collect::<Result<Vec<u64>, _>>()?;
+    println!("RECEIVED {owned:?} {}", seen[1].to_native());
     rc.view(0)?.push("x", &5u64).await?;
     match rc.view(0)?.pull::<String>("x").await {
         Err(e @ ClientError::WrongType { .. }) => println!("WRONGTYPE {e}"),
@@ -515,12 +529,19 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
         .map_sync(square, (0..10u64).map(|x| (x,)).collect())
         .await?;
     println!("DMAP {mapped:?}");
+    let mut pending = all.map(square, (0..5u64).map(|x| (x,)).collect());
+    let ready = pending.wait(Duration::from_secs(30)).await;
+    let noted = pending.metadata().iter().flatten().count();
+    println!("DMAP_ASYNC {ready} {noted} {:?}", pending.get().await?);
     let remote = all.remote(square);
     println!("REMOTEFN {:?}", remote.call((4u64,)).await?);
+    // Not awaited at once: the call goes on while this one runs.
+    let kept = remote.call((5u64,));
     let parallel = all.parallel(square);
     println!(
-        "PARALLELFN {:?}",
-        parallel.call((1..6u64).map(|x| (x,)).collect()).await?
+        "PARALLELFN {:?} {:?}",
+        parallel.call((1..6u64).map(|x| (x,)).collect()).await?,
+        kept.await?
     );
     // The last engine stops for good: it leaves, and no new one comes.
     let last = *rc.ids().await?.last().ok_or("no engines")?;
