@@ -506,7 +506,7 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         "a panic comes back as the task's error: {lb}"
     );
     assert!(
-        lb.contains("on engine ") && lb.contains("src/bin/cluster.rs:"),
+        lb.contains("on engine ") && lb.contains("src/bin/cluster/views.rs:"),
         "it names the engine and the place: {lb}"
     );
     assert!(lb.ends_with("STRUCTURED true true true"), "{lb}");
@@ -647,6 +647,27 @@ async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
     );
     assert!(c.exit_ok().await, "{:?}", c.seen);
     stop_all([a, h2], &dir).await;
+}
+
+#[tokio::test]
+async fn engines_that_join_a_restarted_head_never_take_an_old_number() {
+    let dir = temp_dir("renumber");
+    let port = free_port();
+    let (mut h, line) = head(&dir.join("head"), port, &[]).await;
+    let mut a = node(&line, &dir.join("a"), 2).await;
+    let mut c = Proc::start(&["renumber", &line]);
+    assert_eq!(c.wait_for("FIRST").await, "FIRST [0, 1]");
+    // While the head is down, engines 0 and 1 go (their node is killed);
+    // the engines of a new node must not be 0 and 1 again.
+    h.kill();
+    let _ = h.child.wait().await;
+    a.kill();
+    let _ = a.child.wait().await;
+    let (h2, _) = head(&dir.join("head"), port, &[]).await;
+    let b = node(&line, &dir.join("b"), 2).await;
+    assert_eq!(c.wait_for("AFTER").await, "AFTER [2, 3]");
+    assert!(c.exit_ok().await, "{:?}", c.seen);
+    stop_all([b, h2], &dir).await;
 }
 
 #[tokio::test]

@@ -64,6 +64,9 @@ const DELIVERED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("delivered
 const FLAGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("flags");
 /// (pool, seq) → an update.
 const UPDATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("updates");
+/// (pool, number) → nothing: an engine of that set was given that number
+/// (numbers are never given twice, also across a head restart).
+const ENGINES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("engines");
 
 /// Why the ledger could not open, write or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,6 +174,13 @@ pub enum LedgerOp {
         /// The job's index.
         index: u64,
     },
+    /// An engine of the pool was given `number`.
+    NumberEngine {
+        /// The pool (an engine set).
+        pool: PoolKey,
+        /// The number.
+        number: u64,
+    },
     /// An update for the pool (stored under its number, replacing one with
     /// the same number).
     PutUpdate {
@@ -200,6 +210,8 @@ pub struct PoolState {
     pub flags: Vec<(u64, Vec<u8>)>,
     /// Updates, by number.
     pub updates: Vec<(u64, Vec<u8>)>,
+    /// Engine numbers given out (ascending).
+    pub engines: Vec<u64>,
 }
 
 type Reply = oneshot::Sender<Result<(), LedgerError>>;
@@ -263,7 +275,7 @@ impl Ledger {
             })?;
         // Create the tables, so that reads find them.
         let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
-        for table in [POOLS, JOBS, RESULTS, DELIVERED, FLAGS, UPDATES] {
+        for table in [POOLS, JOBS, RESULTS, DELIVERED, FLAGS, UPDATES, ENGINES] {
             txn.open_table(table).map_err(|e| failed(e.to_string()))?;
         }
         txn.commit().map_err(|e| failed(e.to_string()))?;
@@ -322,13 +334,14 @@ impl Ledger {
         let read = |e: redb::Error| LedgerError::Read(e.to_string());
         let txn = self.shared.db.begin_read().map_err(|e| read(e.into()))?;
         let open = |def| txn.open_table(def).map_err(|e| read(e.into()));
-        let (pools, jobs, results, delivered, flags, updates) = (
+        let (pools, jobs, results, delivered, flags, updates, engines) = (
             open(POOLS)?,
             open(JOBS)?,
             open(RESULTS)?,
             open(DELIVERED)?,
             open(FLAGS)?,
             open(UPDATES)?,
+            open(ENGINES)?,
         );
         let rows = |table: &redb::ReadOnlyTable<&[u8], &[u8]>, pool: &PoolKey| {
             let range = pool_range(pool);
@@ -361,6 +374,7 @@ impl Ledger {
                     .collect(),
                 flags: rows(&flags, &pool)?,
                 updates: rows(&updates, &pool)?,
+                engines: rows(&engines, &pool)?.into_iter().map(|(n, _)| n).collect(),
             });
         }
         Ok(states)
@@ -432,6 +446,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
         let mut delivered = txn.open_table(DELIVERED)?;
         let mut flags = txn.open_table(FLAGS)?;
         let mut updates = txn.open_table(UPDATES)?;
+        let mut engines = txn.open_table(ENGINES)?;
         for op in ops {
             match op {
                 LedgerOp::PutPool { pool, record } => {
@@ -447,6 +462,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                         &mut delivered,
                         &mut flags,
                         &mut updates,
+                        &mut engines,
                     ] {
                         table.retain_in::<&[u8], _>(lo..=hi, |_, _| false)?;
                     }
@@ -488,6 +504,9 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     if results.get(k.as_slice())?.is_some() {
                         delivered.insert(k.as_slice(), [].as_slice())?;
                     }
+                }
+                LedgerOp::NumberEngine { pool, number } => {
+                    engines.insert(key(pool, *number).as_slice(), [].as_slice())?;
                 }
                 LedgerOp::PutUpdate { pool, seq, update } => {
                     updates.insert(key(pool, *seq).as_slice(), update.as_slice())?;

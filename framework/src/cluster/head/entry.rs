@@ -82,8 +82,12 @@ pub(super) struct PoolEntry {
     pub(super) workers: Vec<ActorId>,
     /// Engines (an engine set's "workers"), in join order.
     pub(super) engines: Vec<EngineRow>,
-    /// The number the next engine gets.
+    /// The number the next engine gets: above every number given to an
+    /// engine of this set, also before the head restarted (the ledger's
+    /// `engines` table).
     pub(super) next_engine: u32,
+    /// The numbers given (and written to the ledger) so far.
+    pub(super) numbered: HashSet<u32>,
     /// Bytes of queued and running jobs.
     pub(super) queued_bytes: u64,
     /// Jobs done since the head started.
@@ -121,6 +125,7 @@ impl PoolEntry {
             workers: Vec::new(),
             engines: Vec::new(),
             next_engine: 0,
+            numbered: HashSet::new(),
             queued_bytes: 0,
             done: 0,
             waiting: VecDeque::new(),
@@ -174,6 +179,12 @@ impl PoolEntry {
         }
         entry.update_bytes = state.updates.iter().map(|(_, u)| u.len() as u64).sum();
         entry.updates = state.updates;
+        entry.numbered = state
+            .engines
+            .iter()
+            .filter_map(|n| u32::try_from(*n).ok())
+            .collect();
+        entry.next_engine = entry.numbered.iter().max().map_or(0, |n| n + 1);
         entry
     }
 

@@ -496,6 +496,22 @@ impl Handler<EngineHello> for HeadActor {
                     .filter(|n| !pool.engines.iter().any(|e| e.id == *n))
                     .unwrap_or(pool.next_engine);
                 pool.next_engine = pool.next_engine.max(number + 1);
+                // Written, so that a restarted head gives a new engine a
+                // number none had before.
+                if pool.numbered.insert(number) {
+                    let write = self.ledger.write(vec![LedgerOp::NumberEngine {
+                        pool: key(msg.pool),
+                        number: u64::from(number),
+                    }]);
+                    actix::spawn(async move {
+                        if let Err(e) = write.await {
+                            tracing::warn!(
+                                engine = number,
+                                "engine number not written to the ledger: {e}"
+                            );
+                        }
+                    });
+                }
                 pool.engines.push(EngineRow {
                     id: number,
                     engine: msg.engine.clone(),

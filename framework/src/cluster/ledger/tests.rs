@@ -312,3 +312,27 @@ fn a_pending_jobs_flags_stay_until_it_finishes() {
     let a = &ledger.load().unwrap()[0];
     assert!(a.flags.is_empty(), "{:?}", a.flags);
 }
+
+#[test]
+fn engine_numbers_stay_given_until_their_set_is_removed() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let number = |pool, number| LedgerOp::NumberEngine { pool, number };
+    block(ledger.write(vec![
+        put_pool(A),
+        put_pool(B),
+        number(A, 2),
+        number(A, 0),
+        number(A, 2),
+        number(B, 5),
+    ]))
+    .unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let pools = ledger.load().unwrap();
+    assert_eq!(pools[0].engines, vec![0, 2]);
+    assert_eq!(pools[1].engines, vec![5]);
+    block(ledger.write(vec![LedgerOp::RemovePool { pool: A }])).unwrap();
+    let txn = ledger.shared.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(ENGINES).unwrap().len().unwrap(), 1);
+}

@@ -1,76 +1,13 @@
-//! The cluster tests' program: a head, a node agent, or a pool owner
-//! (whose workers, started by the node agents, are this same program).
-//!
-//! - `cluster head DATA PORT [limit=BYTES] [allow=SHA256] [network] [scheduler=NAME]`: a head on
-//!   127.0.0.1:PORT (0: any), programs sent over the network with `network`; prints
-//!   `READY <join line>`, runs until its standard input closes.
-//! - `cluster node LINE DATA WORKERS [resource=NAME]...`: a node agent;
-//!   prints `READY`, runs until its standard input closes.
-//! - `cluster pool LINE SCENARIO ...`: a pool owner; prints what the test
-//!   checks, exits 0 when the scenario held.
+//! The s5 roles of the cluster tests' program: clients of engine sets
+//! (direct and load-balanced views, the hub), and the functions their
+//! engines run.
 
-use std::collections::BTreeMap;
 use std::error::Error;
 use std::time::Duration;
 
-use parallel::cluster::{self, HeadOptions, NodeOptions};
-use parallel::pool::{JobError, Pool, PoolError, Worker};
 use parallel::{JoinLine, Password};
 
-/// One job: a number to square, how long to take, whether to panic.
-#[parallel::wire]
-#[derive(Clone)]
-struct Job {
-    n: u64,
-    sleep_ms: u32,
-    panic: bool,
-    bytes: Vec<u8>,
-}
-
-/// What a job gives: the square, the worker process, the updates it had seen.
-#[parallel::wire]
-#[derive(Clone, Debug)]
-struct Answer {
-    square: u64,
-    pid: u32,
-    updates: Vec<u64>,
-}
-
-struct Probe {
-    updates: Vec<u64>,
-}
-
-impl Worker for Probe {
-    type Init = u64;
-    type Job = Job;
-    type Output = Answer;
-    type Update = u64;
-
-    fn init(first: u64) -> Self {
-        Probe {
-            updates: vec![first],
-        }
-    }
-
-    fn run(&mut self, job: Job) -> Answer {
-        if job.sleep_ms > 0 {
-            std::thread::sleep(Duration::from_millis(job.sleep_ms.into()));
-        }
-        if job.panic {
-            panic!("job {} was asked to panic", job.n);
-        }
-        Answer {
-            square: job.n * job.n,
-            pid: std::process::id(),
-            updates: self.updates.clone(),
-        }
-    }
-
-    fn handle_update(&mut self, update: u64) {
-        self.updates.push(update);
-    }
-}
-parallel::register_worker!(Probe);
+use super::stdin_closed;
 
 /// An engine's process id (to check which engine answered).
 #[parallel::remote]
@@ -109,266 +46,13 @@ fn right_squares<E>(squares: &[Result<u64, E>]) -> usize {
         .count()
 }
 
-fn job(n: u64, sleep_ms: u32) -> Job {
-    Job {
-        n,
-        sleep_ms,
-        panic: false,
-        bytes: Vec::new(),
-    }
-}
-
-async fn stdin_closed() {
-    use tokio::io::AsyncReadExt;
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 64];
-    while stdin.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
-}
-
-fn arg(args: &[String], i: usize, what: &str) -> Result<String, Box<dyn Error>> {
-    args.get(i)
-        .cloned()
-        .ok_or_else(|| format!("missing argument {i}: {what}").into())
-}
-
-#[parallel::main]
-async fn main() -> Result<(), Box<dyn Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    match arg(&args, 1, "role")?.as_str() {
-        "head" => {
-            let data = arg(&args, 2, "data dir")?;
-            let port: u16 = arg(&args, 3, "port")?.parse()?;
-            let mut options = HeadOptions::new(Password::resolve()?)
-                .listen(([127, 0, 0, 1], port).into())
-                .data(data);
-            // Options after the port: limit=BYTES, allow=SHA256, network.
-            for option in &args[4..] {
-                if let Some(limit) = option.strip_prefix("limit=") {
-                    options = options.queue_limit(limit.parse()?);
-                } else if let Some(allow) = option.strip_prefix("allow=") {
-                    let mut hash = [0u8; 32];
-                    for (i, byte) in hash.iter_mut().enumerate() {
-                        let hex = allow.get(2 * i..2 * i + 2).ok_or("short hash")?;
-                        *byte = u8::from_str_radix(hex, 16)?;
-                    }
-                    options = options.allow_programs(vec![hash]);
-                } else if let Some(name) = option.strip_prefix("scheduler=") {
-                    options = options.scheduler(name.parse()?);
-                } else if option == "network" {
-                    options = options.local_copies(false);
-                } else {
-                    return Err(format!("unknown head option {option:?}").into());
-                }
-            }
-            let mut head = cluster::start_head(options).await?;
-            println!("READY {}", head.join_line());
-            tokio::select! {
-                _ = stdin_closed() => {}
-                _ = head.wait() => {}
-            }
-            head.stop().await;
-            Ok(())
-        }
-        "node" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            let data = arg(&args, 3, "data dir")?;
-            let workers: u32 = arg(&args, 4, "workers")?.parse()?;
-            // `resource=NAME` options after the workers.
-            let resources = args[5..].iter().filter_map(|a| a.strip_prefix("resource="));
-            let options = NodeOptions::new(line, Password::resolve()?)
-                .workers(workers)
-                .data(data)
-                .resources(resources);
-            let mut node = match cluster::start_node(options).await {
-                Ok(n) => n,
-                Err(cluster::StartClusterError::AlreadyRunning { .. }) => {
-                    println!("ALREADY RUNNING");
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if !node.joined(Duration::from_secs(60)).await {
-                return Err("the node agent did not join its head within 60 s".into());
-            }
-            println!("READY");
-            tokio::select! {
-                _ = stdin_closed() => {}
-                _ = node.wait() => {}
-            }
-            node.stop().await;
-            Ok(())
-        }
-        "pool" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            let scenario = arg(&args, 3, "scenario")?;
-            let password = Password::resolve()?;
-            pool(line, password, &scenario, &args[4..]).await
-        }
-        "lbhead" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            lb_head(line, Password::resolve()?).await
-        }
-        "lbabort" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            lb_abort(line, Password::resolve()?).await
-        }
-        "sched" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            placements(line, Password::resolve()?).await
-        }
-        "hubowner" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            hub_owner(line, Password::resolve()?).await
-        }
-        "hubreader" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            let set = arg(&args, 3, "engine set")?.parse()?;
-            hub_reader(line, Password::resolve()?, set).await
-        }
-        "deps" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            dependencies(line, Password::resolve()?).await
-        }
-        "require" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            requirements(line, Password::resolve()?).await
-        }
-        "lbkill" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            lb_kill(line, Password::resolve()?).await
-        }
-        "client" => {
-            let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
-            let engines: usize = arg(&args, 3, "engines")?.parse()?;
-            client(line, Password::resolve()?, engines).await
-        }
-        other => Err(format!("unknown role {other:?}").into()),
-    }
-}
-
-async fn pool(
-    line: JoinLine,
-    password: Password,
-    scenario: &str,
-    rest: &[String],
-) -> Result<(), Box<dyn Error>> {
-    let number = |i: usize| -> Result<u64, Box<dyn Error>> {
-        Ok(rest
-            .get(i)
-            .ok_or("missing scenario argument")?
-            .parse::<u64>()?)
-    };
-    let mut pool = Pool::<Probe>::connect(&line, password, 0).await?;
-    println!("CONNECTED");
-    match scenario {
-        // map N jobs in order; check every square.
-        "map" => {
-            let n = number(0)?;
-            let sleep = number(1)? as u32;
-            let results = pool.map((0..n).map(|i| job(i, sleep))).await?;
-            let mut wrong = 0;
-            for (i, r) in results.iter().enumerate() {
-                match r {
-                    Ok(a) if a.square == (i as u64) * (i as u64) => {}
-                    _ => wrong += 1,
-                }
-            }
-            println!("RESULTS {} WRONG {wrong}", results.len());
-        }
-        // N jobs, results as they finish; PROGRESS every 100; each job's
-        // result exactly once.
-        "unordered" => {
-            let n = number(0)?;
-            let sleep = number(1)? as u32;
-            let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
-            let mut pids = std::collections::BTreeSet::new();
-            let mut stream = pool.imap_unordered((0..n).map(|i| job(i, sleep)));
-            let mut count = 0u64;
-            while let Some(r) = stream.next().await {
-                let a = r?;
-                let root = (a.square as f64).sqrt().round() as u64;
-                *seen.entry(root).or_default() += 1;
-                pids.insert(a.pid);
-                count += 1;
-                if count.is_multiple_of(100) {
-                    println!("PROGRESS {count}");
-                }
-            }
-            let dup = seen.values().filter(|c| **c > 1).count();
-            let lost = (0..n).filter(|i| !seen.contains_key(i)).count();
-            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-            println!("PIDLIST {}", list.join(","));
-            println!("RESULTS {count} LOST {lost} DUP {dup} PIDS {}", pids.len());
-        }
-        // Updates before jobs: every worker has seen them, in order.
-        "updates" => {
-            for u in 1..=3 {
-                pool.update_workers(&u).await?;
-            }
-            println!("UPDATED");
-            // Enough jobs, slow enough, that a node joining now takes some.
-            let n = number(0)?;
-            let sleep = number(1)? as u32;
-            let results = pool.map((0..n).map(|i| job(i, sleep))).await?;
-            let mut pids = std::collections::BTreeSet::new();
-            let mut bad = 0;
-            for a in results.iter().flatten() {
-                pids.insert(a.pid);
-                if a.updates != [0, 1, 2, 3] {
-                    bad += 1;
-                    println!("SAW {:?}", a.updates);
-                }
-            }
-            println!("RESULTS {} BAD {bad} PIDS {}", results.len(), pids.len());
-        }
-        // A panicking job fails alone.
-        "panic" => {
-            let mut jobs: Vec<Job> = (0..20).map(|i| job(i, 0)).collect();
-            jobs[7].panic = true;
-            let results = pool.map(jobs).await?;
-            let ok = results.iter().filter(|r| r.is_ok()).count();
-            match &results[7] {
-                Err(JobError::Panicked(msg)) => println!("PANICKED {msg}"),
-                other => println!("UNEXPECTED {other:?}"),
-            }
-            println!("OK {ok}");
-        }
-        // One job larger than the head's queue limit.
-        "oversized" => {
-            let size = number(0)? as usize;
-            let mut big = job(1, 0);
-            big.bytes = vec![7; size];
-            match pool.map([big]).await {
-                Err(PoolError::Refused(why)) => println!("REFUSED {why}"),
-                other => println!("UNEXPECTED {:?}", other.map(|v| v.len())),
-            }
-        }
-        // How many nodes and workers the pool sees, once it sees the
-        // expected number of workers (or after 30 s).
-        "counts" => {
-            let _ = pool.map((0..10).map(|i| job(i, 0))).await?;
-            let expected = number(0)? as usize;
-            let since = std::time::Instant::now();
-            while pool.workers_count().await? < expected
-                && since.elapsed() < Duration::from_secs(30)
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            println!(
-                "NODES {} WORKERS {}",
-                pool.nodes_count().await?,
-                pool.workers_count().await?
-            );
-        }
-        other => return Err(format!("unknown scenario {other:?}").into()),
-    }
-    pool.close().await;
-    Ok(())
-}
-
 /// Direct views on `engines` engines: scatter / gather over 1, 3 and all,
 /// multi-target order, a wrong type, clear.
-async fn client(line: JoinLine, password: Password, engines: usize) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn client(
+    line: JoinLine,
+    password: Password,
+    engines: usize,
+) -> Result<(), Box<dyn Error>> {
     use parallel::client::{Client, ClientError, Targets};
     let mut rc = Client::connect(&line, password).await?;
     let ids = rc
@@ -451,7 +135,7 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
             e.message == "13 is unlucky",
             e.location
                 .as_ref()
-                .is_some_and(|at| at.contains("src/bin/cluster.rs:"))
+                .is_some_and(|at| at.contains("src/bin/cluster/views.rs:"))
         ),
         other => println!("UNEXPECTED {other:?}"),
     }
@@ -561,7 +245,7 @@ async fn client(line: JoinLine, password: Password, engines: usize) -> Result<()
 
 /// A load-balanced map while the test kills an engine: every task's result
 /// arrives; a direct apply to the dead engine fails at once.
-async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::Client;
     let mut rc = Client::connect(&line, password).await?;
     let ids = rc.wait_for_engines(3, Duration::from_secs(60)).await?;
@@ -590,7 +274,7 @@ async fn lb_kill(line: JoinLine, password: Password) -> Result<(), Box<dyn Error
 /// started fail as aborted, the others give their squares; nothing is
 /// outstanding after, and aborting finished tasks aborts nothing;
 /// `Client::wait` says false at once and true once all are back.
-async fn lb_abort(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn lb_abort(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::{Client, ClientError};
     let mut rc = Client::connect(&line, password).await?;
     rc.wait_for_engines(2, Duration::from_secs(60)).await?;
@@ -630,7 +314,7 @@ fn engine_process(ms: u64) -> u32 {
 /// Where a scheduler puts tasks: 6 short tasks one after another (ROTATE),
 /// then one long task and 4 short ones while it runs (AVOID: the long one's
 /// engine, then the short ones' engines).
-async fn placements(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn placements(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::Client;
     let mut rc = Client::connect(&line, password).await?;
     rc.wait_for_engines(3, Duration::from_secs(60)).await?;
@@ -653,7 +337,7 @@ async fn placements(line: JoinLine, password: Password) -> Result<(), Box<dyn Er
 
 /// Opens an engine set, maps `square` over 0..6 through the head, prints
 /// `SET <id>`, then stays its owner until its standard input closes.
-async fn hub_owner(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn hub_owner(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::Client;
     let mut rc = Client::connect(&line, password).await?;
     rc.wait_for_engines(2, Duration::from_secs(60)).await?;
@@ -668,9 +352,33 @@ async fn hub_owner(line: JoinLine, password: Password) -> Result<(), Box<dyn Err
     Ok(())
 }
 
+/// Prints its two engines' numbers, then, once two other engines serve it
+/// (the test replaces the node while the head is down), theirs.
+pub(crate) async fn renumber(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+    use parallel::client::Client;
+    let mut rc = Client::connect(&line, password).await?;
+    let first = rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    println!("FIRST {first:?}");
+    let after = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            if let Ok(ids) = rc.ids().await
+                && ids.len() == 2
+                && ids.iter().all(|id| !first.contains(id))
+            {
+                return ids;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await?;
+    println!("AFTER {after:?}");
+    rc.close().await;
+    Ok(())
+}
+
 /// Another client of engine set `set`: what the hub says of tasks 0..6 (and
 /// 99, never submitted), their results, a refused submit, purges.
-async fn hub_reader(
+pub(crate) async fn hub_reader(
     line: JoinLine,
     password: Password,
     set: parallel::client::EngineSetId,
@@ -741,7 +449,7 @@ fn timed(ms: u64) -> (u64, u64, u32) {
 /// unknown dependency, a timeout that fires; then a task with no retries
 /// whose engine the test kills (`KILL <pid>`); tasks on one target engine,
 /// and on the dead one.
-async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn dependencies(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::{Client, ClientError};
     let mut rc = Client::connect(&line, password).await?;
     let engines = rc.wait_for_engines(2, Duration::from_secs(60)).await?;
@@ -882,7 +590,7 @@ fn is_process(pid: u32) -> bool {
 /// engine processes that ran them (`BIGMEM [pids]`); tasks that require a
 /// GPU, which no node here offers, are impossible; tasks whose `depend`
 /// predicate holds on one engine only run there, and on none fail.
-async fn requirements(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn requirements(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::{Client, ClientError};
     let mut rc = Client::connect(&line, password).await?;
     rc.wait_for_engines(3, Duration::from_secs(60)).await?;
@@ -926,7 +634,7 @@ async fn requirements(line: JoinLine, password: Password) -> Result<(), Box<dyn 
 /// A load-balanced map of 600 tasks while the test kills and restarts the
 /// head (after `MAPPING`); then: the engines kept their numbers, and a task
 /// that follows one finished before the restart runs on that task's engine.
-async fn lb_head(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
+pub(crate) async fn lb_head(line: JoinLine, password: Password) -> Result<(), Box<dyn Error>> {
     use parallel::client::Client;
     let mut rc = Client::connect(&line, password).await?;
     let ids = rc.wait_for_engines(3, Duration::from_secs(60)).await?;
