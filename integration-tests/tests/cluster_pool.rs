@@ -534,6 +534,12 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         c.wait_for("DMAP_ASYNC").await,
         "DMAP_ASYNC true 4 [0, 1, 4, 9, 16]"
     );
+    let dimap = c.wait_for("DIMAP").await;
+    assert!(
+        dimap.starts_with(r#"DIMAP ["9", "16", "#) && dimap.ends_with(r#", "25", "36", "49"] 0"#),
+        "{dimap}"
+    );
+    assert!(dimap.contains("13 is unlucky"), "{dimap}");
     assert_eq!(c.wait_for("REMOTEFN").await, "REMOTEFN [16, 16, 16, 16]");
     assert_eq!(
         c.wait_for("PARALLELFN").await,

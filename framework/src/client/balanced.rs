@@ -21,7 +21,7 @@ use crate::remote::{ActorRef, RemoteCallable};
 use crate::wire::{WireType, type_tag};
 
 use super::meta::{Metadata, Metas, metas};
-use super::view::AsyncResult;
+use super::result::AsyncResult;
 use super::{Client, ClientError};
 
 /// Tasks per submit.

@@ -39,6 +39,7 @@
 mod balanced;
 mod hub;
 mod meta;
+mod result;
 mod view;
 
 use std::collections::BTreeMap;
@@ -57,7 +58,8 @@ use crate::transport::{JoinLine, Password};
 pub use balanced::{Imap, LoadBalancedView};
 pub use hub::{BadEngineSetId, EngineSetId, ResultStatus};
 pub use meta::Metadata;
-pub use view::{AsyncResult, DirectView, ParallelFunction, RemoteFunction, Targets};
+pub use result::AsyncResult;
+pub use view::{DirectImap, DirectView, ParallelFunction, RemoteFunction, Targets};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]

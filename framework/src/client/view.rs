@@ -1,8 +1,5 @@
 //! [`DirectView`]: some engines, chosen when the view is made; apply,
-//! push / pull, scatter / gather, clear. [`AsyncResult`]: a result that
-//! comes later.
-
-use std::time::Duration;
+//! push / pull, scatter / gather, clear.
 
 use crate::actor::Received;
 use crate::cluster::engine::{Carried, Clear, Pull, Pulled, Push, Pushed};
@@ -10,6 +7,7 @@ use crate::remote::RemoteCallable;
 use crate::remote::value::tag_of;
 use crate::wire::WireType;
 
+use super::result::{AsyncResult, joined};
 use super::{Client, ClientError};
 
 /// Which engines a view targets.
@@ -110,166 +108,6 @@ impl std::fmt::Debug for DirectView<'_> {
         f.debug_struct("DirectView")
             .field("targets", &self.targets)
             .finish_non_exhaustive()
-    }
-}
-
-/// A result that comes later (from [`DirectView::apply`]).
-pub struct AsyncResult<R> {
-    handle: Option<actix_rt::task::JoinHandle<Result<R, ClientError>>>,
-    result: Option<Result<R, ClientError>>,
-    ids: Vec<u64>,
-    /// Each task's metadata, once its result is in.
-    metas: super::meta::Metas,
-    /// Where load-balanced tasks are aborted (none for a direct apply).
-    aborter: Option<super::balanced::Aborter>,
-}
-
-/// A result read twice.
-fn taken() -> ClientError {
-    ClientError::Codec {
-        what: "read the result",
-        reason: "it was taken already".into(),
-    }
-}
-
-/// Awaiting an `AsyncResult` gives its value: `view.apply(f, args).await`
-/// is the seed's blocking call, keeping the `AsyncResult` its
-/// non-blocking one.
-impl<R: 'static> std::future::IntoFuture for AsyncResult<R> {
-    type Output = Result<R, ClientError>;
-    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output>>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.get())
-    }
-}
-
-fn joined<R>(
-    r: Result<Result<R, ClientError>, actix_rt::task::JoinError>,
-) -> Result<R, ClientError> {
-    r.unwrap_or_else(|e| {
-        Err(ClientError::Codec {
-            what: "finish the task",
-            reason: e.to_string(),
-        })
-    })
-}
-
-impl<R> AsyncResult<R> {
-    /// A result a task computes, with the task numbers it stands for.
-    pub(super) fn spawned(
-        handle: actix_rt::task::JoinHandle<Result<R, ClientError>>,
-        ids: Vec<u64>,
-        metas: super::meta::Metas,
-    ) -> Self {
-        Self {
-            handle: Some(handle),
-            result: None,
-            ids,
-            metas,
-            aborter: None,
-        }
-    }
-
-    /// When and where each of its tasks ran and what it printed (the
-    /// seed's `metadata`), in task order; `None` for a task whose result
-    /// is not in yet. A direct apply has one per target engine.
-    pub fn metadata(&self) -> Vec<Option<super::Metadata>> {
-        self.metas.iter().map(|m| m.get().cloned()).collect()
-    }
-
-    /// The same result with its value passed through `f` once it is there
-    /// (task numbers, metadata and abort kept).
-    pub(super) fn then<S: 'static>(mut self, f: impl FnOnce(R) -> S + 'static) -> AsyncResult<S>
-    where
-        R: 'static,
-    {
-        let (handle, result) = (self.handle.take(), self.result.take());
-        let mapped = actix_rt::spawn(async move {
-            match (result, handle) {
-                (Some(r), _) => r.map(f),
-                (None, Some(handle)) => joined(handle.await).map(f),
-                (None, None) => Err(taken()),
-            }
-        });
-        AsyncResult {
-            handle: Some(mapped),
-            result: None,
-            ids: self.ids,
-            metas: self.metas,
-            aborter: self.aborter,
-        }
-    }
-
-    /// The same, abortable through `aborter` (load-balanced tasks).
-    pub(super) fn abortable(mut self, aborter: super::balanced::Aborter) -> Self {
-        self.aborter = Some(aborter);
-        self
-    }
-
-    /// Aborts the tasks of this result that have not started: each fails
-    /// with [`ClientError::Aborted`]; those running or done go on. Returns
-    /// the task numbers it aborted. A direct apply has started on its
-    /// engines when it returns, so there is nothing to abort (empty).
-    pub async fn abort(&self) -> Result<Vec<u64>, ClientError> {
-        match &self.aborter {
-            Some(aborter) => aborter.abort(self.ids.clone()).await,
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// The numbers of the load-balanced tasks this result waits for (the
-    /// seed's `msg_ids`; empty for a direct apply).
-    pub fn msg_ids(&self) -> &[u64] {
-        &self.ids
-    }
-
-    /// True once the result is there.
-    pub fn ready(&self) -> bool {
-        self.result.is_some() || self.handle.as_ref().is_some_and(|h| h.is_finished())
-    }
-
-    /// Waits up to `timeout` for the result; true if it is there.
-    pub async fn wait(&mut self, timeout: Duration) -> bool {
-        if self.result.is_some() {
-            return true;
-        }
-        let Some(handle) = self.handle.as_mut() else {
-            return false;
-        };
-        match tokio::time::timeout(timeout, handle).await {
-            Ok(r) => {
-                self.result = Some(joined(r));
-                self.handle = None;
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// True when the result is there and is not an error.
-    pub fn successful(&self) -> bool {
-        matches!(self.result, Some(Ok(_)))
-    }
-
-    /// The result, once it is there.
-    pub async fn get(mut self) -> Result<R, ClientError> {
-        if let Some(r) = self.result.take() {
-            return r;
-        }
-        match self.handle.take() {
-            Some(handle) => joined(handle.await),
-            None => Err(taken()),
-        }
-    }
-
-    /// The result, or [`ClientError::Timeout`] after `timeout`.
-    pub async fn get_timeout(mut self, timeout: Duration) -> Result<R, ClientError> {
-        if self.wait(timeout).await {
-            self.get().await
-        } else {
-            Err(ClientError::Timeout(timeout))
-        }
     }
 }
 
@@ -578,6 +416,53 @@ impl<'c> DirectView<'c> {
         runs.then(|parts| parts.into_iter().flatten().collect())
     }
 
+    /// Runs `f` on every element of `items`, split over the targets like
+    /// [`DirectView::map`], and gives the results one by one in input order
+    /// as they come (the seed's `imap`; see [`DirectImap`]). Each item has
+    /// its own result: an error fails that item only.
+    pub fn imap<F, Args>(&self, f: F, items: Vec<Args>) -> DirectImap<F::Output>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (senders, results): (Vec<_>, std::collections::VecDeque<_>) = items
+            .iter()
+            .map(|_| tokio::sync::oneshot::channel())
+            .unzip();
+        let mut senders = senders.into_iter();
+        for (id, part) in self
+            .targets
+            .iter()
+            .zip(partition(items, self.targets.len()))
+        {
+            let (id, txs) = (*id, senders.by_ref().take(part.len()).collect::<Vec<_>>());
+            let remote = self
+                .client
+                .link(id)
+                .map(|l| l.remote.clone())
+                .map_err(|e| e.to_string());
+            actix_rt::spawn(async move {
+                for (args, tx) in part.into_iter().zip(txs) {
+                    let result = match &remote {
+                        Ok(remote) => remote
+                            .call(f, args)
+                            .await
+                            .map_err(|error| ClientError::of_call(id, error)),
+                        Err(reason) => Err(ClientError::Engine {
+                            engine: id,
+                            reason: reason.clone(),
+                        }),
+                    };
+                    if tx.send(result).is_err() {
+                        return; // nobody reads them any more
+                    }
+                }
+            });
+        }
+        DirectImap { results }
+    }
+
     /// [`DirectView::map`] and wait for it.
     pub async fn map_sync<F, Args>(
         &self,
@@ -616,6 +501,31 @@ impl<'c> DirectView<'c> {
             self.ask(*id, Clear).await?;
         }
         Ok(())
+    }
+}
+
+/// Results of [`DirectView::imap`] in input order: [`DirectImap::next`]
+/// waits for the next one (later ones that finish first wait their turn).
+/// Dropping it stops the engines' runs after their current item.
+pub struct DirectImap<R> {
+    results: std::collections::VecDeque<tokio::sync::oneshot::Receiver<Result<R, ClientError>>>,
+}
+
+impl<R> DirectImap<R> {
+    /// The next item's result (or its error) in input order; `None` after
+    /// the last.
+    pub async fn next(&mut self) -> Option<Result<R, ClientError>> {
+        let result = self.results.pop_front()?;
+        Some(result.await.unwrap_or_else(|_| {
+            Err(ClientError::Task(
+                "its engine's run stopped before it (the client is closing)".into(),
+            ))
+        }))
+    }
+
+    /// Results not read yet.
+    pub fn remaining(&self) -> usize {
+        self.results.len()
     }
 }
 

@@ -28,6 +28,14 @@ fn slow_square(x: u64, ms: u64) -> u64 {
     x * x
 }
 
+/// A square after `ms` milliseconds, except that 13 panics.
+#[parallel::remote]
+fn slow_square_but_13(x: u64, ms: u64) -> u64 {
+    assert!(x != 13, "13 is unlucky");
+    std::thread::sleep(Duration::from_millis(ms));
+    x * x
+}
+
 /// A square, except that 13 panics.
 #[parallel::remote]
 fn square_but_13(x: u64) -> u64 {
@@ -217,6 +225,17 @@ pub(crate) async fn client(
     let ready = pending.wait(Duration::from_secs(30)).await;
     let noted = pending.metadata().iter().flatten().count();
     println!("DMAP_ASYNC {ready} {noted} {:?}", pending.get().await?);
+    // The first item is the slowest: imap still gives them in input order,
+    // and 13's panic fails only its own item.
+    let mut it = all.imap(
+        slow_square_but_13,
+        vec![(3u64, 300u64), (4, 0), (13, 0), (5, 0), (6, 0), (7, 0)],
+    );
+    let mut ordered = Vec::new();
+    while let Some(r) = it.next().await {
+        ordered.push(r.map_or_else(|e| e.to_string(), |v| v.to_string()));
+    }
+    println!("DIMAP {ordered:?} {}", it.remaining());
     let remote = all.remote(square);
     println!("REMOTEFN {:?}", remote.call((4u64,)).await?);
     // Not awaited at once: the call goes on while this one runs.
