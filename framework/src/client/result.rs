@@ -4,8 +4,14 @@
 use std::time::Duration;
 
 use super::ClientError;
+#[cfg(doc)]
+use super::{DirectView, LoadBalancedView};
 
-/// A result that comes later (from [`DirectView::apply`]).
+/// A result that comes later: from [`DirectView::apply`] and
+/// [`DirectView::map`], from [`LoadBalancedView::apply`] and
+/// [`LoadBalancedView::map`], and from remote and parallel functions.
+/// Awaiting it gives the value (the seed's `block=True`); keeping it and
+/// asking later is `block=False`.
 pub struct AsyncResult<R> {
     handle: Option<actix_rt::task::JoinHandle<Result<R, ClientError>>>,
     result: Option<Result<R, ClientError>>,
