@@ -146,6 +146,30 @@ pub fn unhex32(s: &str) -> Result<[u8; 32], BoxError> {
     Ok(out)
 }
 
+/// p50 of `n` raw quinn pings (after 50 warm-up ones) to a raw server in
+/// this process, on loopback, in µs: no process crossing at all, printed
+/// for scale beside the cross-process baseline ([`alternate_p50_us`]).
+pub async fn ping_in_process_p50_us(n: usize) -> Result<f64, BoxError> {
+    let (endpoint, addr) = bind_server()?;
+    let server = tokio::spawn(async move {
+        if let Some(incoming) = endpoint.accept().await
+            && let Ok(conn) = incoming.await
+            && let Ok((send, recv)) = conn.accept_bi().await
+        {
+            let _ = echo(send, recv).await;
+        }
+    });
+    let conn = addr.connect().await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    pings(&mut send, &mut recv, 50).await?;
+    let ns = pings(&mut send, &mut recv, n).await?;
+    send.finish()?;
+    let _ = tokio::time::timeout(TIMEOUT, server).await;
+    Ok(crate::report::median(
+        ns.into_iter().map(|v| v as f64 / 1000.0).collect(),
+    ))
+}
+
 /// The environment variable that makes a benchmark binary the raw server
 /// process (see [`serve_if_asked`]).
 pub const SERVER_ROLE_ENV: &str = "PARALLEL_BENCH_RAW_SERVER";
