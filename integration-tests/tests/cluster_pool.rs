@@ -520,6 +520,7 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
         "QUEUE 4 engines, 207 completed, 0 queued, 0 unassigned"
     );
     assert_eq!(c.wait_for("IMAP").await, "IMAP [9, 16, 25, 36] 0");
+    assert_eq!(c.wait_for("TRACKED").await, "TRACKED true true true");
     assert_eq!(c.wait_for("BIG").await, "BIG true true");
     assert_eq!(
         c.wait_for("CHUNKS").await,

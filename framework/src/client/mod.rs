@@ -151,6 +151,18 @@ pub enum ClientError {
     /// gone (at once).
     #[error("the engine died: {0}")]
     EngineDied(String),
+    /// Some messages of a tracked apply never left this program: the
+    /// connection to their engine went first.
+    #[error(
+        "only {sent} of {total} messages left this program: the connection to an engine went first \
+         (the result's get() says which and why)"
+    )]
+    NotSent {
+        /// Messages that left.
+        sent: usize,
+        /// Messages there were.
+        total: usize,
+    },
     /// A result did not come in time.
     #[error("no result within {0:?}")]
     Timeout(Duration),

@@ -20,6 +20,22 @@ pub struct AsyncResult<R> {
     metas: super::meta::Metas,
     /// Where load-balanced tasks are aborted (none for a direct apply).
     aborter: Option<super::balanced::Aborter>,
+    /// How many of its sends have left (a tracked apply only).
+    sending: Option<Sending>,
+}
+
+/// The sends of a tracked apply: how many of `total` were handed to QUIC.
+pub(super) struct Sending {
+    sent: tokio::sync::watch::Receiver<usize>,
+    total: usize,
+}
+
+impl Sending {
+    /// `total` sends to track, and the count to raise as each leaves.
+    pub(super) fn new(total: usize) -> (tokio::sync::watch::Sender<usize>, Sending) {
+        let (count, sent) = tokio::sync::watch::channel(0);
+        (count, Sending { sent, total })
+    }
 }
 
 /// A result read twice.
@@ -66,6 +82,43 @@ impl<R> AsyncResult<R> {
             ids,
             metas,
             aborter: None,
+            sending: None,
+        }
+    }
+
+    /// The same, with its sends tracked.
+    pub(super) fn tracking(mut self, sending: Sending) -> Self {
+        self.sending = Some(sending);
+        self
+    }
+
+    /// Whether every message of this result has left this program (the
+    /// seed's `sent`): for a tracked apply ([`DirectView::apply_tracked`]),
+    /// once its arguments' bytes were handed to QUIC for every target;
+    /// otherwise true (its arguments were copied into the messages before
+    /// it was made).
+    pub fn sent(&self) -> bool {
+        self.sending
+            .as_ref()
+            .is_none_or(|s| *s.sent.borrow() >= s.total)
+    }
+
+    /// Waits up to `timeout` until [`AsyncResult::sent`] (the seed's
+    /// `wait_on_send`). [`ClientError::NotSent`] when a connection went
+    /// before its message left ([`AsyncResult::get`] then says why).
+    pub async fn wait_on_send(&self, timeout: Duration) -> Result<(), ClientError> {
+        let Some(sending) = &self.sending else {
+            return Ok(());
+        };
+        let mut sent = sending.sent.clone();
+        let total = sending.total;
+        match tokio::time::timeout(timeout, sent.wait_for(|n| *n >= total)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ClientError::NotSent {
+                sent: *sending.sent.borrow(),
+                total,
+            }),
+            Err(_) => Err(ClientError::Timeout(timeout)),
         }
     }
 
@@ -96,6 +149,7 @@ impl<R> AsyncResult<R> {
             ids: self.ids,
             metas: self.metas,
             aborter: self.aborter,
+            sending: self.sending,
         }
     }
 

@@ -145,6 +145,35 @@ impl<'c> DirectView<'c> {
         })
     }
 
+    /// [`DirectView::apply`] with its sends tracked (the seed's
+    /// `track=True`): [`AsyncResult::sent`] says whether the arguments'
+    /// bytes were handed to QUIC for every target, and
+    /// [`AsyncResult::wait_on_send`] waits for it — for large arguments,
+    /// when the upload has left this program. (The seed tracks sends so
+    /// that you do not change a buffer still being sent; here `args` is
+    /// moved into the call, so that cannot happen.)
+    pub fn apply_tracked<F, Args>(&self, f: F, args: Args) -> AsyncResult<Vec<F::Output>>
+    where
+        F: RemoteCallable<Args> + Send,
+        Args: WireType + Clone + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (count, sending) = super::result::Sending::new(self.targets.len());
+        let count = std::rc::Rc::new(count);
+        self.on_each(move |remote, _| {
+            let args = args.clone();
+            let (sent, heard) = tokio::sync::oneshot::channel();
+            let count = count.clone();
+            actix_rt::spawn(async move {
+                if heard.await.is_ok() {
+                    count.send_modify(|n| *n += 1);
+                }
+            });
+            async move { remote.call_tracked(f, args, sent).await }
+        })
+        .tracking(sending)
+    }
+
     /// [`DirectView::apply`], with each result as a read-only view of the
     /// reply's bytes: validated in place, nothing deserialized or copied
     /// (the seed's zero-copy results, read-only as there);

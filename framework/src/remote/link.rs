@@ -120,9 +120,31 @@ impl PeerLink {
     /// Sends a request frame and waits for its reply, at most `timeout` in all.
     pub async fn request(
         &self,
+        header: FrameHeader,
+        payload: Buffer,
+        timeout: Duration,
+    ) -> Result<Buffer, RequestError> {
+        self.exchange(header, payload, timeout, None).await
+    }
+
+    /// [`PeerLink::request`], and `sent` is answered once the request's
+    /// bytes were handed to QUIC ([`crate::transport::Peer::send_tracked`]).
+    pub async fn request_tracked(
+        &self,
+        header: FrameHeader,
+        payload: Buffer,
+        timeout: Duration,
+        sent: oneshot::Sender<()>,
+    ) -> Result<Buffer, RequestError> {
+        self.exchange(header, payload, timeout, Some(sent)).await
+    }
+
+    async fn exchange(
+        &self,
         mut header: FrameHeader,
         payload: Buffer,
         timeout: Duration,
+        sent: Option<oneshot::Sender<()>>,
     ) -> Result<Buffer, RequestError> {
         let correlation = self.next.fetch_add(1, Ordering::Relaxed);
         header.correlation = correlation;
@@ -136,10 +158,11 @@ impl PeerLink {
             return Err(self.lost());
         }
         let exchange = async {
-            self.peer
-                .send(header, payload)
-                .await
-                .map_err(|_| self.lost())?;
+            match sent {
+                Some(sent) => self.peer.send_tracked(header, payload, sent).await,
+                None => self.peer.send(header, payload).await,
+            }
+            .map_err(|_| self.lost())?;
             match rx.await {
                 Ok(Ok(bytes)) => Ok(bytes),
                 Ok(Err(failure)) => Err(RequestError::Remote(failure)),

@@ -227,7 +227,7 @@ impl RemoteNode {
         F: RemoteCallable<Args>,
         Args: WireType,
     {
-        let reply = self.call_bytes(f, args).await?;
+        let reply = self.call_bytes(f, args, None).await?;
         decode_owned::<F::Output>(&reply).map_err(CallError::Decode)
     }
 
@@ -244,12 +244,34 @@ impl RemoteNode {
         F: RemoteCallable<Args>,
         Args: WireType,
     {
-        let reply = self.call_bytes(f, args).await?;
+        let reply = self.call_bytes(f, args, None).await?;
         crate::actor::Received::new(reply).map_err(CallError::Decode)
     }
 
+    /// [`RemoteNode::call`], and `sent` is answered once the call's bytes
+    /// (its arguments) were handed to QUIC: they left this program's
+    /// queues. Dropped unanswered when the connection goes first.
+    pub async fn call_tracked<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+        sent: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<F::Output, CallError>
+    where
+        F: RemoteCallable<Args>,
+        Args: WireType,
+    {
+        let reply = self.call_bytes(f, args, Some(sent)).await?;
+        decode_owned::<F::Output>(&reply).map_err(CallError::Decode)
+    }
+
     /// The reply's bytes of a call of `f(args)` there.
-    async fn call_bytes<F, Args>(&self, f: F, args: Args) -> Result<crate::wire::Buffer, CallError>
+    async fn call_bytes<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+        sent: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<crate::wire::Buffer, CallError>
     where
         F: RemoteCallable<Args>,
         Args: WireType,
@@ -257,24 +279,28 @@ impl RemoteNode {
         let bytes = encode(&args).map_err(CallError::Encode)?;
         let mut header = FrameHeader::new(FrameKind::Call);
         header.type_tag = type_tag(f.remote_name());
-        self.link
-            .request(header, bytes, self.node.0.ask_timeout)
-            .await
-            .map_err(|e| match e {
-                RequestError::Remote(RemoteFailure {
-                    code: code::NOT_REGISTERED,
-                    message,
-                    ..
-                }) => {
-                    CallError::NotRegistered(format!("{} (function {})", message, f.remote_name()))
-                }
-                RequestError::Remote(RemoteFailure {
-                    code: code::PANICKED,
-                    message,
-                    location,
-                }) => CallError::Panicked { message, location },
-                other => CallError::Request(other),
-            })
+        let timeout = self.node.0.ask_timeout;
+        match sent {
+            Some(sent) => {
+                self.link
+                    .request_tracked(header, bytes, timeout, sent)
+                    .await
+            }
+            None => self.link.request(header, bytes, timeout).await,
+        }
+        .map_err(|e| match e {
+            RequestError::Remote(RemoteFailure {
+                code: code::NOT_REGISTERED,
+                message,
+                ..
+            }) => CallError::NotRegistered(format!("{} (function {})", message, f.remote_name())),
+            RequestError::Remote(RemoteFailure {
+                code: code::PANICKED,
+                message,
+                location,
+            }) => CallError::Panicked { message, location },
+            other => CallError::Request(other),
+        })
     }
 }
 

@@ -119,6 +119,8 @@ async fn write_loop(
     let mut seq = 0u64;
     let mut batch = Vec::with_capacity(COALESCE_BYTES + HEADER_LEN);
     let mut queued = Vec::with_capacity(WRITE_BATCH);
+    // Senders of tracked frames in the batch being written.
+    let mut written = Vec::new();
     let down = shared.wait_down();
     tokio::pin!(down);
     loop {
@@ -132,6 +134,14 @@ async fn write_loop(
         }
         batch.clear();
         for next in queued.drain(..) {
+            // A tracked frame is a frame whose sender hears when its bytes
+            // were written (with the batch, or once its bulk stream was).
+            let (next, mut sent) = match next {
+                Outgoing::Tracked(header, payload, sent) => {
+                    (Outgoing::Frame(header, payload), Some(sent))
+                }
+                other => (other, None),
+            };
             match next {
                 Outgoing::Raw(bytes) => batch.extend_from_slice(&bytes),
                 Outgoing::FinishLane => {
@@ -173,9 +183,17 @@ async fn write_loop(
                             }
                         };
                         let shared = shared.clone();
+                        let sent = sent.take();
                         tokio::spawn(async move {
-                            if let Err(reason) = send_bulk(&shared, header, &payload).await {
-                                shared.set_down(reason);
+                            match send_bulk(&shared, header, &payload).await {
+                                Ok(()) => {
+                                    if let Some(sent) = sent {
+                                        let _ = sent.send(());
+                                    }
+                                }
+                                Err(reason) => {
+                                    shared.set_down(reason);
+                                }
                             }
                             drop(slot);
                         });
@@ -183,7 +201,9 @@ async fn write_loop(
                         frame_bytes(header, &payload, &mut batch);
                     }
                 }
+                Outgoing::Tracked(..) => unreachable!("made a Frame above"),
             }
+            written.extend(sent);
             if batch.len() >= COALESCE_BYTES {
                 lane.write_all(&batch).await.map_err(write_error)?;
                 batch.clear();
@@ -191,6 +211,9 @@ async fn write_loop(
         }
         if !batch.is_empty() {
             lane.write_all(&batch).await.map_err(write_error)?;
+        }
+        for sent in written.drain(..) {
+            let _ = sent.send(());
         }
         shared
             .data_sent

@@ -44,6 +44,9 @@ pub enum PeerEvent {
 pub(crate) enum Outgoing {
     /// A data frame; the writer sets `seq` and `len`.
     Frame(FrameHeader, Buffer),
+    /// A data frame whose sender learns when its bytes were handed to
+    /// QUIC (see [`Peer::send_tracked`]).
+    Tracked(FrameHeader, Buffer, tokio::sync::oneshot::Sender<()>),
     /// Raw bytes for the small lane (test hook for malformed input).
     Raw(Vec<u8>),
     /// Ends the small lane after what is queued (test hook for truncated input).
@@ -266,6 +269,22 @@ impl Peer {
         };
         queue
             .send(Outgoing::Frame(header, payload))
+            .await
+            .map_err(|_| PeerGone(self.shared.gone()))
+    }
+
+    /// [`Peer::send`] for a data frame, and `sent` is answered once the
+    /// frame's bytes were written into the connection's QUIC stream: they
+    /// left this program's queues (QUIC may still be sending them). It is
+    /// dropped unanswered when the connection goes first.
+    pub async fn send_tracked(
+        &self,
+        header: FrameHeader,
+        payload: Buffer,
+        sent: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<(), PeerGone> {
+        self.tx
+            .send(Outgoing::Tracked(header, payload, sent))
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
     }

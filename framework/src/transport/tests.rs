@@ -177,6 +177,21 @@ async fn small_frame_flood_arrives_complete() {
 }
 
 #[tokio::test]
+async fn a_tracked_frame_is_answered_once_written_small_or_bulk() {
+    let mut joined = joined().await;
+    // Small (batched on the small lane), bulk (a stream of its own, past
+    // `bulk_threshold`), and small again: each is answered, and arrives.
+    for (i, size) in [(0u64, 16usize), (1, 300_000), (2, 40)] {
+        let (h, p) = frame(i, size);
+        let (sent, heard) = tokio::sync::oneshot::channel();
+        t(joined.to_a.send_tracked(h, p, sent)).await.expect("send");
+        t(heard).await.expect("answered once written");
+        let (h, p) = t(joined.inbound.recv()).await.expect("frame");
+        check(i, &h, &p);
+    }
+}
+
+#[tokio::test]
 async fn wrong_password_is_refused() {
     let (a, mut a_events) = node("right").await;
     let (b, _b_events) = node("wrong").await;

@@ -36,6 +36,12 @@ fn slow_square_but_13(x: u64, ms: u64) -> u64 {
     x * x
 }
 
+/// The sum of the bytes.
+#[parallel::remote]
+fn checksum(bytes: Vec<u8>) -> u64 {
+    bytes.iter().map(|b| u64::from(*b)).sum()
+}
+
 /// A square, except that 13 panics.
 #[parallel::remote]
 fn square_but_13(x: u64) -> u64 {
@@ -177,6 +183,16 @@ pub(crate) async fn client(
     one.push("big", &big).await?;
     let back: Vec<Vec<u8>> = one.pull("big").await?;
     let seen = one.pull_received::<Vec<u8>>("big").await?;
+    // A tracked apply with a 3 MiB argument: its send is seen to leave.
+    let tracked = one.apply_tracked(checksum, (big.clone(),));
+    let left = tracked.wait_on_send(Duration::from_secs(30)).await.is_ok() && tracked.sent();
+    let untracked = rc.view(0)?.apply(square, (2u64,));
+    println!(
+        "TRACKED {left} {} {}",
+        untracked.sent(),
+        tracked.await?[0] == big.iter().map(|b| u64::from(*b)).sum::<u64>()
+    );
+    untracked.await?;
     println!(
         "BIG {} {}",
         back[0] == big,
