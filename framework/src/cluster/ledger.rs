@@ -56,8 +56,10 @@ const POOLS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pools");
 const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
 /// (pool, index) → a result not removed yet.
 const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
-/// (pool, index) → nothing: that result reached its owner (and is kept for
-/// the hub's queries).
+/// (pool, first) → the last index (8 bytes, big-endian; none: `first`
+/// alone): the results `first..=last` reached their owner (and are kept
+/// for the hub's queries). One row per run of consecutive indices, so that
+/// marking a batch of results costs one insert, not one per result.
 const DELIVERED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("delivered");
 /// (pool, index) → the flags (dependencies, retries) of an accepted job
 /// that has not finished.
@@ -180,6 +182,14 @@ pub enum LedgerOp {
         pool: PoolKey,
         /// The number.
         number: u64,
+    },
+    /// [`LedgerOp::ResultDelivered`] for many results at once (one row
+    /// per run of consecutive indices among those stored).
+    ResultsDelivered {
+        /// The pool.
+        pool: PoolKey,
+        /// The jobs' indices.
+        indices: Vec<u64>,
     },
     /// An update for the pool (stored under its number, replacing one with
     /// the same number).
@@ -368,10 +378,7 @@ impl Ledger {
                 record: v.value().to_vec(),
                 jobs: rows(&jobs, &pool)?,
                 results: rows(&results, &pool)?,
-                delivered: rows(&delivered, &pool)?
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect(),
+                delivered: delivered_indices(rows(&delivered, &pool)?),
                 flags: rows(&flags, &pool)?,
                 updates: rows(&updates, &pool)?,
                 engines: rows(&engines, &pool)?.into_iter().map(|(n, _)| n).collect(),
@@ -487,7 +494,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                 LedgerOp::ResultRead { pool, index } => {
                     let k = key(pool, *index);
                     results.remove(k.as_slice())?;
-                    delivered.remove(k.as_slice())?;
+                    unmark_delivered(&mut delivered, pool, *index)?;
                 }
                 LedgerOp::PutFlags {
                     pool,
@@ -500,10 +507,10 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     }
                 }
                 LedgerOp::ResultDelivered { pool, index } => {
-                    let k = key(pool, *index);
-                    if results.get(k.as_slice())?.is_some() {
-                        delivered.insert(k.as_slice(), [].as_slice())?;
-                    }
+                    mark_delivered(&results, &mut delivered, pool, &[*index])?;
+                }
+                LedgerOp::ResultsDelivered { pool, indices } => {
+                    mark_delivered(&results, &mut delivered, pool, indices)?;
                 }
                 LedgerOp::NumberEngine { pool, number } => {
                     engines.insert(key(pool, *number).as_slice(), [].as_slice())?;
@@ -516,6 +523,103 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
     }
     txn.commit()?;
     Ok(())
+}
+
+/// Marks the stored ones of `indices` delivered: one row per run of
+/// consecutive indices.
+fn mark_delivered(
+    results: &redb::Table<&[u8], &[u8]>,
+    delivered: &mut redb::Table<&[u8], &[u8]>,
+    pool: &PoolKey,
+    indices: &[u64],
+) -> Result<(), Failed> {
+    let mut stored = Vec::with_capacity(indices.len());
+    for index in indices {
+        if results.get(key(pool, *index).as_slice())?.is_some() {
+            stored.push(*index);
+        }
+    }
+    stored.sort_unstable();
+    stored.dedup();
+    for (first, last) in runs(&stored) {
+        let k = key(pool, first);
+        // A run already marked from the same index keeps its longer end.
+        let last = match delivered.get(k.as_slice())? {
+            Some(v) => last.max(run_end(first, v.value())),
+            None => last,
+        };
+        delivered.insert(k.as_slice(), last.to_be_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Removes `index`'s delivered mark, splitting the run that holds it.
+fn unmark_delivered(
+    delivered: &mut redb::Table<&[u8], &[u8]>,
+    pool: &PoolKey,
+    index: u64,
+) -> Result<(), Failed> {
+    let found = {
+        let lo = key(pool, 0);
+        let hi = key(pool, index);
+        let mut before = delivered.range::<&[u8]>(lo.as_slice()..=hi.as_slice())?;
+        match before.next_back() {
+            Some(row) => {
+                let (k, v) = row?;
+                split(k.value()).map(|(_, first)| (first, run_end(first, v.value())))
+            }
+            None => None,
+        }
+    };
+    let Some((first, last)) = found.filter(|(_, last)| *last >= index) else {
+        return Ok(());
+    };
+    delivered.remove(key(pool, first).as_slice())?;
+    if first < index {
+        delivered.insert(
+            key(pool, first).as_slice(),
+            (index - 1).to_be_bytes().as_slice(),
+        )?;
+    }
+    if index < last {
+        delivered.insert(
+            key(pool, index + 1).as_slice(),
+            last.to_be_bytes().as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The last index of the run that starts at `first` with row value `value`.
+fn run_end(first: u64, value: &[u8]) -> u64 {
+    value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(first, u64::from_be_bytes)
+        .max(first)
+}
+
+/// The runs of consecutive numbers in sorted `indices`, as (first, last).
+fn runs(indices: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &i in indices {
+        match out.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(i) => *last = i,
+            _ => out.push((i, i)),
+        }
+    }
+    out
+}
+
+/// Every index the delivered rows (first, value) of one pool mark.
+fn delivered_indices(rows: Vec<(u64, Vec<u8>)>) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (first, value) in rows {
+        out.extend(first..=run_end(first, &value));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]

@@ -209,8 +209,8 @@ impl PoolEntry {
                 .any(|(s, _)| s.jobs.iter().any(|(i, _)| *i == index))
     }
 
-    /// Moves results the owner read to `kept` (with a ledger op each, to
-    /// `ops`), then drops the oldest kept ones past `limit`.
+    /// Moves results the owner read to `kept` (marked delivered with one
+    /// ledger op, to `ops`), then drops the oldest kept ones past `limit`.
     pub(super) fn keep(
         &mut self,
         pool: Uuid,
@@ -218,12 +218,16 @@ impl PoolEntry {
         limit: u64,
         ops: &mut Vec<LedgerOp>,
     ) {
+        let mut indices = Vec::with_capacity(read.len());
         for (index, outcome) in read {
             self.kept_bytes += outcome_bytes(&outcome);
             self.kept.insert(index, outcome);
-            ops.push(LedgerOp::ResultDelivered {
+            indices.push(index);
+        }
+        if !indices.is_empty() {
+            ops.push(LedgerOp::ResultsDelivered {
                 pool: key(pool),
-                index,
+                indices,
             });
         }
         let mut dropped = 0;

@@ -336,3 +336,63 @@ fn engine_numbers_stay_given_until_their_set_is_removed() {
     let txn = ledger.shared.db.begin_read().unwrap();
     assert_eq!(txn.open_table(ENGINES).unwrap().len().unwrap(), 1);
 }
+
+#[test]
+fn delivered_runs_are_one_row_each_and_split_when_a_result_goes() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let mut ops = vec![put_pool(A)];
+    for index in 0..10 {
+        ops.push(accept(A, index));
+        ops.push(finish(A, index, b"r"));
+    }
+    // 0..=3 and 5..=9 are stored; 4 was read (gone), 42 never existed.
+    ops.push(LedgerOp::ResultRead { pool: A, index: 4 });
+    ops.push(LedgerOp::ResultsDelivered {
+        pool: A,
+        indices: vec![9, 1, 0, 42, 3, 2, 4, 5, 6, 7, 8, 3],
+    });
+    block(ledger.write(ops)).unwrap();
+    let all: Vec<u64> = (0..10).filter(|i| *i != 4).collect();
+    assert_eq!(ledger.load().unwrap()[0].delivered, all);
+    {
+        let txn = ledger.shared.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(DELIVERED).unwrap().len().unwrap(), 2);
+    }
+    // Marking again from the start of a run keeps the whole run.
+    block(ledger.write(vec![LedgerOp::ResultsDelivered {
+        pool: A,
+        indices: vec![5],
+    }]))
+    .unwrap();
+    assert_eq!(ledger.load().unwrap()[0].delivered, all);
+    // Removing results inside, at the start and at the end of runs.
+    let read = |index| LedgerOp::ResultRead { pool: A, index };
+    block(ledger.write(vec![read(7), read(0), read(3), read(9)])).unwrap();
+    assert_eq!(ledger.load().unwrap()[0].delivered, vec![1, 2, 5, 6, 8]);
+    // Marks written one by one (as older ledgers hold them) read the same.
+    block(ledger.write(vec![
+        accept(A, 20),
+        finish(A, 20, b"r"),
+        LedgerOp::ResultDelivered { pool: A, index: 20 },
+    ]))
+    .unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&dir.0).unwrap();
+    assert_eq!(ledger.load().unwrap()[0].delivered, vec![1, 2, 5, 6, 8, 20]);
+}
+
+#[test]
+fn runs_of_consecutive_indices() {
+    assert_eq!(runs(&[]), vec![]);
+    assert_eq!(runs(&[3]), vec![(3, 3)]);
+    assert_eq!(runs(&[1, 2, 3, 7, 9, 10]), vec![(1, 3), (7, 7), (9, 10)]);
+    assert_eq!(
+        runs(&[u64::MAX - 1, u64::MAX]),
+        vec![(u64::MAX - 1, u64::MAX)]
+    );
+    assert_eq!(run_end(5, &[]), 5);
+    assert_eq!(run_end(5, &9u64.to_be_bytes()), 9);
+    // A row whose end is before its start marks its start only.
+    assert_eq!(run_end(5, &1u64.to_be_bytes()), 5);
+}
