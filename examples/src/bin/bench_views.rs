@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `apply_sync_rtt_p50_us` | `rc.view(0).apply_sync(f, ())` of a no-op `#[parallel::remote]` function | a raw quinn 16-byte ping to another process of this program on loopback (`parallel_examples::raw`), in blocks alternating with the applies' |
 //! | `push_pull_64mib_gbps` | `push` then `pull` of 64 MiB (`Vec<u8>`) to an engine on this machine | one single-threaded 64 MiB `memcpy` |
-//! | `lb_tiny_tasks_per_s` | `load_balanced_view().map_sync` of a no-op function, 2 engines | Python `multiprocessing.Pool(2).map(f, range(N), chunksize=1)` when `python3` is there |
+//! | `lb_tiny_tasks_per_s` | `load_balanced_view().map_sync` of a no-op function, 2 engines | Python `multiprocessing.Pool(2).map(f, range(N), chunksize=1)` when `python3` is there; and `Pool::map` of the same no-op jobs on 2 pool workers of the same cluster (target 0.8) |
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -29,7 +29,38 @@ fn echo(x: u64) -> u64 {
     x
 }
 
+/// A pool worker that gives its job back: the same tiny job as `echo`,
+/// through a `Pool` on the same cluster (the same-run baseline of the
+/// load-balanced view).
+struct Echo;
+
+impl parallel::pool::Worker for Echo {
+    type Init = ();
+    type Job = u64;
+    type Output = u64;
+    type Update = ();
+
+    fn init((): ()) -> Self {
+        Echo
+    }
+
+    fn run(&mut self, x: u64) -> u64 {
+        x
+    }
+}
+parallel::register_worker!(Echo);
+
 const MIB: usize = 1 << 20;
+
+/// Whether every result is its own place (what echoing 0..n gives).
+fn echoes_its_place<E>(results: &[Result<u64, E>]) -> bool {
+    results
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.as_ref().ok() == Some(&(i as u64)))
+}
+/// Rounds of load-balanced tasks alternating with rounds of pool jobs.
+const LB_ROUNDS: usize = 3;
 /// Blocks of applies alternating with blocks of raw pings.
 const BLOCKS: usize = 10;
 
@@ -51,24 +82,37 @@ async fn main() -> Result<(), Box<dyn Error>> {
     report::header(
         json,
         &format!(
-            "[bench] views: {pings} applies, {rounds} push/pull rounds of 64 MiB, {tasks} load-balanced tasks"
+            "[bench] views: {pings} applies, {rounds} push/pull rounds of 64 MiB, {LB_ROUNDS} rounds of {tasks} load-balanced tasks and pool jobs, median"
         ),
     );
     let cluster = LocalCluster::start(1, 2).await?;
     let mut rc = Client::connect(&cluster.line, cluster.password()).await?;
     rc.wait_for_engines(2, Duration::from_secs(60)).await?;
+    // The same tiny tasks through the load-balanced view and as jobs of a
+    // pool on two pool workers of the same node, in alternating rounds.
+    let mut pool =
+        parallel::pool::Pool::<Echo>::connect(&cluster.line, cluster.password(), ()).await?;
+    pool.progress(false);
+    pool.map(0..100u64).await?;
     let mut lb = rc.load_balanced_view();
     lb.map_sync(echo, (0..100u64).map(|x| (x,))).await?;
-    let t = Instant::now();
-    let echoed = lb.map_sync(echo, (0..tasks).map(|x| (x,))).await?;
-    let lb_rate = tasks as f64 / t.elapsed().as_secs_f64();
-    if echoed
-        .iter()
-        .enumerate()
-        .any(|(i, r)| r.as_ref().ok() != Some(&(i as u64)))
-    {
-        return Err("a load-balanced task gave a wrong result".into());
+    let (mut lb_rates, mut pool_rates) = (Vec::new(), Vec::new());
+    for _ in 0..LB_ROUNDS {
+        let t = Instant::now();
+        let echoed = lb.map_sync(echo, (0..tasks).map(|x| (x,))).await?;
+        lb_rates.push(tasks as f64 / t.elapsed().as_secs_f64());
+        if !echoes_its_place(&echoed) {
+            return Err("a load-balanced task gave a wrong result".into());
+        }
+        let t = Instant::now();
+        let pooled = pool.map(0..tasks).await?;
+        pool_rates.push(tasks as f64 / t.elapsed().as_secs_f64());
+        if !echoes_its_place(&pooled) {
+            return Err("a pool job gave a wrong result".into());
+        }
     }
+    pool.close().await;
+    let (lb_rate, pool_rate) = (report::median(lb_rates), report::median(pool_rates));
     let view = rc.view(0)?;
     for _ in 0..50 {
         view.apply_sync(noop, ()).await?;
@@ -136,6 +180,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
             Goal::AtLeast(1.0),
             lb_rate,
             py,
+        ),
+        Row::new(
+            [
+                "lb_tiny_tasks_per_s",
+                "load-balanced tiny tasks",
+                "/s",
+                "pool map, same cluster",
+            ],
+            Goal::AtLeast(0.8),
+            lb_rate,
+            pool_rate,
         ),
     ];
     let widths = Widths {
