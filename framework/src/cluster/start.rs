@@ -255,7 +255,7 @@ pub async fn start_head(options: HeadOptions) -> Result<HeadHandle, StartCluster
         .start()
         .await?;
     let ledger = super::ledger::Ledger::open(&dir)?;
-    let programs = crate::launch::program::ProgramStore::open(dir.join("programs"))?;
+    let programs = crate::launch::program::ProgramStore::open(dir.join("programs"))?.unsynced();
     let (stop_tx, stop_rx) = watch::channel(None);
     let line = advertised(node.join_line()).to_string();
     let head = HeadActor::new(ledger, programs, options.settings, stop_tx, line.clone())?;

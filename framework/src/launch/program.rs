@@ -218,10 +218,13 @@ impl ProgramStore {
     }
 
     /// The same store, without flushing received programs to disk: for a
-    /// store whose every file is verified before use (a node agent's cache,
-    /// which calls [`ProgramStore::get`] with `verify`), so that a file
-    /// torn by a power loss is found out and fetched again. Saves writing
-    /// a large program to disk before its first use.
+    /// store whose files are verified before they are trusted after a
+    /// restart (a node agent calls [`ProgramStore::get`] with `verify`; a
+    /// head hashes what it did not write itself), so that a file torn by a
+    /// power loss is found out and fetched again. Saves writing a large
+    /// program to disk before its first use. [`ProgramStore::put_file`] and
+    /// [`ProgramStore::link_file`] hash a file already stored in such a
+    /// store instead of taking it as it is.
     pub fn unsynced(mut self) -> Self {
         self.sync = false;
         self
@@ -277,7 +280,7 @@ impl ProgramStore {
     /// its length and hash on the way. Returns the stored path; a program
     /// already in the store is not copied again.
     pub fn put_file(&self, program: &Program, path: &Path) -> Result<PathBuf, ProgramError> {
-        if let Some(stored) = self.get(&program.sha256, false)? {
+        if let Some(stored) = self.already(program)? {
             return Ok(stored);
         }
         let read_error = |source| ProgramError::Io {
@@ -298,6 +301,20 @@ impl ProgramStore {
             offset += n as u64;
         }
         receiving.finish()
+    }
+
+    /// The stored file of `program`, if any: hashed again in an unsynced
+    /// store (a tampered or torn one is removed, and `None`).
+    fn already(&self, program: &Program) -> Result<Option<PathBuf>, ProgramError> {
+        match self.get(&program.sha256, !self.sync) {
+            Err(ProgramError::Tampered { expected, found }) => {
+                tracing::warn!(
+                    "a stored program was damaged ({found} instead of {expected}); storing it again"
+                );
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// Starts receiving `program` in chunks. The file lives at a temporary
@@ -335,7 +352,7 @@ impl ProgramStore {
     /// checked first. For a file that is not changed in place afterwards,
     /// such as another store's (the head's, on its own machine).
     pub fn link_file(&self, program: &Program, path: &Path) -> Result<PathBuf, ProgramError> {
-        if let Some(stored) = self.get(&program.sha256, false)? {
+        if let Some(stored) = self.already(program)? {
             return Ok(stored);
         }
         let temp = self.dir.join(format!(

@@ -171,6 +171,9 @@ pub struct HeadActor {
     uploads: HashMap<[u8; 32], Receiving>,
     /// Programs one pool is uploading now (others of the same program wait).
     uploading: HashSet<[u8; 32]>,
+    /// Programs whose stored file this head wrote or hashed: the only ones
+    /// it lets agents fetch (its store is not flushed to disk).
+    verified: HashSet<[u8; 32]>,
     stop: watch::Sender<Option<bool>>,
     /// The join line it advertises.
     join_line: String,
@@ -202,6 +205,7 @@ impl HeadActor {
         join_line: String,
     ) -> Result<Self, super::ledger::LedgerError> {
         let mut pools = HashMap::new();
+        let mut verified = HashSet::new();
         for state in ledger.load()? {
             let record = match crate::wire::decode_owned::<PoolRecord>(&state.record) {
                 Ok(record) => record,
@@ -210,7 +214,14 @@ impl HeadActor {
                     continue;
                 }
             };
-            let stored = matches!(programs.get(&record.program.sha256, false), Ok(Some(_)));
+            // The store is not flushed to disk: a file from before the head
+            // stopped is hashed again before agents may fetch it (a torn
+            // one is removed, and its owner sends it again).
+            let sha = record.program.sha256;
+            let stored = verified.contains(&sha) || matches!(programs.get(&sha, true), Ok(Some(_)));
+            if stored {
+                verified.insert(sha);
+            }
             let pool = Uuid::from_bytes(state.pool);
             pools.insert(pool, PoolEntry::load(record, stored, state));
         }
@@ -223,6 +234,7 @@ impl HeadActor {
             pools,
             uploads: HashMap::new(),
             uploading: HashSet::new(),
+            verified,
             stop,
             join_line,
             handed: 0,
@@ -314,6 +326,7 @@ impl HeadActor {
     /// A program is stored: its pools start on every agent.
     fn program_stored(&mut self, sha: [u8; 32]) {
         self.uploading.remove(&sha);
+        self.verified.insert(sha);
         for entry in self.pools.values_mut() {
             if entry.record.program.sha256 == sha {
                 entry.stored = true;

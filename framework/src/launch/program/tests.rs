@@ -331,3 +331,26 @@ fn an_unsynced_store_receives_the_same_program() {
         Some(path)
     );
 }
+
+#[test]
+fn an_unsynced_store_hashes_a_stored_file_before_taking_it_again() {
+    let dir = TempDir::new();
+    let store = ProgramStore::open(dir.0.join("store"))
+        .expect("open")
+        .unsynced();
+    let bytes: Vec<u8> = (0..20_000u32).map(|i| (i % 247) as u8).collect();
+    let program = program_of(&bytes);
+    let source = dir.0.join("source.bin");
+    fs::write(&source, &bytes).expect("write");
+    let path = store.put_file(&program, &source).expect("put");
+    // Torn by a crash (not flushed): the next put copies it again.
+    fs::write(&path, &bytes[..100]).expect("tear");
+    let again = store.put_file(&program, &source).expect("put again");
+    assert_eq!(fs::read(&again).expect("read"), bytes);
+    // A synced store takes its own files as they are.
+    let synced = ProgramStore::open(dir.0.join("synced")).expect("open");
+    let kept = synced.put_file(&program, &source).expect("put");
+    fs::write(&kept, b"changed").expect("change");
+    assert_eq!(synced.put_file(&program, &source).expect("put"), kept);
+    assert_eq!(fs::read(&kept).expect("read"), b"changed");
+}
