@@ -148,8 +148,8 @@ pub fn unhex32(s: &str) -> Result<[u8; 32], BoxError> {
 
 /// p50 of `n` raw quinn pings (after 50 warm-up ones) to a raw server in
 /// this process, on loopback, in µs: no process crossing at all, printed
-/// for scale beside the cross-process baseline ([`alternate_p50_us`]).
-pub async fn ping_in_process_p50_us(n: usize) -> Result<f64, BoxError> {
+/// for scale by [`alternate_p50_us`] beside the cross-process baseline.
+async fn ping_in_process_p50_us(n: usize) -> Result<f64, BoxError> {
     let (endpoint, addr) = bind_server()?;
     let server = tokio::spawn(async move {
         if let Some(incoming) = endpoint.accept().await
@@ -170,16 +170,17 @@ pub async fn ping_in_process_p50_us(n: usize) -> Result<f64, BoxError> {
     ))
 }
 
-/// The environment variable that makes a benchmark binary the raw server
-/// process (see [`serve_if_asked`]).
-pub const SERVER_ROLE_ENV: &str = "PARALLEL_BENCH_RAW_SERVER";
+/// The role ([`crate::role`]) of a benchmark's copy that is the raw server.
+const SERVER_ROLE: &str = "raw";
 
 /// In the raw server process (started by [`RawServer::start`]): echoes
 /// pings on every stream of every connection until standard input closes,
 /// and returns `Some`; `None` in any other process. A benchmark's `main`
 /// calls it first.
 pub async fn serve_if_asked() -> Option<Result<(), BoxError>> {
-    std::env::var_os(SERVER_ROLE_ENV)?;
+    if crate::role().as_deref() != Some(SERVER_ROLE) {
+        return None;
+    }
     Some(serve_until_stdin_closes().await)
 }
 
@@ -204,7 +205,7 @@ async fn serve_until_stdin_closes() -> Result<(), BoxError> {
 }
 
 /// The raw server process as the benchmark sees it: this program again,
-/// with [`SERVER_ROLE_ENV`] set; killed when dropped.
+/// in the raw server's role; killed when dropped.
 pub struct RawServer {
     /// The process.
     pub child: tokio::process::Child,
@@ -217,7 +218,7 @@ impl RawServer {
     pub async fn start() -> Result<RawServer, BoxError> {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .env(SERVER_ROLE_ENV, "1")
+            .env(crate::ROLE_ENV, SERVER_ROLE)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -236,7 +237,8 @@ impl RawServer {
 
 /// p50s in µs of `n` round trips of `round(i)` (i = 0, 1, ...) and of `n`
 /// raw pings to another process, taken in `blocks` alternating blocks so
-/// that both see the same machine.
+/// that both see the same machine. Prints, for scale, the p50 of a raw ping
+/// that crosses no process ([`ping_in_process_p50_us`]).
 pub async fn alternate_p50_us<E: Into<BoxError>>(
     n: usize,
     blocks: usize,
@@ -256,6 +258,10 @@ pub async fn alternate_p50_us<E: Into<BoxError>>(
         raws.extend(ping.pings_us(per_block).await?);
     }
     ping.stop().await?;
+    let in_process = ping_in_process_p50_us(n).await?;
+    eprintln!(
+        "[bench]   for scale: a raw quinn ping within one process (no process crossing) takes {in_process:.1} µs"
+    );
     Ok((crate::report::median(rtts), crate::report::median(raws)))
 }
 

@@ -154,12 +154,6 @@ async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64, f64), Box
         raw::alternate_p50_us(pings, BLOCKS, async |i| pool.map([tiny(i)]).await.map(drop))
             .await
             .map_err(|e| e.to_string())?;
-    let in_process = raw::ping_in_process_p50_us(pings)
-        .await
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "[bench]   for scale: a raw quinn ping within one process (no process crossing) takes {in_process:.1} µs"
-    );
     pool.close().await;
     node.stop().await;
     head.stop().await;

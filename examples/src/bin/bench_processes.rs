@@ -15,7 +15,7 @@
 //! baseline; the bulk pair alternates too; round trips are p50 of 5,000,
 //! taken in blocks alternating with the baseline's, after 500 warm-up. Children are closed between benches (`join("break")`
 //! then `sync`), and every answer is checked. The raw quinn server is this
-//! program started again with `BENCH_PROCESSES_ROLE=raw` (see
+//! program started again in the role `raw` (`PARALLEL_EXAMPLE_ROLE=raw`, see
 //! `parallel_examples::raw`); it prints `RAW <addr> <fingerprint hex>` and
 //! exits when its standard input closes.
 

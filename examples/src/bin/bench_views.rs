@@ -124,12 +124,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    let in_process = raw::ping_in_process_p50_us(pings)
-        .await
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "[bench]   for scale: a raw quinn ping within one process (no process crossing) takes {in_process:.1} µs"
-    );
     let data = vec![7u8; 64 * MIB];
     let mut rates = Vec::with_capacity(rounds);
     for _ in 0..rounds {
