@@ -95,6 +95,25 @@ impl Program {
         hex(&self.sha256)
     }
 
+    /// Whether `len` bytes hashing to `sha256` are this program:
+    /// [`ProgramError::Length`] or [`ProgramError::Tampered`] if not.
+    fn check(&self, len: u64, sha256: &[u8; 32]) -> Result<(), ProgramError> {
+        if len != self.len {
+            return Err(ProgramError::Length {
+                hash: self.hash_hex(),
+                expected: self.len,
+                received: len,
+            });
+        }
+        if *sha256 != self.sha256 {
+            return Err(ProgramError::Tampered {
+                expected: self.hash_hex(),
+                found: hex(sha256),
+            });
+        }
+        Ok(())
+    }
+
     /// `Ok` if this machine can run it (its OS and architecture equal
     /// [`std::env::consts::OS`] and [`std::env::consts::ARCH`]), else
     /// [`ProgramError::Platform`] naming both.
@@ -370,22 +389,7 @@ impl ProgramStore {
         };
         let checked = sha256_file(&temp)
             .map_err(|e| io_error("read", e))
-            .and_then(|(found, len)| {
-                if len != program.len {
-                    Err(ProgramError::Length {
-                        hash: program.hash_hex(),
-                        expected: program.len,
-                        received: len,
-                    })
-                } else if found != program.sha256 {
-                    Err(ProgramError::Tampered {
-                        expected: program.hash_hex(),
-                        found: hex(&found),
-                    })
-                } else {
-                    Ok(())
-                }
-            })
+            .and_then(|(found, len)| program.check(len, &found))
             .and_then(|()| {
                 let target = self.path_of(&program.sha256);
                 fs::rename(&temp, &target)
@@ -516,21 +520,9 @@ impl Receiving {
     /// path. On [`ProgramError::Tampered`] or [`ProgramError::Length`] no
     /// file is left behind.
     pub fn finish(mut self) -> Result<PathBuf, ProgramError> {
-        let hash = self.program.hash_hex();
-        if self.offset != self.program.len {
-            return Err(ProgramError::Length {
-                hash,
-                expected: self.program.len,
-                received: self.offset,
-            });
-        }
-        let found = self.context.clone().finish();
-        if found.as_ref() != self.program.sha256 {
-            return Err(ProgramError::Tampered {
-                expected: hash,
-                found: hex_bytes(found.as_ref()),
-            });
-        }
+        let mut found = [0u8; 32];
+        found.copy_from_slice(self.context.clone().finish().as_ref());
+        self.program.check(self.offset, &found)?;
         let temp = self.temp.clone().expect("present until finish");
         let io_error = |action, source| ProgramError::Io {
             action,
