@@ -167,14 +167,15 @@ pub enum LedgerOp {
         /// The job's index.
         index: u64,
     },
-    /// A result reached its owner and is kept (an engine set's results
+    /// Results reached their owner and are kept (an engine set's results
     /// stay for the hub's queries): marked, so a head started again does
-    /// not send it once more. Nothing happens if the result is not stored.
-    ResultDelivered {
+    /// not send them once more. Results not stored are not marked. One row
+    /// per run of consecutive indices.
+    ResultsDelivered {
         /// The pool.
         pool: PoolKey,
-        /// The job's index.
-        index: u64,
+        /// The jobs' indices.
+        indices: Vec<u64>,
     },
     /// An engine of the pool was given `number`.
     NumberEngine {
@@ -182,14 +183,6 @@ pub enum LedgerOp {
         pool: PoolKey,
         /// The number.
         number: u64,
-    },
-    /// [`LedgerOp::ResultDelivered`] for many results at once (one row
-    /// per run of consecutive indices among those stored).
-    ResultsDelivered {
-        /// The pool.
-        pool: PoolKey,
-        /// The jobs' indices.
-        indices: Vec<u64>,
     },
     /// An update for the pool (stored under its number, replacing one with
     /// the same number).
@@ -505,9 +498,6 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     if jobs.get(k.as_slice())?.is_some() {
                         flags.insert(k.as_slice(), bytes.as_slice())?;
                     }
-                }
-                LedgerOp::ResultDelivered { pool, index } => {
-                    mark_delivered(&results, &mut delivered, pool, &[*index])?;
                 }
                 LedgerOp::ResultsDelivered { pool, indices } => {
                     mark_delivered(&results, &mut delivered, pool, indices)?;
