@@ -327,7 +327,7 @@ mod tests {
             kind: crate::cluster::engine::ENGINE_KIND.into(),
             init: Vec::new(),
         };
-        let mut entry = PoolEntry::new(record, true);
+        let mut entry = PoolEntry::new(record);
         let finished = |output| Finished {
             output,
             meta: JobMeta::default(),

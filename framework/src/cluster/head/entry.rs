@@ -34,8 +34,6 @@ pub(super) struct PoolEntry {
     pub(super) owner: Option<ActorRef<PoolOwner>>,
     /// Since when its owner is away.
     pub(super) owner_gone_since: Option<Instant>,
-    /// The program is stored (uploaded or there before).
-    pub(super) stored: bool,
     /// Jobs waiting for a worker, in order.
     pub(super) pending: VecDeque<u64>,
     /// The bytes of queued (and blocked) jobs.
@@ -97,7 +95,7 @@ pub(super) struct PoolEntry {
 }
 
 impl PoolEntry {
-    pub(super) fn new(record: PoolRecord, stored: bool) -> Self {
+    pub(super) fn new(record: PoolRecord) -> Self {
         Self {
             keeps: record.kind == super::super::engine::ENGINE_KIND,
             kept: BTreeMap::new(),
@@ -113,7 +111,6 @@ impl PoolEntry {
             record,
             owner: None,
             owner_gone_since: Some(Instant::now()),
-            stored,
             pending: VecDeque::new(),
             jobs: HashMap::new(),
             running: HashMap::new(),
@@ -135,8 +132,8 @@ impl PoolEntry {
     /// A pool as the ledger had it (for a head that starts again): its
     /// pending jobs queued (those that wait for dependencies blocked), its
     /// results unread or, once delivered, kept.
-    pub(super) fn load(record: PoolRecord, stored: bool, state: PoolState) -> Self {
-        let mut entry = PoolEntry::new(record, stored);
+    pub(super) fn load(record: PoolRecord, state: PoolState) -> Self {
+        let mut entry = PoolEntry::new(record);
         for (index, job) in state.jobs {
             entry.queued_bytes += job.len() as u64;
             entry.pending.push_back(index);

@@ -214,7 +214,7 @@ impl HeadActor {
                         tracing::error!(pool = %id, "pool not written to the ledger: {e}");
                     }
                 });
-                self.pools.insert(id, PoolEntry::new(record, stored));
+                self.pools.insert(id, PoolEntry::new(record));
                 if stored {
                     self.run_pools_on(None);
                 }
@@ -242,7 +242,7 @@ impl HeadActor {
                 tracing::info!(%pool, "pool owner went away; the pool waits {OWNER_GRACE:?} for it");
                 entry.owner = None;
                 entry.owner_gone_since = Some(Instant::now());
-                if !entry.stored {
+                if !act.verified.contains(&entry.record.program.sha256) {
                     // Its upload, if it was the one uploading, will not finish.
                     let sha = entry.record.program.sha256;
                     act.uploading.remove(&sha);

@@ -172,7 +172,8 @@ pub struct HeadActor {
     /// Programs one pool is uploading now (others of the same program wait).
     uploading: HashSet<[u8; 32]>,
     /// Programs whose stored file this head wrote or hashed: the only ones
-    /// it lets agents fetch (its store is not flushed to disk).
+    /// it lets agents fetch (its store is not flushed to disk); a pool runs
+    /// once its program is here.
     verified: HashSet<[u8; 32]>,
     stop: watch::Sender<Option<bool>>,
     /// The join line it advertises.
@@ -218,12 +219,11 @@ impl HeadActor {
             // stopped is hashed again before agents may fetch it (a torn
             // one is removed, and its owner sends it again).
             let sha = record.program.sha256;
-            let stored = verified.contains(&sha) || matches!(programs.get(&sha, true), Ok(Some(_)));
-            if stored {
+            if !verified.contains(&sha) && matches!(programs.get(&sha, true), Ok(Some(_))) {
                 verified.insert(sha);
             }
             let pool = Uuid::from_bytes(state.pool);
-            pools.insert(pool, PoolEntry::load(record, stored, state));
+            pools.insert(pool, PoolEntry::load(record, state));
         }
         Ok(Self {
             ledger,
@@ -287,7 +287,7 @@ impl HeadActor {
     /// Tells every agent (or one) to run every pool whose program is stored.
     fn run_pools_on(&self, agent: Option<ActorId>) {
         for (pool, entry) in &self.pools {
-            if !entry.stored {
+            if !self.verified.contains(&entry.record.program.sha256) {
                 continue;
             }
             for (id, a) in &self.agents {
@@ -327,11 +327,6 @@ impl HeadActor {
     fn program_stored(&mut self, sha: [u8; 32]) {
         self.uploading.remove(&sha);
         self.verified.insert(sha);
-        for entry in self.pools.values_mut() {
-            if entry.record.program.sha256 == sha {
-                entry.stored = true;
-            }
-        }
         self.run_pools_on(None);
     }
 
