@@ -202,10 +202,10 @@ impl<'c> DirectView<'c> {
     /// Runs `run(engine, place)` for every target at once (`place` is its
     /// place in the view), noting each one's metadata; the outputs in target
     /// order, or the first error.
-    fn on_each<T, Fut, Run>(&self, run: Run) -> AsyncResult<Vec<T>>
+    fn on_each<T, Fut, Run>(&self, mut run: Run) -> AsyncResult<Vec<T>>
     where
         T: 'static,
-        Run: Fn(crate::remote::RemoteNode, usize) -> Fut,
+        Run: FnMut(crate::remote::RemoteNode, usize) -> Fut,
         Fut: std::future::Future<Output = Result<T, crate::remote::CallError>> + 'static,
     {
         let mut calls = Vec::with_capacity(self.targets.len());
@@ -426,14 +426,9 @@ impl<'c> DirectView<'c> {
         Args: WireType + Send + 'static,
         F::Output: Send + 'static,
     {
-        let parts = std::cell::RefCell::new(
-            partition(items, self.targets.len())
-                .into_iter()
-                .map(Some)
-                .collect::<Vec<_>>(),
-        );
+        let mut parts = partition(items, self.targets.len());
         let runs = self.on_each(move |remote, place| {
-            let part = parts.borrow_mut()[place].take().unwrap_or_default();
+            let part = std::mem::take(&mut parts[place]);
             async move {
                 let mut out = Vec::with_capacity(part.len());
                 for args in part {
