@@ -134,14 +134,6 @@ async fn write_loop(
         }
         batch.clear();
         for next in queued.drain(..) {
-            // A tracked frame is a frame whose sender hears when its bytes
-            // were written (with the batch, or once its bulk stream was).
-            let (next, mut sent) = match next {
-                Outgoing::Tracked(header, payload, sent) => {
-                    (Outgoing::Frame(header, payload), Some(sent))
-                }
-                other => (other, None),
-            };
             match next {
                 Outgoing::Raw(bytes) => batch.extend_from_slice(&bytes),
                 Outgoing::FinishLane => {
@@ -158,7 +150,9 @@ async fn write_loop(
                     let _ = done.send(());
                     return Ok(());
                 }
-                Outgoing::Frame(mut header, payload) => {
+                // A tracked frame's sender hears once its bytes were
+                // written: with the batch, or once its bulk stream was.
+                Outgoing::Frame(mut header, payload, mut sent) => {
                     header.seq = seq;
                     seq += 1;
                     if payload.len() >= config.bulk_threshold && kind == Lane::Replies {
@@ -200,10 +194,9 @@ async fn write_loop(
                     } else {
                         frame_bytes(header, &payload, &mut batch);
                     }
+                    written.extend(sent);
                 }
-                Outgoing::Tracked(..) => unreachable!("made a Frame above"),
             }
-            written.extend(sent);
             if batch.len() >= COALESCE_BYTES {
                 lane.write_all(&batch).await.map_err(write_error)?;
                 batch.clear();

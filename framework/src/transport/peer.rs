@@ -42,11 +42,14 @@ pub enum PeerEvent {
 /// One entry of a peer's send queue.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// A data frame; the writer sets `seq` and `len`.
-    Frame(FrameHeader, Buffer),
-    /// A data frame whose sender learns when its bytes were handed to
-    /// QUIC (see [`Peer::send_tracked`]).
-    Tracked(FrameHeader, Buffer, tokio::sync::oneshot::Sender<()>),
+    /// A data frame; the writer sets `seq` and `len`, and answers the
+    /// sender, if any, once the frame's bytes were handed to QUIC (see
+    /// [`Peer::send_tracked`]).
+    Frame(
+        FrameHeader,
+        Buffer,
+        Option<tokio::sync::oneshot::Sender<()>>,
+    ),
     /// Raw bytes for the small lane (test hook for malformed input).
     Raw(Vec<u8>),
     /// Ends the small lane after what is queued (test hook for truncated input).
@@ -268,7 +271,7 @@ impl Peer {
             &self.tx
         };
         queue
-            .send(Outgoing::Frame(header, payload))
+            .send(Outgoing::Frame(header, payload, None))
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
     }
@@ -284,7 +287,7 @@ impl Peer {
         sent: tokio::sync::oneshot::Sender<()>,
     ) -> Result<(), PeerGone> {
         self.tx
-            .send(Outgoing::Tracked(header, payload, sent))
+            .send(Outgoing::Frame(header, payload, Some(sent)))
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
     }
@@ -404,7 +407,7 @@ pub struct SendPermit {
 impl SendPermit {
     /// Queues the frame; cannot fail or wait.
     pub fn send(self, header: FrameHeader, payload: Buffer) {
-        self.permit.send(Outgoing::Frame(header, payload));
+        self.permit.send(Outgoing::Frame(header, payload, None));
     }
 }
 
@@ -418,7 +421,7 @@ pub struct SendSlot<'a> {
 impl SendSlot<'_> {
     /// Queues the frame; cannot fail or wait.
     pub fn send(self, header: FrameHeader, payload: Buffer) {
-        self.permit.send(Outgoing::Frame(header, payload));
+        self.permit.send(Outgoing::Frame(header, payload, None));
     }
 }
 
