@@ -238,7 +238,7 @@ impl RawServer {
 /// p50s in µs of `n` round trips of `round(i)` (i = 0, 1, ...) and of `n`
 /// raw pings to another process, taken in `blocks` alternating blocks so
 /// that both see the same machine. Prints, for scale, the p50 of a raw ping
-/// that crosses no process ([`ping_in_process_p50_us`]).
+/// that crosses no process.
 pub async fn alternate_p50_us<E: Into<BoxError>>(
     n: usize,
     blocks: usize,
