@@ -52,7 +52,7 @@ pub fn message(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// is then sent to the node that starts it. Without `spawn` its fields may
 /// hold anything, rkyv or not.
 ///
-/// The options (`messages(..)`, `view(..)`, `spawn`, `name = ".."`,
+/// The options (`messages(..)`, `view(..)`, `spawn`, `gpu`, `name = ".."`,
 /// `lifecycle`) are described at [`Actor`](derive@Actor).
 ///
 /// ```
@@ -125,6 +125,9 @@ pub fn wire(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///   remote ones.
 /// * `spawn`: registers the actor so other nodes can spawn it by name; the
 ///   type itself is the init value sent with the spawn request.
+/// * `gpu`: the actor runs only on a thread pinned to a GPU, for its whole
+///   life: start it with `Node::spawn_on`, `RemoteNode::spawn_on` or
+///   `ChildSpec::pinned` (it must be `Send`); a plain spawn refuses it.
 /// * `name = "stable.name"`: the name used on the wire (default: the module
 ///   path and type name).
 /// * `lifecycle`: you write `impl actix::Actor` yourself (for `started`,

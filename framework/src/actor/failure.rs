@@ -40,6 +40,8 @@ pub mod code {
     pub const NOT_REGISTERED: u16 = 7;
     /// The reply could not be encoded.
     pub const ENCODE: u16 = 8;
+    /// The node has no device for a GPU actor.
+    pub const NO_DEVICE: u16 = 9;
 }
 
 impl Failure {

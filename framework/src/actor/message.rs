@@ -23,6 +23,9 @@ pub trait RemoteActor: actix::Actor<Context = actix::Context<Self>> {
     const NAME: &'static str;
     /// Names of the message types it accepts (for error messages).
     const ACCEPTS: &'static [&'static str];
+    /// True for an actor declared `#[actor(gpu)]`: it runs only on a thread
+    /// pinned to a GPU (see [`super::DeviceHost`]).
+    const GPU: bool = false;
     /// Hands a message that arrived from another node to the actor, choosing
     /// the handler by the frame's type tag. Gives the message back when the
     /// actor accepts no message of that type.

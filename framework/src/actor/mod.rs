@@ -1,7 +1,9 @@
 //! Local actors on actix: the message and actor traits, the route table,
-//! delivery with bounded mailboxes, and zero-copy [`Received`] views.
+//! delivery with bounded mailboxes, zero-copy [`Received`] views, and
+//! actors pinned to a device ([`DeviceHost`]).
 
 mod deliver;
+mod device;
 mod exit;
 mod failure;
 mod inbound;
@@ -12,6 +14,7 @@ mod registry;
 mod tensor;
 
 pub use deliver::{Deliver, ReplySink, deliver, panic_text, push};
+pub use device::{DeviceChoice, DeviceHost, DeviceInfo, PlaceError, choose, describe};
 pub use exit::{Down, ExitReason};
 pub use failure::{Failure, code};
 pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};

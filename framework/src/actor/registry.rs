@@ -123,6 +123,8 @@ pub struct LocalEntry {
     /// When it started, among the actors of its registry (0 for an entry
     /// made outside one): the stop order of a node's shutdown.
     started: u64,
+    /// The device it is pinned to, if any.
+    device: Option<u32>,
 }
 
 fn dispatch_erased<A: RemoteActor>(
@@ -153,7 +155,17 @@ impl LocalEntry {
             task: std::sync::Mutex::new(None),
             stop: std::sync::Mutex::new(None),
             started: 0,
+            device: None,
         }
+    }
+
+    fn set_task(&self, task: tokio::task::AbortHandle) {
+        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    /// The device the actor is pinned to (`#[actor(gpu)]`), if any.
+    pub fn device(&self) -> Option<u32> {
+        self.device
     }
 
     /// Waits until the actor has stopped and says why. Any number of
@@ -276,6 +288,26 @@ pub struct Registry {
     starts: AtomicU64,
 }
 
+/// Runs an actor until it stops on its own or is asked to, then tells its
+/// watchers why.
+async fn run<A: RemoteActor>(
+    ctx: actix::Context<A>,
+    actor: A,
+    watcher: Arc<LocalEntry>,
+    stop_rx: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut running = ctx.into_future(actor);
+    let stopped = tokio::select! {
+        _ = &mut running => false,
+        Ok(()) = stop_rx => {
+            actix::ActorContext::stop(running.ctx());
+            (&mut running).await;
+            true
+        }
+    };
+    watcher.finished(stopped);
+}
+
 impl Registry {
     /// Starts `actor` on the current actix arbiter, registers it under a fresh
     /// id, and returns the id, its address and its entry (for mailbox slots).
@@ -303,30 +335,90 @@ impl Registry {
         // actix capacity only parks senders, so lift it (0 means unbounded there).
         ctx.set_mailbox_capacity(0);
         let addr = actix::AsyncContext::address(&ctx);
-        let running = ctx.into_future(actor);
-        let mut entry = LocalEntry::new(addr.clone(), mailbox);
-        entry.started = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
-        let entry = Arc::new(entry);
-        let watcher = entry.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = actix_rt::spawn(async move {
-            let mut running = running;
-            let stopped = tokio::select! {
-                _ = &mut running => false,
-                Ok(()) = stop_rx => {
-                    actix::ActorContext::stop(running.ctx());
-                    (&mut running).await;
-                    true
-                }
-            };
-            watcher.finished(stopped);
+        let (entry, stop_rx) = self.new_entry(addr.clone(), mailbox, None);
+        let task = actix_rt::spawn(run(ctx, actor, entry.clone(), stop_rx));
+        entry.set_task(task.abort_handle());
+        self.insert(id, entry.clone());
+        (addr, entry)
+    }
+
+    /// Starts `actor` under `id` on `arbiter`, the thread a device host
+    /// keeps bound to device `device`, for the actor's whole life (see
+    /// [`super::DeviceHost`]). Like [`Registry::start_as`] otherwise; the
+    /// entry says which device it holds ([`LocalEntry::device`]).
+    pub fn start_pinned_as<A: RemoteActor + Send>(
+        &self,
+        id: ActorId,
+        actor: A,
+        mailbox: usize,
+        device: u32,
+        arbiter: &actix::ArbiterHandle,
+    ) -> (Addr<A>, Arc<LocalEntry>) {
+        let (tx, rx) = actix::dev::channel::channel::<A>(0);
+        let addr = Addr::new(tx);
+        let (entry, stop_rx) = self.new_entry(addr.clone(), mailbox, Some(device));
+        let on_thread = entry.clone();
+        let started = arbiter.spawn_fn(move || {
+            let mut ctx = actix::Context::<A>::with_receiver(rx);
+            ctx.set_mailbox_capacity(0);
+            let task = actix_rt::spawn(run(ctx, actor, on_thread.clone(), stop_rx));
+            on_thread.set_task(task.abort_handle());
+            // Killed before its task existed: kill it now.
+            if on_thread.exit_reason().is_some() {
+                on_thread.kill();
+            }
         });
-        *entry.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        if !started {
+            entry.kill_with(ExitReason::Error(format!(
+                "the thread of GPU {device} has stopped; restart the node"
+            )));
+        }
+        self.insert(id, entry.clone());
+        (addr, entry)
+    }
+
+    /// Registers `actor` under `id` as already stopped with `reason`: it
+    /// never runs (its task is aborted before its first poll), and its
+    /// watchers get `reason` — how a start that must not happen (a GPU
+    /// actor without a device) is reported like any other exit.
+    pub fn start_refused<A: RemoteActor>(
+        &self,
+        id: ActorId,
+        actor: A,
+        mailbox: usize,
+        reason: ExitReason,
+    ) -> (Addr<A>, Arc<LocalEntry>) {
+        let (addr, entry) = self.start_as(id, actor, mailbox);
+        entry.kill_with(reason);
+        (addr, entry)
+    }
+
+    /// How many living actors are pinned to `device` here.
+    pub fn pinned_to(&self, device: u32) -> usize {
+        self.actors
+            .iter()
+            .filter(|e| e.device == Some(device) && e.exit_reason().is_none())
+            .count()
+    }
+
+    fn new_entry<A: RemoteActor>(
+        &self,
+        addr: Addr<A>,
+        mailbox: usize,
+        device: Option<u32>,
+    ) -> (Arc<LocalEntry>, tokio::sync::oneshot::Receiver<()>) {
+        let mut entry = LocalEntry::new(addr, mailbox);
+        entry.started = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
+        entry.device = device;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         *entry.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
-        if self.actors.insert(id, entry.clone()).is_some() {
+        (Arc::new(entry), stop_rx)
+    }
+
+    fn insert(&self, id: ActorId, entry: Arc<LocalEntry>) {
+        if self.actors.insert(id, entry).is_some() {
             self.removals.fetch_add(1, Ordering::Release);
         }
-        (addr, entry)
     }
 
     /// The entry under `id`, living or not (for watchers).

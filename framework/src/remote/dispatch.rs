@@ -38,7 +38,7 @@ use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, encode};
 
 use super::link::PeerLink;
 use super::node::NodeInner;
-use super::registered::{factory, remote_fn};
+use super::registered::{device_choice, factory, remote_fn};
 
 use parked::Parked;
 pub(crate) use parked::{Blocked, Receipt, Room, Wait};
@@ -341,13 +341,15 @@ fn spawn(node: &NodeInner, link: &Arc<PeerLink>, header: FrameHeader, payload: &
             ),
         }));
     }
-    let spawned = if header.target.is_nil() {
-        factory.spawn(&node.registry, node.mailbox, payload)
-    } else {
-        factory.spawn_as(&node.registry, node.mailbox, header.target, payload)
-    };
-    let result = spawned.and_then(|id| {
-        encode(&id).map_err(|e| RemoteFailure {
+    let id = (!header.target.is_nil()).then_some(header.target);
+    let spawned = factory.spawn(node, id, device_choice(header.flags), payload);
+    // A GPU actor's reply also says which device it got.
+    let result = spawned.and_then(|(id, device)| {
+        match device {
+            None => encode(&id),
+            Some(ordinal) => encode(&(id, ordinal)),
+        }
+        .map_err(|e| RemoteFailure {
             location: None,
             code: code::ENCODE,
             message: e.to_string(),

@@ -9,7 +9,10 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
-use crate::actor::{DEFAULT_MAILBOX, Registry, RemoteActor};
+use crate::actor::{
+    DEFAULT_MAILBOX, DeviceChoice, DeviceHost, DeviceInfo, ExitReason, LocalEntry, PlaceError,
+    Registry, RemoteActor,
+};
 use crate::id::NodeId;
 use crate::transport::{
     BindError, ConnectError, JoinLine, Password, PasswordError, Transport, TransportConfig,
@@ -56,6 +59,8 @@ pub(crate) struct NodeInner {
     pub(crate) allow_all: bool,
     /// Where supervised actors live now: kept by the supervisors of this node.
     pub(crate) directory: DashMap<crate::id::ActorId, Home>,
+    /// The devices `#[actor(gpu)]` actors are pinned to here, if any.
+    pub(crate) devices: Option<Arc<dyn DeviceHost>>,
     pub(crate) ask_timeout: Duration,
     pub(crate) mailbox: usize,
     arrivals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<PeerLink>>>,
@@ -96,6 +101,46 @@ pub struct NodeBuilder {
     allow_all: bool,
     ask_timeout: Duration,
     mailbox: usize,
+    devices: Option<Arc<dyn DeviceHost>>,
+}
+
+impl NodeInner {
+    /// Starts `actor` under `id` on the thread of the device `choice` names;
+    /// gives the device's ordinal.
+    pub(crate) fn start_pinned<A: RemoteActor + Send>(
+        &self,
+        id: crate::id::ActorId,
+        actor: A,
+        choice: DeviceChoice,
+    ) -> Result<(actix::Addr<A>, Arc<LocalEntry>, u32), PlaceError> {
+        let node = self.transport.node_id().to_string();
+        let devices = self
+            .devices
+            .as_ref()
+            .map(|h| h.devices())
+            .unwrap_or_default();
+        let ordinal = crate::actor::choose(
+            &devices,
+            |o| self.registry.pinned_to(o),
+            choice,
+            A::NAME,
+            &node,
+        )?;
+        let arbiter = match &self.devices {
+            Some(host) => host.arbiter(ordinal),
+            None => Err("no device host".into()),
+        }
+        .map_err(|reason| PlaceError::Device {
+            actor: A::NAME,
+            ordinal,
+            node,
+            reason,
+        })?;
+        let (addr, entry) =
+            self.registry
+                .start_pinned_as(id, actor, self.mailbox, ordinal, &arbiter);
+        Ok((addr, entry, ordinal))
+    }
 }
 
 impl NodeBuilder {
@@ -154,6 +199,14 @@ impl NodeBuilder {
         self
     }
 
+    /// The devices this node pins `#[actor(gpu)]` actors to: with the
+    /// `cuda` feature, `parallel::gpu::CudaDevices::detect()?`. Without
+    /// devices the node refuses GPU actors, naming what it has.
+    pub fn devices(mut self, host: Arc<dyn DeviceHost>) -> Self {
+        self.devices = Some(host);
+        self
+    }
+
     /// Every transport setting at once.
     pub fn transport(mut self, config: TransportConfig) -> Self {
         self.config = config;
@@ -180,6 +233,7 @@ impl NodeBuilder {
             allowed: self.allowed,
             allow_all: self.allow_all,
             directory: DashMap::new(),
+            devices: self.devices,
             ask_timeout: self.ask_timeout,
             mailbox: self.mailbox,
             arrivals: tokio::sync::Mutex::new(arrivals),
@@ -212,6 +266,7 @@ impl Node {
             allow_all: false,
             ask_timeout: DEFAULT_ASK_TIMEOUT,
             mailbox: DEFAULT_MAILBOX,
+            devices: None,
         }
     }
 
@@ -235,13 +290,59 @@ impl Node {
     /// reach it once they hold the reference (send it to them in a message).
     /// On a node that was shut down the actor never runs (its watchers get
     /// `Shutdown`), and asks to it fail with [`super::AskError::NodeShutDown`].
+    ///
+    /// An `#[actor(gpu)]` actor never runs here: its watchers get an error
+    /// that says to start it with [`Node::spawn_on`].
     pub fn spawn<A: RemoteActor>(&self, actor: A) -> ActorRef<A> {
-        let (id, addr, entry) = self.0.registry.start(actor, self.0.mailbox);
+        let (id, addr, entry) = if A::GPU {
+            let id = crate::id::ActorId::new();
+            let reason = ExitReason::Error(format!(
+                "{} runs on a GPU: start it with Node::spawn_on(DeviceChoice::AnyGpu, ..)",
+                A::NAME
+            ));
+            let (addr, entry) = self
+                .0
+                .registry
+                .start_refused(id, actor, self.0.mailbox, reason);
+            (id, addr, entry)
+        } else {
+            self.0.registry.start(actor, self.0.mailbox)
+        };
         if self.is_shut_down() {
-            entry.kill_with(crate::actor::ExitReason::Shutdown);
+            entry.kill_with(ExitReason::Shutdown);
         }
         ActorRef::local(id, self.id(), Some(self.join_line()), addr, entry)
             .with_timeout(self.0.ask_timeout)
+    }
+
+    /// Starts `actor` on this node on a thread pinned to the GPU `choice`
+    /// names, for its whole life, and returns its reference (the actor
+    /// finds its device through `parallel::gpu::Device::current()`). Fails,
+    /// naming what the node has, when the node has no such device.
+    pub fn spawn_on<A: RemoteActor + Send>(
+        &self,
+        choice: DeviceChoice,
+        actor: A,
+    ) -> Result<ActorRef<A>, PlaceError> {
+        let id = crate::id::ActorId::new();
+        let (addr, entry, _) = self.0.start_pinned(id, actor, choice)?;
+        if self.is_shut_down() {
+            entry.kill_with(ExitReason::Shutdown);
+        }
+        Ok(
+            ActorRef::local(id, self.id(), Some(self.join_line()), addr, entry)
+                .with_timeout(self.0.ask_timeout),
+        )
+    }
+
+    /// The devices this node pins GPU actors to (none without
+    /// [`NodeBuilder::devices`]).
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        self.0
+            .devices
+            .as_ref()
+            .map(|h| h.devices())
+            .unwrap_or_default()
     }
 
     /// Opens a mailbox on this node that other nodes can post payloads to

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use crate::actor::{HandlerScope, Registry, RemoteActor, code, panic_text};
+use super::node::NodeInner;
+use crate::actor::{DeviceChoice, HandlerScope, RemoteActor, code, panic_text};
 use crate::id::ActorId;
 use crate::wire::{Buffer, RemoteFailure, WireType, decode_owned, encode, type_tag};
 
@@ -16,27 +17,66 @@ pub struct ActorFactory {
     spawn: SpawnFn,
 }
 
-/// Starts an actor from its archived state, under a given id or a fresh one.
-type SpawnFn = fn(&Registry, usize, Option<ActorId>, &[u8]) -> Result<ActorId, RemoteFailure>;
+/// Starts an actor from its archived state, under a given id or a fresh
+/// one; gives its id and, for a GPU actor, its device.
+type SpawnFn = fn(
+    &NodeInner,
+    Option<ActorId>,
+    DeviceChoice,
+    &[u8],
+) -> Result<(ActorId, Option<u32>), RemoteFailure>;
 
-fn spawn_erased<A: RemoteActor + WireType>(
-    registry: &Registry,
-    mailbox: usize,
-    id: Option<ActorId>,
-    init: &[u8],
-) -> Result<ActorId, RemoteFailure> {
-    let actor = decode_owned::<A>(init).map_err(|e| RemoteFailure {
+fn decode_init<A: RemoteActor + WireType>(init: &[u8]) -> Result<A, RemoteFailure> {
+    decode_owned::<A>(init).map_err(|e| RemoteFailure {
         location: None,
         code: code::INVALID,
         message: e.to_string(),
-    })?;
-    Ok(match id {
-        Some(id) => {
-            registry.start_as(id, actor, mailbox);
-            id
-        }
-        None => registry.start(actor, mailbox).0,
     })
+}
+
+fn spawn_erased<A: RemoteActor + WireType>(
+    node: &NodeInner,
+    id: Option<ActorId>,
+    _: DeviceChoice,
+    init: &[u8],
+) -> Result<(ActorId, Option<u32>), RemoteFailure> {
+    let (actor, id) = (decode_init::<A>(init)?, id.unwrap_or_default());
+    node.registry.start_as(id, actor, node.mailbox);
+    Ok((id, None))
+}
+
+fn spawn_pinned<A: RemoteActor + WireType + Send>(
+    node: &NodeInner,
+    id: Option<ActorId>,
+    choice: DeviceChoice,
+    init: &[u8],
+) -> Result<(ActorId, Option<u32>), RemoteFailure> {
+    let (actor, id) = (decode_init::<A>(init)?, id.unwrap_or_default());
+    let (_, _, ordinal) = node
+        .start_pinned(id, actor, choice)
+        .map_err(|e| RemoteFailure {
+            location: None,
+            code: code::NO_DEVICE,
+            message: e.to_string(),
+        })?;
+    Ok((id, Some(ordinal)))
+}
+
+/// The device a spawn request asks for, in its header's flags: 0 for any
+/// GPU, `ordinal + 1` for one (so ordinals up to 254 can be asked for).
+pub(crate) fn device_flags(choice: DeviceChoice) -> Result<u8, u32> {
+    match choice {
+        DeviceChoice::AnyGpu => Ok(0),
+        DeviceChoice::Gpu(n) => u8::try_from(n + 1).map_err(|_| n),
+    }
+}
+
+/// The device a spawn request's flags ask for (see [`device_flags`]).
+pub(crate) fn device_choice(flags: u8) -> DeviceChoice {
+    match flags {
+        0 => DeviceChoice::AnyGpu,
+        n => DeviceChoice::Gpu(u32::from(n) - 1),
+    }
 }
 
 impl ActorFactory {
@@ -48,32 +88,32 @@ impl ActorFactory {
         }
     }
 
+    /// The factory of an `#[actor(gpu)]` type: it starts on a thread pinned
+    /// to a device of the node that spawns it.
+    pub const fn pinned<A: RemoteActor + WireType + Send>() -> Self {
+        Self {
+            name: A::NAME,
+            spawn: spawn_pinned::<A>,
+        }
+    }
+
     /// The actor type's stable name.
     pub fn name(&self) -> &'static str {
         self.name
     }
 
-    /// Starts an actor from its archived initial state.
-    pub fn spawn(
+    /// Starts an actor on `node` from its archived initial state, under
+    /// `id` (a new incarnation of a supervised actor that keeps its
+    /// address; any earlier actor under that id is replaced) or a fresh
+    /// id; a GPU actor on the device `choice` names.
+    pub(crate) fn spawn(
         &self,
-        registry: &Registry,
-        mailbox: usize,
+        node: &NodeInner,
+        id: Option<ActorId>,
+        choice: DeviceChoice,
         init: &[u8],
-    ) -> Result<ActorId, RemoteFailure> {
-        (self.spawn)(registry, mailbox, None, init)
-    }
-
-    /// Starts an actor from its archived initial state under a given id: a
-    /// new incarnation of a supervised actor that keeps its address. Any
-    /// earlier actor under that id on this registry is replaced.
-    pub fn spawn_as(
-        &self,
-        registry: &Registry,
-        mailbox: usize,
-        id: ActorId,
-        init: &[u8],
-    ) -> Result<ActorId, RemoteFailure> {
-        (self.spawn)(registry, mailbox, Some(id), init)
+    ) -> Result<(ActorId, Option<u32>), RemoteFailure> {
+        (self.spawn)(node, id, choice, init)
     }
 }
 

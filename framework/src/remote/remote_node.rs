@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::actor::{RemoteActor, code};
+use crate::actor::{DeviceChoice, RemoteActor, code};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
 use crate::wire::{
@@ -13,7 +13,7 @@ use crate::wire::{
 use super::actor_ref::ActorRef;
 use super::link::{PeerLink, RequestError};
 use super::node::Node;
-use super::registered::RemoteCallable;
+use super::registered::{RemoteCallable, device_flags};
 
 /// Why spawning an actor on another node failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +25,9 @@ pub enum SpawnError {
     /// The node's binary has no such spawnable type.
     #[error("{0}")]
     NotRegistered(String),
+    /// The node has no device for this GPU actor; the text names what it has.
+    #[error("{0}")]
+    NoDevice(String),
     /// The node could not start it (bad initial state, …).
     #[error("the node could not spawn the actor: {0}")]
     Failed(String),
@@ -189,10 +192,40 @@ impl RemoteNode {
         id: ActorId,
         init: A,
     ) -> Result<ActorRef<A>, SpawnError> {
+        Ok(self.spawn_placed(id, DeviceChoice::AnyGpu, init).await?.0)
+    }
+
+    /// Spawns an `#[actor(gpu)]` actor of type `A` on that node, on a thread
+    /// pinned to the GPU `choice` names there. Fails with
+    /// [`SpawnError::NoDevice`], naming what the node has, on a node without
+    /// such a device. The same rules as [`RemoteNode::spawn`] apply.
+    pub async fn spawn_on<A: RemoteActor + WireType>(
+        &self,
+        choice: DeviceChoice,
+        init: A,
+    ) -> Result<ActorRef<A>, SpawnError> {
+        Ok(self.spawn_placed(ActorId::nil(), choice, init).await?.0)
+    }
+
+    /// Spawns under `id` (fresh when nil); a GPU actor on the device
+    /// `choice` names. Gives the device it got, for a GPU actor.
+    pub(crate) async fn spawn_placed<A: RemoteActor + WireType>(
+        &self,
+        id: ActorId,
+        choice: DeviceChoice,
+        init: A,
+    ) -> Result<(ActorRef<A>, Option<u32>), SpawnError> {
         let bytes = encode(&init).map_err(SpawnError::Encode)?;
         let mut header = FrameHeader::new(FrameKind::Spawn);
         header.type_tag = type_tag(A::NAME);
         header.target = id;
+        if A::GPU {
+            header.flags = device_flags(choice).map_err(|n| {
+                SpawnError::NoDevice(format!(
+                    "GPU {n} cannot be asked for by number (at most 254); ask for DeviceChoice::AnyGpu"
+                ))
+            })?;
+        }
         let reply = self
             .link
             .request(header, bytes, self.node.0.ask_timeout)
@@ -208,11 +241,28 @@ impl RemoteNode {
                     message,
                     ..
                 }) => SpawnError::NotRegistered(message),
+                RequestError::Remote(RemoteFailure {
+                    code: code::NO_DEVICE,
+                    message,
+                    ..
+                }) => SpawnError::NoDevice(message),
                 RequestError::Remote(failure) => SpawnError::Failed(failure.message),
                 other => SpawnError::Request(other),
             })?;
-        let id = decode_owned::<ActorId>(&reply).map_err(SpawnError::Decode)?;
-        Ok(ActorRef::remote(id, self.link()).with_timeout(self.node.0.ask_timeout))
+        let (id, device) = if A::GPU {
+            let (id, ordinal) =
+                decode_owned::<(ActorId, u32)>(&reply).map_err(SpawnError::Decode)?;
+            (id, Some(ordinal))
+        } else {
+            (
+                decode_owned::<ActorId>(&reply).map_err(SpawnError::Decode)?,
+                None,
+            )
+        };
+        Ok((
+            ActorRef::remote(id, self.link()).with_timeout(self.node.0.ask_timeout),
+            device,
+        ))
     }
 
     /// Asks that node to stop actor `id` in order (`kill`: at once).

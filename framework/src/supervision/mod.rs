@@ -22,6 +22,8 @@ pub use remote_child::RemotePlacement;
 pub use supervisor::{ChildSpec, DEFAULT_SHUTDOWN, NotRunning, Supervisor, SupervisorRef};
 
 #[cfg(test)]
+mod device_tests;
+#[cfg(test)]
 mod runtime_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::actor::{ExitReason, RemoteActor};
+use crate::actor::{DeviceChoice, ExitReason, RemoteActor};
 use crate::id::{ActorId, NodeId};
 use crate::process::Child;
 use crate::remote::{ActorRef, Home, Node, RemoteNode, SpawnError};
@@ -26,7 +26,10 @@ pub enum RemotePlacement {
     On(RemoteNode),
     /// On any node joined to the supervisor's node that allows the actor's
     /// type: the node of the previous incarnation first while it is
-    /// connected, then the others; a node that refuses is skipped.
+    /// connected, then the others; a node that refuses is skipped. An
+    /// `#[actor(gpu)]` actor restarts on its device while its node lives,
+    /// and otherwise only on a node with a device (the least loaded one
+    /// there): a node without one refuses it.
     Any,
 }
 
@@ -34,10 +37,14 @@ pub enum RemotePlacement {
 /// tell a killed process from a network failure.
 const STATUS_GRACE: Duration = Duration::from_millis(500);
 
+/// The node of an incarnation, and its device for a GPU actor.
+type Previous = (NodeId, Option<u32>);
+
 enum Kind {
     Remote {
         placement: RemotePlacement,
-        last: Arc<Mutex<Option<NodeId>>>,
+        /// The node of the previous incarnation, and its device for a GPU actor.
+        last: Arc<Mutex<Option<Previous>>>,
     },
     Process(crate::process::Placement),
 }
@@ -227,7 +234,7 @@ async fn place<A: RemoteActor + WireType>(
             let candidates = match placement {
                 RemotePlacement::On(remote) => vec![remote.clone()],
                 RemotePlacement::Any => {
-                    let previous = *lock(last);
+                    let previous = lock(last).map(|(node, _)| node);
                     let mut all: Vec<RemoteNode> = node
                         .remotes()
                         .into_iter()
@@ -242,9 +249,16 @@ async fn place<A: RemoteActor + WireType>(
             for remote in candidates {
                 let init = crate::wire::decode_owned::<A>(&wire)
                     .map_err(|e| ExitReason::Error(e.to_string()))?;
-                match remote.spawn_as(id, init).await {
-                    Ok(_) => {
-                        *lock(last) = Some(remote.id());
+                // A GPU actor restarts on its device while its node lives.
+                let choice = match *lock(last) {
+                    Some((node, Some(ordinal))) if node == remote.id() => {
+                        DeviceChoice::Gpu(ordinal)
+                    }
+                    _ => DeviceChoice::AnyGpu,
+                };
+                match remote.spawn_placed(id, choice, init).await {
+                    Ok((_, device)) => {
+                        *lock(last) = Some((remote.id(), device));
                         return Ok((remote, None));
                     }
                     Err(e @ (SpawnError::NotAllowed(_) | SpawnError::NotRegistered(_))) => {

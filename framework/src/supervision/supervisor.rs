@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::actor::{ExitReason, LocalEntry, RemoteActor};
+use crate::actor::{DeviceChoice, ExitReason, LocalEntry, RemoteActor};
 use crate::id::{ActorId, NodeId};
 use crate::remote::{ActorAddress, ActorRef, Home, Node};
 use crate::wire::WireType;
@@ -64,11 +64,58 @@ pub struct ChildSpec {
 
 impl ChildSpec {
     /// A local actor made by `make` (called again for each restart).
+    /// An `#[actor(gpu)]` actor is refused here (its exit says to use
+    /// [`ChildSpec::pinned`]).
     pub fn actor<A: RemoteActor>(name: impl Into<String>, make: impl Fn() -> A + 'static) -> Self {
+        Self::local(name, move |node, id| {
+            let registry = &node.0.registry;
+            if A::GPU {
+                let reason = ExitReason::Error(format!(
+                    "{} runs on a GPU: supervise it with ChildSpec::pinned",
+                    A::NAME
+                ));
+                registry.start_refused(id, make(), node.0.mailbox, reason).1
+            } else {
+                registry.start_as(id, make(), node.0.mailbox).1
+            }
+        })
+    }
+
+    /// A local `#[actor(gpu)]` actor made by `make`, on a thread pinned to
+    /// the device `choice` names; each restart keeps the device of the
+    /// first start. A node without such a device fails the start (the exit
+    /// names what the node has), and the supervisor's intensity decides
+    /// when to give up.
+    pub fn pinned<A: RemoteActor + Send>(
+        name: impl Into<String>,
+        make: impl Fn() -> A + 'static,
+        choice: DeviceChoice,
+    ) -> Self {
+        let device = std::cell::Cell::new(None);
+        Self::local(name, move |node, id| {
+            let choice = device.get().map_or(choice, DeviceChoice::Gpu);
+            match node.0.start_pinned(id, make(), choice) {
+                Ok((_, entry, ordinal)) => {
+                    device.set(Some(ordinal));
+                    entry
+                }
+                Err(e) => {
+                    let reason = ExitReason::Error(e.to_string());
+                    let registry = &node.0.registry;
+                    registry.start_refused(id, make(), node.0.mailbox, reason).1
+                }
+            }
+        })
+    }
+
+    /// A child on the supervisor's node, started by `start` under its id.
+    fn local(
+        name: impl Into<String>,
+        start: impl Fn(&Node, ActorId) -> Arc<LocalEntry> + 'static,
+    ) -> Self {
         let start: Starter = Box::new(move |ctx: &StartCtx| {
-            let node = ctx.node;
-            let entry = node.0.registry.start_as(ctx.id, make(), node.0.mailbox).1;
-            node.set_home(ctx.id, Home::At(node.id()));
+            let entry = start(ctx.node, ctx.id);
+            ctx.node.set_home(ctx.id, Home::At(ctx.node.id()));
             Box::new(entry) as Box<dyn Running>
         });
         ChildSpec {

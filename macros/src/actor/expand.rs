@@ -22,9 +22,14 @@ pub(super) fn expand(def: &ActorDef) -> TokenStream {
     let remote = remote_impl(def);
     let spawn = def.spawn.map(|span| {
         let ident = &def.ident;
+        let factory = if def.gpu {
+            quote_spanned!(span=> pinned)
+        } else {
+            quote_spanned!(span=> new)
+        };
         quote_spanned! {span=>
             ::parallel::__private::inventory::submit! {
-                ::parallel::__private::ActorFactory::new::<#ident>()
+                ::parallel::__private::ActorFactory::#factory::<#ident>()
             }
         }
     });
@@ -123,10 +128,16 @@ fn remote_impl(def: &ActorDef) -> TokenStream {
             ::core::result::Result::Err(inbound)
         }
     };
+    let gpu = def.gpu.then(|| {
+        quote!(
+            const GPU: bool = true;
+        )
+    });
     quote! {
         #[automatically_derived]
         impl #impl_g ::parallel::RemoteActor for #ident #ty_g #where_c {
             const NAME: &'static str = #name;
+            #gpu
             const ACCEPTS: &'static [&'static str] = &[
                 #(<#all as ::parallel::Message>::NAME),*
             ];

@@ -24,6 +24,8 @@ pub(crate) struct ActorDef {
     pub(crate) views: Vec<Type>,
     /// Where `spawn` was written, if it was.
     pub(crate) spawn: Option<Span>,
+    /// It runs on a thread pinned to a GPU (`gpu`).
+    pub(crate) gpu: bool,
     pub(crate) name: Option<LitStr>,
     pub(crate) lifecycle: bool,
 }

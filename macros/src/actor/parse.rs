@@ -1,4 +1,4 @@
-//! Reads `#[actor(messages(..), view(..), spawn, name = "..", lifecycle)]`
+//! Reads `#[actor(messages(..), view(..), spawn, gpu, name = "..", lifecycle)]`
 //! (the derive's helper) or the same options written in
 //! `#[parallel::actor(..)]`.
 
@@ -17,6 +17,7 @@ const KEYS: &[&str] = &[
     "messages(..)",
     "view(..)",
     "spawn",
+    "gpu",
     "name = \"..\"",
     "lifecycle",
 ];
@@ -27,6 +28,7 @@ struct Options {
     messages: Vec<Type>,
     views: Vec<Type>,
     spawn: Option<Span>,
+    gpu: Option<Span>,
     name: Option<LitStr>,
     lifecycle: Option<Span>,
 }
@@ -91,6 +93,7 @@ fn def(input: &DeriveInput, opts: Options) -> syn::Result<ActorDef> {
         messages: opts.messages,
         views: opts.views,
         spawn: opts.spawn,
+        gpu: opts.gpu.is_some(),
         name: opts.name,
         lifecycle: opts.lifecycle.is_some(),
     })
@@ -107,6 +110,10 @@ impl Options {
             util::flag(&meta, "spawn")?;
             once(&meta, self.spawn.is_some())?;
             self.spawn = Some(path.span());
+        } else if path.is_ident("gpu") {
+            util::flag(&meta, "gpu")?;
+            once(&meta, self.gpu.is_some())?;
+            self.gpu = Some(path.span());
         } else if path.is_ident("lifecycle") {
             util::flag(&meta, "lifecycle")?;
             once(&meta, self.lifecycle.is_some())?;

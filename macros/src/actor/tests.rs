@@ -80,6 +80,23 @@ fn messages_views_spawn_and_name() {
 }
 
 #[test]
+fn gpu_pins_the_type_and_its_factory() {
+    let out = squash(&expand(quote! {
+        #[actor(messages(Add), spawn, gpu)]
+        struct Net;
+    }));
+    assert!(out.contains(&squash("const GPU: bool = true;")), "{out}");
+    assert!(out.contains(&squash(
+        "::parallel::__private::ActorFactory::pinned::<Net>()"
+    )));
+    let plain = squash(&expand(quote! {
+        #[actor(messages(Add), spawn)]
+        struct Cpu;
+    }));
+    assert!(!plain.contains("constGPU"), "{plain}");
+}
+
+#[test]
 fn lifecycle_skips_actor_impl() {
     let out = squash(&expand(quote! {
         #[actor(lifecycle)]
@@ -125,7 +142,10 @@ fn unknown_key_lists_valid_keys_and_suggests() {
         struct Counter;
     });
     assert!(e.contains("unknown key `message`"), "{e}");
-    assert!(e.contains("`messages(..)`, `view(..)`, `spawn`"), "{e}");
+    assert!(
+        e.contains("`messages(..)`, `view(..)`, `spawn`, `gpu`"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `messages(..)`?"), "{e}");
     let e = error(quote! {
         #[actor(supervise)]
