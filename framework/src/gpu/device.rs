@@ -120,6 +120,7 @@ pub struct Device {
     ordinal: u32,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    kernels: super::kernels::Kernels,
 }
 
 impl Device {
@@ -132,6 +133,7 @@ impl Device {
             ordinal,
             ctx,
             stream,
+            kernels: Default::default(),
         })
     }
 
@@ -175,6 +177,11 @@ impl Device {
     /// The stream this device's work goes on.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// The reduction kernels this device has loaded.
+    pub(crate) fn kernels(&self) -> &super::kernels::Kernels {
+        &self.kernels
     }
 
     /// Waits until everything queued on the stream is done.

@@ -236,43 +236,7 @@ impl IpcTensor {
                 self.host
             )));
         }
-        device.context().bind_to_thread()?;
-        let mem = sys::CUipcMemHandle {
-            reserved: self.mem.map(|b| b as std::ffi::c_char),
-        };
-        let event = sys::CUipcEventHandle {
-            reserved: self.event.map(|b| b as std::ffi::c_char),
-        };
-        let mut ptr = MaybeUninit::<CUdeviceptr>::uninit();
-        let mut ev = MaybeUninit::<CUevent>::uninit();
-        // SAFETY: the handles came from `cuIpcGet*Handle` in the exporter;
-        // the out-parameters are read only on success.
-        let ptr = unsafe {
-            sys::cuIpcOpenMemHandle_v2(
-                ptr.as_mut_ptr(),
-                mem,
-                sys::CUipcMem_flags::CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS as u32,
-            )
-            .result()?;
-            let ptr = ptr.assume_init();
-            let waited = sys::cuIpcOpenEventHandle(ev.as_mut_ptr(), event)
-                .result()
-                .and_then(|()| {
-                    let ev = ev.assume_init();
-                    let waited = result::stream::wait_event(
-                        device.stream().cu_stream(),
-                        ev,
-                        sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
-                    );
-                    let _ = sys::cuEventDestroy_v2(ev).result();
-                    waited
-                });
-            if let Err(e) = waited {
-                let _ = sys::cuIpcCloseMemHandle(ptr).result();
-                return Err(e.into());
-            }
-            ptr
-        };
+        let ptr = open_shared(device, &self.mem, &self.event)?;
         let alive = Arc::new(AtomicBool::new(true));
         if tokio::runtime::Handle::try_current().is_ok() {
             let (watched, flag) = (self.exporter.clone(), alive.clone());
@@ -292,6 +256,54 @@ impl IpcTensor {
             export: self.export,
             _t: PhantomData,
         })
+    }
+}
+
+/// Maps memory another process of this machine shared (its IPC handle
+/// `mem`), and makes `device`'s stream wait for the writes its event
+/// (`event`) marks. Close the pointer with `cuIpcCloseMemHandle`.
+pub(crate) fn open_shared(
+    device: &Device,
+    mem: &[u8],
+    event: &[u8],
+) -> Result<CUdeviceptr, GpuError> {
+    device.context().bind_to_thread()?;
+    let mem = sys::CUipcMemHandle {
+        reserved: std::array::from_fn(|i| mem[i] as std::ffi::c_char),
+    };
+    let event = sys::CUipcEventHandle {
+        reserved: std::array::from_fn(|i| event[i] as std::ffi::c_char),
+    };
+    let mut ptr = MaybeUninit::<CUdeviceptr>::uninit();
+    let mut ev = MaybeUninit::<CUevent>::uninit();
+    // SAFETY: the handles came from `cuIpcGet*Handle` in another process;
+    // the out-parameters are read only on success; on failure the mapping
+    // is closed before returning.
+    unsafe {
+        sys::cuIpcOpenMemHandle_v2(
+            ptr.as_mut_ptr(),
+            mem,
+            sys::CUipcMem_flags::CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS as u32,
+        )
+        .result()?;
+        let ptr = ptr.assume_init();
+        let waited = sys::cuIpcOpenEventHandle(ev.as_mut_ptr(), event)
+            .result()
+            .and_then(|()| {
+                let ev = ev.assume_init();
+                let waited = result::stream::wait_event(
+                    device.stream().cu_stream(),
+                    ev,
+                    sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+                );
+                let _ = sys::cuEventDestroy_v2(ev).result();
+                waited
+            });
+        if let Err(e) = waited {
+            let _ = sys::cuIpcCloseMemHandle(ptr).result();
+            return Err(e.into());
+        }
+        Ok(ptr)
     }
 }
 
