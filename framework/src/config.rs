@@ -75,6 +75,9 @@ pub mod vars {
     pub const WORKER_KIND: &str = "PARALLEL_WORKER_KIND";
     /// The actor id of a cluster worker's node agent.
     pub const WORKER_AGENT: &str = "PARALLEL_AGENT";
+    /// The GPU a cluster worker was given (the machine's id for it; the
+    /// worker's `CUDA_VISIBLE_DEVICES` shows only that one).
+    pub const WORKER_GPU: &str = "PARALLEL_WORKER_GPU";
 }
 
 /// Default of [`Config::fork_timeout`].
@@ -265,6 +268,8 @@ pub struct WorkerEnv {
     pub kind: String,
     /// The node agent's actor id.
     pub agent: String,
+    /// The GPU it was given, if its node has GPUs.
+    pub gpu: Option<String>,
 }
 
 /// The process's environment as para||el reads it: every variable of the
@@ -333,6 +338,7 @@ impl Environment {
                     pool: var(vars::WORKER_POOL).unwrap_or_default(),
                     kind: var(vars::WORKER_KIND).unwrap_or_default(),
                     agent: var(vars::WORKER_AGENT).unwrap_or_default(),
+                    gpu: var(vars::WORKER_GPU),
                 }),
             home: std::env::var_os(vars::HOME).map(Into::into),
             xdg_data_home: std::env::var_os(vars::XDG_DATA_HOME)

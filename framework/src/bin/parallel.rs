@@ -171,6 +171,24 @@ fn print_status(report: &StatusReport) {
     if report.nodes.is_empty() {
         println!("(no nodes)");
     }
+    if !report.gpus.is_empty() {
+        println!();
+        println!(
+            "{:<24} {:>4} {:<28} {:>19} {:<}",
+            "GPU HOST", "GPU", "NAME", "MEMORY USED (MiB)", "WORKER SLOTS"
+        );
+        for g in &report.gpus {
+            let slots: Vec<String> = g.slots.iter().map(u32::to_string).collect();
+            println!(
+                "{:<24} {:>4} {:<28} {:>19} {}",
+                g.host,
+                g.id,
+                g.name,
+                format!("{} / {}", g.used_mib, g.total_mib),
+                slots.join(", ")
+            );
+        }
+    }
     println!();
     println!(
         "{:<36} {:<24} {:>7} {:>8} {:>8} {:>8} {:>7}",

@@ -44,7 +44,7 @@ pub(super) struct AgentSettings {
 /// The node agent's actor (see the module docs).
 #[derive(crate::Actor)]
 #[actor(
-    messages(RunProgram, StopProgram, StopAgent, RetireWorker),
+    messages(RunProgram, StopProgram, StopAgent, RetireWorker, DeviceUsage),
     name = "parallel::cluster::AgentActor",
     lifecycle
 )]
@@ -94,11 +94,11 @@ impl AgentActor {
                     self.settings.password.secret().to_owned(),
                 ),
             ];
-            if self.settings.gpus > 0 {
-                env.push((
-                    "CUDA_VISIBLE_DEVICES".into(),
-                    (slot % self.settings.gpus).to_string(),
-                ));
+            let visible = crate::config::environment().cuda_visible_devices.as_deref();
+            if let Some(gpu) = super::gpus::worker_device(visible, self.settings.gpus, slot) {
+                // The worker sees one GPU (its ordinal 0) and knows which it is.
+                env.push((vars::CUDA_VISIBLE_DEVICES.into(), gpu.clone()));
+                env.push((vars::WORKER_GPU.into(), gpu));
             }
             let exe = exe.clone();
             supervisor = supervisor.child(ChildSpec::actor(format!("worker {slot}"), move || {
@@ -246,6 +246,25 @@ impl Handler<RetireWorker> for AgentActor {
             }
             tracing::warn!(pool = %msg.pool, pid = msg.pid, "no worker of this pool has that process id");
         });
+    }
+}
+
+impl Handler<DeviceUsage> for AgentActor {
+    type Result = actix::Response<Vec<super::gpus::GpuRow>>;
+
+    fn handle(&mut self, _: DeviceUsage, _: &mut actix::Context<Self>) -> Self::Result {
+        let (gpus, slots) = (self.settings.gpus, self.settings.workers);
+        if gpus == 0 {
+            return actix::Response::reply(Vec::new());
+        }
+        let visible = crate::config::environment().cuda_visible_devices.clone();
+        // `nvidia-smi` is a process of its own: not on the actor's thread.
+        actix::Response::fut(async move {
+            let asked = tokio::task::spawn_blocking(move || {
+                super::gpus::usage(visible.as_deref(), gpus, slots)
+            });
+            asked.await.unwrap_or_default()
+        })
     }
 }
 

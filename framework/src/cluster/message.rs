@@ -478,6 +478,11 @@ pub struct StopHead {
     pub nodes: bool,
 }
 
+/// Asks an agent what its GPUs hold now (for `parallel status`).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = Vec<super::gpus::GpuRow>)]
+pub struct DeviceUsage;
+
 /// Asks an agent to stop.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
 #[message(result = ())]
@@ -672,5 +677,7 @@ mod replies {
         pub nodes: Vec<NodeRow>,
         /// Pools.
         pub pools: Vec<PoolRow>,
+        /// The nodes' GPUs (those whose agents answered in time).
+        pub gpus: Vec<crate::cluster::gpus::GpuRow>,
     }
 }

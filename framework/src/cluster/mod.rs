@@ -23,6 +23,7 @@
 pub mod agent;
 mod control;
 pub mod engine;
+pub mod gpus;
 pub mod head;
 pub mod ledger;
 pub mod message;

@@ -69,12 +69,35 @@ pub trait Worker: Send + 'static {
 
     /// Builds the worker (heavy preparation goes here: once per worker).
     fn init(init: Self::Init) -> Self;
+    /// Builds the worker knowing the GPU its node agent gave it (`None` on
+    /// a node without GPUs; each worker of a GPU node gets one and sees only
+    /// that one). Calls [`Worker::init`] unless overridden: a GPU worker
+    /// overrides this and opens its device, e.g. with
+    /// `parallel::gpu::Device::open(gpu.ordinal)` (feature `cuda`).
+    fn init_on(init: Self::Init, gpu: Option<WorkerGpu>) -> Self
+    where
+        Self: Sized,
+    {
+        let _ = gpu;
+        Self::init(init)
+    }
     /// Runs one job.
     fn run(&mut self, job: Self::Job) -> Self::Output;
     /// Handles an update (between jobs). Does nothing unless overridden.
     fn handle_update(&mut self, update: Self::Update) {
         let _ = update;
     }
+}
+
+/// The GPU a cluster worker was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerGpu {
+    /// The machine's id for it (`nvidia-smi`'s index, or what the node's
+    /// `CUDA_VISIBLE_DEVICES` listed).
+    pub id: String,
+    /// Its ordinal in the worker's process: always 0, the worker's
+    /// `CUDA_VISIBLE_DEVICES` shows only this GPU.
+    pub ordinal: u32,
 }
 
 /// The name a worker type is registered and asked for under.
@@ -105,7 +128,12 @@ struct Typed<W: Worker>(W);
 
 fn start<W: Worker>(init: &[u8]) -> Result<Box<dyn JobRunner>, String> {
     let init = crate::wire::decode_owned::<W::Init>(init).map_err(|e| e.to_string())?;
-    Ok(Box::new(Typed(W::init(init))))
+    let gpu = crate::config::environment()
+        .worker
+        .as_ref()
+        .and_then(|w| w.gpu.clone())
+        .map(|id| WorkerGpu { id, ordinal: 0 });
+    Ok(Box::new(Typed(W::init_on(init, gpu))))
 }
 
 impl<W: Worker> JobRunner for Typed<W> {

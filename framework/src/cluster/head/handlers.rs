@@ -457,12 +457,33 @@ impl Handler<ClosePool> for HeadActor {
 }
 
 impl Handler<Status> for HeadActor {
-    type Result = actix::MessageResult<Status>;
+    type Result = Response<StatusReport>;
 
     fn handle(&mut self, _: Status, _: &mut actix::Context<Self>) -> Self::Result {
-        actix::MessageResult(self.report())
+        let mut report = self.report();
+        let asked: Vec<_> = self
+            .agents
+            .values()
+            .filter(|a| a.gpus > 0)
+            .map(|a| a.actor.clone().with_timeout(DEVICE_USAGE_TIMEOUT))
+            .collect();
+        if asked.is_empty() {
+            return Response::reply(report);
+        }
+        Response::fut(async move {
+            for agent in asked {
+                // An agent that does not answer in time shows no GPU rows.
+                if let Ok(rows) = agent.ask(DeviceUsage).await {
+                    report.gpus.extend(rows);
+                }
+            }
+            report
+        })
     }
 }
+
+/// How long `parallel status` waits for an agent's GPU usage.
+const DEVICE_USAGE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Handler<StopHead> for HeadActor {
     type Result = ();

@@ -705,6 +705,7 @@ impl HeadActor {
             join_line: self.join_line.clone(),
             nodes,
             pools,
+            gpus: Vec::new(),
         }
     }
 }
