@@ -30,6 +30,14 @@ pub fn role() -> Option<String> {
     std::env::var(ROLE_ENV).ok()
 }
 
+/// What a GPU example built without the `cuda` feature prints: how to run
+/// it (it then exits 0: there is nothing to show without a GPU).
+pub fn needs_cuda(bin: &str) {
+    println!(
+        "{bin} needs the cuda feature: nothing to show; run `cargo run --release -p parallel-examples --features cuda --bin {bin}` on a GPU machine"
+    );
+}
+
 /// A random one-time cluster password for the processes of one run.
 pub fn one_time_password() -> String {
     format!("{}{}", parallel::NodeId::new(), parallel::NodeId::new())

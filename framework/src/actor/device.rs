@@ -7,6 +7,7 @@
 //! inventory.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// Which device an actor asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +38,22 @@ pub trait DeviceHost: Send + Sync + 'static {
     /// The arbiter whose thread is bound to device `ordinal` (started on
     /// first use): every actor pinned to that device runs there.
     fn arbiter(&self, ordinal: u32) -> Result<actix::ArbiterHandle, String>;
+}
+
+/// The device host of the GPU support compiled into this binary: the
+/// `cuda` feature registers one, so every node of such a binary (a forked
+/// child's too) can host GPU actors without being told.
+pub struct DeviceSupport(pub fn() -> Arc<dyn DeviceHost>);
+
+inventory::collect!(DeviceSupport);
+
+/// A new device host from the GPU support compiled in, if any (what a node
+/// uses unless its builder was given one).
+pub fn built_in_devices() -> Option<Arc<dyn DeviceHost>> {
+    inventory::iter::<DeviceSupport>
+        .into_iter()
+        .next()
+        .map(|support| (support.0)())
 }
 
 /// Why an actor could not be pinned to a device.

@@ -14,7 +14,10 @@ mod registry;
 mod tensor;
 
 pub use deliver::{Deliver, ReplySink, deliver, panic_text, push};
-pub use device::{DeviceChoice, DeviceHost, DeviceInfo, PlaceError, choose, describe};
+pub use device::{
+    DeviceChoice, DeviceHost, DeviceInfo, DeviceSupport, PlaceError, built_in_devices, choose,
+    describe,
+};
 pub use exit::{Down, ExitReason};
 pub use failure::{Failure, code};
 pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};

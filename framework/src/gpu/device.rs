@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_int;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{CudaContext, CudaStream, DriverError};
 
@@ -194,8 +194,12 @@ impl Device {
 /// started on first use, whose context stays that GPU's for its whole life.
 /// Give it to a node with `Node::builder().devices(CudaDevices::detect()?)`.
 pub struct CudaDevices {
-    devices: Vec<DeviceInfo>,
+    devices: OnceLock<Vec<DeviceInfo>>,
     threads: Mutex<HashMap<u32, actix::Arbiter>>,
+}
+
+inventory::submit! {
+    crate::actor::DeviceSupport(CudaDevices::lazy)
 }
 
 impl CudaDevices {
@@ -204,15 +208,26 @@ impl CudaDevices {
     /// actors are then refused, naming that).
     pub fn detect() -> Result<Arc<Self>, GpuError> {
         Ok(Arc::new(Self {
-            devices: inventory()?,
+            devices: OnceLock::from(inventory()?),
             threads: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// A host that looks for its GPUs when first asked (what every node of
+    /// a `cuda` build gets by default): none where there is no driver.
+    pub fn lazy() -> Arc<dyn DeviceHost> {
+        Arc::new(Self {
+            devices: OnceLock::new(),
+            threads: Mutex::new(HashMap::new()),
+        })
     }
 }
 
 impl DeviceHost for CudaDevices {
     fn devices(&self) -> Vec<DeviceInfo> {
-        self.devices.clone()
+        self.devices
+            .get_or_init(|| inventory().unwrap_or_default())
+            .clone()
     }
 
     fn arbiter(&self, ordinal: u32) -> Result<actix::ArbiterHandle, String> {

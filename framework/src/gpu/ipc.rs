@@ -399,3 +399,27 @@ impl<T> Drop for IpcView<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Password;
+
+    #[actix_rt::test]
+    async fn a_node_without_a_gpu_refuses_an_exporter_naming_what_it_has() {
+        if super::super::device_count().is_ok_and(|n| n > 0) {
+            return;
+        }
+        let node = Node::builder()
+            .password(Password::new("gpu".into()))
+            .start()
+            .await
+            .unwrap();
+        // A `cuda` build gives every node the driver's devices: none here.
+        assert!(node.devices().is_empty());
+        let err = Exports::start(&node, DeviceChoice::AnyGpu).err().unwrap();
+        assert!(matches!(err, PlaceError::NoDevice { .. }), "{err}");
+        assert!(err.to_string().contains("has no GPU"), "{err}");
+        node.shutdown().await;
+    }
+}

@@ -199,9 +199,10 @@ impl NodeBuilder {
         self
     }
 
-    /// The devices this node pins `#[actor(gpu)]` actors to: with the
-    /// `cuda` feature, `parallel::gpu::CudaDevices::detect()?`. Without
-    /// devices the node refuses GPU actors, naming what it has.
+    /// The devices this node pins `#[actor(gpu)]` actors to. By default, a
+    /// binary built with the `cuda` feature uses every GPU the process sees
+    /// (`parallel::gpu::CudaDevices`), and one without hosts no device: it
+    /// refuses GPU actors, naming what it has.
     pub fn devices(mut self, host: Arc<dyn DeviceHost>) -> Self {
         self.devices = Some(host);
         self
@@ -233,7 +234,7 @@ impl NodeBuilder {
             allowed: self.allowed,
             allow_all: self.allow_all,
             directory: DashMap::new(),
-            devices: self.devices,
+            devices: self.devices.or_else(crate::actor::built_in_devices),
             ask_timeout: self.ask_timeout,
             mailbox: self.mailbox,
             arrivals: tokio::sync::Mutex::new(arrivals),
