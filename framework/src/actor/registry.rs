@@ -23,6 +23,10 @@ pub const DEFAULT_MAILBOX: usize = 1024;
 /// sender that finds no slot waits in line for one.
 pub struct Slots {
     free: AtomicUsize,
+    /// How many slots must be free again before a waiting sender is woken:
+    /// a sender that waits then sends a batch, instead of one message per
+    /// wake-up while the actor drains its mailbox.
+    wake_at: usize,
     waiting: AtomicUsize,
     returned: Notify,
     /// The message of a handler panic that stopped the actor.
@@ -34,8 +38,10 @@ pub struct Slot(Arc<Slots>);
 
 impl Slots {
     fn new(capacity: usize) -> Arc<Self> {
+        let capacity = capacity.max(1);
         Arc::new(Self {
-            free: AtomicUsize::new(capacity.max(1)),
+            free: AtomicUsize::new(capacity),
+            wake_at: (capacity / 4).max(1),
             waiting: AtomicUsize::new(0),
             returned: Notify::new(),
             panic: std::sync::Mutex::new(None),
@@ -70,6 +76,11 @@ impl Slots {
             // between still wakes this sender.
             returned.as_mut().enable();
             if let Some(slot) = self.try_take() {
+                // Slots are left and others may wait: pass the wake-up on
+                // (a slot given back wakes only once per `wake_at`).
+                if self.free.load(Ordering::SeqCst) > 0 && self.waiting.load(Ordering::SeqCst) > 1 {
+                    self.returned.notify_one();
+                }
                 return slot;
             }
             returned.await;
@@ -86,8 +97,10 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.free.fetch_add(1, Ordering::SeqCst);
-        if self.0.waiting.load(Ordering::SeqCst) > 0 {
+        let free = self.0.free.fetch_add(1, Ordering::SeqCst) + 1;
+        // Waiters hear once `wake_at` slots are free again; they look for
+        // themselves once registered, so one that came later finds the slots.
+        if free == self.0.wake_at && self.0.waiting.load(Ordering::SeqCst) > 0 {
             self.0.returned.notify_one();
         }
     }
@@ -501,5 +514,40 @@ mod tests {
             .expect("the waiter did not panic");
         drop(taken);
         assert!(slots.try_take().is_some(), "the slot came back again");
+    }
+
+    fn poll<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn a_waiting_sender_wakes_once_a_quarter_of_the_mailbox_is_free() {
+        let slots = Slots::new(8);
+        let mut held: Vec<_> = (0..8).map(|_| slots.try_take().unwrap()).collect();
+        let mut waiter = Box::pin(slots.take());
+        assert!(poll(waiter.as_mut()).is_pending());
+        drop(held.pop());
+        // Not woken for each slot given back (that costs a task switch per message).
+        assert!(
+            poll(waiter.as_mut()).is_pending(),
+            "woken by the first slot"
+        );
+        drop(held.pop());
+        assert!(poll(waiter.as_mut()).is_ready(), "not woken at 2 of 8 free");
+    }
+
+    #[test]
+    fn a_woken_sender_passes_the_wake_up_on_while_slots_are_left() {
+        let slots = Slots::new(4);
+        let held: Vec<_> = (0..4).map(|_| slots.try_take().unwrap()).collect();
+        let (mut first, mut second) = (Box::pin(slots.take()), Box::pin(slots.take()));
+        assert!(poll(first.as_mut()).is_pending() && poll(second.as_mut()).is_pending());
+        drop(held);
+        // One wake-up for the drain; the first sender hands it on.
+        assert!(poll(first.as_mut()).is_ready());
+        assert!(
+            poll(second.as_mut()).is_ready(),
+            "the second sender was left waiting"
+        );
     }
 }
