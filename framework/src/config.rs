@@ -55,8 +55,8 @@ pub mod vars {
     pub const PARENT_ACTOR: &str = "PARALLEL_PARENT_ACTOR";
     /// A child's number among its parent's children.
     pub const ID: &str = "PARALLEL_ID";
-    /// A child's parent's boot id.
-    pub const PARENT_BOOT: &str = "PARALLEL_PARENT_BOOT";
+    /// A child's parent's host key (machine and network namespace).
+    pub const PARENT_HOST: &str = "PARALLEL_PARENT_HOST";
     /// The value of [`ROLE`] in a child.
     pub const CHILD: &str = "child";
     /// The user's home (default data directories of a head and a node agent).
@@ -253,8 +253,8 @@ pub struct ChildEnv {
     pub id: Option<String>,
     /// Where the child's node listens.
     pub listen: Option<String>,
-    /// The parent's boot id.
-    pub parent_boot: Option<String>,
+    /// The parent's host key.
+    pub parent_host: Option<String>,
 }
 
 /// What a cluster worker reads about itself (set by its node agent).
@@ -329,7 +329,7 @@ impl Environment {
                 parent_actor: var(vars::PARENT_ACTOR),
                 id: var(vars::ID),
                 listen: var(vars::LISTEN),
-                parent_boot: var(vars::PARENT_BOOT),
+                parent_host: var(vars::PARENT_HOST),
             },
             worker: var(vars::ROLE)
                 .is_some_and(|r| r == vars::WORKER)

@@ -107,12 +107,24 @@ macro_rules! uuid_id {
 uuid_id!(ActorId, "actor-");
 uuid_id!(NodeId, "node-");
 
-/// This machine's boot id: equal boot ids mean the same running machine
-/// (so shared memory works between the two processes). Empty when unknown.
-pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+/// Which host this process runs on, for deciding what two processes can
+/// share: the machine's boot id and the process's network namespace. Equal
+/// keys mean the same running machine and the same network (shared memory,
+/// files and loopback work between the two processes); processes in two
+/// network namespaces are two hosts, as containers or a test bed of
+/// namespaces are, even on one machine. Empty when unknown (then never
+/// equal to another).
+pub fn host_key() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if boot.is_empty() {
+        return boot;
+    }
+    let net = std::fs::read_link("/proc/self/ns/net")
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{boot}/{net}")
 }
 
 /// This machine's host name (`localhost` when unknown).
@@ -125,6 +137,17 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_key_names_the_machine_and_the_network_namespace() {
+        let key = host_key();
+        if std::path::Path::new("/proc/self/ns/net").exists() {
+            let (boot, net) = key.split_once('/').expect("boot id / namespace");
+            assert_eq!(boot.len(), 36, "{key}");
+            assert!(net.starts_with("net:["), "{key}");
+        }
+        assert_eq!(key, host_key());
+    }
 
     #[test]
     fn ids_round_trip_through_bytes() {

@@ -357,7 +357,7 @@ impl Client {
                     remote,
                     actor: row.engine,
                     pid: row.pid,
-                    same_host: !row.boot_id.is_empty() && row.boot_id == crate::id::boot_id(),
+                    same_host: !row.host_key.is_empty() && row.host_key == crate::id::host_key(),
                 },
             );
         }

@@ -168,7 +168,8 @@ async fn fetch(
     }
     // On the head's own machine: a verified link to (or copy of) the head's
     // file.
-    if let Some(copy) = local.filter(|c| !c.boot_id.is_empty() && c.boot_id == crate::id::boot_id())
+    if let Some(copy) =
+        local.filter(|c| !c.host_key.is_empty() && c.host_key == crate::id::host_key())
     {
         let (store, program) = (store.clone(), program.clone());
         let copied = tokio::task::spawn_blocking(move || {

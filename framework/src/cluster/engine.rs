@@ -238,7 +238,7 @@ impl EngineSide {
             engine: self.actor.clone(),
             line: self.line.clone(),
             pid: std::process::id(),
-            boot_id: crate::id::boot_id(),
+            host_key: crate::id::host_key(),
             worker,
             number: self.number.get().copied(),
         };

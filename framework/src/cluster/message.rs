@@ -69,8 +69,8 @@ pub struct RunProgram {
 /// it instead of going over the network (it is verified all the same).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct LocalCopy {
-    /// The machine's boot id ([`crate::id::boot_id`]).
-    pub boot_id: String,
+    /// The host key ([`crate::id::host_key`]: machine and network namespace).
+    pub host_key: String,
     /// The file's path there.
     pub path: String,
 }
@@ -145,9 +145,9 @@ pub struct EngineHello {
     pub line: JoinLine,
     /// Its process id.
     pub pid: u32,
-    /// Its machine's boot id ([`crate::id::boot_id`]): a client on the same
+    /// Its host key ([`crate::id::host_key`]: machine and network namespace): a client on the same
     /// machine moves large values through shared memory.
-    pub boot_id: String,
+    pub host_key: String,
     /// Its worker actor (which runs its load-balanced tasks).
     pub worker: ActorId,
     /// The number a head gave it before (a restarted head gives it again).
@@ -173,8 +173,8 @@ pub struct EngineRow {
     pub line: JoinLine,
     /// Its process id.
     pub pid: u32,
-    /// Its machine's boot id.
-    pub boot_id: String,
+    /// Its host key ([`crate::id::host_key`]).
+    pub host_key: String,
     /// Its worker actor (which runs its load-balanced tasks).
     pub worker: ActorId,
 }

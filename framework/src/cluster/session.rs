@@ -486,7 +486,7 @@ impl Opening {
         let local = UploadLocal {
             program: self.program.clone(),
             copy: LocalCopy {
-                boot_id: crate::id::boot_id(),
+                host_key: crate::id::host_key(),
                 path: self.exe.display().to_string(),
             },
         };

@@ -12,7 +12,7 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 
 use crate::actor::Received;
-use crate::id::{ActorId, boot_id, host_name};
+use crate::id::{ActorId, host_key, host_name};
 use crate::remote::value::{Payload, Value};
 use crate::remote::{ActorRef, Node, remote_fn};
 use crate::transport::{JoinLine, Password};
@@ -58,8 +58,8 @@ impl Role {
         let shm_threshold = get(&env.shm_threshold, vars::SHM_THRESHOLD)?
             .parse()
             .map_err(|e| format!("{}: {e}", vars::SHM_THRESHOLD))?;
-        let theirs = child.parent_boot.clone().unwrap_or_default();
-        let mine = boot_id();
+        let theirs = child.parent_host.clone().unwrap_or_default();
+        let mine = host_key();
         Ok(Role {
             number,
             parent,
@@ -294,7 +294,7 @@ async fn serve(role: Role, password: String) -> i32 {
         pid: std::process::id(),
         host: host_name(),
         ip,
-        boot_id: boot_id(),
+        host_key: host_key(),
     };
     if let Err(e) = parent.ask(hello).await {
         eprintln!("{tag} could not greet its parent: {e}");

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
-use crate::id::{ActorId, boot_id};
+use crate::id::{ActorId, host_key};
 use crate::remote::{ActorRef, Node};
 use crate::transport::Password;
 
@@ -363,8 +363,8 @@ async fn welcome(
         host: host.clone(),
         reason: "its connection is gone".into(),
     })?;
-    let mine = boot_id();
-    let same_host = !mine.is_empty() && hello.boot_id == mine;
+    let mine = host_key();
+    let same_host = !mine.is_empty() && hello.host_key == mine;
     let actor = ActorRef::<ProcessActor>::remote(hello.actor, remote.link());
     // The child is gone when its process ends or its connection closes.
     let watched = (process.clone(), remote.clone(), inbox.clone());

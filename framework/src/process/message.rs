@@ -44,8 +44,8 @@ pub struct Hello {
     pub host: String,
     /// Its IP address as it reaches the parent.
     pub ip: String,
-    /// The host's boot id: equal boot ids mean the same machine (shared memory works).
-    pub boot_id: String,
+    /// The host key ([`crate::id::host_key`]): equal keys mean the same machine and network (shared memory works).
+    pub host_key: String,
 }
 
 /// Parent → child: run the `#[parallel::remote]` function `name`.

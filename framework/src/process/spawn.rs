@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
 
-use crate::id::{ActorId, boot_id};
+use crate::id::{ActorId, host_key};
 use crate::transport::JoinLine;
 
 use super::error::ForkError;
@@ -51,7 +51,7 @@ impl LaunchSpec {
             (vars::PARENT_ACTOR, self.parent_actor.0.to_string()),
             (vars::ID, self.number.to_string()),
             (vars::LISTEN, self.listen.clone()),
-            (vars::PARENT_BOOT, boot_id()),
+            (vars::PARENT_HOST, host_key()),
             (vars::SHM_THRESHOLD, self.shm_threshold.to_string()),
         ]
     }

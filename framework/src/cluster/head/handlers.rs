@@ -318,8 +318,8 @@ impl Handler<UploadLocal> for HeadActor {
 
     fn handle(&mut self, msg: UploadLocal, _: &mut actix::Context<Self>) -> Self::Result {
         if !self.settings.local_copies
-            || msg.copy.boot_id.is_empty()
-            || msg.copy.boot_id != crate::id::boot_id()
+            || msg.copy.host_key.is_empty()
+            || msg.copy.host_key != crate::id::host_key()
         {
             return Box::pin(actix::fut::ready(Uploaded::Refused(
                 "the program is not on the head's machine: send it in parts".into(),
@@ -537,7 +537,7 @@ impl Handler<EngineHello> for HeadActor {
                     engine: msg.engine.clone(),
                     line: msg.line,
                     pid: msg.pid,
-                    boot_id: msg.boot_id,
+                    host_key: msg.host_key,
                     worker: msg.worker,
                 });
                 number

@@ -308,7 +308,7 @@ impl HeadActor {
                     program: entry.record.program.clone(),
                     kind: entry.record.kind.clone(),
                     local: self.settings.local_copies.then(|| LocalCopy {
-                        boot_id: crate::id::boot_id(),
+                        host_key: crate::id::host_key(),
                         path: self
                             .programs
                             .path_of(&entry.record.program.sha256)

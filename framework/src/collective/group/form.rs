@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::collective::local::{DEFAULT_SLOT, LocalGroup, Wait};
-use crate::id::{NodeId, boot_id, host_name};
+use crate::id::{NodeId, host_key, host_name};
 use crate::reduce::{Place, Topology};
 use crate::remote::{ActorRef, AskError, Node, RemoteNode};
 
@@ -26,7 +26,7 @@ fn actor_of(name: &str, peer: &RemoteNode) -> ActorRef<GroupMember> {
     ActorRef::remote(member_id(name, peer.id()), peer.link())
 }
 
-/// The places of `members`, labelled by host name, or host name and boot id
+/// The places of `members`, labelled by host name, or host name and host key
 /// where two machines share a name.
 fn places(members: &[Member], hosts: &[String]) -> Vec<Place> {
     members
@@ -75,12 +75,12 @@ impl Group {
         }
         let own = OwnMember::start(node, name, peers.len() + 1).await?;
         let inbox = own.inbox.clone();
-        let my_boot = options.host.clone().unwrap_or_else(boot_id);
+        let my_host = options.host.clone().unwrap_or_else(host_key);
         let hello = Hello {
             node: me,
             pid: std::process::id(),
             host: host_name(),
-            boot: my_boot.clone(),
+            boot: my_host.clone(),
         };
         let deadline = Instant::now() + options.timeout;
         let mut unsent: Vec<&RemoteNode> = peers.iter().collect();
@@ -147,7 +147,7 @@ impl Group {
                 remote: None,
                 actor: None,
                 pid: std::process::id(),
-                boot: my_boot,
+                boot: my_host,
             },
             host_name(),
         )];

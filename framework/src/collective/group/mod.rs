@@ -10,7 +10,7 @@
 //! group.all_reduce(&mut grads, ReduceOp::Sum).await?;
 //! ```
 //!
-//! **Transport.** When every member runs on one machine (equal boot ids),
+//! **Transport.** When every member runs on one machine (equal host keys: machine and network namespace),
 //! rank 0 makes a shared-memory [`LocalGroup`] and the others map it: a
 //! call is `memcpy`s and futex barriers, with no message. Otherwise each
 //! call runs over direct QUIC links between the members — no relay: each
@@ -93,7 +93,7 @@ pub struct GroupOptions {
     /// How calls travel.
     pub transport: Transport,
     /// This member's machine, as the group sees it; members with equal
-    /// values share memory. Default (`None`): the machine's boot id, which
+    /// values share memory. Default (`None`): the host key (machine and network namespace), which
     /// is right unless a test wants several "machines" on one.
     pub host: Option<String>,
     /// The members in rank order (every member passes the same list: this
