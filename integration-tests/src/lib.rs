@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
 pub mod net;
+pub mod netbed;
 pub mod sshd;
 
 /// The cluster password every test process uses.

@@ -33,7 +33,12 @@ impl Peer {
 
 /// Starts one peer and reads its join line.
 async fn start_peer(args: &[&str], env: &[(&str, &str)]) -> (Peer, String) {
-    let mut child = Command::new(PEER)
+    start_peer_by(Command::new(PEER), args, env).await
+}
+
+/// Starts one peer with `cmd` (the peer binary, or `ip netns exec … peer`).
+async fn start_peer_by(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> (Peer, String) {
+    let mut child = cmd
         .args(args)
         .envs(env.iter().copied())
         .env("PARALLEL_PASSWORD", PASSWORD)
@@ -169,6 +174,43 @@ async fn every_collective_on_hosts(hosts: &[&str], len: usize) {
 #[tokio::test]
 async fn peers_on_two_machines_reduce_within_each_then_between_leaders() {
     every_collective_on_hosts(&["a", "b", "a", "b"], 30_001).await;
+}
+
+/// On the network test bed: 8 peers on 4 hosts (2 each), nothing told
+/// about hosts. The framework must see 4 machines (the host key includes
+/// the network namespace): shared memory within each, QUIC between the
+/// leaders — the hierarchical path, checked against its reference.
+#[tokio::test]
+async fn peers_on_four_bed_hosts_take_the_hierarchical_path() {
+    let Some(bed) = parallel_integration_tests::netbed::bed_or_skip(
+        4,
+        "peers_on_four_bed_hosts_take_the_hierarchical_path",
+    ) else {
+        return;
+    };
+    let (n, len) = (8, 30_001);
+    let name = format!("bed {n} {len}");
+    let args = [name.as_str(), &n.to_string(), "every", &len.to_string()];
+    let mut all = Vec::new();
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let host = i % bed.hosts.len();
+        let listen = format!("{}:0", bed.hosts[host].addr);
+        let cmd = bed.command(host, PEER);
+        let (peer, line) = start_peer_by(cmd, &args, &[("PEER_LISTEN", &listen)]).await;
+        lines.push(line);
+        all.push(peer);
+    }
+    hand_out(&mut all, &lines).await;
+    for p in &mut all {
+        assert_eq!(p.path, "hierarchical", "rank {} saw one machine", p.rank);
+        let lines = lines_of(p, 7).await;
+        for line in &lines {
+            assert!(line.starts_with("OK "), "{lines:?}");
+        }
+    }
+    finish(all).await;
+    drop(bed);
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! environment, allows `Counter`, `SlowSink` and `Relayer` to be spawned (not
 //! `Forbidden`), prints `READY <join line>` and serves until its stdin closes.
 //!
-//! Options: `--heartbeat-ms INTERVAL,TIMEOUT`; `--rejoin`: every line read
+//! Options: `--heartbeat-ms INTERVAL,TIMEOUT`; `--listen ADDR:PORT` (a host
+//! of the network test bed listens on its address); `--rejoin`: every line read
 //! on stdin is a join line to join, and the node prints `REJOINED <node id>`
 //! or `REJOIN-FAILED <error>` for it (the fencing test resumes a stopped
 //! node and has it try to come back as its old incarnation).
@@ -31,6 +32,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_millis(interval.parse()?),
             Duration::from_millis(timeout.parse()?),
         );
+    }
+    if let Some(i) = args.iter().position(|a| a == "--listen") {
+        let addr = args.get(i + 1).ok_or("--listen needs ADDR:PORT")?;
+        builder = builder.listen(addr.parse()?);
     }
     let node = builder.start().await?;
     println!("READY {}", node.join_line());

@@ -95,7 +95,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mode = args.get(2).map(String::as_str).unwrap_or("every");
     let len: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1001);
     // ANCHOR: form
-    let node = Node::builder().start().await?;
+    // On the network test bed each peer listens on its host's address.
+    let mut builder = Node::builder();
+    if let Ok(addr) = std::env::var("PEER_LISTEN") {
+        builder = builder.listen(addr.parse()?);
+    }
+    let node = builder.start().await?;
     println!("READY {}", node.join_line());
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut peers: Vec<RemoteNode> = Vec::new();
