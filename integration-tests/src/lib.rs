@@ -226,7 +226,13 @@ impl NodeProcess {
 
     /// As [`NodeProcess::start`], with another password.
     pub async fn start_with_password(exe: &str, args: &[&str], password: &str) -> NodeProcess {
-        let mut child = Command::new(exe)
+        Self::start_by(Command::new(exe), args, password).await
+    }
+
+    /// As [`NodeProcess::start`], started by `cmd` (for example the test
+    /// node run in a host of the network test bed).
+    pub async fn start_by(mut cmd: Command, args: &[&str], password: &str) -> NodeProcess {
+        let mut child = cmd
             .args(args)
             .env("PARALLEL_PASSWORD", password)
             .env("RUST_LOG", "info")
