@@ -47,7 +47,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -412,7 +412,7 @@ impl Client {
     /// Must run inside an actix System (`#[parallel::main]`).
     pub async fn connect(server: impl IntoJoinLine) -> Result<Client, NetError> {
         let line = server.into_join_line()?;
-        Self::start(&line, Node::builder().listen(client_listen(line.addr))).await
+        Self::start(&line, Node::builder().listen(line.bind_to_reach())).await
     }
 
     /// As [`Client::connect`], with the cluster password given.
@@ -422,7 +422,7 @@ impl Client {
     ) -> Result<Client, NetError> {
         let line = server.into_join_line()?;
         let builder = Node::builder()
-            .listen(client_listen(line.addr))
+            .listen(line.bind_to_reach())
             .password(password);
         Self::start(&line, builder).await
     }
@@ -547,16 +547,6 @@ fn listen_addr(addr: impl ToSocketAddrs + fmt::Debug) -> Result<SocketAddr, NetE
         .map_err(|e| refused(e.to_string()))?
         .next()
         .ok_or_else(|| refused("it resolves to no address".into()))
-}
-
-/// Where a client's node listens: its one UDP socket also dials the server,
-/// so it must reach the server's address (loopback reaches only loopback).
-fn client_listen(server: SocketAddr) -> SocketAddr {
-    match server.ip() {
-        ip if ip.is_loopback() => SocketAddr::new(ip, 0),
-        IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-        IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
-    }
 }
 
 /// Posts `value` to the inbox `to` on `remote`: through shared memory when

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use parallel_integration_tests::PASSWORD;
+use parallel_integration_tests::netbed::NetBed;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -23,7 +24,12 @@ struct Proc {
 
 impl Proc {
     fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(CLUSTER)
+        Self::start_by(Command::new(CLUSTER), args)
+    }
+
+    /// Started by `cmd` (the program run in a host of the network test bed).
+    fn start_by(mut cmd: Command, args: &[&str]) -> Proc {
+        let mut child = cmd
             .args(args)
             .env("PARALLEL_PASSWORD", PASSWORD)
             // A panic on an engine reports its place (the hook that notes it
@@ -201,6 +207,60 @@ async fn a_node_killed_mid_map_loses_and_doubles_nothing_and_a_new_node_takes_jo
     );
     assert!(p.exit_ok().await, "{:?}", p.seen);
     stop_all([a, c, h], &dir).await;
+}
+
+/// On the network test bed: four hosts with a node agent each, the head
+/// and the pool outside them. One host is cut off mid-map: its jobs run
+/// again elsewhere, every result arrives exactly once; once the network
+/// heals, the head still refuses that agent's old incarnation, the agent
+/// stops by itself, and started again it joins as a new node.
+#[tokio::test]
+async fn a_host_cut_off_mid_map_is_fenced_and_rejoins_as_a_new_node_without_doubles() {
+    let Some(mut bed) = parallel_integration_tests::netbed::bed_or_skip(4, "cluster on the bed")
+    else {
+        return;
+    };
+    let dir = temp_dir("bed");
+    let bind = format!("bind={}", bed.gateway);
+    let (h, line) = head(&dir.join("head"), 0, &[&bind]).await;
+    let on_bed = |bed: &NetBed, i: usize, data: &str| {
+        let data = dir.join(data);
+        let cmd = bed.command(i, CLUSTER);
+        Proc::start_by(cmd, &["node", &line, data.to_str().unwrap(), "1"])
+    };
+    let mut agents = Vec::new();
+    for i in 0..4 {
+        let mut a = on_bed(&bed, i, &format!("n{i}"));
+        a.wait_for("READY").await;
+        agents.push(a);
+    }
+    let mut p = Proc::start(&["pool", &line, "unordered", "6000", "5"]);
+    p.wait_for("PROGRESS 500").await;
+    bed.isolate(1).expect("cut host 1 off");
+    // Longer than the heartbeat timeout: the head declares it dead.
+    p.wait_for("PROGRESS 1500").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bed.heal().expect("heal");
+    // Refused as the incarnation the head declared dead, the agent stops.
+    assert!(agents[1].exit_ok().await, "{:?}", agents[1].seen);
+    let mut again = on_bed(&bed, 1, "n1");
+    again.wait_for("READY").await;
+    let results = p.wait_for("RESULTS").await;
+    assert_eq!(field(&results, "RESULTS"), 6000, "{results}");
+    assert_eq!(field(&results, "LOST"), 0, "{results}");
+    assert_eq!(field(&results, "DUP"), 0, "{results}");
+    assert!(p.exit_ok().await, "{:?}", p.seen);
+    let mut c = Proc::start(&["pool", &line, "counts", "4"]);
+    let counts = c.wait_for("NODES").await;
+    assert_eq!(
+        field(&counts, "NODES"),
+        4,
+        "the new incarnation counts once: {counts}"
+    );
+    assert!(c.exit_ok().await);
+    let [a0, _, a2, a3] = <[Proc; 4]>::try_from(agents).ok().expect("four agents");
+    stop_all([a0, again, a2, a3, h], &dir).await;
+    drop(bed);
 }
 
 #[tokio::test]

@@ -40,7 +40,11 @@ async fn head(
     line: &JoinLine,
     password: Password,
 ) -> Result<(Node, ActorRef<HeadActor>), ControlError> {
-    let node = Node::builder().password(password).start().await?;
+    let node = Node::builder()
+        .password(password)
+        .listen(line.bind_to_reach())
+        .start()
+        .await?;
     let remote = node.join(line).await.map_err(|e| ControlError::Head {
         line: line.to_string(),
         reason: e.to_string(),

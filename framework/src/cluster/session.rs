@@ -152,7 +152,11 @@ impl Session {
         init: Vec<u8>,
     ) -> Result<Session, SessionError> {
         let (program, exe) = Program::own().map_err(|e| SessionError::Program(e.to_string()))?;
-        let node = Node::builder().password(password).start().await?;
+        let node = Node::builder()
+            .password(password)
+            .listen(line.bind_to_reach())
+            .start()
+            .await?;
         let remote = node.join(line).await.map_err(|e| SessionError::Connect {
             line: line.to_string(),
             reason: e.to_string(),

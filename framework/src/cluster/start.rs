@@ -414,6 +414,7 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
     });
     let node = Node::builder()
         .password(options.password.clone())
+        .listen(options.join.bind_to_reach())
         .start()
         .await?;
     let (head_tx, head_rx) = watch::channel(None);
@@ -448,6 +449,7 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
     let (joined_tx, joined_rx) = watch::channel(false);
     actix_rt::spawn(keep_joined(
         node.clone(),
+        agent.clone(),
         options.join,
         hello,
         (head_tx, joined_tx),
@@ -464,9 +466,12 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
 }
 
 /// Joins the head and says hello; again whenever the link drops, until
-/// the agent stops.
+/// the agent stops. A head that declared this node dead (it was cut off
+/// longer than the heartbeat timeout) refuses it for good: the agent then
+/// stops its workers and itself, to be started again as a new node.
 async fn keep_joined(
     node: Node,
+    agent: ActorRef<AgentActor>,
     line: JoinLine,
     hello: impl Fn() -> AgentHello,
     (head, joined): (
@@ -479,6 +484,16 @@ async fn keep_joined(
     while !*stopped.borrow() {
         let remote = match node.join(&line).await {
             Ok(r) => r,
+            Err(crate::transport::ConnectError::Fenced(why)) => {
+                tracing::error!(
+                    "the head at {line} declared this node dead ({why}); stopping: start the node agent again to rejoin as a new node"
+                );
+                let _ = agent
+                    .with_timeout(Duration::from_secs(30))
+                    .ask(StopAgent)
+                    .await;
+                return;
+            }
             Err(e) => {
                 if !warned {
                     tracing::warn!(

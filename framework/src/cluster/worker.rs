@@ -175,7 +175,9 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
     };
     // An engine's node listens for its clients on every interface.
     let engine = start.kind == super::engine::ENGINE_KIND;
-    let mut builder = Node::builder().password(password);
+    let mut builder = Node::builder()
+        .password(password)
+        .listen(start.head.bind_to_reach());
     if engine {
         builder = builder.listen(std::net::SocketAddr::from((
             std::net::Ipv4Addr::UNSPECIFIED,

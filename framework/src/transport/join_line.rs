@@ -44,6 +44,19 @@ pub enum JoinLineError {
     Fingerprint(String),
 }
 
+impl JoinLine {
+    /// Where a node that joins this line should listen so that it can
+    /// reach it: on loopback for a node on loopback, else on every
+    /// interface (a socket bound to loopback cannot send to another host).
+    pub fn bind_to_reach(&self) -> SocketAddr {
+        match self.addr.ip() {
+            ip if ip.is_loopback() => SocketAddr::new(ip, 0),
+            std::net::IpAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+            std::net::IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        }
+    }
+}
+
 impl fmt::Display for JoinLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -113,9 +113,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let mut options = HeadOptions::new(Password::resolve()?)
                 .listen(([127, 0, 0, 1], port).into())
                 .data(data);
-            // Options after the port: limit=BYTES, allow=SHA256, network.
+            // Options after the port: limit=BYTES, allow=SHA256, network,
+            // bind=IP (an address of the network test bed).
             for option in &args[4..] {
-                if let Some(limit) = option.strip_prefix("limit=") {
+                if let Some(ip) = option.strip_prefix("bind=") {
+                    let ip: std::net::IpAddr = ip.parse()?;
+                    options = options.listen((ip, port).into());
+                } else if let Some(limit) = option.strip_prefix("limit=") {
                     options = options.queue_limit(limit.parse()?);
                 } else if let Some(allow) = option.strip_prefix("allow=") {
                     let mut hash = [0u8; 32];
