@@ -19,7 +19,8 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 /// How long the server has to accept connections.
 const START_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A running sshd on `127.0.0.1:port`; stopped, with its sessions, on drop.
+/// A running sshd on `127.0.0.1:port` (or a bed host's address); stopped,
+/// with its sessions, on drop.
 pub struct Sshd {
     process: Child,
     dir: PathBuf,
@@ -29,7 +30,7 @@ pub struct Sshd {
     pub key: PathBuf,
     /// A private key it does not accept.
     pub stranger_key: PathBuf,
-    /// `user@127.0.0.1` for the user running the tests.
+    /// `user@127.0.0.1` (or the bed host's address) for the user running the tests.
     pub destination: String,
 }
 
@@ -38,6 +39,17 @@ impl Sshd {
     /// port accepts connections. Panics, saying what to install, when
     /// OpenSSH is missing.
     pub fn start() -> Sshd {
+        Self::start_at(None)
+    }
+
+    /// As [`Sshd::start`], on host `ns` of the network test bed, listening
+    /// on its address `addr` (`destination` is then `user@addr`).
+    pub fn start_in(ns: &str, addr: Ipv4Addr) -> Sshd {
+        Self::start_at(Some((ns, addr)))
+    }
+
+    fn start_at(host: Option<(&str, Ipv4Addr)>) -> Sshd {
+        let addr = host.map_or(Ipv4Addr::LOCALHOST, |(_, addr)| addr);
         let keygen = which("ssh-keygen");
         if !Path::new(SSHD).exists() || keygen.is_none() || which("ssh").is_none() {
             panic!(
@@ -79,7 +91,7 @@ impl Sshd {
         fs::write(
             &config,
             format!(
-                "ListenAddress 127.0.0.1\n\
+                "ListenAddress {addr}\n\
                  Port {port}\n\
                  HostKey {dir}/host_key\n\
                  AuthorizedKeysFile {dir}/client_key.pub\n\
@@ -98,7 +110,14 @@ impl Sshd {
         )
         .expect("write sshd_config");
         let log = fs::File::create(dir.join("sshd.log")).expect("create the sshd log");
-        let mut command = Command::new(SSHD);
+        let mut command = match host {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SSHD]);
+                c
+            }
+            None => Command::new(SSHD),
+        };
         command
             .args(["-D", "-e", "-f"])
             .arg(&config)
@@ -113,11 +132,11 @@ impl Sshd {
             stranger_key: dir.join("stranger_key"),
             dir,
             port,
-            destination: format!("{user}@127.0.0.1"),
+            destination: format!("{user}@{addr}"),
         };
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            if TcpStream::connect((addr, port)).is_ok() {
                 return sshd;
             }
             let exited = sshd.process.try_wait().ok().flatten();

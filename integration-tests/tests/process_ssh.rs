@@ -69,6 +69,28 @@ async fn children_started_through_ssh_join_receive_and_send() {
     assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
 }
 
+/// On the network test bed: children forked through an sshd that runs in
+/// another host (a network namespace), which reach this process only over
+/// the bed's bridge.
+#[tokio::test]
+async fn children_forked_through_ssh_onto_a_bed_host_join_receive_and_send() {
+    let Some(bed) = parallel_integration_tests::netbed::bed_or_skip(1, "ssh onto a bed host")
+    else {
+        return;
+    };
+    let sshd = Sshd::start_in(&bed.hosts[0].ns, bed.hosts[0].addr);
+    let (ok, out, err) = run(&args("ssh-rounds", &[], &sshd, sshd.ssh_args())).await;
+    assert!(ok, "{out}\n{err}\nsshd:\n{}", sshd.log());
+    assert_eq!(
+        out.matches("SUMS [150.0, 150.0]").count(),
+        3,
+        "{out}\n{err}"
+    );
+    assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
+    drop(sshd);
+    drop(bed);
+}
+
 #[tokio::test]
 async fn a_supervised_process_child_placed_through_ssh_restarts_there() {
     let sshd = Sshd::start();
