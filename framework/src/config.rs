@@ -63,6 +63,18 @@ pub mod vars {
     pub const HOME: &str = "HOME";
     /// Where user data lives (before `~/.local/share`).
     pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+    /// Slurm: this task's rank in its step.
+    pub const SLURM_PROCID: &str = "SLURM_PROCID";
+    /// Slurm: how many tasks the step has.
+    pub const SLURM_NTASKS: &str = "SLURM_NTASKS";
+    /// Slurm: the job.
+    pub const SLURM_JOB_ID: &str = "SLURM_JOB_ID";
+    /// Slurm: the step of the job.
+    pub const SLURM_STEP_ID: &str = "SLURM_STEP_ID";
+    /// Slurm: where the job was submitted.
+    pub const SLURM_SUBMIT_DIR: &str = "SLURM_SUBMIT_DIR";
+    /// Slurm: the job's nodes.
+    pub const SLURM_JOB_NODELIST: &str = "SLURM_JOB_NODELIST";
     /// The GPUs a node agent may hand to its workers.
     pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
     /// The value of [`ROLE`] in a cluster worker (started by a node agent).
@@ -257,6 +269,25 @@ pub struct ChildEnv {
     pub parent_host: Option<String>,
 }
 
+/// What a task started by Slurm (`srun`, an `sbatch` step) reads about
+/// itself; see [`crate::launch::slurm()`].
+#[derive(Debug, Clone, Default)]
+pub struct SlurmEnv {
+    /// `SLURM_PROCID`: this task's rank.
+    pub procid: String,
+    /// `SLURM_NTASKS`: how many tasks the step has.
+    pub ntasks: String,
+    /// `SLURM_JOB_ID`.
+    pub job_id: String,
+    /// `SLURM_STEP_ID` (empty in a batch script outside a step).
+    pub step_id: String,
+    /// `SLURM_SUBMIT_DIR`: where the job was submitted (the rendezvous
+    /// folder lives there unless told otherwise).
+    pub submit_dir: Option<std::path::PathBuf>,
+    /// `SLURM_JOB_NODELIST`: the job's nodes, for messages.
+    pub nodelist: String,
+}
+
 /// What a cluster worker reads about itself (set by its node agent).
 #[derive(Debug, Clone, Default)]
 pub struct WorkerEnv {
@@ -298,6 +329,8 @@ pub struct Environment {
     pub is_child: bool,
     /// The start protocol of a child.
     pub child: ChildEnv,
+    /// Slurm's variables, when `SLURM_PROCID` is set.
+    pub slurm: Option<SlurmEnv>,
     /// `PARALLEL_ROLE` is `worker`: the start protocol of a cluster worker.
     pub worker: Option<WorkerEnv>,
     /// `HOME`.
@@ -331,6 +364,14 @@ impl Environment {
                 listen: var(vars::LISTEN),
                 parent_host: var(vars::PARENT_HOST),
             },
+            slurm: var(vars::SLURM_PROCID).map(|procid| SlurmEnv {
+                procid,
+                ntasks: var(vars::SLURM_NTASKS).unwrap_or_default(),
+                job_id: var(vars::SLURM_JOB_ID).unwrap_or_default(),
+                step_id: var(vars::SLURM_STEP_ID).unwrap_or_default(),
+                submit_dir: std::env::var_os(vars::SLURM_SUBMIT_DIR).map(Into::into),
+                nodelist: var(vars::SLURM_JOB_NODELIST).unwrap_or_default(),
+            }),
             worker: var(vars::ROLE)
                 .is_some_and(|r| r == vars::WORKER)
                 .then(|| WorkerEnv {

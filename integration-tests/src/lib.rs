@@ -12,6 +12,7 @@ use tokio::process::{Child, ChildStderr, Command};
 
 pub mod net;
 pub mod netbed;
+pub mod slurm;
 pub mod sshd;
 
 /// The cluster password every test process uses.

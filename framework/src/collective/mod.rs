@@ -22,7 +22,8 @@
 //! rank's call fail: never a hang, never a partial result.
 //!
 //! A [`Group`] can also be formed by processes that are not a tree: peers
-//! that joined each other's nodes ([`Group::form`]).
+//! that joined each other's nodes ([`Group::form`]), or the tasks of a
+//! Slurm step ([`slurm_group`], ranked as Slurm ranks them).
 //!
 //! The operations, schedules and topologies are re-exported here from
 //! [`crate::reduce`].
@@ -34,6 +35,7 @@ pub mod local;
 mod mesh;
 mod posts;
 mod relay;
+mod slurm;
 mod star;
 mod state;
 
@@ -46,3 +48,4 @@ pub use communicator::Communicator;
 pub use group::{CollectiveError, FORM_TIMEOUT, FormError, Group, GroupOptions, Transport};
 pub use local::{GroupError, LocalGroup};
 pub use relay::ReduceBuffer;
+pub use slurm::{SlurmGroup, SlurmGroupError, slurm_group, slurm_group_with};
