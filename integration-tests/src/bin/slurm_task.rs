@@ -7,6 +7,7 @@ use parallel::collective::{ReduceOp, slurm_group};
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // ANCHOR: slurm
     let mut step = slurm_group().await?;
     let procid: usize = std::env::var("SLURM_PROCID")?.parse()?;
     if step.group.rank() != procid || step.step.rank != procid {
@@ -19,6 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut v = [step.group.rank() as f64 + 1.0];
     step.group.all_reduce(&mut v, ReduceOp::Sum).await?;
+    // ANCHOR_END: slurm
     let path = if step.group.is_shared_memory() {
         "shared-memory"
     } else if step.group.is_hierarchical() {
