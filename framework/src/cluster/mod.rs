@@ -35,7 +35,7 @@ pub use control::{ControlError, NODE_PID_FILE, status, stop_head, stop_local_nod
 pub use head::Scheduler;
 pub use message::StatusReport;
 pub use start::{
-    DEFAULT_PORT, HeadHandle, HeadOptions, JOIN_LINE_FILE, NodeHandle, NodeOptions,
-    StartClusterError, default_data_dir, is_head_running, is_node_running, start_head,
+    DEFAULT_HEAD_CONNECTIONS, DEFAULT_PORT, HeadHandle, HeadOptions, JOIN_LINE_FILE, NodeHandle,
+    NodeOptions, StartClusterError, default_data_dir, is_head_running, is_node_running, start_head,
     start_head_node, start_node,
 };

@@ -72,7 +72,12 @@ pub struct HeadOptions {
     data: Option<PathBuf>,
     password: Password,
     settings: HeadSettings,
+    max_connections: usize,
 }
+
+/// Default of [`HeadOptions::max_connections`]: a head takes a connection
+/// from every node agent, worker, pool and client of its cluster.
+pub const DEFAULT_HEAD_CONNECTIONS: usize = 16_384;
 
 impl HeadOptions {
     /// A head with `password`, listening on every interface at
@@ -83,7 +88,16 @@ impl HeadOptions {
             data: None,
             password,
             settings: HeadSettings::default(),
+            max_connections: DEFAULT_HEAD_CONNECTIONS,
         }
+    }
+
+    /// Most connections it keeps at once (node agents, workers, pools,
+    /// clients); more are refused until some close (default
+    /// [`DEFAULT_HEAD_CONNECTIONS`]).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
     }
 
     /// Where it listens (port 0: any free port).
@@ -248,7 +262,12 @@ pub fn is_node_running(data: Option<&Path>) -> bool {
 pub async fn start_head(options: HeadOptions) -> Result<HeadHandle, StartClusterError> {
     let dir = options.data_dir();
     let lock = lock(&dir, "head")?;
+    let transport = crate::transport::TransportConfig {
+        max_incoming: options.max_connections,
+        ..crate::transport::TransportConfig::default()
+    };
     let node = Node::builder()
+        .transport(transport)
         .listen(options.listen)
         .password(options.password.clone())
         .identity_dir(dir.join("identity"))
