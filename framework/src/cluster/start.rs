@@ -570,3 +570,48 @@ pub async fn start_head_node(
     let agent = start_node(node).await?;
     Ok((head, agent))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More peers than a plain node's transport takes (256): a head is
+    /// joined by every agent, worker, pool and client of its cluster.
+    #[actix_rt::test]
+    async fn a_head_takes_more_connections_than_a_plain_node() {
+        let dir = std::env::temp_dir().join(format!("parallel-head-conns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let password = Password::new("conns".into());
+        let head = start_head(
+            HeadOptions::new(password.clone())
+                .listen(([127, 0, 0, 1], 0).into())
+                .data(&dir),
+        )
+        .await
+        .expect("a head");
+        let line = head.join_line();
+        let max = crate::transport::TransportConfig::default().max_incoming;
+        let mut nodes = Vec::new();
+        for i in 0..max + 8 {
+            let node = Node::builder()
+                .password(password.clone())
+                .start()
+                .await
+                .expect("a node");
+            let joined = tokio::time::timeout(Duration::from_secs(20), node.join(&line))
+                .await
+                .map(|r| r.map(|remote| remote.id()));
+            assert!(
+                matches!(joined, Ok(Ok(_))),
+                "connection {i} of {} refused: {joined:?}",
+                max + 8
+            );
+            nodes.push(node);
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+        head.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
