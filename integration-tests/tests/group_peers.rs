@@ -213,6 +213,45 @@ async fn peers_on_four_bed_hosts_take_the_hierarchical_path() {
     drop(bed);
 }
 
+/// On the network test bed, one host's link slow (20 ms) and lossy (2 %):
+/// the collectives still agree with the reference (QUIC retransmits).
+#[tokio::test]
+async fn peers_on_bed_hosts_over_a_slow_lossy_link_still_agree() {
+    let Some(bed) = parallel_integration_tests::netbed::bed_or_skip(
+        3,
+        "peers_on_bed_hosts_over_a_slow_lossy_link_still_agree",
+    ) else {
+        return;
+    };
+    if let Err(why) = bed.netem(1, 20, 2.0) {
+        // A kernel without the netem queueing discipline (sch_netem).
+        eprintln!("SKIPPED peers_on_bed_hosts_over_a_slow_lossy_link_still_agree: {why}");
+        return;
+    }
+    let (n, len) = (3, 20_001);
+    let name = format!("lossy {n} {len}");
+    let args = [name.as_str(), &n.to_string(), "every", &len.to_string()];
+    let mut all = Vec::new();
+    let mut lines = Vec::new();
+    for host in 0..n {
+        let listen = format!("{}:0", bed.hosts[host].addr);
+        let cmd = bed.command(host, PEER);
+        let (peer, line) = start_peer_by(cmd, &args, &[("PEER_LISTEN", &listen)]).await;
+        lines.push(line);
+        all.push(peer);
+    }
+    hand_out(&mut all, &lines).await;
+    for p in &mut all {
+        assert_eq!(p.path, "quic", "rank {}: one process per host", p.rank);
+        let lines = lines_of(p, 7).await;
+        for line in &lines {
+            assert!(line.starts_with("OK "), "{lines:?}");
+        }
+    }
+    finish(all).await;
+    drop(bed);
+}
+
 #[tokio::test]
 async fn peers_over_quic_links() {
     let quic = [(parallel::collective::TRANSPORT_VAR, "quic")];
