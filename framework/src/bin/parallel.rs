@@ -307,29 +307,40 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(dir) = data {
                 options = options.data(dir);
             }
-            let mut node = match cluster::start_node(options).await {
-                Ok(n) => n,
-                Err(cluster::StartClusterError::AlreadyRunning { .. }) => {
-                    println!(
-                        "a para||el node agent is already running on this machine; nothing to do"
-                    );
-                    return Ok(());
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            println!(
-                "para||el node agent: joining {join} with {} workers per pool",
-                node.workers()
-            );
-            if node.joined(Duration::from_secs(10)).await {
-                println!("joined the head");
-            } else {
+            // Again as a new node whenever the head declares this one dead
+            // (cut off longer than the heartbeat timeout).
+            loop {
+                let mut node = match cluster::start_node(options.clone()).await {
+                    Ok(n) => n,
+                    Err(cluster::StartClusterError::AlreadyRunning { .. }) => {
+                        println!(
+                            "a para||el node agent is already running on this machine; nothing to do"
+                        );
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.to_string()),
+                };
                 println!(
-                    "the head does not answer yet; still trying (check the join line and the password)"
+                    "para||el node agent: joining {join} with {} workers per pool",
+                    node.workers()
+                );
+                if node.joined(Duration::from_secs(10)).await {
+                    println!("joined the head");
+                } else {
+                    println!(
+                        "the head does not answer yet; still trying (check the join line and the password)"
+                    );
+                }
+                node.wait().await;
+                let fenced = node.fenced();
+                node.stop().await;
+                if !fenced {
+                    break;
+                }
+                println!(
+                    "the head declared this node dead (cut off too long); joining again as a new node"
                 );
             }
-            node.wait().await;
-            node.stop().await;
             println!("node agent stopped");
             Ok(())
         }

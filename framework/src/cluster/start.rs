@@ -5,6 +5,8 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -359,6 +361,7 @@ pub struct NodeHandle {
     agent: ActorRef<AgentActor>,
     stopped: watch::Receiver<bool>,
     joined: watch::Receiver<bool>,
+    fenced: Arc<AtomicBool>,
     workers: u32,
     _lock: File,
 }
@@ -377,6 +380,14 @@ impl NodeHandle {
             true
         };
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// True when the agent stopped because its head declared it dead (it
+    /// was cut off longer than the heartbeat timeout): the head refuses
+    /// this incarnation for good; start the agent again (a new node) to
+    /// rejoin, as `parallel node` does by itself.
+    pub fn fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
     }
 
     /// Workers it runs per pool.
@@ -466,9 +477,10 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
         }
     };
     let (joined_tx, joined_rx) = watch::channel(false);
+    let fenced = Arc::new(AtomicBool::new(false));
     actix_rt::spawn(keep_joined(
         node.clone(),
-        agent.clone(),
+        (agent.clone(), fenced.clone()),
         options.join,
         hello,
         (head_tx, joined_tx),
@@ -479,6 +491,7 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
         agent,
         stopped: stop_rx,
         joined: joined_rx,
+        fenced,
         workers,
         _lock: lock,
     })
@@ -490,7 +503,7 @@ pub async fn start_node(options: NodeOptions) -> Result<NodeHandle, StartCluster
 /// stops its workers and itself, to be started again as a new node.
 async fn keep_joined(
     node: Node,
-    agent: ActorRef<AgentActor>,
+    (agent, fenced): (ActorRef<AgentActor>, Arc<AtomicBool>),
     line: JoinLine,
     hello: impl Fn() -> AgentHello,
     (head, joined): (
@@ -507,6 +520,7 @@ async fn keep_joined(
                 tracing::error!(
                     "the head at {line} declared this node dead ({why}); stopping: start the node agent again to rejoin as a new node"
                 );
+                fenced.store(true, Ordering::Release);
                 let _ = agent
                     .with_timeout(Duration::from_secs(30))
                     .ask(StopAgent)

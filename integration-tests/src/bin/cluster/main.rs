@@ -155,24 +155,31 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 .workers(workers)
                 .data(data)
                 .resources(resources);
-            let mut node = match cluster::start_node(options).await {
-                Ok(n) => n,
-                Err(cluster::StartClusterError::AlreadyRunning { .. }) => {
-                    println!("ALREADY RUNNING");
+            // As `parallel node`: again as a new node when the head declared
+            // this one dead; `REJOINING` says so.
+            loop {
+                let mut node = match cluster::start_node(options.clone()).await {
+                    Ok(n) => n,
+                    Err(cluster::StartClusterError::AlreadyRunning { .. }) => {
+                        println!("ALREADY RUNNING");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if !node.joined(Duration::from_secs(60)).await {
+                    return Err("the node agent did not join its head within 60 s".into());
+                }
+                println!("READY");
+                let fenced = tokio::select! {
+                    _ = stdin_closed() => false,
+                    _ = node.wait() => node.fenced(),
+                };
+                node.stop().await;
+                if !fenced {
                     return Ok(());
                 }
-                Err(e) => return Err(e.into()),
-            };
-            if !node.joined(Duration::from_secs(60)).await {
-                return Err("the node agent did not join its head within 60 s".into());
+                println!("REJOINING");
             }
-            println!("READY");
-            tokio::select! {
-                _ = stdin_closed() => {}
-                _ = node.wait() => {}
-            }
-            node.stop().await;
-            Ok(())
         }
         "pool" => {
             let line: JoinLine = arg(&args, 2, "join line")?.parse()?;
