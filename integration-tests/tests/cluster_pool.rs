@@ -413,6 +413,18 @@ async fn parallel_status_shows_the_nodes_and_parallel_stop_stops_the_head() {
         "one node with 2 workers: {out}"
     );
     assert!(out.contains("(no pools)"), "{out}");
+    let json = tokio::time::timeout(STEP, run(&["status", "--json", "--join", &line]))
+        .await
+        .expect("status --json in time")
+        .expect("status --json runs");
+    let json = String::from_utf8_lossy(&json.stdout);
+    assert!(
+        json.trim()
+            .starts_with(&format!("{{\"join_line\":\"{line}\",\"nodes\":[{{")),
+        "{json}"
+    );
+    assert!(json.contains("\"workers\":2,"), "{json}");
+    assert!(json.contains("\"pools\":[],\"gpus\":[]}"), "{json}");
     let stop = tokio::time::timeout(STEP, run(&["stop", "--head", "--join", &line]))
         .await
         .expect("stop in time")

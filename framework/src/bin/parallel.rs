@@ -6,7 +6,8 @@
 //!               [--scheduler leastload|lru|plainrandom|twobin|weighted]
 //!               [--results-limit BYTES]
 //! parallel node --join LINE [--workers N] [--data DIR] [--resource NAME]...
-//! parallel status [--join LINE | --data DIR]
+//! parallel status [--json] [--join LINE | --data DIR]
+//! parallel top [--every SECONDS] [--join LINE | --data DIR]
 //! parallel stop [--node | --head] [--join LINE | --data DIR]
 //! ```
 //!
@@ -92,6 +93,21 @@ enum Command {
     },
     /// Shows nodes, workers and pools.
     Status {
+        /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// The head's join line (default: the one in the head's data directory).
+        #[arg(long)]
+        join: Option<JoinLine>,
+        /// The head's data directory, to find its join line.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Shows the status again and again until interrupted.
+    Top {
+        /// Seconds between two refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        every: f64,
         /// The head's join line (default: the one in the head's data directory).
         #[arg(long)]
         join: Option<JoinLine>,
@@ -344,14 +360,35 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("node agent stopped");
             Ok(())
         }
-        Command::Status { join, data } => {
+        Command::Status { json, join, data } => {
             let line = join_line_of(join, data.as_deref())?;
             let password = password(&cli.password_file)?;
             let report = cluster::status(&line, password)
                 .await
                 .map_err(|e| e.to_string())?;
-            print_status(&report);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print_status(&report);
+            }
             Ok(())
+        }
+        Command::Top { every, join, data } => {
+            let line = join_line_of(join, data.as_deref())?;
+            let password = password(&cli.password_file)?;
+            let every = Duration::from_secs_f64(every.max(0.1));
+            loop {
+                let report = cluster::status(&line, password.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Clear the terminal, then the tables (Ctrl-C ends it).
+                print!("\x1b[2J\x1b[H");
+                print_status(&report);
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
         }
         Command::Stop {
             node,

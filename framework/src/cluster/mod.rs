@@ -27,6 +27,7 @@ pub mod gpus;
 pub mod head;
 pub mod ledger;
 pub mod message;
+mod report;
 pub mod session;
 mod start;
 pub mod worker;
