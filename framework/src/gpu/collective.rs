@@ -19,6 +19,7 @@ use std::task::Poll;
 use cudarc::driver::result;
 use cudarc::driver::sys::{self, CUdeviceptr, CUevent};
 
+use crate::actor::Element;
 use crate::collective::Communicator;
 use crate::process::ProcessError;
 use crate::reduce::{ReduceOp, Reducible};
@@ -58,8 +59,15 @@ pub enum GpuCollectiveError {
 /// What a GPU collective needs of its CPU group.
 trait Group {
     fn rank(&self) -> usize;
-    fn all_gather_bytes(&self, bytes: &[u8])
-    -> impl Future<Output = Result<Vec<u8>, ProcessError>>;
+    fn all_gather_host<T: Element>(
+        &self,
+        data: &[T],
+    ) -> impl Future<Output = Result<Vec<T>, ProcessError>>;
+    fn broadcast_host<T: Element>(
+        &self,
+        data: &mut [T],
+        root: usize,
+    ) -> impl Future<Output = Result<(), ProcessError>>;
     fn barrier(&self) -> impl Future<Output = Result<(), ProcessError>>;
     fn all_reduce_host<T: Reducible>(
         &self,
@@ -74,8 +82,15 @@ impl Group for Parent<'_> {
     fn rank(&self) -> usize {
         self.0.rank()
     }
-    async fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, ProcessError> {
-        self.0.all_gather(bytes).await
+    async fn all_gather_host<T: Element>(&self, data: &[T]) -> Result<Vec<T>, ProcessError> {
+        self.0.all_gather(data).await
+    }
+    async fn broadcast_host<T: Element>(
+        &self,
+        data: &mut [T],
+        root: usize,
+    ) -> Result<(), ProcessError> {
+        self.0.broadcast(data, root).await
     }
     async fn barrier(&self) -> Result<(), ProcessError> {
         self.0.barrier().await
@@ -96,8 +111,15 @@ impl Group for InChild {
     fn rank(&self) -> usize {
         self.0
     }
-    async fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>, ProcessError> {
-        crate::collective::all_gather(bytes)
+    async fn all_gather_host<T: Element>(&self, data: &[T]) -> Result<Vec<T>, ProcessError> {
+        crate::collective::all_gather(data)
+    }
+    async fn broadcast_host<T: Element>(
+        &self,
+        data: &mut [T],
+        root: usize,
+    ) -> Result<(), ProcessError> {
+        crate::collective::broadcast(data, root)
     }
     async fn barrier(&self) -> Result<(), ProcessError> {
         crate::collective::barrier()
@@ -323,7 +345,7 @@ async fn exchange<T, G: Group>(
     tensor: &DeviceTensor<T>,
 ) -> Result<(Offer, Records), GpuCollectiveError> {
     let offer = offer(tensor)?;
-    let records = Records::parse(group.all_gather_bytes(&offer.record).await?)?;
+    let records = Records::parse(group.all_gather_host(&offer.record[..]).await?)?;
     let lengths = records.lengths();
     if lengths.iter().any(|&l| l != tensor.len() as u64) {
         return Err(GpuCollectiveError::Lengths(lengths));
@@ -414,13 +436,9 @@ where
         .into());
     }
     if !records.one_host() {
-        // Every rank but the root contributes zeros: the sum is the root's.
-        let mut host = if me == root {
-            tensor.to_host()?
-        } else {
-            vec![T::default(); tensor.len()]
-        };
-        group.all_reduce_host(&mut host, ReduceOp::Sum).await?;
+        // The root's bits, as the CPU group broadcasts them.
+        let mut host = tensor.to_host()?;
+        group.broadcast_host(&mut host, root).await?;
         let device = tensor.device().clone();
         tensor.copy_from(&DeviceTensor::from_host(&device, &host)?)?;
         return Ok(GpuPath::HostStaged);
@@ -446,10 +464,8 @@ where
     let (me, parts, len) = (group.rank(), records.ranks(), tensor.len());
     let device = tensor.device().clone();
     if !records.one_host() {
-        // Each rank fills its own slot, zeros elsewhere; the sum gathers.
-        let mut host = vec![T::default(); len * parts];
-        host[me * len..(me + 1) * len].copy_from_slice(&tensor.to_host()?);
-        group.all_reduce_host(&mut host, ReduceOp::Sum).await?;
+        // Every rank's bits in rank order, as the CPU group gathers them.
+        let host = group.all_gather_host(&tensor.to_host()?).await?;
         let out = DeviceTensor::from_host(&device, &host)?;
         return Ok((out, GpuPath::HostStaged));
     }
