@@ -25,7 +25,7 @@ use crate::id::ActorId;
 use crate::remote::{ActorRef, Node};
 
 use super::device::{Device, GpuError};
-use super::tensor::{Allocation, DeviceElement, DeviceTensor};
+use super::tensor::{Allocation, DeviceElement, DeviceTensor, copy_to_host};
 
 /// Keeps shared device memory alive for the processes reading it. Start one
 /// per GPU with [`Exports::start`].
@@ -362,14 +362,8 @@ impl<T: DeviceElement> IpcView<T> {
     /// The numbers, copied to host memory.
     pub fn to_host(&self) -> Result<Vec<T>, GpuError> {
         self.check()?;
-        self.device.synchronize()?;
-        self.device.context().bind_to_thread()?;
-        let mut out = vec![T::default(); self.len];
-        if self.len > 0 {
-            // SAFETY: the mapping holds `len` elements of `T` (type checked at open).
-            unsafe { result::memcpy_dtoh_sync(&mut out, self.ptr)? };
-        }
-        Ok(out)
+        // SAFETY: the mapping holds `len` elements of `T` (type checked at open).
+        unsafe { copy_to_host(&self.device, self.ptr, self.len) }
     }
 
     /// A copy in this process's own device memory (device to device).

@@ -69,6 +69,26 @@ impl Drop for Allocation {
     }
 }
 
+/// `len` elements of `T` at `ptr` on `device`, copied to host memory after
+/// the work queued on the device's stream.
+///
+/// # Safety
+/// `ptr` must hold at least `len` elements of `T` (allocated or mapped).
+pub(crate) unsafe fn copy_to_host<T: DeviceElement>(
+    device: &Device,
+    ptr: CUdeviceptr,
+    len: usize,
+) -> Result<Vec<T>, GpuError> {
+    device.synchronize()?;
+    device.context().bind_to_thread()?;
+    let mut out = vec![T::default(); len];
+    if len > 0 {
+        // SAFETY: `out` holds `len` elements; the caller vouches for `ptr`.
+        unsafe { result::memcpy_dtoh_sync(&mut out, ptr)? };
+    }
+    Ok(out)
+}
+
 /// Numbers of type `T` in the memory of one GPU, with their shape.
 pub struct DeviceTensor<T> {
     pub(crate) alloc: Arc<Allocation>,
@@ -120,14 +140,8 @@ impl<T: DeviceElement> DeviceTensor<T> {
     /// Its numbers, copied to host memory (after the work queued on its
     /// device's stream).
     pub fn to_host(&self) -> Result<Vec<T>, GpuError> {
-        self.device.synchronize()?;
-        self.device.context().bind_to_thread()?;
-        let mut out = vec![T::default(); self.len];
-        if self.len > 0 {
-            // SAFETY: `out` holds exactly the allocation's elements.
-            unsafe { result::memcpy_dtoh_sync(&mut out, self.alloc.ptr)? };
-        }
-        Ok(out)
+        // SAFETY: the allocation holds `len` elements of `T`.
+        unsafe { copy_to_host(&self.device, self.alloc.ptr, self.len) }
     }
 
     /// A host [`Tensor`] of the same shape, to send to another machine.
