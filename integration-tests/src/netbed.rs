@@ -11,10 +11,6 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-/// Beds made by this process so far (each gets its own names and subnet).
-static BEDS: AtomicU32 = AtomicU32::new(0);
 
 /// One host of a bed.
 #[derive(Debug, Clone)]
@@ -66,26 +62,41 @@ impl NetBed {
             return Err("the network test bed needs root (network namespaces)".into());
         }
         let n = n.clamp(1, 250);
-        let serial = BEDS.fetch_add(1, Ordering::Relaxed);
-        let tag = (std::process::id() * 16 + serial) % 0xffff;
-        let subnet = (std::process::id() * 7 + serial * 13) % 510;
-        let (a, b) = (18 + (subnet / 255) as u8, (subnet % 255) as u8);
-        let bridge = format!("pbb{tag:04x}");
-        let mut bed = NetBed {
-            bridge: bridge.clone(),
-            gateway: Ipv4Addr::new(198, a, b, 254),
-            hosts: Vec::new(),
-            cuts: Vec::new(),
-        };
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
+        // A random tag names the bed (its bridge, links and namespaces) and
+        // picks its /24; one that another bed holds is skipped (the bridge
+        // name exists, or the subnet is routed already).
+        let (tag, a, b, mut bed) = (0..32)
+            .find_map(|_| {
+                let id = parallel::NodeId::new().to_bytes();
+                let tag = u32::from(u16::from_le_bytes([id[0], id[1]])) % 0xffff;
+                let subnet = tag % 510;
+                let (a, b) = (18 + (subnet / 255) as u8, (subnet % 255) as u8);
+                let routed = Command::new("ip")
+                    .args(["-4", "route", "show", &format!("198.{a}.{b}.0/24")])
+                    .output()
+                    .map(|o| !o.stdout.is_empty())
+                    .unwrap_or(false);
+                let bridge = format!("pbb{tag:04x}");
+                if routed || ip(&["link", "add", &bridge, "type", "bridge"]).is_err() {
+                    return None;
+                }
+                let bed = NetBed {
+                    bridge,
+                    gateway: Ipv4Addr::new(198, a, b, 254),
+                    hosts: Vec::new(),
+                    cuts: Vec::new(),
+                };
+                Some((tag, a, b, bed))
+            })
+            .ok_or("no free bridge name and subnet for the test bed after 32 tries")?;
         ip(&[
             "addr",
             "add",
             &format!("{}/24", bed.gateway),
             "dev",
-            &bridge,
+            &bed.bridge,
         ])?;
-        ip(&["link", "set", &bridge, "up"])?;
+        ip(&["link", "set", &bed.bridge, "up"])?;
         for i in 0..n {
             let host = BedHost {
                 ns: format!("pbn{tag:04x}h{i}"),
@@ -99,7 +110,7 @@ impl NetBed {
                 "link", "add", &host.link, "type", "veth", "peer", "name", &inner,
             ])?;
             ip(&["link", "set", &inner, "netns", &host.ns])?;
-            ip(&["link", "set", &host.link, "master", &bridge])?;
+            ip(&["link", "set", &host.link, "master", &bed.bridge])?;
             ip(&["link", "set", &host.link, "up"])?;
             let ns = host.ns.as_str();
             ip(&["-n", ns, "link", "set", "lo", "up"])?;

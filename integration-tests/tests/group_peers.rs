@@ -6,6 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use parallel_integration_tests::netbed::NetBed;
 use parallel_integration_tests::{DEADLINE, PASSWORD};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -147,28 +148,62 @@ async fn peers_on_one_machine_share_memory() {
     every_collective(3, 1001, &[]).await;
 }
 
-/// Peers told they run on machines `hosts` (one per peer): the ranks on
-/// one "machine" share its arena, the machines' leaders talk over QUIC.
-async fn every_collective_on_hosts(hosts: &[&str], len: usize) {
-    let n = hosts.len();
-    let name = format!("hosts {hosts:?} {len}");
-    let args = [name.as_str(), &n.to_string(), "every", &len.to_string()];
+/// Starts one peer per entry of `starts` (how to start it: a command, and
+/// where it listens or which host it is told it is on), hands out the join
+/// lines, and checks every rank runs every collective on `path`.
+async fn every_collective_by(
+    name: &str,
+    len: usize,
+    path: &str,
+    starts: Vec<(Command, Vec<(&str, String)>)>,
+) {
+    let n = starts.len();
+    let args = [name, &n.to_string(), "every", &len.to_string()];
     let mut all = Vec::new();
     let mut lines = Vec::new();
-    for host in hosts {
-        let (peer, line) = start_peer(&args, &[("PEER_HOST", host)]).await;
+    for (cmd, env) in starts {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (peer, line) = start_peer_by(cmd, &args, &env).await;
         lines.push(line);
         all.push(peer);
     }
     hand_out(&mut all, &lines).await;
     for p in &mut all {
-        assert_eq!(p.path, "hierarchical");
+        assert_eq!(p.path, path, "rank {}", p.rank);
         let lines = lines_of(p, 7).await;
         for line in &lines {
             assert!(line.starts_with("OK "), "{lines:?}");
         }
     }
     finish(all).await;
+}
+
+/// Peers told they run on machines `hosts` (one per peer): the ranks on
+/// one "machine" share its arena, the machines' leaders talk over QUIC.
+async fn every_collective_on_hosts(hosts: &[&str], len: usize) {
+    let starts = hosts
+        .iter()
+        .map(|h| (Command::new(PEER), vec![("PEER_HOST", h.to_string())]))
+        .collect();
+    every_collective_by(
+        &format!("hosts {hosts:?} {len}"),
+        len,
+        "hierarchical",
+        starts,
+    )
+    .await;
+}
+
+/// `n` peers on the bed's hosts in turn, each listening on its host's address.
+fn on_bed(bed: &NetBed, n: usize) -> Vec<(Command, Vec<(&'static str, String)>)> {
+    (0..n)
+        .map(|i| {
+            let host = &bed.hosts[i % bed.hosts.len()];
+            let mut cmd = bed.command(i % bed.hosts.len(), PEER);
+            cmd.args(["--listen", &format!("{}:0", host.addr)]);
+            (cmd, Vec::new())
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -188,28 +223,7 @@ async fn peers_on_four_bed_hosts_take_the_hierarchical_path() {
     ) else {
         return;
     };
-    let (n, len) = (8, 30_001);
-    let name = format!("bed {n} {len}");
-    let args = [name.as_str(), &n.to_string(), "every", &len.to_string()];
-    let mut all = Vec::new();
-    let mut lines = Vec::new();
-    for i in 0..n {
-        let host = i % bed.hosts.len();
-        let listen = format!("{}:0", bed.hosts[host].addr);
-        let cmd = bed.command(host, PEER);
-        let (peer, line) = start_peer_by(cmd, &args, &[("PEER_LISTEN", &listen)]).await;
-        lines.push(line);
-        all.push(peer);
-    }
-    hand_out(&mut all, &lines).await;
-    for p in &mut all {
-        assert_eq!(p.path, "hierarchical", "rank {} saw one machine", p.rank);
-        let lines = lines_of(p, 7).await;
-        for line in &lines {
-            assert!(line.starts_with("OK "), "{lines:?}");
-        }
-    }
-    finish(all).await;
+    every_collective_by("bed 8", 30_001, "hierarchical", on_bed(&bed, 8)).await;
     drop(bed);
 }
 
@@ -228,27 +242,8 @@ async fn peers_on_bed_hosts_over_a_slow_lossy_link_still_agree() {
         eprintln!("SKIPPED peers_on_bed_hosts_over_a_slow_lossy_link_still_agree: {why}");
         return;
     }
-    let (n, len) = (3, 20_001);
-    let name = format!("lossy {n} {len}");
-    let args = [name.as_str(), &n.to_string(), "every", &len.to_string()];
-    let mut all = Vec::new();
-    let mut lines = Vec::new();
-    for host in 0..n {
-        let listen = format!("{}:0", bed.hosts[host].addr);
-        let cmd = bed.command(host, PEER);
-        let (peer, line) = start_peer_by(cmd, &args, &[("PEER_LISTEN", &listen)]).await;
-        lines.push(line);
-        all.push(peer);
-    }
-    hand_out(&mut all, &lines).await;
-    for p in &mut all {
-        assert_eq!(p.path, "quic", "rank {}: one process per host", p.rank);
-        let lines = lines_of(p, 7).await;
-        for line in &lines {
-            assert!(line.starts_with("OK "), "{lines:?}");
-        }
-    }
-    finish(all).await;
+    // One process per host: direct QUIC links.
+    every_collective_by("lossy 3", 20_001, "quic", on_bed(&bed, 3)).await;
     drop(bed);
 }
 

@@ -3,6 +3,9 @@
 //! lines from stdin (one per line, `N - 1` of them), joins them, forms the
 //! group `NAME` and prints `RANK <r> <shared-memory|quic>`.
 //!
+//! `--listen ADDR:PORT` anywhere in the arguments: listen there (a host of
+//! the network test bed listens on its address).
+//!
 //! `peer NAME N every LEN`: runs every collective and checks its own result
 //! against the sequential reference, printing `OK <what> rank <r>` or `BAD`.
 //! `peer NAME N stall`: the last rank never calls; the others call
@@ -87,7 +90,16 @@ async fn every(group: &mut Group, len: usize) -> Result<(), Box<dyn std::error::
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `--listen ADDR`: a host of the network test bed listens on its address.
+    let listen = match args.iter().position(|a| a == "--listen") {
+        Some(i) => {
+            let addr = args.get(i + 1).ok_or("--listen needs ADDR:PORT")?.parse()?;
+            args.drain(i..i + 2);
+            Some(addr)
+        }
+        None => None,
+    };
     let name = args
         .first()
         .ok_or("usage: peer NAME N every LEN | stall | leave")?;
@@ -95,10 +107,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mode = args.get(2).map(String::as_str).unwrap_or("every");
     let len: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1001);
     // ANCHOR: form
-    // On the network test bed each peer listens on its host's address.
     let mut builder = Node::builder();
-    if let Ok(addr) = std::env::var("PEER_LISTEN") {
-        builder = builder.listen(addr.parse()?);
+    if let Some(addr) = listen {
+        builder = builder.listen(addr);
     }
     let node = builder.start().await?;
     println!("READY {}", node.join_line());

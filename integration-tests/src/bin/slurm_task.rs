@@ -9,7 +9,13 @@ use parallel::collective::{ReduceOp, slurm_group};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR: slurm
     let mut step = slurm_group().await?;
-    let procid: usize = std::env::var("SLURM_PROCID")?.parse()?;
+    // Slurm's own rank for this task, as the program's environment shows it.
+    let procid: usize = parallel::config::environment()
+        .slurm
+        .as_ref()
+        .ok_or("not started by Slurm")?
+        .procid
+        .parse()?;
     if step.group.rank() != procid || step.step.rank != procid {
         return Err(format!(
             "group rank {} and step rank {} differ from SLURM_PROCID {procid}",
