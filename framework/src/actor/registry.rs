@@ -22,6 +22,7 @@ pub const DEFAULT_MAILBOX: usize = 1024;
 /// flight. Taking and giving back a slot are a few atomic operations; a
 /// sender that finds no slot waits in line for one.
 pub struct Slots {
+    capacity: usize,
     free: AtomicUsize,
     /// How many slots must be free again before a waiting sender is woken:
     /// a sender that waits then sends a batch, instead of one message per
@@ -40,6 +41,7 @@ impl Slots {
     fn new(capacity: usize) -> Arc<Self> {
         let capacity = capacity.max(1);
         Arc::new(Self {
+            capacity,
             free: AtomicUsize::new(capacity),
             wake_at: (capacity / 4).max(1),
             waiting: AtomicUsize::new(0),
@@ -254,6 +256,13 @@ impl LocalEntry {
         }
     }
 
+    /// Messages from other nodes in its mailbox now (taken slots).
+    pub fn queued(&self) -> usize {
+        self.mailbox
+            .capacity
+            .saturating_sub(self.mailbox.free.load(Ordering::Relaxed))
+    }
+
     /// The actor type's stable name.
     pub fn name(&self) -> &'static str {
         self.name
@@ -343,7 +352,18 @@ impl Registry {
         actor: A,
         mailbox: usize,
     ) -> (Addr<A>, Arc<LocalEntry>) {
-        let mut ctx = actix::Context::<A>::new();
+        self.start_in_as(id, actor, actix::Context::<A>::new(), mailbox)
+    }
+
+    /// Like [`Registry::start_as`], in a context made beforehand (whose
+    /// address others already hold).
+    pub fn start_in_as<A: RemoteActor>(
+        &self,
+        id: ActorId,
+        actor: A,
+        mut ctx: actix::Context<A>,
+        mailbox: usize,
+    ) -> (Addr<A>, Arc<LocalEntry>) {
         // The framework's slots bound the mailbox (with waiting senders); the
         // actix capacity only parks senders, so lift it (0 means unbounded there).
         ctx.set_mailbox_capacity(0);
@@ -474,6 +494,20 @@ impl Registry {
             .collect();
         living.sort_by_key(|e| std::cmp::Reverse(e.started));
         living
+    }
+
+    /// The `limit` living actors with the most messages waiting in their
+    /// mailboxes: (id, type name, messages), deepest first.
+    pub fn deepest(&self, limit: usize) -> Vec<(ActorId, &'static str, usize)> {
+        let mut all: Vec<_> = self
+            .actors
+            .iter()
+            .filter(|e| e.is_alive())
+            .map(|e| (*e.key(), e.name, e.queued()))
+            .collect();
+        all.sort_by_key(|(_, _, queued)| std::cmp::Reverse(*queued));
+        all.truncate(limit);
+        all
     }
 
     /// Number of registered actors (living or not yet found stopped).

@@ -282,6 +282,27 @@ impl Node {
         self.0.transport.node_id()
     }
 
+    /// Every node connected to this one now, with what went over each
+    /// connection ([`crate::transport::Peer::traffic`]).
+    pub fn peers(&self) -> Vec<crate::transport::Peer> {
+        self.0.transport.peers()
+    }
+
+    /// How many peers this node declared dead because their heartbeats
+    /// stopped.
+    pub fn heartbeat_timeouts(&self) -> u64 {
+        self.0.transport.heartbeat_timeouts()
+    }
+
+    /// The `limit` actors of this node with the most messages from other
+    /// nodes waiting in their mailboxes: (id, type name, messages).
+    pub fn deepest_mailboxes(
+        &self,
+        limit: usize,
+    ) -> Vec<(crate::id::ActorId, &'static str, usize)> {
+        self.0.registry.deepest(limit)
+    }
+
     /// The line another node needs to join this one: address and certificate fingerprint.
     pub fn join_line(&self) -> JoinLine {
         self.0.transport.join_line()

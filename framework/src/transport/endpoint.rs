@@ -251,6 +251,12 @@ impl Transport {
             .cloned()
     }
 
+    /// How many peers this transport declared dead because their
+    /// heartbeats stopped for the heartbeat timeout.
+    pub fn heartbeat_timeouts(&self) -> u64 {
+        self.inner.fences.declared()
+    }
+
     /// Every connected peer.
     pub fn peers(&self) -> Vec<Peer> {
         lock(&self.inner.peers)

@@ -63,6 +63,8 @@ struct FencedBy {
 pub(crate) struct Fences {
     dead: Mutex<VecDeque<Dead>>,
     fenced_by: Mutex<VecDeque<FencedBy>>,
+    /// Incarnations declared dead so far (also those no longer remembered).
+    declared: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +96,8 @@ impl Fences {
         {
             return;
         }
+        self.declared
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         push_bounded(
             &mut dead,
             Dead {
@@ -102,6 +106,12 @@ impl Fences {
                 silence,
             },
         );
+    }
+
+    /// How many incarnations of other nodes this transport declared dead
+    /// for silence (missed heartbeats) so far.
+    pub fn declared(&self) -> u64 {
+        self.declared.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The refusal to give `node` as `incarnation`, if it was declared dead.

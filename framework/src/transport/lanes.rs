@@ -133,6 +133,7 @@ async fn write_loop(
             return Ok(());
         }
         batch.clear();
+        let mut frames = 0u64;
         for next in queued.drain(..) {
             match next {
                 Outgoing::Raw(bytes) => batch.extend_from_slice(&bytes),
@@ -153,6 +154,7 @@ async fn write_loop(
                 // A tracked frame's sender hears once its bytes were
                 // written: with the batch, or once its bulk stream was.
                 Outgoing::Frame(mut header, payload, mut sent) => {
+                    frames += 1;
                     header.seq = seq;
                     seq += 1;
                     if payload.len() >= config.bulk_threshold && kind == Lane::Replies {
@@ -211,6 +213,9 @@ async fn write_loop(
         shared
             .data_sent
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .frames_sent
+            .fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -80,6 +80,8 @@ pub(crate) struct PeerShared {
     /// Set by the writer whenever it writes data; the control-stream
     /// heartbeat only goes out (and clears it) when data went out since.
     pub data_sent: AtomicBool,
+    /// Frames the writers handed to QUIC (data and replies).
+    pub frames_sent: AtomicU64,
 }
 
 impl PeerShared {
@@ -102,6 +104,7 @@ impl PeerShared {
             heartbeats_paused: AtomicBool::new(false),
             fences,
             data_sent: AtomicBool::new(false),
+            frames_sent: AtomicU64::new(0),
         }
     }
 
@@ -182,6 +185,21 @@ fn gone_unknown() -> DownReason {
     DownReason::ConnectionLost("the peer's sender stopped".to_owned())
 }
 
+/// What went over one connection: [`Peer::traffic`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traffic {
+    /// Frames (messages, replies, spawns) sent.
+    pub frames_sent: u64,
+    /// UDP payload bytes sent (QUIC headers and retransmissions included).
+    pub bytes_sent: u64,
+    /// UDP payload bytes received.
+    pub bytes_received: u64,
+    /// The current round-trip estimate.
+    pub rtt: std::time::Duration,
+    /// Packets QUIC declared lost (and sent again).
+    pub lost_packets: u64,
+}
+
 /// A handle on one connected peer; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Peer {
@@ -253,6 +271,18 @@ impl Peer {
     /// The peer's own join line, from the handshake; `None` if it sent none.
     pub fn join_line(&self) -> Option<JoinLine> {
         self.shared.join_line.clone()
+    }
+
+    /// What went over this connection so far.
+    pub fn traffic(&self) -> Traffic {
+        let stats = self.shared.conn.stats();
+        Traffic {
+            frames_sent: self.shared.frames_sent.load(Ordering::Relaxed),
+            bytes_sent: stats.udp_tx.bytes,
+            bytes_received: stats.udp_rx.bytes,
+            rtt: stats.path.rtt,
+            lost_packets: stats.path.lost_packets,
+        }
     }
 
     /// The address the peer's packets come from.
