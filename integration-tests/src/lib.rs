@@ -12,6 +12,7 @@ use tokio::process::{Child, ChildStderr, Command};
 
 pub mod net;
 pub mod netbed;
+pub mod printed;
 pub mod slurm;
 pub mod sshd;
 

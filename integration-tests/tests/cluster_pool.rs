@@ -8,93 +8,17 @@ use std::time::Duration;
 
 use parallel_integration_tests::PASSWORD;
 use parallel_integration_tests::netbed::NetBed;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use parallel_integration_tests::printed::{Printed, STEP};
+use tokio::process::Command;
 
 const CLUSTER: &str = env!("CARGO_BIN_EXE_cluster");
-/// The longest any one step may take.
-const STEP: Duration = Duration::from_secs(60);
 
-/// A process of the test program, with its output read line by line.
-struct Proc {
-    child: Child,
-    out: Lines<BufReader<ChildStdout>>,
-    seen: Vec<String>,
-}
+/// A process of the test program.
+type Proc = Printed;
 
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        Self::start_by(Command::new(CLUSTER), args)
-    }
-
-    /// Started by `cmd` (the program run in a host of the network test bed).
-    fn start_by(mut cmd: Command, args: &[&str]) -> Proc {
-        let mut child = cmd
-            .args(args)
-            .env("PARALLEL_PASSWORD", PASSWORD)
-            // A panic on an engine reports its place (the hook that notes it
-            // stands back when backtraces are asked for).
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the cluster test program");
-        let out = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Proc {
-            child,
-            out,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads lines until one starts with `prefix`; that line.
-    async fn wait_for(&mut self, prefix: &str) -> String {
-        let found = tokio::time::timeout(STEP, async {
-            while let Ok(Some(line)) = self.out.next_line().await {
-                self.seen.push(line.clone());
-                if line.starts_with(prefix) {
-                    return Some(line);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!(
-                "exited before printing {prefix:?}; it printed {:?}",
-                self.seen
-            ),
-            Err(_) => panic!("no {prefix:?} within {STEP:?}; it printed {:?}", self.seen),
-        }
-    }
-
-    /// Waits for the process to exit; whether it succeeded.
-    async fn exit_ok(&mut self) -> bool {
-        tokio::time::timeout(STEP, self.child.wait())
-            .await
-            .expect("the process to exit in time")
-            .map(|s| s.success())
-            .unwrap_or(false)
-    }
-
-    fn kill(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: SIGKILL to a child this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
-
-    async fn stop(mut self) {
-        drop(self.child.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .is_err()
-        {
-            self.kill();
-        }
-    }
+/// Starts the test program with `args`.
+fn cluster(args: &[&str]) -> Proc {
+    Printed::start(Command::new(CLUSTER), args)
 }
 
 fn temp_dir(what: &str) -> PathBuf {
@@ -116,7 +40,7 @@ async fn head(data: &std::path::Path, port: u16, extra: &[&str]) -> (Proc, Strin
     let port = port.to_string();
     let mut args = vec!["head", data.to_str().unwrap(), port.as_str()];
     args.extend(extra);
-    let mut p = Proc::start(&args);
+    let mut p = cluster(&args);
     let line = p.wait_for("READY ").await;
     let line = line.trim_start_matches("READY ").to_owned();
     (p, line)
@@ -124,7 +48,7 @@ async fn head(data: &std::path::Path, port: u16, extra: &[&str]) -> (Proc, Strin
 
 async fn node(line: &str, data: &std::path::Path, workers: u32) -> Proc {
     let workers = workers.to_string();
-    let mut p = Proc::start(&["node", line, data.to_str().unwrap(), &workers]);
+    let mut p = cluster(&["node", line, data.to_str().unwrap(), &workers]);
     p.wait_for("READY").await;
     p
 }
@@ -164,12 +88,12 @@ async fn a_pool_maps_in_order_and_counts_its_nodes_and_workers() {
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
     let b = node(&line, &dir.join("b"), 1).await;
-    let mut p = Proc::start(&["pool", &line, "map", "300", "0"]);
+    let mut p = cluster(&["pool", &line, "map", "300", "0"]);
     let results = p.wait_for("RESULTS").await;
     assert_eq!(field(&results, "RESULTS"), 300, "{results}");
     assert_eq!(field(&results, "WRONG"), 0, "{results}");
     assert!(p.exit_ok().await, "{:?}", p.seen);
-    let mut c = Proc::start(&["pool", &line, "counts", "3"]);
+    let mut c = cluster(&["pool", &line, "counts", "3"]);
     let counts = c.wait_for("NODES").await;
     assert_eq!(field(&counts, "NODES"), 2, "{counts}");
     assert_eq!(field(&counts, "WORKERS"), 3, "{counts}");
@@ -183,7 +107,7 @@ async fn a_node_killed_mid_map_loses_and_doubles_nothing_and_a_new_node_takes_jo
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
     let mut b = node(&line, &dir.join("b"), 2).await;
-    let mut p = Proc::start(&["pool", &line, "unordered", "2000", "5"]);
+    let mut p = cluster(&["pool", &line, "unordered", "2000", "5"]);
     p.wait_for("PROGRESS 500").await;
     b.kill();
     // A node that joins mid-map gets jobs too.
@@ -226,7 +150,7 @@ async fn a_host_cut_off_mid_map_is_fenced_and_rejoins_by_itself_as_a_new_node_wi
     let on_bed = |bed: &NetBed, i: usize, data: &str| {
         let data = dir.join(data);
         let cmd = bed.command(i, CLUSTER);
-        Proc::start_by(cmd, &["node", &line, data.to_str().unwrap(), "1"])
+        Printed::start(cmd, &["node", &line, data.to_str().unwrap(), "1"])
     };
     let mut agents = Vec::new();
     for i in 0..4 {
@@ -234,7 +158,7 @@ async fn a_host_cut_off_mid_map_is_fenced_and_rejoins_by_itself_as_a_new_node_wi
         a.wait_for("READY").await;
         agents.push(a);
     }
-    let mut p = Proc::start(&["pool", &line, "unordered", "6000", "5"]);
+    let mut p = cluster(&["pool", &line, "unordered", "6000", "5"]);
     p.wait_for("PROGRESS 500").await;
     bed.isolate(1).expect("cut host 1 off");
     // Longer than the heartbeat timeout: the head declares it dead.
@@ -250,7 +174,7 @@ async fn a_host_cut_off_mid_map_is_fenced_and_rejoins_by_itself_as_a_new_node_wi
     assert_eq!(field(&results, "LOST"), 0, "{results}");
     assert_eq!(field(&results, "DUP"), 0, "{results}");
     assert!(p.exit_ok().await, "{:?}", p.seen);
-    let mut c = Proc::start(&["pool", &line, "counts", "4"]);
+    let mut c = cluster(&["pool", &line, "counts", "4"]);
     let counts = c.wait_for("NODES").await;
     assert_eq!(
         field(&counts, "NODES"),
@@ -269,7 +193,7 @@ async fn a_head_killed_mid_map_and_started_again_loses_nothing() {
     let port = free_port();
     let (mut h, line) = head(&dir.join("head"), port, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
-    let mut p = Proc::start(&["pool", &line, "unordered", "1000", "3"]);
+    let mut p = cluster(&["pool", &line, "unordered", "1000", "3"]);
     p.wait_for("PROGRESS 300").await;
     h.kill();
     let _ = h.child.wait().await;
@@ -288,7 +212,7 @@ async fn a_node_that_joins_late_gets_every_earlier_update_in_order() {
     let dir = temp_dir("updates");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 1).await;
-    let mut p = Proc::start(&["pool", &line, "updates", "60", "50"]);
+    let mut p = cluster(&["pool", &line, "updates", "60", "50"]);
     p.wait_for("UPDATED").await;
     let b = node(&line, &dir.join("b"), 2).await;
     let results = p.wait_for("RESULTS").await;
@@ -307,13 +231,13 @@ async fn a_panicking_job_fails_alone_and_an_oversized_job_is_refused() {
     let dir = temp_dir("panic");
     let (h, line) = head(&dir.join("head"), 0, &["limit=100000"]).await;
     let a = node(&line, &dir.join("a"), 2).await;
-    let mut p = Proc::start(&["pool", &line, "panic"]);
+    let mut p = cluster(&["pool", &line, "panic"]);
     let panicked = p.wait_for("PANICKED").await;
     assert!(panicked.contains("job 7 was asked to panic"), "{panicked}");
     let ok = p.wait_for("OK").await;
     assert_eq!(field(&ok, "OK"), 19, "{ok}");
     assert!(p.exit_ok().await);
-    let mut o = Proc::start(&["pool", &line, "oversized", "200000"]);
+    let mut o = cluster(&["pool", &line, "oversized", "200000"]);
     let refused = o.wait_for("REFUSED").await;
     assert!(
         refused.contains("100000 bytes"),
@@ -328,7 +252,7 @@ async fn a_second_node_on_one_data_dir_exits_zero_and_a_wrong_password_is_refuse
     let dir = temp_dir("second");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 1).await;
-    let mut second = Proc::start(&["node", &line, dir.join("a").to_str().unwrap(), "1"]);
+    let mut second = cluster(&["node", &line, dir.join("a").to_str().unwrap(), "1"]);
     second.wait_for("ALREADY RUNNING").await;
     assert!(second.exit_ok().await);
     let mut wrong = Command::new(CLUSTER)
@@ -354,8 +278,8 @@ async fn two_pools_from_two_programs_run_at_once_and_keep_their_results_apart() 
     let (h, line) = head(&dir.join("head"), 0, &["network"]).await;
     let a = node(&line, &dir.join("a"), 1).await;
     let b = node(&line, &dir.join("b"), 1).await;
-    let mut first = Proc::start(&["pool", &line, "map", "300", "1"]);
-    let mut second = Proc::start(&["pool", &line, "map", "200", "1"]);
+    let mut first = cluster(&["pool", &line, "map", "300", "1"]);
+    let mut second = cluster(&["pool", &line, "map", "200", "1"]);
     let one = first.wait_for("RESULTS").await;
     let two = second.wait_for("RESULTS").await;
     assert_eq!(field(&one, "RESULTS"), 300, "{one}");
@@ -470,7 +394,7 @@ async fn a_tampered_cached_program_is_refused_and_fetched_again() {
     // Programs go over the network, as to another machine.
     let (h, line) = head(&dir.join("head"), 0, &["network"]).await;
     let a = node(&line, &dir.join("a"), 1).await;
-    let mut first = Proc::start(&["pool", &line, "map", "5", "0"]);
+    let mut first = cluster(&["pool", &line, "map", "5", "0"]);
     assert_eq!(field(&first.wait_for("RESULTS").await, "WRONG"), 0);
     assert!(first.exit_ok().await);
     // Change one byte of the node's cached copy of the program.
@@ -486,7 +410,7 @@ async fn a_tampered_cached_program_is_refused_and_fetched_again() {
     let beside = cached.with_extension("tampered");
     std::fs::write(&beside, &bytes).expect("tamper with it");
     std::fs::rename(&beside, &cached).expect("put the tampered copy in place");
-    let mut second = Proc::start(&["pool", &line, "map", "5", "0"]);
+    let mut second = cluster(&["pool", &line, "map", "5", "0"]);
     let results = second.wait_for("RESULTS").await;
     assert_eq!(field(&results, "RESULTS"), 5, "{results}");
     assert!(second.exit_ok().await);
@@ -547,7 +471,7 @@ async fn a_client_scatters_gathers_applies_and_checks_types_on_its_engines() {
     let dir = temp_dir("client");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 4).await;
-    let mut c = Proc::start(&["client", &line, "4"]);
+    let mut c = cluster(&["client", &line, "4"]);
     assert!(c.wait_for("IDS").await.contains("[0, 1, 2, 3]"));
     let one = c.wait_for("SCATTER 1").await;
     assert!(one.contains("SIZES [16] IN_ORDER true"), "{one}");
@@ -629,7 +553,7 @@ async fn an_engine_killed_during_a_load_balanced_map_loses_no_task() {
     let dir = temp_dir("lbkill");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 3).await;
-    let mut c = Proc::start(&["lbkill", &line]);
+    let mut c = cluster(&["lbkill", &line]);
     let victim: i32 = c
         .wait_for("VICTIM")
         .await
@@ -653,7 +577,7 @@ async fn aborted_load_balanced_tasks_that_had_not_started_fail_as_aborted() {
     let dir = temp_dir("lbabort");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
-    let mut c = Proc::start(&["lbabort", &line]);
+    let mut c = cluster(&["lbabort", &line]);
     let aborted = field(&c.wait_for("ABORTED").await, "ABORTED");
     // 2 engines hold a few tasks each; the rest wait at the head.
     assert!((150..=200).contains(&aborted), "aborted {aborted}");
@@ -686,7 +610,7 @@ async fn lru_rotates_over_the_engines_and_leastload_avoids_the_busy_one() {
         let dir = temp_dir("sched");
         let (h, line) = head(&dir.join("head"), 0, &[scheduler]).await;
         let a = node(&line, &dir.join("a"), 3).await;
-        let mut c = Proc::start(&["sched", &line]);
+        let mut c = cluster(&["sched", &line]);
         let rotate = pids(&c.wait_for("ROTATE").await, 0);
         let avoid = c.wait_for("AVOID").await;
         let (busy, short) = (pids(&avoid, 0)[0], pids(&avoid, 1));
@@ -712,7 +636,7 @@ async fn a_head_restarted_during_a_load_balanced_map_loses_no_task() {
     let port = free_port();
     let (mut h, line) = head(&dir.join("head"), port, &[]).await;
     let a = node(&line, &dir.join("a"), 3).await;
-    let mut c = Proc::start(&["lbhead", &line]);
+    let mut c = cluster(&["lbhead", &line]);
     c.wait_for("MAPPING").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.kill();
@@ -734,7 +658,7 @@ async fn engines_that_join_a_restarted_head_never_take_an_old_number() {
     let port = free_port();
     let (mut h, line) = head(&dir.join("head"), port, &[]).await;
     let mut a = node(&line, &dir.join("a"), 2).await;
-    let mut c = Proc::start(&["renumber", &line]);
+    let mut c = cluster(&["renumber", &line]);
     assert_eq!(c.wait_for("FIRST").await, "FIRST [0, 1]");
     // While the head is down, engines 0 and 1 go (their node is killed);
     // the engines of a new node must not be 0 and 1 again.
@@ -755,7 +679,7 @@ async fn a_second_client_gets_results_by_id_after_a_head_kill_purges_them_and_sh
     let port = free_port();
     let (mut h, line) = head(&dir.join("head"), port, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
-    let mut owner = Proc::start(&["hubowner", &line]);
+    let mut owner = cluster(&["hubowner", &line]);
     assert_eq!(owner.wait_for("OWNER").await, "OWNER 6 RIGHT");
     let set = owner
         .wait_for("SET ")
@@ -790,7 +714,7 @@ async fn a_second_client_gets_results_by_id_after_a_head_kill_purges_them_and_sh
     tokio::time::timeout(STEP, owner_back)
         .await
         .expect("the idle owner joined the restarted head");
-    let mut reader = Proc::start(&["hubreader", &line, &set]);
+    let mut reader = cluster(&["hubreader", &line, &set]);
     assert_eq!(
         reader.wait_for("STATUS").await,
         "STATUS completed [0, 1, 2, 3, 4, 5] pending [] unknown [99]"
@@ -834,7 +758,7 @@ async fn load_balanced_tasks_carry_metadata_and_wait_for_or_give_up_on_their_dep
     let dir = temp_dir("deps");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
-    let mut c = Proc::start(&["deps", &line]);
+    let mut c = cluster(&["deps", &line]);
     assert_eq!(
         c.wait_for("META").await,
         "META true true true \"doubling 21\\n\""
@@ -861,7 +785,7 @@ async fn tasks_that_require_a_resource_or_depend_on_a_predicate_run_only_where_i
     let dir = temp_dir("require");
     let (h, line) = head(&dir.join("head"), 0, &[]).await;
     let a = node(&line, &dir.join("a"), 2).await;
-    let mut b = Proc::start(&[
+    let mut b = cluster(&[
         "node",
         &line,
         dir.join("b").to_str().unwrap(),
@@ -870,7 +794,7 @@ async fn tasks_that_require_a_resource_or_depend_on_a_predicate_run_only_where_i
     ]);
     b.wait_for("READY").await;
     let b_pid = b.child.id().expect("node b runs");
-    let mut c = Proc::start(&["require", &line]);
+    let mut c = cluster(&["require", &line]);
     let ran = pids(&c.wait_for("BIGMEM").await, 0);
     assert_eq!(ran.len(), 6, "{:?}", c.seen);
     assert!(

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use parallel::cluster::{
-    self, HeadOptions, NodeOptions, StatusReport, default_data_dir, is_node_running,
+    self, DashboardOptions, HeadOptions, NodeOptions, StatusReport, default_data_dir,
+    is_node_running,
 };
 use parallel::{JoinLine, Password};
 
@@ -74,6 +75,23 @@ enum Command {
         /// queries once its client has them (the oldest go first).
         #[arg(long, default_value_t = 256 << 20)]
         results_limit: u64,
+        /// Where the web dashboard and /metrics listen (default
+        /// 127.0.0.1:8265, or any free port if that one is taken). On an
+        /// address other than loopback every request needs the token the
+        /// head prints.
+        #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_dashboard")]
+        dashboard: Option<SocketAddr>,
+        /// The dashboard's token (default: made up when it listens beyond
+        /// loopback; 16 to 128 letters, digits, '-' or '_').
+        #[arg(long, value_name = "TOKEN")]
+        dashboard_token: Option<String>,
+        /// Serve no dashboard and no /metrics.
+        #[arg(long)]
+        no_dashboard: bool,
+        /// Record no jobs per second and no task stream (the dashboard then
+        /// shows the cluster but not its activity).
+        #[arg(long)]
+        no_activity: bool,
     },
     /// Starts a node agent that joins a head and runs its pools' workers.
     Node {
@@ -240,6 +258,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             no_local_copies,
             scheduler,
             results_limit,
+            dashboard,
+            dashboard_token,
+            no_dashboard,
+            no_activity,
         } => {
             let password = password(&cli.password_file)?;
             let allow = allow_binary
@@ -256,18 +278,46 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(dir) = data {
                 options = options.data(dir);
             }
-            let (mut head, node) = if with_node {
-                let (h, n) = cluster::start_head_node(options, workers)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (h, Some(n))
-            } else {
-                (
-                    cluster::start_head(options)
+            options = options.record_activity(!no_activity);
+            let chosen = dashboard.is_some();
+            let board_on = |listen: SocketAddr| {
+                let board = DashboardOptions::new(listen);
+                match &dashboard_token {
+                    Some(t) => board.token(t.clone()),
+                    None => board,
+                }
+            };
+            let mut board = (!no_dashboard).then(|| {
+                board_on(dashboard.unwrap_or_else(|| {
+                    SocketAddr::from(([127, 0, 0, 1], cluster::DEFAULT_DASHBOARD_PORT))
+                }))
+            });
+            let (mut head, node) = loop {
+                let mut with = options.clone();
+                if let Some(board) = &board {
+                    with = with.dashboard(board.clone());
+                }
+                let started = if with_node {
+                    cluster::start_head_node(with, workers)
                         .await
-                        .map_err(|e| e.to_string())?,
-                    None,
-                )
+                        .map(|(h, n)| (h, Some(n)))
+                } else {
+                    cluster::start_head(with).await.map(|h| (h, None))
+                };
+                match started {
+                    Ok(started) => break started,
+                    // The default port is taken (another head?): any free one.
+                    Err(cluster::StartClusterError::Dashboard(cluster::DashboardError::Bind {
+                        addr,
+                        ..
+                    })) if !chosen && addr.port() != 0 => {
+                        eprintln!(
+                            "parallel: {addr} is taken; the dashboard takes a free port instead"
+                        );
+                        board = Some(board_on(SocketAddr::new(addr.ip(), 0)));
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
             };
             let line = head.join_line();
             let rule = "*".repeat(90);
@@ -286,6 +336,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!(
                 "A pool connects with the same line: Pool::<W>::connect(&\"{line}\".parse()?, ..)"
             );
+            if let Some(board) = head.dashboard() {
+                println!();
+                println!("dashboard: {}", board.url());
+                println!("metrics:   {}", board.metrics_url());
+            }
             println!("{rule}");
             if let Some(n) = &node {
                 println!(

@@ -44,7 +44,7 @@ pub(super) struct AgentSettings {
 /// The node agent's actor (see the module docs).
 #[derive(crate::Actor)]
 #[actor(
-    messages(RunProgram, StopProgram, StopAgent, RetireWorker, DeviceUsage),
+    messages(RunProgram, StopProgram, StopAgent, RetireWorker, DeviceUsage, Usage),
     name = "parallel::cluster::AgentActor",
     lifecycle
 )]
@@ -56,6 +56,8 @@ pub struct AgentActor {
     programs: ProgramStore,
     pools: HashMap<Uuid, SupervisorRef>,
     stop: watch::Sender<bool>,
+    /// The CPU of the agent and its workers between two [`Usage`] asks.
+    cpu: std::sync::Arc<std::sync::Mutex<super::usage::CpuMeter>>,
 }
 
 impl AgentActor {
@@ -74,6 +76,7 @@ impl AgentActor {
             settings,
             pools: HashMap::new(),
             stop,
+            cpu: Default::default(),
         })
     }
 
@@ -254,20 +257,88 @@ impl Handler<DeviceUsage> for AgentActor {
     type Result = actix::Response<Vec<super::gpus::GpuRow>>;
 
     fn handle(&mut self, _: DeviceUsage, _: &mut actix::Context<Self>) -> Self::Result {
-        let (gpus, slots) = (self.settings.gpus, self.settings.workers);
-        if gpus == 0 {
+        if self.settings.gpus == 0 {
             return actix::Response::reply(Vec::new());
         }
+        actix::Response::fut(self.gpu_usage())
+    }
+}
+
+impl AgentActor {
+    /// What its GPUs hold now (none: no rows).
+    fn gpu_usage(&self) -> impl std::future::Future<Output = Vec<super::gpus::GpuRow>> + use<> {
+        let (gpus, slots) = (self.settings.gpus, self.settings.workers);
         let visible = crate::config::environment().cuda_visible_devices.clone();
-        // `nvidia-smi` is a process of its own: not on the actor's thread.
-        actix::Response::fut(async move {
+        async move {
+            if gpus == 0 {
+                return Vec::new();
+            }
+            // `nvidia-smi` is a process of its own: not on the actor's thread.
             let asked = tokio::task::spawn_blocking(move || {
                 super::gpus::usage(visible.as_deref(), gpus, slots)
             });
             asked.await.unwrap_or_default()
+        }
+    }
+}
+
+impl Handler<Usage> for AgentActor {
+    type Result = actix::Response<super::usage::NodeUsage>;
+
+    fn handle(&mut self, _: Usage, _: &mut actix::Context<Self>) -> Self::Result {
+        use super::usage::{MailboxRow, NodeUsage, SupervisorRow, children};
+        let names: Vec<String> = (0..self.settings.workers)
+            .map(|slot| format!("worker {slot}"))
+            .collect();
+        let pools: Vec<(Uuid, SupervisorRef)> =
+            self.pools.iter().map(|(p, s)| (*p, s.clone())).collect();
+        let mailboxes = MailboxRow::deepest(&self.node, 5);
+        let gpus = self.gpu_usage();
+        let cpu = self.cpu.clone();
+        actix::Response::fut(async move {
+            let mut pids = vec![std::process::id()];
+            let mut supervisors = Vec::with_capacity(pools.len());
+            for (pool, running) in pools {
+                let mut worker_pids = Vec::with_capacity(names.len());
+                for name in &names {
+                    let pid = match running.child::<WorkerKeeper>(name) {
+                        Some(keeper) => keeper
+                            .with_timeout(USAGE_TIMEOUT)
+                            .ask(WorkerPid)
+                            .await
+                            .ok()
+                            .filter(|p| *p != 0),
+                        None => None,
+                    };
+                    pids.extend(pid);
+                    worker_pids.push(pid);
+                }
+                let history = running.history();
+                supervisors.push(SupervisorRow {
+                    pool: pool.to_string(),
+                    gave_up: history
+                        .iter()
+                        .any(|e| e.event == crate::supervision::SupervisorEvent::GaveUp),
+                    children: children(&names, &history, &worker_pids),
+                });
+            }
+            let (cpu_percent, rss_bytes) = cpu
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .sample(&pids);
+            NodeUsage {
+                cpu_percent,
+                rss_bytes,
+                gpus: gpus.await,
+                supervisors,
+                mailboxes,
+            }
         })
     }
 }
+
+/// How long an agent waits for one of its workers' keepers to answer.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Handler<StopAgent> for AgentActor {
     type Result = actix::Response<()>;

@@ -26,7 +26,7 @@ pub fn worker_device(visible: Option<&str>, gpus: u32, slot: u32) -> Option<Stri
 }
 
 /// One GPU of a node, as `parallel status` shows it.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct GpuRow {
     /// The host it is in.
     pub host: String,

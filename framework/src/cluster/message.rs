@@ -483,6 +483,12 @@ pub struct StopHead {
 #[message(result = Vec<super::gpus::GpuRow>)]
 pub struct DeviceUsage;
 
+/// Asks an agent what its processes use now, what its supervisors did and
+/// its GPUs (for the dashboard).
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
+#[message(result = super::usage::NodeUsage)]
+pub struct Usage;
+
 /// Asks an agent to stop.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
 #[message(result = ())]

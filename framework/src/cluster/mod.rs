@@ -20,8 +20,10 @@
 //! Whoever has the cluster password can run code on its nodes; restrict
 //! the programs with [`HeadOptions::allow_programs`] (`--allow-binary`).
 
+pub mod activity;
 pub mod agent;
 mod control;
+pub mod dashboard;
 pub mod engine;
 pub mod gpus;
 pub mod head;
@@ -30,9 +32,12 @@ pub mod message;
 mod report;
 pub mod session;
 mod start;
+pub mod usage;
+pub mod view;
 pub mod worker;
 
 pub use control::{ControlError, NODE_PID_FILE, status, stop_head, stop_local_node};
+pub use dashboard::{DEFAULT_DASHBOARD_PORT, DashboardError, DashboardInfo, DashboardOptions};
 pub use head::Scheduler;
 pub use message::StatusReport;
 pub use start::{

@@ -53,6 +53,9 @@ pub enum StartClusterError {
     /// The program store did not open.
     #[error(transparent)]
     Programs(#[from] crate::launch::program::ProgramError),
+    /// The dashboard did not start.
+    #[error(transparent)]
+    Dashboard(#[from] super::DashboardError),
 }
 
 /// The default data directory of a head or a node agent:
@@ -75,6 +78,7 @@ pub struct HeadOptions {
     password: Password,
     settings: HeadSettings,
     max_connections: usize,
+    dashboard: Option<super::DashboardOptions>,
 }
 
 /// Default of [`HeadOptions::max_connections`]: a head takes a connection
@@ -91,7 +95,22 @@ impl HeadOptions {
             password,
             settings: HeadSettings::default(),
             max_connections: DEFAULT_HEAD_CONNECTIONS,
+            dashboard: None,
         }
+    }
+
+    /// Serves the web dashboard and `/metrics` (default: none; `parallel
+    /// head` serves them on `127.0.0.1:8265`). See [`super::dashboard`].
+    pub fn dashboard(mut self, options: super::DashboardOptions) -> Self {
+        self.dashboard = Some(options);
+        self
+    }
+
+    /// Whether the head records jobs per second and the recent jobs for
+    /// the dashboard (default true; the totals in `/metrics` need it).
+    pub fn record_activity(mut self, on: bool) -> Self {
+        self.settings.record_activity = on;
+        self
     }
 
     /// Most connections it keeps at once (node agents, workers, pools,
@@ -160,6 +179,7 @@ impl HeadOptions {
 pub struct HeadHandle {
     node: Node,
     data: PathBuf,
+    dashboard: Option<super::DashboardInfo>,
     stop: watch::Receiver<Option<bool>>,
     _lock: File,
 }
@@ -170,6 +190,11 @@ impl HeadHandle {
     /// outwards, else loopback).
     pub fn join_line(&self) -> JoinLine {
         advertised(self.node.join_line())
+    }
+
+    /// Where its dashboard is, if it serves one.
+    pub fn dashboard(&self) -> Option<&super::DashboardInfo> {
+        self.dashboard.as_ref()
     }
 
     /// The head's node.
@@ -205,15 +230,19 @@ impl HeadHandle {
 /// `line` with an address others can reach when it listens on every interface.
 fn advertised(mut line: JoinLine) -> JoinLine {
     if line.addr.ip().is_unspecified() {
-        // Connecting a UDP socket sends nothing: it only picks the route.
-        let ip = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-            .and_then(|s| s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).map(|_| s))
-            .and_then(|s| s.local_addr())
-            .map(|a| a.ip())
-            .unwrap_or(Ipv4Addr::LOCALHOST.into());
-        line.addr.set_ip(ip);
+        line.addr.set_ip(outward_ip());
     }
     line
+}
+
+/// The address of the interface that routes outwards, else loopback.
+pub(super) fn outward_ip() -> std::net::IpAddr {
+    // Connecting a UDP socket sends nothing: it only picks the route.
+    std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| s.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(Ipv4Addr::LOCALHOST.into())
 }
 
 /// Takes the exclusive lock of `<dir>/<what>.lock`, or says who holds it.
@@ -280,7 +309,17 @@ pub async fn start_head(options: HeadOptions) -> Result<HeadHandle, StartCluster
     let (stop_tx, stop_rx) = watch::channel(None);
     let line = advertised(node.join_line()).to_string();
     let head = HeadActor::new(ledger, programs, options.settings, stop_tx, line.clone())?;
-    node.0.registry.start_as(head_id(), head, node.0.mailbox);
+    let (head, _) = node.0.registry.start_as(head_id(), head, node.0.mailbox);
+    let dashboard = match options.dashboard {
+        Some(dashboard) => match super::dashboard::start(&node, head, line.clone(), dashboard) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     std::fs::write(dir.join(JOIN_LINE_FILE), format!("{line}\n")).map_err(|source| {
         StartClusterError::Data {
             dir: dir.clone(),
@@ -290,6 +329,7 @@ pub async fn start_head(options: HeadOptions) -> Result<HeadHandle, StartCluster
     Ok(HeadHandle {
         node,
         data: dir,
+        dashboard,
         stop: stop_rx,
         _lock: lock,
     })

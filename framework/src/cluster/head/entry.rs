@@ -90,11 +90,23 @@ pub(super) struct PoolEntry {
     pub(super) queued_bytes: u64,
     /// Jobs done since the head started.
     pub(super) done: u64,
+    /// Of those, failures.
+    pub(super) failed: u64,
+    /// Jobs accepted since the head started, with those restored from the
+    /// ledger: each is queued, running, finishing or done (else lost).
+    pub(super) accepted: u64,
     /// Submits waiting for room in the queue, with where to answer.
     pub(super) waiting: VecDeque<(Submit, oneshot::Sender<Submitted>)>,
 }
 
 impl PoolEntry {
+    /// Jobs accepted that are neither queued, running, being written as
+    /// done, nor done: 0 unless the head lost track of one.
+    pub(super) fn lost(&self) -> u64 {
+        let held = self.jobs.len() + self.running.len() + self.finishing.len();
+        self.accepted.saturating_sub(self.done + held as u64)
+    }
+
     pub(super) fn new(record: PoolRecord) -> Self {
         Self {
             keeps: record.kind == super::super::engine::ENGINE_KIND,
@@ -125,6 +137,8 @@ impl PoolEntry {
             numbered: HashSet::new(),
             queued_bytes: 0,
             done: 0,
+            failed: 0,
+            accepted: 0,
             waiting: VecDeque::new(),
         }
     }
@@ -138,6 +152,7 @@ impl PoolEntry {
             entry.queued_bytes += job.len() as u64;
             entry.pending.push_back(index);
             entry.jobs.insert(index, job);
+            entry.accepted += 1;
         }
         let delivered: HashSet<u64> = state.delivered.into_iter().collect();
         for (index, result) in state.results {

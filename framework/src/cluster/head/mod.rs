@@ -68,6 +68,9 @@ pub struct HeadSettings {
     /// Most bytes of delivered results an engine set keeps for the hub's
     /// queries (default 256 MiB); past it the oldest are dropped.
     pub results_limit: u64,
+    /// Whether the head records jobs per second and the recent jobs for
+    /// the dashboard (default true).
+    pub record_activity: bool,
 }
 
 impl Default for HeadSettings {
@@ -78,6 +81,7 @@ impl Default for HeadSettings {
             local_copies: true,
             scheduler: Scheduler::default(),
             results_limit: 256 << 20,
+            record_activity: true,
         }
     }
 }
@@ -182,6 +186,8 @@ pub struct HeadActor {
     handed: u64,
     /// For the random schedulers.
     rng: scheduler::Rng,
+    /// What happened, for the dashboard and `/metrics`.
+    activity: super::activity::Activity,
 }
 
 impl actix::Actor for HeadActor {
@@ -228,7 +234,6 @@ impl HeadActor {
         Ok(Self {
             ledger,
             programs,
-            settings,
             agents: HashMap::new(),
             workers: HashMap::new(),
             pools,
@@ -239,6 +244,8 @@ impl HeadActor {
             join_line,
             handed: 0,
             rng: scheduler::Rng::new(Uuid::new_v4().as_u64_pair().0),
+            activity: super::activity::Activity::new(settings.record_activity),
+            settings,
         })
     }
 
@@ -421,6 +428,9 @@ impl HeadActor {
         for index in skipped.into_iter().rev() {
             entry.pending.push_front(index);
         }
+        let handed: usize = orders.iter().map(Vec::len).sum();
+        self.activity
+            .started(handed as u64, super::activity::unix_now());
         for ((worker_id, orders), cand) in ids.into_iter().zip(orders).zip(cands) {
             if orders.is_empty() {
                 continue;
@@ -477,6 +487,7 @@ impl HeadActor {
             } else {
                 pool.jobs.insert(index, run.job);
                 pool.pending.push_front(index);
+                self.activity.retried(1);
                 continue;
             };
             pool.queued_bytes = pool.queued_bytes.saturating_sub(run.job.len() as u64);
@@ -549,6 +560,16 @@ impl HeadActor {
                 return;
             };
             entry.done += taken.len() as u64;
+            let failed = taken
+                .iter()
+                .filter(|(_, o)| !matches!(o.output, Outcome::Output(_)))
+                .count() as u64;
+            entry.failed += failed;
+            act.activity.finished(
+                taken.len() as u64,
+                failed,
+                super::activity::unix_now(),
+            );
             for (index, outcome) in &taken {
                 entry.finishing.remove(index);
                 entry.unread_bytes += outcome_bytes(outcome);
@@ -613,10 +634,12 @@ impl HeadActor {
         };
         let waits = flags.as_ref().is_some_and(TaskFlags::waits);
         let mut ops = Vec::with_capacity(submit.jobs.len());
+        let before = entry.accepted;
         for (index, job) in submit.jobs {
             if entry.knows(index) {
                 continue;
             }
+            entry.accepted += 1;
             entry.queued_bytes += job.len() as u64;
             ops.push(LedgerOp::AcceptJob {
                 pool: key(pool),
@@ -638,6 +661,9 @@ impl HeadActor {
             }
             entry.jobs.insert(index, job);
         }
+        let accepted = entry.accepted - before;
+        self.activity
+            .submitted(accepted, super::activity::unix_now());
         let write = self.ledger.write(ops);
         actix::spawn(async move {
             let answer = match write.await {
@@ -715,6 +741,8 @@ use entry::{PoolEntry, RunningJob, key, outcome_bytes};
 mod deps;
 mod entry;
 mod handlers;
+mod picture;
 mod scheduler;
 
+pub use picture::{HeadPicture, USAGE_DEADLINE, Watch};
 pub use scheduler::Scheduler;
