@@ -11,6 +11,7 @@
 //! | `pool_cold_start_ms` | `start_head_node` + `Pool::connect` + first result | Python `multiprocessing.Pool(2)` start + first result |
 //! | `pool_kill_node` | 200 jobs of 50 ms on 2 nodes × 2 workers, one node SIGKILLed at 25 %: lost, duplicated, finished-then-rerun jobs, wall time | the ideal wall time |
 //! | `head_rss_mib` | the head process's peak RSS with 10,000 queued 64 KiB jobs | the head's queue limit (512 MiB) |
+//! | `pool_metrics_on_per_s` | tiny jobs/s on a head that records its activity, serves the dashboard and is scraped (`/metrics`) every 250 ms | the same on a head that records nothing and serves no dashboard; blocks alternate between the two, medians |
 
 use std::collections::{BTreeMap, HashSet};
 use std::error::Error;
@@ -161,6 +162,113 @@ async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64, f64), Box
     Ok((cold_ms, rate, rtt, raw_us))
 }
 
+/// A plain HTTP GET over loopback (the bench's scraper); the response's
+/// length.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<usize> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response.len())
+}
+
+/// How often the bench scrapes `/metrics`: 4 times as often as an open
+/// dashboard asks the head, 60 times as often as Prometheus' default.
+const SCRAPE_EVERY: Duration = Duration::from_millis(250);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Tiny jobs/s with metrics on (activity recorded, dashboard served and
+/// `/metrics` scraped every [`SCRAPE_EVERY`]) and off, on two heads (2 workers each) in this
+/// process, `blocks` blocks of `jobs` each, alternating: medians (on, off).
+async fn metrics_overhead(jobs: u64, blocks: usize) -> Result<(f64, f64), BoxError> {
+    let secret = format!("{}", parallel::NodeId::new());
+    let mut heads = Vec::new();
+    let mut pools = Vec::new();
+    for on in [true, false] {
+        let data = temp(if on { "metrics-on" } else { "metrics-off" });
+        let mut options = HeadOptions::new(Password::new(secret.clone()))
+            .listen("127.0.0.1:0".parse()?)
+            .data(&data)
+            .record_activity(on);
+        if on {
+            options = options.dashboard(cluster::DashboardOptions::new("127.0.0.1:0".parse()?));
+        }
+        let (head, node) = cluster::start_head_node(options, Some(2)).await?;
+        let mut pool = Pool::<Bench>::connect(
+            &head.join_line(),
+            Password::new(secret.clone()),
+            String::new(),
+        )
+        .await?;
+        pool.progress(false);
+        let wait = Instant::now();
+        while pool.workers_count().await? < 2 && wait.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        heads.push((head, node, data));
+        pools.push(pool);
+    }
+    let board = heads[0]
+        .0
+        .dashboard()
+        .map(|d| d.addr())
+        .ok_or("the head with metrics serves no dashboard")?;
+    // The scraper: /metrics every second, only while the metrics head works.
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (scraping, done) = (scraping.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut scrapes = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if scraping.load(std::sync::atomic::Ordering::Relaxed)
+                    && http_get(board, "/metrics").is_ok_and(|n| n > 0)
+                {
+                    scrapes += 1;
+                }
+                std::thread::sleep(SCRAPE_EVERY);
+            }
+            scrapes
+        })
+    };
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let mut next = 0u64;
+    for block in 0..blocks * 2 {
+        let with = block % 2 == 0;
+        scraping.store(with, std::sync::atomic::Ordering::Relaxed);
+        let pool = &mut pools[if with { 0 } else { 1 }];
+        let start = Instant::now();
+        let results = pool.map((next..next + jobs).map(tiny)).await?;
+        let rate = jobs as f64 / start.elapsed().as_secs_f64();
+        if results.len() as u64 != jobs || results.iter().any(Result::is_err) {
+            return Err("a tiny job gave no result".into());
+        }
+        next += jobs;
+        if with { on.push(rate) } else { off.push(rate) }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.join().map_err(|_| "the scraper panicked")?;
+    eprintln!("[bench] metrics: {scrapes} scrapes of /metrics during the blocks with metrics");
+    for pool in pools {
+        pool.close().await;
+    }
+    for (head, node, data) in heads {
+        node.stop().await;
+        head.stop().await;
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    Ok((median(on), median(off)))
+}
+
 /// 200 jobs of 50 ms on 2 nodes × 2 workers, node 1 killed at 25 %:
 /// (lost, duplicated, finished-then-rerun, wall s, ideal s).
 async fn kill_node() -> Result<(u64, u64, u64, f64, f64), BoxError> {
@@ -285,6 +393,11 @@ async fn main() -> Result<(), BoxError> {
     }
     let (py_cold, py_rate) = py.unwrap_or((f64::NAN, f64::NAN));
     let channel = mpsc_pool(tiny_jobs);
+    let (metrics_on, metrics_off) = if quick {
+        metrics_overhead(5_000, 3).await?
+    } else {
+        metrics_overhead(50_000, 7).await?
+    };
     let (lost, dup, rerun, wall, ideal) = kill_node().await?;
     let rss = head_rss(rss_jobs).await?;
     let rows = [
@@ -309,6 +422,17 @@ async fn main() -> Result<(), BoxError> {
             Goal::AtLeast(0.0),
             rate,
             channel,
+        ),
+        Row::new(
+            [
+                "pool_metrics_on_per_s",
+                "tiny jobs, metrics on",
+                "jobs/s",
+                "metrics off",
+            ],
+            Goal::AtLeast(0.98),
+            metrics_on,
+            metrics_off,
         ),
         Row::new(
             [
