@@ -195,16 +195,22 @@ async fn serve(kind: &'static WorkerKind, start: WorkerStart) -> i32 {
     let (work_tx, work_rx) = std_mpsc::channel();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<String>();
+    // Jobs wait in the channel until the job thread runs.
+    let actor = node.spawn(WorkerActor {
+        work: work_tx.clone(),
+    });
+    let trace = Trace {
+        pool: start.pool,
+        worker: actor.id(),
+        node: node.id(),
+    };
     let job_thread = std::thread::Builder::new()
         .name("para||el worker job".into())
-        .spawn(move || job_thread(kind, work_rx, done_tx, fatal_tx));
+        .spawn(move || job_thread(kind, trace, work_rx, done_tx, fatal_tx));
     if let Err(e) = job_thread {
         eprintln!("para||el worker: cannot start its job thread: {e}");
         return 2;
     }
-    let actor = node.spawn(WorkerActor {
-        work: work_tx.clone(),
-    });
     let (head_tx, head_rx) = watch::channel::<Option<ActorRef<HeadActor>>>(None);
     let sender = actix_rt::spawn(send_results(actor.id(), head_rx, done_rx));
     let mut first = true;
@@ -339,8 +345,17 @@ async fn send_results(
 }
 
 /// The job thread: builds the worker, then runs jobs and updates in order.
+/// What a job's log span names: its pool, the worker and its node.
+#[derive(Clone, Copy)]
+struct Trace {
+    pool: Uuid,
+    worker: ActorId,
+    node: crate::id::NodeId,
+}
+
 fn job_thread(
     kind: &'static WorkerKind,
+    trace: Trace,
     work: std_mpsc::Receiver<Work>,
     done: mpsc::UnboundedSender<JobOutcome>,
     fatal: mpsc::UnboundedSender<String>,
@@ -368,14 +383,28 @@ fn job_thread(
                     .map(|(s, u)| Work::Update(s, u))
                     .chain(queued)
                 {
-                    if !step(runner.as_deref_mut(), w, &mut applied, &done, &fatal) {
+                    if !step(
+                        runner.as_deref_mut(),
+                        w,
+                        &trace,
+                        &mut applied,
+                        &done,
+                        &fatal,
+                    ) {
                         return;
                     }
                 }
             }
             other if runner.is_none() => early.push(other),
             other => {
-                if !step(runner.as_deref_mut(), other, &mut applied, &done, &fatal) {
+                if !step(
+                    runner.as_deref_mut(),
+                    other,
+                    &trace,
+                    &mut applied,
+                    &done,
+                    &fatal,
+                ) {
                     return;
                 }
             }
@@ -387,6 +416,7 @@ fn job_thread(
 fn step(
     runner: Option<&mut (dyn JobRunner + 'static)>,
     work: Work,
+    trace: &Trace,
     applied: &mut u64,
     done: &mpsc::UnboundedSender<JobOutcome>,
     fatal: &mpsc::UnboundedSender<String>,
@@ -414,6 +444,17 @@ fn step(
             }
         }
         Work::Job(order) => {
+            // What the job logs carries its pool, index, try, worker and node.
+            let span = tracing::info_span!(
+                "job",
+                pool = %trace.pool,
+                job = order.index,
+                attempt = order.attempt,
+                worker = %trace.worker,
+                node = %trace.node
+            );
+            let _in_job = span.enter();
+            tracing::debug!("job started");
             let started_us = unix_micros();
             let capture = crate::process::Capture::begin();
             let ran = guarded(|| runner.run(&order.job));
@@ -425,6 +466,7 @@ fn step(
                 Ok(Err(JobFailure::Unmet)) => (Outcome::Unmet, true),
                 Err(panic) => (Outcome::Panicked(panic), false),
             };
+            let gave_output = matches!(output, Outcome::Output(_));
             let _ = done.send(JobOutcome {
                 index: order.index,
                 attempt: order.attempt,
@@ -436,6 +478,7 @@ fn step(
                     printed,
                 },
             });
+            tracing::debug!(output = gave_output, "job finished");
             if !ok {
                 let _ = fatal.send(format!(
                     "job {} panicked; the node agent starts this worker again",

@@ -160,6 +160,7 @@ impl<W: Worker> Unordered<'_, W> {
                     })?;
                     let index = self.pool.next_index;
                     self.pool.next_index += 1;
+                    tracing::debug!(pool = %self.pool.id(), job = index, "job submitted");
                     batch.push((index, bytes));
                 }
                 if !batch.is_empty() {
@@ -194,6 +195,7 @@ impl<W: Worker> Unordered<'_, W> {
             if !self.outstanding.remove(&index) {
                 continue;
             }
+            tracing::debug!(pool = %results.pool, job = index, "result received");
             let result = match outcome.output {
                 Outcome::Output(bytes) => crate::wire::decode_owned::<W::Output>(&bytes)
                     .map_err(|e| JobError::Invalid(e.to_string())),

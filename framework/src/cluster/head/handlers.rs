@@ -157,6 +157,7 @@ impl Handler<Done> for HeadActor {
                     worker.credit = (worker.credit / 2).max(worker.min_credit);
                 }
             }
+            tracing::debug!(pool = %pool_id, job = outcome.index, attempt = outcome.attempt, worker = %msg.worker, "result taken");
             worker.holding.remove(&outcome.index);
             worker.completed += 1;
             let agents = &self.agents;

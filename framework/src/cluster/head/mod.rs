@@ -410,6 +410,7 @@ impl HeadActor {
             c.free -= 1;
             c.held += 1;
             c.last = self.handed;
+            tracing::debug!(%pool, job = index, attempt, worker = %ids[k], "job handed out");
             orders[k].push(JobOrder {
                 index,
                 attempt,
@@ -485,6 +486,7 @@ impl HeadActor {
                     }
                 })
             } else {
+                tracing::debug!(pool = %entry.pool, job = index, %worker, "job queued again: its worker went down");
                 pool.jobs.insert(index, run.job);
                 pool.pending.push_front(index);
                 self.activity.retried(1);
@@ -639,6 +641,7 @@ impl HeadActor {
             if entry.knows(index) {
                 continue;
             }
+            tracing::debug!(%pool, job = index, "job accepted");
             entry.accepted += 1;
             entry.queued_bytes += job.len() as u64;
             ops.push(LedgerOp::AcceptJob {
