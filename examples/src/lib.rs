@@ -30,6 +30,23 @@ pub fn role() -> Option<String> {
     std::env::var(ROLE_ENV).ok()
 }
 
+/// `GET path` over plain HTTP on `addr`, as a scraper does: the body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}
+
 /// What a GPU example built without the `cuda` feature prints: how to run
 /// it (it then exits 0: there is nothing to show without a GPU).
 pub fn needs_cuda(bin: &str) {

@@ -162,21 +162,6 @@ async fn in_process(jobs: u64, pings: usize) -> Result<(f64, f64, f64, f64), Box
     Ok((cold_ms, rate, rtt, raw_us))
 }
 
-/// A plain HTTP GET over loopback (the bench's scraper); the response's
-/// length.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<usize> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    Ok(response.len())
-}
-
 /// How often the bench scrapes `/metrics`: 4 times as often as an open
 /// dashboard asks the head, 60 times as often as Prometheus' default.
 const SCRAPE_EVERY: Duration = Duration::from_millis(250);
@@ -231,7 +216,7 @@ async fn metrics_overhead(jobs: u64, blocks: usize) -> Result<(f64, f64), BoxErr
             let mut scrapes = 0u64;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 if scraping.load(std::sync::atomic::Ordering::Relaxed)
-                    && http_get(board, "/metrics").is_ok_and(|n| n > 0)
+                    && parallel_examples::http_get(board, "/metrics").is_ok_and(|b| !b.is_empty())
                 {
                     scrapes += 1;
                 }

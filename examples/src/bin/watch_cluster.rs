@@ -9,13 +9,12 @@
 //! Run it with `cargo run --release -p parallel-examples --bin watch_cluster`.
 
 use std::error::Error;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use parallel::Password;
 use parallel::cluster::{self, DashboardOptions, HeadOptions};
 use parallel::pool::{Pool, Worker};
+use parallel_examples::http_get;
 
 /// Squares numbers, a little slowly, so that the task stream has bars.
 struct Square;
@@ -35,22 +34,6 @@ impl Worker for Square {
         std::thread::sleep(Duration::from_millis(2));
         n * n
     }
-}
-
-/// `GET path` on the dashboard, as a scraper does: the body.
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default())
 }
 
 #[parallel::main]
@@ -83,7 +66,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // ANCHOR: metrics
     let addr = board.addr();
-    let metrics = tokio::task::spawn_blocking(move || get(addr, "/metrics")).await??;
+    let metrics = tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await??;
     let wanted = [
         "parallel_jobs_done_total ",
         "parallel_jobs_lost ",
