@@ -348,7 +348,11 @@ async fn parallel_status_shows_the_nodes_and_parallel_stop_stops_the_head() {
         "{json}"
     );
     assert!(json.contains("\"workers\":2,"), "{json}");
-    assert!(json.contains("\"pools\":[],\"gpus\":[]}"), "{json}");
+    assert!(
+        json.contains("\"pools\":[],\"gpus\":[],\"totals\":{\"submitted\":0,"),
+        "{json}"
+    );
+    assert!(json.contains("\"up\":true,\"cpu_percent\":"), "{json}");
     let stop = tokio::time::timeout(STEP, run(&["stop", "--head", "--join", &line]))
         .await
         .expect("stop in time")

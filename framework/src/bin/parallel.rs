@@ -193,13 +193,26 @@ fn print_status(report: &StatusReport) {
     println!("head {}", report.join_line);
     println!();
     println!(
-        "{:<24} {:>8} {:>5} {:>10}",
-        "NODE", "WORKERS", "GPUS", "CONNECTED"
+        "{:<24} {:>8} {:>5} {:>10} {:>5} {:>7} {:>11}",
+        "NODE", "WORKERS", "GPUS", "CONNECTED", "STATE", "CPU %", "RSS (MiB)"
     );
     for n in &report.nodes {
+        let cpu = n
+            .cpu_percent
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"));
+        let rss = n.rss_bytes.map_or_else(
+            || "-".to_owned(),
+            |r| format!("{:.1}", r as f64 / 1048576.0),
+        );
         println!(
-            "{:<24} {:>8} {:>5} {:>10}",
-            n.host, n.workers, n.gpus, n.connected
+            "{:<24} {:>8} {:>5} {:>10} {:>5} {:>7} {:>11}",
+            n.host,
+            n.workers,
+            n.gpus,
+            n.connected,
+            if n.up { "up" } else { "down" },
+            cpu,
+            rss
         );
     }
     if report.nodes.is_empty() {
@@ -225,25 +238,32 @@ fn print_status(report: &StatusReport) {
     }
     println!();
     println!(
-        "{:<36} {:<24} {:>7} {:>8} {:>8} {:>8} {:>7}",
-        "POOL", "WORKER TYPE", "WORKERS", "QUEUED", "RUNNING", "DONE", "OWNER"
+        "{:<36} {:<24} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "POOL", "WORKER TYPE", "WORKERS", "QUEUED", "RUNNING", "DONE", "FAILED", "OWNER"
     );
     for p in &report.pools {
         let kind = p.kind.rsplit("::").next().unwrap_or(&p.kind);
         println!(
-            "{:<36} {:<24} {:>7} {:>8} {:>8} {:>8} {:>7}",
+            "{:<36} {:<24} {:>7} {:>8} {:>8} {:>8} {:>7} {:>7}",
             p.pool,
             kind,
             p.workers,
             p.queued,
             p.running,
             p.done,
+            p.failed,
             if p.owner_connected { "yes" } else { "away" }
         );
     }
     if report.pools.is_empty() {
         println!("(no pools)");
     }
+    let t = &report.totals;
+    println!();
+    println!(
+        "jobs since the head started: {} submitted, {} done, {} failed, {} retried, {} lost",
+        t.submitted, t.done, t.failed, t.retries, t.lost
+    );
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

@@ -44,7 +44,7 @@ pub(super) struct AgentSettings {
 /// The node agent's actor (see the module docs).
 #[derive(crate::Actor)]
 #[actor(
-    messages(RunProgram, StopProgram, StopAgent, RetireWorker, DeviceUsage, Usage),
+    messages(RunProgram, StopProgram, StopAgent, RetireWorker, Usage),
     name = "parallel::cluster::AgentActor",
     lifecycle
 )]
@@ -250,17 +250,6 @@ impl Handler<RetireWorker> for AgentActor {
             }
             tracing::warn!(pool = %msg.pool, pid = msg.pid, "no worker of this pool has that process id");
         });
-    }
-}
-
-impl Handler<DeviceUsage> for AgentActor {
-    type Result = actix::Response<Vec<super::gpus::GpuRow>>;
-
-    fn handle(&mut self, _: DeviceUsage, _: &mut actix::Context<Self>) -> Self::Result {
-        if self.settings.gpus == 0 {
-            return actix::Response::reply(Vec::new());
-        }
-        actix::Response::fut(self.gpu_usage())
     }
 }
 

@@ -478,11 +478,6 @@ pub struct StopHead {
     pub nodes: bool,
 }
 
-/// Asks an agent what its GPUs hold now (for `parallel status`).
-#[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
-#[message(result = Vec<super::gpus::GpuRow>)]
-pub struct DeviceUsage;
-
 /// Asks an agent what its processes use now, what its supervisors did and
 /// its GPUs (for the dashboard).
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug, Clone, Copy)]
@@ -507,6 +502,13 @@ pub struct NodeRow {
     pub gpus: u32,
     /// Workers connected now, over all pools.
     pub connected: u32,
+    /// Whether the agent answered the head in time.
+    pub up: bool,
+    /// CPU of the agent and its workers (percent of one core) since the
+    /// head last asked, when the agent said.
+    pub cpu_percent: Option<f32>,
+    /// Resident memory of the agent and its workers, when it said.
+    pub rss_bytes: Option<u64>,
 }
 
 /// One pool in a [`StatusReport`].
@@ -524,6 +526,11 @@ pub struct PoolRow {
     pub running: u64,
     /// Jobs done since the head started.
     pub done: u64,
+    /// Of those, failures.
+    pub failed: u64,
+    /// Jobs accepted that are neither queued, running nor done (0 unless
+    /// the head lost one).
+    pub lost: u64,
     /// Results not read by the owner yet.
     pub unread: u64,
     /// Bytes of queued and running jobs.
@@ -685,5 +692,23 @@ mod replies {
         pub pools: Vec<PoolRow>,
         /// The nodes' GPUs (those whose agents answered in time).
         pub gpus: Vec<crate::cluster::gpus::GpuRow>,
+        /// Jobs since the head started, over every pool.
+        pub totals: JobTotals,
+    }
+
+    /// Jobs since the head started, in a [`StatusReport`] (zero when the
+    /// head records no activity).
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct JobTotals {
+        /// Accepted.
+        pub submitted: u64,
+        /// Results taken, failures included.
+        pub done: u64,
+        /// Failed results.
+        pub failed: u64,
+        /// Handed out again after their worker went down.
+        pub retries: u64,
+        /// Lost track of, over the open pools (must be 0).
+        pub lost: u64,
     }
 }

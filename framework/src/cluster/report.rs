@@ -26,23 +26,33 @@ fn string(text: &str) -> String {
     out
 }
 
+/// `value` as JSON, `null` when absent.
+fn or_null<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "null".to_owned(), |v| v.to_string())
+}
+
 impl StatusReport {
     /// The report as one JSON object: `join_line`, `nodes` (node, host,
-    /// workers, gpus, connected), `pools` (pool, kind, workers, queued,
-    /// running, done, unread, queued_bytes, owner_connected) and `gpus`
-    /// (host, id, name, used_mib, total_mib, slots).
+    /// workers, gpus, connected, up, cpu_percent, rss_bytes: the last two
+    /// `null` when unknown), `pools` (pool, kind, workers, queued, running,
+    /// done, failed, lost, unread, queued_bytes, owner_connected), `gpus`
+    /// (host, id, name, used_mib, total_mib, slots) and `totals`
+    /// (submitted, done, failed, retries, lost).
     pub fn to_json(&self) -> String {
         let nodes: Vec<String> = self
             .nodes
             .iter()
             .map(|n| {
                 format!(
-                    "{{\"node\":{},\"host\":{},\"workers\":{},\"gpus\":{},\"connected\":{}}}",
+                    "{{\"node\":{},\"host\":{},\"workers\":{},\"gpus\":{},\"connected\":{},\"up\":{},\"cpu_percent\":{},\"rss_bytes\":{}}}",
                     string(&n.node.to_string()),
                     string(&n.host),
                     n.workers,
                     n.gpus,
-                    n.connected
+                    n.connected,
+                    n.up,
+                    or_null(n.cpu_percent.filter(|c| c.is_finite())),
+                    or_null(n.rss_bytes)
                 )
             })
             .collect();
@@ -51,13 +61,15 @@ impl StatusReport {
             .iter()
             .map(|p| {
                 format!(
-                    "{{\"pool\":{},\"kind\":{},\"workers\":{},\"queued\":{},\"running\":{},\"done\":{},\"unread\":{},\"queued_bytes\":{},\"owner_connected\":{}}}",
+                    "{{\"pool\":{},\"kind\":{},\"workers\":{},\"queued\":{},\"running\":{},\"done\":{},\"failed\":{},\"lost\":{},\"unread\":{},\"queued_bytes\":{},\"owner_connected\":{}}}",
                     string(&p.pool.to_string()),
                     string(&p.kind),
                     p.workers,
                     p.queued,
                     p.running,
                     p.done,
+                    p.failed,
+                    p.lost,
                     p.unread,
                     p.queued_bytes,
                     p.owner_connected
@@ -80,12 +92,18 @@ impl StatusReport {
                 )
             })
             .collect();
+        let t = &self.totals;
         format!(
-            "{{\"join_line\":{},\"nodes\":[{}],\"pools\":[{}],\"gpus\":[{}]}}",
+            "{{\"join_line\":{},\"nodes\":[{}],\"pools\":[{}],\"gpus\":[{}],\"totals\":{{\"submitted\":{},\"done\":{},\"failed\":{},\"retries\":{},\"lost\":{}}}}}",
             string(&self.join_line),
             nodes.join(","),
             pools.join(","),
-            gpus.join(",")
+            gpus.join(","),
+            t.submitted,
+            t.done,
+            t.failed,
+            t.retries,
+            t.lost
         )
     }
 }
@@ -93,7 +111,7 @@ impl StatusReport {
 #[cfg(test)]
 mod tests {
     use super::super::gpus::GpuRow;
-    use super::super::message::{NodeRow, PoolRow};
+    use super::super::message::{JobTotals, NodeRow, PoolRow};
     use super::*;
 
     #[test]
@@ -113,6 +131,9 @@ mod tests {
                 workers: 2,
                 gpus: 2,
                 connected: 2,
+                up: true,
+                cpu_percent: Some(12.5),
+                rss_bytes: None,
             }],
             pools: vec![PoolRow {
                 pool,
@@ -121,6 +142,8 @@ mod tests {
                 queued: 5,
                 running: 2,
                 done: 40,
+                failed: 1,
+                lost: 0,
                 unread: 1,
                 queued_bytes: 640,
                 owner_connected: true,
@@ -133,6 +156,13 @@ mod tests {
                 total_mib: 81559,
                 slots: vec![0, 2],
             }],
+            totals: JobTotals {
+                submitted: 47,
+                done: 40,
+                failed: 1,
+                retries: 2,
+                lost: 0,
+            },
         };
         let json = report.to_json();
         assert!(json.starts_with("{\"join_line\":\"quic://10.0.0.1:7447#sha256=ab\",\"nodes\":[{"));
@@ -140,10 +170,17 @@ mod tests {
             "\"node\":\"{node}\",\"host\":\"gpu-1\",\"workers\":2"
         )));
         assert!(json.contains(&format!("\"pool\":\"{pool}\",\"kind\":\"demo::Square\"")));
-        assert!(
-            json.contains("\"done\":40,\"unread\":1,\"queued_bytes\":640,\"owner_connected\":true")
-        );
-        assert!(json.contains("\"used_mib\":1024,\"total_mib\":81559,\"slots\":[0,2]}]}"));
+        assert!(json.contains(
+            "\"done\":40,\"failed\":1,\"lost\":0,\"unread\":1,\"queued_bytes\":640,\"owner_connected\":true"
+        ));
+        assert!(json.contains("\"up\":true,\"cpu_percent\":12.5,\"rss_bytes\":null}"));
+        assert!(json.contains("\"used_mib\":1024,\"total_mib\":81559,\"slots\":[0,2]}]"));
+        assert!(json.ends_with(
+            ",\"totals\":{\"submitted\":47,\"done\":40,\"failed\":1,\"retries\":2,\"lost\":0}}"
+        ));
+        // It is JSON.
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(parsed["nodes"][0]["cpu_percent"], 12.5);
         assert_eq!(json.matches('{').count(), json.matches('}').count());
     }
 }

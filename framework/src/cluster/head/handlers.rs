@@ -485,26 +485,33 @@ impl Handler<Status> for HeadActor {
         let asked: Vec<_> = self
             .agents
             .values()
-            .filter(|a| a.gpus > 0)
-            .map(|a| a.actor.clone().with_timeout(DEVICE_USAGE_TIMEOUT))
+            .map(|a| (a.node, a.actor.clone().with_timeout(super::USAGE_DEADLINE)))
             .collect();
         if asked.is_empty() {
             return Response::reply(report);
         }
         Response::fut(async move {
-            for agent in asked {
-                // An agent that does not answer in time shows no GPU rows.
-                if let Ok(rows) = agent.ask(DeviceUsage).await {
-                    report.gpus.extend(rows);
+            // Every agent at once; one that does not answer in time shows
+            // as down, without figures or GPU rows.
+            let answers = futures_util::future::join_all(
+                asked
+                    .into_iter()
+                    .map(|(node, agent)| async move { (node, agent.ask(Usage).await.ok()) }),
+            )
+            .await;
+            for (node, usage) in answers {
+                let Some(usage) = usage else { continue };
+                if let Some(row) = report.nodes.iter_mut().find(|n| n.node == node) {
+                    row.up = true;
+                    row.cpu_percent = usage.cpu_percent;
+                    row.rss_bytes = usage.rss_bytes;
                 }
+                report.gpus.extend(usage.gpus);
             }
             report
         })
     }
 }
-
-/// How long `parallel status` waits for an agent's GPU usage.
-const DEVICE_USAGE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Handler<StopHead> for HeadActor {
     type Result = ();

@@ -710,6 +710,9 @@ impl HeadActor {
                 workers: a.workers,
                 gpus: a.gpus,
                 connected: connected.get(id).copied().unwrap_or(0),
+                up: false,
+                cpu_percent: None,
+                rss_bytes: None,
             })
             .collect();
         nodes.sort_by(|a, b| a.host.cmp(&b.host));
@@ -724,14 +727,24 @@ impl HeadActor {
                 queued: p.pending.len() as u64,
                 running: p.running.len() as u64,
                 done: p.done,
+                failed: p.failed,
+                lost: p.lost(),
                 unread: p.unread.len() as u64,
                 queued_bytes: p.queued_bytes,
                 owner_connected: p.owner.is_some(),
             })
             .collect();
         pools.sort_by_key(|p| p.pool);
+        let t = self.activity.totals();
         StatusReport {
             join_line: self.join_line.clone(),
+            totals: JobTotals {
+                submitted: t.submitted,
+                done: t.done,
+                failed: t.failed,
+                retries: t.retries,
+                lost: pools.iter().map(|p| p.lost).sum(),
+            },
             nodes,
             pools,
             gpus: Vec::new(),
