@@ -350,3 +350,96 @@ async fn beyond_loopback_the_dashboard_refuses_requests_without_its_token() {
     h.terminate().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `/api/cluster` as JSON (blocking GET, off the runtime's thread).
+async fn cluster_view(addr: SocketAddr) -> serde_json::Value {
+    let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/api/cluster", None))
+        .await
+        .expect("the GET ran");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Polls `/api/cluster` until `check` finds what it wants in it.
+async fn until_view<T>(
+    addr: SocketAddr,
+    what: &str,
+    mut check: impl FnMut(&serde_json::Value) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let view = cluster_view(addr).await;
+        if let Some(found) = check(&view) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "never {what}; last view: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The (pid, incarnation, last exit) of every worker the node agents
+/// report.
+fn children(view: &serde_json::Value) -> Vec<(u64, u64, Option<String>)> {
+    let mut all = Vec::new();
+    for node in view["nodes"].as_array().into_iter().flatten() {
+        for sup in node["supervisors"].as_array().into_iter().flatten() {
+            for child in sup["children"].as_array().into_iter().flatten() {
+                all.push((
+                    child["pid"].as_u64().unwrap_or(0),
+                    child["incarnation"].as_u64().unwrap_or(0),
+                    child["last_exit"].as_str().map(str::to_owned),
+                ));
+            }
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_killed_worker_shows_as_restarted_with_its_exit_and_the_jobs_all_finish() {
+    let dir = temp_dir("restart");
+    let (h, line, url) = head(&dir.join("head"), "127.0.0.1:0").await;
+    let addr = loopback_of(&url);
+    let n = node(&line, &dir.join("a"), 2).await;
+    // 300 jobs of 20 ms on 2 workers: about 3 s of work.
+    let mut pool = start(Path::new(CLUSTER), &["pool", &line, "map", "300", "20"]);
+    pool.wait_for("CONNECTED").await;
+    let victim = until_view(addr, "two running workers with process ids", |v| {
+        let kids = children(v);
+        let running: Vec<u64> = kids.iter().filter(|k| k.0 > 0).map(|k| k.0).collect();
+        let busy = v["totals"]["done"].as_u64().unwrap_or(0) > 20;
+        (running.len() == 2 && busy).then(|| running[0])
+    })
+    .await;
+    // SAFETY: SIGKILL to a worker of the node agent this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let (incarnation, exit) = until_view(addr, "the killed worker restarted", |v| {
+        children(v)
+            .into_iter()
+            .find(|k| k.1 >= 2 && k.0 != victim && k.0 > 0)
+            .map(|k| (k.1, k.2))
+    })
+    .await;
+    assert_eq!(incarnation, 2);
+    assert!(
+        exit.as_deref().is_some_and(|e| !e.is_empty()),
+        "the last exit is shown: {exit:?}"
+    );
+    let results = pool.wait_for("RESULTS").await;
+    assert!(results.contains("RESULTS 300 WRONG 0"), "{results}");
+    let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/metrics", None))
+        .await
+        .expect("the GET ran");
+    assert_eq!(status, 200);
+    let metrics = scrape(&body);
+    assert_eq!(
+        sample(&metrics, "parallel_worker_restarts_total"),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(sample(&metrics, "parallel_jobs_lost"), 0.0);
+    pool.stop().await;
+    n.terminate().await;
+    h.terminate().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -58,6 +58,8 @@ pub struct AgentActor {
     stop: watch::Sender<bool>,
     /// The CPU of the agent and its workers between two [`Usage`] asks.
     cpu: std::sync::Arc<std::sync::Mutex<super::usage::CpuMeter>>,
+    /// Workers restarted under the supervisors of pools that closed.
+    restarts_before: u64,
 }
 
 impl AgentActor {
@@ -77,6 +79,7 @@ impl AgentActor {
             pools: HashMap::new(),
             stop,
             cpu: Default::default(),
+            restarts_before: 0,
         })
     }
 
@@ -221,6 +224,7 @@ impl Handler<StopProgram> for AgentActor {
     fn handle(&mut self, msg: StopProgram, _: &mut actix::Context<Self>) {
         if let Some(running) = self.pools.remove(&msg.pool) {
             tracing::info!(pool = %msg.pool, "stopping the pool's workers");
+            self.restarts_before += super::usage::restarts(&running.history());
             actix::spawn(async move {
                 running.shutdown().await;
             });
@@ -284,6 +288,7 @@ impl Handler<Usage> for AgentActor {
         let mailboxes = MailboxRow::deepest(&self.node, 5);
         let gpus = self.gpu_usage();
         let cpu = self.cpu.clone();
+        let mut restarts = self.restarts_before;
         actix::Response::fut(async move {
             let mut pids = vec![std::process::id()];
             let mut supervisors = Vec::with_capacity(pools.len());
@@ -303,6 +308,7 @@ impl Handler<Usage> for AgentActor {
                     worker_pids.push(pid);
                 }
                 let history = running.history();
+                restarts += super::usage::restarts(&history);
                 supervisors.push(SupervisorRow {
                     pool: pool.to_string(),
                     gave_up: history
@@ -321,6 +327,7 @@ impl Handler<Usage> for AgentActor {
                 gpus: gpus.await,
                 supervisors,
                 mailboxes,
+                restarts,
             }
         })
     }

@@ -75,6 +75,27 @@ pub struct NodeUsage {
     pub supervisors: Vec<SupervisorRow>,
     /// Its deepest mailboxes.
     pub mailboxes: Vec<MailboxRow>,
+    /// Workers it restarted since it started (pools that closed included).
+    pub restarts: u64,
+}
+
+/// Restarts a supervisor reported: the restarts in its kept history, or,
+/// when older ones were dropped from it, what the children's newest
+/// incarnations add up to (each child's count starts at 1).
+pub fn restarts(history: &[StampedEvent]) -> u64 {
+    let mut newest: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut seen = 0;
+    for e in history {
+        if let SupervisorEvent::Restarted {
+            name, incarnation, ..
+        } = &e.event
+        {
+            seen += 1;
+            newest.insert(name, *incarnation);
+        }
+    }
+    let by_incarnation: u64 = newest.values().map(|i| i.saturating_sub(1)).sum();
+    seen.max(by_incarnation)
 }
 
 /// The children named `names` as a supervisor's reports describe them;
@@ -254,5 +275,17 @@ mod tests {
         assert_eq!(rows[1].state, "running");
         let rows = children(&names, &history[..1], &[Some(10), None]);
         assert_eq!(rows[1].state, "down");
+        assert_eq!(restarts(&history), 1);
+        // Older restarts dropped from the history still count through the
+        // newest incarnation.
+        let late = vec![event(
+            300,
+            SupervisorEvent::Restarted {
+                name: "worker 0".into(),
+                id,
+                incarnation: 5,
+            },
+        )];
+        assert_eq!(restarts(&late), 4);
     }
 }

@@ -80,6 +80,8 @@ pub struct NodeView {
     pub supervisors: Vec<SupervisorRow>,
     /// Its deepest mailboxes.
     pub mailboxes: Vec<MailboxRow>,
+    /// Workers it restarted since it started.
+    pub restarts: u64,
 }
 
 /// One pool.
@@ -459,15 +461,7 @@ impl ClusterView {
             "counter",
             "Worker processes the node agent restarted (since it started).",
             nodes,
-            |n| {
-                let restarts: u64 = n
-                    .supervisors
-                    .iter()
-                    .flat_map(|s| &s.children)
-                    .map(|c| c.incarnation - 1)
-                    .sum();
-                (node(n), restarts as f64)
-            },
+            |n| (node(n), n.restarts as f64),
         );
         let gpus: Vec<GpuRow> = nodes.iter().flat_map(|n| n.gpus.iter().cloned()).collect();
         let gpu = |g: &GpuRow| {

@@ -84,6 +84,7 @@ impl Handler<Watch> for HeadActor {
                 workers: mine,
                 supervisors: Vec::new(),
                 mailboxes: Vec::new(),
+                restarts: 0,
             });
             asks.push(a.actor.clone().with_timeout(USAGE_DEADLINE));
         }
@@ -136,6 +137,7 @@ impl Handler<Watch> for HeadActor {
                     node.gpus = u.gpus;
                     node.supervisors = u.supervisors;
                     node.mailboxes = u.mailboxes;
+                    node.restarts = u.restarts;
                 }
             }
             nodes.sort_by(|a, b| (&a.host, a.node).cmp(&(&b.host, b.node)));

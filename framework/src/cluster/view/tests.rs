@@ -60,6 +60,7 @@ fn view() -> ClusterView {
                 ],
             }],
             mailboxes: Vec::new(),
+            restarts: 2,
         }],
         pools: vec![PoolView {
             pool,
