@@ -33,6 +33,9 @@ use crate::remote::Node;
 pub const DEFAULT_DASHBOARD_PORT: u16 = 8265;
 /// How often an open event stream gets a new picture.
 pub const REFRESH: Duration = Duration::from_secs(1);
+/// How long a picture serves further requests (a page reloaded in a loop,
+/// several scrapers) before the head is asked again.
+pub const REUSE: Duration = Duration::from_millis(250);
 /// How long a request waits for the head's picture.
 const PICTURE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -158,6 +161,9 @@ pub struct DashboardActor {
     server: actix_web::dev::ServerHandle,
     /// The newest picture as JSON, for the event streams.
     latest: watch::Sender<Option<Arc<str>>>,
+    /// The newest picture and when it was taken: requests within
+    /// [`REUSE`] of it get it again instead of asking every node agent.
+    last: Option<(Instant, Arc<ClusterView>)>,
 }
 
 impl Actor for DashboardActor {
@@ -196,7 +202,11 @@ impl DashboardActor {
         let ask = self.head.send(Watch);
         async move { tokio::time::timeout(PICTURE_DEADLINE, ask).await.ok()?.ok() }
             .into_actor(self)
-            .map(|picture, act, _| picture.map(|p| Arc::new(act.complete(p))))
+            .map(|picture, act, _| {
+                let view = Arc::new(act.complete(picture?));
+                act.last = Some((Instant::now(), view.clone()));
+                Some(view)
+            })
     }
 
     fn complete(&mut self, picture: HeadPicture) -> ClusterView {
@@ -236,6 +246,11 @@ impl Handler<Fresh> for DashboardActor {
     type Result = actix::ResponseActFuture<Self, Option<Arc<ClusterView>>>;
 
     fn handle(&mut self, _: Fresh, ctx: &mut actix::Context<Self>) -> Self::Result {
+        if let Some((at, view)) = &self.last
+            && at.elapsed() < REUSE
+        {
+            return Box::pin(actix::fut::ready(Some(view.clone())));
+        }
         Box::pin(self.picture(ctx))
     }
 }
@@ -414,6 +429,7 @@ pub(crate) fn start(
         cpu: CpuMeter::default(),
         server: handle,
         latest: latest_tx,
+        last: None,
     };
     node.0
         .registry
