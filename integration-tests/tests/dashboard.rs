@@ -443,3 +443,33 @@ async fn a_killed_worker_shows_as_restarted_with_its_exit_and_the_jobs_all_finis
     h.terminate().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_head_whose_default_dashboard_port_is_taken_serves_on_a_free_one() {
+    // Held here for the test (or already held by someone else).
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", 8265));
+    let dir = temp_dir("taken");
+    let data = dir.join("head");
+    let mut h = start(
+        &parallel_command(),
+        &[
+            "head",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    let url = h.wait_for("dashboard: ").await;
+    let url = url.trim_start_matches("dashboard: ").trim().to_owned();
+    let addr = loopback_of(&url);
+    assert_ne!(addr.port(), 8265, "{url}");
+    assert!(url.starts_with("http://127.0.0.1:"), "on loopback: {url}");
+    let (status, page) = tokio::task::spawn_blocking(move || get(addr, "/", None))
+        .await
+        .expect("the GET ran");
+    assert_eq!(status, 200);
+    assert!(page.contains("para||el"));
+    h.terminate().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
