@@ -164,6 +164,9 @@ pub struct DashboardActor {
     /// The newest picture and when it was taken: requests within
     /// [`REUSE`] of it get it again instead of asking every node agent.
     last: Option<(Instant, Arc<ClusterView>)>,
+    /// A refresh for the event streams is under way (a slow node agent
+    /// makes one last longer than [`REFRESH`]: the next waits).
+    refreshing: bool,
 }
 
 impl Actor for DashboardActor {
@@ -173,9 +176,11 @@ impl Actor for DashboardActor {
         ctx.run_interval(REFRESH, |act, ctx| {
             // Only while an event stream is open (the server's own
             // receiver is always there).
-            if act.latest.receiver_count() > 1 {
+            if act.latest.receiver_count() > 1 && !act.refreshing {
+                act.refreshing = true;
                 let fresh = act.picture(ctx);
                 ctx.spawn(fresh.map(|view, act, _| {
+                    act.refreshing = false;
                     if let Some(view) = view
                         && let Ok(json) = serde_json::to_string(&*view)
                     {
@@ -430,6 +435,7 @@ pub(crate) fn start(
         server: handle,
         latest: latest_tx,
         last: None,
+        refreshing: false,
     };
     node.0
         .registry
