@@ -31,6 +31,43 @@ pub struct RatePoint {
     pub failed: u64,
 }
 
+/// One finished job as the head records it: a few numbers, no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RanJob {
+    /// The worker that ran it.
+    pub worker: ActorId,
+    /// Its pool.
+    pub pool: uuid::Uuid,
+    /// Its index in the pool.
+    pub job: u64,
+    /// When it started, Unix microseconds by the worker's clock.
+    pub start_us: u64,
+    /// When it ended, likewise.
+    pub end_us: u64,
+    /// Whether it gave an output (not a panic or an error).
+    pub ok: bool,
+}
+
+impl RanJob {
+    /// How long it ran, in microseconds.
+    pub fn took_us(&self) -> u64 {
+        self.end_us.saturating_sub(self.start_us)
+    }
+
+    /// The job with its worker's label, as the dashboard shows it.
+    pub fn labelled(&self, label: String) -> StreamJob {
+        StreamJob {
+            worker: self.worker,
+            label,
+            pool: self.pool,
+            job: self.job,
+            start_us: self.start_us,
+            end_us: self.end_us,
+            ok: self.ok,
+        }
+    }
+}
+
 /// One finished job in the task stream.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StreamJob {
@@ -78,7 +115,7 @@ pub struct Totals {
 pub struct Activity {
     enabled: bool,
     rates: VecDeque<RatePoint>,
-    stream: VecDeque<StreamJob>,
+    stream: VecDeque<RanJob>,
     totals: Totals,
 }
 
@@ -171,12 +208,8 @@ impl Activity {
 
     /// A job that ran, for the task stream (the oldest is dropped past
     /// [`STREAM_JOBS`]). Jobs that never ran (no start time) are skipped.
-    pub fn ran(&mut self, job: impl FnOnce() -> StreamJob) {
-        if !self.enabled {
-            return;
-        }
-        let job = job();
-        if job.start_us == 0 {
+    pub fn ran(&mut self, job: RanJob) {
+        if !self.enabled || job.start_us == 0 {
             return;
         }
         if self.stream.len() == STREAM_JOBS {
@@ -208,16 +241,22 @@ impl Activity {
         points
     }
 
-    /// The recent jobs, oldest first.
-    pub fn stream(&self) -> Vec<StreamJob> {
-        self.stream.iter().cloned().collect()
+    /// The recent jobs, oldest first, each worker named by `label`.
+    pub fn stream(&self, label: impl Fn(&ActorId) -> String) -> Vec<StreamJob> {
+        self.stream
+            .iter()
+            .map(|j| j.labelled(label(&j.worker)))
+            .collect()
     }
 
     /// The `n` slowest of the recent jobs, slowest first.
-    pub fn slowest(&self, n: usize) -> Vec<StreamJob> {
-        let mut jobs: Vec<&StreamJob> = self.stream.iter().collect();
+    pub fn slowest(&self, n: usize, label: impl Fn(&ActorId) -> String) -> Vec<StreamJob> {
+        let mut jobs: Vec<&RanJob> = self.stream.iter().collect();
         jobs.sort_by_key(|j| std::cmp::Reverse(j.took_us()));
-        jobs.into_iter().take(n).cloned().collect()
+        jobs.into_iter()
+            .take(n)
+            .map(|j| j.labelled(label(&j.worker)))
+            .collect()
     }
 }
 
@@ -233,10 +272,9 @@ pub fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
-    fn job(index: u64, start_us: u64, end_us: u64) -> StreamJob {
-        StreamJob {
+    fn job(index: u64, start_us: u64, end_us: u64) -> RanJob {
+        RanJob {
             worker: ActorId::new(),
-            label: "host / w".into(),
             pool: uuid::Uuid::nil(),
             job: index,
             start_us,
@@ -314,13 +352,13 @@ mod tests {
     fn the_stream_is_bounded_and_the_slowest_come_first() {
         let mut a = Activity::new(true);
         for i in 0..(STREAM_JOBS as u64 + 5) {
-            a.ran(|| job(i, 1_000, 1_000 + i));
+            a.ran(job(i, 1_000, 1_000 + i));
         }
-        a.ran(|| job(9_999, 0, 0));
-        let stream = a.stream();
+        a.ran(job(9_999, 0, 0));
+        let stream = a.stream(|_| "host / w".into());
         assert_eq!(stream.len(), STREAM_JOBS);
         assert_eq!(stream[0].job, 5);
-        let slowest = a.slowest(3);
+        let slowest = a.slowest(3, |_| String::new());
         assert_eq!(
             slowest.iter().map(|j| j.job).collect::<Vec<_>>(),
             [
@@ -336,8 +374,8 @@ mod tests {
         let mut a = Activity::new(false);
         a.submitted(3, 1);
         a.finished(3, 0, 1);
-        a.ran(|| panic!("not built when disabled"));
+        a.ran(job(1, 10, 20));
         assert_eq!(a.totals(), Totals::default());
-        assert!(a.rates(5).is_empty() && a.stream().is_empty());
+        assert!(a.rates(5).is_empty() && a.stream(|_| String::new()).is_empty());
     }
 }

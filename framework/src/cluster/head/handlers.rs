@@ -124,8 +124,6 @@ impl Handler<Done> for HeadActor {
             .find(|e| e.worker == msg.worker)
             .map(|e| e.id);
         let mut taken = Vec::with_capacity(msg.results.len());
-        // What the task stream calls this worker (made once, if recorded).
-        let mut label = None;
         for mut outcome in msg.results {
             // Which engine ran it (its metadata, and a panic's error, say so).
             outcome.meta.engine = engine;
@@ -160,23 +158,13 @@ impl Handler<Done> for HeadActor {
             tracing::debug!(pool = %pool_id, job = outcome.index, attempt = outcome.attempt, worker = %msg.worker, "result taken");
             worker.holding.remove(&outcome.index);
             worker.completed += 1;
-            let agents = &self.agents;
-            self.activity.ran(|| {
-                let label = label
-                    .get_or_insert_with(|| {
-                        let host = agents.get(&worker.agent).map_or("?", |a| a.host.as_str());
-                        format!("{host} / {}", short_id(&msg.worker))
-                    })
-                    .clone();
-                super::super::activity::StreamJob {
-                    worker: msg.worker,
-                    label,
-                    pool: pool_id,
-                    job: outcome.index,
-                    start_us: outcome.meta.started_us,
-                    end_us: outcome.meta.completed_us,
-                    ok: matches!(outcome.output, Outcome::Output(_)),
-                }
+            self.activity.ran(super::super::activity::RanJob {
+                worker: msg.worker,
+                pool: pool_id,
+                job: outcome.index,
+                start_us: outcome.meta.started_us,
+                end_us: outcome.meta.completed_us,
+                ok: matches!(outcome.output, Outcome::Output(_)),
             });
             if pool.keeps {
                 // For tasks that follow this one.
@@ -782,11 +770,4 @@ impl Handler<ShutdownEngines> for HeadActor {
         }
         actix::MessageResult(Retired(retired))
     }
-}
-
-/// The first 8 hex digits of an actor id, as the dashboard shows it.
-fn short_id(id: &crate::id::ActorId) -> String {
-    let id = id.to_string();
-    let hex = id.strip_prefix("actor-").unwrap_or(&id);
-    hex.chars().take(8).collect()
 }

@@ -113,10 +113,19 @@ impl Handler<Watch> for HeadActor {
         pools.sort_by(|a, b| (&a.kind, a.pool).cmp(&(&b.kind, b.pool)));
         let now = unix_now();
         let rates = self.activity.rates(now);
-        let stream = self.activity.stream();
+        // Workers by what the dashboard calls them: `host / id`.
+        let label = |worker: &ActorId| {
+            let host = self
+                .workers
+                .get(worker)
+                .and_then(|w| self.agents.get(&w.agent))
+                .map_or("gone", |a| a.host.as_str());
+            format!("{host} / {}", short_id(worker))
+        };
+        let stream = self.activity.stream(label);
         let slowest = self
             .activity
-            .slowest(SLOWEST)
+            .slowest(SLOWEST, label)
             .into_iter()
             .map(SlowJob::from)
             .collect();
@@ -151,4 +160,11 @@ impl Handler<Watch> for HeadActor {
             }
         })
     }
+}
+
+/// The first 8 hex digits of an actor id, as the dashboard shows it.
+fn short_id(id: &ActorId) -> String {
+    let id = id.to_string();
+    let hex = id.strip_prefix("actor-").unwrap_or(&id);
+    hex.chars().take(8).collect()
 }
