@@ -48,21 +48,21 @@ fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
-/// A head (`parallel head`) with its dashboard on `board`: the head's
-/// process, its join line and its dashboard URL.
-async fn head(data: &Path, board: &str) -> (Printed, String, String) {
-    let mut h = start(
-        &parallel_command(),
-        &[
-            "head",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-            "--dashboard",
-            board,
-        ],
-    );
+/// A head (`parallel head`) with its dashboard on `board` (`None`: where
+/// it puts it by default): the head's process, its join line and its
+/// dashboard URL.
+async fn head(data: &Path, board: Option<&str>) -> (Printed, String, String) {
+    let mut args = vec![
+        "head",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    if let Some(board) = board {
+        args.extend(["--dashboard", board]);
+    }
+    let mut h = start(&parallel_command(), &args);
     let join = h.wait_for("    parallel node --join").await;
     let line = join
         .split('\'')
@@ -251,7 +251,7 @@ async fn the_dashboard_shows_nodes_workers_and_moving_job_counters_in_chromium()
         return;
     };
     let dir = temp_dir("browser");
-    let (h, line, url) = head(&dir.join("head"), "127.0.0.1:0").await;
+    let (h, line, url) = head(&dir.join("head"), Some("127.0.0.1:0")).await;
     assert!(!url.contains("token="), "no token on loopback: {url}");
     let a = node(&line, &dir.join("a"), 2).await;
     let b = node(&line, &dir.join("b"), 2).await;
@@ -323,7 +323,7 @@ async fn the_dashboard_shows_nodes_workers_and_moving_job_counters_in_chromium()
 #[tokio::test]
 async fn beyond_loopback_the_dashboard_refuses_requests_without_its_token() {
     let dir = temp_dir("token");
-    let (h, _line, url) = head(&dir.join("head"), "0.0.0.0:0").await;
+    let (h, _line, url) = head(&dir.join("head"), Some("0.0.0.0:0")).await;
     let token = url
         .split_once("?token=")
         .map(|(_, t)| t.to_owned())
@@ -398,7 +398,7 @@ fn children(view: &serde_json::Value) -> Vec<(u64, u64, Option<String>)> {
 #[tokio::test]
 async fn a_killed_worker_shows_as_restarted_with_its_exit_and_the_jobs_all_finish() {
     let dir = temp_dir("restart");
-    let (h, line, url) = head(&dir.join("head"), "127.0.0.1:0").await;
+    let (h, line, url) = head(&dir.join("head"), Some("127.0.0.1:0")).await;
     let addr = loopback_of(&url);
     let n = node(&line, &dir.join("a"), 2).await;
     // 300 jobs of 20 ms on 2 workers: about 3 s of work.
@@ -449,19 +449,7 @@ async fn a_head_whose_default_dashboard_port_is_taken_serves_on_a_free_one() {
     // Held here for the test (or already held by someone else).
     let _taken = std::net::TcpListener::bind(("127.0.0.1", 8265));
     let dir = temp_dir("taken");
-    let data = dir.join("head");
-    let mut h = start(
-        &parallel_command(),
-        &[
-            "head",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-    );
-    let url = h.wait_for("dashboard: ").await;
-    let url = url.trim_start_matches("dashboard: ").trim().to_owned();
+    let (h, _line, url) = head(&dir.join("head"), None).await;
     let addr = loopback_of(&url);
     assert_ne!(addr.port(), 8265, "{url}");
     assert!(url.starts_with("http://127.0.0.1:"), "on loopback: {url}");

@@ -490,9 +490,10 @@ pub struct Usage;
 pub struct StopAgent;
 
 /// One node in a [`StatusReport`].
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Archive, Serialize, Deserialize, serde::Serialize, Debug, Clone, PartialEq)]
 pub struct NodeRow {
     /// The agent's node.
+    #[serde(serialize_with = "super::view::display")]
     pub node: NodeId,
     /// Its host name.
     pub host: String,
@@ -511,8 +512,8 @@ pub struct NodeRow {
     pub rss_bytes: Option<u64>,
 }
 
-/// One pool in a [`StatusReport`].
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// One pool in a [`StatusReport`] and on the dashboard.
+#[derive(Archive, Serialize, Deserialize, serde::Serialize, Debug, Clone, PartialEq)]
 pub struct PoolRow {
     /// The pool.
     pub pool: Uuid,
@@ -520,10 +521,13 @@ pub struct PoolRow {
     pub kind: String,
     /// Workers connected.
     pub workers: u32,
-    /// Jobs queued.
+    /// Jobs queued (or waiting for their dependencies).
     pub queued: u64,
-    /// Jobs running.
+    /// Jobs handed to workers and not back yet.
     pub running: u64,
+    /// Jobs accepted since the head started (with those restored from its
+    /// ledger).
+    pub submitted: u64,
     /// Jobs done since the head started.
     pub done: u64,
     /// Of those, failures.
@@ -682,7 +686,7 @@ mod replies {
     }
 
     /// What the head knows, for `parallel status`.
-    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    #[derive(Archive, Serialize, Deserialize, serde::Serialize, Debug, Clone, PartialEq)]
     pub struct StatusReport {
         /// The head's join line.
         pub join_line: String,
@@ -696,12 +700,25 @@ mod replies {
         pub totals: JobTotals,
     }
 
-    /// Jobs since the head started, in a [`StatusReport`] (zero when the
-    /// head records no activity).
-    #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+    /// Jobs since the head started, over every pool, in a [`StatusReport`]
+    /// and on the dashboard (zero when the head records no activity).
+    #[derive(
+        Archive,
+        Serialize,
+        Deserialize,
+        serde::Serialize,
+        Debug,
+        Clone,
+        Copy,
+        Default,
+        PartialEq,
+        Eq,
+    )]
     pub struct JobTotals {
         /// Accepted.
         pub submitted: u64,
+        /// Handed to workers, each try counted.
+        pub started: u64,
         /// Results taken, failures included.
         pub done: u64,
         /// Failed results.

@@ -1,110 +1,20 @@
 //! `parallel status --json`: a [`StatusReport`] as one JSON object, for
-//! scripts and dashboards. Written by hand (the report is small and flat).
-
-use std::fmt::Write as _;
+//! scripts and dashboards.
 
 use super::message::StatusReport;
-
-/// `text` as a JSON string literal.
-fn string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `value` as JSON, `null` when absent.
-fn or_null<T: std::fmt::Display>(value: Option<T>) -> String {
-    value.map_or_else(|| "null".to_owned(), |v| v.to_string())
-}
 
 impl StatusReport {
     /// The report as one JSON object: `join_line`, `nodes` (node, host,
     /// workers, gpus, connected, up, cpu_percent, rss_bytes: the last two
     /// `null` when unknown), `pools` (pool, kind, workers, queued, running,
-    /// done, failed, lost, unread, queued_bytes, owner_connected), `gpus`
-    /// (host, id, name, used_mib, total_mib, slots) and `totals`
-    /// (submitted, done, failed, retries, lost).
+    /// submitted, done, failed, lost, unread, queued_bytes,
+    /// owner_connected), `gpus` (host, id, name, used_mib, total_mib, slots)
+    /// and `totals` (submitted, started, done, failed, retries, lost).
     pub fn to_json(&self) -> String {
-        let nodes: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| {
-                format!(
-                    "{{\"node\":{},\"host\":{},\"workers\":{},\"gpus\":{},\"connected\":{},\"up\":{},\"cpu_percent\":{},\"rss_bytes\":{}}}",
-                    string(&n.node.to_string()),
-                    string(&n.host),
-                    n.workers,
-                    n.gpus,
-                    n.connected,
-                    n.up,
-                    or_null(n.cpu_percent.filter(|c| c.is_finite())),
-                    or_null(n.rss_bytes)
-                )
-            })
-            .collect();
-        let pools: Vec<String> = self
-            .pools
-            .iter()
-            .map(|p| {
-                format!(
-                    "{{\"pool\":{},\"kind\":{},\"workers\":{},\"queued\":{},\"running\":{},\"done\":{},\"failed\":{},\"lost\":{},\"unread\":{},\"queued_bytes\":{},\"owner_connected\":{}}}",
-                    string(&p.pool.to_string()),
-                    string(&p.kind),
-                    p.workers,
-                    p.queued,
-                    p.running,
-                    p.done,
-                    p.failed,
-                    p.lost,
-                    p.unread,
-                    p.queued_bytes,
-                    p.owner_connected
-                )
-            })
-            .collect();
-        let gpus: Vec<String> = self
-            .gpus
-            .iter()
-            .map(|g| {
-                let slots: Vec<String> = g.slots.iter().map(u32::to_string).collect();
-                format!(
-                    "{{\"host\":{},\"id\":{},\"name\":{},\"used_mib\":{},\"total_mib\":{},\"slots\":[{}]}}",
-                    string(&g.host),
-                    string(&g.id),
-                    string(&g.name),
-                    g.used_mib,
-                    g.total_mib,
-                    slots.join(",")
-                )
-            })
-            .collect();
-        let t = &self.totals;
-        format!(
-            "{{\"join_line\":{},\"nodes\":[{}],\"pools\":[{}],\"gpus\":[{}],\"totals\":{{\"submitted\":{},\"done\":{},\"failed\":{},\"retries\":{},\"lost\":{}}}}}",
-            string(&self.join_line),
-            nodes.join(","),
-            pools.join(","),
-            gpus.join(","),
-            t.submitted,
-            t.done,
-            t.failed,
-            t.retries,
-            t.lost
-        )
+        // Plain data with string keys: it always serializes (a float that
+        // is not finite becomes `null`).
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
     }
 }
 
@@ -116,7 +26,24 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        assert_eq!(string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+        let mut report = StatusReport {
+            join_line: "a\"b\\c\nd\u{1}".into(),
+            nodes: Vec::new(),
+            pools: Vec::new(),
+            gpus: Vec::new(),
+            totals: JobTotals::default(),
+        };
+        assert!(
+            report
+                .to_json()
+                .starts_with("{\"join_line\":\"a\\\"b\\\\c\\nd\\u0001\",")
+        );
+        report.join_line.clear();
+        assert!(
+            report
+                .to_json()
+                .contains("\"pools\":[],\"gpus\":[],\"totals\":{\"submitted\":0,")
+        );
     }
 
     #[test]
@@ -141,6 +68,7 @@ mod tests {
                 workers: 2,
                 queued: 5,
                 running: 2,
+                submitted: 47,
                 done: 40,
                 failed: 1,
                 lost: 0,
@@ -158,6 +86,7 @@ mod tests {
             }],
             totals: JobTotals {
                 submitted: 47,
+                started: 45,
                 done: 40,
                 failed: 1,
                 retries: 2,
@@ -176,7 +105,7 @@ mod tests {
         assert!(json.contains("\"up\":true,\"cpu_percent\":12.5,\"rss_bytes\":null}"));
         assert!(json.contains("\"used_mib\":1024,\"total_mib\":81559,\"slots\":[0,2]}]"));
         assert!(json.ends_with(
-            ",\"totals\":{\"submitted\":47,\"done\":40,\"failed\":1,\"retries\":2,\"lost\":0}}"
+            ",\"totals\":{\"submitted\":47,\"started\":45,\"done\":40,\"failed\":1,\"retries\":2,\"lost\":0}}"
         ));
         // It is JSON.
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::activity::{RatePoint, StreamJob, Totals};
+use super::activity::{RatePoint, StreamJob};
 use super::gpus::GpuRow;
+use super::message::{JobTotals, PoolRow};
 use super::usage::{MailboxRow, SupervisorRow};
 
 /// Serializes a value by its `Display` form (ids).
@@ -84,36 +85,6 @@ pub struct NodeView {
     pub restarts: u64,
 }
 
-/// One pool.
-#[derive(Clone, Debug, Serialize)]
-pub struct PoolView {
-    /// Its id.
-    pub pool: uuid::Uuid,
-    /// Its worker type.
-    pub kind: String,
-    /// Workers connected.
-    pub workers: u32,
-    /// Jobs queued (or waiting for dependencies).
-    pub queued: u64,
-    /// Jobs handed to workers and not back yet.
-    pub running: u64,
-    /// Jobs accepted since the head started (and restored from its ledger).
-    pub submitted: u64,
-    /// Results taken since the head started.
-    pub done: u64,
-    /// Of those, failures.
-    pub failed: u64,
-    /// Jobs accepted that are neither queued, running nor done: always 0
-    /// unless the head lost track of one.
-    pub lost: u64,
-    /// Results its owner has not read.
-    pub unread: u64,
-    /// Bytes of queued and running jobs.
-    pub queued_bytes: u64,
-    /// Whether its owner is connected.
-    pub owner_connected: bool,
-}
-
 /// A job among the slowest recent ones.
 #[derive(Clone, Debug, Serialize)]
 pub struct SlowJob {
@@ -141,37 +112,6 @@ impl From<StreamJob> for SlowJob {
             worker: j.worker,
             label: j.label,
             ok: j.ok,
-        }
-    }
-}
-
-/// Totals of every pool, as the dashboard shows them.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct TotalsView {
-    /// Jobs accepted.
-    pub submitted: u64,
-    /// Jobs handed to workers, tries included.
-    pub started: u64,
-    /// Results taken.
-    pub done: u64,
-    /// Failed results.
-    pub failed: u64,
-    /// Jobs handed out again after their worker went down.
-    pub retries: u64,
-    /// Jobs the head lost track of (must stay 0).
-    pub lost: u64,
-}
-
-impl TotalsView {
-    /// The activity's totals with the pools' lost jobs.
-    pub fn new(totals: Totals, lost: u64) -> Self {
-        Self {
-            submitted: totals.submitted,
-            started: totals.started,
-            done: totals.done,
-            failed: totals.failed,
-            retries: totals.retries,
-            lost,
         }
     }
 }
@@ -220,7 +160,7 @@ pub struct ClusterView {
     /// Node agents, by host.
     pub nodes: Vec<NodeView>,
     /// Pools.
-    pub pools: Vec<PoolView>,
+    pub pools: Vec<PoolRow>,
     /// Jobs per second over the last minutes (empty when the head records
     /// no activity).
     pub rates: Vec<RatePoint>,
@@ -229,7 +169,7 @@ pub struct ClusterView {
     /// The slowest recent jobs, slowest first.
     pub slowest: Vec<SlowJob>,
     /// Totals.
-    pub totals: TotalsView,
+    pub totals: JobTotals,
     /// The head's connections.
     pub peers: Vec<PeerView>,
     /// The head process's deepest mailboxes.
@@ -339,7 +279,7 @@ impl ClusterView {
         }
         out.family("parallel_jobs_lost", "gauge", "Jobs accepted that are neither queued, running nor done, over every open pool: must be 0.");
         out.sample("parallel_jobs_lost", &[], t.lost as f64);
-        let pool = |p: &PoolView| vec![("pool", p.pool.to_string()), ("kind", p.kind.clone())];
+        let pool = |p: &PoolRow| vec![("pool", p.pool.to_string()), ("kind", p.kind.clone())];
         let pools = &self.pools;
         out.rows(
             "parallel_pool_jobs_submitted_total",

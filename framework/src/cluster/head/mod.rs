@@ -716,6 +716,18 @@ impl HeadActor {
             })
             .collect();
         nodes.sort_by(|a, b| a.host.cmp(&b.host));
+        let pools = self.pool_rows();
+        StatusReport {
+            join_line: self.join_line.clone(),
+            totals: self.job_totals(&pools),
+            nodes,
+            pools,
+            gpus: Vec::new(),
+        }
+    }
+
+    /// Every pool's row, by id.
+    fn pool_rows(&self) -> Vec<PoolRow> {
         let mut pools: Vec<PoolRow> = self
             .pools
             .iter()
@@ -724,8 +736,9 @@ impl HeadActor {
                 kind: p.record.kind.clone(),
                 // An engine is one of the pool's workers too: counted once.
                 workers: p.workers.len() as u32,
-                queued: p.pending.len() as u64,
+                queued: (p.pending.len() + p.blocked.len()) as u64,
                 running: p.running.len() as u64,
+                submitted: p.accepted,
                 done: p.done,
                 failed: p.failed,
                 lost: p.lost(),
@@ -735,19 +748,19 @@ impl HeadActor {
             })
             .collect();
         pools.sort_by_key(|p| p.pool);
+        pools
+    }
+
+    /// The activity's totals, with the jobs lost over `pools`.
+    fn job_totals(&self, pools: &[PoolRow]) -> JobTotals {
         let t = self.activity.totals();
-        StatusReport {
-            join_line: self.join_line.clone(),
-            totals: JobTotals {
-                submitted: t.submitted,
-                done: t.done,
-                failed: t.failed,
-                retries: t.retries,
-                lost: pools.iter().map(|p| p.lost).sum(),
-            },
-            nodes,
-            pools,
-            gpus: Vec::new(),
+        JobTotals {
+            submitted: t.submitted,
+            started: t.started,
+            done: t.done,
+            failed: t.failed,
+            retries: t.retries,
+            lost: pools.iter().map(|p| p.lost).sum(),
         }
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use actix::Handler;
 
 use crate::cluster::activity::unix_now;
+use crate::cluster::message::{JobTotals, PoolRow};
 use crate::cluster::usage::NodeUsage;
-use crate::cluster::view::{NodeView, PoolView, SlowJob, TotalsView, WorkerView};
+use crate::cluster::view::{NodeView, SlowJob, WorkerView};
 use crate::id::ActorId;
 
 use super::super::message::Usage;
@@ -36,7 +37,7 @@ pub struct HeadPicture {
     /// adds them from its connections).
     pub nodes: Vec<NodeView>,
     /// Pools.
-    pub pools: Vec<PoolView>,
+    pub pools: Vec<PoolRow>,
     /// Jobs per second.
     pub rates: Vec<crate::cluster::activity::RatePoint>,
     /// Recent jobs.
@@ -44,7 +45,7 @@ pub struct HeadPicture {
     /// The slowest recent jobs.
     pub slowest: Vec<SlowJob>,
     /// Totals.
-    pub totals: TotalsView,
+    pub totals: JobTotals,
 }
 
 impl Handler<Watch> for HeadActor {
@@ -88,29 +89,8 @@ impl Handler<Watch> for HeadActor {
             });
             asks.push(a.actor.clone().with_timeout(USAGE_DEADLINE));
         }
-        let mut lost = 0;
-        let mut pools: Vec<PoolView> = self
-            .pools
-            .iter()
-            .map(|(id, p)| {
-                lost += p.lost();
-                PoolView {
-                    pool: *id,
-                    kind: p.record.kind.clone(),
-                    workers: p.workers.len() as u32,
-                    queued: (p.pending.len() + p.blocked.len()) as u64,
-                    running: p.running.len() as u64,
-                    submitted: p.accepted,
-                    done: p.done,
-                    failed: p.failed,
-                    lost: p.lost(),
-                    unread: p.unread.len() as u64,
-                    queued_bytes: p.queued_bytes,
-                    owner_connected: p.owner.is_some(),
-                }
-            })
-            .collect();
-        pools.sort_by(|a, b| (&a.kind, a.pool).cmp(&(&b.kind, b.pool)));
+        let pools = self.pool_rows();
+        let totals = self.job_totals(&pools);
         let now = unix_now();
         let rates = self.activity.rates(now);
         // Workers by what the dashboard calls them: `host / id`.
@@ -129,7 +109,6 @@ impl Handler<Watch> for HeadActor {
             .into_iter()
             .map(SlowJob::from)
             .collect();
-        let totals = TotalsView::new(self.activity.totals(), lost);
         Box::pin(async move {
             // Every agent at once; one that does not answer in time shows
             // as unreachable.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cluster::message::{JobTotals, PoolRow};
 use crate::cluster::usage::ChildRow;
 use crate::id::{ActorId, NodeId};
 
@@ -62,7 +63,7 @@ fn view() -> ClusterView {
             mailboxes: Vec::new(),
             restarts: 2,
         }],
-        pools: vec![PoolView {
+        pools: vec![PoolRow {
             pool,
             kind: "demo::Square".into(),
             workers: 2,
@@ -85,7 +86,7 @@ fn view() -> ClusterView {
         }],
         stream: Vec::new(),
         slowest: Vec::new(),
-        totals: TotalsView {
+        totals: JobTotals {
             submitted: 47,
             started: 42,
             done: 40,
