@@ -14,12 +14,15 @@ pub struct TransportConfig {
     /// Hard limit on one frame's payload, checked before anything is
     /// allocated for it (default [`crate::wire::DEFAULT_MAX_FRAME`], 1 GiB).
     pub max_frame: u64,
-    /// How often each side sends a heartbeat (default 500 ms: three chances
-    /// within the 1.5 s timeout; 100 idle peers cost about 2 % of a core,
-    /// 2.4 % at 250 ms, measured with `bench_supervision`).
+    /// How often the side that opened a connection sends a heartbeat, and
+    /// how often each side looks for signs of life from the other (default
+    /// 500 ms: three chances within the 1.5 s timeout). The other side's
+    /// acknowledgements answer the heartbeats, so an idle connection costs
+    /// two packets an interval.
     pub heartbeat_interval: Duration,
-    /// A peer is declared dead if nothing is heard on its control lane for
-    /// this long (default 1500 ms).
+    /// A peer is declared dead if nothing at all is heard from it for this
+    /// long (default 1500 ms); it is noticed on the next look, so within
+    /// `heartbeat_timeout + heartbeat_interval` of its last packet.
     pub heartbeat_timeout: Duration,
     /// Connections that have not completed the join handshake within this
     /// time are dropped (default 5 s).

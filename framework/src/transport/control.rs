@@ -1,5 +1,5 @@
-//! The control lane after the handshake: heartbeats both ways, goodbye, and
-//! the liveness verdict.
+//! The control lane after the handshake: heartbeats from the side that
+//! opened the connection, goodbye, and the liveness verdict.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,132 +13,151 @@ use super::error::DownReason;
 use super::framing::{CONTROL_MAX_FRAME, ReadFrameError, down_reason, read_frame, write_empty};
 use super::peer::PeerShared;
 
-/// Sends heartbeats every `interval` until the peer is down, two ways at once:
-///
-/// - as a QUIC **datagram**: datagrams are not subject to stream flow
-///   control and quinn packs them ahead of stream data, so concurrent bulk
-///   streams that use up the connection's flow-control credit cannot hold
-///   them back (a heartbeat on the control *stream* alone waited for credit
-///   behind 64 MiB tensors long enough to be declared dead);
-/// - on the **control stream**, which is retransmitted: a datagram lost to a
-///   full socket buffer under a flood is not. Only while data flows: an idle
-///   connection loses no datagrams to a flood, and 100 idle peers then cost
-///   half the packets.
-///
-/// The peer counts either as a sign of life.
-pub(crate) async fn heartbeats(shared: Arc<PeerShared>, interval: Duration) {
-    tokio::join!(
-        beat(&shared, interval, Lane::Datagram),
-        beat(&shared, interval, Lane::Stream)
-    );
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Lane {
-    Datagram,
-    Stream,
-}
-
-async fn beat(shared: &PeerShared, interval: Duration, lane: Lane) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let heartbeat = FrameHeader::new(FrameKind::Heartbeat).encode().to_vec();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shared.wait_down() => return,
-        }
-        if shared.heartbeats_paused.load(Ordering::Relaxed) {
-            continue;
-        }
-        let result = match lane {
-            Lane::Datagram => match shared.conn.send_datagram(heartbeat.clone().into()) {
-                Ok(()) => Ok(()),
-                Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(down_reason(&e)),
-                // The peer takes no datagrams: the stream lane carries on alone.
-                Err(_) => return,
-            },
-            Lane::Stream if !shared.data_sent.swap(false, Ordering::Relaxed) => Ok(()),
-            Lane::Stream => {
-                let mut control = shared.control.lock().await;
-                write_empty(&mut control, FrameKind::Heartbeat).await
-            }
-        };
-        if let Err(reason) = result {
-            shared.set_down(reason);
-            return;
-        }
-    }
-}
-
-/// What a datagram from the peer says: a heartbeat, or a broken protocol.
-fn datagram(bytes: &[u8]) -> Result<(), String> {
-    match FrameHeader::decode(bytes, 0) {
-        Ok(header) if header.kind == FrameKind::Heartbeat && bytes.len() == HEADER_LEN => Ok(()),
-        Ok(header) => Err(format!("a {:?} datagram arrived", header.kind)),
-        Err(e) => Err(format!("an unreadable datagram arrived: {e}")),
-    }
-}
-
-/// The least lateness of a timer that counts as this process having been
-/// stalled (stopped, paused, starved), whatever the heartbeat interval.
-const STALL_SLACK: Duration = Duration::from_millis(50);
-
-/// Reads the peer's control lane; declares it dead when nothing arrives for
-/// `timeout`, gone on goodbye, broken on anything unexpected.
-///
-/// A timeout that fires more than a heartbeat `interval` late means this
-/// process itself did not run (SIGSTOP, a paused VM): the silence may be
-/// ours, so the peer gets one more `timeout` (its heartbeats, or its verdict
-/// on us, are likely waiting in the socket) before it is declared dead.
-pub(crate) async fn watch(
+/// A peer whose liveness [`watch`] judges.
+struct Watched {
     shared: Arc<PeerShared>,
-    mut recv: quinn::RecvStream,
+    /// Frames received when last looked at.
+    seen: u64,
+    /// When the peer was last seen alive (a tick that saw new frames).
+    heard: Instant,
+}
+
+/// Judges the liveness of every peer of one transport, on one timer: a tick
+/// every `interval` for all of them, not a task and a timer per peer. Peers
+/// arrive on `arrivals` as their connections come up; the task ends when the
+/// transport is gone (`arrivals` closed) and no peer is left.
+///
+/// Only the side that opened a connection sends heartbeats: a QUIC
+/// **datagram** each tick (datagrams are not subject to stream flow control
+/// and quinn packs them ahead of stream data, so bulk streams that use up
+/// the connection's credit cannot hold them back). The other side's QUIC
+/// stack acknowledges each one, and those acknowledgements are the opener's
+/// sign of life from it. Either side counts *every* frame QUIC authenticated
+/// on the connection (heartbeats, acknowledgements, data) as a sign of
+/// life, read from the connection's statistics each tick; so under a flood
+/// the data itself keeps both sides alive, and an idle pair costs two
+/// packets an interval (a heartbeat and its acknowledgement) and no task
+/// woken per packet — what a head with a thousand idle nodes pays for.
+///
+/// A peer is declared dead (and its incarnation fenced) at the first tick
+/// `timeout` after the tick that last saw it alive: between `timeout` and
+/// `timeout + interval` after its last packet.
+///
+/// A tick that fires more than an `interval` late means this process itself
+/// did not run (SIGSTOP, a paused VM): the silence may be ours, so every
+/// peer gets one more `timeout` (its packets, or its verdict on us, are
+/// likely waiting in the socket) before it is judged.
+pub(crate) async fn watch(
+    mut arrivals: tokio::sync::mpsc::UnboundedReceiver<Arc<PeerShared>>,
     interval: Duration,
     timeout: Duration,
 ) {
     let slack = interval.max(STALL_SLACK);
-    let reason = loop {
-        // One read per frame, kept alive across a stall so no bytes are lost.
-        let read = read_frame(&mut recv, CONTROL_MAX_FRAME);
-        tokio::pin!(read);
-        let mut deadline = Instant::now() + timeout;
-        let read = loop {
-            tokio::select! {
-                r = &mut read => break Some(r),
-                d = shared.conn.read_datagram() => match d {
-                    Ok(bytes) => match datagram(&bytes) {
-                        Ok(()) => deadline = Instant::now() + timeout,
-                        Err(why) => {
-                            shared.set_down(protocol(&shared, why));
-                            return;
-                        }
-                    },
-                    Err(e) => {
-                        shared.set_down(down_reason(&e));
-                        return;
+    let heartbeat = FrameHeader::new(FrameKind::Heartbeat).encode().to_vec();
+    let mut watched: Vec<Watched> = Vec::new();
+    let mut open = true;
+    let mut tick = Instant::now() + interval;
+    while open || !watched.is_empty() {
+        tokio::select! {
+            arrived = arrivals.recv(), if open => match arrived {
+                Some(shared) => {
+                    // The opener's first heartbeat goes at once.
+                    if shared.initiated_by_us && let Err(reason) = beat(&shared, &heartbeat) {
+                        shared.set_down(reason);
+                        continue;
                     }
-                },
-                _ = tokio::time::sleep_until(deadline) => {
-                    let late = deadline.elapsed();
-                    if late <= slack {
-                        break None;
-                    }
-                    tracing::warn!(peer = %shared.node, addr = %shared.remote_addr, "this node was stalled for about {late:?}; giving the peer another {timeout:?} before judging it");
-                    deadline = Instant::now() + timeout;
+                    watched.push(Watched {
+                        seen: frames_received(&shared.conn.stats()),
+                        heard: Instant::now(),
+                        shared,
+                    });
                 }
-                _ = shared.wait_down() => return,
+                None => open = false,
+            },
+            _ = tokio::time::sleep_until(tick) => {
+                let now = Instant::now();
+                let stalled = now.saturating_duration_since(tick) > slack;
+                if stalled {
+                    tracing::warn!("this node was stalled for about {:?}; giving its peers another {timeout:?} before judging them", now.saturating_duration_since(tick));
+                }
+                tick = now + interval;
+                watched.retain_mut(|w| judge(w, &heartbeat, now, stalled, timeout));
             }
+        }
+    }
+}
+
+/// One tick for one peer: its heartbeat (the opener's side), the datagrams
+/// that arrived, and the verdict. False when the peer is down.
+fn judge(
+    w: &mut Watched,
+    heartbeat: &[u8],
+    now: Instant,
+    stalled: bool,
+    timeout: Duration,
+) -> bool {
+    let shared = &w.shared;
+    if shared.down_reason().is_some() {
+        return false;
+    }
+    // A paused node hangs: it neither beats nor judges.
+    if shared.heartbeats_paused.load(Ordering::Relaxed) {
+        w.heard = now;
+        return true;
+    }
+    if let Err(reason) = drain_datagrams(shared) {
+        shared.set_down(reason);
+        return false;
+    }
+    if shared.initiated_by_us
+        && let Err(reason) = beat(shared, heartbeat)
+    {
+        shared.set_down(reason);
+        return false;
+    }
+    let count = frames_received(&shared.conn.stats());
+    if count != w.seen || stalled {
+        w.seen = count;
+        w.heard = now;
+        return true;
+    }
+    if now.saturating_duration_since(w.heard) < timeout {
+        return true;
+    }
+    tracing::warn!(peer = %shared.node, addr = %shared.remote_addr, incarnation = shared.incarnation, "nothing heard for {timeout:?}; declaring the peer dead and fencing this incarnation");
+    shared
+        .fences
+        .fence(shared.node, shared.incarnation, timeout);
+    shared.set_down(DownReason::HeartbeatTimeout(timeout));
+    false
+}
+
+/// Takes the heartbeat datagrams that arrived since the last tick (without
+/// waiting), so they never pile up; anything else is a broken protocol.
+fn drain_datagrams(shared: &PeerShared) -> Result<(), DownReason> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        let read = std::pin::pin!(shared.conn.read_datagram());
+        match std::future::Future::poll(read, &mut cx) {
+            std::task::Poll::Pending => return Ok(()),
+            std::task::Poll::Ready(Ok(bytes)) => {
+                datagram(&bytes).map_err(|why| protocol(shared, why))?
+            }
+            std::task::Poll::Ready(Err(e)) => return Err(down_reason(&e)),
+        }
+    }
+}
+
+/// Reads the peer's control lane until it is down: gone on goodbye, broken
+/// on anything unexpected. (Liveness is judged by [`watch`].)
+pub(crate) async fn read_control(shared: Arc<PeerShared>, mut recv: quinn::RecvStream) {
+    let reason = loop {
+        let read = tokio::select! {
+            r = read_frame(&mut recv, CONTROL_MAX_FRAME) => r,
+            _ = shared.wait_down() => return,
         };
         match read {
-            None => {
-                tracing::warn!(peer = %shared.node, addr = %shared.remote_addr, incarnation = shared.incarnation, "no heartbeat for {timeout:?}; declaring the peer dead and fencing this incarnation");
-                shared
-                    .fences
-                    .fence(shared.node, shared.incarnation, timeout);
-                break DownReason::HeartbeatTimeout(timeout);
-            }
-            Some(Ok(Some((header, payload)))) => match header.kind {
+            Ok(Some((header, payload))) => match header.kind {
                 FrameKind::Heartbeat => {}
                 FrameKind::Goodbye => break DownReason::Goodbye,
                 FrameKind::Refuse => {
@@ -154,15 +173,63 @@ pub(crate) async fn watch(
                     );
                 }
             },
-            Some(Ok(None)) => {
+            Ok(None) => {
                 break protocol(&shared, "the peer closed its control lane".to_owned());
             }
-            Some(Err(ReadFrameError::Header(e))) => break protocol(&shared, e.to_string()),
-            Some(Err(ReadFrameError::Protocol(why))) => break protocol(&shared, why),
-            Some(Err(ReadFrameError::Lost(reason))) => break reason,
+            Err(ReadFrameError::Header(e)) => break protocol(&shared, e.to_string()),
+            Err(ReadFrameError::Protocol(why)) => break protocol(&shared, why),
+            Err(ReadFrameError::Lost(reason)) => break reason,
         }
     };
     shared.set_down(reason);
+}
+
+/// The least lateness of a timer that counts as this process having been
+/// stalled (stopped, paused, starved), whatever the heartbeat interval.
+const STALL_SLACK: Duration = Duration::from_millis(50);
+
+/// Sends one heartbeat datagram (the opener's side).
+fn beat(shared: &PeerShared, heartbeat: &[u8]) -> Result<(), DownReason> {
+    match shared.conn.send_datagram(heartbeat.to_vec().into()) {
+        Ok(()) => Ok(()),
+        Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(down_reason(&e)),
+        Err(e) => Err(protocol(
+            shared,
+            format!("cannot send a heartbeat datagram ({e}); para||el nodes need QUIC datagrams"),
+        )),
+    }
+}
+
+/// Frames QUIC authenticated on a connection, of the kinds a live peer
+/// sends: each one is a sign of life.
+fn frames_received(stats: &quinn::ConnectionStats) -> u64 {
+    let f = &stats.frame_rx;
+    f.acks
+        + f.ping
+        + f.datagram
+        + f.stream
+        + f.crypto
+        + f.max_data
+        + f.max_stream_data
+        + f.data_blocked
+        + f.stream_data_blocked
+        + f.reset_stream
+        + f.stop_sending
+        + f.new_connection_id
+        + f.retire_connection_id
+        + f.immediate_ack
+        + f.ack_frequency
+        + f.path_challenge
+        + f.path_response
+}
+
+/// What a datagram from the peer says: a heartbeat, or a broken protocol.
+fn datagram(bytes: &[u8]) -> Result<(), String> {
+    match FrameHeader::decode(bytes, 0) {
+        Ok(header) if header.kind == FrameKind::Heartbeat && bytes.len() == HEADER_LEN => Ok(()),
+        Ok(header) => Err(format!("a {:?} datagram arrived", header.kind)),
+        Err(e) => Err(format!("an unreadable datagram arrived: {e}")),
+    }
 }
 
 fn protocol(shared: &PeerShared, why: String) -> DownReason {

@@ -75,6 +75,8 @@ struct Inner {
     events: mpsc::Sender<PeerEvent>,
     connections: AtomicUsize,
     shutting_down: AtomicBool,
+    /// Hands each peer that comes up to the transport's liveness task.
+    liveness: mpsc::UnboundedSender<Arc<PeerShared>>,
 }
 
 /// Counts an accepted connection against `max_incoming` while it lives.
@@ -149,6 +151,12 @@ impl Transport {
             fingerprint: identity.fingerprint,
         };
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
+        let (liveness, arrivals) = mpsc::unbounded_channel();
+        tokio::spawn(control::watch(
+            arrivals,
+            config.heartbeat_interval,
+            config.heartbeat_timeout,
+        ));
         let inner = Arc::new(Inner {
             node,
             incarnation: fence::new_incarnation(),
@@ -163,6 +171,7 @@ impl Transport {
             events,
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            liveness,
         });
         tokio::spawn(accept_loop(inner.clone()));
         tracing::debug!(node = %node, "listening on {}", inner.join_text);
@@ -558,16 +567,8 @@ async fn run_peer(
         replies_tx,
         config.max_frame,
     ));
-    tokio::spawn(control::heartbeats(
-        shared.clone(),
-        config.heartbeat_interval,
-    ));
-    tokio::spawn(control::watch(
-        shared.clone(),
-        control_recv,
-        config.heartbeat_interval,
-        config.heartbeat_timeout,
-    ));
+    tokio::spawn(control::read_control(shared.clone(), control_recv));
+    let _ = inner.liveness.send(shared.clone());
     let conn_watch = {
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -1,8 +1,8 @@
 //! Fencing: a node declared dead stays dead.
 //!
 //! Every transport has an **incarnation**, a number fixed when it binds and
-//! exchanged in the handshake (`Hello` / `Challenge`). When a peer's
-//! heartbeats stop for `heartbeat_timeout`, this node closes the connection
+//! exchanged in the handshake (`Hello` / `Challenge`). When nothing is heard
+//! from a peer for `heartbeat_timeout`, this node closes the connection
 //! and remembers the pair (node id, incarnation) as *fenced*: a process that
 //! was only stopped (SIGSTOP, a paused VM, a long swap storm) and comes back
 //! is refused if it tries to join again as the same incarnation, so nothing

@@ -211,9 +211,6 @@ async fn write_loop(
             let _ = sent.send(());
         }
         shared
-            .data_sent
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        shared
             .frames_sent
             .fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
     }

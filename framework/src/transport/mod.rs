@@ -18,8 +18,11 @@
 //!
 //! # Lanes
 //!
-//! - **control**: the handshake, then heartbeats both ways and `Goodbye`.
-//!   Silence for `heartbeat_timeout` takes the peer down.
+//! - **control**: the handshake, then `Goodbye`. Heartbeats are QUIC
+//!   datagrams from the side that opened the connection, acknowledged by
+//!   the other; silence for `heartbeat_timeout` (no frame at all: no
+//!   heartbeat, acknowledgement or data) takes the peer down, judged for all
+//!   of a transport's peers by one task on one timer.
 //!
 //! # Incarnations and fencing
 //!
@@ -63,6 +66,8 @@ mod peer;
 pub mod shm;
 mod tls;
 
+#[cfg(test)]
+mod liveness_tests;
 #[cfg(test)]
 mod tests;
 

@@ -73,13 +73,10 @@ pub(crate) struct PeerShared {
     down: watch::Sender<Option<DownReason>>,
     /// Sending half of the control lane (heartbeats, goodbye).
     pub control: Mutex<quinn::SendStream>,
-    /// Test hook: heartbeats stop while set.
+    /// Test hook: heartbeats and this side's verdict stop while set.
     pub heartbeats_paused: AtomicBool,
     /// The transport's fences, where a heartbeat timeout records this peer.
     pub fences: Arc<Fences>,
-    /// Set by the writer whenever it writes data; the control-stream
-    /// heartbeat only goes out (and clears it) when data went out since.
-    pub data_sent: AtomicBool,
     /// Frames the writers handed to QUIC (data and replies).
     pub frames_sent: AtomicU64,
 }
@@ -103,7 +100,6 @@ impl PeerShared {
             control: Mutex::new(control),
             heartbeats_paused: AtomicBool::new(false),
             fences,
-            data_sent: AtomicBool::new(false),
             frames_sent: AtomicU64::new(0),
         }
     }
@@ -417,8 +413,10 @@ impl Peer {
             .map_err(|_| PeerGone(self.shared.gone()))
     }
 
-    /// Test hook: stops (or resumes) this node's heartbeats to the peer, so
-    /// the peer sees a node that hangs. Never use it for real traffic.
+    /// Test hook: stops (or resumes) this node's heartbeats to the peer and
+    /// its own verdict on the peer, so the peer sees a node that hangs (only
+    /// the side that opened the connection sends heartbeats: pause that
+    /// side). Never use it for real traffic.
     #[doc(hidden)]
     pub fn pause_heartbeats(&self, paused: bool) {
         self.shared

@@ -12,13 +12,13 @@ use crate::wire::{Buffer, FrameHeader, FrameKind, aligned_copy};
 const LIMIT: Duration = Duration::from_secs(15);
 
 /// Every await of these tests goes through here, so nothing can hang.
-async fn t<F: Future>(f: F) -> F::Output {
+pub(super) async fn t<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(LIMIT, f)
         .await
         .expect("test step timed out")
 }
 
-fn config() -> TransportConfig {
+pub(super) fn config() -> TransportConfig {
     TransportConfig {
         heartbeat_interval: Duration::from_millis(50),
         heartbeat_timeout: Duration::from_millis(400),
@@ -28,7 +28,7 @@ fn config() -> TransportConfig {
     }
 }
 
-async fn node(password: &str) -> (Transport, mpsc::Receiver<PeerEvent>) {
+pub(super) async fn node(password: &str) -> (Transport, mpsc::Receiver<PeerEvent>) {
     t(Transport::bind(
         NodeId::new(),
         Password::new(password.into()),
@@ -38,7 +38,7 @@ async fn node(password: &str) -> (Transport, mpsc::Receiver<PeerEvent>) {
     .expect("bind")
 }
 
-async fn up(events: &mut mpsc::Receiver<PeerEvent>) -> (Peer, Inbound) {
+pub(super) async fn up(events: &mut mpsc::Receiver<PeerEvent>) -> (Peer, Inbound) {
     match t(events.recv()).await.expect("event channel open") {
         PeerEvent::Up { peer, inbound } => (peer, inbound),
         PeerEvent::Down { node, reason, .. } => panic!("unexpected down of {node}: {reason}"),
@@ -55,21 +55,21 @@ async fn down(events: &mut mpsc::Receiver<PeerEvent>) -> (NodeId, DownReason) {
 }
 
 /// Two nodes, `b` joined to `a`: how the tests of one connection start.
-struct Joined {
-    a: Transport,
-    b: Transport,
-    a_events: mpsc::Receiver<PeerEvent>,
+pub(super) struct Joined {
+    pub(super) a: Transport,
+    pub(super) b: Transport,
+    pub(super) a_events: mpsc::Receiver<PeerEvent>,
     /// Kept open for the test's length.
-    _b_events: mpsc::Receiver<PeerEvent>,
+    pub(super) _b_events: mpsc::Receiver<PeerEvent>,
     /// `b`'s handle on `a`.
-    to_a: Peer,
+    pub(super) to_a: Peer,
     /// `a`'s handle on `b`.
-    at_a: Peer,
+    pub(super) at_a: Peer,
     /// What `b` sends, as `a` receives it.
-    inbound: Inbound,
+    pub(super) inbound: Inbound,
 }
 
-async fn joined() -> Joined {
+pub(super) async fn joined() -> Joined {
     let (a, mut a_events) = node("pw").await;
     let (b, _b_events) = node("pw").await;
     let to_a = t(b.connect(&a.join_line())).await.expect("connect");

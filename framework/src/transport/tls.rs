@@ -42,8 +42,10 @@ pub(crate) fn quic_transport(cfg: &TransportConfig) -> Result<quinn::TransportCo
         .stream_receive_window(varint(cfg.stream_window, "stream_window")?)
         .send_window(cfg.connection_window.saturating_mul(2))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(cfg.max_uni_streams))
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1))
-        .keep_alive_interval(Some(cfg.heartbeat_interval));
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1));
+    // No QUIC keep-alive: the opener's heartbeats (and their
+    // acknowledgements) keep both sides from idling out; a keep-alive PING
+    // would also answer for a node whose heartbeats a test paused.
     let idle = cfg.heartbeat_timeout.saturating_mul(2);
     let idle = quinn::IdleTimeout::try_from(idle).map_err(|_| {
         BindError::Config(format!(
