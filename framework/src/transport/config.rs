@@ -21,8 +21,8 @@ pub struct TransportConfig {
     /// two packets an interval.
     pub heartbeat_interval: Duration,
     /// A peer is declared dead if nothing at all is heard from it for this
-    /// long (default 1500 ms); it is noticed on the next look, so within
-    /// `heartbeat_timeout + heartbeat_interval` of its last packet.
+    /// long (default 1500 ms; judged four times an interval, so between a
+    /// quarter interval less and this long after its last packet).
     pub heartbeat_timeout: Duration,
     /// Connections that have not completed the join handshake within this
     /// time are dropped (default 5 s).

@@ -18,32 +18,40 @@ struct Watched {
     shared: Arc<PeerShared>,
     /// Frames received when last looked at.
     seen: u64,
-    /// When the peer was last seen alive (a tick that saw new frames).
+    /// When the peer was last seen alive (a look that saw new frames).
     heard: Instant,
+    /// When the once-an-interval work is due: the opener's heartbeat, and
+    /// taking the datagrams that arrived.
+    next_beat: Instant,
 }
 
-/// Judges the liveness of every peer of one transport, on one timer: a tick
-/// every `interval` for all of them, not a task and a timer per peer. Peers
+/// How many times an interval [`watch`] looks at every peer: the verdict
+/// comes within a quarter interval of the timeout.
+const LOOKS_PER_INTERVAL: u32 = 4;
+
+/// Judges the liveness of every peer of one transport, on one timer: a look
+/// at all of them four times an interval, not a task and a timer per peer. Peers
 /// arrive on `arrivals` as their connections come up; the task ends when the
 /// transport is gone (`arrivals` closed) and no peer is left.
 ///
 /// Only the side that opened a connection sends heartbeats: a QUIC
-/// **datagram** each tick (datagrams are not subject to stream flow control
+/// **datagram** every `interval` (datagrams are not subject to stream flow control
 /// and quinn packs them ahead of stream data, so bulk streams that use up
 /// the connection's credit cannot hold them back). The other side's QUIC
 /// stack acknowledges each one, and those acknowledgements are the opener's
 /// sign of life from it. Either side counts *every* frame QUIC authenticated
 /// on the connection (heartbeats, acknowledgements, data) as a sign of
-/// life, read from the connection's statistics each tick; so under a flood
+/// life, read from the connection's statistics at each look; so under a flood
 /// the data itself keeps both sides alive, and an idle pair costs two
 /// packets an interval (a heartbeat and its acknowledgement) and no task
 /// woken per packet — what a head with a thousand idle nodes pays for.
 ///
-/// A peer is declared dead (and its incarnation fenced) at the first tick
-/// `timeout` after the tick that last saw it alive: between `timeout` and
-/// `timeout + interval` after its last packet.
+/// A peer is declared dead (and its incarnation fenced) at the first look
+/// at least `timeout` minus a look after the look that last saw it alive:
+/// between a quarter interval less than `timeout` and `timeout` after its
+/// last packet (with the defaults, two or three heartbeats unanswered).
 ///
-/// A tick that fires more than an `interval` late means this process itself
+/// A look that comes more than an `interval` late means this process itself
 /// did not run (SIGSTOP, a paused VM): the silence may be ours, so every
 /// peer gets one more `timeout` (its packets, or its verdict on us, are
 /// likely waiting in the socket) before it is judged.
@@ -56,7 +64,8 @@ pub(crate) async fn watch(
     let heartbeat = FrameHeader::new(FrameKind::Heartbeat).encode().to_vec();
     let mut watched: Vec<Watched> = Vec::new();
     let mut open = true;
-    let mut tick = Instant::now() + interval;
+    let look = (interval / LOOKS_PER_INTERVAL).max(Duration::from_millis(1));
+    let mut tick = Instant::now() + look;
     while open || !watched.is_empty() {
         tokio::select! {
             arrived = arrivals.recv(), if open => match arrived {
@@ -66,9 +75,11 @@ pub(crate) async fn watch(
                         shared.set_down(reason);
                         continue;
                     }
+                    let now = Instant::now();
                     watched.push(Watched {
                         seen: frames_received(&shared.conn.stats()),
-                        heard: Instant::now(),
+                        heard: now,
+                        next_beat: now + interval,
                         shared,
                     });
                 }
@@ -80,24 +91,34 @@ pub(crate) async fn watch(
                 if stalled {
                     tracing::warn!("this node was stalled for about {:?}; giving its peers another {timeout:?} before judging them", now.saturating_duration_since(tick));
                 }
-                tick = now + interval;
-                watched.retain_mut(|w| judge(w, &heartbeat, now, stalled, timeout));
+                tick = now + look;
+                let times = Times { now, look, interval, timeout };
+                watched.retain_mut(|w| judge(w, &heartbeat, times, stalled));
             }
         }
     }
 }
 
-/// One tick for one peer: its heartbeat (the opener's side), the datagrams
-/// that arrived, and the verdict. False when the peer is down.
-fn judge(
-    w: &mut Watched,
-    heartbeat: &[u8],
+/// The clock of one look.
+#[derive(Clone, Copy)]
+struct Times {
     now: Instant,
-    stalled: bool,
+    look: Duration,
+    interval: Duration,
     timeout: Duration,
-) -> bool {
+}
+
+/// One look at one peer: its heartbeat when due (the opener's side), the
+/// datagrams that arrived, and the verdict. False when the peer is down.
+fn judge(w: &mut Watched, heartbeat: &[u8], times: Times, stalled: bool) -> bool {
+    let Times {
+        now,
+        look,
+        interval,
+        timeout,
+    } = times;
     let shared = &w.shared;
-    if shared.down_reason().is_some() {
+    if shared.is_down() {
         return false;
     }
     // A paused node hangs: it neither beats nor judges.
@@ -105,15 +126,16 @@ fn judge(
         w.heard = now;
         return true;
     }
-    if let Err(reason) = drain_datagrams(shared) {
-        shared.set_down(reason);
-        return false;
-    }
-    if shared.initiated_by_us
-        && let Err(reason) = beat(shared, heartbeat)
-    {
-        shared.set_down(reason);
-        return false;
+    if now + look / 2 >= w.next_beat {
+        w.next_beat = now + interval;
+        let done = drain_datagrams(shared).and_then(|()| match shared.initiated_by_us {
+            true => beat(shared, heartbeat),
+            false => Ok(()),
+        });
+        if let Err(reason) = done {
+            shared.set_down(reason);
+            return false;
+        }
     }
     let count = frames_received(&shared.conn.stats());
     if count != w.seen || stalled {
@@ -121,7 +143,8 @@ fn judge(
         w.heard = now;
         return true;
     }
-    if now.saturating_duration_since(w.heard) < timeout {
+    // The frames that moved the count came within a look before `heard`.
+    if now.saturating_duration_since(w.heard) + look < timeout {
         return true;
     }
     tracing::warn!(peer = %shared.node, addr = %shared.remote_addr, incarnation = shared.incarnation, "nothing heard for {timeout:?}; declaring the peer dead and fencing this incarnation");

@@ -71,6 +71,8 @@ pub(crate) struct PeerShared {
     /// True when this node opened the connection.
     pub initiated_by_us: bool,
     down: watch::Sender<Option<DownReason>>,
+    /// Set with `down` (a look without a lock, for the liveness task).
+    is_down: AtomicBool,
     /// Sending half of the control lane (heartbeats, goodbye).
     pub control: Mutex<quinn::SendStream>,
     /// Test hook: heartbeats and this side's verdict stop while set.
@@ -97,6 +99,7 @@ impl PeerShared {
             conn,
             initiated_by_us,
             down: watch::Sender::new(None),
+            is_down: AtomicBool::new(false),
             control: Mutex::new(control),
             heartbeats_paused: AtomicBool::new(false),
             fences,
@@ -126,6 +129,7 @@ impl PeerShared {
         let changed = self.down.send_if_modified(|slot| {
             if slot.is_none() {
                 *slot = Some(reason);
+                self.is_down.store(true, Ordering::Release);
                 true
             } else {
                 false
@@ -156,6 +160,11 @@ impl PeerShared {
         tracing::warn!(peer = %self.node, "{why}");
         self.fences
             .fenced_by(self.join_line.as_ref(), self.remote_addr, why);
+    }
+
+    /// True once the peer is down (as `down_reason().is_some()`, cheaper).
+    pub fn is_down(&self) -> bool {
+        self.is_down.load(Ordering::Acquire)
     }
 
     /// Why the peer is down, if it is.
@@ -369,7 +378,7 @@ impl Peer {
 
     /// True until the peer goes down.
     pub fn is_alive(&self) -> bool {
-        self.shared.down_reason().is_none()
+        !self.shared.is_down()
     }
 
     /// Resolves when the peer is down, for whatever reason; any number of
