@@ -8,6 +8,13 @@
 //!
 //! Making namespaces needs root and `ip` (iproute2); where that is missing,
 //! [`NetBed::new`] says why and the tests skip with that message.
+//!
+//! The kernel keeps one ARP table for all namespaces, 1,024 entries by
+//! default (`net.ipv4.neigh.default.gc_thresh3`): a bed of 33 hosts that all
+//! talk to each other needs more (33 × 32 = 1,056), and the 1,025th entry
+//! fails ("neighbor table overflow" in the kernel log: a QUIC handshake
+//! that times out). A bed raises the limits to what its hosts need; it never
+//! lowers them, and leaves them raised.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -36,6 +43,25 @@ pub struct NetBed {
 }
 
 /// Runs `ip args…`; the error says what failed.
+/// The kernel's ARP table limits, for `n` hosts that each talk to all the
+/// others (and beds or tests beside them): raised where they are lower.
+fn room_for_neighbours(n: usize) -> Result<(), String> {
+    let needed = n * n + 1024;
+    for (knob, want) in [("gc_thresh2", needed / 2), ("gc_thresh3", needed)] {
+        let path = format!("/proc/sys/net/ipv4/neigh/default/{knob}");
+        let now: usize = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if now < want {
+            std::fs::write(&path, want.to_string()).map_err(|e| {
+                format!("cannot raise the ARP table limit {path} to {want} for {n} hosts: {e}")
+            })?;
+        }
+    }
+    Ok(())
+}
+
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
@@ -62,6 +88,7 @@ impl NetBed {
             return Err("the network test bed needs root (network namespaces)".into());
         }
         let n = n.clamp(1, 250);
+        room_for_neighbours(n)?;
         // A random tag names the bed (its bridge, links and namespaces) and
         // picks its /24; one that another bed holds is skipped (the bridge
         // name exists, or the subnet is routed already).
