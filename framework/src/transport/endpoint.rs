@@ -309,6 +309,16 @@ impl Transport {
     }
 }
 
+/// True when the peer closed `conn` because a connection in the other
+/// direction replaced it (two nodes that joined each other at once).
+fn lost_to_duplicate(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(close))
+            if String::from_utf8_lossy(&close.reason).contains(DUPLICATE)
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -357,6 +367,11 @@ impl Inner {
             Err(ConnectError::Refused(why)) if why.starts_with(DUPLICATE) => {
                 // The other direction won; wait for it to come up here.
                 return self.await_peer_from(line, why).await;
+            }
+            // The other direction won after the peer had taken this one:
+            // it closed this connection in the middle of the handshake.
+            Err(e) if lost_to_duplicate(&conn) => {
+                return self.await_peer_from(line, e.to_string()).await;
             }
             Err(e) => return Err(e),
         };

@@ -372,6 +372,25 @@ async fn mutual_connects_settle_on_one_connection() {
     drop((x, y));
 }
 
+/// Many pairs joining each other at once: whichever connection wins, both
+/// `connect` calls succeed (a connection the peer replaced mid-handshake
+/// waits for the winner instead of failing).
+#[tokio::test]
+async fn many_mutual_connects_all_succeed() {
+    let mut pairs = Vec::new();
+    for _ in 0..32 {
+        pairs.push((node("pw").await, node("pw").await));
+    }
+    let calls = pairs.iter().map(|((a, _), (b, _))| async {
+        let (la, lb) = (a.join_line(), b.join_line());
+        tokio::join!(a.connect(&lb), b.connect(&la))
+    });
+    for (x, y) in t(futures_util::future::join_all(calls)).await {
+        x.expect("a→b");
+        y.expect("b→a");
+    }
+}
+
 /// A bare QUIC connection to `line`, with the transport's pinned TLS but no
 /// join handshake.
 async fn raw_connection(line: &JoinLine) -> (quinn::Endpoint, quinn::Connection) {
