@@ -172,37 +172,32 @@ fn drain_datagrams(shared: &PeerShared) -> Result<(), DownReason> {
 }
 
 /// Reads the peer's control lane until it is down: gone on goodbye, broken
-/// on anything unexpected. (Liveness is judged by [`watch`].)
+/// on anything unexpected (heartbeats travel as datagrams; liveness is
+/// judged by [`watch`]).
 pub(crate) async fn read_control(shared: Arc<PeerShared>, mut recv: quinn::RecvStream) {
-    let reason = loop {
-        let read = tokio::select! {
-            r = read_frame(&mut recv, CONTROL_MAX_FRAME) => r,
-            _ = shared.wait_down() => return,
-        };
-        match read {
-            Ok(Some((header, payload))) => match header.kind {
-                FrameKind::Heartbeat => {}
-                FrameKind::Goodbye => break DownReason::Goodbye,
-                FrameKind::Refuse => {
-                    let why = wire::decode_owned::<Refuse>(&payload)
-                        .map(|r| r.reason)
-                        .unwrap_or_else(|e| format!("unreadable refusal: {e}"));
-                    break DownReason::ConnectionLost(format!("the peer refused us: {why}"));
-                }
-                other => {
-                    break protocol(
-                        &shared,
-                        format!("a {other:?} frame arrived on the control lane"),
-                    );
-                }
-            },
-            Ok(None) => {
-                break protocol(&shared, "the peer closed its control lane".to_owned());
+    // After the handshake the control lane carries one frame: the last.
+    let read = tokio::select! {
+        r = read_frame(&mut recv, CONTROL_MAX_FRAME) => r,
+        _ = shared.wait_down() => return,
+    };
+    let reason = match read {
+        Ok(Some((header, payload))) => match header.kind {
+            FrameKind::Goodbye => DownReason::Goodbye,
+            FrameKind::Refuse => {
+                let why = wire::decode_owned::<Refuse>(&payload)
+                    .map(|r| r.reason)
+                    .unwrap_or_else(|e| format!("unreadable refusal: {e}"));
+                DownReason::ConnectionLost(format!("the peer refused us: {why}"))
             }
-            Err(ReadFrameError::Header(e)) => break protocol(&shared, e.to_string()),
-            Err(ReadFrameError::Protocol(why)) => break protocol(&shared, why),
-            Err(ReadFrameError::Lost(reason)) => break reason,
-        }
+            other => protocol(
+                &shared,
+                format!("a {other:?} frame arrived on the control lane"),
+            ),
+        },
+        Ok(None) => protocol(&shared, "the peer closed its control lane".to_owned()),
+        Err(ReadFrameError::Header(e)) => protocol(&shared, e.to_string()),
+        Err(ReadFrameError::Protocol(why)) => protocol(&shared, why),
+        Err(ReadFrameError::Lost(reason)) => reason,
     };
     shared.set_down(reason);
 }
