@@ -351,7 +351,7 @@ async fn self_connect_is_refused() {
     assert!(matches!(err, ConnectError::SelfConnect), "{err}");
 }
 
-/// Many pairs (64: with 32 the race was hit in 3 runs of 10 without the fix,
+/// Many pairs (64: with 32 the race was hit in 3 runs of 13 without the fix,
 /// with 64 in 4 of 5) joining each other at once: whichever connection wins,
 /// both `connect` calls succeed (also when the peer replaced this side's
 /// connection mid-handshake), and each pair settles on one live connection.
