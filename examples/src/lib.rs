@@ -5,7 +5,8 @@
 //! program; these helpers are what the first examples need.)
 //!
 //! [`raw`] holds the "raw quinn" baselines the benchmarks share, [`bulk`]
-//! their bulk payload, [`report`] their report.
+//! their bulk payload, [`report`] their report, [`placement`] where their
+//! processes run while a round trip is measured.
 
 use std::error::Error;
 use std::process::Stdio;
@@ -18,6 +19,7 @@ use tokio::process::{Child, Command};
 pub mod bulk;
 pub mod local_cluster;
 pub mod multiprocessing;
+pub mod placement;
 pub mod raw;
 pub mod report;
 pub mod workqueue_bench;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use parallel::transport::baseline::{SERVER_NAME, raw_client, raw_server};
 use tokio::io::AsyncReadExt;
 
+use crate::report::{Goal, Row};
+
 /// The error type of the benchmarks.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -235,16 +237,76 @@ impl RawServer {
     }
 }
 
+/// Round-trip p50s in µs (the framework's, the raw ping's), each pair
+/// measured under one [`Placement`](crate::placement::Placement).
+pub struct RoundTrips {
+    /// This process on one CPU, the processes it started on another (NaN
+    /// where this process may run on one CPU only).
+    pub apart: (f64, f64),
+    /// Every process on one CPU.
+    pub one_cpu: (f64, f64),
+}
+
+impl RoundTrips {
+    /// The report's two rows, each against its raw ping with the target
+    /// `at_most` times it: `keys` are the benches' names (across CPUs, on
+    /// one CPU), `label` the round trip's.
+    pub fn rows(&self, keys: [&'static str; 2], label: &'static str, at_most: f64) -> [Row; 2] {
+        let row = |key, label, (value, raw)| {
+            Row::new(
+                [key, label, "us", "raw quinn ping"],
+                Goal::AtMost(at_most),
+                value,
+                raw,
+            )
+        };
+        [
+            row(keys[0], label, self.apart),
+            row(keys[1], "the same, on one CPU", self.one_cpu),
+        ]
+    }
+}
+
 /// p50s in µs of `n` round trips of `round(i)` (i = 0, 1, ...) and of `n`
 /// raw pings to another process, taken in `blocks` alternating blocks so
-/// that both see the same machine. Prints, for scale, the p50 of a raw ping
-/// that crosses no process.
+/// that both see the same machine — twice: with all processes on one CPU,
+/// then with this process and the processes it started on different CPUs
+/// (see [`crate::placement`]: left to itself, the scheduler may place the
+/// pings' server and the measured processes differently). Prints, for
+/// scale, the p50 of a raw ping that crosses no process.
 pub async fn alternate_p50_us<E: Into<BoxError>>(
     n: usize,
     blocks: usize,
     mut round: impl AsyncFnMut(u64) -> Result<(), E>,
-) -> Result<(f64, f64), BoxError> {
+) -> Result<RoundTrips, BoxError> {
+    use crate::placement::Placement;
     let mut ping = PingSession::start().await?;
+    let one_cpu = {
+        let _placed = Placement::one_cpu()?;
+        alternate(&mut ping, n, blocks, &mut round).await?
+    };
+    let apart = match Placement::apart() {
+        Ok(_placed) => alternate(&mut ping, n, blocks, &mut round).await?,
+        Err(e) => {
+            eprintln!("[bench]   no round trips across CPUs: {e}");
+            (f64::NAN, f64::NAN)
+        }
+    };
+    ping.stop().await?;
+    let in_process = ping_in_process_p50_us(n).await?;
+    eprintln!(
+        "[bench]   for scale: a raw quinn ping within one process (no process crossing) takes {in_process:.1} µs"
+    );
+    Ok(RoundTrips { apart, one_cpu })
+}
+
+/// The p50s of `n` rounds and `n` pings in `blocks` alternating blocks.
+async fn alternate<E: Into<BoxError>>(
+    ping: &mut PingSession,
+    n: usize,
+    blocks: usize,
+    round: &mut impl AsyncFnMut(u64) -> Result<(), E>,
+) -> Result<(f64, f64), BoxError> {
     let (mut rtts, mut raws) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let per_block = n / blocks.max(1);
     let mut i = 0;
@@ -257,11 +319,6 @@ pub async fn alternate_p50_us<E: Into<BoxError>>(
         }
         raws.extend(ping.pings_us(per_block).await?);
     }
-    ping.stop().await?;
-    let in_process = ping_in_process_p50_us(n).await?;
-    eprintln!(
-        "[bench]   for scale: a raw quinn ping within one process (no process crossing) takes {in_process:.1} µs"
-    );
     Ok((crate::report::median(rtts), crate::report::median(raws)))
 }
 

@@ -189,14 +189,33 @@ impl<'c> DirectView<'c> {
         })
     }
 
-    /// [`DirectView::apply`] and wait for it.
+    /// [`DirectView::apply`] and wait for it (the seed's `apply_sync`):
+    /// the results in target order, or the error of the first target (in
+    /// that order) that failed. Nothing is spawned: the calls run in this
+    /// future.
     pub async fn apply_sync<F, Args>(&self, f: F, args: Args) -> Result<Vec<F::Output>, ClientError>
     where
         F: RemoteCallable<Args> + Send,
         Args: WireType + Clone + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.apply(f, args).await
+        // Awaited here: no task to spawn, nothing kept for later.
+        let calls = self.targets.iter().map(|&id| {
+            let args = args.clone();
+            async move {
+                let remote = self.client.link(id)?.remote.clone();
+                remote
+                    .call(f, args)
+                    .await
+                    .map_err(|error| ClientError::of_call(id, error))
+            }
+        });
+        // Every call ends; the first error in target order wins, as with
+        // `apply`.
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Runs `run(engine, place)` for every target at once (`place` is its
