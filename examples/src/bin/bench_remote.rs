@@ -15,7 +15,8 @@
 //!
 //! | bench                   | framework                                   | baseline                                          |
 //! |-------------------------|---------------------------------------------|---------------------------------------------------|
-//! | `ask_rtt_p50_us`, `_p99`| sequential no-op `ask` to the remote `Sink` | 16-byte echo on one raw QUIC stream               |
+//! | `ask_rtt_p50_us`, `_p99`| sequential no-op `ask` to the remote `Sink`, the two processes on two CPUs (`parallel_examples::placement`) | 16-byte echo on one raw QUIC stream, in blocks alternating with the asks' |
+//! | `ask_rtt_p50_us_one_cpu`, `_p99_one_cpu` | the same, both processes on one CPU | the same echo |
 //! | `tell_msgs_per_s`       | 1 M `tell`s of 100 bytes, then one `ask`    | 1 M length-prefixed 100-byte frames, 64 KiB writes |
 //! | `bulk_64mib_gbps`       | `ask` with a 64 MiB `Tensor<f32>`, summed in place | 64 MiB on one raw stream, summed as it arrives |
 //! | `local_tell_msgs_per_s` | 1 M `ActorRef::tell` to a local actor       | 1 M actix `Addr::do_send` to a plain actix actor  |
@@ -37,6 +38,7 @@ use parallel::{Actor, ActorRef, JoinLine, Message, Node, Password, Received, Ten
 use parallel_examples::bulk::{
     BULK_BYTES, BULK_MIB, bulk_expected, bulk_values, sum_f32, sum_f32_le,
 };
+use parallel_examples::placement::Placement;
 use parallel_examples::raw::{self, BoxError, RawAddr};
 use parallel_examples::report::{self, Goal, Names, Row, Widths, median};
 use rkyv::{Archive, Deserialize, Serialize};
@@ -48,6 +50,8 @@ const PASSWORD_ENV: &str = "PARALLEL_PASSWORD";
 
 const PING_WARMUP: usize = 2_000;
 const PING_N: usize = 20_000;
+/// Blocks of asks alternating with blocks of raw pings.
+const BLOCKS: usize = 10;
 const TELL_WARMUP: u64 = 50_000;
 const TELL_N: u64 = 1_000_000;
 const PAYLOAD: usize = 100;
@@ -189,11 +193,31 @@ async fn run_benches(password: &str, server: &Server) -> Result<Vec<Row>, BoxErr
 
     let mut rows = Vec::new();
 
-    eprintln!("[bench] ask round trip ({PING_N} sequential, after {PING_WARMUP} warm-up)");
-    let raw_ping = raw_ping(&raw).await?;
-    let ask = ask_rtt(&sink).await?;
+    eprintln!(
+        "[bench] ask round trip ({PING_N} sequential, after {PING_WARMUP} warm-up, in {BLOCKS} blocks alternating with raw pings), the processes on two CPUs, then on one"
+    );
+    let (ask, raw_ping) = {
+        let _placed = Placement::apart()?;
+        ask_and_ping(&sink, &raw).await?
+    };
     rows.push(Row::new(ASK_P50, Goal::AtMost(1.25), ask.p50, raw_ping.p50));
     rows.push(Row::new(ASK_P99, Goal::AtMost(1.25), ask.p99, raw_ping.p99));
+    let (ask, raw_ping) = {
+        let _placed = Placement::one_cpu()?;
+        ask_and_ping(&sink, &raw).await?
+    };
+    rows.push(Row::new(
+        ASK_P50_ONE_CPU,
+        Goal::AtMost(1.25),
+        ask.p50,
+        raw_ping.p50,
+    ));
+    rows.push(Row::new(
+        ASK_P99_ONE_CPU,
+        Goal::AtMost(1.25),
+        ask.p99,
+        raw_ping.p99,
+    ));
 
     eprintln!("[bench] tell: {TELL_N} x {PAYLOAD} bytes, {ROUNDS} rounds alternating, median");
     raw_frames(&raw, TELL_WARMUP).await?;
@@ -264,6 +288,18 @@ const ASK_P99: Names = [
     "us",
     "raw quinn ping p99",
 ];
+const ASK_P50_ONE_CPU: Names = [
+    "ask_rtt_p50_us_one_cpu",
+    "the same, on one CPU",
+    "us",
+    "raw quinn ping p50",
+];
+const ASK_P99_ONE_CPU: Names = [
+    "ask_rtt_p99_us_one_cpu",
+    "the same, on one CPU",
+    "us",
+    "raw quinn ping p99",
+];
 const TELL: Names = [
     "tell_msgs_per_s",
     "remote tell",
@@ -308,17 +344,29 @@ fn latency(mut ns: Vec<u64>) -> Latency {
 
 // ---------------------------------------------------------------- framework benches
 
-async fn ask_rtt(sink: &ActorRef<Sink>) -> Result<Latency, BoxError> {
+/// Sequential no-op asks and raw pings, in [`BLOCKS`] alternating blocks
+/// of `PING_N / BLOCKS` each (after warm-ups): their latencies.
+async fn ask_and_ping(
+    sink: &ActorRef<Sink>,
+    raw: &quinn::Connection,
+) -> Result<(Latency, Latency), BoxError> {
+    let (mut send, mut recv) = raw.open_bi().await?;
+    send.write_all(&[MODE_PING]).await?;
+    raw::pings(&mut send, &mut recv, PING_WARMUP).await?;
     for _ in 0..PING_WARMUP {
         sink.ask(Ping).await?;
     }
-    let mut ns = Vec::with_capacity(PING_N);
-    for _ in 0..PING_N {
-        let start = Instant::now();
-        sink.ask(Ping).await?;
-        ns.push(start.elapsed().as_nanos() as u64);
+    let (mut asks, mut pings) = (Vec::with_capacity(PING_N), Vec::with_capacity(PING_N));
+    for _ in 0..BLOCKS {
+        for _ in 0..PING_N / BLOCKS {
+            let start = Instant::now();
+            sink.ask(Ping).await?;
+            asks.push(start.elapsed().as_nanos() as u64);
+        }
+        pings.extend(raw::pings(&mut send, &mut recv, PING_N / BLOCKS).await?);
     }
-    Ok(latency(ns))
+    send.finish()?;
+    Ok((latency(asks), latency(pings)))
 }
 
 /// Tells `n` 100-byte messages, then asks for the count; returns msg/s.
@@ -389,15 +437,6 @@ async fn actix_do_send() -> Result<f64, BoxError> {
 }
 
 // ---------------------------------------------------------------- raw quinn baselines
-
-async fn raw_ping(conn: &quinn::Connection) -> Result<Latency, BoxError> {
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&[MODE_PING]).await?;
-    raw::pings(&mut send, &mut recv, PING_WARMUP).await?;
-    let ns = raw::pings(&mut send, &mut recv, PING_N).await?;
-    send.finish()?;
-    Ok(latency(ns))
-}
 
 /// Sends `n` length-prefixed 100-byte frames in 64 KiB writes on one stream;
 /// the server counts them and answers with the count. Returns frames/s.
