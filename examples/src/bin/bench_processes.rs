@@ -9,7 +9,8 @@
 //! |-------------------------|--------------------------------------------------------|----------------------------------------------------|
 //! | `nfork4_ready_ms`       | `nfork(4)` + `exec` + one `join` answered by each child | `std::process::Command`: 4 × `/bin/true`, spawned then waited |
 //! | `same_host_64mib_gbps`  | `send` of a 64 MiB `Tensor<f32>` to a child that sums it in place and `send`s the sum back (shared memory) | one single-threaded 64 MiB `memcpy` |
-//! | `join_roundtrip_p50_us` | one `join`/`yield_value` cycle with a child            | 16-byte echo on one raw QUIC stream (quinn 0.11, rustls ring, TLS 1.3) between two processes of this program |
+//! | `join_roundtrip_p50_us` | one `join`/`yield_value` cycle with a child, the child on another CPU (`parallel_examples::placement`) | 16-byte echo on one raw QUIC stream (quinn 0.11, rustls ring, TLS 1.3) between two processes of this program, placed alike |
+//! | `join_roundtrip_p50_us_one_cpu` | the same, both processes on one CPU | the same echo, also on that CPU |
 //!
 //! Fork timings are medians of several rounds alternating with the
 //! baseline; the bulk pair alternates too; round trips are p50 of 5,000,
@@ -136,27 +137,16 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
     eprintln!(
         "[bench] join/yield round trip vs raw quinn ping: {PING_N} each, in {BLOCKS} alternating blocks, after {PING_WARMUP} warm-up; p50"
     );
-    let mut server = raw::RawServer::start().await?;
-    let raw = server.raw.connect().await?;
-    let (mut send, mut recv) = raw.open_bi().await?;
     let child = parallel::fork().await?;
     child.exec(looper, ()).await?;
-    raw::pings(&mut send, &mut recv, PING_WARMUP).await?;
     joins(&child, PING_WARMUP).await?;
-    let (mut raw_ns, mut join_ns) = (Vec::new(), Vec::new());
-    for _ in 0..BLOCKS {
-        raw_ns.extend(raw::pings(&mut send, &mut recv, PING_N / BLOCKS).await?);
-        join_ns.extend(joins(&child, PING_N / BLOCKS).await?);
-    }
+    let trips =
+        raw::alternate_p50_us(PING_N, BLOCKS, async |_| child.join("").await.map(drop)).await?;
     close(&child).await?;
-    send.finish()?;
-    raw.close(0u32.into(), b"done");
-    raw::stop(&mut server.child).await;
-    rows.push(Row::new(
-        JOIN,
-        Goal::AtMost(1.25),
-        p50(join_ns),
-        p50(raw_ns),
+    rows.extend(trips.rows(
+        ["join_roundtrip_p50_us", "join_roundtrip_p50_us_one_cpu"],
+        "join/yield p50",
+        1.25,
     ));
 
     Ok(rows)
@@ -198,16 +188,13 @@ async fn send_gbps(child: &parallel::Child, tensor: &Tensor<f32>) -> Result<(f64
     Ok((BULK_BYTES as f64 / secs / 1e9, sent))
 }
 
-/// Nanoseconds of `n` sequential joins. Each waits for the yield that
-/// answers the previous join, then posts this one: one full cycle.
-async fn joins(child: &parallel::Child, n: usize) -> Result<Vec<u64>, BoxError> {
-    let mut ns = Vec::with_capacity(n);
+/// `n` sequential joins. Each waits for the yield that answers the
+/// previous join, then posts this one: one full cycle.
+async fn joins(child: &parallel::Child, n: usize) -> Result<(), BoxError> {
     for _ in 0..n {
-        let start = Instant::now();
         child.join("").await?;
-        ns.push(start.elapsed().as_nanos() as u64);
     }
-    Ok(ns)
+    Ok(())
 }
 
 // ---------------------------------------------------------------- baselines
@@ -250,12 +237,6 @@ const BULK: Names = [
     "GB/s",
     "memcpy 64 MiB",
 ];
-const JOIN: Names = [
-    "join_roundtrip_p50_us",
-    "join/yield p50",
-    "us",
-    "raw quinn ping p50",
-];
 
 /// The table's column widths.
 const WIDTHS: Widths = Widths {
@@ -264,9 +245,3 @@ const WIDTHS: Widths = Widths {
     unit: 5,
     ratio: 6,
 };
-
-/// The median of round-trip times, in microseconds.
-fn p50(mut ns: Vec<u64>) -> f64 {
-    ns.sort_unstable();
-    ns[ns.len() / 2] as f64 / 1e3
-}
