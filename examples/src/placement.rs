@@ -67,11 +67,14 @@ fn no_cpu() -> io::Error {
 
 /// The CPUs in `set`, ascending.
 fn cpus(set: &libc::cpu_set_t) -> impl Iterator<Item = usize> + '_ {
+    // SAFETY: `cpu` is below `CPU_SETSIZE`, the bits `set` holds.
     (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, set) })
 }
 
 /// The set of one CPU.
 fn only(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: all zeroes is the empty set; `cpu` comes from `cpus`, so it
+    // is below `CPU_SETSIZE`.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     unsafe { libc::CPU_SET(cpu, &mut set) };
     set
@@ -79,6 +82,8 @@ fn only(cpu: usize) -> libc::cpu_set_t {
 
 /// This thread's CPUs.
 fn affinity() -> io::Result<libc::cpu_set_t> {
+    // SAFETY: all zeroes is the empty set, and the kernel writes at most
+    // the size it is given.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
     if rc != 0 {
@@ -101,6 +106,7 @@ fn set_tree(own: &libc::cpu_set_t, others: &libc::cpu_set_t) -> io::Result<()> {
             let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
                 continue;
             };
+            // SAFETY: the kernel reads at most the size it is given.
             let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(set), set) };
             let e = io::Error::last_os_error();
             if rc != 0 && e.raw_os_error() != Some(libc::ESRCH) {
