@@ -52,10 +52,21 @@ pub const FILE_NAME: &str = "ledger.redb";
 
 /// (pool, 0) → the pool's record.
 const POOLS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pools");
-/// (pool, index) → an accepted job that has not finished.
-const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
-/// (pool, index) → a result not removed yet.
-const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
+/// (pool, index) → a job's row: [`JOB`] then an accepted job that has not
+/// finished, or [`RESULT`] then its result, not removed yet. One row from
+/// acceptance to removal: a finishing job's result replaces it in place,
+/// so a job costs one insert and one removal, not two of each (removals
+/// come from the front of the oldest leaf, where redb shifts every later
+/// entry: they were a quarter of the ledger's work with two tables).
+const WORK: TableDefinition<&[u8], &[u8]> = TableDefinition::new("work");
+/// The first byte of a [`WORK`] row that holds a pending job.
+const JOB: u8 = 0;
+/// The first byte of a [`WORK`] row that holds a result.
+const RESULT: u8 = 1;
+/// The tables of ledgers written before [`WORK`]: (pool, index) → a pending
+/// job, and → a result. [`Ledger::open`] moves their rows into [`WORK`].
+const OLD_JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
+const OLD_RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
 /// (pool, first) → the last index (8 bytes, big-endian; none: `first`
 /// alone): the results `first..=last` reached their owner (and are kept
 /// for the hub's queries). One row per run of consecutive indices, so that
@@ -276,11 +287,13 @@ impl Ledger {
                 DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: path.clone() },
                 e => failed(e.to_string()),
             })?;
-        // Create the tables, so that reads find them.
+        // Create the tables, so that reads find them, and move the rows of
+        // a ledger written before `WORK` into it.
         let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
-        for table in [POOLS, JOBS, RESULTS, DELIVERED, FLAGS, UPDATES, ENGINES] {
+        for table in [POOLS, WORK, DELIVERED, FLAGS, UPDATES, ENGINES] {
             txn.open_table(table).map_err(|e| failed(e.to_string()))?;
         }
+        migrate_to_work(&txn).map_err(|Failed(e)| failed(e))?;
         txn.commit().map_err(|e| failed(e.to_string()))?;
 
         let db = Arc::new(db);
@@ -337,10 +350,9 @@ impl Ledger {
         let read = |e: redb::Error| LedgerError::Read(e.to_string());
         let txn = self.shared.db.begin_read().map_err(|e| read(e.into()))?;
         let open = |def| txn.open_table(def).map_err(|e| read(e.into()));
-        let (pools, jobs, results, delivered, flags, updates, engines) = (
+        let (pools, work, delivered, flags, updates, engines) = (
             open(POOLS)?,
-            open(JOBS)?,
-            open(RESULTS)?,
+            open(WORK)?,
             open(DELIVERED)?,
             open(FLAGS)?,
             open(UPDATES)?,
@@ -366,11 +378,26 @@ impl Ledger {
             let Some((pool, _)) = split(k.value()) else {
                 continue;
             };
+            let (mut jobs, mut results) = (Vec::new(), Vec::new());
+            for (index, mut row) in rows(&work, &pool)? {
+                let kind = match row.first() {
+                    Some(&JOB) => &mut jobs,
+                    Some(&RESULT) => &mut results,
+                    _ => {
+                        return Err(LedgerError::Read(format!(
+                            "job {index} of a pool has a row of no known kind; the ledger file is damaged: \
+                             move it away to start with an empty ledger (its pools and jobs are then lost)"
+                        )));
+                    }
+                };
+                row.remove(0);
+                kind.push((index, row));
+            }
             states.push(PoolState {
                 pool,
                 record: v.value().to_vec(),
-                jobs: rows(&jobs, &pool)?,
-                results: rows(&results, &pool)?,
+                jobs,
+                results,
                 delivered: delivered_indices(rows(&delivered, &pool)?),
                 flags: rows(&flags, &pool)?,
                 updates: rows(&updates, &pool)?,
@@ -441,8 +468,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
     txn.set_durability(Durability::Immediate);
     {
         let mut pools = txn.open_table(POOLS)?;
-        let mut jobs = txn.open_table(JOBS)?;
-        let mut results = txn.open_table(RESULTS)?;
+        let mut work = txn.open_table(WORK)?;
         let mut delivered = txn.open_table(DELIVERED)?;
         let mut flags = txn.open_table(FLAGS)?;
         let mut updates = txn.open_table(UPDATES)?;
@@ -457,8 +483,7 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     let range = pool_range(pool);
                     let (lo, hi) = (range.start().as_slice(), range.end().as_slice());
                     for table in [
-                        &mut jobs,
-                        &mut results,
+                        &mut work,
                         &mut delivered,
                         &mut flags,
                         &mut updates,
@@ -469,8 +494,8 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                 }
                 LedgerOp::AcceptJob { pool, index, job } => {
                     let k = key(pool, *index);
-                    if results.get(k.as_slice())?.is_none() {
-                        jobs.insert(k.as_slice(), job.as_slice())?;
+                    if kind_of(&work, &k)? != Some(RESULT) {
+                        put(&mut work, &k, JOB, job)?;
                     }
                 }
                 LedgerOp::FinishJob {
@@ -479,14 +504,23 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     result,
                 } => {
                     let k = key(pool, *index);
-                    if jobs.remove(k.as_slice())?.is_some() {
-                        results.insert(k.as_slice(), result.as_slice())?;
+                    if kind_of(&work, &k)? == Some(JOB) {
+                        put(&mut work, &k, RESULT, result)?;
                     }
                     flags.remove(k.as_slice())?;
                 }
                 LedgerOp::ResultRead { pool, index } => {
                     let k = key(pool, *index);
-                    results.remove(k.as_slice())?;
+                    // A pending job stays (only a result is read).
+                    let pending = match work.remove(k.as_slice())? {
+                        Some(row) if row.value().first() == Some(&JOB) => {
+                            Some(row.value().to_vec())
+                        }
+                        _ => None,
+                    };
+                    if let Some(row) = pending {
+                        work.insert(k.as_slice(), row.as_slice())?;
+                    }
                     unmark_delivered(&mut delivered, pool, *index)?;
                 }
                 LedgerOp::PutFlags {
@@ -495,12 +529,12 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                     flags: bytes,
                 } => {
                     let k = key(pool, *index);
-                    if jobs.get(k.as_slice())?.is_some() {
+                    if kind_of(&work, &k)? == Some(JOB) {
                         flags.insert(k.as_slice(), bytes.as_slice())?;
                     }
                 }
                 LedgerOp::ResultsDelivered { pool, indices } => {
-                    mark_delivered(&results, &mut delivered, pool, indices)?;
+                    mark_delivered(&work, &mut delivered, pool, indices)?;
                 }
                 LedgerOp::NumberEngine { pool, number } => {
                     engines.insert(key(pool, *number).as_slice(), [].as_slice())?;
@@ -515,17 +549,89 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
     Ok(())
 }
 
+/// The kind ([`JOB`] or [`RESULT`]) of the [`WORK`] row under `k`, if any.
+fn kind_of(work: &redb::Table<&[u8], &[u8]>, k: &[u8; 24]) -> Result<Option<u8>, Failed> {
+    Ok(work
+        .get(k.as_slice())?
+        .and_then(|row| row.value().first().copied()))
+}
+
+/// Writes the [`WORK`] row `k`: `kind`, then `bytes` (written in place,
+/// not joined in a buffer first).
+fn put(
+    work: &mut redb::Table<&[u8], &[u8]>,
+    k: &[u8; 24],
+    kind: u8,
+    bytes: &[u8],
+) -> Result<(), Failed> {
+    let len = u32::try_from(bytes.len() + 1).map_err(|_| {
+        Failed(format!(
+            "a row of {} bytes is too large for the ledger",
+            bytes.len()
+        ))
+    })?;
+    let mut row = work.insert_reserve(k.as_slice(), len)?;
+    let out = row.as_mut();
+    out[0] = kind;
+    out[1..].copy_from_slice(bytes);
+    Ok(())
+}
+
+/// Moves the rows of a ledger written before [`WORK`] (tables `jobs` and
+/// `results`) into it, and removes those tables. Nothing to do for a
+/// ledger that has none.
+fn migrate_to_work(txn: &redb::WriteTransaction) -> Result<(), Failed> {
+    let old: Vec<String> = txn
+        .list_tables()?
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect();
+    let mut work = txn.open_table(WORK)?;
+    for (table, kind) in [(OLD_JOBS, JOB), (OLD_RESULTS, RESULT)] {
+        if !old
+            .iter()
+            .any(|name| name == redb::TableHandle::name(&table))
+        {
+            continue;
+        }
+        let rows = {
+            let old = txn.open_table(table)?;
+            let mut rows = Vec::new();
+            for row in old.iter()? {
+                let (k, v) = row?;
+                rows.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            rows
+        };
+        for (k, v) in rows {
+            let k: [u8; 24] = k.as_slice().try_into().map_err(|_| {
+                Failed(format!(
+                    "a row of the old `{}` table has a key of {} bytes, not 24",
+                    redb::TableHandle::name(&table),
+                    k.len()
+                ))
+            })?;
+            // A result wins over a job of the same index, as a finished job does.
+            if kind == JOB && kind_of(&work, &k)? == Some(RESULT) {
+                continue;
+            }
+            put(&mut work, &k, kind, &v)?;
+        }
+        txn.delete_table(table)?;
+    }
+    Ok(())
+}
+
 /// Marks the stored ones of `indices` delivered: one row per run of
 /// consecutive indices.
 fn mark_delivered(
-    results: &redb::Table<&[u8], &[u8]>,
+    work: &redb::Table<&[u8], &[u8]>,
     delivered: &mut redb::Table<&[u8], &[u8]>,
     pool: &PoolKey,
     indices: &[u64],
 ) -> Result<(), Failed> {
     let mut stored = Vec::with_capacity(indices.len());
     for index in indices {
-        if results.get(key(pool, *index).as_slice())?.is_some() {
+        if kind_of(work, &key(pool, *index))? == Some(RESULT) {
             stored.push(*index);
         }
     }

@@ -151,10 +151,104 @@ fn removing_a_pool_removes_all_of_it_and_nothing_of_another() {
     assert_eq!(indices(&b.updates), vec![1, u64::MAX]);
     // Nothing of A is left in any table, not only hidden by its record.
     let txn = ledger.shared.db.begin_read().unwrap();
-    for table in [JOBS, RESULTS, UPDATES] {
-        assert_eq!(txn.open_table(table).unwrap().len().unwrap(), 2);
-    }
+    assert_eq!(txn.open_table(WORK).unwrap().len().unwrap(), 4);
+    assert_eq!(txn.open_table(UPDATES).unwrap().len().unwrap(), 2);
     assert_eq!(txn.open_table(POOLS).unwrap().len().unwrap(), 1);
+}
+
+#[test]
+fn a_finished_job_keeps_one_row_and_reading_its_result_removes_it() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    block(ledger.write(vec![put_pool(A), accept(A, 0), accept(A, 1)])).unwrap();
+    block(ledger.write(vec![finish(A, 0, b"r0")])).unwrap();
+    let rows = || {
+        let txn = ledger.shared.db.begin_read().unwrap();
+        txn.open_table(WORK).unwrap().len().unwrap()
+    };
+    // The result took the job's row: two rows for two jobs.
+    assert_eq!(rows(), 2);
+    // Reading a pending job's "result" leaves the job; reading a result removes it.
+    block(ledger.write(vec![
+        LedgerOp::ResultRead { pool: A, index: 1 },
+        LedgerOp::ResultRead { pool: A, index: 0 },
+    ]))
+    .unwrap();
+    assert_eq!(rows(), 1);
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(a.jobs, vec![(1, 1u64.to_le_bytes().to_vec())]);
+    assert!(a.results.is_empty());
+}
+
+#[test]
+fn a_ledger_written_with_separate_job_and_result_tables_is_moved_into_one() {
+    let dir = TempDir::new();
+    {
+        // The tables as a ledger of before wrote them.
+        let db = Database::builder()
+            .create_with_file_format_v3(true)
+            .create(dir.0.join(FILE_NAME))
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(POOLS)
+            .unwrap()
+            .insert(key(&A, 0).as_slice(), b"record".as_slice())
+            .unwrap();
+        let mut jobs = txn.open_table(OLD_JOBS).unwrap();
+        jobs.insert(key(&A, 2).as_slice(), b"job2".as_slice())
+            .unwrap();
+        jobs.insert(key(&A, 3).as_slice(), b"job3".as_slice())
+            .unwrap();
+        drop(jobs);
+        txn.open_table(OLD_RESULTS)
+            .unwrap()
+            .insert(key(&A, 1).as_slice(), b"result1".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let ledger = Ledger::open(&dir.0).unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(a.jobs, vec![(2, b"job2".to_vec()), (3, b"job3".to_vec())]);
+    assert_eq!(a.results, vec![(1, b"result1".to_vec())]);
+    // The old tables are gone, and the moved rows behave like any.
+    let txn = ledger.shared.db.begin_read().unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "jobs" || n == "results"),
+        "{names:?}"
+    );
+    drop(txn);
+    block(ledger.write(vec![
+        finish(A, 2, b"r2"),
+        LedgerOp::ResultRead { pool: A, index: 1 },
+    ]))
+    .unwrap();
+    let a = &ledger.load().unwrap()[0];
+    assert_eq!(a.jobs, vec![(3, b"job3".to_vec())]);
+    assert_eq!(a.results, vec![(2, b"r2".to_vec())]);
+}
+
+#[test]
+fn a_row_of_no_known_kind_is_a_read_error_that_says_what_to_do() {
+    let dir = TempDir::new();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    block(ledger.write(vec![put_pool(A)])).unwrap();
+    {
+        let txn = ledger.shared.db.begin_write().unwrap();
+        txn.open_table(WORK)
+            .unwrap()
+            .insert(key(&A, 5).as_slice(), [9u8, 1, 2].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    match ledger.load() {
+        Err(LedgerError::Read(why)) => assert!(why.contains("move it away"), "{why}"),
+        other => panic!("expected a read error, got {other:?}"),
+    }
 }
 
 #[test]
