@@ -42,7 +42,6 @@ pub struct NetBed {
     cuts: Vec<(String, Ipv4Addr)>,
 }
 
-/// Runs `ip args…`; the error says what failed.
 /// The kernel's ARP table limits, for `n` hosts that each talk to all the
 /// others (and some room for what runs beside them): raised where they are
 /// lower, which the defaults are only from 28 hosts on.
@@ -63,6 +62,7 @@ fn room_for_neighbours(n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `ip args…`; the error says what failed.
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)

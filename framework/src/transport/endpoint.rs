@@ -309,14 +309,16 @@ impl Transport {
     }
 }
 
-/// True when the peer closed `conn` because a connection in the other
-/// direction replaced it (two nodes that joined each other at once).
-fn lost_to_duplicate(conn: &quinn::Connection) -> bool {
-    matches!(
-        conn.close_reason(),
-        Some(quinn::ConnectionError::ApplicationClosed(close))
-            if String::from_utf8_lossy(&close.reason).contains(DUPLICATE)
-    )
+/// True when the connection in the other direction won (two nodes that
+/// joined each other at once): the peer refused `conn` as a duplicate, or
+/// closed it in the middle of the handshake when the other replaced it.
+fn lost_to_other_direction(e: &ConnectError, conn: &quinn::Connection) -> bool {
+    matches!(e, ConnectError::Refused(why) if why.starts_with(DUPLICATE))
+        || matches!(
+            conn.close_reason(),
+            Some(quinn::ConnectionError::ApplicationClosed(close))
+                if String::from_utf8_lossy(&close.reason).contains(DUPLICATE)
+        )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -364,14 +366,13 @@ impl Inner {
         let _ = send.set_priority(i32::MAX);
         let joined = match handshake::connect(&conn, &mut send, &mut recv, &self.me(), line).await {
             Ok(joined) => joined,
-            Err(ConnectError::Refused(why)) if why.starts_with(DUPLICATE) => {
-                // The other direction won; wait for it to come up here.
+            Err(e) if lost_to_other_direction(&e, &conn) => {
+                // Wait for the winning connection to come up here.
+                let why = match e {
+                    ConnectError::Refused(why) => why,
+                    e => e.to_string(),
+                };
                 return self.await_peer_from(line, why).await;
-            }
-            // The other direction won after the peer had taken this one:
-            // it closed this connection in the middle of the handshake.
-            Err(e) if lost_to_duplicate(&conn) => {
-                return self.await_peer_from(line, e.to_string()).await;
             }
             Err(e) => return Err(e),
         };
