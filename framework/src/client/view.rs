@@ -199,47 +199,67 @@ impl<'c> DirectView<'c> {
         Args: WireType + Clone + Send + 'static,
         F::Output: Send + 'static,
     {
-        // Awaited here: no task to spawn, nothing kept for later.
-        let calls = self.targets.iter().map(|&id| {
+        // Awaited here: no task to spawn, nothing kept for later. Every call
+        // ends; the first error in target order wins, as with `apply`.
+        let calls = self.calls(|remote, _| {
             let args = args.clone();
-            async move {
-                let remote = self.client.link(id)?.remote.clone();
-                remote
-                    .call(f, args)
-                    .await
-                    .map_err(|error| ClientError::of_call(id, error))
-            }
+            async move { remote.call(f, args).await }
         });
-        // Every call ends; the first error in target order wins, as with
-        // `apply`.
-        futures_util::future::join_all(calls)
+        futures_util::future::join_all(calls.into_iter().map(|(_, call)| call))
             .await
             .into_iter()
             .collect()
     }
 
-    /// Runs `run(engine, place)` for every target at once (`place` is its
-    /// place in the view), noting each one's metadata; the outputs in target
-    /// order, or the first error.
-    fn on_each<T, Fut, Run>(&self, mut run: Run) -> AsyncResult<Vec<T>>
+    /// `run(engine, place)` for every target (`place` is its place in the
+    /// view), in target order, each with its engine's number: the calls made
+    /// (a target's link looked up now), to be awaited or spawned.
+    fn calls<T, Fut, Run>(
+        &self,
+        mut run: Run,
+    ) -> Vec<(
+        u32,
+        impl std::future::Future<Output = Result<T, ClientError>> + 'static,
+    )>
     where
         T: 'static,
         Run: FnMut(crate::remote::RemoteNode, usize) -> Fut,
         Fut: std::future::Future<Output = Result<T, crate::remote::CallError>> + 'static,
     {
         let mut calls = Vec::with_capacity(self.targets.len());
-        let metas = super::meta::metas(self.targets.len());
-        let submitted = std::time::SystemTime::now();
-        for (place, id) in self.targets.iter().enumerate() {
-            let id = *id;
+        for (place, &id) in self.targets.iter().enumerate() {
             let call = self.client.link(id).map(|l| run(l.remote.clone(), place));
-            let metas = metas.clone();
-            calls.push(actix_rt::spawn(async move {
-                let out = call?.await.map_err(|error| ClientError::of_call(id, error));
-                let _ = metas[place].set(super::Metadata::of_apply(id, submitted));
-                out
+            calls.push((id, async move {
+                call?.await.map_err(|error| ClientError::of_call(id, error))
             }));
         }
+        calls
+    }
+
+    /// Runs `run(engine, place)` for every target at once (`place` is its
+    /// place in the view), noting each one's metadata; the outputs in target
+    /// order, or the first error.
+    fn on_each<T, Fut, Run>(&self, run: Run) -> AsyncResult<Vec<T>>
+    where
+        T: 'static,
+        Run: FnMut(crate::remote::RemoteNode, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::remote::CallError>> + 'static,
+    {
+        let metas = super::meta::metas(self.targets.len());
+        let submitted = std::time::SystemTime::now();
+        let calls: Vec<_> = self
+            .calls(run)
+            .into_iter()
+            .enumerate()
+            .map(|(place, (id, call))| {
+                let metas = metas.clone();
+                actix_rt::spawn(async move {
+                    let out = call.await;
+                    let _ = metas[place].set(super::Metadata::of_apply(id, submitted));
+                    out
+                })
+            })
+            .collect();
         let all = actix_rt::spawn(async move {
             let mut out = Vec::with_capacity(calls.len());
             for call in calls {
