@@ -53,6 +53,26 @@ impl Placement {
     }
 }
 
+/// `measure` twice: with every process of this program's tree on one CPU,
+/// then apart ([`Placement::apart`]); the second is `None` where this
+/// process may run on one CPU only (said on standard error).
+pub async fn one_cpu_then_apart<T, E: From<io::Error>>(
+    mut measure: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<(T, Option<T>), E> {
+    let one_cpu = {
+        let _placed = Placement::one_cpu()?;
+        measure().await?
+    };
+    let apart = match Placement::apart() {
+        Ok(_placed) => Some(measure().await?),
+        Err(e) => {
+            eprintln!("[bench]   no round trips across CPUs: {e}");
+            None
+        }
+    };
+    Ok((one_cpu, apart))
+}
+
 impl Drop for Placement {
     fn drop(&mut self) {
         if let Err(e) = set_tree(&self.before, &self.before) {

@@ -279,34 +279,34 @@ pub async fn alternate_p50_us<E: Into<BoxError>>(
     blocks: usize,
     mut round: impl AsyncFnMut(u64) -> Result<(), E>,
 ) -> Result<RoundTrips, BoxError> {
-    use crate::placement::Placement;
     let mut ping = PingSession::start().await?;
-    let one_cpu = {
-        let _placed = Placement::one_cpu()?;
-        alternate(&mut ping, n, blocks, &mut round).await?
+    let p50s = |(rtts, raws): (Vec<f64>, Vec<f64>)| {
+        (crate::report::median(rtts), crate::report::median(raws))
     };
-    let apart = match Placement::apart() {
-        Ok(_placed) => alternate(&mut ping, n, blocks, &mut round).await?,
-        Err(e) => {
-            eprintln!("[bench]   no round trips across CPUs: {e}");
-            (f64::NAN, f64::NAN)
-        }
-    };
+    let (one_cpu, apart) = crate::placement::one_cpu_then_apart(async || {
+        alternate_us(n, blocks, &mut round, async |k| ping.pings_us(k).await).await
+    })
+    .await?;
     ping.stop().await?;
     let in_process = ping_in_process_p50_us(n).await?;
     eprintln!(
         "[bench]   for scale: a raw quinn ping within one process (no process crossing) takes {in_process:.1} µs"
     );
-    Ok(RoundTrips { apart, one_cpu })
+    Ok(RoundTrips {
+        apart: apart.map_or((f64::NAN, f64::NAN), p50s),
+        one_cpu: p50s(one_cpu),
+    })
 }
 
-/// The p50s of `n` rounds and `n` pings in `blocks` alternating blocks.
-async fn alternate<E: Into<BoxError>>(
-    ping: &mut PingSession,
+/// The times in µs of `n` rounds of `round(i)` and of `n` raw pings
+/// (`pings(k)` pings `k` times), in `blocks` alternating blocks, so that
+/// both see the same machine.
+pub async fn alternate_us<E: Into<BoxError>>(
     n: usize,
     blocks: usize,
     round: &mut impl AsyncFnMut(u64) -> Result<(), E>,
-) -> Result<(f64, f64), BoxError> {
+    mut pings: impl AsyncFnMut(usize) -> Result<Vec<f64>, BoxError>,
+) -> Result<(Vec<f64>, Vec<f64>), BoxError> {
     let (mut rtts, mut raws) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let per_block = n / blocks.max(1);
     let mut i = 0;
@@ -317,9 +317,9 @@ async fn alternate<E: Into<BoxError>>(
             rtts.push(t.elapsed().as_secs_f64() * 1e6);
             i += 1;
         }
-        raws.extend(ping.pings_us(per_block).await?);
+        raws.extend(pings(per_block).await?);
     }
-    Ok((crate::report::median(rtts), crate::report::median(raws)))
+    Ok((rtts, raws))
 }
 
 /// One ping stream to a raw server in another process: the round-trip

@@ -15,7 +15,7 @@
 //!
 //! | bench                   | framework                                   | baseline                                          |
 //! |-------------------------|---------------------------------------------|---------------------------------------------------|
-//! | `ask_rtt_p50_us`, `_p99`| sequential no-op `ask` to the remote `Sink`, the two processes on two CPUs (`parallel_examples::placement`) | 16-byte echo on one raw QUIC stream, in blocks alternating with the asks' |
+//! | `ask_rtt_p50_us`, `_p99`| sequential no-op `ask` to the remote `Sink`, the two processes on two CPUs (`parallel_examples::placement`; NaN on a machine with one) | 16-byte echo on one raw QUIC stream, in blocks alternating with the asks' |
 //! | `ask_rtt_p50_us_one_cpu`, `_p99_one_cpu` | the same, both processes on one CPU | the same echo |
 //! | `tell_msgs_per_s`       | 1 M `tell`s of 100 bytes, then one `ask`    | 1 M length-prefixed 100-byte frames, 64 KiB writes |
 //! | `bulk_64mib_gbps`       | `ask` with a 64 MiB `Tensor<f32>`, summed in place | 64 MiB on one raw stream, summed as it arrives |
@@ -38,7 +38,7 @@ use parallel::{Actor, ActorRef, JoinLine, Message, Node, Password, Received, Ten
 use parallel_examples::bulk::{
     BULK_BYTES, BULK_MIB, bulk_expected, bulk_values, sum_f32, sum_f32_le,
 };
-use parallel_examples::placement::Placement;
+use parallel_examples::placement::one_cpu_then_apart;
 use parallel_examples::raw::{self, BoxError, RawAddr};
 use parallel_examples::report::{self, Goal, Names, Row, Widths, median};
 use rkyv::{Archive, Deserialize, Serialize};
@@ -194,18 +194,17 @@ async fn run_benches(password: &str, server: &Server) -> Result<Vec<Row>, BoxErr
     let mut rows = Vec::new();
 
     eprintln!(
-        "[bench] ask round trip ({PING_N} sequential, after {PING_WARMUP} warm-up, in {BLOCKS} blocks alternating with raw pings), the processes on two CPUs, then on one"
+        "[bench] ask round trip ({PING_N} sequential, after {PING_WARMUP} warm-up, in {BLOCKS} blocks alternating with raw pings), the processes on one CPU, then on two"
     );
-    let (ask, raw_ping) = {
-        let _placed = Placement::apart()?;
-        ask_and_ping(&sink, &raw).await?
+    let (one_cpu, apart) = one_cpu_then_apart(async || ask_and_ping(&sink, &raw).await).await?;
+    let unplaced = || Latency {
+        p50: f64::NAN,
+        p99: f64::NAN,
     };
+    let (ask, raw_ping) = apart.unwrap_or_else(|| (unplaced(), unplaced()));
     rows.push(Row::new(ASK_P50, Goal::AtMost(1.25), ask.p50, raw_ping.p50));
     rows.push(Row::new(ASK_P99, Goal::AtMost(1.25), ask.p99, raw_ping.p99));
-    let (ask, raw_ping) = {
-        let _placed = Placement::one_cpu()?;
-        ask_and_ping(&sink, &raw).await?
-    };
+    let (ask, raw_ping) = one_cpu;
     rows.push(Row::new(
         ASK_P50_ONE_CPU,
         Goal::AtMost(1.25),
@@ -332,10 +331,10 @@ struct Latency {
     p99: f64,
 }
 
-/// p50 and p99 of round-trip times, in microseconds.
-fn latency(mut ns: Vec<u64>) -> Latency {
-    ns.sort_unstable();
-    let at = |p: usize| ns[(ns.len() * p / 100).min(ns.len() - 1)] as f64 / 1e3;
+/// p50 and p99 of round-trip times in microseconds.
+fn latency(mut us: Vec<f64>) -> Latency {
+    us.sort_by(f64::total_cmp);
+    let at = |p: usize| us[(us.len() * p / 100).min(us.len() - 1)];
     Latency {
         p50: at(50),
         p99: at(99),
@@ -356,15 +355,16 @@ async fn ask_and_ping(
     for _ in 0..PING_WARMUP {
         sink.ask(Ping).await?;
     }
-    let (mut asks, mut pings) = (Vec::with_capacity(PING_N), Vec::with_capacity(PING_N));
-    for _ in 0..BLOCKS {
-        for _ in 0..PING_N / BLOCKS {
-            let start = Instant::now();
-            sink.ask(Ping).await?;
-            asks.push(start.elapsed().as_nanos() as u64);
-        }
-        pings.extend(raw::pings(&mut send, &mut recv, PING_N / BLOCKS).await?);
-    }
+    let (asks, pings) = raw::alternate_us(
+        PING_N,
+        BLOCKS,
+        &mut async |_| sink.ask(Ping).await,
+        async |k| {
+            let ns = raw::pings(&mut send, &mut recv, k).await?;
+            Ok(ns.into_iter().map(|v| v as f64 / 1e3).collect())
+        },
+    )
+    .await?;
     send.finish()?;
     Ok((latency(asks), latency(pings)))
 }
