@@ -512,14 +512,8 @@ fn commit<'a>(db: &Database, ops: impl Iterator<Item = &'a LedgerOp>) -> Result<
                 LedgerOp::ResultRead { pool, index } => {
                     let k = key(pool, *index);
                     // A pending job stays (only a result is read).
-                    let pending = match work.remove(k.as_slice())? {
-                        Some(row) if row.value().first() == Some(&JOB) => {
-                            Some(row.value().to_vec())
-                        }
-                        _ => None,
-                    };
-                    if let Some(row) = pending {
-                        work.insert(k.as_slice(), row.as_slice())?;
+                    if kind_of(&work, &k)? == Some(RESULT) {
+                        work.remove(k.as_slice())?;
                     }
                     unmark_delivered(&mut delivered, pool, *index)?;
                 }
