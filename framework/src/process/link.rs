@@ -24,7 +24,7 @@ use super::parent_actor::ParentActor;
 /// that the node's thread, when it shares that CPU, gets to run at once
 /// (a busy loop kept it off the CPU until the spin ended or the scheduler
 /// preempted it: a join/yield round trip between processes on two CPUs
-/// took 2.0× a raw ping with it, 1.13–1.16× with yielding).
+/// took 1.8–2.0× a raw ping with it, 1.09–1.16× with yielding).
 const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// What the process actor files for the function's thread.
