@@ -32,10 +32,12 @@
 //! - What an exec'd function returns does not reach the parent, so
 //!   [`read_all`] also sends its count with `parent().send`; [`drive`]
 //!   receives one count from each child and checks they add up.
-//! - A reader uses the default batching: up to
-//!   [`parallel::workqueue::DEFAULT_PREFETCH`] items per round trip, the
-//!   next batch asked for while the current one is handed out (a reader's
-//!   process that dies gives back what it had not acknowledged).
+//! - A reader uses the default batching: a batch per round trip that starts
+//!   at [`parallel::workqueue::DEFAULT_PREFETCH`] items and grows while the
+//!   reader runs out before its next batch arrives (up to
+//!   [`parallel::workqueue::MAX_ADAPTIVE_PREFETCH`]), the next batch asked
+//!   for while the current one is handed out (a reader's process that dies
+//!   gives back what it had not acknowledged).
 
 use std::error::Error;
 use std::time::{Duration, Instant};

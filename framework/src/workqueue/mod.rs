@@ -47,12 +47,16 @@
 //!   owner ◀──read─── [to owner]   ◀────── worker (named, write)
 //! ```
 //!
-//! How items travel: a child's `read` takes a batch of up to
-//! [`DEFAULT_PREFETCH`] items per round trip (or [`WorkQueue::with_prefetch`]
-//! items); the parent shares what is queued among the readers waiting, so a
-//! reader gets fewer when others wait too. As soon as `read` hands out the
-//! first item of a batch, the handle asks for the next batch, so the round
-//! trip overlaps the work.
+//! How items travel: a child's `read` takes a batch of items per round trip;
+//! the parent shares what is queued among the readers waiting, so a reader
+//! gets fewer when others wait too. As soon as `read` hands out the first
+//! item of a batch, the handle asks for the next batch, so the round trip
+//! overlaps the work. The batch starts at [`DEFAULT_PREFETCH`] items and
+//! adapts to the work: it doubles (up to [`MAX_ADAPTIVE_PREFETCH`]) while
+//! the reader runs out of items before its next batch arrives, and halves
+//! while the next batch arrives with half of the current one still to do —
+//! tiny items travel in large batches, long ones stay spread over the
+//! readers. [`WorkQueue::with_prefetch`] fixes the batch instead.
 //!
 //! What a reader's death does to items — *at least once*: the owner keeps
 //! every item it handed to a reader process until that reader acknowledges
@@ -88,7 +92,7 @@ use std::time::Duration;
 use crate::id::ActorId;
 use crate::wire::{DecodeError, EncodeError, WireType};
 
-pub use remote::{DEFAULT_PREFETCH, POLL, QueueActor, message, queue_id};
+pub use remote::{DEFAULT_PREFETCH, MAX_ADAPTIVE_PREFETCH, POLL, QueueActor, message, queue_id};
 
 /// How many items a queue holds in each direction before a writer waits.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -409,12 +413,14 @@ impl<T: Send + 'static> WorkQueue<T> {
         matches!(self.handle, Handle::Remote(_))
     }
 
-    /// Lets this handle, when it reads from the parent's queue, take up to
-    /// `items` items per round trip and hand them out one by one (default
-    /// [`DEFAULT_PREFETCH`]; 1 for one item at a time, which keeps long
-    /// items spread over the readers). If this process dies, the items it
-    /// took and had not acknowledged go back to the queue (see the module
-    /// docs). No effect on a handle of this process.
+    /// Fixes how many items this handle, when it reads from the parent's
+    /// queue, takes at most per round trip and hands out one by one: `items`
+    /// (1 for one item at a time, which keeps long items spread over the
+    /// readers). Without it the batch adapts to the work, from
+    /// [`DEFAULT_PREFETCH`] up to [`MAX_ADAPTIVE_PREFETCH`] (see the module
+    /// docs). If this process dies, the items it took and had not
+    /// acknowledged go back to the queue. No effect on a handle of this
+    /// process.
     pub fn with_prefetch(self, items: usize) -> Self {
         if let Handle::Remote(client) = &self.handle {
             client.set_prefetch(items.max(1));

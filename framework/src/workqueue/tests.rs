@@ -483,3 +483,59 @@ fn items_a_reader_holds_unacknowledged_go_back_when_its_node_goes_down() {
         assert_eq!(worker.read(), None);
     });
 }
+
+/// How many items the handle on the parent's queue `q` asks for next.
+fn batch<T: Send + 'static>(q: &WorkQueue<T>) -> usize {
+    let Handle::Remote(client) = &q.handle else {
+        unreachable!("a handle on another node's queue")
+    };
+    client.batch()
+}
+
+#[test]
+fn a_reader_batch_grows_on_tiny_items_shrinks_on_long_ones_and_stays_when_fixed() {
+    within(Duration::from_secs(60), || {
+        let n = nodes();
+        const TINY: u64 = 20_000;
+        const LONG: u64 = 3_000;
+        let q = WorkQueue::<u64>::local_with_capacity("wq test adaptive", (TINY + LONG) as usize);
+        serve_on(&n, &q);
+        for i in 0..TINY + LONG {
+            q.write(i).unwrap();
+        }
+        let reader = client::<u64>(&n, "wq test adaptive", SERVE_WAIT);
+        assert_eq!(batch(&reader), DEFAULT_PREFETCH);
+        // Items that take no time: the reader runs out before each next
+        // batch arrives, and its batch grows.
+        let mut grown = 0;
+        for i in 0..TINY {
+            assert_eq!(reader.read(), Some(i));
+            grown = grown.max(batch(&reader));
+        }
+        assert!(
+            grown > DEFAULT_PREFETCH,
+            "the batch never grew past {DEFAULT_PREFETCH} on {TINY} items that take no time"
+        );
+        // Items that take a while (200 µs each, far longer than a round
+        // trip on loopback): the next batch arrives early, and the batch
+        // comes back down to where it started.
+        for i in TINY..TINY + LONG {
+            assert_eq!(reader.read(), Some(i));
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert_eq!(batch(&reader), DEFAULT_PREFETCH);
+        drop(reader);
+
+        // A fixed batch stays what it was told, whatever the items.
+        for i in 0..TINY {
+            q.write(i).unwrap();
+        }
+        let fixed = client::<u64>(&n, "wq test adaptive", SERVE_WAIT).with_prefetch(5);
+        for _ in 0..TINY {
+            assert!(fixed.read().is_some());
+            assert_eq!(batch(&fixed), 5);
+        }
+        q.close();
+        assert_eq!(fixed.read(), None);
+    });
+}

@@ -4,7 +4,7 @@
 //! next batch while it hands out the current one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,12 +18,18 @@ use crate::wire::{WireType, encode};
 
 use super::super::{ReadError, SERVE_WAIT, WriteError};
 use super::message::{Ack, Close, Read, ReadReply, Write, WriteReply};
-use super::{ASK_TIMEOUT, ATTACH_PAUSE, DEFAULT_PREFETCH, MAX_BATCH, QueueActor, queue_id};
+use super::{
+    ASK_TIMEOUT, ATTACH_PAUSE, DEFAULT_PREFETCH, MAX_ADAPTIVE_PREFETCH, MAX_BATCH, QueueActor,
+    queue_id,
+};
 
 /// A worker handle on another process's queue, as `WorkQueue` uses it.
 pub(in crate::workqueue) trait Remote<T>: Send + Sync {
     fn name(&self) -> &str;
     fn set_prefetch(&self, items: usize);
+    /// How many items the handle's next read asks for.
+    #[cfg(test)]
+    fn batch(&self) -> usize;
     fn read(&self) -> Result<Option<T>, ReadError>;
     fn write(&self, item: T) -> Result<(), WriteError<T>>;
     fn close(&self);
@@ -43,14 +49,57 @@ enum Failure {
     Misuse(String),
 }
 
-/// The read ahead, asked and not answered yet: its number and its answer.
-type Pending = (u64, JoinHandle<Result<ReadReply, Failure>>);
+/// The read ahead, asked and not answered yet: its number, how many items
+/// it asked for, and its answer.
+type Pending = (u64, usize, JoinHandle<Result<ReadReply, Failure>>);
+
+/// How a handle sizes the batches it asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// As many items as the handle was told ([`Remote::set_prefetch`]).
+    Fixed(usize),
+    /// Adapting to the work; this many now.
+    Adaptive(usize),
+}
+
+impl Batch {
+    fn size(self) -> usize {
+        match self {
+            Batch::Fixed(n) | Batch::Adaptive(n) => n,
+        }
+    }
+
+    /// The batch to ask for once a batch was handed out: `full` — it came
+    /// with as many items as asked; `starved` — the reader ran out of items
+    /// before the batch asked ahead arrived; `early` — that batch arrived
+    /// while half of this one was still to hand out. (See
+    /// [`MAX_ADAPTIVE_PREFETCH`].)
+    fn after(self, full: bool, starved: bool, early: bool) -> Batch {
+        match self {
+            Batch::Fixed(_) => self,
+            Batch::Adaptive(n) if starved && full => {
+                Batch::Adaptive((n * 2).min(MAX_ADAPTIVE_PREFETCH))
+            }
+            Batch::Adaptive(n) if early => Batch::Adaptive((n / 2).max(DEFAULT_PREFETCH)),
+            Batch::Adaptive(_) => self,
+        }
+    }
+}
 
 struct ReadLane<T> {
     /// The number of the last read asked.
     seq: u64,
+    /// How many items the next read asks for.
+    batch: Batch,
     /// Items of batch `holding` not handed out yet.
     buffered: VecDeque<T>,
+    /// How many items batch `holding` came with.
+    held: usize,
+    /// Batch `holding` came with as many items as asked.
+    full: bool,
+    /// The batch asked ahead arrived while half of `holding` was still to
+    /// hand out.
+    early: bool,
     /// The batch whose items are being handed out (0: none yet).
     holding: u64,
     /// The read asked ahead.
@@ -85,7 +134,6 @@ pub(in crate::workqueue) struct Client<T: WireType + Send + 'static> {
     /// This handle's id, for the actor's books.
     me: ActorId,
     common: Result<Arc<Common<T>>, String>,
-    prefetch: AtomicUsize,
     reads: Mutex<ReadLane<T>>,
     /// The number of the last write.
     writes: Mutex<u64>,
@@ -145,10 +193,13 @@ impl<T: WireType + Send + 'static> Client<T> {
                     serve_wait,
                 })
             }),
-            prefetch: AtomicUsize::new(DEFAULT_PREFETCH),
             reads: Mutex::new(ReadLane {
                 seq: 0,
+                batch: Batch::Adaptive(DEFAULT_PREFETCH),
                 buffered: VecDeque::new(),
+                held: 0,
+                full: false,
+                early: false,
                 holding: 0,
                 pending: None,
                 acked: 0,
@@ -166,13 +217,13 @@ impl<T: WireType + Send + 'static> Client<T> {
 
     /// A read of up to `max` items numbered `seq`, done with the batches up
     /// to `ack`, handing out the batch `keep`.
-    fn read_request(&self, common: &Common<T>, seq: u64, ack: u64, keep: u64) -> Read {
+    fn read_request(&self, common: &Common<T>, seq: u64, max: usize, ack: u64, keep: u64) -> Read {
         Read {
             reader: self.me,
             node: common.link.node,
             tag: tag_of::<T>(),
             seq,
-            max: self.prefetch.load(Ordering::Relaxed) as u32,
+            max: max as u32,
             ack,
             keep,
         }
@@ -216,11 +267,18 @@ impl<T: WireType + Send + 'static> Client<T> {
         }
     }
 
-    /// Takes a read's answer: its items into the lane.
-    fn take(&self, lane: &mut ReadLane<T>, seq: u64, reply: ReadReply) -> Result<(), ReadError> {
+    /// Takes the answer to a read of up to `max` items: its items into the lane.
+    fn take(
+        &self,
+        lane: &mut ReadLane<T>,
+        seq: u64,
+        max: usize,
+        reply: ReadReply,
+    ) -> Result<(), ReadError> {
         match reply {
             ReadReply::Items(values) => {
                 lane.holding = seq;
+                (lane.held, lane.full, lane.early) = (values.len(), values.len() >= max, false);
                 let mut bad = None;
                 for value in values {
                     match unpack::<T>(value) {
@@ -325,8 +383,12 @@ impl<T: WireType + Send + 'static> Remote<T> for Client<T> {
     }
 
     fn set_prefetch(&self, items: usize) {
-        self.prefetch
-            .store(items.clamp(1, MAX_BATCH), Ordering::Relaxed);
+        lock(&self.reads).batch = Batch::Fixed(items.clamp(1, MAX_BATCH));
+    }
+
+    #[cfg(test)]
+    fn batch(&self) -> usize {
+        lock(&self.reads).batch.size()
     }
 
     fn read(&self) -> Result<Option<T>, ReadError> {
@@ -341,12 +403,23 @@ impl<T: WireType + Send + 'static> Remote<T> for Client<T> {
                 // One read ahead, acknowledging the batches before
                 // `holding` (this call asks on past their last item). A
                 // failure shows again at the next read that waits.
-                if lane.pending.is_none() && !lane.closed {
-                    let ack = lane.holding.saturating_sub(1).max(lane.acked);
-                    lane.seq += 1;
-                    let read = self.read_request(common, lane.seq, ack, lane.holding);
-                    lane.pending = Some((lane.seq, common.read_ahead(read)));
-                    lane.acked = ack;
+                match &lane.pending {
+                    None if !lane.closed => {
+                        let ack = lane.holding.saturating_sub(1).max(lane.acked);
+                        lane.seq += 1;
+                        let max = lane.batch.size();
+                        let read = self.read_request(common, lane.seq, max, ack, lane.holding);
+                        lane.pending = Some((lane.seq, max, common.read_ahead(read)));
+                        lane.acked = ack;
+                    }
+                    Some((_, _, ahead))
+                        if !lane.early
+                            && lane.buffered.len() * 2 >= lane.held
+                            && ahead.is_finished() =>
+                    {
+                        lane.early = true;
+                    }
+                    _ => {}
                 }
                 return Ok(Some(item));
             }
@@ -368,25 +441,28 @@ impl<T: WireType + Send + 'static> Remote<T> for Client<T> {
                 }
                 return Ok(None);
             }
-            let (seq, answer) = match lane.pending.take() {
-                Some((seq, pending)) => {
+            let (seq, max, answer) = match lane.pending.take() {
+                Some((seq, max, pending)) => {
+                    let starved = !pending.is_finished();
+                    lane.batch = lane.batch.after(lane.full, starved, lane.early);
                     let answer = common.block_on(pending).unwrap_or_else(|e| {
                         Err(Failure::ParentGone(format!(
                             "this process's runtime stopped ({e})"
                         )))
                     });
-                    (seq, answer)
+                    (seq, max, answer)
                 }
                 None => {
                     lane.seq += 1;
-                    let read = self.read_request(common, lane.seq, done, 0);
+                    let max = lane.batch.size();
+                    let read = self.read_request(common, lane.seq, max, done, 0);
                     lane.acked = done;
                     let answer = common.block_on(common.ask(|| Ok(read)));
-                    (read.seq, answer)
+                    (read.seq, max, answer)
                 }
             };
             match answer {
-                Ok(reply) => self.take(lane, seq, reply)?,
+                Ok(reply) => self.take(lane, seq, max, reply)?,
                 Err(Failure::ServiceGone) => {
                     lane.closed = true;
                     return Ok(None);
@@ -461,7 +537,7 @@ impl<T: WireType + Send + 'static> Drop for Client<T> {
     fn drop(&mut self) {
         let Ok(common) = &self.common else { return };
         let lane = self.reads.get_mut().unwrap_or_else(|e| e.into_inner());
-        let Some((seq, pending)) = lane.pending.take() else {
+        let Some((seq, _, pending)) = lane.pending.take() else {
             return;
         };
         let (me, ack, common) = (self.me, lane.acked, common.clone());
@@ -482,5 +558,43 @@ impl<T: WireType + Send + 'static> Drop for Client<T> {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Batch, DEFAULT_PREFETCH, MAX_ADAPTIVE_PREFETCH};
+
+    #[test]
+    fn an_adaptive_batch_doubles_when_starved_on_full_batches_and_halves_when_early() {
+        let start = Batch::Adaptive(DEFAULT_PREFETCH);
+        // Ran out before the next batch came, and the last came full: double.
+        assert_eq!(
+            start.after(true, true, false),
+            Batch::Adaptive(2 * DEFAULT_PREFETCH)
+        );
+        // Ran out, but the queue had fewer items than asked: the batch was
+        // not what limited the reader.
+        assert_eq!(start.after(false, true, false), start);
+        // The next batch came in time, and not early: keep.
+        assert_eq!(start.after(true, false, false), start);
+        // Never past the largest, never below the first.
+        let mut batch = start;
+        for _ in 0..20 {
+            batch = batch.after(true, true, false);
+        }
+        assert_eq!(batch, Batch::Adaptive(MAX_ADAPTIVE_PREFETCH));
+        assert_eq!(
+            batch.after(true, false, true),
+            Batch::Adaptive(MAX_ADAPTIVE_PREFETCH / 2)
+        );
+        for _ in 0..20 {
+            batch = batch.after(true, false, true);
+        }
+        assert_eq!(batch, start);
+        // A batch the handle was told stays.
+        for (full, starved, early) in [(true, true, false), (true, false, true)] {
+            assert_eq!(Batch::Fixed(5).after(full, starved, early), Batch::Fixed(5));
+        }
     }
 }

@@ -40,11 +40,20 @@ pub(super) use client::{Client, Remote};
 
 /// The most items one read takes.
 const MAX_BATCH: usize = 4096;
-/// How many items a child's read asks its parent for per round trip unless
-/// the handle says otherwise ([`super::WorkQueue::with_prefetch`]); the
-/// parent shares what is queued among the readers waiting, so a reader gets
-/// fewer when others wait too.
+/// How many items a child's read first asks its parent for per round trip,
+/// unless the handle fixes its batch ([`super::WorkQueue::with_prefetch`]);
+/// the parent shares what is queued among the readers waiting, so a reader
+/// gets fewer when others wait too. The batch then adapts
+/// ([`MAX_ADAPTIVE_PREFETCH`]).
 pub const DEFAULT_PREFETCH: usize = 32;
+/// The largest batch a handle that did not fix its batch grows to. It
+/// doubles its batch each time it ran out of items before its next batch
+/// (asked ahead) arrived although its last batch came full — the items take
+/// less time than a round trip — and halves it (not below
+/// [`DEFAULT_PREFETCH`]) each time its next batch arrived while half of the
+/// current one was still to hand out — the items take long, and a smaller
+/// batch spreads them better over the readers.
+pub const MAX_ADAPTIVE_PREFETCH: usize = 1024;
 /// The longest a read or write waits at the owner before it is answered
 /// "again" (and asked again).
 pub const POLL: Duration = Duration::from_secs(2);
