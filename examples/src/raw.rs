@@ -5,7 +5,10 @@
 //!
 //! The server process prints `RAW <addr> <fingerprint hex>` (the SHA-256 of
 //! its fresh certificate, which the client pins) and serves until its
-//! standard input closes, so it never outlives the benchmark.
+//! standard input closes, so it never outlives the benchmark: it echoes
+//! pings on bidirectional streams ([`pings`]) and takes bulk bytes on
+//! unidirectional ones, one way ([`bulk_one_way_gbps`]) or while sending as
+//! many back ([`bulk_both_ways_gbps`]).
 
 use std::error::Error;
 use std::fmt;
@@ -193,6 +196,17 @@ async fn serve_until_stdin_closes() -> Result<(), BoxError> {
         while let Some(incoming) = accepting.accept().await {
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
+                let bulk = conn.clone();
+                tokio::spawn(async move {
+                    while let Ok(recv) = bulk.accept_uni().await {
+                        let conn = bulk.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = serve_bulk(&conn, recv).await {
+                                eprintln!("[raw server] bulk stream failed: {e}");
+                            }
+                        });
+                    }
+                });
                 while let Ok((send, recv)) = conn.accept_bi().await {
                     tokio::spawn(async move {
                         let _ = echo(send, recv).await;
@@ -204,6 +218,123 @@ async fn serve_until_stdin_closes() -> Result<(), BoxError> {
     until_stdin_closes().await;
     endpoint.close(0u32.into(), b"bye");
     Ok(())
+}
+
+/// A bulk stream's first byte: the server takes the bytes and answers how
+/// many arrived.
+const BULK_ONE_WAY: u8 = 1;
+/// A bulk stream's first byte: the server sends as many bytes back while
+/// it takes them.
+const BULK_BOTH_WAYS: u8 = 2;
+/// Bytes per write of the bytes the server sends back.
+const BULK_CHUNK: usize = 1 << 20;
+
+/// The server side of a unidirectional bulk stream (a kind byte, the
+/// length as a little-endian `u64`, then the bytes): [`BULK_ONE_WAY`] takes
+/// the bytes, then answers their count (8 bytes) on a unidirectional
+/// stream of its own; [`BULK_BOTH_WAYS`] opens that stream at once and
+/// sends as many bytes on it while it takes them.
+async fn serve_bulk(conn: &quinn::Connection, mut recv: quinn::RecvStream) -> Result<(), BoxError> {
+    let mut head = [0u8; 9];
+    recv.read_exact(&mut head).await?;
+    let len = u64::from_le_bytes(head[1..].try_into()?);
+    let take = async move {
+        let mut got = 0u64;
+        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+            got += chunk.bytes.len() as u64;
+        }
+        Ok::<u64, BoxError>(got)
+    };
+    let mut back = conn.open_uni().await?;
+    match head[0] {
+        BULK_ONE_WAY => {
+            let got = take.await?;
+            back.write_all(&got.to_le_bytes()).await?;
+        }
+        BULK_BOTH_WAYS => {
+            let chunk = vec![1u8; BULK_CHUNK];
+            let give = async {
+                let mut left = len as usize;
+                while left > 0 {
+                    let n = left.min(BULK_CHUNK);
+                    back.write_all(&chunk[..n]).await?;
+                    left -= n;
+                }
+                Ok::<(), BoxError>(())
+            };
+            let (got, gave) = tokio::join!(take, give);
+            let (got, ()) = (got?, gave?);
+            if got != len {
+                return Err(format!("{got} bytes arrived, {len} were announced").into());
+            }
+        }
+        other => return Err(format!("unknown bulk stream kind {other}").into()),
+    }
+    back.finish()?;
+    Ok(())
+}
+
+/// GB/s (10⁹ bytes per second) of `bytes` sent to the raw server on one
+/// unidirectional stream: from the first byte written to the server's
+/// answer that all of them arrived.
+pub async fn bulk_one_way_gbps(conn: &quinn::Connection, bytes: &[u8]) -> Result<f64, BoxError> {
+    let start = Instant::now();
+    let mut send = conn.open_uni().await?;
+    send.write_all(&bulk_head(BULK_ONE_WAY, bytes.len()))
+        .await?;
+    send.write_all(bytes).await?;
+    send.finish()?;
+    let mut answer = conn.accept_uni().await?;
+    let mut got = [0u8; 8];
+    answer.read_exact(&mut got).await?;
+    let secs = start.elapsed().as_secs_f64();
+    let got = u64::from_le_bytes(got);
+    if got != bytes.len() as u64 {
+        return Err(format!("the raw server took {got} bytes, {} were sent", bytes.len()).into());
+    }
+    Ok(bytes.len() as f64 / secs / 1e9)
+}
+
+/// GB/s (10⁹ bytes per second) of `bytes` sent to the raw server while it
+/// sends as many back (the traffic of a two-rank AllReduce: every rank
+/// sends and takes the buffer's size): bytes of one direction over the time
+/// from the first byte written to the last byte back.
+pub async fn bulk_both_ways_gbps(conn: &quinn::Connection, bytes: &[u8]) -> Result<f64, BoxError> {
+    let start = Instant::now();
+    let mut send = conn.open_uni().await?;
+    let give = async move {
+        send.write_all(&bulk_head(BULK_BOTH_WAYS, bytes.len()))
+            .await?;
+        send.write_all(bytes).await?;
+        send.finish()?;
+        Ok::<(), BoxError>(())
+    };
+    let take = async {
+        let mut back = conn.accept_uni().await?;
+        let mut got = 0u64;
+        while let Some(chunk) = back.read_chunk(usize::MAX, true).await? {
+            got += chunk.bytes.len() as u64;
+        }
+        Ok::<u64, BoxError>(got)
+    };
+    let (gave, got) = tokio::join!(give, take);
+    let ((), got) = (gave?, got?);
+    let secs = start.elapsed().as_secs_f64();
+    if got != bytes.len() as u64 {
+        return Err(format!(
+            "the raw server sent back {got} bytes, {} were asked",
+            bytes.len()
+        )
+        .into());
+    }
+    Ok(bytes.len() as f64 / secs / 1e9)
+}
+
+/// The head of a bulk stream: its kind, then the length.
+fn bulk_head(kind: u8, len: usize) -> [u8; 9] {
+    let mut head = [kind; 9];
+    head[1..].copy_from_slice(&(len as u64).to_le_bytes());
+    head
 }
 
 /// The raw server process as the benchmark sees it: this program again,

@@ -11,6 +11,7 @@
 //! | `allreduce_sum_{1,16,64}mib_{2,4}ranks_gbps` | `Children::all_reduce` (rank 0) with `collective::all_reduce` in 1 or 3 children, `Vec<f32>`, `ReduceOp::Sum`, in place | `MPI_Allreduce(MPI_IN_PLACE, …, MPI_FLOAT, MPI_SUM)` with as many ranks |
 //! | the 64 MiB rows again                  | the same figure                              | one single-threaded 64 MiB `memcpy` |
 //! | `allreduce_8b_latency_us`              | the same with two `f32` (8 bytes), 4 ranks   | `MPI_Allreduce` of two `MPI_FLOAT`s, 4 ranks |
+//! | `allreduce_quic_16mib_2ranks_gbps`     | the 16 MiB 2-rank AllReduce with the tree's collectives over QUIC links between the ranks (`CollectiveTransport::Quic`: the path between machines, taken on this one) | 16 MiB on one raw quinn stream to another process (`raw_quinn_bulk_16mib_gbps`, the target's baseline); and 16 MiB each way at once (`raw_quinn_bulk_both_ways_16mib_gbps`: a 2-rank AllReduce's traffic, context) |
 //! | `workqueue_items_per_s`                | a `WorkQueue` read by 2 other processes      | `std::sync::mpsc` read by 2 threads of this process (context, no target) |
 //! | the same figure again                  | the same figure                              | the target rate, [`WQ_TARGET_ITEMS_PER_S`] (ratio key `workqueue_items_per_s_target_ratio`) |
 //!
@@ -39,6 +40,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use parallel::collective::ReduceOp;
+use parallel::{CollectiveTransport, Tree};
+use parallel_examples::raw::{self, RawServer};
 use parallel_examples::report::{self, Goal, Widths, median};
 
 /// The error type of this benchmark.
@@ -63,6 +66,11 @@ const WQ_TARGET_ITEMS_PER_S: f64 = 1_000_000.0;
 const WQ_RUNS: usize = 3;
 /// Rounds per group size, each running MPI's side then ours (1 with `--quick`).
 const ROUNDS: usize = 3;
+/// The AllReduce over QUIC: bytes of the buffer, and ranks.
+const QUIC_BYTES: usize = 16 * MIB;
+const QUIC_RANKS: usize = 2;
+/// Raw bulk transfers per round, each way; the median counts.
+const RAW_BULK_REPS: usize = 5;
 /// Copies per memcpy size; the best one counts.
 const MEMCPY_REPS: usize = 9;
 
@@ -199,8 +207,8 @@ fn reducer(rank: u32, ranks: u32, plan: Vec<(u64, u32, u32)>) {
 
 /// Rank 0 of a group of `ranks`: forks the others, runs the plan with them
 /// and returns the median seconds of a call, per configuration.
-async fn ours(ranks: usize, plan: &[Config]) -> Result<Vec<f64>, BoxError> {
-    let children = parallel::nfork(ranks - 1).await?;
+async fn ours(tree: &Tree, ranks: usize, plan: &[Config]) -> Result<Vec<f64>, BoxError> {
+    let children = tree.nfork(ranks - 1).await?;
     let wire_plan: Vec<(u64, u32, u32)> = plan
         .iter()
         .map(|c| (c.bytes as u64, c.warmup, c.timed))
@@ -236,6 +244,56 @@ async fn ours(ranks: usize, plan: &[Config]) -> Result<Vec<f64>, BoxError> {
     // The children return once the plan is done; wait for their processes.
     children.sync().await?;
     Ok(medians)
+}
+
+/// The AllReduce over QUIC and its raw baselines, as medians.
+struct OverQuic {
+    /// Seconds of one 16 MiB AllReduce of 2 ranks over QUIC links.
+    allreduce_secs: f64,
+    /// GB/s of 16 MiB on one raw quinn stream to another process.
+    one_way_gbps: f64,
+    /// GB/s of 16 MiB each way at once on raw quinn streams.
+    both_ways_gbps: f64,
+}
+
+/// The 16 MiB 2-rank AllReduce over QUIC links between the ranks (a tree
+/// whose collectives take the path between machines on this one), in
+/// `rounds` rounds, each also running the raw quinn baselines against a
+/// raw server process.
+async fn allreduce_over_quic(rounds: usize, quick: bool) -> Result<OverQuic, BoxError> {
+    let plan = [Config::new(QUIC_BYTES, quick)];
+    eprintln!(
+        "[bench] over QUIC: {rounds} rounds alternating raw quinn and ours: {} B x ({} warm-up + {} timed) \
+         AllReduce of {QUIC_RANKS} ranks; raw: {RAW_BULK_REPS} transfers one way, then {RAW_BULK_REPS} \
+         both ways at once, to a raw server process; medians",
+        plan[0].bytes, plan[0].warmup, plan[0].timed
+    );
+    let tree =
+        Tree::new(parallel::Config::from_env().collective_transport(CollectiveTransport::Quic));
+    let mut server = RawServer::start().await?;
+    let conn = server.raw.connect().await?;
+    let bytes: Vec<u8> = (0..QUIC_BYTES).map(|i| i as u8).collect();
+    let (mut ours_rounds, mut one_way, mut both_ways) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        // One of each first: connection windows and pages warmed.
+        raw::bulk_one_way_gbps(&conn, &bytes).await?;
+        for _ in 0..RAW_BULK_REPS {
+            one_way.push(raw::bulk_one_way_gbps(&conn, &bytes).await?);
+        }
+        raw::bulk_both_ways_gbps(&conn, &bytes).await?;
+        for _ in 0..RAW_BULK_REPS {
+            both_ways.push(raw::bulk_both_ways_gbps(&conn, &bytes).await?);
+        }
+        ours_rounds.push(ours(&tree, QUIC_RANKS, &plan).await?[0]);
+    }
+    conn.close(0u32.into(), b"done");
+    raw::stop(&mut server.child).await;
+    tree.close().await;
+    Ok(OverQuic {
+        allreduce_secs: median(ours_rounds),
+        one_way_gbps: median(one_way),
+        both_ways_gbps: median(both_ways),
+    })
 }
 
 /// A reader of the work-queue bench: reads the parent's queue `name` until
@@ -445,6 +503,10 @@ fn channel_items_per_s(items: u64) -> Result<f64, BoxError> {
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    // The copy of this program that is the raw quinn server.
+    if let Some(served) = raw::serve_if_asked().await {
+        return served.map_err(|e| e as Box<dyn Error>);
+    }
     let json = std::env::args().any(|a| a == "--json");
     let quick = std::env::args().any(|a| a == "--quick");
     run(json, quick).await.map_err(|e| e as Box<dyn Error>)
@@ -500,7 +562,7 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
                     }
                 }
             }
-            let round = ours(ranks, &plan).await?;
+            let round = ours(Tree::global(), ranks, &plan).await?;
             ours_rounds
                 .iter_mut()
                 .zip(round)
@@ -510,6 +572,8 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
         let theirs: Option<Vec<f64>> = theirs.map(|t| t.into_iter().map(median).collect());
         results.push((ranks, plan, ours, theirs));
     }
+
+    let quic = allreduce_over_quic(rounds, quick).await?;
 
     let items = if quick { WQ_ITEMS_QUICK } else { WQ_ITEMS };
     eprintln!(
@@ -567,6 +631,30 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
             });
         }
     }
+    let quic_gbps = QUIC_BYTES as f64 / quic.allreduce_secs / 1e9;
+    let quic_label = format!("allreduce 16 MiB {QUIC_RANKS} ranks QUIC");
+    metrics.push(Metric {
+        key: Some("allreduce_quic_16mib_2ranks_gbps".into()),
+        ratio_key: "allreduce_quic_16mib_2ranks_ratio".into(),
+        label: quic_label.clone(),
+        unit: "GB/s",
+        value: quic_gbps,
+        baseline_label: "raw quinn one way".into(),
+        baseline_key: Some("raw_quinn_bulk_16mib_gbps".into()),
+        baseline: Some(quic.one_way_gbps),
+        goal: Some(Goal::AtLeast(0.8)),
+    });
+    metrics.push(Metric {
+        key: None,
+        ratio_key: "allreduce_quic_16mib_2ranks_both_ways_ratio".into(),
+        label: quic_label,
+        unit: "GB/s",
+        value: quic_gbps,
+        baseline_label: "raw quinn both ways".into(),
+        baseline_key: Some("raw_quinn_bulk_both_ways_16mib_gbps".into()),
+        baseline: Some(quic.both_ways_gbps),
+        goal: None,
+    });
     metrics.push(Metric {
         key: Some("workqueue_items_per_s".into()),
         ratio_key: "workqueue_items_per_s_ratio".into(),
@@ -631,7 +719,7 @@ async fn run(json: bool, quick: bool) -> Result<(), BoxError> {
 
 /// The table's column widths.
 const WIDTHS: Widths = Widths {
-    label: 26,
+    label: 31,
     figure: 10,
     unit: 7,
     ratio: 6,

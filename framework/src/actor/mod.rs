@@ -27,4 +27,5 @@ pub use received::Received;
 pub use registry::{DEFAULT_MAILBOX, LocalEntry, Registry};
 pub use tensor::{
     ArchivedTensor, Element, ShapeError, Tensor, copy_elements, element_bytes, elements_from_bytes,
+    elements_view,
 };

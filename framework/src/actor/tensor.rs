@@ -54,6 +54,25 @@ pub fn elements_from_bytes<T: Element>(bytes: &[u8]) -> Option<Vec<T>> {
     Some(out)
 }
 
+/// `bytes` seen as elements where they lie, or `None` unless they start on
+/// an element boundary and are a whole number of elements (then
+/// [`elements_from_bytes`] copies them). Any bytes are accepted otherwise:
+/// every bit pattern is a valid number.
+pub fn elements_view<T: Element>(bytes: &[u8]) -> Option<&[T]> {
+    let size = std::mem::size_of::<T>();
+    if !bytes.len().is_multiple_of(size)
+        || !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    {
+        return None;
+    }
+    // SAFETY: the pointer is aligned for `T` and the slice covers exactly
+    // `bytes.len() / size` elements of initialised bytes, borrowed for the
+    // result's lifetime (shared, so nothing writes them meanwhile);
+    // `Element` is sealed to primitive numbers, for which every bit pattern
+    // is a valid value.
+    Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) })
+}
+
 /// Copies `bytes` over `out`; `false` (and nothing copied) unless they are
 /// exactly `out.len()` elements.
 pub fn copy_elements<T: Element>(out: &mut [T], bytes: &[u8]) -> bool {
@@ -220,6 +239,19 @@ mod tests {
         assert_eq!(out, v);
         assert!(!super::copy_elements(&mut out[..2], bytes));
         assert!(super::elements_from_bytes::<u64>(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn aligned_bytes_are_seen_as_elements_in_place_and_others_are_refused() {
+        let v = [1.5f64, -2.0, 3.25, 4.0];
+        let bytes = super::element_bytes(&v);
+        let view = super::elements_view::<f64>(bytes).expect("aligned whole elements");
+        assert_eq!(view, v);
+        assert_eq!(view.as_ptr().cast::<u8>(), bytes.as_ptr(), "not a copy");
+        // Not on an element boundary, or not whole elements: no view.
+        assert_eq!(super::elements_view::<f64>(&bytes[1..25]), None);
+        assert_eq!(super::elements_view::<f64>(&bytes[..12]), None);
+        assert_eq!(super::elements_view::<u8>(&bytes[1..4]), Some(&bytes[1..4]));
     }
 
     use super::*;

@@ -198,7 +198,7 @@ impl ParentRun<'_> {
                 let range = chunk_range(schedule, t.chunk, data.len())?;
                 let incoming = chunk_elements(&bytes, range.len(), t.from, t.chunk)
                     .map_err(ProcessError::Aborted)?;
-                t.action.apply(op, &mut data[range], incoming);
+                t.action.apply(op, &mut data[range], &incoming);
             }
         }
         while self.forwards > 0 || self.owed.iter().any(|&o| o > 0) {
@@ -335,7 +335,7 @@ pub(super) fn child_all_reduce<T: Reducible>(
             };
             let range = chunk_range(&schedule, t.chunk, len)?;
             let incoming = chunk_elements(&bytes, range.len(), t.from, t.chunk).map_err(abort)?;
-            t.action.apply(&op, &mut data[range], incoming);
+            t.action.apply(&op, &mut data[range], &incoming);
         }
     }
     // Returns only once every rank has finished: a rank that dies before

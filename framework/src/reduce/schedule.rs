@@ -78,15 +78,19 @@ pub enum Action {
 
 impl Action {
     /// Applies a received chunk `incoming` to this rank's `local` chunk
-    /// (equal lengths) as the action says.
-    pub fn apply<T: Reducible>(self, op: &ReduceOp<T>, local: &mut [T], mut incoming: Vec<T>) {
+    /// (equal lengths) as the action says. `incoming` may lie where it
+    /// arrived (a received message, read in place): only
+    /// [`Action::ReduceIncomingFirst`] copies it, as the operation's
+    /// accumulator.
+    pub fn apply<T: Reducible>(self, op: &ReduceOp<T>, local: &mut [T], incoming: &[T]) {
         match self {
             Action::ReduceIncomingFirst => {
-                op.apply(&mut incoming, local);
-                local.copy_from_slice(&incoming);
+                let mut acc = incoming.to_vec();
+                op.apply(&mut acc, local);
+                local.copy_from_slice(&acc);
             }
-            Action::ReduceLocalFirst => op.apply(local, &incoming),
-            Action::Copy => local.copy_from_slice(&incoming),
+            Action::ReduceLocalFirst => op.apply(local, incoming),
+            Action::Copy => local.copy_from_slice(incoming),
         }
     }
 }
@@ -288,7 +292,7 @@ impl Schedule {
                 .collect();
             for (t, incoming) in step.transfers.iter().zip(sent) {
                 let local = &mut buffers[t.to][self.chunks[t.chunk].clone()];
-                t.action.apply(op, local, incoming);
+                t.action.apply(op, local, &incoming);
             }
         }
         Ok(())

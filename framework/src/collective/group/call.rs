@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use actix::Handler;
 
-use crate::actor::{Deliver, Element, copy_elements, element_bytes, elements_from_bytes};
+use crate::actor::{
+    Deliver, Element, copy_elements, element_bytes, elements_from_bytes, elements_view,
+};
 use crate::collective::local::kind;
 use crate::reduce::{ReduceOp, Reducible, Schedule};
 use crate::remote::{ActorRef, SendError};
@@ -297,9 +299,20 @@ impl Group {
                 };
                 let bytes = bytes.as_slice();
                 let range = schedule.chunks()[t.chunk].clone();
-                let incoming: Vec<T> = elements_from_bytes(bytes)
-                    .filter(|v: &Vec<T>| v.len() == range.len())
-                    .ok_or_else(|| self.wrong_size(from, bytes.len()))?;
+                if bytes.len() != range.len() * size_of::<T>() {
+                    return Err(self.wrong_size(from, bytes.len()));
+                }
+                // Read where it arrived; copied first only if the bytes do
+                // not lie on an element boundary.
+                let copied: Vec<T>;
+                let incoming: &[T] = match elements_view(bytes) {
+                    Some(view) => view,
+                    None => {
+                        copied = elements_from_bytes(bytes)
+                            .ok_or_else(|| self.wrong_size(from, bytes.len()))?;
+                        &copied
+                    }
+                };
                 t.action.apply(op, &mut data[range], incoming);
             }
         }

@@ -587,3 +587,32 @@ fn a_part_is_read_in_place_inside_its_message() {
     let owned = decode_owned::<Part>(view.bytes()).unwrap();
     assert_eq!(&*owned.bytes, crate::actor::element_bytes(&data));
 }
+
+#[test]
+fn a_received_chunk_is_reduced_from_where_it_lies() {
+    use super::message::Chunk;
+    use crate::actor::{Received, elements_view};
+    use crate::wire::encode;
+
+    let data: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5).collect();
+    let chunk = Chunk {
+        from: 1,
+        call: 3,
+        step: 0,
+        chunk: 1,
+        bytes: std::sync::Arc::from(crate::actor::element_bytes(&data)),
+    };
+    let buf = encode(&chunk).unwrap();
+    let range = buf.as_ptr_range();
+    let view = Received::<Chunk>::new(buf).unwrap();
+    // What the schedule applies: the elements where the message holds
+    // them, not a copy (a chunk's bytes start on a 16-byte boundary).
+    let incoming = elements_view::<f64>(view.bytes.as_slice()).expect("aligned in the message");
+    assert!(
+        range.contains(&incoming.as_ptr().cast::<u8>()),
+        "viewed in place"
+    );
+    let mut local = vec![1.0f64; data.len()];
+    crate::reduce::Action::ReduceLocalFirst.apply(&ReduceOp::Sum, &mut local, incoming);
+    assert!(local.iter().zip(&data).all(|(l, d)| *l == 1.0 + d));
+}
