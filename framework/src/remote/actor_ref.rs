@@ -549,7 +549,16 @@ impl<A: RemoteActor> ActorRef<A> {
         M: Message,
         A: Handler<M> + Handler<Deliver<M>>,
     {
-        let mut msg = msg;
+        // Most tells need no wait (a free mailbox slot, room in the
+        // connection's queue): sent at once, as `try_tell` does, without
+        // the machinery of a wait. Only when that would wait (or its actor
+        // restarts and the reference retries) does the tell go the long way.
+        let mut msg = match self.try_tell(msg) {
+            Ok(()) => return Ok(()),
+            Err(SendError::Full(msg)) => msg,
+            Err(SendError::Restarting { message, .. }) if self.retry.is_some() => message,
+            Err(e) => return Err(e),
+        };
         let mut attempt = 0;
         loop {
             match self.tell_once(msg).await {
