@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use crate::actor::{Deliver, Down, ExitReason, Failure, LocalEntry, Message, RemoteActor, push};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
-use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned, encode_into};
+use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned};
 
 use super::link::{PeerLink, RequestError};
 use super::node::{DEFAULT_ASK_TIMEOUT, is_shut_down, local_nodes};
@@ -799,10 +799,12 @@ impl<A: RemoteActor> ActorRef<A> {
 }
 
 /// Archives `msg` into a buffer sized for its archived root, so messages of
-/// a fixed size are written without growing the buffer.
+/// a fixed size are written without growing the buffer; one that carries a
+/// large run of bytes (a tensor) grows once to fit it, on huge pages
+/// ([`crate::transport::pages`]).
 fn encode_sized<M: Message>(msg: &M) -> Result<crate::wire::Buffer, EncodeError> {
     let size = std::mem::size_of::<rkyv::Archived<M>>().max(16);
-    encode_into(msg, crate::wire::Buffer::with_capacity(size))
+    crate::transport::pages::encode(msg, size)
 }
 
 impl<A: RemoteActor> Archive for ActorRef<A> {

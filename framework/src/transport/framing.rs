@@ -111,6 +111,7 @@ pub(crate) async fn read_frame(
     })?;
     // Chunks are copied straight into the payload: no zero-filling first.
     let mut payload = Buffer::with_capacity(len);
+    super::pages::advise_huge(&mut payload);
     while payload.len() < len {
         match recv.read_chunk(len - payload.len(), true).await {
             Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),

@@ -1,0 +1,175 @@
+//! Large payload buffers on transparent huge pages. A 64 MiB payload in a
+//! fresh buffer is 16,384 first touches of 4 KiB pages, each a page fault
+//! (measured: page faults and their zeroing were most of what a 64 MiB
+//! `ask` cost beyond raw quinn bulk, on both sides). Where the kernel allows
+//! it (`/sys/kernel/mm/transparent_hugepage/enabled` set to `madvise` or
+//! `always`), a buffer of at least [`HUGE_FROM`] bytes is advised to use
+//! 2 MiB pages before it is written: 32 faults for the same 64 MiB. The
+//! advice changes nothing else; where huge pages are off it is ignored.
+//!
+//! Two places take large buffers: the encoding of an outgoing message
+//! ([`encode`], which grows its buffer at once to fit a large write — a
+//! tensor's elements — and advises it) and the reading of an incoming frame
+//! (`framing::read_frame`, which knows the length from the header).
+
+use rkyv::rancor::{BoxedError, Source};
+use rkyv::ser::{Positional, Writer};
+use rkyv::util::with_arena;
+
+use crate::wire::{Buffer, EncodeError, WireType};
+
+/// Buffers of at least this many bytes are put on huge pages.
+pub const HUGE_FROM: usize = 4 << 20;
+
+/// The size of a transparent huge page on x86-64 and arm64 (4 KiB base pages).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Room kept after a large write, for what an archive writes after its
+/// data (the root), so that needs no second allocation.
+const TAIL: usize = 4096;
+
+/// Advises the kernel to back `buf`'s capacity with huge pages when it is
+/// at least [`HUGE_FROM`] bytes (before its pages are touched, or it has no
+/// effect on them). Only the 2 MiB-aligned part inside the allocation is
+/// advised.
+pub fn advise_huge(buf: &mut Buffer) {
+    if buf.capacity() < HUGE_FROM {
+        return;
+    }
+    let start = buf.as_mut_ptr() as usize;
+    let lo = start.next_multiple_of(HUGE_PAGE);
+    let hi = (start + buf.capacity()) / HUGE_PAGE * HUGE_PAGE;
+    if hi <= lo {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `lo..hi` lies inside `buf`'s allocation, which this
+        // process owns and keeps mapped while `buf` lives; MADV_HUGEPAGE
+        // only marks how the kernel backs the range (it moves, frees and
+        // changes nothing). A refusal (huge pages off) is harmless.
+        let _ = unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// Archives `value` like [`crate::wire::encode`] (the same bytes), into a
+/// buffer of `capacity` bytes at first that, when one write would not fit
+/// and the archive would reach [`HUGE_FROM`] bytes, grows at once to fit it
+/// and is advised onto huge pages ([`advise_huge`]) before it is written.
+pub fn encode<T: WireType>(value: &T, capacity: usize) -> Result<Buffer, EncodeError> {
+    let mut writer = Growing(Buffer::with_capacity(capacity));
+    advise_huge(&mut writer.0);
+    with_arena(|arena| {
+        let dyn_writer: &mut dyn Writer<BoxedError> = &mut writer;
+        rkyv::api::high::to_bytes_in_with_alloc::<_, _, BoxedError>(
+            value,
+            dyn_writer,
+            arena.acquire(),
+        )
+        .map(|_| ())
+    })
+    .map_err(|e| EncodeError {
+        type_name: std::any::type_name::<T>(),
+        reason: e.to_string(),
+    })?;
+    Ok(writer.0)
+}
+
+/// A buffer that grows to fit a large write in one step, on huge pages.
+struct Growing(Buffer);
+
+impl Positional for Growing {
+    fn pos(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl<E: Source> Writer<E> for Growing {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        let buf = &mut self.0;
+        if bytes.len() > buf.capacity() - buf.len() && buf.len() + bytes.len() >= HUGE_FROM {
+            buf.reserve_exact(bytes.len() + TAIL);
+            advise_huge(buf);
+        }
+        buf.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::Tensor;
+
+    /// Whether the kernel's huge pages may back advised memory, from
+    /// `/sys/kernel/mm/transparent_hugepage/enabled`: `Some(true)` for
+    /// `madvise` (only advised memory: the advice is what decides),
+    /// `Some(false)` for `always` (every large mapping: the advice changes
+    /// nothing to check), `None` when off or unknown.
+    fn only_advised() -> Option<bool> {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+        if mode.contains("[madvise]") {
+            Some(true)
+        } else if mode.contains("[always]") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the mapping holding `addr` may get huge pages
+    /// (`THPeligible` in `/proc/self/smaps`).
+    fn eligible(addr: usize) -> Option<bool> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((a, b)) = range.split_once('-')
+                && let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                inside = (a..b).contains(&addr);
+            } else if inside && let Some(v) = line.strip_prefix("THPeligible:") {
+                return Some(v.trim() == "1");
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_large_message_is_encoded_as_encode_does_on_advised_pages_and_a_small_one_is_not() {
+        let big = Tensor::from_vec(vec![1.5f32; (8 << 20) / 4]);
+        let mut ours = encode(&big, 64).unwrap();
+        assert_eq!(&ours[..], &crate::wire::encode(&big).unwrap()[..]);
+        // Grown once, to fit (not to the next power of two: 16 MiB here).
+        assert!(
+            ours.capacity() < ours.len() + 2 * TAIL,
+            "capacity {} for {} bytes",
+            ours.capacity(),
+            ours.len()
+        );
+        let small = encode(&7u64, 64).unwrap();
+        assert_eq!(&small[..], &crate::wire::encode(&7u64).unwrap()[..]);
+        match only_advised() {
+            Some(true) => {
+                let inside = ours.as_mut_ptr() as usize + ours.len() / 2;
+                assert_eq!(
+                    eligible(inside),
+                    Some(true),
+                    "the 8 MiB buffer was not advised onto huge pages"
+                );
+            }
+            Some(false) => eprintln!("huge pages back every large mapping here: nothing to check"),
+            None => eprintln!("transparent huge pages are off here: nothing to check"),
+        }
+    }
+
+    #[test]
+    fn a_read_buffer_of_a_large_frame_is_advised() {
+        let mut buf = Buffer::with_capacity(HUGE_FROM * 2);
+        advise_huge(&mut buf);
+        let inside = buf.as_mut_ptr() as usize + HUGE_FROM;
+        if only_advised() == Some(true) {
+            assert_eq!(eligible(inside), Some(true));
+        }
+    }
+}
