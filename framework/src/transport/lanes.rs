@@ -181,7 +181,7 @@ async fn write_loop(
                         let shared = shared.clone();
                         let sent = sent.take();
                         tokio::spawn(async move {
-                            match send_bulk(&shared, header, &payload).await {
+                            match send_bulk(&shared, header, payload).await {
                                 Ok(()) => {
                                     if let Some(sent) = sent {
                                         let _ = sent.send(());
@@ -216,10 +216,12 @@ async fn write_loop(
     }
 }
 
+/// Writes one frame on a bulk stream of its own. The payload is handed to
+/// QUIC as it is (no copy into the stream's buffer): it is freed once sent.
 async fn send_bulk(
     shared: &PeerShared,
     mut header: FrameHeader,
-    payload: &[u8],
+    payload: crate::wire::Buffer,
 ) -> Result<(), DownReason> {
     let mut stream = shared
         .conn
@@ -231,7 +233,10 @@ async fn send_bulk(
     head[0] = LANE_BULK;
     head[1..].copy_from_slice(&header.encode());
     stream.write_all(&head).await.map_err(write_error)?;
-    stream.write_all(payload).await.map_err(write_error)?;
+    stream
+        .write_chunk(bytes::Bytes::from_owner(payload))
+        .await
+        .map_err(write_error)?;
     stream.finish().map_err(|_| {
         DownReason::ConnectionLost("a bulk stream closed before it was finished".to_owned())
     })
