@@ -61,7 +61,7 @@ mod handshake;
 mod identity;
 mod join_line;
 mod lanes;
-pub mod pages;
+pub(crate) mod pages;
 mod password;
 mod peer;
 pub mod shm;
