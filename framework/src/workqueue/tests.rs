@@ -497,7 +497,10 @@ fn a_reader_batch_grows_on_tiny_items_shrinks_on_long_ones_and_stays_when_fixed(
     within(Duration::from_secs(60), || {
         let n = nodes();
         const TINY: u64 = 20_000;
-        const LONG: u64 = 1_500;
+        // Enough long items for two whole batches of the largest size: a
+        // batch halves once a batch that came early is done, and the batch
+        // under way when the long items start may hold tiny ones too.
+        const LONG: u64 = 2 * MAX_ADAPTIVE_PREFETCH as u64 + 500;
         let q = WorkQueue::<u64>::local_with_capacity("wq test adaptive", (TINY + LONG) as usize);
         serve_on(&n, &q);
         for i in 0..TINY + LONG {
@@ -516,18 +519,18 @@ fn a_reader_batch_grows_on_tiny_items_shrinks_on_long_ones_and_stays_when_fixed(
             grown > DEFAULT_PREFETCH,
             "the batch never grew past {DEFAULT_PREFETCH} on {TINY} items that take no time"
         );
-        // Items that take a while (1 ms each, far longer than a round trip
-        // on loopback, even on a busy machine): the next batch arrives
-        // early, and the batch comes down (halving from whatever it grew
-        // to, down to where it started).
+        // Items that take a while (500 µs each: half a batch of even 32 is
+        // 8 ms, longer than a round trip on loopback on a busy machine): the
+        // next batch arrives early, and the batch comes down (halving from
+        // whatever it grew to, down to where it started).
         for i in TINY..TINY + LONG {
             assert_eq!(reader.read(), Some(i));
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(500));
         }
         let after = batch(&reader);
         assert!(
             after <= (grown / 2).max(DEFAULT_PREFETCH),
-            "the batch stayed at {after} (it had grown to {grown}) on items of 1 ms"
+            "the batch stayed at {after} (it had grown to {grown}) on items of 500 µs"
         );
         drop(reader);
 
