@@ -5,7 +5,7 @@
 //! (add `--json` for one JSON object per benchmark on stdout).
 //!
 //! The program starts a second process of itself on loopback (role in
-//! `BENCH_REMOTE_ROLE`, password in `PARALLEL_PASSWORD`, never on the command
+//! `PARALLEL_EXAMPLE_ROLE`, password in `PARALLEL_PASSWORD`, never on the command
 //! line). That process runs a para||el node that lets the first spawn a `Sink`
 //! actor there, and a raw quinn server (`parallel_examples::raw`: the node's
 //! TLS 1.3 set-up with ring, a fresh self-signed certificate that the client
@@ -56,8 +56,9 @@ use rkyv::{Archive, Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const ROLE_ENV: &str = "BENCH_REMOTE_ROLE";
-const PASSWORD_ENV: &str = "PARALLEL_PASSWORD";
+/// Where the server process finds the password (read there through
+/// `Password::resolve`, the framework's one reader of it).
+const PASSWORD_ENV: &str = parallel::transport::PASSWORD_ENV;
 
 const PING_WARMUP: usize = 2_000;
 const PING_N: usize = 20_000;
@@ -169,9 +170,9 @@ impl Handler<Count> for PlainSink {
 
 #[parallel::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    match std::env::var(ROLE_ENV).as_deref() {
-        Ok("server") => return serve().await.map_err(|e| e as Box<dyn Error>),
-        Ok(role @ (ROLE_LOCAL_OURS | ROLE_LOCAL_ACTIX)) => {
+    match parallel_examples::role().as_deref() {
+        Some(ROLE_SERVER) => return serve().await.map_err(|e| e as Box<dyn Error>),
+        Some(role @ (ROLE_LOCAL_OURS | ROLE_LOCAL_ACTIX)) => {
             return local_side(role).await.map_err(|e| e as Box<dyn Error>);
         }
         _ => {}
@@ -188,7 +189,7 @@ async fn run_parent(json: bool) -> Result<(), BoxError> {
     );
     report::header(json, &header);
 
-    let password = format!("{}{}", parallel::NodeId::new(), parallel::NodeId::new());
+    let password = parallel_examples::one_time_password();
     let mut server = Server::start(&password).await?;
     let result = run_benches(&password, &server).await;
     raw::stop(&mut server.child).await;
@@ -418,6 +419,8 @@ async fn bulk(sink: &ActorRef<Sink>, tensor: &Tensor<f32>) -> Result<f64, BoxErr
     Ok(BULK_BYTES as f64 / secs / 1e9)
 }
 
+/// The role of the second process: a node and the raw server.
+const ROLE_SERVER: &str = "server";
 /// The role of a process that measures local tells.
 const ROLE_LOCAL_OURS: &str = "local ours";
 /// The role of a process that measures actix's `do_send`.
@@ -431,7 +434,7 @@ const RATE_LINE: &str = "RATE ";
 /// process of this program in the role `role`.
 async fn local_rate(role: &str) -> Result<f64, BoxError> {
     let out = Command::new(std::env::current_exe()?)
-        .env(ROLE_ENV, role)
+        .env(parallel_examples::ROLE_ENV, role)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -459,7 +462,7 @@ async fn local_side(role: &str) -> Result<(), BoxError> {
     for _ in 0..LOCAL_RUNS {
         let rate = if role == ROLE_LOCAL_OURS {
             let node = Node::builder()
-                .password(Password::new(format!("{}", parallel::NodeId::new())))
+                .password(Password::new(parallel_examples::one_time_password()))
                 .start()
                 .await?;
             let rate = local_tell(&node).await?;
@@ -646,9 +649,8 @@ async fn raw_stream(
 
 /// The second process: a node that allows `Sink`, and the raw server.
 async fn serve() -> Result<(), BoxError> {
-    let password = std::env::var(PASSWORD_ENV).map_err(|_| format!("{PASSWORD_ENV} is not set"))?;
     let node = Node::builder()
-        .password(Password::new(password))
+        .password(Password::resolve()?)
         .allow::<Sink>()
         .start()
         .await?;
@@ -678,8 +680,10 @@ struct Server {
 impl Server {
     async fn start(password: &str) -> Result<Server, BoxError> {
         let mut child = Command::new(std::env::current_exe()?)
-            .env(ROLE_ENV, "server")
+            .env(parallel_examples::ROLE_ENV, ROLE_SERVER)
             .env(PASSWORD_ENV, password)
+            // A password file would come first: this run's password is the one.
+            .env_remove(parallel::transport::PASSWORD_FILE_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
