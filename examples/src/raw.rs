@@ -238,13 +238,7 @@ async fn serve_bulk(conn: &quinn::Connection, mut recv: quinn::RecvStream) -> Re
     let mut head = [0u8; 9];
     recv.read_exact(&mut head).await?;
     let len = u64::from_le_bytes(head[1..].try_into()?);
-    let take = async move {
-        let mut got = 0u64;
-        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
-            got += chunk.bytes.len() as u64;
-        }
-        Ok::<u64, BoxError>(got)
-    };
+    let take = drain(&mut recv);
     let mut back = conn.open_uni().await?;
     match head[0] {
         BULK_ONE_WAY => {
@@ -309,14 +303,7 @@ pub async fn bulk_both_ways_gbps(conn: &quinn::Connection, bytes: &[u8]) -> Resu
         send.finish()?;
         Ok::<(), BoxError>(())
     };
-    let take = async {
-        let mut back = conn.accept_uni().await?;
-        let mut got = 0u64;
-        while let Some(chunk) = back.read_chunk(usize::MAX, true).await? {
-            got += chunk.bytes.len() as u64;
-        }
-        Ok::<u64, BoxError>(got)
-    };
+    let take = async { drain(&mut conn.accept_uni().await?).await };
     let (gave, got) = tokio::join!(give, take);
     let ((), got) = (gave?, got?);
     let secs = start.elapsed().as_secs_f64();
@@ -328,6 +315,15 @@ pub async fn bulk_both_ways_gbps(conn: &quinn::Connection, bytes: &[u8]) -> Resu
         .into());
     }
     Ok(bytes.len() as f64 / secs / 1e9)
+}
+
+/// Reads `recv` to its end as it arrives (no copy); how many bytes came.
+async fn drain(recv: &mut quinn::RecvStream) -> Result<u64, BoxError> {
+    let mut got = 0u64;
+    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+        got += chunk.bytes.len() as u64;
+    }
+    Ok(got)
 }
 
 /// The head of a bulk stream: its kind, then the length.

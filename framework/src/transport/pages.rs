@@ -1,7 +1,8 @@
 //! Large payload buffers on transparent huge pages. A 64 MiB payload in a
 //! fresh buffer is 16,384 first touches of 4 KiB pages, each a page fault
-//! (measured: page faults and their zeroing were most of what a 64 MiB
-//! `ask` cost beyond raw quinn bulk, on both sides). Where the kernel allows
+//! (measured with `bench_remote`: advising the receiver's buffer took a
+//! 64 MiB `ask` from 0.47 to 0.50–0.53 of raw quinn bulk, advising the
+//! sender's too to 0.60–0.66). Where the kernel allows
 //! it (`/sys/kernel/mm/transparent_hugepage/enabled` set to `madvise` or
 //! `always`), a buffer of at least [`HUGE_FROM`] bytes is advised to use
 //! 2 MiB pages before it is written: 32 faults for the same 64 MiB. The
@@ -12,9 +13,8 @@
 //! tensor's elements — and advises it) and the reading of an incoming frame
 //! (`framing::read_frame`, which knows the length from the header).
 
-use rkyv::rancor::{BoxedError, Source};
+use rkyv::rancor::Source;
 use rkyv::ser::{Positional, Writer};
-use rkyv::util::with_arena;
 
 use crate::wire::{Buffer, EncodeError, WireType};
 
@@ -59,19 +59,7 @@ pub fn advise_huge(buf: &mut Buffer) {
 pub fn encode<T: WireType>(value: &T, capacity: usize) -> Result<Buffer, EncodeError> {
     let mut writer = Growing(Buffer::with_capacity(capacity));
     advise_huge(&mut writer.0);
-    with_arena(|arena| {
-        let dyn_writer: &mut dyn Writer<BoxedError> = &mut writer;
-        rkyv::api::high::to_bytes_in_with_alloc::<_, _, BoxedError>(
-            value,
-            dyn_writer,
-            arena.acquire(),
-        )
-        .map(|_| ())
-    })
-    .map_err(|e| EncodeError {
-        type_name: std::any::type_name::<T>(),
-        reason: e.to_string(),
-    })?;
+    crate::wire::encode_to(value, &mut writer)?;
     Ok(writer.0)
 }
 

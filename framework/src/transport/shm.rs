@@ -40,11 +40,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::ptr::{self, NonNull};
 
-use rkyv::api::high::{HighSerializer, to_bytes_in_with_alloc};
+use rkyv::api::high::HighSerializer;
 use rkyv::rancor::{BoxedError, Source};
 use rkyv::ser::allocator::ArenaHandle;
 use rkyv::ser::{Positional, Writer};
-use rkyv::util::with_arena;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::wire::{EncodeError, WireType};
@@ -180,13 +179,7 @@ impl<T> ShmWire for T where
 
 /// Archives `value` into `writer`: the same serializer as [`crate::wire::encode`].
 fn archive_into<T: ShmWire>(value: &T, writer: DynWriter<'_>) -> Result<(), EncodeError> {
-    with_arena(|arena| {
-        to_bytes_in_with_alloc::<_, _, BoxedError>(value, writer, arena.acquire()).map(|_| ())
-    })
-    .map_err(|e| EncodeError {
-        type_name: std::any::type_name::<T>(),
-        reason: e.to_string(),
-    })
+    crate::wire::encode_to(value, writer)
 }
 
 /// A writer that only counts.

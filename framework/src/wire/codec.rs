@@ -63,6 +63,23 @@ pub fn encode_into<T: WireType>(value: &T, mut buf: Buffer) -> Result<Buffer, En
     })
 }
 
+/// Archives `value` into any rkyv writer (the same bytes as [`encode`]),
+/// for writers that are not a [`Buffer`]: one that counts, one that streams
+/// into a file, one that grows its buffer its own way.
+pub fn encode_to<T: WireType>(
+    value: &T,
+    writer: &mut dyn rkyv::ser::Writer<BoxedError>,
+) -> Result<(), EncodeError> {
+    rkyv::util::with_arena(|arena| {
+        rkyv::api::high::to_bytes_in_with_alloc::<_, _, BoxedError>(value, writer, arena.acquire())
+            .map(|_| ())
+    })
+    .map_err(|e| EncodeError {
+        type_name: std::any::type_name::<T>(),
+        reason: e.to_string(),
+    })
+}
+
 /// Validates `bytes` as an archived `T` and returns a view of it.
 ///
 /// `bytes` must start at a 16-byte boundary (any [`Buffer`] does); this is the

@@ -15,8 +15,8 @@ mod frame;
 pub use aligned::AlignedBytes;
 pub use check::fuzz_frame;
 pub use codec::{
-    ALIGN, Buffer, WireType, aligned_copy, decode, decode_owned, encode, encode_into, to_owned,
-    type_tag,
+    ALIGN, Buffer, WireType, aligned_copy, decode, decode_owned, encode, encode_into, encode_to,
+    to_owned, type_tag,
 };
 pub use control::{Challenge, Hello, Proof, Refuse, RemoteFailure, Welcome};
 pub use error::{DecodeError, EncodeError, FrameError};
