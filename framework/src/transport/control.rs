@@ -27,7 +27,7 @@ struct Watched {
 
 /// How many times an interval [`watch`] looks at every peer: the verdict
 /// comes within a quarter interval of the timeout.
-const LOOKS_PER_INTERVAL: u32 = 4;
+pub(super) const LOOKS_PER_INTERVAL: u32 = 4;
 
 /// Judges the liveness of every peer of one transport, on one timer: a look
 /// at all of them four times an interval, not a task and a timer per peer. Peers
