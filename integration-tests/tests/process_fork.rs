@@ -33,6 +33,10 @@ async fn large_values_travel_through_shared_memory() {
         3,
         "{out}\n{err}"
     );
+    // One segment per child, lent again every round (not a file per value,
+    // which each receiver would have removed), and gone with the children.
+    assert_eq!(out.matches("SEGMENTS 2\n").count(), 3, "{out}\n{err}");
+    assert!(out.contains("SEGMENTS-AFTER 0"), "{out}\n{err}");
 }
 
 #[tokio::test]

@@ -144,7 +144,7 @@ impl Parent {
     pub fn send(&self, value: impl Payload) -> Result<(), ProcessError> {
         refuse_in_async("parent().send")?;
         let link = link()?;
-        let value = Value::pack(&value, link.same_host, link.shm_threshold)
+        let value = Value::pack(&value, link.shm.as_ref(), link.shm_threshold)
             .map_err(|e| ProcessError::from_value(e, 0))?;
         let credits = link.credits.clone();
         let permit = link.runtime.block_on(credits.acquire_owned());
@@ -272,7 +272,9 @@ async fn serve(role: Role, password: String) -> i32 {
         parent: parent.clone(),
         parent_node: parent_node.clone(),
         node: node.clone(),
-        same_host: role.same_host,
+        shm: role
+            .same_host
+            .then(crate::transport::segments::SegmentPool::new),
         shm_threshold: role.shm_threshold,
         ip: ip.clone(),
         runtime: tokio::runtime::Handle::current(),

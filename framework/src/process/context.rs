@@ -300,6 +300,7 @@ impl Tree {
                 let (tree, child) = (Arc::downgrade(&self.0), child.clone());
                 tokio::spawn(async move {
                     child.exited().await;
+                    child.release_segments();
                     if let Some(tree) = tree.upgrade() {
                         tree.forget(&child);
                     }
@@ -397,6 +398,7 @@ async fn welcome(
         },
         ip: hello.ip,
         same_host,
+        shm: same_host.then(crate::transport::segments::SegmentPool::new),
         remote,
         actor,
         inbox,

@@ -31,6 +31,8 @@ pub(crate) struct ChildInner {
     pub host: String,
     pub ip: String,
     pub same_host: bool,
+    /// Shared-memory segments lent to the child (on this machine only).
+    pub shm: Option<crate::transport::segments::SegmentPool>,
     pub remote: RemoteNode,
     pub actor: ActorRef<ProcessActor>,
     pub inbox: Arc<Inbox>,
@@ -278,7 +280,7 @@ impl Child {
     }
 
     fn pack(&self, value: &impl Payload) -> Result<Value, ProcessError> {
-        Value::pack(value, self.0.same_host, self.0.shm_threshold)
+        Value::pack(value, self.0.shm.as_ref(), self.0.shm_threshold)
             .map_err(|e| ProcessError::from_value(e, self.0.number))
     }
 
@@ -429,7 +431,16 @@ impl Child {
     /// longer among its tree's children).
     pub async fn sync(&self) -> Result<(), ProcessError> {
         self.exited().await;
+        self.release_segments();
         Ok(())
+    }
+
+    /// Removes the shared-memory segments lent to the child, once its
+    /// process has ended.
+    pub(crate) fn release_segments(&self) {
+        if let Some(pool) = &self.0.shm {
+            pool.clear();
+        }
     }
 
     /// Stops the child in order: a [`Stop`] message to its process actor

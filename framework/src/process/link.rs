@@ -44,7 +44,8 @@ pub(crate) struct ChildLink {
     /// The parent's node.
     pub(super) parent_node: RemoteNode,
     pub(super) node: Node,
-    pub(super) same_host: bool,
+    /// Shared-memory segments lent to the parent (on this machine only).
+    pub(super) shm: Option<crate::transport::segments::SegmentPool>,
     pub(super) shm_threshold: usize,
     pub(super) ip: String,
     pub(super) runtime: tokio::runtime::Handle,

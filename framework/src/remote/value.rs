@@ -6,7 +6,8 @@
 
 use crate::actor::Received;
 use crate::id::ActorId;
-use crate::transport::shm::{self, ShmError, ShmRef};
+use crate::transport::segments::SegmentPool;
+use crate::transport::shm::{self, ShmError, ShmRef, ShmWire};
 use crate::wire::{
     Buffer, DEFAULT_MAX_FRAME, DecodeError, EncodeError, WireType, decode_owned, encode, type_tag,
 };
@@ -63,8 +64,17 @@ pub trait Payload {
     fn encode(&self) -> Result<Buffer, EncodeError>;
     /// The size of the archived value, without archiving it.
     fn archived_len(&self) -> Result<usize, shm::ShmError>;
-    /// The value archived straight into a fresh shared-memory file.
-    fn write_shm(&self) -> Result<ShmRef, shm::ShmError>;
+    /// The value archived straight into shared memory: a segment lent by
+    /// `pool`, or a fresh file without one.
+    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError>;
+}
+
+/// Archives `value` into a segment of `pool`, or a fresh file without one.
+fn write_shm<T: ShmWire>(value: &T, pool: Option<&SegmentPool>) -> Result<ShmRef, ShmError> {
+    match pool {
+        Some(pool) => pool.write(value),
+        None => shm::write(value),
+    }
 }
 
 impl<T: WireType> Payload for &T {
@@ -77,8 +87,8 @@ impl<T: WireType> Payload for &T {
     fn archived_len(&self) -> Result<usize, shm::ShmError> {
         shm::archived_len(*self)
     }
-    fn write_shm(&self) -> Result<ShmRef, shm::ShmError> {
-        shm::write(*self)
+    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError> {
+        write_shm(*self, pool)
     }
 }
 
@@ -92,8 +102,8 @@ impl Payload for &str {
     fn archived_len(&self) -> Result<usize, shm::ShmError> {
         Ok(self.len() + 16)
     }
-    fn write_shm(&self) -> Result<ShmRef, shm::ShmError> {
-        shm::write(&self.to_string())
+    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError> {
+        write_shm(&self.to_string(), pool)
     }
 }
 
@@ -107,8 +117,8 @@ impl Payload for () {
     fn archived_len(&self) -> Result<usize, shm::ShmError> {
         Ok(0)
     }
-    fn write_shm(&self) -> Result<ShmRef, shm::ShmError> {
-        shm::write(&())
+    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError> {
+        write_shm(&(), pool)
     }
 }
 
@@ -124,7 +134,7 @@ pub async fn post_value(
     threshold: usize,
 ) -> Result<(), ValueError> {
     if same_host && value.archived_len()? >= threshold {
-        let file = value.write_shm()?;
+        let file = value.write_shm(None)?;
         let bytes = encode(&file)?;
         if let Err(e) = remote
             .post(to, operation | SHM_FLAG, value.tag(), bytes)
@@ -190,15 +200,18 @@ pub enum Body {
 }
 
 impl Value {
-    /// Packs `value`: into shared memory when `same_host` and its archive is
-    /// at least `threshold` bytes, inline otherwise.
+    /// Packs `value`: into a segment of `same_host` (the pool of a
+    /// receiver on this machine) when its archive is at least `threshold`
+    /// bytes, inline otherwise.
     pub fn pack(
         value: &impl Payload,
-        same_host: bool,
+        same_host: Option<&SegmentPool>,
         threshold: usize,
     ) -> Result<Self, ValueError> {
-        let body = if same_host && value.archived_len()? >= threshold {
-            Body::Shm(value.write_shm()?)
+        let body = if let Some(pool) = same_host
+            && value.archived_len()? >= threshold
+        {
+            Body::Shm(value.write_shm(Some(pool))?)
         } else {
             Body::Inline(value.encode()?)
         };
@@ -334,7 +347,7 @@ mod tests {
     #[test]
     fn an_inline_value_is_read_in_place_inside_its_message() {
         let tensor = crate::actor::Tensor::full(&[8, 8], 2.5f32);
-        let value = Value::pack(&&tensor, false, 1).unwrap();
+        let value = Value::pack(&&tensor, None, 1).unwrap();
         let bytes = encode(&Carrier { from: 3, value }).unwrap();
         let base = bytes.as_ptr_range();
         let message = Received::<Carrier>::new(bytes).unwrap();
@@ -347,14 +360,16 @@ mod tests {
 
     #[test]
     fn a_value_of_another_type_is_refused_and_a_shared_one_freed() {
-        let value = Value::pack(&&vec![1u64; 64], true, 16).unwrap();
+        let pool = SegmentPool::new();
+        let value = Value::pack(&&vec![1u64; 64], Some(&pool), 16).unwrap();
         let Body::Shm(file) = &value.body else {
             panic!("a large value on one machine goes through shared memory");
         };
-        let path = file.path.clone();
+        assert_ne!(file.lease, 0, "lent by the pool");
+        assert_eq!(pool.stats().lent, 1);
         let incoming = Incoming::owned(value);
         let err = incoming.open::<String>().unwrap_err();
         assert!(matches!(err, ValueError::TypeMismatch { .. }), "{err}");
-        assert!(!std::path::Path::new(&path).exists(), "the file is freed");
+        assert_eq!(pool.stats().lent, 0, "the segment is handed back");
     }
 }

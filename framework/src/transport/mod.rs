@@ -64,6 +64,7 @@ mod lanes;
 pub(crate) mod pages;
 mod password;
 mod peer;
+pub mod segments;
 pub mod shm;
 mod tls;
 

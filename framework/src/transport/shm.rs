@@ -62,6 +62,10 @@ pub struct ShmRef {
     pub path: String,
     /// Exact length of the archived payload in bytes.
     pub len: u64,
+    /// 0 for a file of its own ([`write()`]); otherwise the lease under which
+    /// a [`SegmentPool`](super::segments::SegmentPool) lent the segment at
+    /// `path`, whose payload starts one page in.
+    pub lease: u64,
 }
 
 impl From<&ArchivedShmRef> for ShmRef {
@@ -69,6 +73,7 @@ impl From<&ArchivedShmRef> for ShmRef {
         Self {
             path: a.path.as_str().to_owned(),
             len: a.len.to_native(),
+            lease: a.lease.to_native(),
         }
     }
 }
@@ -158,6 +163,11 @@ pub enum ShmError {
         /// What the system said.
         source: io::Error,
     },
+    /// The pool segment is not lent under the reference's lease (any more).
+    #[error(
+        "{0} is not lent under this reference (it was opened or handed back already, or its sender reused it); each shared-memory reference can be opened once"
+    )]
+    NotLent(String),
 }
 
 /// The writer every [`ShmWire`] value can be archived into: any rkyv writer,
@@ -344,37 +354,59 @@ pub fn write_bytes(bytes: &[u8]) -> Result<ShmRef, ShmError> {
 /// unlinking the file (it was handed to this process, which now frees it):
 /// `r.len` over `max_len`, a file whose size is not `r.len`, a link, a
 /// non-regular file or another user's file.
+///
+/// A reference to a pool segment ([`ShmRef::lease`] not 0) is opened in
+/// place instead: the file stays (its sender owns it), and dropping the
+/// mapping hands the segment back.
 pub fn open(r: &ShmRef, max_len: u64) -> Result<Mapping, ShmError> {
+    if r.lease != 0 {
+        return super::segments::open(r, max_len);
+    }
     open_tuned(r, max_len, POPULATE_READ)
 }
 
-fn open_tuned(r: &ShmRef, max_len: u64, populate: bool) -> Result<Mapping, ShmError> {
-    check_path(&r.path)?;
+/// Opens the para||el file `path` (never through a link), read-only or
+/// read-write; `then` runs on it before anything is checked. Refuses a
+/// non-regular file or another user's.
+pub(super) fn open_own(
+    path: &str,
+    write: bool,
+    then: impl FnOnce(),
+) -> Result<(File, std::fs::Metadata), ShmError> {
+    check_path(path)?;
     let file = OpenOptions::new()
         .read(true)
+        .write(write)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&r.path)
+        .open(path)
         .map_err(|source| match source.raw_os_error() {
-            Some(libc::ELOOP) => ShmError::Foreign(r.path.clone()),
+            Some(libc::ELOOP) => ShmError::Foreign(path.to_owned()),
             _ => ShmError::Open {
-                path: r.path.clone(),
+                path: path.to_owned(),
                 source,
             },
         })?;
-    // Unlink first: from here the file lives only as long as this process
-    // holds it, whatever happens next.
-    if let Err(e) = std::fs::remove_file(&r.path) {
-        tracing::debug!(path = %r.path, error = %e, "shm: could not unlink an opened payload");
-    }
+    then();
     let meta = file.metadata().map_err(|source| ShmError::Open {
-        path: r.path.clone(),
+        path: path.to_owned(),
         source,
     })?;
     // SAFETY: `geteuid` has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
     if !meta.file_type().is_file() || meta.uid() != uid {
-        return Err(ShmError::Foreign(r.path.clone()));
+        return Err(ShmError::Foreign(path.to_owned()));
     }
+    Ok((file, meta))
+}
+
+fn open_tuned(r: &ShmRef, max_len: u64, populate: bool) -> Result<Mapping, ShmError> {
+    // Unlink first: from here the file lives only as long as this process
+    // holds it, whatever happens next.
+    let (file, meta) = open_own(&r.path, false, || {
+        if let Err(e) = std::fs::remove_file(&r.path) {
+            tracing::debug!(path = %r.path, error = %e, "shm: could not unlink an opened payload");
+        }
+    })?;
     if r.len > max_len {
         return Err(ShmError::TooLarge {
             len: r.len,
@@ -393,14 +425,21 @@ fn open_tuned(r: &ShmRef, max_len: u64, populate: bool) -> Result<Mapping, ShmEr
         limit: usize::MAX as u64,
     })?;
     let region = Region::map(&file, len, populate)?;
-    Ok(Mapping { region })
+    Ok(Mapping {
+        region,
+        _lease: None,
+    })
 }
 
 /// Removes the file of a payload that will never be opened (its message
-/// could not be delivered). A reference that names no para||el payload file,
-/// or a file already gone, is left alone.
+/// could not be delivered), or hands a pool segment back. A reference that
+/// names no para||el payload file, or a file already gone, is left alone.
 pub fn discard(r: &ShmRef) {
     if check_path(&r.path).is_err() {
+        return;
+    }
+    if r.lease != 0 {
+        super::segments::release(r);
         return;
     }
     match std::fs::remove_file(&r.path) {
@@ -483,6 +522,7 @@ impl NewFile {
         ShmRef {
             path: std::mem::take(&mut self.path),
             len,
+            lease: 0,
         }
     }
 }
@@ -518,6 +558,22 @@ impl Region {
         populate: bool,
         prot: libc::c_int,
     ) -> Result<Self, ShmError> {
+        Self::map_at(file, len, 0, populate, prot)
+    }
+
+    /// Maps `len` bytes of `file` from `offset` (a multiple of the page
+    /// size) shared, with protection `prot`.
+    pub(super) fn map_at(
+        file: &File,
+        len: usize,
+        offset: usize,
+        populate: bool,
+        prot: libc::c_int,
+    ) -> Result<Self, ShmError> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| ShmError::Map {
+            len: len as u64,
+            source: io::Error::other("offset out of range"),
+        })?;
         if len == 0 {
             return Ok(Self {
                 ptr: NonNull::<Page>::dangling().cast(),
@@ -527,7 +583,8 @@ impl Region {
         let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: a fresh mapping chosen by the kernel (no fixed address) of
         // a file descriptor that is open for the access asked for.
-        let ptr = unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, file.as_raw_fd(), 0) };
+        let ptr =
+            unsafe { libc::mmap(ptr::null_mut(), len, prot, flags, file.as_raw_fd(), offset) };
         if ptr == libc::MAP_FAILED {
             return Err(ShmError::Map {
                 len: len as u64,
@@ -555,12 +612,24 @@ impl Drop for Region {
 }
 
 /// A payload [`open`]ed from shared memory: read-only bytes, mapped in place,
-/// freed when dropped.
+/// freed (or, from a pool, handed back to its sender) when dropped.
 ///
 /// The bytes start at a page boundary, so any archived root can be viewed in
 /// place, and they never move while the mapping lives.
 pub struct Mapping {
+    // Unmapped before the lease is handed back (fields drop in order).
     region: Region,
+    _lease: Option<super::segments::Lease>,
+}
+
+impl Mapping {
+    /// The payload of a lent pool segment, handed back when dropped.
+    pub(super) fn lent(region: Region, lease: super::segments::Lease) -> Self {
+        Self {
+            region,
+            _lease: Some(lease),
+        }
+    }
 }
 
 // SAFETY: the mapping is read-only and owned by this value alone; sharing or
@@ -681,6 +750,7 @@ mod tests {
             let r = ShmRef {
                 path: path.into(),
                 len: 4,
+                lease: 0,
             };
             let err = open(&r, u64::MAX).unwrap_err();
             assert!(matches!(err, ShmError::BadPath(_)), "{path}: {err}");
@@ -698,6 +768,7 @@ mod tests {
         let r = ShmRef {
             path: link.clone(),
             len: target.len,
+            lease: 0,
         };
         assert!(matches!(open(&r, u64::MAX), Err(ShmError::Foreign(_))));
         std::fs::remove_file(&link).unwrap();
@@ -742,6 +813,7 @@ mod tests {
         let r = ShmRef {
             path: "/dev/shm/parallel-1-ab".into(),
             len: 9,
+            lease: 0,
         };
         let buf = encode(&r).unwrap();
         let a = decode::<ShmRef>(&buf).unwrap();

@@ -299,7 +299,7 @@ fn a_write_asked_again_with_its_number_is_written_once() {
             writer,
             node: n.child.id(),
             seq,
-            item: Value::pack(&&item, false, usize::MAX).unwrap(),
+            item: Value::pack(&&item, None, usize::MAX).unwrap(),
         };
         for (seq, item) in [(1, 7u64), (1, 7), (2, 8)] {
             let written = n.runtime.block_on(queue.ask(write(seq, item)));

@@ -155,7 +155,18 @@ fn over_ssh(destination: &str, ssh_args: &[String]) -> parallel::Remote {
         .fold(parallel::Remote::ssh(destination), |r, a| r.ssh_arg(a))
 }
 
-/// Three rounds of join / send `t` / receive each child's sum, printed;
+/// This process's files in /dev/shm: segments it lends, payloads not yet opened.
+fn own_shm_files() -> usize {
+    let prefix = format!("parallel-{}-", std::process::id());
+    std::fs::read_dir("/dev/shm").map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count()
+    })
+}
+
+/// Three rounds of join / send `t` / receive each child's sum, printed,
+/// with this process's shared-memory files after each (`SEGMENTS`);
 /// then "break", sync, and the number of children left.
 async fn rounds(children: &parallel::Children, t: &Tensor<f32>) -> Result<(), ProcessError> {
     for _ in 0..3 {
@@ -164,6 +175,7 @@ async fn rounds(children: &parallel::Children, t: &Tensor<f32>) -> Result<(), Pr
         let sums = children.receive::<f64>().await?;
         let sums: Vec<f64> = sums.iter().map(|s| s.to_native()).collect();
         println!("SUMS {sums:?}");
+        println!("SEGMENTS {}", own_shm_files());
     }
     children.join("break").await?;
     children.sync().await?;
@@ -272,6 +284,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             children.exec(summer, ()).await?;
             let t = Tensor::full(&[len], 1.5f32);
             rounds(&children, &t).await?;
+            drop(children);
+            println!("SEGMENTS-AFTER {}", own_shm_files());
         }
         "panic" => {
             let child = parallel::fork().await?;
@@ -336,6 +350,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("PIDS {pids:?}");
             let t = Tensor::full(&[100], 1.5f32);
             rounds(&children, &t).await?;
+            drop(children);
+            println!("SEGMENTS-AFTER {}", own_shm_files());
         }
         // ssh-spread DIR DESTINATION SSH-ARGS...: two "hosts" with 3 and 1
         // cores (the second runs a copy shipped to DIR), calibrated, then sfork(4).

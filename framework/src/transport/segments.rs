@@ -1,0 +1,444 @@
+//! A sender's pool of shared-memory segments: big payloads to one receiver
+//! on this machine go into pages that are already there, instead of a fresh
+//! file whose every page the kernel must allocate and zero first.
+//!
+//! [`shm::write`](super::shm::write) makes a fresh file for every payload;
+//! writing 64 MiB into one costs about twice a `memcpy`, and the receiver
+//! then faults every page in. A [`SegmentPool`] keeps a few files
+//! (`/dev/shm/parallel-<pid>-<uuid>`, mode 0600), each mapped read-write by
+//! the sender with every page touched once. A segment starts with one page
+//! of header — a magic word and the **lease** it is lent under — and the
+//! archive follows at the next page boundary, so the receiver views it in
+//! place.
+//!
+//! Lending and handing back:
+//! - [`SegmentPool::write`] takes a free segment big enough (or makes one),
+//!   stamps it with a fresh lease, archives the value into it and returns a
+//!   [`ShmRef`] carrying the lease.
+//! - The receiver's [`shm::open`](super::shm::open) maps the payload
+//!   read-only (every page mapped at once) and the header read-write, and
+//!   checks the lease. When the [`Mapping`] drops, the lease is cleared: the
+//!   segment is free again, and the sender's next payload reuses its pages.
+//! - A reference that will not be opened is handed back by
+//!   [`shm::discard`](super::shm::discard), on either side.
+//!
+//! The sender never writes a segment while it is lent, so the receiver's
+//! validated view stays what it validated. When every segment is lent (or a
+//! payload is bigger than the pool keeps), `write` falls back to a fresh
+//! file. A receiver that crashes holding a lease leaves that segment lent
+//! until the pool drops. Dropping the pool removes its files; a receiver
+//! still holding a mapping keeps those pages until it lets go.
+//!
+//! ```
+//! use parallel::transport::segments::SegmentPool;
+//! use parallel::transport::shm;
+//! use parallel::{Tensor, wire};
+//!
+//! let pool = SegmentPool::new();
+//! let t = Tensor::full(&[256, 256], 1.0f32);
+//! let first = pool.write(&t)?; // sender: send `first` in a message
+//! let m = shm::open(&first, 1 << 30)?; // receiver
+//! assert_eq!(wire::decode::<Tensor<f32>>(&m)?.len(), 256 * 256);
+//! drop(m); // the receiver is done: the segment is free
+//! let second = pool.write(&t)?;
+//! assert_eq!(second.path, first.path); // the same pages again
+//! # shm::discard(&second);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rkyv::rancor::Source;
+use rkyv::ser::{Positional, Writer};
+
+use super::shm::{Mapping, NewFile, Region, ShmError, ShmRef, ShmWire, archived_len, open_own};
+
+/// Segments one pool keeps at most.
+pub const MAX_SEGMENTS: usize = 8;
+
+/// Bytes of payload room one pool keeps at most, all segments together;
+/// bigger payloads go through a fresh file each.
+pub const MAX_POOL_BYTES: usize = 1 << 30;
+
+/// A segment's room is its payload rounded up to this.
+const ROOM_STEP: usize = 1 << 20;
+
+/// The first word of every segment's header.
+const MAGIC: u64 = u64::from_le_bytes(*b"prlSEG01");
+
+/// Byte offset of the lease word in the header.
+const LEASE_AT: usize = 8;
+
+/// The lease of a segment that nobody holds.
+const FREE: u64 = 0;
+
+/// Set in a lease once its receiver opened it: a reference opens once.
+const OPENED: u64 = 1 << 63;
+
+/// The lease of a segment being removed from its pool.
+const RETIRED: u64 = u64::MAX;
+
+/// The system's page size: the header's length, so the payload's mapping
+/// starts on a page boundary.
+fn page_size() -> usize {
+    // SAFETY: `sysconf` has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// A sender's segments for one receiver; see the module docs.
+pub struct SegmentPool {
+    segments: Mutex<Vec<Arc<Segment>>>,
+    /// The last lease handed out.
+    leases: AtomicU64,
+    header: usize,
+}
+
+impl Default for SegmentPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for SegmentPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("SegmentPool")
+            .field("segments", &segments.len())
+            .field("room", &segments.iter().map(|s| s.room).sum::<usize>())
+            .finish()
+    }
+}
+
+impl SegmentPool {
+    /// An empty pool: segments are made as payloads need them.
+    pub fn new() -> Self {
+        Self {
+            segments: Mutex::new(Vec::new()),
+            // Leases of different pools never meet (each names its own
+            // files); starting at a random point keeps a stale reference
+            // from an earlier run from matching by chance.
+            leases: AtomicU64::new(u64::from(uuid::Uuid::new_v4().as_u128() as u32)),
+            header: page_size(),
+        }
+    }
+
+    /// Archives `value` into a free segment of this pool and lends it: the
+    /// returned reference carries the lease the receiver hands back. Falls
+    /// back to a fresh file ([`shm::write`](super::shm::write)) when every
+    /// segment is lent or the value is bigger than the pool keeps.
+    pub fn write<T: ShmWire>(&self, value: &T) -> Result<ShmRef, ShmError> {
+        let len = archived_len(value)?;
+        let Some((segment, lease)) = self.lend(len)? else {
+            return super::shm::write(value);
+        };
+        let mut writer = SliceWriter {
+            // SAFETY: the lease makes this process the only writer of the
+            // payload area, and no receiver maps it before the reference
+            // goes out; the mapping lives as long as `segment`.
+            buf: unsafe { segment.payload_mut(self.header) },
+            pos: 0,
+        };
+        let done = crate::wire::encode_to(value, &mut writer);
+        let written = writer.pos;
+        if let Err(e) = done.map_err(ShmError::from).and_then(|()| {
+            (written == len).then_some(()).ok_or(ShmError::Write {
+                path: segment.path.clone(),
+                source: std::io::Error::other(format!(
+                    "the value archived to {written} bytes, not the {len} counted; is its Serialize deterministic?"
+                )),
+            })
+        }) {
+            segment.lease().store(FREE, Ordering::Release);
+            return Err(e);
+        }
+        Ok(ShmRef {
+            path: segment.path.clone(),
+            len: len as u64,
+            lease,
+        })
+    }
+
+    /// Removes every segment (their receiver is gone): the files go now,
+    /// and a later [`write`](Self::write) starts over.
+    pub fn clear(&self) {
+        let gone = std::mem::take(&mut *self.segments.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(gone);
+    }
+
+    /// Segments this pool keeps now, and how many of them are lent.
+    pub fn stats(&self) -> PoolStats {
+        let segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        PoolStats {
+            segments: segments.len(),
+            lent: segments
+                .iter()
+                .filter(|s| s.lease().load(Ordering::Acquire) != FREE)
+                .count(),
+            room: segments.iter().map(|s| s.room).sum(),
+        }
+    }
+
+    /// A free segment of at least `len` bytes, lent under a fresh lease;
+    /// `None` when the pool has none and may not make one.
+    fn lend(&self, len: usize) -> Result<Option<(Arc<Segment>, u64)>, ShmError> {
+        if len > MAX_POOL_BYTES {
+            return Ok(None);
+        }
+        // In 1..OPENED - 1: never free, opened or retired.
+        let lease = self.leases.fetch_add(1, Ordering::Relaxed) % (OPENED - 2) + 1;
+        let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        // The smallest free one that fits.
+        let mut fits: Vec<&Arc<Segment>> = segments.iter().filter(|s| s.room >= len).collect();
+        fits.sort_by_key(|s| s.room);
+        for s in fits {
+            if s.take(FREE, lease) {
+                return Ok(Some((s.clone(), lease)));
+            }
+        }
+        let room = len.div_ceil(ROOM_STEP).max(1) * ROOM_STEP;
+        let mut kept: usize = segments.iter().map(|s| s.room).sum();
+        // Make room by retiring free segments too small for this payload,
+        // smallest first.
+        while segments.len() >= MAX_SEGMENTS || kept + room > MAX_POOL_BYTES {
+            let free_small = segments
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.room < len)
+                .min_by_key(|(_, s)| s.room)
+                .map(|(i, _)| i);
+            match free_small {
+                Some(i) if segments[i].take(FREE, RETIRED) => {
+                    kept -= segments[i].room;
+                    segments.swap_remove(i);
+                }
+                _ => return Ok(None),
+            }
+        }
+        let segment = Arc::new(Segment::create(self.header, room)?);
+        segment.lease().store(lease, Ordering::Release);
+        segments.push(segment.clone());
+        Ok(Some((segment, lease)))
+    }
+}
+
+/// What a [`SegmentPool`] holds, from [`SegmentPool::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Segments kept.
+    pub segments: usize,
+    /// Of those, lent to a receiver now.
+    pub lent: usize,
+    /// Payload bytes they hold room for, all together.
+    pub room: usize,
+}
+
+/// One file of a pool, mapped read-write with every page present.
+struct Segment {
+    path: String,
+    map: Region,
+    room: usize,
+}
+
+// SAFETY: the mapping stays at one address for the segment's life; the
+// header is reached only through atomics, and the payload area only by the
+// lease holder (see `payload_mut`).
+unsafe impl Send for Segment {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    fn create(header: usize, room: usize) -> Result<Self, ShmError> {
+        let file = NewFile::create()?;
+        let total = header + room;
+        // Claim every page now: a full /dev/shm fails here, not later as a
+        // bus error while writing through the mapping.
+        // SAFETY: `fallocate` on a descriptor this function opened.
+        let claimed = unsafe { libc::fallocate(fileno(&file.file), 0, 0, total as libc::off_t) };
+        if claimed != 0 {
+            return Err(ShmError::Full {
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let map = Region::map_with(&file.file, total, true, libc::PROT_READ | libc::PROT_WRITE)?;
+        // `MAP_POPULATE` is best effort: touch every page so none faults
+        // while a payload is written.
+        for at in (0..total).step_by(page_size()) {
+            // SAFETY: `at` is inside the live read-write mapping.
+            unsafe { map.ptr.as_ptr().add(at).write_volatile(0) };
+        }
+        // SAFETY: the header's first word, inside the mapping, aligned.
+        unsafe { map.ptr.as_ptr().cast::<u64>().write(MAGIC) };
+        // The mapping keeps the memory; the descriptor can go.
+        let path = file.keep(0).path;
+        Ok(Self { path, map, room })
+    }
+
+    fn lease(&self) -> &AtomicU64 {
+        // SAFETY: the header page is mapped for the segment's life and the
+        // word is 8-aligned (the mapping is page-aligned).
+        unsafe { AtomicU64::from_ptr(self.map.ptr.as_ptr().add(LEASE_AT).cast()) }
+    }
+
+    /// Swaps the lease `from` for `to`; false when it is not `from`.
+    fn take(&self, from: u64, to: u64) -> bool {
+        self.lease()
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The payload area, to write into.
+    ///
+    /// # Safety
+    /// The caller holds this segment's lease and has not sent its reference
+    /// yet: nobody else reads or writes the area meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn payload_mut(&self, header: usize) -> &mut [u8] {
+        // SAFETY: `header..header + room` lies inside the mapping; the
+        // caller guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr().add(header), self.room) }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::debug!(path = %self.path, error = %e, "shm: could not remove a pool segment");
+        }
+    }
+}
+
+fn fileno(file: &File) -> libc::c_int {
+    std::os::fd::AsRawFd::as_raw_fd(file)
+}
+
+/// Archives into a segment's payload area.
+struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the archive is longer than its segment")]
+struct Overflow;
+
+impl Positional for SliceWriter<'_> {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<E: Source> Writer<E> for SliceWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        let end = self.pos + bytes.len();
+        let Some(dst) = self.buf.get_mut(self.pos..end) else {
+            return Err(E::new(Overflow));
+        };
+        dst.copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+}
+
+/// A receiver's hold on a lent segment: clears the lease when dropped.
+pub(super) struct Lease {
+    header: Region,
+    lease: u64,
+}
+
+// SAFETY: the header mapping is reached only through an atomic.
+unsafe impl Send for Lease {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Lease {}
+
+impl Lease {
+    fn word(&self) -> &AtomicU64 {
+        // SAFETY: the header page stays mapped while `self` lives; the word
+        // is 8-aligned.
+        unsafe { AtomicU64::from_ptr(self.header.ptr.as_ptr().add(LEASE_AT).cast()) }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Only this lease: a reference released twice frees nothing the
+        // sender has lent again since.
+        if self.lease != FREE {
+            let _ =
+                self.word()
+                    .compare_exchange(self.lease, FREE, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+}
+
+/// Opens the lent segment `r` names, its header read-write (to hand the
+/// lease back), and takes the lease over: marked opened when `opened`.
+fn open_segment(r: &ShmRef, max_len: u64, opened: bool) -> Result<(File, Lease), ShmError> {
+    let (file, meta) = open_own(&r.path, true, || {})?;
+    if r.len > max_len {
+        return Err(ShmError::TooLarge {
+            len: r.len,
+            limit: max_len,
+        });
+    }
+    let header = page_size();
+    if meta.len() < header as u64 + r.len {
+        return Err(ShmError::LengthMismatch {
+            path: r.path.clone(),
+            declared: header as u64 + r.len,
+            actual: meta.len(),
+        });
+    }
+    let region = Region::map_with(&file, header, false, libc::PROT_READ | libc::PROT_WRITE)?;
+    let mut lease = Lease {
+        header: region,
+        lease: FREE,
+    };
+    // SAFETY: the header's first word, inside the mapping, aligned.
+    let magic = unsafe { lease.header.ptr.as_ptr().cast::<u64>().read_volatile() };
+    // Held from here under the lease with `opened` set, so the reference
+    // opens once; a lease that is not the reference's is left alone.
+    let (from, to) = match opened {
+        true => (r.lease, r.lease | OPENED),
+        false => (r.lease, r.lease),
+    };
+    let ours = r.lease != FREE
+        && r.lease & OPENED == 0
+        && magic == MAGIC
+        && lease
+            .word()
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+    if !ours {
+        return Err(ShmError::NotLent(r.path.clone()));
+    }
+    lease.lease = to;
+    Ok((file, lease))
+}
+
+/// The receiver's side of [`SegmentPool::write`]: maps the payload of the
+/// lent segment `r` names; dropping the mapping hands the segment back.
+pub(super) fn open(r: &ShmRef, max_len: u64) -> Result<Mapping, ShmError> {
+    let (file, lease) = open_segment(r, max_len, true)?;
+    let len = usize::try_from(r.len).map_err(|_| ShmError::TooLarge {
+        len: r.len,
+        limit: usize::MAX as u64,
+    })?;
+    let payload = Region::map_at(&file, len, page_size(), true, libc::PROT_READ)?;
+    Ok(Mapping::lent(payload, lease))
+}
+
+/// Hands back the segment of a reference that will not be opened (either
+/// side may call it); a reference no longer lent is left alone.
+pub(super) fn release(r: &ShmRef) {
+    match open_segment(r, u64::MAX, false) {
+        Ok((_, lease)) => drop(lease),
+        Err(e) => tracing::debug!(path = %r.path, error = %e, "shm: nothing to hand back"),
+    }
+}
+
+#[cfg(test)]
+#[path = "segments_tests.rs"]
+mod tests;
