@@ -118,7 +118,7 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
         }
     }
     eprintln!(
-        "[bench]   of which `send` (archiving into /dev/shm): {:.1} ms median; the rest is the child mapping, checking and summing it, and the answer",
+        "[bench]   of which `send` (archiving into a pooled /dev/shm segment, its pages kept from the round before): {:.1} ms median; the rest is the child checking and summing it where it lies (its mapping kept too), and the answer",
         median(writes)
     );
     eprintln!(

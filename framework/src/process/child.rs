@@ -109,7 +109,7 @@ pub fn yield_value<T: WireType>() -> Result<T, ProcessError> {
         spin_then_block(&queues.joins)?
     };
     Ok(incoming
-        .open::<T>()
+        .open_cached::<T>(&link.attached)
         .map_err(|e| ProcessError::from_value(e, 0))?
         .to_owned()?)
 }
@@ -174,7 +174,7 @@ impl Parent {
         };
         link.after_read()?;
         incoming
-            .open::<T>()
+            .open_cached::<T>(&link.attached)
             .map_err(|e| ProcessError::from_value(e, 0))
     }
 }
@@ -275,6 +275,7 @@ async fn serve(role: Role, password: String) -> i32 {
         shm: role
             .same_host
             .then(crate::transport::segments::SegmentPool::new),
+        attached: Default::default(),
         shm_threshold: role.shm_threshold,
         ip: ip.clone(),
         runtime: tokio::runtime::Handle::current(),

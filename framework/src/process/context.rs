@@ -399,6 +399,7 @@ async fn welcome(
         ip: hello.ip,
         same_host,
         shm: same_host.then(crate::transport::segments::SegmentPool::new),
+        attached: Default::default(),
         remote,
         actor,
         inbox,

@@ -33,6 +33,8 @@ pub(crate) struct ChildInner {
     pub same_host: bool,
     /// Shared-memory segments lent to the child (on this machine only).
     pub shm: Option<crate::transport::segments::SegmentPool>,
+    /// The child's segments, as this parent maps them.
+    pub attached: crate::transport::segments::SegmentCache,
     pub remote: RemoteNode,
     pub actor: ActorRef<ProcessActor>,
     pub inbox: Arc<Inbox>,
@@ -349,7 +351,7 @@ impl Child {
             let _ = self.0.actor.tell(credit).await;
         }
         incoming
-            .open::<T>()
+            .open_cached::<T>(&self.0.attached)
             .map_err(|e| ProcessError::from_value(e, self.0.number))
     }
 

@@ -6,7 +6,7 @@
 
 use crate::actor::Received;
 use crate::id::ActorId;
-use crate::transport::segments::SegmentPool;
+use crate::transport::segments::{SegmentCache, SegmentPool};
 use crate::transport::shm::{self, ShmError, ShmRef, ShmWire};
 use crate::wire::{
     Buffer, DEFAULT_MAX_FRAME, DecodeError, EncodeError, WireType, decode_owned, encode, type_tag,
@@ -309,6 +309,16 @@ impl Incoming {
     /// Reads the value as a `T`: a validated, read-only view, in place.
     /// Another type than the one sent is refused (and the value freed).
     pub fn open<T: WireType>(self) -> Result<Received<T>, ValueError> {
+        self.open_in(None)
+    }
+
+    /// [`open`](Self::open), reading a value in a pool segment through
+    /// `cache`'s mapping of it when the segment was seen before.
+    pub fn open_cached<T: WireType>(self, cache: &SegmentCache) -> Result<Received<T>, ValueError> {
+        self.open_in(Some(cache))
+    }
+
+    fn open_in<T: WireType>(self, cache: Option<&SegmentCache>) -> Result<Received<T>, ValueError> {
         if self.tag != tag_of::<T>() {
             let got = self.tag;
             self.discard();
@@ -320,7 +330,11 @@ impl Incoming {
         match self.body {
             IncomingBody::Bytes(buf, range) => Ok(Received::new_in(buf, range)?),
             IncomingBody::Shm(file) => {
-                let mapping = shm::open(&file, DEFAULT_MAX_FRAME.max(1 << 40))?;
+                let limit = DEFAULT_MAX_FRAME.max(1 << 40);
+                let mapping = match cache {
+                    Some(cache) => cache.open(&file, limit)?,
+                    None => shm::open(&file, limit)?,
+                };
                 Ok(Received::from_mapping(mapping)?)
             }
         }

@@ -342,22 +342,99 @@ impl<E: Source> Writer<E> for SliceWriter<'_> {
     }
 }
 
-/// A receiver's hold on a lent segment: clears the lease when dropped.
-pub(super) struct Lease {
+/// A lent segment as a receiver maps it: the header read-write (to hand
+/// leases back), the payload area read-only with every page present.
+struct Attached {
     header: Region,
-    lease: u64,
+    payload: Region,
 }
 
-// SAFETY: the header mapping is reached only through an atomic.
-unsafe impl Send for Lease {}
+// SAFETY: the header is reached only through atomics, the payload only
+// read; both mappings stay put until dropped.
+unsafe impl Send for Attached {}
 // SAFETY: see `Send`.
-unsafe impl Sync for Lease {}
+unsafe impl Sync for Attached {}
+
+impl Attached {
+    /// Maps the segment at `path`: its payload area up to `len` bytes, or
+    /// all of it when `len` is `None`.
+    fn map(path: &str, len: Option<u64>) -> Result<Self, ShmError> {
+        let (file, meta) = open_own(path, true, || {})?;
+        let header = page_size();
+        let room = meta.len().saturating_sub(header as u64);
+        let len = len.unwrap_or(room);
+        if meta.len() < header as u64 || len > room {
+            return Err(ShmError::LengthMismatch {
+                path: path.to_owned(),
+                declared: header as u64 + len,
+                actual: meta.len(),
+            });
+        }
+        let len = usize::try_from(len).map_err(|_| ShmError::TooLarge {
+            len,
+            limit: usize::MAX as u64,
+        })?;
+        Ok(Self {
+            header: Region::map_with(&file, header, false, libc::PROT_READ | libc::PROT_WRITE)?,
+            payload: Region::map_at(&file, len, header, true, libc::PROT_READ)?,
+        })
+    }
+
+    fn word(&self, at: usize) -> &AtomicU64 {
+        // SAFETY: the header page stays mapped while `self` lives; `at` is
+        // a word inside it, 8-aligned.
+        unsafe { AtomicU64::from_ptr(self.header.ptr.as_ptr().add(at).cast()) }
+    }
+
+    /// Takes the lease of `r` over (marked opened when `opened`), checking
+    /// that `r` fits what is mapped.
+    fn take(self: Arc<Self>, r: &ShmRef, max_len: u64, opened: bool) -> Result<Lease, ShmError> {
+        if r.len > max_len {
+            return Err(ShmError::TooLarge {
+                len: r.len,
+                limit: max_len,
+            });
+        }
+        if r.len > self.payload.len as u64 {
+            return Err(ShmError::LengthMismatch {
+                path: r.path.clone(),
+                declared: r.len,
+                actual: self.payload.len as u64,
+            });
+        }
+        // Held from here under the lease with `OPENED` set, so a reference
+        // opens once; a lease that is not the reference's is left alone.
+        let to = if opened { r.lease | OPENED } else { r.lease };
+        let ours = r.lease != FREE
+            && r.lease & OPENED == 0
+            && self.word(0).load(Ordering::Relaxed) == MAGIC
+            && self
+                .word(LEASE_AT)
+                .compare_exchange(r.lease, to, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if !ours {
+            return Err(ShmError::NotLent(r.path.clone()));
+        }
+        Ok(Lease {
+            segment: self,
+            lease: to,
+            len: r.len as usize,
+        })
+    }
+}
+
+/// A receiver's hold on the payload of a lent segment: hands the lease
+/// back when dropped.
+pub(super) struct Lease {
+    segment: Arc<Attached>,
+    lease: u64,
+    len: usize,
+}
 
 impl Lease {
-    fn word(&self) -> &AtomicU64 {
-        // SAFETY: the header page stays mapped while `self` lives; the word
-        // is 8-aligned.
-        unsafe { AtomicU64::from_ptr(self.header.ptr.as_ptr().add(LEASE_AT).cast()) }
+    /// The payload: `len` bytes from a page boundary, mapped while `self` lives.
+    pub(super) fn bytes(&self) -> (std::ptr::NonNull<u8>, usize) {
+        (self.segment.payload.ptr, self.len)
     }
 }
 
@@ -365,77 +442,112 @@ impl Drop for Lease {
     fn drop(&mut self) {
         // Only this lease: a reference released twice frees nothing the
         // sender has lent again since.
-        if self.lease != FREE {
-            let _ =
-                self.word()
-                    .compare_exchange(self.lease, FREE, Ordering::AcqRel, Ordering::Acquire);
-        }
+        let _ = self.segment.word(LEASE_AT).compare_exchange(
+            self.lease,
+            FREE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 }
 
-/// Opens the lent segment `r` names, its header read-write (to hand the
-/// lease back), and takes the lease over: marked opened when `opened`.
-fn open_segment(r: &ShmRef, max_len: u64, opened: bool) -> Result<(File, Lease), ShmError> {
-    let (file, meta) = open_own(&r.path, true, || {})?;
-    if r.len > max_len {
-        return Err(ShmError::TooLarge {
-            len: r.len,
-            limit: max_len,
-        });
-    }
-    let header = page_size();
-    if meta.len() < header as u64 + r.len {
-        return Err(ShmError::LengthMismatch {
-            path: r.path.clone(),
-            declared: header as u64 + r.len,
-            actual: meta.len(),
-        });
-    }
-    let region = Region::map_with(&file, header, false, libc::PROT_READ | libc::PROT_WRITE)?;
-    let mut lease = Lease {
-        header: region,
-        lease: FREE,
-    };
-    // SAFETY: the header's first word, inside the mapping, aligned.
-    let magic = unsafe { lease.header.ptr.as_ptr().cast::<u64>().read_volatile() };
-    // Held from here under the lease with `opened` set, so the reference
-    // opens once; a lease that is not the reference's is left alone.
-    let (from, to) = match opened {
-        true => (r.lease, r.lease | OPENED),
-        false => (r.lease, r.lease),
-    };
-    let ours = r.lease != FREE
-        && r.lease & OPENED == 0
-        && magic == MAGIC
-        && lease
-            .word()
-            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-    if !ours {
-        return Err(ShmError::NotLent(r.path.clone()));
-    }
-    lease.lease = to;
-    Ok((file, lease))
-}
-
-/// The receiver's side of [`SegmentPool::write`]: maps the payload of the
-/// lent segment `r` names; dropping the mapping hands the segment back.
+/// The receiver's side of [`SegmentPool::write`] without a
+/// [`SegmentCache`]: maps the payload of the lent segment `r` names;
+/// dropping the mapping hands the segment back.
 pub(super) fn open(r: &ShmRef, max_len: u64) -> Result<Mapping, ShmError> {
-    let (file, lease) = open_segment(r, max_len, true)?;
-    let len = usize::try_from(r.len).map_err(|_| ShmError::TooLarge {
-        len: r.len,
-        limit: usize::MAX as u64,
-    })?;
-    let payload = Region::map_at(&file, len, page_size(), true, libc::PROT_READ)?;
-    Ok(Mapping::lent(payload, lease))
+    let attached = Arc::new(Attached::map(&r.path, Some(r.len.min(max_len)))?);
+    Ok(Mapping::lent(attached.take(r, max_len, true)?))
 }
 
 /// Hands back the segment of a reference that will not be opened (either
 /// side may call it); a reference no longer lent is left alone.
 pub(super) fn release(r: &ShmRef) {
-    match open_segment(r, u64::MAX, false) {
-        Ok((_, lease)) => drop(lease),
-        Err(e) => tracing::debug!(path = %r.path, error = %e, "shm: nothing to hand back"),
+    let taken = Attached::map(&r.path, Some(0)).and_then(|a| {
+        Arc::new(a).take(
+            &ShmRef {
+                len: 0,
+                ..r.clone()
+            },
+            0,
+            false,
+        )
+    });
+    if let Err(e) = taken {
+        tracing::debug!(path = %r.path, error = %e, "shm: nothing to hand back");
+    }
+}
+
+/// Segments a [`SegmentCache`] keeps mapped at most.
+const CACHED: usize = MAX_SEGMENTS;
+
+/// A receiver's segments of one sender, each mapped once: a payload that
+/// arrives in a segment seen before is read where it lies, with no mapping
+/// made and no page faulted in.
+///
+/// It keeps the [`MAX_SEGMENTS`] segments used last; one whose file its sender
+/// removed is let go when a new one arrives. The memory of a segment stays
+/// while it is kept here, even after its sender let it go.
+#[derive(Default)]
+pub struct SegmentCache {
+    /// Least recently used first.
+    kept: Mutex<Vec<(String, Arc<Attached>)>>,
+}
+
+impl std::fmt::Debug for SegmentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentCache")
+            .field("segments", &self.len())
+            .finish()
+    }
+}
+
+impl SegmentCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Segments mapped now.
+    pub fn len(&self) -> usize {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no segment is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Like [`shm::open`](super::shm::open), reusing the mapping of a
+    /// segment this cache saw before.
+    pub fn open(&self, r: &ShmRef, max_len: u64) -> Result<Mapping, ShmError> {
+        if r.lease == FREE {
+            return super::shm::open(r, max_len);
+        }
+        let attached = self.attached(&r.path)?;
+        Ok(Mapping::lent(attached.take(r, max_len, true)?))
+    }
+
+    fn attached(&self, path: &str) -> Result<Arc<Attached>, ShmError> {
+        {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = kept.iter().position(|(p, _)| p == path) {
+                let hit = kept.remove(i);
+                let attached = hit.1.clone();
+                kept.push(hit);
+                return Ok(attached);
+            }
+        }
+        // Mapped without the lock: a big segment takes a while.
+        let attached = Arc::new(Attached::map(path, None)?);
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        // Let go of segments their sender removed, then the least recently
+        // used beyond the bound.
+        kept.retain(|(p, _)| std::fs::symlink_metadata(p).is_ok());
+        while kept.len() >= CACHED {
+            kept.remove(0);
+        }
+        kept.push((path.to_owned(), attached.clone()));
+        Ok(attached)
     }
 }
 

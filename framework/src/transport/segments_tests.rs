@@ -160,3 +160,69 @@ fn a_segment_holds_the_bytes_encode_gives() {
         Err(ShmError::TooLarge { .. } | ShmError::NotLent(_))
     ));
 }
+
+#[test]
+fn a_cache_reads_later_leases_of_a_segment_through_one_mapping() {
+    let (pool, cache) = (SegmentPool::new(), SegmentCache::new());
+    let first = pool.write(&tensor(100_000, 1.0)).unwrap();
+    let m = cache.open(&first, u64::MAX).unwrap();
+    let at = m.as_ptr();
+    assert_eq!(decode::<Tensor<f32>>(&m).unwrap().as_slice()[7], 1.0);
+    // A reference still opens once through the cache.
+    assert!(matches!(
+        cache.open(&first, u64::MAX),
+        Err(ShmError::NotLent(_))
+    ));
+    drop(m);
+    assert_eq!(pool.stats().lent, 0, "dropping the view hands it back");
+    let second = pool.write(&tensor(100_000, 2.0)).unwrap();
+    assert_eq!(second.path, first.path);
+    let m = cache.open(&second, u64::MAX).unwrap();
+    assert_eq!(m.as_ptr(), at, "mapped again instead of read in place");
+    assert_eq!(decode::<Tensor<f32>>(&m).unwrap().as_slice()[7], 2.0);
+    assert_eq!(cache.len(), 1);
+    // A file of its own goes through `shm::open` and leaves nothing cached.
+    let own = shm::write(&tensor(10, 3.0)).unwrap();
+    assert_eq!(
+        decode::<Tensor<f32>>(&cache.open(&own, u64::MAX).unwrap())
+            .unwrap()
+            .as_slice()[0],
+        3.0
+    );
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn a_cache_lets_go_of_removed_segments_and_keeps_a_bounded_number() {
+    let cache = SegmentCache::new();
+    let old = SegmentPool::new();
+    drop(
+        cache
+            .open(&old.write(&tensor(10, 1.0)).unwrap(), u64::MAX)
+            .unwrap(),
+    );
+    old.clear();
+    let pool = SegmentPool::new();
+    drop(
+        cache
+            .open(&pool.write(&tensor(10, 1.0)).unwrap(), u64::MAX)
+            .unwrap(),
+    );
+    assert_eq!(cache.len(), 1, "the removed segment is still mapped");
+    // More segments than it keeps, all lent at once.
+    let views: Vec<_> = (0..MAX_SEGMENTS)
+        .map(|_| {
+            cache
+                .open(&pool.write(&tensor(10, 2.0)).unwrap(), u64::MAX)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pool.stats().segments, MAX_SEGMENTS);
+    assert!(cache.len() <= CACHED);
+    // A view outlives its segment's place in the cache.
+    assert!(
+        views
+            .iter()
+            .all(|m| decode::<Tensor<f32>>(m).unwrap().as_slice()[9] == 2.0)
+    );
+}

@@ -425,10 +425,7 @@ fn open_tuned(r: &ShmRef, max_len: u64, populate: bool) -> Result<Mapping, ShmEr
         limit: usize::MAX as u64,
     })?;
     let region = Region::map(&file, len, populate)?;
-    Ok(Mapping {
-        region,
-        _lease: None,
-    })
+    Ok(Mapping::own(region))
 }
 
 /// Removes the file of a payload that will never be opened (its message
@@ -617,17 +614,35 @@ impl Drop for Region {
 /// The bytes start at a page boundary, so any archived root can be viewed in
 /// place, and they never move while the mapping lives.
 pub struct Mapping {
-    // Unmapped before the lease is handed back (fields drop in order).
-    region: Region,
-    _lease: Option<super::segments::Lease>,
+    ptr: NonNull<u8>,
+    len: usize,
+    _keep: Keep,
+}
+
+/// What keeps a [`Mapping`]'s bytes mapped.
+enum Keep {
+    /// A mapping of its own.
+    Own { _region: Region },
+    /// A lent pool segment's payload.
+    Lent { _lease: super::segments::Lease },
 }
 
 impl Mapping {
-    /// The payload of a lent pool segment, handed back when dropped.
-    pub(super) fn lent(region: Region, lease: super::segments::Lease) -> Self {
+    fn own(region: Region) -> Self {
         Self {
-            region,
-            _lease: Some(lease),
+            ptr: region.ptr,
+            len: region.len,
+            _keep: Keep::Own { _region: region },
+        }
+    }
+
+    /// The payload of a lent pool segment, handed back when dropped.
+    pub(super) fn lent(lease: super::segments::Lease) -> Self {
+        let (ptr, len) = lease.bytes();
+        Self {
+            ptr,
+            len,
+            _keep: Keep::Lent { _lease: lease },
         }
     }
 }
@@ -642,17 +657,17 @@ impl Deref for Mapping {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: `region` is a live mapping of `len` readable bytes (or an
-        // empty range at an aligned dangling pointer), unmapped only on drop.
-        unsafe { std::slice::from_raw_parts(self.region.ptr.as_ptr(), self.region.len) }
+        // SAFETY: `ptr..ptr + len` is live readable memory that `_keep`
+        // keeps mapped (or an empty range at an aligned dangling pointer).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl fmt::Debug for Mapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mapping")
-            .field("addr", &self.region.ptr)
-            .field("len", &self.region.len)
+            .field("addr", &self.ptr)
+            .field("len", &self.len)
             .finish()
     }
 }
