@@ -437,12 +437,13 @@ impl Child {
         Ok(())
     }
 
-    /// Removes the shared-memory segments lent to the child, once its
-    /// process has ended.
+    /// Removes the shared-memory segments lent to the child and lets go
+    /// of the child's, once its process has ended.
     pub(crate) fn release_segments(&self) {
         if let Some(pool) = &self.0.shm {
             pool.clear();
         }
+        self.0.attached.clear();
     }
 
     /// Stops the child in order: a [`Stop`] message to its process actor

@@ -507,6 +507,13 @@ impl SegmentCache {
         Self::default()
     }
 
+    /// Lets go of every mapping (their sender is gone); views still held
+    /// keep theirs until dropped.
+    pub fn clear(&self) {
+        let gone = std::mem::take(&mut *self.kept.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(gone);
+    }
+
     /// Segments mapped now.
     pub fn len(&self) -> usize {
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).len()

@@ -226,3 +226,20 @@ fn a_cache_lets_go_of_removed_segments_and_keeps_a_bounded_number() {
             .all(|m| decode::<Tensor<f32>>(m).unwrap().as_slice()[9] == 2.0)
     );
 }
+
+#[test]
+fn a_cleared_cache_maps_again_and_held_views_stay_readable() {
+    let (pool, cache) = (SegmentPool::new(), SegmentCache::new());
+    let m = cache
+        .open(&pool.write(&tensor(10, 5.0)).unwrap(), u64::MAX)
+        .unwrap();
+    cache.clear();
+    assert!(cache.is_empty());
+    assert_eq!(decode::<Tensor<f32>>(&m).unwrap().as_slice()[3], 5.0);
+    drop(m);
+    let again = cache
+        .open(&pool.write(&tensor(10, 6.0)).unwrap(), u64::MAX)
+        .unwrap();
+    assert_eq!(decode::<Tensor<f32>>(&again).unwrap().as_slice()[3], 6.0);
+    assert_eq!(cache.len(), 1);
+}

@@ -24,6 +24,11 @@
 //! Files left by a sender whose message was never opened are removed with
 //! [`discard`], or all at once with [`cleanup_own`] when the process exits.
 //!
+//! A sender that sends to one receiver again and again keeps a
+//! [`SegmentPool`](super::segments::SegmentPool) instead: its segments are
+//! written in place and handed back, so no page is allocated per payload
+//! ([`open`] and [`discard`] take both kinds of reference).
+//!
 //! # Trust
 //!
 //! Both ends run as the same user on the same host. The receiver validates
