@@ -8,7 +8,9 @@
 //! without a handshake message. Values are any [`Payload`]: `&T` for rkyv
 //! types and [`crate::Tensor`]s, or `&str` (it arrives as a `String`). They
 //! arrive as zero-copy [`Received`] views; large values between processes of
-//! one machine travel through shared memory, as `send` between processes does.
+//! one machine travel through shared memory, as `send` between processes does
+//! (each side keeps a few segments for the other and writes into them again
+//! once the other has dropped its view).
 //!
 //! **A client cannot connect by address alone.** There is no trust on first
 //! use: a client pins the server's certificate, so it needs the server's
@@ -45,7 +47,7 @@
 //! }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,6 +61,7 @@ use crate::remote::value::{self, Payload, ValueError, tag_of};
 use crate::remote::{
     Delivery, Mailbox, MailboxInUse, Node, NodeBuilder, RemoteNode, RequestError, StartError,
 };
+use crate::transport::segments::{SegmentCache, SegmentPool};
 use crate::transport::shm::ShmError;
 use crate::transport::{ConnectError, JoinLine, JoinLineError, Password};
 use crate::wire::{DecodeError, EncodeError, WireType, encode};
@@ -218,6 +221,26 @@ impl Roster {
     }
 }
 
+/// The shared memory of one peer on this machine: the segments lent to it,
+/// and its segments as this side maps them.
+#[derive(Default)]
+struct SameHost {
+    lent: SegmentPool,
+    mapped: SegmentCache,
+}
+
+impl SameHost {
+    /// Shared memory for `remote`, when it runs on this machine (it is on
+    /// loopback).
+    fn for_remote(remote: &RemoteNode) -> Option<SameHost> {
+        is_loopback(remote).then(SameHost::default)
+    }
+}
+
+fn is_loopback(remote: &RemoteNode) -> bool {
+    remote.link().peer().remote_addr().ip().is_loopback()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -227,6 +250,8 @@ pub struct Server {
     node: Node,
     inbox: AsyncMutex<Mailbox>,
     roster: Arc<Mutex<Roster>>,
+    /// Shared memory with each client on this machine, while it is connected.
+    same_host: Mutex<HashMap<ClientId, Arc<SameHost>>>,
     joined: watch::Receiver<u64>,
     accepter: tokio::task::JoinHandle<()>,
 }
@@ -281,6 +306,7 @@ impl Server {
             node,
             inbox: AsyncMutex::new(inbox),
             roster,
+            same_host: Mutex::new(HashMap::new()),
             joined,
             accepter,
         })
@@ -308,8 +334,20 @@ impl Server {
             .collect();
         for client in gone {
             roster.remove(client);
+            lock(&self.same_host).remove(&client);
         }
         roster.order.clone()
+    }
+
+    /// The shared memory with `client`, if it runs on this machine.
+    fn same_host(&self, client: ClientId) -> Option<Arc<SameHost>> {
+        let mut all = lock(&self.same_host);
+        if let Some(known) = all.get(&client) {
+            return Some(known.clone());
+        }
+        let made = Arc::new(SameHost::for_remote(&self.node.remote(client.0)?)?);
+        all.insert(client, made.clone());
+        Some(made)
     }
 
     /// Waits until at least `n` clients are connected and returns them (or
@@ -342,11 +380,14 @@ impl Server {
             match delivery.op & !op::SHM {
                 op::DATA => {
                     lock(&self.roster).add(client);
-                    return open(delivery, &client).map(|value| (client, value));
+                    let shared = self.same_host(client);
+                    let cache = shared.as_ref().map(|s| &s.mapped);
+                    return open(delivery, cache, &client).map(|value| (client, value));
                 }
                 op::BYE => {
                     tracing::debug!(%client, "client closed");
                     lock(&self.roster).remove(client);
+                    lock(&self.same_host).remove(&client);
                 }
                 other => {
                     tracing::warn!(%client, op = other, "dropped a post with an unknown operation");
@@ -365,7 +406,9 @@ impl Server {
         let remote = self.node.remote(client.0).ok_or_else(|| {
             gone("it is not connected (it closed, crashed or never joined)".into())
         })?;
-        post(&remote, CLIENT_INBOX, &value, gone).await
+        let shared = self.same_host(client);
+        let pool = shared.as_ref().map(|s| &s.lent);
+        post(&remote, CLIENT_INBOX, &value, pool, gone).await
     }
 
     /// Tells every client the server closes (their `recv` then fails with
@@ -401,6 +444,8 @@ impl Drop for Server {
 pub struct Client {
     node: Node,
     server: RemoteNode,
+    /// Shared memory with the server, when it runs on this machine.
+    same_host: Option<SameHost>,
     inbox: AsyncMutex<Mailbox>,
     gone: Mutex<Option<String>>,
 }
@@ -448,6 +493,7 @@ impl Client {
         };
         Ok(Client {
             node,
+            same_host: SameHost::for_remote(&server),
             server,
             inbox: AsyncMutex::new(inbox),
             gone: Mutex::new(None),
@@ -467,7 +513,8 @@ impl Client {
     /// Sends `value` to the server: `&T` for rkyv types and tensors, or
     /// `&str`. Returns once the value is on its way; values arrive in order.
     pub async fn send(&self, value: impl Payload) -> Result<(), NetError> {
-        post(&self.server, SERVER_INBOX, &value, |reason| {
+        let pool = self.same_host.as_ref().map(|s| &s.lent);
+        post(&self.server, SERVER_INBOX, &value, pool, |reason| {
             NetError::ServerGone { reason }
         })
         .await
@@ -512,7 +559,10 @@ impl Client {
                 continue;
             }
             match delivery.op & !op::SHM {
-                op::DATA => return open(delivery, &"the server"),
+                op::DATA => {
+                    let cache = self.same_host.as_ref().map(|s| &s.mapped);
+                    return open(delivery, cache, &"the server");
+                }
                 op::BYE => self.set_gone("the server closed".into()),
                 other => {
                     tracing::warn!(op = other, "dropped a post with an unknown operation");
@@ -549,15 +599,16 @@ fn listen_addr(addr: impl ToSocketAddrs + fmt::Debug) -> Result<SocketAddr, NetE
         .ok_or_else(|| refused("it resolves to no address".into()))
 }
 
-/// Posts `value` to the inbox `to` on `remote`: through shared memory when
-/// the peer runs on this machine (it is on loopback) and the value is large.
+/// Posts `value` to the inbox `to` on `remote`: through a segment of
+/// `same_host` (the peer's pool, when it runs on this machine) when the
+/// value is large.
 async fn post(
     remote: &RemoteNode,
     to: ActorId,
     value: &impl Payload,
+    same_host: Option<&SegmentPool>,
     gone: impl FnOnce(String) -> NetError,
 ) -> Result<(), NetError> {
-    let same_host = remote.link().peer().remote_addr().ip().is_loopback();
     match value::post_value(
         remote,
         to,
@@ -595,9 +646,14 @@ fn reason_of(e: RequestError) -> String {
 }
 
 /// Reads a delivered value as a `T`: a validated, read-only view of the
-/// post's payload or of the shared-memory file it names.
-fn open<T: WireType>(delivery: Delivery, from: &dyn fmt::Display) -> Result<Received<T>, NetError> {
-    value::open_value(delivery).map_err(|e| NetError::from_value(e, from))
+/// post's payload or of the shared-memory payload it names (through
+/// `cache`, the sender's segments as this side maps them).
+fn open<T: WireType>(
+    delivery: Delivery,
+    cache: Option<&SegmentCache>,
+    from: &dyn fmt::Display,
+) -> Result<Received<T>, NetError> {
+    value::open_value(delivery, cache).map_err(|e| NetError::from_value(e, from))
 }
 
 impl NetError {
@@ -809,23 +865,42 @@ mod tests {
         let data: Vec<f32> = (0..1 << 20).map(|i| (i % 13) as f32).collect();
         let sum: f64 = data.iter().map(|&x| x as f64).sum();
         let tensor = Tensor::new(&[1024, 1024], data).unwrap();
-        timeout(T, client.send(&tensor)).await.unwrap().unwrap();
-        let (from, got) = timeout(T, server.recv_any::<Tensor<f32>>())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got.shape(), vec![1024, 1024]);
-        let got_sum: f64 = got.as_slice().iter().map(|&x| x as f64).sum();
-        assert_eq!(got_sum, sum);
-        timeout(T, server.send(from, &tensor))
-            .await
-            .unwrap()
-            .unwrap();
-        let back = timeout(T, client.recv::<Tensor<f32>>())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(back.as_slice(), tensor.as_slice());
+        // Three rounds: from the second on, each side writes into the one
+        // segment it lent the other (handed back when the view dropped)
+        // and reads the other's through the mapping it made the first time.
+        let mut from = None;
+        for _ in 0..3 {
+            timeout(T, client.send(&tensor)).await.unwrap().unwrap();
+            let (sender, got) = timeout(T, server.recv_any::<Tensor<f32>>())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.shape(), vec![1024, 1024]);
+            let got_sum: f64 = got.as_slice().iter().map(|&x| x as f64).sum();
+            assert_eq!(got_sum, sum);
+            drop(got);
+            from = Some(sender);
+            timeout(T, server.send(sender, &tensor))
+                .await
+                .unwrap()
+                .unwrap();
+            let back = timeout(T, client.recv::<Tensor<f32>>())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(back.as_slice(), tensor.as_slice());
+        }
+        let from = from.expect("three rounds");
+        let at_client = client
+            .same_host
+            .as_ref()
+            .expect("the server is on loopback");
+        let at_server = server.same_host(from).expect("the client is on loopback");
+        for side in [at_client, &*at_server] {
+            let stats = side.lent.stats();
+            assert_eq!((stats.segments, stats.lent), (1, 0), "{stats:?}");
+            assert_eq!(side.mapped.len(), 1);
+        }
         timeout(T, client.close()).await.unwrap().unwrap();
         timeout(T, server.close()).await.unwrap();
     }

@@ -123,18 +123,20 @@ impl Payload for () {
 }
 
 /// Posts `value` to the mailbox `to` of `remote` with operation `op`,
-/// through shared memory when `same_host` and the value is at least
-/// `threshold` bytes.
+/// through a segment of `same_host` (the pool of a receiver on this
+/// machine) when the value is at least `threshold` bytes.
 pub async fn post_value(
     remote: &RemoteNode,
     to: ActorId,
     operation: u8,
     value: &impl Payload,
-    same_host: bool,
+    same_host: Option<&SegmentPool>,
     threshold: usize,
 ) -> Result<(), ValueError> {
-    if same_host && value.archived_len()? >= threshold {
-        let file = value.write_shm(None)?;
+    if let Some(pool) = same_host
+        && value.archived_len()? >= threshold
+    {
+        let file = value.write_shm(Some(pool))?;
         let bytes = encode(&file)?;
         if let Err(e) = remote
             .post(to, operation | SHM_FLAG, value.tag(), bytes)
@@ -152,8 +154,12 @@ pub async fn post_value(
 }
 
 /// Reads a delivered value as a `T`: a validated, read-only view of the
-/// post's payload or of the shared-memory file it names.
-pub fn open_value<T: WireType>(delivery: Delivery) -> Result<Received<T>, ValueError> {
+/// post's payload or of the shared-memory file it names (through `cache`'s
+/// mapping of its segment, when given).
+pub fn open_value<T: WireType>(
+    delivery: Delivery,
+    cache: Option<&SegmentCache>,
+) -> Result<Received<T>, ValueError> {
     if delivery.type_tag != tag_of::<T>() {
         discard(&delivery);
         return Err(ValueError::TypeMismatch {
@@ -163,10 +169,23 @@ pub fn open_value<T: WireType>(delivery: Delivery) -> Result<Received<T>, ValueE
     }
     if delivery.op & SHM_FLAG != 0 {
         let file = decode_owned::<ShmRef>(&delivery.payload)?;
-        let mapping = shm::open(&file, DEFAULT_MAX_FRAME.max(1 << 40))?;
-        return Ok(Received::from_mapping(mapping)?);
+        return open_shm(&file, cache);
     }
     Ok(Received::new(delivery.payload)?)
+}
+
+/// Maps the shared-memory payload `file` names (through `cache`'s mapping
+/// of its segment, when given) and validates it as a `T`.
+fn open_shm<T: WireType>(
+    file: &ShmRef,
+    cache: Option<&SegmentCache>,
+) -> Result<Received<T>, ValueError> {
+    let limit = DEFAULT_MAX_FRAME.max(1 << 40);
+    let mapping = match cache {
+        Some(cache) => cache.open(file, limit)?,
+        None => shm::open(file, limit)?,
+    };
+    Ok(Received::from_mapping(mapping)?)
 }
 
 /// Frees the shared-memory file of a delivery that will not be read.
@@ -329,14 +348,7 @@ impl Incoming {
         }
         match self.body {
             IncomingBody::Bytes(buf, range) => Ok(Received::new_in(buf, range)?),
-            IncomingBody::Shm(file) => {
-                let limit = DEFAULT_MAX_FRAME.max(1 << 40);
-                let mapping = match cache {
-                    Some(cache) => cache.open(&file, limit)?,
-                    None => shm::open(&file, limit)?,
-                };
-                Ok(Received::from_mapping(mapping)?)
-            }
+            IncomingBody::Shm(file) => open_shm(&file, cache),
         }
     }
 

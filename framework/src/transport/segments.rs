@@ -24,8 +24,8 @@
 //!
 //! The sender never writes a segment while it is lent, so the receiver's
 //! validated view stays what it validated. When every segment is lent (or a
-//! payload is bigger than the pool keeps), `write` falls back to a fresh
-//! file. A receiver that crashes holding a lease leaves that segment lent
+//! payload is bigger than the pool keeps, or `/dev/shm` has no room for
+//! another segment), `write` falls back to a fresh file. A receiver that crashes holding a lease leaves that segment lent
 //! until the pool drops. Dropping the pool removes its files; a receiver
 //! still holding a mapping keeps those pages until it lets go.
 //!
@@ -128,7 +128,8 @@ impl SegmentPool {
     /// Archives `value` into a free segment of this pool and lends it: the
     /// returned reference carries the lease the receiver hands back. Falls
     /// back to a fresh file ([`shm::write`](super::shm::write)) when every
-    /// segment is lent or the value is bigger than the pool keeps.
+    /// segment is lent, the value is bigger than the pool keeps, or
+    /// `/dev/shm` has no room for another segment.
     pub fn write<T: ShmWire>(&self, value: &T) -> Result<ShmRef, ShmError> {
         let len = archived_len(value)?;
         let Some((segment, lease)) = self.lend(len)? else {
@@ -217,7 +218,16 @@ impl SegmentPool {
                 _ => return Ok(None),
             }
         }
-        let segment = Arc::new(Segment::create(self.header, room)?);
+        let segment = match Segment::create(self.header, room) {
+            Ok(segment) => Arc::new(segment),
+            // /dev/shm cannot hold one more segment: a fresh file of the
+            // payload's exact size may still fit.
+            Err(ShmError::Full { source }) => {
+                tracing::debug!(room, error = %source, "shm: no room for another pool segment");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         segment.lease().store(lease, Ordering::Release);
         segments.push(segment.clone());
         Ok(Some((segment, lease)))
