@@ -57,6 +57,9 @@ pub mod vars {
     pub const ID: &str = "PARALLEL_ID";
     /// A child's parent's host key (machine and network namespace).
     pub const PARENT_HOST: &str = "PARALLEL_PARENT_HOST";
+    /// The pid of a child's parent process, for a child started on the
+    /// parent's machine (it arranges to die with it).
+    pub const PARENT_PID: &str = "PARALLEL_PARENT_PID";
     /// The value of [`ROLE`] in a child.
     pub const CHILD: &str = "child";
     /// The user's home (default data directories of a head and a node agent).
@@ -267,6 +270,8 @@ pub struct ChildEnv {
     pub listen: Option<String>,
     /// The parent's host key.
     pub parent_host: Option<String>,
+    /// The parent's pid, for a child on the parent's machine.
+    pub parent_pid: Option<String>,
 }
 
 /// What a task started by Slurm (`srun`, an `sbatch` step) reads about
@@ -363,6 +368,7 @@ impl Environment {
                 id: var(vars::ID),
                 listen: var(vars::LISTEN),
                 parent_host: var(vars::PARENT_HOST),
+                parent_pid: var(vars::PARENT_PID),
             },
             slurm: var(vars::SLURM_PROCID).map(|procid| SlurmEnv {
                 procid,

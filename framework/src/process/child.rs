@@ -181,6 +181,14 @@ impl Parent {
 
 /// Runs this process as a child and exits; never returns.
 pub(crate) fn run() -> ! {
+    if let Some(parent) = crate::config::environment()
+        .child
+        .parent_pid
+        .as_deref()
+        .and_then(|p| p.parse().ok())
+    {
+        super::spawn::die_with(parent);
+    }
     let role = match Role::from_env() {
         Ok(role) => role,
         Err(e) => {

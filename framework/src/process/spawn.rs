@@ -86,12 +86,23 @@ pub async fn start(
     spec: &LaunchSpec,
     host: &str,
 ) -> Result<Launched, ForkError> {
+    die_with_parent(&mut command);
+    start_spawned(command, spec, host).await
+}
+
+/// [`start`], without the hook that makes the child die with this process
+/// (run between fork and exec, it makes the OS copy this process's page
+/// tables for every child: slow for a parent holding much memory).
+async fn start_spawned(
+    mut command: Command,
+    spec: &LaunchSpec,
+    host: &str,
+) -> Result<Launched, ForkError> {
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    die_with_parent(&mut command);
     let mut process = command.spawn().map_err(|e| ForkError::Spawn {
         host: host.to_string(),
         reason: e.to_string(),
@@ -138,7 +149,28 @@ pub(crate) async fn launch_local(spec: &LaunchSpec) -> Result<Launched, ForkErro
     })?;
     let mut command = Command::new(exe);
     command.envs(spec.env());
-    start(command, spec, "localhost").await
+    // The child arranges to die with this process itself, first thing
+    // (`die_with(parent)`), so nothing runs between fork and exec and the
+    // OS starts it without copying this process's page tables.
+    command.env(vars::PARENT_PID, std::process::id().to_string());
+    start_spawned(command, spec, "localhost").await
+}
+
+/// In a child started on its parent's machine: killed when the parent
+/// dies (`PR_SET_PDEATHSIG`), and gone at once if the parent died before
+/// this could be set (it was adopted by another process meanwhile).
+pub(crate) fn die_with(parent: u32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `prctl(PR_SET_PDEATHSIG)` and `getppid` have no memory
+    // effects; `_exit` ends the process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if libc::getppid() as u32 != parent {
+            libc::_exit(1);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
 }
 
 #[cfg(target_os = "linux")]
@@ -384,4 +416,52 @@ fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
         return "(nothing on stderr)".into();
     }
     tail.iter().cloned().collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::die_with;
+
+    /// Runs `body` in a forked copy of this process and returns its exit
+    /// status. `body` may call only async-signal-safe functions (the copy
+    /// has one thread of a multi-threaded process).
+    fn in_forked_copy(body: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the copy runs `body` (async-signal-safe calls only) and
+        // `_exit`s; this side waits for it.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                libc::_exit(body());
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert!(libc::WIFEXITED(status), "status {status:#x}");
+            libc::WEXITSTATUS(status)
+        }
+    }
+
+    #[test]
+    fn a_child_of_the_named_parent_is_set_to_die_with_it() {
+        let parent = std::process::id();
+        let code = in_forked_copy(|| {
+            die_with(parent);
+            let mut signal: libc::c_int = 0;
+            // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer.
+            unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut signal as *mut libc::c_int) };
+            if signal == libc::SIGKILL { 0 } else { 2 }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn a_child_whose_parent_is_already_gone_exits_at_once() {
+        // Another pid than its parent's: as if the parent had died and the
+        // child had been adopted before it could arrange anything.
+        let code = in_forked_copy(|| {
+            die_with(u32::MAX);
+            3
+        });
+        assert_eq!(code, 1);
+    }
 }
