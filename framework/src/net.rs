@@ -61,7 +61,7 @@ use crate::remote::value::{self, Payload, ValueError, tag_of};
 use crate::remote::{
     Delivery, Mailbox, MailboxInUse, Node, NodeBuilder, RemoteNode, RequestError, StartError,
 };
-use crate::transport::segments::{SegmentCache, SegmentPool};
+use crate::transport::segments::{PeerSegments, SegmentCache, SegmentPool};
 use crate::transport::shm::ShmError;
 use crate::transport::{ConnectError, JoinLine, JoinLineError, Password};
 use crate::wire::{DecodeError, EncodeError, WireType, encode};
@@ -221,20 +221,10 @@ impl Roster {
     }
 }
 
-/// The shared memory of one peer on this machine: the segments lent to it,
-/// and its segments as this side maps them.
-#[derive(Default)]
-struct SameHost {
-    lent: SegmentPool,
-    mapped: SegmentCache,
-}
-
-impl SameHost {
-    /// Shared memory for `remote`, when it runs on this machine (it is on
-    /// loopback).
-    fn for_remote(remote: &RemoteNode) -> Option<SameHost> {
-        is_loopback(remote).then(SameHost::default)
-    }
+/// Shared memory for `remote`, when it runs on this machine (it is on
+/// loopback).
+fn same_host(remote: &RemoteNode) -> Option<PeerSegments> {
+    is_loopback(remote).then(PeerSegments::default)
 }
 
 fn is_loopback(remote: &RemoteNode) -> bool {
@@ -251,7 +241,7 @@ pub struct Server {
     inbox: AsyncMutex<Mailbox>,
     roster: Arc<Mutex<Roster>>,
     /// Shared memory with each client on this machine, while it is connected.
-    same_host: Mutex<HashMap<ClientId, Arc<SameHost>>>,
+    same_host: Mutex<HashMap<ClientId, Arc<PeerSegments>>>,
     joined: watch::Receiver<u64>,
     accepter: tokio::task::JoinHandle<()>,
 }
@@ -340,12 +330,12 @@ impl Server {
     }
 
     /// The shared memory with `client`, if it runs on this machine.
-    fn same_host(&self, client: ClientId) -> Option<Arc<SameHost>> {
+    fn same_host(&self, client: ClientId) -> Option<Arc<PeerSegments>> {
         let mut all = lock(&self.same_host);
         if let Some(known) = all.get(&client) {
             return Some(known.clone());
         }
-        let made = Arc::new(SameHost::for_remote(&self.node.remote(client.0)?)?);
+        let made = Arc::new(same_host(&self.node.remote(client.0)?)?);
         all.insert(client, made.clone());
         Some(made)
     }
@@ -445,7 +435,7 @@ pub struct Client {
     node: Node,
     server: RemoteNode,
     /// Shared memory with the server, when it runs on this machine.
-    same_host: Option<SameHost>,
+    same_host: Option<PeerSegments>,
     inbox: AsyncMutex<Mailbox>,
     gone: Mutex<Option<String>>,
 }
@@ -493,7 +483,7 @@ impl Client {
         };
         Ok(Client {
             node,
-            same_host: SameHost::for_remote(&server),
+            same_host: same_host(&server),
             server,
             inbox: AsyncMutex::new(inbox),
             gone: Mutex::new(None),

@@ -263,6 +263,8 @@ pub(crate) struct EngineLink {
     /// Whether it runs on this machine (large values go through shared
     /// memory then).
     pub(crate) same_host: bool,
+    /// The shared memory with it, when it runs on this machine.
+    pub(crate) segments: Option<std::sync::Arc<crate::transport::segments::PeerSegments>>,
 }
 
 /// A client of a cluster's engines (see the [module](self) docs).
@@ -358,6 +360,8 @@ impl Client {
                     actor: row.engine,
                     pid: row.pid,
                     same_host: !row.host_key.is_empty() && row.host_key == crate::id::host_key(),
+                    segments: (!row.host_key.is_empty() && row.host_key == crate::id::host_key())
+                        .then(Default::default),
                 },
             );
         }

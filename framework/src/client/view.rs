@@ -276,13 +276,15 @@ impl<'c> DirectView<'c> {
         name: &str,
         value: &T,
     ) -> Result<(), ClientError> {
-        let same_host = self.client.link(id)?.same_host;
-        let shared = same_host
-            && crate::transport::shm::archived_len(value)
-                .is_ok_and(|len| len >= crate::config::DEFAULT_SHM_THRESHOLD);
+        let segments = self.client.link(id)?.segments.clone();
+        let shared = segments.as_ref().filter(|_| {
+            crate::transport::shm::archived_len(value)
+                .is_ok_and(|len| len >= crate::config::DEFAULT_SHM_THRESHOLD)
+        });
         // A large value for an engine on this machine goes through shared
-        // memory (archived once, straight into the file, and kept there).
-        let body = match shared.then(|| crate::transport::shm::write(value)) {
+        // memory (archived once, straight into a segment lent to the engine,
+        // and kept there while the engine holds it).
+        let body = match shared.map(|s| s.lent.write(value)) {
             Some(Ok(file)) => Carried::Shm(file),
             Some(Err(e)) => {
                 tracing::debug!("a pushed value goes in the message ({e})");
@@ -363,8 +365,11 @@ impl<'c> DirectView<'c> {
                 Received::new(crate::wire::aligned_copy(&bytes)).map_err(|e| codec(&e))
             }
             Pulled::Value(Carried::Shm(file)) => {
-                let mapping =
-                    crate::transport::shm::open(&file, u64::MAX).map_err(|e| codec(&e))?;
+                let mapping = match &self.client.link(id)?.segments {
+                    Some(segments) => segments.mapped.open(&file, u64::MAX),
+                    None => crate::transport::shm::open(&file, u64::MAX),
+                }
+                .map_err(|e| codec(&e))?;
                 Received::from_mapping(mapping).map_err(|e| codec(&e))
             }
             Pulled::Missing => Err(ClientError::Missing {

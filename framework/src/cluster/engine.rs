@@ -59,6 +59,9 @@ const MAX_SHARED: u64 = 1 << 40;
 #[actor(messages(Push, Pull, Clear), name = "parallel::cluster::EngineActor")]
 pub struct EngineActor {
     namespace: HashMap<String, Stored>,
+    /// Segments lent to the clients on this machine (the values they pull),
+    /// and theirs as this engine maps them (the values they push).
+    segments: crate::transport::segments::PeerSegments,
 }
 
 /// Stores a value under a name (replacing what was there).
@@ -108,8 +111,9 @@ mod pulled {
     pub enum Carried {
         /// In the message.
         Bytes(Vec<u8>),
-        /// In a shared-memory file (both on one machine); the receiver
-        /// maps it and removes the file.
+        /// In shared memory (both on one machine): a file the receiver
+        /// maps and removes, or a segment lent by the sender, handed back
+        /// when the receiver lets go of it.
         Shm(ShmRef),
     }
 
@@ -139,7 +143,7 @@ impl Handler<Push> for EngineActor {
     fn handle(&mut self, msg: Push, _: &mut actix::Context<Self>) -> Self::Result {
         let held = match msg.body {
             Carried::Bytes(bytes) => Held::Bytes(bytes),
-            Carried::Shm(file) => match crate::transport::shm::open(&file, MAX_SHARED) {
+            Carried::Shm(file) => match self.segments.mapped.open(&file, MAX_SHARED) {
                 Ok(mapping) => Held::Mapped(mapping),
                 Err(e) => {
                     return actix::MessageResult(Pushed::Refused(format!(
@@ -169,7 +173,7 @@ impl Handler<Pull> for EngineActor {
             Some(s) => {
                 let bytes = s.held.bytes();
                 let shared = (msg.same_host && bytes.len() >= crate::config::DEFAULT_SHM_THRESHOLD)
-                    .then(|| crate::transport::shm::write_bytes(bytes));
+                    .then(|| self.segments.lent.write_bytes(bytes));
                 match shared {
                     Some(Ok(file)) => Pulled::Value(Carried::Shm(file)),
                     // No room in shared memory: in the message then.
@@ -220,6 +224,7 @@ impl EngineSide {
         EngineSide {
             actor: node.spawn(EngineActor {
                 namespace: HashMap::new(),
+                segments: Default::default(),
             }),
             line: reachable(node.join_line(), head),
             number: std::sync::OnceLock::new(),

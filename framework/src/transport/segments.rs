@@ -162,6 +162,24 @@ impl SegmentPool {
         })
     }
 
+    /// Copies `bytes` (an archive made already) into a free segment and
+    /// lends it, as [`write`](Self::write) would have archived the value;
+    /// falls back to [`shm::write_bytes`](super::shm::write_bytes) alike.
+    pub fn write_bytes(&self, bytes: &[u8]) -> Result<ShmRef, ShmError> {
+        let Some((segment, lease)) = self.lend(bytes.len())? else {
+            return super::shm::write_bytes(bytes);
+        };
+        // SAFETY: as in `write`: the lease makes this the only writer, and
+        // the reference has not gone out yet.
+        let area = unsafe { segment.payload_mut(self.header) };
+        area[..bytes.len()].copy_from_slice(bytes);
+        Ok(ShmRef {
+            path: segment.path.clone(),
+            len: bytes.len() as u64,
+            lease,
+        })
+    }
+
     /// Removes every segment (their receiver is gone): the files go now,
     /// and a later [`write`](Self::write) starts over.
     pub fn clear(&self) {
@@ -232,6 +250,16 @@ impl SegmentPool {
         segments.push(segment.clone());
         Ok(Some((segment, lease)))
     }
+}
+
+/// Shared memory with one peer on this machine: the segments lent to it,
+/// and its segments as this side maps them.
+#[derive(Debug, Default)]
+pub struct PeerSegments {
+    /// Lent to the peer: what this side sends it.
+    pub lent: SegmentPool,
+    /// The peer's, mapped: what it sends this side.
+    pub mapped: SegmentCache,
 }
 
 /// What a [`SegmentPool`] holds, from [`SegmentPool::stats`].

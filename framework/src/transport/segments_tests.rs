@@ -243,3 +243,45 @@ fn a_cleared_cache_maps_again_and_held_views_stay_readable() {
     assert_eq!(decode::<Tensor<f32>>(&again).unwrap().as_slice()[3], 6.0);
     assert_eq!(cache.len(), 1);
 }
+
+#[test]
+fn senders_and_receivers_on_many_threads_never_see_a_lent_segment_overwritten() {
+    // Four threads share one pool and one cache; each writes values of its
+    // own, keeps a few views open while writing more, and checks every view
+    // still holds what was written into it when it is dropped.
+    let (pool, cache) = (SegmentPool::new(), SegmentCache::new());
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let (pool, cache) = (&pool, &cache);
+            s.spawn(move || {
+                let mut held = std::collections::VecDeque::new();
+                for i in 0..200u32 {
+                    let v = (t * 1000 + i) as f32;
+                    let r = pool.write(&tensor(20_000, v)).unwrap();
+                    let m = cache.open(&r, u64::MAX).unwrap();
+                    held.push_back((v, m));
+                    if held.len() > 2 {
+                        let (v, m) = held.pop_front().unwrap();
+                        let view = decode::<Tensor<f32>>(&m).unwrap();
+                        assert!(view.as_slice().iter().all(|&x| x == v), "overwritten");
+                    }
+                }
+            });
+        }
+    });
+    let stats = pool.stats();
+    assert_eq!(stats.lent, 0, "{stats:?}");
+    assert!(stats.segments <= MAX_SEGMENTS);
+}
+
+#[test]
+fn bytes_archived_already_go_into_a_lent_segment_too() {
+    let pool = SegmentPool::new();
+    let encoded = crate::wire::encode(&tensor(1000, 7.0)).unwrap();
+    let r = pool.write_bytes(&encoded).unwrap();
+    assert_ne!(r.lease, 0);
+    let m = shm::open(&r, u64::MAX).unwrap();
+    assert_eq!(&m[..], &encoded[..]);
+    drop(m);
+    assert_eq!(pool.write_bytes(&encoded).unwrap().path, r.path);
+}
