@@ -109,7 +109,7 @@ pub fn yield_value<T: WireType>() -> Result<T, ProcessError> {
         spin_then_block(&queues.joins)?
     };
     Ok(incoming
-        .open_cached::<T>(&link.attached)
+        .open_in::<T>(link.segments.as_ref().map(|s| &s.mapped))
         .map_err(|e| ProcessError::from_value(e, 0))?
         .to_owned()?)
 }
@@ -144,8 +144,12 @@ impl Parent {
     pub fn send(&self, value: impl Payload) -> Result<(), ProcessError> {
         refuse_in_async("parent().send")?;
         let link = link()?;
-        let value = Value::pack(&value, link.shm.as_ref(), link.shm_threshold)
-            .map_err(|e| ProcessError::from_value(e, 0))?;
+        let value = Value::pack(
+            &value,
+            link.segments.as_ref().map(|s| &s.lent),
+            link.shm_threshold,
+        )
+        .map_err(|e| ProcessError::from_value(e, 0))?;
         let credits = link.credits.clone();
         let permit = link.runtime.block_on(credits.acquire_owned());
         match permit {
@@ -174,7 +178,7 @@ impl Parent {
         };
         link.after_read()?;
         incoming
-            .open_cached::<T>(&link.attached)
+            .open_in::<T>(link.segments.as_ref().map(|s| &s.mapped))
             .map_err(|e| ProcessError::from_value(e, 0))
     }
 }
@@ -280,10 +284,7 @@ async fn serve(role: Role, password: String) -> i32 {
         parent: parent.clone(),
         parent_node: parent_node.clone(),
         node: node.clone(),
-        shm: role
-            .same_host
-            .then(crate::transport::segments::SegmentPool::new),
-        attached: Default::default(),
+        segments: role.same_host.then(Default::default),
         shm_threshold: role.shm_threshold,
         ip: ip.clone(),
         runtime: tokio::runtime::Handle::current(),

@@ -31,10 +31,8 @@ pub(crate) struct ChildInner {
     pub host: String,
     pub ip: String,
     pub same_host: bool,
-    /// Shared-memory segments lent to the child (on this machine only).
-    pub shm: Option<crate::transport::segments::SegmentPool>,
-    /// The child's segments, as this parent maps them.
-    pub attached: crate::transport::segments::SegmentCache,
+    /// Shared memory with the child (on this machine only).
+    pub segments: Option<crate::transport::segments::PeerSegments>,
     pub remote: RemoteNode,
     pub actor: ActorRef<ProcessActor>,
     pub inbox: Arc<Inbox>,
@@ -282,8 +280,12 @@ impl Child {
     }
 
     fn pack(&self, value: &impl Payload) -> Result<Value, ProcessError> {
-        Value::pack(value, self.0.shm.as_ref(), self.0.shm_threshold)
-            .map_err(|e| ProcessError::from_value(e, self.0.number))
+        Value::pack(
+            value,
+            self.0.segments.as_ref().map(|s| &s.lent),
+            self.0.shm_threshold,
+        )
+        .map_err(|e| ProcessError::from_value(e, self.0.number))
     }
 
     /// Sends `value` to the child (it reads it with `parent().receive()`).
@@ -351,7 +353,7 @@ impl Child {
             let _ = self.0.actor.tell(credit).await;
         }
         incoming
-            .open_cached::<T>(&self.0.attached)
+            .open_in::<T>(self.0.segments.as_ref().map(|s| &s.mapped))
             .map_err(|e| ProcessError::from_value(e, self.0.number))
     }
 
@@ -440,10 +442,10 @@ impl Child {
     /// Removes the shared-memory segments lent to the child and lets go
     /// of the child's, once its process has ended.
     pub(crate) fn release_segments(&self) {
-        if let Some(pool) = &self.0.shm {
-            pool.clear();
+        if let Some(segments) = &self.0.segments {
+            segments.lent.clear();
+            segments.mapped.clear();
         }
-        self.0.attached.clear();
     }
 
     /// Stops the child in order: a [`Stop`] message to its process actor

@@ -44,10 +44,8 @@ pub(crate) struct ChildLink {
     /// The parent's node.
     pub(super) parent_node: RemoteNode,
     pub(super) node: Node,
-    /// Shared-memory segments lent to the parent (on this machine only).
-    pub(super) shm: Option<crate::transport::segments::SegmentPool>,
-    /// The parent's segments, as this child maps them.
-    pub(super) attached: crate::transport::segments::SegmentCache,
+    /// Shared memory with the parent (on this machine only).
+    pub(super) segments: Option<crate::transport::segments::PeerSegments>,
     pub(super) shm_threshold: usize,
     pub(super) ip: String,
     pub(super) runtime: tokio::runtime::Handle,

@@ -332,12 +332,11 @@ impl Incoming {
     }
 
     /// [`open`](Self::open), reading a value in a pool segment through
-    /// `cache`'s mapping of it when the segment was seen before.
-    pub fn open_cached<T: WireType>(self, cache: &SegmentCache) -> Result<Received<T>, ValueError> {
-        self.open_in(Some(cache))
-    }
-
-    fn open_in<T: WireType>(self, cache: Option<&SegmentCache>) -> Result<Received<T>, ValueError> {
+    /// `cache`'s mapping of it (when given) if the segment was seen before.
+    pub fn open_in<T: WireType>(
+        self,
+        cache: Option<&SegmentCache>,
+    ) -> Result<Received<T>, ValueError> {
         if self.tag != tag_of::<T>() {
             let got = self.tag;
             self.discard();
