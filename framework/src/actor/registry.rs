@@ -133,6 +133,10 @@ pub struct LocalEntry {
     dispatch: fn(&(dyn Any + Send + Sync), Inbound) -> Result<(), Inbound>,
     connected: fn(&(dyn Any + Send + Sync)) -> bool,
     exit: tokio::sync::watch::Sender<Option<ExitReason>>,
+    /// Set with the exit reason, before its watchers learn of it: the actor
+    /// takes no more messages, though its mailbox may still be open for a
+    /// moment on its own thread.
+    gone: std::sync::atomic::AtomicBool,
     task: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// When it started, among the actors of its registry (0 for an entry
@@ -167,6 +171,7 @@ impl LocalEntry {
             dispatch: dispatch_erased::<A>,
             connected: connected_erased::<A>,
             exit: tokio::sync::watch::Sender::new(None),
+            gone: std::sync::atomic::AtomicBool::new(false),
             task: std::sync::Mutex::new(None),
             stop: std::sync::Mutex::new(None),
             started: 0,
@@ -216,14 +221,7 @@ impl LocalEntry {
             None if stopped => ExitReason::Shutdown,
             None => ExitReason::Normal,
         };
-        self.exit.send_if_modified(|r| {
-            if r.is_none() {
-                *r = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        self.set_exit(reason);
     }
 
     /// Asks the actor to stop in order: it finishes the message at hand, its
@@ -243,14 +241,7 @@ impl LocalEntry {
     /// Kills the actor at once with `reason` (what its watchers get): how an
     /// exit signal travels along a link.
     pub fn kill_with(&self, reason: ExitReason) {
-        self.exit.send_if_modified(|r| {
-            if r.is_none() {
-                *r = Some(reason);
-                true
-            } else {
-                false
-            }
-        });
+        self.set_exit(reason);
         if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
@@ -294,9 +285,25 @@ impl LocalEntry {
         (self.dispatch)(self.addr.as_ref(), inbound)
     }
 
-    /// False once the actor has stopped.
+    /// False once the actor has stopped: from the moment its exit reason
+    /// is set (a supervisor that restarts it learns of the exit only after
+    /// that), even if its mailbox on another thread is not closed yet.
     pub fn is_alive(&self) -> bool {
-        (self.connected)(self.addr.as_ref())
+        !self.gone.load(std::sync::atomic::Ordering::Acquire)
+            && (self.connected)(self.addr.as_ref())
+    }
+
+    /// Sets the exit reason once (the first one wins) and tells watchers.
+    fn set_exit(&self, reason: ExitReason) {
+        self.exit.send_if_modified(|r| {
+            if r.is_none() {
+                self.gone.store(true, std::sync::atomic::Ordering::Release);
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
     }
 }
 

@@ -213,3 +213,17 @@ async fn local_gpu_actors_are_pinned_or_refused_with_what_the_node_has() {
         "{history:?}"
     );
 }
+
+/// A pinned actor stops on its device's thread: its exit reason is set (and
+/// its supervisor restarts it) a moment before its mailbox closes there. A
+/// reference must not take it for alive in between, or its message goes into
+/// the closing mailbox and is lost with it.
+#[test]
+fn an_entry_is_not_alive_once_its_exit_reason_is_set_though_its_mailbox_is_open() {
+    let (tx, rx) = actix::dev::channel::channel::<Net>(0);
+    let entry = crate::actor::LocalEntry::new(actix::Addr::new(tx), 4);
+    assert!(entry.is_alive());
+    entry.kill_with(ExitReason::Panic("on its own thread".into()));
+    assert!(!entry.is_alive());
+    drop(rx);
+}
