@@ -66,7 +66,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     // ANCHOR: metrics
     let addr = board.addr();
-    let metrics = tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await??;
+    let mut metrics = tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await??;
+    // A scrape shows what the head has recorded: on a busy machine its
+    // counters may trail the results the pool already holds by a moment.
+    for _ in 0..50 {
+        if metrics.lines().any(|l| l == "parallel_jobs_done_total 500") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        metrics = tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await??;
+    }
     let wanted = [
         "parallel_jobs_done_total ",
         "parallel_jobs_lost ",
