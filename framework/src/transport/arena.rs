@@ -24,12 +24,11 @@
 //! # Ok::<(), parallel::transport::shm::ShmError>(())
 //! ```
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::shm::{NewFile, Region, ShmError, check_path};
+use super::shm::{NewFile, Region, ShmError, open_own, page_size};
 
 /// A shared-memory segment mapped read-write; see the module docs.
 pub struct Arena {
@@ -51,12 +50,15 @@ impl Arena {
     /// Creates a segment of `len` bytes (zeroed, every page touched).
     pub fn create(len: usize) -> Result<Self, ShmError> {
         let file = NewFile::create()?;
-        file.file
-            .set_len(len as u64)
-            .map_err(|source| ShmError::Create {
-                path: file.path.clone(),
-                source,
-            })?;
+        // Claim every page now (this also sizes the file): a full /dev/shm
+        // fails here, not later as a bus error when a page is first written.
+        // SAFETY: `fallocate` on a descriptor this function opened.
+        let claimed = unsafe { libc::fallocate(file.file.as_raw_fd(), 0, 0, len as libc::off_t) };
+        if claimed != 0 {
+            return Err(ShmError::Full {
+                source: std::io::Error::last_os_error(),
+            });
+        }
         let region = Region::map_with(&file.file, len, true, libc::PROT_READ | libc::PROT_WRITE)?;
         let page = page_size();
         for offset in (0..len).step_by(page) {
@@ -79,28 +81,7 @@ impl Arena {
     /// exactly `len` bytes, a regular file of this user, named like the
     /// creator names them.
     pub fn open(path: &str, len: usize) -> Result<Self, ShmError> {
-        check_path(path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|source| match source.raw_os_error() {
-                Some(libc::ELOOP) => ShmError::Foreign(path.to_owned()),
-                _ => ShmError::Open {
-                    path: path.to_owned(),
-                    source,
-                },
-            })?;
-        let meta = file.metadata().map_err(|source| ShmError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        // SAFETY: `geteuid` has no preconditions and cannot fail.
-        let uid = unsafe { libc::geteuid() };
-        if !meta.file_type().is_file() || meta.uid() != uid {
-            return Err(ShmError::Foreign(path.to_owned()));
-        }
+        let (file, meta) = open_own(path, true, || {})?;
         if meta.len() != len as u64 {
             return Err(ShmError::LengthMismatch {
                 path: path.to_owned(),
@@ -144,15 +125,30 @@ impl Arena {
     /// If `offset` is not a multiple of 4 or the word does not fit: offsets
     /// are the caller's constants, so that is a bug in the caller.
     pub fn word(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: `AtomicU32` has the layout of `u32`, and every access to
+        // this word from any process is atomic.
+        unsafe { AtomicU32::from_ptr(self.word_at(offset, 4).cast()) }
+    }
+
+    /// The 64-bit atomic word at `offset`.
+    ///
+    /// # Panics
+    /// As [`Arena::word`], for a multiple of 8.
+    pub fn word64(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: as in `word`, for `AtomicU64` and `u64`.
+        unsafe { AtomicU64::from_ptr(self.word_at(offset, 8).cast()) }
+    }
+
+    /// The address of a `size`-byte word at `offset`: aligned to `size`, in
+    /// bounds, valid while `self` lives.
+    fn word_at(&self, offset: usize, size: usize) -> *mut u8 {
         assert!(
-            offset.is_multiple_of(4) && offset + 4 <= self.region.len,
+            offset.is_multiple_of(size) && offset + size <= self.region.len,
             "arena word at {offset} is misaligned or past the end ({} bytes)",
             self.region.len
         );
-        // SAFETY: aligned, in bounds, and the mapping lives as long as
-        // `self`; `AtomicU32` has the layout of `u32`, and every access to
-        // this word from any process is atomic.
-        unsafe { AtomicU32::from_ptr(self.as_ptr().add(offset).cast()) }
+        // SAFETY: in bounds (checked above) of the mapping `self` owns.
+        unsafe { self.as_ptr().add(offset) }
     }
 
     /// Removes the file (mappings stay valid). Only the creator does;
@@ -178,12 +174,6 @@ impl std::fmt::Debug for Arena {
             .field("owner", &self.owner)
             .finish()
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: `sysconf` has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).unwrap_or(4096).max(1)
 }
 
 /// Sleeps while `word` holds `expected`, at most `timeout`; returns early

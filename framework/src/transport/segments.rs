@@ -46,14 +46,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rkyv::rancor::Source;
 use rkyv::ser::{Positional, Writer};
 
-use super::shm::{Mapping, NewFile, Region, ShmError, ShmRef, ShmWire, archived_len, open_own};
+use super::arena::Arena;
+use super::shm::{Mapping, Region, ShmError, ShmRef, ShmWire, archived_len, open_own, page_size};
 
 /// Segments one pool keeps at most.
 pub const MAX_SEGMENTS: usize = 8;
@@ -79,14 +79,6 @@ const OPENED: u64 = 1 << 63;
 
 /// The lease of a segment being removed from its pool.
 const RETIRED: u64 = u64::MAX;
-
-/// The system's page size: the header's length, so the payload's mapping
-/// starts on a page boundary.
-fn page_size() -> usize {
-    // SAFETY: `sysconf` has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
-}
 
 /// A sender's segments for one receiver; see the module docs.
 pub struct SegmentPool {
@@ -146,7 +138,7 @@ impl SegmentPool {
         let written = writer.pos;
         if let Err(e) = done.map_err(ShmError::from).and_then(|()| {
             (written == len).then_some(()).ok_or(ShmError::Write {
-                path: segment.path.clone(),
+                path: segment.path().to_owned(),
                 source: std::io::Error::other(format!(
                     "the value archived to {written} bytes, not the {len} counted; is its Serialize deterministic?"
                 )),
@@ -156,7 +148,7 @@ impl SegmentPool {
             return Err(e);
         }
         Ok(ShmRef {
-            path: segment.path.clone(),
+            path: segment.path().to_owned(),
             len: len as u64,
             lease,
         })
@@ -174,7 +166,7 @@ impl SegmentPool {
         let area = unsafe { segment.payload_mut(self.header) };
         area[..bytes.len()].copy_from_slice(bytes);
         Ok(ShmRef {
-            path: segment.path.clone(),
+            path: segment.path().to_owned(),
             len: bytes.len() as u64,
             lease,
         })
@@ -273,51 +265,26 @@ pub struct PoolStats {
     pub room: usize,
 }
 
-/// One file of a pool, mapped read-write with every page present.
+/// One file of a pool: an [`Arena`] (mapped read-write, every page
+/// present, removed when dropped) whose first page is the header.
 struct Segment {
-    path: String,
-    map: Region,
+    arena: Arena,
     room: usize,
 }
 
-// SAFETY: the mapping stays at one address for the segment's life; the
-// header is reached only through atomics, and the payload area only by the
-// lease holder (see `payload_mut`).
-unsafe impl Send for Segment {}
-// SAFETY: see `Send`.
-unsafe impl Sync for Segment {}
-
 impl Segment {
     fn create(header: usize, room: usize) -> Result<Self, ShmError> {
-        let file = NewFile::create()?;
-        let total = header + room;
-        // Claim every page now: a full /dev/shm fails here, not later as a
-        // bus error while writing through the mapping.
-        // SAFETY: `fallocate` on a descriptor this function opened.
-        let claimed = unsafe { libc::fallocate(fileno(&file.file), 0, 0, total as libc::off_t) };
-        if claimed != 0 {
-            return Err(ShmError::Full {
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let map = Region::map_with(&file.file, total, true, libc::PROT_READ | libc::PROT_WRITE)?;
-        // `MAP_POPULATE` is best effort: touch every page so none faults
-        // while a payload is written.
-        for at in (0..total).step_by(page_size()) {
-            // SAFETY: `at` is inside the live read-write mapping.
-            unsafe { map.ptr.as_ptr().add(at).write_volatile(0) };
-        }
-        // SAFETY: the header's first word, inside the mapping, aligned.
-        unsafe { map.ptr.as_ptr().cast::<u64>().write(MAGIC) };
-        // The mapping keeps the memory; the descriptor can go.
-        let path = file.keep(0).path;
-        Ok(Self { path, map, room })
+        let arena = Arena::create(header + room)?;
+        arena.word64(0).store(MAGIC, Ordering::Release);
+        Ok(Self { arena, room })
+    }
+
+    fn path(&self) -> &str {
+        self.arena.path()
     }
 
     fn lease(&self) -> &AtomicU64 {
-        // SAFETY: the header page is mapped for the segment's life and the
-        // word is 8-aligned (the mapping is page-aligned).
-        unsafe { AtomicU64::from_ptr(self.map.ptr.as_ptr().add(LEASE_AT).cast()) }
+        self.arena.word64(LEASE_AT)
     }
 
     /// Swaps the lease `from` for `to`; false when it is not `from`.
@@ -334,22 +301,10 @@ impl Segment {
     /// yet: nobody else reads or writes the area meanwhile.
     #[allow(clippy::mut_from_ref)]
     unsafe fn payload_mut(&self, header: usize) -> &mut [u8] {
-        // SAFETY: `header..header + room` lies inside the mapping; the
+        // SAFETY: `header..header + room` lies inside the arena; the
         // caller guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr().add(header), self.room) }
+        unsafe { std::slice::from_raw_parts_mut(self.arena.as_ptr().add(header), self.room) }
     }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::debug!(path = %self.path, error = %e, "shm: could not remove a pool segment");
-        }
-    }
-}
-
-fn fileno(file: &File) -> libc::c_int {
-    std::os::fd::AsRawFd::as_raw_fd(file)
 }
 
 /// Archives into a segment's payload area.

@@ -122,7 +122,7 @@ fn a_bigger_payload_retires_a_free_segment_too_small_when_the_pool_is_full() {
     for s in &segments[..2] {
         s.lease().store(FREE, Ordering::Release);
     }
-    let retired = segments[0].path.clone();
+    let retired = segments[0].path().to_owned();
     drop(segments);
     let big = pool.write(&tensor(ROOM_STEP, 4.0)).unwrap();
     assert_ne!(big.lease, 0);

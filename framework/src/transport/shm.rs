@@ -537,6 +537,13 @@ impl Drop for NewFile {
     }
 }
 
+/// The system's page size (4096 where it cannot be read).
+pub(super) fn page_size() -> usize {
+    // SAFETY: `sysconf` has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 /// A page-aligned stand-in for the start of an empty mapping.
 #[repr(align(4096))]
 struct Page;
