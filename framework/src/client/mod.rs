@@ -260,10 +260,8 @@ pub(crate) struct EngineLink {
     pub(crate) remote: RemoteNode,
     pub(crate) actor: ActorRef<EngineActor>,
     pub(crate) pid: u32,
-    /// Whether it runs on this machine (large values go through shared
-    /// memory then).
-    pub(crate) same_host: bool,
-    /// The shared memory with it, when it runs on this machine.
+    /// The shared memory with it: present exactly when it runs on this
+    /// machine (large values go through shared memory then).
     pub(crate) segments: Option<std::sync::Arc<crate::transport::segments::PeerSegments>>,
 }
 
@@ -359,7 +357,6 @@ impl Client {
                     remote,
                     actor: row.engine,
                     pid: row.pid,
-                    same_host: !row.host_key.is_empty() && row.host_key == crate::id::host_key(),
                     segments: (!row.host_key.is_empty() && row.host_key == crate::id::host_key())
                         .then(Default::default),
                 },

@@ -353,7 +353,7 @@ impl<'c> DirectView<'c> {
             name: name.to_owned(),
             tag: tag_of::<T>(),
             type_name: asked.to_owned(),
-            same_host: self.client.link(id)?.same_host,
+            same_host: self.client.link(id)?.segments.is_some(),
         };
         let pulled = self.ask(id, msg).await?;
         let codec = |e: &dyn std::fmt::Display| ClientError::Codec {

@@ -397,7 +397,6 @@ async fn welcome(
             hello.host
         },
         ip: hello.ip,
-        same_host,
         segments: same_host.then(Default::default),
         remote,
         actor,

@@ -30,8 +30,8 @@ pub(crate) struct ChildInner {
     pub pid: u32,
     pub host: String,
     pub ip: String,
-    pub same_host: bool,
-    /// Shared memory with the child (on this machine only).
+    /// Shared memory with the child: present exactly when it runs on this
+    /// machine.
     pub segments: Option<crate::transport::segments::PeerSegments>,
     pub remote: RemoteNode,
     pub actor: ActorRef<ProcessActor>,
@@ -189,7 +189,7 @@ impl Child {
     /// True when it runs on this machine (large values then go through
     /// shared memory).
     pub fn same_host(&self) -> bool {
-        self.0.same_host
+        self.0.segments.is_some()
     }
 
     /// Runs the `#[parallel::remote]` function `f` with `args` in the child
@@ -443,8 +443,7 @@ impl Child {
     /// of the child's, once its process has ended.
     pub(crate) fn release_segments(&self) {
         if let Some(segments) = &self.0.segments {
-            segments.lent.clear();
-            segments.mapped.clear();
+            segments.clear();
         }
     }
 

@@ -254,6 +254,15 @@ pub struct PeerSegments {
     pub mapped: SegmentCache,
 }
 
+impl PeerSegments {
+    /// Removes the segments lent to the peer and lets go of its own (the
+    /// peer is gone).
+    pub fn clear(&self) {
+        self.lent.clear();
+        self.mapped.clear();
+    }
+}
+
 /// What a [`SegmentPool`] holds, from [`SegmentPool::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
