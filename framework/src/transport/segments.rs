@@ -49,8 +49,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rkyv::rancor::Source;
-use rkyv::ser::{Positional, Writer};
+use rkyv::ser::Positional;
 
 use super::arena::Arena;
 use super::shm::{Mapping, Region, ShmError, ShmRef, ShmWire, archived_len, open_own, page_size};
@@ -127,15 +126,14 @@ impl SegmentPool {
         let Some((segment, lease)) = self.lend(len)? else {
             return super::shm::write(value);
         };
-        let mut writer = SliceWriter {
-            // SAFETY: the lease makes this process the only writer of the
-            // payload area, and no receiver maps it before the reference
-            // goes out; the mapping lives as long as `segment`.
-            buf: unsafe { segment.payload_mut(self.header) },
-            pos: 0,
-        };
+        // SAFETY: the lease makes this process the only writer of the
+        // payload area, and no receiver maps it before the reference goes
+        // out; the mapping lives as long as `segment`.
+        let area = unsafe { segment.payload_mut(self.header) };
+        // rkyv's writer into a slice: an archive longer than the area fails.
+        let mut writer = rkyv::ser::writer::Buffer::from(area);
         let done = crate::wire::encode_to(value, &mut writer);
-        let written = writer.pos;
+        let written = writer.pos();
         if let Err(e) = done.map_err(ShmError::from).and_then(|()| {
             (written == len).then_some(()).ok_or(ShmError::Write {
                 path: segment.path().to_owned(),
@@ -313,34 +311,6 @@ impl Segment {
         // SAFETY: `header..header + room` lies inside the arena; the
         // caller guarantees exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.arena.as_ptr().add(header), self.room) }
-    }
-}
-
-/// Archives into a segment's payload area.
-struct SliceWriter<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the archive is longer than its segment")]
-struct Overflow;
-
-impl Positional for SliceWriter<'_> {
-    fn pos(&self) -> usize {
-        self.pos
-    }
-}
-
-impl<E: Source> Writer<E> for SliceWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
-        let end = self.pos + bytes.len();
-        let Some(dst) = self.buf.get_mut(self.pos..end) else {
-            return Err(E::new(Overflow));
-        };
-        dst.copy_from_slice(bytes);
-        self.pos = end;
-        Ok(())
     }
 }
 

@@ -192,11 +192,6 @@ impl<T> ShmWire for T where
 {
 }
 
-/// Archives `value` into `writer`: the same serializer as [`crate::wire::encode`].
-fn archive_into<T: ShmWire>(value: &T, writer: DynWriter<'_>) -> Result<(), EncodeError> {
-    crate::wire::encode_to(value, writer)
-}
-
 /// A writer that only counts.
 struct Counter(usize);
 
@@ -219,7 +214,7 @@ impl<E: Source> Writer<E> for Counter {
 /// memory and the socket.
 pub fn archived_len<T: ShmWire>(value: &T) -> Result<usize, ShmError> {
     let mut counter = Counter(0);
-    archive_into(value, &mut counter)?;
+    crate::wire::encode_to(value, &mut counter)?;
     Ok(counter.0)
 }
 
@@ -327,7 +322,7 @@ const POPULATE_READ: bool = false;
 /// removed.
 pub fn write<T: ShmWire>(value: &T) -> Result<ShmRef, ShmError> {
     let mut writer = FileWriter::create()?;
-    let done = archive_into(value, &mut writer);
+    let done = crate::wire::encode_to(value, &mut writer);
     if let Some(source) = writer.failed.take() {
         return Err(writer.io_error(source));
     }
