@@ -224,11 +224,8 @@ impl Roster {
 /// Shared memory for `remote`, when it runs on this machine (it is on
 /// loopback).
 fn same_host(remote: &RemoteNode) -> Option<PeerSegments> {
-    is_loopback(remote).then(PeerSegments::default)
-}
-
-fn is_loopback(remote: &RemoteNode) -> bool {
-    remote.link().peer().remote_addr().ip().is_loopback()
+    let addr = remote.link().peer().remote_addr();
+    addr.ip().is_loopback().then(PeerSegments::default)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -7,7 +7,7 @@
 use crate::actor::Received;
 use crate::id::ActorId;
 use crate::transport::segments::{SegmentCache, SegmentPool};
-use crate::transport::shm::{self, ShmError, ShmRef, ShmWire};
+use crate::transport::shm::{self, ShmError, ShmRef};
 use crate::wire::{
     Buffer, DEFAULT_MAX_FRAME, DecodeError, EncodeError, WireType, decode_owned, encode, type_tag,
 };
@@ -64,17 +64,9 @@ pub trait Payload {
     fn encode(&self) -> Result<Buffer, EncodeError>;
     /// The size of the archived value, without archiving it.
     fn archived_len(&self) -> Result<usize, shm::ShmError>;
-    /// The value archived straight into shared memory: a segment lent by
-    /// `pool`, or a fresh file without one.
-    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError>;
-}
-
-/// Archives `value` into a segment of `pool`, or a fresh file without one.
-fn write_shm<T: ShmWire>(value: &T, pool: Option<&SegmentPool>) -> Result<ShmRef, ShmError> {
-    match pool {
-        Some(pool) => pool.write(value),
-        None => shm::write(value),
-    }
+    /// The value archived straight into a segment lent by `pool` (a fresh
+    /// file when the pool has none free).
+    fn write_shm(&self, pool: &SegmentPool) -> Result<ShmRef, shm::ShmError>;
 }
 
 impl<T: WireType> Payload for &T {
@@ -87,8 +79,8 @@ impl<T: WireType> Payload for &T {
     fn archived_len(&self) -> Result<usize, shm::ShmError> {
         shm::archived_len(*self)
     }
-    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError> {
-        write_shm(*self, pool)
+    fn write_shm(&self, pool: &SegmentPool) -> Result<ShmRef, shm::ShmError> {
+        pool.write(*self)
     }
 }
 
@@ -102,8 +94,8 @@ impl Payload for &str {
     fn archived_len(&self) -> Result<usize, shm::ShmError> {
         Ok(self.len() + 16)
     }
-    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError> {
-        write_shm(&self.to_string(), pool)
+    fn write_shm(&self, pool: &SegmentPool) -> Result<ShmRef, shm::ShmError> {
+        pool.write(&self.to_string())
     }
 }
 
@@ -117,8 +109,8 @@ impl Payload for () {
     fn archived_len(&self) -> Result<usize, shm::ShmError> {
         Ok(0)
     }
-    fn write_shm(&self, pool: Option<&SegmentPool>) -> Result<ShmRef, shm::ShmError> {
-        write_shm(&(), pool)
+    fn write_shm(&self, pool: &SegmentPool) -> Result<ShmRef, shm::ShmError> {
+        pool.write(&())
     }
 }
 
@@ -133,23 +125,23 @@ pub async fn post_value(
     same_host: Option<&SegmentPool>,
     threshold: usize,
 ) -> Result<(), ValueError> {
-    if let Some(pool) = same_host
-        && value.archived_len()? >= threshold
-    {
-        let file = value.write_shm(Some(pool))?;
-        let bytes = encode(&file)?;
-        if let Err(e) = remote
-            .post(to, operation | SHM_FLAG, value.tag(), bytes)
-            .await
-        {
-            shm::discard(&file);
-            return Err(e.into());
+    let Value { tag, body } = Value::pack(value, same_host, threshold)?;
+    let (op, bytes, file) = match body {
+        Body::Shm(file) => match encode(&file) {
+            Ok(bytes) => (operation | SHM_FLAG, bytes, Some(file)),
+            Err(e) => {
+                shm::discard(&file);
+                return Err(e.into());
+            }
+        },
+        Body::Inline(buf) => (operation, buf, None),
+    };
+    if let Err(e) = remote.post(to, op, tag, bytes).await {
+        if let Some(file) = &file {
+            shm::discard(file);
         }
-        return Ok(());
+        return Err(e.into());
     }
-    remote
-        .post(to, operation, value.tag(), value.encode()?)
-        .await?;
     Ok(())
 }
 
@@ -230,7 +222,7 @@ impl Value {
         let body = if let Some(pool) = same_host
             && value.archived_len()? >= threshold
         {
-            Body::Shm(value.write_shm(Some(pool))?)
+            Body::Shm(value.write_shm(pool)?)
         } else {
             Body::Inline(value.encode()?)
         };
