@@ -365,11 +365,11 @@ impl<'c> DirectView<'c> {
                 Received::new(crate::wire::aligned_copy(&bytes)).map_err(|e| codec(&e))
             }
             Pulled::Value(Carried::Shm(file)) => {
-                let mapping = match &self.client.link(id)?.segments {
-                    Some(segments) => segments.mapped.open(&file, u64::MAX),
-                    None => crate::transport::shm::open(&file, u64::MAX),
-                }
-                .map_err(|e| codec(&e))?;
+                let segments = &self.client.link(id)?.segments;
+                let cache = segments.as_ref().map(|s| &s.mapped);
+                let mapping =
+                    crate::transport::segments::SegmentCache::open_in(cache, &file, u64::MAX)
+                        .map_err(|e| codec(&e))?;
                 Received::from_mapping(mapping).map_err(|e| codec(&e))
             }
             Pulled::Missing => Err(ClientError::Missing {

@@ -173,10 +173,7 @@ fn open_shm<T: WireType>(
     cache: Option<&SegmentCache>,
 ) -> Result<Received<T>, ValueError> {
     let limit = DEFAULT_MAX_FRAME.max(1 << 40);
-    let mapping = match cache {
-        Some(cache) => cache.open(file, limit)?,
-        None => shm::open(file, limit)?,
-    };
+    let mapping = SegmentCache::open_in(cache, file, limit)?;
     Ok(Received::from_mapping(mapping)?)
 }
 

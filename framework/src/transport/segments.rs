@@ -496,6 +496,18 @@ impl SegmentCache {
         self.len() == 0
     }
 
+    /// [`shm::open`](super::shm::open) through `cache` when there is one.
+    pub fn open_in(
+        cache: Option<&SegmentCache>,
+        r: &ShmRef,
+        max_len: u64,
+    ) -> Result<Mapping, ShmError> {
+        match cache {
+            Some(cache) => cache.open(r, max_len),
+            None => super::shm::open(r, max_len),
+        }
+    }
+
     /// Like [`shm::open`](super::shm::open), reusing the mapping of a
     /// segment this cache saw before.
     pub fn open(&self, r: &ShmRef, max_len: u64) -> Result<Mapping, ShmError> {
