@@ -173,24 +173,20 @@ pub(crate) fn die_with(parent: u32) {
     let _ = parent;
 }
 
-#[cfg(target_os = "linux")]
+/// Makes the process `command` starts die with this one: [`die_with`], run
+/// between fork and exec (for a program that cannot do it itself, such as
+/// the ssh client of a remote child).
 fn die_with_parent(command: &mut Command) {
-    // SAFETY: between fork and exec only async-signal-safe calls are made
-    // (prctl, getppid, _exit).
-    let parent = std::process::id() as libc::pid_t;
+    let parent = std::process::id();
+    // SAFETY: `die_with` makes only async-signal-safe calls (prctl,
+    // getppid, _exit), as code between fork and exec must.
     unsafe {
         command.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
+            die_with(parent);
             Ok(())
         });
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
 
 /// How a child process is started on a host other than this machine (or
 /// through a program other than itself): `ssh` in [`crate::launch`], and
