@@ -183,10 +183,91 @@ const SERVER_ROLE: &str = "raw";
 /// and returns `Some`; `None` in any other process. A benchmark's `main`
 /// calls it first.
 pub async fn serve_if_asked() -> Option<Result<(), BoxError>> {
-    if crate::role().as_deref() != Some(SERVER_ROLE) {
-        return None;
+    match crate::role().as_deref() {
+        Some(SERVER_ROLE) => Some(serve_until_stdin_closes().await),
+        Some(DIAL_ROLE) => Some(dial_once().await),
+        _ => None,
     }
-    Some(serve_until_stdin_closes().await)
+}
+
+/// The role of a benchmark's copy that connects to a raw server once,
+/// answers one ping and exits ([`dial_floor_ms`]).
+const DIAL_ROLE: &str = "raw dial";
+/// Where a dialing copy finds its server: the server's `RAW` line.
+const DIAL_ENV: &str = "PARALLEL_EXAMPLE_RAW";
+
+/// In a dialing copy: connects to the server named in [`DIAL_ENV`], sends
+/// one ping, reads its echo, and returns.
+async fn dial_once() -> Result<(), BoxError> {
+    let line = std::env::var(DIAL_ENV).map_err(|_| format!("{DIAL_ENV} is not set"))?;
+    let addr = RawAddr::parse(&line).ok_or("not a RAW line")??;
+    let conn = addr.connect().await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    tokio::time::timeout(TIMEOUT, pings(&mut send, &mut recv, 1))
+        .await
+        .map_err(|_| "the raw server did not echo")??;
+    send.finish()?;
+    conn.close(0u32.into(), b"done");
+    Ok(())
+}
+
+/// The least that starting `n` processes of this program and reaching each
+/// over QUIC can cost here: milliseconds from spawning `n` copies of this
+/// program (each connects to a raw server in this process, with the node's
+/// TLS set-up, and sends one ping) until every copy's ping was echoed. No
+/// protocol of the framework on either side: the floor under `nfork(n)`,
+/// whose children also start this program and answer over QUIC.
+pub async fn dial_floor_ms(n: usize) -> Result<f64, BoxError> {
+    let (endpoint, addr) = bind_server()?;
+    let (echoed_tx, mut echoed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let accepting = endpoint.clone();
+    let server = tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            let echoed = echoed_tx.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+                    return;
+                };
+                let mut buf = [0u8; PING_LEN];
+                if recv.read_exact(&mut buf).await.is_ok() && send.write_all(&buf).await.is_ok() {
+                    let _ = echoed.send(());
+                    let _ = recv.read_to_end(0).await;
+                }
+            });
+        }
+    });
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    let mut copies = Vec::with_capacity(n);
+    for _ in 0..n {
+        copies.push(
+            tokio::process::Command::new(&exe)
+                .env(crate::ROLE_ENV, DIAL_ROLE)
+                .env(DIAL_ENV, addr.to_string())
+                .stdin(std::process::Stdio::null())
+                .spawn()?,
+        );
+    }
+    let mut answered = 0;
+    while answered < n {
+        match tokio::time::timeout(TIMEOUT, echoed.recv()).await {
+            Ok(Some(())) => answered += 1,
+            _ => return Err(format!("{answered} of {n} dialing copies answered in time").into()),
+        }
+    }
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    for mut copy in copies {
+        let exited = tokio::time::timeout(TIMEOUT, copy.wait())
+            .await
+            .map_err(|_| "a dialing copy did not exit")??;
+        if !exited.success() {
+            return Err("a dialing copy failed".into());
+        }
+    }
+    server.abort();
+    endpoint.close(0u32.into(), b"done");
+    Ok(ms)
 }
 
 async fn serve_until_stdin_closes() -> Result<(), BoxError> {

@@ -19,6 +19,14 @@
 //! program started again in the role `raw` (`PARALLEL_EXAMPLE_ROLE=raw`, see
 //! `parallel_examples::raw`); it prints `RAW <addr> <fingerprint hex>` and
 //! exits when its standard input closes.
+//!
+//! Beside the fork row the bench prints its floor, measured in the same
+//! rounds: 4 copies of this program started in the role `raw dial`, each
+//! opening one raw QUIC connection (the node's TLS set-up) to this process
+//! and answering one ping (`parallel_examples::raw::dial_floor_ms`) — what
+//! starting a program and reaching it over QUIC costs here before any of the
+//! framework's protocol, the least `nfork` can take while its children are
+//! programs reached through QUIC.
 
 use std::error::Error;
 use std::time::Instant;
@@ -85,15 +93,26 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
         "[bench] nfork({FORKS}) until every child answered a join, vs {FORKS} x /bin/true; \
          {FORK_REPS} rounds alternating, median"
     );
-    let (mut raws, mut forks) = (Vec::new(), Vec::new());
+    let (mut raws, mut forks, mut floors) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..FORK_WARMUP + FORK_REPS {
-        let (r, f) = (spawn_true(FORKS)?, nfork_ready(FORKS).await?);
+        let r = spawn_true(FORKS)?;
+        let floor = raw::dial_floor_ms(FORKS).await?;
+        let f = nfork_ready(FORKS).await?;
         if round >= FORK_WARMUP {
             raws.push(r);
             forks.push(f);
+            floors.push(floor);
         }
     }
     let row = Row::new(NFORK, Goal::AtMost(2.0), median(forks), median(raws));
+    let floor = median(floors);
+    eprintln!(
+        "[bench]   floor: {FORKS} x this program started to open one raw QUIC connection (the node's TLS set-up) \
+         to this process and answer one ping, no framework on either side: {floor:.1} ms median = {:.2} x /bin/true; \
+         nfork({FORKS}) ready = {:.2} x that floor",
+        floor / row.baseline_value,
+        row.value / floor
+    );
     eprintln!(
         "[bench]   absolute target: <= 50 ms ({})",
         if row.value <= 50.0 { "met" } else { "missed" }
