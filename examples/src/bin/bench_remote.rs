@@ -21,6 +21,13 @@
 //! | `bulk_64mib_gbps`       | `ask` with a 64 MiB `Tensor<f32>`, summed in place | 64 MiB on one raw stream, summed as it arrives |
 //! | `local_tell_msgs_per_s` | 1 M `ActorRef::tell` to a local actor       | 1 M actix `Addr::do_send` to a plain actix actor  |
 //!
+//! Beside the tell row the bench prints its floor, measured in the same
+//! rounds: the raw stream carrying frames of the framework's size (an
+//! 80-byte header, then the 100-byte message), which the raw server checks
+//! with `rkyv::access`, deserializes and hands to a plain actix actor one by
+//! one — the least a receiver of validated messages for actors does per
+//! message, with none of the framework's protocol.
+//!
 //! The local pair runs each side in a fresh process of this program (role
 //! `local ours` or `local actix`), three times, and counts the fastest run
 //! (a first run in a fresh process pays for its memory's first touch; in a
@@ -77,6 +84,13 @@ const LOCAL_N: u64 = 1_000_000;
 const MODE_PING: u8 = b'P';
 const MODE_FRAMES: u8 = b'T';
 const MODE_BULK: u8 = b'B';
+const MODE_ACTOR: u8 = b'A';
+/// Bytes of the framework's frame header ([`parallel::wire::HEADER_LEN`]):
+/// the floor's frames carry as many before each payload.
+const FRAME_HEADER: usize = 80;
+/// The floor's receiver lets at most this many messages queue in its
+/// actor's mailbox before it waits for them to be handled.
+const FLOOR_QUEUE: u64 = 256;
 
 // ---------------------------------------------------------------- messages
 
@@ -237,17 +251,23 @@ async fn run_benches(password: &str, server: &Server) -> Result<Vec<Row>, BoxErr
     eprintln!("[bench] tell: {TELL_N} x {PAYLOAD} bytes, {ROUNDS} rounds alternating, median");
     raw_frames(&raw, TELL_WARMUP).await?;
     tell(&sink, TELL_WARMUP).await?;
-    let (mut raw_rates, mut tells) = (Vec::new(), Vec::new());
+    raw_actor_frames(&raw, TELL_WARMUP).await?;
+    let (mut raw_rates, mut tells, mut floors) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         raw_rates.push(raw_frames(&raw, TELL_N).await?);
+        floors.push(raw_actor_frames(&raw, TELL_N).await?);
         tells.push(tell(&sink, TELL_N).await?);
     }
-    rows.push(Row::new(
-        TELL,
-        Goal::AtLeast(0.5),
-        median(tells),
-        median(raw_rates),
-    ));
+    let row = Row::new(TELL, Goal::AtLeast(0.5), median(tells), median(raw_rates));
+    let floor = median(floors);
+    eprintln!(
+        "[bench]   floor: the same raw stream carrying frames of the framework's size ({FRAME_HEADER}-byte header, \
+         {PAYLOAD}-byte message), each checked (rkyv::access), deserialized and handed to a plain actix actor: \
+         {floor:.0} msg/s = {:.2} of raw quinn frames; remote tell = {:.2} of that floor",
+        floor / row.baseline_value,
+        row.value / floor
+    );
+    rows.push(row);
 
     eprintln!("[bench] bulk: {BULK_MIB} MiB, {BULK_REPS} rounds alternating, median");
     let tensor = Tensor::from_vec(bulk_values());
@@ -515,15 +535,37 @@ async fn actix_do_send() -> Result<f64, BoxError> {
 /// Sends `n` length-prefixed 100-byte frames in 64 KiB writes on one stream;
 /// the server counts them and answers with the count. Returns frames/s.
 async fn raw_frames(conn: &quinn::Connection, n: u64) -> Result<f64, BoxError> {
+    frames_to(conn, n, MODE_FRAMES, 0).await
+}
+
+/// The floor under the remote tell: `n` frames of the framework's size (an
+/// [`FRAME_HEADER`]-byte header, then the 100-byte message) on a raw
+/// stream, each checked with `rkyv::access`, deserialized and handed to a
+/// plain actix actor by the server; msg/s until the actor counted them all.
+async fn raw_actor_frames(conn: &quinn::Connection, n: u64) -> Result<f64, BoxError> {
+    frames_to(conn, n, MODE_ACTOR, FRAME_HEADER).await
+}
+
+/// `n` length-prefixed frames of `pad` bytes and a [`PAYLOAD`]-byte
+/// payload, in [`COALESCE`]-byte writes, to a server stream of `mode`;
+/// msg/s until the server answered their count.
+async fn frames_to(
+    conn: &quinn::Connection,
+    n: u64,
+    mode: u8,
+    pad: usize,
+) -> Result<f64, BoxError> {
     let start = Instant::now();
     let (mut send, mut recv) = conn.open_bi().await?;
     let mut buf = Vec::with_capacity(COALESCE);
-    buf.push(MODE_FRAMES);
+    buf.push(mode);
     buf.extend_from_slice(&n.to_le_bytes());
+    let len = pad + PAYLOAD;
     for i in 0..n {
-        buf.extend_from_slice(&(PAYLOAD as u32).to_le_bytes());
+        buf.extend_from_slice(&(len as u32).to_le_bytes());
+        buf.resize(buf.len() + pad, 0);
         buf.extend_from_slice(&[i as u8; PAYLOAD]);
-        if buf.len() + 4 + PAYLOAD > COALESCE {
+        if buf.len() + 4 + len > COALESCE {
             send.write_all(&buf).await?;
             buf.clear();
         }
@@ -560,14 +602,17 @@ async fn raw_bulk(conn: &quinn::Connection, bytes: &[u8]) -> Result<f64, BoxErro
     Ok(bytes.len() as f64 / secs / 1e9)
 }
 
-/// Serves every raw connection: one task per stream, by its first byte.
-async fn raw_serve(endpoint: quinn::Endpoint) {
+/// Serves every raw connection: one task per stream, by its first byte;
+/// the floor's frames go to `sink`.
+async fn raw_serve(endpoint: quinn::Endpoint, sink: actix::Addr<PlainSink>) {
     while let Some(incoming) = endpoint.accept().await {
+        let sink = sink.clone();
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
             while let Ok((send, recv)) = conn.accept_bi().await {
+                let sink = sink.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = raw_stream(send, recv).await {
+                    if let Err(e) = raw_stream(send, recv, sink).await {
                         eprintln!("[server] raw stream failed: {e}");
                     }
                 });
@@ -576,40 +621,88 @@ async fn raw_serve(endpoint: quinn::Endpoint) {
     }
 }
 
+/// The whole length-prefixed frame at `at` in `pending`, if it is all
+/// there, and where the next one starts.
+fn next_frame(pending: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let len = pending.get(at..at + 4)?;
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let frame = pending.get(at + 4..at + 4 + len)?;
+    Some((frame, at + 4 + len))
+}
+
+/// A little-endian `u64` from the stream.
+async fn read_u64(recv: &mut quinn::RecvStream) -> Result<u64, BoxError> {
+    let mut n = [0u8; 8];
+    recv.read_exact(&mut n).await?;
+    Ok(u64::from_le_bytes(n))
+}
+
+/// Drops the first `consumed` bytes of `pending` and appends the stream's
+/// next chunk.
+async fn refill(
+    recv: &mut quinn::RecvStream,
+    pending: &mut Vec<u8>,
+    consumed: usize,
+) -> Result<(), BoxError> {
+    pending.drain(..consumed);
+    let chunk = recv
+        .read_chunk(usize::MAX, true)
+        .await?
+        .ok_or("frame stream ended early")?;
+    pending.extend_from_slice(&chunk.bytes);
+    Ok(())
+}
+
 async fn raw_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    sink: actix::Addr<PlainSink>,
 ) -> Result<(), BoxError> {
     let mut mode = [0u8; 1];
     recv.read_exact(&mut mode).await?;
     match mode[0] {
         MODE_PING => return raw::echo(send, recv).await,
         MODE_FRAMES => {
-            let mut n = [0u8; 8];
-            recv.read_exact(&mut n).await?;
-            let n = u64::from_le_bytes(n);
+            let n = read_u64(&mut recv).await?;
             let (mut count, mut checksum) = (0u64, 0u64);
-            let mut pending: Vec<u8> = Vec::with_capacity(2 * COALESCE);
+            let (mut pending, mut at) = (Vec::with_capacity(2 * COALESCE), 0);
             while count < n {
-                let chunk = recv
-                    .read_chunk(usize::MAX, true)
-                    .await?
-                    .ok_or("frame stream ended early")?;
-                pending.extend_from_slice(&chunk.bytes);
-                let mut at = 0;
-                while let Some(len) = pending.get(at..at + 4) {
-                    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                    let Some(frame) = pending.get(at + 4..at + 4 + len) else {
-                        break;
-                    };
+                refill(&mut recv, &mut pending, at).await?;
+                at = 0;
+                while let Some((frame, next)) = next_frame(&pending, at) {
                     checksum += u64::from(frame.first().copied().unwrap_or(0));
                     count += 1;
-                    at += 4 + len;
+                    at = next;
                 }
-                pending.drain(..at);
             }
             std::hint::black_box(checksum);
             send.write_all(&count.to_le_bytes()).await?;
+            send.finish()?;
+        }
+        MODE_ACTOR => {
+            let n = read_u64(&mut recv).await?;
+            let before = sink.send(Count).await?;
+            let mut count = 0u64;
+            let (mut pending, mut at) = (Vec::with_capacity(2 * COALESCE), 0);
+            while count < n {
+                refill(&mut recv, &mut pending, at).await?;
+                at = 0;
+                while let Some((frame, next)) = next_frame(&pending, at) {
+                    let payload = frame
+                        .get(FRAME_HEADER..)
+                        .ok_or("a frame without a payload")?;
+                    let archived = rkyv::access::<ArchivedBytes100, rkyv::rancor::Error>(payload)?;
+                    let msg: Bytes100 = rkyv::deserialize::<_, rkyv::rancor::Error>(archived)?;
+                    sink.do_send(msg);
+                    count += 1;
+                    if count.is_multiple_of(FLOOR_QUEUE) {
+                        sink.send(Count).await?;
+                    }
+                    at = next;
+                }
+            }
+            let counted = sink.send(Count).await? - before;
+            send.write_all(&counted.to_le_bytes()).await?;
             send.finish()?;
         }
         MODE_BULK => {
@@ -656,7 +749,7 @@ async fn serve() -> Result<(), BoxError> {
         .await?;
     let endpoint = raw::start_server()?;
     println!("READY {}", node.join_line());
-    tokio::spawn(raw_serve(endpoint.clone()));
+    tokio::spawn(raw_serve(endpoint.clone(), PlainSink::default().start()));
     let accepting = node.clone();
     actix::spawn(async move {
         if let Some(peer) = accepting.accept().await {
