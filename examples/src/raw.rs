@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use parallel::transport::baseline::{SERVER_NAME, raw_client, raw_server};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::report::{Goal, Row};
 
@@ -193,14 +193,20 @@ pub async fn serve_if_asked() -> Option<Result<(), BoxError>> {
 /// The role of a benchmark's copy that connects to a raw server once,
 /// answers one ping and exits ([`dial_floor_ms`]).
 const DIAL_ROLE: &str = "raw dial";
-/// Where a dialing copy finds its server: the server's `RAW` line.
-const DIAL_ENV: &str = "PARALLEL_EXAMPLE_RAW";
 
-/// In a dialing copy: connects to the server named in [`DIAL_ENV`], sends
-/// one ping, reads its echo, and returns.
+/// In a dialing copy: reads the server's `RAW` line from standard input
+/// (the benchmark writes it there), connects, sends one ping, reads its
+/// echo, and returns.
 async fn dial_once() -> Result<(), BoxError> {
-    let line = std::env::var(DIAL_ENV).map_err(|_| format!("{DIAL_ENV} is not set"))?;
-    let addr = RawAddr::parse(&line).ok_or("not a RAW line")??;
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    tokio::time::timeout(
+        TIMEOUT,
+        tokio::io::BufReader::new(tokio::io::stdin()).read_line(&mut line),
+    )
+    .await
+    .map_err(|_| "no RAW line on standard input")??;
+    let addr = RawAddr::parse(line.trim_end()).ok_or("standard input held no RAW line")??;
     let conn = addr.connect().await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     tokio::time::timeout(TIMEOUT, pings(&mut send, &mut recv, 1))
@@ -238,16 +244,21 @@ pub async fn dial_floor_ms(n: usize) -> Result<f64, BoxError> {
         }
     });
     let exe = std::env::current_exe()?;
+    let line = format!("{addr}\n");
     let start = Instant::now();
     let mut copies = Vec::with_capacity(n);
     for _ in 0..n {
-        copies.push(
-            tokio::process::Command::new(&exe)
-                .env(crate::ROLE_ENV, DIAL_ROLE)
-                .env(DIAL_ENV, addr.to_string())
-                .stdin(std::process::Stdio::null())
-                .spawn()?,
-        );
+        let mut copy = tokio::process::Command::new(&exe)
+            .env(crate::ROLE_ENV, DIAL_ROLE)
+            .stdin(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = copy
+            .stdin
+            .take()
+            .ok_or("no standard input to a dialing copy")?;
+        stdin.write_all(line.as_bytes()).await?;
+        copies.push(copy);
     }
     let mut answered = 0;
     while answered < n {
