@@ -85,9 +85,9 @@ const MODE_PING: u8 = b'P';
 const MODE_FRAMES: u8 = b'T';
 const MODE_BULK: u8 = b'B';
 const MODE_ACTOR: u8 = b'A';
-/// Bytes of the framework's frame header ([`parallel::wire::HEADER_LEN`]):
-/// the floor's frames carry as many before each payload.
-const FRAME_HEADER: usize = 80;
+/// Bytes of the framework's frame header: the floor's frames carry as many
+/// before each payload.
+const FRAME_HEADER: usize = parallel::wire::HEADER_LEN;
 /// The floor's receiver lets at most this many messages queue in its
 /// actor's mailbox before it waits for them to be handled.
 const FLOOR_QUEUE: u64 = 256;
@@ -706,9 +706,7 @@ async fn raw_stream(
             send.finish()?;
         }
         MODE_BULK => {
-            let mut len = [0u8; 8];
-            recv.read_exact(&mut len).await?;
-            let mut left = u64::from_le_bytes(len) as usize;
+            let mut left = read_u64(&mut recv).await? as usize;
             let (mut sum, mut carry) = (0f64, Vec::with_capacity(4));
             while left > 0 {
                 let chunk = recv
