@@ -172,14 +172,14 @@ async fn fetch(
         Ok(None) => {}
         Err(e) => tracing::warn!("cached program dropped: {e}"),
     }
-    // On the head's own machine: a verified link to (or copy of) the head's
-    // file.
+    // On the head's own machine: a link to the head's file, which the head
+    // hashed before naming it (or a hashed copy of it).
     if let Some(copy) =
         local.filter(|c| !c.host_key.is_empty() && c.host_key == crate::id::host_key())
     {
         let (store, program) = (store.clone(), program.clone());
         let copied = tokio::task::spawn_blocking(move || {
-            store.link_file(&program, std::path::Path::new(&copy.path))
+            store.link_stored(&program, std::path::Path::new(&copy.path))
         })
         .await
         .map_err(|e| e.to_string())?;

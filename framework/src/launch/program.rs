@@ -65,13 +65,19 @@ impl Program {
     /// This process's own executable (`std::env::current_exe`), hashed once
     /// per call, and its path. The platform is this machine's.
     pub fn own() -> Result<(Program, PathBuf), ProgramError> {
-        let path = std::env::current_exe().map_err(|source| ProgramError::Io {
+        let path = Program::own_path()?;
+        let program = Program::of_file(&path)?;
+        Ok((program, path))
+    }
+
+    /// The path of this process's own executable (`std::env::current_exe`),
+    /// without reading it.
+    pub fn own_path() -> Result<PathBuf, ProgramError> {
+        std::env::current_exe().map_err(|source| ProgramError::Io {
             action: "find the path of",
             path: PathBuf::from("this program"),
             source,
-        })?;
-        let program = Program::of_file(&path)?;
-        Ok((program, path))
+        })
     }
 
     /// The program in the file at `path`, taken to be built for this
@@ -242,7 +248,7 @@ impl ProgramStore {
     /// head hashes what it did not write itself), so that a file torn by a
     /// power loss is found out and fetched again. Saves writing a large
     /// program to disk before its first use. [`ProgramStore::put_file`] and
-    /// [`ProgramStore::link_file`] hash a file already stored in such a
+    /// [`ProgramStore::link_stored`] hash a file already stored in such a
     /// store instead of taking it as it is.
     pub fn unsynced(mut self) -> Self {
         self.sync = false;
@@ -294,32 +300,95 @@ impl ProgramStore {
         Ok(Some(path))
     }
 
-    /// Copies the local file at `path` in as `program` (used by the head for
-    /// the owner's upload when on the same machine, and by tests), checking
-    /// its length and hash on the way. Returns the stored path; a program
-    /// already in the store is not copied again.
+    /// Copies the local file at `path` in as `program`, checking its length
+    /// and hash on the way (a mismatch leaves nothing in the store).
+    /// Returns the stored path; a program already in the store is not
+    /// copied again.
     pub fn put_file(&self, program: &Program, path: &Path) -> Result<PathBuf, ProgramError> {
         if let Some(stored) = self.already(program)? {
             return Ok(stored);
         }
+        self.stage_file(path)?.install(program)
+    }
+
+    /// Copies the local file at `path` into the store under a hidden
+    /// temporary name (mode 0600), hashing what it copies, without knowing
+    /// yet which program it is: [`StagedFile::install`] names it once it is
+    /// told, if the bytes copied are that program. Lets a head copy an
+    /// executable on its own machine while the program that owns it hashes
+    /// it, without saying what it found.
+    pub fn stage_file(&self, path: &Path) -> Result<StagedFile, ProgramError> {
+        let (staged, sha256, len) = self.copy_hashed(path)?;
+        Ok(StagedFile {
+            staged,
+            sha256,
+            len,
+            dir: self.dir.clone(),
+            sync: self.sync,
+        })
+    }
+
+    /// Copies `path` to a temporary file of the store, hashing the bytes it
+    /// writes on a second thread while it reads the next chunk: the file's
+    /// SHA-256 and length.
+    fn copy_hashed(&self, path: &Path) -> Result<(Staged, [u8; 32], u64), ProgramError> {
         let read_error = |source| ProgramError::Io {
             action: "read",
             path: path.to_path_buf(),
             source,
         };
         let mut file = File::open(path).map_err(read_error)?;
-        let mut receiving = self.receive(program)?;
-        let mut buffer = vec![0u8; CHUNK];
-        let mut offset = 0u64;
-        loop {
-            let n = read_full(&mut file, &mut buffer).map_err(read_error)?;
-            if n == 0 {
-                break;
-            }
-            receiving.write(offset, &buffer[..n])?;
-            offset += n as u64;
+        let mut staged = Staged::create(&self.dir, "staged")?;
+        // Two buffers go round: one is written and hashed while the other
+        // is read into.
+        let (to_hash, hashing) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (to_fill, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        for _ in 0..2 {
+            let _ = to_fill.send(vec![0u8; CHUNK]);
         }
-        receiving.finish()
+        std::thread::scope(|scope| {
+            let hasher = scope.spawn(move || {
+                let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+                for buffer in hashing {
+                    context.update(&buffer);
+                    // The reader stops taking buffers once it failed.
+                    let _ = to_fill.send(buffer);
+                }
+                let mut sha256 = [0u8; 32];
+                sha256.copy_from_slice(context.finish().as_ref());
+                sha256
+            });
+            let mut len = 0u64;
+            let copied = loop {
+                // Fails only when the hasher stopped (it panicked): `join`
+                // below raises that panic again.
+                let Ok(mut buffer) = empty.recv() else {
+                    break Ok(());
+                };
+                buffer.resize(CHUNK, 0);
+                let n = match read_full(&mut file, &mut buffer) {
+                    Ok(n) => n,
+                    Err(e) => break Err(read_error(e)),
+                };
+                if n == 0 {
+                    break Ok(());
+                }
+                buffer.truncate(n);
+                if let Err(e) = staged.write(&buffer) {
+                    break Err(e);
+                }
+                len += n as u64;
+                if to_hash.send(buffer).is_err() {
+                    break Ok(());
+                }
+            };
+            drop(to_hash);
+            let sha256 = hasher
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            copied.map(|()| (sha256, len))
+        })
+        .map(|(sha256, len)| (staged, sha256, len))
     }
 
     /// The stored file of `program`, if any: hashed again in an unsynced
@@ -340,45 +409,42 @@ impl ProgramStore {
     /// name until [`Receiving::finish`] verifies its length and SHA-256 and
     /// renames it into place (mode 0755). Chunks must come in order.
     pub fn receive(&self, program: &Program) -> Result<Receiving, ProgramError> {
-        let hash = program.hash_hex();
-        let temp = self
-            .dir
-            .join(format!(".{hash}.{}.part", uuid::Uuid::new_v4().simple()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(MODE)
-            .open(&temp)
-            .map_err(|source| ProgramError::Io {
-                action: "create",
-                path: temp.clone(),
-                source,
-            })?;
         Ok(Receiving {
             program: program.clone(),
             target: self.path_of(&program.sha256),
-            file: Some(file),
-            temp: Some(temp),
+            staged: Staged::create(&self.dir, &program.hash_hex())?,
             offset: 0,
             context: ring::digest::Context::new(&ring::digest::SHA256),
             sync: self.sync,
         })
     }
 
-    /// Puts the local file at `path` in as `program` by a hard link when it
-    /// lies on the same file system (nothing is written), else by a copy
-    /// ([`ProgramStore::put_file`]); either way its length and hash are
-    /// checked first. For a file that is not changed in place afterwards,
-    /// such as another store's (the head's, on its own machine).
-    pub fn link_file(&self, program: &Program, path: &Path) -> Result<PathBuf, ProgramError> {
+    /// Puts in as `program` the file another store on this machine holds it
+    /// in (`path`, named by the program's hash): by a hard link when both
+    /// lie on one file system, so nothing is read or written, else by a
+    /// hashed copy ([`ProgramStore::put_file`]). A linked file is taken as
+    /// its store named it: its name must be the program's hash
+    /// ([`ProgramError::Missing`] otherwise) and its length the program's,
+    /// but its bytes are not hashed again — the store that named it hashed
+    /// them first. For a node agent on its head's machine: the head names
+    /// only files it hashed since it started, and whoever could change the
+    /// head's files in place could change the link too. A file taken this
+    /// way is hashed like any other when this store is opened again
+    /// ([`ProgramStore::get`] with `verify`).
+    pub fn link_stored(&self, program: &Program, path: &Path) -> Result<PathBuf, ProgramError> {
+        let hash = program.hash_hex();
+        if path.file_name() != Some(std::ffi::OsStr::new(&hash)) {
+            return Err(ProgramError::Missing {
+                hash,
+                dir: path.parent().unwrap_or(Path::new("")).to_path_buf(),
+            });
+        }
         if let Some(stored) = self.already(program)? {
             return Ok(stored);
         }
-        let temp = self.dir.join(format!(
-            ".{}.{}.link",
-            program.hash_hex(),
-            uuid::Uuid::new_v4().simple()
-        ));
+        let temp = self
+            .dir
+            .join(format!(".{hash}.{}.link", uuid::Uuid::new_v4().simple()));
         if fs::hard_link(path, &temp).is_err() {
             return self.put_file(program, path);
         }
@@ -387,9 +453,16 @@ impl ProgramStore {
             path: temp.clone(),
             source,
         };
-        let checked = sha256_file(&temp)
-            .map_err(|e| io_error("read", e))
-            .and_then(|(found, len)| program.check(len, &found))
+        let checked = fs::metadata(&temp)
+            .map_err(|e| io_error("look up", e))
+            .and_then(|meta| match meta.len() == program.len {
+                true => Ok(()),
+                false => Err(ProgramError::Length {
+                    hash: hash.clone(),
+                    expected: program.len,
+                    received: meta.len(),
+                }),
+            })
             .and_then(|()| {
                 let target = self.path_of(&program.sha256);
                 fs::rename(&temp, &target)
@@ -446,14 +519,44 @@ impl ProgramStore {
     }
 }
 
+/// A file copied into a [`ProgramStore`] under a temporary name, hashed,
+/// but not yet named ([`ProgramStore::stage_file`]). Dropping it removes
+/// the copy.
+pub struct StagedFile {
+    staged: Staged,
+    sha256: [u8; 32],
+    len: u64,
+    dir: PathBuf,
+    sync: bool,
+}
+
+impl std::fmt::Debug for StagedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedFile")
+            .field("temp", &self.staged.path)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StagedFile {
+    /// Puts the copy into its store as `program` (mode 0755) and returns
+    /// its path, if the bytes copied are that program: else
+    /// [`ProgramError::Length`] or [`ProgramError::Tampered`], and the copy
+    /// is removed.
+    pub fn install(self, program: &Program) -> Result<PathBuf, ProgramError> {
+        program.check(self.len, &self.sha256)?;
+        self.staged
+            .install(&self.dir.join(program.hash_hex()), self.sync)
+    }
+}
+
 /// A program being received into a [`ProgramStore`]. Dropping it before
 /// [`finish`](Receiving::finish) removes its temporary file.
 pub struct Receiving {
     program: Program,
     target: PathBuf,
-    file: Option<File>,
-    /// The temporary file; `None` once it was renamed or removed.
-    temp: Option<PathBuf>,
+    staged: Staged,
     /// The next byte expected.
     offset: u64,
     context: ring::digest::Context,
@@ -465,7 +568,7 @@ impl std::fmt::Debug for Receiving {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiving")
             .field("program", &self.program)
-            .field("temp", &self.temp)
+            .field("temp", &self.staged.path)
             .field("received", &self.offset)
             .finish_non_exhaustive()
     }
@@ -502,14 +605,7 @@ impl Receiving {
                 received: end,
             });
         }
-        let (Some(file), Some(temp)) = (self.file.as_mut(), self.temp.as_ref()) else {
-            unreachable!("a Receiving holds its file until finish() consumes it");
-        };
-        file.write_all(bytes).map_err(|source| ProgramError::Io {
-            action: "write",
-            path: temp.clone(),
-            source,
-        })?;
+        self.staged.write(bytes)?;
         self.context.update(bytes);
         self.offset = end;
         Ok(())
@@ -519,35 +615,91 @@ impl Receiving {
     /// SHA-256, then renames the file into place (mode 0755) and returns its
     /// path. On [`ProgramError::Tampered`] or [`ProgramError::Length`] no
     /// file is left behind.
-    pub fn finish(mut self) -> Result<PathBuf, ProgramError> {
+    pub fn finish(self) -> Result<PathBuf, ProgramError> {
         let mut found = [0u8; 32];
         found.copy_from_slice(self.context.clone().finish().as_ref());
         self.program.check(self.offset, &found)?;
-        let temp = self.temp.clone().expect("present until finish");
-        let io_error = |action, source| ProgramError::Io {
-            action,
-            path: temp.clone(),
-            source,
-        };
-        let file = self.file.take().expect("present until finish");
-        if self.sync {
-            file.sync_all().map_err(|e| io_error("write", e))?;
-        }
-        // Set explicitly: the mode given at creation is cut by the umask.
-        file.set_permissions(fs::Permissions::from_mode(MODE))
-            .map_err(|e| io_error("make executable", e))?;
-        drop(file);
-        fs::rename(&temp, &self.target).map_err(|e| io_error("move into the store", e))?;
-        self.temp = None;
-        Ok(self.target.clone())
+        self.staged.install(&self.target, self.sync)
     }
 }
 
-impl Drop for Receiving {
+/// A file being written into a store under a hidden temporary name; removed
+/// when dropped unless [`Staged::install`] moved it into place.
+struct Staged {
+    /// `None` once installed.
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl Staged {
+    /// A new temporary file in `dir` (mode 0600: it may be a copy of a
+    /// file others cannot read until it is known to be a program), its
+    /// name starting with `hint`.
+    fn create(dir: &Path, hint: &str) -> Result<Staged, ProgramError> {
+        let path = dir.join(format!(".{hint}.{}.part", uuid::Uuid::new_v4().simple()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| ProgramError::Io {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Staged {
+            file: Some(file),
+            path,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ProgramError> {
+        let Some(file) = self.file.as_mut() else {
+            unreachable!("a Staged holds its file until install() consumes it");
+        };
+        file.write_all(bytes).map_err(|source| ProgramError::Io {
+            action: "write",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Makes the file executable (mode 0755), flushes it to disk when
+    /// `sync`, and renames it to `target`, which it replaces.
+    fn install(mut self, target: &Path, sync: bool) -> Result<PathBuf, ProgramError> {
+        let io_error = |action, source| ProgramError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        };
+        let Some(file) = self.file.take() else {
+            unreachable!("a Staged holds its file until install() consumes it");
+        };
+        let installed = (|| {
+            if sync {
+                file.sync_all().map_err(|e| io_error("write", e))?;
+            }
+            file.set_permissions(fs::Permissions::from_mode(MODE))
+                .map_err(|e| io_error("make executable", e))?;
+            drop(file);
+            fs::rename(&self.path, target).map_err(|e| io_error("move into the store", e))
+        })();
+        match installed {
+            Ok(()) => Ok(target.to_path_buf()),
+            Err(e) => {
+                let _ = fs::remove_file(&self.path);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Staged {
     fn drop(&mut self) {
-        self.file = None;
-        if let Some(temp) = self.temp.take() {
-            let _ = fs::remove_file(temp);
+        // Still open: neither installed nor failed installing (an error on
+        // the way, or dropped early).
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }

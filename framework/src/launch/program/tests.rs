@@ -269,10 +269,9 @@ fn a_program_round_trips_through_rkyv() {
     assert_eq!(back, program);
 }
 
-#[test]
-fn a_linked_program_shares_the_file_and_a_wrong_one_leaves_nothing() {
-    use std::os::unix::fs::MetadataExt;
-    let dir = TempDir::new();
+/// A head's store holding a program, a node's (unsynced) store beside it:
+/// the stores, the program's bytes, the program and its file at the head.
+fn a_head_and_a_node(dir: &TempDir) -> (ProgramStore, ProgramStore, Vec<u8>, Program, PathBuf) {
     let head = ProgramStore::open(dir.0.join("head")).expect("open the head's store");
     let node = ProgramStore::open(dir.0.join("node"))
         .expect("open the node's store")
@@ -282,8 +281,16 @@ fn a_linked_program_shares_the_file_and_a_wrong_one_leaves_nothing() {
     let source = dir.0.join("source.bin");
     fs::write(&source, &bytes).expect("write");
     let at_head = head.put_file(&program, &source).expect("put at the head");
+    (head, node, bytes, program, at_head)
+}
 
-    let linked = node.link_file(&program, &at_head).expect("link");
+#[test]
+fn a_linked_program_shares_the_file_and_a_wrong_one_leaves_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new();
+    let (head, node, bytes, program, at_head) = a_head_and_a_node(&dir);
+
+    let linked = node.link_stored(&program, &at_head).expect("link");
     assert_eq!(fs::read(&linked).expect("read"), bytes);
     let meta = fs::metadata(&linked).expect("stat");
     assert_eq!(meta.ino(), fs::metadata(&at_head).expect("stat").ino());
@@ -294,24 +301,89 @@ fn a_linked_program_shares_the_file_and_a_wrong_one_leaves_nothing() {
         Some(linked.clone())
     );
 
-    // A file whose bytes are not the program's is refused; nothing stays.
+    // A file not named by the program's hash, or of another length, is
+    // refused; nothing stays.
     let other = program_of(b"another program");
-    match node.link_file(&other, &at_head) {
-        Err(ProgramError::Length { expected, .. }) => assert_eq!(expected, other.len),
+    match node.link_stored(&other, &at_head) {
+        Err(ProgramError::Missing { hash, dir }) => {
+            assert_eq!(hash, other.hash_hex());
+            assert_eq!(dir, head.dir());
+        }
+        got => panic!("expected Missing, got {got:?}"),
+    }
+    let short = head.path_of(&other.sha256);
+    fs::write(&short, b"too short").expect("write");
+    match node.link_stored(&other, &short) {
+        Err(ProgramError::Length {
+            expected, received, ..
+        }) => assert_eq!((expected, received), (other.len, 9)),
         got => panic!("expected Length, got {got:?}"),
     }
-    let mut same_len = bytes.clone();
-    same_len[7] ^= 1;
-    let wrong = program_of(&same_len);
-    match node.link_file(&wrong, &at_head) {
+    assert_eq!(entries(node.dir()), vec![program.hash_hex()]);
+    assert_eq!(fs::read(&at_head).expect("the head's copy"), bytes);
+}
+
+#[test]
+fn a_linked_program_is_not_read_but_is_hashed_when_taken_again() {
+    // The head's file changed in place after the head hashed it: the link
+    // takes it as named (its bytes are not read), and the next `get` with
+    // `verify` finds it out.
+    let dir = TempDir::new();
+    let (_head, node, bytes, program, at_head) = a_head_and_a_node(&dir);
+    let mut changed = bytes.clone();
+    changed[100] ^= 1;
+    fs::write(&at_head, &changed).expect("change in place");
+
+    let linked = node.link_stored(&program, &at_head).expect("link");
+    assert_eq!(fs::read(&linked).expect("read"), changed);
+    match node.get(&program.sha256, true) {
+        Err(ProgramError::Tampered { expected, .. }) => assert_eq!(expected, program.hash_hex()),
+        got => panic!("expected Tampered, got {got:?}"),
+    }
+    assert!(entries(node.dir()).is_empty());
+}
+
+#[test]
+fn a_staged_copy_is_private_until_installed_as_its_program() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new();
+    let store = ProgramStore::open(dir.0.join("store"))
+        .expect("open")
+        .unsynced();
+    // Two and a half chunks: the copy and the hash go chunk by chunk.
+    let bytes: Vec<u8> = (0..(CHUNK * 5 / 2) as u32)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    let program = program_of(&bytes);
+    let source = dir.0.join("source.bin");
+    fs::write(&source, &bytes).expect("write");
+
+    let staged = store.stage_file(&source).expect("stage");
+    let names = entries(store.dir());
+    assert_eq!(names.len(), 1, "one temporary file: {names:?}");
+    assert!(names[0].starts_with('.'), "hidden: {names:?}");
+    let meta = fs::metadata(store.dir().join(&names[0])).expect("stat");
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    let path = staged.install(&program).expect("install");
+    assert_eq!(path, store.path_of(&program.sha256));
+    assert_eq!(fs::read(&path).expect("read"), bytes);
+    assert_eq!(fs::metadata(&path).expect("stat").mode() & 0o777, 0o755);
+    assert_eq!(entries(store.dir()), vec![program.hash_hex()]);
+
+    // Named as another program: refused, and the copy is gone.
+    let mut other_bytes = bytes.clone();
+    other_bytes[CHUNK + 1] ^= 1;
+    let other = program_of(&other_bytes);
+    match store.stage_file(&source).expect("stage").install(&other) {
         Err(ProgramError::Tampered { expected, found }) => {
-            assert_eq!(expected, wrong.hash_hex());
+            assert_eq!(expected, other.hash_hex());
             assert_eq!(found, program.hash_hex());
         }
         got => panic!("expected Tampered, got {got:?}"),
     }
-    assert_eq!(entries(node.dir()), vec![program.hash_hex()]);
-    assert_eq!(fs::read(&at_head).expect("the head's copy"), bytes);
+    // Dropped before it is named: gone too.
+    drop(store.stage_file(&source).expect("stage"));
+    assert_eq!(entries(store.dir()), vec![program.hash_hex()]);
 }
 
 #[test]
