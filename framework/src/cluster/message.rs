@@ -11,7 +11,7 @@
 //! | worker → head | [`WorkerHello`] | [`WorkerWelcome`] |
 //! | head → worker | [`Jobs`], [`Update`] | `()` |
 //! | worker → head | [`Done`] | `()` |
-//! | pool → head | [`OpenPool`], [`Upload`], [`UploadLocal`], [`Submit`], [`PushUpdate`], [`ResultsRead`], [`ClosePool`] | see each |
+//! | pool → head | [`StageLocal`], [`OpenPool`], [`Upload`], [`UploadLocal`], [`Submit`], [`PushUpdate`], [`ResultsRead`], [`ClosePool`] | see each |
 //! | head → pool | [`Results`] | `()` |
 //! | client → head | [`Engines`], [`QueueStatus`], [`Abort`], [`HubQuery`], [`PurgeResults`], [`ShutdownEngines`] | see each |
 //! | anyone → head | [`Status`], [`StopHead`] | [`StatusReport`], `()` |
@@ -316,6 +316,9 @@ pub struct OpenPool {
     pub owner: ActorRef<PoolOwner>,
     /// The pool to resume (its head restarted, or its link dropped).
     pub resume: Option<Uuid>,
+    /// A copy of the program the head made from a file on its machine
+    /// ([`StageLocal`]): kept as the program if its bytes are `program`.
+    pub staged: Option<Uuid>,
 }
 
 /// A part of a program the owner sends (the head asked for it in [`Opened`]).
@@ -328,6 +331,18 @@ pub struct Upload {
     pub offset: u64,
     /// The bytes.
     pub bytes: Vec<u8>,
+}
+
+/// An owner on the head's machine asks the head to copy its executable
+/// into the store (hashing the copy) while it hashes the file itself; the
+/// copy becomes the program when [`OpenPool`] names it with the same hash.
+/// The head says nothing of what it copied, so this reveals no file's
+/// content or hash to whoever asks.
+#[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = Staging)]
+pub struct StageLocal {
+    /// Where the executable is.
+    pub copy: LocalCopy,
 }
 
 /// The owner's program, from a file on the head's machine (a pool running
@@ -661,6 +676,16 @@ mod replies {
             updates: u64,
         },
         /// Refused: why.
+        Refused(String),
+    }
+
+    /// The head's answer to [`super::StageLocal`].
+    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    pub enum Staging {
+        /// Copied: the token [`super::OpenPool`] names it by.
+        Staged(Uuid),
+        /// Not copied (the file is not on the head's machine, or cannot be
+        /// read there): why.
         Refused(String),
     }
 

@@ -8,7 +8,7 @@ use actix::{ActorFutureExt, AsyncContext, Handler, Response, WrapFuture};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::launch::program::CHUNK;
+use crate::launch::program::{CHUNK, ProgramError};
 
 use super::super::ledger::LedgerOp;
 use super::super::message::*;
@@ -188,6 +188,15 @@ impl Handler<OpenPool> for HeadActor {
 }
 
 impl HeadActor {
+    /// Why a file named by a peer cannot be copied on this machine (it is
+    /// on another, or local copies are off), if it cannot.
+    fn not_local(&self, copy: &LocalCopy) -> Option<String> {
+        let here = self.settings.local_copies
+            && !copy.host_key.is_empty()
+            && copy.host_key == crate::id::host_key();
+        (!here).then(|| "the program is not on the head's machine: send it in parts".to_owned())
+    }
+
     fn open(&mut self, msg: OpenPool, ctx: &mut actix::Context<Self>) -> Opened {
         let program = &msg.program;
         if !self.settings.allow.is_empty() && !self.settings.allow.contains(&program.sha256) {
@@ -196,6 +205,19 @@ impl HeadActor {
                 program.hash_hex(),
                 program.hash_hex()
             ));
+        }
+        if let Some((copy, _)) = msg.staged.and_then(|token| self.staged.remove(&token))
+            && !self.verified.contains(&program.sha256)
+        {
+            // A rename in the store's directory: the copy is hashed already.
+            match copy.install(program) {
+                Ok(_) => {
+                    self.verified.insert(program.sha256);
+                }
+                Err(e) => tracing::warn!(
+                    "the copy made for this pool is not its program ({e}); it is sent instead"
+                ),
+            }
         }
         // A file this head did not write or hash is sent again (a local
         // copy hashes the file there instead of copying it).
@@ -322,17 +344,36 @@ impl Handler<Upload> for HeadActor {
     }
 }
 
+impl Handler<StageLocal> for HeadActor {
+    type Result = actix::ResponseActFuture<Self, Staging>;
+
+    fn handle(&mut self, msg: StageLocal, _: &mut actix::Context<Self>) -> Self::Result {
+        if let Some(why) = self.not_local(&msg.copy) {
+            return Box::pin(actix::fut::ready(Staging::Refused(why)));
+        }
+        let store = self.programs.clone();
+        // Copied and hashed off the actor's thread.
+        let io = tokio::task::spawn_blocking(move || {
+            store.stage_file(std::path::Path::new(&msg.copy.path))
+        });
+        Box::pin(io.into_actor(self).map(|done, act, _| match done {
+            Ok(Ok(copy)) => {
+                let token = Uuid::new_v4();
+                act.staged.insert(token, (copy, Instant::now()));
+                Staging::Staged(token)
+            }
+            Ok(Err(e)) => Staging::Refused(e.to_string()),
+            Err(e) => Staging::Refused(format!("copying the program failed: {e}")),
+        }))
+    }
+}
+
 impl Handler<UploadLocal> for HeadActor {
     type Result = actix::ResponseActFuture<Self, Uploaded>;
 
     fn handle(&mut self, msg: UploadLocal, _: &mut actix::Context<Self>) -> Self::Result {
-        if !self.settings.local_copies
-            || msg.copy.host_key.is_empty()
-            || msg.copy.host_key != crate::id::host_key()
-        {
-            return Box::pin(actix::fut::ready(Uploaded::Refused(
-                "the program is not on the head's machine: send it in parts".into(),
-            )));
+        if let Some(why) = self.not_local(&msg.copy) {
+            return Box::pin(actix::fut::ready(Uploaded::Refused(why)));
         }
         let sha = msg.program.sha256;
         let store = self.programs.clone();
@@ -340,14 +381,21 @@ impl Handler<UploadLocal> for HeadActor {
         let io = tokio::task::spawn_blocking(move || {
             store.put_file(&msg.program, std::path::Path::new(&msg.copy.path))
         });
-        Box::pin(io.into_actor(self).map(move |done, act, _| match done {
+        Box::pin(io.into_actor(self).map(move |done, act, _| {
+            match done {
             Ok(Ok(_)) => {
                 act.program_stored(sha);
                 Uploaded::Stored
             }
             // The owner sends it in parts then; it is still the uploader.
+            // What the file's bytes hash to is not told.
+            Ok(Err(ProgramError::Tampered { .. })) => Uploaded::Refused(
+                "the file at that path is not this program (it changed since the program started?)"
+                    .into(),
+            ),
             Ok(Err(e)) => Uploaded::Refused(e.to_string()),
             Err(e) => Uploaded::Refused(format!("copying the program failed: {e}")),
+        }
         }))
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::id::{ActorId, NodeId};
-use crate::launch::program::{Program, ProgramStore, Receiving};
+use crate::launch::program::{Program, ProgramStore, Receiving, StagedFile};
 
 use crate::remote::ActorRef;
 
@@ -51,6 +51,9 @@ const CREDIT_GROW: Duration = Duration::from_millis(4);
 const CREDIT_SHRINK: Duration = Duration::from_millis(20);
 /// How often the head looks for pools whose owner did not come back.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a copy made for [`StageLocal`] waits for the [`OpenPool`]
+/// that names it before it is removed.
+const STAGE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The head's settings.
 #[derive(Clone, Debug)]
@@ -147,6 +150,7 @@ struct AgentEntry {
         Done,
         OpenPool,
         Upload,
+        StageLocal,
         UploadLocal,
         Submit,
         PushUpdate,
@@ -179,6 +183,9 @@ pub struct HeadActor {
     /// it lets agents fetch (its store is not flushed to disk); a pool runs
     /// once its program is here.
     verified: HashSet<[u8; 32]>,
+    /// Copies of programs on the head's machine ([`StageLocal`]) by token,
+    /// and when each was made, until an [`OpenPool`] names them.
+    staged: HashMap<Uuid, (StagedFile, Instant)>,
     stop: watch::Sender<Option<bool>>,
     /// The join line it advertises.
     join_line: String,
@@ -240,6 +247,7 @@ impl HeadActor {
             uploads: HashMap::new(),
             uploading: HashSet::new(),
             verified,
+            staged: HashMap::new(),
             stop,
             join_line,
             handed: 0,
@@ -252,6 +260,8 @@ impl HeadActor {
     /// Drops pools whose owner stayed away past [`OWNER_GRACE`].
     fn tick(&mut self) {
         let now = Instant::now();
+        self.staged
+            .retain(|_, (_, at)| now.duration_since(*at) < STAGE_PATIENCE);
         let stale: Vec<Uuid> = self
             .pools
             .iter()
@@ -775,3 +785,6 @@ mod scheduler;
 
 pub use picture::{HeadPicture, USAGE_DEADLINE, Watch};
 pub use scheduler::Scheduler;
+
+#[cfg(test)]
+mod tests;
