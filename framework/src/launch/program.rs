@@ -44,6 +44,12 @@ use std::path::{Path, PathBuf};
 /// The chunk size used over the wire: 4 MiB.
 pub const CHUNK: usize = 4 << 20;
 
+/// The size of each buffer a local copy goes through, and how many there
+/// are: small enough that hashing one overlaps reading and writing the
+/// next, from the first megabyte on.
+const COPY_BUFFER: usize = 1 << 20;
+const COPY_BUFFERS: usize = 4;
+
 /// The mode of a stored program: `rwxr-xr-x`.
 const MODE: u32 = 0o755;
 
@@ -339,12 +345,12 @@ impl ProgramStore {
         };
         let mut file = File::open(path).map_err(read_error)?;
         let mut staged = Staged::create(&self.dir, "staged")?;
-        // Two buffers go round: one is written and hashed while the other
-        // is read into.
-        let (to_hash, hashing) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-        let (to_fill, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        for _ in 0..2 {
-            let _ = to_fill.send(vec![0u8; CHUNK]);
+        // A few buffers go round: some are hashed while others are read
+        // into and written.
+        let (to_hash, hashing) = std::sync::mpsc::sync_channel::<Vec<u8>>(COPY_BUFFERS);
+        let (to_fill, empty) = std::sync::mpsc::sync_channel::<Vec<u8>>(COPY_BUFFERS);
+        for _ in 0..COPY_BUFFERS {
+            let _ = to_fill.send(vec![0u8; COPY_BUFFER]);
         }
         std::thread::scope(|scope| {
             let hasher = scope.spawn(move || {
@@ -365,7 +371,7 @@ impl ProgramStore {
                 let Ok(mut buffer) = empty.recv() else {
                     break Ok(());
                 };
-                buffer.resize(CHUNK, 0);
+                buffer.resize(COPY_BUFFER, 0);
                 let n = match read_full(&mut file, &mut buffer) {
                     Ok(n) => n,
                     Err(e) => break Err(read_error(e)),
