@@ -297,14 +297,25 @@ pub async fn start_head(options: HeadOptions) -> Result<HeadHandle, StartCluster
         max_incoming: options.max_connections,
         ..crate::transport::TransportConfig::default()
     };
+    // The ledger opens (a new one syncs the disk a few times) off the
+    // runtime's thread while the node starts.
+    let opening = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || super::ledger::Ledger::open(&dir)
+    });
     let node = Node::builder()
         .transport(transport)
         .listen(options.listen)
         .password(options.password.clone())
         .identity_dir(dir.join("identity"))
         .start()
-        .await?;
-    let ledger = super::ledger::Ledger::open(&dir)?;
+        .await;
+    let opened = opening.await.map_err(|e| super::ledger::LedgerError::Open {
+        path: dir.join(super::ledger::FILE_NAME),
+        reason: format!("opening it stopped: {e}"),
+    });
+    let node = node?;
+    let ledger = opened??;
     let programs = crate::launch::program::ProgramStore::open(dir.join("programs"))?.unsynced();
     let (stop_tx, stop_rx) = watch::channel(None);
     let line = advertised(node.join_line()).to_string();
