@@ -17,15 +17,13 @@ use crate::cluster::head::HeadActor;
 use crate::cluster::message::{
     Abort, AbortedJobs, Finished, Outcome, Results, ResultsRead, Submit, Submitted, TaskFlags,
 };
+use crate::cluster::session::Batches;
 use crate::remote::{ActorRef, RemoteCallable};
 use crate::wire::{WireType, type_tag};
 
 use super::meta::{Metadata, Metas, metas};
 use super::result::AsyncResult;
 use super::{Client, ClientError};
-
-/// Tasks per submit.
-const BATCH: usize = 256;
 
 /// Tasks waiting for their result, by number.
 pub(super) type Waiting = Arc<DashMap<u64, oneshot::Sender<Finished>>>;
@@ -353,10 +351,19 @@ impl<'c> LoadBalancedView<'c> {
             waits.push(Wait { index, rx, items });
         }
         let pool = self.client.session.pool();
-        for batch in tasks.chunks(BATCH) {
+        let (mut tasks, mut batches) = (tasks.into_iter().peekable(), Batches::default());
+        while tasks.peek().is_some() {
+            let (mut batch, mut bytes) = (Vec::new(), 0);
+            while batches.has_room(batch.len(), bytes)
+                && let Some(task) = tasks.next()
+            {
+                bytes += task.1.len();
+                batch.push(task);
+            }
+            batches.sent();
             let submit = Submit {
                 pool,
-                jobs: batch.to_vec(),
+                jobs: batch,
                 flags: Some(self.flags.clone()),
             };
             if let Submitted::Refused(why) = self.client.session.ask(submit).await? {

@@ -28,6 +28,44 @@ pub const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
 /// How long one ask to the head may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many jobs a submit carries at first: the first jobs of a map start
+/// after one small ledger commit.
+pub const FIRST_BATCH: usize = 256;
+/// How many jobs a submit carries at most: a long map pays one ledger
+/// commit (one disk sync) per this many jobs.
+pub const MAX_BATCH: usize = 4096;
+/// How many bytes of jobs a submit carries at most (one job more than that
+/// goes alone), so that a batch stays far below the head's queue limit.
+pub const BATCH_BYTES: usize = 4 << 20;
+
+/// The size of the next [`Submit`] of a map: [`FIRST_BATCH`] jobs, twice
+/// as many with each submit after, up to [`MAX_BATCH`] jobs, and never
+/// (by more than one job) over [`BATCH_BYTES`]. Each submit waits for the
+/// head's ledger commit, so submits of a fixed small size would cap a map
+/// of tiny jobs at one batch per commit.
+#[derive(Debug)]
+pub struct Batches {
+    next: usize,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Batches { next: FIRST_BATCH }
+    }
+}
+
+impl Batches {
+    /// Whether a batch of `jobs` jobs holding `bytes` bytes takes one more.
+    pub fn has_room(&self, jobs: usize, bytes: usize) -> bool {
+        jobs < self.next && bytes < BATCH_BYTES
+    }
+
+    /// A batch went out: the next may hold twice as many jobs.
+    pub fn sent(&mut self) {
+        self.next = (self.next * 2).min(MAX_BATCH);
+    }
+}
+
 /// Why a session could not be opened or kept.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -617,4 +655,42 @@ fn read_at(path: &std::path::Path, offset: u64, max: usize) -> std::io::Result<V
     let mut buf = Vec::with_capacity(max);
     file.take(max as u64).read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sizes of the batches a map of `jobs` jobs of `len` bytes each
+    /// is submitted in.
+    fn sizes(jobs: usize, len: usize) -> Vec<usize> {
+        let (mut left, mut batches, mut sizes) = (jobs, Batches::default(), Vec::new());
+        while left > 0 {
+            let (mut n, mut bytes) = (0, 0);
+            while left > 0 && batches.has_room(n, bytes) {
+                (n, bytes, left) = (n + 1, bytes + len, left - 1);
+            }
+            batches.sent();
+            sizes.push(n);
+        }
+        sizes
+    }
+
+    #[test]
+    fn batches_start_small_and_double_up_to_the_most() {
+        assert_eq!(
+            sizes(20_000, 10),
+            [256, 512, 1024, 2048, 4096, 4096, 4096, 3872]
+        );
+        assert_eq!(sizes(100, 10), [100]);
+    }
+
+    #[test]
+    fn batches_stay_under_their_byte_limit_by_one_job_at_most() {
+        // Jobs of a byte over 1 MiB: three leave room, the fourth passes
+        // 4 MiB and ends the batch.
+        assert_eq!(sizes(10, (1 << 20) + 1), [4, 4, 2]);
+        // A job larger than the limit goes alone.
+        assert_eq!(sizes(3, BATCH_BYTES * 2), [1, 1, 1]);
+    }
 }

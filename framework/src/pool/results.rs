@@ -8,11 +8,10 @@
 use std::collections::{HashSet, VecDeque};
 
 use crate::cluster::message::Outcome;
+use crate::cluster::session::Batches;
 
 use super::{Pool, PoolError, Worker};
 
-/// Jobs per submit.
-const BATCH: usize = 256;
 /// Most jobs submitted and not finished at once (the head's byte limit
 /// applies too).
 const WINDOW: usize = 8192;
@@ -43,6 +42,7 @@ pub struct Unordered<'p, W: Worker> {
     jobs: Box<dyn Iterator<Item = W::Job> + Send + 'p>,
     exhausted: bool,
     outstanding: HashSet<u64>,
+    batches: Batches,
     ready: VecDeque<(u64, Result<W::Output, JobError>)>,
     bar: Option<indicatif::ProgressBar>,
 }
@@ -92,6 +92,7 @@ impl<W: Worker> Pool<W> {
             pool: self,
             exhausted: false,
             outstanding: HashSet::new(),
+            batches: Batches::default(),
             ready: VecDeque::new(),
         }
     }
@@ -146,13 +147,15 @@ impl<W: Worker> Unordered<'_, W> {
                 return Ok(Some(r));
             }
             if !self.exhausted && self.outstanding.len() < WINDOW {
-                let mut batch = Vec::with_capacity(BATCH);
-                while batch.len() < BATCH && self.outstanding.len() + batch.len() < WINDOW {
+                let (mut batch, mut bytes) = (Vec::new(), 0);
+                while self.batches.has_room(batch.len(), bytes)
+                    && self.outstanding.len() + batch.len() < WINDOW
+                {
                     let Some(job) = self.jobs.next() else {
                         self.exhausted = true;
                         break;
                     };
-                    let bytes = crate::wire::encode(&job).map(|b| b.to_vec()).map_err(|e| {
+                    let job_bytes = crate::wire::encode(&job).map(|b| b.to_vec()).map_err(|e| {
                         PoolError::Encode {
                             what: "a job",
                             reason: e.to_string(),
@@ -161,11 +164,13 @@ impl<W: Worker> Unordered<'_, W> {
                     let index = self.pool.next_index;
                     self.pool.next_index += 1;
                     tracing::debug!(pool = %self.pool.id(), job = index, "job submitted");
-                    batch.push((index, bytes));
+                    bytes += job_bytes.len();
+                    batch.push((index, job_bytes));
                 }
                 if !batch.is_empty() {
                     self.outstanding.extend(batch.iter().map(|(i, _)| *i));
                     self.pool.submit(batch).await?;
+                    self.batches.sent();
                     // Take what has come meanwhile before submitting more.
                     self.drain_ready();
                     continue;
