@@ -13,8 +13,8 @@ use crate::launch::program::{CHUNK, ProgramError};
 use super::super::ledger::LedgerOp;
 use super::super::message::*;
 use super::{
-    AgentEntry, CREDIT_GROW, CREDIT_SHRINK, HeadActor, MAX_CREDIT, OWNER_GRACE, PoolEntry,
-    PoolRecord, WorkerEntry, key, outcome_bytes,
+    AgentEntry, CREDIT_GROW, CREDIT_SHRINK, HeadActor, MAX_CREDIT, MAX_STAGED, OWNER_GRACE,
+    PoolEntry, PoolRecord, WorkerEntry, key, outcome_bytes,
 };
 
 impl Handler<AgentHello> for HeadActor {
@@ -351,6 +351,11 @@ impl Handler<StageLocal> for HeadActor {
         if let Some(why) = self.not_local(&msg.copy) {
             return Box::pin(actix::fut::ready(Staging::Refused(why)));
         }
+        if self.staged.len() >= MAX_STAGED {
+            return Box::pin(actix::fut::ready(Staging::Refused(format!(
+                "{MAX_STAGED} copies already wait for the pools that asked for them; open those pools first"
+            ))));
+        }
         let store = self.programs.clone();
         // Copied and hashed off the actor's thread.
         let io = tokio::task::spawn_blocking(move || {
@@ -381,21 +386,18 @@ impl Handler<UploadLocal> for HeadActor {
         let io = tokio::task::spawn_blocking(move || {
             store.put_file(&msg.program, std::path::Path::new(&msg.copy.path))
         });
-        Box::pin(io.into_actor(self).map(move |done, act, _| {
-            match done {
+        // The owner sends it in parts then; it is still the uploader. What
+        // the file's bytes hash to is not told.
+        const CHANGED: &str =
+            "the file at that path is not this program (it changed since the program started?)";
+        Box::pin(io.into_actor(self).map(move |done, act, _| match done {
             Ok(Ok(_)) => {
                 act.program_stored(sha);
                 Uploaded::Stored
             }
-            // The owner sends it in parts then; it is still the uploader.
-            // What the file's bytes hash to is not told.
-            Ok(Err(ProgramError::Tampered { .. })) => Uploaded::Refused(
-                "the file at that path is not this program (it changed since the program started?)"
-                    .into(),
-            ),
+            Ok(Err(ProgramError::Tampered { .. })) => Uploaded::Refused(CHANGED.into()),
             Ok(Err(e)) => Uploaded::Refused(e.to_string()),
             Err(e) => Uploaded::Refused(format!("copying the program failed: {e}")),
-        }
         }))
     }
 }

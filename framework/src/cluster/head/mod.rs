@@ -54,6 +54,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long a copy made for [`StageLocal`] waits for the [`OpenPool`]
 /// that names it before it is removed.
 const STAGE_PATIENCE: Duration = Duration::from_secs(60);
+/// Most copies made for [`StageLocal`] that wait at once.
+const MAX_STAGED: usize = 16;
 
 /// The head's settings.
 #[derive(Clone, Debug)]
