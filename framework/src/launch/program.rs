@@ -329,8 +329,6 @@ impl ProgramStore {
             staged,
             sha256,
             len,
-            dir: self.dir.clone(),
-            sync: self.sync,
         })
     }
 
@@ -344,7 +342,7 @@ impl ProgramStore {
             source,
         };
         let mut file = File::open(path).map_err(read_error)?;
-        let mut staged = Staged::create(&self.dir, "staged")?;
+        let mut staged = Staged::create(self, "staged")?;
         // A few buffers go round: some are hashed while others are read
         // into and written.
         let (to_hash, hashing) = std::sync::mpsc::sync_channel::<Vec<u8>>(COPY_BUFFERS);
@@ -417,11 +415,9 @@ impl ProgramStore {
     pub fn receive(&self, program: &Program) -> Result<Receiving, ProgramError> {
         Ok(Receiving {
             program: program.clone(),
-            target: self.path_of(&program.sha256),
-            staged: Staged::create(&self.dir, &program.hash_hex())?,
+            staged: Staged::create(self, &program.hash_hex())?,
             offset: 0,
             context: ring::digest::Context::new(&ring::digest::SHA256),
-            sync: self.sync,
         })
     }
 
@@ -435,8 +431,8 @@ impl ProgramStore {
     /// them first. For a node agent on its head's machine: the head names
     /// only files it hashed since it started, and whoever could change the
     /// head's files in place could change the link too. A file taken this
-    /// way is hashed like any other when this store is opened again
-    /// ([`ProgramStore::get`] with `verify`).
+    /// way is hashed like any other the next time it is taken from this
+    /// store ([`ProgramStore::get`] with `verify`).
     pub fn link_stored(&self, program: &Program, path: &Path) -> Result<PathBuf, ProgramError> {
         let hash = program.hash_hex();
         if path.file_name() != Some(std::ffi::OsStr::new(&hash)) {
@@ -532,8 +528,6 @@ pub struct StagedFile {
     staged: Staged,
     sha256: [u8; 32],
     len: u64,
-    dir: PathBuf,
-    sync: bool,
 }
 
 impl std::fmt::Debug for StagedFile {
@@ -552,8 +546,7 @@ impl StagedFile {
     /// is removed.
     pub fn install(self, program: &Program) -> Result<PathBuf, ProgramError> {
         program.check(self.len, &self.sha256)?;
-        self.staged
-            .install(&self.dir.join(program.hash_hex()), self.sync)
+        self.staged.install(program)
     }
 }
 
@@ -561,13 +554,10 @@ impl StagedFile {
 /// [`finish`](Receiving::finish) removes its temporary file.
 pub struct Receiving {
     program: Program,
-    target: PathBuf,
     staged: Staged,
     /// The next byte expected.
     offset: u64,
     context: ring::digest::Context,
-    /// Flush to disk before the rename.
-    sync: bool,
 }
 
 impl std::fmt::Debug for Receiving {
@@ -625,7 +615,7 @@ impl Receiving {
         let mut found = [0u8; 32];
         found.copy_from_slice(self.context.clone().finish().as_ref());
         self.program.check(self.offset, &found)?;
-        self.staged.install(&self.target, self.sync)
+        self.staged.install(&self.program)
     }
 }
 
@@ -635,14 +625,18 @@ struct Staged {
     /// `None` once installed.
     file: Option<File>,
     path: PathBuf,
+    /// Flush to disk before the rename (the store's setting).
+    sync: bool,
 }
 
 impl Staged {
-    /// A new temporary file in `dir` (mode 0600: it may be a copy of a
+    /// A new temporary file in `store` (mode 0600: it may be a copy of a
     /// file others cannot read until it is known to be a program), its
     /// name starting with `hint`.
-    fn create(dir: &Path, hint: &str) -> Result<Staged, ProgramError> {
-        let path = dir.join(format!(".{hint}.{}.part", uuid::Uuid::new_v4().simple()));
+    fn create(store: &ProgramStore, hint: &str) -> Result<Staged, ProgramError> {
+        let path = store
+            .dir
+            .join(format!(".{hint}.{}.part", uuid::Uuid::new_v4().simple()));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -656,6 +650,7 @@ impl Staged {
         Ok(Staged {
             file: Some(file),
             path,
+            sync: store.sync,
         })
     }
 
@@ -670,9 +665,11 @@ impl Staged {
         })
     }
 
-    /// Makes the file executable (mode 0755), flushes it to disk when
-    /// `sync`, and renames it to `target`, which it replaces.
-    fn install(mut self, target: &Path, sync: bool) -> Result<PathBuf, ProgramError> {
+    /// Makes the file executable (mode 0755), flushes it to disk in a
+    /// synced store, and renames it to `program`'s name in its store,
+    /// replacing what was there.
+    fn install(mut self, program: &Program) -> Result<PathBuf, ProgramError> {
+        let target = self.path.with_file_name(program.hash_hex());
         let io_error = |action, source| ProgramError::Io {
             action,
             path: self.path.clone(),
@@ -682,16 +679,16 @@ impl Staged {
             unreachable!("a Staged holds its file until install() consumes it");
         };
         let installed = (|| {
-            if sync {
+            if self.sync {
                 file.sync_all().map_err(|e| io_error("write", e))?;
             }
             file.set_permissions(fs::Permissions::from_mode(MODE))
                 .map_err(|e| io_error("make executable", e))?;
             drop(file);
-            fs::rename(&self.path, target).map_err(|e| io_error("move into the store", e))
+            fs::rename(&self.path, &target).map_err(|e| io_error("move into the store", e))
         })();
         match installed {
-            Ok(()) => Ok(target.to_path_buf()),
+            Ok(()) => Ok(target),
             Err(e) => {
                 let _ = fs::remove_file(&self.path);
                 Err(e)
