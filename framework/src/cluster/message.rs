@@ -336,8 +336,9 @@ pub struct Upload {
 /// An owner on the head's machine asks the head to copy its executable
 /// into the store (hashing the copy) while it hashes the file itself; the
 /// copy becomes the program when [`OpenPool`] names it with the same hash.
-/// The head says nothing of what it copied, so this reveals no file's
-/// content or hash to whoever asks.
+/// The head says nothing of what it copied (only, when it refuses, why it
+/// could not read the file), so this reveals no file's content or hash to
+/// whoever asks.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
 #[message(result = Staging)]
 pub struct StageLocal {
