@@ -351,16 +351,12 @@ impl<'c> LoadBalancedView<'c> {
             waits.push(Wait { index, rx, items });
         }
         let pool = self.client.session.pool();
-        let (mut tasks, mut batches) = (tasks.into_iter().peekable(), Batches::default());
-        while tasks.peek().is_some() {
-            let (mut batch, mut bytes) = (Vec::new(), 0);
-            while batches.has_room(batch.len(), bytes)
-                && let Some(task) = tasks.next()
-            {
-                bytes += task.1.len();
-                batch.push(task);
+        let (mut tasks, mut batches) = (tasks.into_iter(), Batches::default());
+        loop {
+            let batch = batches.fill(&mut tasks);
+            if batch.is_empty() {
+                break;
             }
-            batches.sent();
             let submit = Submit {
                 pool,
                 jobs: batch,

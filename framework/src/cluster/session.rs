@@ -55,14 +55,22 @@ impl Default for Batches {
 }
 
 impl Batches {
-    /// Whether a batch of `jobs` jobs holding `bytes` bytes takes one more.
-    pub fn has_room(&self, jobs: usize, bytes: usize) -> bool {
-        jobs < self.next && bytes < BATCH_BYTES
-    }
-
-    /// A batch went out: the next may hold twice as many jobs.
-    pub fn sent(&mut self) {
-        self.next = (self.next * 2).min(MAX_BATCH);
+    /// The next batch: numbered jobs taken from `jobs` while it has room
+    /// (none are taken past that); the one after may hold twice as many.
+    /// Empty once `jobs` gives no more.
+    pub fn fill(&mut self, jobs: &mut impl Iterator<Item = (u64, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> {
+        let (mut batch, mut bytes) = (Vec::new(), 0);
+        while batch.len() < self.next
+            && bytes < BATCH_BYTES
+            && let Some(job) = jobs.next()
+        {
+            bytes += job.1.len();
+            batch.push(job);
+        }
+        if !batch.is_empty() {
+            self.next = (self.next * 2).min(MAX_BATCH);
+        }
+        batch
     }
 }
 
@@ -663,17 +671,11 @@ mod tests {
 
     /// The sizes of the batches a map of `jobs` jobs of `len` bytes each
     /// is submitted in.
-    fn sizes(jobs: usize, len: usize) -> Vec<usize> {
-        let (mut left, mut batches, mut sizes) = (jobs, Batches::default(), Vec::new());
-        while left > 0 {
-            let (mut n, mut bytes) = (0, 0);
-            while left > 0 && batches.has_room(n, bytes) {
-                (n, bytes, left) = (n + 1, bytes + len, left - 1);
-            }
-            batches.sent();
-            sizes.push(n);
-        }
-        sizes
+    fn sizes(jobs: u64, len: usize) -> Vec<usize> {
+        let (mut jobs, mut batches) = ((0..jobs).map(|i| (i, vec![0; len])), Batches::default());
+        std::iter::from_fn(|| Some(batches.fill(&mut jobs).len()))
+            .take_while(|&n| n > 0)
+            .collect()
     }
 
     #[test]

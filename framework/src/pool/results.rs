@@ -146,31 +146,41 @@ impl<W: Worker> Unordered<'_, W> {
                 }
                 return Ok(Some(r));
             }
-            if !self.exhausted && self.outstanding.len() < WINDOW {
-                let (mut batch, mut bytes) = (Vec::new(), 0);
-                while self.batches.has_room(batch.len(), bytes)
-                    && self.outstanding.len() + batch.len() < WINDOW
-                {
-                    let Some(job) = self.jobs.next() else {
-                        self.exhausted = true;
-                        break;
+            let room = WINDOW.saturating_sub(self.outstanding.len());
+            if !self.exhausted && room > 0 {
+                // Jobs are numbered and encoded as the batch takes them.
+                let (pool, mut failed) = (self.pool.id(), None);
+                let (jobs, exhausted) = (&mut self.jobs, &mut self.exhausted);
+                let next_index = &mut self.pool.next_index;
+                let mut numbered = std::iter::from_fn(|| {
+                    let Some(job) = jobs.next() else {
+                        *exhausted = true;
+                        return None;
                     };
-                    let job_bytes = crate::wire::encode(&job).map(|b| b.to_vec()).map_err(|e| {
-                        PoolError::Encode {
-                            what: "a job",
-                            reason: e.to_string(),
+                    match crate::wire::encode(&job) {
+                        Ok(bytes) => {
+                            let index = *next_index;
+                            *next_index += 1;
+                            tracing::debug!(%pool, job = index, "job submitted");
+                            Some((index, bytes.to_vec()))
                         }
-                    })?;
-                    let index = self.pool.next_index;
-                    self.pool.next_index += 1;
-                    tracing::debug!(pool = %self.pool.id(), job = index, "job submitted");
-                    bytes += job_bytes.len();
-                    batch.push((index, job_bytes));
+                        Err(e) => {
+                            failed = Some(e);
+                            None
+                        }
+                    }
+                })
+                .take(room);
+                let batch = self.batches.fill(&mut numbered);
+                if let Some(e) = failed {
+                    return Err(PoolError::Encode {
+                        what: "a job",
+                        reason: e.to_string(),
+                    });
                 }
                 if !batch.is_empty() {
                     self.outstanding.extend(batch.iter().map(|(i, _)| *i));
                     self.pool.submit(batch).await?;
-                    self.batches.sent();
                     // Take what has come meanwhile before submitting more.
                     self.drain_ready();
                     continue;
