@@ -14,6 +14,13 @@
 //! | `head_rss_mib` | the head process's peak RSS with 10,000 queued 64 KiB jobs | the head's queue limit (512 MiB) |
 //! | `pool_metrics_on_per_s` | tiny jobs/s on a head that records its activity and serves the dashboard, nobody looking | the same on a head that records nothing and serves no dashboard; blocks alternate between the two, medians |
 //! | `pool_metrics_scraped_per_s` | the same, with `/metrics` scraped every 250 ms (4 times an open dashboard's rate) | likewise |
+//!
+//! Beside the round trips the bench prints their floor, measured in the
+//! same run: a job crosses two hops each way (the pool to the head, the head
+//! to a worker), and its result is on the head's disk before the pool gets
+//! it, so no round trip through the head is shorter than two raw pings and
+//! one durable write (a 4 KiB `write` + `fdatasync` in the head's data
+//! directory, the least a ledger commit does).
 
 use std::collections::{BTreeMap, HashSet};
 use std::error::Error;
@@ -171,6 +178,8 @@ struct InProcess {
     python: Vec<(f64, f64)>,
     /// One-job round trips and raw pings, p50 µs.
     trips: raw::RoundTrips,
+    /// A durable 4 KiB append in the head's data directory, p50 µs.
+    commit_us: f64,
 }
 
 /// Cold start, tiny-job rate (in rounds, each followed by a run of the
@@ -212,6 +221,7 @@ async fn in_process(jobs: u64, pings: usize) -> Result<InProcess, BoxError> {
     let trips = raw::alternate_p50_us(pings, BLOCKS, async |i| pool.map([tiny(i)]).await.map(drop))
         .await
         .map_err(|e| e.to_string())?;
+    let commit_us = commit_p50_us(&data, pings)?;
     pool.close().await;
     node.stop().await;
     head.stop().await;
@@ -221,7 +231,43 @@ async fn in_process(jobs: u64, pings: usize) -> Result<InProcess, BoxError> {
         rate,
         python: python_runs,
         trips,
+        commit_us,
     })
+}
+
+/// The p50 in µs of `n` durable 4 KiB appends (`write` + `fdatasync`) to a
+/// file in `dir`: the least a ledger commit costs on that disk.
+fn commit_p50_us(dir: &Path, n: usize) -> std::io::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("bench-commit");
+    let mut file = std::fs::File::create(&path)?;
+    let page = [0u8; 4096];
+    let mut us = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        file.write_all(&page)?;
+        file.sync_data()?;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(report::median(us))
+}
+
+/// Prints the floor under the one-job round trips: two raw pings (the
+/// pool to the head to a worker, and back) and one durable commit (the
+/// result is on the head's disk before it goes to the pool).
+fn print_round_trip_floor(trips: &raw::RoundTrips, commit_us: f64) {
+    for (placed, (job, ping)) in [("apart", trips.apart), ("on one CPU", trips.one_cpu)] {
+        let floor = 2.0 * ping + commit_us;
+        eprintln!(
+            "[bench]   floor, {placed}: two raw pings ({ping:.1} µs each: pool -> head -> worker and back) + one \
+             4 KiB write and fdatasync in the head's data directory ({commit_us:.1} µs: the result is durable before \
+             it is sent) = {floor:.1} µs = {:.2} x one raw ping; one job round trip = {:.2} of that floor",
+            floor / ping,
+            job / floor
+        );
+    }
 }
 
 /// How often the bench scrapes `/metrics` when it does: 4 times as often
@@ -440,7 +486,9 @@ async fn main() -> Result<(), BoxError> {
         rate,
         python,
         trips,
+        commit_us,
     } = in_process(tiny_jobs, pings).await?;
+    print_round_trip_floor(&trips, commit_us);
     let (py_cold, py_rate) = if python.is_empty() {
         eprintln!("[bench] python3 with multiprocessing not found: its baselines read n/a");
         (f64::NAN, f64::NAN)
