@@ -29,7 +29,7 @@
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -243,7 +243,11 @@ pub struct Ledger {
 }
 
 struct Shared {
-    db: Arc<Database>,
+    /// The database, once opened: by [`Ledger::open`] for a ledger that
+    /// exists, by the writer thread for a new one.
+    db: Arc<OnceLock<Result<Database, LedgerError>>>,
+    /// Whether [`Ledger::open`] made a new ledger.
+    new: bool,
     /// `None` only while dropping.
     writes: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
@@ -271,6 +275,14 @@ impl std::fmt::Debug for Ledger {
 impl Ledger {
     /// Opens or creates `<dir>/ledger.redb` (creating `dir` if needed) and
     /// starts the writer thread.
+    ///
+    /// A ledger that exists is opened here (its tables checked, older
+    /// layouts moved). A new one is created by the writer thread, in the
+    /// background (a new redb file syncs the disk about seven times): `open`
+    /// returns once the file exists and is locked, writes queue until the
+    /// database is ready, and [`Ledger::is_new`] says that there is nothing
+    /// to load. Either way a file another ledger has open is
+    /// [`LedgerError::InUse`] here, at once.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         let path = dir.join(FILE_NAME);
         let failed = |reason: String| LedgerError::Open {
@@ -279,41 +291,67 @@ impl Ledger {
         };
         std::fs::create_dir_all(dir)
             .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
-        // New files in the v3 format, the only one redb 3 reads.
-        let db = Database::builder()
-            .create_with_file_format_v3(true)
-            .create(&path)
-            .map_err(|e| match e {
-                DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: path.clone() },
-                e => failed(e.to_string()),
-            })?;
-        // Create the tables, so that reads find them, and move the rows of
-        // a ledger written before `WORK` into it.
-        let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
-        for table in [POOLS, WORK, DELIVERED, FLAGS, UPDATES, ENGINES] {
-            txn.open_table(table).map_err(|e| failed(e.to_string()))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| failed(e.to_string()))?;
+        // redb locks the file the same way (`flock`), on this same open
+        // file, so taking the lock first costs it nothing.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LedgerError::InUse { path: path.clone() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e.to_string())),
         }
-        migrate_to_work(&txn).map_err(|Failed(e)| failed(e))?;
-        txn.commit().map_err(|e| failed(e.to_string()))?;
-
-        let db = Arc::new(db);
+        let new = file.metadata().map_err(|e| failed(e.to_string()))?.len() == 0;
+        let ready = Arc::new(OnceLock::new());
+        // A new one is made by the writer; one that exists, now.
+        let create = if new {
+            Some((file, path.clone()))
+        } else {
+            let _ = ready.set(Ok(database(file, &path)?));
+            None
+        };
         let commits = Arc::new(AtomicU64::new(0));
         let (writes, requests) = mpsc::channel::<Request>();
         let writer = {
-            let (db, commits) = (db.clone(), commits.clone());
+            let (ready, commits) = (ready.clone(), commits.clone());
             std::thread::Builder::new()
                 .name("parallel-ledger".into())
-                .spawn(move || writer(&db, &requests, &commits))
+                .spawn(move || {
+                    if let Some((file, path)) = create {
+                        let _ = ready.set(database(file, &path));
+                    }
+                    writer(&ready, &requests, &commits)
+                })
                 .map_err(|e| failed(format!("cannot start its writer thread: {e}")))?
         };
         Ok(Ledger {
             shared: Arc::new(Shared {
-                db,
+                db: ready,
+                new,
                 writes: Some(writes),
                 writer: Some(writer),
                 commits,
             }),
         })
+    }
+
+    /// The database, once it is open (a new one: once the writer has
+    /// created it).
+    fn db(&self) -> Result<&Database, LedgerError> {
+        self.shared.db.wait().as_ref().map_err(Clone::clone)
+    }
+
+    /// Whether [`Ledger::open`] found no ledger and made a new one: then
+    /// the ledger holds only what was written through this handle since,
+    /// and a head starting on it has nothing to [`load`](Ledger::load).
+    pub fn is_new(&self) -> bool {
+        self.shared.new
     }
 
     /// Queues `ops` (at once, not when the future is first polled); the
@@ -348,7 +386,7 @@ impl Ledger {
     /// call it before the head runs, or from a blocking thread.
     pub fn load(&self) -> Result<Vec<PoolState>, LedgerError> {
         let read = |e: redb::Error| LedgerError::Read(e.to_string());
-        let txn = self.shared.db.begin_read().map_err(|e| read(e.into()))?;
+        let txn = self.db()?.begin_read().map_err(|e| read(e.into()))?;
         let open = |def| txn.open_table(def).map_err(|e| read(e.into()));
         let (pools, work, delivered, flags, updates, engines) = (
             open(POOLS)?,
@@ -431,9 +469,51 @@ fn split(k: &[u8]) -> Option<(PoolKey, u64)> {
     Some((pool, n))
 }
 
+/// The database in `file` (locked, at `path`): created in it if it is
+/// empty, with its tables made and the rows of older layouts moved.
+fn database(file: std::fs::File, path: &Path) -> Result<Database, LedgerError> {
+    let failed = |reason: String| LedgerError::Open {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // New files in the v3 format, the only one redb 3 reads.
+    let db = Database::builder()
+        .create_with_file_format_v3(true)
+        .create_file(file)
+        .map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse {
+                path: path.to_path_buf(),
+            },
+            e => failed(e.to_string()),
+        })?;
+    // Create the tables, so that reads find them, and move the rows of
+    // a ledger written before `WORK` into it.
+    let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
+    for table in [POOLS, WORK, DELIVERED, FLAGS, UPDATES, ENGINES] {
+        txn.open_table(table).map_err(|e| failed(e.to_string()))?;
+    }
+    migrate_to_work(&txn).map_err(|Failed(e)| failed(e))?;
+    txn.commit().map_err(|e| failed(e.to_string()))?;
+    Ok(db)
+}
+
 /// The writer thread: one transaction for everything queued, until the
-/// last [`Ledger`] is dropped and the queue is empty.
-fn writer(db: &Database, requests: &mpsc::Receiver<Request>, commits: &AtomicU64) {
+/// last [`Ledger`] is dropped and the queue is empty. If the database
+/// could not be opened, every write fails with that error.
+fn writer(
+    ready: &OnceLock<Result<Database, LedgerError>>,
+    requests: &mpsc::Receiver<Request>,
+    commits: &AtomicU64,
+) {
+    let db = match ready.wait() {
+        Ok(db) => db,
+        Err(e) => {
+            for (_, reply) in requests.iter() {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         batch.extend(requests.try_iter());

@@ -222,7 +222,14 @@ impl HeadActor {
     ) -> Result<Self, super::ledger::LedgerError> {
         let mut pools = HashMap::new();
         let mut verified = HashSet::new();
-        for state in ledger.load()? {
+        // A new ledger (a fresh data directory) is still being created:
+        // it holds nothing yet, and the head need not wait for it.
+        let states = if ledger.is_new() {
+            Vec::new()
+        } else {
+            ledger.load()?
+        };
+        for state in states {
             let record = match crate::wire::decode_owned::<PoolRecord>(&state.record) {
                 Ok(record) => record,
                 Err(e) => {

@@ -93,6 +93,44 @@ fn what_was_written_is_there_after_the_ledger_is_opened_again() {
 }
 
 #[test]
+fn a_new_ledger_is_new_until_it_is_opened_again_and_keeps_what_was_written() {
+    let dir = TempDir::new();
+    {
+        let ledger = Ledger::open(&dir.0).unwrap();
+        assert!(ledger.is_new());
+        // Loads wait for the writer to have made the database.
+        assert!(ledger.load().unwrap().is_empty());
+        block(ledger.write(vec![put_pool(A), accept(A, 0)])).unwrap();
+        assert_eq!(indices(&ledger.load().unwrap()[0].jobs), vec![0]);
+    }
+    let ledger = Ledger::open(&dir.0).unwrap();
+    assert!(!ledger.is_new());
+    assert_eq!(indices(&ledger.load().unwrap()[0].jobs), vec![0]);
+}
+
+#[test]
+fn an_empty_file_is_made_a_new_ledger_and_a_foreign_one_is_refused_at_once() {
+    // A head killed after the file was made and before the database was.
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join(FILE_NAME), b"").unwrap();
+    let ledger = Ledger::open(&dir.0).unwrap();
+    assert!(ledger.is_new());
+    block(ledger.write(vec![put_pool(B)])).unwrap();
+    assert_eq!(ledger.load().unwrap()[0].pool, B);
+    drop(ledger);
+    // A file that is no ledger is not written over.
+    let other = TempDir::new();
+    std::fs::write(other.0.join(FILE_NAME), b"not a redb file, and not empty").unwrap();
+    let err = Ledger::open(&other.0).unwrap_err();
+    assert!(matches!(err, LedgerError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("move it away"), "{err}");
+    assert_eq!(
+        std::fs::read(other.0.join(FILE_NAME)).unwrap(),
+        b"not a redb file, and not empty"
+    );
+}
+
+#[test]
 fn a_second_open_of_the_same_file_says_it_is_in_use() {
     let dir = TempDir::new();
     let _ledger = Ledger::open(&dir.0).unwrap();
@@ -150,7 +188,7 @@ fn removing_a_pool_removes_all_of_it_and_nothing_of_another() {
     assert_eq!(indices(&b.results), vec![1, u64::MAX]);
     assert_eq!(indices(&b.updates), vec![1, u64::MAX]);
     // Nothing of A is left in any table, not only hidden by its record.
-    let txn = ledger.shared.db.begin_read().unwrap();
+    let txn = ledger.db().unwrap().begin_read().unwrap();
     assert_eq!(txn.open_table(WORK).unwrap().len().unwrap(), 4);
     assert_eq!(txn.open_table(UPDATES).unwrap().len().unwrap(), 2);
     assert_eq!(txn.open_table(POOLS).unwrap().len().unwrap(), 1);
@@ -163,7 +201,7 @@ fn a_finished_job_keeps_one_row_and_reading_its_result_removes_it() {
     block(ledger.write(vec![put_pool(A), accept(A, 0), accept(A, 1)])).unwrap();
     block(ledger.write(vec![finish(A, 0, b"r0")])).unwrap();
     let rows = || {
-        let txn = ledger.shared.db.begin_read().unwrap();
+        let txn = ledger.db().unwrap().begin_read().unwrap();
         txn.open_table(WORK).unwrap().len().unwrap()
     };
     // The result took the job's row: two rows for two jobs.
@@ -211,7 +249,7 @@ fn a_ledger_written_with_separate_job_and_result_tables_is_moved_into_one() {
     assert_eq!(a.jobs, vec![(2, b"job2".to_vec()), (3, b"job3".to_vec())]);
     assert_eq!(a.results, vec![(1, b"result1".to_vec())]);
     // The old tables are gone, and the moved rows behave like any.
-    let txn = ledger.shared.db.begin_read().unwrap();
+    let txn = ledger.db().unwrap().begin_read().unwrap();
     let names: Vec<String> = txn
         .list_tables()
         .unwrap()
@@ -238,7 +276,7 @@ fn a_row_of_no_known_kind_is_a_read_error_that_says_what_to_do() {
     let ledger = Ledger::open(&dir.0).unwrap();
     block(ledger.write(vec![put_pool(A)])).unwrap();
     {
-        let txn = ledger.shared.db.begin_write().unwrap();
+        let txn = ledger.db().unwrap().begin_write().unwrap();
         txn.open_table(WORK)
             .unwrap()
             .insert(key(&A, 5).as_slice(), [9u8, 1, 2].as_slice())
@@ -427,7 +465,7 @@ fn engine_numbers_stay_given_until_their_set_is_removed() {
     assert_eq!(pools[0].engines, vec![0, 2]);
     assert_eq!(pools[1].engines, vec![5]);
     block(ledger.write(vec![LedgerOp::RemovePool { pool: A }])).unwrap();
-    let txn = ledger.shared.db.begin_read().unwrap();
+    let txn = ledger.db().unwrap().begin_read().unwrap();
     assert_eq!(txn.open_table(ENGINES).unwrap().len().unwrap(), 1);
 }
 
@@ -450,7 +488,7 @@ fn delivered_runs_are_one_row_each_and_split_when_a_result_goes() {
     let all: Vec<u64> = (0..10).filter(|i| *i != 4).collect();
     assert_eq!(ledger.load().unwrap()[0].delivered, all);
     {
-        let txn = ledger.shared.db.begin_read().unwrap();
+        let txn = ledger.db().unwrap().begin_read().unwrap();
         assert_eq!(txn.open_table(DELIVERED).unwrap().len().unwrap(), 2);
     }
     // Marking again from the start of a run keeps the whole run.
@@ -467,7 +505,7 @@ fn delivered_runs_are_one_row_each_and_split_when_a_result_goes() {
     // A mark as older ledgers wrote it (one row, no value) reads the same.
     block(ledger.write(vec![accept(A, 20), finish(A, 20, b"r")])).unwrap();
     {
-        let txn = ledger.shared.db.begin_write().unwrap();
+        let txn = ledger.db().unwrap().begin_write().unwrap();
         txn.open_table(DELIVERED)
             .unwrap()
             .insert(key(&A, 20).as_slice(), [].as_slice())
