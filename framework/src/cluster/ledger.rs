@@ -300,13 +300,10 @@ impl Ledger {
             .map_err(|e| failed(e.to_string()))?;
         // redb locks the file the same way (`flock`), on this same open
         // file, so taking the lock first costs it nothing.
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LedgerError::InUse { path: path.clone() });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e.to_string())),
-        }
+        lock(&file).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => LedgerError::InUse { path: path.clone() },
+            _ => failed(e.to_string()),
+        })?;
         let new = file.metadata().map_err(|e| failed(e.to_string()))?.len() == 0;
         let ready = Arc::new(OnceLock::new());
         // A new one is made by the writer; one that exists, now.
@@ -467,6 +464,19 @@ fn split(k: &[u8]) -> Option<(PoolKey, u64)> {
     let pool = k.get(..16)?.try_into().ok()?;
     let n = u64::from_be_bytes(k.get(16..24)?.try_into().ok()?);
     Some((pool, n))
+}
+
+/// Takes `file`'s exclusive `flock` without waiting (`WouldBlock`: another
+/// open of it holds the lock), as redb does when it opens a file.
+fn lock(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` on a descriptor `file` keeps open; no memory is passed.
+    let done = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The database in `file` (locked, at `path`): created in it if it is
