@@ -316,8 +316,9 @@ pub struct OpenPool {
     pub owner: ActorRef<PoolOwner>,
     /// The pool to resume (its head restarted, or its link dropped).
     pub resume: Option<Uuid>,
-    /// A copy of the program the head made from a file on its machine
-    /// ([`StageLocal`]): kept as the program if its bytes are `program`.
+    /// A copy of the program the head made from a file handed over on its
+    /// machine ([`StageLocal`]): kept as the program if its bytes are
+    /// `program`.
     pub staged: Option<Uuid>,
 }
 
@@ -333,17 +334,21 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
-/// An owner on the head's machine asks the head to copy its executable
-/// into the store (hashing the copy) while it hashes the file itself; the
-/// copy becomes the program when [`OpenPool`] names it with the same hash.
-/// The head says nothing of what it copied (only, when it refuses, why it
-/// could not read the file), so this reveals no file's content or hash to
-/// whoever asks.
+/// An owner on the head's machine offers the head its executable, to be
+/// copied into the store without being sent. The head answers with a
+/// token and a Unix socket of its machine ([`Staging::Handoff`]); the
+/// owner hands the head its open executable there with the token
+/// (`SCM_RIGHTS`), and the head copies and hashes it and answers the hash
+/// on that socket. The copy becomes the program when [`OpenPool`] names
+/// the token with that hash. The head reads only a file the owner itself
+/// opened and gave it, so whoever asks learns nothing of a file it could
+/// not read.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
 #[message(result = Staging)]
 pub struct StageLocal {
-    /// Where the executable is.
-    pub copy: LocalCopy,
+    /// The owner's host key ([`crate::id::host_key`]): the head refuses an
+    /// owner on another machine.
+    pub host_key: String,
 }
 
 /// The owner's program, from a file on the head's machine (a pool running
@@ -683,10 +688,17 @@ mod replies {
     /// The head's answer to [`super::StageLocal`].
     #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
     pub enum Staging {
-        /// Copied: the token [`super::OpenPool`] names it by.
-        Staged(Uuid),
-        /// Not copied (the file is not on the head's machine, or cannot be
-        /// read there): why.
+        /// Hand the executable over, with `token`, on the Unix socket with
+        /// the abstract name `socket`; [`super::OpenPool`] then names the
+        /// copy by `token`.
+        Handoff {
+            /// What the file handed over is for (once, for a minute).
+            token: Uuid,
+            /// The socket's abstract name (no leading NUL).
+            socket: String,
+        },
+        /// Not here (the owner is on another machine, or the head takes no
+        /// more copies now): why.
         Refused(String),
     }
 

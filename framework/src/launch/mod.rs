@@ -4,6 +4,7 @@
 //! Slurm step meeting each other ([`slurm()`]).
 
 pub(crate) mod calibrate;
+pub(crate) mod handoff;
 pub mod program;
 pub(crate) mod sfork;
 pub mod slurm;

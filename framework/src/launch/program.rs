@@ -321,10 +321,40 @@ impl ProgramStore {
     /// temporary name (mode 0600), hashing what it copies, without knowing
     /// yet which program it is: [`StagedFile::install`] names it once it is
     /// told, if the bytes copied are that program. Lets a head copy an
-    /// executable on its own machine while the program that owns it hashes
-    /// it, without saying what it found.
+    /// executable a program on its own machine handed it
+    /// ([`ProgramStore::stage_open`]) and install it under the hash it found.
     pub fn stage_file(&self, path: &Path) -> Result<StagedFile, ProgramError> {
-        let (staged, sha256, len) = self.copy_hashed(path)?;
+        let file = File::open(path).map_err(|source| ProgramError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.stage_open(file, path)
+    }
+
+    /// [`ProgramStore::stage_file`] of a file already open (one another
+    /// process handed over); `path` only names it in errors. Only a
+    /// regular file is copied.
+    pub fn stage_open(&self, file: File, path: &Path) -> Result<StagedFile, ProgramError> {
+        let regular = file
+            .metadata()
+            .map_err(|source| ProgramError::Io {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            })?
+            .is_file();
+        if !regular {
+            return Err(ProgramError::Io {
+                action: "read",
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file: hand over the program's executable",
+                ),
+            });
+        }
+        let (staged, sha256, len) = self.copy_hashed(file, path)?;
         Ok(StagedFile {
             staged,
             sha256,
@@ -332,16 +362,19 @@ impl ProgramStore {
         })
     }
 
-    /// Copies `path` to a temporary file of the store, hashing the bytes it
-    /// writes on a second thread while it reads the next chunk: the file's
-    /// SHA-256 and length.
-    fn copy_hashed(&self, path: &Path) -> Result<(Staged, [u8; 32], u64), ProgramError> {
+    /// Copies `file` (at `path`) to a temporary file of the store, hashing
+    /// the bytes it writes on a second thread while it reads the next
+    /// chunk: the file's SHA-256 and length.
+    fn copy_hashed(
+        &self,
+        mut file: File,
+        path: &Path,
+    ) -> Result<(Staged, [u8; 32], u64), ProgramError> {
         let read_error = |source| ProgramError::Io {
             action: "read",
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(read_error)?;
         let mut staged = Staged::create(self, "staged")?;
         // A few buffers go round: some are hashed while others are read
         // into and written.
@@ -547,6 +580,16 @@ impl StagedFile {
     pub fn install(self, program: &Program) -> Result<PathBuf, ProgramError> {
         program.check(self.len, &self.sha256)?;
         self.staged.install(program)
+    }
+
+    /// The program the copied bytes are, on this machine's platform.
+    pub fn program(&self) -> Program {
+        Program {
+            sha256: self.sha256,
+            len: self.len,
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use crate::launch::program::{CHUNK, ProgramError};
 use super::super::ledger::LedgerOp;
 use super::super::message::*;
 use super::{
-    AgentEntry, CREDIT_GROW, CREDIT_SHRINK, HeadActor, MAX_CREDIT, MAX_STAGED, OWNER_GRACE,
-    PoolEntry, PoolRecord, WorkerEntry, key, outcome_bytes,
+    AgentEntry, CREDIT_GROW, CREDIT_SHRINK, HeadActor, MAX_CREDIT, OWNER_GRACE, PoolEntry,
+    PoolRecord, WorkerEntry, key, outcome_bytes,
 };
 
 impl Handler<AgentHello> for HeadActor {
@@ -345,31 +345,10 @@ impl Handler<Upload> for HeadActor {
 }
 
 impl Handler<StageLocal> for HeadActor {
-    type Result = actix::ResponseActFuture<Self, Staging>;
+    type Result = actix::MessageResult<StageLocal>;
 
     fn handle(&mut self, msg: StageLocal, _: &mut actix::Context<Self>) -> Self::Result {
-        if let Some(why) = self.not_local(&msg.copy) {
-            return Box::pin(actix::fut::ready(Staging::Refused(why)));
-        }
-        if self.staged.len() >= MAX_STAGED {
-            return Box::pin(actix::fut::ready(Staging::Refused(format!(
-                "{MAX_STAGED} copies already wait for the pools that asked for them; open those pools first"
-            ))));
-        }
-        let store = self.programs.clone();
-        // Copied and hashed off the actor's thread.
-        let io = tokio::task::spawn_blocking(move || {
-            store.stage_file(std::path::Path::new(&msg.copy.path))
-        });
-        Box::pin(io.into_actor(self).map(|done, act, _| match done {
-            Ok(Ok(copy)) => {
-                let token = Uuid::new_v4();
-                act.staged.insert(token, (copy, Instant::now()));
-                Staging::Staged(token)
-            }
-            Ok(Err(e)) => Staging::Refused(e.to_string()),
-            Err(e) => Staging::Refused(format!("copying the program failed: {e}")),
-        }))
+        actix::MessageResult(self.stage_local(&msg.host_key))
     }
 }
 

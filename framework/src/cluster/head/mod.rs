@@ -188,6 +188,11 @@ pub struct HeadActor {
     /// Copies of programs on the head's machine ([`StageLocal`]) by token,
     /// and when each was made, until an [`OpenPool`] names them.
     staged: HashMap<Uuid, (StagedFile, Instant)>,
+    /// Tokens given to pools on the head's machine for a file they hand
+    /// over ([`StageLocal`]), and when.
+    handoffs: HashMap<Uuid, Instant>,
+    /// The abstract name of the socket they hand it over on, once bound.
+    handoff_socket: Option<String>,
     stop: watch::Sender<Option<bool>>,
     /// The join line it advertises.
     join_line: String,
@@ -203,6 +208,12 @@ impl actix::Actor for HeadActor {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if self.settings.local_copies
+            && let Some(listener) = handoff::Listener::bind()
+        {
+            self.handoff_socket = Some(listener.name.clone());
+            listener.serve(self, ctx);
+        }
         ctx.run_interval(TICK, |act, ctx| {
             act.tick();
             act.release_all(ctx);
@@ -257,6 +268,8 @@ impl HeadActor {
             uploading: HashSet::new(),
             verified,
             staged: HashMap::new(),
+            handoffs: HashMap::new(),
+            handoff_socket: None,
             stop,
             join_line,
             handed: 0,
@@ -271,6 +284,8 @@ impl HeadActor {
         let now = Instant::now();
         self.staged
             .retain(|_, (_, at)| now.duration_since(*at) < STAGE_PATIENCE);
+        self.handoffs
+            .retain(|_, at| now.duration_since(*at) < STAGE_PATIENCE);
         let stale: Vec<Uuid> = self
             .pools
             .iter()
@@ -789,6 +804,7 @@ use entry::{PoolEntry, RunningJob, key, outcome_bytes};
 mod deps;
 mod entry;
 mod handlers;
+mod handoff;
 mod picture;
 mod scheduler;
 

@@ -48,12 +48,35 @@ impl Owner {
         Owner { node, head, owner }
     }
 
-    async fn stage(&self, path: &Path, host_key: String) -> Staging {
-        let copy = LocalCopy {
-            host_key,
-            path: path.display().to_string(),
+    async fn stage(&self, host_key: String) -> Staging {
+        self.head
+            .ask(StageLocal { host_key })
+            .await
+            .expect("an answer")
+    }
+
+    /// Asks to stage, hands `path` over with the token it got (or `token`
+    /// instead, if given): the token, and the head's answer.
+    async fn hand_over(
+        &self,
+        path: &Path,
+        token: Option<Uuid>,
+    ) -> (Uuid, Result<([u8; 32], u64), String>) {
+        let Staging::Handoff {
+            token: given,
+            socket,
+        } = self.stage(crate::id::host_key()).await
+        else {
+            panic!("the head on this machine takes the file");
         };
-        self.head.ask(StageLocal { copy }).await.expect("an answer")
+        let token = token.unwrap_or(given);
+        let file = std::fs::File::open(path).expect("open the file");
+        let answer = tokio::task::spawn_blocking(move || {
+            crate::launch::handoff::hand_over(&file, token.as_bytes(), &socket, ASK)
+        })
+        .await
+        .expect("handed over");
+        (token, answer)
     }
 
     async fn open(&self, program: &Program, staged: Option<Uuid>) -> Opened {
@@ -95,12 +118,11 @@ async fn a_copy_staged_on_the_heads_machine_becomes_the_program_only_under_its_o
     std::fs::write(&a, vec![7u8; 300_000]).expect("write a");
     std::fs::write(&b, vec![9u8; 300_000]).expect("write b");
     let (program_a, program_b) = (program_of(&a), program_of(&b));
-    let here = crate::id::host_key();
 
-    // Staged and named by its own hash: stored, nothing to send.
-    let Staging::Staged(token) = owner.stage(&a, here.clone()).await else {
-        panic!("the head on this machine copies the file");
-    };
+    // Handed over and named by the hash the head found: stored, nothing
+    // to send.
+    let (token, answer) = owner.hand_over(&a, None).await;
+    assert_eq!(answer, Ok((program_a.sha256, program_a.len)));
     assert!(!upload_asked(owner.open(&program_a, Some(token)).await));
     assert_eq!(stored(&data), vec![program_a.hash_hex()]);
     assert_eq!(
@@ -110,23 +132,32 @@ async fn a_copy_staged_on_the_heads_machine_becomes_the_program_only_under_its_o
 
     // Named as another program (b's hash for a's bytes): not taken, the
     // copy is gone, and the owner is asked to send b.
-    let Staging::Staged(token) = owner.stage(&a, here.clone()).await else {
-        panic!("the head on this machine copies the file");
-    };
+    let (token, answer) = owner.hand_over(&a, None).await;
+    assert!(answer.is_ok(), "{answer:?}");
     assert!(upload_asked(owner.open(&program_b, Some(token)).await));
     assert_eq!(stored(&data), vec![program_a.hash_hex()]);
 
-    // No copy: b is asked for; a file on another machine is not copied.
+    // A token no pool was given, or one used already, takes no file; nor
+    // does one that is no regular file; an owner on another machine gets
+    // no token.
+    let (_, answer) = owner.hand_over(&b, Some(Uuid::new_v4())).await;
+    assert!(answer.unwrap_err().contains("no pool was told this token"));
+    let (token, answer) = owner.hand_over(&b, None).await;
+    assert!(answer.is_ok(), "{answer:?}");
+    let (_, again) = owner.hand_over(&b, Some(token)).await;
+    assert!(again.unwrap_err().contains("no pool was told this token"));
+    let (_, answer) = owner.hand_over(&dir, None).await;
+    assert!(answer.unwrap_err().contains("not a regular file"));
     assert!(matches!(
-        owner.stage(&b, "another machine".into()).await,
+        owner.stage("another machine".into()).await,
         Staging::Refused(_)
     ));
-    let missing = dir.join("missing.bin");
-    assert!(matches!(
-        owner.stage(&missing, here.clone()).await,
-        Staging::Refused(_)
-    ));
-    assert_eq!(stored(&data), vec![program_a.hash_hex()]);
+    // b's copy waits, hidden, for a pool to name it (a minute at most).
+    let (hidden, named): (Vec<String>, Vec<String>) = stored(&data)
+        .into_iter()
+        .partition(|n| n.starts_with(".staged"));
+    assert_eq!(named, vec![program_a.hash_hex()]);
+    assert_eq!(hidden.len(), 1, "{hidden:?}");
 
     owner.node.shutdown().await;
     head.stop().await;
