@@ -1,6 +1,7 @@
 //! A pool on the head's machine hands the head its open executable
-//! ([`StageLocal`](super::super::message::StageLocal)): the head listens on a Unix socket with an abstract
-//! name (Linux), owned by the head actor and closed with it. A connection
+//! ([`StageLocal`](super::super::message::StageLocal)): the head listens
+//! on a Unix socket with an abstract name (Linux), owned by the head actor
+//! and closed with it. A connection
 //! brings a token the head gave out over the authenticated QUIC link and
 //! one file descriptor (`crate::launch::handoff`); the head copies and
 //! hashes that file into its store and answers, on the same connection,
@@ -70,8 +71,14 @@ impl Listener {
                 }
             };
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, say: not in a tight loop.
+                        tracing::debug!("the head's socket for pools could not accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
