@@ -351,15 +351,16 @@ pub struct StageLocal {
     pub host_key: String,
 }
 
-/// The owner's program, from a file on the head's machine (a pool running
-/// beside its head), instead of [`Upload`]s.
+/// The owner's program, instead of [`Upload`]s, from the copy the head
+/// made of the executable an owner on its machine handed it
+/// ([`StageLocal`]): taken if its bytes are `program`.
 #[derive(crate::Message, Archive, Serialize, Deserialize, Debug)]
 #[message(result = Uploaded)]
 pub struct UploadLocal {
     /// The program.
     pub program: Program,
-    /// Where it is.
-    pub copy: LocalCopy,
+    /// The copy's token.
+    pub staged: Uuid,
 }
 
 /// Jobs of a pool, numbered by the owner.

@@ -583,23 +583,17 @@ impl Opening {
 }
 
 impl Owned {
-    /// Sends this program to the head: a copy of the file when the head
-    /// runs on this machine, else in chunks.
+    /// Sends this program to the head: handed over as a file when the head
+    /// runs on this machine ([`stage`]), else in chunks.
     async fn upload(&self, head: &ActorRef<HeadActor>) -> Result<(), SessionError> {
         let started = Instant::now();
-        let local = UploadLocal {
-            program: self.program.clone(),
-            copy: LocalCopy {
-                host_key: crate::id::host_key(),
-                path: self.exe.display().to_string(),
-            },
-        };
-        if let Ok(Uploaded::Stored) = head.ask(local).await {
-            tracing::info!(
-                "program copied by the head on this machine in {:?}",
-                started.elapsed()
-            );
-            return Ok(());
+        if let Some((staged, program)) = stage(head, &self.exe).await
+            && program == self.program
+        {
+            let local = UploadLocal { program, staged };
+            if let Ok(Uploaded::Stored) = head.ask(local).await {
+                return Ok(());
+            }
         }
         let mut offset = 0u64;
         loop {

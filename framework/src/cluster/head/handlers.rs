@@ -190,13 +190,6 @@ impl Handler<OpenPool> for HeadActor {
 impl HeadActor {
     /// Why a file named by a peer cannot be copied on this machine (it is
     /// on another, or local copies are off), if it cannot.
-    fn not_local(&self, copy: &LocalCopy) -> Option<String> {
-        let here = self.settings.local_copies
-            && !copy.host_key.is_empty()
-            && copy.host_key == crate::id::host_key();
-        (!here).then(|| "the program is not on the head's machine: send it in parts".to_owned())
-    }
-
     fn open(&mut self, msg: OpenPool, ctx: &mut actix::Context<Self>) -> Opened {
         let program = &msg.program;
         if !self.settings.allow.is_empty() && !self.settings.allow.contains(&program.sha256) {
@@ -353,31 +346,29 @@ impl Handler<StageLocal> for HeadActor {
 }
 
 impl Handler<UploadLocal> for HeadActor {
-    type Result = actix::ResponseActFuture<Self, Uploaded>;
+    type Result = actix::MessageResult<UploadLocal>;
 
     fn handle(&mut self, msg: UploadLocal, _: &mut actix::Context<Self>) -> Self::Result {
-        if let Some(why) = self.not_local(&msg.copy) {
-            return Box::pin(actix::fut::ready(Uploaded::Refused(why)));
-        }
+        let Some((copy, _)) = self.staged.remove(&msg.staged) else {
+            return actix::MessageResult(Uploaded::Refused(
+                "no copy waits under this token (it is used, or older than a minute): hand the program over again, or send it in parts".into(),
+            ));
+        };
+        // A rename in the store's directory: the copy is hashed already.
+        // The owner sends it in parts if it is not this program; what the
+        // copy's bytes hash to is not told.
         let sha = msg.program.sha256;
-        let store = self.programs.clone();
-        // Copied and verified off the actor's thread.
-        let io = tokio::task::spawn_blocking(move || {
-            store.put_file(&msg.program, std::path::Path::new(&msg.copy.path))
-        });
-        // The owner sends it in parts then; it is still the uploader. What
-        // the file's bytes hash to is not told.
-        const CHANGED: &str =
-            "the file at that path is not this program (it changed since the program started?)";
-        Box::pin(io.into_actor(self).map(move |done, act, _| match done {
-            Ok(Ok(_)) => {
-                act.program_stored(sha);
+        actix::MessageResult(match copy.install(&msg.program) {
+            Ok(_) => {
+                self.program_stored(sha);
                 Uploaded::Stored
             }
-            Ok(Err(ProgramError::Tampered { .. })) => Uploaded::Refused(CHANGED.into()),
-            Ok(Err(e)) => Uploaded::Refused(e.to_string()),
-            Err(e) => Uploaded::Refused(format!("copying the program failed: {e}")),
-        }))
+            Err(ProgramError::Tampered { .. } | ProgramError::Length { .. }) => Uploaded::Refused(
+                "the file handed over is not this program (it changed since the program started?)"
+                    .into(),
+            ),
+            Err(e) => Uploaded::Refused(e.to_string()),
+        })
     }
 }
 

@@ -92,6 +92,46 @@ impl Owner {
     }
 }
 
+/// A head on a fresh data directory, a pool owner joined to it, and two
+/// files of 300,000 bytes (all `fill_a`, all `fill_b`) in a temporary
+/// directory.
+struct Setup {
+    dir: std::path::PathBuf,
+    data: std::path::PathBuf,
+    head: crate::cluster::HeadHandle,
+    owner: Owner,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+}
+
+impl Setup {
+    async fn start(fill_a: u8, fill_b: u8) -> Setup {
+        let dir = std::env::temp_dir().join(format!("parallel-head-test-{}", Uuid::new_v4()));
+        let data = dir.join("head");
+        let password = Password::new("head test".into());
+        let head = start_head(
+            HeadOptions::new(password.clone())
+                .listen(([127, 0, 0, 1], 0).into())
+                .data(&data),
+        )
+        .await
+        .expect("a head");
+        let owner = Owner::join(&head.join_line(), password).await;
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let (a, b) = (dir.join("a.bin"), dir.join("b.bin"));
+        std::fs::write(&a, vec![fill_a; 300_000]).expect("write a");
+        std::fs::write(&b, vec![fill_b; 300_000]).expect("write b");
+        Setup {
+            dir,
+            data,
+            head,
+            owner,
+            a,
+            b,
+        }
+    }
+}
+
 /// Whether the head asked for the program to be sent.
 fn upload_asked(opened: Opened) -> bool {
     match opened {
@@ -102,21 +142,14 @@ fn upload_asked(opened: Opened) -> bool {
 
 #[actix_rt::test]
 async fn a_copy_staged_on_the_heads_machine_becomes_the_program_only_under_its_own_hash() {
-    let dir = std::env::temp_dir().join(format!("parallel-head-stage-{}", Uuid::new_v4()));
-    let data = dir.join("head");
-    let password = Password::new("stage".into());
-    let head = start_head(
-        HeadOptions::new(password.clone())
-            .listen(([127, 0, 0, 1], 0).into())
-            .data(&data),
-    )
-    .await
-    .expect("a head");
-    let owner = Owner::join(&head.join_line(), password).await;
-    std::fs::create_dir_all(&dir).expect("a temp dir");
-    let (a, b) = (dir.join("a.bin"), dir.join("b.bin"));
-    std::fs::write(&a, vec![7u8; 300_000]).expect("write a");
-    std::fs::write(&b, vec![9u8; 300_000]).expect("write b");
+    let Setup {
+        dir,
+        data,
+        head,
+        owner,
+        a,
+        b,
+    } = Setup::start(7, 9).await;
     let (program_a, program_b) = (program_of(&a), program_of(&b));
 
     // Handed over and named by the hash the head found: stored, nothing
@@ -158,6 +191,51 @@ async fn a_copy_staged_on_the_heads_machine_becomes_the_program_only_under_its_o
         .partition(|n| n.starts_with(".staged"));
     assert_eq!(named, vec![program_a.hash_hex()]);
     assert_eq!(hidden.len(), 1, "{hidden:?}");
+
+    owner.node.shutdown().await;
+    head.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn a_program_the_head_asks_for_is_taken_from_a_copy_handed_over_only_if_it_is_that_program() {
+    let Setup {
+        dir,
+        data,
+        head,
+        owner,
+        a,
+        b,
+    } = Setup::start(3, 4).await;
+    let program_b = program_of(&b);
+    let upload = |program: &Program, staged: Uuid| {
+        owner.head.ask(UploadLocal {
+            program: program.clone(),
+            staged,
+        })
+    };
+
+    // Opened without a copy: the head asks for the program.
+    assert!(upload_asked(owner.open(&program_b, None).await));
+    // A copy of a's bytes is not b: refused, nothing stored.
+    let (token, _) = owner.hand_over(&a, None).await;
+    let refused = upload(&program_b, token).await.expect("an answer");
+    assert!(
+        matches!(&refused, Uploaded::Refused(why) if why.contains("not this program")),
+        "{refused:?}"
+    );
+    assert!(stored(&data).iter().all(|n| n.starts_with(".staged")));
+    // b's own copy is taken; its token is good once.
+    let (token, _) = owner.hand_over(&b, None).await;
+    assert_eq!(
+        upload(&program_b, token).await.expect("an answer"),
+        Uploaded::Stored
+    );
+    assert_eq!(stored(&data), vec![program_b.hash_hex()]);
+    assert!(matches!(
+        upload(&program_b, token).await.expect("an answer"),
+        Uploaded::Refused(_)
+    ));
 
     owner.node.shutdown().await;
     head.stop().await;
