@@ -34,9 +34,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
-use redb::{
-    Database, DatabaseError, Durability, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 /// A pool's key: its id's 16 bytes.
@@ -486,16 +484,12 @@ fn database(file: std::fs::File, path: &Path) -> Result<Database, LedgerError> {
         path: path.to_path_buf(),
         reason,
     };
-    // New files in the v3 format, the only one redb 3 reads.
+    // New files in the v3 format, the only one redb 3 reads. The lock
+    // redb takes is the one `Ledger::open` holds on this same open file.
     let db = Database::builder()
         .create_with_file_format_v3(true)
         .create_file(file)
-        .map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse {
-                path: path.to_path_buf(),
-            },
-            e => failed(e.to_string()),
-        })?;
+        .map_err(|e| failed(e.to_string()))?;
     // Create the tables, so that reads find them, and move the rows of
     // a ledger written before `WORK` into it.
     let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;

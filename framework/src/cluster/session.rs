@@ -212,9 +212,7 @@ impl Session {
             Some(_) => None,
             None => {
                 let exe = Program::own_path().map_err(|e| SessionError::Program(e.to_string()))?;
-                let file = exe.clone();
-                let early = (!line.addr.ip().is_loopback())
-                    .then(|| tokio::task::spawn_blocking(move || Program::of_file(&file)));
+                let early = (!line.addr.ip().is_loopback()).then(|| hash(&exe));
                 Some((exe, early))
             }
         };
@@ -243,14 +241,8 @@ impl Session {
                 let (staged, program) = match stage(&head, &exe).await {
                     Some((token, program)) => (Some(token), program),
                     None => {
-                        let hashing = match early {
-                            Some(hashing) => hashing,
-                            None => {
-                                let file = exe.clone();
-                                tokio::task::spawn_blocking(move || Program::of_file(&file))
-                            }
-                        };
-                        let program = hashing
+                        let program = early
+                            .unwrap_or_else(|| hash(&exe))
                             .await
                             .map_err(|e| {
                                 SessionError::Program(format!("hashing this program stopped: {e}"))
@@ -629,6 +621,14 @@ impl Owned {
     }
 }
 
+/// Hashes the executable at `exe` on a blocking thread.
+fn hash(
+    exe: &std::path::Path,
+) -> tokio::task::JoinHandle<Result<Program, crate::launch::ProgramError>> {
+    let exe = exe.to_path_buf();
+    tokio::task::spawn_blocking(move || Program::of_file(&exe))
+}
+
 /// How long a head on this machine may take to copy this program.
 const HANDOFF_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -655,11 +655,9 @@ async fn stage(head: &ActorRef<HeadActor>, exe: &std::path::Path) -> Option<(Uui
     };
     let exe = exe.to_path_buf();
     let handed = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
-        let len = file
-            .metadata()
-            .map_err(|e| format!("{}: {e}", exe.display()))?
-            .len();
+        let unreadable = |e: std::io::Error| format!("{}: {e}", exe.display());
+        let file = std::fs::File::open(&exe).map_err(unreadable)?;
+        let len = file.metadata().map_err(unreadable)?.len();
         let (sha256, copied) =
             crate::launch::handoff::hand_over(&file, token.as_bytes(), &socket, HANDOFF_PATIENCE)?;
         if copied != len {
@@ -668,12 +666,7 @@ async fn stage(head: &ActorRef<HeadActor>, exe: &std::path::Path) -> Option<(Uui
                 exe.display()
             ));
         }
-        Ok::<_, String>(Program {
-            sha256,
-            len,
-            os: std::env::consts::OS.to_string(),
-            arch: std::env::consts::ARCH.to_string(),
-        })
+        Ok::<_, String>(Program::here(sha256, len))
     })
     .await;
     match handed {

@@ -43,8 +43,8 @@ pub fn reply(outcome: &Result<([u8; 32], u64), String>) -> Vec<u8> {
     }
 }
 
-/// A reply read back: the SHA-256 and length of the head's copy, or the
-/// head's reason (a malformed reply is one too).
+/// A reply read back: the SHA-256 and length of the receiver's copy, or
+/// its reason (a malformed reply is one too).
 pub fn read_reply(bytes: &[u8]) -> Result<([u8; 32], u64), String> {
     match bytes.split_first() {
         Some((&COPIED, rest)) if rest.len() == 40 => {
@@ -56,7 +56,7 @@ pub fn read_reply(bytes: &[u8]) -> Result<([u8; 32], u64), String> {
         }
         Some((&REFUSED, why)) => Err(String::from_utf8_lossy(why).into_owned()),
         _ => Err(format!(
-            "the head's answer to the handoff is malformed ({} bytes): run the same para||el version on both sides",
+            "the answer to the handoff is malformed ({} bytes): run the same para||el version on both sides",
             bytes.len()
         )),
     }
@@ -64,17 +64,27 @@ pub fn read_reply(bytes: &[u8]) -> Result<([u8; 32], u64), String> {
 
 /// Sends `token` and `file`'s descriptor over `stream`.
 pub fn send_file(stream: &UnixStream, token: &[u8; TOKEN_LEN], file: &File) -> io::Result<()> {
-    let fd: libc::c_int = file.as_raw_fd();
+    send_fds(stream, token, &[file.as_raw_fd()])
+}
+
+/// Sends `token` with the descriptors `fds` (at most four).
+fn send_fds(stream: &UnixStream, token: &[u8; TOKEN_LEN], fds: &[libc::c_int]) -> io::Result<()> {
     let mut iov = libc::iovec {
         iov_base: token.as_ptr() as *mut libc::c_void,
         iov_len: TOKEN_LEN,
     };
-    // A buffer of `CMSG_SPACE(size_of::<c_int>())` bytes, aligned for a
+    // A buffer of `CMSG_SPACE(size_of_val(fds))` bytes, aligned for a
     // `cmsghdr`.
-    let mut control = [0u64; 4];
+    let mut control = [0u64; 6];
+    let bytes = std::mem::size_of_val(fds) as u32;
     // SAFETY: `CMSG_SPACE` only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    debug_assert!(space <= std::mem::size_of_val(&control));
+    let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+    if fds.len() > 4 || space > std::mem::size_of_val(&control) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "more than four descriptors",
+        ));
+    }
     // SAFETY: an all-zero `msghdr` is valid (null pointers, zero lengths).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -82,16 +92,19 @@ pub fn send_file(stream: &UnixStream, token: &[u8; TOKEN_LEN], file: &File) -> i
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = space as _;
     // SAFETY: `msg` points at `control`, which has room for one header and
-    // one descriptor (`space` bytes, checked above); `CMSG_FIRSTHDR` is not
-    // null for a control buffer that large, and `CMSG_DATA` points inside
-    // it. `sendmsg` reads `token` (through `iov`) and `control`, both alive
-    // for the call.
+    // `fds` (`space` bytes, checked above); `CMSG_FIRSTHDR` is not null for
+    // a control buffer that large, and `CMSG_DATA` points inside it, with
+    // room for `fds`. `sendmsg` reads `token` (through `iov`) and
+    // `control`, both alive for the call.
     let sent = unsafe {
         let header = libc::CMSG_FIRSTHDR(&msg);
         (*header).cmsg_level = libc::SOL_SOCKET;
         (*header).cmsg_type = libc::SCM_RIGHTS;
-        (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<libc::c_int>(), fd);
+        (*header).cmsg_len = libc::CMSG_LEN(bytes) as _;
+        let data = libc::CMSG_DATA(header).cast::<libc::c_int>();
+        for (i, fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(data.add(i), *fd);
+        }
         libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
     };
     match sent {
@@ -147,37 +160,17 @@ pub fn recv_file(stream: &UnixStream) -> io::Result<([u8; TOKEN_LEN], File)> {
             header = libc::CMSG_NXTHDR(&msg, header);
         }
     }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "more descriptors came than one; none is taken",
-        ));
+    let invalid = |why| io::Error::new(io::ErrorKind::InvalidData, why);
+    // Dropping `fds` closes every descriptor that came.
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() > 1 {
+        return Err(invalid("more descriptors came than one; none is taken"));
     }
-    let fd = match (fds.pop(), fds.is_empty()) {
-        (Some(fd), true) => fd,
-        (None, _) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "no file descriptor came with the token",
-            ));
-        }
-        (Some(_), false) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "more descriptors came than one; none is taken",
-            ));
-        }
-    };
+    let fd = fds
+        .pop()
+        .ok_or_else(|| invalid("no file descriptor came with the token"))?;
     // The rest of a token that came in pieces (the descriptor came with
-    // its first byte).
-    let got = got as usize;
-    if got == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the socket closed before the token",
-        ));
-    }
-    (&*stream).read_exact(&mut token[got..])?;
+    // its first byte, so `got` is at least 1).
+    (&*stream).read_exact(&mut token[got as usize..])?;
     Ok((token, File::from(fd)))
 }
 
@@ -263,6 +256,30 @@ mod tests {
         let mut text = String::new();
         got.read_to_string(&mut text).unwrap();
         assert_eq!(text, "the program's bytes");
+    }
+
+    #[test]
+    fn two_descriptors_are_refused_and_closed() {
+        // Two copies of a pipe's writing end: the reading end sees its end
+        // only once every copy is closed, the receiver's too.
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let fd = writer.as_raw_fd();
+        send_fds(&a, &[2; TOKEN_LEN], &[fd, fd]).unwrap();
+        drop(writer);
+        let err = recv_file(&b).unwrap_err();
+        assert!(err.to_string().contains("more descriptors"), "{err}");
+        // Read on a thread of its own: with a copy left open it would wait.
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            let _ = done.send(reader.read_to_end(&mut rest).map(|_| rest.len()));
+        });
+        let read = ended.recv_timeout(std::time::Duration::from_secs(10));
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "a descriptor stayed open: {read:?}"
+        );
     }
 
     #[test]

@@ -94,12 +94,18 @@ impl Program {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Program {
+        Ok(Program::here(sha256, len))
+    }
+
+    /// The program of `len` bytes hashing to `sha256`, on this machine's
+    /// platform.
+    pub fn here(sha256: [u8; 32], len: u64) -> Program {
+        Program {
             sha256,
             len,
             os: std::env::consts::OS.to_string(),
             arch: std::env::consts::ARCH.to_string(),
-        })
+        }
     }
 
     /// Hex of `sha256` (64 lower-case digits); also its name in a [`ProgramStore`].
@@ -336,23 +342,16 @@ impl ProgramStore {
     /// process handed over); `path` only names it in errors. Only a
     /// regular file is copied.
     pub fn stage_open(&self, file: File, path: &Path) -> Result<StagedFile, ProgramError> {
-        let regular = file
-            .metadata()
-            .map_err(|source| ProgramError::Io {
-                action: "read",
-                path: path.to_path_buf(),
-                source,
-            })?
-            .is_file();
-        if !regular {
-            return Err(ProgramError::Io {
-                action: "read",
-                path: path.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "not a regular file: hand over the program's executable",
-                ),
-            });
+        let read_error = |source| ProgramError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        };
+        if !file.metadata().map_err(read_error)?.is_file() {
+            return Err(read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file: hand over the program's executable",
+            )));
         }
         let (staged, sha256, len) = self.copy_hashed(file, path)?;
         Ok(StagedFile {
@@ -584,12 +583,7 @@ impl StagedFile {
 
     /// The program the copied bytes are, on this machine's platform.
     pub fn program(&self) -> Program {
-        Program {
-            sha256: self.sha256,
-            len: self.len,
-            os: std::env::consts::OS.to_string(),
-            arch: std::env::consts::ARCH.to_string(),
-        }
+        Program::here(self.sha256, self.len)
     }
 }
 

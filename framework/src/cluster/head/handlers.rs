@@ -188,8 +188,8 @@ impl Handler<OpenPool> for HeadActor {
 }
 
 impl HeadActor {
-    /// Why a file named by a peer cannot be copied on this machine (it is
-    /// on another, or local copies are off), if it cannot.
+    /// Opens (or resumes) the pool `msg` names: its id, and whether the
+    /// owner must send the program.
     fn open(&mut self, msg: OpenPool, ctx: &mut actix::Context<Self>) -> Opened {
         let program = &msg.program;
         if !self.settings.allow.is_empty() && !self.settings.allow.contains(&program.sha256) {

@@ -165,9 +165,8 @@ impl HeadActor {
     /// The answer to [`super::super::message::StageLocal`] from a pool on
     /// `host_key`.
     pub(super) fn stage_local(&mut self, host_key: &str) -> Staging {
-        let here =
-            self.settings.local_copies && !host_key.is_empty() && host_key == crate::id::host_key();
-        if !here {
+        // The socket is bound only where local copies are on.
+        if host_key.is_empty() || host_key != crate::id::host_key() {
             return Staging::Refused(
                 "the program is not on the head's machine: send it in parts".into(),
             );
