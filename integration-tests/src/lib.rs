@@ -21,7 +21,7 @@ pub const PASSWORD: &str = "integration-test-password";
 
 /// A counter: `Add` adds and answers the new total, `Get` answers it.
 #[derive(Actor, Archive, Serialize, Deserialize, Default, Debug)]
-#[actor(messages(Add, Get, Bump, Boom), spawn)]
+#[actor(messages(Add, AddAll, Get, Bump, Boom), spawn)]
 pub struct Counter {
     /// The running total.
     pub total: u64,
@@ -31,6 +31,25 @@ pub struct Counter {
 #[derive(Message, Archive, Serialize, Deserialize, Debug)]
 #[message(result = u64)]
 pub struct Add(pub u64);
+
+/// Adds every element of a tensor to a [`Counter`] (wrapping); answers the
+/// new total.
+#[derive(Message, Archive, Serialize, Deserialize, Debug)]
+#[message(result = u64)]
+pub struct AddAll(pub parallel::Tensor<u64>);
+
+impl Handler<AddAll> for Counter {
+    type Result = u64;
+    fn handle(&mut self, msg: AddAll, _: &mut actix::Context<Self>) -> u64 {
+        let sum = msg
+            .0
+            .as_slice()
+            .iter()
+            .fold(0u64, |a, &x| a.wrapping_add(x));
+        self.total = self.total.wrapping_add(sum);
+        self.total
+    }
+}
 
 /// Adds one to a [`Counter`] without an answer (a tell).
 #[derive(Message, Archive, Serialize, Deserialize, Debug)]

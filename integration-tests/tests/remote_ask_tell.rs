@@ -49,6 +49,53 @@ async fn ask_and_tell_a_counter_spawned_by_name_on_another_process() {
     assert!(stderr.contains("spawned for a peer"), "{stderr}");
 }
 
+/// Tensors of every size reach the other process whole: small ones copied
+/// into the archive, large ones sent from their own memory (as parts of the
+/// payload), on a bulk stream or, where the bulk threshold is above them,
+/// on the small lane; a tensor written after the ask was made is not what
+/// the ask sends (the write copies the elements the message shares).
+#[actix_rt::test]
+async fn tensors_small_and_large_arrive_whole_whichever_lane_carries_them() {
+    let server = NodeProcess::start(NODE, &[]).await;
+    let sizes = [3usize, 40_000, 1 << 20, 8 << 20];
+    let bulk_above_all = parallel::transport::TransportConfig {
+        bulk_threshold: 64 << 20,
+        ..parallel::transport::TransportConfig::default()
+    };
+    for config in [
+        parallel::transport::TransportConfig::default(),
+        bulk_above_all,
+    ] {
+        let node = parallel::Node::builder()
+            .password(parallel::Password::new(PASSWORD.to_string()))
+            .transport(config)
+            .start()
+            .await
+            .expect("start a local node");
+        let remote = join(&node, &server).await;
+        let counter = counter_on(&remote).await;
+        let mut total = 0u64;
+        for n in sizes {
+            let values: Vec<u64> = (0..n as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let sum = values.iter().fold(0u64, |a, &x| a.wrapping_add(x));
+            let mut tensor = parallel::Tensor::from_vec(values);
+            let asked = counter.ask(AddAll(tensor.clone()));
+            // Written after the ask was made: what it sends must not change.
+            tensor.as_mut_slice()[0] = 12345;
+            total = total.wrapping_add(sum);
+            let answered = timeout(DEADLINE, asked)
+                .await
+                .expect("in time")
+                .expect("ask");
+            assert_eq!(answered, total, "a tensor of {n} elements arrived changed");
+        }
+        node.shutdown().await;
+    }
+    drop(server);
+}
+
 #[actix_rt::test]
 async fn an_actor_ref_travels_inside_a_message_and_works_there() {
     let server = NodeProcess::start(NODE, &[]).await;

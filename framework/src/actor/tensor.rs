@@ -1,7 +1,23 @@
 //! `Tensor<T>`: an n-dimensional numeric buffer that crosses processes as one
 //! binary copy and is read on the other side without copying.
+//!
+//! Its elements are shared (`Arc`) between clones, so cloning a tensor to
+//! send it costs nothing, and a large tensor is handed to QUIC from its own
+//! memory: the remote send path's writer keeps the elements as a part of the
+//! payload ([`crate::wire::WriteShared`]) instead of copying them into the
+//! archive. Writing into a tensor whose elements are shared copies them
+//! first, so no clone (or send in progress) ever sees them change.
 
-use rkyv::{Archive, Deserialize, Serialize};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rkyv::rancor::Fallible;
+use rkyv::ser::{Allocator, Writer, WriterExt};
+use rkyv::vec::{ArchivedVec, VecResolver};
+use rkyv::with::{ArchiveWith, DeserializeWith, SerializeWith};
+use rkyv::{Archive, Archived, Deserialize, Place, Serialize};
+
+use crate::wire::{SHARE_FROM, WriteShared};
 
 /// A numeric element type a [`Tensor`] can hold. Its archived form has the
 /// same bytes as the type itself on little-endian machines, which is what lets
@@ -106,7 +122,64 @@ pub struct ShapeError {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Tensor<T> {
     shape: Vec<u64>,
-    data: Vec<T>,
+    #[rkyv(with = SharedElements)]
+    data: Arc<Vec<T>>,
+}
+
+/// How a tensor's elements are archived: as the `ArchivedVec` a `Vec<T>`
+/// archives to (the same bytes), with a large run of them handed to the
+/// writer shared rather than copied.
+pub struct SharedElements;
+
+/// A tensor's elements as bytes that keep them alive.
+struct ElementBytes<T>(Arc<Vec<T>>);
+
+impl<T: Element> AsRef<[u8]> for ElementBytes<T> {
+    fn as_ref(&self) -> &[u8] {
+        element_bytes(&self.0)
+    }
+}
+
+impl<T: Element> ArchiveWith<Arc<Vec<T>>> for SharedElements {
+    type Archived = ArchivedVec<Archived<T>>;
+    type Resolver = VecResolver;
+
+    fn resolve_with(field: &Arc<Vec<T>>, resolver: VecResolver, out: Place<Self::Archived>) {
+        ArchivedVec::resolve_from_len(field.len(), resolver, out);
+    }
+}
+
+impl<T, S> SerializeWith<Arc<Vec<T>>, S> for SharedElements
+where
+    T: Element + Serialize<S>,
+    S: Fallible + Allocator + Writer + WriteShared<S::Error> + ?Sized,
+{
+    fn serialize_with(field: &Arc<Vec<T>>, serializer: &mut S) -> Result<VecResolver, S::Error> {
+        // On a little-endian machine an element's archived bytes are its own
+        // (`Element` is checked for it), so the run written is the one a
+        // copy would write, after the same alignment.
+        if cfg!(target_endian = "little") && std::mem::size_of_val(field.as_slice()) >= SHARE_FROM {
+            let pos = serializer.align_for::<Archived<T>>()?;
+            serializer.write_shared(Bytes::from_owner(ElementBytes(field.clone())))?;
+            Ok(VecResolver::from_pos(pos))
+        } else {
+            ArchivedVec::serialize_from_slice(field.as_slice(), serializer)
+        }
+    }
+}
+
+impl<T, D> DeserializeWith<ArchivedVec<Archived<T>>, Arc<Vec<T>>, D> for SharedElements
+where
+    T: Element,
+    D: Fallible + ?Sized,
+    ArchivedVec<Archived<T>>: Deserialize<Vec<T>, D>,
+{
+    fn deserialize_with(
+        field: &ArchivedVec<Archived<T>>,
+        deserializer: &mut D,
+    ) -> Result<Arc<Vec<T>>, D::Error> {
+        Ok(Arc::new(field.deserialize(deserializer)?))
+    }
 }
 
 impl<T: Element> Tensor<T> {
@@ -122,7 +195,7 @@ impl<T: Element> Tensor<T> {
         }
         Ok(Self {
             shape: shape.iter().map(|&d| d as u64).collect(),
-            data,
+            data: Arc::new(data),
         })
     }
 
@@ -130,7 +203,7 @@ impl<T: Element> Tensor<T> {
     pub fn from_vec(data: Vec<T>) -> Self {
         Self {
             shape: vec![data.len() as u64],
-            data,
+            data: Arc::new(data),
         }
     }
 
@@ -139,7 +212,7 @@ impl<T: Element> Tensor<T> {
         let n = shape.iter().product::<usize>();
         Self {
             shape: shape.iter().map(|&d| d as u64).collect(),
-            data: vec![value; n],
+            data: Arc::new(vec![value; n]),
         }
     }
 
@@ -163,14 +236,15 @@ impl<T: Element> Tensor<T> {
         &self.data
     }
 
-    /// The elements, mutable.
+    /// The elements, mutable. Copies them first when a clone of this tensor
+    /// (or a send still in progress) shares them.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        &mut self.data
+        Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
-    /// The elements as a vector.
+    /// The elements as a vector (copied only when a clone shares them).
     pub fn into_vec(self) -> Vec<T> {
-        self.data
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
     }
 }
 

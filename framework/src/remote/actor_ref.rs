@@ -89,7 +89,7 @@ struct Retry {
 /// local actor (then it cannot be sent again).
 enum Pending<M> {
     Message(M),
-    Encoded(crate::wire::Buffer),
+    Encoded(crate::wire::Payload),
     Taken,
 }
 
@@ -737,7 +737,7 @@ impl<A: RemoteActor> ActorRef<A> {
                 let msg = match std::mem::replace(pending, Pending::Taken) {
                     Pending::Message(msg) => msg,
                     Pending::Encoded(bytes) => {
-                        decode_owned::<M>(&bytes).map_err(AskError::Decode)?
+                        decode_owned::<M>(&bytes.into_buffer()).map_err(AskError::Decode)?
                     }
                     Pending::Taken => {
                         return Err(AskError::Gone(format!(
@@ -800,9 +800,10 @@ impl<A: RemoteActor> ActorRef<A> {
 
 /// Archives `msg` into a buffer sized for its archived root, so messages of
 /// a fixed size are written without growing the buffer; one that carries a
-/// large run of bytes (a tensor) grows once to fit it, on huge pages
-/// ([`crate::transport::pages`]).
-fn encode_sized<M: Message>(msg: &M) -> Result<crate::wire::Buffer, EncodeError> {
+/// large run of bytes grows once to fit it, on huge pages, and a large
+/// tensor's elements are not copied at all: they become a part of the
+/// payload ([`crate::transport::pages`]).
+fn encode_sized<M: Message>(msg: &M) -> Result<crate::wire::Payload, EncodeError> {
     let size = std::mem::size_of::<rkyv::Archived<M>>().max(16);
     crate::transport::pages::encode(msg, size)
 }
@@ -833,5 +834,38 @@ where
         Ok(ActorRef::from_address(
             Deserialize::<ActorAddress, D>::deserialize(self, deserializer)?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::actor::{Message, Tensor};
+    use crate::wire::{Payload, SHARE_FROM};
+
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    struct Carry(Tensor<f64>);
+
+    impl actix::Message for Carry {
+        type Result = ();
+    }
+
+    impl Message for Carry {
+        const NAME: &'static str = "test::Carry";
+    }
+
+    #[test]
+    fn a_remote_send_hands_a_large_tensor_to_quic_from_its_own_memory() {
+        let tensor = Tensor::full(&[SHARE_FROM / 8], 0.5f64);
+        let at = tensor.as_slice().as_ptr().cast::<u8>();
+        let payload = super::encode_sized(&Carry(tensor.clone())).unwrap();
+        let Payload::Parts(parts) = &payload else {
+            panic!("the remote send copied the tensor into one buffer");
+        };
+        assert!(
+            parts.iter().any(|p| p.as_ptr() == at),
+            "no part is the tensor's memory"
+        );
+        let small = super::encode_sized(&Carry(Tensor::full(&[3], 0.5))).unwrap();
+        assert!(matches!(small, Payload::Whole(_)));
     }
 }

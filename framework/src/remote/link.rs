@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::id::NodeId;
 use crate::transport::{DownReason, Peer};
-use crate::wire::{Buffer, FrameHeader, FrameKind, RemoteFailure, decode_owned};
+use crate::wire::{Buffer, FrameHeader, FrameKind, Payload, RemoteFailure, decode_owned};
 
 /// Why a request to another node (ask, spawn, call) got no successful reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,10 +121,10 @@ impl PeerLink {
     pub async fn request(
         &self,
         header: FrameHeader,
-        payload: Buffer,
+        payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Buffer, RequestError> {
-        self.exchange(header, payload, timeout, None).await
+        self.exchange(header, payload.into(), timeout, None).await
     }
 
     /// [`PeerLink::request`], and `sent` is answered once the request's
@@ -132,17 +132,18 @@ impl PeerLink {
     pub async fn request_tracked(
         &self,
         header: FrameHeader,
-        payload: Buffer,
+        payload: impl Into<Payload>,
         timeout: Duration,
         sent: oneshot::Sender<()>,
     ) -> Result<Buffer, RequestError> {
-        self.exchange(header, payload, timeout, Some(sent)).await
+        self.exchange(header, payload.into(), timeout, Some(sent))
+            .await
     }
 
     async fn exchange(
         &self,
         mut header: FrameHeader,
-        payload: Buffer,
+        payload: Payload,
         timeout: Duration,
         sent: Option<oneshot::Sender<()>>,
     ) -> Result<Buffer, RequestError> {
@@ -179,7 +180,11 @@ impl PeerLink {
     }
 
     /// Sends a frame without waiting for a reply (waits for queue space).
-    pub async fn send(&self, header: FrameHeader, payload: Buffer) -> Result<(), RequestError> {
+    pub async fn send(
+        &self,
+        header: FrameHeader,
+        payload: impl Into<Payload>,
+    ) -> Result<(), RequestError> {
         self.peer
             .send(header, payload)
             .await

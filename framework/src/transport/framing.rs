@@ -3,7 +3,9 @@
 
 use quinn::{ConnectionError, ReadExactError, RecvStream, SendStream};
 
-use crate::wire::{self, Buffer, FrameError, FrameHeader, FrameKind, HEADER_LEN, WireType};
+use crate::wire::{
+    self, Buffer, FrameError, FrameHeader, FrameKind, HEADER_LEN, Payload, WireType,
+};
 
 use super::error::DownReason;
 
@@ -130,10 +132,12 @@ pub(crate) async fn read_frame(
 
 /// Header and payload of one frame as contiguous bytes; `header.len` is set
 /// from the payload.
-pub(crate) fn frame_bytes(mut header: FrameHeader, payload: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn frame_bytes(mut header: FrameHeader, payload: &Payload, out: &mut Vec<u8>) {
     header.len = payload.len() as u64;
     out.extend_from_slice(&header.encode());
-    out.extend_from_slice(payload);
+    for run in payload.runs() {
+        out.extend_from_slice(run);
+    }
 }
 
 /// Writes one control frame carrying `msg`.
@@ -144,7 +148,7 @@ pub(crate) async fn write_msg<T: WireType>(
 ) -> Result<(), String> {
     let payload = wire::encode(msg).map_err(|e| e.to_string())?;
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-    frame_bytes(FrameHeader::new(kind), &payload, &mut bytes);
+    frame_bytes(FrameHeader::new(kind), &payload.into(), &mut bytes);
     send.write_all(&bytes)
         .await
         .map_err(|e| write_error(e).to_string())

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::wire::{Buffer, FrameHeader, HEADER_LEN, aligned_copy};
+use crate::wire::{Buffer, FrameHeader, HEADER_LEN, Payload, aligned_copy};
 
 use super::config::TransportConfig;
 use super::error::DownReason;
@@ -163,7 +163,9 @@ async fn write_loop(
                         batch.extend_from_slice(&header.encode());
                         lane.write_all(&batch).await.map_err(write_error)?;
                         batch.clear();
-                        lane.write_all(&payload).await.map_err(write_error)?;
+                        for chunk in payload.into_chunks() {
+                            lane.write_chunk(chunk).await.map_err(write_error)?;
+                        }
                     } else if payload.len() >= config.bulk_threshold {
                         let slot = match bulk_slots.clone().try_acquire_owned() {
                             Ok(slot) => slot,
@@ -216,12 +218,14 @@ async fn write_loop(
     }
 }
 
-/// Writes one frame on a bulk stream of its own. The payload is handed to
-/// QUIC as it is (no copy into the stream's buffer): it is freed once sent.
+/// Writes one frame on a bulk stream of its own. The payload's runs are
+/// handed to QUIC as they are (no copy into the stream's buffer, nor into
+/// one run): each is freed, or handed back to the value it came from, once
+/// sent.
 async fn send_bulk(
     shared: &PeerShared,
     mut header: FrameHeader,
-    payload: crate::wire::Buffer,
+    payload: Payload,
 ) -> Result<(), DownReason> {
     let mut stream = shared
         .conn
@@ -233,10 +237,9 @@ async fn send_bulk(
     head[0] = LANE_BULK;
     head[1..].copy_from_slice(&header.encode());
     stream.write_all(&head).await.map_err(write_error)?;
-    stream
-        .write_chunk(bytes::Bytes::from_owner(payload))
-        .await
-        .map_err(write_error)?;
+    for chunk in payload.into_chunks() {
+        stream.write_chunk(chunk).await.map_err(write_error)?;
+    }
     stream.finish().map_err(|_| {
         DownReason::ConnectionLost("a bulk stream closed before it was finished".to_owned())
     })

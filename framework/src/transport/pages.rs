@@ -13,10 +13,11 @@
 //! tensor's elements — and advises it) and the reading of an incoming frame
 //! (`framing::read_frame`, which knows the length from the header).
 
+use bytes::Bytes;
 use rkyv::rancor::Source;
 use rkyv::ser::{Positional, Writer};
 
-use crate::wire::{Buffer, EncodeError, WireType};
+use crate::wire::{Buffer, EncodeError, Payload, SHARE_FROM, WireType, WriteShared};
 
 /// Buffers of at least this many bytes are put on huge pages.
 pub const HUGE_FROM: usize = 4 << 20;
@@ -25,7 +26,8 @@ pub const HUGE_FROM: usize = 4 << 20;
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Room kept after a large write, for what an archive writes after its
-/// data (the root), so that needs no second allocation.
+/// data (the root), so that needs no second allocation; also the first
+/// room of the buffer after a shared part.
 const TAIL: usize = 4096;
 
 /// Advises the kernel to back `buf`'s capacity with huge pages when it is
@@ -56,30 +58,73 @@ pub fn advise_huge(buf: &mut Buffer) {
 /// buffer of `capacity` bytes at first that, when one write would not fit
 /// and the archive would reach [`HUGE_FROM`] bytes, grows at once to fit it
 /// and is advised onto huge pages ([`advise_huge`]) before it is written.
-pub fn encode<T: WireType>(value: &T, capacity: usize) -> Result<Buffer, EncodeError> {
-    let mut writer = Growing(Buffer::with_capacity(capacity));
-    advise_huge(&mut writer.0);
+/// A run of at least [`SHARE_FROM`] bytes that the value hands over shared
+/// ([`WriteShared`]: a tensor's elements) is not copied: it becomes a part
+/// of the payload, kept alive by the payload until it is sent.
+pub fn encode<T: WireType>(value: &T, capacity: usize) -> Result<Payload, EncodeError> {
+    let mut writer = Growing {
+        buf: Buffer::with_capacity(capacity),
+        parts: Vec::new(),
+        before: 0,
+    };
+    advise_huge(&mut writer.buf);
     crate::wire::encode_to(value, &mut writer)?;
-    Ok(writer.0)
+    Ok(writer.finish())
 }
 
-/// A buffer that grows to fit a large write in one step, on huge pages.
-struct Growing(Buffer);
+/// A buffer that grows to fit a large write in one step, on huge pages, and
+/// keeps large shared runs as parts of their own.
+struct Growing {
+    /// The bytes written since the last part.
+    buf: Buffer,
+    /// The parts before `buf`, in order.
+    parts: Vec<Bytes>,
+    /// Bytes in `parts`.
+    before: usize,
+}
+
+impl Growing {
+    fn finish(mut self) -> Payload {
+        if self.parts.is_empty() {
+            return Payload::Whole(self.buf);
+        }
+        if !self.buf.is_empty() {
+            self.parts.push(Bytes::from_owner(self.buf));
+        }
+        Payload::Parts(self.parts)
+    }
+}
 
 impl Positional for Growing {
     fn pos(&self) -> usize {
-        self.0.len()
+        self.before + self.buf.len()
     }
 }
 
 impl<E: Source> Writer<E> for Growing {
     fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
-        let buf = &mut self.0;
+        let buf = &mut self.buf;
         if bytes.len() > buf.capacity() - buf.len() && buf.len() + bytes.len() >= HUGE_FROM {
             buf.reserve_exact(bytes.len() + TAIL);
             advise_huge(buf);
         }
         buf.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl<E: Source> WriteShared<E> for Growing {
+    fn write_shared(&mut self, bytes: Bytes) -> Result<(), E> {
+        if bytes.len() < SHARE_FROM {
+            return self.write(&bytes);
+        }
+        if !self.buf.is_empty() {
+            let written = std::mem::replace(&mut self.buf, Buffer::with_capacity(TAIL));
+            self.before += written.len();
+            self.parts.push(Bytes::from_owner(written));
+        }
+        self.before += bytes.len();
+        self.parts.push(bytes);
         Ok(())
     }
 }
@@ -141,10 +186,19 @@ mod tests {
         None
     }
 
+    /// The payload's bytes in one buffer, and that buffer when it was one.
+    fn whole(payload: Payload) -> Buffer {
+        match payload {
+            Payload::Whole(buf) => buf,
+            Payload::Parts(_) => panic!("a payload in parts where one buffer was expected"),
+        }
+    }
+
     #[test]
     fn a_large_message_is_encoded_as_encode_does_on_advised_pages_and_a_small_one_is_not() {
-        let big = Tensor::from_vec(vec![1.5f32; (8 << 20) / 4]);
-        let mut ours = encode(&big, 64).unwrap();
+        // A large run that is copied (bytes in a plain `Vec`, not shared).
+        let big: Vec<u8> = vec![7u8; 8 << 20];
+        let mut ours = whole(encode(&big, 64).unwrap());
         assert_eq!(&ours[..], &crate::wire::encode(&big).unwrap()[..]);
         // Grown once, to fit (not to the next power of two: 16 MiB here).
         assert!(
@@ -153,7 +207,7 @@ mod tests {
             ours.capacity(),
             ours.len()
         );
-        let small = encode(&7u64, 64).unwrap();
+        let small = whole(encode(&7u64, 64).unwrap());
         assert_eq!(&small[..], &crate::wire::encode(&7u64).unwrap()[..]);
         match only_advised() {
             Some(true) => {
@@ -163,6 +217,40 @@ mod tests {
             Some(false) => eprintln!("huge pages back every large mapping here: nothing to check"),
             None => eprintln!("transparent huge pages are off here: nothing to check"),
         }
+    }
+
+    #[test]
+    fn a_large_tensors_elements_are_a_part_of_the_payload_not_a_copy() {
+        let big = Tensor::new(&[2, (4 << 20) / 8], vec![1.5f32; (4 << 20) / 4]).unwrap();
+        let payload = encode(&(3u64, big.clone()), 64).unwrap();
+        assert_eq!(
+            &payload.clone().into_buffer()[..],
+            &crate::wire::encode(&(3u64, big.clone())).unwrap()[..],
+            "the parts are not the bytes encode gives"
+        );
+        let Payload::Parts(parts) = &payload else {
+            panic!("the tensor's elements were copied into one buffer");
+        };
+        let elements = crate::actor::element_bytes(big.as_slice());
+        let (at, len) = (elements.as_ptr(), elements.len());
+        assert!(
+            parts.iter().any(|p| p.as_ptr() == at && p.len() == len),
+            "no part is the tensor's own memory"
+        );
+        // The part keeps the elements alive and unchanged: a write into the
+        // tensor now copies them first.
+        let mut written = big;
+        written.as_mut_slice()[0] = 9.0;
+        assert_ne!(written.as_slice().as_ptr().cast::<u8>(), at);
+        assert!(
+            payload
+                .runs()
+                .any(|r| r.as_ptr() == at && r[..4] == 1.5f32.to_le_bytes())
+        );
+        // Below `SHARE_FROM`, elements are copied: one buffer.
+        let small = Tensor::from_vec(vec![2u8; SHARE_FROM - 1]);
+        let one = whole(encode(&small, 64).unwrap());
+        assert_eq!(&one[..], &crate::wire::encode(&small).unwrap()[..]);
     }
 
     #[test]

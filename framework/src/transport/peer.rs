@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::id::NodeId;
-use crate::wire::{Buffer, FrameHeader};
+use crate::wire::{Buffer, FrameHeader, Payload};
 
 use super::error::{DownReason, PeerGone, TryReserveError};
 use super::fence::{FENCED, Fences};
@@ -47,7 +47,7 @@ pub(crate) enum Outgoing {
     /// [`Peer::send_tracked`]).
     Frame(
         FrameHeader,
-        Buffer,
+        Payload,
         Option<tokio::sync::oneshot::Sender<()>>,
     ),
     /// Raw bytes for the small lane (test hook for malformed input).
@@ -299,14 +299,18 @@ impl Peer {
     /// (backpressure); `header.len` and `header.seq` are set by the transport.
     /// A `Reply` or `ReplyError` frame goes on the reply lane, with a queue
     /// of its own: it never waits behind data frames.
-    pub async fn send(&self, header: FrameHeader, payload: Buffer) -> Result<(), PeerGone> {
+    pub async fn send(
+        &self,
+        header: FrameHeader,
+        payload: impl Into<Payload>,
+    ) -> Result<(), PeerGone> {
         let queue = if is_reply_kind(header.kind) {
             &self.replies
         } else {
             &self.tx
         };
         queue
-            .send(Outgoing::Frame(header, payload, None))
+            .send(Outgoing::Frame(header, payload.into(), None))
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
     }
@@ -318,11 +322,11 @@ impl Peer {
     pub async fn send_tracked(
         &self,
         header: FrameHeader,
-        payload: Buffer,
+        payload: impl Into<Payload>,
         sent: tokio::sync::oneshot::Sender<()>,
     ) -> Result<(), PeerGone> {
         self.tx
-            .send(Outgoing::Frame(header, payload, Some(sent)))
+            .send(Outgoing::Frame(header, payload.into(), Some(sent)))
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
     }
@@ -443,8 +447,9 @@ pub struct SendPermit {
 
 impl SendPermit {
     /// Queues the frame; cannot fail or wait.
-    pub fn send(self, header: FrameHeader, payload: Buffer) {
-        self.permit.send(Outgoing::Frame(header, payload, None));
+    pub fn send(self, header: FrameHeader, payload: impl Into<Payload>) {
+        self.permit
+            .send(Outgoing::Frame(header, payload.into(), None));
     }
 }
 
@@ -457,8 +462,9 @@ pub struct SendSlot<'a> {
 
 impl SendSlot<'_> {
     /// Queues the frame; cannot fail or wait.
-    pub fn send(self, header: FrameHeader, payload: Buffer) {
-        self.permit.send(Outgoing::Frame(header, payload, None));
+    pub fn send(self, header: FrameHeader, payload: impl Into<Payload>) {
+        self.permit
+            .send(Outgoing::Frame(header, payload.into(), None));
     }
 }
 

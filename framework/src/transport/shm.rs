@@ -177,7 +177,7 @@ pub enum ShmError {
 
 /// The writer every [`ShmWire`] value can be archived into: any rkyv writer,
 /// behind a trait object, so one bound covers counting and writing files.
-pub type DynWriter<'w> = &'w mut dyn Writer<BoxedError>;
+pub type DynWriter<'w> = &'w mut dyn crate::wire::WriteShared<BoxedError>;
 
 /// A type [`write()`] can archive: a [`WireType`] whose serializer is generic
 /// over the writer, which is every type deriving rkyv's traits. Implemented
@@ -207,6 +207,8 @@ impl<E: Source> Writer<E> for Counter {
         Ok(())
     }
 }
+
+impl<E: Source> crate::wire::WriteShared<E> for Counter {}
 
 /// The exact number of bytes `value` archives to (what [`write()`] would put
 /// in the file and [`crate::wire::encode`] in a buffer), found without
@@ -306,6 +308,9 @@ impl<E: Source> Writer<E> for FileWriter {
         Ok(())
     }
 }
+
+/// A shared run is written to the file like any large slice: from where it lies.
+impl<E: Source> crate::wire::WriteShared<E> for FileWriter {}
 
 /// Whether [`open`] maps every page up front (`MAP_POPULATE`) rather than on
 /// first touch; see the benchmark for why not.

@@ -30,7 +30,7 @@ pub trait WireType:
                       + Deserialize<Self, HighDeserializer<BoxedError>>,
     > + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
     + for<'a, 'w> Serialize<
-        HighSerializer<&'w mut dyn rkyv::ser::Writer<BoxedError>, ArenaHandle<'a>, BoxedError>,
+        HighSerializer<&'w mut dyn super::WriteShared<BoxedError>, ArenaHandle<'a>, BoxedError>,
     > + Sized
 {
 }
@@ -44,7 +44,7 @@ impl<T> WireType for T where
                           + Deserialize<T, HighDeserializer<BoxedError>>,
         > + for<'a> Serialize<HighSerializer<Buffer, ArenaHandle<'a>, BoxedError>>
         + for<'a, 'w> Serialize<
-            HighSerializer<&'w mut dyn rkyv::ser::Writer<BoxedError>, ArenaHandle<'a>, BoxedError>,
+            HighSerializer<&'w mut dyn super::WriteShared<BoxedError>, ArenaHandle<'a>, BoxedError>,
         >
 {
 }
@@ -65,10 +65,11 @@ pub fn encode_into<T: WireType>(value: &T, mut buf: Buffer) -> Result<Buffer, En
 
 /// Archives `value` into any rkyv writer (the same bytes as [`encode`]),
 /// for writers that are not a [`Buffer`]: one that counts, one that streams
-/// into a file, one that grows its buffer its own way.
+/// into a file, one that grows its buffer its own way or keeps large shared
+/// runs apart ([`super::WriteShared`]).
 pub fn encode_to<T: WireType>(
     value: &T,
-    writer: &mut dyn rkyv::ser::Writer<BoxedError>,
+    writer: &mut dyn super::WriteShared<BoxedError>,
 ) -> Result<(), EncodeError> {
     rkyv::util::with_arena(|arena| {
         rkyv::api::high::to_bytes_in_with_alloc::<_, _, BoxedError>(value, writer, arena.acquire())

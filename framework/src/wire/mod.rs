@@ -11,6 +11,7 @@ mod codec;
 mod control;
 mod error;
 mod frame;
+mod payload;
 
 pub use aligned::AlignedBytes;
 pub use check::fuzz_frame;
@@ -23,6 +24,7 @@ pub use error::{DecodeError, EncodeError, FrameError};
 pub use frame::{
     DEFAULT_MAX_FRAME, FrameHeader, FrameKind, HEADER_LEN, MAGIC, WIRE_VERSION, format_fingerprint,
 };
+pub use payload::{Payload, SHARE_FROM, WriteShared};
 
 /// Checks a complete frame (header followed by payload) the way a receiving
 /// node does, without any I/O: header checks, length limit, then the payload
