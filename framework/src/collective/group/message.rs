@@ -25,7 +25,7 @@ use rkyv::with::{ArchiveWith, DeserializeWith, SerializeWith};
 use rkyv::{Archive, Deserialize, Place, Serialize};
 
 use crate::id::NodeId;
-use crate::wire::ALIGN;
+use crate::wire::{ALIGN, SHARE_FROM, WriteShared};
 
 /// Forming: the sender's member actor runs (asked, so the sender learns
 /// that this member's actor runs too).
@@ -153,9 +153,12 @@ impl std::fmt::Debug for Part {
 }
 
 /// Archives shared bytes (`Arc<[u8]>`, so one buffer sent to several
-/// members is copied once, into each message as it is encoded) as an
-/// `ArchivedVec<u8>` starting on a 16-byte boundary, like
-/// [`crate::wire::AlignedBytes`]: `#[rkyv(with = SharedBytes)]`.
+/// members is not copied per member) as an `ArchivedVec<u8>` starting on a
+/// 16-byte boundary, like [`crate::wire::AlignedBytes`]:
+/// `#[rkyv(with = SharedBytes)]`. A run of at least
+/// [`crate::wire::SHARE_FROM`] bytes is handed to the writer shared
+/// ([`crate::wire::WriteShared`]): a remote send hands it to QUIC from
+/// where it lies, any other writer copies it.
 #[derive(Debug, Clone, Copy)]
 pub struct SharedBytes;
 
@@ -168,10 +171,17 @@ impl ArchiveWith<Arc<[u8]>> for SharedBytes {
     }
 }
 
-impl<S: Fallible + Allocator + Writer + ?Sized> SerializeWith<Arc<[u8]>, S> for SharedBytes {
+impl<S> SerializeWith<Arc<[u8]>, S> for SharedBytes
+where
+    S: Fallible + Allocator + Writer + WriteShared<S::Error> + ?Sized,
+{
     fn serialize_with(field: &Arc<[u8]>, serializer: &mut S) -> Result<VecResolver, S::Error> {
         let pos = serializer.align(ALIGN)?;
-        serializer.write(field)?;
+        if field.len() >= SHARE_FROM {
+            serializer.write_shared(bytes::Bytes::from_owner(field.clone()))?;
+        } else {
+            serializer.write(field)?;
+        }
         Ok(VecResolver::from_pos(pos))
     }
 }
