@@ -70,6 +70,9 @@ pub(crate) struct NodeInner {
     closing: tokio::sync::watch::Sender<bool>,
     /// Bumped whenever the directory changes, for those waiting on a home.
     homes: tokio::sync::watch::Sender<u64>,
+    /// The tasks that answer other nodes' watches of this node's actors
+    /// once they stop: a shutdown lets them answer before its goodbye.
+    pub(crate) watch_replies: Mutex<tokio::task::JoinSet<()>>,
 }
 
 /// The nodes of this process, for routing `ActorRef`s that arrived in messages.
@@ -241,6 +244,7 @@ impl NodeBuilder {
             arrivals_tx,
             closing: tokio::sync::watch::Sender::new(false),
             homes: tokio::sync::watch::Sender::new(0),
+            watch_replies: Mutex::new(tokio::task::JoinSet::new()),
         });
         NODES
             .lock()
@@ -448,6 +452,17 @@ impl Node {
             }
         }
         self.stop_actors().await;
+        // Every actor has stopped: the watches of other nodes are answered
+        // (Shutdown) before the goodbye, not lost with the connection.
+        let mut replies = std::mem::take(
+            &mut *self
+                .0
+                .watch_replies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let answered = async { while replies.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, answered).await;
         self.0.transport.shutdown().await;
     }
 

@@ -37,7 +37,10 @@ pub(crate) fn serve(node: &NodeInner, link: &Arc<PeerLink>, header: &FrameHeader
         None => reply(answer(&ExitReason::NoProc)),
         Some(entry) => {
             let exited = entry.exited();
-            tokio::spawn(async move {
+            let mut replies = node.watch_replies.lock().unwrap_or_else(|e| e.into_inner());
+            // Answered watches leave the set here (or at the shutdown).
+            while replies.try_join_next().is_some() {}
+            replies.spawn(async move {
                 let reason = exited.await;
                 reply(answer(&reason));
             });

@@ -21,6 +21,7 @@ use super::join_line::JoinLine;
 use super::lanes::{self, INBOUND_QUEUE, Lane};
 use super::password::Password;
 use super::peer::{Inbound, Peer, PeerEvent, PeerShared, Queues};
+use super::tasks::{QuicRuntime, Spawner};
 use super::{control, tls};
 
 /// Capacity of the event channel handed out by [`Transport::bind`].
@@ -77,6 +78,8 @@ struct Inner {
     shutting_down: AtomicBool,
     /// Hands each peer that comes up to the transport's liveness task.
     liveness: mpsc::UnboundedSender<Arc<PeerShared>>,
+    /// Starts the transport's tasks (and QUIC's) where its node's actors run.
+    tasks: Spawner,
 }
 
 /// Counts an accepted connection against `max_incoming` while it lives.
@@ -127,11 +130,13 @@ impl Transport {
             addr: config.listen,
             source,
         })?;
-        let runtime = quinn::default_runtime().ok_or_else(|| {
-            BindError::Config(
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(BindError::Config(
                 "no async runtime: call bind inside a tokio or actix-rt runtime".to_owned(),
-            )
-        })?;
+            ));
+        }
+        let tasks = Spawner::here();
+        let runtime = QuicRuntime::new(tasks.clone());
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -152,7 +157,7 @@ impl Transport {
         };
         let (events, rx) = mpsc::channel(EVENT_QUEUE);
         let (liveness, arrivals) = mpsc::unbounded_channel();
-        tokio::spawn(control::watch(
+        tasks.spawn_root(control::watch(
             arrivals,
             config.heartbeat_interval,
             config.heartbeat_timeout,
@@ -172,8 +177,9 @@ impl Transport {
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             liveness,
+            tasks,
         });
-        tokio::spawn(accept_loop(inner.clone()));
+        inner.tasks.spawn_root(accept_loop(inner.clone()));
         tracing::debug!(node = %node, "listening on {}", inner.join_text);
         Ok((
             Transport {
@@ -283,16 +289,7 @@ impl Transport {
         let peers: Vec<Peer> = lock(&inner.peers).values().cloned().collect();
         // What was posted before the shutdown reaches its peer first (all
         // peers at once: one that does not answer holds up no other).
-        let flushes: Vec<_> = peers
-            .iter()
-            .cloned()
-            .map(|peer| tokio::spawn(async move { peer.flush().await }))
-            .collect();
-        let flushed = async {
-            for flush in flushes {
-                let _ = flush.await;
-            }
-        };
+        let flushed = futures_util::future::join_all(peers.iter().map(Peer::flush));
         let _ = tokio::time::timeout(SHUTDOWN_LIMIT, flushed).await;
         for peer in &peers {
             control::goodbye(&peer.shared, SHUTDOWN_LIMIT).await;
@@ -377,12 +374,20 @@ impl Inner {
             Err(e) => return Err(e),
         };
         let (peer, queues) = Peer::new(
-            PeerShared::new(joined, conn, true, send, self.fences.clone()),
+            PeerShared::new(
+                joined,
+                conn,
+                true,
+                send,
+                self.fences.clone(),
+                self.tasks.clone(),
+            ),
             self.config.send_queue,
         );
         match self.admit(&peer) {
             Ok(()) => {
-                tokio::spawn(run_peer(self.clone(), peer.clone(), recv, queues, None));
+                self.tasks
+                    .spawn_root(run_peer(self.clone(), peer.clone(), recv, queues, None));
                 Ok(peer)
             }
             Err(existing) => {
@@ -467,7 +472,7 @@ async fn accept_loop(inner: Arc<Inner>) {
             continue;
         }
         let slot = inner.take_slot();
-        tokio::spawn(accept_one(inner.clone(), incoming, slot));
+        inner.tasks.spawn(accept_one(inner.clone(), incoming, slot));
     }
 }
 
@@ -510,7 +515,14 @@ async fn accept_handshake(
     let verified = handshake::listen(&conn, &mut send, &mut recv, &inner.me()).await?;
     let joined = verified.joined;
     let (peer, queues) = Peer::new(
-        PeerShared::new(joined, conn.clone(), false, send, inner.fences.clone()),
+        PeerShared::new(
+            joined,
+            conn.clone(),
+            false,
+            send,
+            inner.fences.clone(),
+            inner.tasks.clone(),
+        ),
         inner.config.send_queue,
     );
     if inner.admit(&peer).is_err() {
@@ -565,29 +577,31 @@ async fn run_peer(
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let (replies_tx, replies_rx) = mpsc::channel(INBOUND_QUEUE);
     let config = inner.config.clone();
-    tokio::spawn(lanes::writer(
+    inner.tasks.spawn(lanes::writer(
         shared.clone(),
         queues.data,
         config.clone(),
         Lane::Small,
     ));
-    tokio::spawn(lanes::writer(
+    inner.tasks.spawn(lanes::writer(
         shared.clone(),
         queues.replies,
         config.clone(),
         Lane::Replies,
     ));
-    tokio::spawn(lanes::reader(
+    inner.tasks.spawn(lanes::reader(
         shared.clone(),
         inbound_tx,
         replies_tx,
         config.max_frame,
     ));
-    tokio::spawn(control::read_control(shared.clone(), control_recv));
+    inner
+        .tasks
+        .spawn(control::read_control(shared.clone(), control_recv));
     let _ = inner.liveness.send(shared.clone());
     let conn_watch = {
         let shared = shared.clone();
-        tokio::spawn(async move {
+        inner.tasks.spawn(async move {
             let err = shared.conn.closed().await;
             shared.set_down(super::framing::down_reason(&err));
         })

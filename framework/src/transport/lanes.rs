@@ -182,7 +182,7 @@ async fn write_loop(
                         };
                         let shared = shared.clone();
                         let sent = sent.take();
-                        tokio::spawn(async move {
+                        shared.tasks.clone().spawn(async move {
                             match send_bulk(&shared, header, payload).await {
                                 Ok(()) => {
                                     if let Some(sent) = sent {
@@ -258,7 +258,7 @@ pub(crate) async fn reader(
 ) {
     let (lane_tx, lane_rx) = oneshot::channel::<quinn::RecvStream>();
     let (bulk_tx, bulk_rx) = mpsc::channel::<Frame>(16);
-    let ordered = tokio::spawn(in_order(
+    let ordered = shared.tasks.spawn(in_order(
         shared.clone(),
         lane_rx,
         bulk_rx,
@@ -285,7 +285,8 @@ pub(crate) async fn reader(
         let lane_tx = lane_tx.clone();
         let bulk_tx = bulk_tx.clone();
         let replies = replies.clone();
-        tokio::spawn(async move {
+        let tasks = shared.tasks.clone();
+        tasks.spawn(async move {
             let mut lane = [0u8; 1];
             let result = match recv.read_exact(&mut lane).await {
                 Err(quinn::ReadExactError::FinishedEarly(_)) => Err(ReadFrameError::Protocol(

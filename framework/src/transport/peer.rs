@@ -81,6 +81,8 @@ pub(crate) struct PeerShared {
     pub fences: Arc<Fences>,
     /// Frames the writers handed to QUIC (data and replies).
     pub frames_sent: AtomicU64,
+    /// Starts the peer's tasks (bulk streams) where the transport's run.
+    pub tasks: super::tasks::Spawner,
 }
 
 impl PeerShared {
@@ -90,6 +92,7 @@ impl PeerShared {
         initiated_by_us: bool,
         control: quinn::SendStream,
         fences: Arc<Fences>,
+        tasks: super::tasks::Spawner,
     ) -> Self {
         Self {
             node: joined.node,
@@ -104,6 +107,7 @@ impl PeerShared {
             heartbeats_paused: AtomicBool::new(false),
             fences,
             frames_sent: AtomicU64::new(0),
+            tasks,
         }
     }
 
