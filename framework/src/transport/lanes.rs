@@ -30,7 +30,8 @@ use crate::wire::{Buffer, FrameHeader, HEADER_LEN, Payload, aligned_copy};
 use super::config::TransportConfig;
 use super::error::DownReason;
 use super::framing::{
-    ReadFrameError, frame_bytes, is_data_kind, is_reply_kind, read_error, read_frame, write_error,
+    ReadFrameError, frame_bytes, is_data_kind, is_reply_kind, read_error, read_only_frame,
+    write_error,
 };
 use super::peer::{Outgoing, PeerShared};
 
@@ -406,26 +407,8 @@ async fn read_bulk(
     max_frame: u64,
     tx: mpsc::Sender<Frame>,
 ) -> Result<(), ReadFrameError> {
-    let Some((header, payload)) = read_frame(recv, max_frame).await? else {
-        return Err(ReadFrameError::Protocol(
-            "a bulk stream carried no frame".to_owned(),
-        ));
-    };
+    let (header, payload) = read_only_frame(recv, max_frame).await?;
     check_data(&header)?;
-    let mut extra = [0u8; 1];
-    match recv.read(&mut extra).await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            return Err(ReadFrameError::Protocol(
-                "a bulk stream carried more than one frame".to_owned(),
-            ));
-        }
-        Err(e) => {
-            return Err(ReadFrameError::Lost(DownReason::ConnectionLost(
-                e.to_string(),
-            )));
-        }
-    }
     let _ = tx.send((header, payload)).await;
     Ok(())
 }
