@@ -49,17 +49,31 @@ pub(crate) fn link_for(node: &NodeInner, peer: Peer) -> Arc<PeerLink> {
     let mut entry = node
         .links
         .entry(peer.node())
-        .or_insert_with(|| Arc::new(PeerLink::new(peer.clone())));
+        .or_insert_with(|| new_link(peer.clone()));
     // Two nodes that joined each other at once keep one of their two
     // connections: the link follows the connection that is up now.
     if entry.peer().connection() != peer.connection() && !entry.is_alive() {
-        let old = std::mem::replace(&mut *entry, Arc::new(PeerLink::new(peer)));
+        let old = std::mem::replace(&mut *entry, new_link(peer));
         // What waited for an answer on the old connection gets none.
         old.fail_all(&crate::transport::DownReason::Closed(
             "the connection was replaced by the other direction's".into(),
         ));
     }
     entry.clone()
+}
+
+/// A link over `peer`'s connection, whose replies complete its requests
+/// on the task that reads them (the dispatcher takes only those read
+/// before).
+fn new_link(peer: Peer) -> Arc<PeerLink> {
+    let link = Arc::new(PeerLink::new(peer));
+    let weak = Arc::downgrade(&link);
+    link.peer().take_replies(move |header, payload| {
+        if let Some(link) = weak.upgrade() {
+            link.complete(&header, payload);
+        }
+    });
+    link
 }
 
 /// Serves the transport's peer events until the node is dropped.

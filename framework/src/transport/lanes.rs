@@ -366,8 +366,9 @@ fn check_reply(header: &FrameHeader) -> Result<(), ReadFrameError> {
     }
 }
 
-/// Reads the reply lane to its end, handing each reply to `tx` as soon as
-/// it is complete. Nothing above ever holds replies back for long (they
+/// Reads the reply lane to its end, handing each reply to the peer's reply
+/// hook ([`super::Peer::take_replies`]), or to `tx` while there is none, as
+/// soon as it is complete. Nothing above ever holds replies back for long (they
 /// only complete waiting requests), so this lane keeps moving while the
 /// data lanes are stopped.
 async fn read_replies(
@@ -388,6 +389,9 @@ async fn read_replies(
             None => return lane.ended(),
         }
         while let Some(frame) = lane.next_frame()? {
+            let Some(frame) = shared.reply_to_hook(frame) else {
+                continue;
+            };
             match tx.try_send(frame) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {

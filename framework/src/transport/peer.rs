@@ -83,6 +83,34 @@ pub(crate) struct PeerShared {
     pub frames_sent: AtomicU64,
     /// Starts the peer's tasks (bulk streams) where the transport's run.
     pub tasks: super::tasks::Spawner,
+    /// Where replies go once the layer above named it ([`Peer::take_replies`]).
+    pub(crate) replies_to: std::sync::Mutex<Option<ReplyHook>>,
+}
+
+/// What takes a peer's replies as they are read: see [`Peer::take_replies`].
+pub(crate) struct ReplyHook(Box<dyn Fn(FrameHeader, Buffer) + Send + Sync>);
+
+impl PeerShared {
+    /// Hands `frame` to the reply hook; gives it back when there is none.
+    pub(crate) fn reply_to_hook(
+        &self,
+        frame: (FrameHeader, Buffer),
+    ) -> Option<(FrameHeader, Buffer)> {
+        let hook = self.replies_to.lock().unwrap_or_else(|e| e.into_inner());
+        match &*hook {
+            Some(ReplyHook(take)) => {
+                take(frame.0, frame.1);
+                None
+            }
+            None => Some(frame),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyHook")
+    }
 }
 
 impl PeerShared {
@@ -108,6 +136,7 @@ impl PeerShared {
             fences,
             frames_sent: AtomicU64::new(0),
             tasks,
+            replies_to: std::sync::Mutex::new(None),
         }
     }
 
@@ -256,6 +285,19 @@ impl Peer {
     /// incarnation may never connect again.
     pub fn incarnation(&self) -> u64 {
         self.shared.incarnation
+    }
+
+    /// Hands every reply (`Reply`, `ReplyError`) read from now on to `hook`,
+    /// on the task that reads the reply lane, instead of queueing it for the
+    /// [`Inbound`]: a reply completes its request without waking another
+    /// task. Replies read before stay in the `Inbound`. `hook` must not
+    /// wait; a later call replaces it.
+    pub fn take_replies(&self, hook: impl Fn(FrameHeader, Buffer) + Send + Sync + 'static) {
+        *self
+            .shared
+            .replies_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(ReplyHook(Box::new(hook)));
     }
 
     /// Waits until everything queued for this peer (data and replies) has

@@ -731,3 +731,44 @@ async fn replies_pass_data_frames_the_receiver_holds_back() {
         check(i, &h, &p);
     }
 }
+
+#[tokio::test]
+async fn replies_go_to_the_reply_hook_once_there_is_one_and_data_frames_do_not() {
+    let Joined {
+        a: _a,
+        b: _b,
+        a_events: _a_events,
+        _b_events,
+        to_a,
+        at_a,
+        mut inbound,
+    } = joined().await;
+    let (hooked, mut taken) = mpsc::unbounded_channel();
+    at_a.take_replies(move |h, p| {
+        let _ = hooked.send((h, p));
+    });
+    let sizes = [16, 1 << 20];
+    for (i, size) in sizes.iter().enumerate() {
+        let (mut h, p) = frame(i as u64, *size);
+        h.kind = FrameKind::Reply;
+        t(to_a.send(h, p)).await.expect("send a reply");
+        let (h, p) = frame(i as u64, 100);
+        t(to_a.send(h, p)).await.expect("send data");
+    }
+    for i in 0..sizes.len() as u64 {
+        let (h, p) = t(taken.recv()).await.expect("a reply at the hook");
+        assert_eq!(h.kind, FrameKind::Reply);
+        check(i, &h, &p);
+        // Data frames still come through the `Inbound`, and no reply does.
+        let (h, p) = t(inbound.recv()).await.expect("a data frame");
+        assert_eq!(h.kind, FrameKind::Tell);
+        check(i, &h, &p);
+    }
+    let mut none = Vec::new();
+    let late = tokio::time::timeout(
+        Duration::from_millis(100),
+        inbound.recv_gated(&mut none, 8, false),
+    )
+    .await;
+    assert!(late.is_err(), "a reply went to the Inbound: {none:?}");
+}
