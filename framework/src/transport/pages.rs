@@ -10,8 +10,11 @@
 //!
 //! Two places take large buffers: the encoding of an outgoing message
 //! ([`encode`], which grows its buffer at once to fit a large write — a
-//! tensor's elements — and advises it) and the reading of an incoming frame
-//! (`framing::read_frame`, which knows the length from the header).
+//! long `Vec<u8>` field — and advises it; a large tensor's elements are not
+//! written into it at all but kept as a part of the payload, see
+//! [`crate::wire::WriteShared`]) and the reading of an incoming frame
+//! (`framing::read_frame` and `read_only_frame`, which know the length
+//! from the header).
 
 use bytes::Bytes;
 use rkyv::rancor::Source;
