@@ -781,15 +781,14 @@ impl<A: RemoteActor> ActorRef<A> {
                 } else {
                     bytes
                 };
+                // `ask` bounds this whole attempt by the reference's timeout.
                 let reply = link
-                    .request(self.header::<M>(FrameKind::Ask), bytes, self.timeout)
+                    .request_in_deadline(self.header::<M>(FrameKind::Ask), bytes)
                     .await
                     .map_err(|e| match e {
                         RequestError::Remote(failure) => {
                             AskError::Failed(Failure::from_remote(failure))
                         }
-                        // One deadline, one error, wherever the actor lives.
-                        RequestError::Timeout { after, .. } => AskError::Timeout(after),
                         other => AskError::Request(other),
                     })?;
                 decode_owned::<M::Result>(&reply).map_err(AskError::Decode)

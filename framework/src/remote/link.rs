@@ -124,7 +124,19 @@ impl PeerLink {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Buffer, RequestError> {
-        self.exchange(header, payload.into(), timeout, None).await
+        self.exchange(header, payload.into(), Some(timeout), None)
+            .await
+    }
+
+    /// [`PeerLink::request`] with no deadline of its own, for a caller that
+    /// bounds the whole exchange itself (`ActorRef::ask`): one timer per
+    /// request instead of two.
+    pub(crate) async fn request_in_deadline(
+        &self,
+        header: FrameHeader,
+        payload: impl Into<Payload>,
+    ) -> Result<Buffer, RequestError> {
+        self.exchange(header, payload.into(), None, None).await
     }
 
     /// [`PeerLink::request`], and `sent` is answered once the request's
@@ -136,7 +148,7 @@ impl PeerLink {
         timeout: Duration,
         sent: oneshot::Sender<()>,
     ) -> Result<Buffer, RequestError> {
-        self.exchange(header, payload.into(), timeout, Some(sent))
+        self.exchange(header, payload.into(), Some(timeout), Some(sent))
             .await
     }
 
@@ -144,7 +156,7 @@ impl PeerLink {
         &self,
         mut header: FrameHeader,
         payload: Payload,
-        timeout: Duration,
+        timeout: Option<Duration>,
         sent: Option<oneshot::Sender<()>>,
     ) -> Result<Buffer, RequestError> {
         let correlation = self.next.fetch_add(1, Ordering::Relaxed);
@@ -169,6 +181,9 @@ impl PeerLink {
                 Ok(Err(failure)) => Err(RequestError::Remote(failure)),
                 Err(_) => Err(self.lost()),
             }
+        };
+        let Some(timeout) = timeout else {
+            return exchange.await;
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
