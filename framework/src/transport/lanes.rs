@@ -286,8 +286,7 @@ pub(crate) async fn reader(
         let lane_tx = lane_tx.clone();
         let bulk_tx = bulk_tx.clone();
         let replies = replies.clone();
-        let tasks = shared.tasks.clone();
-        tasks.spawn(async move {
+        shared.tasks.clone().spawn(async move {
             let mut lane = [0u8; 1];
             let result = match recv.read_exact(&mut lane).await {
                 Err(quinn::ReadExactError::FinishedEarly(_)) => Err(ReadFrameError::Protocol(

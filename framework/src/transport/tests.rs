@@ -734,15 +734,10 @@ async fn replies_pass_data_frames_the_receiver_holds_back() {
 
 #[tokio::test]
 async fn replies_go_to_the_reply_hook_once_there_is_one_and_data_frames_do_not() {
-    let Joined {
-        a: _a,
-        b: _b,
-        a_events: _a_events,
-        _b_events,
-        to_a,
-        at_a,
-        mut inbound,
-    } = joined().await;
+    // Every part of `joined` lives to the test's end (dropping a transport
+    // would take the peer down).
+    let mut joined = joined().await;
+    let (to_a, at_a, inbound) = (&joined.to_a, &joined.at_a, &mut joined.inbound);
     let (hooked, mut taken) = mpsc::unbounded_channel();
     at_a.take_replies(move |h, p| {
         let _ = hooked.send((h, p));
