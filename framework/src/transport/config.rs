@@ -14,7 +14,7 @@ pub struct TransportConfig {
     /// Hard limit on one frame's payload, checked before anything is
     /// allocated for it (default [`crate::wire::DEFAULT_MAX_FRAME`], 1 GiB).
     pub max_frame: u64,
-    /// How often the side that opened a connection sends a heartbeat, and
+    /// How often the side that accepted a connection sends a heartbeat, and
     /// how often each side looks for signs of life from the other (default
     /// 500 ms: three chances within the 1.5 s timeout). The other side's
     /// acknowledgements answer the heartbeats, so an idle connection costs

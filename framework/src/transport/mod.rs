@@ -19,8 +19,8 @@
 //! # Lanes
 //!
 //! - **control**: the handshake, then `Goodbye`. Heartbeats are QUIC
-//!   datagrams from the side that opened the connection, acknowledged by
-//!   the other; silence for `heartbeat_timeout` (no frame at all: no
+//!   datagrams from the side that accepted the connection (to all its peers
+//!   at once), acknowledged by the other; silence for `heartbeat_timeout` (no frame at all: no
 //!   heartbeat, acknowledgement or data) takes the peer down, judged for all
 //!   of a transport's peers by one task on one timer.
 //!

@@ -474,7 +474,7 @@ impl Peer {
 
     /// Test hook: stops (or resumes) this node's heartbeats to the peer and
     /// its own verdict on the peer, so the peer sees a node that hangs (only
-    /// the side that opened the connection sends heartbeats: pause that
+    /// the side that accepted the connection sends heartbeats: pause that
     /// side). Never use it for real traffic.
     #[doc(hidden)]
     pub fn pause_heartbeats(&self, paused: bool) {

@@ -273,17 +273,18 @@ async fn dropped_transport_takes_the_peer_down() {
 #[tokio::test]
 async fn silent_peer_times_out() {
     let Joined {
-        a: _a,
-        b,
-        mut a_events,
-        _b_events,
+        a,
+        b: _b,
+        a_events: _a_events,
+        _b_events: mut b_events,
         to_a,
         at_a: peer,
         inbound: _inbound,
     } = joined().await;
-    to_a.pause_heartbeats(true);
+    // The acceptor sends the heartbeats: A goes silent.
+    peer.pause_heartbeats(true);
     let started = std::time::Instant::now();
-    let reason = t(peer.closed()).await;
+    let reason = t(to_a.closed()).await;
     assert_eq!(
         reason,
         DownReason::HeartbeatTimeout(config().heartbeat_timeout)
@@ -293,9 +294,9 @@ async fn silent_peer_times_out() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(down(&mut a_events).await.0, b.node_id());
+    assert_eq!(down(&mut b_events).await.0, a.node_id());
     // The silent side learns it was dropped too.
-    assert!(!matches!(t(to_a.closed()).await, DownReason::Goodbye));
+    assert!(!matches!(t(peer.closed()).await, DownReason::Goodbye));
 }
 
 async fn garbage_closes_only_that_peer(garbage: Vec<u8>, expect_in_reason: &str) {
@@ -567,40 +568,41 @@ async fn a_peer_declared_dead_is_fenced_until_it_restarts() {
     assert_ne!(a.incarnation(), b.incarnation());
     assert_eq!(peer.incarnation(), b.incarnation());
     assert_eq!(to_a.incarnation(), a.incarnation());
-    to_a.pause_heartbeats(true);
+    // The acceptor sends the heartbeats: A goes silent, B declares it dead.
+    peer.pause_heartbeats(true);
     assert!(matches!(
-        t(peer.closed()).await,
+        t(to_a.closed()).await,
         DownReason::HeartbeatTimeout(_)
     ));
-    // B hears that A declared it dead, and will not dial A again.
-    let seen_by_b = t(to_a.closed()).await;
+    // A hears that B declared it dead, and will not dial B again.
+    let seen_by_a = t(peer.closed()).await;
     assert!(
-        seen_by_b.to_string().contains("declared this node dead"),
-        "{seen_by_b}"
+        seen_by_a.to_string().contains("declared this node dead"),
+        "{seen_by_a}"
     );
-    let err = t(b.connect(&a.join_line())).await.expect_err("fenced");
+    let err = t(a.connect(&b.join_line())).await.expect_err("fenced");
     assert!(matches!(err, ConnectError::Fenced(_)), "{err:?}");
     assert!(err.to_string().contains("restart this process"), "{err}");
 
-    // Were B to dial anyway, A refuses the old incarnation with the reason.
-    b.fences().forget_fenced_by();
-    let err = t(b.connect(&a.join_line())).await.expect_err("refused");
+    // Were A to dial anyway, B refuses the old incarnation with the reason.
+    a.fences().forget_fenced_by();
+    let err = t(a.connect(&b.join_line())).await.expect_err("refused");
     let text = err.to_string();
     assert!(matches!(err, ConnectError::Fenced(_)), "{err:?}");
     assert!(
         text.contains("declared dead after") && text.contains("restart it"),
         "{text}"
     );
-    // And A does not dial the old incarnation either.
-    let err = t(a.connect(&b.join_line())).await.expect_err("fenced");
+    // And B does not dial the old incarnation either.
+    let err = t(b.connect(&a.join_line())).await.expect_err("fenced");
     assert!(matches!(err, ConnectError::Fenced(_)), "{err:?}");
 
-    // A new incarnation of B (a restarted process) joins.
-    let (b2, _b2_events) = node("pw").await;
-    let to_a = t(b2.connect(&a.join_line()))
+    // A new incarnation of A (a restarted process) is reached.
+    let (a2, _a2_events) = node("pw").await;
+    let to_a2 = t(b.connect(&a2.join_line()))
         .await
-        .expect("a new incarnation joins");
-    assert!(to_a.is_alive());
+        .expect("a new incarnation is reached");
+    assert!(to_a2.is_alive());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,7 +43,7 @@ pub(crate) fn quic_transport(cfg: &TransportConfig) -> Result<quinn::TransportCo
         .send_window(cfg.connection_window.saturating_mul(2))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(cfg.max_uni_streams))
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1));
-    // No QUIC keep-alive: the opener's heartbeats (and their
+    // No QUIC keep-alive: the acceptor's heartbeats (and their
     // acknowledgements) keep both sides from idling out; a keep-alive PING
     // would also answer for a node whose heartbeats a test paused.
     let idle = cfg.heartbeat_timeout.saturating_mul(2);
