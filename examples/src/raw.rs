@@ -6,9 +6,11 @@
 //! The server process prints `RAW <addr> <fingerprint hex>` (the SHA-256 of
 //! its fresh certificate, which the client pins) and serves until its
 //! standard input closes, so it never outlives the benchmark: it echoes
-//! pings on bidirectional streams ([`pings`]) and takes bulk bytes on
-//! unidirectional ones, one way ([`bulk_one_way_gbps`]) or while sending as
-//! many back ([`bulk_both_ways_gbps`]).
+//! pings on bidirectional streams ([`pings`]; the stream's first byte says
+//! whether the echo passes through a thread of its own, [`ECHO`] or
+//! [`HANDOFF`]) and takes bulk bytes on unidirectional ones, one way
+//! ([`bulk_one_way_gbps`]) or while sending as many back
+//! ([`bulk_both_ways_gbps`]).
 
 use std::error::Error;
 use std::fmt;
@@ -27,6 +29,16 @@ pub type BoxError = Box<dyn Error + Send + Sync>;
 pub const PING_LEN: usize = 16;
 /// How long a connect, or a process printing its first lines or exiting, may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// A ping stream's first byte: the server's stream task echoes each ping.
+pub const ECHO: u8 = b'E';
+/// A ping stream's first byte: the server's stream task hands each ping to
+/// a thread of its own and writes what that thread hands back — the two
+/// hand-offs between threads of a `join`/`yield` round trip, whose child
+/// runs its function on a thread of its own ([`handoff_echo`]).
+pub const HANDOFF: u8 = b'H';
+/// How long the hand-off thread looks for the next ping, yielding its CPU,
+/// before it parks: what a child's function does while it waits in `yield`.
+const HANDOFF_SPIN: Duration = Duration::from_micros(100);
 
 /// Where a raw server listens and the certificate it shows: what its
 /// `RAW` line carries.
@@ -97,6 +109,68 @@ pub async fn echo(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The server side of a [`HANDOFF`] ping stream: each ping goes to a thread
+/// of its own over a `std` channel; that thread looks for it the way a
+/// child's function does in `yield` (it yields its CPU for up to
+/// [`HANDOFF_SPIN`], then parks) and hands it back over a tokio channel,
+/// which wakes this task to write the echo.
+pub async fn handoff_echo(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), BoxError> {
+    let (to_thread, pings) = std::sync::mpsc::channel::<[u8; PING_LEN]>();
+    let (to_task, mut echoes) = tokio::sync::mpsc::unbounded_channel();
+    let thread = std::thread::spawn(move || {
+        loop {
+            let start = Instant::now();
+            let ping = loop {
+                match pings.try_recv() {
+                    Ok(ping) => break Some(ping),
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break None,
+                    Err(std::sync::mpsc::TryRecvError::Empty) if start.elapsed() < HANDOFF_SPIN => {
+                        std::thread::yield_now()
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break pings.recv().ok(),
+                }
+            };
+            let Some(ping) = ping else { return };
+            if to_task.send(ping).is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = [0u8; PING_LEN];
+    let served = async {
+        loop {
+            match recv.read_exact(&mut buf).await {
+                Ok(()) => {
+                    to_thread
+                        .send(buf)
+                        .map_err(|_| "the hand-off thread ended")?;
+                    let echo = echoes.recv().await.ok_or("the hand-off thread ended")?;
+                    send.write_all(&echo).await?;
+                }
+                Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(()),
+                Err(e) => return Err(BoxError::from(e)),
+            }
+        }
+    }
+    .await;
+    drop(to_thread);
+    let _ = thread.join();
+    served
+}
+
+/// Opens a ping stream of `mode` ([`ECHO`] or [`HANDOFF`]) to a raw server.
+pub async fn ping_stream(
+    conn: &quinn::Connection,
+    mode: u8,
+) -> Result<(quinn::SendStream, quinn::RecvStream), BoxError> {
+    let (mut send, recv) = conn.open_bi().await?;
+    send.write_all(&[mode]).await?;
+    Ok((send, recv))
 }
 
 /// Nanoseconds of `n` sequential [`PING_LEN`]-byte echoes on one raw stream.
@@ -299,9 +373,19 @@ async fn serve_until_stdin_closes() -> Result<(), BoxError> {
                         });
                     }
                 });
-                while let Ok((send, recv)) = conn.accept_bi().await {
+                while let Ok((send, mut recv)) = conn.accept_bi().await {
                     tokio::spawn(async move {
-                        let _ = echo(send, recv).await;
+                        let mut mode = [0u8; 1];
+                        if recv.read_exact(&mut mode).await.is_err() {
+                            return;
+                        }
+                        let served = match mode[0] {
+                            HANDOFF => handoff_echo(send, recv).await,
+                            _ => echo(send, recv).await,
+                        };
+                        if let Err(e) = served {
+                            eprintln!("[raw server] ping stream failed: {e}");
+                        }
                     });
                 }
             });
@@ -464,6 +548,19 @@ pub struct RoundTrips {
     pub apart: (f64, f64),
     /// Every process on one CPU.
     pub one_cpu: (f64, f64),
+    /// The p50s of [`HANDOFF`] pings in the same blocks (apart, on one
+    /// CPU), when asked for ([`Floor::Handoff`]).
+    pub handoff: Option<(f64, f64)>,
+}
+
+/// A second raw series [`alternate_p50_us`] measures in the same blocks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// None.
+    None,
+    /// [`HANDOFF`] pings: the raw ping with the server's echo passing
+    /// through a thread of its own and back.
+    Handoff,
 }
 
 impl RoundTrips {
@@ -492,10 +589,13 @@ impl RoundTrips {
 /// then with this process and the processes it started on different CPUs
 /// (see [`crate::placement`]: left to itself, the scheduler may place the
 /// pings' server and the measured processes differently). Prints, for
-/// scale, the p50 of a raw ping that crosses no process.
+/// scale, the p50 of a raw ping that crosses no process. With
+/// [`Floor::Handoff`], each block of raw pings is followed by as many
+/// [`HANDOFF`] pings.
 pub async fn alternate_p50_us<E: Into<BoxError>>(
     n: usize,
     blocks: usize,
+    floor: Floor,
     mut round: impl AsyncFnMut(u64) -> Result<(), E>,
 ) -> Result<RoundTrips, BoxError> {
     let mut ping = PingSession::start().await?;
@@ -503,9 +603,27 @@ pub async fn alternate_p50_us<E: Into<BoxError>>(
         (crate::report::median(rtts), crate::report::median(raws))
     };
     let (one_cpu, apart) = crate::placement::one_cpu_then_apart(async || {
-        alternate_us(n, blocks, &mut round, async |k| ping.pings_us(k).await).await
+        let mut handoffs = Vec::new();
+        let pairs = alternate_us(n, blocks, &mut round, async |k| {
+            if floor == Floor::Handoff {
+                handoffs.extend(ping.handoff_pings_us(k).await?);
+            }
+            ping.pings_us(k).await
+        })
+        .await?;
+        Ok::<_, BoxError>((pairs, handoffs))
     })
     .await?;
+    let handoff = match floor {
+        Floor::None => None,
+        Floor::Handoff => Some((
+            apart
+                .as_ref()
+                .map_or(f64::NAN, |(_, h)| crate::report::median(h.clone())),
+            crate::report::median(one_cpu.1.clone()),
+        )),
+    };
+    let (one_cpu, apart) = (one_cpu.0, apart.map(|(pairs, _)| pairs));
     ping.stop().await?;
     let in_process = ping_in_process_p50_us(n).await?;
     eprintln!(
@@ -514,6 +632,7 @@ pub async fn alternate_p50_us<E: Into<BoxError>>(
     Ok(RoundTrips {
         apart: apart.map_or((f64::NAN, f64::NAN), p50s),
         one_cpu: p50s(one_cpu),
+        handoff,
     })
 }
 
@@ -550,6 +669,8 @@ pub struct PingSession {
     conn: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
+    /// A [`HANDOFF`] stream, opened at its first use.
+    handoff: Option<(quinn::SendStream, quinn::RecvStream)>,
 }
 
 impl PingSession {
@@ -557,14 +678,30 @@ impl PingSession {
     pub async fn start() -> Result<PingSession, BoxError> {
         let server = RawServer::start().await?;
         let conn = server.raw.connect().await?;
-        let (mut send, mut recv) = conn.open_bi().await?;
+        let (mut send, mut recv) = ping_stream(&conn, ECHO).await?;
         pings(&mut send, &mut recv, 50).await?;
         Ok(PingSession {
             server,
             conn,
             send,
             recv,
+            handoff: None,
         })
+    }
+
+    /// Microseconds of `n` sequential [`HANDOFF`] pings (50 warm-up ones
+    /// first, on the stream's first use).
+    pub async fn handoff_pings_us(&mut self, n: usize) -> Result<Vec<f64>, BoxError> {
+        let (send, recv) = match &mut self.handoff {
+            Some(stream) => stream,
+            None => {
+                let (mut send, mut recv) = ping_stream(&self.conn, HANDOFF).await?;
+                pings(&mut send, &mut recv, 50).await?;
+                self.handoff.insert((send, recv))
+            }
+        };
+        let ns = pings(send, recv, n).await?;
+        Ok(ns.into_iter().map(|v| v as f64 / 1000.0).collect())
     }
 
     /// Microseconds of `n` sequential pings.
@@ -576,6 +713,9 @@ impl PingSession {
     /// Closes the stream and stops the server process.
     pub async fn stop(mut self) -> Result<(), BoxError> {
         self.send.finish()?;
+        if let Some((send, _)) = &mut self.handoff {
+            send.finish()?;
+        }
         self.conn.close(0u32.into(), b"done");
         stop(&mut self.server.child).await;
         Ok(())

@@ -218,9 +218,11 @@ async fn in_process(jobs: u64, pings: usize) -> Result<InProcess, BoxError> {
     let rate = report::median(rates);
     // Jobs and raw pings in alternating blocks, so that both see the same
     // machine (all on one CPU, then the workers on another CPU than the head).
-    let trips = raw::alternate_p50_us(pings, BLOCKS, async |i| pool.map([tiny(i)]).await.map(drop))
-        .await
-        .map_err(|e| e.to_string())?;
+    let trips = raw::alternate_p50_us(pings, BLOCKS, raw::Floor::None, async |i| {
+        pool.map([tiny(i)]).await.map(drop)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let commit_us = commit_p50_us(&data, pings)?;
     pool.close().await;
     node.stop().await;

@@ -20,6 +20,12 @@
 //! `parallel_examples::raw`); it prints `RAW <addr> <fingerprint hex>` and
 //! exits when its standard input closes.
 //!
+//! Beside the round-trip rows it prints their floor, measured in the same
+//! blocks: the raw ping with the server's echo handed to a thread of its own
+//! and back (`parallel_examples::raw::HANDOFF`), as a child hands each
+//! `join` to its function's thread and takes the `yield` back — the least a
+//! round trip with a blocking function on its own thread costs.
+//!
 //! Beside the fork row the bench prints its floor, measured in the same
 //! rounds: 4 copies of this program started in the role `raw dial`, each
 //! opening one raw QUIC connection (the node's TLS set-up) to this process
@@ -173,9 +179,23 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
     let child = parallel::fork().await?;
     child.exec(looper, ()).await?;
     joins(&child, PING_WARMUP).await?;
-    let trips =
-        raw::alternate_p50_us(PING_N, BLOCKS, async |_| child.join("").await.map(drop)).await?;
+    let trips = raw::alternate_p50_us(PING_N, BLOCKS, raw::Floor::Handoff, async |_| {
+        child.join("").await.map(drop)
+    })
+    .await?;
     close(&child).await?;
+    if let Some((apart, one_cpu)) = trips.handoff {
+        eprintln!(
+            "[bench]   floor: the raw ping with the server's echo handed to a thread of its own and back (a child's \
+             function runs on its own thread, so that its node answers heartbeats while it computes; two hand-offs \
+             per round trip), same blocks: apart {apart:.1} µs = {:.2} x raw ping, join/yield = {:.2} x that floor; \
+             on one CPU {one_cpu:.1} µs = {:.2} x raw ping, join/yield = {:.2} x that floor",
+            apart / trips.apart.1,
+            trips.apart.0 / apart,
+            one_cpu / trips.one_cpu.1,
+            trips.one_cpu.0 / one_cpu,
+        );
+    }
     rows.extend(trips.rows(
         ["join_roundtrip_p50_us", "join_roundtrip_p50_us_one_cpu"],
         "join/yield p50",

@@ -121,7 +121,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Applies and raw pings in alternating blocks, so that both see the
     // same machine: all on one CPU, then the engines on another CPU than
     // this client.
-    let trips = raw::alternate_p50_us(pings, BLOCKS, async |_| {
+    let trips = raw::alternate_p50_us(pings, BLOCKS, raw::Floor::None, async |_| {
         view.apply_sync(noop, ()).await.map(drop)
     })
     .await
