@@ -12,6 +12,12 @@
 //! - `heartbeat_cpu_pct`: CPU (% of one core, `/proc/<pid>/stat` utime +
 //!   stime over 10 s) of a node holding 100 idle peer connections, which
 //!   live in one helper process; baseline: the same node with no peers.
+//!   Beside it the bench prints its floor: the CPU of a raw quinn server
+//!   (the node's TLS set-up, none of its protocol) holding 100 raw
+//!   connections from one helper process and sending each one datagram of
+//!   a heartbeat's size every interval, all in one burst, which their QUIC
+//!   stacks acknowledge — what the node's liveness check does, and nothing
+//!   else (`--raw-host`, `--raw-peers`).
 //!
 //! `cargo run --release -p parallel-examples --bin bench_supervision [-- --json]`
 //! (`--json`: one JSON object per benchmark on stdout). The started copies
@@ -24,6 +30,7 @@ use std::time::{Duration, Instant};
 use actix::Handler;
 use parallel::actor::ExitReason;
 use parallel::{Actor, JoinLine, Message, Node, Password};
+use parallel_examples::raw::{self, RawAddr};
 use parallel_examples::report::{self, Goal, Row, Widths, median};
 use rkyv::{Archive, Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
@@ -82,6 +89,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let result = match args.get(1).map(String::as_str) {
         Some("--host") => host(args.get(2).map_or("250,1500", String::as_str)).await,
         Some("--peers") => peers(&args[2..]).await,
+        Some("--raw-host") => raw_host(args.get(2).map_or("500,1500", String::as_str)).await,
+        Some("--raw-peers") => raw_peers(&args[2..]).await,
         _ => driver(args.iter().any(|a| a == "--json")).await,
     };
     result.map_err(|e| e as Box<dyn Error>)
@@ -132,6 +141,62 @@ async fn peers(args: &[String]) -> Result<(), BoxError> {
     until_stdin_closes().await;
     for node in &nodes {
         node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A copy with a raw quinn server that sends each of its connections one
+/// datagram of a heartbeat's size every interval, all in one burst: the
+/// floor under the host's heartbeat CPU. Prints its `RAW` line.
+async fn raw_host(spec: &str) -> Result<(), BoxError> {
+    let (interval, _) = heartbeat(spec)?;
+    let endpoint = raw::start_server()?;
+    let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<quinn::Connection>::new()));
+    let accepted = conns.clone();
+    let accepting = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            if let Ok(conn) = incoming.await {
+                accepted.lock().map_err(|_| "poisoned")?.push(conn);
+            }
+        }
+        Ok::<_, BoxError>(())
+    });
+    let beating = conns.clone();
+    let beats: tokio::task::JoinHandle<Result<(), BoxError>> = tokio::spawn(async move {
+        let beat = [0u8; parallel::wire::HEADER_LEN];
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            for conn in beating.lock().map_err(|_| "poisoned")?.iter() {
+                conn.send_datagram(beat.to_vec().into())?;
+            }
+        }
+    });
+    until_stdin_closes().await;
+    beats.abort();
+    endpoint.close(0u32.into(), b"bye");
+    Ok(())
+}
+
+/// A copy that holds `n` raw quinn connections (each from an endpoint of
+/// its own, as each node has one) to the raw host at the `RAW` line, and
+/// takes their datagrams.
+async fn raw_peers(args: &[String]) -> Result<(), BoxError> {
+    let n: usize = args.first().ok_or("--raw-peers N RAWLINE")?.parse()?;
+    let line = args.get(1).ok_or("--raw-peers N RAWLINE")?;
+    let addr = RawAddr::parse(line).ok_or("not a RAW line")??;
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let conn = addr.connect().await?;
+        let reading = conn.clone();
+        tokio::spawn(async move { while reading.read_datagram().await.is_ok() {} });
+        conns.push(conn);
+    }
+    println!("JOINED {n}");
+    until_stdin_closes().await;
+    for conn in &conns {
+        conn.close(0u32.into(), b"done");
     }
     Ok(())
 }
@@ -289,16 +354,28 @@ async fn cpu_pct(pid: u32) -> Result<f64, BoxError> {
     Ok(100.0 * used / started.elapsed().as_secs_f64())
 }
 
+/// CPU of a raw host (see [`raw_host`]) with `PEERS` raw connections.
+async fn raw_heartbeat_cpu(password: &str) -> Result<f64, BoxError> {
+    let spec = format!("{},{}", default_hb().0, default_hb().1);
+    let mut host = Proc::start(&["--raw-host", &spec], password).await?;
+    let line = host.line().await?;
+    cpu_with_peers(host, &["--raw-peers", &PEERS.to_string(), &line], password).await
+}
+
 /// CPU of a host with `PEERS` idle peers, and with none.
 async fn heartbeat_cpu(password: &str) -> Result<(f64, f64), BoxError> {
     let (host, line) = Proc::host(default_hb(), password).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = cpu_pct(host.pid()).await?;
-    let mut peers = Proc::start(
-        &["--peers", &PEERS.to_string(), &line.to_string()],
-        password,
-    )
-    .await?;
+    let peers = ["--peers", &PEERS.to_string(), &line.to_string()];
+    let busy = cpu_with_peers(host, &peers, password).await?;
+    Ok((busy, idle))
+}
+
+/// CPU of `host` while a copy started with `peers` (which prints
+/// `JOINED <PEERS>` once connected) holds its connections; stops both.
+async fn cpu_with_peers(host: Proc, peers: &[&str], password: &str) -> Result<f64, BoxError> {
+    let mut peers = Proc::start(peers, password).await?;
     let joined = peers.line().await?;
     if joined != format!("JOINED {PEERS}") {
         return Err(format!("the peers process said {joined:?}").into());
@@ -307,7 +384,7 @@ async fn heartbeat_cpu(password: &str) -> Result<(f64, f64), BoxError> {
     let busy = cpu_pct(host.pid()).await?;
     peers.stop().await;
     host.stop().await;
-    Ok((busy, idle))
+    Ok(busy)
 }
 
 async fn driver(json: bool) -> Result<(), BoxError> {
@@ -366,6 +443,14 @@ async fn driver(json: bool) -> Result<(), BoxError> {
     ));
     eprintln!("[bench] heartbeat_cpu: {PEERS} idle peers vs none, {CPU_WINDOW:?} each");
     let (busy, idle) = heartbeat_cpu(&password).await?;
+    let floor = raw_heartbeat_cpu(&password).await?;
+    eprintln!(
+        "[bench]   floor: a raw quinn server holding {PEERS} raw connections, sending each a datagram of a \
+         heartbeat's size every {} ms in one burst, acknowledged by their QUIC stacks: {floor:.1} % of a core; \
+         the node's heartbeat CPU = {:.2} x that floor",
+        default_hb().0,
+        busy / floor
+    );
     // The target is absolute (< 1 % of a core); the ratio to an idle node
     // is shown for scale (null in JSON when the idle node used no CPU).
     rows.push(Row::new(
