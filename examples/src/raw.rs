@@ -114,7 +114,7 @@ pub async fn echo(
 /// The server side of a [`HANDOFF`] ping stream: each ping goes to a thread
 /// of its own over a `std` channel; that thread looks for it the way a
 /// child's function does in `yield` (it yields its CPU for up to
-/// [`HANDOFF_SPIN`], then parks) and hands it back over a tokio channel,
+/// 100 µs, then parks) and hands it back over a tokio channel,
 /// which wakes this task to write the echo.
 pub async fn handoff_echo(
     mut send: quinn::SendStream,
