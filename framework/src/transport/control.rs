@@ -135,9 +135,12 @@ fn judge(w: &mut Watched, heartbeat: &[u8], times: Times, beats: bool, stalled: 
         return true;
     }
     if beats {
-        let done = drain_datagrams(shared).and_then(|()| match shared.initiated_by_us {
-            false => beat(shared, heartbeat),
-            true => Ok(()),
+        let done = drain_datagrams(shared).and_then(|()| {
+            if shared.initiated_by_us {
+                Ok(())
+            } else {
+                beat(shared, heartbeat)
+            }
         });
         if let Err(reason) = done {
             shared.set_down(reason);

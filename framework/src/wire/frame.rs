@@ -22,8 +22,12 @@ use super::error::FrameError;
 
 /// Four bytes that open every frame.
 pub const MAGIC: [u8; 4] = *b"PRLL";
-/// Version of this frame layout and of the message kinds; bumped on any change.
-pub const WIRE_VERSION: u16 = 1;
+/// Version of this frame layout, of the message kinds and of the protocol
+/// around them; bumped on any change. 2: the side that accepted a
+/// connection sends its heartbeats (in 1, the side that opened it did: a
+/// pair of the two would have had nobody beating, so they refuse each other
+/// in the handshake instead).
+pub const WIRE_VERSION: u16 = 2;
 /// Size of the encoded header in bytes.
 pub const HEADER_LEN: usize = 80;
 /// Default hard limit on one frame's payload: 1 GiB.
