@@ -97,14 +97,38 @@ pub fn bind_server() -> Result<(quinn::Endpoint, RawAddr), BoxError> {
 
 /// The server side of a ping stream: echoes every [`PING_LEN`] bytes until
 /// the client finishes the stream.
-pub async fn echo(
+pub async fn echo(send: quinn::SendStream, recv: quinn::RecvStream) -> Result<(), BoxError> {
+    answer_pings(send, recv, None).await
+}
+
+/// The two channels of a [`HANDOFF`] stream: pings to the thread, echoes
+/// back from it.
+struct Handoff {
+    to_thread: std::sync::mpsc::Sender<[u8; PING_LEN]>,
+    echoes: tokio::sync::mpsc::UnboundedReceiver<[u8; PING_LEN]>,
+}
+
+/// Writes back every [`PING_LEN`] bytes read (through the thread of
+/// `handoff`, if any), until the client finishes the stream.
+async fn answer_pings(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    mut handoff: Option<&mut Handoff>,
 ) -> Result<(), BoxError> {
     let mut buf = [0u8; PING_LEN];
     loop {
         match recv.read_exact(&mut buf).await {
-            Ok(()) => send.write_all(&buf).await?,
+            Ok(()) => {
+                let answer = match &mut handoff {
+                    None => buf,
+                    Some(h) => {
+                        let ended = "the hand-off thread ended";
+                        h.to_thread.send(buf).map_err(|_| ended)?;
+                        h.echoes.recv().await.ok_or(ended)?
+                    }
+                };
+                send.write_all(&answer).await?
+            }
             Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
@@ -117,50 +141,43 @@ pub async fn echo(
 /// 100 µs, then parks) and hands it back over a tokio channel,
 /// which wakes this task to write the echo.
 pub async fn handoff_echo(
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
 ) -> Result<(), BoxError> {
     let (to_thread, pings) = std::sync::mpsc::channel::<[u8; PING_LEN]>();
-    let (to_task, mut echoes) = tokio::sync::mpsc::unbounded_channel();
+    let (to_task, echoes) = tokio::sync::mpsc::unbounded_channel();
     let thread = std::thread::spawn(move || {
-        loop {
-            let start = Instant::now();
-            let ping = loop {
-                match pings.try_recv() {
-                    Ok(ping) => break Some(ping),
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break None,
-                    Err(std::sync::mpsc::TryRecvError::Empty) if start.elapsed() < HANDOFF_SPIN => {
-                        std::thread::yield_now()
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break pings.recv().ok(),
-                }
-            };
-            let Some(ping) = ping else { return };
+        while let Some(ping) = wait_as_in_yield(&pings) {
             if to_task.send(ping).is_err() {
                 return;
             }
         }
     });
-    let mut buf = [0u8; PING_LEN];
-    let served = async {
-        loop {
-            match recv.read_exact(&mut buf).await {
-                Ok(()) => {
-                    to_thread
-                        .send(buf)
-                        .map_err(|_| "the hand-off thread ended")?;
-                    let echo = echoes.recv().await.ok_or("the hand-off thread ended")?;
-                    send.write_all(&echo).await?;
-                }
-                Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(()),
-                Err(e) => return Err(BoxError::from(e)),
-            }
-        }
-    }
-    .await;
-    drop(to_thread);
+    let mut handoff = Handoff { to_thread, echoes };
+    let served = answer_pings(send, recv, Some(&mut handoff)).await;
+    drop(handoff);
     let _ = thread.join();
     served
+}
+
+/// The next ping, looked for the way a child's function waits in `yield`:
+/// yielding its CPU for up to [`HANDOFF_SPIN`], then parked. `None` once
+/// the stream's task is gone.
+fn wait_as_in_yield(pings: &std::sync::mpsc::Receiver<[u8; PING_LEN]>) -> Option<[u8; PING_LEN]> {
+    let start = Instant::now();
+    while start.elapsed() < HANDOFF_SPIN {
+        match pings.try_recv() {
+            Ok(ping) => return Some(ping),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    pings.recv().ok()
+}
+
+/// Nanoseconds as microseconds.
+fn micros(ns: Vec<u64>) -> Vec<f64> {
+    ns.into_iter().map(|v| v as f64 / 1000.0).collect()
 }
 
 /// Opens a ping stream of `mode` ([`ECHO`] or [`HANDOFF`]) to a raw server.
@@ -244,9 +261,7 @@ async fn ping_in_process_p50_us(n: usize) -> Result<f64, BoxError> {
     let ns = pings(&mut send, &mut recv, n).await?;
     send.finish()?;
     let _ = tokio::time::timeout(TIMEOUT, server).await;
-    Ok(crate::report::median(
-        ns.into_iter().map(|v| v as f64 / 1000.0).collect(),
-    ))
+    Ok(crate::report::median(micros(ns)))
 }
 
 /// The role ([`crate::role`]) of a benchmark's copy that is the raw server.
@@ -614,16 +629,12 @@ pub async fn alternate_p50_us<E: Into<BoxError>>(
         Ok::<_, BoxError>((pairs, handoffs))
     })
     .await?;
-    let handoff = match floor {
-        Floor::None => None,
-        Floor::Handoff => Some((
-            apart
-                .as_ref()
-                .map_or(f64::NAN, |(_, h)| crate::report::median(h.clone())),
-            crate::report::median(one_cpu.1.clone()),
-        )),
-    };
-    let (one_cpu, apart) = (one_cpu.0, apart.map(|(pairs, _)| pairs));
+    let ((one_cpu, one_cpu_handoffs), apart) = (one_cpu, apart.unzip());
+    let handoff = (floor == Floor::Handoff).then(|| {
+        let apart = apart.1.map_or(f64::NAN, crate::report::median);
+        (apart, crate::report::median(one_cpu_handoffs))
+    });
+    let apart = apart.0;
     ping.stop().await?;
     let in_process = ping_in_process_p50_us(n).await?;
     eprintln!(
@@ -700,14 +711,12 @@ impl PingSession {
                 self.handoff.insert((send, recv))
             }
         };
-        let ns = pings(send, recv, n).await?;
-        Ok(ns.into_iter().map(|v| v as f64 / 1000.0).collect())
+        Ok(micros(pings(send, recv, n).await?))
     }
 
     /// Microseconds of `n` sequential pings.
     pub async fn pings_us(&mut self, n: usize) -> Result<Vec<f64>, BoxError> {
-        let ns = pings(&mut self.send, &mut self.recv, n).await?;
-        Ok(ns.into_iter().map(|v| v as f64 / 1000.0).collect())
+        Ok(micros(pings(&mut self.send, &mut self.recv, n).await?))
     }
 
     /// Closes the stream and stops the server process.

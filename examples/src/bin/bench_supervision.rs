@@ -162,21 +162,26 @@ async fn raw_host(spec: &str) -> Result<(), BoxError> {
         }
         Ok::<_, BoxError>(())
     });
-    let beating = conns.clone();
-    let beats: tokio::task::JoinHandle<Result<(), BoxError>> = tokio::spawn(async move {
+    let beats = async move {
         let beat = [0u8; parallel::wire::HEADER_LEN];
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            for conn in beating.lock().map_err(|_| "poisoned")?.iter() {
+            let conns = conns.lock().map_err(|_| "poisoned")?;
+            // A peers copy that stopped closed its connections.
+            for conn in conns.iter().filter(|c| c.close_reason().is_none()) {
                 conn.send_datagram(beat.to_vec().into())?;
             }
         }
-    });
-    until_stdin_closes().await;
-    beats.abort();
+    };
+    // A failed beat ends this copy (the driver's reading then fails), so a
+    // floor that stopped beating is never reported.
+    let result: Result<(), BoxError> = tokio::select! {
+        () = until_stdin_closes() => Ok(()),
+        failed = beats => failed,
+    };
     endpoint.close(0u32.into(), b"bye");
-    Ok(())
+    result
 }
 
 /// A copy that holds `n` raw quinn connections (each from an endpoint of

@@ -90,23 +90,6 @@ pub(crate) struct PeerShared {
 /// What takes a peer's replies as they are read: see [`Peer::take_replies`].
 pub(crate) struct ReplyHook(Box<dyn Fn(FrameHeader, Buffer) + Send + Sync>);
 
-impl PeerShared {
-    /// Hands `frame` to the reply hook; gives it back when there is none.
-    pub(crate) fn reply_to_hook(
-        &self,
-        frame: (FrameHeader, Buffer),
-    ) -> Option<(FrameHeader, Buffer)> {
-        let hook = self.replies_to.lock().unwrap_or_else(|e| e.into_inner());
-        match &*hook {
-            Some(ReplyHook(take)) => {
-                take(frame.0, frame.1);
-                None
-            }
-            None => Some(frame),
-        }
-    }
-}
-
 impl std::fmt::Debug for ReplyHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ReplyHook")
@@ -137,6 +120,21 @@ impl PeerShared {
             frames_sent: AtomicU64::new(0),
             tasks,
             replies_to: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Hands `frame` to the reply hook; gives it back when there is none.
+    pub(crate) fn reply_to_hook(
+        &self,
+        frame: (FrameHeader, Buffer),
+    ) -> Option<(FrameHeader, Buffer)> {
+        let hook = self.replies_to.lock().unwrap_or_else(|e| e.into_inner());
+        match &*hook {
+            Some(ReplyHook(take)) => {
+                take(frame.0, frame.1);
+                None
+            }
+            None => Some(frame),
         }
     }
 
