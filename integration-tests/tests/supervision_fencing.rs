@@ -2,7 +2,9 @@
 //! heartbeat timeout is declared dead — watches get `Down(NoConnection)`,
 //! pending asks fail — and when it resumes (SIGCONT) nothing it sends as the
 //! old incarnation reaches the asker: no late reply, and its attempt to
-//! rejoin as the same incarnation is refused.
+//! rejoin as the same incarnation is refused. And the other side of the
+//! rule: when *both* nodes stop for as long (a paused machine), neither
+//! declares the other dead, and their connection carries on.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -142,4 +144,51 @@ async fn a_stopped_node_is_fenced_and_its_old_incarnation_cannot_come_back() {
     let _ = child.start_kill();
     let _ = timeout(DEADLINE, child.wait()).await;
     timeout(DEADLINE, node.shutdown()).await.expect("shutdown");
+}
+
+/// A paused machine stops every process on it at once: the child is
+/// stopped (SIGSTOP) and this process's own thread (which runs the local
+/// node, its transport and QUIC) is blocked for the same span, several
+/// heartbeat timeouts (and twice QUIC's idle time, when it had one). Each
+/// node sees that it did not run and gives the other another timeout, so
+/// both carry on: the same actors answer over the same connection.
+#[actix_rt::test]
+async fn nodes_paused_together_keep_their_connection() {
+    let server = NodeProcess::start(NODE, &["--heartbeat-ms", "100,600"]).await;
+    let node = local_node_with_heartbeat(INTERVAL, TIMEOUT).await;
+    let remote = join(&node, &server).await;
+    let counter = counter_on(&remote).await;
+    let watching = counter.watch();
+
+    signal(server.pid(), libc::SIGSTOP);
+    // Blocks this thread: the local node does not run either.
+    std::thread::sleep(STOP_FOR);
+    signal(server.pid(), libc::SIGCONT);
+
+    for expected in 1..=3u64 {
+        timeout(DEADLINE, counter.ask(Add(1)))
+            .await
+            .expect("the ask ended in time")
+            .expect("the connection survived the pause");
+        let got = timeout(DEADLINE, counter.ask(Get))
+            .await
+            .expect("the ask ended in time")
+            .expect("the connection survived the pause");
+        assert_eq!(got, expected);
+    }
+    // Past another timeout and a half, nobody was judged dead.
+    tokio::time::sleep(TIMEOUT * 5 / 2).await;
+    assert!(remote.is_alive(), "the remote node was declared dead");
+    let still = timeout(Duration::from_millis(1), watching).await;
+    assert!(still.is_err(), "the watch fired: {still:?}");
+    assert_eq!(
+        timeout(DEADLINE, counter.ask(Get))
+            .await
+            .expect("in time")
+            .expect("ask"),
+        3
+    );
+    timeout(DEADLINE, node.shutdown()).await.expect("shutdown");
+    let log = server.stop_and_read_stderr().await;
+    assert!(!log.contains("declaring the peer dead"), "{log}");
 }

@@ -22,7 +22,10 @@ pub struct TransportConfig {
     pub heartbeat_interval: Duration,
     /// A peer is declared dead if nothing at all is heard from it for this
     /// long (default 1500 ms; judged four times an interval, so between a
-    /// quarter interval less and this long after its last packet).
+    /// quarter interval less and this long after its last packet). A node
+    /// that finds it did not run itself for a while (stopped, or its whole
+    /// machine paused) gives every peer another timeout before judging it;
+    /// this is the only liveness timer (QUIC's own idle timeout is off).
     pub heartbeat_timeout: Duration,
     /// Connections that have not completed the join handshake within this
     /// time are dropped (default 5 s).

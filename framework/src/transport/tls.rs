@@ -44,16 +44,18 @@ pub(crate) fn quic_transport(cfg: &TransportConfig) -> Result<quinn::TransportCo
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(cfg.max_uni_streams))
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1));
     // No QUIC keep-alive: the acceptor's heartbeats (and their
-    // acknowledgements) keep both sides from idling out; a keep-alive PING
+    // acknowledgements) are an idle pair's signs of life; a keep-alive PING
     // would also answer for a node whose heartbeats a test paused.
-    let idle = cfg.heartbeat_timeout.saturating_mul(2);
-    let idle = quinn::IdleTimeout::try_from(idle).map_err(|_| {
-        BindError::Config(format!(
-            "heartbeat_timeout {:?} is too large",
-            cfg.heartbeat_timeout
-        ))
-    })?;
-    t.max_idle_timeout(Some(idle));
+    //
+    // No QUIC idle timeout either: `control::watch` is the one judge of
+    // liveness. QUIC's idle timer reads the wall clock, so after a pause of
+    // the whole machine (both processes stopped past it) it fired at once
+    // on resuming, on whichever side ran first, and dropped the connection
+    // silently (the other side then read "reset by peer"), while the watch
+    // saw that its process had not run and gave the peer another timeout.
+    // A connection the watch does not judge yet is bounded by the
+    // handshake timeout; one it declares dead is closed by it.
+    t.max_idle_timeout(None);
     Ok(t)
 }
 
