@@ -17,6 +17,9 @@ use super::deliver::panic_text;
 thread_local! {
     /// True while this thread runs an actor's handler.
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+    /// True while `SEEN` holds a panic: a handler that did not panic (every
+    /// message, nearly) reads this flag, not `SEEN`.
+    static NOTED: Cell<bool> = const { Cell::new(false) };
     /// The panic the hook saw in the handler this thread runs.
     static SEEN: RefCell<Option<SeenPanic>> = const { RefCell::new(None) };
 }
@@ -38,13 +41,18 @@ pub(crate) struct HandlerScope {
 
 impl HandlerScope {
     pub(crate) fn enter() -> Self {
-        let _ = SEEN.try_with(|seen| seen.borrow_mut().take());
+        if NOTED.try_with(|n| n.replace(false)).unwrap_or(false) {
+            let _ = SEEN.try_with(|seen| seen.borrow_mut().take());
+        }
         let outer = IN_HANDLER.try_with(|h| h.replace(true)).unwrap_or(false);
         HandlerScope { outer }
     }
 
     /// The panic the hook saw in this scope, if it is installed and one happened.
     pub(crate) fn seen(&self) -> Option<SeenPanic> {
+        if !NOTED.try_with(|n| n.replace(false)).unwrap_or(false) {
+            return None;
+        }
         SEEN.try_with(|seen| seen.borrow_mut().take())
             .ok()
             .flatten()
@@ -85,8 +93,9 @@ pub(crate) fn install_handler_panic_hook() {
                 message: panic_text(info.payload()),
             };
             if SEEN.try_with(|s| *s.borrow_mut() = Some(seen)).is_err() {
-                previous(info);
+                return previous(info);
             }
+            let _ = NOTED.try_with(|n| n.set(true));
         }));
     });
 }

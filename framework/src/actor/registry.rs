@@ -293,6 +293,14 @@ impl LocalEntry {
             && (self.connected)(self.addr.as_ref())
     }
 
+    /// True once the actor's exit reason is set. Cheaper than
+    /// [`LocalEntry::is_alive`] (one load, no look at the mailbox): what a
+    /// sender asks before every message to learn whether a supervisor may
+    /// have started a new actor in its place, which happens only after this.
+    pub fn has_exited(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Sets the exit reason once (the first one wins) and tells watchers.
     fn set_exit(&self, reason: ExitReason) {
         self.exit.send_if_modified(|r| {

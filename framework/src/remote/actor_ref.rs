@@ -446,7 +446,8 @@ impl<A: RemoteActor> ActorRef<A> {
     /// The actor's current incarnation, when `entry` is an earlier one that
     /// stopped (a supervisor restarted it under the same id).
     fn restarted(&self, entry: &Arc<LocalEntry>) -> Option<(Addr<A>, Arc<LocalEntry>)> {
-        if entry.is_alive() {
+        // A restart comes only after the exit is set: one load per message.
+        if !entry.has_exited() {
             return None;
         }
         let node = local_nodes()
