@@ -42,7 +42,15 @@
 //! next in that process paid for it (measured: `malloc_consolidate` and
 //! `unlink_chunk` took 27 % of the samples of a run alternating the two, and
 //! none when the framework's rounds ran alone; the framework's rounds after
-//! an actix round ran at 5.8 M tells/s, alone at 10.4 M).
+//! an actix round ran at 5.8 M tells/s, alone at 10.4 M). Beside the
+//! local row the bench prints actix with backpressure, run the same way
+//! (role `local actix bounded`): the plain actix actor with a mailbox of the
+//! framework's size, its sender waiting while it is full — `do_send` never
+//! waits, so it queues the whole burst before the actor drains it, while a
+//! sender with backpressure (the framework's `tell`, or actix's own
+//! `try_send` and `send().await`) hands over about a mailbox at a time.
+//! (Here that reads as fast as `do_send` or faster: backpressure is not
+//! what the framework's local tell pays for.)
 //!
 //! The remote pairs run on the same threads of the same processes:
 //! the raw endpoints live on the actix System's runtime like the node's, and
@@ -195,7 +203,7 @@ impl Handler<Count> for PlainSink {
 async fn main() -> Result<(), Box<dyn Error>> {
     match parallel_examples::role().as_deref() {
         Some(ROLE_SERVER) => return serve().await.map_err(|e| e as Box<dyn Error>),
-        Some(role @ (ROLE_LOCAL_OURS | ROLE_LOCAL_ACTIX)) => {
+        Some(role @ (ROLE_LOCAL_OURS | ROLE_LOCAL_ACTIX | ROLE_LOCAL_BOUNDED)) => {
             return local_side(role).await.map_err(|e| e as Box<dyn Error>);
         }
         _ => {}
@@ -308,17 +316,28 @@ async fn run_benches(password: &str, server: &Server) -> Result<Vec<Row>, BoxErr
     rows.push(row);
 
     eprintln!("[bench] local tell: {LOCAL_N} messages, {ROUNDS} rounds alternating, median");
-    let (mut actix_rates, mut locals) = (Vec::new(), Vec::new());
+    let (mut actix_rates, mut bounded, mut locals) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         actix_rates.push(local_rate(ROLE_LOCAL_ACTIX).await?);
+        bounded.push(local_rate(ROLE_LOCAL_BOUNDED).await?);
         locals.push(local_rate(ROLE_LOCAL_OURS).await?);
     }
-    rows.push(Row::new(
+    let row = Row::new(
         LOCAL,
         Goal::AtLeast(0.8),
         median(locals),
         median(actix_rates),
-    ));
+    );
+    let bounded = median(bounded);
+    eprintln!(
+        "[bench]   with backpressure: the same actix actor with a mailbox bounded as the framework's ({} messages), \
+         its sender waiting while it is full (`try_send`, then `send().await`): {bounded:.0} msg/s = {:.2} of \
+         actix do_send; local tell = {:.2} of that",
+        parallel::actor::DEFAULT_MAILBOX,
+        bounded / row.baseline_value,
+        row.value / bounded
+    );
+    rows.push(row);
 
     raw.close(0u32.into(), b"done");
     node.shutdown().await;
@@ -461,6 +480,8 @@ const ROLE_SERVER: &str = "server";
 const ROLE_LOCAL_OURS: &str = "local ours";
 /// The role of a process that measures actix's `do_send`.
 const ROLE_LOCAL_ACTIX: &str = "local actix";
+/// The role of a process that measures actix with a bounded mailbox.
+const ROLE_LOCAL_BOUNDED: &str = "local actix bounded";
 /// Runs in each process of the local pair; the fastest counts.
 const LOCAL_RUNS: usize = 3;
 /// What such a process prints before its rate.
@@ -504,6 +525,8 @@ async fn local_side(role: &str) -> Result<(), BoxError> {
             let rate = local_tell(&node).await?;
             node.shutdown().await;
             rate
+        } else if role == ROLE_LOCAL_BOUNDED {
+            actix_bounded().await?
         } else {
             actix_do_send().await?
         };
@@ -542,6 +565,36 @@ async fn actix_do_send() -> Result<f64, BoxError> {
     let secs = start.elapsed().as_secs_f64();
     if n != LOCAL_N {
         return Err(format!("the plain actix sink counted {n} of {LOCAL_N}").into());
+    }
+    Ok(LOCAL_N as f64 / secs)
+}
+
+/// The local tell with actix's own backpressure: the plain actix actor with a mailbox of the
+/// framework's size, the sender queueing with `try_send` and, while the
+/// mailbox is full, waiting for room with `send().await` — the least a
+/// sender that must not overrun an actor's mailbox does on actix (the
+/// framework's `tell` waits the same way, for one of its own slots).
+async fn actix_bounded() -> Result<f64, BoxError> {
+    let mut ctx = actix::Context::<PlainSink>::new();
+    ctx.set_mailbox_capacity(parallel::actor::DEFAULT_MAILBOX);
+    let addr = ctx.run(PlainSink::default());
+    let start = Instant::now();
+    for i in 0..LOCAL_N {
+        let msg = Bytes100 {
+            data: [i as u8; PAYLOAD],
+        };
+        match addr.try_send(msg) {
+            Ok(()) => {}
+            Err(actix::prelude::SendError::Full(msg)) => addr.send(msg).await?,
+            Err(actix::prelude::SendError::Closed(_)) => {
+                return Err("the bounded actix sink stopped".into());
+            }
+        }
+    }
+    let n = addr.send(Count).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if n != LOCAL_N {
+        return Err(format!("the bounded actix sink counted {n} of {LOCAL_N}").into());
     }
     Ok(LOCAL_N as f64 / secs)
 }
