@@ -17,6 +17,7 @@ use crate::remote::{ActorRef, SendError};
 use super::inbox::{BARRIER, Filed, Key, bad_text, head_text};
 use super::member::GroupMember;
 use super::message::{Abort, Begin, Chunk, Done, Part};
+use super::pieces::{Move, piece_range, pieces, plan};
 use super::{CollectiveError, Group, TICK};
 
 impl Group {
@@ -255,7 +256,8 @@ impl Group {
     }
 
     /// Sends this rank's chunks of `schedule` and applies the ones it
-    /// receives, in the schedule's order.
+    /// receives, in pieces: a piece received is applied and sent on while
+    /// the rest of its chunk is on the wire ([`super::pieces`]).
     pub(super) async fn run_schedule<T: Reducible>(
         &mut self,
         schedule: &Schedule,
@@ -279,41 +281,58 @@ impl Group {
             return Ok(());
         };
         let call = self.call;
-        for rs in schedule.program(me) {
-            for t in &rs.sends {
-                let range = schedule.chunks()[t.chunk].clone();
-                let msg = Chunk {
-                    from: self.rank as u32,
-                    call,
-                    step: rs.step as u32,
-                    chunk: t.chunk as u32,
-                    bytes: Arc::from(element_bytes(&data[range])),
-                };
-                self.post(ranks[t.to], msg).await?;
-            }
-            for t in &rs.receives {
-                let key = Key::Chunk(call, rs.step as u32, t.chunk as u32);
-                let from = ranks[t.from];
-                let Filed::Bytes(bytes) = self.take(key, from).await? else {
-                    continue;
-                };
-                let bytes = bytes.as_slice();
-                let range = schedule.chunks()[t.chunk].clone();
-                if bytes.len() != range.len() * size_of::<T>() {
-                    return Err(self.wrong_size(from, bytes.len()));
+        let program = schedule.program(me);
+        let chunks = schedule.chunks();
+        let pieces_of = |c: usize| pieces(chunks[c].len(), size_of::<T>());
+        for m in plan(&program, pieces_of) {
+            match m {
+                Move::Send {
+                    at,
+                    transfer,
+                    piece,
+                } => {
+                    let t = &program[at].sends[transfer];
+                    let range = piece_range(&chunks[t.chunk], pieces_of(t.chunk), piece);
+                    let msg = Chunk {
+                        from: self.rank as u32,
+                        call,
+                        step: program[at].step as u32,
+                        chunk: t.chunk as u32,
+                        piece: piece as u32,
+                        bytes: Arc::from(element_bytes(&data[range])),
+                    };
+                    self.post(ranks[t.to], msg).await?;
                 }
-                // Read where it arrived; copied first only if the bytes do
-                // not lie on an element boundary.
-                let copied: Vec<T>;
-                let incoming: &[T] = match elements_view(bytes) {
-                    Some(view) => view,
-                    None => {
-                        copied = elements_from_bytes(bytes)
-                            .ok_or_else(|| self.wrong_size(from, bytes.len()))?;
-                        &copied
+                Move::Receive {
+                    at,
+                    transfer,
+                    piece,
+                } => {
+                    let t = &program[at].receives[transfer];
+                    let key =
+                        Key::Chunk(call, program[at].step as u32, t.chunk as u32, piece as u32);
+                    let from = ranks[t.from];
+                    let Filed::Bytes(bytes) = self.take(key, from).await? else {
+                        continue;
+                    };
+                    let bytes = bytes.as_slice();
+                    let range = piece_range(&chunks[t.chunk], pieces_of(t.chunk), piece);
+                    if bytes.len() != range.len() * size_of::<T>() {
+                        return Err(self.wrong_size(from, bytes.len()));
                     }
-                };
-                t.action.apply(op, &mut data[range], incoming);
+                    // Read where it arrived; copied first only if the bytes
+                    // do not lie on an element boundary.
+                    let copied: Vec<T>;
+                    let incoming: &[T] = match elements_view(bytes) {
+                        Some(view) => view,
+                        None => {
+                            copied = elements_from_bytes(bytes)
+                                .ok_or_else(|| self.wrong_size(from, bytes.len()))?;
+                            &copied
+                        }
+                    };
+                    t.action.apply(op, &mut data[range], incoming);
+                }
             }
         }
         Ok(())

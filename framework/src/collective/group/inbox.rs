@@ -18,7 +18,8 @@ use super::message::{Chunk, Part};
 pub(super) enum Key {
     Arena,
     Begin(u64),
-    Chunk(u64, u32, u32),
+    /// A piece of a chunk: call, step, chunk, piece.
+    Chunk(u64, u32, u32, u32),
     Part(u64),
     Done(u64),
 }

@@ -103,7 +103,7 @@ impl Handler<Begin> for GroupMember {
 impl Handler<Chunk> for GroupMember {
     type Result = ();
     fn handle(&mut self, msg: Chunk, _: &mut actix::Context<Self>) {
-        let key = Key::Chunk(msg.call, msg.step, msg.chunk);
+        let key = Key::Chunk(msg.call, msg.step, msg.chunk, msg.piece);
         self.file(key, msg.from, Filed::Bytes(Bytes::Owned(msg.bytes)));
     }
 }
@@ -115,6 +115,7 @@ impl Handler<Received<Chunk>> for GroupMember {
             msg.call.to_native(),
             msg.step.to_native(),
             msg.chunk.to_native(),
+            msg.piece.to_native(),
         );
         let from = msg.from.to_native();
         self.file(key, from, Filed::Bytes(Bytes::Chunk(msg)));

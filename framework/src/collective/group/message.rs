@@ -81,7 +81,10 @@ pub struct Chunk {
     pub step: u32,
     /// Index into the schedule's chunks.
     pub chunk: u32,
-    /// The chunk's elements, each element's native bytes in order.
+    /// Which piece of the chunk (a chunk of a large buffer travels in
+    /// pieces of at most 1 MiB).
+    pub piece: u32,
+    /// The piece's elements, each element's native bytes in order.
     #[rkyv(with = SharedBytes)]
     pub bytes: Arc<[u8]>,
 }
@@ -137,6 +140,7 @@ impl std::fmt::Debug for Chunk {
             .field("call", &self.call)
             .field("step", &self.step)
             .field("chunk", &self.chunk)
+            .field("piece", &self.piece)
             .field("bytes", &self.bytes.len())
             .finish()
     }

@@ -39,6 +39,7 @@ mod form;
 mod inbox;
 mod member;
 mod message;
+mod pieces;
 
 #[cfg(test)]
 mod tests;

@@ -264,6 +264,8 @@ async fn every_collective_over_quic_matches_the_reference() {
     run_every(4, 1001, quic(), "g quic 4").await;
     // Large enough for the ring schedule.
     run_every(3, 200_003, quic(), "g quic ring").await;
+    // Chunks of 1.4 MB: each travels in two pieces.
+    run_every(2, 700_001, quic(), "g quic ring pieces").await;
 }
 
 #[actix_rt::test]
@@ -600,6 +602,7 @@ fn a_received_chunk_is_reduced_from_where_it_lies() {
         call: 3,
         step: 0,
         chunk: 1,
+        piece: 0,
         bytes: std::sync::Arc::from(crate::actor::element_bytes(&data)),
     };
     let buf = encode(&chunk).unwrap();
