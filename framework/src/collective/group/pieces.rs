@@ -4,7 +4,10 @@
 //! wire. Run whole, a member of a ring waited for a whole chunk (half the
 //! buffer, with two members) before it reduced it and only then began the
 //! next step's send: the links idled while it reduced, and it reduced while
-//! nothing moved.
+//! nothing moved. Pieces also bound each message: a chunk of any size
+//! travels in frames of about a MiB, so a buffer of several GiB reduces over
+//! QUIC (whole, a chunk would pass the transport's largest frame, 1 GiB by
+//! default, and be refused), and the receiver allocates pieces, not chunks.
 //!
 //! [`plan`] orders one member's moves (a pure function of its program and
 //! the pieces of each chunk): first every send that needs nothing received,

@@ -268,6 +268,45 @@ async fn every_collective_over_quic_matches_the_reference() {
     run_every(2, 700_001, quic(), "g quic ring pieces").await;
 }
 
+/// A buffer whose chunks are larger than the largest frame a node takes
+/// still reduces over QUIC: its chunks travel in pieces of 1 MiB. (Whole,
+/// each 4 MB chunk would be refused by the receiving transport.)
+#[actix_rt::test]
+async fn chunks_larger_than_a_frame_reduce_over_quic_in_pieces() {
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let config = crate::transport::TransportConfig {
+            max_frame: 2 << 20,
+            ..Default::default()
+        };
+        let node = Node::builder()
+            .transport(config)
+            .password(Password::new("group".into()))
+            .heartbeat(Duration::from_millis(100), Duration::from_millis(600))
+            .start()
+            .await
+            .expect("start a node");
+        nodes.push(node);
+    }
+    let len = 2_000_001;
+    assert!(len * 4 / 2 > 2 << 20, "a chunk is larger than a frame");
+    let groups = form(&nodes, "g pieces", quic()).await;
+    let reduced = on_all(groups, async move |g: &mut Group| {
+        let mut v = input(g.rank(), len);
+        g.all_reduce(&mut v, ReduceOp::Sum).await.map(|()| v)
+    })
+    .await;
+    let want: Vec<f32> = input(0, len)
+        .iter()
+        .zip(input(1, len))
+        .map(|(a, b)| a + b)
+        .collect();
+    for (g, v) in reduced {
+        let v = v.unwrap_or_else(|e| panic!("rank {}: {e}", g.rank()));
+        assert!(v == want, "rank {} reduced wrongly", g.rank());
+    }
+}
+
 #[actix_rt::test]
 async fn a_one_machine_group_runs_through_shared_memory() {
     run_every(2, 3001, GroupOptions::default(), "g shm 2").await;
