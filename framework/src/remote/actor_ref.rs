@@ -614,7 +614,7 @@ impl<A: RemoteActor> ActorRef<A> {
                         ));
                     }
                 };
-                let bytes = match encode_sized(&msg) {
+                let bytes = match encode_for(link, &msg) {
                     Ok(b) => b,
                     Err(e) => return Err(SendError::Encode(msg, e)),
                 };
@@ -680,7 +680,7 @@ impl<A: RemoteActor> ActorRef<A> {
                         ));
                     }
                 };
-                let bytes = match encode_sized(&msg) {
+                let bytes = match encode_for(link, &msg) {
                     Ok(b) => b,
                     Err(e) => return Err(SendError::Encode(msg, e)),
                 };
@@ -766,7 +766,7 @@ impl<A: RemoteActor> ActorRef<A> {
             }
             Route::Remote(link) => {
                 let bytes = match std::mem::replace(pending, Pending::Taken) {
-                    Pending::Message(msg) => encode_sized(&msg).map_err(AskError::Encode)?,
+                    Pending::Message(msg) => encode_for(link, &msg).map_err(AskError::Encode)?,
                     Pending::Encoded(bytes) => bytes,
                     Pending::Taken => {
                         return Err(AskError::Gone(format!(
@@ -803,6 +803,26 @@ impl<A: RemoteActor> ActorRef<A> {
 /// large run of bytes grows once to fit it, on huge pages, and a large
 /// tensor's elements are not copied at all: they become a part of the
 /// payload ([`crate::transport::pages`]).
+/// `msg` archived for `link`'s peer. One larger than a frame may be
+/// ([`crate::transport::TransportConfig::max_frame`]) is refused here,
+/// before anything is sent: sent, the peer would refuse the frame and close
+/// the connection, failing everything else in flight on it.
+fn encode_for<M: Message>(link: &PeerLink, msg: &M) -> Result<crate::wire::Payload, EncodeError> {
+    let bytes = encode_sized(msg)?;
+    let max = link.peer().max_frame();
+    if bytes.len() as u64 > max {
+        return Err(EncodeError {
+            type_name: std::any::type_name::<M>(),
+            reason: format!(
+                "its archive is {} bytes, more than one frame may carry ({max} bytes, \
+                 `TransportConfig::max_frame`); send it in parts, or raise `max_frame` on every node",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
 fn encode_sized<M: Message>(msg: &M) -> Result<crate::wire::Payload, EncodeError> {
     let size = std::mem::size_of::<rkyv::Archived<M>>().max(16);
     crate::transport::pages::encode(msg, size)

@@ -130,6 +130,51 @@ async fn remote_view_messages_arrive_as_zero_copy_views() {
     assert_eq!((sum, viewed), (expect, true));
 }
 
+/// A message larger than a frame may be is refused by the sender with
+/// the encode error, naming `max_frame`; the connection stays up (sent,
+/// the peer would refuse the frame and close it).
+#[actix_rt::test]
+async fn a_message_larger_than_a_frame_is_refused_before_it_is_sent() {
+    let config = TransportConfig {
+        max_frame: 1 << 20,
+        ..Default::default()
+    };
+    let start = |allow: bool| {
+        let mut b = Node::builder()
+            .transport(config.clone())
+            .password(Password::new("unit".into()));
+        if allow {
+            b = b.allow::<Calc>();
+        }
+        b.start()
+    };
+    let (a, b) = (start(false).await.unwrap(), start(true).await.unwrap());
+    let remote = timeout(T, a.join(&b.join_line())).await.unwrap().unwrap();
+    let calc = timeout(T, remote.spawn(Calc::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    let big = || Sum(Tensor::from_vec(vec![1.0f32; 300_000]));
+    match timeout(T, calc.ask(big())).await.unwrap() {
+        Err(AskError::Encode(e)) => {
+            assert!(e.to_string().contains("max_frame"), "{e}");
+        }
+        other => panic!("expected AskError::Encode, got {other:?}"),
+    }
+    match timeout(T, calc.tell(big())).await.unwrap() {
+        Err(SendError::Encode(Sum(t), e)) => {
+            assert_eq!(t.len(), 300_000, "the message comes back whole");
+            assert!(e.to_string().contains("max_frame"), "{e}");
+        }
+        other => panic!("expected SendError::Encode, got ok = {}", other.is_ok()),
+    }
+    // The link is up, and a message that fits goes through.
+    assert!(remote.is_alive());
+    let fits = Sum(Tensor::from_vec(vec![1.0f32; 200_000]));
+    let (sum, _) = timeout(T, calc.ask(fits)).await.unwrap().unwrap();
+    assert_eq!(sum, 200_000.0);
+}
+
 #[actix_rt::test]
 async fn try_tell_gives_the_message_back_when_the_mailbox_is_full() {
     let a = node(false, 1).await;

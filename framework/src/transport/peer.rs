@@ -85,6 +85,9 @@ pub(crate) struct PeerShared {
     pub tasks: super::tasks::Spawner,
     /// Where replies go once the layer above named it ([`Peer::take_replies`]).
     pub(crate) replies_to: std::sync::Mutex<Option<ReplyHook>>,
+    /// The largest frame payload this node takes (its `max_frame`), and so
+    /// the largest it sends: the nodes of a cluster share one configuration.
+    pub max_frame: u64,
 }
 
 /// What takes a peer's replies as they are read: see [`Peer::take_replies`].
@@ -104,6 +107,7 @@ impl PeerShared {
         control: quinn::SendStream,
         fences: Arc<Fences>,
         tasks: super::tasks::Spawner,
+        max_frame: u64,
     ) -> Self {
         Self {
             node: joined.node,
@@ -120,6 +124,7 @@ impl PeerShared {
             frames_sent: AtomicU64::new(0),
             tasks,
             replies_to: std::sync::Mutex::new(None),
+            max_frame,
         }
     }
 
@@ -255,6 +260,13 @@ pub(crate) struct Queues {
 }
 
 impl Peer {
+    /// The largest frame payload to send this peer, in bytes
+    /// ([`super::TransportConfig::max_frame`]): a larger one would be
+    /// refused by the peer, which closes the connection on it.
+    pub fn max_frame(&self) -> u64 {
+        self.shared.max_frame
+    }
+
     /// A handle on `shared` whose send queues hold `queue` frames each.
     pub(crate) fn new(shared: PeerShared, queue: usize) -> (Self, Queues) {
         let (tx, data) = mpsc::channel(queue.max(1));
