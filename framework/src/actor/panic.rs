@@ -9,7 +9,7 @@
 //! for [`super::deliver`] to log. Every other panic goes to the hook that
 //! was installed before, unchanged.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::sync::Once;
 
 use super::deliver::panic_text;
@@ -17,11 +17,10 @@ use super::deliver::panic_text;
 thread_local! {
     /// True while this thread runs an actor's handler.
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
-    /// True while `SEEN` holds a panic: a handler that did not panic (every
-    /// message, nearly) reads this flag, not `SEEN`.
-    static NOTED: Cell<bool> = const { Cell::new(false) };
-    /// The panic the hook saw in the handler this thread runs.
-    static SEEN: RefCell<Option<SeenPanic>> = const { RefCell::new(None) };
+    /// The panic the hook saw in the handler this thread runs (boxed: a
+    /// handler that did not panic, every message nearly, swaps a null
+    /// pointer, with no borrow to check).
+    static SEEN: Cell<Option<Box<SeenPanic>>> = const { Cell::new(None) };
 }
 
 /// A panic the hook saw inside a handler.
@@ -41,21 +40,14 @@ pub(crate) struct HandlerScope {
 
 impl HandlerScope {
     pub(crate) fn enter() -> Self {
-        if NOTED.try_with(|n| n.replace(false)).unwrap_or(false) {
-            let _ = SEEN.try_with(|seen| seen.borrow_mut().take());
-        }
+        let _ = SEEN.try_with(Cell::take);
         let outer = IN_HANDLER.try_with(|h| h.replace(true)).unwrap_or(false);
         HandlerScope { outer }
     }
 
     /// The panic the hook saw in this scope, if it is installed and one happened.
     pub(crate) fn seen(&self) -> Option<SeenPanic> {
-        if !NOTED.try_with(|n| n.replace(false)).unwrap_or(false) {
-            return None;
-        }
-        SEEN.try_with(|seen| seen.borrow_mut().take())
-            .ok()
-            .flatten()
+        SEEN.try_with(Cell::take).ok().flatten().map(|seen| *seen)
     }
 }
 
@@ -92,10 +84,9 @@ pub(crate) fn install_handler_panic_hook() {
                     .map(|l| format!("{}:{}", l.file(), l.line())),
                 message: panic_text(info.payload()),
             };
-            if SEEN.try_with(|s| *s.borrow_mut() = Some(seen)).is_err() {
-                return previous(info);
+            if SEEN.try_with(|s| s.set(Some(Box::new(seen)))).is_err() {
+                previous(info);
             }
-            let _ = NOTED.try_with(|n| n.set(true));
         }));
     });
 }

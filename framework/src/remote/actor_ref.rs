@@ -798,11 +798,6 @@ impl<A: RemoteActor> ActorRef<A> {
     }
 }
 
-/// Archives `msg` into a buffer sized for its archived root, so messages of
-/// a fixed size are written without growing the buffer; one that carries a
-/// large run of bytes grows once to fit it, on huge pages, and a large
-/// tensor's elements are not copied at all: they become a part of the
-/// payload ([`crate::transport::pages`]).
 /// `msg` archived for `link`'s peer. One larger than a frame may be
 /// ([`crate::transport::TransportConfig::max_frame`]) is refused here,
 /// before anything is sent: sent, the peer would refuse the frame and close
@@ -823,6 +818,11 @@ fn encode_for<M: Message>(link: &PeerLink, msg: &M) -> Result<crate::wire::Paylo
     Ok(bytes)
 }
 
+/// Archives `msg` into a buffer sized for its archived root, so messages of
+/// a fixed size are written without growing the buffer; one that carries a
+/// large run of bytes grows once to fit it, on huge pages, and a large
+/// tensor's elements are not copied at all: they become a part of the
+/// payload ([`crate::transport::pages`]).
 fn encode_sized<M: Message>(msg: &M) -> Result<crate::wire::Payload, EncodeError> {
     let size = std::mem::size_of::<rkyv::Archived<M>>().max(16);
     crate::transport::pages::encode(msg, size)

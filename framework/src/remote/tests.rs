@@ -87,7 +87,13 @@ impl Handler<Received<Sum>> for Calc {
 }
 
 async fn node(allow: bool, mailbox: usize) -> Node {
+    node_with(allow, TransportConfig::default(), mailbox).await
+}
+
+/// A node with these transport settings; `allow` lets others spawn `Calc`.
+async fn node_with(allow: bool, config: TransportConfig, mailbox: usize) -> Node {
     let mut b = Node::builder()
+        .transport(config)
         .password(Password::new("unit".into()))
         .mailbox(mailbox);
     if allow {
@@ -139,16 +145,9 @@ async fn a_message_larger_than_a_frame_is_refused_before_it_is_sent() {
         max_frame: 1 << 20,
         ..Default::default()
     };
-    let start = |allow: bool| {
-        let mut b = Node::builder()
-            .transport(config.clone())
-            .password(Password::new("unit".into()));
-        if allow {
-            b = b.allow::<Calc>();
-        }
-        b.start()
-    };
-    let (a, b) = (start(false).await.unwrap(), start(true).await.unwrap());
+    let mailbox = crate::actor::DEFAULT_MAILBOX;
+    let a = node_with(false, config.clone(), mailbox).await;
+    let b = node_with(true, config, mailbox).await;
     let remote = timeout(T, a.join(&b.join_line())).await.unwrap().unwrap();
     let calc = timeout(T, remote.spawn(Calc::default()))
         .await

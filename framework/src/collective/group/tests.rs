@@ -18,9 +18,15 @@ use crate::transport::Password;
 const T: Duration = Duration::from_secs(20);
 
 async fn nodes(n: usize) -> Vec<Node> {
+    nodes_with(n, crate::transport::TransportConfig::default()).await
+}
+
+/// `n` nodes with these transport settings (tight heartbeats set on top).
+async fn nodes_with(n: usize, config: crate::transport::TransportConfig) -> Vec<Node> {
     let mut out = Vec::new();
     for _ in 0..n {
         let node = Node::builder()
+            .transport(config.clone())
             .password(Password::new("group".into()))
             .heartbeat(Duration::from_millis(100), Duration::from_millis(600))
             .start()
@@ -273,21 +279,11 @@ async fn every_collective_over_quic_matches_the_reference() {
 /// each 4 MB chunk would be refused by the receiving transport.)
 #[actix_rt::test]
 async fn chunks_larger_than_a_frame_reduce_over_quic_in_pieces() {
-    let mut nodes = Vec::new();
-    for _ in 0..2 {
-        let config = crate::transport::TransportConfig {
-            max_frame: 2 << 20,
-            ..Default::default()
-        };
-        let node = Node::builder()
-            .transport(config)
-            .password(Password::new("group".into()))
-            .heartbeat(Duration::from_millis(100), Duration::from_millis(600))
-            .start()
-            .await
-            .expect("start a node");
-        nodes.push(node);
-    }
+    let config = crate::transport::TransportConfig {
+        max_frame: 2 << 20,
+        ..Default::default()
+    };
+    let nodes = nodes_with(2, config).await;
     let len = 2_000_001;
     assert!(len * 4 / 2 > 2 << 20, "a chunk is larger than a frame");
     let groups = form(&nodes, "g pieces", quic()).await;
