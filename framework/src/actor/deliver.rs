@@ -24,6 +24,7 @@ pub struct Deliver<M: actix::Message> {
 
 impl<M: actix::Message> Deliver<M> {
     /// Wraps a message with its reply sink and mailbox slot.
+    #[inline]
     pub fn new(msg: M, reply: Option<ReplySink<M::Result>>, slot: Option<Slot>) -> Self {
         Self {
             msg,
@@ -132,6 +133,7 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// Puts a delivery into the actor's mailbox. The framework bounds mailboxes
 /// with its own slots, so actix's capacity is not a reason to refuse; the
 /// delivery comes back only when the actor has stopped.
+#[inline]
 pub fn push<A, M>(addr: &actix::Addr<A>, d: Deliver<M>) -> Result<(), Deliver<M>>
 where
     A: Actor<Context = actix::Context<A>> + Handler<Deliver<M>>,

@@ -14,12 +14,20 @@ use std::sync::Once;
 
 use super::deliver::panic_text;
 
+/// What [`IN_HANDLER`] says: this thread runs no handler now.
+const OUTSIDE: u8 = 0;
+/// This thread runs a handler, and the hook saw no panic in it.
+const INSIDE: u8 = 1;
+/// This thread runs a handler, and the hook saw a panic in it ([`SEEN`]).
+const PANICKED: u8 = 2;
+
 thread_local! {
-    /// True while this thread runs an actor's handler.
-    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
-    /// The panic the hook saw in the handler this thread runs (boxed: a
-    /// handler that did not panic, every message nearly, swaps a null
-    /// pointer, with no borrow to check).
+    /// Whether this thread runs an actor's handler, and whether the hook saw
+    /// a panic in it: one byte, so a handler that did not panic (every
+    /// message nearly) costs three plain loads and stores of it, and
+    /// [`SEEN`] (which needs a destructor) is touched only after a panic.
+    static IN_HANDLER: Cell<u8> = const { Cell::new(OUTSIDE) };
+    /// The panic the hook saw in the handler this thread runs.
     static SEEN: Cell<Option<Box<SeenPanic>>> = const { Cell::new(None) };
 }
 
@@ -35,23 +43,31 @@ pub(crate) struct SeenPanic {
 /// Marks this thread as running a handler until dropped; what the hook saw
 /// inside is read with [`HandlerScope::seen`].
 pub(crate) struct HandlerScope {
-    outer: bool,
+    outer: u8,
 }
 
 impl HandlerScope {
+    #[inline]
     pub(crate) fn enter() -> Self {
-        let _ = SEEN.try_with(Cell::take);
-        let outer = IN_HANDLER.try_with(|h| h.replace(true)).unwrap_or(false);
+        let outer = IN_HANDLER
+            .try_with(|h| h.replace(INSIDE))
+            .unwrap_or(OUTSIDE);
         HandlerScope { outer }
     }
 
     /// The panic the hook saw in this scope, if it is installed and one happened.
+    #[inline]
     pub(crate) fn seen(&self) -> Option<SeenPanic> {
+        if IN_HANDLER.try_with(Cell::get).ok()? != PANICKED {
+            return None;
+        }
+        let _ = IN_HANDLER.try_with(|h| h.set(INSIDE));
         SEEN.try_with(Cell::take).ok().flatten().map(|seen| *seen)
     }
 }
 
 impl Drop for HandlerScope {
+    #[inline]
     fn drop(&mut self) {
         let _ = IN_HANDLER.try_with(|h| h.set(self.outer));
     }
@@ -75,7 +91,7 @@ pub(crate) fn install_handler_panic_hook() {
         }
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !IN_HANDLER.try_with(Cell::get).unwrap_or(false) {
+            if IN_HANDLER.try_with(Cell::get).unwrap_or(OUTSIDE) == OUTSIDE {
                 return previous(info);
             }
             let seen = SeenPanic {
@@ -84,7 +100,9 @@ pub(crate) fn install_handler_panic_hook() {
                     .map(|l| format!("{}:{}", l.file(), l.line())),
                 message: panic_text(info.payload()),
             };
-            if SEEN.try_with(|s| s.set(Some(Box::new(seen)))).is_err() {
+            if SEEN.try_with(|s| s.set(Some(Box::new(seen)))).is_ok() {
+                let _ = IN_HANDLER.try_with(|h| h.set(PANICKED));
+            } else {
                 previous(info);
             }
         }));
@@ -97,17 +115,48 @@ mod tests {
 
     #[test]
     fn a_scope_marks_the_thread_and_restores_it() {
-        assert!(!IN_HANDLER.with(Cell::get));
+        assert_eq!(IN_HANDLER.with(Cell::get), OUTSIDE);
         {
             let outer = HandlerScope::enter();
-            assert!(IN_HANDLER.with(Cell::get));
+            assert_eq!(IN_HANDLER.with(Cell::get), INSIDE);
             {
                 let _inner = HandlerScope::enter();
-                assert!(IN_HANDLER.with(Cell::get));
+                assert_eq!(IN_HANDLER.with(Cell::get), INSIDE);
             }
-            assert!(IN_HANDLER.with(Cell::get), "the outer scope still runs");
+            assert_eq!(
+                IN_HANDLER.with(Cell::get),
+                INSIDE,
+                "the outer scope still runs"
+            );
             assert_eq!(outer.seen(), None);
         }
-        assert!(!IN_HANDLER.with(Cell::get));
+        assert_eq!(IN_HANDLER.with(Cell::get), OUTSIDE);
+    }
+
+    #[test]
+    fn the_hook_notes_a_panic_inside_a_scope_once_and_only_there() {
+        install_handler_panic_hook();
+        let scope = HandlerScope::enter();
+        let caught = std::panic::catch_unwind(|| panic!("boom in a handler"));
+        assert!(caught.is_err());
+        if backtrace_requested() {
+            // Backtraces asked for: no hook, panics print as usual.
+            assert_eq!(IN_HANDLER.with(Cell::get), INSIDE);
+            assert_eq!(scope.seen(), None);
+            return;
+        }
+        assert_eq!(IN_HANDLER.with(Cell::get), PANICKED);
+        let seen = scope.seen().expect("the hook noted the panic");
+        assert_eq!(seen.message, "boom in a handler");
+        let at = seen.location.expect("a panic! has a location");
+        assert!(at.contains("panic.rs:"), "{at}");
+        assert_eq!(scope.seen(), None, "a panic is reported once");
+        drop(scope);
+        assert_eq!(IN_HANDLER.with(Cell::get), OUTSIDE);
+        // Outside a scope the hook leaves the panic to the hook before it.
+        let caught = std::panic::catch_unwind(|| panic!("outside"));
+        assert!(caught.is_err());
+        assert_eq!(IN_HANDLER.with(Cell::get), OUTSIDE);
+        assert_eq!(SEEN.with(Cell::take), None);
     }
 }

@@ -50,6 +50,7 @@ impl Slots {
         })
     }
 
+    #[inline]
     fn try_take(self: &Arc<Self>) -> Option<Slot> {
         let mut free = self.free.load(Ordering::SeqCst);
         while free > 0 {
@@ -265,6 +266,7 @@ impl LocalEntry {
     }
 
     /// A slot in the actor's mailbox, if one is free now.
+    #[inline]
     pub fn try_slot(&self) -> Option<Slot> {
         self.mailbox.try_take()
     }
@@ -297,6 +299,7 @@ impl LocalEntry {
     /// [`LocalEntry::is_alive`] (one load, no look at the mailbox): what a
     /// sender asks before every message to learn whether a supervisor may
     /// have started a new actor in its place, which happens only after this.
+    #[inline]
     pub fn has_exited(&self) -> bool {
         self.gone.load(std::sync::atomic::Ordering::Acquire)
     }
