@@ -246,8 +246,11 @@ pub(crate) fn reply_sink(link: &Arc<PeerLink>, request: &FrameHeader) -> ByteSin
 }
 
 /// Queues a `Reply` or `ReplyError` frame on the peer's reply lane without
-/// waiting: at once if its queue has room, else from a task of its own.
+/// waiting: at once if its queue has room, else from a task of its own. A
+/// reply larger than a frame may be goes as the failure that says so
+/// ([`fit_reply`]).
 pub(crate) fn send_reply(link: &Arc<PeerLink>, header: FrameHeader, payload: Buffer) {
+    let (header, payload) = fit_reply(header, payload, link.peer().max_frame());
     match link.peer().try_reserve_reply() {
         Ok(permit) => permit.send(header, payload),
         Err(_) => {
@@ -389,4 +392,69 @@ fn call(link: &Arc<PeerLink>, header: FrameHeader, payload: Buffer) {
     };
     // User code may block: run it off the node's thread.
     tokio::task::spawn_blocking(move || reply(function.invoke(&payload)));
+}
+
+/// The frame that answers a request: `header` and `payload` as they are, or,
+/// when the payload is larger than the peer takes in one frame
+/// (`max_frame`), a `ReplyError` that tells the asker so — sent whole, the
+/// peer would refuse the frame and close the connection, failing every
+/// other request on it.
+pub(crate) fn fit_reply(
+    header: FrameHeader,
+    payload: Buffer,
+    max_frame: u64,
+) -> (FrameHeader, Buffer) {
+    let len = payload.len() as u64;
+    if len <= max_frame {
+        return (header, payload);
+    }
+    let failure = RemoteFailure {
+        location: None,
+        code: code::ENCODE,
+        message: format!(
+            "the reply is {len} bytes, more than the largest frame ({max_frame} bytes, \
+             `TransportConfig::max_frame`); return it in parts, or raise `max_frame` on every node"
+        ),
+    };
+    let mut error = FrameHeader::new(FrameKind::ReplyError);
+    error.correlation = header.correlation;
+    error.source = header.source;
+    (error, encode(&failure).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+    use crate::wire::decode_owned;
+
+    fn bytes(n: usize) -> Buffer {
+        let mut b = Buffer::new();
+        b.extend_from_slice(&vec![7u8; n]);
+        b
+    }
+
+    fn reply(correlation: u64) -> FrameHeader {
+        let mut h = FrameHeader::new(FrameKind::Reply);
+        h.correlation = correlation;
+        h
+    }
+
+    #[test]
+    fn a_reply_that_fits_goes_as_it_is() {
+        let payload = bytes(100);
+        let (h, p) = fit_reply(reply(9), payload, 100);
+        assert_eq!((h.kind, h.correlation), (FrameKind::Reply, 9));
+        assert_eq!(p.as_slice(), &[7u8; 100][..]);
+    }
+
+    #[test]
+    fn a_reply_larger_than_a_frame_becomes_the_failure_that_says_so() {
+        let payload = bytes(101);
+        let (h, p) = fit_reply(reply(9), payload, 100);
+        assert_eq!((h.kind, h.correlation), (FrameKind::ReplyError, 9));
+        let failure: RemoteFailure = decode_owned(&p).unwrap();
+        assert_eq!(failure.code, code::ENCODE);
+        assert!(failure.message.contains("101 bytes"), "{}", failure.message);
+        assert!(failure.message.contains("max_frame"), "{}", failure.message);
+    }
 }

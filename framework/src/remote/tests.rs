@@ -14,7 +14,7 @@ use crate::transport::{Password, TransportConfig};
 const T: Duration = Duration::from_secs(10);
 
 #[derive(crate::Actor, Archive, Serialize, Deserialize, Default)]
-#[actor(messages(Add, Block, Boom, Wait), view(Sum), spawn)]
+#[actor(messages(Add, Block, Boom, Wait, Fill), view(Sum), spawn)]
 struct Calc {
     total: u64,
 }
@@ -47,6 +47,18 @@ impl Handler<Wait> for Calc {
 #[derive(crate::Message, Archive, Serialize, Deserialize)]
 #[message(result = (f64, bool))]
 struct Sum(Tensor<f32>);
+
+/// Answers with this many bytes.
+#[derive(crate::Message, Archive, Serialize, Deserialize)]
+#[message(result = Vec<u8>)]
+struct Fill(u32);
+
+impl Handler<Fill> for Calc {
+    type Result = actix::MessageResult<Fill>;
+    fn handle(&mut self, Fill(n): Fill, _: &mut actix::Context<Self>) -> Self::Result {
+        actix::MessageResult(vec![1u8; n as usize])
+    }
+}
 
 impl Handler<Add> for Calc {
     type Result = u64;
@@ -136,11 +148,9 @@ async fn remote_view_messages_arrive_as_zero_copy_views() {
     assert_eq!((sum, viewed), (expect, true));
 }
 
-/// A message larger than a frame may be is refused by the sender with
-/// the encode error, naming `max_frame`; the connection stays up (sent,
-/// the peer would refuse the frame and close it).
-#[actix_rt::test]
-async fn a_message_larger_than_a_frame_is_refused_before_it_is_sent() {
+/// Two nodes whose frames carry at most 1 MiB, and a `Calc` spawned by the
+/// first on the second.
+async fn calc_over_small_frames() -> (Node, Node, RemoteNode, ActorRef<Calc>) {
     let config = TransportConfig {
         max_frame: 1 << 20,
         ..Default::default()
@@ -153,6 +163,15 @@ async fn a_message_larger_than_a_frame_is_refused_before_it_is_sent() {
         .await
         .unwrap()
         .unwrap();
+    (a, b, remote, calc)
+}
+
+/// A message larger than a frame may be is refused by the sender with
+/// the encode error, naming `max_frame`; the connection stays up (sent,
+/// the peer would refuse the frame and close it).
+#[actix_rt::test]
+async fn a_message_larger_than_a_frame_is_refused_before_it_is_sent() {
+    let (_a, _b, remote, calc) = calc_over_small_frames().await;
     let big = || Sum(Tensor::from_vec(vec![1.0f32; 300_000]));
     match timeout(T, calc.ask(big())).await.unwrap() {
         Err(AskError::Encode(e)) => {
@@ -172,6 +191,29 @@ async fn a_message_larger_than_a_frame_is_refused_before_it_is_sent() {
     let fits = Sum(Tensor::from_vec(vec![1.0f32; 200_000]));
     let (sum, _) = timeout(T, calc.ask(fits)).await.unwrap().unwrap();
     assert_eq!(sum, 200_000.0);
+}
+
+/// A reply larger than a frame may be comes back as the failure that
+/// says so, naming `max_frame`; the connection stays up (sent, the asking
+/// node would refuse the frame and close it).
+#[actix_rt::test]
+async fn a_reply_larger_than_a_frame_is_answered_with_the_failure_that_says_so() {
+    let (_a, _b, remote, calc) = calc_over_small_frames().await;
+    match timeout(T, calc.ask(Fill(2 << 20))).await.unwrap() {
+        Err(AskError::Failed(Failure::Remote(r))) => {
+            assert_eq!(r.code, crate::actor::code::ENCODE);
+            assert!(r.message.contains("max_frame"), "{}", r.message);
+        }
+        other => panic!(
+            "expected the encode failure, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    // The link is up, the actor lives, and a reply that fits comes back.
+    assert!(remote.is_alive());
+    let fits = timeout(T, calc.ask(Fill(1000))).await.unwrap().unwrap();
+    assert_eq!(fits, vec![1u8; 1000]);
+    assert_eq!(timeout(T, calc.ask(Add(3))).await.unwrap().unwrap(), 3);
 }
 
 #[actix_rt::test]
