@@ -131,8 +131,12 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Puts a delivery into the actor's mailbox. The framework bounds mailboxes
-/// with its own slots, so actix's capacity is not a reason to refuse; the
-/// delivery comes back only when the actor has stopped.
+/// with its own slots, so actix's capacity is not a reason to refuse (its
+/// mailboxes here are unbounded); the delivery comes back only when the
+/// actor has stopped. Queued with `do_send`, which is `try_send` without
+/// the look at a parked sender that an unbounded mailbox never has: an actor
+/// that stops right after the look at it drops the delivery with the rest
+/// of its mailbox, as it would a moment later.
 #[inline]
 pub fn push<A, M>(addr: &actix::Addr<A>, d: Deliver<M>) -> Result<(), Deliver<M>>
 where
@@ -140,12 +144,9 @@ where
     M: actix::Message + Send + 'static,
     M::Result: Send,
 {
-    match addr.try_send(d) {
-        Ok(()) => Ok(()),
-        Err(actix::prelude::SendError::Full(d)) => {
-            addr.do_send(d);
-            Ok(())
-        }
-        Err(actix::prelude::SendError::Closed(d)) => Err(d),
+    if !addr.connected() {
+        return Err(d);
     }
+    addr.do_send(d);
+    Ok(())
 }

@@ -1,0 +1,189 @@
+//! `tell`: a message sent without waiting for a reply, the fast path of a
+//! tell that needs no wait, and the waits of one that does.
+
+use actix::Handler;
+
+use crate::actor::{Deliver, Message, RemoteActor, push};
+use crate::wire::FrameKind;
+
+use super::{ActorRef, AskError, RequestError, Route, RouteRef, SendError, encode_for};
+
+impl<A: RemoteActor> ActorRef<A> {
+    /// Sends `msg` without waiting for a reply. Waits while the actor's
+    /// mailbox or the connection is full (backpressure); never drops the
+    /// message silently: if it cannot be delivered, it comes back in the error
+    /// ([`SendError::Restarting`] while its supervisor restarts it, unless the
+    /// reference retries: [`ActorRef::with_retry`]).
+    /// Messages from one sender to one actor arrive in the order sent.
+    pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        // Most tells need no wait (a free mailbox slot, room in the
+        // connection's queue): sent at once, without the machinery of a
+        // wait; a local one in the fewest steps. Only when that would wait
+        // (or its actor restarts and the reference retries) does the tell
+        // go the long way.
+        let msg = match self.try_tell_local(msg) {
+            Ok(()) => return Ok(()),
+            Err(msg) => msg,
+        };
+        let mut msg = match self.try_tell(msg) {
+            Ok(()) => return Ok(()),
+            Err(SendError::Full(msg)) => msg,
+            Err(SendError::Restarting { message, .. }) if self.retry.is_some() => message,
+            Err(e) => return Err(e),
+        };
+        let mut attempt = 0;
+        loop {
+            match self.tell_once(msg).await {
+                Err(SendError::Restarting { message, id }) => match self.retry {
+                    Some(retry) if attempt < retry.attempts => {
+                        attempt += 1;
+                        msg = message;
+                        tokio::time::sleep(retry.delay).await;
+                    }
+                    _ => return Err(SendError::Restarting { message, id }),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// The tell to a local actor that needs no wait, in as few steps as the
+    /// cached route allows; the message comes back for the general path
+    /// (no cached route, a remote one, a restarted actor, a full mailbox,
+    /// a stopped actor) to handle and report.
+    #[inline(always)]
+    fn try_tell_local<M>(&self, msg: M) -> Result<(), M>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        let Some(Route::Local { addr, entry }) = self.route.get() else {
+            return Err(msg);
+        };
+        if entry.has_exited() {
+            return Err(msg);
+        }
+        let Some(slot) = entry.try_slot() else {
+            return Err(msg);
+        };
+        push(addr, Deliver::new(msg, None, Some(slot))).map_err(Deliver::into_message)
+    }
+
+    async fn tell_once<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        let route = match self.current_route().await {
+            Ok(route) => route,
+            Err(e) => return Err(self.send_error(msg, e)),
+        };
+        match &*route {
+            Route::Local { addr, entry } => {
+                let fresh = self.restarted(entry);
+                let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
+                let slot = match entry.try_slot() {
+                    Some(slot) => slot,
+                    None => entry.slot().await,
+                };
+                let slot = Some(slot);
+                push(addr, Deliver::new(msg, None, slot)).map_err(|d| {
+                    self.send_error(
+                        d.into_message(),
+                        AskError::Gone(format!("actor {} stopped", self.address.id)),
+                    )
+                })
+            }
+            Route::Remote(link) => {
+                let slot = match link.peer().reserve_slot().await {
+                    Ok(slot) => slot,
+                    Err(e) => {
+                        return Err(self.send_error(
+                            msg,
+                            AskError::Request(RequestError::PeerLost {
+                                node: link.node(),
+                                reason: e.to_string(),
+                            }),
+                        ));
+                    }
+                };
+                let bytes = match encode_for(link, &msg) {
+                    Ok(b) => b,
+                    Err(e) => return Err(SendError::Encode(msg, e)),
+                };
+                slot.send(self.header::<M>(FrameKind::Tell), bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `msg` only if that needs no waiting; gives it back with
+    /// [`SendError::Full`] otherwise (and with [`SendError::Restarting`]
+    /// while its supervisor restarts it; `try_tell` never retries).
+    pub fn try_tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Handler<M> + Handler<Deliver<M>>,
+    {
+        let cached = match self.route.get() {
+            Some(route) => route,
+            None => match self.resolve_now() {
+                Some(route) => self.route.get_or_init(|| route),
+                None => match self.located() {
+                    Err(e) => return Err(self.send_error(msg, e)),
+                    Ok(_) => return Err(SendError::Full(msg)),
+                },
+            },
+        };
+        let route = if cached.is_healthy() {
+            RouteRef::Cached(cached)
+        } else {
+            match self.reroute(cached) {
+                Ok(route) => RouteRef::Fresh(route),
+                Err(e) => return Err(self.send_error(msg, e)),
+            }
+        };
+        match &*route {
+            Route::Local { addr, entry } => {
+                let fresh = self.restarted(entry);
+                let (addr, entry) = fresh.as_ref().map_or((addr, entry), |(a, e)| (a, e));
+                let Some(slot) = entry.try_slot() else {
+                    return Err(SendError::Full(msg));
+                };
+                push(addr, Deliver::new(msg, None, Some(slot))).map_err(|d| {
+                    self.send_error(
+                        d.into_message(),
+                        AskError::Gone(format!("actor {} stopped", self.address.id)),
+                    )
+                })
+            }
+            Route::Remote(link) => {
+                let permit = match link.peer().try_reserve() {
+                    Ok(p) => p,
+                    Err(crate::transport::TryReserveError::Full) => {
+                        return Err(SendError::Full(msg));
+                    }
+                    Err(e) => {
+                        return Err(self.send_error(
+                            msg,
+                            AskError::Request(RequestError::PeerLost {
+                                node: link.node(),
+                                reason: e.to_string(),
+                            }),
+                        ));
+                    }
+                };
+                let bytes = match encode_for(link, &msg) {
+                    Ok(b) => b,
+                    Err(e) => return Err(SendError::Encode(msg, e)),
+                };
+                permit.send(self.header::<M>(FrameKind::Tell), bytes);
+                Ok(())
+            }
+        }
+    }
+}
