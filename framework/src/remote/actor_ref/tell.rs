@@ -6,7 +6,7 @@ use actix::Handler;
 use crate::actor::{Deliver, Message, RemoteActor, push};
 use crate::wire::FrameKind;
 
-use super::{ActorRef, AskError, RequestError, Route, RouteRef, SendError, encode_for};
+use super::{ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_for};
 
 impl<A: RemoteActor> ActorRef<A> {
     /// Sends `msg` without waiting for a reply. Waits while the actor's
@@ -91,25 +91,13 @@ impl<A: RemoteActor> ActorRef<A> {
                     None => entry.slot().await,
                 };
                 let slot = Some(slot);
-                push(addr, Deliver::new(msg, None, slot)).map_err(|d| {
-                    self.send_error(
-                        d.into_message(),
-                        AskError::Gone(format!("actor {} stopped", self.address.id)),
-                    )
-                })
+                push(addr, Deliver::new(msg, None, slot))
+                    .map_err(|d| self.stopped(d.into_message()))
             }
             Route::Remote(link) => {
                 let slot = match link.peer().reserve_slot().await {
                     Ok(slot) => slot,
-                    Err(e) => {
-                        return Err(self.send_error(
-                            msg,
-                            AskError::Request(RequestError::PeerLost {
-                                node: link.node(),
-                                reason: e.to_string(),
-                            }),
-                        ));
-                    }
+                    Err(e) => return Err(self.peer_lost(msg, link, e)),
                 };
                 let bytes = match encode_for(link, &msg) {
                     Ok(b) => b,
@@ -154,12 +142,8 @@ impl<A: RemoteActor> ActorRef<A> {
                 let Some(slot) = entry.try_slot() else {
                     return Err(SendError::Full(msg));
                 };
-                push(addr, Deliver::new(msg, None, Some(slot))).map_err(|d| {
-                    self.send_error(
-                        d.into_message(),
-                        AskError::Gone(format!("actor {} stopped", self.address.id)),
-                    )
-                })
+                push(addr, Deliver::new(msg, None, Some(slot)))
+                    .map_err(|d| self.stopped(d.into_message()))
             }
             Route::Remote(link) => {
                 let permit = match link.peer().try_reserve() {
@@ -167,15 +151,7 @@ impl<A: RemoteActor> ActorRef<A> {
                     Err(crate::transport::TryReserveError::Full) => {
                         return Err(SendError::Full(msg));
                     }
-                    Err(e) => {
-                        return Err(self.send_error(
-                            msg,
-                            AskError::Request(RequestError::PeerLost {
-                                node: link.node(),
-                                reason: e.to_string(),
-                            }),
-                        ));
-                    }
+                    Err(e) => return Err(self.peer_lost(msg, link, e)),
                 };
                 let bytes = match encode_for(link, &msg) {
                     Ok(b) => b,
@@ -185,5 +161,20 @@ impl<A: RemoteActor> ActorRef<A> {
                 Ok(())
             }
         }
+    }
+
+    /// The error of a tell whose actor stopped.
+    fn stopped<M>(&self, msg: M) -> SendError<M> {
+        let why = AskError::Gone(format!("actor {} stopped", self.address.id));
+        self.send_error(msg, why)
+    }
+
+    /// The error of a tell whose connection is lost.
+    fn peer_lost<M>(&self, msg: M, link: &PeerLink, e: impl std::fmt::Display) -> SendError<M> {
+        let why = AskError::Request(RequestError::PeerLost {
+            node: link.node(),
+            reason: e.to_string(),
+        });
+        self.send_error(msg, why)
     }
 }
