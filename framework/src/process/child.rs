@@ -162,10 +162,17 @@ impl Parent {
                 });
             }
         }
-        link.tell_blocking(ToParent {
+        let sent = link.tell_blocking(ToParent {
             from: link.me,
             value,
-        })
+        });
+        if let Err(e) = &sent
+            && e.is_encode()
+        {
+            // Never sent: its place in the parent's window is free again.
+            link.credits.add_permits(1);
+        }
+        sent
     }
 
     /// The next value the parent sent, as a read-only view (`to_owned()` for a copy).

@@ -1,6 +1,6 @@
 //! Errors of the process layer.
 
-use crate::remote::{RequestError, StartError};
+use crate::remote::{RequestError, SendError, StartError};
 use crate::transport::shm::ShmError;
 use crate::wire::{DecodeError, EncodeError};
 
@@ -109,7 +109,10 @@ pub enum ProcessError {
     /// The connection failed.
     #[error(transparent)]
     Request(#[from] RequestError),
-    /// A value could not be encoded.
+    /// A value could not be encoded, or is larger than one frame may carry
+    /// (`TransportConfig::max_frame`, 1 GiB: so large a value to a process on
+    /// another machine goes in parts). Nothing was sent; the other process,
+    /// the link and the send window are as they were.
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// A value could not be decoded.
@@ -136,5 +139,57 @@ impl ProcessError {
             ValueError::Decode(e) => ProcessError::Decode(e),
             ValueError::Shm(e) => ProcessError::Shm(e),
         }
+    }
+
+    /// Why a message to the other process was not sent: a value too large
+    /// for one frame (or that did not serialize) as [`ProcessError::Encode`],
+    /// which leaves the other process and the link as they were; anything
+    /// else as the other process gone, `gone` making that error from the
+    /// reason.
+    pub(crate) fn from_send<M>(e: SendError<M>, gone: impl FnOnce(String) -> Self) -> Self {
+        match e {
+            SendError::Encode(_, e) => ProcessError::Encode(e),
+            other => gone(other.to_string()),
+        }
+    }
+
+    /// True for a message that was never sent because of what it holds
+    /// (the link and the other process are as they were).
+    pub(crate) fn is_encode(&self) -> bool {
+        matches!(self, ProcessError::Encode(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gone(reason: String) -> ProcessError {
+        ProcessError::Gone { id: 3, reason }
+    }
+
+    #[test]
+    fn a_message_too_large_to_send_is_an_encode_error_not_a_gone_process() {
+        let too_large = EncodeError {
+            type_name: "Value",
+            reason: "its archive is 2097160 bytes, more than one frame may carry".into(),
+        };
+        let e = ProcessError::from_send(SendError::Encode(7u8, too_large), gone);
+        assert!(e.is_encode(), "{e:?}");
+        assert!(e.to_string().contains("more than one frame"), "{e}");
+    }
+
+    #[test]
+    fn a_message_to_a_closed_actor_is_a_gone_process() {
+        let closed = SendError::Closed {
+            message: 7u8,
+            reason: "actor 1 stopped".into(),
+        };
+        let e = ProcessError::from_send(closed, gone);
+        assert!(!e.is_encode());
+        assert!(
+            matches!(&e, ProcessError::Gone { id: 3, reason } if reason.contains("actor 1 stopped")),
+            "{e:?}"
+        );
     }
 }

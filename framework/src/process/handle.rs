@@ -220,7 +220,7 @@ impl Child {
             .actor
             .tell(request)
             .await
-            .map_err(|e| self.gone(e.to_string()))
+            .map_err(|e| ProcessError::from_send(e, |why| self.gone(why)))
     }
 
     fn gone(&self, reason: String) -> ProcessError {
@@ -273,10 +273,21 @@ impl Child {
                 self.ended(s).map(Err)
             })
             .await?;
-        self.check_alive()?;
-        let value = self.pack(&value)?;
-        let file = value.shm_file();
-        self.tell_value(Joined { value }, file).await
+        // The yield is taken: a value that cannot be packed or sent gives
+        // it back, so the child still waits for a join.
+        let sent = async {
+            self.check_alive()?;
+            let value = self.pack(&value)?;
+            let file = value.shm_file();
+            self.tell_value(Joined { value }, file).await
+        }
+        .await;
+        if let Err(e) = &sent
+            && refused_for_its_value(e)
+        {
+            self.0.inbox.update(|s| s.yields += 1);
+        }
+        sent
     }
 
     fn pack(&self, value: &impl Payload) -> Result<Value, ProcessError> {
@@ -310,7 +321,14 @@ impl Child {
             }
         }
         let file = value.shm_file();
-        self.tell_value(ToChild { value }, file).await
+        let sent = self.tell_value(ToChild { value }, file).await;
+        if let Err(e) = &sent
+            && e.is_encode()
+        {
+            // Never sent: its place in the child's window is free again.
+            self.0.credits.add_permits(1);
+        }
+        sent
     }
 
     /// Tells `msg` (which carries a value) to the child's actor; frees the
@@ -326,7 +344,7 @@ impl Child {
                 if let Some(file) = &file {
                     crate::transport::shm::discard(file);
                 }
-                Err(self.gone(e.to_string()))
+                Err(ProcessError::from_send(e, |why| self.gone(why)))
             }
         }
     }
@@ -373,7 +391,7 @@ impl Child {
             .actor
             .tell(CollectiveDown(msg))
             .await
-            .map_err(|e| self.gone(e.to_string()))
+            .map_err(|e| ProcessError::from_send(e, |why| self.gone(why)))
     }
 
     /// Holds the child's collective posts for one call.
@@ -630,4 +648,10 @@ async fn join_all_futures<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
     })
     .await;
     results.into_iter().flatten().collect()
+}
+
+/// True when a value was not sent for what it is (it could not be packed
+/// or encoded), the child and the link being as they were.
+fn refused_for_its_value(e: &ProcessError) -> bool {
+    e.is_encode() || matches!(e, ProcessError::Shm(_))
 }

@@ -96,10 +96,7 @@ impl ChildLink {
     {
         self.runtime
             .block_on(self.parent.tell(msg))
-            .map_err(|e| ProcessError::Gone {
-                id: 0,
-                reason: e.to_string(),
-            })
+            .map_err(|e| ProcessError::from_send(e, |reason| ProcessError::Gone { id: 0, reason }))
     }
 
     /// The next collective post from the parent (blocks this thread). A
