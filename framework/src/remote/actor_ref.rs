@@ -655,17 +655,10 @@ impl<A: RemoteActor> ActorRef<A> {
 /// the connection, failing everything else in flight on it.
 fn encode_for<M: Message>(link: &PeerLink, msg: &M) -> Result<crate::wire::Payload, EncodeError> {
     let bytes = encode_sized(msg)?;
-    let max = link.peer().max_frame();
-    if bytes.len() as u64 > max {
-        return Err(EncodeError {
-            type_name: std::any::type_name::<M>(),
-            reason: format!(
-                "its archive is {} bytes, more than one frame may carry ({max} bytes, \
-                 `TransportConfig::max_frame`); send it in parts, or raise `max_frame` on every node",
-                bytes.len()
-            ),
-        });
-    }
+    crate::wire::check_len(bytes.len() as u64, link.peer().max_frame()).map_err(|e| EncodeError {
+        type_name: std::any::type_name::<M>(),
+        reason: format!("its archive is too large to send: {e} (`TransportConfig::max_frame`), or send it in parts"),
+    })?;
     Ok(bytes)
 }
 

@@ -404,16 +404,14 @@ pub(crate) fn fit_reply(
     payload: Buffer,
     max_frame: u64,
 ) -> (FrameHeader, Buffer) {
-    let len = payload.len() as u64;
-    if len <= max_frame {
+    let Err(e) = crate::wire::check_len(payload.len() as u64, max_frame) else {
         return (header, payload);
-    }
+    };
     let failure = RemoteFailure {
         location: None,
         code: code::ENCODE,
         message: format!(
-            "the reply is {len} bytes, more than the largest frame ({max_frame} bytes, \
-             `TransportConfig::max_frame`); return it in parts, or raise `max_frame` on every node"
+            "the reply is too large to send: {e} (`TransportConfig::max_frame`), or return it in parts"
         ),
     };
     let mut error = FrameHeader::new(FrameKind::ReplyError);
@@ -454,7 +452,11 @@ mod fit_tests {
         assert_eq!((h.kind, h.correlation), (FrameKind::ReplyError, 9));
         let failure: RemoteFailure = decode_owned(&p).unwrap();
         assert_eq!(failure.code, code::ENCODE);
-        assert!(failure.message.contains("101 bytes"), "{}", failure.message);
+        assert!(
+            failure.message.contains("frame of 101 bytes"),
+            "{}",
+            failure.message
+        );
         assert!(failure.message.contains("max_frame"), "{}", failure.message);
     }
 }

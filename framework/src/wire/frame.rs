@@ -138,6 +138,20 @@ pub struct FrameHeader {
     pub seq: u64,
 }
 
+/// The one rule on a frame's size, for the node that reads it (before
+/// anything is allocated for it) and for the one that would send it (so
+/// that it never sends what its peer refuses): a payload of at most
+/// `max_frame` bytes.
+pub fn check_len(len: u64, max_frame: u64) -> Result<(), FrameError> {
+    if len > max_frame {
+        return Err(FrameError::TooLarge {
+            declared: len,
+            limit: max_frame,
+        });
+    }
+    Ok(())
+}
+
 impl FrameHeader {
     /// A header of `kind` with every other field zero or nil.
     pub const fn new(kind: FrameKind) -> Self {
@@ -211,12 +225,7 @@ impl FrameHeader {
         }
         let kind = FrameKind::from_u8(bytes[6]).ok_or(FrameError::UnknownKind(bytes[6]))?;
         let len = u64_at(16);
-        if len > max_frame {
-            return Err(FrameError::TooLarge {
-                declared: len,
-                limit: max_frame,
-            });
-        }
+        check_len(len, max_frame)?;
         Ok(Self {
             kind,
             flags: bytes[7],

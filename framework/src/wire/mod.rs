@@ -22,7 +22,8 @@ pub use codec::{
 pub use control::{Challenge, Hello, Proof, Refuse, RemoteFailure, Welcome};
 pub use error::{DecodeError, EncodeError, FrameError};
 pub use frame::{
-    DEFAULT_MAX_FRAME, FrameHeader, FrameKind, HEADER_LEN, MAGIC, WIRE_VERSION, format_fingerprint,
+    DEFAULT_MAX_FRAME, FrameHeader, FrameKind, HEADER_LEN, MAGIC, WIRE_VERSION, check_len,
+    format_fingerprint,
 };
 pub use payload::{Payload, SHARE_FROM, WriteShared};
 

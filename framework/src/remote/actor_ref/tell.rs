@@ -4,7 +4,7 @@
 use actix::Handler;
 
 use crate::actor::{Deliver, Message, RemoteActor, push};
-use crate::wire::FrameKind;
+use crate::wire::{FrameHeader, FrameKind, Payload};
 
 use super::{ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_for};
 
@@ -99,11 +99,8 @@ impl<A: RemoteActor> ActorRef<A> {
                     Ok(slot) => slot,
                     Err(e) => return Err(self.peer_lost(msg, link, e)),
                 };
-                let bytes = match encode_for(link, &msg) {
-                    Ok(b) => b,
-                    Err(e) => return Err(SendError::Encode(msg, e)),
-                };
-                slot.send(self.header::<M>(FrameKind::Tell), bytes);
+                let (header, bytes) = self.tell_frame(link, msg)?;
+                slot.send(header, bytes);
                 Ok(())
             }
         }
@@ -153,13 +150,23 @@ impl<A: RemoteActor> ActorRef<A> {
                     }
                     Err(e) => return Err(self.peer_lost(msg, link, e)),
                 };
-                let bytes = match encode_for(link, &msg) {
-                    Ok(b) => b,
-                    Err(e) => return Err(SendError::Encode(msg, e)),
-                };
-                permit.send(self.header::<M>(FrameKind::Tell), bytes);
+                let (header, bytes) = self.tell_frame(link, msg)?;
+                permit.send(header, bytes);
                 Ok(())
             }
+        }
+    }
+
+    /// The `Tell` frame of `msg` for `link`'s peer; the message back in the
+    /// encode error when it cannot be sent (see [`encode_for`]).
+    fn tell_frame<M: Message>(
+        &self,
+        link: &PeerLink,
+        msg: M,
+    ) -> Result<(FrameHeader, Payload), SendError<M>> {
+        match encode_for(link, &msg) {
+            Ok(bytes) => Ok((self.header::<M>(FrameKind::Tell), bytes)),
+            Err(e) => Err(SendError::Encode(msg, e)),
         }
     }
 
