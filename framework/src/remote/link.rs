@@ -10,7 +10,9 @@ use tokio::sync::oneshot;
 
 use crate::id::NodeId;
 use crate::transport::{DownReason, Peer};
-use crate::wire::{Buffer, FrameHeader, FrameKind, Payload, RemoteFailure, decode_owned};
+use crate::wire::{
+    Buffer, FrameError, FrameHeader, FrameKind, Payload, RemoteFailure, check_len, decode_owned,
+};
 
 /// Why a request to another node (ask, spawn, call) got no successful reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +39,15 @@ pub enum RequestError {
     /// The node answered with a failure.
     #[error("{}", .0.message)]
     Remote(RemoteFailure),
+    /// The request (a spawn's initial state, a call's arguments, a post) is
+    /// larger than a frame may be: it was not sent, and the connection stays.
+    #[error("the request to {node} was not sent: {error}")]
+    TooLarge {
+        /// The node.
+        node: NodeId,
+        /// The size rule it broke ([`crate::wire::check_len`]).
+        error: FrameError,
+    },
 }
 
 type Waiter = oneshot::Sender<Result<Buffer, RemoteFailure>>;
@@ -185,6 +196,7 @@ impl PeerLink {
         timeout: Option<Duration>,
         sent: Option<oneshot::Sender<()>>,
     ) -> Result<Buffer, RequestError> {
+        self.fits(&payload)?;
         let correlation = self.next.fetch_add(1, Ordering::Relaxed);
         header.correlation = correlation;
         let (tx, rx) = oneshot::channel();
@@ -226,10 +238,23 @@ impl PeerLink {
         header: FrameHeader,
         payload: impl Into<Payload>,
     ) -> Result<(), RequestError> {
+        let payload = payload.into();
+        self.fits(&payload)?;
         self.peer
             .send(header, payload)
             .await
             .map_err(|_| self.lost())
+    }
+
+    /// Refuses, before anything is sent, a payload the peer would refuse by
+    /// closing the connection.
+    fn fits(&self, payload: &Payload) -> Result<(), RequestError> {
+        check_len(payload.len() as u64, self.peer.max_frame()).map_err(|error| {
+            RequestError::TooLarge {
+                node: self.node(),
+                error,
+            }
+        })
     }
 }
 

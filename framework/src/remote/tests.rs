@@ -216,6 +216,46 @@ async fn a_reply_larger_than_a_frame_is_answered_with_the_failure_that_says_so()
     assert_eq!(timeout(T, calc.ask(Add(3))).await.unwrap().unwrap(), 3);
 }
 
+/// A request larger than a frame (a post here; a spawn's state and a
+/// call's arguments take the same path) is refused before it is sent, with
+/// the error that names `max_frame`, and the connection stays up.
+#[actix_rt::test]
+async fn a_request_larger_than_a_frame_is_refused_before_it_is_sent() {
+    let (_a, _b, remote, calc) = calc_over_small_frames().await;
+    let big = || crate::wire::encode(&vec![7u8; 2 << 20]).unwrap();
+    let refused = |result: Result<(), crate::remote::RequestError>| match result {
+        Err(crate::remote::RequestError::TooLarge { node, error }) => {
+            assert_eq!(node, remote.id());
+            assert!(error.to_string().contains("max_frame"), "{error}");
+        }
+        other => panic!("expected RequestError::TooLarge, got {other:?}"),
+    };
+    refused(
+        timeout(T, remote.post(calc.id(), 1, 0, big()))
+            .await
+            .unwrap(),
+    );
+    refused(
+        timeout(T, remote.post_confirmed(calc.id(), 1, 0, big()))
+            .await
+            .unwrap(),
+    );
+    // A value posted whole (not through shared memory) says which type
+    // could not be sent, as an encode error: nothing about the link failed.
+    let value = vec![7u8; 2 << 20];
+    let value = &value;
+    let posted = crate::remote::value::post_value(&remote, calc.id(), 1, &value, None, usize::MAX);
+    match timeout(T, posted).await.unwrap() {
+        Err(crate::remote::value::ValueError::Encode(e)) => {
+            assert_eq!(e.type_name, std::any::type_name::<Vec<u8>>());
+            assert!(e.reason.contains("max_frame"), "{e}");
+        }
+        other => panic!("expected ValueError::Encode, got {other:?}"),
+    }
+    assert!(remote.is_alive());
+    assert_eq!(timeout(T, calc.ask(Add(4))).await.unwrap().unwrap(), 4);
+}
+
 #[actix_rt::test]
 async fn try_tell_gives_the_message_back_when_the_mailbox_is_full() {
     let a = node(false, 1).await;

@@ -67,6 +67,10 @@ pub trait Payload {
     /// The value archived straight into a segment lent by `pool` (a fresh
     /// file when the pool has none free).
     fn write_shm(&self, pool: &SegmentPool) -> Result<ShmRef, shm::ShmError>;
+    /// The name of the value's type, for errors.
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 }
 
 impl<T: WireType> Payload for &T {
@@ -81,6 +85,9 @@ impl<T: WireType> Payload for &T {
     }
     fn write_shm(&self, pool: &SegmentPool) -> Result<ShmRef, shm::ShmError> {
         pool.write(*self)
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
     }
 }
 
@@ -140,7 +147,16 @@ pub async fn post_value(
         if let Some(file) = &file {
             shm::discard(file);
         }
-        return Err(e.into());
+        return Err(match e {
+            // Not sent for what it holds: the connection is as it was.
+            RequestError::TooLarge { error, .. } => ValueError::Encode(EncodeError {
+                type_name: value.type_name(),
+                reason: format!(
+                    "its archive is too large to send: {error} (`TransportConfig::max_frame`), or send it in parts"
+                ),
+            }),
+            e => e.into(),
+        });
     }
     Ok(())
 }
