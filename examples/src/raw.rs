@@ -275,8 +275,36 @@ pub async fn serve_if_asked() -> Option<Result<(), BoxError>> {
     match crate::role().as_deref() {
         Some(SERVER_ROLE) => Some(serve_until_stdin_closes().await),
         Some(DIAL_ROLE) => Some(dial_once().await),
+        Some(START_ROLE) => Some(Ok(())),
         _ => None,
     }
+}
+
+/// The role of a benchmark's copy that exits as soon as its `main` runs
+/// ([`start_floor_ms`]).
+const START_ROLE: &str = "start";
+
+/// What starting `n` copies of this program costs here, no network at
+/// all: milliseconds from spawning `n` copies (each exits as soon as its
+/// `main` runs, its runtime started) until every one has exited — the part
+/// of [`dial_floor_ms`] that is program start.
+pub fn start_floor_ms(n: usize) -> Result<f64, BoxError> {
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    let mut copies = Vec::with_capacity(n);
+    for _ in 0..n {
+        copies.push(
+            std::process::Command::new(&exe)
+                .env(crate::ROLE_ENV, START_ROLE)
+                .spawn()?,
+        );
+    }
+    for mut copy in copies {
+        if !copy.wait()?.success() {
+            return Err("a starting copy failed".into());
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3)
 }
 
 /// The role of a benchmark's copy that connects to a raw server once,

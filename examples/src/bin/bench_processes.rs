@@ -33,6 +33,11 @@
 //! starting a program and reaching it over QUIC costs here before any of the
 //! framework's protocol, the least `nfork` can take while its children are
 //! programs reached through QUIC.
+//! It also prints the part of that floor that is starting the program at
+//! all: 4 copies started in the role `start`, each exiting as soon as its
+//! `main` runs (`parallel_examples::raw::start_floor_ms`) — against
+//! `/bin/true`, what a Rust program with an async runtime costs to exec
+//! here, before any network.
 
 use std::error::Error;
 use std::time::Instant;
@@ -100,14 +105,17 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
          {FORK_REPS} rounds alternating, median"
     );
     let (mut raws, mut forks, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut starts = Vec::new();
     for round in 0..FORK_WARMUP + FORK_REPS {
         let r = spawn_true(FORKS)?;
+        let started = raw::start_floor_ms(FORKS)?;
         let floor = raw::dial_floor_ms(FORKS).await?;
         let f = nfork_ready(FORKS).await?;
         if round >= FORK_WARMUP {
             raws.push(r);
             forks.push(f);
             floors.push(floor);
+            starts.push(started);
         }
     }
     let row = Row::new(NFORK, Goal::AtMost(2.0), median(forks), median(raws));
@@ -118,6 +126,13 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
          nfork({FORKS}) ready = {:.2} x that floor",
         floor / row.baseline_value,
         row.value / floor
+    );
+    let started = median(starts);
+    eprintln!(
+        "[bench]   of that floor, starting {FORKS} x this program (each exits as soon as its runtime runs, no network): \
+         {started:.1} ms = {:.2} x /bin/true; the QUIC connections and pings on top: {:.1} ms",
+        started / row.baseline_value,
+        floor - started
     );
     eprintln!(
         "[bench]   absolute target: <= 50 ms ({})",
