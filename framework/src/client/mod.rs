@@ -152,10 +152,11 @@ pub enum ClientError {
     #[error("the engine died: {0}")]
     EngineDied(String),
     /// Some messages of a tracked apply never left this program: the
-    /// connection to their engine went first.
+    /// connection to their engine went first, or one was larger than a
+    /// frame may be.
     #[error(
-        "only {sent} of {total} messages left this program: the connection to an engine went first \
-         (the result's get() says which and why)"
+        "only {sent} of {total} messages left this program: the connection to an engine went first, \
+         or a message was larger than a frame may be (the result's get() says which and why)"
     )]
     NotSent {
         /// Messages that left.

@@ -105,7 +105,8 @@ impl<R> AsyncResult<R> {
 
     /// Waits up to `timeout` until [`AsyncResult::sent`] (the seed's
     /// `wait_on_send`). [`ClientError::NotSent`] when a connection went
-    /// before its message left ([`AsyncResult::get`] then says why).
+    /// before its message left, or a message was too large to send
+    /// ([`AsyncResult::get`] then says why).
     pub async fn wait_on_send(&self, timeout: Duration) -> Result<(), ClientError> {
         let Some(sending) = &self.sending else {
             return Ok(());

@@ -300,7 +300,8 @@ impl RemoteNode {
 
     /// [`RemoteNode::call`], and `sent` is answered once the call's bytes
     /// (its arguments) were handed to QUIC: they left this program's
-    /// queues. Dropped unanswered when the connection goes first.
+    /// queues. Dropped unanswered when the connection goes first, or when
+    /// the arguments are larger than a frame may be (nothing is sent).
     pub async fn call_tracked<F, Args>(
         &self,
         f: F,
