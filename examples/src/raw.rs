@@ -290,18 +290,25 @@ const START_ROLE: &str = "start";
 /// of [`dial_floor_ms`] that is program start.
 pub fn start_floor_ms(n: usize) -> Result<f64, BoxError> {
     let exe = std::env::current_exe()?;
+    spawned_ms(n, || {
+        let mut copy = std::process::Command::new(&exe);
+        copy.env(crate::ROLE_ENV, START_ROLE);
+        copy
+    })
+}
+
+/// Milliseconds from spawning `n` processes, each from `command()`, until
+/// every one has exited with success.
+pub fn spawned_ms(n: usize, command: impl Fn() -> std::process::Command) -> Result<f64, BoxError> {
     let start = Instant::now();
-    let mut copies = Vec::with_capacity(n);
+    let mut procs = Vec::with_capacity(n);
     for _ in 0..n {
-        copies.push(
-            std::process::Command::new(&exe)
-                .env(crate::ROLE_ENV, START_ROLE)
-                .spawn()?,
-        );
+        procs.push(command().spawn()?);
     }
-    for mut copy in copies {
-        if !copy.wait()?.success() {
-            return Err("a starting copy failed".into());
+    for mut p in procs {
+        let status = p.wait()?;
+        if !status.success() {
+            return Err(format!("{:?} ended with {status}", command()).into());
         }
     }
     Ok(start.elapsed().as_secs_f64() * 1e3)

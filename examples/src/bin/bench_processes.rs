@@ -269,17 +269,7 @@ async fn joins(child: &parallel::Child, n: usize) -> Result<(), BoxError> {
 
 /// Milliseconds to spawn `n` copies of `/bin/true` and wait for them all.
 fn spawn_true(n: usize) -> Result<f64, BoxError> {
-    let start = Instant::now();
-    let mut procs = Vec::with_capacity(n);
-    for _ in 0..n {
-        procs.push(std::process::Command::new("/bin/true").spawn()?);
-    }
-    for mut p in procs {
-        if !p.wait()?.success() {
-            return Err("/bin/true failed".into());
-        }
-    }
-    Ok(start.elapsed().as_secs_f64() * 1e3)
+    raw::spawned_ms(n, || std::process::Command::new("/bin/true"))
 }
 
 /// GB/s of one copy into memory allocated for it (its pages faulted in by the copy).

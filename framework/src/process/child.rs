@@ -151,28 +151,21 @@ impl Parent {
         )
         .map_err(|e| ProcessError::from_value(e, 0))?;
         let credits = link.credits.clone();
-        let permit = link.runtime.block_on(credits.acquire_owned());
-        match permit {
-            Ok(permit) => permit.forget(),
-            Err(_) => {
-                value.discard();
-                return Err(ProcessError::Gone {
-                    id: 0,
-                    reason: "the link to the parent is closed".into(),
-                });
-            }
-        }
-        let sent = link.tell_blocking(ToParent {
+        let Ok(permit) = link.runtime.block_on(credits.acquire_owned()) else {
+            value.discard();
+            return Err(ProcessError::Gone {
+                id: 0,
+                reason: "the link to the parent is closed".into(),
+            });
+        };
+        link.tell_blocking(ToParent {
             from: link.me,
             value,
-        });
-        if let Err(e) = &sent
-            && e.is_encode()
-        {
-            // Never sent: its place in the parent's window is free again.
-            link.credits.add_permits(1);
-        }
-        sent
+        })?;
+        // Sent: its place in the parent's window is taken until the parent
+        // reads it (a value not sent gives the place back with the permit).
+        permit.forget();
+        Ok(())
     }
 
     /// The next value the parent sent, as a read-only view (`to_owned()` for a copy).

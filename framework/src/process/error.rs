@@ -170,13 +170,11 @@ mod tests {
 
     #[test]
     fn a_message_too_large_to_send_is_an_encode_error_not_a_gone_process() {
-        let too_large = EncodeError {
-            type_name: "Value",
-            reason: "its archive is 2097160 bytes, more than one frame may carry".into(),
-        };
+        let rule = crate::wire::check_len(2 << 20, 1 << 20).unwrap_err();
+        let too_large = EncodeError::too_large("Value", &rule);
         let e = ProcessError::from_send(SendError::Encode(7u8, too_large), gone);
         assert!(e.is_encode(), "{e:?}");
-        assert!(e.to_string().contains("more than one frame"), "{e}");
+        assert!(e.to_string().contains("max_frame"), "{e}");
     }
 
     #[test]

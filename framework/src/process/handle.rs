@@ -313,22 +313,16 @@ impl Child {
                 return Err(self.gone(reason.to_string()));
             }
         };
-        match permit {
-            Some(permit) => permit.forget(),
-            None => {
-                value.discard();
-                return Err(self.gone("its link is closed".into()));
-            }
-        }
+        let Some(permit) = permit else {
+            value.discard();
+            return Err(self.gone("its link is closed".into()));
+        };
         let file = value.shm_file();
-        let sent = self.tell_value(ToChild { value }, file).await;
-        if let Err(e) = &sent
-            && e.is_encode()
-        {
-            // Never sent: its place in the child's window is free again.
-            self.0.credits.add_permits(1);
-        }
-        sent
+        self.tell_value(ToChild { value }, file).await?;
+        // Sent: its place in the child's window is taken until the child
+        // reads it (a value not sent gives the place back with the permit).
+        permit.forget();
+        Ok(())
     }
 
     /// Tells `msg` (which carries a value) to the child's actor; frees the

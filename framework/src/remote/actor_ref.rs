@@ -655,10 +655,8 @@ impl<A: RemoteActor> ActorRef<A> {
 /// the connection, failing everything else in flight on it.
 fn encode_for<M: Message>(link: &PeerLink, msg: &M) -> Result<crate::wire::Payload, EncodeError> {
     let bytes = encode_sized(msg)?;
-    crate::wire::check_len(bytes.len() as u64, link.peer().max_frame()).map_err(|e| EncodeError {
-        type_name: std::any::type_name::<M>(),
-        reason: format!("its archive is too large to send: {e} (`TransportConfig::max_frame`), or send it in parts"),
-    })?;
+    crate::wire::check_len(bytes.len() as u64, link.peer().max_frame())
+        .map_err(|e| EncodeError::too_large(std::any::type_name::<M>(), &e))?;
     Ok(bytes)
 }
 

@@ -149,12 +149,9 @@ pub async fn post_value(
         }
         return Err(match e {
             // Not sent for what it holds: the connection is as it was.
-            RequestError::TooLarge { error, .. } => ValueError::Encode(EncodeError {
-                type_name: value.type_name(),
-                reason: format!(
-                    "its archive is too large to send: {error} (`TransportConfig::max_frame`), or send it in parts"
-                ),
-            }),
+            RequestError::TooLarge { error, .. } => {
+                ValueError::Encode(EncodeError::too_large(value.type_name(), &error))
+            }
             e => e.into(),
         });
     }

@@ -87,3 +87,16 @@ pub struct EncodeError {
     /// What the serializer said.
     pub reason: String,
 }
+
+impl EncodeError {
+    /// A `type_name` whose archive breaks the frame-size rule
+    /// ([`super::check_len`]): not sent, and so not lost.
+    pub fn too_large(type_name: &'static str, rule: &FrameError) -> Self {
+        Self {
+            type_name,
+            reason: format!(
+                "its archive is too large to send: {rule} (`TransportConfig::max_frame`), or send it in parts"
+            ),
+        }
+    }
+}
