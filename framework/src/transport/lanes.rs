@@ -25,13 +25,14 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::wire::{Buffer, FrameHeader, HEADER_LEN, Payload, aligned_copy};
+use crate::wire::{
+    Buffer, FrameHeader, HEADER_LEN, LaneDecoder, LaneEncoder, Payload, aligned_copy,
+};
 
 use super::config::TransportConfig;
 use super::error::DownReason;
 use super::framing::{
-    ReadFrameError, frame_bytes, is_data_kind, is_reply_kind, read_error, read_only_frame,
-    write_error,
+    ReadFrameError, is_data_kind, is_reply_kind, read_error, read_only_frame, write_error,
 };
 use super::peer::{Outgoing, PeerShared};
 
@@ -118,6 +119,8 @@ async fn write_loop(
     lane.write_all(&[first]).await.map_err(write_error)?;
     let bulk_slots = Arc::new(Semaphore::new(bulk_streams(config) as usize));
     let mut seq = 0u64;
+    // Headers on this lane: short when they repeat the one before.
+    let mut headers = LaneEncoder::new();
     let mut batch = Vec::with_capacity(COALESCE_BYTES + HEADER_LEN);
     let mut queued = Vec::with_capacity(WRITE_BATCH);
     // Senders of tracked frames in the batch being written.
@@ -137,7 +140,10 @@ async fn write_loop(
         let mut frames = 0u64;
         for next in queued.drain(..) {
             match next {
-                Outgoing::Raw(bytes) => batch.extend_from_slice(&bytes),
+                Outgoing::Raw(bytes) => {
+                    batch.extend_from_slice(&bytes);
+                    headers.forget();
+                }
                 Outgoing::FinishLane => {
                     lane.write_all(&batch).await.map_err(write_error)?;
                     let _ = lane.finish();
@@ -161,7 +167,7 @@ async fn write_loop(
                     if payload.len() >= config.bulk_threshold && kind == Lane::Replies {
                         // Its payload is written as it is, not copied into the batch.
                         header.len = payload.len() as u64;
-                        batch.extend_from_slice(&header.encode());
+                        headers.encode(&header, &mut batch);
                         lane.write_all(&batch).await.map_err(write_error)?;
                         batch.clear();
                         for chunk in payload.into_chunks() {
@@ -197,7 +203,11 @@ async fn write_loop(
                             drop(slot);
                         });
                     } else {
-                        frame_bytes(header, &payload, &mut batch);
+                        header.len = payload.len() as u64;
+                        headers.encode(&header, &mut batch);
+                        for run in payload.runs() {
+                            batch.extend_from_slice(run);
+                        }
                     }
                     written.extend(sent);
                 }
@@ -432,7 +442,8 @@ struct SmallLane {
     partial: Option<(FrameHeader, Buffer, usize)>,
     /// The last `seq` seen on this lane.
     last: Option<u64>,
-    max_frame: u64,
+    /// Reads each header, full or short (after the one it repeats).
+    headers: LaneDecoder,
     /// The frames this lane may carry: data frames, or replies.
     kind: Lane,
 }
@@ -446,7 +457,7 @@ impl SmallLane {
             end: 0,
             partial: None,
             last: None,
-            max_frame,
+            headers: LaneDecoder::new(max_frame),
             kind,
         }
     }
@@ -486,21 +497,21 @@ impl SmallLane {
             }
             None => {
                 let have = &self.buf[self.start..self.end];
-                if have.len() < HEADER_LEN {
+                let Some((header, used)) =
+                    self.headers.decode(have).map_err(ReadFrameError::Header)?
+                else {
                     return Ok(None);
-                }
-                let header = FrameHeader::decode(&have[..HEADER_LEN], self.max_frame)
-                    .map_err(ReadFrameError::Header)?;
+                };
                 let len = usize::try_from(header.len).map_err(|_| {
                     ReadFrameError::Protocol(format!(
                         "frame of {} bytes does not fit in memory",
                         header.len
                     ))
                 })?;
-                let body = &have[HEADER_LEN..];
+                let body = &have[used..];
                 if body.len() >= len {
                     let frame = (header, aligned_copy(&body[..len]));
-                    self.start += HEADER_LEN + len;
+                    self.start += used + len;
                     frame
                 } else {
                     // Read the rest of the payload straight into place.
@@ -543,7 +554,7 @@ impl SmallLane {
         match self.end - self.start {
             0 => Ok(()),
             n => Err(ReadFrameError::Protocol(format!(
-                "truncated frame: the stream ended after {n} of {HEADER_LEN} header bytes"
+                "truncated frame: the stream ended after {n} bytes of a frame header"
             ))),
         }
     }

@@ -329,7 +329,51 @@ async fn garbage_closes_only_that_peer(garbage: Vec<u8>, expect_in_reason: &str)
 
 #[tokio::test]
 async fn garbage_on_small_lane_closes_only_that_peer() {
-    garbage_closes_only_that_peer(vec![0xAB; 200], "not a para||el frame").await;
+    garbage_closes_only_that_peer(vec![0xAB; 200], "opens no frame header").await;
+}
+
+#[tokio::test]
+async fn a_short_header_first_on_a_lane_closes_only_that_peer() {
+    let short = vec![crate::wire::SHORT, 1, 0, 0, 0, 0];
+    garbage_closes_only_that_peer(short, "no header before it").await;
+}
+
+/// Tells to one actor after the first go with short headers: the sender
+/// puts fewer bytes on the wire than their full headers alone would take,
+/// and every frame arrives whole, in order, with its header as sent.
+#[tokio::test]
+async fn a_run_of_tells_takes_short_headers() {
+    const N: u64 = 2_000;
+    const PAYLOAD: usize = 16;
+    let mut j = joined().await;
+    let target = crate::id::ActorId::new();
+    let before = j.to_a.shared.conn.stats().udp_tx.bytes;
+    for i in 0..N {
+        let mut header = FrameHeader::new(FrameKind::Tell);
+        header.target = target;
+        header.type_tag = 42;
+        t(j.to_a.send(header, aligned_copy(&[i as u8; PAYLOAD])))
+            .await
+            .expect("send");
+    }
+    for i in 0..N {
+        let (h, p) = t(j.inbound.recv()).await.expect("frame");
+        assert_eq!(
+            (h.kind, h.target, h.type_tag),
+            (FrameKind::Tell, target, 42)
+        );
+        assert_eq!(
+            &p[..],
+            &[i as u8; PAYLOAD],
+            "frame {i} out of order or corrupt"
+        );
+    }
+    let sent = j.to_a.shared.conn.stats().udp_tx.bytes - before;
+    let full_headers = N * crate::wire::HEADER_LEN as u64;
+    assert!(
+        sent < full_headers / 2,
+        "{N} tells of {PAYLOAD} bytes took {sent} bytes on the wire; their full headers alone are {full_headers}"
+    );
 }
 
 #[tokio::test]

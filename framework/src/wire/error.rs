@@ -52,6 +52,16 @@ pub enum FrameError {
         /// The receiving node's limit.
         limit: u64,
     },
+    /// A lane opened with a short header: it repeats a header that never came.
+    #[error(
+        "a short frame header came first on its lane, with no header before it to repeat; is the peer a para||el node of this version?"
+    )]
+    NothingToRepeat,
+    /// A frame on a lane starts with a byte that opens no header.
+    #[error(
+        "a frame starts with byte {0:#04x}, which opens no frame header of this wire version; is the peer a para||el node of this version?"
+    )]
+    UnknownHeader(u8),
 }
 
 /// A payload that cannot be read as the message type it claims to be.

@@ -1,4 +1,6 @@
-//! The fixed-size frame header: pure functions over bytes.
+//! The fixed-size frame header: pure functions over bytes. (On a lane that
+//! carries many frames, a header that repeats the one before it may go
+//! short instead: [`super::LaneEncoder`].)
 //!
 //! Layout (little endian, [`HEADER_LEN`] bytes):
 //!
@@ -26,8 +28,9 @@ pub const MAGIC: [u8; 4] = *b"PRLL";
 /// around them; bumped on any change. 2: the side that accepted a
 /// connection sends its heartbeats (in 1, the side that opened it did: a
 /// pair of the two would have had nobody beating, so they refuse each other
-/// in the handshake instead).
-pub const WIRE_VERSION: u16 = 2;
+/// in the handshake instead). 3: a frame on a lane may have a short header
+/// that repeats the one before it ([`super::LaneEncoder`]).
+pub const WIRE_VERSION: u16 = 3;
 /// Size of the encoded header in bytes.
 pub const HEADER_LEN: usize = 80;
 /// Default hard limit on one frame's payload: 1 GiB.

@@ -11,10 +11,11 @@ mod codec;
 mod control;
 mod error;
 mod frame;
+mod lane;
 mod payload;
 
 pub use aligned::AlignedBytes;
-pub use check::fuzz_frame;
+pub use check::{fuzz_frame, fuzz_lane};
 pub use codec::{
     ALIGN, Buffer, WireType, aligned_copy, decode, decode_owned, encode, encode_into, encode_to,
     to_owned, type_tag,
@@ -24,6 +25,9 @@ pub use error::{DecodeError, EncodeError, FrameError};
 pub use frame::{
     DEFAULT_MAX_FRAME, FrameHeader, FrameKind, HEADER_LEN, MAGIC, WIRE_VERSION, check_len,
     format_fingerprint,
+};
+pub use lane::{
+    LaneDecoder, LaneEncoder, SHORT, SHORT_CORRELATED, SHORT_CORRELATED_LEN, SHORT_LEN,
 };
 pub use payload::{Payload, SHARE_FROM, WriteShared};
 
