@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::wire::{
@@ -121,7 +122,9 @@ async fn write_loop(
     let mut seq = 0u64;
     // Headers on this lane: short when they repeat the one before.
     let mut headers = LaneEncoder::new();
-    let mut batch = Vec::with_capacity(COALESCE_BYTES + HEADER_LEN);
+    // Frames are gathered here and handed to QUIC as they are (split off,
+    // not copied): the rest of the block gathers the next batch.
+    let mut batch = BytesMut::with_capacity(2 * COALESCE_BYTES);
     let mut queued = Vec::with_capacity(WRITE_BATCH);
     // Senders of tracked frames in the batch being written.
     let mut written = Vec::new();
@@ -136,7 +139,6 @@ async fn write_loop(
         if n == 0 {
             return Ok(());
         }
-        batch.clear();
         let mut frames = 0u64;
         for next in queued.drain(..) {
             match next {
@@ -145,12 +147,12 @@ async fn write_loop(
                     headers.forget();
                 }
                 Outgoing::FinishLane => {
-                    lane.write_all(&batch).await.map_err(write_error)?;
+                    write_batch(&mut lane, &mut batch).await?;
                     let _ = lane.finish();
                     return Ok(());
                 }
                 Outgoing::Flush(done) => {
-                    lane.write_all(&batch).await.map_err(write_error)?;
+                    write_batch(&mut lane, &mut batch).await?;
                     // Bulk streams still being written hold slots.
                     let _ = bulk_slots.acquire_many(bulk_streams(config)).await;
                     let _ = lane.finish();
@@ -168,8 +170,7 @@ async fn write_loop(
                         // Its payload is written as it is, not copied into the batch.
                         header.len = payload.len() as u64;
                         headers.encode(&header, &mut batch);
-                        lane.write_all(&batch).await.map_err(write_error)?;
-                        batch.clear();
+                        write_batch(&mut lane, &mut batch).await?;
                         for chunk in payload.into_chunks() {
                             lane.write_chunk(chunk).await.map_err(write_error)?;
                         }
@@ -178,10 +179,7 @@ async fn write_loop(
                             Ok(slot) => slot,
                             Err(_) => {
                                 // Let the small frames go first while bulk streams drain.
-                                if !batch.is_empty() {
-                                    lane.write_all(&batch).await.map_err(write_error)?;
-                                    batch.clear();
-                                }
+                                write_batch(&mut lane, &mut batch).await?;
                                 bulk_slots.clone().acquire_owned().await.map_err(|_| {
                                     DownReason::Closed("bulk stream slots closed".to_owned())
                                 })?
@@ -213,13 +211,10 @@ async fn write_loop(
                 }
             }
             if batch.len() >= COALESCE_BYTES {
-                lane.write_all(&batch).await.map_err(write_error)?;
-                batch.clear();
+                write_batch(&mut lane, &mut batch).await?;
             }
         }
-        if !batch.is_empty() {
-            lane.write_all(&batch).await.map_err(write_error)?;
-        }
+        write_batch(&mut lane, &mut batch).await?;
         for sent in written.drain(..) {
             let _ = sent.send(());
         }
@@ -227,6 +222,17 @@ async fn write_loop(
             .frames_sent
             .fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Hands what `batch` gathered to the lane without a copy (QUIC keeps it
+/// until it is acknowledged); `batch` keeps the rest of its block.
+async fn write_batch(lane: &mut quinn::SendStream, batch: &mut BytesMut) -> Result<(), DownReason> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    lane.write_chunk(batch.split().freeze())
+        .await
+        .map_err(write_error)
 }
 
 /// Writes one frame on a bulk stream of its own. The payload's runs are

@@ -41,6 +41,8 @@
 //! # Ok::<(), parallel::wire::FrameError>(())
 //! ```
 
+use bytes::BufMut;
+
 use super::error::FrameError;
 use super::frame::{FrameHeader, HEADER_LEN, MAGIC, check_len};
 
@@ -69,20 +71,23 @@ impl LaneEncoder {
 
     /// Appends `header` (its `len` already set) to `out`, short when it
     /// repeats the previous header, whole otherwise.
-    pub fn encode(&mut self, header: &FrameHeader, out: &mut Vec<u8>) {
+    pub fn encode(&mut self, header: &FrameHeader, out: &mut impl BufMut) {
         match self.last.as_ref().and_then(|last| short_form(last, header)) {
-            Some((step, len)) => {
-                let correlated = self
-                    .last
-                    .is_some_and(|l| l.correlation != header.correlation);
-                out.push(if correlated { SHORT_CORRELATED } else { SHORT });
-                out.push(step);
-                out.extend_from_slice(&len.to_le_bytes());
-                if correlated {
-                    out.extend_from_slice(&header.correlation.to_le_bytes());
-                }
+            Some((step, len, correlated)) => {
+                // One write of the whole short header.
+                let mut short = [0u8; SHORT_CORRELATED_LEN];
+                short[0] = if correlated { SHORT_CORRELATED } else { SHORT };
+                short[1] = step;
+                short[2..6].copy_from_slice(&len.to_le_bytes());
+                short[6..].copy_from_slice(&header.correlation.to_le_bytes());
+                let used = if correlated {
+                    SHORT_CORRELATED_LEN
+                } else {
+                    SHORT_LEN
+                };
+                out.put_slice(&short[..used]);
             }
-            None => out.extend_from_slice(&header.encode()),
+            None => out.put_slice(&header.encode()),
         }
         self.last = Some(*header);
     }
@@ -94,8 +99,9 @@ impl LaneEncoder {
     }
 }
 
-/// The step and length of `header` in a short form after `last`, if it has one.
-fn short_form(last: &FrameHeader, header: &FrameHeader) -> Option<(u8, u32)> {
+/// The step, length and whether the correlation id changed, of `header` in
+/// a short form after `last`, if it has one.
+fn short_form(last: &FrameHeader, header: &FrameHeader) -> Option<(u8, u32, bool)> {
     let same = last.kind == header.kind
         && last.flags == header.flags
         && last.target == header.target
@@ -106,7 +112,7 @@ fn short_form(last: &FrameHeader, header: &FrameHeader) -> Option<(u8, u32)> {
     }
     let step = u8::try_from(header.seq.checked_sub(last.seq)?).ok()?;
     let len = u32::try_from(header.len).ok()?;
-    (step > 0).then_some((step, len))
+    (step > 0).then_some((step, len, last.correlation != header.correlation))
 }
 
 /// The reading side of a lane: decodes full and short headers, remembering
