@@ -5,7 +5,7 @@ use super::registry::Slot;
 use crate::id::ActorId;
 use crate::wire::{Buffer, FrameHeader, RemoteFailure, WireType, decode_owned, encode};
 
-use super::deliver::{Deliver, ReplySink, push};
+use super::deliver::{Deliver, ReplySink, deliver};
 use super::failure::{Failure, code};
 use super::message::{Message, RemoteActor};
 use super::received::Received;
@@ -61,6 +61,14 @@ impl Inbound {
         }
     }
 
+    /// Answers a request whose actor stopped before it could take it (a
+    /// tell is dropped, as it would be in the stopped actor's mailbox).
+    pub fn stopped(self) {
+        if let Some(reply) = self.reply {
+            reply(Err(Failure::Stopped.to_remote()));
+        }
+    }
+
     /// Turns the byte sink into a typed reply sink that encodes the result.
     fn typed_reply<R: WireType + 'static>(reply: Option<ByteSink>) -> Option<ReplySink<R>> {
         reply.map(|sink| {
@@ -78,33 +86,40 @@ impl Inbound {
     }
 }
 
-/// Delivers a remote message to `A`'s `Handler<M>`, deserializing it into an owned `M`.
-pub fn dispatch_plain<A, M>(addr: &actix::Addr<A>, inbound: Inbound) -> Result<(), Inbound>
+/// Hands a remote message to `A`'s `Handler<M>` on the actor's own thread
+/// (from its [`super::inbox::drain`]), deserializing it into an owned `M`.
+/// The derive macro's `RemoteActor::handle_inbound` calls it for each
+/// message type the actor accepts.
+pub fn handle_plain<A, M>(
+    actor: &mut A,
+    inbound: Inbound,
+    ctx: &mut actix::Context<A>,
+) -> Result<(), Inbound>
 where
-    A: RemoteActor + actix::Handler<Deliver<M>>,
+    A: RemoteActor + actix::Handler<M>,
     M: Message,
 {
     let msg = match decode_owned::<M>(&inbound.payload) {
         Ok(msg) => msg,
         Err(e) => {
-            inbound.fail(RemoteFailure {
-                location: None,
-                code: code::INVALID,
-                message: e.to_string(),
-            });
+            inbound.fail(invalid(&e));
             return Ok(());
         }
     };
     let reply = Inbound::typed_reply::<M::Result>(inbound.reply);
-    deliver_or_fail(addr, Deliver::new(msg, reply, inbound.slot));
+    deliver(actor, Deliver::new(msg, reply, inbound.slot), ctx);
     Ok(())
 }
 
-/// Delivers a remote message to `A`'s `Handler<Received<M>>`: a validated,
+/// Hands a remote message to `A`'s `Handler<Received<M>>`: a validated,
 /// zero-copy view of the payload.
-pub fn dispatch_view<A, M>(addr: &actix::Addr<A>, inbound: Inbound) -> Result<(), Inbound>
+pub fn handle_view<A, M>(
+    actor: &mut A,
+    inbound: Inbound,
+    ctx: &mut actix::Context<A>,
+) -> Result<(), Inbound>
 where
-    A: RemoteActor + actix::Handler<Deliver<Received<M>>>,
+    A: RemoteActor + actix::Handler<Received<M>>,
     M: Message,
 {
     let Inbound {
@@ -124,28 +139,20 @@ where
                 reply,
                 slot: None,
             };
-            rest.fail(RemoteFailure {
-                location: None,
-                code: code::INVALID,
-                message: e.to_string(),
-            });
+            rest.fail(invalid(&e));
             return Ok(());
         }
     };
     let reply = Inbound::typed_reply::<M::Result>(reply);
-    deliver_or_fail(addr, Deliver::new(view, reply, slot));
+    deliver(actor, Deliver::new(view, reply, slot), ctx);
     Ok(())
 }
 
-fn deliver_or_fail<A, M>(addr: &actix::Addr<A>, d: Deliver<M>)
-where
-    A: RemoteActor + actix::Handler<Deliver<M>>,
-    M: actix::Message + Send + 'static,
-    M::Result: Send,
-{
-    if let Err(d) = push(addr, d)
-        && let Some(reply) = d.into_reply()
-    {
-        reply(Err(Failure::Stopped));
+/// The failure of a payload that is not the message it claims to be.
+fn invalid(e: &impl std::fmt::Display) -> RemoteFailure {
+    RemoteFailure {
+        location: None,
+        code: code::INVALID,
+        message: e.to_string(),
     }
 }

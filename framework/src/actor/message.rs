@@ -3,6 +3,7 @@
 use crate::wire::{WireType, type_tag};
 
 use super::inbound::Inbound;
+use super::inbox::Drain;
 
 /// A message that can be sent to an actor through an [`crate::ActorRef`],
 /// locally or to another node. Derive it with `#[derive(parallel::Message)]`
@@ -18,7 +19,9 @@ pub trait Message: actix::Message<Result: WireType + Send> + WireType + Send + '
 /// An actor whose messages can arrive by id, from this process or another.
 /// Derive it with `#[derive(parallel::Actor)]` and list the messages it
 /// accepts: `#[actor(messages(Add, Get))]`.
-pub trait RemoteActor: actix::Actor<Context = actix::Context<Self>> {
+pub trait RemoteActor:
+    actix::Actor<Context = actix::Context<Self>> + actix::Handler<Drain>
+{
     /// Stable name of the type, used to spawn it on another node by name.
     const NAME: &'static str;
     /// Names of the message types it accepts (for error messages).
@@ -26,8 +29,12 @@ pub trait RemoteActor: actix::Actor<Context = actix::Context<Self>> {
     /// True for an actor declared `#[actor(gpu)]`: it runs only on a thread
     /// pinned to a GPU (see [`super::DeviceHost`]).
     const GPU: bool = false;
-    /// Hands a message that arrived from another node to the actor, choosing
-    /// the handler by the frame's type tag. Gives the message back when the
-    /// actor accepts no message of that type.
-    fn dispatch(addr: &actix::Addr<Self>, inbound: Inbound) -> Result<(), Inbound>;
+    /// Handles a message that arrived from another node, on the actor's own
+    /// thread, choosing the handler by the frame's type tag. Gives the
+    /// message back when the actor accepts no message of that type.
+    fn handle_inbound(
+        &mut self,
+        inbound: Inbound,
+        ctx: &mut actix::Context<Self>,
+    ) -> Result<(), Inbound>;
 }

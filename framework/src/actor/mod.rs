@@ -7,6 +7,7 @@ mod device;
 mod exit;
 mod failure;
 mod inbound;
+mod inbox;
 mod message;
 mod panic;
 mod received;
@@ -20,7 +21,8 @@ pub use device::{
 };
 pub use exit::{Down, ExitReason};
 pub use failure::{Failure, code};
-pub use inbound::{ByteSink, Inbound, dispatch_plain, dispatch_view};
+pub use inbound::{ByteSink, Inbound, handle_plain, handle_view};
+pub use inbox::{DRAIN_BUDGET, Drain, Inbox, drain};
 pub use message::{Message, RemoteActor};
 pub(crate) use panic::{HandlerScope, install_handler_panic_hook};
 pub use received::Received;

@@ -12,6 +12,7 @@ use crate::id::ActorId;
 
 use super::exit::ExitReason;
 use super::inbound::Inbound;
+use super::inbox::{Drain, Inbox};
 use super::message::RemoteActor;
 
 /// Messages an actor may hold in flight (queued or being handled) by default;
@@ -131,7 +132,9 @@ pub struct LocalEntry {
     accepts: &'static [&'static str],
     mailbox: Arc<Slots>,
     addr: Box<dyn Any + Send + Sync>,
-    dispatch: fn(&(dyn Any + Send + Sync), Inbound) -> Result<(), Inbound>,
+    /// Messages from other nodes waiting for the actor.
+    inbox: Arc<Inbox>,
+    wake: fn(&(dyn Any + Send + Sync), Drain) -> bool,
     connected: fn(&(dyn Any + Send + Sync)) -> bool,
     exit: tokio::sync::watch::Sender<Option<ExitReason>>,
     /// Set with the exit reason, before its watchers learn of it: the actor
@@ -147,13 +150,15 @@ pub struct LocalEntry {
     device: Option<u32>,
 }
 
-fn dispatch_erased<A: RemoteActor>(
-    addr: &(dyn Any + Send + Sync),
-    inbound: Inbound,
-) -> Result<(), Inbound> {
+/// Puts `drain` into the mailbox of the actor at `addr`; false when it is
+/// closed (the actor stopped).
+fn wake_erased<A: RemoteActor>(addr: &(dyn Any + Send + Sync), drain: Drain) -> bool {
     match addr.downcast_ref::<Addr<A>>() {
-        Some(addr) => A::dispatch(addr, inbound),
-        None => Err(inbound),
+        Some(addr) if addr.connected() => {
+            addr.do_send(drain);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -169,7 +174,8 @@ impl LocalEntry {
             accepts: A::ACCEPTS,
             mailbox: Slots::new(mailbox),
             addr: Box::new(addr),
-            dispatch: dispatch_erased::<A>,
+            inbox: Arc::new(Inbox::default()),
+            wake: wake_erased::<A>,
             connected: connected_erased::<A>,
             exit: tokio::sync::watch::Sender::new(None),
             gone: std::sync::atomic::AtomicBool::new(false),
@@ -281,10 +287,21 @@ impl LocalEntry {
         self.addr.downcast_ref::<Addr<A>>().cloned()
     }
 
-    /// Hands a remote message to the actor; gives it back when the actor
-    /// accepts no message of that type.
-    pub fn dispatch(&self, inbound: Inbound) -> Result<(), Inbound> {
-        (self.dispatch)(self.addr.as_ref(), inbound)
+    /// Hands a message from another node to the actor: into its
+    /// [`Inbox`], with a [`Drain`] into its mailbox when none is on its way.
+    /// If the mailbox is closed (the actor stopped), what waited is
+    /// answered as stopped.
+    pub fn deliver(&self, inbound: Inbound) {
+        if self.inbox.push(inbound) && !(self.wake)(self.addr.as_ref(), Drain(self.inbox.clone())) {
+            for inbound in self.inbox.take_all() {
+                inbound.stopped();
+            }
+        }
+    }
+
+    /// The actor's inbox of messages from other nodes.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// False once the actor has stopped: from the moment its exit reason

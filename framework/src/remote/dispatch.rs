@@ -316,20 +316,7 @@ fn deliver(
             }
         },
     };
-    if let Err(inbound) = entry.dispatch(inbound) {
-        let failure = RemoteFailure {
-            location: None,
-            code: code::UNKNOWN_MESSAGE,
-            message: format!(
-                "actor {} ({}) accepts no message with tag {:#018x}; it accepts {:?} — list the message in #[actor(messages(..))] and build both nodes from the same source",
-                header.target,
-                entry.name(),
-                header.type_tag,
-                entry.accepts()
-            ),
-        };
-        inbound.fail(failure);
-    }
+    entry.deliver(inbound);
     Ok(())
 }
 

@@ -107,18 +107,18 @@ fn remote_impl(def: &ActorDef) -> TokenStream {
     let arms = def
         .messages
         .iter()
-        .map(|m| (m, quote!(dispatch_plain)))
-        .chain(def.views.iter().map(|c| (c, quote!(dispatch_view))))
-        .map(|(m, dispatch)| {
+        .map(|m| (m, quote!(handle_plain)))
+        .chain(def.views.iter().map(|c| (c, quote!(handle_view))))
+        .map(|(m, handle)| {
             quote! {
                 if tag == <#m as ::parallel::Message>::TAG {
-                    return ::parallel::__private::#dispatch::<Self, #m>(addr, inbound);
+                    return ::parallel::__private::#handle::<Self, #m>(self, inbound, ctx);
                 }
             }
         });
     let body = if all.is_empty() {
         quote! {
-            let _ = addr;
+            let _ = ctx;
             ::core::result::Result::Err(inbound)
         }
     } else {
@@ -141,11 +141,26 @@ fn remote_impl(def: &ActorDef) -> TokenStream {
             const ACCEPTS: &'static [&'static str] = &[
                 #(<#all as ::parallel::Message>::NAME),*
             ];
-            fn dispatch(
-                addr: &::parallel::__private::actix::Addr<Self>,
+            fn handle_inbound(
+                &mut self,
                 inbound: ::parallel::__private::Inbound,
+                ctx: &mut ::parallel::__private::actix::Context<Self>,
             ) -> ::core::result::Result<(), ::parallel::__private::Inbound> {
                 #body
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_g ::parallel::__private::actix::Handler<::parallel::__private::Drain>
+            for #ident #ty_g #where_c
+        {
+            type Result = ();
+            fn handle(
+                &mut self,
+                drain: ::parallel::__private::Drain,
+                ctx: &mut Self::Context,
+            ) {
+                ::parallel::__private::drain::<Self>(self, drain, ctx)
             }
         }
     }

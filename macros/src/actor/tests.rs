@@ -63,10 +63,10 @@ fn messages_views_spawn_and_name() {
     }
     assert!(out.contains(&squash(
         "if tag == <Add as ::parallel::Message>::TAG { \
-         return ::parallel::__private::dispatch_plain::<Self, Add>(addr, inbound); }"
+         return ::parallel::__private::handle_plain::<Self, Add>(self, inbound, ctx); }"
     )));
     assert!(out.contains(&squash(
-        "return ::parallel::__private::dispatch_view::<Self, Frame>(addr, inbound);"
+        "return ::parallel::__private::handle_view::<Self, Frame>(self, inbound, ctx);"
     )));
     assert!(out.contains(&squash(
         "&[<Add as ::parallel::Message>::NAME, <crate::Reset as ::parallel::Message>::NAME, \
