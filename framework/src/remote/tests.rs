@@ -438,7 +438,7 @@ async fn a_node_that_shut_down_stops_its_actors_and_asks_to_them_fail() {
 /// Takes no message after a `Hold` until its gate opens: a mailbox that
 /// stays full for as long as a test needs. Notes each `Hold` it takes.
 #[derive(crate::Actor, Archive, Serialize, Deserialize, Default)]
-#[actor(messages(Hold, Seen), spawn)]
+#[actor(messages(Hold, Seen, Note), spawn)]
 struct Gate {
     /// Which of [`GATES`] it waits on.
     gate: u8,
@@ -446,14 +446,35 @@ struct Gate {
 }
 
 /// One gate per test that uses a [`Gate`]; a `Hold` takes one permit.
-static GATES: [tokio::sync::Semaphore; 2] = [
+static GATES: [tokio::sync::Semaphore; 3] = [
+    tokio::sync::Semaphore::const_new(0),
     tokio::sync::Semaphore::const_new(0),
     tokio::sync::Semaphore::const_new(0),
 ];
 
+/// Set by the test of gate 2 just before it opens the gate.
+static OPENED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What a `Note` to gate 2 adds to its number when it is handled before
+/// the gate opened (while the actor should be waiting).
+const EARLY: u32 = 1_000_000;
+
 #[derive(crate::Message, Archive, Serialize, Deserialize)]
 #[message(result = ())]
 struct Hold(u32);
+
+/// Noted like a `Hold`, without a wait.
+#[derive(crate::Message, Archive, Serialize, Deserialize)]
+#[message(result = ())]
+struct Note(u32);
+
+impl Handler<Note> for Gate {
+    type Result = ();
+    fn handle(&mut self, Note(i): Note, _: &mut actix::Context<Self>) {
+        let early = self.gate == 2 && !OPENED.load(std::sync::atomic::Ordering::SeqCst);
+        self.seen.push(if early { i + EARLY } else { i });
+    }
+}
 
 /// The `Hold`s taken so far, in the order taken.
 #[derive(crate::Message, Archive, Serialize, Deserialize)]
@@ -707,4 +728,70 @@ async fn posts_to_a_full_mailbox_wait_in_order_while_other_mailboxes_go_on() {
         assert_eq!(got, i, "posts to one mailbox arrived out of order");
     }
     timeout(T, confirmed).await.unwrap().unwrap().unwrap();
+}
+
+/// A burst of tells from another node goes into the actor's inbox and is
+/// handled in runs: in the order sent, every one, in far fewer mailbox
+/// items (drains) than messages (one each would mean the inbox was skipped).
+#[actix_rt::test]
+async fn a_burst_of_remote_tells_is_handled_in_order_in_few_drains() {
+    const N: u32 = 5_000;
+    let (a, _b, _to_b, to_a) =
+        joined(crate::actor::DEFAULT_MAILBOX, TransportConfig::default()).await;
+    let gate = timeout(T, to_a.spawn(Gate::default()))
+        .await
+        .unwrap()
+        .expect("spawn the gate on a");
+    for i in 0..N {
+        timeout(T, gate.tell(Note(i))).await.unwrap().unwrap();
+    }
+    let seen = timeout(T, gate.ask(Seen)).await.unwrap().unwrap();
+    assert_eq!(seen, (0..N).collect::<Vec<_>>(), "lost or reordered tells");
+    let entry = a.0.registry.get(gate.id()).expect("the gate lives on a");
+    let drains = entry.inbox().drains();
+    assert!(
+        (1..=u64::from(N) / 4).contains(&drains),
+        "{N} tells and an ask took {drains} drains"
+    );
+    assert!(entry.inbox().is_empty());
+}
+
+/// A handler that makes its actor wait (`ctx.wait`) stops the run it came
+/// in: the tells behind it in the inbox wait until the actor takes messages
+/// again, as they would in its mailbox, and keep their order.
+#[actix_rt::test]
+async fn a_handler_that_waits_holds_back_the_rest_of_its_run() {
+    const GATE: u8 = 2;
+    let (a, _b, _to_b, to_a) =
+        joined(crate::actor::DEFAULT_MAILBOX, TransportConfig::default()).await;
+    let gate = timeout(
+        T,
+        to_a.spawn(Gate {
+            gate: GATE,
+            ..Gate::default()
+        }),
+    )
+    .await
+    .unwrap()
+    .expect("spawn the gate on a");
+    timeout(T, gate.tell(Hold(0))).await.unwrap().unwrap();
+    for i in 1..=10 {
+        timeout(T, gate.tell(Note(i))).await.unwrap().unwrap();
+    }
+    let entry = a.0.registry.get(gate.id()).expect("the gate lives on a");
+    timeout(T, async {
+        while entry.inbox().len() < 10 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the notes never waited in the inbox: the run went on past the wait");
+    OPENED.store(true, std::sync::atomic::Ordering::SeqCst);
+    GATES[usize::from(GATE)].add_permits(1);
+    let seen = timeout(T, gate.ask(Seen)).await.unwrap().unwrap();
+    assert_eq!(
+        seen,
+        (0..=10).collect::<Vec<_>>(),
+        "handled early, lost or reordered"
+    );
 }
