@@ -528,6 +528,18 @@ async fn joined(mailbox: usize, config: TransportConfig) -> (Node, Node, RemoteN
     (a, b, to_b, to_a)
 }
 
+/// A `Gate` on gate `gate`, spawned on the node of `to_a`.
+async fn spawn_gate(to_a: &RemoteNode, gate: u8) -> ActorRef<Gate> {
+    let spawned = to_a.spawn(Gate {
+        gate,
+        ..Gate::default()
+    });
+    timeout(T, spawned)
+        .await
+        .unwrap()
+        .expect("spawn the gate on a")
+}
+
 /// Waits until the gate's mailbox is full, probing it from its own node
 /// (a probe that gets in is a harmless `Seen`).
 async fn wait_full(at_home: &ActorRef<Gate>) {
@@ -548,16 +560,7 @@ async fn replies_and_other_actors_never_wait_behind_a_full_inbox() {
     const GATE: u8 = 0;
     let (_a, _b, to_b, to_a) = joined(2, TransportConfig::default()).await;
     // `gate` and `other` live on a and are used from b; `far` the other way.
-    let gate = timeout(
-        T,
-        to_a.spawn(Gate {
-            gate: GATE,
-            ..Gate::default()
-        }),
-    )
-    .await
-    .unwrap()
-    .expect("spawn the gate on a");
+    let gate = spawn_gate(&to_a, GATE).await;
     let other = timeout(T, to_a.spawn(Calc::default()))
         .await
         .unwrap()
@@ -610,16 +613,7 @@ async fn replies_and_heartbeats_flow_while_a_full_inbox_stops_a_peer() {
         ..TransportConfig::default()
     };
     let (_a, _b, to_b, to_a) = joined(2, config).await;
-    let gate = timeout(
-        T,
-        to_a.spawn(Gate {
-            gate: GATE,
-            ..Gate::default()
-        }),
-    )
-    .await
-    .unwrap()
-    .expect("spawn the gate on a");
+    let gate = spawn_gate(&to_a, GATE).await;
     let far = timeout(T, to_b.spawn(Calc::default()))
         .await
         .unwrap()
@@ -738,10 +732,7 @@ async fn a_burst_of_remote_tells_is_handled_in_order_in_few_drains() {
     const N: u32 = 5_000;
     let (a, _b, _to_b, to_a) =
         joined(crate::actor::DEFAULT_MAILBOX, TransportConfig::default()).await;
-    let gate = timeout(T, to_a.spawn(Gate::default()))
-        .await
-        .unwrap()
-        .expect("spawn the gate on a");
+    let gate = spawn_gate(&to_a, 0).await;
     for i in 0..N {
         timeout(T, gate.tell(Note(i))).await.unwrap().unwrap();
     }
@@ -764,16 +755,7 @@ async fn a_handler_that_waits_holds_back_the_rest_of_its_run() {
     const GATE: u8 = 2;
     let (a, _b, _to_b, to_a) =
         joined(crate::actor::DEFAULT_MAILBOX, TransportConfig::default()).await;
-    let gate = timeout(
-        T,
-        to_a.spawn(Gate {
-            gate: GATE,
-            ..Gate::default()
-        }),
-    )
-    .await
-    .unwrap()
-    .expect("spawn the gate on a");
+    let gate = spawn_gate(&to_a, GATE).await;
     timeout(T, gate.tell(Hold(0))).await.unwrap().unwrap();
     for i in 1..=10 {
         timeout(T, gate.tell(Note(i))).await.unwrap().unwrap();
