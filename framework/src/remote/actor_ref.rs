@@ -654,7 +654,7 @@ impl<A: RemoteActor> ActorRef<A> {
 /// before anything is sent: sent, the peer would refuse the frame and close
 /// the connection, failing everything else in flight on it.
 fn encode_for<M: Message>(link: &PeerLink, msg: &M) -> Result<crate::wire::Payload, EncodeError> {
-    let bytes = encode_sized(msg)?;
+    let bytes = encode_sized(msg, link.peer().spare())?;
     crate::wire::check_len(bytes.len() as u64, link.peer().max_frame())
         .map_err(|e| EncodeError::too_large(std::any::type_name::<M>(), &e))?;
     Ok(bytes)
@@ -664,10 +664,19 @@ fn encode_for<M: Message>(link: &PeerLink, msg: &M) -> Result<crate::wire::Paylo
 /// a fixed size are written without growing the buffer; one that carries a
 /// large run of bytes grows once to fit it, on huge pages, and a large
 /// tensor's elements are not copied at all: they become a part of the
-/// payload ([`crate::transport::pages`]).
-fn encode_sized<M: Message>(msg: &M) -> Result<crate::wire::Payload, EncodeError> {
-    let size = std::mem::size_of::<rkyv::Archived<M>>().max(16);
-    crate::transport::pages::encode(msg, size)
+/// payload ([`crate::transport::pages`]). Into `spare` when there is one: a
+/// buffer an earlier message to the same peer was sent from.
+fn encode_sized<M: Message>(
+    msg: &M,
+    spare: Option<crate::wire::Buffer>,
+) -> Result<crate::wire::Payload, EncodeError> {
+    match spare {
+        Some(buf) => crate::transport::pages::encode_in(msg, buf),
+        None => {
+            let size = std::mem::size_of::<rkyv::Archived<M>>().max(16);
+            crate::transport::pages::encode(msg, size)
+        }
+    }
 }
 
 impl<A: RemoteActor> Archive for ActorRef<A> {
@@ -719,7 +728,7 @@ mod tests {
     fn a_remote_send_hands_a_large_tensor_to_quic_from_its_own_memory() {
         let tensor = Tensor::full(&[SHARE_FROM / 8], 0.5f64);
         let at = tensor.as_slice().as_ptr().cast::<u8>();
-        let payload = super::encode_sized(&Carry(tensor.clone())).unwrap();
+        let payload = super::encode_sized(&Carry(tensor.clone()), None).unwrap();
         let Payload::Parts(parts) = &payload else {
             panic!("the remote send copied the tensor into one buffer");
         };
@@ -727,7 +736,26 @@ mod tests {
             parts.iter().any(|p| p.as_ptr() == at),
             "no part is the tensor's memory"
         );
-        let small = super::encode_sized(&Carry(Tensor::full(&[3], 0.5))).unwrap();
+        let small = super::encode_sized(&Carry(Tensor::full(&[3], 0.5)), None).unwrap();
         assert!(matches!(small, Payload::Whole(_)));
+    }
+
+    #[test]
+    fn a_spare_buffer_carries_the_next_small_message() {
+        let mut spare = crate::wire::Buffer::with_capacity(256);
+        spare.extend_from_slice(b"an earlier message");
+        let at = spare.as_ptr();
+        let msg = Carry(Tensor::full(&[3], 0.5));
+        let payload = super::encode_sized(&msg, Some(spare)).unwrap();
+        let Payload::Whole(buf) = &payload else {
+            panic!("a small message in parts");
+        };
+        assert_eq!(buf.as_ptr(), at, "the spare buffer was not used");
+        let fresh = super::encode_sized(&msg, None).unwrap();
+        assert_eq!(
+            payload.runs().collect::<Vec<_>>(),
+            fresh.runs().collect::<Vec<_>>(),
+            "the same bytes either way"
+        );
     }
 }

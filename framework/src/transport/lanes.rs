@@ -128,6 +128,8 @@ async fn write_loop(
     let mut queued = Vec::with_capacity(WRITE_BATCH);
     // Senders of tracked frames in the batch being written.
     let mut written = Vec::new();
+    // Small payloads' buffers once their bytes are in the batch: spares.
+    let mut spent = Vec::with_capacity(WRITE_BATCH);
     let down = shared.wait_down();
     tokio::pin!(down);
     loop {
@@ -206,6 +208,9 @@ async fn write_loop(
                         for run in payload.runs() {
                             batch.extend_from_slice(run);
                         }
+                        if let Payload::Whole(buf) = payload {
+                            spent.push(buf);
+                        }
                     }
                     written.extend(sent);
                 }
@@ -215,6 +220,7 @@ async fn write_loop(
             }
         }
         write_batch(&mut lane, &mut batch).await?;
+        shared.spares.give_back(&mut spent);
         for sent in written.drain(..) {
             let _ = sent.send(());
         }

@@ -66,6 +66,7 @@ mod password;
 mod peer;
 pub mod segments;
 pub mod shm;
+mod spares;
 mod tasks;
 mod tls;
 

@@ -65,8 +65,15 @@ pub fn advise_huge(buf: &mut Buffer) {
 /// ([`WriteShared`]: a tensor's elements) is not copied: it becomes a part
 /// of the payload, kept alive by the payload until it is sent.
 pub fn encode<T: WireType>(value: &T, capacity: usize) -> Result<Payload, EncodeError> {
+    encode_in(value, Buffer::with_capacity(capacity))
+}
+
+/// [`encode`] into `buf` (emptied first): a buffer used before, whose
+/// memory the payload takes over.
+pub fn encode_in<T: WireType>(value: &T, mut buf: Buffer) -> Result<Payload, EncodeError> {
+    buf.clear();
     let mut writer = Growing {
-        buf: Buffer::with_capacity(capacity),
+        buf,
         parts: Vec::new(),
         before: 0,
     };

@@ -88,6 +88,8 @@ pub(crate) struct PeerShared {
     /// The largest frame payload this node takes (its `max_frame`), and so
     /// the largest it sends: the nodes of a cluster share one configuration.
     pub max_frame: u64,
+    /// Small payload buffers the writers are done with, for the next messages.
+    pub(crate) spares: super::spares::Spares,
 }
 
 /// What takes a peer's replies as they are read: see [`Peer::take_replies`].
@@ -125,6 +127,7 @@ impl PeerShared {
             tasks,
             replies_to: std::sync::Mutex::new(None),
             max_frame,
+            spares: super::spares::Spares::default(),
         }
     }
 
@@ -265,6 +268,19 @@ impl Peer {
     /// refused by the peer, which closes the connection on it.
     pub fn max_frame(&self) -> u64 {
         self.shared.max_frame
+    }
+
+    /// An empty buffer that an earlier small message to this peer was sent
+    /// from, to encode the next one into instead of allocating one; `None`
+    /// when none is spare ([`super::spares`]).
+    pub(crate) fn spare(&self) -> Option<Buffer> {
+        self.shared.spares.take()
+    }
+
+    /// Spare buffers kept now, for tests.
+    #[doc(hidden)]
+    pub fn spares(&self) -> usize {
+        self.shared.spares.len()
     }
 
     /// A handle on `shared` whose send queues hold `queue` frames each.

@@ -329,13 +329,43 @@ async fn garbage_closes_only_that_peer(garbage: Vec<u8>, expect_in_reason: &str)
 
 #[tokio::test]
 async fn garbage_on_small_lane_closes_only_that_peer() {
-    garbage_closes_only_that_peer(vec![0xAB; 200], "opens no frame header").await;
+    garbage_closes_only_that_peer(vec![0xAB; 200], "not a para||el frame").await;
 }
 
 #[tokio::test]
 async fn a_short_header_first_on_a_lane_closes_only_that_peer() {
     let short = vec![crate::wire::SHORT, 1, 0, 0, 0, 0];
     garbage_closes_only_that_peer(short, "no header before it").await;
+}
+
+/// A small payload's buffer comes back to the peer once its bytes are
+/// written, for the next message to be encoded into (no fresh buffer each).
+#[tokio::test]
+async fn a_small_payload_buffer_comes_back_as_a_spare() {
+    let mut j = joined().await;
+    assert!(j.to_a.spare().is_none());
+    let mut buf = Buffer::with_capacity(128);
+    buf.extend_from_slice(&[9; 100]);
+    let at = buf.as_ptr();
+    t(j.to_a.send(FrameHeader::new(FrameKind::Tell), buf))
+        .await
+        .expect("send");
+    let (_, p) = t(j.inbound.recv()).await.expect("frame");
+    assert_eq!(&p[..], &[9; 100]);
+    let spare = t(async {
+        loop {
+            if let Some(spare) = j.to_a.spare() {
+                return spare;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        (spare.as_ptr(), spare.len()),
+        (at, 0),
+        "not the buffer sent, emptied"
+    );
 }
 
 /// Tells to one actor after the first go with short headers: the sender

@@ -59,7 +59,7 @@ pub enum FrameError {
     NothingToRepeat,
     /// A frame on a lane starts with a byte that opens no header.
     #[error(
-        "a frame starts with byte {0:#04x}, which opens no frame header of this wire version; is the peer a para||el node of this version?"
+        "bytes starting with {0:#04x} are not a para||el frame (no frame header of this wire version starts so); is the peer a para||el node of this version?"
     )]
     UnknownHeader(u8),
 }

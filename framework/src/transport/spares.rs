@@ -1,0 +1,90 @@
+//! Small payload buffers handed back by a peer's writer once their bytes
+//! are in a batch, for the next messages to that peer to be encoded into:
+//! a stream of small messages allocates no buffer for each.
+//!
+//! Without them, each small message's buffer is allocated by its sender and
+//! freed by the writer a moment later, by the hundred in a burst — past
+//! glibc's per-thread cache, so both take the allocator's slow paths.
+//! A peer keeps at most [`KEEP`] buffers of at most [`SPARE_MAX`] bytes
+//! (64 KiB), only as many as its bursts needed; larger ones are freed as
+//! before.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::wire::Buffer;
+
+/// Buffers with more capacity than this are not kept.
+pub(crate) const SPARE_MAX: usize = 512;
+/// Buffers a peer keeps at most.
+pub(crate) const KEEP: usize = 128;
+
+/// A peer's spare payload buffers; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Spares {
+    free: Mutex<Vec<Buffer>>,
+}
+
+impl Spares {
+    fn lock(&self) -> MutexGuard<'_, Vec<Buffer>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An empty buffer a payload used before, if one is kept.
+    pub fn take(&self) -> Option<Buffer> {
+        self.lock().pop()
+    }
+
+    /// Keeps the buffers of `spent` that are small enough, up to [`KEEP`]
+    /// in all, emptied; frees the others. Leaves `spent` empty.
+    pub fn give_back(&self, spent: &mut Vec<Buffer>) {
+        if spent.is_empty() {
+            return;
+        }
+        let mut free = self.lock();
+        for mut buf in spent.drain(..) {
+            if free.len() < KEEP && buf.capacity() <= SPARE_MAX {
+                buf.clear();
+                free.push(buf);
+            }
+        }
+    }
+
+    /// Buffers kept now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(capacity: usize) -> Buffer {
+        let mut b = Buffer::with_capacity(capacity);
+        b.extend_from_slice(&[1, 2, 3]);
+        b
+    }
+
+    #[test]
+    fn small_buffers_come_back_empty_and_large_ones_go() {
+        let spares = Spares::default();
+        assert!(spares.take().is_none());
+        let small = buffer(64);
+        let at = small.as_ptr();
+        let mut spent = vec![small, buffer(SPARE_MAX + 1)];
+        spares.give_back(&mut spent);
+        assert!(spent.is_empty());
+        assert_eq!(spares.len(), 1);
+        let again = spares.take().expect("the small buffer is kept");
+        assert_eq!((again.as_ptr(), again.len()), (at, 0));
+        assert!(spares.take().is_none());
+    }
+
+    #[test]
+    fn no_more_than_keep_are_kept() {
+        let spares = Spares::default();
+        let mut spent: Vec<_> = (0..KEEP + 10).map(|_| buffer(64)).collect();
+        spares.give_back(&mut spent);
+        assert_eq!(spares.len(), KEEP);
+    }
+}
