@@ -6,7 +6,7 @@ pub use actix;
 pub use inventory;
 pub use rkyv;
 
-pub use crate::actor::{Deliver, Drain, Inbound, deliver, drain, handle_plain, handle_view};
+pub use crate::actor::{Drain, Inbound, drain, handle_plain, handle_view};
 pub use crate::remote::{ActorFactory, RemoteFn, invoke_remote};
 
 /// Runs the program's `async fn main` inside an actix System, with logs on

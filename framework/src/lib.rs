@@ -76,7 +76,7 @@ pub use actix;
 /// `#[rkyv(..)]` options, so a program needs no rkyv dependency.
 pub use rkyv;
 
-pub use actor::{Down, ExitReason, Message, Received, RemoteActor, Tensor};
+pub use actor::{Accepts, Down, ExitReason, Message, Received, RemoteActor, Tensor};
 pub use config::{CollectiveTransport, Config};
 pub use id::{ActorId, NodeId};
 pub use launch::{Remote, addremote, calibrate, remote_cores, remote_speeds, remotes, sfork};

@@ -1,9 +1,12 @@
-//! Delivery of a message into an actor's mailbox with a bounded number of
-//! messages in flight and a reply sink that works for local and remote askers.
+//! Delivery of a message to an actor's handler, with a bounded number of
+//! messages in flight (its mailbox slot) and a reply sink that works for
+//! local and remote askers.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::registry::Slot;
+use super::local::Local;
+use super::message::RemoteActor;
+use super::registry::{LocalEntry, Slot};
 use actix::dev::MessageResponse;
 use actix::{Actor, ActorContext, AsyncContext, Handler};
 
@@ -14,8 +17,8 @@ use super::panic::{HandlerScope, SeenPanic};
 /// frame back to the asking node.
 pub type ReplySink<R> = Box<dyn FnOnce(Result<R, Failure>) + Send>;
 
-/// A message on its way into an actor's mailbox: the message, where its
-/// reply goes (`None` for a tell), and the mailbox slot it holds until handled.
+/// A message on its way to an actor's handler: the message, where its reply
+/// goes (`None` for a tell), and the mailbox slot it holds until handled.
 pub struct Deliver<M: actix::Message> {
     msg: M,
     reply: Option<ReplySink<M::Result>>,
@@ -38,14 +41,10 @@ impl<M: actix::Message> Deliver<M> {
         self.msg
     }
 
-    /// The reply sink, when the message will not be handled.
-    pub fn into_reply(self) -> Option<ReplySink<M::Result>> {
-        self.reply
+    /// The message, its reply sink and its slot.
+    pub(crate) fn into_parts(self) -> (M, Option<ReplySink<M::Result>>, Option<Slot>) {
+        (self.msg, self.reply, self._slot)
     }
-}
-
-impl<M: actix::Message> actix::Message for Deliver<M> {
-    type Result = ();
 }
 
 /// Runs the actor's `Handler<M>` for a delivered message and routes its
@@ -130,23 +129,26 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Puts a delivery into the actor's mailbox. The framework bounds mailboxes
-/// with its own slots, so actix's capacity is not a reason to refuse (its
-/// mailboxes here are unbounded); the delivery comes back only when the
-/// actor has stopped. Queued with `do_send`, which is `try_send` without
-/// the look at a parked sender that an unbounded mailbox never has: an actor
-/// that stops right after the look at it drops the delivery with the rest
-/// of its mailbox, as it would a moment later.
+/// Puts a delivery into the inbox of the actor at `addr` (`entry` is its
+/// registry entry; see [`super::Inbox`]). The framework bounds mailboxes
+/// with its own slots, so the inbox never refuses; the delivery comes back
+/// only when the actor has stopped. An actor that stops right after the
+/// look at it drops the delivery with the rest of what waits for it (an
+/// asker is answered `Stopped`), as it would a moment later.
 #[inline]
-pub fn push<A, M>(addr: &actix::Addr<A>, d: Deliver<M>) -> Result<(), Deliver<M>>
+pub fn push<A, M>(
+    addr: &actix::Addr<A>,
+    entry: &LocalEntry,
+    d: Deliver<M>,
+) -> Result<(), Deliver<M>>
 where
-    A: Actor<Context = actix::Context<A>> + Handler<Deliver<M>>,
+    A: RemoteActor + Handler<M>,
     M: actix::Message + Send + 'static,
     M::Result: Send,
 {
     if !addr.connected() {
         return Err(d);
     }
-    addr.do_send(d);
+    entry.post(Local::<A, M>::boxed(d));
     Ok(())
 }

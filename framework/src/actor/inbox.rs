@@ -1,24 +1,28 @@
-//! The messages from other nodes that wait for one actor, and the drain that
-//! hands them to it.
+//! The messages that wait for one actor, and the drain that hands them to
+//! it.
 //!
-//! A message that arrives from another node does not go through the actor's
-//! actix mailbox one by one. The peer's dispatcher (which already took a
-//! mailbox slot for it) appends it to the actor's [`Inbox`], and only when
-//! no [`Drain`] is on its way puts one into the mailbox. The actor's
-//! handler of that `Drain` ([`drain`]) then decodes and handles every
-//! message that waits, in order: a burst of messages costs one mailbox item,
-//! not one each (actix allocates an envelope and a queue node for each).
+//! The framework's messages do not go through an actor's actix mailbox one
+//! by one. A message from another node (the peer's dispatcher took a
+//! mailbox slot for it) and a message from this process (a local `tell` or
+//! `ask`, with its slot; see [`super::local`]) are appended to the actor's
+//! [`Inbox`], and only when no [`Drain`] is on its way is one put into the
+//! mailbox. The actor's handler of that `Drain` ([`drain`]) then handles
+//! every message that waits, in order: a burst of messages costs one
+//! mailbox item, not one each (actix allocates an envelope and a queue node
+//! for each).
 //!
 //! What the mailbox promised stays true:
-//! - Order: every message from other nodes to the actor passes through its
-//!   one inbox, in the order the dispatchers took them; messages from one
-//!   node keep the order they were sent in.
+//! - Order: every framework message to the actor passes through its one
+//!   inbox, in the order the senders queued them; messages from one sender
+//!   keep the order they were sent in, tells and asks alike.
 //! - A handler that makes the actor wait (`ctx.wait`), or stops it, stops
 //!   the drain at once: the rest goes back to the front of the inbox, and a
 //!   new `Drain` at the back of the mailbox takes it up once the actor
-//!   takes messages again — as the mailbox would have waited. (A stopped
-//!   actor never takes that `Drain`; what waited goes with it, as its
-//!   mailbox's messages would.)
+//!   takes messages again — as the mailbox would have waited.
+//! - A stopped actor handles nothing more: when its mailbox is dropped with
+//!   a `Drain` in it (or a `Drain` cannot be put into a closed one), what
+//!   waits is answered as stopped (an asker gets `Stopped`; a tell is
+//!   dropped, as a stopped actor's mailbox drops it).
 //! - Fairness: a drain handles at most [`DRAIN_BUDGET`] messages, then lets
 //!   the rest of the mailbox in the same way.
 
@@ -31,12 +35,35 @@ use crate::wire::RemoteFailure;
 
 use super::failure::code;
 use super::inbound::Inbound;
+use super::local::LocalBox;
 use super::message::RemoteActor;
 
 /// Most messages one [`Drain`] handles before the actor's mailbox gets a turn.
 pub const DRAIN_BUDGET: usize = 256;
 
-/// Messages from other nodes waiting for one actor; see the module docs.
+/// A message waiting in an [`Inbox`].
+pub enum Queued {
+    /// From another node: its frame, decoded by the handler it is for.
+    Remote(Inbound),
+    /// From this process: the typed message, with its reply sink and slot.
+    Local(LocalBox),
+    /// Handled already: its place in a drain's batch, dropped with it.
+    Handled,
+}
+
+impl Queued {
+    /// Answers it as stopped: a remote asker gets the failure frame, a local
+    /// asker `Stopped` when its reply sink is dropped; a tell is dropped.
+    fn stopped(self) {
+        match self {
+            Queued::Remote(inbound) => inbound.stopped(),
+            Queued::Local(call) => drop(call),
+            Queued::Handled => {}
+        }
+    }
+}
+
+/// The framework's messages waiting for one actor; see the module docs.
 #[derive(Default)]
 pub struct Inbox {
     state: Mutex<State>,
@@ -44,10 +71,10 @@ pub struct Inbox {
 
 #[derive(Default)]
 struct State {
-    waiting: VecDeque<Inbound>,
+    waiting: VecDeque<Queued>,
     /// An emptied queue kept for the next drain, so that neither side
     /// allocates for a burst like the last.
-    spare: VecDeque<Inbound>,
+    spare: VecDeque<Queued>,
     /// A `Drain` is in the mailbox (or running): no other is needed.
     scheduled: bool,
     /// Drains that handled at least one message, for tests.
@@ -59,20 +86,26 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `inbound`; true when the caller must put a [`Drain`] into the
+    /// Queues `waiting`; true when the caller must put a [`Drain`] into the
     /// actor's mailbox (none is on its way).
-    pub fn push(&self, inbound: Inbound) -> bool {
+    #[inline]
+    pub fn push(&self, waiting: Queued) -> bool {
         let mut state = self.lock();
-        state.waiting.push_back(inbound);
+        state.waiting.push_back(waiting);
         !std::mem::replace(&mut state.scheduled, true)
     }
 
-    /// Everything that waits, taken out for good: the actor's mailbox is
+    /// Answers everything that waits as stopped: the actor's mailbox is
     /// closed, so no drain will come.
-    pub fn take_all(&self) -> VecDeque<Inbound> {
-        let mut state = self.lock();
-        state.scheduled = false;
-        std::mem::take(&mut state.waiting)
+    fn stop_all(&self) {
+        let waiting = {
+            let mut state = self.lock();
+            state.scheduled = false;
+            std::mem::take(&mut state.waiting)
+        };
+        for waiting in waiting {
+            waiting.stopped();
+        }
     }
 
     /// Messages waiting now.
@@ -92,7 +125,7 @@ impl Inbox {
 
     /// Swaps what waits into `batch` (empty); false, and no drain
     /// scheduled any more, when nothing waits.
-    fn take_into(&self, batch: &mut VecDeque<Inbound>) -> bool {
+    fn take_into(&self, batch: &mut VecDeque<Queued>) -> bool {
         let mut state = self.lock();
         if state.waiting.is_empty() {
             state.scheduled = false;
@@ -103,7 +136,7 @@ impl Inbox {
     }
 
     /// Puts what a drain did not handle back in front of what came since.
-    fn put_back(&self, mut rest: VecDeque<Inbound>) {
+    fn put_back(&self, mut rest: VecDeque<Queued>) {
         let mut state = self.lock();
         state.drains += 1;
         rest.append(&mut state.waiting);
@@ -111,7 +144,7 @@ impl Inbox {
     }
 
     /// Keeps an emptied queue for the next drain.
-    fn done(&self, spare: VecDeque<Inbound>, handled: bool) {
+    fn done(&self, spare: VecDeque<Queued>, handled: bool) {
         let mut state = self.lock();
         state.drains += u64::from(handled);
         if state.spare.capacity() < spare.capacity() {
@@ -119,13 +152,29 @@ impl Inbox {
         }
     }
 
-    fn spare(&self) -> VecDeque<Inbound> {
+    fn spare(&self) -> VecDeque<Queued> {
         std::mem::take(&mut self.lock().spare)
     }
 }
 
 /// The mailbox item that has an actor handle what waits in its [`Inbox`].
-pub struct Drain(pub(crate) Arc<Inbox>);
+/// Dropped unhandled (its mailbox closed), it answers what waits as stopped.
+pub struct Drain(Option<Arc<Inbox>>);
+
+impl Drain {
+    /// The drain of `inbox`.
+    pub(crate) fn new(inbox: Arc<Inbox>) -> Self {
+        Self(Some(inbox))
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if let Some(inbox) = self.0.take() {
+            inbox.stop_all();
+        }
+    }
+}
 
 impl actix::Message for Drain {
     type Result = ();
@@ -133,23 +182,44 @@ impl actix::Message for Drain {
 
 /// Handles what waits in the inbox of `actor`, in order; see the module
 /// docs. The derive macro's `Handler<Drain>` calls it.
-pub fn drain<A: RemoteActor>(actor: &mut A, Drain(inbox): Drain, ctx: &mut actix::Context<A>) {
+pub fn drain<A: RemoteActor>(actor: &mut A, mut drain: Drain, ctx: &mut actix::Context<A>) {
+    let Some(inbox) = drain.0.take() else {
+        return;
+    };
     let mut batch = inbox.spare();
     let mut handled = 0;
     while inbox.take_into(&mut batch) {
-        while let Some(inbound) = batch.pop_front() {
-            if let Err(inbound) = actor.handle_inbound(inbound, ctx) {
-                let failure = unknown_message::<A>(&inbound);
-                inbound.fail(failure);
+        // Handled where they wait (a message from this process is taken
+        // out of its box by its handler), then dropped together.
+        let mut at = 0;
+        let mut paused = false;
+        while let Some(waiting) = batch.get_mut(at) {
+            at += 1;
+            match waiting {
+                Queued::Local(call) => call.call(actor, ctx),
+                Queued::Remote(_) => {
+                    if let Queued::Remote(inbound) = std::mem::replace(waiting, Queued::Handled)
+                        && let Err(inbound) = actor.handle_inbound(inbound, ctx)
+                    {
+                        let failure = unknown_message::<A>(&inbound);
+                        inbound.fail(failure);
+                    }
+                }
+                Queued::Handled => continue,
             }
             handled += 1;
             if ctx.waiting() || handled >= DRAIN_BUDGET {
-                // The mailbox would stop here (or give others a turn): the
-                // rest waits for the next drain, at the back of it.
-                inbox.put_back(batch);
-                ctx.address().do_send(Drain(inbox));
-                return;
+                paused = true;
+                break;
             }
+        }
+        batch.drain(..at);
+        if paused {
+            // The mailbox would stop here (or give others a turn): the
+            // rest waits for the next drain, at the back of it.
+            inbox.put_back(batch);
+            ctx.address().do_send(Drain::new(inbox));
+            return;
         }
     }
     inbox.done(batch, handled > 0);

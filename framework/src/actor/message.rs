@@ -38,3 +38,12 @@ pub trait RemoteActor:
         ctx: &mut actix::Context<Self>,
     ) -> Result<(), Inbound>;
 }
+
+/// An actor that lists `M` in `#[actor(messages(..))]` (or `view(..)`):
+/// what an [`crate::ActorRef`] needs to send it an `M`. Its `Handler<M>`
+/// handles the message from this process; from another node the type's tag
+/// finds the same handler (or, for a view, its `Handler<Received<M>>`). So
+/// a message an actor takes here it takes from any node, and a message it
+/// does not list is a compile error, not a failure at run time. The derive
+/// macro writes it; there is nothing to implement.
+pub trait Accepts<M: Message>: RemoteActor + actix::Handler<M> {}

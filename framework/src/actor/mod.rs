@@ -8,6 +8,7 @@ mod exit;
 mod failure;
 mod inbound;
 mod inbox;
+mod local;
 mod message;
 mod panic;
 mod received;
@@ -22,8 +23,11 @@ pub use device::{
 pub use exit::{Down, ExitReason};
 pub use failure::{Failure, code};
 pub use inbound::{ByteSink, Inbound, handle_plain, handle_view};
-pub use inbox::{DRAIN_BUDGET, Drain, Inbox, drain};
-pub use message::{Message, RemoteActor};
+pub use inbox::{DRAIN_BUDGET, Drain, Inbox, Queued, drain};
+#[cfg(test)]
+pub(crate) use local::Local;
+pub use local::{LocalBox, LocalCall};
+pub use message::{Accepts, Message, RemoteActor};
 pub(crate) use panic::{HandlerScope, install_handler_panic_hook};
 pub use received::Received;
 pub use registry::{DEFAULT_MAILBOX, LocalEntry, Registry};

@@ -12,7 +12,8 @@ use crate::id::ActorId;
 
 use super::exit::ExitReason;
 use super::inbound::Inbound;
-use super::inbox::{Drain, Inbox};
+use super::inbox::{Drain, Inbox, Queued};
+use super::local::LocalBox;
 use super::message::RemoteActor;
 
 /// Messages an actor may hold in flight (queued or being handled) by default;
@@ -132,9 +133,9 @@ pub struct LocalEntry {
     accepts: &'static [&'static str],
     mailbox: Arc<Slots>,
     addr: Box<dyn Any + Send + Sync>,
-    /// Messages from other nodes waiting for the actor.
+    /// The framework's messages waiting for the actor.
     inbox: Arc<Inbox>,
-    wake: fn(&(dyn Any + Send + Sync), Drain) -> bool,
+    wake: fn(&(dyn Any + Send + Sync), Drain),
     connected: fn(&(dyn Any + Send + Sync)) -> bool,
     exit: tokio::sync::watch::Sender<Option<ExitReason>>,
     /// Set with the exit reason, before its watchers learn of it: the actor
@@ -150,15 +151,12 @@ pub struct LocalEntry {
     device: Option<u32>,
 }
 
-/// Puts `drain` into the mailbox of the actor at `addr`; false when it is
-/// closed (the actor stopped).
-fn wake_erased<A: RemoteActor>(addr: &(dyn Any + Send + Sync), drain: Drain) -> bool {
-    match addr.downcast_ref::<Addr<A>>() {
-        Some(addr) if addr.connected() => {
-            addr.do_send(drain);
-            true
-        }
-        _ => false,
+/// Puts `drain` into the mailbox of the actor at `addr`. When the mailbox
+/// is closed (the actor stopped), the drain is dropped, which answers what
+/// waits as stopped.
+fn wake_erased<A: RemoteActor>(addr: &(dyn Any + Send + Sync), drain: Drain) {
+    if let Some(addr) = addr.downcast_ref::<Addr<A>>() {
+        addr.do_send(drain);
     }
 }
 
@@ -292,14 +290,24 @@ impl LocalEntry {
     /// If the mailbox is closed (the actor stopped), what waited is
     /// answered as stopped.
     pub fn deliver(&self, inbound: Inbound) {
-        if self.inbox.push(inbound) && !(self.wake)(self.addr.as_ref(), Drain(self.inbox.clone())) {
-            for inbound in self.inbox.take_all() {
-                inbound.stopped();
-            }
+        self.queue(Queued::Remote(inbound));
+    }
+
+    /// Hands a message from this process to the actor, as
+    /// [`LocalEntry::deliver`] does one from another node.
+    #[inline]
+    pub(crate) fn post(&self, call: LocalBox) {
+        self.queue(Queued::Local(call));
+    }
+
+    #[inline]
+    fn queue(&self, waiting: Queued) {
+        if self.inbox.push(waiting) {
+            (self.wake)(self.addr.as_ref(), Drain::new(self.inbox.clone()));
         }
     }
 
-    /// The actor's inbox of messages from other nodes.
+    /// The actor's inbox of the framework's messages.
     pub fn inbox(&self) -> &Inbox {
         &self.inbox
     }

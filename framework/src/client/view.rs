@@ -317,8 +317,7 @@ impl<'c> DirectView<'c> {
     async fn ask<M>(&self, id: u32, msg: M) -> Result<M::Result, ClientError>
     where
         M: crate::actor::Message,
-        crate::cluster::engine::EngineActor:
-            actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
+        crate::cluster::engine::EngineActor: crate::actor::Accepts<M>,
     {
         self.client
             .link(id)?

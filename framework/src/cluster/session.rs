@@ -415,7 +415,7 @@ impl Session {
     pub async fn ask<M>(&mut self, msg: M) -> Result<M::Result, SessionError>
     where
         M: crate::actor::Message + Clone,
-        HeadActor: actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
+        HeadActor: crate::actor::Accepts<M>,
     {
         loop {
             let (remote, head) = self.current()?;
@@ -455,7 +455,7 @@ impl Session {
     pub fn tell<M>(&self, msg: M)
     where
         M: crate::actor::Message<Result = ()>,
-        HeadActor: actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
+        HeadActor: crate::actor::Accepts<M>,
     {
         let _ = self.head().try_tell(msg);
     }

@@ -330,7 +330,7 @@ impl Child {
     async fn tell_value<M>(&self, msg: M, file: Option<ShmRef>) -> Result<(), ProcessError>
     where
         M: crate::Message,
-        ProcessActor: actix::Handler<M> + actix::Handler<crate::actor::Deliver<M>>,
+        ProcessActor: crate::actor::Accepts<M>,
     {
         match self.0.actor.tell(msg).await {
             Ok(()) => Ok(()),

@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 
-use actix::Handler;
-
 use crate::id::ActorId;
 use crate::remote::value::Incoming;
 use crate::remote::{ActorRef, Node, RemoteNode};
@@ -92,7 +90,7 @@ impl ChildLink {
     pub(super) fn tell_blocking<M>(&self, msg: M) -> Result<(), ProcessError>
     where
         M: crate::Message,
-        ParentActor: Handler<M> + Handler<crate::actor::Deliver<M>>,
+        ParentActor: crate::actor::Accepts<M>,
     {
         self.runtime
             .block_on(self.parent.tell(msg))

@@ -5,12 +5,14 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use actix::{Addr, Handler};
+use actix::Addr;
 use rkyv::rancor::Fallible;
 use rkyv::{Archive, Deserialize, Place, Serialize};
 use tokio::sync::oneshot;
 
-use crate::actor::{Deliver, Down, ExitReason, Failure, LocalEntry, Message, RemoteActor, push};
+use crate::actor::{
+    Accepts, Deliver, Down, ExitReason, Failure, LocalEntry, Message, RemoteActor, push,
+};
 use crate::id::{ActorId, NodeId};
 use crate::transport::JoinLine;
 use crate::wire::{DecodeError, EncodeError, FrameHeader, FrameKind, decode_owned};
@@ -550,7 +552,7 @@ impl<A: RemoteActor> ActorRef<A> {
     pub async fn ask<M>(&self, msg: M) -> Result<M::Result, AskError>
     where
         M: Message,
-        A: Handler<M> + Handler<Deliver<M>>,
+        A: Accepts<M>,
     {
         let timeout = self.timeout;
         let mut pending = Pending::Message(msg);
@@ -581,7 +583,7 @@ impl<A: RemoteActor> ActorRef<A> {
     async fn ask_once<M>(&self, pending: &mut Pending<M>) -> Result<M::Result, AskError>
     where
         M: Message,
-        A: Handler<M> + Handler<Deliver<M>>,
+        A: Accepts<M>,
     {
         let route = self.current_route().await?;
         match &*route {
@@ -605,7 +607,7 @@ impl<A: RemoteActor> ActorRef<A> {
                 let reply = Box::new(move |r| {
                     let _ = tx.send(r);
                 });
-                if let Err(undelivered) = push(addr, Deliver::new(msg, Some(reply), slot)) {
+                if let Err(undelivered) = push(addr, entry, Deliver::new(msg, Some(reply), slot)) {
                     *pending = Pending::Message(undelivered.into_message());
                     return Err(AskError::Gone(format!("actor {} stopped", self.address.id)));
                 }

@@ -438,7 +438,7 @@ async fn a_node_that_shut_down_stops_its_actors_and_asks_to_them_fail() {
 /// Takes no message after a `Hold` until its gate opens: a mailbox that
 /// stays full for as long as a test needs. Notes each `Hold` it takes.
 #[derive(crate::Actor, Archive, Serialize, Deserialize, Default)]
-#[actor(messages(Hold, Seen, Note), spawn)]
+#[actor(messages(Hold, Seen, Note, local::Hundred, local::Wide), spawn)]
 struct Gate {
     /// Which of [`GATES`] it waits on.
     gate: u8,
@@ -777,3 +777,5 @@ async fn a_handler_that_waits_holds_back_the_rest_of_its_run() {
         "handled early, lost or reordered"
     );
 }
+
+mod local;

@@ -10,15 +10,11 @@ use crate::util;
 
 pub(super) fn expand(def: &ActorDef) -> TokenStream {
     let actor_impl = (!def.lifecycle).then(|| actor_impl(def));
-    let deliveries = def
+    let accepts = def
         .messages
         .iter()
         .chain(&def.views)
-        .map(|m| deliver_impl(def, m, quote!(#m)));
-    let view_deliveries = def
-        .views
-        .iter()
-        .map(|c| deliver_impl(def, c, quote!(::parallel::Received<#c>)));
+        .map(|m| accepts_impl(def, m));
     let remote = remote_impl(def);
     let spawn = def.spawn.map(|span| {
         let ident = &def.ident;
@@ -35,8 +31,7 @@ pub(super) fn expand(def: &ActorDef) -> TokenStream {
     });
     quote! {
         #actor_impl
-        #(#deliveries)*
-        #(#view_deliveries)*
+        #(#accepts)*
         #remote
         #spawn
     }
@@ -53,36 +48,23 @@ fn actor_impl(def: &ActorDef) -> TokenStream {
     }
 }
 
-/// `Handler<Deliver<M>>`, forwarding to the user's `Handler<M>`. `msg_ty` is
-/// the message as handled (`M` or `Received<M>`); `span_ty` is the type as
-/// written in `#[actor(..)]`, so a missing handler is reported there.
-fn deliver_impl(def: &ActorDef, span_ty: &Type, msg_ty: TokenStream) -> TokenStream {
+/// `Accepts<M>`: the actor lists `M`, so an `ActorRef` may send it `M`
+/// (the actor's `Handler<M>` handles it from this process, and from another
+/// node too). `m` is the type as written in `#[actor(..)]`, so a missing
+/// handler is reported there.
+fn accepts_impl(def: &ActorDef, m: &Type) -> TokenStream {
     let ident = &def.ident;
     let generics = with_bounds(
         def,
         [
-            quote!(#span_ty: ::parallel::Message),
-            quote!(Self: ::parallel::__private::actix::Handler<#msg_ty>),
+            quote!(#m: ::parallel::Message),
+            quote!(Self: ::parallel::__private::actix::Handler<#m>),
         ],
     );
     let (impl_g, ty_g, where_c) = generics.split_for_impl();
-    let call = quote_spanned! {span_ty.span()=>
-        ::parallel::__private::deliver::<Self, #msg_ty>(self, msg, ctx)
-    };
-    quote! {
+    quote_spanned! {m.span()=>
         #[automatically_derived]
-        impl #impl_g ::parallel::__private::actix::Handler<::parallel::__private::Deliver<#msg_ty>>
-            for #ident #ty_g #where_c
-        {
-            type Result = ();
-            fn handle(
-                &mut self,
-                msg: ::parallel::__private::Deliver<#msg_ty>,
-                ctx: &mut Self::Context,
-            ) {
-                #call
-            }
-        }
+        impl #impl_g ::parallel::Accepts<#m> for #ident #ty_g #where_c {}
     }
 }
 
@@ -110,7 +92,8 @@ fn remote_impl(def: &ActorDef) -> TokenStream {
         .map(|m| (m, quote!(handle_plain)))
         .chain(def.views.iter().map(|c| (c, quote!(handle_view))))
         .map(|(m, handle)| {
-            quote! {
+            // Spanned at the message, where a missing handler is reported.
+            quote_spanned! {m.span()=>
                 if tag == <#m as ::parallel::Message>::TAG {
                     return ::parallel::__private::#handle::<Self, #m>(self, inbound, ctx);
                 }

@@ -45,22 +45,15 @@ fn messages_views_spawn_and_name() {
         #[actor(messages(Add, crate::Reset), view(Frame), spawn, name = "demo.counter")]
         struct Counter;
     }));
-    for m in [
-        "Add",
-        "crate::Reset",
-        "Frame",
-        "::parallel::Received<Frame>",
-    ] {
+    for m in ["Add", "crate::Reset", "Frame"] {
         assert!(
             out.contains(&squash(&format!(
-                "impl ::parallel::__private::actix::Handler<::parallel::__private::Deliver<{m}>> for Counter"
+                "impl ::parallel::Accepts<{m}> for Counter"
             ))),
-            "no delivery impl for {m}: {out}"
+            "no `Accepts` impl for {m}: {out}"
         );
-        assert!(out.contains(&squash(&format!(
-            "::parallel::__private::deliver::<Self, {m}>(self, msg, ctx)"
-        ))));
     }
+    assert!(!out.contains("Deliver"), "{out}");
     assert!(out.contains(&squash(
         "if tag == <Add as ::parallel::Message>::TAG { \
          return ::parallel::__private::handle_plain::<Self, Add>(self, inbound, ctx); }"
@@ -104,7 +97,7 @@ fn lifecycle_skips_actor_impl() {
         enum Worker { Idle }
     }));
     assert!(!out.contains("actix::ActorforWorker"));
-    assert!(out.contains("Deliver<Add>>forWorker"));
+    assert!(out.contains("::parallel::Accepts<Add>forWorker"));
 }
 
 #[test]
@@ -253,7 +246,7 @@ fn attribute_derives_rkyv_only_for_a_spawnable_actor() {
     assert!(spawnable.contains(&squash(
         "::parallel::__private::ActorFactory::new::<Counter>()"
     )));
-    assert!(spawnable.contains(&squash("Deliver<Add>>forCounter")));
+    assert!(spawnable.contains(&squash("::parallel::Accepts<Add>forCounter")));
     let local = attribute(
         quote!(messages(Add)),
         quote! {
@@ -288,7 +281,10 @@ fn attribute_reports_what_it_replaces() {
         out.contains(&squash("#[derive(Debug)] struct Counter;")),
         "{out}"
     );
-    assert!(out.contains(&squash("Deliver<Add>>forCounter")), "{out}");
+    assert!(
+        out.contains(&squash("::parallel::Accepts<Add>forCounter")),
+        "{out}"
+    );
     // Without `spawn`, the user's own rkyv derive is fine.
     let out = attribute(
         quote!(),

@@ -5,10 +5,8 @@
 
 use std::sync::Arc;
 
-use actix::Handler;
-
 use crate::actor::{
-    Deliver, Element, copy_elements, element_bytes, elements_from_bytes, elements_view,
+    Accepts, Element, copy_elements, element_bytes, elements_from_bytes, elements_view,
 };
 use crate::collective::local::kind;
 use crate::reduce::{ReduceOp, Reducible, Schedule};
@@ -87,7 +85,7 @@ impl Group {
     pub(super) async fn post<M>(&self, to: usize, msg: M) -> Result<(), CollectiveError>
     where
         M: crate::Message,
-        GroupMember: Handler<M> + Handler<Deliver<M>>,
+        GroupMember: Accepts<M>,
     {
         let Some(actor) = self.reachable(to)? else {
             return Ok(());
@@ -106,7 +104,7 @@ impl Group {
     pub(super) async fn post_all<M>(&self, msg: &M) -> Result<(), CollectiveError>
     where
         M: crate::Message + Clone,
-        GroupMember: Handler<M> + Handler<Deliver<M>>,
+        GroupMember: Accepts<M>,
     {
         for r in 0..self.members.len() {
             if r != self.rank {

@@ -1,9 +1,7 @@
 //! `tell`: a message sent without waiting for a reply, the fast path of a
 //! tell that needs no wait, and the waits of one that does.
 
-use actix::Handler;
-
-use crate::actor::{Deliver, Message, RemoteActor, push};
+use crate::actor::{Accepts, Deliver, Message, RemoteActor, push};
 use crate::wire::{FrameHeader, FrameKind, Payload};
 
 use super::{ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_for};
@@ -18,7 +16,7 @@ impl<A: RemoteActor> ActorRef<A> {
     pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: Message,
-        A: Handler<M> + Handler<Deliver<M>>,
+        A: Accepts<M>,
     {
         // Most tells need no wait (a free mailbox slot, room in the
         // connection's queue): sent at once, without the machinery of a
@@ -59,7 +57,7 @@ impl<A: RemoteActor> ActorRef<A> {
     fn try_tell_local<M>(&self, msg: M) -> Result<(), M>
     where
         M: Message,
-        A: Handler<M> + Handler<Deliver<M>>,
+        A: Accepts<M>,
     {
         let Some(Route::Local { addr, entry }) = self.route.get() else {
             return Err(msg);
@@ -70,13 +68,13 @@ impl<A: RemoteActor> ActorRef<A> {
         let Some(slot) = entry.try_slot() else {
             return Err(msg);
         };
-        push(addr, Deliver::new(msg, None, Some(slot))).map_err(Deliver::into_message)
+        push(addr, entry, Deliver::new(msg, None, Some(slot))).map_err(Deliver::into_message)
     }
 
     async fn tell_once<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: Message,
-        A: Handler<M> + Handler<Deliver<M>>,
+        A: Accepts<M>,
     {
         let route = match self.current_route().await {
             Ok(route) => route,
@@ -91,7 +89,7 @@ impl<A: RemoteActor> ActorRef<A> {
                     None => entry.slot().await,
                 };
                 let slot = Some(slot);
-                push(addr, Deliver::new(msg, None, slot))
+                push(addr, entry, Deliver::new(msg, None, slot))
                     .map_err(|d| self.stopped(d.into_message()))
             }
             Route::Remote(link) => {
@@ -112,7 +110,7 @@ impl<A: RemoteActor> ActorRef<A> {
     pub fn try_tell<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         M: Message,
-        A: Handler<M> + Handler<Deliver<M>>,
+        A: Accepts<M>,
     {
         let cached = match self.route.get() {
             Some(route) => route,
@@ -139,7 +137,7 @@ impl<A: RemoteActor> ActorRef<A> {
                 let Some(slot) = entry.try_slot() else {
                     return Err(SendError::Full(msg));
                 };
-                push(addr, Deliver::new(msg, None, Some(slot)))
+                push(addr, entry, Deliver::new(msg, None, Some(slot)))
                     .map_err(|d| self.stopped(d.into_message()))
             }
             Route::Remote(link) => {

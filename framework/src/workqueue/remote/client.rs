@@ -322,9 +322,7 @@ impl<T: WireType + Send + 'static> Common<T> {
     ) -> Result<M::Result, Failure>
     where
         M: Message,
-        QueueActor<T>: crate::actor::RemoteActor
-            + actix::Handler<M>
-            + actix::Handler<crate::actor::Deliver<M>>,
+        QueueActor<T>: crate::actor::Accepts<M>,
     {
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
