@@ -46,4 +46,9 @@ pub trait RemoteActor:
 /// a message an actor takes here it takes from any node, and a message it
 /// does not list is a compile error, not a failure at run time. The derive
 /// macro writes it; there is nothing to implement.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not list the message `{M}`",
+    label = "`{Self}` accepts no `{M}` through an `ActorRef`",
+    note = "list it in the actor's `#[actor(messages(..))]` (or `view(..)`) and implement `Handler<{M}>` for `{Self}`"
+)]
 pub trait Accepts<M: Message>: RemoteActor + actix::Handler<M> {}
