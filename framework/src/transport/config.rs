@@ -47,7 +47,9 @@ pub struct TransportConfig {
     /// so they never hold up small messages (default 256 KiB).
     pub bulk_threshold: usize,
     /// Frames queued per peer before [`super::Peer::send`] waits (default
-    /// 1024); replies have a queue of this size of their own.
+    /// 1024); replies have a queue of this size of their own. A peer also
+    /// keeps up to this many small payload buffers (512 bytes at most each)
+    /// for the next messages to it.
     pub send_queue: usize,
     /// Messages from one peer that the node holds for actors and mailboxes
     /// whose inbox is full, so that messages for other actors go on

@@ -381,7 +381,7 @@ impl Inner {
                 send,
                 self.fences.clone(),
                 self.tasks.clone(),
-                self.config.max_frame,
+                &self.config,
             ),
             self.config.send_queue,
         );
@@ -523,7 +523,7 @@ async fn accept_handshake(
             send,
             inner.fences.clone(),
             inner.tasks.clone(),
-            inner.config.max_frame,
+            &inner.config,
         ),
         inner.config.send_queue,
     );

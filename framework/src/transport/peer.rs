@@ -109,7 +109,7 @@ impl PeerShared {
         control: quinn::SendStream,
         fences: Arc<Fences>,
         tasks: super::tasks::Spawner,
-        max_frame: u64,
+        config: &super::TransportConfig,
     ) -> Self {
         Self {
             node: joined.node,
@@ -126,8 +126,8 @@ impl PeerShared {
             frames_sent: AtomicU64::new(0),
             tasks,
             replies_to: std::sync::Mutex::new(None),
-            max_frame,
-            spares: super::spares::Spares::default(),
+            max_frame: config.max_frame,
+            spares: super::spares::Spares::new(config.send_queue),
         }
     }
 

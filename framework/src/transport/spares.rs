@@ -5,9 +5,12 @@
 //! Without them, each small message's buffer is allocated by its sender and
 //! freed by the writer a moment later, by the hundred in a burst — past
 //! glibc's per-thread cache, so both take the allocator's slow paths.
-//! A peer keeps at most [`KEEP`] buffers of at most [`SPARE_MAX`] bytes
-//! (64 KiB), only as many as its bursts needed; larger ones are freed as
-//! before.
+//! A peer keeps at most as many buffers as its send queue holds frames
+//! (`TransportConfig::send_queue`, 1024: a sender that fills the queue
+//! finds a spare for each message of its next burst), each of at most
+//! [`SPARE_MAX`] bytes — at most 512 KiB with the default queue, and only
+//! as many as its bursts needed, memory its fullest burst held anyway;
+//! larger buffers are freed as before.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -15,16 +18,23 @@ use crate::wire::Buffer;
 
 /// Buffers with more capacity than this are not kept.
 pub(crate) const SPARE_MAX: usize = 512;
-/// Buffers a peer keeps at most.
-pub(crate) const KEEP: usize = 128;
-
 /// A peer's spare payload buffers; see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Spares {
     free: Mutex<Vec<Buffer>>,
+    /// Buffers kept at most.
+    keep: usize,
 }
 
 impl Spares {
+    /// Keeps at most `keep` buffers.
+    pub fn new(keep: usize) -> Self {
+        Self {
+            free: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<Buffer>> {
         self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -34,15 +44,15 @@ impl Spares {
         self.lock().pop()
     }
 
-    /// Keeps the buffers of `spent` that are small enough, up to [`KEEP`]
-    /// in all, emptied; frees the others. Leaves `spent` empty.
+    /// Keeps the buffers of `spent` that are small enough, up to its
+    /// `keep` in all, emptied; frees the others. Leaves `spent` empty.
     pub fn give_back(&self, spent: &mut Vec<Buffer>) {
         if spent.is_empty() {
             return;
         }
         let mut free = self.lock();
         for mut buf in spent.drain(..) {
-            if free.len() < KEEP && buf.capacity() <= SPARE_MAX {
+            if free.len() < self.keep && buf.capacity() <= SPARE_MAX {
                 buf.clear();
                 free.push(buf);
             }
@@ -67,7 +77,7 @@ mod tests {
 
     #[test]
     fn small_buffers_come_back_empty_and_large_ones_go() {
-        let spares = Spares::default();
+        let spares = Spares::new(8);
         assert!(spares.take().is_none());
         let small = buffer(64);
         let at = small.as_ptr();
@@ -82,7 +92,8 @@ mod tests {
 
     #[test]
     fn no_more_than_keep_are_kept() {
-        let spares = Spares::default();
+        const KEEP: usize = 8;
+        let spares = Spares::new(KEEP);
         let mut spent: Vec<_> = (0..KEEP + 10).map(|_| buffer(64)).collect();
         spares.give_back(&mut spent);
         assert_eq!(spares.len(), KEEP);

@@ -368,6 +368,32 @@ async fn a_small_payload_buffer_comes_back_as_a_spare() {
     );
 }
 
+/// A burst as long as the send queue comes back whole as spares: the next
+/// burst of small messages to the peer allocates no buffer (a pool smaller
+/// than the queue would leave most of them to allocate).
+#[tokio::test]
+async fn a_burst_as_long_as_the_send_queue_comes_back_as_spares() {
+    let mut j = joined().await;
+    let n = crate::transport::TransportConfig::default().send_queue;
+    for i in 0..n {
+        let mut buf = Buffer::with_capacity(128);
+        buf.extend_from_slice(&[i as u8; 100]);
+        t(j.to_a.send(FrameHeader::new(FrameKind::Tell), buf))
+            .await
+            .expect("send");
+    }
+    for _ in 0..n {
+        t(j.inbound.recv()).await.expect("frame");
+    }
+    t(async {
+        while j.to_a.spares() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(j.to_a.spares(), n);
+}
+
 /// Tells to one actor after the first go with short headers: the sender
 /// puts fewer bytes on the wire than their full headers alone would take,
 /// and every frame arrives whole, in order, with its header as sent.
