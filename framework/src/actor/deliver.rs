@@ -27,7 +27,7 @@ pub struct Deliver<M: actix::Message> {
 
 impl<M: actix::Message> Deliver<M> {
     /// Wraps a message with its reply sink and mailbox slot.
-    #[inline]
+    #[inline(always)]
     pub fn new(msg: M, reply: Option<ReplySink<M::Result>>, slot: Option<Slot>) -> Self {
         Self {
             msg,
@@ -42,6 +42,7 @@ impl<M: actix::Message> Deliver<M> {
     }
 
     /// The message, its reply sink and its slot.
+    #[inline(always)]
     pub(crate) fn into_parts(self) -> (M, Option<ReplySink<M::Result>>, Option<Slot>) {
         (self.msg, self.reply, self._slot)
     }
@@ -58,6 +59,25 @@ where
     M::Result: Send,
 {
     let Deliver { msg, reply, _slot } = d;
+    deliver_parts(actor, msg, reply, _slot, ctx);
+}
+
+/// [`deliver`] of a delivery already taken apart: a message waiting in an
+/// inbox goes to its handler without being packed into a [`Deliver`] again
+/// (a copy of the message, and a slow one: read back at once in another
+/// layout than it was written in).
+#[inline(always)]
+pub(crate) fn deliver_parts<A, M>(
+    actor: &mut A,
+    msg: M,
+    reply: Option<ReplySink<M::Result>>,
+    _slot: Option<Slot>,
+    ctx: &mut A::Context,
+) where
+    A: Actor<Context = actix::Context<A>> + Handler<M>,
+    M: actix::Message + 'static,
+    M::Result: Send,
+{
     let scope = HandlerScope::enter();
     let handled = catch_unwind(AssertUnwindSafe(|| {
         <A as Handler<M>>::handle(actor, msg, ctx)
@@ -135,7 +155,7 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// only when the actor has stopped. An actor that stops right after the
 /// look at it drops the delivery with the rest of what waits for it (an
 /// asker is answered `Stopped`), as it would a moment later.
-#[inline]
+#[inline(always)]
 pub fn push<A, M>(
     addr: &actix::Addr<A>,
     entry: &LocalEntry,
@@ -149,6 +169,6 @@ where
     if !addr.connected() {
         return Err(d);
     }
-    entry.post(Local::<A, M>::boxed(d));
+    entry.post(|| Local::<A, M>::boxed(d));
     Ok(())
 }

@@ -86,12 +86,20 @@ impl Inbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `waiting`; true when the caller must put a [`Drain`] into the
-    /// actor's mailbox (none is on its way).
-    #[inline]
-    pub fn push(&self, waiting: Queued) -> bool {
+    /// Queues what `make` builds, built where it waits; true when the
+    /// caller must put a [`Drain`] into the actor's mailbox (none is on its
+    /// way).
+    #[inline(always)]
+    pub fn push_with(&self, make: impl FnOnce() -> Queued) -> bool {
         let mut state = self.lock();
-        state.waiting.push_back(waiting);
+        // A placeholder first, then the message written over it, in place:
+        // built on the stack and moved in, a local message (over 100 bytes)
+        // was copied twice more, each copy reading back what had just been
+        // written, which stalls the processor.
+        state.waiting.push_back(Queued::Handled);
+        if let Some(last) = state.waiting.back_mut() {
+            *last = make();
+        }
         !std::mem::replace(&mut state.scheduled, true)
     }
 

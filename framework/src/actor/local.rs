@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use actix::Handler;
 use smallbox::{SmallBox, smallbox, space::S16};
 
-use super::deliver::{Deliver, ReplySink, deliver};
+use super::deliver::{Deliver, ReplySink, deliver_parts};
 use super::message::RemoteActor;
 use super::registry::Slot;
 
@@ -50,7 +50,7 @@ where
     M::Result: Send,
 {
     /// Wraps a delivery for `A`'s inbox.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn boxed(delivery: Deliver<M>) -> LocalBox {
         let (msg, reply, slot) = delivery.into_parts();
         smallbox!(Self {
@@ -70,22 +70,21 @@ where
 {
     #[inline]
     fn call(&mut self, actor: &mut dyn Any, ctx: &mut dyn Any) {
-        let Some(msg) = self.msg.take() else {
-            return;
-        };
-        let delivery = Deliver::new(msg, self.reply.take(), self.slot.take());
-        match (
+        let (Some(actor), Some(ctx)) = (
             actor.downcast_mut::<A>(),
             ctx.downcast_mut::<actix::Context<A>>(),
-        ) {
-            (Some(actor), Some(ctx)) => deliver(actor, delivery, ctx),
+        ) else {
             // An inbox belongs to one actor, and only a route to that actor
             // (an `A`) posts into it: this cannot happen. Should it, the
             // delivery is dropped, which answers an asker `Stopped`.
-            _ => tracing::error!(
+            tracing::error!(
                 actor = std::any::type_name::<A>(),
                 "a message for another actor type reached this inbox; dropped"
-            ),
+            );
+            return;
+        };
+        if let Some(msg) = self.msg.take() {
+            deliver_parts(actor, msg, self.reply.take(), self.slot.take(), ctx);
         }
     }
 }

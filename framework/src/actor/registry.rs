@@ -290,19 +290,20 @@ impl LocalEntry {
     /// If the mailbox is closed (the actor stopped), what waited is
     /// answered as stopped.
     pub fn deliver(&self, inbound: Inbound) {
-        self.queue(Queued::Remote(inbound));
+        self.queue(|| Queued::Remote(inbound));
     }
 
     /// Hands a message from this process to the actor, as
-    /// [`LocalEntry::deliver`] does one from another node.
-    #[inline]
-    pub(crate) fn post(&self, call: LocalBox) {
-        self.queue(Queued::Local(call));
+    /// [`LocalEntry::deliver`] does one from another node; `call` builds
+    /// it where it waits.
+    #[inline(always)]
+    pub(crate) fn post(&self, call: impl FnOnce() -> LocalBox) {
+        self.queue(|| Queued::Local(call()));
     }
 
-    #[inline]
-    fn queue(&self, waiting: Queued) {
-        if self.inbox.push(waiting) {
+    #[inline(always)]
+    fn queue(&self, make: impl FnOnce() -> Queued) {
+        if self.inbox.push_with(make) {
             (self.wake)(self.addr.as_ref(), Drain::new(self.inbox.clone()));
         }
     }

@@ -23,6 +23,8 @@ use super::supervised::{Home, lookup};
 
 mod tell;
 
+pub use tell::Tell;
+
 /// Where an actor lives, as it travels inside messages.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ActorAddress {

@@ -12,7 +12,7 @@ mod supervised;
 pub mod value;
 mod watch;
 
-pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError};
+pub use actor_ref::{ActorAddress, ActorRef, ArchivedActorAddress, AskError, SendError, Tell};
 pub use link::{PeerLink, RequestError};
 pub use mailbox::{Delivery, Mailbox, MailboxInUse};
 pub use node::{DEFAULT_ASK_TIMEOUT, Node, NodeBuilder, StartError};

@@ -1,6 +1,10 @@
 //! `tell`: a message sent without waiting for a reply, the fast path of a
 //! tell that needs no wait, and the waits of one that does.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use crate::actor::{Accepts, Deliver, Message, RemoteActor, push};
 use crate::wire::{FrameHeader, FrameKind, Payload};
 
@@ -13,26 +17,45 @@ impl<A: RemoteActor> ActorRef<A> {
     /// ([`SendError::Restarting`] while its supervisor restarts it, unless the
     /// reference retries: [`ActorRef::with_retry`]).
     /// Messages from one sender to one actor arrive in the order sent.
-    pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    ///
+    /// Like every future, the returned [`Tell`] does nothing until it is
+    /// awaited (or polled).
+    pub fn tell<M>(&self, msg: M) -> Tell<'_, A, M>
     where
         M: Message,
         A: Accepts<M>,
     {
-        // Most tells need no wait (a free mailbox slot, room in the
-        // connection's queue): sent at once, without the machinery of a
-        // wait; a local one in the fewest steps. Only when that would wait
-        // (or its actor restarts and the reference retries) does the tell
-        // go the long way.
-        let msg = match self.try_tell_local(msg) {
-            Ok(()) => return Ok(()),
-            Err(msg) => msg,
-        };
-        let mut msg = match self.try_tell(msg) {
-            Ok(()) => return Ok(()),
-            Err(SendError::Full(msg)) => msg,
-            Err(SendError::Restarting { message, .. }) if self.retry.is_some() => message,
-            Err(e) => return Err(e),
-        };
+        Tell {
+            to: self,
+            msg: Some(msg),
+            waits: None,
+        }
+    }
+
+    /// The tell that needs no wait, the local fast path aside (see
+    /// [`Tell`]): `Ok(Ok(()))` once sent, `Ok(Err(_))` when it failed for
+    /// good, and `Err(msg)` when it must wait (or retry while its actor
+    /// restarts): see [`Self::tell_waiting`].
+    fn tell_now<M>(&self, msg: M) -> Result<Result<(), SendError<M>>, M>
+    where
+        M: Message,
+        A: Accepts<M>,
+    {
+        match self.try_tell(msg) {
+            Ok(()) => Ok(Ok(())),
+            Err(SendError::Full(msg)) => Err(msg),
+            Err(SendError::Restarting { message, .. }) if self.retry.is_some() => Err(message),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// A tell that must wait: for a mailbox slot or room in the
+    /// connection's queue, or for its actor to be restarted.
+    async fn tell_waiting<M>(&self, mut msg: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Accepts<M>,
+    {
         let mut attempt = 0;
         loop {
             match self.tell_once(msg).await {
@@ -181,5 +204,67 @@ impl<A: RemoteActor> ActorRef<A> {
             reason: e.to_string(),
         });
         self.send_error(msg, why)
+    }
+}
+
+/// The future of [`ActorRef::tell`]: `Ok(())` once the message is on its
+/// way, or the message back in a [`SendError`].
+///
+/// Most tells need no wait (a free mailbox slot, room in the connection's
+/// queue) and finish in their first poll, in the fewest steps; only one
+/// that must wait (or whose actor restarts while the reference retries)
+/// puts the state of its waits on the heap. So this future is hardly
+/// larger than its message, and moving it, as every `.await` does, costs
+/// little: a future holding the waits' state inline is ten times larger.
+#[must_use = "a tell sends nothing until it is awaited"]
+pub struct Tell<'a, A: RemoteActor, M: Message> {
+    to: &'a ActorRef<A>,
+    /// The message until the first poll.
+    msg: Option<M>,
+    /// The waits of a tell that must wait, on the heap.
+    waits: Option<Waits<'a, M>>,
+}
+
+/// What a [`Tell`] that must wait waits on.
+type Waits<'a, M> = Pin<Box<dyn Future<Output = Result<(), SendError<M>>> + Send + 'a>>;
+
+// The message is moved out by value before anything could pin it, and the
+// waits are pinned on the heap: a `Tell` may move between polls whatever
+// its message.
+impl<A: RemoteActor, M: Message> Unpin for Tell<'_, A, M> {}
+
+impl<'a, A, M> Future for Tell<'a, A, M>
+where
+    A: RemoteActor + Accepts<M>,
+    M: Message,
+{
+    type Output = Result<(), SendError<M>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.waits.is_none() {
+            let Some(msg) = this.msg.take() else {
+                panic!("a `Tell` was polled after it had finished");
+            };
+            // A local tell in the fewest steps, its result written once:
+            // returned through another `Result`, it was copied whole, at
+            // a fifth of the tell's time.
+            let msg = match this.to.try_tell_local(msg) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(msg) => msg,
+            };
+            match this.to.tell_now(msg) {
+                Ok(done) => return Poll::Ready(done),
+                Err(msg) => this.waits = Some(Box::pin(this.to.tell_waiting(msg))),
+            }
+        }
+        match &mut this.waits {
+            Some(waits) => {
+                let out = std::task::ready!(waits.as_mut().poll(cx));
+                this.waits = None;
+                Poll::Ready(out)
+            }
+            None => Poll::Pending,
+        }
     }
 }
