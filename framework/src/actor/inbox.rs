@@ -92,11 +92,13 @@ impl Inbox {
     #[inline(always)]
     pub fn push_with(&self, make: impl FnOnce() -> Queued) -> bool {
         let mut state = self.lock();
-        // A placeholder first, then the message written over it, in place:
-        // built on the stack and moved in, a local message (over 100 bytes)
-        // was copied twice more, each copy reading back what had just been
-        // written, which stalls the processor.
-        state.waiting.push_back(Queued::Handled);
+        // A placeholder first (`resize_with` writes its tag in place, where
+        // `push_back` copies a whole entry from the stack), then the message
+        // written over it, in place: built on the stack and moved in, a local
+        // message (over 100 bytes) was copied twice more, each copy reading
+        // back what had just been written, which stalls the processor.
+        let len = state.waiting.len();
+        state.waiting.resize_with(len + 1, || Queued::Handled);
         if let Some(last) = state.waiting.back_mut() {
             *last = make();
         }

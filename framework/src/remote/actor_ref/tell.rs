@@ -215,9 +215,9 @@ impl<A: RemoteActor> ActorRef<A> {
 /// that must wait (or whose actor restarts while the reference retries)
 /// puts the state of its waits on the heap. So this future is hardly
 /// larger than its message, and moving it, as every `.await` does, costs
-/// little: a future holding the waits' state inline is ten times larger.
+/// little: a future holding the waits' state inline is over ten times larger.
 #[must_use = "a tell sends nothing until it is awaited"]
-pub struct Tell<'a, A: RemoteActor, M: Message> {
+pub struct Tell<'a, A: RemoteActor + Accepts<M>, M: Message> {
     to: &'a ActorRef<A>,
     /// The message until the first poll.
     msg: Option<M>,
@@ -231,7 +231,7 @@ type Waits<'a, M> = Pin<Box<dyn Future<Output = Result<(), SendError<M>>> + Send
 // The message is moved out by value before anything could pin it, and the
 // waits are pinned on the heap: a `Tell` may move between polls whatever
 // its message.
-impl<A: RemoteActor, M: Message> Unpin for Tell<'_, A, M> {}
+impl<A: RemoteActor + Accepts<M>, M: Message> Unpin for Tell<'_, A, M> {}
 
 impl<'a, A, M> Future for Tell<'a, A, M>
 where
@@ -242,29 +242,28 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if this.waits.is_none() {
-            let Some(msg) = this.msg.take() else {
-                panic!("a `Tell` was polled after it had finished");
-            };
-            // A local tell in the fewest steps, its result written once:
-            // returned through another `Result`, it was copied whole, at
-            // a fifth of the tell's time.
-            let msg = match this.to.try_tell_local(msg) {
-                Ok(()) => return Poll::Ready(Ok(())),
-                Err(msg) => msg,
-            };
-            match this.to.tell_now(msg) {
-                Ok(done) => return Poll::Ready(done),
-                Err(msg) => this.waits = Some(Box::pin(this.to.tell_waiting(msg))),
+        let waits = match this.waits.take() {
+            Some(waits) => waits,
+            None => {
+                let Some(msg) = this.msg.take() else {
+                    panic!("a `Tell` was polled after it had finished");
+                };
+                // A local tell in the fewest steps, its result written
+                // here once (returned through another `Result`, the whole
+                // result, message-sized, was copied on every tell).
+                let msg = match this.to.try_tell_local(msg) {
+                    Ok(()) => return Poll::Ready(Ok(())),
+                    Err(msg) => msg,
+                };
+                match this.to.tell_now(msg) {
+                    Ok(done) => return Poll::Ready(done),
+                    Err(msg) => Box::pin(this.to.tell_waiting(msg)),
+                }
             }
-        }
-        match &mut this.waits {
-            Some(waits) => {
-                let out = std::task::ready!(waits.as_mut().poll(cx));
-                this.waits = None;
-                Poll::Ready(out)
-            }
-            None => Poll::Pending,
-        }
+        };
+        let waits = this.waits.insert(waits);
+        let out = std::task::ready!(waits.as_mut().poll(cx));
+        this.waits = None;
+        Poll::Ready(out)
     }
 }
