@@ -48,30 +48,22 @@ impl<M: actix::Message> Deliver<M> {
     }
 }
 
-/// Runs the actor's `Handler<M>` for a delivered message and routes its
+/// Runs the actor's `Handler<M>` for a delivered message (`msg`, where its
+/// reply goes, the mailbox slot it holds until handled) and routes its
 /// result to the reply sink. A panicking handler stops the actor and answers
 /// the asker with [`Failure::Panicked`]; the panic is logged as one error
 /// line with its message and, under `#[parallel::main]`, its `file:line`.
-pub fn deliver<A, M>(actor: &mut A, d: Deliver<M>, ctx: &mut A::Context)
-where
-    A: Actor<Context = actix::Context<A>> + Handler<M>,
-    M: actix::Message + 'static,
-    M::Result: Send,
-{
-    let Deliver { msg, reply, _slot } = d;
-    deliver_parts(actor, msg, reply, _slot, ctx);
-}
-
-/// [`deliver`] of a delivery already taken apart: a message waiting in an
-/// inbox goes to its handler without being packed into a [`Deliver`] again
-/// (a copy of the message, and a slow one: read back at once in another
-/// layout than it was written in).
+///
+/// It takes the parts, not a [`Deliver`]: a message from this process waits
+/// in its inbox already taken apart, and packing it again would copy it
+/// once more, a slow copy (read back at once in another layout than it was
+/// written in).
 #[inline(always)]
-pub(crate) fn deliver_parts<A, M>(
+pub fn deliver<A, M>(
     actor: &mut A,
     msg: M,
     reply: Option<ReplySink<M::Result>>,
-    _slot: Option<Slot>,
+    slot: Option<Slot>,
     ctx: &mut A::Context,
 ) where
     A: Actor<Context = actix::Context<A>> + Handler<M>,
@@ -110,7 +102,7 @@ pub(crate) fn deliver_parts<A, M>(
                     "handler panicked: {text}"
                 ),
             }
-            if let Some(slot) = &_slot {
+            if let Some(slot) = &slot {
                 slot.record_panic(text.clone());
             }
             if let Some(reply) = reply {

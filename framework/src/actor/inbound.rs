@@ -5,7 +5,7 @@ use super::registry::Slot;
 use crate::id::ActorId;
 use crate::wire::{Buffer, FrameHeader, RemoteFailure, WireType, decode_owned, encode};
 
-use super::deliver::{Deliver, ReplySink, deliver};
+use super::deliver::{ReplySink, deliver};
 use super::failure::{Failure, code};
 use super::message::{Message, RemoteActor};
 use super::received::Received;
@@ -107,7 +107,7 @@ where
         }
     };
     let reply = Inbound::typed_reply::<M::Result>(inbound.reply);
-    deliver(actor, Deliver::new(msg, reply, inbound.slot), ctx);
+    deliver(actor, msg, reply, inbound.slot, ctx);
     Ok(())
 }
 
@@ -144,7 +144,7 @@ where
         }
     };
     let reply = Inbound::typed_reply::<M::Result>(reply);
-    deliver(actor, Deliver::new(view, reply, slot), ctx);
+    deliver(actor, view, reply, slot, ctx);
     Ok(())
 }
 

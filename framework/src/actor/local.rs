@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use actix::Handler;
 use smallbox::{SmallBox, smallbox, space::S16};
 
-use super::deliver::{Deliver, ReplySink, deliver_parts};
+use super::deliver::{Deliver, ReplySink, deliver};
 use super::message::RemoteActor;
 use super::registry::Slot;
 
@@ -84,7 +84,7 @@ where
             return;
         };
         if let Some(msg) = self.msg.take() {
-            deliver_parts(actor, msg, self.reply.take(), self.slot.take(), ctx);
+            deliver(actor, msg, self.reply.take(), self.slot.take(), ctx);
         }
     }
 }

@@ -217,7 +217,7 @@ impl<A: RemoteActor> ActorRef<A> {
 /// larger than its message, and moving it, as every `.await` does, costs
 /// little: a future holding the waits' state inline is over ten times larger.
 #[must_use = "a tell sends nothing until it is awaited"]
-pub struct Tell<'a, A: RemoteActor + Accepts<M>, M: Message> {
+pub struct Tell<'a, A: Accepts<M>, M: Message> {
     to: &'a ActorRef<A>,
     /// The message until the first poll.
     msg: Option<M>,
@@ -231,13 +231,9 @@ type Waits<'a, M> = Pin<Box<dyn Future<Output = Result<(), SendError<M>>> + Send
 // The message is moved out by value before anything could pin it, and the
 // waits are pinned on the heap: a `Tell` may move between polls whatever
 // its message.
-impl<A: RemoteActor + Accepts<M>, M: Message> Unpin for Tell<'_, A, M> {}
+impl<A: Accepts<M>, M: Message> Unpin for Tell<'_, A, M> {}
 
-impl<'a, A, M> Future for Tell<'a, A, M>
-where
-    A: RemoteActor + Accepts<M>,
-    M: Message,
-{
+impl<A: Accepts<M>, M: Message> Future for Tell<'_, A, M> {
     type Output = Result<(), SendError<M>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
