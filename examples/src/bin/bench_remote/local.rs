@@ -62,7 +62,8 @@ pub(super) async fn local_side(role: &str) -> Result<(), BoxError> {
                 .password(Password::new(parallel_examples::one_time_password()))
                 .start()
                 .await?;
-            let rate = local_tell(&node).await?;
+            // The same loop as the remote tell's, to an actor of this node.
+            let rate = super::tell(&node.spawn(Sink::default()), LOCAL_N).await?;
             node.shutdown().await;
             rate
         } else if role == ROLE_LOCAL_BOUNDED {
@@ -78,23 +79,6 @@ pub(super) async fn local_side(role: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn local_tell(node: &Node) -> Result<f64, BoxError> {
-    let sink = node.spawn(Sink::default());
-    let start = Instant::now();
-    for i in 0..LOCAL_N {
-        let msg = Bytes100 {
-            data: [i as u8; PAYLOAD],
-        };
-        sink.tell(msg).await.map_err(|e| e.to_string())?;
-    }
-    let n = sink.ask(Count).await?;
-    let secs = start.elapsed().as_secs_f64();
-    if n != LOCAL_N {
-        return Err(format!("the local sink counted {n} of {LOCAL_N}").into());
-    }
-    Ok(LOCAL_N as f64 / secs)
-}
-
 async fn actix_do_send() -> Result<f64, BoxError> {
     let addr = PlainSink::default().start();
     let start = Instant::now();
@@ -103,12 +87,7 @@ async fn actix_do_send() -> Result<f64, BoxError> {
             data: [i as u8; PAYLOAD],
         });
     }
-    let n = addr.send(Count).await?;
-    let secs = start.elapsed().as_secs_f64();
-    if n != LOCAL_N {
-        return Err(format!("the plain actix sink counted {n} of {LOCAL_N}").into());
-    }
-    Ok(LOCAL_N as f64 / secs)
+    counted(&addr, start, "plain actix").await
 }
 
 /// The local tell with actix's own backpressure: the plain actix actor with a mailbox of the
@@ -133,12 +112,7 @@ async fn actix_bounded() -> Result<f64, BoxError> {
             }
         }
     }
-    let n = addr.send(Count).await?;
-    let secs = start.elapsed().as_secs_f64();
-    if n != LOCAL_N {
-        return Err(format!("the bounded actix sink counted {n} of {LOCAL_N}").into());
-    }
-    Ok(LOCAL_N as f64 / secs)
+    counted(&addr, start, "bounded actix").await
 }
 
 /// A place in [`actix_guarded`]'s mailbox, given back when dropped.
@@ -197,10 +171,20 @@ async fn actix_guarded() -> Result<f64, BoxError> {
         };
         addr.do_send(Guarded(msg, Place(free.clone())));
     }
+    counted(&addr, start, "guarded actix").await
+}
+
+/// The rate of a plain actix side whose sends began at `start`: once the
+/// sink (`what`, for the error) has counted all [`LOCAL_N`] messages.
+async fn counted(
+    addr: &actix::Addr<PlainSink>,
+    start: Instant,
+    what: &str,
+) -> Result<f64, BoxError> {
     let n = addr.send(Count).await?;
     let secs = start.elapsed().as_secs_f64();
     if n != LOCAL_N {
-        return Err(format!("the guarded actix sink counted {n} of {LOCAL_N}").into());
+        return Err(format!("the {what} sink counted {n} of {LOCAL_N}").into());
     }
     Ok(LOCAL_N as f64 / secs)
 }
