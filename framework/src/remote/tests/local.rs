@@ -118,8 +118,8 @@ async fn an_ask_behind_a_stop_is_answered_stopped_as_the_actor_goes() {
 /// A tell that needs no wait is sent in its future's first poll, and that
 /// future is hardly larger than its message: the state of the waits lives
 /// on the heap, and only a tell that must wait puts it there (every
-/// `.await` moves the future; with the waits inline it was 1,872 bytes for
-/// a 100-byte message). One that must wait — a third tell into a mailbox
+/// `.await` moves the future; the waits' state alone is 1,872 bytes for a
+/// 100-byte message, and the `async fn` held it inline). One that must wait — a third tell into a mailbox
 /// of two that its actor has not emptied — is pending, then sent, in order.
 #[actix_rt::test]
 async fn a_tell_that_needs_no_wait_is_sent_in_its_first_poll() {
