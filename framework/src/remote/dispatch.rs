@@ -245,12 +245,15 @@ pub(crate) fn reply_sink(link: &Arc<PeerLink>, request: &FrameHeader) -> ByteSin
     })
 }
 
-/// Queues a `Reply` or `ReplyError` frame on the peer's reply lane without
-/// waiting: at once if its queue has room, else from a task of its own. A
-/// reply larger than a frame may be goes as the failure that says so
-/// ([`fit_reply`]).
+/// Sends a `Reply` or `ReplyError` frame on the peer's reply lane without
+/// waiting: straight into the lane when it is idle, else queued at once if
+/// its queue has room, else from a task of its own. A reply larger than a
+/// frame may be goes as the failure that says so ([`fit_reply`]).
 pub(crate) fn send_reply(link: &Arc<PeerLink>, header: FrameHeader, payload: Buffer) {
     let (header, payload) = fit_reply(header, payload, link.peer().max_frame());
+    let Err((header, payload)) = link.peer().try_write(header, payload.into()) else {
+        return;
+    };
     match link.peer().try_reserve_reply() {
         Ok(permit) => permit.send(header, payload),
         Err(_) => {

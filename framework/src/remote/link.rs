@@ -211,7 +211,8 @@ impl PeerLink {
         let exchange = async {
             match sent {
                 Some(sent) => self.peer.send_tracked(header, payload, sent).await,
-                None => self.peer.send(header, payload).await,
+                // Someone waits for the reply: straight onto an idle lane.
+                None => self.peer.send_now(header, payload).await,
             }
             .map_err(|_| self.lost())?;
             match rx.await {

@@ -1,7 +1,10 @@
 //! Data lanes. Each side opens one long-lived unidirectional stream (the
 //! small lane) and a fresh one per large payload (bulk). The first byte of a
 //! stream names its lane. The writer numbers frames (`seq`) in queue order;
-//! the receiver puts them back in that order before handing them out.
+//! the receiver puts them back in that order before handing them out. A
+//! request or a reply sent while nothing is queued before it may skip the
+//! queue and the writer's hop: its sender writes it into the lane itself,
+//! numbered the same way ([`super::direct`]).
 //!
 //! Replies (`Reply`, `ReplyError`) travel apart, on a long-lived lane of
 //! their own with its own send queue: the receiver reads it whatever becomes
@@ -26,11 +29,10 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::wire::{
-    Buffer, FrameHeader, HEADER_LEN, LaneDecoder, LaneEncoder, Payload, aligned_copy,
-};
+use crate::wire::{Buffer, FrameHeader, HEADER_LEN, LaneDecoder, Payload, aligned_copy};
 
 use super::config::TransportConfig;
+use super::direct::OpenLane;
 use super::error::DownReason;
 use super::framing::{
     ReadFrameError, is_data_kind, is_reply_kind, read_error, read_only_frame, write_error,
@@ -108,7 +110,7 @@ async fn write_loop(
     config: &TransportConfig,
     kind: Lane,
 ) -> Result<(), DownReason> {
-    let mut lane = shared
+    let mut stream = shared
         .conn
         .open_uni()
         .await
@@ -117,14 +119,11 @@ async fn write_loop(
         Lane::Small => LANE_SMALL,
         Lane::Replies => LANE_REPLY,
     };
-    lane.write_all(&[first]).await.map_err(write_error)?;
+    stream.write_all(&[first]).await.map_err(write_error)?;
+    let slot = shared.lane(kind);
+    *slot.state.lock().await = Some(OpenLane::new(stream, 2 * COALESCE_BYTES));
+    slot.set_home();
     let bulk_slots = Arc::new(Semaphore::new(bulk_streams(config) as usize));
-    let mut seq = 0u64;
-    // Headers on this lane: short when they repeat the one before.
-    let mut headers = LaneEncoder::new();
-    // Frames are gathered here and handed to QUIC as they are (split off,
-    // not copied): the rest of the block gathers the next batch.
-    let mut batch = BytesMut::with_capacity(2 * COALESCE_BYTES);
     let mut queued = Vec::with_capacity(WRITE_BATCH);
     // Senders of tracked frames in the batch being written.
     let mut written = Vec::new();
@@ -141,93 +140,136 @@ async fn write_loop(
         if n == 0 {
             return Ok(());
         }
-        let mut frames = 0u64;
-        for next in queued.drain(..) {
-            match next {
-                Outgoing::Raw(bytes) => {
-                    batch.extend_from_slice(&bytes);
-                    headers.forget();
-                }
-                Outgoing::FinishLane => {
-                    write_batch(&mut lane, &mut batch).await?;
-                    let _ = lane.finish();
-                    return Ok(());
-                }
-                Outgoing::Flush(done) => {
-                    write_batch(&mut lane, &mut batch).await?;
-                    // Bulk streams still being written hold slots.
-                    let _ = bulk_slots.acquire_many(bulk_streams(config)).await;
-                    let _ = lane.finish();
-                    let _ = lane.stopped().await;
-                    let _ = done.send(());
-                    return Ok(());
-                }
-                // A tracked frame's sender hears once its bytes were
-                // written: with the batch, or once its bulk stream was.
-                Outgoing::Frame(mut header, payload, mut sent) => {
-                    frames += 1;
-                    header.seq = seq;
-                    seq += 1;
-                    if payload.len() >= config.bulk_threshold && kind == Lane::Replies {
-                        // Its payload is written as it is, not copied into the batch.
-                        header.len = payload.len() as u64;
-                        headers.encode(&header, &mut batch);
-                        write_batch(&mut lane, &mut batch).await?;
-                        for chunk in payload.into_chunks() {
-                            lane.write_chunk(chunk).await.map_err(write_error)?;
-                        }
-                    } else if payload.len() >= config.bulk_threshold {
-                        let slot = match bulk_slots.clone().try_acquire_owned() {
-                            Ok(slot) => slot,
-                            Err(_) => {
-                                // Let the small frames go first while bulk streams drain.
-                                write_batch(&mut lane, &mut batch).await?;
-                                bulk_slots.clone().acquire_owned().await.map_err(|_| {
-                                    DownReason::Closed("bulk stream slots closed".to_owned())
-                                })?
-                            }
-                        };
-                        let shared = shared.clone();
-                        let sent = sent.take();
-                        shared.tasks.clone().spawn(async move {
-                            match send_bulk(&shared, header, payload).await {
-                                Ok(()) => {
-                                    if let Some(sent) = sent {
-                                        let _ = sent.send(());
-                                    }
-                                }
-                                Err(reason) => {
-                                    shared.set_down(reason);
-                                }
-                            }
-                            drop(slot);
-                        });
-                    } else {
-                        header.len = payload.len() as u64;
-                        headers.encode(&header, &mut batch);
-                        for run in payload.runs() {
-                            batch.extend_from_slice(run);
-                        }
-                        if let Payload::Whole(buf) = payload {
-                            spent.push(buf);
-                        }
-                    }
-                    written.extend(sent);
-                }
-            }
-            if batch.len() >= COALESCE_BYTES {
-                write_batch(&mut lane, &mut batch).await?;
-            }
+        // Taken in the same poll as the entries (no wait when it is free),
+        // so a direct write on this thread never overtakes them.
+        let mut state = match slot.state.try_lock() {
+            Ok(state) => state,
+            Err(_) => slot.state.lock().await,
+        };
+        let Some(open) = state.as_mut() else {
+            return Ok(());
+        };
+        let ended = write_round(
+            shared,
+            config,
+            kind,
+            open,
+            &bulk_slots,
+            &mut queued,
+            &mut written,
+            &mut spent,
+        )
+        .await?;
+        if ended {
+            *state = None;
+            return Ok(());
         }
-        write_batch(&mut lane, &mut batch).await?;
+        drop(state);
         shared.spares.give_back(&mut spent);
         for sent in written.drain(..) {
             let _ = sent.send(());
         }
-        shared
-            .frames_sent
-            .fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Writes the entries taken from the queue onto the open lane (the bytes a
+/// direct write left first). True once the lane was ended.
+#[allow(clippy::too_many_arguments)]
+async fn write_round(
+    shared: &Arc<PeerShared>,
+    config: &TransportConfig,
+    kind: Lane,
+    open: &mut OpenLane,
+    bulk_slots: &Arc<Semaphore>,
+    queued: &mut Vec<Outgoing>,
+    written: &mut Vec<oneshot::Sender<()>>,
+    spent: &mut Vec<Buffer>,
+) -> Result<bool, DownReason> {
+    if let Some(rest) = open.leftover.take() {
+        open.stream.write_chunk(rest).await.map_err(write_error)?;
+    }
+    let mut frames = 0u64;
+    for next in queued.drain(..) {
+        match next {
+            Outgoing::Wake => {}
+            Outgoing::Raw(bytes) => {
+                open.batch.extend_from_slice(&bytes);
+                open.headers.forget();
+            }
+            Outgoing::FinishLane => {
+                write_batch(&mut open.stream, &mut open.batch).await?;
+                let _ = open.stream.finish();
+                return Ok(true);
+            }
+            Outgoing::Flush(done) => {
+                write_batch(&mut open.stream, &mut open.batch).await?;
+                // Bulk streams still being written hold slots.
+                let _ = bulk_slots.acquire_many(bulk_streams(config)).await;
+                let _ = open.stream.finish();
+                let _ = open.stream.stopped().await;
+                let _ = done.send(());
+                return Ok(true);
+            }
+            // A tracked frame's sender hears once its bytes were
+            // written: with the batch, or once its bulk stream was.
+            Outgoing::Frame(mut header, payload, mut sent) => {
+                frames += 1;
+                if payload.len() >= config.bulk_threshold && kind == Lane::Replies {
+                    // Its payload is written as it is, not copied into the batch.
+                    header.seq = open.seq;
+                    open.seq += 1;
+                    header.len = payload.len() as u64;
+                    open.headers.encode(&header, &mut open.batch);
+                    write_batch(&mut open.stream, &mut open.batch).await?;
+                    for chunk in payload.into_chunks() {
+                        open.stream.write_chunk(chunk).await.map_err(write_error)?;
+                    }
+                } else if payload.len() >= config.bulk_threshold {
+                    header.seq = open.seq;
+                    open.seq += 1;
+                    let slot = match bulk_slots.clone().try_acquire_owned() {
+                        Ok(slot) => slot,
+                        Err(_) => {
+                            // Let the small frames go first while bulk streams drain.
+                            write_batch(&mut open.stream, &mut open.batch).await?;
+                            bulk_slots.clone().acquire_owned().await.map_err(|_| {
+                                DownReason::Closed("bulk stream slots closed".to_owned())
+                            })?
+                        }
+                    };
+                    let shared = shared.clone();
+                    let sent = sent.take();
+                    shared.tasks.clone().spawn(async move {
+                        match send_bulk(&shared, header, payload).await {
+                            Ok(()) => {
+                                if let Some(sent) = sent {
+                                    let _ = sent.send(());
+                                }
+                            }
+                            Err(reason) => {
+                                shared.set_down(reason);
+                            }
+                        }
+                        drop(slot);
+                    });
+                } else {
+                    open.gather(&mut header, &payload);
+                    if let Payload::Whole(buf) = payload {
+                        spent.push(buf);
+                    }
+                }
+                written.extend(sent);
+            }
+        }
+        if open.batch.len() >= COALESCE_BYTES {
+            write_batch(&mut open.stream, &mut open.batch).await?;
+        }
+    }
+    write_batch(&mut open.stream, &mut open.batch).await?;
+    shared
+        .frames_sent
+        .fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
+    Ok(false)
 }
 
 /// Hands what `batch` gathered to the lane without a copy (QUIC keeps it

@@ -53,6 +53,7 @@ mod auth;
 pub mod baseline;
 mod config;
 mod control;
+mod direct;
 mod endpoint;
 mod error;
 mod fence;
@@ -70,6 +71,8 @@ mod spares;
 mod tasks;
 mod tls;
 
+#[cfg(test)]
+mod direct_tests;
 #[cfg(test)]
 mod liveness_tests;
 #[cfg(test)]

@@ -10,10 +10,12 @@ use tokio::sync::{Mutex, mpsc, watch};
 use crate::id::NodeId;
 use crate::wire::{Buffer, FrameHeader, Payload};
 
+use super::direct::{GivenBack, LaneSlot};
 use super::error::{DownReason, PeerGone, TryReserveError};
 use super::fence::{FENCED, Fences};
 use super::framing::{close_code, is_reply_kind};
 use super::join_line::JoinLine;
+use super::lanes::Lane;
 
 /// Something the layer above learns about a peer: it came up (once) and went
 /// down (once), for connections this node accepted and ones it made.
@@ -50,6 +52,9 @@ pub(crate) enum Outgoing {
         Payload,
         Option<tokio::sync::oneshot::Sender<()>>,
     ),
+    /// Nothing to send: wakes the writer to write what a direct write left
+    /// ([`super::direct`]).
+    Wake,
     /// Raw bytes for the small lane (test hook for malformed input).
     Raw(Vec<u8>),
     /// Ends the small lane after what is queued (test hook for truncated input).
@@ -90,6 +95,13 @@ pub(crate) struct PeerShared {
     pub max_frame: u64,
     /// Small payload buffers the writers are done with, for the next messages.
     pub(crate) spares: super::spares::Spares,
+    /// Payloads this large go on bulk streams (the small lane) or as they
+    /// are (the reply lane), never by the direct path.
+    pub bulk_threshold: usize,
+    /// The small lane's writing state.
+    pub(crate) small_lane: LaneSlot,
+    /// The reply lane's writing state.
+    pub(crate) reply_lane: LaneSlot,
 }
 
 /// What takes a peer's replies as they are read: see [`Peer::take_replies`].
@@ -128,6 +140,17 @@ impl PeerShared {
             replies_to: std::sync::Mutex::new(None),
             max_frame: config.max_frame,
             spares: super::spares::Spares::new(config.send_queue),
+            bulk_threshold: config.bulk_threshold,
+            small_lane: LaneSlot::default(),
+            reply_lane: LaneSlot::default(),
+        }
+    }
+
+    /// The writing state of one of the long-lived lanes.
+    pub(crate) fn lane(&self, lane: Lane) -> &LaneSlot {
+        match lane {
+            Lane::Small => &self.small_lane,
+            Lane::Replies => &self.reply_lane,
         }
     }
 
@@ -234,6 +257,9 @@ fn gone_unknown() -> DownReason {
 pub struct Traffic {
     /// Frames (messages, replies, spawns) sent.
     pub frames_sent: u64,
+    /// Of those, the requests and replies their senders wrote straight
+    /// into an idle lane, without the lane's writer task.
+    pub frames_direct: u64,
     /// UDP payload bytes sent (QUIC headers and retransmissions included).
     pub bytes_sent: u64,
     /// UDP payload bytes received.
@@ -355,6 +381,8 @@ impl Peer {
         let stats = self.shared.conn.stats();
         Traffic {
             frames_sent: self.shared.frames_sent.load(Ordering::Relaxed),
+            frames_direct: self.shared.small_lane.direct_frames()
+                + self.shared.reply_lane.direct_frames(),
             bytes_sent: stats.udp_tx.bytes,
             bytes_received: stats.udp_rx.bytes,
             rtt: stats.path.rtt,
@@ -385,6 +413,44 @@ impl Peer {
             .send(Outgoing::Frame(header, payload.into(), None))
             .await
             .map_err(|_| PeerGone(self.shared.gone()))
+    }
+
+    /// [`Peer::send`] for a frame someone waits on (a request, or a
+    /// reply): its sender writes it straight into its lane when nothing is
+    /// queued there and the lane's writer runs on this thread (saving the
+    /// hop through the writer task), else it is queued as [`Peer::send`]
+    /// queues it. Order with the frames queued before is kept either way;
+    /// [`Traffic::frames_direct`] counts the frames that went straight.
+    pub async fn send_now(
+        &self,
+        header: FrameHeader,
+        payload: impl Into<Payload>,
+    ) -> Result<(), PeerGone> {
+        match self.try_write(header, payload.into()) {
+            Ok(()) => Ok(()),
+            Err((header, payload)) => self.send(header, payload).await,
+        }
+    }
+
+    /// The direct path for a frame: see [`super::direct`]. A `Reply` or
+    /// `ReplyError` frame goes on the reply lane. Gives the frame back when
+    /// it is to be queued.
+    pub(crate) fn try_write(&self, header: FrameHeader, payload: Payload) -> Result<(), GivenBack> {
+        let (lane, queue) = if is_reply_kind(header.kind) {
+            (&self.shared.reply_lane, &self.replies)
+        } else {
+            (&self.shared.small_lane, &self.tx)
+        };
+        if self.shared.is_down() {
+            return Err((header, payload));
+        }
+        lane.try_write(
+            &self.shared,
+            queue,
+            header,
+            payload,
+            self.shared.bulk_threshold,
+        )
     }
 
     /// [`Peer::send`] for a data frame, and `sent` is answered once the

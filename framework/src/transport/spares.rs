@@ -51,11 +51,21 @@ impl Spares {
             return;
         }
         let mut free = self.lock();
-        for mut buf in spent.drain(..) {
-            if free.len() < self.keep && buf.capacity() <= SPARE_MAX {
-                buf.clear();
-                free.push(buf);
-            }
+        for buf in spent.drain(..) {
+            self.keep_in(&mut free, buf);
+        }
+    }
+
+    /// [`Spares::give_back`] for one buffer.
+    pub fn give_back_one(&self, buf: Buffer) {
+        self.keep_in(&mut self.lock(), buf);
+    }
+
+    /// Keeps `buf` in `free`, emptied, if it is small enough and there is room.
+    fn keep_in(&self, free: &mut Vec<Buffer>, mut buf: Buffer) {
+        if free.len() < self.keep && buf.capacity() <= SPARE_MAX {
+            buf.clear();
+            free.push(buf);
         }
     }
 

@@ -85,14 +85,14 @@ pub(super) async fn joined() -> Joined {
     }
 }
 
-fn frame(i: u64, size: usize) -> (FrameHeader, Buffer) {
+pub(super) fn frame(i: u64, size: usize) -> (FrameHeader, Buffer) {
     let mut header = FrameHeader::new(FrameKind::Tell);
     header.correlation = i;
     let bytes: Vec<u8> = (0..size).map(|j| (i as usize + j) as u8).collect();
     (header, aligned_copy(&bytes))
 }
 
-fn check(i: u64, header: &FrameHeader, payload: &Buffer) {
+pub(super) fn check(i: u64, header: &FrameHeader, payload: &Buffer) {
     assert_eq!(header.correlation, i, "frames out of order");
     assert_eq!(header.len as usize, payload.len());
     for (j, b) in payload.iter().enumerate() {
