@@ -1,30 +1,40 @@
-//! The direct path onto a lane: a request or a reply written by its sender
-//! straight into the lane's QUIC stream, when nothing is queued before it,
-//! instead of through the lane's writer task.
+//! The direct path onto a lane: a small frame put into the lane by its
+//! sender, when nothing is queued before it, instead of through the lane's
+//! send queue and writer task.
 //!
-//! Someone waits for a request's reply, and for a reply, so their latency
-//! matters more than gathering them with other frames; the hop through the
-//! writer (a queue, a wakeup, a task poll) is about a tenth of a round
-//! trip's work on one CPU. Tells keep going through the writer, which
-//! gathers them into large writes.
+//! - A request or a reply is written straight into the lane's QUIC stream
+//!   ([`LaneSlot::try_write`]). Someone waits for its answer, or for it, so
+//!   its latency matters more than gathering it with other frames: the hop
+//!   through the writer (a queue, a wakeup, a task poll) is about a tenth
+//!   of a round trip's work on one CPU.
+//! - A tell is gathered into the lane's batch ([`LaneSlot::try_gather`]),
+//!   which the writer hands to QUIC with the next ones, woken once for the
+//!   whole run by one wake-up entry in the queue: a run of tells is written
+//!   in large writes as before, without a queue entry for each. A batch as
+//!   long as the writer's writes takes no more: its sender waits for the
+//!   writer's round (as it would wait for room in a full queue), so the
+//!   batch is bounded, and tells from that sender keep gathering after it
+//!   (a sender sent to the queue instead would find it busy from then on).
 //!
-//! The lane's state (its stream, header encoder, next `seq` and batch
-//! block) sits behind a lock that the writer holds for each round of
-//! frames it writes. A sender takes the direct path only if
+//! The lane's state (its stream, header encoder, next `seq` and batch)
+//! sits behind a lock that the writer holds for each round of frames it
+//! writes. A sender takes the direct path only if
 //!
 //! - it runs on the thread of the writer's single-threaded runtime: the
 //!   writer takes the lock in the same poll in which it takes frames from
 //!   the queue, so a sender on that thread never finds the lock free while
 //!   the writer holds frames it has not written;
-//! - the lane's queue holds nothing (no frame, no unsent permit), so no
-//!   earlier frame of the same sender is overtaken;
-//! - no earlier direct write left bytes unwritten (see below);
+//! - the lane's queue holds nothing but this path's own wake-up (no frame,
+//!   no unsent permit), so no earlier frame of the same sender is overtaken;
+//! - no earlier direct write left bytes unwritten (see below), and the
+//!   batch is not full (a tell then waits for the writer's round, a request
+//!   or reply is queued);
 //! - the payload is small (a large one goes on a bulk stream).
 //!
 //! Otherwise the frame goes into the queue as before. QUIC takes the bytes
-//! without waiting when its flow-control window has room; when it has too
-//! little, what it did not take stays in the lane state for the writer,
-//! which a wake-up entry in the queue sends on to write it first. Nothing
+//! of a direct write without waiting when its flow-control window has room;
+//! when it has too little, what it did not take stays in the lane state for
+//! the writer, which the wake-up entry sends on to write it first. Nothing
 //! is lost and order holds.
 
 use std::future::Future;
@@ -33,11 +43,14 @@ use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::futures::Notified;
+use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
 
 use crate::wire::{FrameHeader, LaneEncoder, Payload};
 
+use super::error::DownReason;
 use super::framing::write_error;
+use super::lanes::COALESCE_BYTES;
 use super::peer::{Outgoing, PeerShared};
 
 /// One long-lived lane's writing state, shared by its writer task and the
@@ -51,6 +64,9 @@ pub(crate) struct LaneSlot {
     home: std::sync::OnceLock<ThreadId>,
     /// Frames written by the direct path.
     direct: AtomicU64,
+    /// Signalled by the writer after each round: a sender that was told to
+    /// wait ([`Refused::Wait`]) tries again.
+    room: Notify,
 }
 
 /// An open lane: what the writer and the direct path write with.
@@ -68,6 +84,9 @@ pub(crate) struct OpenLane {
     /// Bytes of a direct write QUIC did not take yet: the writer writes
     /// them before anything else.
     pub leftover: Option<Bytes>,
+    /// True while a wake-up this path queued waits in the queue: the writer
+    /// clears it as it takes that entry (holding the lock).
+    pub wake_queued: bool,
 }
 
 impl OpenLane {
@@ -79,6 +98,7 @@ impl OpenLane {
             seq: 0,
             batch: BytesMut::with_capacity(block),
             leftover: None,
+            wake_queued: false,
         }
     }
 
@@ -98,6 +118,31 @@ impl OpenLane {
 /// A frame the direct path gave back, to be queued.
 pub(crate) type GivenBack = (FrameHeader, Payload);
 
+/// Why the direct path gave a tell back, with the tell.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Queue it: something is queued before it, or it is large, or its
+    /// sender runs on another thread than the lane's writer.
+    Queue(FrameHeader, Payload),
+    /// Wait for [`LaneSlot::room`], then try again: the batch is full, or
+    /// the writer is writing it (QUIC's flow control may be holding it).
+    Wait(FrameHeader, Payload),
+}
+
+/// Why the direct path is closed to a frame now: see [`Refused`].
+enum Closed {
+    Queue,
+    Wait,
+}
+
+/// What the direct path does with a frame.
+enum Put {
+    /// Writes it, with the batch before it, into the lane's stream.
+    Write,
+    /// Gathers it into the batch and wakes the writer.
+    Gather,
+}
+
 impl LaneSlot {
     /// Notes the writer's thread, if its runtime is single-threaded.
     pub(super) fn set_home(&self) {
@@ -113,60 +158,146 @@ impl LaneSlot {
         self.direct.load(Ordering::Relaxed)
     }
 
-    /// Writes a small frame straight into the lane if nothing is queued
-    /// before it (see the module docs); gives it back to be queued
-    /// otherwise. `queue` is the lane's send queue, where a wake-up goes
-    /// when QUIC took only part of the bytes. A failed write takes the
-    /// peer down (and gives the frame back, for the queue to refuse).
-    pub fn try_write(
+    /// The lane, locked, if the direct path is open to a frame of `len`
+    /// bytes (see the module docs).
+    fn open_to(
         &self,
-        shared: &PeerShared,
         queue: &mpsc::Sender<Outgoing>,
-        mut header: FrameHeader,
-        payload: Payload,
+        len: usize,
         small: usize,
-    ) -> Result<(), GivenBack> {
-        let open_to_us = payload.len() < small
-            && queue.capacity() == queue.max_capacity()
-            && self.home.get() == Some(&std::thread::current().id());
-        if !open_to_us {
-            return Err((header, payload));
+    ) -> Result<MutexGuard<'_, Option<OpenLane>>, Closed> {
+        if len >= small || self.home.get() != Some(&std::thread::current().id()) {
+            return Err(Closed::Queue);
         }
-        let Ok(mut state) = self.state.try_lock() else {
-            return Err((header, payload));
-        };
-        let Some(lane) = state.as_mut().filter(|lane| lane.leftover.is_none()) else {
-            return Err((header, payload));
-        };
-        lane.gather(&mut header, &payload);
-        // From here the frame has its `seq`: it goes out, now or through the writer.
-        let mut chunk = [lane.batch.split().freeze()];
-        let polled = std::pin::pin!(lane.stream.write_chunks(&mut chunk))
-            .poll(&mut Context::from_waker(Waker::noop()));
-        let wake = match polled {
-            Poll::Ready(Ok(_)) => !chunk[0].is_empty(),
-            Poll::Ready(Err(e)) => {
-                drop(state);
-                shared.set_down(write_error(e));
-                return Err((header, payload));
-            }
-            // Nothing taken (the flow-control window is shut).
-            Poll::Pending => true,
-        };
-        if wake {
-            lane.leftover = Some(std::mem::take(&mut chunk[0]));
+        // On this thread, only the writer holds the lock across a wait.
+        let state = self.state.try_lock().map_err(|_| Closed::Wait)?;
+        let lane = state.as_ref().ok_or(Closed::Queue)?;
+        let queued = queue.max_capacity() - queue.capacity();
+        if queued != usize::from(lane.wake_queued) {
+            return Err(Closed::Queue);
         }
-        drop(state);
-        if wake {
-            // A full queue wakes the writer anyway; a closed one means the
-            // peer is gone.
-            let _ = queue.try_send(Outgoing::Wake);
+        if lane.leftover.is_some() || lane.batch.len() >= COALESCE_BYTES {
+            return Err(Closed::Wait);
         }
+        Ok(state)
+    }
+
+    /// Resolves after the writer's next round; enable it before trying the
+    /// direct path, so that a round in between is not missed.
+    pub fn room(&self) -> Notified<'_> {
+        self.room.notified()
+    }
+
+    /// Lets the senders waiting for room try again: the writer ended a
+    /// round, or stopped.
+    pub(super) fn made_room(&self) {
+        self.room.notify_waiters();
+    }
+
+    /// Queues the wake-up that sends the writer on, unless one waits already.
+    fn wake_writer(lane: &mut OpenLane, queue: &mpsc::Sender<Outgoing>) {
+        // A full queue wakes the writer anyway; a closed one means the peer
+        // is gone.
+        if !lane.wake_queued && queue.try_send(Outgoing::Wake).is_ok() {
+            lane.wake_queued = true;
+        }
+    }
+
+    /// Counts a frame that took the direct path and keeps its buffer.
+    fn sent(&self, shared: &PeerShared, payload: Payload) {
         if let Payload::Whole(buf) = payload {
             shared.spares.give_back_one(buf);
         }
         self.direct.fetch_add(1, Ordering::Relaxed);
         shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes a small frame straight into the lane's stream (with the
+    /// tells gathered before it) if nothing is queued before it (see the
+    /// module docs); gives it back to be queued otherwise. `queue` is the
+    /// lane's send queue, where a wake-up goes when QUIC took only part of
+    /// the bytes. A failed write takes the peer down (and gives the frame
+    /// back, for the queue to refuse).
+    pub fn try_write(
+        &self,
+        shared: &PeerShared,
+        queue: &mpsc::Sender<Outgoing>,
+        header: FrameHeader,
+        payload: Payload,
+        small: usize,
+    ) -> Result<(), GivenBack> {
+        self.put(shared, queue, (header, payload), small, Put::Write)
+            .map_err(|(_, header, payload)| (header, payload))
+    }
+
+    /// Gathers a small frame into the lane's batch, for the writer to hand
+    /// to QUIC with the frames after it, if nothing is queued before it
+    /// (see the module docs); gives it back, with what to do instead,
+    /// otherwise.
+    pub fn try_gather(
+        &self,
+        shared: &PeerShared,
+        queue: &mpsc::Sender<Outgoing>,
+        header: FrameHeader,
+        payload: Payload,
+        small: usize,
+    ) -> Result<(), Refused> {
+        self.put(shared, queue, (header, payload), small, Put::Gather)
+            .map_err(|(closed, header, payload)| match closed {
+                Closed::Queue => Refused::Queue(header, payload),
+                Closed::Wait => Refused::Wait(header, payload),
+            })
+    }
+
+    /// [`LaneSlot::try_write`] or [`LaneSlot::try_gather`].
+    fn put(
+        &self,
+        shared: &PeerShared,
+        queue: &mpsc::Sender<Outgoing>,
+        (mut header, payload): GivenBack,
+        small: usize,
+        how: Put,
+    ) -> Result<(), (Closed, FrameHeader, Payload)> {
+        let mut state = match self.open_to(queue, payload.len(), small) {
+            Ok(state) => state,
+            Err(closed) => return Err((closed, header, payload)),
+        };
+        let Some(lane) = state.as_mut() else {
+            return Err((Closed::Queue, header, payload));
+        };
+        lane.gather(&mut header, &payload);
+        // From here the frame has its `seq`: it goes out, now or through the writer.
+        let written = match how {
+            Put::Write => Self::write_out(lane, queue),
+            Put::Gather => {
+                Self::wake_writer(lane, queue);
+                Ok(())
+            }
+        };
+        drop(state);
+        if let Err(reason) = written {
+            shared.set_down(reason);
+            return Err((Closed::Queue, header, payload));
+        }
+        self.sent(shared, payload);
         Ok(())
+    }
+
+    /// Hands the batch to QUIC; what it does not take now is left for the
+    /// writer, which the wake-up sends on.
+    fn write_out(lane: &mut OpenLane, queue: &mpsc::Sender<Outgoing>) -> Result<(), DownReason> {
+        let mut chunk = [lane.batch.split().freeze()];
+        let polled = std::pin::pin!(lane.stream.write_chunks(&mut chunk))
+            .poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(Ok(_)) if chunk[0].is_empty() => Ok(()),
+            Poll::Ready(Err(e)) => Err(write_error(e)),
+            // Taken in part, or not at all (the flow-control window is shut).
+            Poll::Ready(Ok(_)) | Poll::Pending => {
+                lane.leftover = Some(std::mem::take(&mut chunk[0]));
+                Self::wake_writer(lane, queue);
+                Ok(())
+            }
+        }
     }
 }

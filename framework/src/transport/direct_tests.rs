@@ -143,3 +143,45 @@ async fn what_quic_does_not_take_is_written_later_in_order() {
     drop(a_events);
     drop((a, b));
 }
+
+#[tokio::test]
+async fn a_run_of_tells_is_gathered_in_bounded_batches_and_arrives_in_order() {
+    let (mut j, _b_in) = joined_both_ways().await;
+    let before = direct(&j.to_a);
+    // Longer than one write of the writer (256 KiB), without a yield
+    // unless told to wait: a full batch makes its sender wait for the
+    // writer's round, then it gathers again.
+    const N: u64 = 4000;
+    let mut waits = 0;
+    for i in 1..=N {
+        let (h, p) = frame(i, 100);
+        let mut next = (h, p.into());
+        loop {
+            let mut room = std::pin::pin!(j.to_a.gather_room());
+            room.as_mut().enable();
+            match j.to_a.try_gather(next.0, next.1) {
+                Ok(()) => break,
+                Err(Refused::Queue(..)) => panic!("tell {i} was sent to the queue"),
+                Err(Refused::Wait(h, p)) => {
+                    waits += 1;
+                    next = (h, p);
+                    t(room).await;
+                }
+            }
+        }
+    }
+    assert_eq!(direct(&j.to_a), before + N);
+    assert!(waits >= 1, "the batch grew past its bound");
+    // Queued behind the gathered tells (a wake-up waits in the queue).
+    let (h, p) = frame(N + 1, 100);
+    t(j.to_a.send(h, p)).await.expect("queued tell");
+    let (h, p) = frame(N + 2, 100);
+    assert!(
+        matches!(j.to_a.try_gather(h, p.into()), Err(Refused::Queue(..))),
+        "a tell was gathered ahead of a queued one"
+    );
+    for i in 1..=N + 1 {
+        let (h, p) = t(j.inbound.recv()).await.expect("frame at a");
+        check(i, &h, &p);
+    }
+}

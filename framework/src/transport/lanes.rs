@@ -49,7 +49,7 @@ pub(crate) const LANE_REPLY: u8 = 2;
 /// rest of `max_uni_streams` is for bulk streams.
 const LONG_LIVED_LANES: u32 = 2;
 /// The writer gathers queued small frames up to this many bytes per write.
-const COALESCE_BYTES: usize = 256 << 10;
+pub(super) const COALESCE_BYTES: usize = 256 << 10;
 /// Most queued entries the writer takes per wakeup.
 const WRITE_BATCH: usize = 128;
 /// The small lane is not read while the reorder buffer holds more frames...
@@ -101,6 +101,8 @@ pub(crate) async fn writer(
     if let Err(reason) = write_loop(&shared, &mut rx, &config, kind).await {
         shared.set_down(reason);
     }
+    // Senders waiting to gather find the lane gone and queue, which fails.
+    shared.lane(kind).made_room();
     // Dropping `rx` here makes every waiting sender see the peer gone.
 }
 
@@ -165,6 +167,7 @@ async fn write_loop(
             return Ok(());
         }
         drop(state);
+        slot.made_room();
         shared.spares.give_back(&mut spent);
         for sent in written.drain(..) {
             let _ = sent.send(());
@@ -191,7 +194,8 @@ async fn write_round(
     let mut frames = 0u64;
     for next in queued.drain(..) {
         match next {
-            Outgoing::Wake => {}
+            // A direct path's wake-up: it is out of the queue now.
+            Outgoing::Wake => open.wake_queued = false,
             Outgoing::Raw(bytes) => {
                 open.batch.extend_from_slice(&bytes);
                 open.headers.forget();

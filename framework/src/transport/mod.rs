@@ -79,6 +79,7 @@ mod liveness_tests;
 mod tests;
 
 pub use config::TransportConfig;
+pub(crate) use direct::Refused;
 pub use endpoint::Transport;
 pub use error::{BindError, ConnectError, DownReason, PeerGone, TryReserveError};
 pub use join_line::{JoinLine, JoinLineError};

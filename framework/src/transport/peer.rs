@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use crate::id::NodeId;
 use crate::wire::{Buffer, FrameHeader, Payload};
 
-use super::direct::{GivenBack, LaneSlot};
+use super::direct::{GivenBack, LaneSlot, Refused};
 use super::error::{DownReason, PeerGone, TryReserveError};
 use super::fence::{FENCED, Fences};
 use super::framing::{close_code, is_reply_kind};
@@ -257,8 +257,9 @@ fn gone_unknown() -> DownReason {
 pub struct Traffic {
     /// Frames (messages, replies, spawns) sent.
     pub frames_sent: u64,
-    /// Of those, the requests and replies their senders wrote straight
-    /// into an idle lane, without the lane's writer task.
+    /// Of those, the frames their senders put into an idle lane
+    /// themselves, skipping the send queue: requests and replies written
+    /// straight into it, tells gathered into its batch.
     pub frames_direct: u64,
     /// UDP payload bytes sent (QUIC headers and retransmissions included).
     pub bytes_sent: u64,
@@ -453,6 +454,39 @@ impl Peer {
         )
     }
 
+    /// Gathers a small data frame (a tell) into the small lane's batch when
+    /// nothing is queued before it and the lane's writer runs on this
+    /// thread, for the writer to hand to QUIC with the ones after it
+    /// ([`super::direct`]); gives it back otherwise, to be queued or to try
+    /// again once [`Peer::gather_room`] resolves.
+    pub(crate) fn try_gather(&self, header: FrameHeader, payload: Payload) -> Result<(), Refused> {
+        if self.shared.is_down() {
+            return Err(Refused::Queue(header, payload));
+        }
+        self.shared.small_lane.try_gather(
+            &self.shared,
+            &self.tx,
+            header,
+            payload,
+            self.shared.bulk_threshold,
+        )
+    }
+
+    /// Resolves after the small lane's writer ends its next round (or
+    /// stops): a tell [`Peer::try_gather`] told to wait tries again then.
+    /// Enable it before that try, so that a round in between is not missed.
+    pub(crate) fn gather_room(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.small_lane.room()
+    }
+
+    /// Gives a payload that will not be sent back to the spares, for the
+    /// next message to this peer to be encoded into.
+    pub(crate) fn unsent(&self, payload: Payload) {
+        if let Payload::Whole(buf) = payload {
+            self.shared.spares.give_back_one(buf);
+        }
+    }
+
     /// [`Peer::send`] for a data frame, and `sent` is answered once the
     /// frame's bytes were written into the connection's QUIC stream: they
     /// left this program's queues (QUIC may still be sending them). It is
@@ -496,6 +530,19 @@ impl Peer {
     /// Takes room in the send queue if there is some right now.
     pub fn try_reserve(&self) -> Result<SendPermit, TryReserveError> {
         self.try_reserve_on(&self.tx)
+    }
+
+    /// Like [`Peer::try_reserve`], for a caller that sends before this
+    /// handle goes away: the slot borrows the queue handle instead of
+    /// cloning it.
+    pub fn try_reserve_slot(&self) -> Result<SendSlot<'_>, TryReserveError> {
+        match self.tx.try_reserve() {
+            Ok(permit) => Ok(SendSlot { permit }),
+            Err(mpsc::error::TrySendError::Full(())) if self.is_alive() => {
+                Err(TryReserveError::Full)
+            }
+            Err(_) => Err(TryReserveError::Gone(self.shared.gone())),
+        }
     }
 
     /// Takes room in the reply lane's queue if there is some right now: the

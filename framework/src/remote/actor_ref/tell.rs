@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::actor::{Accepts, Deliver, Message, RemoteActor, push};
+use crate::transport::Refused;
 use crate::wire::{FrameHeader, FrameKind, Payload};
 
 use super::{ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_for};
@@ -115,15 +116,7 @@ impl<A: RemoteActor> ActorRef<A> {
                 push(addr, entry, Deliver::new(msg, None, slot))
                     .map_err(|d| self.stopped(d.into_message()))
             }
-            Route::Remote(link) => {
-                let slot = match link.peer().reserve_slot().await {
-                    Ok(slot) => slot,
-                    Err(e) => return Err(self.peer_lost(msg, link, e)),
-                };
-                let (header, bytes) = self.tell_frame(link, msg)?;
-                slot.send(header, bytes);
-                Ok(())
-            }
+            Route::Remote(link) => self.tell_remote_waiting(link, msg).await,
         }
     }
 
@@ -164,16 +157,63 @@ impl<A: RemoteActor> ActorRef<A> {
                     .map_err(|d| self.stopped(d.into_message()))
             }
             Route::Remote(link) => {
-                let permit = match link.peer().try_reserve() {
-                    Ok(p) => p,
-                    Err(crate::transport::TryReserveError::Full) => {
+                let peer = link.peer();
+                let (msg, header, bytes) = self.tell_frame(link, msg)?;
+                // Into the lane's batch while nothing else is queued; else queued.
+                let (header, bytes) = match peer.try_gather(header, bytes) {
+                    Ok(()) => return Ok(()),
+                    Err(Refused::Queue(header, bytes)) => (header, bytes),
+                    Err(Refused::Wait(_, bytes)) => {
+                        peer.unsent(bytes);
                         return Err(SendError::Full(msg));
                     }
-                    Err(e) => return Err(self.peer_lost(msg, link, e)),
                 };
-                let (header, bytes) = self.tell_frame(link, msg)?;
-                permit.send(header, bytes);
-                Ok(())
+                match peer.try_reserve_slot() {
+                    Ok(slot) => {
+                        slot.send(header, bytes);
+                        Ok(())
+                    }
+                    Err(crate::transport::TryReserveError::Full) => {
+                        peer.unsent(bytes);
+                        Err(SendError::Full(msg))
+                    }
+                    Err(e) => Err(self.peer_lost(msg, link, e)),
+                }
+            }
+        }
+    }
+
+    /// A remote tell that may wait: gathered into the lane's batch once the
+    /// writer made room, or queued once the queue has room.
+    async fn tell_remote_waiting<M: Message>(
+        &self,
+        link: &PeerLink,
+        msg: M,
+    ) -> Result<(), SendError<M>> {
+        let peer = link.peer();
+        let (msg, header, bytes) = self.tell_frame(link, msg)?;
+        let mut frame = (header, bytes);
+        loop {
+            let mut room = std::pin::pin!(peer.gather_room());
+            room.as_mut().enable();
+            match peer.try_gather(frame.0, frame.1) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Queue(header, bytes)) => {
+                    return match peer.reserve_slot().await {
+                        Ok(slot) => {
+                            slot.send(header, bytes);
+                            Ok(())
+                        }
+                        Err(e) => Err(self.peer_lost(msg, link, e)),
+                    };
+                }
+                Err(Refused::Wait(header, bytes)) => {
+                    frame = (header, bytes);
+                    tokio::select! {
+                        _ = room => {}
+                        reason = peer.closed() => return Err(self.peer_lost(msg, link, reason)),
+                    }
+                }
             }
         }
     }
@@ -184,9 +224,9 @@ impl<A: RemoteActor> ActorRef<A> {
         &self,
         link: &PeerLink,
         msg: M,
-    ) -> Result<(FrameHeader, Payload), SendError<M>> {
+    ) -> Result<(M, FrameHeader, Payload), SendError<M>> {
         match encode_for(link, &msg) {
-            Ok(bytes) => Ok((self.header::<M>(FrameKind::Tell), bytes)),
+            Ok(bytes) => Ok((msg, self.header::<M>(FrameKind::Tell), bytes)),
             Err(e) => Err(SendError::Encode(msg, e)),
         }
     }
