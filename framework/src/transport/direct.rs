@@ -90,13 +90,13 @@ pub(crate) struct OpenLane {
 }
 
 impl OpenLane {
-    /// A lane whose stream is `stream`, gathering in blocks of `block` bytes.
-    pub fn new(stream: quinn::SendStream, block: usize) -> Self {
+    /// A lane whose stream is `stream`.
+    pub fn new(stream: quinn::SendStream) -> Self {
         Self {
             stream,
             headers: LaneEncoder::new(),
             seq: 0,
-            batch: BytesMut::with_capacity(block),
+            batch: BytesMut::with_capacity(BLOCK),
             leftover: None,
             wake_queued: false,
         }
@@ -113,6 +113,22 @@ impl OpenLane {
             self.batch.extend_from_slice(run);
         }
     }
+}
+
+/// A batch starts in a block of this many bytes.
+const BLOCK: usize = 4 * COALESCE_BYTES;
+
+/// The gathered bytes, to hand to QUIC as they are. The batch goes on in
+/// the rest of its block while that can hold a whole batch, else in a
+/// fresh block: growing a block that QUIC still holds a part of would copy
+/// everything gathered into the new one.
+pub(super) fn take_gathered(batch: &mut BytesMut) -> Bytes {
+    let gathered = batch.split().freeze();
+    if batch.capacity() < COALESCE_BYTES + COALESCE_BYTES / 4 {
+        // Empty: nothing is copied.
+        batch.reserve(BLOCK);
+    }
+    gathered
 }
 
 /// A frame the direct path gave back, to be queued.
@@ -286,7 +302,7 @@ impl LaneSlot {
     /// Hands the batch to QUIC; what it does not take now is left for the
     /// writer, which the wake-up sends on.
     fn write_out(lane: &mut OpenLane, queue: &mpsc::Sender<Outgoing>) -> Result<(), DownReason> {
-        let mut chunk = [lane.batch.split().freeze()];
+        let mut chunk = [take_gathered(&mut lane.batch)];
         let polled = std::pin::pin!(lane.stream.write_chunks(&mut chunk))
             .poll(&mut Context::from_waker(Waker::noop()));
         match polled {

@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::wire::{Buffer, FrameHeader, HEADER_LEN, LaneDecoder, Payload, aligned_copy};
 
 use super::config::TransportConfig;
-use super::direct::OpenLane;
+use super::direct::{OpenLane, take_gathered};
 use super::error::DownReason;
 use super::framing::{
     ReadFrameError, is_data_kind, is_reply_kind, read_error, read_only_frame, write_error,
@@ -123,7 +123,7 @@ async fn write_loop(
     };
     stream.write_all(&[first]).await.map_err(write_error)?;
     let slot = shared.lane(kind);
-    *slot.state.lock().await = Some(OpenLane::new(stream, 2 * COALESCE_BYTES));
+    *slot.state.lock().await = Some(OpenLane::new(stream));
     slot.set_home();
     let bulk_slots = Arc::new(Semaphore::new(bulk_streams(config) as usize));
     let mut queued = Vec::with_capacity(WRITE_BATCH);
@@ -277,12 +277,12 @@ async fn write_round(
 }
 
 /// Hands what `batch` gathered to the lane without a copy (QUIC keeps it
-/// until it is acknowledged); `batch` keeps the rest of its block.
+/// until it is acknowledged); `batch` goes on gathering ([`take_gathered`]).
 async fn write_batch(lane: &mut quinn::SendStream, batch: &mut BytesMut) -> Result<(), DownReason> {
     if batch.is_empty() {
         return Ok(());
     }
-    lane.write_chunk(batch.split().freeze())
+    lane.write_chunk(take_gathered(batch))
         .await
         .map_err(write_error)
 }

@@ -158,7 +158,10 @@ impl<A: RemoteActor> ActorRef<A> {
             }
             Route::Remote(link) => {
                 let peer = link.peer();
-                let (msg, header, bytes) = self.tell_frame(link, msg)?;
+                let (header, bytes) = match self.tell_frame(link, &msg) {
+                    Ok(frame) => frame,
+                    Err(e) => return Err(SendError::Encode(msg, e)),
+                };
                 // Into the lane's batch while nothing else is queued; else queued.
                 let (header, bytes) = match peer.try_gather(header, bytes) {
                     Ok(()) => return Ok(()),
@@ -191,8 +194,10 @@ impl<A: RemoteActor> ActorRef<A> {
         msg: M,
     ) -> Result<(), SendError<M>> {
         let peer = link.peer();
-        let (msg, header, bytes) = self.tell_frame(link, msg)?;
-        let mut frame = (header, bytes);
+        let mut frame = match self.tell_frame(link, &msg) {
+            Ok(frame) => frame,
+            Err(e) => return Err(SendError::Encode(msg, e)),
+        };
         loop {
             let mut room = std::pin::pin!(peer.gather_room());
             room.as_mut().enable();
@@ -218,17 +223,13 @@ impl<A: RemoteActor> ActorRef<A> {
         }
     }
 
-    /// The `Tell` frame of `msg` for `link`'s peer; the message back in the
-    /// encode error when it cannot be sent (see [`encode_for`]).
+    /// The `Tell` frame of `msg` for `link`'s peer (see [`encode_for`]).
     fn tell_frame<M: Message>(
         &self,
         link: &PeerLink,
-        msg: M,
-    ) -> Result<(M, FrameHeader, Payload), SendError<M>> {
-        match encode_for(link, &msg) {
-            Ok(bytes) => Ok((msg, self.header::<M>(FrameKind::Tell), bytes)),
-            Err(e) => Err(SendError::Encode(msg, e)),
-        }
+        msg: &M,
+    ) -> Result<(FrameHeader, Payload), crate::wire::EncodeError> {
+        Ok((self.header::<M>(FrameKind::Tell), encode_for(link, msg)?))
     }
 
     /// The error of a tell whose actor stopped.
