@@ -1,8 +1,11 @@
 //! A message that arrived from another node, on its way to a local actor.
 
+use std::sync::Arc;
+
 use super::registry::Slot;
 
 use crate::id::ActorId;
+use crate::transport::Spares;
 use crate::wire::{Buffer, FrameHeader, RemoteFailure, WireType, decode_owned, encode};
 
 use super::deliver::{ReplySink, deliver};
@@ -21,6 +24,8 @@ pub struct Inbound {
     payload: Buffer,
     reply: Option<ByteSink>,
     slot: Option<Slot>,
+    /// Where the payload's buffer goes once the message is decoded.
+    recycle: Option<Arc<Spares>>,
 }
 
 impl Inbound {
@@ -37,7 +42,16 @@ impl Inbound {
             payload,
             reply,
             slot,
+            recycle: None,
         }
+    }
+
+    /// Hands the payload's buffer to `spares` once the message is decoded
+    /// into an owned value (a view keeps it): the transport copies the
+    /// next small payload from the same peer into it.
+    pub(crate) fn recycling(mut self, spares: &Arc<Spares>) -> Self {
+        self.recycle = Some(spares.clone());
+        self
     }
 
     /// The type tag of the message in the payload.
@@ -92,7 +106,7 @@ impl Inbound {
 /// message type the actor accepts.
 pub fn handle_plain<A, M>(
     actor: &mut A,
-    inbound: Inbound,
+    mut inbound: Inbound,
     ctx: &mut actix::Context<A>,
 ) -> Result<(), Inbound>
 where
@@ -106,6 +120,9 @@ where
             return Ok(());
         }
     };
+    if let Some(spares) = &inbound.recycle {
+        spares.give_back_one(std::mem::take(&mut inbound.payload));
+    }
     let reply = Inbound::typed_reply::<M::Result>(inbound.reply);
     deliver(actor, msg, reply, inbound.slot, ctx);
     Ok(())
@@ -128,6 +145,7 @@ where
         payload,
         reply,
         slot,
+        ..
     } = inbound;
     let view = match Received::<M>::new(payload) {
         Ok(view) => view,
@@ -138,6 +156,7 @@ where
                 payload: Buffer::new(),
                 reply,
                 slot: None,
+                recycle: None,
             };
             rest.fail(invalid(&e));
             return Ok(());

@@ -306,10 +306,11 @@ fn deliver(
     // supervisor may have restarted it under the same id).
     let inbound = match room {
         Some(Room::Slot(of, held)) if Arc::ptr_eq(&of, &entry) => {
-            held(&header, payload, reply(&header))
+            held(&header, payload, reply(&header)).recycling(link.peer().received_spares())
         }
         _ => match entry.try_slot() {
-            Some(slot) => Inbound::new(&header, payload, reply(&header), Some(slot)),
+            Some(slot) => Inbound::new(&header, payload, reply(&header), Some(slot))
+                .recycling(link.peer().received_spares()),
             None => {
                 return Err(Blocked {
                     header,

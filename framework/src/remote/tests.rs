@@ -742,6 +742,26 @@ async fn a_burst_of_remote_tells_is_handled_in_order_in_few_drains() {
     assert_few_drains(&entry, N);
 }
 
+/// The buffers that small payloads from another node are read into come
+/// back once their messages are decoded, for the next payloads from that
+/// node to be copied into (without it, each would be allocated and freed).
+#[actix_rt::test]
+async fn small_payloads_from_another_node_are_read_into_buffers_that_come_back() {
+    const N: u32 = 1_000;
+    let (a, b, to_b, to_a) =
+        joined(crate::actor::DEFAULT_MAILBOX, TransportConfig::default()).await;
+    let gate = spawn_gate(&to_a, 0).await;
+    for i in 0..N {
+        timeout(T, gate.tell(Note(i))).await.unwrap().unwrap();
+    }
+    let seen = timeout(T, gate.ask(Seen)).await.unwrap().unwrap();
+    assert_eq!(seen, (0..N).collect::<Vec<_>>(), "lost or reordered tells");
+    assert_eq!(to_b.id(), b.id());
+    let link = a.0.links.get(&b.id()).expect("a's link to b").clone();
+    let kept = link.peer().received_spares().len();
+    assert!(kept >= 1, "no payload buffer came back from the actor");
+}
+
 /// Asserts that `n` messages (and a few asks) to the actor of `entry` were
 /// handled in runs: at least one drain, at most one per four messages, and
 /// nothing waits now. One drain each would mean the inbox was skipped.

@@ -38,6 +38,7 @@ use super::framing::{
     ReadFrameError, is_data_kind, is_reply_kind, read_error, read_only_frame, write_error,
 };
 use super::peer::{Outgoing, PeerShared};
+use super::spares::Spares;
 
 /// First byte of the small lane.
 pub(crate) const LANE_SMALL: u8 = 0;
@@ -444,7 +445,7 @@ async fn read_replies(
     max_frame: u64,
     tx: mpsc::Sender<Frame>,
 ) -> Result<(), ReadFrameError> {
-    let mut lane = SmallLane::new(recv, max_frame, Lane::Replies);
+    let mut lane = SmallLane::new(recv, max_frame, Lane::Replies, None);
     loop {
         let read = lane.read().await;
         if matches!(shared.down_reason(), Some(DownReason::HeartbeatTimeout(_))) {
@@ -504,10 +505,18 @@ struct SmallLane {
     headers: LaneDecoder,
     /// The frames this lane may carry: data frames, or replies.
     kind: Lane,
+    /// Where small payloads are copied: spares the actors hand back (data
+    /// frames), or fresh buffers (replies, decoded where no spare goes back).
+    spares: Option<Arc<Spares>>,
 }
 
 impl SmallLane {
-    fn new(recv: quinn::RecvStream, max_frame: u64, kind: Lane) -> Self {
+    fn new(
+        recv: quinn::RecvStream,
+        max_frame: u64,
+        kind: Lane,
+        spares: Option<Arc<Spares>>,
+    ) -> Self {
         Self {
             recv,
             buf: vec![0u8; SMALL_READ].into_boxed_slice(),
@@ -517,6 +526,7 @@ impl SmallLane {
             last: None,
             headers: LaneDecoder::new(max_frame),
             kind,
+            spares,
         }
     }
 
@@ -568,7 +578,11 @@ impl SmallLane {
                 })?;
                 let body = &have[used..];
                 if body.len() >= len {
-                    let frame = (header, aligned_copy(&body[..len]));
+                    let payload = match &self.spares {
+                        Some(spares) => spares.copy_of(&body[..len]),
+                        None => aligned_copy(&body[..len]),
+                    };
+                    let frame = (header, payload);
                     self.start += used + len;
                     frame
                 } else {
@@ -721,7 +735,10 @@ async fn in_order(
             Event::Lane(recv) => {
                 lane_waiting = false;
                 match recv {
-                    Some(recv) => lane = Some(SmallLane::new(recv, max_frame, Lane::Small)),
+                    Some(recv) => {
+                        let spares = Some(shared.received.clone());
+                        lane = Some(SmallLane::new(recv, max_frame, Lane::Small, spares))
+                    }
                     None => small_open = false,
                 }
                 Ok(())

@@ -85,3 +85,4 @@ pub use error::{BindError, ConnectError, DownReason, PeerGone, TryReserveError};
 pub use join_line::{JoinLine, JoinLineError};
 pub use password::{PASSWORD_ENV, PASSWORD_FILE_ENV, Password, PasswordError};
 pub use peer::{Inbound, Peer, PeerEvent, SendPermit, Traffic};
+pub(crate) use spares::Spares;

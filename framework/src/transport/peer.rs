@@ -95,6 +95,9 @@ pub(crate) struct PeerShared {
     pub max_frame: u64,
     /// Small payload buffers the writers are done with, for the next messages.
     pub(crate) spares: super::spares::Spares,
+    /// Small payload buffers for the frames read from the peer, handed back
+    /// by the actors that decoded them.
+    pub(crate) received: Arc<super::spares::Spares>,
     /// Payloads this large go on bulk streams (the small lane) or as they
     /// are (the reply lane), never by the direct path.
     pub bulk_threshold: usize,
@@ -140,6 +143,7 @@ impl PeerShared {
             replies_to: std::sync::Mutex::new(None),
             max_frame: config.max_frame,
             spares: super::spares::Spares::new(config.send_queue),
+            received: Arc::new(super::spares::Spares::new(config.send_queue)),
             bulk_threshold: config.bulk_threshold,
             small_lane: LaneSlot::default(),
             reply_lane: LaneSlot::default(),
@@ -302,6 +306,12 @@ impl Peer {
     /// when none is spare ([`super::spares`]).
     pub(crate) fn spare(&self) -> Option<Buffer> {
         self.shared.spares.take()
+    }
+
+    /// Where the buffer of a small payload read from this peer goes back
+    /// once it was decoded, for the next payload read to be copied into.
+    pub(crate) fn received_spares(&self) -> &Arc<super::spares::Spares> {
+        &self.shared.received
     }
 
     /// Spare buffers kept now, for tests.

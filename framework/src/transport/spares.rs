@@ -11,6 +11,11 @@
 //! [`SPARE_MAX`] bytes — at most 512 KiB with the default queue, and only
 //! as many as its bursts needed, memory its fullest burst held anyway;
 //! larger buffers are freed as before.
+//!
+//! The receiving side keeps spares of its own, the same way: a small
+//! payload read from the peer is copied into a spare ([`Spares::copy_of`]),
+//! and the actor that decoded it hands the buffer back
+//! (`actor::Inbound::recycling`).
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -69,6 +74,19 @@ impl Spares {
         }
     }
 
+    /// `bytes` in an aligned buffer: a spare when they are small (one that
+    /// held a shorter payload grows), else a buffer of their own.
+    pub fn copy_of(&self, bytes: &[u8]) -> Buffer {
+        if bytes.len() > SPARE_MAX {
+            return crate::wire::aligned_copy(bytes);
+        }
+        let mut buf = self
+            .take()
+            .unwrap_or_else(|| Buffer::with_capacity(bytes.len().next_multiple_of(64)));
+        buf.extend_from_slice(bytes);
+        buf
+    }
+
     /// Buffers kept now.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -98,6 +116,27 @@ mod tests {
         let again = spares.take().expect("the small buffer is kept");
         assert_eq!((again.as_ptr(), again.len()), (at, 0));
         assert!(spares.take().is_none());
+    }
+
+    #[test]
+    fn a_small_received_payload_is_copied_into_a_spare_and_comes_back() {
+        let spares = Spares::new(8);
+        let first = spares.copy_of(&[7; 100]);
+        assert_eq!(&first[..], &[7; 100][..]);
+        let at = first.as_ptr();
+        spares.give_back_one(first);
+        let again = spares.copy_of(&[9; 90]);
+        assert_eq!(again.as_ptr(), at, "the spare was not reused");
+        assert_eq!(&again[..], &[9; 90][..]);
+        spares.give_back_one(again);
+        // One that held a shorter payload grows to a longer one.
+        let longer = spares.copy_of(&[3; 300]);
+        assert_eq!(&longer[..], &[3; 300][..]);
+        // A large one gets a buffer of its own, and is not kept.
+        let large = spares.copy_of(&[1; SPARE_MAX + 1]);
+        assert_eq!(large.len(), SPARE_MAX + 1);
+        spares.give_back_one(large);
+        assert_eq!(spares.len(), 0);
     }
 
     #[test]
