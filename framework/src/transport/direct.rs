@@ -17,13 +17,13 @@
 //!   (a sender sent to the queue instead would find it busy from then on).
 //!
 //! The lane's state (its stream, header encoder, next `seq` and batch)
-//! sits behind a lock that the writer holds for each round of frames it
-//! writes. A sender takes the direct path only if
+//! sits behind a lock, and the writer takes it out for each round of
+//! frames it writes. A sender takes the direct path only if
 //!
 //! - it runs on the thread of the writer's single-threaded runtime: the
-//!   writer takes the lock in the same poll in which it takes frames from
-//!   the queue, so a sender on that thread never finds the lock free while
-//!   the writer holds frames it has not written;
+//!   writer takes the lane out in the same poll in which it takes frames
+//!   from the queue, so a sender on that thread never finds the lane in
+//!   place while the writer holds frames it has not written;
 //! - the lane's queue holds nothing but this path's own wake-up (no frame,
 //!   no unsent permit), so no earlier frame of the same sender is overtaken;
 //! - no earlier direct write left bytes unwritten (see below), and the
@@ -43,8 +43,10 @@ use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
 
 use bytes::{Bytes, BytesMut};
+use std::sync::{Mutex, MutexGuard};
 use tokio::sync::futures::Notified;
-use tokio::sync::{Mutex, MutexGuard, Notify, mpsc};
+
+use tokio::sync::{Notify, mpsc};
 
 use crate::wire::{FrameHeader, LaneEncoder, Payload};
 
@@ -57,8 +59,8 @@ use super::peer::{Outgoing, PeerShared};
 /// senders that take the direct path.
 #[derive(Debug, Default)]
 pub(crate) struct LaneSlot {
-    /// `None` until the writer opened the lane, and again once it ended it.
-    pub(super) state: Mutex<Option<OpenLane>>,
+    /// Held only for a moment: the writer takes the lane out for a round.
+    state: Mutex<LaneState>,
     /// The thread of the writer's runtime, if that runtime is
     /// single-threaded: the only thread that may take the direct path.
     home: std::sync::OnceLock<ThreadId>,
@@ -67,6 +69,18 @@ pub(crate) struct LaneSlot {
     /// Signalled by the writer after each round: a sender that was told to
     /// wait ([`Refused::Wait`]) tries again.
     room: Notify,
+}
+
+/// Where a lane is.
+#[derive(Debug, Default)]
+enum LaneState {
+    /// Not opened yet, or ended.
+    #[default]
+    Closed,
+    /// Open, and in place for the direct path.
+    Open(OpenLane),
+    /// Taken out by the writer for a round.
+    Writing,
 }
 
 /// An open lane: what the writer and the direct path write with.
@@ -85,7 +99,7 @@ pub(crate) struct OpenLane {
     /// them before anything else.
     pub leftover: Option<Bytes>,
     /// True while a wake-up this path queued waits in the queue: the writer
-    /// clears it as it takes that entry (holding the lock).
+    /// clears it as it takes that entry (with the lane taken out).
     pub wake_queued: bool,
 }
 
@@ -160,6 +174,37 @@ enum Put {
 }
 
 impl LaneSlot {
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts the lane the writer opened in place.
+    pub(super) fn open(&self, lane: OpenLane) {
+        *self.lock() = LaneState::Open(lane);
+    }
+
+    /// Takes the lane out for a round of the writer; `None` once it ended.
+    pub(super) fn take_for_round(&self) -> Option<OpenLane> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, LaneState::Writing) {
+            LaneState::Open(lane) => Some(lane),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+
+    /// Puts the lane back after the writer's round.
+    pub(super) fn end_round(&self, lane: OpenLane) {
+        self.open(lane);
+    }
+
+    /// The writer ended the lane (or stopped): nothing more goes into it.
+    pub(super) fn close(&self) {
+        *self.lock() = LaneState::Closed;
+    }
+
     /// Notes the writer's thread, if its runtime is single-threaded.
     pub(super) fn set_home(&self) {
         let single = tokio::runtime::Handle::try_current()
@@ -181,13 +226,16 @@ impl LaneSlot {
         queue: &mpsc::Sender<Outgoing>,
         len: usize,
         small: usize,
-    ) -> Result<MutexGuard<'_, Option<OpenLane>>, Closed> {
+    ) -> Result<MutexGuard<'_, LaneState>, Closed> {
         if len >= small || self.home.get() != Some(&std::thread::current().id()) {
             return Err(Closed::Queue);
         }
-        // On this thread, only the writer holds the lock across a wait.
-        let state = self.state.try_lock().map_err(|_| Closed::Wait)?;
-        let lane = state.as_ref().ok_or(Closed::Queue)?;
+        let state = self.lock();
+        let lane = match &*state {
+            LaneState::Open(lane) => lane,
+            LaneState::Writing => return Err(Closed::Wait),
+            LaneState::Closed => return Err(Closed::Queue),
+        };
         let queued = queue.max_capacity() - queue.capacity();
         if queued != usize::from(lane.wake_queued) {
             return Err(Closed::Queue);
@@ -278,7 +326,7 @@ impl LaneSlot {
             Ok(state) => state,
             Err(closed) => return Err((closed, header, payload)),
         };
-        let Some(lane) = state.as_mut() else {
+        let LaneState::Open(lane) = &mut *state else {
             return Err((Closed::Queue, header, payload));
         };
         lane.gather(&mut header, &payload);

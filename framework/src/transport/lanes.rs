@@ -103,6 +103,7 @@ pub(crate) async fn writer(
         shared.set_down(reason);
     }
     // Senders waiting to gather find the lane gone and queue, which fails.
+    shared.lane(kind).close();
     shared.lane(kind).made_room();
     // Dropping `rx` here makes every waiting sender see the peer gone.
 }
@@ -124,7 +125,7 @@ async fn write_loop(
     };
     stream.write_all(&[first]).await.map_err(write_error)?;
     let slot = shared.lane(kind);
-    *slot.state.lock().await = Some(OpenLane::new(stream));
+    slot.open(OpenLane::new(stream));
     slot.set_home();
     let bulk_slots = Arc::new(Semaphore::new(bulk_streams(config) as usize));
     let mut queued = Vec::with_capacity(WRITE_BATCH);
@@ -143,20 +144,16 @@ async fn write_loop(
         if n == 0 {
             return Ok(());
         }
-        // Taken in the same poll as the entries (no wait when it is free),
-        // so a direct write on this thread never overtakes them.
-        let mut state = match slot.state.try_lock() {
-            Ok(state) => state,
-            Err(_) => slot.state.lock().await,
-        };
-        let Some(open) = state.as_mut() else {
+        // Taken out in the same poll as the entries, so a direct write on
+        // this thread never overtakes them.
+        let Some(mut open) = slot.take_for_round() else {
             return Ok(());
         };
         let ended = write_round(
             shared,
             config,
             kind,
-            open,
+            &mut open,
             &bulk_slots,
             &mut queued,
             &mut written,
@@ -164,10 +161,9 @@ async fn write_loop(
         )
         .await?;
         if ended {
-            *state = None;
             return Ok(());
         }
-        drop(state);
+        slot.end_round(open);
         slot.made_room();
         shared.spares.give_back(&mut spent);
         for sent in written.drain(..) {
