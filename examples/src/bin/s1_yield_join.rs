@@ -43,12 +43,15 @@
 //! Run it with `cargo run --release -p parallel-examples --bin s1_yield_join`.
 
 // ANCHOR: forever
-/// Prints, then waits for its parent to join; forever.
+/// Prints, then waits for its parent to join; forever, until the parent
+/// closes it (here when its `main` returns): `yield_value` then fails.
 #[parallel::remote]
 fn code() {
     for n in 1.. {
         parallel::print!("something ({n})");
-        parallel::yield_value::<()>().expect("yield");
+        if parallel::yield_value::<()>().is_err() {
+            return;
+        }
     }
 }
 // ANCHOR_END: forever

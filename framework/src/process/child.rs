@@ -366,7 +366,10 @@ async fn serve(role: Role, password: String) -> i32 {
         from: link.me,
         outcome,
     };
-    if let Err(e) = parent.ask(finished).await {
+    if leaving.load(Ordering::Acquire) {
+        // The parent stopped this child (its node is shutting down): it
+        // waits for no outcome, and the function ended because of that.
+    } else if let Err(e) = parent.ask(finished).await {
         tracing::warn!("{tag} could not report its end to the parent: {e}");
     }
     leaving.store(true, Ordering::Release);
