@@ -39,13 +39,12 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
 
 use bytes::{Bytes, BytesMut};
-use std::sync::{Mutex, MutexGuard};
 use tokio::sync::futures::Notified;
-
 use tokio::sync::{Notify, mpsc};
 
 use crate::wire::{FrameHeader, LaneEncoder, Payload};
