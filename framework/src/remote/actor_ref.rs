@@ -658,7 +658,16 @@ impl<A: RemoteActor> ActorRef<A> {
 /// before anything is sent: sent, the peer would refuse the frame and close
 /// the connection, failing everything else in flight on it.
 fn encode_for<M: Message>(link: &PeerLink, msg: &M) -> Result<crate::wire::Payload, EncodeError> {
-    let bytes = encode_sized(msg, link.peer().spare())?;
+    encode_in_for(link, msg, link.peer().spare())
+}
+
+/// [`encode_for`] into `buf`, when there is one.
+fn encode_in_for<M: Message>(
+    link: &PeerLink,
+    msg: &M,
+    buf: Option<crate::wire::Buffer>,
+) -> Result<crate::wire::Payload, EncodeError> {
+    let bytes = encode_sized(msg, buf)?;
     crate::wire::check_len(bytes.len() as u64, link.peer().max_frame())
         .map_err(|e| EncodeError::too_large(std::any::type_name::<M>(), &e))?;
     Ok(bytes)

@@ -47,7 +47,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc};
 
-use crate::wire::{FrameHeader, LaneEncoder, Payload};
+use crate::wire::{Buffer, FrameHeader, LaneEncoder, Payload};
 
 use super::error::DownReason;
 use super::framing::write_error;
@@ -100,6 +100,9 @@ pub(crate) struct OpenLane {
     /// True while a wake-up this path queued waits in the queue: the writer
     /// clears it as it takes that entry (with the lane taken out).
     pub wake_queued: bool,
+    /// The buffer tells gathered by [`LaneSlot::try_gather_encoding`] are
+    /// encoded into, kept for the next one.
+    scratch: Option<Buffer>,
 }
 
 impl OpenLane {
@@ -112,6 +115,7 @@ impl OpenLane {
             batch: BytesMut::with_capacity(BLOCK),
             leftover: None,
             wake_queued: false,
+            scratch: None,
         }
     }
 
@@ -127,6 +131,10 @@ impl OpenLane {
         }
     }
 }
+
+/// A lane keeps its scratch buffer only while it holds at most this many
+/// bytes (one that grew for a large message goes).
+const SCRATCH_MAX: usize = 64 << 10;
 
 /// A batch starts in a block of this many bytes.
 const BLOCK: usize = 4 * COALESCE_BYTES;
@@ -310,6 +318,57 @@ impl LaneSlot {
                 Closed::Queue => Refused::Queue(header, payload),
                 Closed::Wait => Refused::Wait(header, payload),
             })
+    }
+
+    /// [`LaneSlot::try_gather`] for a frame that `encode` writes into a
+    /// buffer it is given (`None`: a buffer of its own): into the lane's
+    /// scratch buffer, with the lane held, when the direct path is open, so
+    /// that the bytes are copied once, into the batch, and the buffer stays
+    /// with the lane; into a spare otherwise, to be queued or tried again.
+    /// An encode error comes back as it is.
+    pub fn try_gather_encoding<E>(
+        &self,
+        shared: &PeerShared,
+        queue: &mpsc::Sender<Outgoing>,
+        mut header: FrameHeader,
+        small: usize,
+        encode: impl FnOnce(Option<Buffer>) -> Result<Payload, E>,
+    ) -> Result<Result<(), Refused>, E> {
+        let refused = |closed: Closed, header, payload| match closed {
+            Closed::Queue => Refused::Queue(header, payload),
+            Closed::Wait => Refused::Wait(header, payload),
+        };
+        let mut state = match self.open_to(queue, 0, small) {
+            Ok(state) => state,
+            Err(closed) => {
+                let payload = encode(shared.spares.take())?;
+                return Ok(Err(refused(closed, header, payload)));
+            }
+        };
+        let LaneState::Open(lane) = &mut *state else {
+            drop(state);
+            let payload = encode(shared.spares.take())?;
+            return Ok(Err(Refused::Queue(header, payload)));
+        };
+        let payload = encode(lane.scratch.take())?;
+        let buf = match payload {
+            Payload::Whole(buf) if buf.len() < small => buf,
+            // Large, or in parts: a bulk frame, for the queue.
+            other => return Ok(Err(Refused::Queue(header, other))),
+        };
+        let payload = Payload::Whole(buf);
+        lane.gather(&mut header, &payload);
+        Self::wake_writer(lane, queue);
+        if let Payload::Whole(mut buf) = payload
+            && buf.capacity() <= SCRATCH_MAX
+        {
+            buf.clear();
+            lane.scratch = Some(buf);
+        }
+        drop(state);
+        self.direct.fetch_add(1, Ordering::Relaxed);
+        shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(Ok(()))
     }
 
     /// [`LaneSlot::try_write`] or [`LaneSlot::try_gather`].

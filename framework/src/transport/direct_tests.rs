@@ -185,3 +185,30 @@ async fn a_run_of_tells_is_gathered_in_bounded_batches_and_arrives_in_order() {
         check(i, &h, &p);
     }
 }
+
+#[tokio::test]
+async fn a_gathered_tell_is_encoded_into_the_lanes_own_buffer() {
+    let (mut j, _b_in) = joined_both_ways().await;
+    let before = direct(&j.to_a);
+    let mut seen: Vec<Option<*const u8>> = Vec::new();
+    for i in 1..=3u64 {
+        let (h, p) = frame(i, 100);
+        let gathered = j
+            .to_a
+            .try_gather_encoding(h, |buf: Option<crate::wire::Buffer>| {
+                seen.push(buf.as_ref().map(|b| b.as_ptr()));
+                let mut buf = buf.unwrap_or_default();
+                buf.extend_from_slice(&p);
+                Ok::<_, std::convert::Infallible>(crate::wire::Payload::Whole(buf))
+            });
+        assert!(matches!(gathered, Ok(Ok(()))), "tell {i} was not gathered");
+    }
+    assert_eq!(direct(&j.to_a), before + 3);
+    // The first tell brought its own buffer; the next ones got the lane's back.
+    assert_eq!(seen[0], None);
+    assert!(seen[1].is_some() && seen[1] == seen[2], "{seen:?}");
+    for i in 1..=3 {
+        let (h, p) = t(j.inbound.recv()).await.expect("frame at a");
+        check(i, &h, &p);
+    }
+}

@@ -482,6 +482,27 @@ impl Peer {
         )
     }
 
+    /// [`Peer::try_gather`] for a tell that `encode` writes into the buffer
+    /// it is given (`None`: one of its own); see
+    /// [`super::direct::LaneSlot::try_gather_encoding`].
+    pub(crate) fn try_gather_encoding<E>(
+        &self,
+        header: FrameHeader,
+        encode: impl FnOnce(Option<Buffer>) -> Result<Payload, E>,
+    ) -> Result<Result<(), Refused>, E> {
+        if self.shared.is_down() {
+            let payload = encode(self.shared.spares.take())?;
+            return Ok(Err(Refused::Queue(header, payload)));
+        }
+        self.shared.small_lane.try_gather_encoding(
+            &self.shared,
+            &self.tx,
+            header,
+            self.shared.bulk_threshold,
+            encode,
+        )
+    }
+
     /// Resolves after the small lane's writer ends its next round (or
     /// stops): a tell [`Peer::try_gather`] told to wait tries again then.
     /// Enable it before that try, so that a round in between is not missed.

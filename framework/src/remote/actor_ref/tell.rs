@@ -9,7 +9,10 @@ use crate::actor::{Accepts, Deliver, Message, RemoteActor, push};
 use crate::transport::Refused;
 use crate::wire::{FrameHeader, FrameKind, Payload};
 
-use super::{ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_for};
+use super::{
+    ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_for,
+    encode_in_for,
+};
 
 impl<A: RemoteActor> ActorRef<A> {
     /// Sends `msg` without waiting for a reply. Waits while the actor's
@@ -158,15 +161,15 @@ impl<A: RemoteActor> ActorRef<A> {
             }
             Route::Remote(link) => {
                 let peer = link.peer();
-                let (header, bytes) = match self.tell_frame(link, &msg) {
-                    Ok(frame) => frame,
-                    Err(e) => return Err(SendError::Encode(msg, e)),
-                };
                 // Into the lane's batch while nothing else is queued; else queued.
-                let (header, bytes) = match peer.try_gather(header, bytes) {
-                    Ok(()) => return Ok(()),
-                    Err(Refused::Queue(header, bytes)) => (header, bytes),
-                    Err(Refused::Wait(_, bytes)) => {
+                let header = self.header::<M>(FrameKind::Tell);
+                let gathered =
+                    peer.try_gather_encoding(header, |buf| encode_in_for(link, &msg, buf));
+                let (header, bytes) = match gathered {
+                    Err(e) => return Err(SendError::Encode(msg, e)),
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(Refused::Queue(header, bytes))) => (header, bytes),
+                    Ok(Err(Refused::Wait(_, bytes))) => {
                         peer.unsent(bytes);
                         return Err(SendError::Full(msg));
                     }
