@@ -7,7 +7,7 @@
 //!   its latency matters more than gathering it with other frames: the hop
 //!   through the writer (a queue, a wakeup, a task poll) is about a tenth
 //!   of a round trip's work on one CPU.
-//! - A tell is gathered into the lane's batch ([`LaneSlot::try_gather`]),
+//! - A tell is gathered into the lane's batch ([`LaneSlot::try_gather_encoding`]),
 //!   which the writer hands to QUIC with the next ones, woken once for the
 //!   whole run by one wake-up entry in the queue: a run of tells is written
 //!   in large writes as before, without a queue entry for each. A batch as
@@ -155,7 +155,7 @@ pub(super) fn take_gathered(batch: &mut BytesMut) -> Bytes {
 /// A frame the direct path gave back, to be queued.
 pub(crate) type GivenBack = (FrameHeader, Payload);
 
-/// Why the direct path gave a tell back, with the tell.
+/// Why the direct path did not take a tell.
 #[derive(Debug)]
 pub(crate) enum Refused {
     /// Queue it: something is queued before it, or it is large, or its
@@ -163,21 +163,14 @@ pub(crate) enum Refused {
     Queue(FrameHeader, Payload),
     /// Wait for [`LaneSlot::room`], then try again: the batch is full, or
     /// the writer is writing it (QUIC's flow control may be holding it).
-    Wait(FrameHeader, Payload),
+    /// Nothing was encoded.
+    Wait,
 }
 
 /// Why the direct path is closed to a frame now: see [`Refused`].
 enum Closed {
     Queue,
     Wait,
-}
-
-/// What the direct path does with a frame.
-enum Put {
-    /// Writes it, with the batch before it, into the lane's stream.
-    Write,
-    /// Gathers it into the batch and wakes the writer.
-    Gather,
 }
 
 impl LaneSlot {
@@ -274,11 +267,8 @@ impl LaneSlot {
         }
     }
 
-    /// Counts a frame that took the direct path and keeps its buffer.
-    fn sent(&self, shared: &PeerShared, payload: Payload) {
-        if let Payload::Whole(buf) = payload {
-            shared.spares.give_back_one(buf);
-        }
+    /// Counts a frame that took the direct path.
+    fn count(&self, shared: &PeerShared) {
         self.direct.fetch_add(1, Ordering::Relaxed);
         shared.frames_sent.fetch_add(1, Ordering::Relaxed);
     }
@@ -293,39 +283,39 @@ impl LaneSlot {
         &self,
         shared: &PeerShared,
         queue: &mpsc::Sender<Outgoing>,
-        header: FrameHeader,
+        mut header: FrameHeader,
         payload: Payload,
         small: usize,
     ) -> Result<(), GivenBack> {
-        self.put(shared, queue, (header, payload), small, Put::Write)
-            .map_err(|(_, header, payload)| (header, payload))
+        let Ok(mut state) = self.open_to(queue, payload.len(), small) else {
+            return Err((header, payload));
+        };
+        let LaneState::Open(lane) = &mut *state else {
+            return Err((header, payload));
+        };
+        lane.gather(&mut header, &payload);
+        // From here the frame has its `seq`: it goes out, now or through the writer.
+        let written = Self::write_out(lane, queue);
+        drop(state);
+        if let Err(reason) = written {
+            shared.set_down(reason);
+            return Err((header, payload));
+        }
+        if let Payload::Whole(buf) = payload {
+            shared.spares.give_back_one(buf);
+        }
+        self.count(shared);
+        Ok(())
     }
 
-    /// Gathers a small frame into the lane's batch, for the writer to hand
+    /// Gathers a small tell into the lane's batch, for the writer to hand
     /// to QUIC with the frames after it, if nothing is queued before it
-    /// (see the module docs); gives it back, with what to do instead,
-    /// otherwise.
-    pub fn try_gather(
-        &self,
-        shared: &PeerShared,
-        queue: &mpsc::Sender<Outgoing>,
-        header: FrameHeader,
-        payload: Payload,
-        small: usize,
-    ) -> Result<(), Refused> {
-        self.put(shared, queue, (header, payload), small, Put::Gather)
-            .map_err(|(closed, header, payload)| match closed {
-                Closed::Queue => Refused::Queue(header, payload),
-                Closed::Wait => Refused::Wait(header, payload),
-            })
-    }
-
-    /// [`LaneSlot::try_gather`] for a frame that `encode` writes into a
-    /// buffer it is given (`None`: a buffer of its own): into the lane's
-    /// scratch buffer, with the lane held, when the direct path is open, so
-    /// that the bytes are copied once, into the batch, and the buffer stays
-    /// with the lane; into a spare otherwise, to be queued or tried again.
-    /// An encode error comes back as it is.
+    /// (see the module docs). `encode` writes the tell into the buffer it
+    /// is given (`None`: a buffer of its own): the lane's scratch buffer,
+    /// with the lane held, so that the bytes are copied once, into the
+    /// batch, and the buffer stays with the lane. When the tell is to wait,
+    /// nothing is encoded; when it is to be queued (or turns out large), it
+    /// comes back encoded into a spare. An encode error comes back as it is.
     pub fn try_gather_encoding<E>(
         &self,
         shared: &PeerShared,
@@ -334,29 +324,22 @@ impl LaneSlot {
         small: usize,
         encode: impl FnOnce(Option<Buffer>) -> Result<Payload, E>,
     ) -> Result<Result<(), Refused>, E> {
-        let refused = |closed: Closed, header, payload| match closed {
-            Closed::Queue => Refused::Queue(header, payload),
-            Closed::Wait => Refused::Wait(header, payload),
-        };
         let mut state = match self.open_to(queue, 0, small) {
             Ok(state) => state,
-            Err(closed) => {
-                let payload = encode(shared.spares.take())?;
-                return Ok(Err(refused(closed, header, payload)));
+            Err(Closed::Wait) => return Ok(Err(Refused::Wait)),
+            Err(Closed::Queue) => {
+                return Ok(Err(Refused::Queue(header, encode(shared.spares.take())?)));
             }
         };
         let LaneState::Open(lane) = &mut *state else {
             drop(state);
-            let payload = encode(shared.spares.take())?;
-            return Ok(Err(Refused::Queue(header, payload)));
+            return Ok(Err(Refused::Queue(header, encode(shared.spares.take())?)));
         };
-        let payload = encode(lane.scratch.take())?;
-        let buf = match payload {
-            Payload::Whole(buf) if buf.len() < small => buf,
+        let payload = match encode(lane.scratch.take())? {
+            Payload::Whole(buf) if buf.len() < small => Payload::Whole(buf),
             // Large, or in parts: a bulk frame, for the queue.
             other => return Ok(Err(Refused::Queue(header, other))),
         };
-        let payload = Payload::Whole(buf);
         lane.gather(&mut header, &payload);
         Self::wake_writer(lane, queue);
         if let Payload::Whole(mut buf) = payload
@@ -366,43 +349,8 @@ impl LaneSlot {
             lane.scratch = Some(buf);
         }
         drop(state);
-        self.direct.fetch_add(1, Ordering::Relaxed);
-        shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.count(shared);
         Ok(Ok(()))
-    }
-
-    /// [`LaneSlot::try_write`] or [`LaneSlot::try_gather`].
-    fn put(
-        &self,
-        shared: &PeerShared,
-        queue: &mpsc::Sender<Outgoing>,
-        (mut header, payload): GivenBack,
-        small: usize,
-        how: Put,
-    ) -> Result<(), (Closed, FrameHeader, Payload)> {
-        let mut state = match self.open_to(queue, payload.len(), small) {
-            Ok(state) => state,
-            Err(closed) => return Err((closed, header, payload)),
-        };
-        let LaneState::Open(lane) = &mut *state else {
-            return Err((Closed::Queue, header, payload));
-        };
-        lane.gather(&mut header, &payload);
-        // From here the frame has its `seq`: it goes out, now or through the writer.
-        let written = match how {
-            Put::Write => Self::write_out(lane, queue),
-            Put::Gather => {
-                Self::wake_writer(lane, queue);
-                Ok(())
-            }
-        };
-        drop(state);
-        if let Err(reason) = written {
-            shared.set_down(reason);
-            return Err((Closed::Queue, header, payload));
-        }
-        self.sent(shared, payload);
-        Ok(())
     }
 
     /// Hands the batch to QUIC; what it does not take now is left for the

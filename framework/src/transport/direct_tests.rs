@@ -5,7 +5,7 @@
 use super::tests::{Joined, check, config, frame, joined, t, up};
 use super::*;
 use crate::id::NodeId;
-use crate::wire::{FrameHeader, FrameKind};
+use crate::wire::{Buffer, FrameHeader, FrameKind, Payload};
 
 fn direct(peer: &Peer) -> u64 {
     peer.traffic().frames_direct
@@ -16,6 +16,21 @@ fn of_kind(kind: FrameKind, i: u64, size: usize) -> (FrameHeader, crate::wire::B
     let (mut header, payload) = frame(i, size);
     header.kind = kind;
     (header, payload)
+}
+
+/// What an encoder given `buf` writes for the payload `p`.
+fn encoded(buf: Option<Buffer>, p: &[u8]) -> Result<Payload, std::convert::Infallible> {
+    let mut buf = buf.unwrap_or_default();
+    buf.extend_from_slice(p);
+    Ok(Payload::Whole(buf))
+}
+
+/// Frames `ids` arrive at `inbound`, whole and in that order.
+async fn arrive_in_order(inbound: &mut Inbound, ids: std::ops::RangeInclusive<u64>) {
+    for i in ids {
+        let (h, p) = t(inbound.recv()).await.expect("frame at a");
+        check(i, &h, &p);
+    }
 }
 
 /// One frame each way through the queues, so that both writers have
@@ -75,10 +90,7 @@ async fn a_frame_queued_before_is_never_overtaken() {
     let (h, p) = of_kind(FrameKind::Ask, 2, 100);
     t(j.to_a.send_now(h, p)).await.expect("ask");
     assert_eq!(direct(&j.to_a), before, "the ask overtook a queued tell");
-    for i in 1..=2 {
-        let (h, p) = t(j.inbound.recv()).await.expect("frame at a");
-        check(i, &h, &p);
-    }
+    arrive_in_order(&mut j.inbound, 1..=2).await;
 }
 
 #[tokio::test]
@@ -136,10 +148,7 @@ async fn what_quic_does_not_take_is_written_later_in_order() {
         (1..N).contains(&went_direct),
         "{went_direct} of {N} frames went direct"
     );
-    for i in 1..=N {
-        let (h, p) = t(inbound.recv()).await.expect("frame at a");
-        check(i, &h, &p);
-    }
+    arrive_in_order(&mut inbound, 1..=N).await;
     drop(a_events);
     drop((a, b));
 }
@@ -155,16 +164,14 @@ async fn a_run_of_tells_is_gathered_in_bounded_batches_and_arrives_in_order() {
     let mut waits = 0;
     for i in 1..=N {
         let (h, p) = frame(i, 100);
-        let mut next = (h, p.into());
         loop {
             let mut room = std::pin::pin!(j.to_a.gather_room());
             room.as_mut().enable();
-            match j.to_a.try_gather(next.0, next.1) {
-                Ok(()) => break,
-                Err(Refused::Queue(..)) => panic!("tell {i} was sent to the queue"),
-                Err(Refused::Wait(h, p)) => {
+            match j.to_a.try_gather_encoding(h, |buf| encoded(buf, &p)) {
+                Ok(Ok(())) => break,
+                Ok(Err(Refused::Queue(..))) => panic!("tell {i} was sent to the queue"),
+                Ok(Err(Refused::Wait)) => {
                     waits += 1;
-                    next = (h, p);
                     t(room).await;
                 }
             }
@@ -177,13 +184,13 @@ async fn a_run_of_tells_is_gathered_in_bounded_batches_and_arrives_in_order() {
     t(j.to_a.send(h, p)).await.expect("queued tell");
     let (h, p) = frame(N + 2, 100);
     assert!(
-        matches!(j.to_a.try_gather(h, p.into()), Err(Refused::Queue(..))),
+        matches!(
+            j.to_a.try_gather_encoding(h, |buf| encoded(buf, &p)),
+            Ok(Err(Refused::Queue(..)))
+        ),
         "a tell was gathered ahead of a queued one"
     );
-    for i in 1..=N + 1 {
-        let (h, p) = t(j.inbound.recv()).await.expect("frame at a");
-        check(i, &h, &p);
-    }
+    arrive_in_order(&mut j.inbound, 1..=N + 1).await;
 }
 
 #[tokio::test]
@@ -193,22 +200,15 @@ async fn a_gathered_tell_is_encoded_into_the_lanes_own_buffer() {
     let mut seen: Vec<Option<*const u8>> = Vec::new();
     for i in 1..=3u64 {
         let (h, p) = frame(i, 100);
-        let gathered = j
-            .to_a
-            .try_gather_encoding(h, |buf: Option<crate::wire::Buffer>| {
-                seen.push(buf.as_ref().map(|b| b.as_ptr()));
-                let mut buf = buf.unwrap_or_default();
-                buf.extend_from_slice(&p);
-                Ok::<_, std::convert::Infallible>(crate::wire::Payload::Whole(buf))
-            });
+        let gathered = j.to_a.try_gather_encoding(h, |buf| {
+            seen.push(buf.as_ref().map(|b| b.as_ptr()));
+            encoded(buf, &p)
+        });
         assert!(matches!(gathered, Ok(Ok(()))), "tell {i} was not gathered");
     }
     assert_eq!(direct(&j.to_a), before + 3);
     // The first tell brought its own buffer; the next ones got the lane's back.
     assert_eq!(seen[0], None);
     assert!(seen[1].is_some() && seen[1] == seen[2], "{seen:?}");
-    for i in 1..=3 {
-        let (h, p) = t(j.inbound.recv()).await.expect("frame at a");
-        check(i, &h, &p);
-    }
+    arrive_in_order(&mut j.inbound, 1..=3).await;
 }

@@ -464,27 +464,13 @@ impl Peer {
         )
     }
 
-    /// Gathers a small data frame (a tell) into the small lane's batch when
-    /// nothing is queued before it and the lane's writer runs on this
-    /// thread, for the writer to hand to QUIC with the ones after it
-    /// ([`super::direct`]); gives it back otherwise, to be queued or to try
-    /// again once [`Peer::gather_room`] resolves.
-    pub(crate) fn try_gather(&self, header: FrameHeader, payload: Payload) -> Result<(), Refused> {
-        if self.shared.is_down() {
-            return Err(Refused::Queue(header, payload));
-        }
-        self.shared.small_lane.try_gather(
-            &self.shared,
-            &self.tx,
-            header,
-            payload,
-            self.shared.bulk_threshold,
-        )
-    }
-
-    /// [`Peer::try_gather`] for a tell that `encode` writes into the buffer
-    /// it is given (`None`: one of its own); see
-    /// [`super::direct::LaneSlot::try_gather_encoding`].
+    /// Gathers a small data frame (a tell), encoded by `encode` into the
+    /// buffer it is given (`None`: one of its own), into the small lane's
+    /// batch when nothing is queued before it and the lane's writer runs on
+    /// this thread, for the writer to hand to QUIC with the ones after it
+    /// ([`super::direct::LaneSlot::try_gather_encoding`]); otherwise gives
+    /// it back encoded, to be queued, or says to try again once
+    /// [`Peer::gather_room`] resolves.
     pub(crate) fn try_gather_encoding<E>(
         &self,
         header: FrameHeader,
@@ -504,7 +490,7 @@ impl Peer {
     }
 
     /// Resolves after the small lane's writer ends its next round (or
-    /// stops): a tell [`Peer::try_gather`] told to wait tries again then.
+    /// stops): a tell [`Peer::try_gather_encoding`] told to wait tries again then.
     /// Enable it before that try, so that a round in between is not missed.
     pub(crate) fn gather_room(&self) -> tokio::sync::futures::Notified<'_> {
         self.shared.small_lane.room()
@@ -567,13 +553,10 @@ impl Peer {
     /// handle goes away: the slot borrows the queue handle instead of
     /// cloning it.
     pub fn try_reserve_slot(&self) -> Result<SendSlot<'_>, TryReserveError> {
-        match self.tx.try_reserve() {
-            Ok(permit) => Ok(SendSlot { permit }),
-            Err(mpsc::error::TrySendError::Full(())) if self.is_alive() => {
-                Err(TryReserveError::Full)
-            }
-            Err(_) => Err(TryReserveError::Gone(self.shared.gone())),
-        }
+        self.tx
+            .try_reserve()
+            .map(|permit| SendSlot { permit })
+            .map_err(|e| self.no_room(e))
     }
 
     /// Takes room in the reply lane's queue if there is some right now: the
@@ -587,12 +570,18 @@ impl Peer {
         &self,
         queue: &mpsc::Sender<Outgoing>,
     ) -> Result<SendPermit, TryReserveError> {
-        match queue.clone().try_reserve_owned() {
-            Ok(permit) => Ok(SendPermit { permit }),
-            Err(mpsc::error::TrySendError::Full(_)) if self.is_alive() => {
-                Err(TryReserveError::Full)
-            }
-            Err(_) => Err(TryReserveError::Gone(self.shared.gone())),
+        queue
+            .clone()
+            .try_reserve_owned()
+            .map(|permit| SendPermit { permit })
+            .map_err(|e| self.no_room(e))
+    }
+
+    /// Why a queue had no room: full, or its peer gone.
+    fn no_room<T>(&self, e: mpsc::error::TrySendError<T>) -> TryReserveError {
+        match e {
+            mpsc::error::TrySendError::Full(_) if self.is_alive() => TryReserveError::Full,
+            _ => TryReserveError::Gone(self.shared.gone()),
         }
     }
 

@@ -7,11 +7,10 @@ use std::task::{Context, Poll};
 
 use crate::actor::{Accepts, Deliver, Message, RemoteActor, push};
 use crate::transport::Refused;
-use crate::wire::{FrameHeader, FrameKind, Payload};
+use crate::wire::FrameKind;
 
 use super::{
-    ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_for,
-    encode_in_for,
+    ActorRef, AskError, PeerLink, RequestError, Route, RouteRef, SendError, encode_in_for,
 };
 
 impl<A: RemoteActor> ActorRef<A> {
@@ -169,10 +168,7 @@ impl<A: RemoteActor> ActorRef<A> {
                     Err(e) => return Err(SendError::Encode(msg, e)),
                     Ok(Ok(())) => return Ok(()),
                     Ok(Err(Refused::Queue(header, bytes))) => (header, bytes),
-                    Ok(Err(Refused::Wait(_, bytes))) => {
-                        peer.unsent(bytes);
-                        return Err(SendError::Full(msg));
-                    }
+                    Ok(Err(Refused::Wait)) => return Err(SendError::Full(msg)),
                 };
                 match peer.try_reserve_slot() {
                     Ok(slot) => {
@@ -190,23 +186,22 @@ impl<A: RemoteActor> ActorRef<A> {
     }
 
     /// A remote tell that may wait: gathered into the lane's batch once the
-    /// writer made room, or queued once the queue has room.
+    /// writer made room (encoded again each try: a wait comes once a full
+    /// batch), or queued once the queue has room.
     async fn tell_remote_waiting<M: Message>(
         &self,
         link: &PeerLink,
         msg: M,
     ) -> Result<(), SendError<M>> {
         let peer = link.peer();
-        let mut frame = match self.tell_frame(link, &msg) {
-            Ok(frame) => frame,
-            Err(e) => return Err(SendError::Encode(msg, e)),
-        };
         loop {
             let mut room = std::pin::pin!(peer.gather_room());
             room.as_mut().enable();
-            match peer.try_gather(frame.0, frame.1) {
-                Ok(()) => return Ok(()),
-                Err(Refused::Queue(header, bytes)) => {
+            let header = self.header::<M>(FrameKind::Tell);
+            match peer.try_gather_encoding(header, |buf| encode_in_for(link, &msg, buf)) {
+                Err(e) => return Err(SendError::Encode(msg, e)),
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(Refused::Queue(header, bytes))) => {
                     return match peer.reserve_slot().await {
                         Ok(slot) => {
                             slot.send(header, bytes);
@@ -215,8 +210,7 @@ impl<A: RemoteActor> ActorRef<A> {
                         Err(e) => Err(self.peer_lost(msg, link, e)),
                     };
                 }
-                Err(Refused::Wait(header, bytes)) => {
-                    frame = (header, bytes);
+                Ok(Err(Refused::Wait)) => {
                     tokio::select! {
                         _ = room => {}
                         reason = peer.closed() => return Err(self.peer_lost(msg, link, reason)),
@@ -224,15 +218,6 @@ impl<A: RemoteActor> ActorRef<A> {
                 }
             }
         }
-    }
-
-    /// The `Tell` frame of `msg` for `link`'s peer (see [`encode_for`]).
-    fn tell_frame<M: Message>(
-        &self,
-        link: &PeerLink,
-        msg: &M,
-    ) -> Result<(FrameHeader, Payload), crate::wire::EncodeError> {
-        Ok((self.header::<M>(FrameKind::Tell), encode_for(link, msg)?))
     }
 
     /// The error of a tell whose actor stopped.
