@@ -471,6 +471,7 @@ impl Peer {
     /// ([`super::direct::LaneSlot::try_gather_encoding`]); otherwise gives
     /// it back encoded, to be queued, or says to try again once
     /// [`Peer::gather_room`] resolves.
+    #[inline(always)]
     pub(crate) fn try_gather_encoding<E>(
         &self,
         header: FrameHeader,
