@@ -140,6 +140,45 @@ impl<T: Reducible> ReduceOp<T> {
         }
     }
 
+    /// Sets `acc[i] = first[i] ⊕ acc[i]` for every `i`: the operand order
+    /// of a partial result that holds the ranks before this one. A built-in
+    /// operation writes it in place; a custom closure (which can only fold
+    /// into its first argument) folds into a copy of `first` that is then
+    /// copied into `acc`.
+    ///
+    /// ```
+    /// use parallel::collective::ReduceOp;
+    /// let mut acc = [10i32, 20];
+    /// ReduceOp::Sum.apply_first(&[1, 2], &mut acc);
+    /// assert_eq!(acc, [11, 22]);
+    /// ```
+    ///
+    /// # Panics
+    /// When the slices differ in length, as [`ReduceOp::apply`].
+    pub fn apply_first(&self, first: &[T], acc: &mut [T]) {
+        assert_eq!(
+            acc.len(),
+            first.len(),
+            "reduce of slices of different lengths; combine equal chunks"
+        );
+        fn each<T: Copy>(first: &[T], acc: &mut [T], f: impl Fn(T, T) -> T) {
+            for (a, &b) in acc.iter_mut().zip(first) {
+                *a = f(b, *a);
+            }
+        }
+        match self {
+            Self::Sum => each(first, acc, T::sum),
+            Self::Prod => each(first, acc, T::prod),
+            Self::Min => each(first, acc, T::min),
+            Self::Max => each(first, acc, T::max),
+            Self::Custom(f) => {
+                let mut folded = first.to_vec();
+                f(&mut folded, acc);
+                acc.copy_from_slice(&folded);
+            }
+        }
+    }
+
     /// A number naming the operation, equal on every rank that uses the same
     /// built-in one (collectives check that all ranks agree); every custom
     /// closure has the same code, as closures cannot be compared.
@@ -207,6 +246,31 @@ mod tests {
         let mut acc = [0.0f32, -0.0];
         ReduceOp::Max.apply(&mut acc, &[-0.0, 0.0]);
         assert_eq!(acc.map(f32::to_bits), [0.0f32.to_bits(); 2]);
+    }
+
+    #[test]
+    fn apply_first_puts_the_incoming_operand_first() {
+        // A custom op that is not commutative shows the operand order.
+        let order = ReduceOp::custom(|acc: &mut [i32], other: &[i32]| {
+            for (a, b) in acc.iter_mut().zip(other) {
+                *a = a.wrapping_mul(10).wrapping_add(*b);
+            }
+        });
+        let mut acc = [2, 5];
+        order.apply_first(&[1, 4], &mut acc);
+        assert_eq!(acc, [12, 45]);
+        let mut acc = [0.0f64, 1.0];
+        ReduceOp::Min.apply_first(&[-0.0, f64::NAN], &mut acc);
+        assert_eq!(acc[0].to_bits(), (-0.0f64).to_bits());
+        assert!(acc[1].is_nan());
+        for op in [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Min, ReduceOp::Max] {
+            let (first, local) = ([3i64, -7, 9], [5i64, 2, -4]);
+            let mut expected = first;
+            op.apply(&mut expected, &local);
+            let mut acc = local;
+            op.apply_first(&first, &mut acc);
+            assert_eq!(acc, expected, "{op:?}");
+        }
     }
 
     #[test]

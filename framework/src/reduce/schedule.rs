@@ -79,16 +79,11 @@ pub enum Action {
 impl Action {
     /// Applies a received chunk `incoming` to this rank's `local` chunk
     /// (equal lengths) as the action says. `incoming` may lie where it
-    /// arrived (a received message, read in place): only
-    /// [`Action::ReduceIncomingFirst`] copies it, as the operation's
-    /// accumulator.
+    /// arrived (a received message, read in place); a built-in operation
+    /// reduces into `local` in place ([`ReduceOp::apply_first`]).
     pub fn apply<T: Reducible>(self, op: &ReduceOp<T>, local: &mut [T], incoming: &[T]) {
         match self {
-            Action::ReduceIncomingFirst => {
-                let mut acc = incoming.to_vec();
-                op.apply(&mut acc, local);
-                local.copy_from_slice(&acc);
-            }
+            Action::ReduceIncomingFirst => op.apply_first(incoming, local),
             Action::ReduceLocalFirst => op.apply(local, incoming),
             Action::Copy => local.copy_from_slice(incoming),
         }
