@@ -74,6 +74,18 @@ pub(crate) enum Lane {
 }
 
 impl Lane {
+    /// The QUIC send priority of the lane's stream: replies first (they
+    /// complete waiting requests), then the small lane, then bulk streams
+    /// (priority 0), which the connection sends one after the other, each
+    /// to its end (`send_fairness` off, see `tls::quic_transport`). The
+    /// control stream (`i32::MAX`) goes before all of them.
+    pub(crate) fn priority(self) -> i32 {
+        match self {
+            Self::Small => 1,
+            Self::Replies => 2,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Small => "small",
@@ -123,6 +135,8 @@ async fn write_loop(
         Lane::Small => LANE_SMALL,
         Lane::Replies => LANE_REPLY,
     };
+    // Refused only once the stream is gone, which the write below reports.
+    let _ = stream.set_priority(kind.priority());
     stream.write_all(&[first]).await.map_err(write_error)?;
     let slot = shared.lane(kind);
     slot.open(OpenLane::new(stream));
