@@ -576,8 +576,8 @@ async fn run_peer(
     slot: Option<Slot>,
 ) {
     let shared = peer.shared.clone();
-    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let (replies_tx, replies_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (inbound_tx, inbound_rx) = super::handoff::handoff(INBOUND_QUEUE);
+    let (replies_tx, replies_rx) = super::handoff::handoff(INBOUND_QUEUE);
     let config = inner.config.clone();
     inner.tasks.spawn(lanes::writer(
         shared.clone(),

@@ -37,6 +37,7 @@ use super::error::DownReason;
 use super::framing::{
     ReadFrameError, is_data_kind, is_reply_kind, read_error, read_only_frame, write_error,
 };
+use super::handoff::Giver;
 use super::peer::{Outgoing, PeerShared};
 use super::spares::Spares;
 
@@ -332,8 +333,8 @@ async fn send_bulk(
 /// bulk stream, and the reply lane, has a task of its own.
 pub(crate) async fn reader(
     shared: Arc<PeerShared>,
-    inbound: mpsc::Sender<Frame>,
-    replies: mpsc::Sender<Frame>,
+    inbound: Giver<Frame>,
+    replies: Giver<Frame>,
     max_frame: u64,
 ) {
     let (lane_tx, lane_rx) = oneshot::channel::<quinn::RecvStream>();
@@ -453,9 +454,10 @@ async fn read_replies(
     shared: &PeerShared,
     recv: quinn::RecvStream,
     max_frame: u64,
-    tx: mpsc::Sender<Frame>,
+    tx: Giver<Frame>,
 ) -> Result<(), ReadFrameError> {
     let mut lane = SmallLane::new(recv, max_frame, Lane::Replies, None);
+    let mut ready = Vec::new();
     loop {
         let read = lane.read().await;
         if matches!(shared.down_reason(), Some(DownReason::HeartbeatTimeout(_))) {
@@ -467,19 +469,15 @@ async fn read_replies(
             None => return lane.ended(),
         }
         while let Some(frame) = lane.next_frame()? {
-            let Some(frame) = shared.reply_to_hook(frame) else {
-                continue;
-            };
-            match tx.try_send(frame) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
-                    biased;
-                    _ = shared.wait_down() => return Ok(()),
-                    _ = tx.send(frame) => {}
-                },
-                // Nobody holds the `Inbound` any more: replies just drop.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if let Some(frame) = shared.reply_to_hook(frame) {
+                ready.push(frame);
             }
+        }
+        // Once nobody holds the `Inbound` any more, replies just drop.
+        tokio::select! {
+            biased;
+            _ = shared.wait_down() => return Ok(()),
+            () = tx.give_all(&mut ready) => {}
         }
     }
 }
@@ -718,7 +716,7 @@ async fn in_order(
     shared: Arc<PeerShared>,
     mut lane_rx: oneshot::Receiver<quinn::RecvStream>,
     mut bulk_rx: mpsc::Receiver<Frame>,
-    inbound: mpsc::Sender<Frame>,
+    inbound: Giver<Frame>,
     max_frame: u64,
 ) {
     let down = shared.wait_down();
@@ -771,18 +769,12 @@ async fn in_order(
             // Declared dead (and fenced): nothing more from it goes up.
             return;
         }
-        // Frames that were complete before an error still go up.
-        for frame in ready.drain(..) {
-            match inbound.try_send(frame) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
-                    biased;
-                    _ = &mut down => return,
-                    // An `Inbound` nobody holds any more just drops its frames.
-                    _ = inbound.send(frame) => {}
-                },
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+        // Frames that were complete before an error still go up; an
+        // `Inbound` nobody holds any more just drops its frames.
+        tokio::select! {
+            biased;
+            _ = &mut down => return,
+            () = inbound.give_all(&mut ready) => {}
         }
         if let Err(e) = result {
             fail(&shared, Err(e));

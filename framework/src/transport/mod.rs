@@ -58,6 +58,7 @@ mod endpoint;
 mod error;
 mod fence;
 mod framing;
+mod handoff;
 mod handshake;
 mod identity;
 mod join_line;

@@ -14,6 +14,7 @@ use super::direct::{GivenBack, LaneSlot, Refused};
 use super::error::{DownReason, PeerGone, TryReserveError};
 use super::fence::{FENCED, Fences};
 use super::framing::{close_code, is_reply_kind};
+use super::handoff::Taker;
 use super::join_line::JoinLine;
 use super::lanes::Lane;
 
@@ -680,16 +681,16 @@ impl SendSlot<'_> {
 /// is handed out before any data frame that is ready with it.
 #[derive(Debug)]
 pub struct Inbound {
-    data: mpsc::Receiver<(FrameHeader, Buffer)>,
-    replies: mpsc::Receiver<(FrameHeader, Buffer)>,
+    data: Taker<(FrameHeader, Buffer)>,
+    replies: Taker<(FrameHeader, Buffer)>,
     data_open: bool,
     replies_open: bool,
 }
 
 impl Inbound {
     pub(crate) fn new(
-        data: mpsc::Receiver<(FrameHeader, Buffer)>,
-        replies: mpsc::Receiver<(FrameHeader, Buffer)>,
+        data: Taker<(FrameHeader, Buffer)>,
+        replies: Taker<(FrameHeader, Buffer)>,
     ) -> Self {
         Self {
             data,
@@ -738,21 +739,21 @@ impl Inbound {
         std::future::poll_fn(|cx| {
             // Replies first; a glance is enough while data is flowing.
             if self.replies_open && (!self.replies.is_empty() || !data || !self.data_open) {
-                match self.replies.poll_recv_many(cx, frames, limit) {
+                match self.replies.poll_take(cx, frames, limit) {
                     Poll::Ready(0) => self.replies_open = false,
                     Poll::Ready(n) => return Poll::Ready(n),
                     Poll::Pending => {}
                 }
             }
             if data && self.data_open {
-                match self.data.poll_recv_many(cx, frames, limit) {
+                match self.data.poll_take(cx, frames, limit) {
                     Poll::Ready(0) => self.data_open = false,
                     Poll::Ready(n) => return Poll::Ready(n),
                     Poll::Pending => {}
                 }
                 // No data: now wait for replies too.
                 if self.replies_open {
-                    match self.replies.poll_recv_many(cx, frames, limit) {
+                    match self.replies.poll_take(cx, frames, limit) {
                         Poll::Ready(0) => self.replies_open = false,
                         Poll::Ready(n) => return Poll::Ready(n),
                         Poll::Pending => {}
