@@ -516,6 +516,8 @@ struct SmallLane {
     /// Where small payloads are copied: spares the actors hand back (data
     /// frames), or fresh buffers (replies, decoded where no spare goes back).
     spares: Option<Arc<Spares>>,
+    /// Spares taken from `spares` at once, used one per payload.
+    stash: Vec<Buffer>,
 }
 
 impl SmallLane {
@@ -535,6 +537,7 @@ impl SmallLane {
             headers: LaneDecoder::new(max_frame),
             kind,
             spares,
+            stash: Vec::new(),
         }
     }
 
@@ -587,7 +590,7 @@ impl SmallLane {
                 let body = &have[used..];
                 if body.len() >= len {
                     let payload = match &self.spares {
-                        Some(spares) => spares.copy_of(&body[..len]),
+                        Some(spares) => spares.copy_of(&mut self.stash, &body[..len]),
                         None => aligned_copy(&body[..len]),
                     };
                     let frame = (header, payload);
