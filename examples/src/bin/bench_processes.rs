@@ -134,6 +134,15 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
         started / row.baseline_value,
         floor - started
     );
+    if floor / row.baseline_value > 2.0 {
+        eprintln!(
+            "[bench]   so the 2 x /bin/true target is out of reach of any child that starts this program and \
+             dials its parent over QUIC (that floor is {:.2} x); reaching it needs children that start no \
+             program (forked from a process kept ready, a fork server) and reach the parent over a channel \
+             handed to them at fork instead of a QUIC handshake",
+            floor / row.baseline_value
+        );
+    }
     eprintln!(
         "[bench]   absolute target: <= 50 ms ({})",
         if row.value <= 50.0 { "met" } else { "missed" }
@@ -210,6 +219,13 @@ async fn run_benches() -> Result<Vec<Row>, BoxError> {
             one_cpu / trips.one_cpu.1,
             trips.one_cpu.0 / one_cpu,
         );
+        if one_cpu / trips.one_cpu.1 > 1.25 {
+            eprintln!(
+                "[bench]   on one CPU the two hand-offs alone pass the 1.25 x target: only a function run on \
+                 its node's own thread would meet it, and that node would not answer heartbeats while the \
+                 function computes"
+            );
+        }
     }
     rows.extend(trips.rows(
         ["join_roundtrip_p50_us", "join_roundtrip_p50_us_one_cpu"],
