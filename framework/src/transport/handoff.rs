@@ -76,10 +76,20 @@ impl<T> Giver<T> {
     /// rest is dropped at once. Cancel-safe: what was not moved stays in
     /// `items`, in order.
     pub(crate) async fn give_all(&self, items: &mut Vec<T>) {
-        poll_fn(|cx| self.poll_give(cx, items)).await
+        poll_fn(|cx| self.give(Some(cx), items)).await
     }
 
-    fn poll_give(&self, cx: &Context<'_>, items: &mut Vec<T>) -> Poll<()> {
+    /// Moves what fits now of `items`, front first, without waiting; true
+    /// when `items` is empty after it. What waits in the queue goes up
+    /// even after the peer went down, so the frames read before the end
+    /// are given this way first.
+    pub(crate) fn try_give(&self, items: &mut Vec<T>) -> bool {
+        self.give(None, items).is_ready()
+    }
+
+    /// Moves what fits; with a context, registers it to be woken for room
+    /// when some is left.
+    fn give(&self, cx: Option<&Context<'_>>, items: &mut Vec<T>) -> Poll<()> {
         if items.is_empty() {
             return Poll::Ready(());
         }
@@ -97,7 +107,9 @@ impl<T> Giver<T> {
             state.queue.extend(items.drain(..n));
         }
         let wake = if n > 0 { state.taker.take() } else { None };
-        if !items.is_empty() {
+        if let Some(cx) = cx
+            && !items.is_empty()
+        {
             register(&mut state.giver, cx);
         }
         drop(state);
@@ -250,6 +262,17 @@ mod tests {
         giver.give_all(&mut vec![4]).await;
         assert_eq!(take(&mut taker, 2).await, [1, 2]);
         assert_eq!(take(&mut taker, 8).await, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn try_give_moves_what_fits_and_never_waits() {
+        let (giver, mut taker) = handoff::<u32>(2);
+        let mut items = vec![1, 2, 3];
+        assert!(!giver.try_give(&mut items));
+        assert_eq!(items, [3]);
+        assert_eq!(take(&mut taker, 8).await, [1, 2]);
+        assert!(giver.try_give(&mut items));
+        assert_eq!(take(&mut taker, 8).await, [3]);
     }
 
     #[tokio::test]

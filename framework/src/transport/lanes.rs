@@ -473,11 +473,15 @@ async fn read_replies(
                 ready.push(frame);
             }
         }
-        // Once nobody holds the `Inbound` any more, replies just drop.
-        tokio::select! {
-            biased;
-            _ = shared.wait_down() => return Ok(()),
-            () = tx.give_all(&mut ready) => {}
+        // Most replies went to the hook; the rest go up even if the peer
+        // is down by now. Once nobody holds the `Inbound` any more, replies
+        // just drop.
+        if !tx.try_give(&mut ready) {
+            tokio::select! {
+                biased;
+                _ = shared.wait_down() => return Ok(()),
+                () = tx.give_all(&mut ready) => {}
+            }
         }
     }
 }
@@ -772,12 +776,15 @@ async fn in_order(
             // Declared dead (and fenced): nothing more from it goes up.
             return;
         }
-        // Frames that were complete before an error still go up; an
-        // `Inbound` nobody holds any more just drops its frames.
-        tokio::select! {
-            biased;
-            _ = &mut down => return,
-            () = inbound.give_all(&mut ready) => {}
+        // Frames that were complete before an error, or before the peer
+        // went down, still go up as far as there is room; an `Inbound`
+        // nobody holds any more just drops its frames.
+        if !inbound.try_give(&mut ready) {
+            tokio::select! {
+                biased;
+                _ = &mut down => return,
+                () = inbound.give_all(&mut ready) => {}
+            }
         }
         if let Err(e) = result {
             fail(&shared, Err(e));
