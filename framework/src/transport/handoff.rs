@@ -79,12 +79,23 @@ impl<T> Giver<T> {
         poll_fn(|cx| self.give(Some(cx), items)).await
     }
 
-    /// Moves what fits now of `items`, front first, without waiting; true
-    /// when `items` is empty after it. What waits in the queue goes up
-    /// even after the peer went down, so the frames read before the end
-    /// are given this way first.
-    pub(crate) fn try_give(&self, items: &mut Vec<T>) -> bool {
-        self.give(None, items).is_ready()
+    /// [`Giver::give_all`] unless `stop` (the peer going down) comes
+    /// first; false when it did. What fits now goes in before `stop` is
+    /// looked at, so the frames read before a peer's end still go up as
+    /// far as there is room.
+    pub(crate) async fn give_all_until(
+        &self,
+        items: &mut Vec<T>,
+        stop: impl std::future::Future,
+    ) -> bool {
+        if self.give(None, items).is_ready() {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            _ = stop => false,
+            () = self.give_all(items) => true,
+        }
     }
 
     /// Moves what fits; with a context, registers it to be woken for room
@@ -212,10 +223,27 @@ mod tests {
 
     async fn take(taker: &mut Taker<u32>, limit: usize) -> Vec<u32> {
         let mut out = Vec::new();
-        timeout(WAIT, poll_fn(|cx| taker.poll_take(cx, &mut out, limit)))
-            .await
-            .expect("take timed out");
+        take_into(taker, &mut out, limit).await;
         out
+    }
+
+    async fn take_into(taker: &mut Taker<u32>, out: &mut Vec<u32>, limit: usize) -> usize {
+        timeout(WAIT, poll_fn(|cx| taker.poll_take(cx, out, limit)))
+            .await
+            .expect("take timed out")
+    }
+
+    async fn give(giver: &Giver<u32>, mut items: Vec<u32>) {
+        timeout(WAIT, giver.give_all(&mut items))
+            .await
+            .expect("give timed out");
+    }
+
+    async fn finished(task: tokio::task::JoinHandle<()>) {
+        timeout(WAIT, task)
+            .await
+            .expect("task timed out")
+            .expect("task");
     }
 
     #[tokio::test]
@@ -236,10 +264,7 @@ mod tests {
             got.extend(take(&mut taker, 100).await);
         }
         assert_eq!(got, [3, 4, 5, 6, 7, 8, 9]);
-        timeout(WAIT, giving)
-            .await
-            .expect("giver timed out")
-            .expect("giver");
+        finished(giving).await;
         // The giver is gone and everything was taken: the end.
         assert!(take(&mut taker, 1).await.is_empty());
     }
@@ -247,31 +272,39 @@ mod tests {
     #[tokio::test]
     async fn a_batch_into_an_empty_queue_taken_whole_is_not_moved() {
         let (giver, mut taker) = handoff::<u32>(16);
-        let mut items: Vec<u32> = (0..10).collect();
+        let items: Vec<u32> = (0..10).collect();
         let at = items.as_ptr();
-        timeout(WAIT, giver.give_all(&mut items))
-            .await
-            .expect("give");
-        assert!(items.is_empty());
+        give(&giver, items).await;
         let mut out = Vec::new();
-        let n = poll_fn(|cx| taker.poll_take(cx, &mut out, 16)).await;
+        let n = take_into(&mut taker, &mut out, 16).await;
         assert_eq!((n, out.as_ptr()), (10, at), "the batch was copied");
         assert_eq!(out, (0..10).collect::<Vec<_>>());
         // Taken in part, or given behind what waits: moved, in order.
-        giver.give_all(&mut vec![1, 2, 3]).await;
-        giver.give_all(&mut vec![4]).await;
+        give(&giver, vec![1, 2, 3]).await;
+        give(&giver, vec![4]).await;
         assert_eq!(take(&mut taker, 2).await, [1, 2]);
         assert_eq!(take(&mut taker, 8).await, [3, 4]);
     }
 
     #[tokio::test]
-    async fn try_give_moves_what_fits_and_never_waits() {
+    async fn what_fits_goes_in_even_when_the_stop_has_come() {
         let (giver, mut taker) = handoff::<u32>(2);
         let mut items = vec![1, 2, 3];
-        assert!(!giver.try_give(&mut items));
+        let stopped = std::future::ready(());
+        assert!(
+            !timeout(WAIT, giver.give_all_until(&mut items, stopped))
+                .await
+                .expect("give")
+        );
         assert_eq!(items, [3]);
         assert_eq!(take(&mut taker, 8).await, [1, 2]);
-        assert!(giver.try_give(&mut items));
+        // With room for all, the stop is not even looked at.
+        let stopped = std::future::ready(());
+        assert!(
+            timeout(WAIT, giver.give_all_until(&mut items, stopped))
+                .await
+                .expect("give")
+        );
         assert_eq!(take(&mut taker, 8).await, [3]);
     }
 
@@ -280,13 +313,10 @@ mod tests {
         let (giver, mut taker) = handoff::<u32>(8);
         let giving = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            giver.give_all(&mut vec![1, 2]).await;
+            give(&giver, vec![1, 2]).await;
         });
         assert_eq!(take(&mut taker, 8).await, [1, 2]);
-        timeout(WAIT, giving)
-            .await
-            .expect("giver timed out")
-            .expect("giver");
+        finished(giving).await;
         assert!(take(&mut taker, 8).await.is_empty());
     }
 

@@ -473,15 +473,10 @@ async fn read_replies(
                 ready.push(frame);
             }
         }
-        // Most replies went to the hook; the rest go up even if the peer
-        // is down by now. Once nobody holds the `Inbound` any more, replies
-        // just drop.
-        if !tx.try_give(&mut ready) {
-            tokio::select! {
-                biased;
-                _ = shared.wait_down() => return Ok(()),
-                () = tx.give_all(&mut ready) => {}
-            }
+        // Most replies went to the hook. Once nobody holds the `Inbound`
+        // any more, replies just drop.
+        if !tx.give_all_until(&mut ready, shared.wait_down()).await {
+            return Ok(());
         }
     }
 }
@@ -779,12 +774,8 @@ async fn in_order(
         // Frames that were complete before an error, or before the peer
         // went down, still go up as far as there is room; an `Inbound`
         // nobody holds any more just drops its frames.
-        if !inbound.try_give(&mut ready) {
-            tokio::select! {
-                biased;
-                _ = &mut down => return,
-                () = inbound.give_all(&mut ready) => {}
-            }
+        if !inbound.give_all_until(&mut ready, &mut down).await {
+            return;
         }
         if let Err(e) = result {
             fail(&shared, Err(e));

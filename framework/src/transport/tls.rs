@@ -243,8 +243,8 @@ mod tests {
             .await
             .expect("connect timed out")
             .expect("connected");
-        // All three written before the connection sends a byte of them
-        // (nothing here yields until they are finished).
+        // All three written at once, into the connection's send buffer
+        // (room for them all), before it has sent much of the first.
         let bulk = vec![7u8; 2 << 20];
         let mut streams = Vec::new();
         for (payload, priority) in [
